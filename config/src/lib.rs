@@ -1,0 +1,559 @@
+//! The faultline engine configuration.
+//!
+//! One TOML file configures an engine node. The engine reads it (`faultline serve --config`),
+//! and the Kubernetes operator writes it into a ConfigMap, so both crates share this type and can
+//! never disagree about a field name or a default.
+//!
+//! Every section is optional and every field has a default, so an empty file (or no file at all)
+//! gives a working single-node server: data under `./data`, listening on `127.0.0.1:8000`.
+//! Unknown fields are rejected, and a parse error names the file, the field and the line.
+//!
+//! Sizes are written as strings with a unit (`"1MiB"`, `"200 MB"`), durations in humantime form
+//! (`"5ms"`, `"10s"`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use bytesize::ByteSize;
+use serde::{Deserialize, Serialize};
+
+/// Errors while loading or checking a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid config: {field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The whole configuration of one engine node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub wal: WalConfig,
+    pub flush: FlushConfig,
+    pub limits: LimitsConfig,
+    pub query: QueryConfig,
+    pub auth: AuthConfig,
+    pub retention: RetentionConfig,
+    pub backup: BackupConfig,
+    /// Projects declared in the config (the operator declares them here). Projects created
+    /// with `faultline project create` live in the object store instead; both are served.
+    #[serde(rename = "project", skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<ProjectConfig>,
+}
+
+/// HTTP listeners.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address of the ingest listener (Sentry endpoints, health).
+    pub listen: SocketAddr,
+    /// Optional separate listener for the query and admin API. When unset, the query API is
+    /// served on `listen` as well. In Kubernetes the operator sets it so that a NetworkPolicy
+    /// can keep SQL away from the namespaces that only send events.
+    pub admin_listen: Option<SocketAddr>,
+    /// Public base URL used when printing DSNs, e.g. `https://errors.example.com`.
+    /// Defaults to `http://<listen>`.
+    pub public_url: Option<String>,
+    /// How long a graceful shutdown waits for in-flight requests.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            admin_listen: None,
+            public_url: None,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where data lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Local directory for the write-ahead log and, without `object_store`, for the objects.
+    pub data_dir: PathBuf,
+    /// Object store URL: `file:///abs/path`, or `s3://bucket/prefix`. Unset means the local
+    /// directory `<data_dir>/objects`.
+    pub object_store: Option<String>,
+    /// S3 settings; credentials come from the usual AWS environment variables
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), never from this file.
+    pub s3: S3Config,
+    /// Name of this node; each node writes only its own WAL and manifest. Defaults to `node-0`;
+    /// in a StatefulSet the operator sets the pod name.
+    pub node_id: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            object_store: None,
+            s3: S3Config::default(),
+            node_id: "node-0".to_owned(),
+        }
+    }
+}
+
+/// S3 connection settings (also read from `AWS_ENDPOINT_URL`, `AWS_REGION` when unset).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint URL for S3-compatible servers (MinIO, Ceph, moto...).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Allow plain `http://` endpoints.
+    pub allow_http: bool,
+    /// Use path-style requests (`endpoint/bucket/key`) instead of virtual-hosted style.
+    pub force_path_style: bool,
+}
+
+/// Write-ahead log and group commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalConfig {
+    /// Directory of the log; defaults to `<data_dir>/wal`.
+    pub dir: Option<PathBuf>,
+    /// How long the committer waits for more requests to share one fsync.
+    #[serde(with = "humantime_serde")]
+    pub commit_window: Duration,
+    /// A commit is started at once when this many bytes are waiting.
+    pub max_batch: ByteSize,
+    /// A new segment is started when the current one passes this size.
+    pub segment_size: ByteSize,
+    /// Back-pressure: when the unflushed log exceeds this, ingest answers 503 with Retry-After.
+    pub max_unflushed: ByteSize,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            commit_window: Duration::from_millis(2),
+            max_batch: ByteSize::mib(4),
+            segment_size: ByteSize::mib(64),
+            max_unflushed: ByteSize::gib(1),
+        }
+    }
+}
+
+/// When the in-memory buffer becomes Parquet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlushConfig {
+    /// Flush at least this often when there is data.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Flush as soon as the buffer holds this many events.
+    pub max_events: usize,
+    /// Flush as soon as the buffer holds this many bytes of events.
+    pub max_bytes: ByteSize,
+    /// zstd level used for the Parquet files written by a flush.
+    pub zstd_level: i32,
+}
+
+impl Default for FlushConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            max_events: 100_000,
+            max_bytes: ByteSize::mib(64),
+            zstd_level: 1,
+        }
+    }
+}
+
+/// Request limits, with the defaults of Sentry's Relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body as sent on the wire (compressed).
+    pub max_request_size: ByteSize,
+    /// Largest envelope after decompression (Relay: `max_envelope_size`, 100 MiB).
+    pub max_envelope_size: ByteSize,
+    /// Largest single event item or store body (Relay: `max_event_size`, 1 MiB).
+    pub max_event_size: ByteSize,
+    /// Largest attachment item (Relay: `max_attachment_size`, 100 MiB).
+    pub max_attachment_size: ByteSize,
+    /// Largest number of in-flight ingest requests before 503.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_size: ByteSize::mib(100),
+            max_envelope_size: ByteSize::mib(100),
+            max_event_size: ByteSize::mib(1),
+            max_attachment_size: ByteSize::mib(100),
+            max_concurrent_requests: 1024,
+        }
+    }
+}
+
+/// Limits for one SQL query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Memory a query may use before it fails with a resources-exhausted error.
+    pub memory_limit: ByteSize,
+    /// Wall-clock limit of a query.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Rows returned at most; more gives an error naming the limit.
+    pub max_rows: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            memory_limit: ByteSize::mib(256),
+            timeout: Duration::from_secs(30),
+            max_rows: 100_000,
+        }
+    }
+}
+
+/// API authentication.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// A file holding an API token accepted in addition to those created with
+    /// `faultline token create` (the operator mounts one from a Secret).
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// How long events are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days events are kept unless the project says otherwise.
+    pub default_days: u32,
+    /// Per-project overrides, by project name.
+    pub projects: BTreeMap<String, u32>,
+    /// Optional cap on stored events per project; the oldest days go first.
+    pub max_events_per_project: Option<u64>,
+    /// How often the retention job runs.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            default_days: 90,
+            projects: BTreeMap::new(),
+            max_events_per_project: None,
+            interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Scheduled backups.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Cron expression (5 fields, UTC); unset disables scheduled backups.
+    pub schedule: Option<String>,
+    /// Destination object store URL (`s3://bucket/prefix` or `file:///path`).
+    pub destination: Option<String>,
+    /// S3 settings of the destination.
+    pub s3: S3Config,
+    /// Keep the last N backups.
+    pub keep_last: Option<u32>,
+    /// Keep backups younger than this many days.
+    pub keep_days: Option<u32>,
+}
+
+/// A project declared in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Numeric id, the last path segment of the DSN.
+    pub id: u64,
+    /// Short name (slug).
+    pub name: String,
+    /// Public DSN keys accepted for this project (32 hex characters each).
+    pub keys: Vec<String>,
+    /// Optional ingest rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Days of retention; overrides `retention.default_days` and `retention.projects`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+}
+
+/// Events accepted per window before 429 with `X-Sentry-Rate-Limits`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub events: u64,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Self::parse(&text).map_err(|err| match err {
+            Error::Parse { source, .. } => Error::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and checks config text (the path in errors is `<inline>`).
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|source| Error::Parse {
+            path: PathBuf::from("<inline>"),
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Renders the config as TOML (what the operator writes into its ConfigMap).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config always serializes")
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field: &str, message: String| Error::Invalid {
+            field: field.to_owned(),
+            message,
+        };
+        if self.storage.node_id.is_empty()
+            || !self
+                .storage
+                .node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return Err(invalid(
+                "storage.node_id",
+                format!(
+                    "{:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
+                    self.storage.node_id
+                ),
+            ));
+        }
+        if let Some(url) = &self.storage.object_store {
+            check_store_url("storage.object_store", url)?;
+        }
+        if let Some(url) = &self.backup.destination {
+            check_store_url("backup.destination", url)?;
+        }
+        if self.backup.schedule.is_some() && self.backup.destination.is_none() {
+            return Err(invalid(
+                "backup.destination",
+                "is required when backup.schedule is set".to_owned(),
+            ));
+        }
+        if self.retention.default_days == 0 {
+            return Err(invalid("retention.default_days", "must be at least 1".to_owned()));
+        }
+        if self.limits.max_event_size > self.limits.max_envelope_size {
+            return Err(invalid(
+                "limits.max_event_size",
+                "must not exceed limits.max_envelope_size".to_owned(),
+            ));
+        }
+        if !(1..=22).contains(&self.flush.zstd_level) {
+            return Err(invalid("flush.zstd_level", "must be between 1 and 22".to_owned()));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        let mut names = std::collections::BTreeSet::new();
+        for (i, project) in self.projects.iter().enumerate() {
+            let field = |name: &str| format!("project[{i}].{name}");
+            if project.id == 0 {
+                return Err(invalid(&field("id"), "must be at least 1".to_owned()));
+            }
+            if !ids.insert(project.id) {
+                return Err(invalid(&field("id"), format!("{} is used twice", project.id)));
+            }
+            if !is_slug(&project.name) {
+                return Err(invalid(
+                    &field("name"),
+                    format!(
+                        "{:?} must be 1-64 lowercase letters, digits or '-'",
+                        project.name
+                    ),
+                ));
+            }
+            if !names.insert(project.name.as_str()) {
+                return Err(invalid(&field("name"), format!("{:?} is used twice", project.name)));
+            }
+            for key in &project.keys {
+                if key.len() != 32 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(invalid(
+                        &field("keys"),
+                        "each key must be 32 hexadecimal characters".to_owned(),
+                    ));
+                }
+            }
+            if let Some(limit) = &project.rate_limit {
+                if limit.events == 0 || limit.window.is_zero() {
+                    return Err(invalid(
+                        &field("rate_limit"),
+                        "events and window must be greater than zero".to_owned(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Directory of the write-ahead log.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.wal
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.storage.data_dir.join("wal"))
+    }
+
+    /// Retention in days for a project.
+    pub fn retention_days(&self, project_name: &str) -> u32 {
+        self.projects
+            .iter()
+            .find(|p| p.name == project_name)
+            .and_then(|p| p.retention_days)
+            .or_else(|| self.retention.projects.get(project_name).copied())
+            .unwrap_or(self.retention.default_days)
+    }
+}
+
+/// A project name: 1-64 characters of `[a-z0-9-]`, not starting with '-'.
+pub fn is_slug(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn check_store_url(field: &str, url: &str) -> Result<()> {
+    let ok = url
+        .strip_prefix("s3://")
+        .map(|rest| !rest.is_empty() && !rest.starts_with('/'))
+        .or_else(|| url.strip_prefix("file://").map(|rest| rest.starts_with('/')))
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            field: field.to_owned(),
+            message: format!("{url:?} must be s3://bucket[/prefix] or file:///absolute/path"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_working_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(config.storage.data_dir, PathBuf::from("./data"));
+        assert_eq!(config.wal_dir(), PathBuf::from("./data/wal"));
+        assert_eq!(config.limits.max_event_size, ByteSize::mib(1));
+        assert_eq!(config.limits.max_envelope_size, ByteSize::mib(100));
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let mut config = Config::default();
+        config.storage.object_store = Some("s3://bucket/prefix".into());
+        config.projects.push(ProjectConfig {
+            id: 7,
+            name: "shop".into(),
+            keys: vec!["0123456789abcdef0123456789abcdef".into()],
+            rate_limit: Some(RateLimit {
+                events: 100,
+                window: Duration::from_secs(60),
+            }),
+            retention_days: Some(30),
+        });
+        config.retention.projects.insert("shop".into(), 14);
+        let text = config.to_toml();
+        assert_eq!(Config::parse(&text).unwrap(), config);
+        assert_eq!(config.retention_days("shop"), 30);
+        assert_eq!(config.retention_days("other"), 90);
+    }
+
+    #[test]
+    fn units_are_human() {
+        let config = Config::parse(
+            "[limits]\nmax_event_size = \"2MiB\"\n[wal]\ncommit_window = \"5ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.limits.max_event_size, ByteSize::mib(2));
+        assert_eq!(config.wal.commit_window, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("faultline.toml");
+        std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap();
+        let message = Config::load(&path).unwrap_err().to_string();
+        assert!(message.contains("faultline.toml"), "{message}");
+        assert!(message.contains("lisen"), "{message}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let cases = [
+            ("[storage]\nobject_store = \"http://x\"", "storage.object_store"),
+            ("[retention]\ndefault_days = 0", "retention.default_days"),
+            ("[backup]\nschedule = \"0 3 * * *\"", "backup.destination"),
+            (
+                "[[project]]\nid = 1\nname = \"Shop\"\nkeys = []",
+                "project[0].name",
+            ),
+            (
+                "[[project]]\nid = 1\nname = \"a\"\nkeys = [\"xyz\"]",
+                "project[0].keys",
+            ),
+            (
+                "[[project]]\nid = 1\nname = \"a\"\nkeys = []\n[[project]]\nid = 1\nname = \"b\"\nkeys = []",
+                "project[1].id",
+            ),
+        ];
+        for (text, field) in cases {
+            let message = Config::parse(text).unwrap_err().to_string();
+            assert!(message.contains(field), "{text:?} gave {message}");
+        }
+    }
+}

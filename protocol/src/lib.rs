@@ -1,0 +1,1 @@
+//! Sentry ingest protocol (placeholder).
