@@ -1,0 +1,376 @@
+//! Sentry envelopes: a JSON header line, then items, each a JSON header line and a payload.
+//!
+//! ```text
+//! {"event_id":"9ec79c33ec9942ab8353589fcb2e04dc","dsn":"https://key@host/42"}\n
+//! {"type":"attachment","length":10,"filename":"hello.txt"}\n
+//! \xef\xbb\xbfHello\r\n\n
+//! {"type":"event"}\n
+//! {"message":"hello world","level":"error"}\n
+//! ```
+//!
+//! An item with `length` has exactly that many payload bytes (which may contain newlines);
+//! without it the payload runs to the next newline or the end. The trailing newline of the
+//! envelope is optional and blank lines between items are skipped. Payloads are not copied:
+//! an [`Item`] holds the byte range of its payload in the parsed buffer. Errors number items
+//! from 1.
+
+use std::ops::Range;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::ErrorKind;
+
+/// Size limits applied while parsing, per item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeLimits {
+    /// Limit for event-like items (events, transactions, security reports, check-ins, logs,
+    /// spans, sessions, user reports, replay events, client reports). Relay's default: 1 MiB.
+    pub max_event_size: usize,
+    /// Limit for attachments, replay recordings and profiles. Relay's default: 100 MiB.
+    pub max_attachment_size: usize,
+}
+
+impl Default for EnvelopeLimits {
+    fn default() -> Self {
+        Self {
+            max_event_size: 1024 * 1024,
+            max_attachment_size: 100 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("envelope is empty")]
+    Empty,
+    #[error("envelope header is not valid JSON: {0}")]
+    HeaderJson(#[source] serde_json::Error),
+    #[error("envelope header is not a JSON object")]
+    HeaderNotObject,
+    #[error("envelope header event_id {0:?} is not a UUID")]
+    HeaderEventId(String),
+    #[error("item {index} header is not valid JSON: {source}")]
+    ItemHeaderJson {
+        index: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("item {index} header is not a JSON object")]
+    ItemHeaderNotObject { index: usize },
+    #[error("item {index} header has no string `type`")]
+    MissingItemType { index: usize },
+    #[error("item {index} ({ty}) has an invalid length: {reason}")]
+    InvalidLength {
+        index: usize,
+        ty: String,
+        reason: &'static str,
+    },
+    #[error("item {index} ({ty}) declares length {length} but only {available} bytes follow")]
+    Truncated {
+        index: usize,
+        ty: String,
+        length: usize,
+        available: usize,
+    },
+    #[error("item {index} ({ty}) payload is not followed by a newline")]
+    MissingNewline { index: usize, ty: String },
+    #[error("item {index} ({ty}) exceeds {limit_name} of {limit} bytes")]
+    ItemTooLarge {
+        index: usize,
+        ty: String,
+        limit_name: &'static str,
+        limit: usize,
+    },
+}
+
+pub type Result<T, E = EnvelopeError> = std::result::Result<T, E>;
+
+impl EnvelopeError {
+    /// True if an item exceeded a size limit (HTTP 413).
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, Self::ItemTooLarge { .. })
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        if self.is_too_large() {
+            ErrorKind::TooLarge
+        } else {
+            ErrorKind::BadRequest
+        }
+    }
+}
+
+/// The type of an envelope item, from its `type` header.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ItemType {
+    Event,
+    Transaction,
+    Attachment,
+    Session,
+    Sessions,
+    ClientReport,
+    CheckIn,
+    Log,
+    Span,
+    Profile,
+    ReplayEvent,
+    ReplayRecording,
+    UserReport,
+    Security,
+    FormData,
+    RawSecurity,
+    /// Any other type, kept by name (Relay forwards unknown items unchanged).
+    Other(String),
+}
+
+impl ItemType {
+    /// The type by its name in the item header.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "event" => Self::Event,
+            "transaction" => Self::Transaction,
+            "attachment" => Self::Attachment,
+            "session" => Self::Session,
+            "sessions" => Self::Sessions,
+            "client_report" => Self::ClientReport,
+            "check_in" => Self::CheckIn,
+            "log" => Self::Log,
+            "span" => Self::Span,
+            "profile" => Self::Profile,
+            "replay_event" => Self::ReplayEvent,
+            "replay_recording" => Self::ReplayRecording,
+            "user_report" => Self::UserReport,
+            "security" => Self::Security,
+            "form_data" => Self::FormData,
+            "raw_security" => Self::RawSecurity,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// The name used in item headers.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Event => "event",
+            Self::Transaction => "transaction",
+            Self::Attachment => "attachment",
+            Self::Session => "session",
+            Self::Sessions => "sessions",
+            Self::ClientReport => "client_report",
+            Self::CheckIn => "check_in",
+            Self::Log => "log",
+            Self::Span => "span",
+            Self::Profile => "profile",
+            Self::ReplayEvent => "replay_event",
+            Self::ReplayRecording => "replay_recording",
+            Self::UserReport => "user_report",
+            Self::Security => "security",
+            Self::FormData => "form_data",
+            Self::RawSecurity => "raw_security",
+            Self::Other(name) => name,
+        }
+    }
+
+    /// Which limit applies to items of this type: attachment-like binary items, or events.
+    fn is_attachment_like(&self) -> bool {
+        matches!(
+            self,
+            Self::Attachment | Self::ReplayRecording | Self::Profile | Self::Other(_)
+        )
+    }
+}
+
+impl std::fmt::Display for ItemType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The envelope header line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnvelopeHeaders {
+    pub event_id: Option<Uuid>,
+    pub dsn: Option<String>,
+    /// When the SDK sent the envelope, if given as RFC 3339.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Every other header, as sent.
+    pub rest: Map<String, Value>,
+}
+
+/// One item: its type, its headers and where its payload is in the envelope buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub ty: ItemType,
+    /// All item headers as sent, including `type` and `length`.
+    pub headers: Map<String, Value>,
+    /// Byte range of the payload in the buffer given to [`Envelope::parse`].
+    pub range: Range<usize>,
+}
+
+impl Item {
+    /// The payload bytes, given the buffer the envelope was parsed from.
+    pub fn payload<'a>(&self, data: &'a [u8]) -> &'a [u8] {
+        &data[self.range.clone()]
+    }
+
+    /// Length of the payload in bytes.
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+
+    /// A string item header such as `filename` or `content_type`.
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(Value::as_str)
+    }
+}
+
+/// A parsed envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    pub headers: EnvelopeHeaders,
+    pub items: Vec<Item>,
+}
+
+impl Envelope {
+    /// Parses an envelope, checking each item against `limits`.
+    pub fn parse(data: &[u8], limits: &EnvelopeLimits) -> Result<Envelope> {
+        if data.trim_ascii().is_empty() {
+            return Err(EnvelopeError::Empty);
+        }
+        let (header_line, mut offset) = line_at(data, 0);
+        let headers = parse_headers(header_line)?;
+        let mut items = Vec::new();
+        loop {
+            // blank lines between items are tolerated
+            while offset < data.len() && matches!(data[offset], b'\n' | b'\r' | b' ' | b'\t') {
+                offset += 1;
+            }
+            if offset >= data.len() {
+                break;
+            }
+            let index = items.len() + 1; // 1-based in messages
+            let (item, next) = parse_item(data, offset, index, limits)?;
+            items.push(item);
+            offset = next;
+        }
+        Ok(Envelope { headers, items })
+    }
+}
+
+/// The line starting at `start` (without its `\n`) and the offset after the newline.
+fn line_at(data: &[u8], start: usize) -> (&[u8], usize) {
+    match memchr(b'\n', &data[start..]) {
+        Some(pos) => (&data[start..start + pos], start + pos + 1),
+        None => (&data[start..], data.len()),
+    }
+}
+
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|b| *b == needle)
+}
+
+fn parse_headers(line: &[u8]) -> Result<EnvelopeHeaders> {
+    let value: Value = serde_json::from_slice(line).map_err(EnvelopeError::HeaderJson)?;
+    let Value::Object(mut rest) = value else {
+        return Err(EnvelopeError::HeaderNotObject);
+    };
+    let event_id = match rest.remove("event_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            Some(Uuid::try_parse(&s).map_err(|_| EnvelopeError::HeaderEventId(s))?)
+        }
+        Some(other) => return Err(EnvelopeError::HeaderEventId(other.to_string())),
+    };
+    let dsn = match rest.remove("dsn") {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    };
+    let sent_at = match rest.get("sent_at") {
+        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+        _ => None,
+    };
+    Ok(EnvelopeHeaders {
+        event_id,
+        dsn,
+        sent_at,
+        rest,
+    })
+}
+
+fn parse_item(
+    data: &[u8],
+    offset: usize,
+    index: usize,
+    limits: &EnvelopeLimits,
+) -> Result<(Item, usize)> {
+    let (line, payload_start) = line_at(data, offset);
+    let value: Value = serde_json::from_slice(line)
+        .map_err(|source| EnvelopeError::ItemHeaderJson { index, source })?;
+    let Value::Object(headers) = value else {
+        return Err(EnvelopeError::ItemHeaderNotObject { index });
+    };
+    let ty = match headers.get("type") {
+        Some(Value::String(name)) => ItemType::from_name(name),
+        _ => return Err(EnvelopeError::MissingItemType { index }),
+    };
+    let (range, next) = match headers.get("length") {
+        None | Some(Value::Null) => {
+            let (payload, next) = line_at(data, payload_start);
+            (payload_start..payload_start + payload.len(), next)
+        }
+        Some(length) => {
+            let invalid = |reason| EnvelopeError::InvalidLength {
+                index,
+                ty: ty.to_string(),
+                reason,
+            };
+            let length = length
+                .as_u64()
+                .ok_or_else(|| invalid("not a non-negative integer"))?;
+            let length = usize::try_from(length).map_err(|_| invalid("too large"))?;
+            let available = data.len().saturating_sub(payload_start);
+            if length > available {
+                return Err(EnvelopeError::Truncated {
+                    index,
+                    ty: ty.to_string(),
+                    length,
+                    available,
+                });
+            }
+            let end = payload_start + length;
+            let next = match data.get(end) {
+                None => end,
+                Some(b'\n') => end + 1,
+                Some(b'\r') if data.get(end + 1) == Some(&b'\n') => end + 2,
+                Some(_) => {
+                    return Err(EnvelopeError::MissingNewline {
+                        index,
+                        ty: ty.to_string(),
+                    });
+                }
+            };
+            (payload_start..end, next)
+        }
+    };
+    let (limit_name, limit) = if ty.is_attachment_like() {
+        ("max_attachment_size", limits.max_attachment_size)
+    } else {
+        ("max_event_size", limits.max_event_size)
+    };
+    if range.len() > limit {
+        return Err(EnvelopeError::ItemTooLarge {
+            index,
+            ty: ty.to_string(),
+            limit_name,
+            limit,
+        });
+    }
+    Ok((Item { ty, headers, range }, next))
+}
