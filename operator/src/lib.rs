@@ -1,1 +1,34 @@
-//! faultline operator (placeholder).
+//! faultline operator: turns an `ErrorTracker` resource into a running, declaratively managed
+//! faultline engine.
+//!
+//! Layout, in the order data flows:
+//! - [`crd`]: the `ErrorTracker` API types (`faultline.dev/v1alpha1`); the CRD YAML in `crds/`
+//!   is generated from them.
+//! - [`builders`]: pure functions from an `ErrorTracker` (plus the DSN keys already stored) to
+//!   every Kubernetes object: ServiceAccount, ConfigMap with the engine config, DSN Secrets,
+//!   StatefulSet, Services, PodDisruptionBudget, NetworkPolicy, Ingress.
+//! - [`controller`]: the reconciler. It reads existing DSN keys, applies the built objects by
+//!   server-side apply under one field manager, deletes objects the spec dropped, writes the
+//!   status, and runs a finalizer for cleanup. Errors requeue with exponential backoff.
+//! - [`metrics`]: Prometheus counters served on `/metrics`.
+//! - [`leader`]: a `coordination.k8s.io` Lease so that only one operator replica acts.
+//! - [`render`]: the objects of one tracker as a YAML stream, without a cluster.
+//!
+//! Guarantees: the builders never call the API server; keys are generated once and then read
+//! back from their Secret; the operator never depends on the engine crate, only on the shared
+//! `faultline-config` type, so the config it writes is the one the engine parses.
+
+pub mod builders;
+pub mod controller;
+pub mod crd;
+pub mod leader;
+pub mod metrics;
+pub mod render;
+
+pub use controller::{Context, run};
+pub use crd::{ErrorTracker, ErrorTrackerSpec, ErrorTrackerStatus};
+
+/// Field manager of every server-side apply the operator sends.
+pub const FIELD_MANAGER: &str = "faultline-operator";
+/// Finalizer the operator puts on every `ErrorTracker`.
+pub const FINALIZER: &str = "faultline.dev/cleanup";

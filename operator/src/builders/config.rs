@@ -1,0 +1,116 @@
+//! The engine config (`faultline.toml`) and the ConfigMap that carries it.
+//!
+//! The config is a `faultline_config::Config`, the type the engine itself parses, so the
+//! operator can only write what the engine reads.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use faultline_config::{Config, ProjectConfig, RateLimit, S3Config};
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::{ADMIN_PORT, Ctx, Error, INGEST_PORT, ResolvedProject, Result};
+use crate::crd::ErrorTracker;
+
+/// Key of the config file in the ConfigMap.
+pub const CONFIG_FILE: &str = "faultline.toml";
+/// Where the ConfigMap is mounted in the engine container.
+pub const CONFIG_MOUNT: &str = "/etc/faultline";
+/// The engine's data directory (the WAL volume).
+pub const DATA_DIR: &str = "/var/lib/faultline";
+/// Where a local object store volume is mounted.
+pub(crate) const OBJECTS_DIR: &str = "/var/lib/faultline/objects";
+
+/// The engine config for a tracker. `storage.node_id` keeps its default: each pod gets its
+/// name through the `FAULTLINE_NODE_ID` environment variable, so one ConfigMap serves all pods.
+pub(crate) fn engine_config(
+    ctx: &Ctx<'_>,
+    projects: &[ResolvedProject],
+    keys: &BTreeMap<String, String>,
+) -> Result<Config> {
+    let spec = &ctx.tracker.spec;
+    let mut config = Config::default();
+    config.server.listen = SocketAddr::from(([0, 0, 0, 0], port(INGEST_PORT)));
+    config.server.admin_listen = Some(SocketAddr::from(([0, 0, 0, 0], port(ADMIN_PORT))));
+    config.server.public_url = Some(ctx.ingest_url());
+    config.storage.data_dir = PathBuf::from(DATA_DIR);
+    match &spec.storage.object_store.s3 {
+        Some(s3) => {
+            config.storage.object_store = Some(s3_url(&s3.bucket, s3.prefix.as_deref()));
+            config.storage.s3 = s3_config(
+                s3.endpoint.as_deref(),
+                s3.region.as_deref(),
+                s3.force_path_style,
+            );
+        }
+        None => config.storage.object_store = Some(format!("file://{OBJECTS_DIR}")),
+    }
+    config.retention.default_days = spec.retention.default_days;
+    config.retention.max_events_per_project = spec.retention.max_events_per_project;
+    if let Some(backup) = &spec.backup {
+        let dest = &backup.destination;
+        config.backup.schedule = Some(backup.schedule.clone());
+        config.backup.destination = Some(s3_url(&dest.bucket, dest.prefix.as_deref()));
+        config.backup.s3 = s3_config(
+            dest.endpoint.as_deref(),
+            dest.region.as_deref(),
+            dest.force_path_style,
+        );
+        config.backup.keep_last = backup.keep_last;
+        config.backup.keep_days = backup.keep_days;
+    }
+    config.projects = projects
+        .iter()
+        .map(|p| ProjectConfig {
+            id: p.id,
+            name: p.spec.name.clone(),
+            keys: keys.get(&p.spec.name).cloned().into_iter().collect(),
+            rate_limit: p.spec.rate_limit.as_ref().map(|limit| RateLimit {
+                events: limit.events,
+                window: Duration::from_secs(limit.window_seconds),
+            }),
+            retention_days: p.spec.retention_days,
+        })
+        .collect();
+    config.validate().map_err(Error::InvalidConfig)?;
+    Ok(config)
+}
+
+/// The ConfigMap holding `faultline.toml`.
+pub(crate) fn config_map(ctx: &Ctx<'_>, text: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ctx.meta(config_map_name(ctx.tracker), "engine"),
+        data: Some(BTreeMap::from([(CONFIG_FILE.to_owned(), text.to_owned())])),
+        ..ConfigMap::default()
+    }
+}
+
+/// Name of the ConfigMap of a tracker.
+pub(crate) fn config_map_name(tracker: &ErrorTracker) -> String {
+    format!("{}-config", kube::ResourceExt::name_any(tracker))
+}
+
+fn port(port: i32) -> u16 {
+    u16::try_from(port).expect("ports are constants below 65536")
+}
+
+fn s3_url(bucket: &str, prefix: Option<&str>) -> String {
+    match prefix
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+    {
+        Some(prefix) => format!("s3://{bucket}/{prefix}"),
+        None => format!("s3://{bucket}"),
+    }
+}
+
+fn s3_config(endpoint: Option<&str>, region: Option<&str>, force_path_style: bool) -> S3Config {
+    S3Config {
+        endpoint: endpoint.map(str::to_owned),
+        region: region.map(str::to_owned),
+        allow_http: endpoint.is_some_and(|e| e.starts_with("http://")),
+        force_path_style,
+    }
+}

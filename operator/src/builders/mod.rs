@@ -1,0 +1,241 @@
+//! Pure builders: every Kubernetes object of an `ErrorTracker`, as a function of its spec.
+//!
+//! Nothing here talks to the API server. The reconciler resolves the inputs that live in the
+//! cluster (the DSN keys already stored in Secrets) and hands them in, so a builder's output
+//! depends on its arguments alone and is snapshot-tested.
+
+mod config;
+mod network;
+mod secrets;
+mod workload;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use crate::crd::{ErrorTracker, ProjectSpec};
+
+use config::engine_config;
+pub use config::{CONFIG_FILE, CONFIG_MOUNT, DATA_DIR};
+pub use secrets::{dsn_secret_name, generate_key, is_valid_key};
+pub use workload::CONFIG_CHECKSUM_ANNOTATION;
+
+/// Port of the ingest listener (Sentry endpoints and health checks).
+pub const INGEST_PORT: i32 = 8000;
+/// Port of the query and admin listener.
+pub const ADMIN_PORT: i32 = 8001;
+/// Value of `app.kubernetes.io/managed-by` on every object the operator owns.
+pub const MANAGER: &str = "faultline-operator";
+
+/// Errors of the builders: specs the schema cannot reject on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("ErrorTracker {0} has no namespace")]
+    MissingNamespace(String),
+    #[error("ErrorTracker {0} has no uid (it was not read from the API server)")]
+    MissingUid(String),
+    #[error(
+        "projects {first:?} and {second:?} both have id {id}: set an explicit id on one of them"
+    )]
+    ProjectIdCollision {
+        first: String,
+        second: String,
+        id: u64,
+    },
+    #[error("no DSN key was resolved for project {0:?}")]
+    MissingKey(String),
+    #[error("the engine config built from the spec is invalid: {0}")]
+    InvalidConfig(#[source] faultline_config::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the operator keeps in the cluster for one tracker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub service_account: ServiceAccount,
+    pub config_map: ConfigMap,
+    pub dsn_secrets: Vec<Secret>,
+    pub service: Service,
+    pub headless_service: Service,
+    pub stateful_set: StatefulSet,
+    pub pod_disruption_budget: PodDisruptionBudget,
+    pub network_policy: Option<NetworkPolicy>,
+    pub ingress: Option<Ingress>,
+}
+
+impl Desired {
+    /// Every object as JSON, in the order the reconciler applies them.
+    pub fn to_values(&self) -> Vec<serde_json::Value> {
+        let mut out = vec![to_value(&self.service_account), to_value(&self.config_map)];
+        out.extend(self.dsn_secrets.iter().map(to_value));
+        out.push(to_value(&self.service));
+        out.push(to_value(&self.headless_service));
+        out.push(to_value(&self.stateful_set));
+        out.push(to_value(&self.pod_disruption_budget));
+        out.extend(self.network_policy.iter().map(to_value));
+        out.extend(self.ingress.iter().map(to_value));
+        out
+    }
+}
+
+fn to_value<T: serde::Serialize>(object: &T) -> serde_json::Value {
+    // k8s-openapi's Serialize writes apiVersion and kind, so each value is a complete document.
+    serde_json::to_value(object).expect("kubernetes objects serialize")
+}
+
+/// A project with its resolved numeric id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedProject {
+    pub spec: ProjectSpec,
+    pub id: u64,
+}
+
+/// Builds every object for `tracker`. `keys` maps each project name to its DSN key.
+pub fn build(tracker: &ErrorTracker, keys: &BTreeMap<String, String>) -> Result<Desired> {
+    let ctx = Ctx::new(tracker)?;
+    let projects = resolve_projects(&tracker.spec.projects)?;
+    for project in &projects {
+        if !keys.contains_key(&project.spec.name) {
+            return Err(Error::MissingKey(project.spec.name.clone()));
+        }
+    }
+    let engine = engine_config(&ctx, &projects, keys)?;
+    let config_text = engine.to_toml();
+    Ok(Desired {
+        service_account: workload::service_account(&ctx),
+        config_map: config::config_map(&ctx, &config_text),
+        dsn_secrets: projects
+            .iter()
+            .map(|p| secrets::dsn_secret(&ctx, p, &keys[&p.spec.name]))
+            .collect(),
+        service: network::service(&ctx),
+        headless_service: network::headless_service(&ctx),
+        stateful_set: workload::stateful_set(&ctx, &config_text),
+        pod_disruption_budget: network::pod_disruption_budget(&ctx),
+        network_policy: network::network_policy(&ctx),
+        ingress: network::ingress(&ctx),
+    })
+}
+
+/// Stable project id derived from the name: the first 31 bits of SHA-256 of the name, never 0.
+pub fn derived_project_id(name: &str) -> u64 {
+    let digest = Sha256::digest(format!("faultline-project:{name}").as_bytes());
+    let id = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) & 0x7fff_ffff;
+    u64::from(id.max(1))
+}
+
+/// Gives every project its id (explicit or derived) and rejects collisions.
+pub fn resolve_projects(projects: &[ProjectSpec]) -> Result<Vec<ResolvedProject>> {
+    let mut seen: BTreeMap<u64, &str> = BTreeMap::new();
+    let mut out = Vec::with_capacity(projects.len());
+    for project in projects {
+        let id = project
+            .id
+            .unwrap_or_else(|| derived_project_id(&project.name));
+        if let Some(first) = seen.insert(id, &project.name) {
+            return Err(Error::ProjectIdCollision {
+                first: first.to_owned(),
+                second: project.name.clone(),
+                id,
+            });
+        }
+        out.push(ResolvedProject {
+            spec: project.clone(),
+            id,
+        });
+    }
+    Ok(out)
+}
+
+/// Labels on every object of a tracker.
+pub fn labels(tracker_name: &str, component: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(tracker_name);
+    labels.insert("app.kubernetes.io/component".into(), component.into());
+    labels.insert("app.kubernetes.io/managed-by".into(), MANAGER.into());
+    labels.insert("app.kubernetes.io/part-of".into(), "faultline".into());
+    labels
+}
+
+/// The labels that select a tracker's objects (stable: they are in immutable selectors).
+pub fn selector_labels(tracker_name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "faultline".to_owned()),
+        (
+            "app.kubernetes.io/instance".to_owned(),
+            tracker_name.to_owned(),
+        ),
+    ])
+}
+
+/// Label selector string of everything the operator manages for one tracker.
+pub fn managed_selector(tracker_name: &str) -> String {
+    format!(
+        "app.kubernetes.io/name=faultline,app.kubernetes.io/instance={tracker_name},app.kubernetes.io/managed-by={MANAGER}"
+    )
+}
+
+/// What every builder needs to know about the tracker.
+pub(crate) struct Ctx<'a> {
+    pub(crate) tracker: &'a ErrorTracker,
+    pub(crate) name: String,
+    pub(crate) namespace: String,
+    pub(crate) owner: OwnerReference,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(tracker: &'a ErrorTracker) -> Result<Self> {
+        let name = tracker.name_any();
+        let namespace = tracker
+            .namespace()
+            .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+        let owner = tracker
+            .controller_owner_ref(&())
+            .ok_or_else(|| Error::MissingUid(name.clone()))?;
+        Ok(Self {
+            tracker,
+            name,
+            namespace,
+            owner,
+        })
+    }
+
+    pub(crate) fn meta(&self, name: String, component: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            namespace: Some(self.namespace.clone()),
+            labels: Some(labels(&self.name, component)),
+            owner_references: Some(vec![self.owner.clone()]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// In-cluster DNS name of the Service.
+    pub(crate) fn service_host(&self) -> String {
+        format!("{}.{}.svc", self.name, self.namespace)
+    }
+
+    /// Base URL SDKs send to: the Ingress host when there is one, else the Service.
+    pub(crate) fn ingest_url(&self) -> String {
+        ingest_url(self.tracker)
+    }
+}
+
+/// Base URL SDKs send to: the Ingress host when there is one, else the in-cluster Service.
+pub fn ingest_url(tracker: &ErrorTracker) -> String {
+    match &tracker.spec.ingress {
+        Some(ingress) if ingress.tls_secret_name.is_some() => format!("https://{}", ingress.host),
+        Some(ingress) => format!("http://{}", ingress.host),
+        None => format!(
+            "http://{}.{}.svc:{INGEST_PORT}",
+            tracker.name_any(),
+            tracker.namespace().unwrap_or_default()
+        ),
+    }
+}

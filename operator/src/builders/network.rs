@@ -1,0 +1,172 @@
+//! How the engine pods are reached: Services, Ingress, NetworkPolicy, and the
+//! PodDisruptionBudget that keeps them reachable during node drains.
+
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, IngressTLS, NetworkPolicy, NetworkPolicyIngressRule,
+    NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec, ServiceBackendPort,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{ADMIN_PORT, Ctx, INGEST_PORT, selector_labels};
+
+/// Name of the headless Service that gives the StatefulSet's pods their DNS names.
+pub(crate) fn headless_service_name(tracker_name: &str) -> String {
+    format!("{tracker_name}-pods")
+}
+
+pub(crate) fn service(ctx: &Ctx<'_>) -> Service {
+    let spec = &ctx.tracker.spec.service;
+    let mut metadata = ctx.meta(ctx.name.clone(), "engine");
+    if !spec.annotations.is_empty() {
+        metadata.annotations = Some(spec.annotations.clone());
+    }
+    Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            type_: Some(spec.type_.clone()),
+            selector: Some(selector_labels(&ctx.name)),
+            ports: Some(ports()),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+pub(crate) fn headless_service(ctx: &Ctx<'_>) -> Service {
+    Service {
+        metadata: ctx.meta(headless_service_name(&ctx.name), "engine"),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(&ctx.name)),
+            ports: Some(ports()),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn ports() -> Vec<ServicePort> {
+    [("ingest", INGEST_PORT), ("admin", ADMIN_PORT)]
+        .into_iter()
+        .map(|(name, port)| ServicePort {
+            name: Some(name.into()),
+            port,
+            target_port: Some(IntOrString::String(name.into())),
+            protocol: Some("TCP".into()),
+            ..ServicePort::default()
+        })
+        .collect()
+}
+
+pub(crate) fn pod_disruption_budget(ctx: &Ctx<'_>) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: ctx.meta(ctx.name.clone(), "engine"),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&ctx.name)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Ingest port open to every peer; query/admin port only from the tracker's namespace and the
+/// namespaces listed in `networkPolicy.adminNamespaces`.
+pub(crate) fn network_policy(ctx: &Ctx<'_>) -> Option<NetworkPolicy> {
+    let spec = &ctx.tracker.spec.network_policy;
+    if !spec.enabled {
+        return None;
+    }
+    let mut namespaces = vec![ctx.namespace.clone()];
+    namespaces.extend(spec.admin_namespaces.iter().cloned());
+    namespaces.sort();
+    namespaces.dedup();
+    let port = |port: i32| NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        ..NetworkPolicyPort::default()
+    };
+    Some(NetworkPolicy {
+        metadata: ctx.meta(ctx.name.clone(), "engine"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&ctx.name)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    ports: Some(vec![port(INGEST_PORT)]),
+                    from: None,
+                },
+                NetworkPolicyIngressRule {
+                    ports: Some(vec![port(ADMIN_PORT)]),
+                    from: Some(vec![NetworkPolicyPeer {
+                        namespace_selector: Some(LabelSelector {
+                            match_expressions: Some(vec![LabelSelectorRequirement {
+                                key: "kubernetes.io/metadata.name".into(),
+                                operator: "In".into(),
+                                values: Some(namespaces),
+                            }]),
+                            ..LabelSelector::default()
+                        }),
+                        ..NetworkPolicyPeer::default()
+                    }]),
+                },
+            ]),
+            ..NetworkPolicySpec::default()
+        }),
+    })
+}
+
+/// The Ingress of the ingest port, when the spec asks for one. The query/admin port is never
+/// exposed through it.
+pub(crate) fn ingress(ctx: &Ctx<'_>) -> Option<Ingress> {
+    let spec = ctx.tracker.spec.ingress.as_ref()?;
+    let mut metadata = ctx.meta(ctx.name.clone(), "engine");
+    if !spec.annotations.is_empty() {
+        metadata.annotations = Some(spec.annotations.clone());
+    }
+    let backend = IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: ctx.name.clone(),
+            port: Some(ServiceBackendPort {
+                name: Some("ingest".into()),
+                ..ServiceBackendPort::default()
+            }),
+        }),
+        ..IngressBackend::default()
+    };
+    Some(Ingress {
+        metadata,
+        spec: Some(IngressSpec {
+            ingress_class_name: spec.class_name.clone(),
+            rules: Some(vec![IngressRule {
+                host: Some(spec.host.clone()),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some("/api/".into()),
+                        path_type: "Prefix".into(),
+                        backend,
+                    }],
+                }),
+            }]),
+            tls: spec.tls_secret_name.as_ref().map(|secret| {
+                vec![IngressTLS {
+                    hosts: Some(vec![spec.host.clone()]),
+                    secret_name: Some(secret.clone()),
+                }]
+            }),
+            ..IngressSpec::default()
+        }),
+        status: None,
+    })
+}

@@ -1,0 +1,60 @@
+//! DSN keys and the per-project Secrets applications mount.
+//!
+//! A key is 32 lowercase hex characters, generated once by the reconciler and then read back
+//! from the Secret on every reconcile, so DSNs never change under running applications.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use rand::RngCore;
+
+use super::{Ctx, INGEST_PORT, ResolvedProject};
+
+/// Name of the DSN Secret of a project: `<tracker>-dsn-<project>`.
+pub fn dsn_secret_name(tracker_name: &str, project: &str) -> String {
+    format!("{tracker_name}-dsn-{project}")
+}
+
+/// A fresh random DSN key.
+pub fn generate_key() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Whether `key` has the shape of a DSN key.
+pub fn is_valid_key(key: &str) -> bool {
+    key.len() == 32 && key.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The Secret of one project: `dsn` (in-cluster URL), `publicDsn` (through the Ingress when
+/// there is one), `key` and `projectId`.
+pub(crate) fn dsn_secret(ctx: &Ctx<'_>, project: &ResolvedProject, key: &str) -> Secret {
+    let id = project.id;
+    let dsn = format!("http://{key}@{}:{INGEST_PORT}/{id}", ctx.service_host());
+    let public = ctx.ingest_url();
+    let (scheme, host) = public
+        .split_once("://")
+        .unwrap_or(("http", public.as_str()));
+    let public_dsn = format!("{scheme}://{key}@{host}/{id}");
+    let mut meta = ctx.meta(dsn_secret_name(&ctx.name, &project.spec.name), "dsn");
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert("faultline.dev/project".into(), project.spec.name.clone());
+    let data = [
+        ("dsn", dsn),
+        ("publicDsn", public_dsn),
+        ("key", key.to_owned()),
+        ("projectId", id.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
+    .collect();
+    Secret {
+        metadata: meta,
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}

@@ -1,0 +1,246 @@
+//! The engine StatefulSet and its ServiceAccount.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecretKeySelector, SecurityContext, ServiceAccount, Volume, VolumeMount,
+    VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sha2::{Digest, Sha256};
+
+use super::config::{OBJECTS_DIR, config_map_name};
+use super::network::headless_service_name;
+use super::{
+    ADMIN_PORT, CONFIG_FILE, CONFIG_MOUNT, Ctx, DATA_DIR, INGEST_PORT, labels, selector_labels,
+};
+use crate::crd::VolumeSpec;
+
+/// Pod annotation holding the SHA-256 of the engine config: a config change changes the pod
+/// template, so the StatefulSet rolls the pods.
+pub const CONFIG_CHECKSUM_ANNOTATION: &str = "faultline.dev/config-checksum";
+
+pub(crate) fn service_account(ctx: &Ctx<'_>) -> ServiceAccount {
+    ServiceAccount {
+        metadata: ctx.meta(ctx.name.clone(), "engine"),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    }
+}
+
+pub(crate) fn stateful_set(ctx: &Ctx<'_>, config_text: &str) -> StatefulSet {
+    let spec = &ctx.tracker.spec;
+    let checksum = hex::encode(Sha256::digest(config_text.as_bytes()));
+    let mut claims = vec![claim("data", &spec.storage.wal, &ctx.name)];
+    let mut mounts = vec![
+        mount("config", CONFIG_MOUNT, true),
+        mount("data", DATA_DIR, false),
+        mount("tmp", "/tmp", false),
+    ];
+    if spec.storage.object_store.s3.is_none() {
+        let local = spec.storage.object_store.local.clone().unwrap_or_default();
+        claims.push(claim("objects", &local, &ctx.name));
+        mounts.push(mount("objects", OBJECTS_DIR, false));
+    }
+    let container = Container {
+        name: "engine".into(),
+        image: Some(spec.image()),
+        image_pull_policy: Some(spec.image_pull_policy.clone()),
+        command: Some(vec!["faultline".into()]),
+        args: Some(vec![
+            "serve".into(),
+            "--config".into(),
+            format!("{CONFIG_MOUNT}/{CONFIG_FILE}"),
+        ]),
+        env: Some(env(ctx)),
+        ports: Some(vec![
+            container_port("ingest", INGEST_PORT),
+            container_port("admin", ADMIN_PORT),
+        ]),
+        liveness_probe: Some(probe("/health/live", 10, 6)),
+        readiness_probe: Some(probe("/health/ready", 5, 3)),
+        resources: spec.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            read_only_root_filesystem: Some(spec.security.read_only_root_filesystem),
+            run_as_non_root: Some(true),
+            run_as_user: Some(spec.security.run_as_user),
+            run_as_group: Some(spec.security.fs_group),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            seccomp_profile: Some(runtime_default()),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+    let pod = PodSpec {
+        service_account_name: Some(ctx.name.clone()),
+        automount_service_account_token: Some(false),
+        containers: vec![container],
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(spec.security.run_as_user),
+            run_as_group: Some(spec.security.fs_group),
+            fs_group: Some(spec.security.fs_group),
+            seccomp_profile: Some(runtime_default()),
+            ..PodSecurityContext::default()
+        }),
+        termination_grace_period_seconds: Some(45),
+        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+        affinity: spec.affinity.clone(),
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: config_map_name(ctx.tracker),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: Some(Quantity("256Mi".into())),
+                    ..EmptyDirVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+        ]),
+        ..PodSpec::default()
+    };
+    StatefulSet {
+        metadata: ctx.meta(ctx.name.clone(), "engine"),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(spec.replicas),
+            service_name: Some(headless_service_name(&ctx.name)),
+            pod_management_policy: Some("Parallel".into()),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(&ctx.name)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&ctx.name, "engine")),
+                    annotations: Some(BTreeMap::from([(
+                        CONFIG_CHECKSUM_ANNOTATION.to_owned(),
+                        checksum,
+                    )])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod),
+            },
+            volume_claim_templates: Some(claims),
+            ..StatefulSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn env(ctx: &Ctx<'_>) -> Vec<EnvVar> {
+    let mut env = vec![EnvVar {
+        name: "FAULTLINE_NODE_ID".into(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.name".into(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }];
+    if let Some(s3) = &ctx.tracker.spec.storage.object_store.s3 {
+        let secret = &s3.credentials_secret;
+        for (name, key) in [
+            ("AWS_ACCESS_KEY_ID", &secret.access_key_id_key),
+            ("AWS_SECRET_ACCESS_KEY", &secret.secret_access_key_key),
+        ] {
+            env.push(EnvVar {
+                name: name.into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.name.clone(),
+                        key: key.clone(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            });
+        }
+    }
+    env
+}
+
+fn claim(name: &str, volume: &VolumeSpec, tracker_name: &str) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(labels(tracker_name, "engine")),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: volume.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(volume.size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        status: None,
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }
+}
+
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("ingest".into()),
+            scheme: Some("HTTP".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    }
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".into(),
+        ..SeccompProfile::default()
+    }
+}

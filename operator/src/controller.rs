@@ -1,0 +1,541 @@
+//! The reconciler: one place that talks to the API server on behalf of an `ErrorTracker`.
+//!
+//! Per reconcile, inside the `finalizer` helper:
+//! 1. list the tracker's DSN Secrets and keep their keys (a key is generated only for a project
+//!    that has none yet);
+//! 2. build every object with [`crate::builders`] and apply each by server-side apply under the
+//!    field manager [`crate::FIELD_MANAGER`], with `force` (the operator owns these fields);
+//! 3. delete the objects the spec no longer asks for (DSN Secrets of removed projects, a dropped
+//!    Ingress or NetworkPolicy), found by their labels;
+//! 4. write the status (conditions with `observedGeneration`, ready replicas, ingest URL, DSN
+//!    Secret names) by server-side apply on the status subresource.
+//!
+//! On deletion the cleanup deletes the pods' volumes when `storage.deleteVolumesOnDelete` is
+//! set (owner references cannot: PersistentVolumeClaims of a StatefulSet are not owned by it),
+//! then the finalizer is removed. A failed reconcile marks the tracker `Degraded`, counts the
+//! error in the metrics and is retried with exponential backoff.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use crate::builders::{self, dsn_secret_name, generate_key, is_valid_key, managed_selector};
+use crate::crd::{ErrorTracker, ErrorTrackerStatus};
+use crate::metrics::Metrics;
+use crate::{FIELD_MANAGER, FINALIZER};
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot build objects: {0}")]
+    Build(#[from] builders::Error),
+    #[error("cannot list {kind}: {source}")]
+    List {
+        kind: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot apply {kind} {name}: {source}")]
+    Apply {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot delete {kind} {name}: {source}")]
+    Delete {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot write status: {0}")]
+    WriteStatus(#[source] kube::Error),
+    #[error("ErrorTracker {0} has no namespace")]
+    MissingNamespace(String),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Short label of the error for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Build(_) => "build",
+            Error::List { .. } => "list",
+            Error::Apply { .. } => "apply",
+            Error::Delete { .. } => "delete",
+            Error::WriteStatus(_) => "status",
+            Error::MissingNamespace(_) => "namespace",
+            Error::Finalizer(inner) => match &**inner {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                _ => "finalizer",
+            },
+        }
+    }
+}
+
+/// Requeue delays.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// Delay after the first failure; doubled on each further failure.
+    pub base: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay after `failures` consecutive failures (1 = first failure).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub metrics: Arc<Metrics>,
+    pub backoff: Backoff,
+    failures: Mutex<HashMap<ObjectRef<ErrorTracker>, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+        Self {
+            client,
+            metrics,
+            backoff: Backoff::default(),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn reset_failures(&self, tracker: &ErrorTracker) {
+        self.failures
+            .lock()
+            .expect("failures lock")
+            .remove(&ObjectRef::from_obj(tracker));
+    }
+
+    fn record_failure(&self, tracker: &ErrorTracker) -> u32 {
+        let mut failures = self.failures.lock().expect("failures lock");
+        let count = failures.entry(ObjectRef::from_obj(tracker)).or_insert(0);
+        *count += 1;
+        *count
+    }
+}
+
+/// Reconciles one tracker (the `Controller`'s reconcile function).
+#[instrument(skip(tracker, ctx), fields(tracker = %tracker.name_any(), namespace = tracker.namespace().as_deref().unwrap_or("")))]
+pub async fn reconcile(tracker: Arc<ErrorTracker>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.metrics.reconciles.inc();
+    let namespace = tracker
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(tracker.name_any()))?;
+    let api: Api<ErrorTracker> = Api::namespaced(ctx.client.clone(), &namespace);
+    let action = finalizer(&api, FINALIZER, Arc::clone(&tracker), |event| async {
+        match event {
+            Event::Apply(tracker) => apply(&tracker, &ctx).await,
+            Event::Cleanup(tracker) => cleanup(&tracker, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|err| Error::Finalizer(Box::new(err)))?;
+    ctx.reset_failures(&tracker);
+    Ok(action)
+}
+
+/// Requeues a failed reconcile with exponential backoff and counts the failure.
+pub fn error_policy(tracker: Arc<ErrorTracker>, error: &Error, ctx: Arc<Context>) -> Action {
+    let failures = ctx.record_failure(&tracker);
+    let delay = ctx.backoff.delay(failures);
+    ctx.metrics.record_error(error.metric_label());
+    warn!(
+        tracker = %tracker.name_any(),
+        cause = %error,
+        failures,
+        retry_in_s = delay.as_secs(),
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+async fn apply(tracker: &ErrorTracker, ctx: &Context) -> Result<Action> {
+    match apply_objects(tracker, ctx).await {
+        Ok(stateful_set) => {
+            let status = status(tracker, stateful_set.as_ref(), None);
+            let ready = is_true(&status.conditions, "Ready");
+            patch_status(tracker, ctx, &status).await?;
+            info!(ready, "reconciled");
+            Ok(Action::requeue(if ready {
+                Duration::from_secs(300)
+            } else {
+                Duration::from_secs(15)
+            }))
+        }
+        Err(err) => {
+            let status = status(tracker, None, Some(&err));
+            if let Err(status_err) = patch_status(tracker, ctx, &status).await {
+                warn!(cause = %status_err, "cannot mark tracker degraded");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Applies every object and removes orphans; returns the applied StatefulSet.
+async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<Option<StatefulSet>> {
+    let namespace = tracker.namespace().unwrap_or_default();
+    let name = tracker.name_any();
+    let client = &ctx.client;
+    let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let existing = list(&secrets_api, &name, "Secret").await?;
+    let keys = resolve_keys(tracker, &existing);
+    let desired = builders::build(tracker, &keys)?;
+
+    apply_one(client, &namespace, &desired.service_account).await?;
+    apply_one(client, &namespace, &desired.config_map).await?;
+    for secret in &desired.dsn_secrets {
+        apply_one(client, &namespace, secret).await?;
+    }
+    apply_one(client, &namespace, &desired.service).await?;
+    apply_one(client, &namespace, &desired.headless_service).await?;
+    let stateful_set = apply_one(client, &namespace, &desired.stateful_set).await?;
+    apply_one(client, &namespace, &desired.pod_disruption_budget).await?;
+    if let Some(policy) = &desired.network_policy {
+        apply_one(client, &namespace, policy).await?;
+    }
+    if let Some(ingress) = &desired.ingress {
+        apply_one(client, &namespace, ingress).await?;
+    }
+
+    let keep: Vec<String> = desired.dsn_secrets.iter().map(|s| s.name_any()).collect();
+    delete_orphans(&secrets_api, existing, &keep).await?;
+    let keep: Vec<String> = desired
+        .network_policy
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &namespace);
+    let existing = list(&api, &name, "NetworkPolicy").await?;
+    delete_orphans(&api, existing, &keep).await?;
+    let keep: Vec<String> = desired.ingress.iter().map(|i| i.name_any()).collect();
+    let api: Api<Ingress> = Api::namespaced(client.clone(), &namespace);
+    let existing = list(&api, &name, "Ingress").await?;
+    delete_orphans(&api, existing, &keep).await?;
+    Ok(Some(stateful_set))
+}
+
+/// Keeps the key stored in each project's Secret; generates one for a project without.
+fn resolve_keys(tracker: &ErrorTracker, existing: &[Secret]) -> BTreeMap<String, String> {
+    let name = tracker.name_any();
+    tracker
+        .spec
+        .projects
+        .iter()
+        .map(|project| {
+            let secret_name = dsn_secret_name(&name, &project.name);
+            let stored = existing
+                .iter()
+                .find(|s| s.name_any() == secret_name)
+                .and_then(|s| s.data.as_ref()?.get("key"))
+                .and_then(|key| String::from_utf8(key.0.clone()).ok())
+                .filter(|key| is_valid_key(key));
+            (project.name.clone(), stored.unwrap_or_else(generate_key))
+        })
+        .collect()
+}
+
+async fn list<K>(api: &Api<K>, tracker_name: &str, kind: &'static str) -> Result<Vec<K>>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let params = ListParams::default().labels(&managed_selector(tracker_name));
+    api.list(&params)
+        .await
+        .map(|list| list.items)
+        .map_err(|source| Error::List { kind, source })
+}
+
+async fn apply_one<K>(client: &Client, namespace: &str, object: &K) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + k8s_openapi::Resource
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = object.name_any();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(|source| Error::Apply {
+        kind: kind_of::<K>(),
+        name,
+        source,
+    })
+}
+
+async fn delete_orphans<K>(api: &Api<K>, existing: Vec<K>, keep: &[String]) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + k8s_openapi::Resource + Clone + DeserializeOwned + Debug,
+{
+    for object in existing {
+        let name = object.name_any();
+        if keep.contains(&name) {
+            continue;
+        }
+        info!(
+            kind = kind_of::<K>(),
+            name, "deleting object the spec no longer asks for"
+        );
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Delete {
+                    kind: kind_of::<K>(),
+                    name,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn kind_of<K: k8s_openapi::Resource>() -> &'static str {
+    K::KIND
+}
+
+async fn cleanup(tracker: &ErrorTracker, ctx: &Context) -> Result<Action> {
+    let namespace = tracker.namespace().unwrap_or_default();
+    let name = tracker.name_any();
+    if tracker.spec.storage.delete_volumes_on_delete {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+        let claims = list(&api, &name, "PersistentVolumeClaim").await?;
+        delete_orphans(&api, claims, &[]).await?;
+        info!("deleted the tracker's volumes");
+    } else {
+        info!("tracker deleted; its volumes are kept (storage.deleteVolumesOnDelete is off)");
+    }
+    ctx.metrics.cleanups.inc();
+    Ok(Action::await_change())
+}
+
+async fn patch_status(
+    tracker: &ErrorTracker,
+    ctx: &Context,
+    status: &ErrorTrackerStatus,
+) -> Result<()> {
+    let namespace = tracker.namespace().unwrap_or_default();
+    let api: Api<ErrorTracker> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({
+        "apiVersion": ErrorTracker::api_version(&()),
+        "kind": ErrorTracker::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &tracker.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::WriteStatus)?;
+    Ok(())
+}
+
+/// The status for a tracker whose StatefulSet is `stateful_set` (None when applying failed
+/// with `error`).
+pub fn status(
+    tracker: &ErrorTracker,
+    stateful_set: Option<&StatefulSet>,
+    error: Option<&Error>,
+) -> ErrorTrackerStatus {
+    let previous = tracker.status.clone().unwrap_or_default();
+    let generation = tracker.metadata.generation;
+    let name = tracker.name_any();
+    let want = tracker.spec.replicas;
+    let sts_status = stateful_set.and_then(|s| s.status.clone());
+    let ready_replicas = match (&sts_status, error) {
+        (Some(s), _) => s.ready_replicas.unwrap_or(0),
+        (None, Some(_)) => previous.ready_replicas,
+        (None, None) => 0,
+    };
+    let updated = sts_status
+        .as_ref()
+        .and_then(|s| s.updated_replicas)
+        .unwrap_or(0);
+    let sts_current = match (
+        stateful_set.and_then(|s| s.metadata.generation),
+        &sts_status,
+    ) {
+        (Some(gen_), Some(s)) => s.observed_generation.unwrap_or(0) >= gen_,
+        _ => false,
+    };
+    let ready = ready_replicas >= want;
+    let rolled_out = sts_current && updated >= want && ready;
+    let mut conditions = Vec::new();
+    let mut set = |type_: &str, status: bool, reason: &str, message: String| {
+        conditions.push(condition(
+            &previous.conditions,
+            generation,
+            type_,
+            status,
+            reason,
+            message,
+        ));
+    };
+    match error {
+        Some(err) => {
+            set("Degraded", true, "ReconcileFailed", err.to_string());
+            set(
+                "Progressing",
+                false,
+                "ReconcileFailed",
+                "the operator cannot apply the spec".into(),
+            );
+            set(
+                "Ready",
+                ready && is_true(&previous.conditions, "Ready"),
+                "ReconcileFailed",
+                format!("{ready_replicas}/{want} replicas ready"),
+            );
+        }
+        None => {
+            set(
+                "Degraded",
+                false,
+                "Reconciled",
+                "every object is applied".into(),
+            );
+            if rolled_out {
+                set(
+                    "Progressing",
+                    false,
+                    "RolledOut",
+                    "the pods run the current spec".into(),
+                );
+            } else {
+                set(
+                    "Progressing",
+                    true,
+                    "RollingOut",
+                    format!("{updated}/{want} replicas updated, {ready_replicas}/{want} ready"),
+                );
+            }
+            set(
+                "Ready",
+                ready,
+                if ready {
+                    "ReplicasReady"
+                } else {
+                    "ReplicasNotReady"
+                },
+                format!("{ready_replicas}/{want} replicas ready"),
+            );
+        }
+    }
+    ErrorTrackerStatus {
+        conditions,
+        observed_generation: generation,
+        ready_replicas,
+        ingest_url: Some(builders::ingest_url(tracker)),
+        dsn_secrets: tracker
+            .spec
+            .projects
+            .iter()
+            .map(|p| (p.name.clone(), dsn_secret_name(&name, &p.name)))
+            .collect(),
+    }
+}
+
+fn condition(
+    previous: &[Condition],
+    generation: Option<i64>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_owned();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(Timestamp::now()));
+    Condition {
+        type_: type_.to_owned(),
+        status,
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+fn is_true(conditions: &[Condition], type_: &str) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ctx = Arc::new(Context::new(client.clone(), metrics));
+    let owned =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=faultline-operator");
+    Controller::new(
+        Api::<ErrorTracker>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+    .owns(Api::<Secret>::all(client), owned)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile, error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(err) = result {
+            tracing::debug!(cause = %err, "reconcile event");
+        }
+    })
+    .await;
+}

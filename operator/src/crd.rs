@@ -1,0 +1,457 @@
+//! The `ErrorTracker` custom resource (`faultline.dev/v1alpha1`, namespaced).
+//!
+//! Every field carries its documentation and default in the generated schema, so
+//! `kubectl explain errortracker.spec` tells a user what this file tells a reader. Rules that
+//! span fields are CEL `x-kubernetes-validations` on the spec: the API server rejects a bad
+//! spec with the rule's message before the operator ever sees it.
+
+// The KubeSchema derive copies the spec struct, `pub` and without our attributes, into a
+// function body; the lint cannot be silenced on that copy alone.
+#![allow(unreachable_pub)]
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the resource.
+pub const GROUP: &str = "faultline.dev";
+
+/// Desired state of one faultline deployment: engine pods, storage, projects and how the
+/// tracker is reached.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "faultline.dev",
+    version = "v1alpha1",
+    kind = "ErrorTracker",
+    plural = "errortrackers",
+    shortname = "et",
+    namespaced,
+    cel,
+    status = "ErrorTrackerStatus",
+    doc = "A self-hosted, Sentry-compatible error tracker managed by the faultline operator.",
+    printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Ingest", type_ = "string", json_path = ".status.ingestUrl"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 40").message(
+        "metadata.name must be at most 40 characters: it prefixes every object the operator creates"
+    ),
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!(has(self.storage.objectStore.local) && has(self.storage.objectStore.s3))")
+        .message("storage.objectStore: set either local or s3, not both"),
+    validation = Rule::new("self.replicas <= 1 || has(self.storage.objectStore.s3)")
+        .message("replicas above 1 need storage.objectStore.s3: a local volume is not shared between pods"),
+    validation = Rule::new("self.projects.all(p, self.projects.exists_one(q, q.name == p.name))")
+        .message("projects: each name must be unique"),
+    validation = Rule::new("self.projects.all(p, !has(p.id) || self.projects.exists_one(q, has(q.id) && q.id == p.id))")
+        .message("projects: each explicit id must be unique"),
+    validation = Rule::new("!has(self.backup) || has(self.backup.keepLast) || has(self.backup.keepDays)")
+        .message("backup: set keepLast or keepDays so old backups are pruned"),
+)]
+pub struct ErrorTrackerSpec {
+    /// Engine image. Defaults to `ghcr.io/faultline/faultline:<operator version>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image pull policy of the engine container.
+    #[serde(default = "default_pull_policy")]
+    #[schemars(regex(pattern = r"^(Always|IfNotPresent|Never)$"))]
+    pub image_pull_policy: String,
+    /// Number of engine pods. Ingest pods are interchangeable; more than one needs S3 storage.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: i32,
+    /// CPU and memory requests and limits of the engine container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node labels the pods must match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity rules of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Pod security settings. The engine always runs as non-root, without privilege escalation,
+    /// with all capabilities dropped and the RuntimeDefault seccomp profile.
+    #[serde(default)]
+    pub security: SecuritySpec,
+    /// Where events are kept: the write-ahead log volume and the object store.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// How long events are kept.
+    #[serde(default)]
+    pub retention: RetentionSpec,
+    /// Scheduled backups of the object store. Unset disables backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+    /// Projects served by this tracker. Each gets a DSN key and a Secret
+    /// `<tracker>-dsn-<project>` holding its DSN.
+    #[serde(default)]
+    #[schemars(length(max = 100))]
+    pub projects: Vec<ProjectSpec>,
+    /// The Service in front of the pods.
+    #[serde(default)]
+    pub service: ServiceSpec,
+    /// Optional Ingress for the ingest endpoint (what SDKs outside the cluster send to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+    /// Who may reach the pods.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+}
+
+/// Security settings of the engine pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecuritySpec {
+    /// User id the engine runs as (never 0).
+    #[serde(default = "default_uid")]
+    #[schemars(range(min = 1))]
+    pub run_as_user: i64,
+    /// Group id the engine runs as and that owns the volumes.
+    #[serde(default = "default_uid")]
+    #[schemars(range(min = 1))]
+    pub fs_group: i64,
+    /// Mount the root filesystem read-only (the engine writes only to its volumes and /tmp).
+    #[serde(default = "default_true")]
+    pub read_only_root_filesystem: bool,
+}
+
+impl Default for SecuritySpec {
+    fn default() -> Self {
+        Self {
+            run_as_user: default_uid(),
+            fs_group: default_uid(),
+            read_only_root_filesystem: true,
+        }
+    }
+}
+
+/// Storage of the engine.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// The per-pod volume of the write-ahead log.
+    #[serde(default)]
+    pub wal: VolumeSpec,
+    /// The object store holding Parquet files. Without `s3`, a per-pod volume is used.
+    #[serde(default)]
+    pub object_store: ObjectStoreSpec,
+    /// Delete the pods' PersistentVolumeClaims when the ErrorTracker is deleted. Off by default,
+    /// so deleting the resource never deletes data.
+    #[serde(default)]
+    pub delete_volumes_on_delete: bool,
+}
+
+/// A PersistentVolumeClaim template.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSpec {
+    /// Requested size, as a Kubernetes quantity.
+    #[serde(default = "default_volume_size")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"))]
+    pub size: String,
+    /// Storage class; unset uses the cluster default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for VolumeSpec {
+    fn default() -> Self {
+        Self {
+            size: default_volume_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+/// Where Parquet files live: a local volume (one engine pod) or S3.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStoreSpec {
+    /// A per-pod volume (the default when `s3` is unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<VolumeSpec>,
+    /// An S3 or S3-compatible bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+}
+
+/// An S3 bucket and the Secret holding its credentials.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Spec {
+    /// Bucket name.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Key prefix inside the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Endpoint URL of an S3-compatible server (MinIO, Ceph...); unset uses AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub endpoint: Option<String>,
+    /// Region of the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Use path-style requests (needed by most S3-compatible servers).
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Secret in the tracker's namespace with the access key pair. Nothing secret goes in the
+    /// ErrorTracker itself.
+    pub credentials_secret: CredentialsSecret,
+}
+
+/// Keys of an S3 credentials Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsSecret {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key of the access key id.
+    #[serde(default = "default_access_key_id_key")]
+    pub access_key_id_key: String,
+    /// Key of the secret access key.
+    #[serde(default = "default_secret_access_key_key")]
+    pub secret_access_key_key: String,
+}
+
+/// Retention of events.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// Days events are kept unless a project says otherwise.
+    #[serde(default = "default_retention_days")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub default_days: u32,
+    /// Optional cap on stored events per project; the oldest days go first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_events_per_project: Option<u64>,
+}
+
+impl Default for RetentionSpec {
+    fn default() -> Self {
+        Self {
+            default_days: default_retention_days(),
+            max_events_per_project: None,
+        }
+    }
+}
+
+/// Scheduled backups to a second bucket. The engine uses the same credentials as its object
+/// store.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// Cron expression, 5 fields, UTC.
+    #[schemars(regex(pattern = r"^(\S+\s+){4}\S+$"))]
+    pub schedule: String,
+    /// Destination bucket.
+    pub destination: BackupDestination,
+    /// Keep the last N backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_last: Option<u32>,
+    /// Keep backups younger than this many days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_days: Option<u32>,
+}
+
+/// Where backups go.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupDestination {
+    /// Bucket name.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Key prefix inside the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Endpoint URL of an S3-compatible server; unset uses AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub endpoint: Option<String>,
+    /// Region of the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Use path-style requests.
+    #[serde(default)]
+    pub force_path_style: bool,
+}
+
+/// One project (a Sentry "project": what a DSN points at).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectSpec {
+    /// Short name: lowercase letters, digits and '-'. Part of the DSN Secret's name.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9][a-z0-9-]{0,39}$"),
+        length(min = 1, max = 40)
+    )]
+    pub name: String,
+    /// Numeric project id, the last path segment of the DSN. Unset derives a stable id from the
+    /// name (the same name always gets the same id); set it to keep an id from another server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2_147_483_647))]
+    pub id: Option<u64>,
+    /// Events accepted per window before the engine answers 429.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Days of retention of this project; overrides `retention.defaultDays`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub retention_days: Option<u32>,
+}
+
+/// A rate limit.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitSpec {
+    /// Events per window.
+    #[schemars(range(min = 1))]
+    pub events: u64,
+    /// Window length in seconds.
+    #[serde(default = "default_window")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub window_seconds: u64,
+}
+
+/// The Service in front of the engine pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Service type.
+    #[serde(default = "default_service_type", rename = "type")]
+    #[schemars(regex(pattern = r"^(ClusterIP|NodePort|LoadBalancer)$"))]
+    pub type_: String,
+    /// Extra annotations of the Service (for cloud load balancers).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self {
+            type_: default_service_type(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// An Ingress for the ingest port.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSpec {
+    /// Host name SDKs send to; DSNs handed out use it.
+    #[schemars(regex(
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+    ))]
+    pub host: String,
+    /// IngressClass name; unset uses the cluster default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// Secret with the TLS certificate for `host`; unset serves plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+    /// Extra annotations of the Ingress.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Network access to the engine pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create a NetworkPolicy: the ingest port is open to all, the query/admin port only to
+    /// the tracker's own namespace and `adminNamespaces`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Further namespaces (by name) allowed to reach the query/admin port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_namespaces: Vec<String>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            admin_namespaces: Vec::new(),
+        }
+    }
+}
+
+/// What the operator last saw and did.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorTrackerStatus {
+    /// `Ready`, `Progressing` and `Degraded`, each with the generation it describes.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The generation of the spec the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Engine pods that pass their readiness probe.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Base URL SDKs send events to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest_url: Option<String>,
+    /// Per project name, the Secret holding its DSN.
+    #[serde(default)]
+    pub dsn_secrets: BTreeMap<String, String>,
+}
+
+fn default_pull_policy() -> String {
+    "IfNotPresent".to_owned()
+}
+fn default_replicas() -> i32 {
+    1
+}
+fn default_uid() -> i64 {
+    10001
+}
+fn default_true() -> bool {
+    true
+}
+fn default_volume_size() -> String {
+    "10Gi".to_owned()
+}
+fn default_access_key_id_key() -> String {
+    "AWS_ACCESS_KEY_ID".to_owned()
+}
+fn default_secret_access_key_key() -> String {
+    "AWS_SECRET_ACCESS_KEY".to_owned()
+}
+fn default_retention_days() -> u32 {
+    90
+}
+fn default_window() -> u64 {
+    60
+}
+fn default_service_type() -> String {
+    "ClusterIP".to_owned()
+}
+
+impl ErrorTrackerSpec {
+    /// The engine image, with the default filled in.
+    pub fn image(&self) -> String {
+        self.image
+            .clone()
+            .unwrap_or_else(|| format!("ghcr.io/faultline/faultline:{}", env!("CARGO_PKG_VERSION")))
+    }
+}

@@ -1,0 +1,145 @@
+//! `faultline-operator`: run the controller, print the CRD, or render a tracker's objects.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use faultline_operator::leader::LeaseLock;
+use faultline_operator::metrics::{self, Metrics};
+use kube::CustomResourceExt;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "faultline-operator",
+    version,
+    about = "Kubernetes operator for faultline ErrorTrackers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the controller (in a cluster, or with the current kubeconfig).
+    Run(RunArgs),
+    /// Print the ErrorTracker CustomResourceDefinition as YAML.
+    Crd,
+    /// Print every object the operator would create for an ErrorTracker, as YAML documents.
+    Render {
+        /// File with one ErrorTracker document (`-` for standard input).
+        #[arg(short = 'f', long = "file", env = "FAULTLINE_RENDER_FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Address of the `/metrics` and `/health` listener.
+    #[arg(
+        long,
+        env = "FAULTLINE_OPERATOR_METRICS_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    metrics_addr: SocketAddr,
+    /// Namespace of the leader Lease (the operator's own namespace).
+    #[arg(
+        long,
+        env = "FAULTLINE_OPERATOR_NAMESPACE",
+        default_value = "faultline-system"
+    )]
+    lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "FAULTLINE_OPERATOR_LEASE",
+        default_value = "faultline-operator"
+    )]
+    lease_name: String,
+    /// Identity of this replica in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => write_stdout(&crd_yaml()?),
+        Command::Render { file } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            write_stdout(&faultline_operator::render::render(&text)?)
+        }
+        Command::Run(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+                )
+                .init();
+            tokio::runtime::Runtime::new()?.block_on(run(args))
+        }
+    }
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
+    }
+}
+
+fn crd_yaml() -> anyhow::Result<String> {
+    Ok(serde_yaml::to_string(
+        &faultline_operator::ErrorTracker::crd(),
+    )?)
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes")?;
+    let metrics = Arc::new(Metrics::default());
+    let server = tokio::spawn(metrics::serve(args.metrics_addr, Arc::clone(&metrics)));
+    let identity = args
+        .identity
+        .unwrap_or_else(|| format!("faultline-operator-{}", std::process::id()));
+    let lock = LeaseLock::new(
+        client.clone(),
+        &args.lease_namespace,
+        &args.lease_name,
+        &identity,
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let leader_metrics = Arc::clone(&metrics);
+    let result = lock
+        .run_as_leader(
+            faultline_operator::run(client, Arc::clone(&metrics), shutdown),
+            move |leader| {
+                leader_metrics.leader.set(i64::from(leader));
+            },
+        )
+        .await;
+    server.abort();
+    result.context("leader election")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

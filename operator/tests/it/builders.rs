@@ -1,0 +1,369 @@
+//! Rung 1: pure builders. Every object built for several specs is snapshot-tested with
+//! `insta`, and the properties a user relies on are asserted one by one: the hardened security
+//! context, the probes, owner references, labels, the config checksum and the engine config
+//! that the engine's own parser reads back. No API server is involved (none runs here).
+
+use std::collections::BTreeMap;
+
+use faultline_operator::builders::{
+    self, CONFIG_CHECKSUM_ANNOTATION, CONFIG_FILE, Desired, derived_project_id,
+};
+use faultline_operator::crd::ProjectSpec;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use serde_json::Value;
+
+use crate::common::{UID, keys, tracker};
+
+fn build(fixture: &str) -> Desired {
+    let tracker = tracker(fixture);
+    builders::build(&tracker, &keys(&tracker)).expect("builds")
+}
+
+fn engine_container(sts: &StatefulSet) -> &k8s_openapi::api::core::v1::Container {
+    &sts.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+}
+
+fn checksum(sts: &StatefulSet) -> String {
+    sts.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()[CONFIG_CHECKSUM_ANNOTATION]
+        .clone()
+}
+
+#[test]
+fn snapshots_of_every_object() {
+    for fixture in ["minimal.yaml", "s3-ha.yaml", "scheduled.yaml"] {
+        let objects = build(fixture).to_values();
+        insta::assert_yaml_snapshot!(fixture.trim_end_matches(".yaml"), objects);
+    }
+}
+
+#[test]
+fn every_object_is_owned_and_labelled() {
+    for fixture in ["minimal.yaml", "s3-ha.yaml", "scheduled.yaml"] {
+        let tracker = tracker(fixture);
+        for object in build(fixture).to_values() {
+            let what = format!(
+                "{fixture}: {} {}",
+                object["kind"], object["metadata"]["name"]
+            );
+            let owners = object["metadata"]["ownerReferences"]
+                .as_array()
+                .expect(&what);
+            assert_eq!(owners.len(), 1, "{what}");
+            assert_eq!(owners[0]["uid"], UID, "{what}");
+            assert_eq!(owners[0]["kind"], "ErrorTracker", "{what}");
+            assert_eq!(owners[0]["controller"], true, "{what}");
+            let labels = &object["metadata"]["labels"];
+            assert_eq!(labels["app.kubernetes.io/name"], "faultline", "{what}");
+            assert_eq!(
+                labels["app.kubernetes.io/instance"],
+                tracker.metadata.name.as_deref().unwrap(),
+                "{what}"
+            );
+            assert_eq!(
+                labels["app.kubernetes.io/managed-by"], "faultline-operator",
+                "{what}"
+            );
+            assert_eq!(
+                object["metadata"]["namespace"],
+                tracker.metadata.namespace.as_deref().unwrap(),
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn pods_are_hardened() {
+    for fixture in ["minimal.yaml", "s3-ha.yaml", "scheduled.yaml"] {
+        let desired = build(fixture);
+        let pod = desired
+            .stateful_set
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
+        let pod_sc = pod.security_context.as_ref().unwrap();
+        assert_eq!(pod_sc.run_as_non_root, Some(true));
+        assert_eq!(
+            pod_sc.seccomp_profile.as_ref().unwrap().type_,
+            "RuntimeDefault"
+        );
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let sc = engine_container(&desired.stateful_set)
+            .security_context
+            .as_ref()
+            .unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false), "{fixture}");
+        assert_eq!(sc.read_only_root_filesystem, Some(true), "{fixture}");
+        assert_eq!(sc.run_as_non_root, Some(true), "{fixture}");
+        assert_ne!(sc.run_as_user, Some(0), "{fixture}");
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..])
+        );
+        assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    }
+    let scheduled = build("scheduled.yaml");
+    let sc = engine_container(&scheduled.stateful_set)
+        .security_context
+        .clone()
+        .unwrap();
+    assert_eq!((sc.run_as_user, sc.run_as_group), (Some(2000), Some(3000)));
+}
+
+#[test]
+fn probes_hit_the_engine_health_endpoints() {
+    let desired = build("minimal.yaml");
+    let container = engine_container(&desired.stateful_set);
+    let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        let get = p.as_ref().unwrap().http_get.as_ref().unwrap();
+        (
+            get.path.clone().unwrap(),
+            serde_json::to_value(&get.port).unwrap(),
+        )
+    };
+    assert_eq!(
+        path(&container.liveness_probe),
+        ("/health/live".into(), Value::from("ingest"))
+    );
+    assert_eq!(
+        path(&container.readiness_probe),
+        ("/health/ready".into(), Value::from("ingest"))
+    );
+    assert_eq!(
+        container.args.as_deref().unwrap(),
+        ["serve", "--config", "/etc/faultline/faultline.toml"]
+    );
+    assert_eq!(container.command.as_deref().unwrap(), ["faultline"]);
+    assert_eq!(
+        container.image.as_deref(),
+        Some(concat!(
+            "ghcr.io/faultline/faultline:",
+            env!("CARGO_PKG_VERSION")
+        ))
+    );
+}
+
+#[test]
+fn engine_config_is_read_back_by_the_engine_parser() {
+    let tracker = tracker("s3-ha.yaml");
+    let keys = keys(&tracker);
+    let desired = builders::build(&tracker, &keys).unwrap();
+    let text = &desired.config_map.data.as_ref().unwrap()[CONFIG_FILE];
+    let config = faultline_config::Config::parse(text).expect("the engine accepts the config");
+    assert_eq!(config.server.listen.to_string(), "0.0.0.0:8000");
+    assert_eq!(
+        config.server.admin_listen.unwrap().to_string(),
+        "0.0.0.0:8001"
+    );
+    assert_eq!(
+        config.server.public_url.as_deref(),
+        Some("https://errors.example.com")
+    );
+    assert_eq!(
+        config.storage.object_store.as_deref(),
+        Some("s3://faultline-events/team-a")
+    );
+    assert_eq!(
+        config.storage.s3.endpoint.as_deref(),
+        Some("http://minio.storage:9000")
+    );
+    assert!(config.storage.s3.allow_http && config.storage.s3.force_path_style);
+    assert_eq!(config.retention.default_days, 30);
+    assert_eq!(config.backup.schedule.as_deref(), Some("0 3 * * *"));
+    assert_eq!(
+        config.backup.destination.as_deref(),
+        Some("s3://faultline-backups/team-a")
+    );
+    assert_eq!(config.backup.keep_last, Some(7));
+    let shop = config.projects.iter().find(|p| p.name == "shop").unwrap();
+    assert_eq!(shop.id, derived_project_id("shop"));
+    assert_eq!(shop.keys, vec![keys["shop"].clone()]);
+    assert_eq!(shop.rate_limit.as_ref().unwrap().events, 1000);
+    assert_eq!(config.retention_days("shop"), 14);
+    let api = config.projects.iter().find(|p| p.name == "api").unwrap();
+    assert_eq!((api.id, api.keys.clone()), (42, vec![keys["api"].clone()]));
+    assert_eq!(config.retention_days("api"), 30);
+
+    let local = builders::build(&self::tracker("minimal.yaml"), &keys_for("web")).unwrap();
+    let config =
+        faultline_config::Config::parse(&local.config_map.data.unwrap()[CONFIG_FILE]).unwrap();
+    assert_eq!(
+        config.storage.object_store.as_deref(),
+        Some("file:///var/lib/faultline/objects")
+    );
+    assert_eq!(config.wal_dir().to_str(), Some("/var/lib/faultline/wal"));
+}
+
+fn keys_for(project: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        project.to_owned(),
+        "0123456789abcdef0123456789abcdef".to_owned(),
+    )])
+}
+
+#[test]
+fn node_id_and_s3_credentials_come_from_the_environment() {
+    let desired = build("s3-ha.yaml");
+    let env = serde_json::to_value(&engine_container(&desired.stateful_set).env).unwrap();
+    assert_eq!(env[0]["name"], "FAULTLINE_NODE_ID");
+    assert_eq!(
+        env[0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert_eq!(env[1]["name"], "AWS_ACCESS_KEY_ID");
+    assert_eq!(
+        env[1]["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID", "optional": false})
+    );
+    assert_eq!(
+        env[2]["valueFrom"]["secretKeyRef"]["key"],
+        "AWS_SECRET_ACCESS_KEY"
+    );
+    // The ConfigMap never carries the S3 credentials.
+    let text = &desired.config_map.data.as_ref().unwrap()[CONFIG_FILE];
+    assert!(
+        !text.contains("s3-creds") && !text.to_lowercase().contains("secret"),
+        "{text}"
+    );
+}
+
+#[test]
+fn config_changes_roll_the_pods_and_nothing_else_does() {
+    let base = tracker("minimal.yaml");
+    let keys = keys(&base);
+    let before = checksum(&builders::build(&base, &keys).unwrap().stateful_set);
+    assert_eq!(
+        before,
+        checksum(&builders::build(&base, &keys).unwrap().stateful_set)
+    );
+
+    let mut scaled = base.clone();
+    scaled.spec.replicas = 0;
+    assert_eq!(
+        before,
+        checksum(&builders::build(&scaled, &keys).unwrap().stateful_set)
+    );
+
+    let mut retained = base.clone();
+    retained.spec.retention.default_days = 7;
+    assert_ne!(
+        before,
+        checksum(&builders::build(&retained, &keys).unwrap().stateful_set)
+    );
+
+    let mut rekeyed = keys.clone();
+    rekeyed.insert("web".into(), "ffffffffffffffffffffffffffffffff".into());
+    assert_ne!(
+        before,
+        checksum(&builders::build(&base, &rekeyed).unwrap().stateful_set)
+    );
+}
+
+#[test]
+fn dsn_secrets_hold_a_working_dsn_per_project() {
+    let tracker = tracker("s3-ha.yaml");
+    let keys = keys(&tracker);
+    let desired = builders::build(&tracker, &keys).unwrap();
+    let names: Vec<_> = desired
+        .dsn_secrets
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["errors-dsn-shop", "errors-dsn-api"]);
+    let api = &desired.dsn_secrets[1];
+    let get = |k: &str| String::from_utf8(api.data.as_ref().unwrap()[k].0.clone()).unwrap();
+    assert_eq!(
+        get("dsn"),
+        format!("http://{}@errors.team-a.svc:8000/42", keys["api"])
+    );
+    assert_eq!(
+        get("publicDsn"),
+        format!("https://{}@errors.example.com/42", keys["api"])
+    );
+    assert_eq!(get("projectId"), "42");
+}
+
+#[test]
+fn project_ids_are_stable_and_collisions_are_refused() {
+    assert_eq!(derived_project_id("shop"), derived_project_id("shop"));
+    assert_ne!(derived_project_id("shop"), derived_project_id("shop2"));
+    assert!((1..=i64::from(i32::MAX) as u64).contains(&derived_project_id("shop")));
+    let projects = vec![
+        ProjectSpec {
+            name: "shop".into(),
+            id: None,
+            rate_limit: None,
+            retention_days: None,
+        },
+        ProjectSpec {
+            name: "other".into(),
+            id: Some(derived_project_id("shop")),
+            rate_limit: None,
+            retention_days: None,
+        },
+    ];
+    let err = builders::resolve_projects(&projects)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"shop\"") && err.contains("\"other\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn network_policy_keeps_the_admin_port_to_allowed_namespaces() {
+    let desired = build("s3-ha.yaml");
+    let policy = serde_json::to_value(desired.network_policy.unwrap()).unwrap();
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(rules[0]["ports"][0]["port"], 8000);
+    assert!(
+        rules[0].get("from").is_none(),
+        "ingest is open to every peer"
+    );
+    assert_eq!(rules[1]["ports"][0]["port"], 8001);
+    assert_eq!(
+        rules[1]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"],
+        serde_json::json!(["monitoring", "team-a"])
+    );
+    assert!(build("scheduled.yaml").network_policy.is_none());
+    assert!(build("minimal.yaml").ingress.is_none());
+}
+
+#[test]
+fn local_storage_gets_an_object_volume_and_s3_does_not() {
+    let claims = |d: &Desired| -> Vec<String> {
+        d.stateful_set
+            .spec
+            .as_ref()
+            .unwrap()
+            .volume_claim_templates
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap())
+            .collect()
+    };
+    assert_eq!(claims(&build("minimal.yaml")), ["data", "objects"]);
+    assert_eq!(claims(&build("s3-ha.yaml")), ["data"]);
+}

@@ -1,0 +1,1 @@
+//! Rung 2 (placeholder until the schema tests land).
