@@ -1,0 +1,117 @@
+//! `ingest-bench`: replays envelopes captured from the Python Sentry SDK against a release-optimized
+//! `faultline serve` and prints what an operator sizing a node wants to know.
+//!
+//! Layout:
+//! - `fixtures`: loads `bench/fixtures/` (request bodies exactly as `sentry-sdk` sent them) and
+//!   renews the event id, timestamps and key of each replay, re-compressing with the SDK's brotli
+//!   settings, all before the clock starts.
+//! - `server`: starts the engine on a free port with a temporary data directory, reads its CPU time
+//!   and peak memory from `/proc`, stops it with SIGTERM (which flushes to Parquet).
+//! - `load`: the load generator, a single-threaded hyper client over a few keep-alive connections.
+//! - `report`: the figures and how they compare with the targets.
+
+mod fixtures;
+mod load;
+mod report;
+mod server;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use clap::Parser;
+
+/// Ingest benchmark for faultline.
+#[derive(Debug, Parser)]
+#[command(name = "ingest-bench", version)]
+struct Args {
+    /// The `faultline` binary to measure (default: <target dir>/bench-fast/faultline).
+    #[arg(long, env = "FAULTLINE_BIN")]
+    faultline: Option<PathBuf>,
+    /// Captured envelopes (default: bench/fixtures of this workspace).
+    #[arg(long)]
+    fixtures: Option<PathBuf>,
+    /// Events to send.
+    #[arg(long, default_value_t = 40_000)]
+    events: usize,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Extra TOML appended to the server's config file (e.g. "[flush]\ninterval = \"5s\"").
+    #[arg(long, default_value = "")]
+    server_config: String,
+    /// Keep the data directory and print its path.
+    #[arg(long)]
+    keep_data: bool,
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ has a parent").to_owned()
+}
+
+fn default_faultline() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("bench-fast/faultline")
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let binary = args.faultline.clone().unwrap_or_else(default_faultline);
+    ensure!(
+        binary.exists(),
+        "no faultline binary at {}; build it with `cargo build --profile bench-fast -p faultline-engine` \
+         (or pass --faultline)",
+        binary.display()
+    );
+    let fixture_dir = args.fixtures.clone().unwrap_or_else(|| workspace_root().join("bench/fixtures"));
+    let captured = fixtures::Captured::load(&fixture_dir)?;
+    eprintln!(
+        "fixtures: {} envelopes from {}, {:.0} bytes uncompressed, {:.0} bytes on the wire on average",
+        captured.envelopes.len(),
+        captured.sdk,
+        captured.mean_uncompressed(),
+        captured.mean_wire()
+    );
+
+    let data = tempfile::Builder::new().prefix("faultline-bench-").tempdir()?;
+    let server = server::Server::start(&binary, data.path(), &args.server_config)?;
+    let project = server.create_project("bench")?;
+    let token = server.create_token()?;
+
+    let started = Instant::now();
+    let requests = captured.renew(args.events, &project.key);
+    eprintln!("prepared {} requests in {:.1} s", requests.len(), started.elapsed().as_secs_f64());
+
+    let cpu_before = server.cpu()?;
+    let run = load::run(server.addr, &project.envelope_path, requests, args.connections)?;
+    let cpu_at_last_ack = server.cpu()?;
+
+    // Freshness: how long after the last acknowledgement a query sees every accepted event.
+    let visible_after = server.wait_visible(&token, run.accepted as u64, run.last_ack, Duration::from_secs(60))?;
+    let issues = server.count(&token, "SELECT count(*) AS n FROM issues WHERE project = 'bench'")?;
+    let rss_peak_running = server.peak_rss()?;
+    let stopped = server.stop()?;
+    let disk = report::Disk::measure(data.path())?;
+
+    let report = report::Report {
+        events: args.events,
+        connections: args.connections,
+        run,
+        cpu_ingest: cpu_at_last_ack.saturating_sub(cpu_before),
+        cpu_total: stopped.cpu_total.saturating_sub(cpu_before),
+        rss_peak: stopped.peak_rss.max(rss_peak_running),
+        visible_after,
+        issues,
+        disk,
+        wire_bytes: captured.mean_wire(),
+        uncompressed_bytes: captured.mean_uncompressed(),
+    };
+    print!("{}", report.render());
+    if args.keep_data {
+        let kept = data.keep();
+        println!("data kept in {}", kept.display());
+    }
+    stopped.exit_ok.then_some(()).context("faultline did not exit 0 after SIGTERM")
+}
