@@ -1,1 +1,37 @@
-//! faultline engine (placeholder).
+//! faultline: a Sentry-compatible error tracker that stores events as Parquet in object storage
+//! and answers SQL over them.
+//!
+//! # Layout, by the path of the data
+//! - [`api`]: HTTP (axum). Sentry's envelope and store endpoints, the SQL endpoint, health.
+//!   The only module that knows HTTP types.
+//! - [`ingest`]: the pipeline below HTTP. It calls the `faultline-protocol` crate to
+//!   authenticate, decompress with limits, parse envelopes, normalize events and group them,
+//!   then drops duplicate event ids and hands the events to the WAL.
+//! - [`wal`]: the write-ahead log with group commit. A request is answered only after its
+//!   events are fsynced; the WAL thread then appends them to the [`buffer`].
+//! - [`buffer`]: unflushed events as Arrow batches, visible to SQL at once.
+//! - [`store`]: the object store (local directory or S3), Parquet files, manifests.
+//! - [`node`]: start-up recovery (replay the WAL after the manifest) and the flusher that turns
+//!   the buffer into Parquet, commits a manifest and only then trims the WAL.
+//! - [`query`]: DataFusion sessions over `events` and `issues`, read-only, with limits.
+//! - [`tenancy`]: projects with DSN keys, API tokens.
+//! - [`server`], [`cli`]: the `faultline` binary's commands.
+//!
+//! # Guarantees
+//! - An event that got `200` is in an fsynced WAL segment; after a crash it is replayed.
+//! - WAL segments are deleted only after the Parquet files and the manifest holding their events
+//!   are durable; a query sees each event exactly once, whether in memory or in a file.
+//! - A bad request is refused with a 4xx naming the problem and changes nothing.
+
+pub mod api;
+pub mod buffer;
+pub mod cli;
+pub mod commands;
+pub mod events;
+pub mod ingest;
+pub mod node;
+pub mod query;
+pub mod server;
+pub mod store;
+pub mod tenancy;
+pub mod wal;

@@ -1,0 +1,105 @@
+//! The one place where errors become HTTP responses.
+//!
+//! Bodies follow Relay: `{"detail": "<message>"}`; the same message is in `X-Sentry-Error`.
+//! 4xx are logged at debug, 5xx at error; internal details of 5xx never reach the client.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::{ingest, query, tenancy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Ingest(#[from] ingest::Error),
+    #[error(transparent)]
+    Query(#[from] query::Error),
+    #[error(transparent)]
+    Tenancy(#[from] tenancy::Error),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing API token: send Authorization: Bearer <token>")]
+    MissingToken,
+}
+
+fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> {
+    match err {
+        ApiError::Ingest(ingest::Error::RateLimited {
+            retry_after,
+            project_id: _,
+            ..
+        }) => Some((
+            *retry_after,
+            Some(format!("{}:error:project", retry_after.as_secs().max(1))),
+        )),
+        ApiError::Ingest(ingest::Error::Backpressure { retry_after }) => Some((*retry_after, None)),
+        _ => None,
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ingest::Error as I;
+        match self {
+            Self::Ingest(e) if e.is_too_large() => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Ingest(I::MissingAuth | I::Auth(_)) => StatusCode::UNAUTHORIZED,
+            Self::Ingest(I::Tenancy(e)) | Self::Tenancy(e) => tenancy_status(e),
+            Self::Ingest(I::ProjectMismatch { .. }) => StatusCode::UNAUTHORIZED,
+            Self::Ingest(I::RateLimited { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Ingest(I::Backpressure { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Ingest(I::Wal(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Ingest(_) => StatusCode::BAD_REQUEST,
+            Self::Query(query::Error::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
+            Self::Query(query::Error::Memory { .. } | query::Error::TooManyRows(_)) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::Query(e) if e.is_user_error() => StatusCode::BAD_REQUEST,
+            Self::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::MissingToken => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+fn tenancy_status(err: &tenancy::Error) -> StatusCode {
+    use tenancy::Error as T;
+    match err {
+        T::UnknownProject { .. } => StatusCode::FORBIDDEN,
+        T::BadKey { .. } | T::BadToken => StatusCode::UNAUTHORIZED,
+        T::InvalidName { .. } => StatusCode::BAD_REQUEST,
+        T::NameTaken { .. } => StatusCode::CONFLICT,
+        T::ReadTokenFile { .. } | T::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = if status.is_server_error() {
+            tracing::error!(cause = %self, "request failed");
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => self.to_string(),
+                _ => "internal error; see the server log".to_owned(),
+            }
+        } else {
+            tracing::debug!(cause = %self, status = status.as_u16(), "request rejected");
+            self.to_string()
+        };
+        let mut response = (status, axum::Json(json!({ "detail": detail }))).into_response();
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&detail.replace(['\r', '\n'], " ")) {
+            headers.insert("x-sentry-error", value);
+        }
+        if let Some((after, limits)) = retry_after(&self) {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(after.as_secs().max(1)),
+            );
+            if let Some(limits) = limits.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                headers.insert("x-sentry-rate-limits", limits);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,90 @@
+//! Sentry's ingest endpoints: `POST /api/{project_id}/envelope/` and `/store/`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, header};
+use faultline_protocol::auth::AuthInput;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use crate::ingest::{Endpoint, Ingest, Submission};
+
+fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn submit(
+    ingest: &Ingest,
+    endpoint: Endpoint,
+    project_id: &str,
+    query: Option<&str>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Json<Value>, ApiError> {
+    let client_ip = header_str(headers, "x-forwarded-for")
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(peer.ip());
+    let submission = Submission {
+        endpoint,
+        project_id,
+        auth: AuthInput {
+            x_sentry_auth: header_str(headers, "x-sentry-auth"),
+            authorization: header_str(headers, header::AUTHORIZATION),
+            query,
+        },
+        content_encoding: header_str(headers, header::CONTENT_ENCODING),
+        body,
+        client_ip: Some(client_ip),
+    };
+    let id = ingest.submit(submission).await?;
+    Ok(Json(match id {
+        Some(id) => json!({ "id": id.simple().to_string() }),
+        None => json!({}),
+    }))
+}
+
+pub(super) async fn envelope(
+    State(ingest): State<Arc<Ingest>>,
+    Path(project_id): Path<String>,
+    RawQuery(query): RawQuery,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    submit(
+        &ingest,
+        Endpoint::Envelope,
+        &project_id,
+        query.as_deref(),
+        peer,
+        &headers,
+        &body,
+    )
+    .await
+}
+
+pub(super) async fn store(
+    State(ingest): State<Arc<Ingest>>,
+    Path(project_id): Path<String>,
+    RawQuery(query): RawQuery,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    submit(
+        &ingest,
+        Endpoint::Store,
+        &project_id,
+        query.as_deref(),
+        peer,
+        &headers,
+        &body,
+    )
+    .await
+}

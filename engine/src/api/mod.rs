@@ -1,0 +1,88 @@
+//! HTTP: the only module that knows axum. One router per listener; handlers take the request
+//! apart, call one domain function and turn its result into a response.
+
+mod error;
+mod ingest;
+mod query;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Method, StatusCode};
+use axum::routing::{get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+pub use error::ApiError;
+
+use crate::node::Node;
+
+/// Browser SDKs send from any origin with these headers.
+fn ingest_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([
+            HeaderName::from_static("x-sentry-auth"),
+            HeaderName::from_static("content-type"),
+            HeaderName::from_static("content-encoding"),
+            HeaderName::from_static("authorization"),
+            HeaderName::from_static("baggage"),
+            HeaderName::from_static("sentry-trace"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-sentry-error"),
+            HeaderName::from_static("x-sentry-rate-limits"),
+            HeaderName::from_static("retry-after"),
+        ])
+        .max_age(Duration::from_secs(3600))
+}
+
+/// Everything on one listener: ingest, the query API and health checks.
+pub fn router(node: &Arc<Node>) -> Router {
+    ingest_routes(node)
+        .merge(query_routes(node))
+        .merge(health_routes())
+}
+
+/// The ingest listener when the query API has its own: ingest and health checks.
+pub fn ingest_router(node: &Arc<Node>) -> Router {
+    ingest_routes(node).merge(health_routes())
+}
+
+/// The separate query/admin listener: the query API and health checks.
+pub fn admin_router(node: &Arc<Node>) -> Router {
+    query_routes(node).merge(health_routes())
+}
+
+fn ingest_routes(node: &Arc<Node>) -> Router {
+    let body_limit = node.config.limits.max_request_size.as_u64() as usize;
+    Router::new()
+        .route("/api/{project_id}/envelope/", post(ingest::envelope))
+        .route("/api/{project_id}/envelope", post(ingest::envelope))
+        .route("/api/{project_id}/store/", post(ingest::store))
+        .route("/api/{project_id}/store", post(ingest::store))
+        .layer(ingest_cors())
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(Arc::clone(&node.ingest))
+}
+
+fn query_routes(node: &Arc<Node>) -> Router {
+    let state = query::QueryState {
+        query: Arc::clone(&node.query),
+        tokens: Arc::clone(&node.tokens),
+    };
+    Router::new()
+        .route("/api/sql", post(query::sql))
+        .with_state(state)
+}
+
+fn health_routes() -> Router {
+    Router::new()
+        .route("/health/live", get(|| async { (StatusCode::OK, "ok\n") }))
+        .route(
+            "/health/ready",
+            get(|| async { (StatusCode::OK, "ready\n") }),
+        )
+}

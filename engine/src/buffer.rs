@@ -1,0 +1,135 @@
+//! Events that are in the WAL but not yet in Parquet, as Arrow batches queries can read at once.
+//!
+//! Rows are appended to open column builders by the WAL thread; a query or a flush seals them
+//! into a batch. A flush moves the sealed batches to a "flushing" set that stays visible until
+//! the manifest naming their Parquet files is committed; then both change under one lock, so a
+//! query sees every event exactly once: in the buffer or in a file, never both, never neither.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::events::{EventBuilder, StoredEvent};
+use crate::store::manifest::Manifest;
+
+/// Rows per sealed batch at most.
+const SEAL_ROWS: usize = 4096;
+
+/// When the buffer asks for a flush.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushThresholds {
+    pub max_events: usize,
+    pub max_bytes: usize,
+}
+
+pub struct Buffer {
+    inner: Mutex<Inner>,
+    thresholds: FlushThresholds,
+    /// Woken when the buffer passes a threshold.
+    pub flush_wanted: Notify,
+}
+
+struct Inner {
+    open: EventBuilder,
+    sealed: Vec<RecordBatch>,
+    rows: usize,
+    bytes: usize,
+    flushing: BTreeMap<u64, Vec<RecordBatch>>,
+    manifest: Arc<Manifest>,
+}
+
+impl Inner {
+    fn seal(&mut self) {
+        if !self.open.is_empty() {
+            let batch = self.open.finish();
+            self.sealed.push(batch);
+        }
+    }
+}
+
+/// A consistent view for one query: the node's manifest and every unflushed row.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub manifest: Arc<Manifest>,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Buffer {
+    pub fn new(manifest: Manifest, thresholds: FlushThresholds) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                open: EventBuilder::new(),
+                sealed: Vec::new(),
+                rows: 0,
+                bytes: 0,
+                flushing: BTreeMap::new(),
+                manifest: Arc::new(manifest),
+            }),
+            thresholds,
+            flush_wanted: Notify::new(),
+        }
+    }
+
+    /// Appends events (called by the WAL thread after they are durable).
+    pub fn append(&self, events: &[StoredEvent]) {
+        let wanted = {
+            let mut inner = self.inner.lock();
+            for event in events {
+                inner.open.append(event);
+                inner.rows += 1;
+                inner.bytes += event.approximate_size();
+            }
+            if inner.open.len() >= SEAL_ROWS {
+                inner.seal();
+            }
+            inner.rows >= self.thresholds.max_events || inner.bytes >= self.thresholds.max_bytes
+        };
+        if wanted {
+            self.flush_wanted.notify_one();
+        }
+    }
+
+    /// Moves every unflushed row to the flushing set under `flush_id` and returns it.
+    pub fn take_for_flush(&self, flush_id: u64) -> Vec<RecordBatch> {
+        let mut inner = self.inner.lock();
+        inner.seal();
+        let batches = std::mem::take(&mut inner.sealed);
+        inner.rows = 0;
+        inner.bytes = 0;
+        if !batches.is_empty() {
+            inner.flushing.insert(flush_id, batches.clone());
+        }
+        batches
+    }
+
+    /// The flush `flush_id` is in `manifest`: stop serving its rows from memory.
+    pub fn complete_flush(&self, flush_id: u64, manifest: Manifest) {
+        let mut inner = self.inner.lock();
+        inner.flushing.remove(&flush_id);
+        inner.manifest = Arc::new(manifest);
+    }
+
+    /// The current manifest of this node.
+    pub fn manifest(&self) -> Arc<Manifest> {
+        Arc::clone(&self.inner.lock().manifest)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let mut inner = self.inner.lock();
+        inner.seal();
+        let mut batches: Vec<RecordBatch> = inner.flushing.values().flatten().cloned().collect();
+        batches.extend(inner.sealed.iter().cloned());
+        Snapshot {
+            manifest: Arc::clone(&inner.manifest),
+            batches,
+        }
+    }
+
+    /// Rows not yet handed to a flush.
+    pub fn pending_rows(&self) -> usize {
+        self.inner.lock().rows
+    }
+}

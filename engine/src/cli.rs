@@ -1,0 +1,180 @@
+//! Command line: `faultline serve | project | token | query`.
+//!
+//! Every flag has an environment variable; flags override the config file, which overrides the
+//! defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use faultline_config::Config;
+
+use crate::query::format::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "faultline",
+    version,
+    about = "Sentry-compatible error tracking with SQL"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML config file (see docs/configuration.md).
+    #[arg(long, global = true, env = "FAULTLINE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the WAL and, without --object-store, the data files.
+    #[arg(long, global = true, env = "FAULTLINE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Object store URL: s3://bucket/prefix or file:///absolute/path.
+    #[arg(long, global = true, env = "FAULTLINE_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// Name of this node (each node writes its own WAL and manifest).
+    #[arg(long, global = true, env = "FAULTLINE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "FAULTLINE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: Sentry ingest, SQL API, flushing to Parquet.
+    Serve {
+        /// Address of the ingest listener.
+        #[arg(long, env = "FAULTLINE_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Separate address for the query API (default: served on --listen).
+        #[arg(long, env = "FAULTLINE_ADMIN_LISTEN")]
+        admin_listen: Option<SocketAddr>,
+    },
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Run a SQL query over events and issues.
+    Query {
+        /// The SQL statement.
+        sql: String,
+        /// Output format.
+        #[arg(long, short, default_value = "table")]
+        format: Format,
+        /// Ask a running server instead of reading the data directory.
+        #[arg(long, env = "FAULTLINE_SERVER")]
+        server: Option<String>,
+        /// API token for --server.
+        #[arg(long, env = "FAULTLINE_TOKEN", requires = "server")]
+        token: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project and print its DSN.
+    Create {
+        /// Project name: lowercase letters, digits and '-'.
+        name: String,
+        /// Base URL SDKs reach this server at (default: server.public_url or http://<listen>).
+        #[arg(long, env = "FAULTLINE_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+    /// List projects with their DSNs.
+    List {
+        #[arg(long, env = "FAULTLINE_PUBLIC_URL")]
+        public_url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token and print it (it is shown only once).
+    Create {
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+impl GlobalArgs {
+    /// The config file (or defaults) with the flags applied.
+    pub fn config(&self) -> Result<Config, faultline_config::Error> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.storage.data_dir = dir.clone();
+        }
+        if let Some(url) = &self.object_store {
+            config.storage.object_store = Some(url.clone());
+        }
+        if let Some(node) = &self.node_id {
+            config.storage.node_id = node.clone();
+        }
+        if config.storage.s3.endpoint.is_none() {
+            config.storage.s3.endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+        }
+        if let Some(endpoint) = &config.storage.s3.endpoint {
+            if endpoint.starts_with("http://") {
+                config.storage.s3.allow_http = true;
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The base URL printed in DSNs.
+pub fn public_url(config: &Config, flag: Option<&str>) -> String {
+    flag.map(str::to_owned)
+        .or_else(|| config.server.public_url.clone())
+        .unwrap_or_else(|| format!("http://{}", config.server.listen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_config() {
+        let cli = Cli::try_parse_from([
+            "faultline",
+            "--data-dir",
+            "/tmp/x",
+            "--object-store",
+            "s3://b/p",
+            "project",
+            "create",
+            "shop",
+        ])
+        .unwrap();
+        let config = cli.global.config().unwrap();
+        assert_eq!(config.storage.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.storage.object_store.as_deref(), Some("s3://b/p"));
+        assert_eq!(public_url(&config, None), "http://127.0.0.1:8000");
+    }
+}

@@ -1,0 +1,135 @@
+//! What each `faultline` subcommand does.
+
+use std::io::Write;
+
+use faultline_config::Config;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, ProjectCommand, TokenCommand, public_url};
+use crate::query::format::{self, Format};
+use crate::store::Store;
+use crate::tenancy::{Projects, Tokens};
+use crate::{node, query, server, tenancy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] faultline_config::Error),
+    #[error(transparent)]
+    Server(#[from] server::Error),
+    #[error(transparent)]
+    Node(#[from] node::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error(transparent)]
+    Tenancy(#[from] tenancy::Error),
+    #[error(transparent)]
+    Query(#[from] query::Error),
+    #[error("request to {url} failed: {message}")]
+    Remote { url: String, message: String },
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs the parsed command line; `shutdown` stops a server.
+pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
+    let mut config = cli.global.config()?;
+    match cli.command {
+        Command::Serve {
+            listen,
+            admin_listen,
+        } => {
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
+            if admin_listen.is_some() {
+                config.server.admin_listen = admin_listen;
+            }
+            server::run(config, shutdown).await?;
+        }
+        Command::Project(ProjectCommand::Create {
+            name,
+            public_url: url,
+        }) => {
+            let projects = Projects::load(Store::open(&config)?, &config).await?;
+            let project = projects.create(&name).await?;
+            eprintln!("created project {:?} with id {}", project.name, project.id);
+            println!("{}", project.dsn(&public_url(&config, url.as_deref())));
+        }
+        Command::Project(ProjectCommand::List { public_url: url }) => {
+            let projects = Projects::load(Store::open(&config)?, &config).await?;
+            let base = public_url(&config, url.as_deref());
+            for project in projects.list().await? {
+                println!("{}\t{}\t{}", project.id, project.name, project.dsn(&base));
+            }
+        }
+        Command::Token(TokenCommand::Create { name }) => {
+            let tokens = Tokens::new(Store::open(&config)?, None)?;
+            let token = tokens.create(&name).await?;
+            eprintln!("created API token {name:?}; it is shown only this once");
+            println!("{token}");
+        }
+        Command::Query {
+            sql,
+            format,
+            server,
+            token,
+        } => {
+            let bytes = match server {
+                Some(url) => remote_query(&url, token.as_deref(), &sql, format).await?,
+                None => local_query(&config, &sql, format).await?,
+            };
+            std::io::stdout().write_all(&bytes)?;
+        }
+    }
+    Ok(())
+}
+
+async fn local_query(config: &Config, sql: &str, format: Format) -> Result<Vec<u8>> {
+    let service = node::open_reader(config).await?;
+    let output = service.run(sql).await?;
+    Ok(format::encode(&output, format)?)
+}
+
+async fn remote_query(
+    base: &str,
+    token: Option<&str>,
+    sql: &str,
+    format: Format,
+) -> Result<Vec<u8>> {
+    let url = format!("{}/api/sql", base.trim_end_matches('/'));
+    let remote = |message: String| Error::Remote {
+        url: url.clone(),
+        message,
+    };
+    // The server renders tables itself only as JSON/CSV/Arrow; ask for JSON and print as is.
+    let wire = if format == Format::Table {
+        Format::Json
+    } else {
+        format
+    };
+    let wire_name = match wire {
+        Format::Csv => "csv",
+        Format::Arrow => "arrow",
+        _ => "json",
+    };
+    let mut request = reqwest::Client::new()
+        .post(&url)
+        .query(&[("format", wire_name)])
+        .json(&serde_json::json!({ "sql": sql }));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| remote(e.to_string()))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| remote(e.to_string()))?;
+    if !status.is_success() {
+        return Err(remote(format!(
+            "{status}: {}",
+            String::from_utf8_lossy(&body).trim()
+        )));
+    }
+    Ok(body.to_vec())
+}

@@ -1,0 +1,234 @@
+//! One engine node: the parts wired together, start-up recovery, and the flusher.
+//!
+//! Start-up: open the object store, load this node's newest manifest, replay the WAL segments
+//! the manifest does not cover into the buffer, then start the WAL writer on a fresh segment.
+//! The flusher turns the buffer into Parquet every `flush.interval` (or sooner when the buffer
+//! passes its size thresholds), commits a new manifest, and only then deletes the WAL segments
+//! the manifest now covers.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use faultline_config::Config;
+use tokio_util::sync::CancellationToken;
+
+use crate::buffer::{Buffer, FlushThresholds};
+use crate::ingest::{self, Ingest};
+use crate::query::QueryService;
+use crate::store::manifest::Manifest;
+use crate::store::{self, Store};
+use crate::tenancy::{self, Projects, Tokens};
+use crate::wal::{self, Rotation, Wal, WalOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Wal(#[from] wal::Error),
+    #[error(transparent)]
+    Tenancy(#[from] tenancy::Error),
+    #[error("cannot replay WAL segment {segment}: {source}")]
+    Replay {
+        segment: String,
+        #[source]
+        source: Box<ingest::Error>,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a running node shares between requests and background tasks.
+pub struct Node {
+    pub config: Config,
+    pub store: Store,
+    pub projects: Arc<Projects>,
+    pub tokens: Arc<Tokens>,
+    pub buffer: Arc<Buffer>,
+    pub wal: Wal,
+    pub ingest: Arc<Ingest>,
+    pub query: Arc<QueryService>,
+    unfinished_flushes: tokio::sync::Mutex<Vec<Rotation>>,
+}
+
+fn thresholds(config: &Config) -> FlushThresholds {
+    FlushThresholds {
+        max_events: config.flush.max_events,
+        max_bytes: config.flush.max_bytes.as_u64() as usize,
+    }
+}
+
+/// Replays the WAL segments after `wal_upto` into `buffer`; returns the (project, event id) of
+/// every replayed event. With `trim`, segments the manifest already covers are deleted.
+fn replay(
+    dir: &Path,
+    wal_upto: Option<u64>,
+    buffer: &Buffer,
+    trim: bool,
+) -> Result<Vec<(u64, uuid::Uuid)>> {
+    let mut ids = Vec::new();
+    for (seq, path) in wal::list_segments(dir)? {
+        if wal_upto.is_some_and(|upto| seq <= upto) {
+            if trim {
+                std::fs::remove_file(&path).map_err(|source| wal::Error::Remove {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            continue;
+        }
+        let contents = wal::read_segment(&path)?;
+        if contents.torn {
+            tracing::warn!(segment = %path.display(), valid_bytes = contents.valid_len,
+                "wal segment ends in a torn record (an unacknowledged write); ignoring the tail");
+        }
+        let mut events = Vec::with_capacity(contents.records.len());
+        for record in &contents.records {
+            let event = ingest::replay_record(record).map_err(|source| Error::Replay {
+                segment: path.display().to_string(),
+                source: Box::new(source),
+            })?;
+            ids.push((event.project_id, event.event.event_id));
+            events.push(event);
+        }
+        buffer.append(&events);
+    }
+    Ok(ids)
+}
+
+impl Node {
+    /// Opens the node: recovers from the WAL and starts the WAL writer.
+    pub async fn open(config: Config) -> Result<Self> {
+        let store = Store::open(&config)?;
+        let node_id = config.storage.node_id.clone();
+        let manifest = Manifest::load_latest(&store, &node_id).await?;
+        let wal_upto = manifest.wal_upto;
+        let buffer = Arc::new(Buffer::new(manifest, thresholds(&config)));
+        let wal_dir = config.wal_dir();
+        let replayed = replay(&wal_dir, wal_upto, &buffer, true)?;
+        if !replayed.is_empty() {
+            tracing::info!(events = replayed.len(), "replayed events from the wal");
+        }
+        let wal = Wal::start(
+            &wal_dir,
+            WalOptions {
+                commit_window: config.wal.commit_window,
+                max_batch_bytes: config.wal.max_batch.as_u64() as usize,
+                segment_size: config.wal.segment_size.as_u64(),
+            },
+            Arc::clone(&buffer),
+        )?;
+        let projects = Arc::new(Projects::load(store.clone(), &config).await?);
+        let tokens = Arc::new(Tokens::new(
+            store.clone(),
+            config.auth.admin_token_file.as_deref(),
+        )?);
+        let ingest = Arc::new(Ingest::new(
+            Arc::clone(&projects),
+            wal.clone(),
+            config.limits.clone(),
+            config.wal.max_unflushed.as_u64(),
+        ));
+        for (project, id) in replayed {
+            ingest.remember(project, id);
+        }
+        let query = Arc::new(QueryService::new(
+            store.clone(),
+            Arc::clone(&buffer),
+            node_id,
+            config.query.clone(),
+        ));
+        Ok(Self {
+            config,
+            store,
+            projects,
+            tokens,
+            buffer,
+            wal,
+            ingest,
+            query,
+            unfinished_flushes: tokio::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Writes every buffered event to Parquet, commits a manifest and trims the WAL.
+    /// Returns the number of events flushed. A flush that failed is retried first, so WAL
+    /// segments are only ever trimmed up to a point whose events are all in the manifest.
+    pub async fn flush(&self) -> Result<usize> {
+        let mut stuck = self.unfinished_flushes.lock().await;
+        let rotation = self.wal.rotate().await?;
+        stuck.push(rotation);
+        let mut rows = 0;
+        while let Some(rotation) = stuck.first() {
+            rows += self.write_rotation(rotation).await?;
+            stuck.remove(0);
+        }
+        Ok(rows)
+    }
+
+    async fn write_rotation(&self, rotation: &Rotation) -> Result<usize> {
+        let rows: usize = rotation.batches.iter().map(|b| b.num_rows()).sum();
+        let current = self.buffer.manifest();
+        if rows > 0 {
+            let files = store::parquet::write_partitions(
+                &self.store,
+                &rotation.batches,
+                self.config.flush.zstd_level,
+            )
+            .await?;
+            let next = current.with_files(files, rotation.upto);
+            next.commit(&self.store).await?;
+            self.buffer.complete_flush(rotation.flush_id, next);
+        }
+        self.wal.remove_upto(rotation.upto)?;
+        Ok(rows)
+    }
+
+    /// Flushes on the configured interval or when the buffer asks, until `shutdown`.
+    pub async fn run_flusher(self: Arc<Self>, shutdown: CancellationToken) {
+        let interval = self.config.flush.interval;
+        let mut failures = 0u32;
+        loop {
+            let wait = if failures == 0 {
+                interval
+            } else {
+                // Back off while the object store is failing; the WAL keeps every event.
+                Duration::from_millis(500 * 2u64.pow(failures.min(6)))
+                    .min(interval.max(Duration::from_secs(30)))
+            };
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+                () = self.buffer.flush_wanted.notified() => {}
+            }
+            match self.flush().await {
+                Ok(0) => failures = 0,
+                Ok(rows) => {
+                    failures = 0;
+                    tracing::debug!(events = rows, "flushed to parquet");
+                }
+                Err(err) => {
+                    failures += 1;
+                    tracing::error!(cause = %err, attempt = failures, "flush failed; events stay in the wal");
+                }
+            }
+        }
+    }
+}
+
+/// A read-only view of a data directory for `faultline query`: the manifests plus every
+/// acknowledged event still in the WAL. Nothing is written or deleted.
+pub async fn open_reader(config: &Config) -> Result<QueryService> {
+    let store = Store::open(config)?;
+    let manifest = Manifest::load_latest(&store, &config.storage.node_id).await?;
+    let wal_upto = manifest.wal_upto;
+    let buffer = Arc::new(Buffer::new(manifest, thresholds(config)));
+    replay(&config.wal_dir(), wal_upto, &buffer, false)?;
+    Ok(QueryService::new(
+        store,
+        buffer,
+        config.storage.node_id.clone(),
+        config.query.clone(),
+    ))
+}

@@ -1,0 +1,106 @@
+//! `faultline serve`: listeners, background tasks and ordered shutdown.
+//!
+//! Shutdown: stop accepting, let in-flight requests finish (bounded by
+//! `server.shutdown_timeout`), flush the buffer to Parquet, then return.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use faultline_config::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::node::{self, Node};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Node(#[from] node::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("http server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+    .map_err(Error::Serve)
+}
+
+/// Runs a node until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    let listen = config.server.listen;
+    let admin_listen = config.server.admin_listen;
+    let timeout = config.server.shutdown_timeout;
+    let node = Arc::new(Node::open(config).await?);
+    tracing::info!(store = %node.store.location, node = %node.config.storage.node_id, "storage ready");
+
+    let flusher_stop = CancellationToken::new();
+    let flusher = tokio::spawn(Arc::clone(&node).run_flusher(flusher_stop.clone()));
+
+    let ingest_listener = bind(listen).await?;
+    let mut servers = tokio::task::JoinSet::new();
+    match admin_listen {
+        Some(admin) => {
+            let admin_listener = bind(admin).await?;
+            tracing::info!(addr = %listen, "ingest listening");
+            tracing::info!(addr = %admin, "query api listening");
+            servers.spawn(serve(
+                ingest_listener,
+                api::ingest_router(&node),
+                shutdown.clone(),
+            ));
+            servers.spawn(serve(
+                admin_listener,
+                api::admin_router(&node),
+                shutdown.clone(),
+            ));
+        }
+        None => {
+            tracing::info!(addr = %listen, "listening");
+            let router = api::router(&node);
+            servers.spawn(serve(ingest_listener, router, shutdown.clone()));
+        }
+    }
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let drained = tokio::time::timeout(timeout, async {
+        while let Some(result) = servers.join_next().await {
+            if let Ok(Err(err)) = result {
+                tracing::error!(cause = %err, "listener failed");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(timeout = ?timeout, "in-flight requests did not finish in time");
+        servers.abort_all();
+    }
+    flusher_stop.cancel();
+    let _ = flusher.await;
+    match node.flush().await {
+        Ok(rows) => tracing::info!(events = rows, "final flush done"),
+        Err(err) => tracing::error!(cause = %err, "final flush failed; events stay in the wal"),
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Manifests: the list of live Parquet files of one writer node.
+//!
+//! Each version is a create-only object `manifest/<node>/<inverted version>.json`; the inverted,
+//! zero-padded number makes the newest version sort first in a listing. A version is never
+//! overwritten, so a reader always sees a complete file list, and a writer that lost a race
+//! (two processes with one node name) fails instead of silently dropping the other's files.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use object_store::path::Path as ObjectPath;
+use serde::{Deserialize, Serialize};
+
+use super::{Result, Store};
+
+/// How many old manifest versions are kept after a commit (for debugging and backups).
+const KEEP_VERSIONS: usize = 5;
+
+/// The live files of one node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub node: String,
+    pub version: u64,
+    /// WAL segments up to and including this sequence number are contained in `files`.
+    pub wal_upto: Option<u64>,
+    pub files: Vec<DataFile>,
+}
+
+/// One Parquet file of events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Path relative to the store root.
+    pub path: String,
+    pub project_id: u64,
+    /// `YYYY-MM-DD` of the partition (event timestamp, UTC).
+    pub date: String,
+    pub hour: u8,
+    pub rows: u64,
+    pub bytes: u64,
+    pub min_timestamp_ms: i64,
+    pub max_timestamp_ms: i64,
+}
+
+fn node_prefix(node: &str) -> ObjectPath {
+    ObjectPath::from(format!("manifest/{node}"))
+}
+
+fn version_path(node: &str, version: u64) -> ObjectPath {
+    ObjectPath::from(format!("manifest/{node}/{:020}.json", u64::MAX - version))
+}
+
+fn version_of(path: &ObjectPath) -> Option<u64> {
+    let name = path.filename()?.strip_suffix(".json")?;
+    name.parse::<u64>().ok().map(|inverted| u64::MAX - inverted)
+}
+
+impl Manifest {
+    /// The newest manifest of `node`, or an empty one.
+    pub async fn load_latest(store: &Store, node: &str) -> Result<Self> {
+        let mut listing = store.list(&node_prefix(node)).await?;
+        listing.sort_by(|a, b| a.location.cmp(&b.location));
+        match listing
+            .iter()
+            .find(|meta| version_of(&meta.location).is_some())
+        {
+            Some(meta) => store.get_json(&meta.location).await,
+            None => Ok(Self {
+                node: node.to_owned(),
+                ..Self::default()
+            }),
+        }
+    }
+
+    /// The newest manifest of every node that has written one.
+    pub async fn load_all(store: &Store) -> Result<Vec<Self>> {
+        let listing = store.list(&ObjectPath::from("manifest")).await?;
+        let mut newest: BTreeMap<String, ObjectPath> = BTreeMap::new();
+        for meta in listing {
+            let parts: Vec<_> = meta.location.parts().collect();
+            if parts.len() != 3 || version_of(&meta.location).is_none() {
+                continue;
+            }
+            let node = parts[1].as_ref().to_owned();
+            let entry = newest.entry(node).or_insert_with(|| meta.location.clone());
+            if meta.location < *entry {
+                *entry = meta.location.clone();
+            }
+        }
+        let mut manifests = Vec::with_capacity(newest.len());
+        for path in newest.values() {
+            manifests.push(store.get_json(path).await?);
+        }
+        Ok(manifests)
+    }
+
+    /// Writes this manifest as version `self.version` (create-only, durable), then removes
+    /// versions older than the last few.
+    pub async fn commit(&self, store: &Store) -> Result<()> {
+        let data = serde_json::to_vec(self).expect("manifest serializes");
+        store
+            .create_durable(&version_path(&self.node, self.version), Bytes::from(data))
+            .await?;
+        let mut listing = store.list(&node_prefix(&self.node)).await?;
+        listing.sort_by(|a, b| a.location.cmp(&b.location));
+        for old in listing.iter().skip(KEEP_VERSIONS) {
+            if version_of(&old.location).is_some() {
+                store.delete(&old.location).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next version with `added` files and the WAL position they cover.
+    pub fn with_files(&self, added: Vec<DataFile>, wal_upto: u64) -> Self {
+        let mut files = self.files.clone();
+        files.extend(added);
+        Self {
+            node: self.node.clone(),
+            version: self.version + 1,
+            wal_upto: Some(wal_upto.max(self.wal_upto.unwrap_or(0))),
+            files,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> DataFile {
+        DataFile {
+            path: path.into(),
+            project_id: 1,
+            date: "2026-11-24".into(),
+            hour: 12,
+            rows: 3,
+            bytes: 100,
+            min_timestamp_ms: 0,
+            max_timestamp_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn newest_version_wins_and_old_ones_are_pruned() {
+        let store = Store::memory();
+        let mut manifest = Manifest::load_latest(&store, "node-0").await.unwrap();
+        assert!(manifest.files.is_empty());
+        for i in 0..12 {
+            manifest = manifest.with_files(vec![file(&format!("f{i}"))], i);
+            manifest.commit(&store).await.unwrap();
+        }
+        let latest = Manifest::load_latest(&store, "node-0").await.unwrap();
+        assert_eq!(latest.version, 12);
+        assert_eq!(latest.files.len(), 12);
+        assert_eq!(latest.wal_upto, Some(11));
+        let kept = store.list(&node_prefix("node-0")).await.unwrap();
+        assert_eq!(kept.len(), KEEP_VERSIONS);
+    }
+
+    #[tokio::test]
+    async fn a_version_is_never_overwritten() {
+        let store = Store::memory();
+        let first = Manifest::default().with_files(vec![file("a")], 1);
+        first.commit(&store).await.unwrap();
+        let rival = Manifest::default().with_files(vec![file("b")], 1);
+        let err = rival.commit(&store).await.unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn readers_union_every_node() {
+        let store = Store::memory();
+        for node in ["a", "b"] {
+            let m = Manifest {
+                node: node.into(),
+                ..Manifest::default()
+            };
+            m.with_files(vec![file(node)], 0)
+                .commit(&store)
+                .await
+                .unwrap();
+        }
+        let all = Manifest::load_all(&store).await.unwrap();
+        let nodes: Vec<_> = all.iter().map(|m| m.node.as_str()).collect();
+        assert_eq!(nodes, ["a", "b"]);
+    }
+}

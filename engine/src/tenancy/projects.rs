@@ -1,0 +1,224 @@
+//! Projects and their DSN keys.
+//!
+//! Projects come from two places: the config file (`[[project]]`, what the operator writes) and
+//! the object store (`meta/projects/<id>.json`, what `faultline project create` writes, created
+//! with a conditional PUT so two creators never get the same id). A server looks a project up in
+//! memory and re-reads the store when a request names a project or key it does not know, so a
+//! project created by the CLI works at once, without a restart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use faultline_config::{Config, ProjectConfig, RateLimit};
+use object_store::path::Path as ObjectPath;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::{Error, Result};
+use crate::store::{self, Store};
+
+/// Re-reading the store on a miss happens at most this often.
+const RELOAD_INTERVAL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Project {
+    pub id: u64,
+    pub name: String,
+    pub keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl From<&ProjectConfig> for Project {
+    fn from(p: &ProjectConfig) -> Self {
+        Self {
+            id: p.id,
+            name: p.name.clone(),
+            keys: p.keys.clone(),
+            rate_limit: p.rate_limit.clone(),
+        }
+    }
+}
+
+impl Project {
+    /// The DSN an SDK is configured with.
+    pub fn dsn(&self, public_url: &str) -> String {
+        let url = public_url.trim_end_matches('/');
+        let (scheme, host) = url.split_once("://").unwrap_or(("http", url));
+        format!("{scheme}://{}@{host}/{}", self.keys[0], self.id)
+    }
+}
+
+fn project_path(id: u64) -> ObjectPath {
+    ObjectPath::from(format!("meta/projects/{id}.json"))
+}
+
+/// Every project this node serves.
+pub struct Projects {
+    store: Store,
+    from_config: Vec<Project>,
+    by_id: RwLock<Arc<HashMap<u64, Arc<Project>>>>,
+    last_reload: Mutex<Instant>,
+}
+
+impl Projects {
+    pub async fn load(store: Store, config: &Config) -> Result<Self> {
+        let projects = Self {
+            store,
+            from_config: config.projects.iter().map(Project::from).collect(),
+            by_id: RwLock::new(Arc::new(HashMap::new())),
+            last_reload: Mutex::new(Instant::now()),
+        };
+        projects.reload().await?;
+        Ok(projects)
+    }
+
+    async fn read_stored(store: &Store) -> Result<Vec<Project>> {
+        let mut out = Vec::new();
+        for meta in store.list(&ObjectPath::from("meta/projects")).await? {
+            out.push(store.get_json(&meta.location).await?);
+        }
+        Ok(out)
+    }
+
+    async fn reload(&self) -> Result<()> {
+        let mut map: HashMap<u64, Arc<Project>> = HashMap::new();
+        for project in Self::read_stored(&self.store).await? {
+            map.insert(project.id, Arc::new(project));
+        }
+        // The config wins over the store for the same id.
+        for project in &self.from_config {
+            map.insert(project.id, Arc::new(project.clone()));
+        }
+        *self.by_id.write() = Arc::new(map);
+        Ok(())
+    }
+
+    /// Re-reads the store unless that happened very recently.
+    async fn reload_on_miss(&self) -> Result<()> {
+        let mut last = self.last_reload.lock().await;
+        if last.elapsed() >= RELOAD_INTERVAL {
+            self.reload().await?;
+            *last = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, id: u64, key: &str) -> Option<std::result::Result<Arc<Project>, ()>> {
+        let map = Arc::clone(&self.by_id.read());
+        let project = map.get(&id)?;
+        Some(if project.keys.iter().any(|k| k == key) {
+            Ok(Arc::clone(project))
+        } else {
+            Err(())
+        })
+    }
+
+    /// The project `id` if `key` is one of its DSN keys.
+    pub async fn authorize(&self, id: u64, key: &str) -> Result<Arc<Project>> {
+        if let Some(Ok(project)) = self.lookup(id, key) {
+            return Ok(project);
+        }
+        self.reload_on_miss().await?;
+        match self.lookup(id, key) {
+            Some(Ok(project)) => Ok(project),
+            Some(Err(())) => Err(Error::BadKey { project_id: id }),
+            None => Err(Error::UnknownProject { project_id: id }),
+        }
+    }
+
+    /// Every project, by id.
+    pub async fn list(&self) -> Result<Vec<Arc<Project>>> {
+        self.reload().await?;
+        let map = Arc::clone(&self.by_id.read());
+        let mut list: Vec<_> = map.values().cloned().collect();
+        list.sort_by_key(|p| p.id);
+        Ok(list)
+    }
+
+    /// Creates a project with a fresh DSN key in the store.
+    pub async fn create(&self, name: &str) -> Result<Project> {
+        if !faultline_config::is_slug(name) {
+            return Err(Error::InvalidName {
+                name: name.to_owned(),
+            });
+        }
+        loop {
+            let existing = self.list().await?;
+            if existing.iter().any(|p| p.name == name) {
+                return Err(Error::NameTaken {
+                    name: name.to_owned(),
+                });
+            }
+            let id = existing.iter().map(|p| p.id).max().unwrap_or(0) + 1;
+            let project = Project {
+                id,
+                name: name.to_owned(),
+                keys: vec![new_key()],
+                rate_limit: None,
+            };
+            let data = serde_json::to_vec_pretty(&project).expect("project serializes");
+            match self
+                .store
+                .create_durable(&project_path(id), Bytes::from(data))
+                .await
+            {
+                Ok(()) => return Ok(project),
+                // Another creator took this id first: pick the next one.
+                Err(store::Error::AlreadyExists { .. }) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
+
+/// A DSN public key: 32 lowercase hex characters.
+fn new_key() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn created_project_is_found_by_a_running_server() {
+        let store = Store::memory();
+        let config = Config::default();
+        let server = Projects::load(store.clone(), &config).await.unwrap();
+        let cli = Projects::load(store, &config).await.unwrap();
+        let shop = cli.create("shop").await.unwrap();
+        assert_eq!(shop.id, 1);
+        assert_eq!(shop.keys[0].len(), 32);
+        tokio::time::sleep(RELOAD_INTERVAL).await;
+        let found = server.authorize(1, &shop.keys[0]).await.unwrap();
+        assert_eq!(found.name, "shop");
+        let err = server.authorize(1, "0000").await.unwrap_err();
+        assert!(matches!(err, Error::BadKey { project_id: 1 }), "{err}");
+        let err = server.authorize(9, &shop.keys[0]).await.unwrap_err();
+        assert!(
+            matches!(err, Error::UnknownProject { project_id: 9 }),
+            "{err}"
+        );
+        let err = cli.create("shop").await.unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
+        assert_eq!(cli.create("web").await.unwrap().id, 2);
+    }
+
+    #[test]
+    fn dsn_has_key_host_and_id() {
+        let project = Project {
+            id: 3,
+            name: "shop".into(),
+            keys: vec!["ab".repeat(16)],
+            rate_limit: None,
+        };
+        assert_eq!(
+            project.dsn("https://errors.example.com/"),
+            format!("https://{}@errors.example.com/3", "ab".repeat(16))
+        );
+    }
+}

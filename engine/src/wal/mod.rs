@@ -1,0 +1,390 @@
+//! The write-ahead log: an acknowledged event is on disk.
+//!
+//! One writer thread owns the current segment. Requests hand it their encoded records and wait;
+//! the thread gathers every request that arrived within the commit window (or until the batch
+//! size is reached), writes them, calls `sync_data` once for all of them (group commit), appends
+//! the events to the in-memory [`Buffer`] and only then answers. Because the same thread appends
+//! to the buffer and rotates segments, a rotation is an exact cut: everything in the segments up
+//! to the cut is in the batches handed to the flusher, and nothing after it is.
+//!
+//! Segments are `<dir>/<seq:020>.wal`. They are deleted only after the Parquet files and the
+//! manifest that contain their events are durable ([`Wal::remove_upto`]).
+
+mod record;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use tokio::sync::oneshot;
+
+pub use record::{Record, SegmentContents, read_segment};
+
+use crate::buffer::Buffer;
+use crate::events::StoredEvent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read WAL segment {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open WAL directory {path}: {source}")]
+    OpenDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write WAL segment {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot remove WAL segment {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the WAL writer has stopped")]
+    Stopped,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Settings of the writer thread.
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    pub commit_window: Duration,
+    pub max_batch_bytes: usize,
+    pub segment_size: u64,
+}
+
+/// The events handed to the flusher by a rotation.
+#[derive(Debug)]
+pub struct Rotation {
+    pub flush_id: u64,
+    pub batches: Vec<RecordBatch>,
+    /// Every segment with a sequence number up to this one is covered by `batches`
+    /// (and by earlier rotations).
+    pub upto: u64,
+}
+
+enum Command {
+    Append {
+        data: Vec<u8>,
+        events: Vec<StoredEvent>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Rotate {
+        reply: oneshot::Sender<Result<Rotation>>,
+    },
+}
+
+/// Handle to the WAL writer thread. Dropping every handle stops the thread.
+#[derive(Clone)]
+pub struct Wal {
+    tx: mpsc::Sender<Command>,
+    dir: PathBuf,
+    unflushed: Arc<AtomicU64>,
+}
+
+/// Lists the segments in `dir` with their sequence numbers, oldest first.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(Error::OpenDir {
+                path: dir.to_owned(),
+                source,
+            });
+        }
+    };
+    let mut segments: Vec<_> = entries
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let seq = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".wal")?
+                .parse()
+                .ok()?;
+            Some((seq, path))
+        })
+        .collect();
+    segments.sort();
+    Ok(segments)
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.wal"))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| Error::OpenDir {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+impl Wal {
+    /// Starts the writer thread on a new segment numbered after every existing one.
+    /// Existing segments are left alone (replay them first).
+    pub fn start(dir: &Path, options: WalOptions, buffer: Arc<Buffer>) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::OpenDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let existing = list_segments(dir)?;
+        let unflushed: u64 = existing
+            .iter()
+            .filter_map(|(_, p)| p.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        let next = existing.last().map_or(1, |(seq, _)| seq + 1);
+        let segment = Segment::create(dir, next)?;
+        let (tx, rx) = mpsc::channel();
+        let unflushed = Arc::new(AtomicU64::new(unflushed));
+        let mut writer = Writer {
+            dir: dir.to_owned(),
+            options,
+            buffer,
+            segment,
+            flush_id: 0,
+            unflushed: Arc::clone(&unflushed),
+        };
+        std::thread::Builder::new()
+            .name("faultline-wal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|source| Error::OpenDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            tx,
+            dir: dir.to_owned(),
+            unflushed,
+        })
+    }
+
+    /// Logs the events. When this returns `Ok`, the records are fsynced and the events are in
+    /// the buffer (visible to queries).
+    pub async fn append(&self, data: Vec<u8>, events: Vec<StoredEvent>) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Append {
+                data,
+                events,
+                reply,
+            })
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Closes the current segment and hands over every buffered event up to it.
+    pub async fn rotate(&self) -> Result<Rotation> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Rotate { reply })
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Deletes the segments up to `upto` (their events are durable in Parquet).
+    pub fn remove_upto(&self, upto: u64) -> Result<()> {
+        for (seq, path) in list_segments(&self.dir)? {
+            if seq > upto {
+                break;
+            }
+            let len = path.metadata().map(|m| m.len()).unwrap_or(0);
+            std::fs::remove_file(&path).map_err(|source| Error::Remove {
+                path: path.clone(),
+                source,
+            })?;
+            let _ = self
+                .unflushed
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                    Some(v.saturating_sub(len))
+                });
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Bytes logged but not yet flushed to Parquet.
+    pub fn unflushed_bytes(&self) -> u64 {
+        self.unflushed.load(Ordering::Relaxed)
+    }
+}
+
+struct Segment {
+    seq: u64,
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+impl Segment {
+    fn create(dir: &Path, seq: u64) -> Result<Self> {
+        let path = segment_path(dir, seq);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| Error::Write {
+                path: path.clone(),
+                source,
+            })?;
+        sync_dir(dir)?;
+        Ok(Self {
+            seq,
+            path,
+            file,
+            len: 0,
+        })
+    }
+
+    /// Writes and fsyncs; on failure the segment is cut back to its last good length.
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        let result = self
+            .file
+            .write_all(data)
+            .and_then(|()| self.file.sync_data());
+        match result {
+            Ok(()) => {
+                self.len += data.len() as u64;
+                Ok(())
+            }
+            Err(source) => {
+                let _ = self.file.set_len(self.len);
+                Err(Error::Write {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    options: WalOptions,
+    buffer: Arc<Buffer>,
+    segment: Segment,
+    flush_id: u64,
+    unflushed: Arc<AtomicU64>,
+}
+
+struct Pending {
+    events: Vec<StoredEvent>,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: mpsc::Receiver<Command>) {
+        let mut data = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut rotate = Vec::new();
+            let started = Instant::now();
+            let mut next = Some(first);
+            loop {
+                match next.take() {
+                    Some(Command::Append {
+                        data: d,
+                        events,
+                        reply,
+                    }) => {
+                        data.extend_from_slice(&d);
+                        pending.push(Pending { events, reply });
+                    }
+                    Some(Command::Rotate { reply }) => rotate.push(reply),
+                    None => {}
+                }
+                if !rotate.is_empty() || data.len() >= self.options.max_batch_bytes {
+                    break;
+                }
+                // Take whatever is already queued; wait for more only within the window.
+                match rx.try_recv() {
+                    Ok(cmd) => next = Some(cmd),
+                    Err(mpsc::TryRecvError::Disconnected) => break,
+                    Err(mpsc::TryRecvError::Empty) => {
+                        let left = self.options.commit_window.saturating_sub(started.elapsed());
+                        if left.is_zero() {
+                            break;
+                        }
+                        match rx.recv_timeout(left) {
+                            Ok(cmd) => next = Some(cmd),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            if !pending.is_empty() {
+                self.commit(&data, &mut pending);
+                data.clear();
+            }
+            for reply in rotate {
+                let _ = reply.send(self.rotate());
+            }
+        }
+    }
+
+    fn commit(&mut self, data: &[u8], pending: &mut Vec<Pending>) {
+        let result = self.segment.write(data);
+        match result {
+            Ok(()) => {
+                self.unflushed
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                for p in pending.iter() {
+                    self.buffer.append(&p.events);
+                }
+                for p in pending.drain(..) {
+                    let _ = p.reply.send(Ok(()));
+                }
+                if self.segment.len >= self.options.segment_size {
+                    if let Err(err) = self.next_segment() {
+                        tracing::error!(cause = %err, "cannot start a new wal segment");
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::error!(cause = %err, "wal commit failed");
+                let message = err.to_string();
+                for p in pending.drain(..) {
+                    let _ = p.reply.send(Err(Error::Write {
+                        path: self.segment.path.clone(),
+                        source: std::io::Error::other(message.clone()),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn next_segment(&mut self) -> Result<()> {
+        self.segment = Segment::create(&self.dir, self.segment.seq + 1)?;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<Rotation> {
+        let upto = self.segment.seq;
+        self.next_segment()?;
+        self.flush_id += 1;
+        let batches = self.buffer.take_for_flush(self.flush_id);
+        Ok(Rotation {
+            flush_id: self.flush_id,
+            batches,
+            upto,
+        })
+    }
+}

@@ -1,0 +1,22 @@
+//! End-to-end tests: the real `faultline` binary, real Sentry SDKs, a real S3-compatible server.
+//!
+//! Each test starts `faultline serve` on a free loopback port with a temporary data directory,
+//! creates a project with the CLI, sends events with an official SDK (Python `sentry-sdk`,
+//! `@sentry/node`) or raw HTTP, and checks through SQL (`faultline query` and `POST /api/sql`)
+//! what a user would look for.
+//!
+//! Needs (installed by `scripts/test`): a Python venv with `tests/requirements.txt`
+//! (`FAULTLINE_TEST_PYTHON`, default `<workspace>/.venv/bin/python`; `moto_server` next to it)
+//! and `npm ci` in `tests/node` (`node` on PATH). A missing tool fails the test; nothing is skipped.
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+#[path = "e2e/durability.rs"]
+mod durability;
+#[path = "e2e/node_sdk.rs"]
+mod node_sdk;
+#[path = "e2e/python_sdk.rs"]
+mod python_sdk;
+#[path = "e2e/s3.rs"]
+mod s3;

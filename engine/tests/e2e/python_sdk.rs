@@ -1,0 +1,212 @@
+//! Events from the official Python `sentry-sdk`, checked through SQL.
+
+use serde_json::Value;
+
+use crate::harness::{RowExt, Setup, by_event_id, in_list, lit, run_python};
+
+const EVENT_COLUMNS: &str = "event_id, issue_id, project, level, platform, release, environment, \
+    server_name, message, exception_type, exception_value, culprit, frame_count, user_id, \
+    user_email, user_ip, user_username, tags['browser'] AS browser, tags['region'] AS region, \
+    tags['component'] AS component, sdk_name, event";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_events_are_stored_grouped_and_queryable() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let setup = Setup::new(tmp.path(), "data", "");
+    let server = setup.start()?;
+    let dsn = setup.create_project("shop")?;
+
+    let sent = run_python(
+        &dsn,
+        &["exception", "message", "types", "lines", "fingerprint"],
+    )?;
+    assert_eq!(sent.len(), 9, "the client sends 9 events: {sent:?}");
+
+    // The CLI reads the data directory: every acknowledged event is there, before any flush.
+    let ids: Vec<&str> = sent.values().map(|s| s.id.as_str()).collect();
+    let rows = setup.query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({}) ORDER BY event_id",
+        in_list(ids.iter().copied())
+    ))?;
+    let events = by_event_id(rows);
+    assert_eq!(
+        events.len(),
+        sent.len(),
+        "every event the SDK sent is queryable; missing: {:?}\nserver log:\n{}",
+        sent.iter()
+            .filter(|(_, s)| !events.contains_key(&s.id))
+            .map(|(l, _)| l)
+            .collect::<Vec<_>>(),
+        server.log_text()
+    );
+
+    // The exception: type, value, stack and where it happened in the app.
+    let exception = &sent["exception"];
+    let row = &events[&exception.id];
+    assert_eq!(row.str("project"), Some("shop"));
+    assert_eq!(exception.ty.as_deref(), Some("JSONDecodeError"));
+    assert_eq!(row.str("exception_type"), exception.ty.as_deref());
+    assert_eq!(row.str("exception_value"), exception.value.as_deref());
+    assert_eq!(
+        row.int("frame_count"),
+        exception.frames,
+        "frames of the main exception"
+    );
+    let culprit = row.str("culprit").unwrap_or_default();
+    assert!(
+        culprit.contains("parse_coupon"),
+        "the culprit is the innermost in-app frame (shop.parse_coupon), not the json module: {culprit:?}"
+    );
+    assert_eq!(row.str("level"), Some("error"));
+    assert_eq!(row.str("platform"), Some("python"));
+    assert_eq!(row.str("release"), Some("shop@1.4.2"));
+    assert_eq!(row.str("environment"), Some("staging"));
+    assert_eq!(row.str("server_name"), Some("shop-web-1"));
+    assert_eq!(row.str("sdk_name"), Some("sentry.python"));
+    assert_eq!(row.str("browser"), Some("firefox"));
+    assert_eq!(row.str("region"), Some("eu-west"));
+    assert_eq!(row.str("user_id"), Some("u-1001"));
+    assert_eq!(row.str("user_email"), Some("ada@example.com"));
+    assert_eq!(row.str("user_username"), Some("ada"));
+    assert_eq!(row.str("user_ip"), Some("10.1.2.3"));
+
+    // The full event keeps what the detail view shows: breadcrumbs and the locals of each frame.
+    let event: Value = serde_json::from_str(row.str("event").expect("event JSON"))?;
+    let crumbs = event["breadcrumbs"]
+        .get("values")
+        .unwrap_or(&event["breadcrumbs"]);
+    let crumb_messages: Vec<&str> = crumbs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["message"].as_str())
+        .collect();
+    assert!(
+        crumb_messages.contains(&"user logged in")
+            && crumb_messages.contains(&"/cart -> /checkout"),
+        "breadcrumbs kept: {crumb_messages:?}"
+    );
+    let values = event["exception"]
+        .get("values")
+        .unwrap_or(&event["exception"]);
+    let frames = values
+        .as_array()
+        .and_then(|v| v.last())
+        .map(|e| &e["stacktrace"]["frames"]);
+    let parse_coupon = frames
+        .and_then(Value::as_array)
+        .and_then(|frames| frames.iter().find(|f| f["function"] == "parse_coupon"))
+        .expect("the parse_coupon frame is in the stored stack trace");
+    assert!(
+        parse_coupon["vars"].get("attempt").is_some(),
+        "locals kept: {}",
+        parse_coupon["vars"]
+    );
+    assert_eq!(parse_coupon["in_app"], Value::Bool(true));
+
+    // The message event.
+    let row = &events[&sent["message"].id];
+    assert_eq!(row.str("message"), Some("payment provider slow: 2500 ms"));
+    assert_eq!(row.str("level"), Some("warning"));
+    assert_eq!(row.str("component"), Some("payments"));
+    assert_eq!(row.str("exception_type"), None);
+
+    let declined = &events[&sent["declined"].id];
+    assert_eq!(declined.str("exception_type"), Some("PaymentDeclined"));
+    assert_eq!(
+        declined.str("exception_value"),
+        sent["declined"].value.as_deref()
+    );
+    assert!(
+        declined
+            .str("culprit")
+            .unwrap_or_default()
+            .contains("charge_card")
+    );
+
+    // Grouping: one issue per error, whatever the line it was raised from.
+    let issue = |label: &str| events[&sent[label].id].int("issue_id").expect("issue_id");
+    let lines = issue("lines_legacy_0");
+    for label in ["lines_legacy_1", "lines_current_0", "lines_current_1"] {
+        assert_eq!(
+            issue(label),
+            lines,
+            "{label}: the same KeyError from another line is the same issue"
+        );
+    }
+    assert_eq!(
+        issue("fingerprint_refused"),
+        issue("fingerprint_timeout"),
+        "two exception types with one custom fingerprint are one issue"
+    );
+    let distinct = [
+        issue("exception"),
+        issue("message"),
+        issue("declined"),
+        lines,
+        issue("fingerprint_refused"),
+    ];
+    for (i, a) in distinct.iter().enumerate() {
+        for b in &distinct[i + 1..] {
+            assert_ne!(a, b, "different errors are different issues: {distinct:?}");
+        }
+    }
+
+    // The same through the HTTP API, authenticated by a token made with the CLI.
+    let token = setup.create_token()?;
+    let issues = server
+        .sql(
+            &token,
+            "SELECT issue_id, title, culprit, event_count, status FROM issues \
+             WHERE project = 'shop' ORDER BY event_count DESC, issue_id",
+        )
+        .await?;
+    assert_eq!(issues.len(), 5, "five issues: {issues:?}");
+    assert_eq!(issues[0].int("issue_id"), Some(lines));
+    assert_eq!(issues[0].int("event_count"), Some(4));
+    assert!(
+        issues[0]
+            .str("title")
+            .unwrap_or_default()
+            .contains("KeyError"),
+        "{:?}",
+        issues[0]
+    );
+    assert!(
+        issues[0]
+            .str("culprit")
+            .unwrap_or_default()
+            .contains("lookup_price"),
+        "{:?}",
+        issues[0]
+    );
+    assert_eq!(issues[0].str("status"), Some("unresolved"));
+    assert_eq!(
+        issues[1].int("issue_id"),
+        Some(issue("fingerprint_refused"))
+    );
+    assert_eq!(issues[1].int("event_count"), Some(2));
+    let total: i64 = issues.iter().filter_map(|r| r.int("event_count")).sum();
+    assert_eq!(total, 9);
+
+    let counted = server
+        .sql(
+            &token,
+            &format!(
+                "SELECT count(*) AS n FROM events WHERE release = {}",
+                lit("shop@1.4.2")
+            ),
+        )
+        .await?;
+    assert_eq!(counted[0].int("n"), Some(9));
+
+    // Without a token the query API refuses.
+    let status = reqwest::Client::new()
+        .post(format!("{}/api/sql", setup.base_url()))
+        .json(&serde_json::json!({ "sql": "SELECT 1" }))
+        .send()
+        .await?
+        .status();
+    assert_eq!(status, 401);
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! `--object-store s3://bucket/prefix` against a real S3-compatible server (moto), events flushed to
+//! Parquet objects there and read back by a node with an empty data directory.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::harness::{PATIENCE, RowExt, Setup, free_port, python, run_python};
+
+const BUCKET: &str = "faultline-e2e";
+const PREFIX: &str = "tenant-a";
+
+/// `moto_server` from the test venv, killed when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+}
+
+impl Moto {
+    fn start() -> Result<Self> {
+        let bin = python()
+            .parent()
+            .context("venv bin dir")?
+            .join("moto_server");
+        assert!(
+            bin.exists(),
+            "no moto_server at {} (pip install 'moto[server]', as scripts/test does)",
+            bin.display()
+        );
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("spawn {}", bin.display()))?;
+        let mut moto = Self {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + PATIENCE;
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = moto.child.try_wait()? {
+                bail!("moto_server exited with {status}");
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "moto_server did not listen within {PATIENCE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(moto)
+    }
+
+    /// moto accepts unsigned requests, so the S3 REST API is plain HTTP here.
+    async fn create_bucket(&self) -> Result<()> {
+        let response = reqwest::Client::new()
+            .put(format!("{}/{BUCKET}", self.endpoint))
+            .send()
+            .await?;
+        ensure!(
+            response.status().is_success(),
+            "create bucket: {}",
+            response.status()
+        );
+        Ok(())
+    }
+
+    /// Keys under a prefix (ListObjectsV2, following continuation tokens).
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let client = reqwest::Client::new();
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut query = vec![("list-type", "2".to_owned()), ("prefix", prefix.to_owned())];
+            if let Some(t) = &token {
+                query.push(("continuation-token", t.clone()));
+            }
+            let xml = client
+                .get(format!("{}/{BUCKET}", self.endpoint))
+                .query(&query)
+                .send()
+                .await?
+                .error_for_status()?
+                .text()
+                .await?;
+            for contents in xml.split("<Contents>").skip(1) {
+                let key = between(contents, "<Key>", "</Key>").context("Key")?;
+                let size = between(contents, "<Size>", "</Size>")
+                    .context("Size")?
+                    .parse()?;
+                keys.push((key.to_owned(), size));
+            }
+            token = between(&xml, "<NextContinuationToken>", "</NextContinuationToken>")
+                .map(str::to_owned);
+            if token.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = s.find(start)? + start.len();
+    let to = s[from..].find(end)? + from;
+    Some(&s[from..to])
+}
+
+fn s3_setup(root: &std::path::Path, name: &str, moto: &Moto) -> Setup {
+    let mut setup = Setup::new(
+        root,
+        name,
+        "[flush]\ninterval = \"1s\"\n\n[storage.s3]\nregion = \"us-east-1\"\nallow_http = true\nforce_path_style = true\n",
+    );
+    setup.object_store = Some(format!("s3://{BUCKET}/{PREFIX}"));
+    setup.env = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    setup
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_flush_to_parquet_in_s3_and_come_back() -> Result<()> {
+    let moto = Moto::start()?;
+    moto.create_bucket().await?;
+    let tmp = tempfile::tempdir()?;
+    let setup = s3_setup(tmp.path(), "node-a", &moto);
+    let server = setup.start()?;
+    let dsn = setup.create_project("shop")?;
+    let sent = run_python(&dsn, &["exception", "message", "lines"])?;
+    let ids: Vec<String> = sent.values().map(|s| s.id.clone()).collect();
+
+    // The periodic flush (interval 1 s) writes Parquet objects under the prefix.
+    let events_prefix = format!("{PREFIX}/events/");
+    let deadline = Instant::now() + PATIENCE;
+    let parquet = loop {
+        let parquet: Vec<(String, u64)> = moto
+            .list(&events_prefix)
+            .await?
+            .into_iter()
+            .filter(|(k, _)| k.ends_with(".parquet"))
+            .collect();
+        if !parquet.is_empty() {
+            break parquet;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no Parquet object under s3://{BUCKET}/{events_prefix} after {PATIENCE:?}; objects: {:?}\nserver log:\n{}",
+            moto.list("").await?,
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(parquet.iter().all(|(_, size)| *size > 0), "{parquet:?}");
+    assert!(
+        parquet
+            .iter()
+            .all(|(k, _)| k.contains("/project=") && k.contains("/date=") && k.contains("/hour=")),
+        "partitioned as events/project=/date=/hour=: {parquet:?}"
+    );
+
+    // Graceful shutdown flushes and exits 0.
+    let status = server.terminate()?;
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    let manifests = moto.list(&format!("{PREFIX}/manifest/")).await?;
+    assert!(!manifests.is_empty(), "a manifest lists the live files");
+
+    // Another node with an empty data directory sees every event from the bucket alone.
+    let fresh = s3_setup(tmp.path(), "node-b", &moto);
+    let rows = fresh
+        .query("SELECT event_id, exception_type, release FROM events WHERE project = 'shop'")?;
+    let found: Vec<&str> = rows.iter().filter_map(|r| r.str("event_id")).collect();
+    for id in &ids {
+        assert!(
+            found.contains(&id.as_str()),
+            "event {id} readable from S3; found {found:?}"
+        );
+    }
+    assert_eq!(rows.len(), ids.len(), "each event once");
+    assert!(rows.iter().all(|r| r.str("release") == Some("shop@1.4.2")));
+
+    // And a restarted server on that empty directory answers SQL over them.
+    let server = fresh.start()?;
+    let token = fresh.create_token()?;
+    let issues = server
+        .sql(
+            &token,
+            "SELECT event_count FROM issues WHERE project = 'shop' ORDER BY event_count DESC",
+        )
+        .await?;
+    let counts: Vec<i64> = issues.iter().filter_map(|r| r.int("event_count")).collect();
+    assert_eq!(
+        counts,
+        vec![4, 1, 1],
+        "the KeyError issue has 4 events, the others 1: {issues:?}"
+    );
+    Ok(())
+}
