@@ -379,7 +379,10 @@ impl Config {
             ));
         }
         if self.retention.default_days == 0 {
-            return Err(invalid("retention.default_days", "must be at least 1".to_owned()));
+            return Err(invalid(
+                "retention.default_days",
+                "must be at least 1".to_owned(),
+            ));
         }
         if self.limits.max_event_size > self.limits.max_envelope_size {
             return Err(invalid(
@@ -388,7 +391,10 @@ impl Config {
             ));
         }
         if !(1..=22).contains(&self.flush.zstd_level) {
-            return Err(invalid("flush.zstd_level", "must be between 1 and 22".to_owned()));
+            return Err(invalid(
+                "flush.zstd_level",
+                "must be between 1 and 22".to_owned(),
+            ));
         }
         let mut ids = std::collections::BTreeSet::new();
         let mut names = std::collections::BTreeSet::new();
@@ -398,7 +404,10 @@ impl Config {
                 return Err(invalid(&field("id"), "must be at least 1".to_owned()));
             }
             if !ids.insert(project.id) {
-                return Err(invalid(&field("id"), format!("{} is used twice", project.id)));
+                return Err(invalid(
+                    &field("id"),
+                    format!("{} is used twice", project.id),
+                ));
             }
             if !is_slug(&project.name) {
                 return Err(invalid(
@@ -410,7 +419,10 @@ impl Config {
                 ));
             }
             if !names.insert(project.name.as_str()) {
-                return Err(invalid(&field("name"), format!("{:?} is used twice", project.name)));
+                return Err(invalid(
+                    &field("name"),
+                    format!("{:?} is used twice", project.name),
+                ));
             }
             for key in &project.keys {
                 if key.len() != 32 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -465,7 +477,10 @@ fn check_store_url(field: &str, url: &str) -> Result<()> {
     let ok = url
         .strip_prefix("s3://")
         .map(|rest| !rest.is_empty() && !rest.starts_with('/'))
-        .or_else(|| url.strip_prefix("file://").map(|rest| rest.starts_with('/')))
+        .or_else(|| {
+            url.strip_prefix("file://")
+                .map(|rest| rest.starts_with('/'))
+        })
         .unwrap_or(false);
     if ok {
         Ok(())
@@ -514,10 +529,9 @@ mod tests {
 
     #[test]
     fn units_are_human() {
-        let config = Config::parse(
-            "[limits]\nmax_event_size = \"2MiB\"\n[wal]\ncommit_window = \"5ms\"\n",
-        )
-        .unwrap();
+        let config =
+            Config::parse("[limits]\nmax_event_size = \"2MiB\"\n[wal]\ncommit_window = \"5ms\"\n")
+                .unwrap();
         assert_eq!(config.limits.max_event_size, ByteSize::mib(2));
         assert_eq!(config.wal.commit_window, Duration::from_millis(5));
     }
@@ -535,7 +549,10 @@ mod tests {
     #[test]
     fn bad_values_name_the_field() {
         let cases = [
-            ("[storage]\nobject_store = \"http://x\"", "storage.object_store"),
+            (
+                "[storage]\nobject_store = \"http://x\"",
+                "storage.object_store",
+            ),
             ("[retention]\ndefault_days = 0", "retention.default_days"),
             ("[backup]\nschedule = \"0 3 * * *\"", "backup.destination"),
             (
