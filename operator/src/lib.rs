@@ -28,6 +28,13 @@ pub mod render;
 pub use controller::{Context, run};
 pub use crd::{ErrorTracker, ErrorTrackerSpec, ErrorTrackerStatus};
 
+/// The CustomResourceDefinition of `ErrorTracker` as YAML: what `faultline-operator crd`
+/// prints and `crds/errortracker.yaml` holds.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    serde_yaml::to_string(&ErrorTracker::crd()).expect("the CRD serializes")
+}
+
 /// Field manager of every server-side apply the operator sends.
 pub const FIELD_MANAGER: &str = "faultline-operator";
 /// Finalizer the operator puts on every `ErrorTracker`.

@@ -8,7 +8,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use faultline_operator::leader::LeaseLock;
 use faultline_operator::metrics::{self, Metrics};
-use kube::CustomResourceExt;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -67,7 +66,7 @@ struct RunArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => write_stdout(&crd_yaml()?),
+        Command::Crd => write_stdout(&faultline_operator::crd_yaml()),
         Command::Render { file } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading standard input")?
@@ -95,12 +94,6 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
         Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
         _ => Ok(()),
     }
-}
-
-fn crd_yaml() -> anyhow::Result<String> {
-    Ok(serde_yaml::to_string(
-        &faultline_operator::ErrorTracker::crd(),
-    )?)
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {

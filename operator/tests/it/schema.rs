@@ -1,1 +1,248 @@
-//! Rung 2 (placeholder until the schema tests land).
+//! Rung 2: the schema. The generated CRD is structural (what the API server demands of a
+//! `apiextensions.k8s.io/v1` CRD), `crds/` holds exactly what `faultline-operator crd` prints,
+//! and the CEL `x-kubernetes-validations` accept the good specs and reject the bad ones with
+//! their message. The CEL rules are evaluated client-side by kube's `cel` feature (kube-cel),
+//! on the object with schema defaults filled as the API server would; no API server runs here.
+
+use faultline_operator::ErrorTracker;
+use kube::CustomResourceExt;
+use kube::core::cel::ErrorKind;
+use serde_json::Value;
+
+use crate::common::tracker;
+
+#[test]
+fn crds_directory_matches_the_generated_crd() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/errortracker.yaml");
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == faultline_operator::crd_yaml(),
+        "crds/errortracker.yaml differs from the CRD generated from the Rust types; regenerate it with\n  \
+         cargo run -p faultline-operator -- crd > crds/errortracker.yaml"
+    );
+}
+
+#[test]
+fn crd_names_versions_and_printer_columns() {
+    let crd = ErrorTracker::crd();
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("errortrackers.faultline.dev")
+    );
+    assert_eq!(crd.spec.scope, "Namespaced");
+    assert_eq!(
+        crd.spec.names.short_names.as_deref(),
+        Some(&["et".to_owned()][..])
+    );
+    let version = &crd.spec.versions[0];
+    assert_eq!(version.name, "v1alpha1");
+    assert!(version.subresources.as_ref().unwrap().status.is_some());
+    let columns: Vec<_> = version
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(columns, ["Replicas", "Ready", "Status", "Ingest", "Age"]);
+}
+
+fn schema() -> Value {
+    let crd = ErrorTracker::crd();
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Checks the structural-schema rules of the API server on one node and its children.
+fn check_structural(node: &Value, path: &str, problems: &mut Vec<String>) {
+    let Some(object) = node.as_object() else {
+        return;
+    };
+    for forbidden in ["$ref", "definitions", "$defs", "$schema"] {
+        if object.contains_key(forbidden) {
+            problems.push(format!("{path}: has {forbidden}"));
+        }
+    }
+    let escape = object.contains_key("x-kubernetes-int-or-string")
+        || object.contains_key("x-kubernetes-preserve-unknown-fields");
+    if !escape && !object.contains_key("type") {
+        problems.push(format!("{path}: no type"));
+    }
+    for junction in ["anyOf", "oneOf", "allOf"] {
+        for (i, branch) in object
+            .get(junction)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            // Inside value validations, types, descriptions and defaults are not allowed.
+            for key in [
+                "type",
+                "description",
+                "default",
+                "nullable",
+                "additionalProperties",
+            ] {
+                if branch.get(key).is_some() {
+                    problems.push(format!("{path}.{junction}[{i}]: has {key}"));
+                }
+            }
+        }
+    }
+    if let Some(properties) = object.get("properties").and_then(Value::as_object) {
+        for (name, child) in properties {
+            check_structural(child, &format!("{path}.{name}"), problems);
+        }
+    }
+    if let Some(items) = object.get("items") {
+        check_structural(items, &format!("{path}[]"), problems);
+    }
+    if let Some(extra) = object.get("additionalProperties").filter(|v| v.is_object()) {
+        check_structural(extra, &format!("{path}{{}}"), problems);
+    }
+}
+
+#[test]
+fn crd_is_structural() {
+    let mut problems = Vec::new();
+    check_structural(&schema(), "", &mut problems);
+    assert!(
+        problems.is_empty(),
+        "not structural:\n{}",
+        problems.join("\n")
+    );
+    // and the checker does catch a violation
+    let mut broken = schema();
+    broken["properties"]["spec"]["properties"]["replicas"]
+        .as_object_mut()
+        .unwrap()
+        .remove("type");
+    let mut problems = Vec::new();
+    check_structural(&broken, "", &mut problems);
+    assert_eq!(problems, [".spec.replicas: no type"]);
+}
+
+#[test]
+fn schema_fills_defaults() {
+    let spec = &schema()["properties"]["spec"]["properties"];
+    assert_eq!(spec["replicas"]["default"], 1);
+    assert_eq!(
+        spec["retention"]["properties"]["defaultDays"]["default"],
+        90
+    );
+    assert_eq!(
+        spec["security"]["properties"]["readOnlyRootFilesystem"]["default"],
+        true
+    );
+    assert_eq!(
+        spec["networkPolicy"]["properties"]["enabled"]["default"],
+        true
+    );
+    assert_eq!(
+        spec["storage"]["properties"]["wal"]["properties"]["size"]["default"],
+        "10Gi"
+    );
+    assert!(
+        spec["replicas"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("Number of engine pods")
+    );
+}
+
+/// The messages of the rules `tracker` breaks (every failure must be a rule evaluating to
+/// false, not a rule the evaluator could not compile or run).
+fn broken_rules(tracker: &ErrorTracker) -> Vec<String> {
+    match tracker.validate_cel() {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .as_slice()
+            .iter()
+            .map(|e| {
+                assert_eq!(e.kind, ErrorKind::ValidationFailure, "{e:?}");
+                e.message.clone()
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn cel_rules_accept_the_fixtures() {
+    for fixture in ["minimal.yaml", "s3-ha.yaml", "scheduled.yaml"] {
+        assert_eq!(
+            broken_rules(&tracker(fixture)),
+            Vec::<String>::new(),
+            "{fixture}"
+        );
+    }
+}
+
+#[test]
+fn cel_rules_reject_what_they_should() {
+    type Edit = fn(&mut ErrorTracker);
+    let cases: [(&str, &str, Edit); 6] = [
+        ("s3-ha.yaml", "set either local or s3, not both", |t| {
+            t.spec.storage.object_store.local = Some(Default::default());
+        }),
+        (
+            "minimal.yaml",
+            "replicas above 1 need storage.objectStore.s3",
+            |t| {
+                t.spec.replicas = 2;
+            },
+        ),
+        ("s3-ha.yaml", "each name must be unique", |t| {
+            let copy = t.spec.projects[0].clone();
+            t.spec.projects.push(copy);
+        }),
+        ("s3-ha.yaml", "each explicit id must be unique", |t| {
+            t.spec.projects[0].id = Some(42);
+        }),
+        ("s3-ha.yaml", "backup: set keepLast or keepDays", |t| {
+            t.spec.backup.as_mut().unwrap().keep_last = None;
+        }),
+        (
+            "minimal.yaml",
+            "metadata.name must be at most 40 characters",
+            |t| {
+                t.metadata.name = Some("x".repeat(41));
+            },
+        ),
+    ];
+    for (fixture, message, edit) in cases {
+        let mut tracker = tracker(fixture);
+        edit(&mut tracker);
+        let broken = broken_rules(&tracker);
+        assert_eq!(broken.len(), 1, "{fixture} / {message}: {broken:?}");
+        assert!(
+            broken[0].contains(message),
+            "{fixture}: expected {message:?}, got {broken:?}"
+        );
+    }
+}
+
+#[test]
+fn cel_rules_allow_the_neighbouring_good_cases() {
+    // one pod on local storage, scaled to zero, or backups pruned by age only: all fine
+    let mut t = tracker("minimal.yaml");
+    t.spec.replicas = 0;
+    assert!(broken_rules(&t).is_empty());
+    let mut t = tracker("s3-ha.yaml");
+    let backup = t.spec.backup.as_mut().unwrap();
+    backup.keep_last = None;
+    backup.keep_days = Some(30);
+    assert!(broken_rules(&t).is_empty());
+    // two projects without explicit ids do not count as a duplicate id
+    let mut t = tracker("s3-ha.yaml");
+    t.spec.projects[1].id = None;
+    assert!(broken_rules(&t).is_empty());
+}
