@@ -1,0 +1,204 @@
+"""Offline validation of faultline's Kubernetes artifacts: rung 2 (schema) of the issue's ladder.
+
+No kube-apiserver can run on these machines (none is installable from the package registries
+here), so nothing in tests/k8s talks to a cluster. The operator's proof climbs a ladder instead:
+
+1. pure builders, snapshot-tested (Rust, operator crate);
+2. schema (this file): every file in examples/ validates against the committed CRD's
+   openAPIV3Schema as the API server would apply it (defaults filled, unknown fields rejected,
+   list-map keys unique, CEL `x-kubernetes-validations` evaluated); every object that
+   `faultline-operator render -f` prints for each example, and every object the chart
+   installs, validates strictly with `kubernetes-validate` against real Kubernetes schemas;
+3. chart: rendered and linted with helm-python-sdk, checkov findings all explained
+   (test_chart.py);
+4.-6. wire contract, convergence and the controller loop (Rust, operator crate).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+import crd_schema
+from conftest import (EXAMPLES, KUBE_VERSIONS, VALUE_SETS, example_documents, example_files,
+                      load_all)
+
+ERROR_TRACKER = "ErrorTracker"
+
+
+def strict_errors(obj: dict[str, Any], version: str) -> list[str]:
+    """Why `obj` fails strict validation against Kubernetes `version` (empty when it passes).
+
+    A kind without a schema is an error too: everything checked here is a built-in kind.
+    """
+    ident = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+    try:
+        kubernetes_validate.validate(obj, version, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        path = ".".join(str(p) for p in err.path) or "<root>"
+        return [f"{ident} (Kubernetes {err.version}): {path}: {err.message}"]
+    except kubernetes_validate.SchemaNotFoundError as err:
+        return [f"{ident}: {err.message}"]
+    return []
+
+
+def tracker_documents() -> list[tuple[str, dict[str, Any]]]:
+    return [(i, d) for i, d in example_documents() if d.get("kind") == ERROR_TRACKER]
+
+
+def test_examples_named_in_the_docs_exist():
+    names = {p.name for p in example_files()}
+    assert {"minimal.yaml", "s3-retention-backup.yaml", "multi-tenant.yaml"} <= names
+
+
+def test_multi_tenant_example_has_two_trackers_in_two_namespaces():
+    docs = load_all((EXAMPLES / "multi-tenant.yaml").read_text())
+    trackers = [d for d in docs if d["kind"] == ERROR_TRACKER]
+    namespaces = {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
+    assert len(trackers) == 2
+    assert {t["metadata"]["namespace"] for t in trackers} == namespaces
+    assert len(namespaces) == 2
+
+
+@pytest.mark.parametrize("ident,doc", tracker_documents(), ids=[i for i, _ in tracker_documents()])
+def test_example_validates_against_the_crd_schema(crd, ident, doc):
+    assert crd_schema.validate(crd, doc) == []
+    assert crd_schema.cel_errors(crd, doc) == []
+
+
+@pytest.mark.parametrize(
+    "ident,doc",
+    [(i, d) for i, d in example_documents() if d.get("kind") != ERROR_TRACKER],
+    ids=[i for i, d in example_documents() if d.get("kind") != ERROR_TRACKER],
+)
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+def test_example_builtin_objects_validate_strictly(ident, doc, version):
+    assert strict_errors(doc, version) == []
+
+
+def minimal() -> dict[str, Any]:
+    return copy.deepcopy(load_all((EXAMPLES / "minimal.yaml").read_text())[0])
+
+
+def s3() -> dict[str, Any]:
+    return copy.deepcopy(load_all((EXAMPLES / "s3-retention-backup.yaml").read_text())[0])
+
+
+def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    *parents, last = path.split(".")
+    node = doc
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return doc
+
+
+def _without(doc: dict[str, Any], path: str) -> dict[str, Any]:
+    *parents, last = path.split(".")
+    node = doc
+    for part in parents:
+        node = node[part]
+    del node[last]
+    return doc
+
+
+# Specs a user could write that the API server must refuse, with the words its answer contains.
+# They prove the validation above is able to fail, and that the committed CRD carries the rules.
+REJECTED = {
+    "typo in a field name": (lambda: _set(minimal(), "spec.replica", 2), "replica"),
+    "uppercase project name": (
+        lambda: _set(minimal(), "spec.projects", [{"name": "Backend"}]), "does not match"),
+    "replicas above the maximum": (lambda: _set(minimal(), "spec.replicas", 1000), "maximum"),
+    "several replicas on a local volume": (
+        lambda: _set(minimal(), "spec.replicas", 2), "replicas above 1 need storage.objectStore.s3"),
+    "both local and s3": (
+        lambda: _set(s3(), "spec.storage.objectStore.local", {"size": "1Gi"}), "either local or s3"),
+    "duplicate project names": (
+        lambda: _set(minimal(), "spec.projects", [{"name": "web"}, {"name": "web"}]),
+        "each name must be unique"),
+    "backup that is never pruned": (
+        lambda: _without(_without(s3(), "spec.backup.keepLast"), "spec.backup.keepDays"),
+        "keepLast or keepDays"),
+    "name too long for the objects it prefixes": (
+        lambda: _set(minimal(), "metadata.name", "a" * 41), "at most 40 characters"),
+    "s3 without credentials": (
+        lambda: _without(s3(), "spec.storage.objectStore.s3.credentialsSecret"), "credentialsSecret"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REJECTED))
+def test_crd_rejects_invalid_spec(crd, case):
+    build, words = REJECTED[case]
+    doc = build()
+    errors = crd_schema.validate(crd, doc)
+    if not errors:
+        errors = crd_schema.cel_errors(crd, doc)
+    assert errors, f"{case}: accepted"
+    assert any(words in e for e in errors), errors
+
+
+def test_crd_defaults_fill_an_empty_spec(crd):
+    schema = crd_schema.served_version(crd, "faultline.dev/v1alpha1")["schema"]["openAPIV3Schema"]
+    doc = crd_schema.apply_defaults(schema, {"apiVersion": "faultline.dev/v1alpha1",
+                                             "kind": ERROR_TRACKER, "metadata": {"name": "x"},
+                                             "spec": {}})
+    spec = doc["spec"]
+    assert spec["replicas"] == 1
+    assert spec["retention"]["defaultDays"] == 90
+    assert spec["security"]["readOnlyRootFilesystem"] is True
+    assert spec["networkPolicy"]["enabled"] is True
+
+
+def test_crd_is_structural_and_served(crd):
+    """The shape a structural schema needs: every node typed, and one storage version."""
+    versions = crd["spec"]["versions"]
+    assert [v["name"] for v in versions if v["storage"]] == ["v1alpha1"]
+    assert crd["spec"]["scope"] == "Namespaced"
+    assert crd["metadata"]["name"] == "errortrackers.faultline.dev"
+
+    def untyped(schema: dict[str, Any], path: str) -> list[str]:
+        found = []
+        if "type" not in schema and not schema.get("x-kubernetes-int-or-string") \
+                and not schema.get("x-kubernetes-preserve-unknown-fields") and path:
+            found.append(path)
+        for name, sub in schema.get("properties", {}).items():
+            found += untyped(sub, f"{path}.{name}")
+        for key in ("items", "additionalProperties"):
+            if isinstance(schema.get(key), dict):
+                found += untyped(schema[key], f"{path}.{key}")
+        return found
+
+    assert untyped(versions[0]["schema"]["openAPIV3Schema"], "") == []
+    assert "status" in versions[0]["subresources"]
+
+
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+def test_rendered_objects_validate_strictly(rendered_examples, version):
+    errors = [e for objects in rendered_examples.values() for o in objects
+              for e in strict_errors(o, version)]
+    assert errors == []
+
+
+def test_render_prints_the_objects_of_each_tracker(rendered_examples):
+    for ident, objects in rendered_examples.items():
+        kinds = {o["kind"] for o in objects}
+        assert {"ServiceAccount", "ConfigMap", "Service", "StatefulSet",
+                "PodDisruptionBudget"} <= kinds, (ident, kinds)
+        tracker = next(d for i, d in example_documents() if i == ident)
+        secrets = {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
+        expected = {f"{tracker['metadata']['name']}-dsn-{p['name']}"
+                    for p in tracker["spec"].get("projects", [])}
+        assert expected <= secrets, (ident, secrets)
+        ingress = [o for o in objects if o["kind"] == "Ingress"]
+        assert len(ingress) == (1 if "ingress" in tracker["spec"] else 0), ident
+
+
+@pytest.mark.parametrize("values", sorted(VALUE_SETS))
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+def test_chart_objects_validate_strictly(chart_objects, values, version):
+    objects = chart_objects[values]
+    assert {"CustomResourceDefinition", "Deployment", "ClusterRole"} <= {o["kind"] for o in objects}
+    assert [e for o in objects for e in strict_errors(o, version)] == []
