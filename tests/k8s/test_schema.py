@@ -202,3 +202,12 @@ def test_chart_objects_validate_strictly(chart_objects, values, version):
     objects = chart_objects[values]
     assert {"CustomResourceDefinition", "Deployment", "ClusterRole"} <= {o["kind"] for o in objects}
     assert [e for o in objects for e in strict_errors(o, version)] == []
+
+
+def test_strict_validation_rejects_an_unknown_field(chart_objects):
+    """Strictness is what catches a misspelt field that the API server would silently drop."""
+    deployment = copy.deepcopy(next(o for o in chart_objects["default"] if o["kind"] == "Deployment"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["securityContex"] = {}
+    for version in KUBE_VERSIONS:
+        [error] = strict_errors(deployment, version)
+        assert "securityContex" in error
