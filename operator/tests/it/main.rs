@@ -9,4 +9,6 @@
 
 mod builders;
 mod common;
+mod mock_api;
 mod schema;
+mod wire;

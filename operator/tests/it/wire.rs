@@ -1,0 +1,337 @@
+//! Rung 4: the wire contract. Each test runs `reconcile` (and `error_policy`) against a
+//! `tower-test` mock standing in for the API server and checks the exact requests: the
+//! finalizer JSON patch, server-side apply with the field manager and `force`, deletes of
+//! orphans, and the status written with `force` on the status subresource. Scenarios: first
+//! creation, replicas changed, a project added and one removed, deletion with the finalizer,
+//! and an API error that requeues with backoff and counts a metric. No API server runs here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use faultline_operator::controller::{error_policy, reconcile};
+use faultline_operator::metrics::Metrics;
+use faultline_operator::{ErrorTracker, FINALIZER};
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+
+use crate::common::tracker;
+use crate::mock_api::{self, Recorded, Script};
+
+const APPLY: &str = "application/apply-patch+yaml";
+
+fn with_finalizer(mut tracker: ErrorTracker) -> ErrorTracker {
+    tracker.metadata.finalizers = Some(vec![FINALIZER.to_owned()]);
+    tracker
+}
+
+fn lines(recorded: &[Recorded]) -> Vec<String> {
+    recorded.iter().map(Recorded::line).collect()
+}
+
+fn applied<'a>(recorded: &'a [Recorded], kind: &str, name: &str) -> &'a Value {
+    &recorded
+        .iter()
+        .find(|r| {
+            r.method == "PATCH" && r.body["kind"] == kind && r.body["metadata"]["name"] == name
+        })
+        .unwrap_or_else(|| panic!("no apply of {kind} {name}"))
+        .body
+}
+
+fn status_patch(recorded: &[Recorded]) -> &Recorded {
+    recorded
+        .iter()
+        .find(|r| r.uri.contains("/status?"))
+        .expect("a status patch")
+}
+
+fn secret_key(secret: &Value) -> String {
+    let encoded = secret["data"]["key"].as_str().unwrap();
+    let bytes: Vec<u8> = serde_json::from_value(json!(encoded))
+        .map(|k: k8s_openapi::ByteString| k.0)
+        .unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
+fn stored_secret(tracker: &str, project: &str, key: &str) -> Value {
+    serde_json::to_value(k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(format!("{tracker}-dsn-{project}")),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        data: Some(
+            [(
+                "key".to_owned(),
+                k8s_openapi::ByteString(key.as_bytes().to_vec()),
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn first_creation_adds_the_finalizer_then_applies_everything() {
+    let tracker = tracker("minimal.yaml");
+    let metrics = Arc::new(Metrics::default());
+    let (action, first) = mock_api::run(&tracker, Script::default(), Arc::clone(&metrics), |ctx| {
+        reconcile(Arc::new(tracker.clone()), ctx)
+    })
+    .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert_eq!(first.len(), 1, "{:#?}", lines(&first));
+    assert_eq!(first[0].content_type, "application/json-patch+json");
+    assert_eq!(
+        first[0].body,
+        json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+               {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    );
+
+    let tracker = with_finalizer(tracker);
+    let script = Script {
+        stateful_set_status: Some(
+            json!({"replicas": 1, "readyReplicas": 0, "observedGeneration": 1}),
+        ),
+        ..Script::default()
+    };
+    let (action, second) = mock_api::run(&tracker, script, metrics, |ctx| {
+        reconcile(Arc::new(tracker.clone()), ctx)
+    })
+    .await;
+    assert_eq!(
+        action.unwrap(),
+        Action::requeue(Duration::from_secs(15)),
+        "not ready yet: look again soon"
+    );
+    insta::assert_yaml_snapshot!("first_creation", lines(&second));
+    for r in second.iter().filter(|r| r.method == "PATCH") {
+        assert_eq!(r.content_type, APPLY, "{}", r.line());
+        assert!(
+            r.uri.contains("fieldManager=faultline-operator") && r.uri.contains("force=true"),
+            "{}",
+            r.line()
+        );
+    }
+    let key = secret_key(applied(&second, "Secret", "errors-dsn-web"));
+    assert_eq!(key.len(), 32, "a fresh key is generated");
+    let status = &status_patch(&second).body["status"];
+    assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(status["dsnSecrets"], json!({"web": "errors-dsn-web"}));
+    assert_eq!(status["ingestUrl"], "http://errors.default.svc:8000");
+    let ready = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(
+        (
+            ready["status"].as_str(),
+            ready["observedGeneration"].as_i64()
+        ),
+        (Some("False"), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn replicas_change_is_applied_and_keys_are_kept() {
+    let mut tracker = with_finalizer(tracker("s3-ha.yaml"));
+    tracker.metadata.namespace = Some("default".into());
+    tracker.spec.replicas = 5;
+    tracker.metadata.generation = Some(2);
+    let shop_key = "0123456789abcdef0123456789abcdef";
+    let api_key = "fedcba9876543210fedcba9876543210";
+    let script = Script {
+        lists: [(
+            "secrets",
+            vec![
+                stored_secret("errors", "shop", shop_key),
+                stored_secret("errors", "api", api_key),
+            ],
+        )]
+        .into(),
+        stateful_set_status: Some(
+            json!({"replicas": 5, "readyReplicas": 5, "updatedReplicas": 5, "observedGeneration": 1}),
+        ),
+        ..Script::default()
+    };
+    let (action, recorded) = mock_api::run(&tracker, script, Arc::new(Metrics::default()), |ctx| {
+        reconcile(Arc::new(tracker.clone()), ctx)
+    })
+    .await;
+    assert_eq!(action.unwrap(), Action::requeue(Duration::from_secs(300)));
+    insta::assert_yaml_snapshot!("replicas_changed", lines(&recorded));
+    assert_eq!(
+        applied(&recorded, "StatefulSet", "errors")["spec"]["replicas"],
+        5
+    );
+    assert_eq!(
+        secret_key(applied(&recorded, "Secret", "errors-dsn-shop")),
+        shop_key
+    );
+    assert_eq!(
+        secret_key(applied(&recorded, "Secret", "errors-dsn-api")),
+        api_key
+    );
+    let config = applied(&recorded, "ConfigMap", "errors-config")["data"]["faultline.toml"]
+        .as_str()
+        .unwrap();
+    assert!(
+        config.contains(shop_key) && config.contains(api_key),
+        "{config}"
+    );
+    let status = &status_patch(&recorded).body["status"];
+    assert_eq!(status["readyReplicas"], 5);
+    assert_eq!(status["observedGeneration"], 2);
+    assert!(
+        recorded.iter().all(|r| r.method != "DELETE"),
+        "nothing to delete"
+    );
+}
+
+#[tokio::test]
+async fn project_added_and_removed() {
+    let tracker = with_finalizer(tracker("minimal.yaml"));
+    let mut tracker = tracker;
+    tracker
+        .spec
+        .projects
+        .push(faultline_operator::crd::ProjectSpec {
+            name: "mobile".into(),
+            id: None,
+            rate_limit: None,
+            retention_days: None,
+        });
+    let web_key = "0123456789abcdef0123456789abcdef";
+    let script = Script {
+        lists: [(
+            "secrets",
+            vec![
+                stored_secret("errors", "web", web_key),
+                stored_secret("errors", "legacy", web_key),
+            ],
+        )]
+        .into(),
+        ..Script::default()
+    };
+    let (action, recorded) = mock_api::run(&tracker, script, Arc::new(Metrics::default()), |ctx| {
+        reconcile(Arc::new(tracker.clone()), ctx)
+    })
+    .await;
+    action.unwrap();
+    insta::assert_yaml_snapshot!("project_added_and_removed", lines(&recorded));
+    assert_eq!(
+        secret_key(applied(&recorded, "Secret", "errors-dsn-web")),
+        web_key
+    );
+    let mobile = secret_key(applied(&recorded, "Secret", "errors-dsn-mobile"));
+    assert!(mobile.len() == 32 && mobile != web_key);
+    let deletes: Vec<_> = recorded
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(Recorded::line)
+        .collect();
+    assert_eq!(
+        deletes,
+        ["DELETE /api/v1/namespaces/default/secrets/errors-dsn-legacy? [application/json]"]
+    );
+}
+
+#[tokio::test]
+async fn deletion_runs_cleanup_then_removes_the_finalizer() {
+    let mut tracker = with_finalizer(tracker("minimal.yaml"));
+    tracker.spec.storage.delete_volumes_on_delete = true;
+    tracker.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+    );
+    let pvc = |name: &str| json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": "default"}});
+    let script = Script {
+        lists: [(
+            "persistentvolumeclaims",
+            vec![pvc("data-errors-0"), pvc("objects-errors-0")],
+        )]
+        .into(),
+        ..Script::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (action, recorded) = mock_api::run(&tracker, script, Arc::clone(&metrics), |ctx| {
+        reconcile(Arc::new(tracker.clone()), ctx)
+    })
+    .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    insta::assert_yaml_snapshot!("deletion", lines(&recorded));
+    let last = recorded.last().unwrap();
+    assert_eq!(last.content_type, "application/json-patch+json");
+    assert_eq!(
+        last.body,
+        json!([{"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+               {"op": "remove", "path": "/metadata/finalizers/0"}])
+    );
+    assert!(
+        metrics
+            .encode()
+            .contains("faultline_operator_cleanups_total 1")
+    );
+}
+
+#[tokio::test]
+async fn api_error_marks_degraded_requeues_with_backoff_and_counts() {
+    let tracker = with_finalizer(tracker("minimal.yaml"));
+    let metrics = Arc::new(Metrics::default());
+    let script = Script {
+        fail: Some("PATCH /apis/apps/v1/namespaces/default/statefulsets/errors".into()),
+        ..Script::default()
+    };
+    let shared = Arc::new(tracker.clone());
+    let (actions, recorded) =
+        mock_api::run(&tracker, script, Arc::clone(&metrics), |ctx| async move {
+            let mut actions = Vec::new();
+            for _ in 0..3 {
+                let err = reconcile(Arc::clone(&shared), Arc::clone(&ctx))
+                    .await
+                    .unwrap_err();
+                assert!(err.to_string().contains("StatefulSet errors"), "{err}");
+                actions.push(error_policy(Arc::clone(&shared), &err, Arc::clone(&ctx)));
+            }
+            actions
+        })
+        .await;
+    assert_eq!(
+        actions,
+        [5, 10, 20].map(|s| Action::requeue(Duration::from_secs(s))),
+        "exponential backoff"
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains("faultline_operator_reconcile_errors_total{error=\"apply\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("faultline_operator_reconciles_total 3"),
+        "{text}"
+    );
+    let status = &status_patch(&recorded).body["status"];
+    let degraded = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "ReconcileFailed");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap()
+            .contains("etcdserver: request timed out")
+    );
+    // nothing after the failed StatefulSet is applied
+    assert!(
+        recorded
+            .iter()
+            .all(|r| r.body["kind"] != "PodDisruptionBudget")
+    );
+}
