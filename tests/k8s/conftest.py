@@ -61,7 +61,7 @@ def _build_operator() -> Path:
     env = dict(os.environ)
     env.setdefault("CARGO_TARGET_DIR", str(ROOT / "target"))
     proc = subprocess.run(
-        ["cargo", "build", "-p", "faultline-operator", "--bin", "faultline-operator",
+        ["cargo", "build", "--locked", "-p", "faultline-operator", "--bin", "faultline-operator",
          "--message-format=json-render-diagnostics"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -132,6 +132,40 @@ def test_hardened_values_pin_the_image_and_survive_disruptions(chart_objects):
     assert not by_kind(chart_objects["default"], "PodDisruptionBudget")
 
 
+def documented_values() -> set[str]:
+    """Keys in the first column of the README's values table."""
+    keys = set()
+    text = (CHART / "README.md").read_text()
+    section = text.split("\n## Values\n", 1)[1].split("\n## ", 1)[0]
+    for line in section.splitlines():
+        match = re.match(r"^\| `([A-Za-z][\w.*]*)` \|", line)
+        if match:
+            keys.add(match.group(1).removesuffix(".*"))
+    return keys
+
+
+def value_paths(values: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        out.append(path)
+        if isinstance(value, dict):
+            out += value_paths(value, f"{path}.")
+    return out
+
+
+def test_every_value_is_documented_in_the_readme():
+    with helm.Chart.load(CHART) as chart:
+        defaults = chart.values
+    documented = documented_values()
+    undocumented = [path for path in value_paths(defaults)
+                    if not any(path == d or path.startswith(d + ".") or d.startswith(path + ".")
+                               for d in documented)]
+    assert undocumented == []
+    stale = sorted(documented - set(value_paths(defaults)))
+    assert stale == [], "README documents values the chart does not have"
+
+
 # ---- RBAC ------------------------------------------------------------------------------------
 
 # Kind -> (API group, resource) of every kind the operator may touch.
@@ -166,6 +200,8 @@ def source_kinds() -> tuple[set[str], set[str]]:
     text = "\n".join(p.read_text() for p in OPERATOR_SRC.rglob("*.rs"))
     used = set(re.findall(r"\bApi\s*(?:::)?\s*<\s*([A-Z]\w+)\s*>", text))
     watched = set(re.findall(r"\bApi\s*::\s*<\s*(\w+)\s*>\s*::\s*all\b", text))
+    if re.search(r"\bRecorder\b", text):  # kube's event recorder creates and patches Events
+        used.add("Event")
     return used, watched
 
 
