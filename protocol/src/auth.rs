@@ -92,7 +92,8 @@ pub fn parse_dsn(dsn: &str) -> Result<(String, String)> {
     if url.username().is_empty() {
         return Err(invalid("no public key before `@`"));
     }
-    let key = validate_key(url.username(), "DSN").map_err(|_| invalid("the public key is not 32 hex digits"))?;
+    let key = validate_key(url.username(), "DSN")
+        .map_err(|_| invalid("the public key is not 32 hex digits"))?;
     let project = url
         .path_segments()
         .and_then(|mut segments| segments.rfind(|s| !s.is_empty()))
@@ -105,7 +106,8 @@ pub fn parse_dsn(dsn: &str) -> Result<(String, String)> {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 fn parse_sentry_header(header: &str, source_name: &'static str) -> Result<Auth> {
@@ -123,7 +125,10 @@ fn parse_sentry_header(header: &str, source_name: &'static str) -> Result<Auth> 
 fn parse_query(query: &str) -> Result<Option<Auth>> {
     let pairs = url::form_urlencoded::parse(query.as_bytes());
     let pairs: Vec<_> = pairs.collect();
-    from_pairs(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())), "the query string")
+    from_pairs(
+        pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
+        "the query string",
+    )
 }
 
 fn from_pairs<'a>(

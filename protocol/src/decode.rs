@@ -110,7 +110,9 @@ fn decode_one(encoding: Encoding, input: &[u8], limit: usize) -> Result<Vec<u8>>
         Encoding::Deflate if looks_like_zlib(input) => {
             read_limited(flate2::read::ZlibDecoder::new(input), encoding, limit)
         }
-        Encoding::Deflate => read_limited(flate2::read::DeflateDecoder::new(input), encoding, limit),
+        Encoding::Deflate => {
+            read_limited(flate2::read::DeflateDecoder::new(input), encoding, limit)
+        }
         Encoding::Brotli => read_limited(brotli::Decompressor::new(input, 8192), encoding, limit),
         Encoding::Zstd => {
             let decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(|source| {

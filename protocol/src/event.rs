@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::grouping::Grouping;
+
 /// A normalized event, produced by [`crate::normalize::normalize_event`].
 ///
 /// The scalar fields are extracted from `json`, which is the complete normalized event as
@@ -47,4 +49,8 @@ pub struct Event {
     pub trace_id: Option<String>,
     /// The full normalized event, compact JSON.
     pub json: String,
+    /// Computed with the columns, from the same normalized value; read by
+    /// [`crate::grouping::group`].
+    #[serde(skip)]
+    pub(crate) grouping: Grouping,
 }

@@ -25,6 +25,7 @@ pub mod envelope;
 mod event;
 pub mod grouping;
 pub mod normalize;
+mod view;
 
 pub use event::Event;
 

@@ -1,7 +1,35 @@
-//! Event normalization: from an SDK payload to an [`Event`].
+//! Event normalization: from an SDK payload to an [`Event`], following Relay's rules.
+//!
+//! The payload is parsed once into a `serde_json::Value`, fixed up in place, and serialized
+//! once into [`Event::json`]; the columns are read from the fixed-up value. What is done:
+//!
+//! - `event_id`: any UUID spelling (dashed, undashed, upper case), stored as 32 lowercase hex;
+//!   missing or invalid: the envelope header's id, else a new random one.
+//! - `timestamp`: float seconds or ISO 8601; missing or invalid: `received`. As in Relay,
+//!   timestamps more than 30 days in the past or 60 seconds in the future are replaced by
+//!   `received` and the original is recorded in `errors`.
+//! - Legacy `sentry.interfaces.*` keys and the `message` alias are renamed to their current
+//!   names; `logentry` is formatted (see [`logentry`]).
+//! - `exception`, `threads`, `breadcrumbs` accept `{"values": [..]}`, bare lists and single
+//!   objects, and are stored as `{"values": [..]}`. A lone exception without a stack trace
+//!   takes the top-level `stacktrace`.
+//! - `level` (default `error`), `platform` (default `other`), tags (sorted list of pairs),
+//!   user (`{{auto}}` IP), contexts (non-objects dropped), request, sdk, fingerprint.
+//! - Unknown top-level attributes are removed and recorded in `errors`, as Relay does.
+//!
+//! Only payloads that are not JSON objects are rejected. Normalizing [`Event::json`] again
+//! (with the same `received`) gives an equal [`Event`].
+
+mod extract;
+mod interfaces;
+pub(crate) mod level;
+pub mod logentry;
+pub(crate) mod time;
+
 use std::net::IpAddr;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::{ErrorKind, Event};
@@ -9,7 +37,8 @@ use crate::{ErrorKind, Event};
 /// What the server knows about the request an event came in.
 #[derive(Debug, Clone)]
 pub struct NormalizeContext {
-    /// When the request was received; the timestamp of events that carry none.
+    /// When the request was received; the timestamp of events that carry none. Kept with
+    /// millisecond precision.
     pub received: DateTime<Utc>,
     /// The client's address, for `user.ip_address: "{{auto}}"`.
     pub client_ip: Option<IpAddr>,
@@ -33,6 +62,7 @@ pub enum NormalizeError {
 pub type Result<T, E = NormalizeError> = std::result::Result<T, E>;
 
 impl NormalizeError {
+    /// Always a bad request (HTTP 400).
     pub fn kind(&self) -> ErrorKind {
         ErrorKind::BadRequest
     }
@@ -42,43 +72,445 @@ impl NormalizeError {
     }
 }
 
+/// How far in the past a timestamp may be before it is replaced (Relay's default).
+const MAX_SECS_IN_PAST: i64 = 30 * 24 * 3600;
+/// How far in the future a timestamp may be before it is replaced (Relay's default).
+const MAX_SECS_IN_FUTURE: i64 = 60;
+
+/// The platforms Relay accepts; others become `other`.
+const VALID_PLATFORMS: &[&str] = &[
+    "as3",
+    "c",
+    "cfml",
+    "cocoa",
+    "csharp",
+    "elixir",
+    "go",
+    "groovy",
+    "haskell",
+    "java",
+    "javascript",
+    "native",
+    "node",
+    "objc",
+    "other",
+    "perl",
+    "php",
+    "python",
+    "ruby",
+];
+
+/// Legacy interface names and what they are called now. The first key present wins.
+const ALIASES: &[(&str, &[&str])] = &[
+    ("exception", &["sentry.interfaces.Exception"]),
+    ("logentry", &["sentry.interfaces.Message", "message"]),
+    ("user", &["sentry.interfaces.User"]),
+    ("request", &["sentry.interfaces.Http"]),
+    ("breadcrumbs", &["sentry.interfaces.Breadcrumbs"]),
+    ("stacktrace", &["sentry.interfaces.Stacktrace"]),
+    ("template", &["sentry.interfaces.Template"]),
+    ("debug_meta", &["sentry.interfaces.DebugMeta"]),
+    ("threads", &["sentry.interfaces.Threads"]),
+    ("csp", &["sentry.interfaces.Csp"]),
+    ("hpkp", &["sentry.interfaces.Hpkp"]),
+    ("expectct", &["sentry.interfaces.ExpectCT"]),
+    ("expectstaple", &["sentry.interfaces.ExpectStaple"]),
+];
+
+/// Top-level attributes of Relay's event schema that are kept.
+const KNOWN: &[&str] = &[
+    "event_id",
+    "level",
+    "version",
+    "type",
+    "fingerprint",
+    "culprit",
+    "transaction",
+    "transaction_info",
+    "time_spent",
+    "logentry",
+    "logger",
+    "modules",
+    "platform",
+    "timestamp",
+    "start_timestamp",
+    "received",
+    "server_name",
+    "release",
+    "dist",
+    "environment",
+    "site",
+    "user",
+    "request",
+    "contexts",
+    "breadcrumbs",
+    "exception",
+    "stacktrace",
+    "template",
+    "threads",
+    "tags",
+    "extra",
+    "debug_meta",
+    "sdk",
+    "errors",
+    "checksum",
+    "csp",
+    "hpkp",
+    "expectct",
+    "expectstaple",
+    "spans",
+    "measurements",
+    "breakdowns",
+];
+
+/// Attributes only Sentry's servers set; dropped silently when an SDK sends them.
+const SERVER_ONLY: &[&str] = &[
+    "_meta",
+    "_metrics",
+    "_metrics_summary",
+    "_dsc",
+    "project",
+    "key_id",
+    "grouping_config",
+    "ingest_path",
+    "scraping_attempts",
+];
+
 /// Normalizes an event payload (the JSON of an `event` item or a store request).
 pub fn normalize_event(payload: &[u8], ctx: &NormalizeContext) -> Result<Event> {
-    let value: serde_json::Value = serde_json::from_slice(payload).map_err(|source| {
-        NormalizeError::Json {
-            line: source.line(),
-            column: source.column(),
-            source,
-        }
+    let value: Value = serde_json::from_slice(payload).map_err(|source| NormalizeError::Json {
+        line: source.line(),
+        column: source.column(),
+        source,
     })?;
-    if !value.is_object() {
-        return Err(NormalizeError::NotObject { found: "value" });
+    let mut root = match value {
+        Value::Object(root) => root,
+        other => {
+            return Err(NormalizeError::NotObject {
+                found: json_kind(&other),
+            });
+        }
+    };
+    let received = time::truncate_millis(ctx.received);
+    let facts = normalize_root(&mut root, ctx, received);
+    Ok(extract::event(root, facts, received))
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
     }
-    Ok(Event {
-        event_id: ctx.event_id.unwrap_or_else(Uuid::new_v4),
-        timestamp: ctx.received,
-        received: ctx.received,
-        level: "error".into(),
-        platform: "other".into(),
-        release: None,
-        environment: None,
-        server_name: None,
-        transaction: None,
-        message: None,
-        title: "<unlabeled event>".into(),
-        exception_type: None,
-        exception_value: None,
-        culprit: None,
-        frame_count: 0,
-        user_id: None,
-        user_email: None,
-        user_ip: None,
-        user_username: None,
-        tags: Vec::new(),
-        fingerprint: None,
-        sdk_name: None,
-        sdk_version: None,
-        trace_id: None,
-        json: value.to_string(),
-    })
+}
+
+/// What normalization established that extraction needs.
+struct Facts {
+    event_id: Uuid,
+    timestamp: DateTime<Utc>,
+    level: &'static str,
+}
+
+fn normalize_root(
+    root: &mut Map<String, Value>,
+    ctx: &NormalizeContext,
+    received: DateTime<Utc>,
+) -> Facts {
+    let mut errors: Vec<Value> = match root.remove("errors") {
+        Some(Value::Array(errors)) => errors.into_iter().filter(Value::is_object).collect(),
+        _ => Vec::new(),
+    };
+    for key in SERVER_ONLY {
+        root.remove(*key);
+    }
+    rename_aliases(root);
+
+    let event_id = match root.get("event_id").and_then(Value::as_str) {
+        Some(id) => Uuid::try_parse(id.trim()).ok(),
+        None => None,
+    }
+    .or(ctx.event_id)
+    .unwrap_or_else(Uuid::new_v4);
+    set_string(root, "event_id", event_id.simple().to_string());
+
+    let timestamp = normalize_timestamp(root, received, &mut errors);
+    root.insert("received".into(), time::to_value(received));
+    if let Some(start) = root.get("start_timestamp") {
+        match time::parse(start) {
+            Some(t) => {
+                root.insert("start_timestamp".into(), time::to_value(t));
+            }
+            None => {
+                root.remove("start_timestamp");
+            }
+        }
+    }
+
+    let level = root.get("level").and_then(level::parse).unwrap_or("error");
+    set_string(root, "level", level.to_owned());
+    let platform = match root.get("platform").and_then(Value::as_str) {
+        Some(p) if VALID_PLATFORMS.contains(&p) => p.to_owned(),
+        _ => "other".to_owned(),
+    };
+    set_string(root, "platform", platform);
+
+    for key in [
+        "release",
+        "dist",
+        "environment",
+        "server_name",
+        "transaction",
+        "logger",
+        "culprit",
+        "site",
+        "version",
+        "checksum",
+    ] {
+        interfaces::keep_lenient_string(root, key);
+    }
+    for key in [
+        "extra",
+        "modules",
+        "contexts",
+        "debug_meta",
+        "transaction_info",
+        "template",
+    ] {
+        if root.get(key).is_some_and(|v| !v.is_object()) {
+            root.remove(key);
+            errors.push(invalid_data(key));
+        }
+    }
+
+    normalize_logentry(root);
+    normalize_exception_and_stacktrace(root);
+    normalize_values(root, "threads", interfaces::normalize_threads);
+    normalize_values(root, "breadcrumbs", interfaces::normalize_breadcrumbs);
+
+    if let Some(tags) = root.remove("tags")
+        && let Some(tags) = interfaces::normalize_tags(tags)
+    {
+        root.insert("tags".into(), tags);
+    }
+    if let Some(fp) = root.get_mut("fingerprint")
+        && !interfaces::normalize_fingerprint(fp)
+    {
+        root.remove("fingerprint");
+    }
+
+    let mut request_ip = None;
+    match root.get_mut("request") {
+        Some(Value::Object(request)) => request_ip = interfaces::normalize_request(request),
+        Some(_) => {
+            root.remove("request");
+        }
+        None => {}
+    }
+    normalize_user(root, ctx.client_ip, request_ip);
+    if let Some(Value::Object(contexts)) = root.get_mut("contexts") {
+        interfaces::normalize_contexts(contexts);
+    }
+    let sdk_ok = match root.get_mut("sdk") {
+        Some(Value::Object(sdk)) => interfaces::normalize_sdk(sdk),
+        Some(_) => false,
+        None => true,
+    };
+    if !sdk_ok {
+        root.remove("sdk");
+    }
+
+    let ty = if root.contains_key("exception") {
+        "error"
+    } else if root.get("type").and_then(Value::as_str) == Some("transaction") {
+        "transaction"
+    } else {
+        "default"
+    };
+    set_string(root, "type", ty.to_owned());
+
+    let unknown: Vec<String> = root
+        .keys()
+        .filter(|k| !KNOWN.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for key in unknown {
+        root.remove(&key);
+        errors.push(serde_json::json!({"type": "invalid_attribute", "name": key}));
+    }
+    if !errors.is_empty() {
+        root.insert("errors".into(), Value::Array(errors));
+    }
+
+    Facts {
+        event_id,
+        timestamp,
+        level,
+    }
+}
+
+fn invalid_data(name: &str) -> Value {
+    serde_json::json!({"type": "invalid_data", "name": name})
+}
+
+/// Sets a string attribute, leaving it untouched (and unallocated) when already equal.
+fn set_string(root: &mut Map<String, Value>, key: &str, value: String) {
+    if root.get(key).and_then(Value::as_str) != Some(value.as_str()) {
+        root.insert(key.to_owned(), Value::String(value));
+    }
+}
+
+fn rename_aliases(root: &mut Map<String, Value>) {
+    for (name, aliases) in ALIASES {
+        for alias in *aliases {
+            let Some(value) = root.remove(*alias) else {
+                continue;
+            };
+            if root.contains_key(*name) {
+                // Sentry: a raw `message` next to a logentry without text becomes its text
+                if *name == "logentry" {
+                    fill_logentry_text(root, value);
+                }
+            } else {
+                root.insert((*name).to_owned(), value);
+            }
+        }
+    }
+}
+
+fn fill_logentry_text(root: &mut Map<String, Value>, message: Value) {
+    let Value::String(message) = message else {
+        return;
+    };
+    if let Some(Value::Object(logentry)) = root.get_mut("logentry") {
+        let has_text = ["formatted", "message"]
+            .iter()
+            .any(|k| logentry.get(*k).is_some_and(Value::is_string));
+        if !has_text && !message.is_empty() {
+            logentry.insert("formatted".into(), Value::String(message));
+        }
+    }
+}
+
+fn normalize_timestamp(
+    root: &mut Map<String, Value>,
+    received: DateTime<Utc>,
+    errors: &mut Vec<Value>,
+) -> DateTime<Utc> {
+    let sent = root.get("timestamp");
+    let parsed = sent.and_then(time::parse);
+    let timestamp = match parsed {
+        Some(t) if t < received - Duration::seconds(MAX_SECS_IN_PAST) => {
+            errors.push(
+                serde_json::json!({"type": "past_timestamp", "name": "timestamp", "value": sent}),
+            );
+            received
+        }
+        Some(t) if t > received + Duration::seconds(MAX_SECS_IN_FUTURE) => {
+            errors.push(
+                serde_json::json!({"type": "future_timestamp", "name": "timestamp", "value": sent}),
+            );
+            received
+        }
+        Some(t) => t,
+        None => {
+            if let Some(sent) = sent.filter(|v| !v.is_null()) {
+                errors.push(
+                    serde_json::json!({"type": "invalid_data", "name": "timestamp", "value": sent}),
+                );
+            }
+            received
+        }
+    };
+    let value = time::to_value(timestamp);
+    if root.get("timestamp") != Some(&value) {
+        root.insert("timestamp".into(), value);
+    }
+    timestamp
+}
+
+fn normalize_logentry(root: &mut Map<String, Value>) {
+    if let Some(entry) = root.get_mut("logentry")
+        && !logentry::normalize(entry)
+    {
+        root.remove("logentry");
+    }
+}
+
+fn normalize_values(root: &mut Map<String, Value>, key: &str, f: fn(&mut Vec<Value>)) {
+    let Some(value) = root.remove(key) else {
+        return;
+    };
+    if let Some(mut items) = interfaces::take_values(value) {
+        f(&mut items);
+        if !items.is_empty() {
+            root.insert(key.to_owned(), interfaces::values_object(items));
+        }
+    }
+}
+
+fn normalize_exception_and_stacktrace(root: &mut Map<String, Value>) {
+    normalize_values(root, "exception", interfaces::normalize_exceptions);
+    if let Some(st) = root.get_mut("stacktrace")
+        && !interfaces::normalize_stacktrace(st)
+    {
+        root.remove("stacktrace");
+    }
+    // Relay: a single exception without its own stack trace takes the top-level one.
+    if !root.contains_key("stacktrace") {
+        return;
+    }
+    let Some(Value::Array(values)) = root.get("exception").and_then(|e| e.get("values")) else {
+        return;
+    };
+    if values.len() != 1 || values[0].get("stacktrace").is_some() {
+        return;
+    }
+    if let Some(stacktrace) = root.remove("stacktrace")
+        && let Some(Value::Object(exc)) = root
+            .get_mut("exception")
+            .and_then(|e| e.get_mut("values"))
+            .and_then(|v| v.get_mut(0))
+    {
+        exc.insert("stacktrace".into(), stacktrace);
+    }
+}
+
+fn normalize_user(
+    root: &mut Map<String, Value>,
+    client_ip: Option<IpAddr>,
+    request_ip: Option<IpAddr>,
+) {
+    match root.get_mut("user") {
+        Some(Value::Object(user)) => interfaces::normalize_user(user, client_ip),
+        Some(_) => {
+            root.remove("user");
+        }
+        None => {}
+    }
+    // Relay: the request's REMOTE_ADDR, else (for browser and Apple SDKs, which never send
+    // `{{auto}}`) the client address, when the user has no IP.
+    let platform = root.get("platform").and_then(Value::as_str);
+    let inferred = request_ip.or_else(|| {
+        matches!(platform, Some("javascript" | "cocoa" | "objc"))
+            .then_some(client_ip)
+            .flatten()
+    });
+    if let Some(ip) = inferred {
+        let user = root
+            .entry("user")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(user) = user {
+            user.entry("ip_address")
+                .or_insert_with(|| Value::String(ip.to_string()));
+        }
+    }
+    if root
+        .get("user")
+        .is_some_and(|u| u.as_object().is_some_and(Map::is_empty))
+    {
+        root.remove("user");
+    }
 }

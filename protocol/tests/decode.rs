@@ -1,0 +1,170 @@
+//! Content encodings, the compression bomb limit, and legacy store bodies.
+
+use std::io::Write;
+
+use base64::Engine as _;
+use faultline_protocol::ErrorKind;
+use faultline_protocol::decode::{DecodeError, decode_body, decode_store_body};
+
+const BODY: &[u8] =
+    br#"{"message":"hello","level":"error","extra":{"pad":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}"#;
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn raw_deflate(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+fn brotli(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+    w.write_all(data).unwrap();
+    drop(w);
+    out
+}
+
+fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::encode_all(data, 3).unwrap()
+}
+
+#[test]
+fn identity_borrows_the_body() {
+    for encoding in [None, Some(""), Some("identity"), Some(" Identity ")] {
+        let out = decode_body(encoding, BODY, 1024).unwrap();
+        assert!(matches!(out, std::borrow::Cow::Borrowed(_)), "{encoding:?}");
+        assert_eq!(&*out, BODY);
+    }
+}
+
+#[test]
+fn each_encoding_decodes() {
+    let cases: [(&str, Vec<u8>); 6] = [
+        ("gzip", gzip(BODY)),
+        ("x-gzip", gzip(BODY)),
+        ("deflate", zlib(BODY)),
+        ("deflate", raw_deflate(BODY)),
+        ("br", brotli(BODY)),
+        ("zstd", zstd(BODY)),
+    ];
+    for (encoding, encoded) in cases {
+        assert_ne!(encoded, BODY);
+        let out = decode_body(Some(encoding), &encoded, 1024).unwrap();
+        assert_eq!(&*out, BODY, "{encoding}");
+    }
+}
+
+#[test]
+fn chains_are_undone_last_first() {
+    // "gzip, br": gzip was applied first, then brotli
+    let encoded = brotli(&gzip(BODY));
+    let out = decode_body(Some("gzip, br"), &encoded, 1024).unwrap();
+    assert_eq!(&*out, BODY);
+    assert!(decode_body(Some("br, gzip"), &encoded, 1024).is_err());
+}
+
+#[test]
+fn unknown_encoding_and_corrupt_data_are_bad_requests() {
+    let err = decode_body(Some("compress"), BODY, 1024).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unsupported Content-Encoding \"compress\": use identity, gzip, deflate, br or zstd"
+    );
+    assert_eq!(err.kind(), ErrorKind::BadRequest);
+    let err = decode_body(Some("gzip"), b"definitely not gzip", 1024).unwrap_err();
+    assert!(
+        err.to_string().starts_with("body is not valid gzip data"),
+        "{err}"
+    );
+    assert!(!err.is_too_large());
+}
+
+#[test]
+fn bomb_stops_at_the_limit() {
+    // 64 MiB of zeros compress to about 64 KiB of gzip
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1024 * 1024];
+    for _ in 0..64 {
+        e.write_all(&zeros).unwrap();
+    }
+    let bomb = e.finish().unwrap();
+    assert!(bomb.len() < 128 * 1024, "{}", bomb.len());
+    for encoding in ["gzip", "gzip, identity"] {
+        let err = decode_body(Some(encoding), &bomb, 1024 * 1024).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::TooLarge { limit: 1048576 }),
+            "{err}"
+        );
+        assert!(err.is_too_large());
+        assert_eq!(err.kind(), ErrorKind::TooLarge);
+        assert_eq!(
+            err.to_string(),
+            "body decodes to more than the limit of 1048576 bytes"
+        );
+    }
+    for (encoding, bomb) in [("br", brotli(&zeros)), ("zstd", zstd(&zeros))] {
+        let err = decode_body(Some(encoding), &bomb, 1000).unwrap_err();
+        assert!(err.is_too_large(), "{encoding}: {err}");
+    }
+}
+
+#[test]
+fn output_exactly_at_the_limit_is_accepted() {
+    let encoded = gzip(BODY);
+    let out = decode_body(Some("gzip"), &encoded, BODY.len()).unwrap();
+    assert_eq!(out.len(), BODY.len());
+    assert!(
+        decode_body(Some("gzip"), &gzip(BODY), BODY.len() - 1)
+            .unwrap_err()
+            .is_too_large()
+    );
+    assert!(
+        decode_body(None, BODY, BODY.len() - 1)
+            .unwrap_err()
+            .is_too_large()
+    );
+}
+
+#[test]
+fn store_bodies_json_base64_and_base64_zlib() {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    assert_eq!(&*decode_store_body(BODY, 1024).unwrap(), BODY);
+    assert_eq!(
+        &*decode_store_body(b64.encode(BODY).as_bytes(), 1024).unwrap(),
+        BODY
+    );
+    assert_eq!(
+        &*decode_store_body(b64.encode(zlib(BODY)).as_bytes(), 1024).unwrap(),
+        BODY
+    );
+    let wrapped: String = b64
+        .encode(zlib(BODY))
+        .as_bytes()
+        .chunks(20)
+        .map(|c| format!("{}\n", std::str::from_utf8(c).unwrap()))
+        .collect();
+    assert_eq!(
+        &*decode_store_body(wrapped.as_bytes(), 1024).unwrap(),
+        BODY,
+        "line-wrapped base64"
+    );
+    let err = decode_store_body(b"not json, not base64!", 1024).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("store body is neither JSON nor base64"),
+        "{err}"
+    );
+    let err = decode_store_body(b64.encode(zlib(&[b' '; 5000])).as_bytes(), 1000).unwrap_err();
+    assert!(err.is_too_large());
+}

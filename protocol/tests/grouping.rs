@@ -1,0 +1,1 @@
+//! grouping tests
