@@ -28,10 +28,13 @@ LABEL org.opencontainers.image.title="faultline" \
       org.opencontainers.image.description="Self-hosted, Sentry-compatible error tracker" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /out/faultline /usr/local/bin/faultline
-# Data directory for `docker run` without volumes; in Kubernetes a volume is mounted here.
+# Working directory owned by the runtime user: the engine's default data directory (`./data`)
+# lands in /var/lib/faultline/data for a plain `docker run`. In Kubernetes the operator mounts
+# volumes under /var/lib/faultline and passes a config file; the image sets no FAULTLINE_*
+# variable, so nothing here overrides that config.
 COPY --from=builder --chown=65532:65532 /out/var/lib/faultline /var/lib/faultline
+WORKDIR /var/lib/faultline
 USER 65532:65532
-ENV FAULTLINE_DATA_DIR=/var/lib/faultline
 # 8000: ingest (Sentry endpoints, health); 8001: query and admin.
 EXPOSE 8000 8001
 ENTRYPOINT ["/usr/local/bin/faultline"]

@@ -24,7 +24,7 @@ import pytest
 
 import crd_schema
 from conftest import (EXAMPLES, KUBE_VERSIONS, VALUE_SETS, example_documents, example_files,
-                      load_all)
+                      load_all, run_operator)
 
 ERROR_TRACKER = "ErrorTracker"
 
@@ -61,6 +61,20 @@ def test_multi_tenant_example_has_two_trackers_in_two_namespaces():
     assert len(trackers) == 2
     assert {t["metadata"]["namespace"] for t in trackers} == namespaces
     assert len(namespaces) == 2
+
+
+def test_s3_example_shows_credentials_retention_and_backups():
+    spec = s3()["spec"]
+    assert spec["storage"]["objectStore"]["s3"]["credentialsSecret"]["name"]
+    assert spec["retention"]["defaultDays"]
+    assert any("retentionDays" in p for p in spec["projects"])
+    assert {"schedule", "destination"} <= spec["backup"].keys()
+    assert {"keepLast", "keepDays"} & spec["backup"].keys()
+
+
+def test_committed_crd_is_what_the_operator_prints(operator_bin, crd):
+    printed = load_all(run_operator(operator_bin, "crd"))
+    assert printed == [crd], "crds/errortracker.yaml is stale: faultline-operator crd > crds/errortracker.yaml"
 
 
 @pytest.mark.parametrize("ident,doc", tracker_documents(), ids=[i for i, _ in tracker_documents()])
