@@ -12,6 +12,10 @@ here), so nothing in tests/k8s talks to a cluster. The operator's proof climbs a
 3. chart: rendered and linted with helm-python-sdk, checkov findings all explained
    (test_chart.py);
 4.-6. wire contract, convergence and the controller loop (Rust, operator crate).
+
+Every test in this file proves rung 2. The operator binary is taken from $FAULTLINE_OPERATOR_BIN
+or built with `cargo build -p faultline-operator`; when it cannot be built the suite fails, it
+never skips.
 """
 
 from __future__ import annotations
