@@ -432,13 +432,13 @@ impl Config {
                     ));
                 }
             }
-            if let Some(limit) = &project.rate_limit {
-                if limit.events == 0 || limit.window.is_zero() {
-                    return Err(invalid(
-                        &field("rate_limit"),
-                        "events and window must be greater than zero".to_owned(),
-                    ));
-                }
+            if let Some(limit) = &project.rate_limit
+                && (limit.events == 0 || limit.window.is_zero())
+            {
+                return Err(invalid(
+                    &field("rate_limit"),
+                    "events and window must be greater than zero".to_owned(),
+                ));
             }
         }
         Ok(())

@@ -132,10 +132,10 @@ impl GlobalArgs {
         if config.storage.s3.endpoint.is_none() {
             config.storage.s3.endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
         }
-        if let Some(endpoint) = &config.storage.s3.endpoint {
-            if endpoint.starts_with("http://") {
-                config.storage.s3.allow_http = true;
-            }
+        if let Some(endpoint) = &config.storage.s3.endpoint
+            && endpoint.starts_with("http://")
+        {
+            config.storage.s3.allow_http = true;
         }
         config.validate()?;
         Ok(config)

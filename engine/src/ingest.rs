@@ -93,8 +93,10 @@ impl Error {
 
 /// Remembers recently accepted event ids per project so SDK retries are stored once.
 /// Bounded: the oldest ids are forgotten first.
+type DedupKey = (u64, u128);
+
 struct Dedup {
-    inner: Mutex<(HashSet<(u64, u128)>, VecDeque<(u64, u128)>)>,
+    inner: Mutex<(HashSet<DedupKey>, VecDeque<DedupKey>)>,
     capacity: usize,
 }
 
@@ -115,10 +117,10 @@ impl Dedup {
             return false;
         }
         order.push_back(key);
-        if order.len() > self.capacity {
-            if let Some(old) = order.pop_front() {
-                set.remove(&old);
-            }
+        if order.len() > self.capacity
+            && let Some(old) = order.pop_front()
+        {
+            set.remove(&old);
         }
         true
     }
@@ -225,17 +227,17 @@ impl Ingest {
                     },
                 )?;
                 let mut key = parse_auth(&sub.auth)?.map(|a| a.public_key);
-                if key.is_none() {
-                    if let Some(dsn) = &envelope.headers.dsn {
-                        let (dsn_key, dsn_project) = parse_dsn(dsn)?;
-                        if dsn_project != project_id.to_string() {
-                            return Err(Error::ProjectMismatch {
-                                dsn: dsn_project,
-                                url: project_id,
-                            });
-                        }
-                        key = Some(dsn_key);
+                if key.is_none()
+                    && let Some(dsn) = &envelope.headers.dsn
+                {
+                    let (dsn_key, dsn_project) = parse_dsn(dsn)?;
+                    if dsn_project != project_id.to_string() {
+                        return Err(Error::ProjectMismatch {
+                            dsn: dsn_project,
+                            url: project_id,
+                        });
                     }
+                    key = Some(dsn_key);
                 }
                 let payloads: Vec<Vec<u8>> = envelope
                     .items
@@ -301,11 +303,11 @@ impl Ingest {
             .encode_into(&mut data);
             events.push(stored);
         }
-        if !events.is_empty() {
-            if let Err(err) = self.wal.append(data, events).await {
-                self.release(project.id, &reserved);
-                return Err(err.into());
-            }
+        if !events.is_empty()
+            && let Err(err) = self.wal.append(data, events).await
+        {
+            self.release(project.id, &reserved);
+            return Err(err.into());
         }
         Ok(first_id.or(header_event_id))
     }

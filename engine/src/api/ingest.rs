@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use crate::ingest::{Endpoint, Ingest, Submission};
 
-fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -4,6 +4,8 @@
 mod error;
 mod ingest;
 mod query;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -98,7 +98,7 @@ impl TableProvider for EventsTable {
         }
         if !self.batches.is_empty() {
             inputs.push(MemorySourceConfig::try_new_exec(
-                &[self.batches.clone()],
+                std::slice::from_ref(&self.batches),
                 Arc::clone(&schema),
                 projection.cloned(),
             )?);

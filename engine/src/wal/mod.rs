@@ -352,10 +352,10 @@ impl Writer {
                 for p in pending.drain(..) {
                     let _ = p.reply.send(Ok(()));
                 }
-                if self.segment.len >= self.options.segment_size {
-                    if let Err(err) = self.next_segment() {
-                        tracing::error!(cause = %err, "cannot start a new wal segment");
-                    }
+                if self.segment.len >= self.options.segment_size
+                    && let Err(err) = self.next_segment()
+                {
+                    tracing::error!(cause = %err, "cannot start a new wal segment");
                 }
             }
             Err(err) => {

@@ -178,10 +178,8 @@ impl Server {
                     self.log_text()
                 );
             }
-            if let Ok(status) = http_get_status(&url) {
-                if status == 200 {
-                    return Ok(());
-                }
+            if matches!(http_get_status(&url), Ok(200)) {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!(
@@ -203,26 +201,25 @@ impl Server {
 
     /// SIGKILL: no shutdown code runs.
     pub(crate) fn kill(mut self) -> Result<()> {
-        let mut child = self.child.take().expect("running");
+        let child = self.child.as_mut().expect("running");
         child.kill()?;
         child.wait()?;
+        self.child = None;
         Ok(())
     }
 
     /// SIGTERM, then wait for the graceful shutdown (which flushes) to finish.
     pub(crate) fn terminate(mut self) -> Result<ExitStatus> {
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()?;
-        ensure!(status.success(), "kill -TERM failed");
+        let pid = self.pid().to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status()?;
+        ensure!(status.success(), "kill -TERM {pid} failed");
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Some(status) = child.try_wait()? {
+            if let Some(status) = self.child.as_mut().expect("running").try_wait()? {
+                self.child = None;
                 return Ok(status);
             }
             if Instant::now() > deadline {
-                child.kill()?;
                 bail!(
                     "faultline serve did not exit within {PATIENCE:?} of SIGTERM:\n{}",
                     self.log_text()
