@@ -38,7 +38,7 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::builders::{self, dsn_secret_name, generate_key, is_valid_key, managed_selector};
-use crate::crd::{ErrorTracker, ErrorTrackerStatus};
+use crate::crd::{DsnSecretRef, ErrorTracker, ErrorTrackerStatus};
 use crate::metrics::Metrics;
 use crate::{FIELD_MANAGER, FINALIZER};
 
@@ -480,7 +480,10 @@ pub fn status(
             .spec
             .projects
             .iter()
-            .map(|p| (p.name.clone(), dsn_secret_name(&name, &p.name)))
+            .map(|p| DsnSecretRef {
+                project: p.name.clone(),
+                secret_name: dsn_secret_name(&name, &p.name),
+            })
             .collect(),
     }
 }

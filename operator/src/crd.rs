@@ -31,6 +31,7 @@ pub const GROUP: &str = "faultline.dev";
     shortname = "et",
     namespaced,
     cel,
+    derive = "Default",
     status = "ErrorTrackerStatus",
     doc = "A self-hosted, Sentry-compatible error tracker managed by the faultline operator.",
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
@@ -411,9 +412,19 @@ pub struct ErrorTrackerStatus {
     /// Base URL SDKs send events to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest_url: Option<String>,
-    /// Per project name, the Secret holding its DSN.
+    /// Per project, the Secret holding its DSN (keys `dsn`, `publicDsn`, `key`, `projectId`).
     #[serde(default)]
-    pub dsn_secrets: BTreeMap<String, String>,
+    pub dsn_secrets: Vec<DsnSecretRef>,
+}
+
+/// Where a project's DSN is stored.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DsnSecretRef {
+    /// Project name.
+    pub project: String,
+    /// Name of the Secret in the tracker's namespace.
+    pub secret_name: String,
 }
 
 fn default_pull_policy() -> String {
@@ -445,6 +456,13 @@ fn default_window() -> u64 {
 }
 fn default_service_type() -> String {
     "ClusterIP".to_owned()
+}
+
+impl Default for ErrorTrackerSpec {
+    /// The spec of an empty `spec: {}`, every default filled.
+    fn default() -> Self {
+        serde_json::from_str("{}").expect("every spec field has a default")
+    }
 }
 
 impl ErrorTrackerSpec {

@@ -9,6 +9,7 @@
 
 mod builders;
 mod common;
+mod convergence;
 mod mock_api;
 mod schema;
 mod wire;

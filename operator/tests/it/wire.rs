@@ -119,7 +119,10 @@ async fn first_creation_adds_the_finalizer_then_applies_everything() {
     assert_eq!(key.len(), 32, "a fresh key is generated");
     let status = &status_patch(&second).body["status"];
     assert_eq!(status["observedGeneration"], 1);
-    assert_eq!(status["dsnSecrets"], json!({"web": "errors-dsn-web"}));
+    assert_eq!(
+        status["dsnSecrets"],
+        json!([{"project": "web", "secretName": "errors-dsn-web"}])
+    );
     assert_eq!(status["ingestUrl"], "http://errors.default.svc:8000");
     let ready = status["conditions"]
         .as_array()
