@@ -64,26 +64,40 @@ impl Captured {
     pub(crate) fn load(dir: &Path) -> Result<Self> {
         let manifest_path = dir.join("fixtures.json");
         let manifest: Manifest = serde_json::from_slice(
-            &std::fs::read(&manifest_path).with_context(|| format!("read {}", manifest_path.display()))?,
+            &std::fs::read(&manifest_path)
+                .with_context(|| format!("read {}", manifest_path.display()))?,
         )
         .with_context(|| format!("parse {}", manifest_path.display()))?;
         let mut envelopes = Vec::new();
         for entry in &manifest.fixtures {
-            let wire = std::fs::read(dir.join(&entry.file)).with_context(|| format!("read {}", entry.file))?;
+            let wire = std::fs::read(dir.join(&entry.file))
+                .with_context(|| format!("read {}", entry.file))?;
             let envelope = Envelope::parse(wire, entry.headers.clone(), &manifest.dsn_key)
                 .with_context(|| format!("fixture {}", entry.file))?;
             envelopes.push(envelope);
         }
         ensure!(!envelopes.is_empty(), "no fixtures in {}", dir.display());
-        Ok(Self { sdk: manifest.sdk, key: manifest.dsn_key, envelopes })
+        Ok(Self {
+            sdk: manifest.sdk,
+            key: manifest.dsn_key,
+            envelopes,
+        })
     }
 
     pub(crate) fn mean_uncompressed(&self) -> f64 {
-        self.envelopes.iter().map(|e| e.body.len() as f64).sum::<f64>() / self.envelopes.len() as f64
+        self.envelopes
+            .iter()
+            .map(|e| e.body.len() as f64)
+            .sum::<f64>()
+            / self.envelopes.len() as f64
     }
 
     pub(crate) fn mean_wire(&self) -> f64 {
-        self.envelopes.iter().map(|e| e.wire.len() as f64).sum::<f64>() / self.envelopes.len() as f64
+        self.envelopes
+            .iter()
+            .map(|e| e.wire.len() as f64)
+            .sum::<f64>()
+            / self.envelopes.len() as f64
     }
 
     /// `count` requests cycling through the fixtures, each with a fresh event id, the current time
@@ -104,7 +118,10 @@ impl Captured {
                     })
                 })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("renew thread")).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("renew thread"))
+                .collect()
         })
     }
 }
@@ -115,34 +132,77 @@ impl Envelope {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("content-encoding"))
             .map(|(_, v)| v.as_str());
-        ensure!(encoding == Some("br"), "fixtures must be brotli-compressed as the SDK sends them, got {encoding:?}");
+        ensure!(
+            encoding == Some("br"),
+            "fixtures must be brotli-compressed as the SDK sends them, got {encoding:?}"
+        );
         let mut body = Vec::new();
-        brotli::Decompressor::new(wire.as_slice(), 4096).read_to_end(&mut body).context("brotli")?;
+        brotli::Decompressor::new(wire.as_slice(), 4096)
+            .read_to_end(&mut body)
+            .context("brotli")?;
 
-        let header_end = body.iter().position(|&b| b == b'\n').context("envelope header line")?;
+        let header_end = body
+            .iter()
+            .position(|&b| b == b'\n')
+            .context("envelope header line")?;
         let header: serde_json::Value = serde_json::from_slice(&body[..header_end])?;
-        let event_id = header["event_id"].as_str().context("envelope header event_id")?.to_owned();
-        let sent_at = header["sent_at"].as_str().context("envelope header sent_at")?.to_owned();
-        let item_header_end = header_end + 1 + body[header_end + 1..].iter().position(|&b| b == b'\n').context("item header")?;
+        let event_id = header["event_id"]
+            .as_str()
+            .context("envelope header event_id")?
+            .to_owned();
+        let sent_at = header["sent_at"]
+            .as_str()
+            .context("envelope header sent_at")?
+            .to_owned();
+        let item_header_end = header_end
+            + 1
+            + body[header_end + 1..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .context("item header")?;
         let payload = &body[item_header_end + 1..];
         let payload = payload.strip_suffix(b"\n").unwrap_or(payload);
         let event: serde_json::Value = serde_json::from_slice(payload).context("event payload")?;
-        let timestamp = event["timestamp"].as_str().context("event timestamp")?.to_owned();
+        let timestamp = event["timestamp"]
+            .as_str()
+            .context("event timestamp")?
+            .to_owned();
         for stamp in [&sent_at, &timestamp] {
             let now = chrono::Utc::now().format(TIMESTAMP_FORMAT).to_string();
-            ensure!(stamp.len() == now.len(), "timestamp {stamp} is not in the SDK's format");
+            ensure!(
+                stamp.len() == now.len(),
+                "timestamp {stamp} is not in the SDK's format"
+            );
         }
 
         let id_at = find_all(&body, event_id.as_bytes());
         let key_at = find_all(&body, key.as_bytes());
         let mut timestamp_at = find_all(&body, format!("\"{sent_at}\"").as_bytes());
-        timestamp_at.extend(find_all(&body, format!("\"timestamp\":\"{timestamp}\"").as_bytes()).iter().map(|at| at + "\"timestamp\":".len()));
-        ensure!(id_at.len() >= 2, "event id {event_id} found {} times", id_at.len());
+        timestamp_at.extend(
+            find_all(&body, format!("\"timestamp\":\"{timestamp}\"").as_bytes())
+                .iter()
+                .map(|at| at + "\"timestamp\":".len()),
+        );
+        ensure!(
+            id_at.len() >= 2,
+            "event id {event_id} found {} times",
+            id_at.len()
+        );
         if timestamp_at.len() < 2 {
             bail!("sent_at and timestamp not found");
         }
-        let headers = headers.into_iter().filter(|(k, _)| !k.eq_ignore_ascii_case("content-length")).collect();
-        Ok(Self { body, wire, headers, id_at, key_at, timestamp_at })
+        let headers = headers
+            .into_iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-length"))
+            .collect();
+        Ok(Self {
+            body,
+            wire,
+            headers,
+            id_at,
+            key_at,
+            timestamp_at,
+        })
     }
 
     fn renew(&self, old_key: &str, key: &str) -> Request {
@@ -160,16 +220,29 @@ impl Envelope {
         }
         let mut compressed = Vec::with_capacity(self.wire.len() + 256);
         {
-            let mut writer = brotli::CompressorWriter::new(&mut compressed, 4096, BROTLI_QUALITY, BROTLI_WINDOW);
+            let mut writer =
+                brotli::CompressorWriter::new(&mut compressed, 4096, BROTLI_QUALITY, BROTLI_WINDOW);
             writer.write_all(&body).expect("compress into memory");
         }
-        let headers = self.headers.iter().map(|(k, v)| (k.clone(), v.replace(old_key, key))).collect();
-        Request { headers, body: Bytes::from(compressed) }
+        let headers = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace(old_key, key)))
+            .collect();
+        Request {
+            headers,
+            body: Bytes::from(compressed),
+        }
     }
 }
 
 fn find_all(haystack: &[u8], needle: &[u8]) -> Vec<usize> {
-    haystack.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect()
+    haystack
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle)
+        .map(|(i, _)| i)
+        .collect()
 }
 
 #[cfg(test)]
@@ -177,12 +250,15 @@ mod tests {
     use super::*;
 
     fn captured() -> Captured {
-        Captured::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")).expect("fixtures load")
+        Captured::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"))
+            .expect("fixtures load")
     }
 
     fn decompress(body: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        brotli::Decompressor::new(body, 4096).read_to_end(&mut out).expect("valid brotli");
+        brotli::Decompressor::new(body, 4096)
+            .read_to_end(&mut out)
+            .expect("valid brotli");
         out
     }
 
@@ -193,7 +269,8 @@ mod tests {
         let item: serde_json::Value = serde_json::from_slice(lines.next().unwrap()).unwrap();
         let rest = lines.next().unwrap();
         let length = item["length"].as_u64().expect("item length") as usize;
-        let payload = serde_json::from_slice(&rest[..length]).expect("payload is exactly `length` bytes");
+        let payload =
+            serde_json::from_slice(&rest[..length]).expect("payload is exactly `length` bytes");
         (header, item, payload)
     }
 
@@ -205,10 +282,19 @@ mod tests {
         for envelope in &captured.envelopes {
             let (_, item, event) = split(&envelope.body);
             assert_eq!(item["type"], "event");
-            let exception = event["exception"]["values"].as_array().unwrap().last().unwrap().clone();
+            let exception = event["exception"]["values"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()
+                .clone();
             let frames = exception["stacktrace"]["frames"].as_array().unwrap();
             assert!(frames.len() >= 15, "15 frames deep, got {}", frames.len());
-            assert!(frames.iter().all(|f| f.get("context_line").is_some() && f.get("vars").is_some()));
+            assert!(
+                frames
+                    .iter()
+                    .all(|f| f.get("context_line").is_some() && f.get("vars").is_some())
+            );
             assert_eq!(event["breadcrumbs"]["values"].as_array().unwrap().len(), 10);
             assert_eq!(event["tags"].as_object().unwrap().len(), 5);
             assert!(event["user"]["id"].is_string() && event["release"].is_string());
@@ -216,7 +302,10 @@ mod tests {
         }
         assert_eq!(types.len(), 50, "50 distinct issues");
         let mean = captured.mean_uncompressed();
-        assert!((12_500.0..=15_000.0).contains(&mean), "about 13-14 KB uncompressed, got {mean}");
+        assert!(
+            (12_500.0..=15_000.0).contains(&mean),
+            "about 13-14 KB uncompressed, got {mean}"
+        );
     }
 
     #[test]
@@ -235,13 +324,24 @@ mod tests {
             assert_eq!(event["event_id"], id);
             assert!(ids.insert(id.to_owned()), "event ids are unique");
             assert_eq!(header["trace"]["public_key"], key);
-            let sent = chrono::DateTime::parse_from_rfc3339(header["sent_at"].as_str().unwrap()).unwrap();
-            let stamp = chrono::DateTime::parse_from_rfc3339(event["timestamp"].as_str().unwrap()).unwrap();
+            let sent =
+                chrono::DateTime::parse_from_rfc3339(header["sent_at"].as_str().unwrap()).unwrap();
+            let stamp =
+                chrono::DateTime::parse_from_rfc3339(event["timestamp"].as_str().unwrap()).unwrap();
             assert!((chrono::Utc::now() - sent.to_utc()).num_seconds().abs() < 600);
             assert!((chrono::Utc::now() - stamp.to_utc()).num_seconds().abs() < 600);
-            let auth = request.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("x-sentry-auth")).unwrap();
+            let auth = request
+                .headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("x-sentry-auth"))
+                .unwrap();
             assert!(auth.1.contains(&format!("sentry_key={key}")), "{auth:?}");
-            assert!(!request.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length")));
+            assert!(
+                !request
+                    .headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            );
             // Everything else is byte for byte what the SDK sent.
             let (_, _, original_event) = split(&original.body);
             assert_eq!(event["exception"], original_event["exception"]);

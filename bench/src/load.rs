@@ -53,17 +53,34 @@ struct Tally {
     last_ack: Option<Instant>,
 }
 
-pub(crate) fn run(addr: SocketAddr, path: &str, requests: Vec<Request>, connections: usize) -> Result<Run> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+pub(crate) fn run(
+    addr: SocketAddr,
+    path: &str,
+    requests: Vec<Request>,
+    connections: usize,
+) -> Result<Run> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let total = requests.len();
     let queue = Rc::new(RefCell::new(requests.into_iter()));
-    let tally = Rc::new(RefCell::new(Tally { latencies: Vec::with_capacity(total), ..Tally::default() }));
+    let tally = Rc::new(RefCell::new(Tally {
+        latencies: Vec::with_capacity(total),
+        ..Tally::default()
+    }));
     let cpu_before = process_cpu("self")?;
     let started = Instant::now();
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
         let workers: Vec<_> = (0..connections)
-            .map(|_| tokio::task::spawn_local(connection(addr, path.to_owned(), Rc::clone(&queue), Rc::clone(&tally))))
+            .map(|_| {
+                tokio::task::spawn_local(connection(
+                    addr,
+                    path.to_owned(),
+                    Rc::clone(&queue),
+                    Rc::clone(&tally),
+                ))
+            })
             .collect();
         for worker in workers {
             worker.await.context("load worker panicked")??;
@@ -94,9 +111,13 @@ async fn connection(
     let host = addr.to_string();
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
     loop {
-        let Some(request) = queue.borrow_mut().next() else { return Ok(()) };
+        let Some(request) = queue.borrow_mut().next() else {
+            return Ok(());
+        };
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
-            let stream = tokio::net::TcpStream::connect(addr).await.context("connect to faultline")?;
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .context("connect to faultline")?;
             stream.set_nodelay(true)?;
             let (s, conn) = http1::handshake(TokioIo::new(stream)).await?;
             tokio::task::spawn_local(async move {
@@ -105,7 +126,8 @@ async fn connection(
             sender = Some(s);
         }
         let s = sender.as_mut().expect("connected");
-        let mut builder = hyper::Request::post(path.as_str()).header(hyper::header::HOST, host.as_str());
+        let mut builder =
+            hyper::Request::post(path.as_str()).header(hyper::header::HOST, host.as_str());
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }

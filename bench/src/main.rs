@@ -46,7 +46,10 @@ struct Args {
 }
 
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("bench/ has a parent").to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_owned()
 }
 
 fn default_faultline() -> PathBuf {
@@ -65,7 +68,10 @@ fn main() -> Result<()> {
          (or pass --faultline)",
         binary.display()
     );
-    let fixture_dir = args.fixtures.clone().unwrap_or_else(|| workspace_root().join("bench/fixtures"));
+    let fixture_dir = args
+        .fixtures
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("bench/fixtures"));
     let captured = fixtures::Captured::load(&fixture_dir)?;
     eprintln!(
         "fixtures: {} envelopes from {}, {:.0} bytes uncompressed, {:.0} bytes on the wire on average",
@@ -75,22 +81,41 @@ fn main() -> Result<()> {
         captured.mean_wire()
     );
 
-    let data = tempfile::Builder::new().prefix("faultline-bench-").tempdir()?;
+    let data = tempfile::Builder::new()
+        .prefix("faultline-bench-")
+        .tempdir()?;
     let server = server::Server::start(&binary, data.path(), &args.server_config)?;
     let project = server.create_project("bench")?;
     let token = server.create_token()?;
 
     let started = Instant::now();
     let requests = captured.renew(args.events, &project.key);
-    eprintln!("prepared {} requests in {:.1} s", requests.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "prepared {} requests in {:.1} s",
+        requests.len(),
+        started.elapsed().as_secs_f64()
+    );
 
     let cpu_before = server.cpu()?;
-    let run = load::run(server.addr, &project.envelope_path, requests, args.connections)?;
+    let run = load::run(
+        server.addr,
+        &project.envelope_path,
+        requests,
+        args.connections,
+    )?;
     let cpu_at_last_ack = server.cpu()?;
 
     // Freshness: how long after the last acknowledgement a query sees every accepted event.
-    let visible_after = server.wait_visible(&token, run.accepted as u64, run.last_ack, Duration::from_secs(60))?;
-    let issues = server.count(&token, "SELECT count(*) AS n FROM issues WHERE project = 'bench'")?;
+    let visible_after = server.wait_visible(
+        &token,
+        run.accepted as u64,
+        run.last_ack,
+        Duration::from_secs(60),
+    )?;
+    let issues = server.count(
+        &token,
+        "SELECT count(*) AS n FROM issues WHERE project = 'bench'",
+    )?;
     let rss_peak_running = server.peak_rss()?;
     let stopped = server.stop()?;
     let disk = report::Disk::measure(data.path())?;
@@ -113,5 +138,8 @@ fn main() -> Result<()> {
         let kept = data.keep();
         println!("data kept in {}", kept.display());
     }
-    stopped.exit_ok.then_some(()).context("faultline did not exit 0 after SIGTERM")
+    stopped
+        .exit_ok
+        .then_some(())
+        .context("faultline did not exit 0 after SIGTERM")
 }

@@ -85,7 +85,11 @@ impl Report {
             run.accepted, run.rejected, run.failed
         );
         let _ = writeln!(w, "  issues               {}", self.issues);
-        let _ = writeln!(w, "  throughput           {rate:.0} events/s   target >= 5000: {}", verdict(rate >= 5000.0));
+        let _ = writeln!(
+            w,
+            "  throughput           {rate:.0} events/s   target >= 5000: {}",
+            verdict(rate >= 5000.0)
+        );
         let _ = writeln!(
             w,
             "  latency              p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
@@ -100,8 +104,16 @@ impl Report {
             us(self.cpu_total),
             verdict(us(self.cpu_total) <= 200.0)
         );
-        let _ = writeln!(w, "  load generator CPU   {:.0} us / event", us(run.generator_cpu));
-        let _ = writeln!(w, "  server peak RSS      {mb:.1} MB (VmHWM)   target <= 200 MB: {}", verdict(mb <= 200.0));
+        let _ = writeln!(
+            w,
+            "  load generator CPU   {:.0} us / event",
+            us(run.generator_cpu)
+        );
+        let _ = writeln!(
+            w,
+            "  server peak RSS      {mb:.1} MB (VmHWM)   target <= 200 MB: {}",
+            verdict(mb <= 200.0)
+        );
         let _ = writeln!(
             w,
             "  visible to SQL       {:.3} s after the last acknowledgement   target <= 2 s: {}",

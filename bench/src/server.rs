@@ -44,12 +44,17 @@ pub(crate) struct Stopped {
 
 impl Server {
     pub(crate) fn start(binary: &Path, root: &Path, extra_config: &str) -> Result<Self> {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+            .local_addr()?
+            .port();
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let data_dir = root.join("data");
         std::fs::create_dir_all(&data_dir)?;
         let config = root.join("faultline.toml");
-        std::fs::write(&config, format!("[server]\nlisten = \"{addr}\"\n\n{extra_config}\n"))?;
+        std::fs::write(
+            &config,
+            format!("[server]\nlisten = \"{addr}\"\n\n{extra_config}\n"),
+        )?;
         let log = root.join("serve.log");
         let log_file = std::fs::File::create(&log)?;
         let child = Command::new(binary)
@@ -63,8 +68,18 @@ impl Server {
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("start {}", binary.display()))?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let mut server = Self { binary: binary.to_owned(), config, data_dir, log, addr, child, runtime };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut server = Self {
+            binary: binary.to_owned(),
+            config,
+            data_dir,
+            log,
+            addr,
+            child,
+            runtime,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = server.child.try_wait()? {
@@ -73,7 +88,11 @@ impl Server {
             if let Ok((200, _)) = server.request("GET", "/health/ready", None, Bytes::new()) {
                 return Ok(server);
             }
-            ensure!(Instant::now() < deadline, "faultline not ready within 60 s:\n{}", server.log_text());
+            ensure!(
+                Instant::now() < deadline,
+                "faultline not ready within 60 s:\n{}",
+                server.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -90,28 +109,48 @@ impl Server {
             .arg(&self.data_dir)
             .args(args)
             .output()?;
-        ensure!(output.status.success(), "faultline {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        ensure!(
+            output.status.success(),
+            "faultline {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         Ok(String::from_utf8(output.stdout)?.trim().to_owned())
     }
 
     pub(crate) fn create_project(&self, name: &str) -> Result<Project> {
-        let dsn = self.cli(&["project", "create", name, "--public-url", &format!("http://{}", self.addr)])?;
+        let dsn = self.cli(&[
+            "project",
+            "create",
+            name,
+            "--public-url",
+            &format!("http://{}", self.addr),
+        ])?;
         // http://<key>@host:port/<id>
         let rest = dsn.strip_prefix("http://").context("DSN scheme")?;
         let (key, rest) = rest.split_once('@').context("DSN key")?;
         let id = rest.rsplit('/').next().context("DSN project id")?;
-        Ok(Project { key: key.to_owned(), envelope_path: format!("/api/{id}/envelope/") })
+        Ok(Project {
+            key: key.to_owned(),
+            envelope_path: format!("/api/{id}/envelope/"),
+        })
     }
 
     pub(crate) fn create_token(&self) -> Result<String> {
         self.cli(&["token", "create", "--name", "bench"])
     }
 
-    fn request(&self, method: &str, path: &str, token: Option<&str>, body: Bytes) -> Result<(u16, Bytes)> {
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Bytes,
+    ) -> Result<(u16, Bytes)> {
         let addr = self.addr;
         self.runtime.block_on(async move {
             let stream = tokio::net::TcpStream::connect(addr).await?;
-            let (mut sender, conn) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await?;
+            let (mut sender, conn) =
+                http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream)).await?;
             tokio::spawn(async move {
                 let _ = conn.await;
             });
@@ -134,21 +173,36 @@ impl Server {
     pub(crate) fn count(&self, token: &str, sql: &str) -> Result<u64> {
         let body = serde_json::to_vec(&serde_json::json!({ "sql": sql }))?;
         let (status, bytes) = self.request("POST", "/api/sql", Some(token), Bytes::from(body))?;
-        ensure!(status == 200, "/api/sql answered {status}: {}", String::from_utf8_lossy(&bytes));
+        ensure!(
+            status == 200,
+            "/api/sql answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
         let rows: Vec<serde_json::Value> = serde_json::from_slice(&bytes)?;
         let n = &rows.first().context("one row")?["n"];
-        n.as_u64().or_else(|| n.as_str().and_then(|s| s.parse().ok())).context("count is a number")
+        n.as_u64()
+            .or_else(|| n.as_str().and_then(|s| s.parse().ok()))
+            .context("count is a number")
     }
 
     /// Polls until SQL counts `expected` events; the time from `since` to that answer.
-    pub(crate) fn wait_visible(&self, token: &str, expected: u64, since: Instant, patience: Duration) -> Result<Duration> {
+    pub(crate) fn wait_visible(
+        &self,
+        token: &str,
+        expected: u64,
+        since: Instant,
+        patience: Duration,
+    ) -> Result<Duration> {
         let sql = "SELECT count(*) AS n FROM events WHERE project = 'bench'";
         loop {
             let n = self.count(token, sql)?;
             if n >= expected {
                 return Ok(since.elapsed());
             }
-            ensure!(since.elapsed() < patience, "only {n} of {expected} events visible after {patience:?}");
+            ensure!(
+                since.elapsed() < patience,
+                "only {n} of {expected} events visible after {patience:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -165,7 +219,9 @@ impl Server {
     /// SIGTERM (the server flushes to Parquet and exits), measuring until the process is gone.
     pub(crate) fn stop(mut self) -> Result<Stopped> {
         let pid = self.child.id();
-        let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
         ensure!(status.success(), "kill -TERM {pid}");
         let deadline = Instant::now() + Duration::from_secs(300);
         let mut peak = 0;
@@ -180,7 +236,11 @@ impl Server {
                 if !exit_ok {
                     eprintln!("faultline log:\n{}", self.log_text());
                 }
-                return Ok(Stopped { cpu_total, peak_rss: peak, exit_ok });
+                return Ok(Stopped {
+                    cpu_total,
+                    peak_rss: peak,
+                    exit_ok,
+                });
             }
             if Instant::now() > deadline {
                 self.child.kill()?;
@@ -227,7 +287,9 @@ pub(crate) fn process_cpu(pid: &str) -> Result<Duration> {
 }
 
 fn process_state(pid: u32) -> Option<String> {
-    stat_fields(&pid.to_string()).ok().and_then(|f| f.into_iter().next())
+    stat_fields(&pid.to_string())
+        .ok()
+        .and_then(|f| f.into_iter().next())
 }
 
 fn peak_rss(pid: u32) -> Option<u64> {
