@@ -65,6 +65,8 @@ pub enum Command {
         #[arg(long, env = "FAULTLINE_ADMIN_LISTEN")]
         admin_listen: Option<SocketAddr>,
     },
+    /// Print the effective configuration (file, flags and defaults) as TOML.
+    Config,
     /// Manage projects.
     #[command(subcommand)]
     Project(ProjectCommand),

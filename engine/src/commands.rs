@@ -49,6 +49,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             }
             server::run(config, shutdown).await?;
         }
+        Command::Config => print!("{}", config.to_toml()),
         Command::Project(ProjectCommand::Create {
             name,
             public_url: url,

@@ -170,6 +170,7 @@ pub struct Ingest {
     max_unflushed: u64,
     dedup: Dedup,
     rate: RateLimiter,
+    in_flight: tokio::sync::Semaphore,
 }
 
 /// Ids of recently accepted events remembered for de-duplication.
@@ -185,10 +186,11 @@ impl Ingest {
         Self {
             projects,
             wal,
-            limits,
             max_unflushed,
             dedup: Dedup::new(DEDUP_CAPACITY),
             rate: RateLimiter::default(),
+            in_flight: tokio::sync::Semaphore::new(limits.max_concurrent_requests.max(1)),
+            limits,
         }
     }
 
@@ -200,6 +202,12 @@ impl Ingest {
     /// Accepts one request. Returns the id of its event, if it carried one.
     #[tracing::instrument(level = "debug", skip_all, fields(project = sub.project_id))]
     pub async fn submit(&self, sub: Submission<'_>) -> Result<Option<Uuid>> {
+        let _permit = self
+            .in_flight
+            .try_acquire()
+            .map_err(|_| Error::Backpressure {
+                retry_after: Duration::from_secs(1),
+            })?;
         let project_id: u64 = sub
             .project_id
             .parse()
