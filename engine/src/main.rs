@@ -1,5 +1,7 @@
 //! The `faultline` binary: parse the command line, start logging, run the command.
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use faultline_engine::cli::{Cli, LogFormat};
 use tokio_util::sync::CancellationToken;
@@ -34,11 +36,17 @@ async fn shutdown_on_signal(token: CancellationToken) {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.log_format);
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(shutdown.clone()));
-    faultline_engine::commands::run(cli, shutdown).await?;
-    Ok(())
+    match faultline_engine::commands::run(cli, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Every error's message already includes its cause.
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
