@@ -178,7 +178,7 @@ impl Default for FlushConfig {
         Self {
             interval: Duration::from_secs(10),
             max_events: 100_000,
-            max_bytes: ByteSize::mib(64),
+            max_bytes: ByteSize::mib(32),
             zstd_level: 1,
         }
     }
