@@ -18,6 +18,10 @@
 //!
 //! Every error type says whether it means "bad request", "unauthorized" or "too large"
 //! through `kind()`, so the HTTP layer maps it to 400, 401 or 413 in one place.
+//!
+//! User-facing descriptions: `docs/protocol.md` and `docs/grouping.md`. Speed:
+//! `cargo bench -p faultline-protocol --profile bench-fast --bench normalize` prints the time
+//! per fixture event.
 
 pub mod auth;
 pub mod decode;

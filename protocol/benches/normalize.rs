@@ -1,0 +1,59 @@
+//! Prints how long normalization plus grouping takes per fixture event.
+//!
+//! `cargo bench -p faultline-protocol --profile bench-fast --bench normalize`
+//! The engine's budget is 200 us of CPU per 14 KB event for the whole ingest path.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use faultline_protocol::grouping::group;
+use faultline_protocol::normalize::{NormalizeContext, normalize_event};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/events");
+
+fn main() {
+    let ctx = NormalizeContext {
+        received: chrono::Utc::now(),
+        client_ip: Some("203.0.113.7".parse().unwrap()),
+        event_id: None,
+    };
+    let mut paths: Vec<_> = std::fs::read_dir(FIXTURES)
+        .expect("shared/fixtures/events beside the repository")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    println!(
+        "{:<52} {:>8} {:>10} {:>10}",
+        "fixture", "bytes", "us/event", "us/KB"
+    );
+    let (mut total_bytes, mut total_time) = (0usize, Duration::ZERO);
+    for path in paths {
+        let payload = std::fs::read(&path).unwrap();
+        let rounds = (2_000_000 / payload.len().max(1000)).clamp(20, 2000);
+        // warm up
+        for _ in 0..rounds / 10 + 1 {
+            black_box(group(&normalize_event(&payload, &ctx).unwrap()));
+        }
+        let start = Instant::now();
+        for _ in 0..rounds {
+            let event = normalize_event(black_box(&payload), &ctx).unwrap();
+            black_box(group(&event));
+        }
+        let per_event = start.elapsed() / rounds as u32;
+        total_bytes += payload.len();
+        total_time += per_event;
+        println!(
+            "{:<52} {:>8} {:>10.1} {:>10.2}",
+            path.file_stem().unwrap().to_string_lossy(),
+            payload.len(),
+            per_event.as_secs_f64() * 1e6,
+            per_event.as_secs_f64() * 1e6 / (payload.len() as f64 / 1024.0)
+        );
+    }
+    let per_kb = total_time.as_secs_f64() * 1e6 / (total_bytes as f64 / 1024.0);
+    println!(
+        "all fixtures: {per_kb:.2} us/KB, i.e. {:.0} us for a 14 KB event",
+        per_kb * 14.0
+    );
+}
