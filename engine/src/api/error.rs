@@ -21,6 +21,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("missing API token: send Authorization: Bearer <token>")]
     MissingToken,
+    #[error("{0}")]
+    NotFound(String),
 }
 
 fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> {
@@ -58,6 +60,7 @@ impl ApiError {
             Self::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MissingToken => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
         }
     }
 }

@@ -1,4 +1,7 @@
 //! Sentry's ingest endpoints: `POST /api/{project_id}/envelope/` and `/store/`.
+//!
+//! `X-Forwarded-For` is trusted for the client IP (`{{auto}}` user IPs): faultline is meant to
+//! run behind an ingress that sets it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,29 +20,34 @@ fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn submit(
-    ingest: &Ingest,
-    endpoint: Endpoint,
-    project_id: &str,
-    query: Option<&str>,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-    body: &[u8],
+/// `POST /api/{project_id}/{envelope|store}/`.
+pub(super) async fn ingest(
+    State(ingest): State<Arc<Ingest>>,
+    Path((project_id, endpoint)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let client_ip = header_str(headers, "x-forwarded-for")
+    let endpoint = match endpoint.as_str() {
+        "envelope" => Endpoint::Envelope,
+        "store" => Endpoint::Store,
+        other => return Err(ApiError::NotFound(format!("no ingest endpoint {other:?}"))),
+    };
+    let client_ip = header_str(&headers, "x-forwarded-for")
         .and_then(|v| v.split(',').next())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(peer.ip());
     let submission = Submission {
         endpoint,
-        project_id,
+        project_id: &project_id,
         auth: AuthInput {
-            x_sentry_auth: header_str(headers, "x-sentry-auth"),
-            authorization: header_str(headers, header::AUTHORIZATION),
-            query,
+            x_sentry_auth: header_str(&headers, "x-sentry-auth"),
+            authorization: header_str(&headers, header::AUTHORIZATION),
+            query: query.as_deref(),
         },
-        content_encoding: header_str(headers, header::CONTENT_ENCODING),
-        body,
+        content_encoding: header_str(&headers, header::CONTENT_ENCODING),
+        body: &body,
         client_ip: Some(client_ip),
     };
     let id = ingest.submit(submission).await?;
@@ -47,44 +55,4 @@ async fn submit(
         Some(id) => json!({ "id": id.simple().to_string() }),
         None => json!({}),
     }))
-}
-
-pub(super) async fn envelope(
-    State(ingest): State<Arc<Ingest>>,
-    Path(project_id): Path<String>,
-    RawQuery(query): RawQuery,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    submit(
-        &ingest,
-        Endpoint::Envelope,
-        &project_id,
-        query.as_deref(),
-        peer,
-        &headers,
-        &body,
-    )
-    .await
-}
-
-pub(super) async fn store(
-    State(ingest): State<Arc<Ingest>>,
-    Path(project_id): Path<String>,
-    RawQuery(query): RawQuery,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    submit(
-        &ingest,
-        Endpoint::Store,
-        &project_id,
-        query.as_deref(),
-        peer,
-        &headers,
-        &body,
-    )
-    .await
 }

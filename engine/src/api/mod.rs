@@ -61,10 +61,8 @@ pub fn admin_router(node: &Arc<Node>) -> Router {
 fn ingest_routes(node: &Arc<Node>) -> Router {
     let body_limit = node.config.limits.max_request_size.as_u64() as usize;
     Router::new()
-        .route("/api/{project_id}/envelope/", post(ingest::envelope))
-        .route("/api/{project_id}/envelope", post(ingest::envelope))
-        .route("/api/{project_id}/store/", post(ingest::store))
-        .route("/api/{project_id}/store", post(ingest::store))
+        .route("/api/{project_id}/{endpoint}/", post(ingest::ingest))
+        .route("/api/{project_id}/{endpoint}", post(ingest::ingest))
         .layer(ingest_cors())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(Arc::clone(&node.ingest))
