@@ -3,7 +3,9 @@
 //! Checked in this order: the `X-Sentry-Auth` header, the `Authorization` header (either
 //! `Sentry sentry_key=..` or `DSN <dsn>`), then the `sentry_key` query parameter. The first
 //! source that is present decides: a malformed header is an error even if the query string
-//! would have carried a key.
+//! would have carried a key. Unlike Relay, an `Authorization` header of another scheme
+//! (`Basic`, `Bearer`: credentials for a proxy) is ignored rather than rejected, and several
+//! sources are not an error (the first wins).
 
 use url::Url;
 
@@ -74,7 +76,10 @@ pub fn parse_auth(input: &AuthInput<'_>) -> Result<Option<Auth>> {
                 version: None,
             }));
         }
-        return parse_sentry_header(header, "Authorization").map(Some);
+        // `Basic`/`Bearer` credentials are meant for a proxy in front of us, not for Sentry
+        if strip_prefix_ignore_case(trimmed, "sentry").is_some() {
+            return parse_sentry_header(header, "Authorization").map(Some);
+        }
     }
     if let Some(query) = input.query {
         return parse_query(query);

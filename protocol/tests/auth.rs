@@ -93,6 +93,26 @@ fn header_wins_over_query() {
 }
 
 #[test]
+fn proxy_authorization_schemes_are_ignored() {
+    let query = format!("sentry_key={KEY}");
+    let got = auth(AuthInput {
+        authorization: Some("Basic dXNlcjpwYXNz"),
+        query: Some(&query),
+        ..Default::default()
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(got.public_key, KEY);
+    assert_eq!(
+        auth(AuthInput {
+            authorization: Some("Bearer abc"),
+            ..Default::default()
+        }),
+        Ok(None)
+    );
+}
+
+#[test]
 fn no_credentials_is_none() {
     assert_eq!(auth(AuthInput::default()), Ok(None));
     assert_eq!(
@@ -113,6 +133,13 @@ fn malformed_credentials_are_unauthorized_errors() {
                 ..Default::default()
             },
             "X-Sentry-Auth is not a Sentry auth header",
+        ),
+        (
+            AuthInput {
+                authorization: Some("Sentrykey=abc"),
+                ..Default::default()
+            },
+            "Authorization is not a Sentry auth header",
         ),
         (
             AuthInput {
