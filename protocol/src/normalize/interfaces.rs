@@ -98,8 +98,12 @@ pub(super) fn normalize_exceptions(items: &mut Vec<Value>) {
                 other => *other = Value::String(other.to_string()),
             }
         }
-        if exc.get("value").and_then(Value::as_str) == Some("") {
-            exc.remove("value");
+        match exc.get_mut("value") {
+            Some(Value::String(v)) if v.is_empty() => {
+                exc.remove("value");
+            }
+            Some(Value::String(v)) => super::truncate_string(v, super::MAX_MESSAGE_CHARS),
+            _ => {}
         }
         if !exc.contains_key("type") {
             split_type_from_value(exc);

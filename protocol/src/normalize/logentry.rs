@@ -5,7 +5,7 @@
 //! given, `message` is formatted with them: printf style (`%s`, `%d`, `%(name)s`, `%%`) when
 //! the message contains `%`, else brace style (`{}`, `{0}`, `{name}`). A message that cannot
 //! be formatted (missing parameters) is used as is. `message` is dropped when it equals
-//! `formatted`.
+//! `formatted`. Both are cut to 8192 characters, Relay's limit.
 
 use serde_json::{Map, Value};
 
@@ -13,7 +13,8 @@ use serde_json::{Map, Value};
 pub(crate) fn normalize(value: &mut Value) -> bool {
     match value {
         Value::String(s) => {
-            let formatted = std::mem::take(s);
+            let mut formatted = std::mem::take(s);
+            super::truncate_string(&mut formatted, super::MAX_MESSAGE_CHARS);
             let mut map = Map::new();
             map.insert("formatted".into(), Value::String(formatted));
             *value = Value::Object(map);
@@ -53,6 +54,11 @@ fn normalize_object(map: &mut Map<String, Value>) -> bool {
             .and_then(|params| format(message, params))
             .unwrap_or_else(|| message.to_owned());
         map.insert("formatted".into(), Value::String(formatted));
+    }
+    for key in ["message", "formatted"] {
+        if let Some(Value::String(text)) = map.get_mut(key) {
+            super::truncate_string(text, super::MAX_MESSAGE_CHARS);
+        }
     }
     if map.get("message") == map.get("formatted") {
         map.remove("message");
@@ -241,6 +247,16 @@ mod tests {
             let mut v = v;
             assert!(!normalize(&mut v), "{v}");
         }
+    }
+
+    #[test]
+    fn long_messages_are_cut_to_relays_limit() {
+        let long = "é".repeat(10_000);
+        let v = normalized(json!({ "message": long }));
+        let formatted = v["formatted"].as_str().unwrap();
+        assert_eq!(formatted.chars().count(), 8192);
+        assert!(formatted.ends_with("..."));
+        assert_eq!(normalized(v.clone()), v);
     }
 
     #[test]

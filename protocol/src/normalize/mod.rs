@@ -72,6 +72,22 @@ impl NormalizeError {
     }
 }
 
+/// Longest log message and exception value kept, in characters (Relay's `message` limit).
+pub(crate) const MAX_MESSAGE_CHARS: usize = 8192;
+
+/// Cuts `text` to at most `max` characters, ending in `...` when cut.
+pub(crate) fn truncate_string(text: &mut String, max: usize) {
+    if text.len() <= max {
+        return;
+    }
+    if let Some((cut, _)) = text.char_indices().nth(max.saturating_sub(3))
+        && text[cut..].chars().count() > 3
+    {
+        text.truncate(cut);
+        text.push_str("...");
+    }
+}
+
 /// How far in the past a timestamp may be before it is replaced (Relay's default).
 const MAX_SECS_IN_PAST: i64 = 30 * 24 * 3600;
 /// How far in the future a timestamp may be before it is replaced (Relay's default).
