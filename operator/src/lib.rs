@@ -35,6 +35,13 @@ pub fn crd_yaml() -> String {
     serde_yaml::to_string(&ErrorTracker::crd()).expect("the CRD serializes")
 }
 
+/// Selects rustls' ring crypto provider for the Kubernetes client, once per process. Call it
+/// before creating a `kube::Client`; later calls do nothing.
+pub fn install_crypto_provider() {
+    // Err only means a provider is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Field manager of every server-side apply the operator sends.
 pub const FIELD_MANAGER: &str = "faultline-operator";
 /// Finalizer the operator puts on every `ErrorTracker`.

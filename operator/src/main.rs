@@ -97,6 +97,7 @@ fn write_stdout(text: &str) -> anyhow::Result<()> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
+    faultline_operator::install_crypto_provider();
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes")?;

@@ -78,6 +78,34 @@ pub(crate) fn engine_config(
     Ok(config)
 }
 
+/// The config as TOML with only the values that differ from the engine's defaults, so the
+/// engine's own defaults apply to everything the operator does not decide (and a new engine
+/// default does not need a new operator).
+pub(crate) fn minimal_toml(config: &Config) -> String {
+    let full = toml::Table::try_from(config).expect("config serializes to a table");
+    let defaults = toml::Table::try_from(Config::default()).expect("config serializes to a table");
+    toml::to_string(&prune(full, &defaults)).expect("a table serializes")
+}
+
+fn prune(mut table: toml::Table, defaults: &toml::Table) -> toml::Table {
+    let keys: Vec<String> = table.keys().cloned().collect();
+    for key in keys {
+        let value = table.remove(&key).expect("key listed above");
+        let kept = match (value, defaults.get(&key)) {
+            (value, Some(default)) if &value == default => None,
+            (toml::Value::Table(inner), Some(toml::Value::Table(default))) => {
+                Some(toml::Value::Table(prune(inner, default)))
+                    .filter(|v| v.as_table().is_some_and(|t| !t.is_empty()))
+            }
+            (value, _) => Some(value),
+        };
+        if let Some(value) = kept {
+            table.insert(key, value);
+        }
+    }
+    table
+}
+
 /// The ConfigMap holding `faultline.toml`.
 pub(crate) fn config_map(ctx: &Ctx<'_>, text: &str) -> ConfigMap {
     ConfigMap {
@@ -112,5 +140,37 @@ fn s3_config(endpoint: Option<&str>, region: Option<&str>, force_path_style: boo
         region: region.map(str::to_owned),
         allow_http: endpoint.is_some_and(|e| e.starts_with("http://")),
         force_path_style,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_toml_reads_back_as_the_same_config() {
+        let mut config = Config::default();
+        config.server.admin_listen = Some(SocketAddr::from(([0, 0, 0, 0], 8001)));
+        config.storage.object_store = Some("s3://bucket/prefix".into());
+        config.storage.s3.force_path_style = true;
+        config.retention.default_days = 7;
+        config.projects.push(ProjectConfig {
+            id: 3,
+            name: "web".into(),
+            keys: vec!["0123456789abcdef0123456789abcdef".into()],
+            rate_limit: None,
+            retention_days: None,
+        });
+        let text = minimal_toml(&config);
+        assert_eq!(Config::parse(&text).unwrap(), config);
+        assert!(
+            !text.contains("zstd_level") && !text.contains("node_id"),
+            "{text}"
+        );
+        assert!(
+            text.contains("force_path_style = true") && text.contains("default_days = 7"),
+            "{text}"
+        );
+        assert_eq!(minimal_toml(&Config::default()), "");
     }
 }

@@ -107,7 +107,7 @@ pub fn build(tracker: &ErrorTracker, keys: &BTreeMap<String, String>) -> Result<
         }
     }
     let engine = engine_config(&ctx, &projects, keys)?;
-    let config_text = engine.to_toml();
+    let config_text = config::minimal_toml(&engine);
     Ok(Desired {
         service_account: workload::service_account(&ctx),
         config_map: config::config_map(&ctx, &config_text),

@@ -7,8 +7,10 @@
 //! - `convergence`: rung 5, reconcile to a fixed point on `kube-fake-client`;
 //! - `controller_loop`: rung 6, `Controller::run` against a loopback API server.
 
+mod apiserver;
 mod builders;
 mod common;
+mod controller_loop;
 mod convergence;
 mod mock_api;
 mod schema;

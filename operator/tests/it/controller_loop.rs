@@ -1,0 +1,206 @@
+//! Rung 6: the controller loop. The real `faultline_operator::run` (kube's `Controller` with
+//! its watches on ErrorTrackers, StatefulSets and Secrets) runs against the small API server in
+//! `apiserver.rs` on 127.0.0.1, over HTTP. It shows that creating a tracker brings up its
+//! objects, that editing the spec rolls the StatefulSet (new config checksum in the pod
+//! template), that the StatefulSet turning ready makes the tracker Ready, and that deleting the
+//! tracker runs the cleanup (volumes deleted, finalizer removed, owned objects collected).
+//! This is the closest rung to a cluster; no kube-apiserver runs here.
+
+use std::sync::Arc;
+
+use faultline_operator::builders::CONFIG_CHECKSUM_ANNOTATION;
+use faultline_operator::metrics::Metrics;
+use faultline_operator::{ErrorTracker, FIELD_MANAGER, FINALIZER};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+use crate::apiserver::ApiServer;
+use crate::common::tracker;
+
+const TRACKERS: &str = "apis/faultline.dev/v1alpha1/errortrackers";
+const STATEFULSETS: &str = "apis/apps/v1/statefulsets";
+const PVCS: &str = "api/v1/persistentvolumeclaims";
+
+fn checksum(server: &ApiServer) -> Option<String> {
+    let sts = server.get(STATEFULSETS, "default", "errors")?;
+    sts["spec"]["template"]["metadata"]["annotations"][CONFIG_CHECKSUM_ANNOTATION]
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn tracker_status(server: &ApiServer) -> Value {
+    server
+        .get(TRACKERS, "default", "errors")
+        .map(|t| t["status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn condition(server: &ApiServer, type_: &str) -> Option<(String, i64)> {
+    let status = tracker_status(server);
+    let c = status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?
+        .clone();
+    Some((
+        c["status"].as_str()?.to_owned(),
+        c["observedGeneration"].as_i64()?,
+    ))
+}
+
+#[tokio::test]
+async fn controller_rolls_on_spec_edits_and_cleans_up_on_delete() {
+    faultline_operator::install_crypto_provider();
+    let (server, url) = ApiServer::start().await;
+    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    // Pods' volumes, as the StatefulSet controller would have made them, plus unrelated ones.
+    let labels = json!({"app.kubernetes.io/name": "faultline", "app.kubernetes.io/instance": "errors",
+                        "app.kubernetes.io/managed-by": "faultline-operator"});
+    for name in ["data-errors-0", "objects-errors-0"] {
+        server.seed(PVCS, json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                 "metadata": {"name": name, "namespace": "default", "labels": labels}}));
+    }
+    server.seed(
+        PVCS,
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                             "metadata": {"name": "someone-elses", "namespace": "default"}}),
+    );
+    // Other trackers exist, so the initial list of ErrorTrackers spans several pages.
+    for other in ["alpha", "beta", "gamma"] {
+        server.seed(TRACKERS, json!({"apiVersion": "faultline.dev/v1alpha1", "kind": "ErrorTracker",
+            "metadata": {"name": other, "namespace": "elsewhere", "uid": format!("uid-{other}"), "generation": 1,
+                         "finalizers": [FINALIZER]},
+            "spec": serde_json::to_value(faultline_operator::ErrorTrackerSpec::default()).unwrap()}));
+    }
+
+    let mut new = tracker("minimal.yaml");
+    new.metadata.uid = None;
+    new.metadata.generation = None;
+    new.spec.storage.delete_volumes_on_delete = true;
+    let trackers: Api<ErrorTracker> = Api::namespaced(client.clone(), "default");
+    trackers.create(&PostParams::default(), &new).await.unwrap();
+
+    let metrics = Arc::new(Metrics::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(faultline_operator::run(
+        client.clone(),
+        Arc::clone(&metrics),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    // Creation: finalizer, objects, status for generation 1.
+    server
+        .wait_until("the tracker is reconciled", |s| {
+            checksum(s).is_some() && condition(s, "Progressing").is_some_and(|(_, g)| g == 1)
+        })
+        .await;
+    let stored = server.get(TRACKERS, "default", "errors").unwrap();
+    assert_eq!(stored["metadata"]["finalizers"], json!([FINALIZER]));
+    assert_eq!(
+        condition(&server, "Ready"),
+        Some(("False".into(), 1)),
+        "no pod is ready yet"
+    );
+    assert!(
+        server
+            .get("api/v1/secrets", "default", "errors-dsn-web")
+            .is_some()
+    );
+    let first = checksum(&server).unwrap();
+    let sts_generation =
+        server.get(STATEFULSETS, "default", "errors").unwrap()["metadata"]["generation"]
+            .as_i64()
+            .unwrap();
+
+    // Editing the spec rolls the StatefulSet.
+    let edit = json!({"spec": {"retention": {"defaultDays": 7}}});
+    let edited = trackers
+        .patch("errors", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    assert_eq!(edited.metadata.generation, Some(2));
+    server
+        .wait_until("the StatefulSet has the new config", |s| {
+            checksum(s).is_some_and(|c| c != first)
+                && condition(s, "Progressing").is_some_and(|(_, g)| g == 2)
+        })
+        .await;
+    let sts = server.get(STATEFULSETS, "default", "errors").unwrap();
+    assert!(
+        sts["metadata"]["generation"].as_i64().unwrap() > sts_generation,
+        "the pod template changed"
+    );
+    let config = server
+        .get("api/v1/configmaps", "default", "errors-config")
+        .unwrap();
+    assert!(
+        config["data"]["faultline.toml"]
+            .as_str()
+            .unwrap()
+            .contains("default_days = 7")
+    );
+
+    // The StatefulSet controller reports the pod ready: the owned-object watch triggers a
+    // reconcile and the tracker turns Ready.
+    let sts_api: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(client.clone(), "default");
+    let generation = sts["metadata"]["generation"].clone();
+    let ready = json!({"status": {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": generation}});
+    sts_api
+        .patch_status("errors", &PatchParams::default(), &Patch::Merge(&ready))
+        .await
+        .unwrap();
+    server
+        .wait_until("the tracker is Ready", |s| {
+            condition(s, "Ready").is_some_and(|(st, g)| st == "True" && g == 2)
+        })
+        .await;
+    assert_eq!(tracker_status(&server)["readyReplicas"], 1);
+
+    // Deleting the tracker runs the cleanup, then the API server collects the owned objects.
+    trackers
+        .delete("errors", &DeleteParams::default())
+        .await
+        .unwrap();
+    server
+        .wait_until("the tracker is gone", |s| {
+            s.get(TRACKERS, "default", "errors").is_none()
+        })
+        .await;
+    for pvc in ["data-errors-0", "objects-errors-0"] {
+        assert!(
+            server.get(PVCS, "default", pvc).is_none(),
+            "{pvc} was not deleted"
+        );
+    }
+    assert!(
+        server.get(PVCS, "default", "someone-elses").is_some(),
+        "an unrelated volume was deleted"
+    );
+    assert!(server.get(STATEFULSETS, "default", "errors").is_none());
+    assert!(
+        server
+            .get("api/v1/secrets", "default", "errors-dsn-web")
+            .is_none()
+    );
+
+    stop.send(()).unwrap();
+    controller.await.unwrap();
+
+    let stats = server.stats();
+    assert!(stats.continued_lists > 0, "no paginated list: {stats:?}");
+    assert!(stats.watches >= 3 && stats.bookmarks > 0, "{stats:?}");
+    assert!(
+        stats.json_patches >= 2,
+        "finalizer added and removed: {stats:?}"
+    );
+    assert!(stats.status_applies >= 3, "{stats:?}");
+    assert_eq!(stats.field_managers, [FIELD_MANAGER], "one field manager");
+    assert!(
+        metrics
+            .encode()
+            .contains("faultline_operator_cleanups_total 1")
+    );
+}
