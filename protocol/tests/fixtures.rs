@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use faultline_protocol::grouping::{group, issue_id};
 use faultline_protocol::normalize::{NormalizeContext, normalize_event};
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/events");
@@ -114,4 +114,89 @@ fn hashes_and_issue_ids_are_well_formed() {
         assert!(issue_id(1, &grouping.hash) > 0, "{name}");
         assert!(!event.title.is_empty(), "{name}");
     }
+}
+
+/// Every path of `value` (object keys, the first few array elements) down to `depth`.
+fn paths(value: &Value, depth: usize, prefix: &mut Vec<PathPart>, out: &mut Vec<Vec<PathPart>>) {
+    if depth == 0 {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                prefix.push(PathPart::Key(key.clone()));
+                out.push(prefix.clone());
+                paths(child, depth - 1, prefix, out);
+                prefix.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter().enumerate().take(2) {
+                prefix.push(PathPart::Index(i));
+                out.push(prefix.clone());
+                paths(child, depth - 1, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+#[derive(Clone, Debug)]
+enum PathPart {
+    Key(String),
+    Index(usize),
+}
+
+fn get_mut<'a>(value: &'a mut Value, path: &[PathPart]) -> &'a mut Value {
+    path.iter().fold(value, |v, part| match part {
+        PathPart::Key(k) => &mut v[k.as_str()],
+        PathPart::Index(i) => &mut v[*i],
+    })
+}
+
+/// Sentry's promise: invalid fields are dropped or fixed, never fatal. Replaces values all
+/// over the fixtures by values of the wrong type and checks that the event is still accepted
+/// and that normalization stays idempotent.
+#[test]
+fn odd_values_anywhere_are_never_fatal_and_normalization_stays_idempotent() {
+    let odd = [
+        json!(null),
+        json!(-1),
+        json!(1e300),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!([{}]),
+    ];
+    let replay_ctx = NormalizeContext {
+        received: received(),
+        client_ip: None,
+        event_id: None,
+    };
+    let mut checked = 0;
+    for (name, payload) in fixtures() {
+        if payload.len() > 16 * 1024 {
+            continue;
+        }
+        let original: Value = serde_json::from_slice(&payload).unwrap();
+        let mut all = Vec::new();
+        paths(&original, 5, &mut Vec::new(), &mut all);
+        // a spread of at most 30 paths per fixture keeps the test quick in debug builds (all
+        // paths of depth 5 were checked once by hand: 13 s)
+        let step = all.len().div_ceil(30).max(1);
+        for path in all.iter().step_by(step) {
+            for value in &odd {
+                let mut mutated = original.clone();
+                *get_mut(&mut mutated, path) = value.clone();
+                let bytes = mutated.to_string();
+                let first = normalize_event(bytes.as_bytes(), &ctx())
+                    .unwrap_or_else(|e| panic!("{name} {path:?}: {e}"));
+                let second = normalize_event(first.json.as_bytes(), &replay_ctx).unwrap();
+                assert_eq!(first, second, "{name} {path:?} = {value}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked}");
 }
