@@ -1,0 +1,82 @@
+//! The binary as a user runs it: `crd` prints what `crds/` holds, `render -f` prints every
+//! object of a tracker as YAML documents with the placeholder uid. No API server involved.
+
+use std::process::Command;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+fn operator(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline-operator"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn crd_prints_the_committed_crd() {
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crds/errortracker.yaml"
+    ))
+    .unwrap();
+    assert_eq!(operator(&["crd"]), committed);
+}
+
+#[test]
+fn render_prints_every_object_as_yaml_documents() {
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/s3-ha.yaml");
+    let text = operator(&["render", "-f", fixture]);
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect();
+    let kinds: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount/errors",
+            "ConfigMap/errors-config",
+            "Secret/errors-dsn-shop",
+            "Secret/errors-dsn-api",
+            "Service/errors",
+            "Service/errors-pods",
+            "StatefulSet/errors",
+            "PodDisruptionBudget/errors",
+            "NetworkPolicy/errors",
+            "Ingress/errors",
+        ]
+    );
+    for doc in &docs {
+        assert_eq!(
+            doc["metadata"]["ownerReferences"][0]["uid"],
+            faultline_operator::render::PLACEHOLDER_UID
+        );
+        assert_eq!(doc["metadata"]["namespace"], "team-a");
+        assert!(doc["apiVersion"].is_string());
+    }
+}
+
+#[test]
+fn render_reports_a_bad_file() {
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline-operator"))
+        .args(["render", "-f", "/nonexistent/tracker.yaml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/tracker.yaml"));
+}
