@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -37,6 +38,22 @@ KUBE_VERSIONS = ("1.32", "1.37")
 def load_all(text: str) -> list[dict[str, Any]]:
     """Every non-empty YAML document of a stream."""
     return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def strict_errors(obj: dict[str, Any], version: str) -> list[str]:
+    """Why `obj` fails strict validation against Kubernetes `version` (empty when it passes).
+
+    A kind without a schema is an error too: everything checked here is a built-in kind.
+    """
+    ident = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+    try:
+        kubernetes_validate.validate(obj, version, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        path = ".".join(str(p) for p in err.path) or "<root>"
+        return [f"{ident} (Kubernetes {err.version}): {path}: {err.message}"]
+    except kubernetes_validate.SchemaNotFoundError as err:
+        return [f"{ident}: {err.message}"]
+    return []
 
 
 def example_files() -> list[Path]:

@@ -20,8 +20,8 @@ from typing import Any
 import helm_python as helm
 import pytest
 
-from conftest import (CHART, CRD_FILE, RELEASE, RELEASE_NAMESPACE, ROOT, VALUE_SETS, load_all,
-                      python_tool, values_for)
+from conftest import (CHART, CRD_FILE, RELEASE_NAMESPACE, ROOT, VALUE_SETS, load_all,
+                      python_tool, render_chart, strict_errors, values_for)
 
 OPERATOR_SRC = ROOT / "operator" / "src"
 
@@ -307,3 +307,35 @@ def test_every_checkov_finding_is_explained_in_the_readme(checkov_results, value
         f"checkov findings with {values} values not explained in {README.relative_to(ROOT)}")
     assert documented - failing == set(), (
         f"{README.relative_to(ROOT)} lists findings that no longer fail with {values} values")
+
+
+# Optional parts switched off one by one: (values, kinds that must be gone).
+TOGGLES = {
+    "no rbac": ({"rbac": {"create": False}},
+                {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}),
+    "existing service account": ({"serviceAccount": {"create": False, "name": "ops-sa"}},
+                                 {"ServiceAccount"}),
+    "no metrics service": ({"metrics": {"service": {"enabled": False}}}, {"Service"}),
+    "no network policy": ({"networkPolicy": {"enabled": False}}, {"NetworkPolicy"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOGGLES))
+def test_optional_parts_can_be_switched_off(case):
+    values, gone = TOGGLES[case]
+    objects = [o for path, text in render_chart(values).items() if path.endswith(".yaml")
+               for o in load_all(text)]
+    kinds = {o["kind"] for o in objects}
+    assert not kinds & gone, kinds
+    assert "Deployment" in kinds
+    assert [e for o in objects for e in strict_errors(o, "1.32")] == []
+    if case == "existing service account":
+        deployment = the(objects, "Deployment")
+        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "ops-sa"
+        for binding in by_kind(objects, "ClusterRoleBinding") + by_kind(objects, "RoleBinding"):
+            assert binding["subjects"][0]["name"] == "ops-sa"
+
+
+def test_existing_service_account_needs_a_name():
+    with pytest.raises(helm.HelmRenderError, match="serviceAccount.name is required"):
+        render_chart({"serviceAccount": {"create": False}})

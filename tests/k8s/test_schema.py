@@ -23,30 +23,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import kubernetes_validate
 import pytest
 
 import crd_schema
 from conftest import (EXAMPLES, KUBE_VERSIONS, VALUE_SETS, example_documents, example_files,
-                      load_all, run_operator)
+                      load_all, run_operator, strict_errors)
 
 ERROR_TRACKER = "ErrorTracker"
-
-
-def strict_errors(obj: dict[str, Any], version: str) -> list[str]:
-    """Why `obj` fails strict validation against Kubernetes `version` (empty when it passes).
-
-    A kind without a schema is an error too: everything checked here is a built-in kind.
-    """
-    ident = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-    try:
-        kubernetes_validate.validate(obj, version, strict=True)
-    except kubernetes_validate.ValidationError as err:
-        path = ".".join(str(p) for p in err.path) or "<root>"
-        return [f"{ident} (Kubernetes {err.version}): {path}: {err.message}"]
-    except kubernetes_validate.SchemaNotFoundError as err:
-        return [f"{ident}: {err.message}"]
-    return []
 
 
 def tracker_documents() -> list[tuple[str, dict[str, Any]]]:
