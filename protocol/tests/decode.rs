@@ -90,16 +90,26 @@ fn unknown_encoding_and_corrupt_data_are_bad_requests() {
     assert!(!err.is_too_large());
 }
 
+/// Peak resident memory of this process (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[test]
-fn bomb_stops_at_the_limit() {
-    // 64 MiB of zeros compress to about 64 KiB of gzip
+fn bomb_stops_at_the_limit_without_allocating_the_output() {
+    // one gzip member of 16 MiB of zeros is about 16 KiB; 16 members decode to 256 MiB
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     let zeros = vec![0u8; 1024 * 1024];
-    for _ in 0..64 {
+    for _ in 0..16 {
         e.write_all(&zeros).unwrap();
     }
-    let bomb = e.finish().unwrap();
-    assert!(bomb.len() < 128 * 1024, "{}", bomb.len());
+    let member = e.finish().unwrap();
+    let bomb = member.repeat(16);
+    assert!(bomb.len() < 512 * 1024, "{}", bomb.len());
+    let before = peak_rss();
     for encoding in ["gzip", "gzip, identity"] {
         let err = decode_body(Some(encoding), &bomb, 1024 * 1024).unwrap_err();
         assert!(
@@ -111,6 +121,14 @@ fn bomb_stops_at_the_limit() {
         assert_eq!(
             err.to_string(),
             "body decodes to more than the limit of 1048576 bytes"
+        );
+    }
+    if let (Some(before), Some(after)) = (before, peak_rss()) {
+        // decoding all of it would have raised the peak by about 256 MiB
+        let grown = after.saturating_sub(before);
+        assert!(
+            grown < 64 * 1024 * 1024,
+            "peak memory grew by {grown} bytes"
         );
     }
     for (encoding, bomb) in [("br", brotli(&zeros)), ("zstd", zstd(&zeros))] {
