@@ -193,7 +193,7 @@ pub fn error_policy(tracker: Arc<ErrorTracker>, error: &Error, ctx: Arc<Context>
 async fn apply(tracker: &ErrorTracker, ctx: &Context) -> Result<Action> {
     match apply_objects(tracker, ctx).await {
         Ok(stateful_set) => {
-            let status = status(tracker, stateful_set.as_ref(), None);
+            let status = status(tracker, Some(&stateful_set), None);
             let ready = is_true(&status.conditions, "Ready");
             patch_status(tracker, ctx, &status).await?;
             info!(ready, "reconciled");
@@ -214,7 +214,7 @@ async fn apply(tracker: &ErrorTracker, ctx: &Context) -> Result<Action> {
 }
 
 /// Applies every object and removes orphans; returns the applied StatefulSet.
-async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<Option<StatefulSet>> {
+async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<StatefulSet> {
     let namespace = tracker.namespace().unwrap_or_default();
     let name = tracker.name_any();
     let client = &ctx.client;
@@ -253,7 +253,7 @@ async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<Option<S
     let api: Api<Ingress> = Api::namespaced(client.clone(), &namespace);
     let existing = list(&api, &name, "Ingress").await?;
     delete_orphans(&api, existing, &keep).await?;
-    Ok(Some(stateful_set))
+    Ok(stateful_set)
 }
 
 /// Keeps the key stored in each project's Secret; generates one for a project without.

@@ -35,6 +35,45 @@ pub fn crd_yaml() -> String {
     serde_yaml::to_string(&ErrorTracker::crd()).expect("the CRD serializes")
 }
 
+/// Runs the controller while this replica holds the leader Lease, until `shutdown` turns true.
+///
+/// A replica that is not the leader waits for the Lease and exits at once on shutdown; the
+/// leader finishes its running reconciles first. `Err(Lost)` means the Lease was lost: the
+/// controller has been stopped and the process should exit so that it restarts as a follower.
+pub async fn run_elected(
+    client: kube::Client,
+    metrics: std::sync::Arc<metrics::Metrics>,
+    lock: leader::LeaseLock,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> leader::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let leading = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&leading);
+    let gauge = Arc::clone(&metrics);
+    let mut controller_shutdown = shutdown.clone();
+    let controller = controller::run(client, metrics, async move {
+        let _ = controller_shutdown.wait_for(|stop| *stop).await;
+    });
+    let elected = lock.run_as_leader(controller, move |leader| {
+        flag.store(leader, Ordering::SeqCst);
+        gauge.leader.set(i64::from(leader));
+    });
+    let mut shutdown = shutdown;
+    let follower_exit = async {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        if leading.load(Ordering::SeqCst) {
+            // the leader stops through the controller's graceful shutdown instead
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = elected => result,
+        () = follower_exit => Ok(()),
+    }
+}
+
 /// Selects rustls' ring crypto provider for the Kubernetes client, once per process. Call it
 /// before creating a `kube::Client`; later calls do nothing.
 pub fn install_crypto_provider() {

@@ -112,20 +112,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         &args.lease_name,
         &identity,
     );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let leader_metrics = Arc::clone(&metrics);
-    let result = lock
-        .run_as_leader(
-            faultline_operator::run(client, Arc::clone(&metrics), shutdown),
-            move |leader| {
-                leader_metrics.leader.set(i64::from(leader));
-            },
-        )
-        .await;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    });
+    let result = faultline_operator::run_elected(client, metrics, lock, shutdown).await;
     server.abort();
     result.context("leader election")
+}
+
+/// SIGTERM (what Kubernetes sends) or SIGINT.
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }
 
 #[cfg(test)]

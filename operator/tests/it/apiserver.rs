@@ -200,6 +200,7 @@ fn kind_of(collection: &str) -> &'static str {
         "poddisruptionbudgets" => "PodDisruptionBudget",
         "networkpolicies" => "NetworkPolicy",
         "ingresses" => "Ingress",
+        "leases" => "Lease",
         _ => "Unknown",
     }
 }

@@ -4,11 +4,13 @@
 //! objects, that editing the spec rolls the StatefulSet (new config checksum in the pod
 //! template), that the StatefulSet turning ready makes the tracker Ready, and that deleting the
 //! tracker runs the cleanup (volumes deleted, finalizer removed, owned objects collected).
+//! Two replicas elected through a Lease on the same server: only the holder reconciles.
 //! This is the closest rung to a cluster; no kube-apiserver runs here.
 
 use std::sync::Arc;
 
 use faultline_operator::builders::CONFIG_CHECKSUM_ANNOTATION;
+use faultline_operator::leader::LeaseLock;
 use faultline_operator::metrics::Metrics;
 use faultline_operator::{ErrorTracker, FIELD_MANAGER, FINALIZER};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -203,4 +205,62 @@ async fn controller_rolls_on_spec_edits_and_cleans_up_on_delete() {
             .encode()
             .contains("faultline_operator_cleanups_total 1")
     );
+}
+
+#[tokio::test]
+async fn of_two_replicas_only_the_lease_holder_reconciles() {
+    faultline_operator::install_crypto_provider();
+    let (server, url) = ApiServer::start().await;
+    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    let mut new = tracker("minimal.yaml");
+    new.metadata.uid = None;
+    new.metadata.generation = None;
+    Api::<ErrorTracker>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &new)
+        .await
+        .unwrap();
+
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let mut replicas = Vec::new();
+    for identity in ["operator-a", "operator-b"] {
+        let metrics = Arc::new(Metrics::default());
+        let lock = LeaseLock::new(client.clone(), "ops", "faultline-operator", identity);
+        let task = tokio::spawn(faultline_operator::run_elected(
+            client.clone(),
+            Arc::clone(&metrics),
+            lock,
+            shutdown.clone(),
+        ));
+        replicas.push((identity, metrics, task));
+    }
+    server
+        .wait_until("the tracker is reconciled", |s| checksum(s).is_some())
+        .await;
+    let lease = server
+        .get(
+            "apis/coordination.k8s.io/v1/leases",
+            "ops",
+            "faultline-operator",
+        )
+        .unwrap();
+    let holder = lease["spec"]["holderIdentity"].as_str().unwrap().to_owned();
+    for (identity, metrics, _) in &replicas {
+        let text = metrics.encode();
+        let reconciled = !text
+            .lines()
+            .any(|l| l == "faultline_operator_reconciles_total 0");
+        let leader = text.lines().any(|l| l == "faultline_operator_leader 1");
+        assert_eq!(
+            (reconciled, leader),
+            (*identity == holder, *identity == holder),
+            "{identity}: {text}"
+        );
+    }
+    stop.send(true).unwrap();
+    for (identity, _, task) in replicas {
+        assert!(
+            task.await.unwrap().is_ok(),
+            "{identity} did not stop cleanly"
+        );
+    }
 }
