@@ -154,6 +154,7 @@ fn read_limited(reader: impl Read, encoding: Encoding, limit: usize) -> Result<V
 /// of JSON or of zlib-compressed JSON.
 pub fn decode_store_body(body: &[u8], limit: usize) -> Result<Cow<'_, [u8]>> {
     let trimmed = body.trim_ascii_start();
+    let trimmed = trimmed.strip_prefix(b"\xef\xbb\xbf").unwrap_or(trimmed);
     if trimmed.first().is_none_or(|b| *b == b'{' || *b == b'[') {
         return Ok(Cow::Borrowed(body));
     }

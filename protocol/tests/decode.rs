@@ -158,6 +158,12 @@ fn output_exactly_at_the_limit_is_accepted() {
 fn store_bodies_json_base64_and_base64_zlib() {
     let b64 = base64::engine::general_purpose::STANDARD;
     assert_eq!(&*decode_store_body(BODY, 1024).unwrap(), BODY);
+    let with_bom = [&b"\xef\xbb\xbf"[..], BODY].concat();
+    assert_eq!(
+        &*decode_store_body(&with_bom, 1024).unwrap(),
+        &with_bom[..],
+        "JSON with a BOM stays JSON"
+    );
     assert_eq!(
         &*decode_store_body(b64.encode(BODY).as_bytes(), 1024).unwrap(),
         BODY

@@ -51,6 +51,8 @@ fn only_non_json_and_non_objects_are_errors() {
         );
     }
     assert_eq!(normalize(json!({})).title, "<unlabeled event>");
+    let with_bom = normalize_event(b"\xef\xbb\xbf{\"message\":\"bom\"}", &ctx()).unwrap();
+    assert_eq!(with_bom.title, "bom");
 }
 
 #[test]

@@ -194,6 +194,8 @@ const SERVER_ONLY: &[&str] = &[
 
 /// Normalizes an event payload (the JSON of an `event` item or a store request).
 pub fn normalize_event(payload: &[u8], ctx: &NormalizeContext) -> Result<Event> {
+    // a UTF-8 byte order mark, as some Windows clients write one, is no JSON
+    let payload = payload.strip_prefix(b"\xef\xbb\xbf").unwrap_or(payload);
     let value: Value = serde_json::from_slice(payload).map_err(|source| NormalizeError::Json {
         line: source.line(),
         column: source.column(),
