@@ -294,6 +294,39 @@ fn fingerprint_wins_and_default_expands() {
 }
 
 #[test]
+fn fingerprint_variables_expand_to_event_values() {
+    let mut event = python_error("ZeroDivisionError", "division by zero", "checkout", 10);
+    event["transaction"] = json!("/cart/checkout");
+    event["fingerprint"] = json!([
+        "{{ transaction }}",
+        "{{type}}",
+        "{{ function }}",
+        "{{ module }}",
+        "{{ level }}",
+        "{{ logger }}",
+        "{{ unknown }}",
+        "literal"
+    ]);
+    assert_eq!(
+        grouping(&event).components,
+        vec![
+            "/cart/checkout",
+            "ZeroDivisionError",
+            "average",
+            "shop.pricing",
+            "error",
+            "<no-logger>",
+            "{{ unknown }}",
+            "literal"
+        ]
+    );
+    // per transaction: the same error on two endpoints splits
+    let mut other = event.clone();
+    other["transaction"] = json!("/cart/refund");
+    assert!(!same(&event, &other));
+}
+
+#[test]
 fn events_with_nothing_to_group_by_share_the_fallback() {
     let a = grouping(&json!({"level": "error"}));
     let b = grouping(&json!({"extra": {"x": 1}}));

@@ -4,7 +4,8 @@
 //! decides:
 //!
 //! 1. **Fingerprint**: the SDK's `fingerprint`; `{{ default }}` in it expands to the
-//!    components of the default rules below.
+//!    components of the default rules below, and Sentry's other variables (`{{ transaction }}`,
+//!    `{{ type }}`, `{{ function }}`, ...) to the event's values.
 //! 2. **Exception**: for each exception of the chain, its type and its frames (location:
 //!    module, else file name; and function), without line numbers, columns or addresses, and
 //!    with generated parts (hex ids, lambda numbers) stripped. Only in-app frames count when
@@ -100,17 +101,21 @@ pub(crate) fn compute(root: &Map<String, Value>, view: &EventView<'_>) -> Groupi
         .map(|fp| fp.iter().filter_map(Value::as_str).collect())
         .filter(|fp: &Vec<&str>| !fp.is_empty());
     if let Some(fingerprint) = fingerprint {
-        if fingerprint.iter().all(|part| is_default_marker(part)) {
+        if fingerprint
+            .iter()
+            .all(|part| variable(part) == Some("default"))
+        {
             // `["{{ default }}"]` is the default grouping, and says so
             let (method, components) = default_components(root, view);
             return finish(method, components);
         }
         let mut components = Vec::new();
         for part in fingerprint {
-            if is_default_marker(part) {
-                components.extend(default_components(root, view).1);
-            } else {
-                components.push(part.to_owned());
+            match variable(part) {
+                Some("default") => components.extend(default_components(root, view).1),
+                Some(name) => components
+                    .push(expand_variable(name, root, view).unwrap_or_else(|| part.to_owned())),
+                None => components.push(part.to_owned()),
             }
         }
         return finish(GroupingMethod::Fingerprint, components);
@@ -119,10 +124,52 @@ pub(crate) fn compute(root: &Map<String, Value>, view: &EventView<'_>) -> Groupi
     finish(method, components)
 }
 
-fn is_default_marker(part: &str) -> bool {
+/// The name of a fingerprint variable such as `{{ default }}` or `{{transaction}}`.
+fn variable(part: &str) -> Option<&str> {
     part.strip_prefix("{{")
         .and_then(|p| p.strip_suffix("}}"))
-        .is_some_and(|inner| inner.trim() == "default")
+        .map(str::trim)
+}
+
+/// The value of a fingerprint variable (Sentry's names), or `None` for unknown variables,
+/// which are kept literally. Missing values become `<no-...>` placeholders, as in Sentry.
+fn expand_variable(name: &str, root: &Map<String, Value>, view: &EventView<'_>) -> Option<String> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    let main = view.main_exception();
+    let top_frame = || {
+        let frames = view.primary_frames().unwrap_or_default();
+        let frames = frames.iter().rev().filter_map(Value::as_object);
+        let mut all = frames.clone();
+        frames
+            .clone()
+            .find(|f| view.is_in_app(f))
+            .or_else(|| all.next())
+    };
+    let (value, placeholder) = match name {
+        "transaction" => (text(root.get("transaction")), "<no-transaction>"),
+        "type" | "error.type" => (main.and_then(|e| text(e.get("type"))), "<no-type>"),
+        "value" | "error.value" => (main.and_then(|e| text(e.get("value"))), "<no-value>"),
+        "function" | "stack.function" => (
+            top_frame().and_then(|f| text(f.get("function"))),
+            "<no-function>",
+        ),
+        "module" | "stack.module" => (
+            top_frame().and_then(|f| text(f.get("module"))),
+            "<no-module>",
+        ),
+        "package" | "stack.package" => (
+            top_frame().and_then(|f| text(f.get("package"))),
+            "<no-package>",
+        ),
+        "level" => (text(root.get("level")), "<no-level>"),
+        "logger" => (text(root.get("logger")), "<no-logger>"),
+        "message" => (
+            text(root.get("logentry").and_then(|l| l.get("formatted"))),
+            "<no-message>",
+        ),
+        _ => return None,
+    };
+    Some(value.unwrap_or_else(|| placeholder.to_owned()))
 }
 
 fn finish(method: GroupingMethod, components: Vec<String>) -> Grouping {
