@@ -59,6 +59,12 @@ pub const GROUP: &str = "faultline.dev";
         .message("projects: each explicit id must be unique"),
     validation = Rule::new("!has(self.backup) || has(self.backup.keepLast) || has(self.backup.keepDays)")
         .message("backup: set keepLast or keepDays so old backups are pruned"),
+    validation = Rule::new("self.storage.wal == oldSelf.storage.wal")
+        .message("storage.wal is immutable: a StatefulSet's volume claims cannot change (resize the PersistentVolumeClaims instead)"),
+    validation = Rule::new("has(self.storage.objectStore.s3) == has(oldSelf.storage.objectStore.s3)")
+        .message("storage.objectStore cannot switch between local and s3: the stored events would be left behind"),
+    validation = Rule::new("has(self.storage.objectStore.s3) || self.storage.objectStore == oldSelf.storage.objectStore")
+        .message("storage.objectStore.local is immutable: a StatefulSet's volume claims cannot change"),
 )]
 pub struct ErrorTrackerSpec {
     /// Engine image. Defaults to `ghcr.io/faultline/faultline:<operator version>`.

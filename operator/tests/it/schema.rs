@@ -246,3 +246,68 @@ fn cel_rules_allow_the_neighbouring_good_cases() {
     t.spec.projects[1].id = None;
     assert!(broken_rules(&t).is_empty());
 }
+
+/// The messages of the transition rules an update from `old` to `new` breaks.
+fn broken_on_update(new: &ErrorTracker, old: &ErrorTracker) -> Vec<String> {
+    match new.validate_cel_update(old) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .as_slice()
+            .iter()
+            .map(|e| {
+                assert_eq!(e.kind, ErrorKind::ValidationFailure, "{e:?}");
+                e.message.clone()
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn volume_layout_cannot_change_after_creation() {
+    let old = tracker("minimal.yaml");
+    let mut grown = old.clone();
+    grown.spec.storage.wal.size = "20Gi".into();
+    assert_eq!(broken_on_update(&grown, &old).len(), 1);
+    assert!(broken_on_update(&grown, &old)[0].contains("storage.wal is immutable"));
+
+    let mut to_s3 = tracker("s3-ha.yaml");
+    to_s3.spec.replicas = 1;
+    to_s3.spec.storage.wal = old.spec.storage.wal.clone();
+    let broken = broken_on_update(&to_s3, &old);
+    assert!(
+        broken
+            .iter()
+            .any(|m| m.contains("cannot switch between local and s3")),
+        "{broken:?}"
+    );
+
+    let mut bigger_objects = old.clone();
+    bigger_objects.spec.storage.object_store.local = Some(faultline_operator::crd::VolumeSpec {
+        size: "50Gi".into(),
+        storage_class_name: None,
+    });
+    let broken = broken_on_update(&bigger_objects, &old);
+    assert!(
+        broken
+            .iter()
+            .any(|m| m.contains("storage.objectStore.local is immutable")),
+        "{broken:?}"
+    );
+
+    // what may change: replicas, projects, retention, the S3 endpoint...
+    let s3 = tracker("s3-ha.yaml");
+    let mut edited = s3.clone();
+    edited.spec.replicas = 5;
+    edited.spec.projects.pop();
+    edited.spec.retention.default_days = 7;
+    edited
+        .spec
+        .storage
+        .object_store
+        .s3
+        .as_mut()
+        .unwrap()
+        .endpoint = Some("https://s3.example.com".into());
+    assert_eq!(broken_on_update(&edited, &s3), Vec::<String>::new());
+    assert_eq!(broken_on_update(&old, &old), Vec::<String>::new());
+}
