@@ -542,3 +542,113 @@ pub async fn run(
     })
     .await;
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::StatefulSetStatus;
+    use kube::api::ObjectMeta;
+
+    use super::*;
+    use crate::crd::ErrorTrackerSpec;
+
+    fn tracker(generation: i64, replicas: i32) -> ErrorTracker {
+        let mut tracker = ErrorTracker::new(
+            "errors",
+            ErrorTrackerSpec {
+                replicas,
+                ..ErrorTrackerSpec::default()
+            },
+        );
+        tracker.metadata = ObjectMeta {
+            name: Some("errors".into()),
+            namespace: Some("default".into()),
+            generation: Some(generation),
+            ..ObjectMeta::default()
+        };
+        tracker
+    }
+
+    fn sts(generation: i64, observed: i64, ready: i32, updated: i32) -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..ObjectMeta::default()
+            },
+            spec: None,
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(observed),
+                ready_replicas: Some(ready),
+                updated_replicas: Some(updated),
+                ..StatefulSetStatus::default()
+            }),
+        }
+    }
+
+    fn get<'a>(status: &'a ErrorTrackerStatus, type_: &str) -> &'a Condition {
+        status.conditions.iter().find(|c| c.type_ == type_).unwrap()
+    }
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let backoff = Backoff::default();
+        let delays: Vec<u64> = (1..=8).map(|n| backoff.delay(n).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(backoff.delay(u32::MAX).as_secs(), 300);
+    }
+
+    #[test]
+    fn conditions_follow_the_stateful_set() {
+        let t = tracker(3, 2);
+        let rolling = status(&t, Some(&sts(4, 3, 2, 1)), None);
+        assert_eq!(get(&rolling, "Progressing").status, "True");
+        assert_eq!(
+            get(&rolling, "Ready").status,
+            "True",
+            "the old pods still serve"
+        );
+        assert_eq!(get(&rolling, "Degraded").status, "False");
+        assert!(
+            rolling
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
+
+        let done = status(&t, Some(&sts(4, 4, 2, 2)), None);
+        assert_eq!(get(&done, "Progressing").reason, "RolledOut");
+        let short = status(&t, Some(&sts(4, 4, 1, 2)), None);
+        assert_eq!(get(&short, "Ready").status, "False");
+        assert_eq!(get(&short, "Ready").message, "1/2 replicas ready");
+    }
+
+    #[test]
+    fn transition_time_changes_only_with_the_condition_status() {
+        let mut t = tracker(1, 1);
+        let mut first = status(&t, Some(&sts(1, 1, 0, 1)), None);
+        let past = Time(Timestamp::from_second(1_000_000_000).unwrap());
+        for c in &mut first.conditions {
+            c.last_transition_time = past.clone();
+        }
+        t.status = Some(first);
+        let same = status(&t, Some(&sts(1, 1, 0, 1)), None);
+        assert!(
+            same.conditions
+                .iter()
+                .all(|c| c.last_transition_time == past)
+        );
+        let ready = status(&t, Some(&sts(1, 1, 1, 1)), None);
+        assert_ne!(get(&ready, "Ready").last_transition_time, past);
+        assert_eq!(get(&ready, "Degraded").last_transition_time, past);
+    }
+
+    #[test]
+    fn a_failure_keeps_the_last_known_readiness() {
+        let mut t = tracker(2, 1);
+        t.status = Some(status(&t, Some(&sts(1, 1, 1, 1)), None));
+        let err = Error::MissingNamespace("x".into());
+        let failed = status(&t, None, Some(&err));
+        assert_eq!(get(&failed, "Degraded").status, "True");
+        assert_eq!(get(&failed, "Ready").status, "True");
+        assert_eq!(failed.ready_replicas, 1);
+    }
+}
