@@ -1,8 +1,8 @@
 //! The reconciler: one place that talks to the API server on behalf of an `ErrorTracker`.
 //!
 //! Per reconcile, inside the `finalizer` helper:
-//! 1. list the tracker's DSN Secrets and keep their keys (a key is generated only for a project
-//!    that has none yet);
+//! 1. list the tracker's Secrets and keep the DSN keys and the admin token they hold (a key is
+//!    generated only for a project that has none yet);
 //! 2. build every object with [`crate::builders`] and apply each by server-side apply under the
 //!    field manager [`crate::FIELD_MANAGER`], with `force` (the operator owns these fields);
 //! 3. delete the objects the spec no longer asks for (DSN Secrets of removed projects, a dropped
@@ -15,7 +15,7 @@
 //! then the finalizer is removed. A failed reconcile marks the tracker `Degraded`, counts the
 //! error in the metrics and is retried with exponential backoff.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,7 +37,10 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use crate::builders::{self, dsn_secret_name, generate_key, is_valid_key, managed_selector};
+use crate::builders::{
+    self, ADMIN_TOKEN_KEY, Credentials, admin_token_secret_name, dsn_secret_name, generate_key,
+    generate_token, is_valid_key, is_valid_token, managed_selector,
+};
 use crate::crd::{DsnSecretRef, ErrorTracker, ErrorTrackerStatus};
 use crate::metrics::Metrics;
 use crate::{FIELD_MANAGER, FINALIZER};
@@ -220,11 +223,12 @@ async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<Stateful
     let client = &ctx.client;
     let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let existing = list(&secrets_api, &name, "Secret").await?;
-    let keys = resolve_keys(tracker, &existing);
-    let desired = builders::build(tracker, &keys)?;
+    let credentials = resolve_credentials(tracker, &existing);
+    let desired = builders::build(tracker, &credentials)?;
 
     apply_one(client, &namespace, &desired.service_account).await?;
     apply_one(client, &namespace, &desired.config_map).await?;
+    apply_one(client, &namespace, &desired.admin_token_secret).await?;
     for secret in &desired.dsn_secrets {
         apply_one(client, &namespace, secret).await?;
     }
@@ -239,7 +243,12 @@ async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<Stateful
         apply_one(client, &namespace, ingress).await?;
     }
 
-    let keep: Vec<String> = desired.dsn_secrets.iter().map(|s| s.name_any()).collect();
+    let keep: Vec<String> = desired
+        .dsn_secrets
+        .iter()
+        .chain([&desired.admin_token_secret])
+        .map(|s| s.name_any())
+        .collect();
     delete_orphans(&secrets_api, existing, &keep).await?;
     let keep: Vec<String> = desired
         .network_policy
@@ -256,24 +265,35 @@ async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<Stateful
     Ok(stateful_set)
 }
 
-/// Keeps the key stored in each project's Secret; generates one for a project without.
-fn resolve_keys(tracker: &ErrorTracker, existing: &[Secret]) -> BTreeMap<String, String> {
+/// Keeps the key stored in each project's Secret and the stored admin token; generates what
+/// is missing (or malformed).
+fn resolve_credentials(tracker: &ErrorTracker, existing: &[Secret]) -> Credentials {
     let name = tracker.name_any();
-    tracker
+    let stored = |secret_name: &str, key: &str| {
+        existing
+            .iter()
+            .find(|s| s.name_any() == secret_name)
+            .and_then(|s| s.data.as_ref()?.get(key))
+            .and_then(|value| String::from_utf8(value.0.clone()).ok())
+    };
+    let dsn_keys = tracker
         .spec
         .projects
         .iter()
         .map(|project| {
-            let secret_name = dsn_secret_name(&name, &project.name);
-            let stored = existing
-                .iter()
-                .find(|s| s.name_any() == secret_name)
-                .and_then(|s| s.data.as_ref()?.get("key"))
-                .and_then(|key| String::from_utf8(key.0.clone()).ok())
-                .filter(|key| is_valid_key(key));
-            (project.name.clone(), stored.unwrap_or_else(generate_key))
+            let key = stored(&dsn_secret_name(&name, &project.name), "key")
+                .filter(|key| is_valid_key(key))
+                .unwrap_or_else(generate_key);
+            (project.name.clone(), key)
         })
-        .collect()
+        .collect();
+    let admin_token = stored(&admin_token_secret_name(&name), ADMIN_TOKEN_KEY)
+        .filter(|token| is_valid_token(token))
+        .unwrap_or_else(generate_token);
+    Credentials {
+        dsn_keys,
+        admin_token,
+    }
 }
 
 async fn list<K>(api: &Api<K>, tracker_name: &str, kind: &'static str) -> Result<Vec<K>>
@@ -476,6 +496,7 @@ pub fn status(
         observed_generation: generation,
         ready_replicas,
         ingest_url: Some(builders::ingest_url(tracker)),
+        admin_token_secret: Some(admin_token_secret_name(&name)),
         dsn_secrets: tracker
             .spec
             .projects

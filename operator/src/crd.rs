@@ -418,6 +418,9 @@ pub struct ErrorTrackerStatus {
     /// Base URL SDKs send events to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest_url: Option<String>,
+    /// Secret holding the token of the query/admin API (key `token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_secret: Option<String>,
     /// Per project, the Secret holding its DSN (keys `dsn`, `publicDsn`, `key`, `projectId`).
     #[serde(default)]
     pub dsn_secrets: Vec<DsnSecretRef>,

@@ -2,11 +2,10 @@
 //! YAML multi-document stream, with no cluster involved.
 //!
 //! The input has no uid (it was never stored), so owner references carry a fixed placeholder
-//! uid. DSN keys are generated fresh, as on a first reconcile.
+//! uid. DSN keys and the admin token are generated fresh, as on a
+//! first reconcile.
 
-use std::collections::BTreeMap;
-
-use crate::builders::{self, generate_key};
+use crate::builders::{self, Credentials};
 use crate::crd::ErrorTracker;
 
 /// Uid put on a rendered tracker that has none.
@@ -37,13 +36,7 @@ pub fn render(tracker_yaml: &str) -> Result<String> {
         .metadata
         .uid
         .get_or_insert_with(|| PLACEHOLDER_UID.to_owned());
-    let keys: BTreeMap<String, String> = tracker
-        .spec
-        .projects
-        .iter()
-        .map(|p| (p.name.clone(), generate_key()))
-        .collect();
-    let desired = builders::build(&tracker, &keys)?;
+    let desired = builders::build(&tracker, &Credentials::generate(&tracker))?;
     let mut out = String::new();
     for value in desired.to_values() {
         out.push_str("---\n");

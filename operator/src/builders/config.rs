@@ -36,6 +36,8 @@ pub(crate) fn engine_config(
     config.server.admin_listen = Some(SocketAddr::from(([0, 0, 0, 0], port(ADMIN_PORT))));
     config.server.public_url = Some(ctx.ingest_url());
     config.storage.data_dir = PathBuf::from(DATA_DIR);
+    config.auth.admin_token_file =
+        Some(PathBuf::from(super::ADMIN_TOKEN_DIR).join(super::ADMIN_TOKEN_KEY));
     match &spec.storage.object_store.s3 {
         Some(s3) => {
             config.storage.object_store = Some(s3_url(&s3.bucket, s3.prefix.as_deref()));

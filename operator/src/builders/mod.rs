@@ -1,8 +1,9 @@
 //! Pure builders: every Kubernetes object of an `ErrorTracker`, as a function of its spec.
 //!
 //! Nothing here talks to the API server. The reconciler resolves the inputs that live in the
-//! cluster (the DSN keys already stored in Secrets) and hands them in, so a builder's output
-//! depends on its arguments alone and is snapshot-tested.
+//! cluster (the DSN keys and admin token already stored in Secrets) and hands them in as
+//! [`Credentials`], so a builder's output depends on its arguments alone and is
+//! snapshot-tested.
 
 mod config;
 mod network;
@@ -23,7 +24,10 @@ use crate::crd::{ErrorTracker, ProjectSpec};
 
 use config::engine_config;
 pub use config::{CONFIG_FILE, CONFIG_MOUNT, DATA_DIR};
-pub use secrets::{dsn_secret_name, generate_key, is_valid_key};
+pub use secrets::{
+    ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, admin_token_secret_name, dsn_secret_name, generate_key,
+    generate_token, is_valid_key, is_valid_token,
+};
 pub use workload::CONFIG_CHECKSUM_ANNOTATION;
 
 /// Port of the ingest listener (Sentry endpoints and health checks).
@@ -61,6 +65,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Desired {
     pub service_account: ServiceAccount,
     pub config_map: ConfigMap,
+    pub admin_token_secret: Secret,
     pub dsn_secrets: Vec<Secret>,
     pub service: Service,
     pub headless_service: Service,
@@ -73,7 +78,11 @@ pub struct Desired {
 impl Desired {
     /// Every object as JSON, in the order the reconciler applies them.
     pub fn to_values(&self) -> Vec<serde_json::Value> {
-        let mut out = vec![to_value(&self.service_account), to_value(&self.config_map)];
+        let mut out = vec![
+            to_value(&self.service_account),
+            to_value(&self.config_map),
+            to_value(&self.admin_token_secret),
+        ];
         out.extend(self.dsn_secrets.iter().map(to_value));
         out.push(to_value(&self.service));
         out.push(to_value(&self.headless_service));
@@ -97,8 +106,33 @@ pub struct ResolvedProject {
     pub id: u64,
 }
 
-/// Builds every object for `tracker`. `keys` maps each project name to its DSN key.
-pub fn build(tracker: &ErrorTracker, keys: &BTreeMap<String, String>) -> Result<Desired> {
+/// Secrets the operator generates once and then reads back from the cluster.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Credentials {
+    /// DSN key (32 hex characters) per project name.
+    pub dsn_keys: BTreeMap<String, String>,
+    /// API token of the admin/query API (64 hex characters).
+    pub admin_token: String,
+}
+
+impl Credentials {
+    /// Fresh credentials for every project of `tracker`, as on a first reconcile.
+    pub fn generate(tracker: &ErrorTracker) -> Self {
+        Self {
+            dsn_keys: tracker
+                .spec
+                .projects
+                .iter()
+                .map(|p| (p.name.clone(), generate_key()))
+                .collect(),
+            admin_token: generate_token(),
+        }
+    }
+}
+
+/// Builds every object for `tracker` with the given credentials.
+pub fn build(tracker: &ErrorTracker, credentials: &Credentials) -> Result<Desired> {
+    let keys = &credentials.dsn_keys;
     let ctx = Ctx::new(tracker)?;
     let projects = resolve_projects(&tracker.spec.projects)?;
     for project in &projects {
@@ -111,6 +145,7 @@ pub fn build(tracker: &ErrorTracker, keys: &BTreeMap<String, String>) -> Result<
     Ok(Desired {
         service_account: workload::service_account(&ctx),
         config_map: config::config_map(&ctx, &config_text),
+        admin_token_secret: secrets::admin_token_secret(&ctx, &credentials.admin_token),
         dsn_secrets: projects
             .iter()
             .map(|p| secrets::dsn_secret(&ctx, p, &keys[&p.spec.name]))

@@ -11,6 +11,42 @@ use rand::RngCore;
 
 use super::{Ctx, INGEST_PORT, ResolvedProject};
 
+/// Where the admin token Secret is mounted in the engine container.
+pub const ADMIN_TOKEN_DIR: &str = "/etc/faultline-admin";
+/// Key of the token in the admin token Secret (and file name under [`ADMIN_TOKEN_DIR`]).
+pub const ADMIN_TOKEN_KEY: &str = "token";
+
+/// Name of the Secret holding the admin API token: `<tracker>-admin-token`.
+pub fn admin_token_secret_name(tracker_name: &str) -> String {
+    format!("{tracker_name}-admin-token")
+}
+
+/// A fresh random admin API token (64 hex characters).
+pub fn generate_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Whether `token` has the shape of an admin token.
+pub fn is_valid_token(token: &str) -> bool {
+    token.len() == 64 && token.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The Secret with the admin API token, mounted into the engine and read by whoever may
+/// query the tracker (`kubectl get secret <tracker>-admin-token`).
+pub(crate) fn admin_token_secret(ctx: &Ctx<'_>, token: &str) -> Secret {
+    Secret {
+        metadata: ctx.meta(admin_token_secret_name(&ctx.name), "admin"),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            ADMIN_TOKEN_KEY.to_owned(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    }
+}
+
 /// Name of the DSN Secret of a project: `<tracker>-dsn-<project>`.
 pub fn dsn_secret_name(tracker_name: &str, project: &str) -> String {
     format!("{tracker_name}-dsn-{project}")

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretKeySelector, SecurityContext, ServiceAccount, Volume, VolumeMount,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
     VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use super::config::{OBJECTS_DIR, config_map_name};
 use super::network::headless_service_name;
 use super::{
-    ADMIN_PORT, CONFIG_FILE, CONFIG_MOUNT, Ctx, DATA_DIR, INGEST_PORT, labels, selector_labels,
+    ADMIN_PORT, ADMIN_TOKEN_DIR, CONFIG_FILE, CONFIG_MOUNT, Ctx, DATA_DIR, INGEST_PORT,
+    admin_token_secret_name, labels, selector_labels,
 };
 use crate::crd::VolumeSpec;
 
@@ -40,6 +41,7 @@ pub(crate) fn stateful_set(ctx: &Ctx<'_>, config_text: &str) -> StatefulSet {
     let mut claims = vec![claim("data", &spec.storage.wal, &ctx.name)];
     let mut mounts = vec![
         mount("config", CONFIG_MOUNT, true),
+        mount("admin-token", ADMIN_TOKEN_DIR, true),
         mount("data", DATA_DIR, false),
         mount("tmp", "/tmp", false),
     ];
@@ -105,6 +107,15 @@ pub(crate) fn stateful_set(ctx: &Ctx<'_>, config_text: &str) -> StatefulSet {
                 config_map: Some(ConfigMapVolumeSource {
                     name: config_map_name(ctx.tracker),
                     ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "admin-token".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(admin_token_secret_name(&ctx.name)),
+                    default_mode: Some(0o440),
+                    ..SecretVolumeSource::default()
                 }),
                 ..Volume::default()
             },

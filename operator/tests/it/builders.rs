@@ -6,17 +6,17 @@
 use std::collections::BTreeMap;
 
 use faultline_operator::builders::{
-    self, CONFIG_CHECKSUM_ANNOTATION, CONFIG_FILE, Desired, derived_project_id,
+    self, CONFIG_CHECKSUM_ANNOTATION, CONFIG_FILE, Credentials, Desired, derived_project_id,
 };
 use faultline_operator::crd::ProjectSpec;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use serde_json::Value;
 
-use crate::common::{UID, keys, tracker};
+use crate::common::{UID, credentials, tracker};
 
 fn build(fixture: &str) -> Desired {
     let tracker = tracker(fixture);
-    builders::build(&tracker, &keys(&tracker)).expect("builds")
+    builders::build(&tracker, &credentials(&tracker)).expect("builds")
 }
 
 fn engine_container(sts: &StatefulSet) -> &k8s_openapi::api::core::v1::Container {
@@ -166,8 +166,9 @@ fn probes_hit_the_engine_health_endpoints() {
 #[test]
 fn engine_config_is_read_back_by_the_engine_parser() {
     let tracker = tracker("s3-ha.yaml");
-    let keys = keys(&tracker);
-    let desired = builders::build(&tracker, &keys).unwrap();
+    let creds = credentials(&tracker);
+    let keys = &creds.dsn_keys;
+    let desired = builders::build(&tracker, &creds).unwrap();
     let text = &desired.config_map.data.as_ref().unwrap()[CONFIG_FILE];
     let config = faultline_config::Config::parse(text).expect("the engine accepts the config");
     assert_eq!(config.server.listen.to_string(), "0.0.0.0:8000");
@@ -204,7 +205,7 @@ fn engine_config_is_read_back_by_the_engine_parser() {
     assert_eq!((api.id, api.keys.clone()), (42, vec![keys["api"].clone()]));
     assert_eq!(config.retention_days("api"), 30);
 
-    let local = builders::build(&self::tracker("minimal.yaml"), &keys_for("web")).unwrap();
+    let local = builders::build(&self::tracker("minimal.yaml"), &creds_for("web")).unwrap();
     let config =
         faultline_config::Config::parse(&local.config_map.data.unwrap()[CONFIG_FILE]).unwrap();
     assert_eq!(
@@ -214,11 +215,14 @@ fn engine_config_is_read_back_by_the_engine_parser() {
     assert_eq!(config.wal_dir().to_str(), Some("/var/lib/faultline/wal"));
 }
 
-fn keys_for(project: &str) -> BTreeMap<String, String> {
-    BTreeMap::from([(
-        project.to_owned(),
-        "0123456789abcdef0123456789abcdef".to_owned(),
-    )])
+fn creds_for(project: &str) -> Credentials {
+    Credentials {
+        dsn_keys: BTreeMap::from([(
+            project.to_owned(),
+            "0123456789abcdef0123456789abcdef".to_owned(),
+        )]),
+        admin_token: "0".repeat(64),
+    }
 }
 
 #[test]
@@ -250,7 +254,7 @@ fn node_id_and_s3_credentials_come_from_the_environment() {
 #[test]
 fn config_changes_roll_the_pods_and_nothing_else_does() {
     let base = tracker("minimal.yaml");
-    let keys = keys(&base);
+    let keys = credentials(&base);
     let before = checksum(&builders::build(&base, &keys).unwrap().stateful_set);
     assert_eq!(
         before,
@@ -272,7 +276,9 @@ fn config_changes_roll_the_pods_and_nothing_else_does() {
     );
 
     let mut rekeyed = keys.clone();
-    rekeyed.insert("web".into(), "ffffffffffffffffffffffffffffffff".into());
+    rekeyed
+        .dsn_keys
+        .insert("web".into(), "ffffffffffffffffffffffffffffffff".into());
     assert_ne!(
         before,
         checksum(&builders::build(&base, &rekeyed).unwrap().stateful_set)
@@ -282,8 +288,9 @@ fn config_changes_roll_the_pods_and_nothing_else_does() {
 #[test]
 fn dsn_secrets_hold_a_working_dsn_per_project() {
     let tracker = tracker("s3-ha.yaml");
-    let keys = keys(&tracker);
-    let desired = builders::build(&tracker, &keys).unwrap();
+    let creds = credentials(&tracker);
+    let keys = &creds.dsn_keys;
+    let desired = builders::build(&tracker, &creds).unwrap();
     let names: Vec<_> = desired
         .dsn_secrets
         .iter()
@@ -366,4 +373,55 @@ fn local_storage_gets_an_object_volume_and_s3_does_not() {
     };
     assert_eq!(claims(&build("minimal.yaml")), ["data", "objects"]);
     assert_eq!(claims(&build("s3-ha.yaml")), ["data"]);
+}
+
+#[test]
+fn admin_token_is_mounted_and_named_in_the_config() {
+    let desired = build("minimal.yaml");
+    let secret = &desired.admin_token_secret;
+    assert_eq!(secret.metadata.name.as_deref(), Some("errors-admin-token"));
+    assert_eq!(
+        secret.data.as_ref().unwrap()["token"].0,
+        "c".repeat(64).into_bytes()
+    );
+    let config =
+        faultline_config::Config::parse(&desired.config_map.data.as_ref().unwrap()[CONFIG_FILE])
+            .unwrap();
+    assert_eq!(
+        config.auth.admin_token_file.unwrap().to_str(),
+        Some("/etc/faultline-admin/token")
+    );
+    let pod = desired
+        .stateful_set
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let volume = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "admin-token")
+        .unwrap();
+    assert_eq!(
+        volume.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("errors-admin-token")
+    );
+    let mount = pod.containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "admin-token")
+        .unwrap();
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        ("/etc/faultline-admin", Some(true))
+    );
+    // the token is not in the ConfigMap
+    assert!(!desired.config_map.data.as_ref().unwrap()[CONFIG_FILE].contains(&"c".repeat(64)));
 }

@@ -51,6 +51,7 @@ fn render_prints_every_object_as_yaml_documents() {
         [
             "ServiceAccount/errors",
             "ConfigMap/errors-config",
+            "Secret/errors-admin-token",
             "Secret/errors-dsn-shop",
             "Secret/errors-dsn-api",
             "Service/errors",

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use faultline_operator::ErrorTracker;
+use faultline_operator::builders::Credentials;
 
 /// Uid given to trackers in tests (the API server would assign one).
 pub(crate) const UID: &str = "5f1c1a2e-7d3b-4c1e-9a0f-2b6f0d9e8c11";
@@ -16,6 +17,14 @@ pub(crate) fn tracker(fixture: &str) -> ErrorTracker {
     tracker.metadata.uid = Some(UID.to_owned());
     tracker.metadata.generation = Some(1);
     tracker
+}
+
+/// Fixed credentials: the keys below and an admin token of 64 `c`s.
+pub(crate) fn credentials(tracker: &ErrorTracker) -> Credentials {
+    Credentials {
+        dsn_keys: keys(tracker),
+        admin_token: "c".repeat(64),
+    }
 }
 
 /// A fixed DSN key per project: one hex digit repeated 32 times, `a` for the first project.

@@ -132,6 +132,7 @@ async fn applying_twice_changes_nothing() {
         [
             "ServiceAccount/errors",
             "ConfigMap/errors-config",
+            "Secret/errors-admin-token",
             "Secret/errors-dsn-api",
             "Secret/errors-dsn-shop",
             "Service/errors",

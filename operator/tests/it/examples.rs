@@ -67,13 +67,8 @@ fn examples_parse_validate_and_build() {
                 .namespace
                 .get_or_insert_with(|| "default".into());
             tracker.metadata.uid = Some("uid".into());
-            let keys = tracker
-                .spec
-                .projects
-                .iter()
-                .map(|p| (p.name.clone(), "0".repeat(32)))
-                .collect();
-            faultline_operator::builders::build(&tracker, &keys)
+            let credentials = faultline_operator::builders::Credentials::generate(&tracker);
+            faultline_operator::builders::build(&tracker, &credentials)
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
             seen += 1;
         }

@@ -117,6 +117,10 @@ async fn first_creation_adds_the_finalizer_then_applies_everything() {
     }
     let key = secret_key(applied(&second, "Secret", "errors-dsn-web"));
     assert_eq!(key.len(), 32, "a fresh key is generated");
+    let token = applied(&second, "Secret", "errors-admin-token")["data"]["token"]
+        .as_str()
+        .unwrap();
+    assert!(!token.is_empty(), "an admin token is generated");
     let status = &status_patch(&second).body["status"];
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(
@@ -124,6 +128,7 @@ async fn first_creation_adds_the_finalizer_then_applies_everything() {
         json!([{"project": "web", "secretName": "errors-dsn-web"}])
     );
     assert_eq!(status["ingestUrl"], "http://errors.default.svc:8000");
+    assert_eq!(status["adminTokenSecret"], "errors-admin-token");
     let ready = status["conditions"]
         .as_array()
         .unwrap()
