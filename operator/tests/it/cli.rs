@@ -81,3 +81,46 @@ fn render_reports_a_bad_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/tracker.yaml"));
 }
+
+#[test]
+fn render_takes_every_tracker_of_a_multi_document_file() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/multi-tenant.yaml");
+    let text = operator(&["render", "-f", example]);
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect();
+    let statefulsets: Vec<String> = docs
+        .iter()
+        .filter(|d| d["kind"] == "StatefulSet")
+        .map(|d| {
+            format!(
+                "{}/{}",
+                d["metadata"]["namespace"].as_str().unwrap(),
+                d["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(statefulsets.len(), 2, "{statefulsets:?}");
+    assert_eq!(
+        docs.iter().filter(|d| d["kind"] == "Namespace").count(),
+        0,
+        "namespaces are not echoed"
+    );
+}
+
+#[test]
+fn render_refuses_a_file_without_a_tracker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ns.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: x\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_faultline-operator"))
+        .args(["render", "-f", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no document of kind ErrorTracker"));
+}
