@@ -161,22 +161,34 @@ def _values_at(value: Any, path: str) -> list[Any]:
     return values
 
 
-def cel_errors(crd: dict[str, Any], document: dict[str, Any]) -> list[str]:
+def cel_errors(crd: dict[str, Any], document: dict[str, Any],
+               old: dict[str, Any] | None = None) -> list[str]:
     """Messages of the CEL rules `document` breaks, evaluated with the `cel` package (the
-    Rust cel interpreter) on the defaulted object, as the API server does on create.
+    Rust cel interpreter) on the defaulted object, as the API server does.
 
-    Transition rules (those using `oldSelf`) only run on update and are skipped here.
+    Without `old` this is a create, and transition rules (those using `oldSelf`) do not run.
+    With `old` it is an update from `old`: transition rules run where both versions have a
+    value at the rule's path (rules under list items are not correlated here and are skipped).
     """
     import cel  # common-expression-language
 
     version = served_version(crd, document["apiVersion"])
     schema = version["schema"]["openAPIV3Schema"]
     defaulted = apply_defaults(schema, document)
+    previous = apply_defaults(schema, old) if old is not None else None
     errors = []
     for path, rule in cel_rules(schema):
+        message = f"{path or '<root>'}: {rule.get('message') or rule['rule']}"
         if "oldSelf" in rule["rule"]:
+            if previous is None or "[]" in path or "{}" in path:
+                continue
+            new_values, old_values = _values_at(defaulted, path), _values_at(previous, path)
+            if new_values and old_values:
+                context = {"self": new_values[0], "oldSelf": old_values[0]}
+                if cel.evaluate(rule["rule"], context) is not True:
+                    errors.append(message)
             continue
         for value in _values_at(defaulted, path):
             if cel.evaluate(rule["rule"], {"self": value}) is not True:
-                errors.append(f"{path or '<root>'}: {rule.get('message') or rule['rule']}")
+                errors.append(message)
     return errors

@@ -141,6 +141,39 @@ def test_crd_rejects_invalid_spec(crd, case):
     assert any(words in e for e in errors), errors
 
 
+# Edits of an existing tracker (old -> new) the API server must refuse, and some it must allow.
+UPDATES = {
+    "resizing the WAL volume": (minimal, lambda d: _set(d, "spec.storage.wal", {"size": "50Gi"}),
+                                "storage.wal is immutable"),
+    "moving from local to s3": (
+        minimal, lambda d: _set(d, "spec.storage.objectStore",
+                                s3()["spec"]["storage"]["objectStore"]),
+        "cannot switch between local and s3"),
+    "resizing the local object store": (
+        minimal, lambda d: _set(d, "spec.storage.objectStore.local", {"size": "99Gi"}),
+        "storage.objectStore.local is immutable"),
+    "adding a project": (minimal, lambda d: _set(d, "spec.projects", [{"name": "backend"},
+                                                                     {"name": "web"}]), None),
+    "changing the retention": (s3, lambda d: _set(d, "spec.retention.defaultDays", 7), None),
+    "moving to another bucket": (
+        s3, lambda d: _set(d, "spec.storage.objectStore.s3.bucket", "other-bucket"), None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UPDATES))
+def test_crd_transition_rules_on_update(crd, case):
+    start, edit, words = UPDATES[case]
+    old = start()
+    new = edit(start())
+    assert crd_schema.validate(crd, new) == []
+    assert crd_schema.cel_errors(crd, new) == [], "the edited spec is valid on create"
+    errors = crd_schema.cel_errors(crd, new, old=old)
+    if words is None:
+        assert errors == []
+    else:
+        assert any(words in e for e in errors), errors
+
+
 def test_crd_defaults_fill_an_empty_spec(crd):
     schema = crd_schema.served_version(crd, "faultline.dev/v1alpha1")["schema"]["openAPIV3Schema"]
     doc = crd_schema.apply_defaults(schema, {"apiVersion": "faultline.dev/v1alpha1",
