@@ -6,9 +6,10 @@ here), so nothing in tests/k8s talks to a cluster. The operator's proof climbs a
 1. pure builders, snapshot-tested (Rust, operator crate);
 2. schema (this file): every file in examples/ validates against the committed CRD's
    openAPIV3Schema as the API server would apply it (defaults filled, unknown fields rejected,
-   list-map keys unique, CEL `x-kubernetes-validations` evaluated); every object that
-   `faultline-operator render -f` prints for each example, and every object the chart
-   installs, validates strictly with `kubernetes-validate` against real Kubernetes schemas;
+   list-map keys unique, CEL `x-kubernetes-validations` evaluated, transition rules on edits);
+   every object that `faultline-operator render -f` prints for each example, and every object
+   the chart installs, validates strictly with `kubernetes-validate` against the Kubernetes
+   1.32 and 1.37 schemas (the oldest and newest it ships; none older than 1.32 exist there);
 3. chart: rendered and linted with helm-python-sdk, checkov findings all explained
    (test_chart.py);
 4.-6. wire contract, convergence and the controller loop (Rust, operator crate).
