@@ -233,6 +233,7 @@ async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<Stateful
         apply_one(client, &namespace, secret).await?;
     }
     apply_one(client, &namespace, &desired.service).await?;
+    apply_one(client, &namespace, &desired.admin_service).await?;
     apply_one(client, &namespace, &desired.headless_service).await?;
     let stateful_set = apply_one(client, &namespace, &desired.stateful_set).await?;
     apply_one(client, &namespace, &desired.pod_disruption_budget).await?;

@@ -68,6 +68,7 @@ pub struct Desired {
     pub admin_token_secret: Secret,
     pub dsn_secrets: Vec<Secret>,
     pub service: Service,
+    pub admin_service: Service,
     pub headless_service: Service,
     pub stateful_set: StatefulSet,
     pub pod_disruption_budget: PodDisruptionBudget,
@@ -85,6 +86,7 @@ impl Desired {
         ];
         out.extend(self.dsn_secrets.iter().map(to_value));
         out.push(to_value(&self.service));
+        out.push(to_value(&self.admin_service));
         out.push(to_value(&self.headless_service));
         out.push(to_value(&self.stateful_set));
         out.push(to_value(&self.pod_disruption_budget));
@@ -151,6 +153,7 @@ pub fn build(tracker: &ErrorTracker, credentials: &Credentials) -> Result<Desire
             .map(|p| secrets::dsn_secret(&ctx, p, &keys[&p.spec.name]))
             .collect(),
         service: network::service(&ctx),
+        admin_service: network::admin_service(&ctx),
         headless_service: network::headless_service(&ctx),
         stateful_set: workload::stateful_set(&ctx, &config_text),
         pod_disruption_budget: network::pod_disruption_budget(&ctx),

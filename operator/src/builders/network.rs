@@ -18,6 +18,13 @@ pub(crate) fn headless_service_name(tracker_name: &str) -> String {
     format!("{tracker_name}-pods")
 }
 
+/// Name of the ClusterIP Service of the query/admin port.
+pub(crate) fn admin_service_name(tracker_name: &str) -> String {
+    format!("{tracker_name}-admin")
+}
+
+/// The Service SDKs send to: the ingest port only, so that a `LoadBalancer` or `NodePort`
+/// type never exposes the query/admin port.
 pub(crate) fn service(ctx: &Ctx<'_>) -> Service {
     let spec = &ctx.tracker.spec.service;
     let mut metadata = ctx.meta(ctx.name.clone(), "engine");
@@ -29,7 +36,22 @@ pub(crate) fn service(ctx: &Ctx<'_>) -> Service {
         spec: Some(ServiceSpec {
             type_: Some(spec.type_.clone()),
             selector: Some(selector_labels(&ctx.name)),
-            ports: Some(ports()),
+            ports: Some(ports(&[("ingest", INGEST_PORT)])),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The query/admin port, inside the cluster only (and only from the namespaces the
+/// NetworkPolicy allows).
+pub(crate) fn admin_service(ctx: &Ctx<'_>) -> Service {
+    Service {
+        metadata: ctx.meta(admin_service_name(&ctx.name), "engine"),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector_labels(&ctx.name)),
+            ports: Some(ports(&[("admin", ADMIN_PORT)])),
             ..ServiceSpec::default()
         }),
         status: None,
@@ -43,17 +65,17 @@ pub(crate) fn headless_service(ctx: &Ctx<'_>) -> Service {
             cluster_ip: Some("None".into()),
             publish_not_ready_addresses: Some(true),
             selector: Some(selector_labels(&ctx.name)),
-            ports: Some(ports()),
+            ports: Some(ports(&[("ingest", INGEST_PORT), ("admin", ADMIN_PORT)])),
             ..ServiceSpec::default()
         }),
         status: None,
     }
 }
 
-fn ports() -> Vec<ServicePort> {
-    [("ingest", INGEST_PORT), ("admin", ADMIN_PORT)]
-        .into_iter()
-        .map(|(name, port)| ServicePort {
+fn ports(ports: &[(&str, i32)]) -> Vec<ServicePort> {
+    ports
+        .iter()
+        .map(|&(name, port)| ServicePort {
             name: Some(name.into()),
             port,
             target_port: Some(IntOrString::String(name.into())),

@@ -425,3 +425,38 @@ fn admin_token_is_mounted_and_named_in_the_config() {
     // the token is not in the ConfigMap
     assert!(!desired.config_map.data.as_ref().unwrap()[CONFIG_FILE].contains(&"c".repeat(64)));
 }
+
+#[test]
+fn only_the_ingest_port_leaves_the_cluster() {
+    let desired = build("scheduled.yaml");
+    let ports = |svc: &k8s_openapi::api::core::v1::Service| -> Vec<(String, i32)> {
+        let spec = svc.spec.as_ref().unwrap();
+        spec.ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.name.clone().unwrap(), p.port))
+            .collect()
+    };
+    assert_eq!(
+        desired.service.spec.as_ref().unwrap().type_.as_deref(),
+        Some("LoadBalancer")
+    );
+    assert_eq!(ports(&desired.service), [("ingest".to_owned(), 8000)]);
+    assert_eq!(
+        desired.admin_service.metadata.name.as_deref(),
+        Some("tracker-admin")
+    );
+    assert_eq!(
+        desired
+            .admin_service
+            .spec
+            .as_ref()
+            .unwrap()
+            .type_
+            .as_deref(),
+        Some("ClusterIP")
+    );
+    assert_eq!(ports(&desired.admin_service), [("admin".to_owned(), 8001)]);
+    assert_eq!(ports(&desired.headless_service).len(), 2);
+}

@@ -55,6 +55,7 @@ fn render_prints_every_object_as_yaml_documents() {
             "Secret/errors-dsn-shop",
             "Secret/errors-dsn-api",
             "Service/errors",
+            "Service/errors-admin",
             "Service/errors-pods",
             "StatefulSet/errors",
             "PodDisruptionBudget/errors",

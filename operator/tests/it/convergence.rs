@@ -136,6 +136,7 @@ async fn applying_twice_changes_nothing() {
             "Secret/errors-dsn-api",
             "Secret/errors-dsn-shop",
             "Service/errors",
+            "Service/errors-admin",
             "Service/errors-pods",
             "StatefulSet/errors",
             "PodDisruptionBudget/errors",
