@@ -106,6 +106,36 @@ impl LeaseLock {
         }
     }
 
+    /// Gives the Lease up if this replica holds it, so another replica can take it at once
+    /// instead of waiting for it to expire.
+    pub async fn release(&self) -> Result<()> {
+        let Some(mut lease) = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.err(e))?
+        else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // someone else wrote it meanwhile: it is not ours to release any more
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     fn spec(&self, acquired: Timestamp, transitions: i32, now: Timestamp) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
@@ -128,7 +158,8 @@ impl LeaseLock {
 
     /// Waits until this replica holds the Lease, then runs `work` while renewing. Returns
     /// `Err(Lost)` (after dropping `work`) as soon as renewals fail for longer than half the
-    /// lease duration, well before the Lease can expire; returns `Ok` when `work` ends.
+    /// lease duration, well before the Lease can expire; returns `Ok` when `work` ends, after
+    /// releasing the Lease.
     pub async fn run_as_leader<F>(&self, work: F, on_leader: impl Fn(bool)) -> Result<()>
     where
         F: std::future::Future<Output = ()>,
@@ -167,6 +198,11 @@ impl LeaseLock {
             lost = renew => Err(lost),
         };
         on_leader(false);
+        if result.is_ok() {
+            if let Err(err) = self.release().await {
+                warn!(cause = %err, "cannot release the leader lease");
+            }
+        }
         result
     }
 }

@@ -54,3 +54,25 @@ async fn only_one_replica_leads_until_its_lease_expires() {
         (Some("operator-b"), Some(1))
     );
 }
+
+#[tokio::test]
+async fn a_released_lease_is_taken_at_once() {
+    let client = ClientBuilder::new().build().await.unwrap();
+    let a = LeaseLock::new(client.clone(), "ops", "faultline-operator", "operator-a");
+    let b = LeaseLock::new(client.clone(), "ops", "faultline-operator", "operator-b");
+    let t0 = Timestamp::now();
+    assert!(a.try_acquire_or_renew(t0).await.unwrap());
+    b.release().await.unwrap(); // not b's to release: nothing happens
+    assert!(
+        !b.try_acquire_or_renew(t0 + SignedDuration::from_secs(1))
+            .await
+            .unwrap()
+    );
+    a.release().await.unwrap();
+    assert!(
+        b.try_acquire_or_renew(t0 + SignedDuration::from_secs(2))
+            .await
+            .unwrap(),
+        "no need to wait 15 s"
+    );
+}
