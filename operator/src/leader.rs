@@ -198,10 +198,10 @@ impl LeaseLock {
             lost = renew => Err(lost),
         };
         on_leader(false);
-        if result.is_ok() {
-            if let Err(err) = self.release().await {
-                warn!(cause = %err, "cannot release the leader lease");
-            }
+        if result.is_ok()
+            && let Err(err) = self.release().await
+        {
+            warn!(cause = %err, "cannot release the leader lease");
         }
         result
     }
