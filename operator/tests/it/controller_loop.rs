@@ -4,7 +4,9 @@
 //! objects, that editing the spec rolls the StatefulSet (new config checksum in the pod
 //! template), that the StatefulSet turning ready makes the tracker Ready, and that deleting the
 //! tracker runs the cleanup (volumes deleted, finalizer removed, owned objects collected).
-//! Two replicas elected through a Lease on the same server: only the holder reconciles.
+//! Two replicas elected through a Lease on the same server: only the holder reconciles. And
+//! the shipped binary (`faultline-operator run` with a kubeconfig) does the same and exits
+//! cleanly on SIGTERM, releasing its Lease.
 //! This is the closest rung to a cluster; no kube-apiserver runs here.
 
 use std::sync::Arc;
@@ -262,5 +264,91 @@ async fn of_two_replicas_only_the_lease_holder_reconciles() {
             task.await.unwrap().is_ok(),
             "{identity} did not stop cleanly"
         );
+    }
+}
+
+#[tokio::test]
+async fn the_binary_runs_the_controller_and_stops_on_sigterm() {
+    let (server, url) = ApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: loop\n\
+             clusters: [{{name: loop, cluster: {{server: \"{url}\"}}}}]\n\
+             users: [{{name: nobody, user: {{}}}}]\n\
+             contexts: [{{name: loop, context: {{cluster: loop, user: nobody, namespace: default}}}}]\n"
+        ),
+    )
+    .unwrap();
+    let mut tracker = serde_json::to_value(tracker("minimal.yaml")).unwrap();
+    tracker["metadata"]["uid"] = json!("uid-errors");
+    server.seed(TRACKERS, tracker);
+
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_faultline-operator"))
+        .arg("run")
+        .env("KUBECONFIG", &kubeconfig)
+        .env("FAULTLINE_OPERATOR_METRICS_ADDR", "127.0.0.1:0")
+        .env("FAULTLINE_OPERATOR_NAMESPACE", "ops")
+        .env("POD_NAME", "operator-0")
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let mut guard = KillOnDrop(Some(child));
+    server
+        .wait_until("the binary reconciled the tracker", |s| {
+            checksum(s).is_some()
+        })
+        .await;
+    let lease = server
+        .get(
+            "apis/coordination.k8s.io/v1/leases",
+            "ops",
+            "faultline-operator",
+        )
+        .unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"], "operator-0");
+
+    let pid = guard.0.as_ref().unwrap().id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Poll for the exit (a hang guard of a minute; the guard kills the process on failure).
+    let mut status = None;
+    for _ in 0..600 {
+        status = guard.0.as_mut().unwrap().try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let status = status.expect("the operator did not exit within a minute of SIGTERM");
+    guard.0 = None;
+    assert!(status.success(), "exit status {status:?}");
+    let lease = server
+        .get(
+            "apis/coordination.k8s.io/v1/leases",
+            "ops",
+            "faultline-operator",
+        )
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "the lease was released: {lease}"
+    );
+}
+
+/// Kills the operator process if the test fails before stopping it.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
