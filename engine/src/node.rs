@@ -29,6 +29,10 @@ pub enum Error {
     Wal(#[from] wal::Error),
     #[error(transparent)]
     Tenancy(#[from] tenancy::Error),
+    #[error(
+        "no faultline data in {path}: pass the server's --data-dir (or FAULTLINE_DATA_DIR), or --server to ask a running server"
+    )]
+    NoData { path: std::path::PathBuf },
     #[error("cannot replay WAL segment {segment}: {source}")]
     Replay {
         segment: String,
@@ -220,6 +224,15 @@ impl Node {
 /// A read-only view of a data directory for `faultline query`: the manifests plus every
 /// acknowledged event still in the WAL. Nothing is written or deleted.
 pub async fn open_reader(config: &Config) -> Result<QueryService> {
+    let local_objects = config.storage.data_dir.join("objects");
+    if config.storage.object_store.is_none()
+        && !local_objects.exists()
+        && !config.wal_dir().exists()
+    {
+        return Err(Error::NoData {
+            path: config.storage.data_dir.clone(),
+        });
+    }
     let store = Store::open(config)?;
     let manifest = Manifest::load_latest(&store, &config.storage.node_id).await?;
     let wal_upto = manifest.wal_upto;
