@@ -46,6 +46,15 @@ def test_chart_crd_is_the_generated_crd():
         assert [c["filename"] for c in chart.crds] == [f"{chart.name}/crds/{CRD_FILE.name}"]
 
 
+def test_chart_app_version_is_the_workspace_version():
+    """The default image tag is the appVersion: it must name the operator this repository builds."""
+    import tomllib
+
+    workspace = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
+    with helm.Chart.load(CHART) as chart:
+        assert chart.metadata["appVersion"] == workspace
+
+
 @pytest.mark.parametrize("values", sorted(VALUE_SETS))
 def test_chart_lints_cleanly(values):
     report = helm.lint(CHART, values_for(values), strict=True, namespace=RELEASE_NAMESPACE,
