@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,6 @@ def test_chart_crd_is_the_generated_crd():
 
 def test_chart_app_version_is_the_workspace_version():
     """The default image tag is the appVersion: it must name the operator this repository builds."""
-    import tomllib
-
     workspace = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
     with helm.Chart.load(CHART) as chart:
         assert chart.metadata["appVersion"] == workspace
