@@ -34,8 +34,9 @@ struct Args {
     /// Events to send.
     #[arg(long, default_value_t = 40_000)]
     events: usize,
-    /// Concurrent keep-alive connections.
-    #[arg(long, default_value_t = 16)]
+    /// Concurrent keep-alive connections (each request waits for a WAL fsync, so throughput
+    /// needs some concurrency; SDKs in many processes provide it in production).
+    #[arg(long, default_value_t = 32)]
     connections: usize,
     /// Extra TOML appended to the server's config file (e.g. "[flush]\ninterval = \"5s\"").
     #[arg(long, default_value = "")]
