@@ -179,5 +179,18 @@ async fn acknowledged_events_survive_sigkill() -> Result<()> {
         Some(stored.len() as i64),
         "nothing lost or added by the restart"
     );
+    let served: BTreeSet<String> = server
+        .sql(
+            &token,
+            "SELECT event_id FROM events WHERE project = 'durable'",
+        )
+        .await?
+        .iter()
+        .map(|r| r.str("event_id").expect("event_id").to_owned())
+        .collect();
+    assert_eq!(
+        served, stored,
+        "the restarted server serves the same events the CLI found"
+    );
     Ok(())
 }
