@@ -308,9 +308,21 @@ pub(crate) fn python() -> PathBuf {
 
 /// Runs `tests/clients/python/send_events.py DSN SCENARIO...`.
 pub(crate) fn run_python(dsn: &str, scenarios: &[&str]) -> Result<BTreeMap<String, Sent>> {
+    run_python_with(dsn, scenarios, &[])
+}
+
+/// [`run_python`] with extra environment (e.g. `FAULTLINE_TEST_COMPRESSION`).
+pub(crate) fn run_python_with(
+    dsn: &str,
+    scenarios: &[&str],
+    env: &[(&str, &str)],
+) -> Result<BTreeMap<String, Sent>> {
     let script = workspace_root().join("tests/clients/python/send_events.py");
     let mut cmd = Command::new(python());
     cmd.arg(script).arg(dsn).args(scenarios);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
     run_client(cmd, "python send_events.py")
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{RowExt, Setup, by_event_id, in_list, lit, run_python};
+use crate::harness::{RowExt, Setup, by_event_id, in_list, lit, run_python, run_python_with};
 
 const EVENT_COLUMNS: &str = "event_id, issue_id, project, level, platform, release, environment, \
     server_name, message, exception_type, exception_value, culprit, frame_count, user_id, \
@@ -210,5 +210,51 @@ async fn python_sdk_events_are_stored_grouped_and_queryable() -> anyhow::Result<
         .await?
         .status();
     assert_eq!(status, 401);
+    Ok(())
+}
+
+/// The SDK compresses with brotli when it can, with gzip otherwise, or not at all when told so;
+/// each body is decoded and stored the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_bodies_in_every_compression_are_stored() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let setup = Setup::new(tmp.path(), "data", "");
+    let server = setup.start()?;
+    let dsn = setup.create_project("shop")?;
+    let mut issues = Vec::new();
+    for compression in ["br", "gzip", "none"] {
+        let sent = run_python_with(
+            &dsn,
+            &["exception", "message"],
+            &[("FAULTLINE_TEST_COMPRESSION", compression)],
+        )?;
+        let rows = by_event_id(setup.query(&format!(
+            "SELECT event_id, issue_id, exception_type, message FROM events WHERE event_id IN ({})",
+            in_list(sent.values().map(|s| s.id.as_str()))
+        ))?);
+        assert_eq!(
+            rows.len(),
+            2,
+            "{compression}: both events stored\n{}",
+            server.log_text()
+        );
+        let exception = &rows[&sent["exception"].id];
+        assert_eq!(
+            exception.str("exception_type"),
+            Some("JSONDecodeError"),
+            "{compression}"
+        );
+        let message = &rows[&sent["message"].id];
+        assert_eq!(
+            message.str("message"),
+            Some("payment provider slow: 2500 ms"),
+            "{compression}"
+        );
+        issues.push((exception.int("issue_id"), message.int("issue_id")));
+    }
+    assert!(
+        issues.windows(2).all(|w| w[0] == w[1]),
+        "the same errors group into the same issues whatever the encoding: {issues:?}"
+    );
     Ok(())
 }

@@ -13,6 +13,9 @@ about it: `id` (the event id the SDK returned) and, for exceptions, the exceptio
 - lines: the same KeyError raised from two different lines of one function (twice each path)
 - fingerprint: two different exception types sharing one custom fingerprint
 - burst:N: N messages with distinct text (for load and durability checks)
+
+Environment: FAULTLINE_TEST_COMPRESSION = br | gzip | none picks how the SDK compresses request
+bodies (default: the SDK's own choice, brotli when the `brotli` package is installed).
 """
 
 import json
@@ -116,7 +119,17 @@ def main(argv):
         print(__doc__, file=sys.stderr)
         return 2
     dsn, names = argv[1], argv[2:]
+    experiments = {}
+    compression = os.environ.get("FAULTLINE_TEST_COMPRESSION")
+    if compression in ("br", "gzip"):
+        experiments["transport_compression_algo"] = compression
+    elif compression == "none":
+        experiments["transport_compression_level"] = 0
+    elif compression:
+        print(f"unknown FAULTLINE_TEST_COMPRESSION {compression!r}", file=sys.stderr)
+        return 2
     sentry_sdk.init(
+        _experiments=experiments,
         dsn=dsn,
         release=RELEASE,
         environment=ENVIRONMENT,
