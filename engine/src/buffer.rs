@@ -17,6 +17,8 @@ use crate::store::manifest::Manifest;
 
 /// Rows per sealed batch at most.
 const SEAL_ROWS: usize = 4096;
+/// Bytes of event JSON per sealed batch at most (bounds what an open builder over-allocates).
+const SEAL_BYTES: usize = 4 * 1024 * 1024;
 
 /// When the buffer asks for a flush.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +84,7 @@ impl Buffer {
                 inner.rows += 1;
                 inner.bytes += event.approximate_size();
             }
-            if inner.open.len() >= SEAL_ROWS {
+            if inner.open.len() >= SEAL_ROWS || inner.open.event_bytes() >= SEAL_BYTES {
                 inner.seal();
             }
             inner.rows >= self.thresholds.max_events || inner.bytes >= self.thresholds.max_bytes

@@ -5,8 +5,8 @@ use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{
-    ArrayRef, Int32Builder, Int64Builder, MapBuilder, MapFieldNames, RecordBatch, StringBuilder,
-    TimestampMillisecondBuilder,
+    Array, ArrayRef, Int32Builder, Int64Builder, MapBuilder, MapFieldNames, RecordBatch,
+    StringBuilder, TimestampMillisecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use faultline_protocol::Event;
@@ -129,12 +129,20 @@ pub struct EventBuilder {
     trace_id: StringBuilder,
     event: StringBuilder,
     rows: usize,
+    event_bytes: usize,
 }
 
 impl Default for EventBuilder {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Releases a finished array's spare capacity: builders grow by doubling, and a batch that
+/// keeps twice the memory of its rows for as long as it is buffered would double the buffer.
+fn fit<A: Array + 'static>(mut array: A) -> ArrayRef {
+    array.shrink_to_fit();
+    Arc::new(array)
 }
 
 fn millis(at: &DateTime<Utc>) -> i64 {
@@ -177,6 +185,7 @@ impl EventBuilder {
             trace_id: StringBuilder::new(),
             event: StringBuilder::new(),
             rows: 0,
+            event_bytes: 0,
         }
     }
 
@@ -187,6 +196,11 @@ impl EventBuilder {
 
     pub fn is_empty(&self) -> bool {
         self.rows == 0
+    }
+
+    /// Bytes of event JSON appended since the last [`finish`](Self::finish).
+    pub fn event_bytes(&self) -> usize {
+        self.event_bytes
     }
 
     pub fn append(&mut self, stored: &StoredEvent) {
@@ -232,41 +246,43 @@ impl EventBuilder {
         self.trace_id.append_option(e.trace_id.as_deref());
         self.event.append_value(&e.json);
         self.rows += 1;
+        self.event_bytes += e.json.len();
     }
 
     /// Produces a batch of the rows appended so far and resets the builder.
     pub fn finish(&mut self) -> RecordBatch {
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.event_id.finish()),
-            Arc::new(self.project_id.finish()),
-            Arc::new(self.project.finish()),
-            Arc::new(self.issue_id.finish()),
-            Arc::new(self.timestamp.finish()),
-            Arc::new(self.received.finish()),
-            Arc::new(self.level.finish()),
-            Arc::new(self.platform.finish()),
-            Arc::new(self.release.finish()),
-            Arc::new(self.environment.finish()),
-            Arc::new(self.server_name.finish()),
-            Arc::new(self.transaction.finish()),
-            Arc::new(self.message.finish()),
-            Arc::new(self.title.finish()),
-            Arc::new(self.exception_type.finish()),
-            Arc::new(self.exception_value.finish()),
-            Arc::new(self.culprit.finish()),
-            Arc::new(self.frame_count.finish()),
-            Arc::new(self.user_id.finish()),
-            Arc::new(self.user_email.finish()),
-            Arc::new(self.user_ip.finish()),
-            Arc::new(self.user_username.finish()),
-            Arc::new(self.tags.finish()),
-            Arc::new(self.fingerprint.finish()),
-            Arc::new(self.sdk_name.finish()),
-            Arc::new(self.sdk_version.finish()),
-            Arc::new(self.trace_id.finish()),
-            Arc::new(self.event.finish()),
+            fit(self.event_id.finish()),
+            fit(self.project_id.finish()),
+            fit(self.project.finish()),
+            fit(self.issue_id.finish()),
+            fit(self.timestamp.finish()),
+            fit(self.received.finish()),
+            fit(self.level.finish()),
+            fit(self.platform.finish()),
+            fit(self.release.finish()),
+            fit(self.environment.finish()),
+            fit(self.server_name.finish()),
+            fit(self.transaction.finish()),
+            fit(self.message.finish()),
+            fit(self.title.finish()),
+            fit(self.exception_type.finish()),
+            fit(self.exception_value.finish()),
+            fit(self.culprit.finish()),
+            fit(self.frame_count.finish()),
+            fit(self.user_id.finish()),
+            fit(self.user_email.finish()),
+            fit(self.user_ip.finish()),
+            fit(self.user_username.finish()),
+            fit(self.tags.finish()),
+            fit(self.fingerprint.finish()),
+            fit(self.sdk_name.finish()),
+            fit(self.sdk_version.finish()),
+            fit(self.trace_id.finish()),
+            fit(self.event.finish()),
         ];
         self.rows = 0;
+        self.event_bytes = 0;
         RecordBatch::try_new(schema(), columns).expect("builder columns match the events schema")
     }
 }
