@@ -51,6 +51,7 @@ pub(crate) struct Captured {
 /// One request ready to send.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
+    pub(crate) event_id: String,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) body: Bytes,
 }
@@ -230,6 +231,7 @@ impl Envelope {
             .map(|(k, v)| (k.clone(), v.replace(old_key, key)))
             .collect();
         Request {
+            event_id: id,
             headers,
             body: Bytes::from(compressed),
         }

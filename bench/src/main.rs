@@ -91,6 +91,10 @@ fn main() -> Result<()> {
 
     let started = Instant::now();
     let requests = captured.renew(args.events, &project.key);
+    let some_event = requests
+        .get(requests.len() / 2)
+        .map(|r| r.event_id.clone())
+        .context("no events to send")?;
     eprintln!(
         "prepared {} requests in {:.1} s",
         requests.len(),
@@ -105,6 +109,7 @@ fn main() -> Result<()> {
         args.connections,
     )?;
     let cpu_at_last_ack = server.cpu()?;
+    let rss_at_last_ack = server.peak_rss()?;
 
     // Freshness: how long after the last acknowledgement a query sees every accepted event.
     let visible_after = server.wait_visible(
@@ -121,6 +126,16 @@ fn main() -> Result<()> {
     let stopped = server.stop()?;
     let disk = report::Disk::measure(data.path())?;
 
+    // Queries over what is now Parquet, on a restarted server.
+    let restarting = Instant::now();
+    let server = server::Server::start(&binary, data.path(), &args.server_config)?;
+    let restart_ready = restarting.elapsed();
+    let queries = timed_queries(&server, &token, &some_event)?;
+    ensure!(
+        server.stop()?.exit_ok,
+        "the restarted faultline did not exit 0"
+    );
+
     let report = report::Report {
         events: args.events,
         connections: args.connections,
@@ -128,9 +143,12 @@ fn main() -> Result<()> {
         cpu_ingest: cpu_at_last_ack.saturating_sub(cpu_before),
         cpu_total: stopped.cpu_total.saturating_sub(cpu_before),
         rss_peak: stopped.peak_rss.max(rss_peak_running),
+        rss_at_last_ack,
         visible_after,
         issues,
         disk,
+        restart_ready,
+        queries,
         wire_bytes: captured.mean_wire(),
         uncompressed_bytes: captured.mean_uncompressed(),
     };
@@ -143,4 +161,51 @@ fn main() -> Result<()> {
         .exit_ok
         .then_some(())
         .context("faultline did not exit 0 after SIGTERM")
+}
+
+/// Typical queries, each run 5 times: (label, median, rows).
+fn timed_queries(
+    server: &server::Server,
+    token: &str,
+    event_id: &str,
+) -> Result<Vec<(String, Duration, usize)>> {
+    let queries = [
+        (
+            "count events",
+            "SELECT count(*) AS n FROM events WHERE project = 'bench'".to_owned(),
+        ),
+        (
+            "top 10 issues from events",
+            "SELECT issue_id, count(*) AS n FROM events WHERE project = 'bench' \
+             GROUP BY issue_id ORDER BY n DESC LIMIT 10"
+                .to_owned(),
+        ),
+        (
+            "top 10 from issues",
+            "SELECT issue_id, title, event_count, last_seen FROM issues \
+             WHERE project = 'bench' ORDER BY event_count DESC LIMIT 10"
+                .to_owned(),
+        ),
+        (
+            "one event by id (full JSON)",
+            format!("SELECT event FROM events WHERE event_id = '{event_id}'"),
+        ),
+        (
+            "count by tag",
+            "SELECT count(*) AS n FROM events WHERE tags['browser'] = 'Firefox 132'".to_owned(),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (label, sql) in queries {
+        let mut times = Vec::new();
+        let mut rows = 0;
+        for _ in 0..5 {
+            let started = Instant::now();
+            rows = server.rows(token, &sql)?;
+            times.push(started.elapsed());
+        }
+        times.sort();
+        out.push((label.to_owned(), times[times.len() / 2], rows));
+    }
+    Ok(out)
 }

@@ -51,9 +51,14 @@ pub(crate) struct Report {
     pub(crate) cpu_ingest: Duration,
     pub(crate) cpu_total: Duration,
     pub(crate) rss_peak: u64,
+    /// VmHWM when the last event was acknowledged (before queries and the shutdown flush).
+    pub(crate) rss_at_last_ack: u64,
     pub(crate) visible_after: Duration,
     pub(crate) issues: u64,
     pub(crate) disk: Disk,
+    pub(crate) restart_ready: Duration,
+    /// (label, median time, rows)
+    pub(crate) queries: Vec<(String, Duration, usize)>,
     pub(crate) wire_bytes: f64,
     pub(crate) uncompressed_bytes: f64,
 }
@@ -111,7 +116,8 @@ impl Report {
         );
         let _ = writeln!(
             w,
-            "  server peak RSS      {mb:.1} MB (VmHWM)   target <= 200 MB: {}",
+            "  server peak RSS      {mb:.1} MB (VmHWM; {:.1} MB at the last ack)   target <= 200 MB: {}",
+            self.rss_at_last_ack as f64 / 1e6,
             verdict(mb <= 200.0)
         );
         let _ = writeln!(
@@ -130,6 +136,18 @@ impl Report {
             self.disk.wal,
             verdict(total_per_event <= 1024.0)
         );
+        let _ = writeln!(
+            w,
+            "  restart to ready     {:.2} s (after the flush)",
+            self.restart_ready.as_secs_f64()
+        );
+        for (label, median, rows) in &self.queries {
+            let _ = writeln!(
+                w,
+                "  query                {:>8.1} ms median of 5  {label} ({rows} rows)",
+                ms(*median)
+            );
+        }
         out
     }
 }

@@ -55,7 +55,7 @@ impl Server {
             &config,
             format!("[server]\nlisten = \"{addr}\"\n\n{extra_config}\n"),
         )?;
-        let log = root.join("serve.log");
+        let log = root.join(format!("serve-{port}.log"));
         let log_file = std::fs::File::create(&log)?;
         let child = Command::new(binary)
             .arg("--config")
@@ -167,6 +167,19 @@ impl Server {
             let bytes = response.into_body().collect().await?.to_bytes();
             Ok((status, bytes))
         })
+    }
+
+    /// Runs a query through `POST /api/sql`; the number of rows.
+    pub(crate) fn rows(&self, token: &str, sql: &str) -> Result<usize> {
+        let body = serde_json::to_vec(&serde_json::json!({ "sql": sql }))?;
+        let (status, bytes) = self.request("POST", "/api/sql", Some(token), Bytes::from(body))?;
+        ensure!(
+            status == 200,
+            "/api/sql answered {status} to {sql}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&bytes)?;
+        Ok(rows.len())
     }
 
     /// A `SELECT count(*) AS n ...` through `POST /api/sql`.
