@@ -5,7 +5,8 @@ use std::str::FromStr;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
 use datafusion::arrow::ipc::writer::StreamWriter;
-use datafusion::arrow::json::ArrayWriter;
+use datafusion::arrow::json::WriterBuilder as JsonWriterBuilder;
+use datafusion::arrow::json::writer::JsonArray;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use super::{Error, QueryOutput, Result};
@@ -56,7 +57,10 @@ pub fn encode(output: &QueryOutput, format: Format) -> Result<Vec<u8>> {
     let batches: Vec<&RecordBatch> = output.batches.iter().collect();
     match format {
         Format::Json => {
-            let mut writer = ArrayWriter::new(Vec::new());
+            // Null columns are written as `null`, so every row object has every column.
+            let mut writer = JsonWriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, JsonArray>(Vec::new());
             writer.write_batches(&batches).map_err(encode_error)?;
             writer.finish().map_err(encode_error)?;
             let mut out = writer.into_inner();

@@ -39,7 +39,8 @@ pub fn writer_properties(zstd_level: i32) -> WriterProperties {
         .set_column_index_truncate_length(Some(64))
         // Large pages let zstd see many similar events at once: the event JSON of one issue
         // repeats most of its bytes.
-        .set_column_data_page_size_limit(col("event"), 8 * 1024 * 1024)
+        .set_column_data_page_size_limit(col("event"), 2 * 1024 * 1024)
+        .set_write_batch_size(256)
         .set_sorting_columns(Some(vec![
             sorting("project_id"),
             sorting("issue_id"),
