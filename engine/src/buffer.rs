@@ -17,8 +17,10 @@ use crate::store::manifest::Manifest;
 
 /// Rows per sealed batch at most.
 const SEAL_ROWS: usize = 4096;
-/// Bytes of event JSON per sealed batch at most (bounds what an open builder over-allocates).
+/// Bytes of event JSON after which a batch is sealed.
 const SEAL_BYTES: usize = 4 * 1024 * 1024;
+/// Reserved beyond `SEAL_BYTES`, so the last events of a batch rarely make the column grow.
+const SEAL_HEADROOM: usize = 1024 * 1024;
 
 /// When the buffer asks for a flush.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +65,7 @@ impl Buffer {
     pub fn new(manifest: Manifest, thresholds: FlushThresholds) -> Self {
         Self {
             inner: Mutex::new(Inner {
-                open: EventBuilder::new(),
+                open: EventBuilder::with_event_capacity(SEAL_BYTES + SEAL_HEADROOM),
                 sealed: Vec::new(),
                 rows: 0,
                 bytes: 0,

@@ -130,6 +130,8 @@ pub struct EventBuilder {
     event: StringBuilder,
     rows: usize,
     event_bytes: usize,
+    /// Bytes reserved up front for the event JSON of one batch (0: grow as needed).
+    event_capacity: usize,
 }
 
 impl Default for EventBuilder {
@@ -151,6 +153,12 @@ fn millis(at: &DateTime<Utc>) -> i64 {
 
 impl EventBuilder {
     pub fn new() -> Self {
+        Self::with_event_capacity(0)
+    }
+
+    /// A builder that reserves `bytes` for the event JSON of each batch, so the largest column
+    /// is written once instead of being copied every time it doubles.
+    pub fn with_event_capacity(bytes: usize) -> Self {
         Self {
             event_id: StringBuilder::new(),
             project_id: Int64Builder::new(),
@@ -183,9 +191,10 @@ impl EventBuilder {
             sdk_name: StringBuilder::new(),
             sdk_version: StringBuilder::new(),
             trace_id: StringBuilder::new(),
-            event: StringBuilder::new(),
+            event: StringBuilder::with_capacity(1024, bytes),
             rows: 0,
             event_bytes: 0,
+            event_capacity: bytes,
         }
     }
 
@@ -249,6 +258,22 @@ impl EventBuilder {
         self.event_bytes += e.json.len();
     }
 
+    /// The event JSON column. A pre-sized column keeps its spare capacity (bounded by the
+    /// reservation) rather than being copied once more to shed it.
+    /// A batch sealed early (a query asked for it) is mostly spare room: that one is shrunk.
+    fn finish_event_column(&mut self) -> ArrayRef {
+        if self.event_capacity == 0 {
+            return fit(self.event.finish());
+        }
+        let column: ArrayRef = if self.event_bytes < self.event_capacity / 2 {
+            fit(self.event.finish())
+        } else {
+            Arc::new(self.event.finish())
+        };
+        self.event = StringBuilder::with_capacity(1024, self.event_capacity);
+        column
+    }
+
     /// Produces a batch of the rows appended so far and resets the builder.
     pub fn finish(&mut self) -> RecordBatch {
         let columns: Vec<ArrayRef> = vec![
@@ -279,7 +304,7 @@ impl EventBuilder {
             fit(self.sdk_name.finish()),
             fit(self.sdk_version.finish()),
             fit(self.trace_id.finish()),
-            fit(self.event.finish()),
+            self.finish_event_column(),
         ];
         self.rows = 0;
         self.event_bytes = 0;

@@ -217,12 +217,13 @@ impl Ingest {
         let max_event = self.limits.max_event_size.as_u64() as usize;
         let received = Utc::now();
 
-        let (key, payloads, header_event_id) = match sub.endpoint {
+        let (key, body, ranges, header_event_id) = match sub.endpoint {
             Endpoint::Store => {
                 let body = decode_body(sub.content_encoding, sub.body, max_event)?;
                 let body = decode_store_body(&body, max_event)?.into_owned();
                 let key = parse_auth(&sub.auth)?.map(|a| a.public_key);
-                (key, vec![body], None)
+                let whole = 0..body.len();
+                (key, body, vec![whole], None)
             }
             Endpoint::Envelope => {
                 let limit = self.limits.max_envelope_size.as_u64() as usize;
@@ -247,15 +248,16 @@ impl Ingest {
                     }
                     key = Some(dsn_key);
                 }
-                let payloads: Vec<Vec<u8>> = envelope
+                let ranges: Vec<_> = envelope
                     .items
                     .iter()
                     .filter(|item| item.ty == ItemType::Event)
-                    .map(|item| item.payload(&body).to_vec())
+                    .map(|item| item.range.clone())
                     .collect();
-                (key, payloads, envelope.headers.event_id)
+                (key, body.into_owned(), ranges, envelope.headers.event_id)
             }
         };
+        let payloads: Vec<&[u8]> = ranges.into_iter().map(|r| &body[r]).collect();
         let key = key.ok_or(Error::MissingAuth)?;
         let project = self.projects.authorize(project_id, &key).await?;
         if payloads.is_empty() {
@@ -300,15 +302,17 @@ impl Ingest {
             }
             reserved.push(event.event_id);
             let stored = stored_event(&project, event);
-            Record {
-                project_id: stored.project_id,
-                issue_id: stored.issue_id,
-                received_ms: stored.event.received.timestamp_millis(),
-                grouping_hash: stored.grouping_hash.clone(),
-                project: stored.project.clone(),
-                json: stored.event.json.clone().into_bytes(),
-            }
-            .encode_into(&mut data);
+            wal::encode(
+                &mut data,
+                wal::Fields {
+                    project_id: stored.project_id,
+                    issue_id: stored.issue_id,
+                    received_ms: stored.event.received.timestamp_millis(),
+                    grouping_hash: &stored.grouping_hash,
+                    project: &stored.project,
+                    json: stored.event.json.as_bytes(),
+                },
+            );
             events.push(stored);
         }
         if !events.is_empty()

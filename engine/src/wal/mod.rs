@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use tokio::sync::oneshot;
 
-pub use record::{Record, SegmentContents, read_segment};
+pub use record::{Fields, Record, SegmentContents, encode, read_segment};
 
 use crate::buffer::Buffer;
 use crate::events::StoredEvent;

@@ -33,26 +33,17 @@ pub struct Record {
 impl Record {
     /// Appends the framed record to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let mut hash = [0u8; 16];
-        // A hash that is not 32 hex characters is stored as zeros; grouping always gives 32.
-        let _ = hex::decode_to_slice(&self.grouping_hash, &mut hash);
-        let name = self.project.as_bytes();
-        let name_len = name.len().min(u16::MAX as usize);
-        let payload_len = FIXED + name_len + self.json.len();
-        out.reserve(HEADER + payload_len);
-        let start = out.len();
-        out.extend_from_slice(&(payload_len as u32).to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        out.push(VERSION);
-        out.extend_from_slice(&self.project_id.to_le_bytes());
-        out.extend_from_slice(&self.issue_id.to_le_bytes());
-        out.extend_from_slice(&self.received_ms.to_le_bytes());
-        out.extend_from_slice(&hash);
-        out.extend_from_slice(&(name_len as u16).to_le_bytes());
-        out.extend_from_slice(&name[..name_len]);
-        out.extend_from_slice(&self.json);
-        let crc = crc32fast::hash(&out[start + HEADER..]);
-        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        encode(
+            out,
+            Fields {
+                project_id: self.project_id,
+                issue_id: self.issue_id,
+                received_ms: self.received_ms,
+                grouping_hash: &self.grouping_hash,
+                project: &self.project,
+                json: &self.json,
+            },
+        );
     }
 
     fn decode(payload: &[u8]) -> Option<Self> {
@@ -74,6 +65,41 @@ impl Record {
             json: payload[FIXED + name_len..].to_vec(),
         })
     }
+}
+
+/// The fields of a record, borrowed: ingest encodes straight from the event, without copies.
+#[derive(Debug, Clone, Copy)]
+pub struct Fields<'a> {
+    pub project_id: u64,
+    pub issue_id: i64,
+    pub received_ms: i64,
+    pub grouping_hash: &'a str,
+    pub project: &'a str,
+    pub json: &'a [u8],
+}
+
+/// Appends one framed record to `out`.
+pub fn encode(out: &mut Vec<u8>, fields: Fields<'_>) {
+    let mut hash = [0u8; 16];
+    // A hash that is not 32 hex characters is stored as zeros; grouping always gives 32.
+    let _ = hex::decode_to_slice(fields.grouping_hash, &mut hash);
+    let name = fields.project.as_bytes();
+    let name_len = name.len().min(u16::MAX as usize);
+    let payload_len = FIXED + name_len + fields.json.len();
+    out.reserve(HEADER + payload_len);
+    let start = out.len();
+    out.extend_from_slice(&(payload_len as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.push(VERSION);
+    out.extend_from_slice(&fields.project_id.to_le_bytes());
+    out.extend_from_slice(&fields.issue_id.to_le_bytes());
+    out.extend_from_slice(&fields.received_ms.to_le_bytes());
+    out.extend_from_slice(&hash);
+    out.extend_from_slice(&(name_len as u16).to_le_bytes());
+    out.extend_from_slice(&name[..name_len]);
+    out.extend_from_slice(fields.json);
+    let crc = crc32fast::hash(&out[start + HEADER..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// What reading a segment found.
