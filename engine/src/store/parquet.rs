@@ -67,12 +67,23 @@ type PartitionKey = (i64, i64);
 
 const HOUR_MS: i64 = 3_600_000;
 
-/// Splits batches into partitions, each sorted by (issue id, timestamp).
-///
-/// The rows are ordered by (project, hour, issue id, timestamp) with one sort of small keys and
-/// copied once (`interleave`); each partition is then a zero-copy slice of that batch. Peak
-/// memory of a flush is therefore about twice the buffer, not four times.
-pub fn partition(batches: &[RecordBatch]) -> Result<Vec<(PartitionKey, RecordBatch)>> {
+/// Rows copied into one chunk while encoding: small enough that a flush never holds a second
+/// copy of the buffer, large enough for Parquet pages to fill.
+const CHUNK_ROWS: usize = 256;
+
+/// The rows of one file: a project and an hour, in write order.
+#[derive(Debug)]
+pub struct Partition {
+    pub key: PartitionKey,
+    /// (batch, row) positions, sorted by (issue id, timestamp).
+    pub rows: Vec<(usize, usize)>,
+    pub min_timestamp_ms: i64,
+    pub max_timestamp_ms: i64,
+}
+
+/// Groups the rows of `batches` by (project, hour) and orders each group by (issue id,
+/// timestamp), with one sort of small keys; no event data is copied.
+pub fn plan_partitions(batches: &[RecordBatch]) -> Vec<Partition> {
     let mut keys: Vec<(i64, i64, i64, i64, usize, usize)> =
         Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     for (b, batch) in batches.iter().enumerate() {
@@ -97,40 +108,50 @@ pub fn partition(batches: &[RecordBatch]) -> Result<Vec<(PartitionKey, RecordBat
             ));
         }
     }
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
     keys.sort_unstable();
-    let indices: Vec<(usize, usize)> = keys.iter().map(|k| (k.4, k.5)).collect();
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    let sorted = interleave_record_batch(&refs, &indices).map_err(arrow_error)?;
-    let mut out = Vec::new();
-    let mut start = 0;
-    for end in 1..=keys.len() {
-        if end == keys.len() || (keys[end].0, keys[end].1) != (keys[start].0, keys[start].1) {
-            out.push((
-                (keys[start].0, keys[start].1),
-                sorted.slice(start, end - start),
-            ));
-            start = end;
+    let mut out: Vec<Partition> = Vec::new();
+    for (project, hour, _, ts, b, row) in keys {
+        match out.last_mut() {
+            Some(p) if p.key == (project, hour) => {
+                p.rows.push((b, row));
+                p.min_timestamp_ms = p.min_timestamp_ms.min(ts);
+                p.max_timestamp_ms = p.max_timestamp_ms.max(ts);
+            }
+            _ => out.push(Partition {
+                key: (project, hour),
+                rows: vec![(b, row)],
+                min_timestamp_ms: ts,
+                max_timestamp_ms: ts,
+            }),
         }
     }
-    Ok(out)
+    out
+}
+
+/// Copies the given rows into one batch.
+pub fn take_rows(batches: &[RecordBatch], rows: &[(usize, usize)]) -> Result<RecordBatch> {
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    interleave_record_batch(&refs, rows).map_err(arrow_error)
 }
 
 fn arrow_error(err: datafusion::arrow::error::ArrowError) -> Error {
     Error::Parquet(Box::new(err.into()))
 }
 
-/// Encodes one partition as a Parquet file in memory.
-pub fn encode(batch: &RecordBatch, props: WriterProperties) -> Result<Vec<u8>> {
-    let mut buffer = Vec::with_capacity(batch.get_array_memory_size() / 4);
-    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(props))
-        .map_err(|e| Error::Parquet(Box::new(e)))?;
-    writer
-        .write(batch)
-        .map_err(|e| Error::Parquet(Box::new(e)))?;
-    writer.close().map_err(|e| Error::Parquet(Box::new(e)))?;
+/// Encodes one partition as a Parquet file in memory, a chunk of rows at a time.
+pub fn encode(
+    batches: &[RecordBatch],
+    rows: &[(usize, usize)],
+    props: WriterProperties,
+) -> Result<Vec<u8>> {
+    let parquet = |e| Error::Parquet(Box::new(e));
+    let mut buffer = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buffer, crate::events::schema(), Some(props))
+        .map_err(parquet)?;
+    for chunk in rows.chunks(CHUNK_ROWS) {
+        writer.write(&take_rows(batches, chunk)?).map_err(parquet)?;
+    }
+    writer.close().map_err(parquet)?;
     Ok(buffer)
 }
 
@@ -143,14 +164,17 @@ pub async fn write_partitions(
     let batches = batches.to_vec();
     let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
         let mut files = Vec::new();
-        for ((project, hour), batch) in partition(&batches)? {
-            let timestamps = batch
-                .column(column_index("timestamp"))
-                .as_primitive::<TimestampMillisecondType>();
-            let min = datafusion::arrow::compute::min(timestamps).unwrap_or_default();
-            let max = datafusion::arrow::compute::max(timestamps).unwrap_or_default();
-            let data = encode(&batch, writer_properties(zstd_level))?;
-            files.push((project, hour, batch.num_rows(), min, max, data));
+        for part in plan_partitions(&batches) {
+            let data = encode(&batches, &part.rows, writer_properties(zstd_level))?;
+            let (project, hour) = part.key;
+            files.push((
+                project,
+                hour,
+                part.rows.len(),
+                part.min_timestamp_ms,
+                part.max_timestamp_ms,
+                data,
+            ));
         }
         Ok(files)
     })
@@ -223,7 +247,11 @@ mod tests {
         b.append(&event(1, 3, "2026-11-24T10:10:00Z"));
         b.append(&event(1, 7, "2026-11-24T10:05:00Z"));
         b.append(&event(1, 3, "2026-11-24T11:00:00Z"));
-        let parts = partition(&[a.finish(), b.finish()]).unwrap();
+        let batches = [a.finish(), b.finish()];
+        let parts: Vec<_> = plan_partitions(&batches)
+            .into_iter()
+            .map(|p| (p.key, take_rows(&batches, &p.rows).unwrap()))
+            .collect();
         let hour = |h: i64| {
             (DateTime::parse_from_rfc3339("2026-11-24T00:00:00Z")
                 .unwrap()
@@ -247,7 +275,8 @@ mod tests {
     fn encoded_file_is_zstd_with_sorting_metadata() {
         let mut a = EventBuilder::new();
         a.append(&event(1, 3, "2026-11-24T10:10:00Z"));
-        let data = encode(&a.finish(), writer_properties(3)).unwrap();
+        let batches = [a.finish()];
+        let data = encode(&batches, &[(0, 0)], writer_properties(3)).unwrap();
         let reader =
             datafusion::parquet::file::reader::SerializedFileReader::new(bytes::Bytes::from(data))
                 .unwrap();
