@@ -72,6 +72,28 @@ impl Harness {
         }
     }
 
+    /// Posts a store body with the project's key.
+    async fn store(&self, body: impl Into<Body>) -> Reply {
+        self.send(
+            post("/api/1/store/")
+                .header("x-sentry-auth", auth())
+                .body(body.into())
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Posts an envelope with the project's key.
+    async fn envelope(&self, body: impl Into<Body>) -> Reply {
+        self.send(
+            post("/api/1/envelope/")
+                .header("x-sentry-auth", auth())
+                .body(body.into())
+                .unwrap(),
+        )
+        .await
+    }
+
     async fn sql(&self, sql: &str) -> Value {
         let output = self.node.query.run(sql).await.unwrap();
         let bytes =
@@ -101,14 +123,7 @@ async fn envelope_is_stored_and_queryable_at_once() {
         ID,
         r#"{"message":"disk full on /dev/sda1","level":"warning","tags":{"host":"db-1"}}"#,
     );
-    let reply = h
-        .send(
-            post("/api/1/envelope/")
-                .header("x-sentry-auth", auth())
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await;
+    let reply = h.envelope(body).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(reply.body["id"], ID);
     let rows = h
@@ -249,14 +264,7 @@ async fn bad_requests_get_the_right_status_and_a_message_naming_the_problem() {
     }
     // None of those left anything behind; a good request still works.
     assert_eq!(h.sql("SELECT count(*) AS n FROM events").await[0]["n"], 0);
-    let reply = h
-        .send(
-            post("/api/1/envelope/")
-                .header("x-sentry-auth", auth())
-                .body(Body::from(ok))
-                .unwrap(),
-        )
-        .await;
+    let reply = h.envelope(ok).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(h.sql("SELECT count(*) AS n FROM events").await[0]["n"], 1);
 }
@@ -355,14 +363,7 @@ async fn a_retried_event_is_stored_once() {
     let h = harness().await;
     for _ in 0..3 {
         let reply = h
-            .send(
-                post("/api/1/store/")
-                    .header("x-sentry-auth", auth())
-                    .body(Body::from(format!(
-                        r#"{{"event_id":"{ID}","message":"retry me"}}"#
-                    )))
-                    .unwrap(),
-            )
+            .store(format!(r#"{{"event_id":"{ID}","message":"retry me"}}"#))
             .await;
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.body["id"], ID);
@@ -380,14 +381,7 @@ async fn other_item_types_are_accepted_and_skipped() {
          {{\"type\":\"client_report\"}}\n{{\"discarded_events\":[]}}\n\
          {{\"type\":\"event\"}}\n{{\"message\":\"with friends\"}}\n"
     );
-    let reply = h
-        .send(
-            post("/api/1/envelope/")
-                .header("x-sentry-auth", auth())
-                .body(Body::from(body))
-                .unwrap(),
-        )
-        .await;
+    let reply = h.envelope(body).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(reply.body["id"], ID);
     let rows = h.sql("SELECT title FROM events").await;
@@ -407,14 +401,7 @@ async fn rate_limited_project_gets_429_with_sentry_headers() {
     let mut statuses = Vec::new();
     let mut last = None;
     for i in 0..3 {
-        let reply = h
-            .send(
-                post("/api/1/store/")
-                    .header("x-sentry-auth", auth())
-                    .body(Body::from(format!(r#"{{"message":"n{i}"}}"#)))
-                    .unwrap(),
-            )
-            .await;
+        let reply = h.store(format!(r#"{{"message":"n{i}"}}"#)).await;
         statuses.push(reply.status);
         last = Some(reply);
     }
@@ -471,13 +458,7 @@ async fn browser_preflight_is_allowed() {
 async fn sql_endpoint_needs_a_token_and_speaks_json_and_csv() {
     let h = harness().await;
     let token = h.node.tokens.create("test").await.unwrap();
-    h.send(
-        post("/api/1/store/")
-            .header("x-sentry-auth", auth())
-            .body(Body::from(r#"{"message":"one"}"#))
-            .unwrap(),
-    )
-    .await;
+    h.store(r#"{"message":"one"}"#).await;
     let sql = r#"{"sql":"SELECT title, level FROM events"}"#;
     let unauthorized = h
         .send(post("/api/sql").body(Body::from(sql)).unwrap())
@@ -537,22 +518,10 @@ async fn sql_endpoint_needs_a_token_and_speaks_json_and_csv() {
 async fn flushed_events_are_read_from_parquet_exactly_once() {
     let h = harness().await;
     for i in 0..5 {
-        h.send(
-            post("/api/1/store/")
-                .header("x-sentry-auth", auth())
-                .body(Body::from(format!(r#"{{"message":"event {i}"}}"#)))
-                .unwrap(),
-        )
-        .await;
+        h.store(format!(r#"{{"message":"event {i}"}}"#)).await;
     }
     assert_eq!(h.node.flush().await.unwrap(), 5);
-    h.send(
-        post("/api/1/store/")
-            .header("x-sentry-auth", auth())
-            .body(Body::from(r#"{"message":"after the flush"}"#))
-            .unwrap(),
-    )
-    .await;
+    h.store(r#"{"message":"after the flush"}"#).await;
     assert_eq!(h.sql("SELECT count(*) AS n FROM events").await[0]["n"], 6);
     let files = &h.node.buffer.manifest().files;
     assert_eq!(files.len(), 1);

@@ -146,8 +146,8 @@ pub fn encode(
 ) -> Result<Vec<u8>> {
     let parquet = |e| Error::Parquet(Box::new(e));
     let mut buffer = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buffer, crate::events::schema(), Some(props))
-        .map_err(parquet)?;
+    let mut writer =
+        ArrowWriter::try_new(&mut buffer, crate::events::schema(), Some(props)).map_err(parquet)?;
     for chunk in rows.chunks(CHUNK_ROWS) {
         writer.write(&take_rows(batches, chunk)?).map_err(parquet)?;
     }
