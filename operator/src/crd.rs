@@ -78,7 +78,8 @@ pub struct ErrorTrackerSpec {
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: i32,
-    /// CPU and memory requests and limits of the engine container.
+    /// CPU and memory requests and limits of the engine container. Unset: requests of 250m CPU
+    /// and 256Mi memory, a memory limit of 1Gi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Node labels the pods must match.
@@ -442,8 +443,9 @@ fn default_pull_policy() -> String {
 fn default_replicas() -> i32 {
     1
 }
+/// The uid the engine image runs as (docker/engine.Dockerfile).
 fn default_uid() -> i64 {
-    10001
+    65532
 }
 fn default_true() -> bool {
     true

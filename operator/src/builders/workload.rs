@@ -6,9 +6,9 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretKeySelector, SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    ServiceAccount, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -22,6 +22,20 @@ use super::{
     admin_token_secret_name, labels, selector_labels,
 };
 use crate::crd::VolumeSpec;
+
+/// Requests and limits when the spec names none. The ingest benchmark (docs/benchmarks.md) peaks
+/// at about 240 MB of RSS under sustained load on 2 cores; the limit leaves room for queries.
+fn default_resources() -> ResourceRequirements {
+    let quantity = |q: &str| Quantity(q.to_owned());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), quantity("250m")),
+            ("memory".to_owned(), quantity("256Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_owned(), quantity("1Gi"))])),
+        ..ResourceRequirements::default()
+    }
+}
 
 /// Pod annotation holding the SHA-256 of the engine config: a config change changes the pod
 /// template, so the StatefulSet rolls the pods.
@@ -67,7 +81,7 @@ pub(crate) fn stateful_set(ctx: &Ctx<'_>, config_text: &str) -> StatefulSet {
         ]),
         liveness_probe: Some(probe("/health/live", 10, 6)),
         readiness_probe: Some(probe("/health/ready", 5, 3)),
-        resources: spec.resources.clone(),
+        resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             privileged: Some(false),
