@@ -12,14 +12,19 @@ use serde_json::Value;
 use crate::common::tracker;
 
 #[test]
-fn crds_directory_matches_the_generated_crd() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/errortracker.yaml");
-    let committed = std::fs::read_to_string(path).unwrap_or_default();
-    assert!(
-        committed == faultline_operator::crd_yaml(),
-        "crds/errortracker.yaml differs from the CRD generated from the Rust types; regenerate it with\n  \
-         cargo run -p faultline-operator -- crd > crds/errortracker.yaml"
-    );
+fn crds_directory_and_chart_match_the_generated_crd() {
+    for file in [
+        "crds/errortracker.yaml",
+        "charts/faultline-operator/crds/errortracker.yaml",
+    ] {
+        let path = format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"));
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == faultline_operator::crd_yaml(),
+            "{file} differs from the CRD generated from the Rust types; regenerate both copies with\n  \
+             cargo run -p faultline-operator -- crd | tee crds/errortracker.yaml > charts/faultline-operator/crds/errortracker.yaml"
+        );
+    }
 }
 
 #[test]
