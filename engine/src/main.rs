@@ -40,6 +40,10 @@ async fn shutdown_on_signal(token: CancellationToken) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Transparent huge pages make every fresh allocator page a 2 MiB zeroing; for a server that
+    // allocates and frees a few KiB per event that cost CPU and memory (docs/benchmarks.md).
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = Cli::parse();
     init_tracing(cli.global.log_format);
     let shutdown = CancellationToken::new();
