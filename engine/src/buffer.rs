@@ -131,9 +131,4 @@ impl Buffer {
             batches,
         }
     }
-
-    /// Rows not yet handed to a flush.
-    pub fn pending_rows(&self) -> usize {
-        self.inner.lock().rows
-    }
 }

@@ -217,13 +217,23 @@ impl Ingest {
         let max_event = self.limits.max_event_size.as_u64() as usize;
         let received = Utc::now();
 
-        let (key, body, ranges, header_event_id) = match sub.endpoint {
+        // A key sent with the request is checked before any decompression or parsing, so a
+        // request with a bad key costs almost nothing.
+        let request_project = match parse_auth(&sub.auth)? {
+            Some(auth) => Some(
+                self.projects
+                    .authorize(project_id, &auth.public_key)
+                    .await?,
+            ),
+            None if sub.endpoint == Endpoint::Store => return Err(Error::MissingAuth),
+            None => None,
+        };
+        let (dsn_key, body, ranges, header_event_id) = match sub.endpoint {
             Endpoint::Store => {
                 let body = decode_body(sub.content_encoding, sub.body, max_event)?;
                 let body = decode_store_body(&body, max_event)?.into_owned();
-                let key = parse_auth(&sub.auth)?.map(|a| a.public_key);
                 let whole = 0..body.len();
-                (key, body, vec![whole], None)
+                (None, body, vec![whole], None)
             }
             Endpoint::Envelope => {
                 let limit = self.limits.max_envelope_size.as_u64() as usize;
@@ -235,8 +245,8 @@ impl Ingest {
                         max_attachment_size: self.limits.max_attachment_size.as_u64() as usize,
                     },
                 )?;
-                let mut key = parse_auth(&sub.auth)?.map(|a| a.public_key);
-                if key.is_none()
+                let mut key = None;
+                if request_project.is_none()
                     && let Some(dsn) = &envelope.headers.dsn
                 {
                     let (dsn_key, dsn_project) = parse_dsn(dsn)?;
@@ -258,8 +268,11 @@ impl Ingest {
             }
         };
         let payloads: Vec<&[u8]> = ranges.into_iter().map(|r| &body[r]).collect();
-        let key = key.ok_or(Error::MissingAuth)?;
-        let project = self.projects.authorize(project_id, &key).await?;
+        let project = match (request_project, dsn_key) {
+            (Some(project), _) => project,
+            (None, Some(key)) => self.projects.authorize(project_id, &key).await?,
+            (None, None) => return Err(Error::MissingAuth),
+        };
         if payloads.is_empty() {
             return Ok(header_event_id);
         }

@@ -194,17 +194,22 @@ impl Node {
         let interval = self.config.flush.interval;
         let mut failures = 0u32;
         loop {
-            let wait = if failures == 0 {
-                interval
+            if failures == 0 {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(interval) => {}
+                    () = self.buffer.flush_wanted.notified() => {}
+                }
             } else {
-                // Back off while the object store is failing; the WAL keeps every event.
-                Duration::from_millis(500 * 2u64.pow(failures.min(6)))
-                    .min(interval.max(Duration::from_secs(30)))
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
-                () = self.buffer.flush_wanted.notified() => {}
+                // The object store is failing: back off (0.5 s doubling to 30 s) and ignore the
+                // buffer's requests meanwhile, or every append would trigger another attempt.
+                // The WAL keeps every event; ingest answers 503 once it passes its limit.
+                let backoff =
+                    Duration::from_millis(500 << failures.min(6)).min(Duration::from_secs(30));
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
             }
             match self.flush().await {
                 Ok(0) => failures = 0,

@@ -536,3 +536,36 @@ async fn flushed_events_are_read_from_parquet_exactly_once() {
         .await;
     assert_eq!(issues[0]["events"], 6);
 }
+
+#[tokio::test]
+async fn a_bad_key_is_refused_before_the_body_is_read() {
+    let h = harness().await;
+    let reply = h
+        .send(
+            post("/api/1/envelope/")
+                .header(
+                    "x-sentry-auth",
+                    "Sentry sentry_key=ffffffffffffffffffffffffffffffff",
+                )
+                .header("content-encoding", "gzip")
+                .body(Body::from("this is not gzip"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", reply.body);
+    let reply = h
+        .send(
+            post("/api/1/store/")
+                .header("content-encoding", "gzip")
+                .body(Body::from("this is not gzip"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", reply.body);
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("missing authorization")
+    );
+}

@@ -31,21 +31,6 @@ pub struct Record {
 }
 
 impl Record {
-    /// Appends the framed record to `out`.
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        encode(
-            out,
-            Fields {
-                project_id: self.project_id,
-                issue_id: self.issue_id,
-                received_ms: self.received_ms,
-                grouping_hash: &self.grouping_hash,
-                project: &self.project,
-                json: &self.json,
-            },
-        );
-    }
-
     fn decode(payload: &[u8]) -> Option<Self> {
         if payload.len() < FIXED || payload[0] != VERSION {
             return None;
@@ -152,6 +137,20 @@ pub fn read_segment(path: &Path) -> Result<SegmentContents> {
 mod tests {
     use super::*;
 
+    fn encode_record(record: &Record, out: &mut Vec<u8>) {
+        encode(
+            out,
+            Fields {
+                project_id: record.project_id,
+                issue_id: record.issue_id,
+                received_ms: record.received_ms,
+                grouping_hash: &record.grouping_hash,
+                project: &record.project,
+                json: &record.json,
+            },
+        );
+    }
+
     fn record(i: u8) -> Record {
         Record {
             project_id: 7,
@@ -168,10 +167,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1.wal");
         let mut data = Vec::new();
-        record(1).encode_into(&mut data);
-        record(2).encode_into(&mut data);
+        encode_record(&record(1), &mut data);
+        encode_record(&record(2), &mut data);
         let full = data.len();
-        record(3).encode_into(&mut data);
+        encode_record(&record(3), &mut data);
         data.truncate(data.len() - 3);
         std::fs::write(&path, &data).unwrap();
         let contents = read_segment(&path).unwrap();
@@ -185,9 +184,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("1.wal");
         let mut data = Vec::new();
-        record(1).encode_into(&mut data);
+        encode_record(&record(1), &mut data);
         let first = data.len();
-        record(2).encode_into(&mut data);
+        encode_record(&record(2), &mut data);
         data[first + 20] ^= 1;
         std::fs::write(&path, &data).unwrap();
         let contents = read_segment(&path).unwrap();
