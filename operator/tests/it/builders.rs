@@ -14,6 +14,19 @@ use serde_json::Value;
 
 use crate::common::{UID, credentials, tracker};
 
+/// The pod template's spec of the built StatefulSet.
+fn pod_spec(desired: &Desired) -> &k8s_openapi::api::core::v1::PodSpec {
+    desired
+        .stateful_set
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+}
+
 fn build(fixture: &str) -> Desired {
     let tracker = tracker(fixture);
     builders::build(&tracker, &credentials(&tracker)).expect("builds")
@@ -92,15 +105,7 @@ fn every_object_is_owned_and_labelled() {
 fn pods_are_hardened() {
     for fixture in ["minimal.yaml", "s3-ha.yaml", "scheduled.yaml"] {
         let desired = build(fixture);
-        let pod = desired
-            .stateful_set
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap();
+        let pod = pod_spec(&desired);
         let pod_sc = pod.security_context.as_ref().unwrap();
         assert_eq!(pod_sc.run_as_non_root, Some(true));
         assert_eq!(
@@ -391,15 +396,7 @@ fn admin_token_is_mounted_and_named_in_the_config() {
         config.auth.admin_token_file.unwrap().to_str(),
         Some("/etc/faultline-admin/token")
     );
-    let pod = desired
-        .stateful_set
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap();
+    let pod = pod_spec(&desired);
     let volume = pod
         .volumes
         .as_ref()
