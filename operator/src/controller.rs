@@ -26,6 +26,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
+use kube::api::DynamicObject;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event, finalizer};
@@ -41,7 +42,7 @@ use crate::builders::{
     self, ADMIN_TOKEN_KEY, Credentials, admin_token_secret_name, dsn_secret_name, generate_key,
     generate_token, is_valid_key, is_valid_token, managed_selector,
 };
-use crate::crd::{DsnSecretRef, ErrorTracker, ErrorTrackerStatus};
+use crate::crd::{Backup, DsnSecretRef, ErrorTracker, ErrorTrackerStatus};
 use crate::metrics::Metrics;
 use crate::{FIELD_MANAGER, FINALIZER};
 
@@ -130,7 +131,13 @@ pub struct Context {
     pub client: Client,
     pub metrics: Arc<Metrics>,
     pub backoff: Backoff,
-    failures: Mutex<HashMap<ObjectRef<ErrorTracker>, u32>>,
+    /// Namespace the operator runs in (the trackers' NetworkPolicies admit it to the admin
+    /// port).
+    pub operator_namespace: String,
+    /// Base URL of every tracker's admin API instead of its `<tracker>-admin` Service (tests
+    /// point it at a stand-in for the engine).
+    pub admin_url: Option<String>,
+    failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
 }
 
 impl Context {
@@ -139,20 +146,36 @@ impl Context {
             client,
             metrics,
             backoff: Backoff::default(),
+            operator_namespace: builders::DEFAULT_OPERATOR_NAMESPACE.to_owned(),
+            admin_url: None,
             failures: Mutex::new(HashMap::new()),
         }
     }
 
-    fn reset_failures(&self, tracker: &ErrorTracker) {
+    /// Base URL of the admin API of tracker `name` in `namespace`.
+    pub fn admin_base(&self, namespace: &str, name: &str) -> String {
+        match &self.admin_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "http://{}.{namespace}.svc:{}",
+                builders::admin_service_name(name),
+                builders::ADMIN_PORT
+            ),
+        }
+    }
+
+    pub(crate) fn reset_failures<K: Resource<DynamicType = ()>>(&self, object: &K) {
         self.failures
             .lock()
             .expect("failures lock")
-            .remove(&ObjectRef::from_obj(tracker));
+            .remove(&ObjectRef::from_obj(object).erase());
     }
 
-    fn record_failure(&self, tracker: &ErrorTracker) -> u32 {
+    pub(crate) fn record_failure<K: Resource<DynamicType = ()>>(&self, object: &K) -> u32 {
         let mut failures = self.failures.lock().expect("failures lock");
-        let count = failures.entry(ObjectRef::from_obj(tracker)).or_insert(0);
+        let count = failures
+            .entry(ObjectRef::from_obj(object).erase())
+            .or_insert(0);
         *count += 1;
         *count
     }
@@ -174,13 +197,13 @@ pub async fn reconcile(tracker: Arc<ErrorTracker>, ctx: Arc<Context>) -> Result<
     })
     .await
     .map_err(|err| Error::Finalizer(Box::new(err)))?;
-    ctx.reset_failures(&tracker);
+    ctx.reset_failures(&*tracker);
     Ok(action)
 }
 
 /// Requeues a failed reconcile with exponential backoff and counts the failure.
 pub fn error_policy(tracker: Arc<ErrorTracker>, error: &Error, ctx: Arc<Context>) -> Action {
-    let failures = ctx.record_failure(&tracker);
+    let failures = ctx.record_failure(&*tracker);
     let delay = ctx.backoff.delay(failures);
     ctx.metrics.record_error(error.metric_label());
     warn!(
@@ -195,8 +218,9 @@ pub fn error_policy(tracker: Arc<ErrorTracker>, error: &Error, ctx: Arc<Context>
 
 async fn apply(tracker: &ErrorTracker, ctx: &Context) -> Result<Action> {
     match apply_objects(tracker, ctx).await {
-        Ok(stateful_set) => {
-            let status = status(tracker, Some(&stateful_set), None);
+        Ok((stateful_set, admin_token)) => {
+            let mut status = status(tracker, Some(&stateful_set), None);
+            crate::backup::report_backups(tracker, ctx, &admin_token, &mut status).await;
             let ready = is_true(&status.conditions, "Ready");
             patch_status(tracker, ctx, &status).await?;
             info!(ready, "reconciled");
@@ -216,14 +240,16 @@ async fn apply(tracker: &ErrorTracker, ctx: &Context) -> Result<Action> {
     }
 }
 
-/// Applies every object and removes orphans; returns the applied StatefulSet.
-async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<StatefulSet> {
+/// Applies every object and removes orphans; returns the applied StatefulSet and the admin
+/// token.
+async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<(StatefulSet, String)> {
     let namespace = tracker.namespace().unwrap_or_default();
     let name = tracker.name_any();
     let client = &ctx.client;
     let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let existing = list(&secrets_api, &name, "Secret").await?;
-    let credentials = resolve_credentials(tracker, &existing);
+    let mut credentials = resolve_credentials(tracker, &existing);
+    credentials.operator_namespace = Some(ctx.operator_namespace.clone());
     let desired = builders::build(tracker, &credentials)?;
 
     apply_one(client, &namespace, &desired.service_account).await?;
@@ -263,7 +289,7 @@ async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<Stateful
     let api: Api<Ingress> = Api::namespaced(client.clone(), &namespace);
     let existing = list(&api, &name, "Ingress").await?;
     delete_orphans(&api, existing, &keep).await?;
-    Ok(stateful_set)
+    Ok((stateful_set, credentials.admin_token))
 }
 
 /// Keeps the key stored in each project's Secret and the stored admin token; generates what
@@ -294,10 +320,11 @@ fn resolve_credentials(tracker: &ErrorTracker, existing: &[Secret]) -> Credentia
     Credentials {
         dsn_keys,
         admin_token,
+        operator_namespace: None,
     }
 }
 
-async fn list<K>(api: &Api<K>, tracker_name: &str, kind: &'static str) -> Result<Vec<K>>
+pub(crate) async fn list<K>(api: &Api<K>, tracker_name: &str, kind: &'static str) -> Result<Vec<K>>
 where
     K: Resource + Clone + DeserializeOwned + Debug,
 {
@@ -498,6 +525,7 @@ pub fn status(
         ready_replicas,
         ingest_url: Some(builders::ingest_url(tracker)),
         admin_token_secret: Some(admin_token_secret_name(&name)),
+        last_backup: None,
         dsn_secrets: tracker
             .spec
             .projects
@@ -518,7 +546,21 @@ fn condition(
     reason: &str,
     message: String,
 ) -> Condition {
-    let status = if status { "True" } else { "False" }.to_owned();
+    let status = if status { "True" } else { "False" };
+    condition_with(previous, generation, type_, status, reason, message)
+}
+
+/// A condition with status `True`, `False` or `Unknown`; its `lastTransitionTime` is the
+/// previous one while the status stays the same.
+pub(crate) fn condition_with(
+    previous: &[Condition],
+    generation: Option<i64>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let status = status.to_owned();
     let last_transition_time = previous
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
@@ -540,29 +582,62 @@ fn is_true(conditions: &[Condition], type_: &str) -> bool {
         .any(|c| c.type_ == type_ && c.status == "True")
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controllers (`ErrorTracker` and `Backup`) until `shutdown` resolves.
 pub async fn run(
     client: Client,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let ctx = Arc::new(Context::new(client.clone(), metrics));
+    run_with(Context::new(client, metrics), shutdown).await;
+}
+
+/// [`run`] with a prepared context.
+pub async fn run_with(
+    ctx: Context,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let ctx = Arc::new(ctx);
     let owned =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=faultline-operator");
-    Controller::new(
+    let (stop_backups, backups_shutdown) = tokio::sync::watch::channel(false);
+    let trackers = Controller::new(
         Api::<ErrorTracker>::all(client.clone()),
         watcher::Config::default(),
     )
     .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-    .owns(Api::<Secret>::all(client), owned)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile, error_policy, ctx)
+    .owns(Api::<Secret>::all(client.clone()), owned)
+    // a finished Backup refreshes its tracker's lastBackup at once
+    .watches(
+        Api::<Backup>::all(client.clone()),
+        watcher::Config::default(),
+        |backup| {
+            let namespace = backup.namespace()?;
+            Some(ObjectRef::new(&backup.spec.tracker).within(&namespace))
+        },
+    )
+    .graceful_shutdown_on(async move {
+        shutdown.await;
+        let _ = stop_backups.send(true);
+    })
+    .run(reconcile, error_policy, Arc::clone(&ctx))
     .for_each(|result| async move {
         if let Err(err) = result {
             tracing::debug!(cause = %err, "reconcile event");
         }
-    })
-    .await;
+    });
+    let mut backups_shutdown = backups_shutdown;
+    let backups = Controller::new(Api::<Backup>::all(client), watcher::Config::default())
+        .graceful_shutdown_on(async move {
+            let _ = backups_shutdown.wait_for(|stop| *stop).await;
+        })
+        .run(crate::backup::reconcile, crate::backup::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(cause = %err, "backup reconcile event");
+            }
+        });
+    futures::join!(trackers, backups);
 }
 
 #[cfg(test)]

@@ -4,15 +4,21 @@
 //! `kubectl explain errortracker.spec` tells a user what this file tells a reader. Rules that
 //! span fields are CEL `x-kubernetes-validations` on the spec: the API server rejects a bad
 //! spec with the rule's message before the operator ever sees it.
+//!
+//! The on-demand [`Backup`] resource is defined in `crd/backup.rs`.
 
 // The KubeSchema derive copies the spec struct, `pub` and without our attributes, into a
 // function body; the lint cannot be silenced on that copy alone.
 #![allow(unreachable_pub)]
 
+mod backup;
+
+pub use backup::{Backup, BackupPhase, BackupSpec, BackupStatus};
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -59,6 +65,12 @@ pub const GROUP: &str = "faultline.dev";
         .message("projects: each explicit id must be unique"),
     validation = Rule::new("!has(self.backup) || has(self.backup.keepLast) || has(self.backup.keepDays)")
         .message("backup: set keepLast or keepDays so old backups are pruned"),
+    validation = Rule::new("!has(self.backup) || has(self.backup.destination.s3) != has(self.backup.destination.volume)")
+        .message("backup.destination: set exactly one of s3 or volume"),
+    validation = Rule::new("!has(self.bootstrap) || has(self.bootstrap.backup.source.s3) != has(self.bootstrap.backup.source.volume)")
+        .message("bootstrap.backup.source: set exactly one of s3 or volume"),
+    validation = Rule::new("has(self.bootstrap) == has(oldSelf.bootstrap) && (!has(self.bootstrap) || self.bootstrap == oldSelf.bootstrap)")
+        .message("bootstrap is immutable: it applies only when the tracker is created"),
     validation = Rule::new("self.storage.wal == oldSelf.storage.wal")
         .message("storage.wal is immutable: a StatefulSet's volume claims cannot change (resize the PersistentVolumeClaims instead)"),
     validation = Rule::new("has(self.storage.objectStore.s3) == has(oldSelf.storage.objectStore.s3)")
@@ -103,7 +115,10 @@ pub struct ErrorTrackerSpec {
     pub retention: RetentionSpec,
     /// Scheduled backups of the object store. Unset disables backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup: Option<BackupSpec>,
+    pub backup: Option<BackupScheduleSpec>,
+    /// Create the tracker from a backup (only when it is created; immutable afterwards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapSpec>,
     /// Projects served by this tracker. Each gets a DSN key and a Secret
     /// `<tracker>-dsn-<project>` holding its DSN.
     #[serde(default)]
@@ -260,16 +275,16 @@ impl Default for RetentionSpec {
     }
 }
 
-/// Scheduled backups to a second bucket. The engine uses the same credentials as its object
-/// store.
+/// Scheduled backups, taken by the engine itself (one pod at a time holds the maintenance
+/// lease in the object store), to a destination of their own.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct BackupSpec {
+pub struct BackupScheduleSpec {
     /// Cron expression, 5 fields, UTC.
     #[schemars(regex(pattern = r"^(\S+\s+){4}\S+$"))]
     pub schedule: String,
-    /// Destination bucket.
-    pub destination: BackupDestination,
+    /// Where backups go: an S3 bucket (with its own credentials Secret) or a volume.
+    pub destination: BackupStore,
     /// Keep the last N backups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
@@ -280,26 +295,57 @@ pub struct BackupSpec {
     pub keep_days: Option<u32>,
 }
 
-/// Where backups go.
+/// Where backups are kept: set exactly one of `s3` or `volume`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct BackupDestination {
-    /// Bucket name.
-    #[schemars(length(min = 3, max = 63))]
-    pub bucket: String,
-    /// Key prefix inside the bucket.
+pub struct BackupStore {
+    /// An S3 or S3-compatible bucket, with its own credentials Secret (it may name the object
+    /// store's Secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    /// Endpoint URL of an S3-compatible server; unset uses AWS.
+    pub s3: Option<S3Spec>,
+    /// An existing PersistentVolumeClaim mounted into the engine pods at
+    /// `/var/lib/faultline-backups` (ReadWriteMany when there is more than one replica).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://"))]
-    pub endpoint: Option<String>,
-    /// Region of the bucket.
+    pub volume: Option<BackupVolumeSpec>,
+}
+
+/// A directory on an existing PersistentVolumeClaim.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupVolumeSpec {
+    /// Name of the PersistentVolumeClaim in the tracker's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub claim_name: String,
+    /// Directory inside the volume; unset uses its root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Use path-style requests.
-    #[serde(default)]
-    pub force_path_style: bool,
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$"))]
+    pub sub_path: Option<String>,
+}
+
+/// How a new tracker gets its first data.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapSpec {
+    /// Restore a backup into the empty data location before the engine first starts.
+    pub backup: BootstrapBackupSpec,
+}
+
+/// A backup to restore from, as `faultline backup restore <id> --from <source> [--until <time>]`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapBackupSpec {
+    /// Where the backups are (an S3 bucket with its credentials Secret, or a volume).
+    pub source: BackupStore,
+    /// Id of the backup, or `latest`.
+    #[serde(default = "default_backup_id")]
+    #[schemars(regex(pattern = r"^(latest|[0-9A-Za-z][0-9A-Za-z._-]{0,127})$"))]
+    pub id: String,
+    /// Point in time (RFC 3339): restore the events up to this instant only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+    ))]
+    pub until: Option<String>,
 }
 
 /// One project (a Sentry "project": what a DSN points at).
@@ -407,7 +453,8 @@ impl Default for NetworkPolicySpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorTrackerStatus {
-    /// `Ready`, `Progressing` and `Degraded`, each with the generation it describes.
+    /// `Ready`, `Progressing`, `Degraded` and (with `spec.backup`) `BackupSucceeded`, each
+    /// with the generation it describes.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The generation of the spec the operator last acted on.
@@ -425,6 +472,21 @@ pub struct ErrorTrackerStatus {
     /// Per project, the Secret holding its DSN (keys `dsn`, `publicDsn`, `key`, `projectId`).
     #[serde(default)]
     pub dsn_secrets: Vec<DsnSecretRef>,
+    /// The newest backup that succeeded, as the engine lists them (scheduled and on-demand);
+    /// reported when `spec.backup` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<LastBackup>,
+}
+
+/// A backup that succeeded.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastBackup {
+    /// Backup id (what `faultline backup restore` and `bootstrap.backup.id` take).
+    pub id: String,
+    /// When it finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
 }
 
 /// Where a project's DSN is stored.
@@ -461,6 +523,9 @@ fn default_secret_access_key_key() -> String {
 }
 fn default_retention_days() -> u32 {
     90
+}
+fn default_backup_id() -> String {
+    "latest".to_owned()
 }
 fn default_window() -> u64 {
     60

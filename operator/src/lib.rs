@@ -2,14 +2,16 @@
 //! faultline engine.
 //!
 //! Layout, in the order data flows:
-//! - [`crd`]: the `ErrorTracker` API types (`faultline.dev/v1alpha1`); the CRD YAML in `crds/`
-//!   is generated from them.
+//! - [`crd`]: the `ErrorTracker` and `Backup` API types (`faultline.dev/v1alpha1`); the CRD
+//!   YAML in `crds/` is generated from them.
 //! - [`builders`]: pure functions from an `ErrorTracker` (plus the DSN keys already stored) to
 //!   every Kubernetes object: ServiceAccount, ConfigMap with the engine config, DSN Secrets,
 //!   StatefulSet, Services, PodDisruptionBudget, NetworkPolicy, Ingress.
 //! - [`controller`]: the reconciler. It reads existing DSN keys, applies the built objects by
 //!   server-side apply under one field manager, deletes objects the spec dropped, writes the
 //!   status, and runs a finalizer for cleanup. Errors requeue with exponential backoff.
+//! - [`backup`]: the `Backup` reconciler (an on-demand backup through the engine's admin API)
+//!   and the backup part of the tracker's status; [`engine_api`] is the admin API client.
 //! - [`metrics`]: Prometheus counters served on `/metrics`.
 //! - [`leader`]: a `coordination.k8s.io` Lease so that only one operator replica acts.
 //! - [`render`]: the objects of one tracker as a YAML stream, without a cluster.
@@ -18,21 +20,36 @@
 //! back from their Secret; the operator never depends on the engine crate, only on the shared
 //! `faultline-config` type, so the config it writes is the one the engine parses.
 
+pub mod backup;
 pub mod builders;
 pub mod controller;
 pub mod crd;
+pub mod engine_api;
 pub mod leader;
 pub mod metrics;
 pub mod render;
 
 pub use controller::{Context, run};
-pub use crd::{ErrorTracker, ErrorTrackerSpec, ErrorTrackerStatus};
+pub use crd::{Backup, ErrorTracker, ErrorTrackerSpec, ErrorTrackerStatus};
 
-/// The CustomResourceDefinition of `ErrorTracker` as YAML: what `faultline-operator crd`
-/// prints and `crds/errortracker.yaml` holds.
-pub fn crd_yaml() -> String {
+/// Every CustomResourceDefinition as (file name in `crds/`, YAML): what
+/// `faultline-operator crd` prints (as one stream) or writes (`--out-dir`).
+pub fn crd_files() -> Vec<(&'static str, String)> {
     use kube::CustomResourceExt;
-    serde_yaml::to_string(&ErrorTracker::crd()).expect("the CRD serializes")
+    let yaml = |crd| serde_yaml::to_string(&crd).expect("the CRD serializes");
+    vec![
+        ("errortracker.yaml", yaml(ErrorTracker::crd())),
+        ("backup.yaml", yaml(Backup::crd())),
+    ]
+}
+
+/// Every CustomResourceDefinition as one YAML stream, in the order of [`crd_files`].
+pub fn crd_yaml() -> String {
+    crd_files()
+        .into_iter()
+        .map(|(_, yaml)| yaml)
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 /// Runs the controller while this replica holds the leader Lease, until `shutdown` turns true.
@@ -41,8 +58,7 @@ pub fn crd_yaml() -> String {
 /// leader finishes its running reconciles first. `Err(Lost)` means the Lease was lost: the
 /// controller has been stopped and the process should exit so that it restarts as a follower.
 pub async fn run_elected(
-    client: kube::Client,
-    metrics: std::sync::Arc<metrics::Metrics>,
+    ctx: Context,
     lock: leader::LeaseLock,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> leader::Result<()> {
@@ -51,9 +67,9 @@ pub async fn run_elected(
 
     let leading = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&leading);
-    let gauge = Arc::clone(&metrics);
+    let gauge = Arc::clone(&ctx.metrics);
     let mut controller_shutdown = shutdown.clone();
-    let controller = controller::run(client, metrics, async move {
+    let controller = controller::run_with(ctx, async move {
         let _ = controller_shutdown.wait_for(|stop| *stop).await;
     });
     let elected = lock.run_as_leader(controller, move |leader| {

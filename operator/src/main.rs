@@ -25,8 +25,13 @@ struct Cli {
 enum Command {
     /// Run the controller (in a cluster, or with the current kubeconfig).
     Run(RunArgs),
-    /// Print the ErrorTracker CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions (ErrorTracker, Backup) as one YAML stream, or
+    /// write one file per CRD into a directory.
+    Crd {
+        /// Write `errortracker.yaml` and `backup.yaml` into this directory instead.
+        #[arg(long, env = "FAULTLINE_CRD_OUT_DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Print every object the operator would create for an ErrorTracker, as YAML documents.
     Render {
         /// File with one ErrorTracker document (`-` for standard input).
@@ -44,7 +49,8 @@ struct RunArgs {
         default_value = "0.0.0.0:8080"
     )]
     metrics_addr: SocketAddr,
-    /// Namespace of the leader Lease (the operator's own namespace).
+    /// Namespace of the leader Lease: the operator's own namespace, which every tracker's
+    /// NetworkPolicy admits to the admin port.
     #[arg(
         long,
         env = "FAULTLINE_OPERATOR_NAMESPACE",
@@ -66,7 +72,15 @@ struct RunArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => write_stdout(&faultline_operator::crd_yaml()),
+        Command::Crd { out_dir: None } => write_stdout(&faultline_operator::crd_yaml()),
+        Command::Crd { out_dir: Some(dir) } => {
+            for (file, yaml) in faultline_operator::crd_files() {
+                let path = dir.join(file);
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
+        }
         Command::Render { file } => {
             let text = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("reading standard input")?
@@ -118,7 +132,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         let _ = stop.send(true);
     });
-    let result = faultline_operator::run_elected(client, metrics, lock, shutdown).await;
+    let mut ctx = faultline_operator::Context::new(client, metrics);
+    ctx.operator_namespace = args.lease_namespace.clone();
+    let result = faultline_operator::run_elected(ctx, lock, shutdown).await;
     server.abort();
     result.context("leader election")
 }

@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "faultline-operator"
 EXAMPLES = ROOT / "examples"
 CRD_FILE = ROOT / "crds" / "errortracker.yaml"
+BACKUP_CRD_FILE = ROOT / "crds" / "backup.yaml"
+# Every CRD `faultline-operator crd` prints, in its order.
+CRD_FILES = (CRD_FILE, BACKUP_CRD_FILE)
 HARDENED_VALUES = Path(__file__).resolve().parent / "values-hardened.yaml"
 
 RELEASE = "faultline-operator"
@@ -114,13 +117,23 @@ def run_operator(binary: Path, *args: str, stdin: str | None = None) -> str:
     return proc.stdout
 
 
-@pytest.fixture(scope="session")
-def crd() -> dict[str, Any]:
-    """The committed CRD (crds/errortracker.yaml)."""
-    assert CRD_FILE.is_file(), f"{CRD_FILE.relative_to(ROOT)} is missing"
-    docs = load_all(CRD_FILE.read_text())
+def load_crd(path: Path) -> dict[str, Any]:
+    assert path.is_file(), f"{path.relative_to(ROOT)} is missing"
+    docs = load_all(path.read_text())
     assert len(docs) == 1 and docs[0]["kind"] == "CustomResourceDefinition", docs
     return docs[0]
+
+
+@pytest.fixture(scope="session")
+def crd() -> dict[str, Any]:
+    """The committed ErrorTracker CRD (crds/errortracker.yaml)."""
+    return load_crd(CRD_FILE)
+
+
+@pytest.fixture(scope="session")
+def backup_crd() -> dict[str, Any]:
+    """The committed Backup CRD (crds/backup.yaml)."""
+    return load_crd(BACKUP_CRD_FILE)
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,9 @@ from conftest import (EXAMPLES, KUBE_VERSIONS, VALUE_SETS, example_documents, ex
                       load_all, run_operator, strict_errors)
 
 ERROR_TRACKER = "ErrorTracker"
+BACKUP = "Backup"
+# Kinds the operator's CRDs define (validated against those, not against Kubernetes' schemas).
+CUSTOM_KINDS = (ERROR_TRACKER, BACKUP)
 
 
 def tracker_documents() -> list[tuple[str, dict[str, Any]]]:
@@ -39,7 +42,8 @@ def tracker_documents() -> list[tuple[str, dict[str, Any]]]:
 
 def test_examples_named_in_the_docs_exist():
     names = {p.name for p in example_files()}
-    assert {"minimal.yaml", "s3-retention-backup.yaml", "multi-tenant.yaml"} <= names
+    assert {"minimal.yaml", "s3-retention-backup.yaml", "multi-tenant.yaml",
+            "backup-restore.yaml"} <= names
 
 
 def test_multi_tenant_example_has_two_trackers_in_two_namespaces():
@@ -60,9 +64,27 @@ def test_s3_example_shows_credentials_retention_and_backups():
     assert {"keepLast", "keepDays"} & spec["backup"].keys()
 
 
-def test_committed_crd_is_what_the_operator_prints(operator_bin, crd):
+def test_backup_example_backs_up_a_tracker_and_restores_one():
+    docs = load_all((EXAMPLES / "backup-restore.yaml").read_text())
+    [backup] = [d for d in docs if d["kind"] == BACKUP]
+    [restored] = [d for d in docs if d["kind"] == ERROR_TRACKER]
+    assert backup["spec"]["tracker"] == s3()["metadata"]["name"]
+    assert backup["metadata"]["namespace"] == s3()["metadata"]["namespace"]
+    source = restored["spec"]["bootstrap"]["backup"]["source"]["s3"]
+    assert source["bucket"] == s3()["spec"]["backup"]["destination"]["s3"]["bucket"]
+
+
+def test_committed_crds_are_what_the_operator_prints(operator_bin, crd, backup_crd):
     printed = load_all(run_operator(operator_bin, "crd"))
-    assert printed == [crd], "crds/errortracker.yaml is stale: faultline-operator crd > crds/errortracker.yaml"
+    assert printed == [crd, backup_crd], (
+        "crds/ is stale: faultline-operator crd --out-dir crds")
+
+
+@pytest.mark.parametrize("ident,doc", [(i, d) for i, d in example_documents() if d.get("kind") == BACKUP],
+                         ids=[i for i, d in example_documents() if d.get("kind") == BACKUP])
+def test_example_backup_validates_against_its_crd(backup_crd, ident, doc):
+    assert crd_schema.validate(backup_crd, doc) == []
+    assert crd_schema.cel_errors(backup_crd, doc) == []
 
 
 @pytest.mark.parametrize("ident,doc", tracker_documents(), ids=[i for i, _ in tracker_documents()])
@@ -73,8 +95,8 @@ def test_example_validates_against_the_crd_schema(crd, ident, doc):
 
 @pytest.mark.parametrize(
     "ident,doc",
-    [(i, d) for i, d in example_documents() if d.get("kind") != ERROR_TRACKER],
-    ids=[i for i, d in example_documents() if d.get("kind") != ERROR_TRACKER],
+    [(i, d) for i, d in example_documents() if d.get("kind") not in CUSTOM_KINDS],
+    ids=[i for i, d in example_documents() if d.get("kind") not in CUSTOM_KINDS],
 )
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
 def test_example_builtin_objects_validate_strictly(ident, doc, version):
@@ -87,6 +109,16 @@ def minimal() -> dict[str, Any]:
 
 def s3() -> dict[str, Any]:
     return copy.deepcopy(load_all((EXAMPLES / "s3-retention-backup.yaml").read_text())[0])
+
+
+def restored() -> dict[str, Any]:
+    docs = load_all((EXAMPLES / "backup-restore.yaml").read_text())
+    return copy.deepcopy(next(d for d in docs if d["kind"] == ERROR_TRACKER))
+
+
+def backup() -> dict[str, Any]:
+    docs = load_all((EXAMPLES / "backup-restore.yaml").read_text())
+    return copy.deepcopy(next(d for d in docs if d["kind"] == BACKUP))
 
 
 def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -128,7 +160,32 @@ REJECTED = {
         lambda: _set(minimal(), "metadata.name", "a" * 41), "at most 40 characters"),
     "s3 without credentials": (
         lambda: _without(s3(), "spec.storage.objectStore.s3.credentialsSecret"), "credentialsSecret"),
+    "backup destination both in s3 and on a volume": (
+        lambda: _set(s3(), "spec.backup.destination.volume", {"claimName": "backups"}),
+        "set exactly one of s3 or volume"),
+    "backup destination in s3 without credentials": (
+        lambda: _without(s3(), "spec.backup.destination.s3.credentialsSecret"), "credentialsSecret"),
+    "bootstrap from nowhere": (
+        lambda: _set(restored(), "spec.bootstrap.backup.source", {}),
+        "bootstrap.backup.source: set exactly one of s3 or volume"),
+    "bootstrap until a time that is not RFC 3339": (
+        lambda: _set(restored(), "spec.bootstrap.backup.until", "yesterday"), "does not match"),
 }
+
+
+def test_crd_rejects_a_backup_of_an_invalid_tracker_name(backup_crd):
+    errors = crd_schema.validate(backup_crd, _set(backup(), "spec.tracker", "Errors_1"))
+    assert any("does not match" in e for e in errors), errors
+    errors = crd_schema.validate(backup_crd, _without(backup(), "spec.tracker"))
+    assert any("tracker" in e for e in errors), errors
+
+
+def test_backup_spec_cannot_change(backup_crd):
+    old = backup()
+    new = _set(backup(), "spec.tracker", "other")
+    assert crd_schema.cel_errors(backup_crd, new) == []
+    assert any("spec is immutable" in e for e in crd_schema.cel_errors(backup_crd, new, old=old))
+    assert crd_schema.cel_errors(backup_crd, old, old=old) == []
 
 
 @pytest.mark.parametrize("case", sorted(REJECTED))
@@ -158,6 +215,16 @@ UPDATES = {
     "changing the retention": (s3, lambda d: _set(d, "spec.retention.defaultDays", 7), None),
     "moving to another bucket": (
         s3, lambda d: _set(d, "spec.storage.objectStore.s3.bucket", "other-bucket"), None),
+    "bootstrapping a running tracker": (
+        minimal, lambda d: _set(d, "spec.bootstrap", restored()["spec"]["bootstrap"]),
+        "bootstrap is immutable"),
+    "changing the restore's point in time": (
+        restored, lambda d: _set(d, "spec.bootstrap.backup.until", "2026-11-25T00:00:00Z"),
+        "bootstrap is immutable"),
+    "dropping the bootstrap": (
+        restored, lambda d: _without(d, "spec.bootstrap"), "bootstrap is immutable"),
+    "changing a restored tracker's retention": (
+        restored, lambda d: _set(d, "spec.retention.defaultDays", 7), None),
 }
 
 

@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use faultline_config::{Config, ProjectConfig, RateLimit, S3Config};
+use faultline_config::{BackupConfig, Config, ProjectConfig, RateLimit, S3Config};
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::{ADMIN_PORT, Ctx, Error, INGEST_PORT, ResolvedProject, Result};
-use crate::crd::ErrorTracker;
+use crate::crd::{BackupStore, ErrorTracker};
 
 /// Key of the config file in the ConfigMap.
 pub const CONFIG_FILE: &str = "faultline.toml";
@@ -22,6 +22,12 @@ pub const CONFIG_MOUNT: &str = "/etc/faultline";
 pub const DATA_DIR: &str = "/var/lib/faultline";
 /// Where a local object store volume is mounted.
 pub(crate) const OBJECTS_DIR: &str = "/var/lib/faultline/objects";
+/// Key of the bootstrap init container's config in the ConfigMap.
+pub const RESTORE_CONFIG_FILE: &str = "restore.toml";
+/// Where a backup destination volume is mounted.
+pub(crate) const BACKUPS_DIR: &str = "/var/lib/faultline-backups";
+/// Where the bootstrap source volume is mounted.
+pub(crate) const RESTORE_SOURCE_DIR: &str = "/var/lib/faultline-restore";
 
 /// The engine config for a tracker. `storage.node_id` keeps its default: each pod gets its
 /// name through the `FAULTLINE_NODE_ID` environment variable, so one ConfigMap serves all pods.
@@ -52,14 +58,10 @@ pub(crate) fn engine_config(
     config.retention.default_days = spec.retention.default_days;
     config.retention.max_events_per_project = spec.retention.max_events_per_project;
     if let Some(backup) = &spec.backup {
-        let dest = &backup.destination;
+        let (destination, s3) = store_location(&backup.destination, BACKUPS_DIR);
         config.backup.schedule = Some(backup.schedule.clone());
-        config.backup.destination = Some(s3_url(&dest.bucket, dest.prefix.as_deref()));
-        config.backup.s3 = s3_config(
-            dest.endpoint.as_deref(),
-            dest.region.as_deref(),
-            dest.force_path_style,
-        );
+        config.backup.destination = Some(destination);
+        config.backup.s3 = s3;
         config.backup.keep_last = backup.keep_last;
         config.backup.keep_days = backup.keep_days;
     }
@@ -78,6 +80,48 @@ pub(crate) fn engine_config(
         .collect();
     config.validate().map_err(Error::InvalidConfig)?;
     Ok(config)
+}
+
+/// The config of the bootstrap init container: the engine's, with `[backup]` describing the
+/// source of the restore instead of the schedule's destination (the engine reads the S3
+/// settings of `--from` there). None without `spec.bootstrap`.
+pub(crate) fn restore_config(ctx: &Ctx<'_>, engine: &Config) -> Result<Option<Config>> {
+    let Some(bootstrap) = &ctx.tracker.spec.bootstrap else {
+        return Ok(None);
+    };
+    let (source, s3) = store_location(&bootstrap.backup.source, RESTORE_SOURCE_DIR);
+    let mut config = engine.clone();
+    config.backup = BackupConfig {
+        destination: Some(source),
+        s3,
+        ..BackupConfig::default()
+    };
+    config.validate().map_err(Error::InvalidConfig)?;
+    Ok(Some(config))
+}
+
+/// The URL of a backup store and its S3 settings: `s3://bucket/prefix`, or `file://` under
+/// `mount_dir`, where the volume is mounted.
+pub(crate) fn store_location(store: &BackupStore, mount_dir: &str) -> (String, S3Config) {
+    match (&store.s3, &store.volume) {
+        (Some(s3), _) => (
+            s3_url(&s3.bucket, s3.prefix.as_deref()),
+            s3_config(
+                s3.endpoint.as_deref(),
+                s3.region.as_deref(),
+                s3.force_path_style,
+            ),
+        ),
+        (None, Some(volume)) => {
+            let url = match volume.sub_path.as_deref() {
+                Some(sub) => format!("file://{mount_dir}/{}", sub.trim_matches('/')),
+                None => format!("file://{mount_dir}"),
+            };
+            (url, S3Config::default())
+        }
+        // The schema's CEL rule demands one of the two.
+        (None, None) => (format!("file://{mount_dir}"), S3Config::default()),
+    }
 }
 
 /// The config as TOML with only the values that differ from the engine's defaults, so the
@@ -108,11 +152,15 @@ fn prune(mut table: toml::Table, defaults: &toml::Table) -> toml::Table {
     table
 }
 
-/// The ConfigMap holding `faultline.toml`.
-pub(crate) fn config_map(ctx: &Ctx<'_>, text: &str) -> ConfigMap {
+/// The ConfigMap holding `faultline.toml` (and `restore.toml` with `spec.bootstrap`).
+pub(crate) fn config_map(ctx: &Ctx<'_>, text: &str, restore: Option<&str>) -> ConfigMap {
+    let mut data = BTreeMap::from([(CONFIG_FILE.to_owned(), text.to_owned())]);
+    if let Some(restore) = restore {
+        data.insert(RESTORE_CONFIG_FILE.to_owned(), restore.to_owned());
+    }
     ConfigMap {
         metadata: ctx.meta(config_map_name(ctx.tracker), "engine"),
-        data: Some(BTreeMap::from([(CONFIG_FILE.to_owned(), text.to_owned())])),
+        data: Some(data),
         ..ConfigMap::default()
     }
 }

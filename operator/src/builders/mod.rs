@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 use crate::crd::{ErrorTracker, ProjectSpec};
 
 use config::engine_config;
-pub use config::{CONFIG_FILE, CONFIG_MOUNT, DATA_DIR};
+pub use config::{CONFIG_FILE, CONFIG_MOUNT, DATA_DIR, RESTORE_CONFIG_FILE};
+pub use network::admin_service_name;
 pub use secrets::{
     ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, admin_token_secret_name, dsn_secret_name, generate_key,
     generate_token, is_valid_key, is_valid_token,
@@ -115,6 +116,10 @@ pub struct Credentials {
     pub dsn_keys: BTreeMap<String, String>,
     /// API token of the admin/query API (64 hex characters).
     pub admin_token: String,
+    /// Namespace the operator runs in: the NetworkPolicy lets it reach the admin port (it
+    /// calls the engine's admin API for backups). Not a secret, but like the keys it comes
+    /// from outside the spec; `None` leaves it out.
+    pub operator_namespace: Option<String>,
 }
 
 impl Credentials {
@@ -128,9 +133,13 @@ impl Credentials {
                 .map(|p| (p.name.clone(), generate_key()))
                 .collect(),
             admin_token: generate_token(),
+            operator_namespace: Some(DEFAULT_OPERATOR_NAMESPACE.to_owned()),
         }
     }
 }
+
+/// Namespace the chart installs the operator into by default.
+pub const DEFAULT_OPERATOR_NAMESPACE: &str = "faultline-system";
 
 /// Builds every object for `tracker` with the given credentials.
 pub fn build(tracker: &ErrorTracker, credentials: &Credentials) -> Result<Desired> {
@@ -144,9 +153,10 @@ pub fn build(tracker: &ErrorTracker, credentials: &Credentials) -> Result<Desire
     }
     let engine = engine_config(&ctx, &projects, keys)?;
     let config_text = config::minimal_toml(&engine);
+    let restore_text = config::restore_config(&ctx, &engine)?.map(|c| config::minimal_toml(&c));
     Ok(Desired {
         service_account: workload::service_account(&ctx),
-        config_map: config::config_map(&ctx, &config_text),
+        config_map: config::config_map(&ctx, &config_text, restore_text.as_deref()),
         admin_token_secret: secrets::admin_token_secret(&ctx, &credentials.admin_token),
         dsn_secrets: projects
             .iter()
@@ -157,7 +167,7 @@ pub fn build(tracker: &ErrorTracker, credentials: &Credentials) -> Result<Desire
         headless_service: network::headless_service(&ctx),
         stateful_set: workload::stateful_set(&ctx, &config_text),
         pod_disruption_budget: network::pod_disruption_budget(&ctx),
-        network_policy: network::network_policy(&ctx),
+        network_policy: network::network_policy(&ctx, credentials.operator_namespace.as_deref()),
         ingress: network::ingress(&ctx),
     })
 }

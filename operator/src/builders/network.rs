@@ -18,8 +18,8 @@ pub(crate) fn headless_service_name(tracker_name: &str) -> String {
     format!("{tracker_name}-pods")
 }
 
-/// Name of the ClusterIP Service of the query/admin port.
-pub(crate) fn admin_service_name(tracker_name: &str) -> String {
+/// Name of the ClusterIP Service of the query/admin port: `<tracker>-admin`.
+pub fn admin_service_name(tracker_name: &str) -> String {
     format!("{tracker_name}-admin")
 }
 
@@ -100,14 +100,18 @@ pub(crate) fn pod_disruption_budget(ctx: &Ctx<'_>) -> PodDisruptionBudget {
     }
 }
 
-/// Ingest port open to every peer; query/admin port only from the tracker's namespace and the
-/// namespaces listed in `networkPolicy.adminNamespaces`.
-pub(crate) fn network_policy(ctx: &Ctx<'_>) -> Option<NetworkPolicy> {
+/// Ingest port open to every peer; query/admin port only from the tracker's namespace, the
+/// operator's (for backups) and the namespaces listed in `networkPolicy.adminNamespaces`.
+pub(crate) fn network_policy(
+    ctx: &Ctx<'_>,
+    operator_namespace: Option<&str>,
+) -> Option<NetworkPolicy> {
     let spec = &ctx.tracker.spec.network_policy;
     if !spec.enabled {
         return None;
     }
     let mut namespaces = vec![ctx.namespace.clone()];
+    namespaces.extend(operator_namespace.map(str::to_owned));
     namespaces.extend(spec.admin_namespaces.iter().cloned());
     namespaces.sort();
     namespaces.dedup();

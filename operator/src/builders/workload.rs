@@ -1,4 +1,8 @@
 //! The engine StatefulSet and its ServiceAccount.
+//!
+//! With `spec.bootstrap`, every pod starts with an init container `restore` running
+//! `faultline backup restore` with the same volumes and environment as the engine; the engine
+//! makes that a no-op once the data location holds the restore.
 
 use std::collections::BTreeMap;
 
@@ -6,22 +10,26 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    ServiceAccount, Volume, VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
-use super::config::{OBJECTS_DIR, config_map_name};
+use super::config::{
+    BACKUPS_DIR, OBJECTS_DIR, RESTORE_CONFIG_FILE, RESTORE_SOURCE_DIR, config_map_name,
+    store_location,
+};
 use super::network::headless_service_name;
 use super::{
     ADMIN_PORT, ADMIN_TOKEN_DIR, CONFIG_FILE, CONFIG_MOUNT, Ctx, DATA_DIR, INGEST_PORT,
     admin_token_secret_name, labels, selector_labels,
 };
-use crate::crd::VolumeSpec;
+use crate::crd::{CredentialsSecret, VolumeSpec};
 
 /// Requests and limits when the spec names none. The ingest benchmark (docs/benchmarks.md) peaks
 /// at about 240 MB of RSS under sustained load on 2 cores; the limit leaves room for queries.
@@ -64,6 +72,80 @@ pub(crate) fn stateful_set(ctx: &Ctx<'_>, config_text: &str) -> StatefulSet {
         claims.push(claim("objects", &local, &ctx.name));
         mounts.push(mount("objects", OBJECTS_DIR, false));
     }
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config_map_name(ctx.tracker),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "admin-token".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(admin_token_secret_name(&ctx.name)),
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(Quantity("256Mi".into())),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ];
+    let init_containers = spec.bootstrap.as_ref().map(|bootstrap| {
+        let source = &bootstrap.backup.source;
+        let mut init_mounts = mounts.clone();
+        if let Some(volume) = &source.volume {
+            volumes.push(claim_volume("restore-source", &volume.claim_name, true));
+            init_mounts.push(mount("restore-source", RESTORE_SOURCE_DIR, true));
+        }
+        let (url, _) = store_location(source, RESTORE_SOURCE_DIR);
+        let mut args = vec![
+            "--config".into(),
+            format!("{CONFIG_MOUNT}/{RESTORE_CONFIG_FILE}"),
+            "backup".into(),
+            "restore".into(),
+            bootstrap.backup.id.clone(),
+            format!("--from={url}"),
+        ];
+        // `--until=<time>` as one argument: a bare RFC 3339 value in a YAML list would be
+        // read as a timestamp by YAML 1.1 parsers.
+        if let Some(until) = &bootstrap.backup.until {
+            args.push(format!("--until={until}"));
+        }
+        let mut env = env(ctx);
+        env.retain(|e| !e.name.starts_with(BACKUP_ENV_PREFIX));
+        if let Some(s3) = &source.s3 {
+            env.extend(credentials_env(BACKUP_ENV_PREFIX, &s3.credentials_secret));
+        }
+        vec![Container {
+            name: "restore".into(),
+            image: Some(spec.image()),
+            image_pull_policy: Some(spec.image_pull_policy.clone()),
+            command: Some(vec!["faultline".into()]),
+            args: Some(args),
+            env: Some(env),
+            resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
+            security_context: Some(container_security(ctx)),
+            volume_mounts: Some(init_mounts),
+            ..Container::default()
+        }]
+    });
+    if let Some(volume) = spec
+        .backup
+        .as_ref()
+        .and_then(|b| b.destination.volume.as_ref())
+    {
+        volumes.push(claim_volume("backups", &volume.claim_name, false));
+        mounts.push(mount("backups", BACKUPS_DIR, false));
+    }
     let container = Container {
         name: "engine".into(),
         image: Some(spec.image()),
@@ -82,26 +164,14 @@ pub(crate) fn stateful_set(ctx: &Ctx<'_>, config_text: &str) -> StatefulSet {
         liveness_probe: Some(probe("/health/live", 10, 6)),
         readiness_probe: Some(probe("/health/ready", 5, 3)),
         resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            read_only_root_filesystem: Some(spec.security.read_only_root_filesystem),
-            run_as_non_root: Some(true),
-            run_as_user: Some(spec.security.run_as_user),
-            run_as_group: Some(spec.security.fs_group),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Capabilities::default()
-            }),
-            seccomp_profile: Some(runtime_default()),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(container_security(ctx)),
         volume_mounts: Some(mounts),
         ..Container::default()
     };
     let pod = PodSpec {
         service_account_name: Some(ctx.name.clone()),
         automount_service_account_token: Some(false),
+        init_containers,
         containers: vec![container],
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
@@ -115,33 +185,7 @@ pub(crate) fn stateful_set(ctx: &Ctx<'_>, config_text: &str) -> StatefulSet {
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
         tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
         affinity: spec.affinity.clone(),
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: config_map_name(ctx.tracker),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: "admin-token".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(admin_token_secret_name(&ctx.name)),
-                    default_mode: Some(0o440),
-                    ..SecretVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource {
-                    size_limit: Some(Quantity("256Mi".into())),
-                    ..EmptyDirVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-        ]),
+        volumes: Some(volumes),
         ..PodSpec::default()
     };
     StatefulSet {
@@ -184,27 +228,69 @@ fn env(ctx: &Ctx<'_>) -> Vec<EnvVar> {
         }),
         ..EnvVar::default()
     }];
-    if let Some(s3) = &ctx.tracker.spec.storage.object_store.s3 {
-        let secret = &s3.credentials_secret;
-        for (name, key) in [
-            ("AWS_ACCESS_KEY_ID", &secret.access_key_id_key),
-            ("AWS_SECRET_ACCESS_KEY", &secret.secret_access_key_key),
-        ] {
-            env.push(EnvVar {
-                name: name.into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: secret.name.clone(),
-                        key: key.clone(),
-                        optional: Some(false),
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            });
-        }
+    let spec = &ctx.tracker.spec;
+    if let Some(s3) = &spec.storage.object_store.s3 {
+        env.extend(credentials_env("", &s3.credentials_secret));
+    }
+    if let Some(s3) = spec.backup.as_ref().and_then(|b| b.destination.s3.as_ref()) {
+        env.extend(credentials_env(BACKUP_ENV_PREFIX, &s3.credentials_secret));
     }
     env
+}
+
+/// Prefix of the variables holding the credentials of the backup store (the engine reads
+/// `FAULTLINE_BACKUP_AWS_ACCESS_KEY_ID` and `FAULTLINE_BACKUP_AWS_SECRET_ACCESS_KEY`).
+const BACKUP_ENV_PREFIX: &str = "FAULTLINE_BACKUP_";
+
+/// `<prefix>AWS_ACCESS_KEY_ID` and `<prefix>AWS_SECRET_ACCESS_KEY` from the Secret.
+fn credentials_env(prefix: &str, secret: &CredentialsSecret) -> Vec<EnvVar> {
+    [
+        ("AWS_ACCESS_KEY_ID", &secret.access_key_id_key),
+        ("AWS_SECRET_ACCESS_KEY", &secret.secret_access_key_key),
+    ]
+    .into_iter()
+    .map(|(name, key)| EnvVar {
+        name: format!("{prefix}{name}"),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.name.clone(),
+                key: key.clone(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    })
+    .collect()
+}
+
+fn container_security(ctx: &Ctx<'_>) -> SecurityContext {
+    let security = &ctx.tracker.spec.security;
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(security.read_only_root_filesystem),
+        run_as_non_root: Some(true),
+        run_as_user: Some(security.run_as_user),
+        run_as_group: Some(security.fs_group),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(runtime_default()),
+        ..SecurityContext::default()
+    }
+}
+
+fn claim_volume(name: &str, claim_name: &str, read_only: bool) -> Volume {
+    Volume {
+        name: name.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim_name.into(),
+            read_only: read_only.then_some(true),
+        }),
+        ..Volume::default()
+    }
 }
 
 fn claim(name: &str, volume: &VolumeSpec, tracker_name: &str) -> PersistentVolumeClaim {

@@ -59,7 +59,12 @@ fn checksum(sts: &StatefulSet) -> String {
 
 #[test]
 fn snapshots_of_every_object() {
-    for fixture in ["minimal.yaml", "s3-ha.yaml", "scheduled.yaml"] {
+    for fixture in [
+        "minimal.yaml",
+        "s3-ha.yaml",
+        "scheduled.yaml",
+        "bootstrap.yaml",
+    ] {
         let objects = build(fixture).to_values();
         insta::assert_yaml_snapshot!(fixture.trim_end_matches(".yaml"), objects);
     }
@@ -67,7 +72,12 @@ fn snapshots_of_every_object() {
 
 #[test]
 fn every_object_is_owned_and_labelled() {
-    for fixture in ["minimal.yaml", "s3-ha.yaml", "scheduled.yaml"] {
+    for fixture in [
+        "minimal.yaml",
+        "s3-ha.yaml",
+        "scheduled.yaml",
+        "bootstrap.yaml",
+    ] {
         let tracker = tracker(fixture);
         for object in build(fixture).to_values() {
             let what = format!(
@@ -227,6 +237,7 @@ fn creds_for(project: &str) -> Credentials {
             "0123456789abcdef0123456789abcdef".to_owned(),
         )]),
         admin_token: "0".repeat(64),
+        operator_namespace: None,
     }
 }
 
@@ -356,7 +367,8 @@ fn network_policy_keeps_the_admin_port_to_allowed_namespaces() {
     assert_eq!(rules[1]["ports"][0]["port"], 8001);
     assert_eq!(
         rules[1]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"],
-        serde_json::json!(["monitoring", "team-a"])
+        serde_json::json!(["faultline-system", "monitoring", "team-a"]),
+        "the tracker's namespace, the operator's (it calls the admin API for backups) and adminNamespaces"
     );
     assert!(build("scheduled.yaml").network_policy.is_none());
     assert!(build("minimal.yaml").ingress.is_none());

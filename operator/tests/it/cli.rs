@@ -1,4 +1,4 @@
-//! The binary as a user runs it: `crd` prints what `crds/` holds, `render -f` prints every
+//! The binary as a user runs it: `crd` prints (or writes with `--out-dir`) what `crds/` holds, `render -f` prints every
 //! object of a tracker as YAML documents with the placeholder uid. No API server involved.
 
 use std::process::Command;
@@ -20,13 +20,20 @@ fn operator(args: &[&str]) -> String {
 }
 
 #[test]
-fn crd_prints_the_committed_crd() {
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../crds/errortracker.yaml"
-    ))
-    .unwrap();
-    assert_eq!(operator(&["crd"]), committed);
+fn crd_prints_the_committed_crds() {
+    let committed = |file: &str| {
+        std::fs::read_to_string(format!("{}/../crds/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let tracker = committed("errortracker.yaml");
+    let backup = committed("backup.yaml");
+    assert_eq!(operator(&["crd"]), format!("{tracker}---\n{backup}"));
+
+    let dir = tempfile::tempdir().unwrap();
+    operator(&["crd", "--out-dir", dir.path().to_str().unwrap()]);
+    for (file, want) in [("errortracker.yaml", &tracker), ("backup.yaml", &backup)] {
+        let written = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        assert_eq!(&written, want, "{file}");
+    }
 }
 
 #[test]

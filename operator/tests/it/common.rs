@@ -24,6 +24,7 @@ pub(crate) fn credentials(tracker: &ErrorTracker) -> Credentials {
     Credentials {
         dsn_keys: keys(tracker),
         admin_token: "c".repeat(64),
+        operator_namespace: Some(faultline_operator::builders::DEFAULT_OPERATOR_NAMESPACE.into()),
     }
 }
 

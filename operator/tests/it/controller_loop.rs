@@ -227,12 +227,8 @@ async fn of_two_replicas_only_the_lease_holder_reconciles() {
     for identity in ["operator-a", "operator-b"] {
         let metrics = Arc::new(Metrics::default());
         let lock = LeaseLock::new(client.clone(), "ops", "faultline-operator", identity);
-        let task = tokio::spawn(faultline_operator::run_elected(
-            client.clone(),
-            Arc::clone(&metrics),
-            lock,
-            shutdown.clone(),
-        ));
+        let ctx = faultline_operator::Context::new(client.clone(), Arc::clone(&metrics));
+        let task = tokio::spawn(faultline_operator::run_elected(ctx, lock, shutdown.clone()));
         replicas.push((identity, metrics, task));
     }
     server

@@ -12,18 +12,22 @@ use serde_json::Value;
 use crate::common::tracker;
 
 #[test]
-fn crds_directory_and_chart_match_the_generated_crd() {
-    for file in [
-        "crds/errortracker.yaml",
-        "charts/faultline-operator/crds/errortracker.yaml",
-    ] {
-        let path = format!("{}/../{file}", env!("CARGO_MANIFEST_DIR"));
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            committed == faultline_operator::crd_yaml(),
-            "{file} differs from the CRD generated from the Rust types; regenerate both copies with\n  \
-             cargo run -p faultline-operator -- crd | tee crds/errortracker.yaml > charts/faultline-operator/crds/errortracker.yaml"
-        );
+fn crds_directory_and_chart_match_the_generated_crds() {
+    let generated = faultline_operator::crd_files();
+    assert_eq!(
+        generated.iter().map(|(f, _)| *f).collect::<Vec<_>>(),
+        ["errortracker.yaml", "backup.yaml"]
+    );
+    for dir in ["crds", "charts/faultline-operator/crds"] {
+        for (file, yaml) in &generated {
+            let path = format!("{}/../{dir}/{file}", env!("CARGO_MANIFEST_DIR"));
+            let committed = std::fs::read_to_string(path).unwrap_or_default();
+            assert!(
+                &committed == yaml,
+                "{dir}/{file} differs from the CRD generated from the Rust types; regenerate both copies with\n  \
+                 cargo run -p faultline-operator -- crd --out-dir crds && cp crds/*.yaml charts/faultline-operator/crds/"
+            );
+        }
     }
 }
 
