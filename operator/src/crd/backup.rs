@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// An on-demand backup of the tracker named in `tracker`, to the tracker's
 /// `spec.backup.destination`.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "faultline.dev",
     version = "v1alpha1",
@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
     plural = "backups",
     namespaced,
     cel,
+    derive = "Default",
     status = "BackupStatus",
     doc = "An on-demand backup of a faultline ErrorTracker, taken by the engine.",
     printcolumn(name = "Tracker", type_ = "string", json_path = ".spec.tracker"),
@@ -83,8 +84,9 @@ pub struct BackupStatus {
     /// Bytes copied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
-    /// Why the backup waits or failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Why the backup waits or failed. Written as `null` when there is nothing to say, so
+    /// that a server-side apply of the status clears an old message.
+    #[serde(default)]
     pub message: Option<String>,
     /// `Succeeded`: `Unknown` while pending or running, then `True` or `False`; with the
     /// generation it describes.

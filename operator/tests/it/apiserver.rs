@@ -191,6 +191,7 @@ fn route(path: &str) -> Option<Route> {
 fn kind_of(collection: &str) -> &'static str {
     match collection.rsplit('/').next().unwrap() {
         "errortrackers" => "ErrorTracker",
+        "backups" => "Backup",
         "statefulsets" => "StatefulSet",
         "secrets" => "Secret",
         "configmaps" => "ConfigMap",

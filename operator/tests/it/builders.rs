@@ -469,3 +469,206 @@ fn only_the_ingest_port_leaves_the_cluster() {
     assert_eq!(ports(&desired.admin_service), [("admin".to_owned(), 8001)]);
     assert_eq!(ports(&desired.headless_service).len(), 2);
 }
+
+fn env_names(container: &k8s_openapi::api::core::v1::Container) -> Vec<(String, String)> {
+    container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| {
+            let source = e.value_from.as_ref().unwrap();
+            let from = match (&source.secret_key_ref, &source.field_ref) {
+                (Some(secret), _) => format!("secret {}/{}", secret.name, secret.key),
+                (_, Some(field)) => format!("field {}", field.field_path),
+                _ => "?".into(),
+            };
+            (e.name.clone(), from)
+        })
+        .collect()
+}
+
+#[test]
+fn backups_to_s3_get_their_own_credentials() {
+    let desired = build("s3-ha.yaml");
+    let env = env_names(engine_container(&desired.stateful_set));
+    assert_eq!(
+        env[1..],
+        [
+            (
+                "AWS_ACCESS_KEY_ID".into(),
+                "secret s3-creds/AWS_ACCESS_KEY_ID".into()
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                "secret s3-creds/AWS_SECRET_ACCESS_KEY".into()
+            ),
+            (
+                "FAULTLINE_BACKUP_AWS_ACCESS_KEY_ID".into(),
+                "secret backup-creds/key-id".into()
+            ),
+            (
+                "FAULTLINE_BACKUP_AWS_SECRET_ACCESS_KEY".into(),
+                "secret backup-creds/secret-key".into()
+            ),
+        ]
+    );
+    let text = &desired.config_map.data.as_ref().unwrap()[CONFIG_FILE];
+    let config = faultline_config::Config::parse(text).unwrap();
+    assert_eq!(
+        config.backup.s3.endpoint.as_deref(),
+        Some("http://minio.storage:9000")
+    );
+    assert!(config.backup.s3.allow_http && config.backup.s3.force_path_style);
+    assert!(
+        pod_spec(&desired).init_containers.is_none(),
+        "no restore without spec.bootstrap"
+    );
+    assert!(
+        !text.contains("AWS") && !text.contains("backup-creds"),
+        "no credential in the config"
+    );
+}
+
+#[test]
+fn bootstrap_restores_before_the_engine_starts() {
+    let desired = build("bootstrap.yaml");
+    let pod = pod_spec(&desired);
+    let [init] = pod.init_containers.as_deref().unwrap() else {
+        panic!("one init container");
+    };
+    let engine = &pod.containers[0];
+    assert_eq!(init.name, "restore");
+    assert_eq!(init.image, engine.image);
+    assert_eq!(init.command.as_deref().unwrap(), ["faultline"]);
+    assert_eq!(
+        init.args.as_deref().unwrap(),
+        [
+            "--config",
+            "/etc/faultline/restore.toml",
+            "backup",
+            "restore",
+            "20261124T031500Z-ab12",
+            "--from=s3://faultline-backups/team-a",
+            "--until=2026-11-24T02:00:00Z",
+        ]
+    );
+    // the same hardening and the same data volumes as the engine
+    assert_eq!(init.security_context, engine.security_context);
+    let mounts = |c: &k8s_openapi::api::core::v1::Container| {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.clone(), m.mount_path.clone()))
+            .collect::<Vec<_>>()
+    };
+    let init_mounts = mounts(init);
+    for wanted in ["data", "objects", "config", "tmp"] {
+        assert!(
+            init_mounts.iter().any(|(name, _)| name == wanted),
+            "{wanted}: {init_mounts:?}"
+        );
+    }
+    assert!(
+        !init_mounts.iter().any(|(name, _)| name == "backups"),
+        "the restore does not need the backup destination"
+    );
+    // the source's credentials, not the destination's (a volume here)
+    assert_eq!(
+        env_names(init)[1..],
+        [
+            (
+                "FAULTLINE_BACKUP_AWS_ACCESS_KEY_ID".into(),
+                "secret old-backups/AWS_ACCESS_KEY_ID".into()
+            ),
+            (
+                "FAULTLINE_BACKUP_AWS_SECRET_ACCESS_KEY".into(),
+                "secret old-backups/AWS_SECRET_ACCESS_KEY".into()
+            ),
+        ]
+    );
+    // restore.toml is the engine's config with the source in [backup], and the engine reads it
+    let data = desired.config_map.data.as_ref().unwrap();
+    let engine_config = faultline_config::Config::parse(&data[CONFIG_FILE]).unwrap();
+    let restore = faultline_config::Config::parse(&data[builders::RESTORE_CONFIG_FILE]).unwrap();
+    assert_eq!(restore.storage, engine_config.storage);
+    assert_eq!(
+        restore.backup.destination.as_deref(),
+        Some("s3://faultline-backups/team-a")
+    );
+    assert_eq!(
+        restore.backup.s3.endpoint.as_deref(),
+        Some("https://s3.example.com")
+    );
+    assert_eq!(restore.backup.s3.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(
+        restore.backup.schedule, None,
+        "the restore schedules nothing"
+    );
+    // and the engine backs up into a directory of the shared volume
+    assert_eq!(
+        engine_config.backup.destination.as_deref(),
+        Some("file:///var/lib/faultline-backups/team-b")
+    );
+    assert!(mounts(engine).contains(&("backups".into(), "/var/lib/faultline-backups".into())));
+    let claim = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "backups")
+        .and_then(|v| v.persistent_volume_claim.as_ref())
+        .unwrap();
+    assert_eq!(claim.claim_name, "faultline-backups");
+    assert!(
+        !build("s3-ha.yaml")
+            .config_map
+            .data
+            .unwrap()
+            .contains_key(builders::RESTORE_CONFIG_FILE)
+    );
+}
+
+#[test]
+fn a_bootstrap_from_a_volume_mounts_it_read_only_and_restores_latest() {
+    let mut tracker = tracker("bootstrap.yaml");
+    let bootstrap = tracker.spec.bootstrap.as_mut().unwrap();
+    bootstrap.backup.source = serde_json::from_value(serde_json::json!({
+        "volume": {"claimName": "old-backups", "subPath": "team-a"}
+    }))
+    .unwrap();
+    bootstrap.backup.id = "latest".into();
+    bootstrap.backup.until = None;
+    let desired = builders::build(&tracker, &credentials(&tracker)).unwrap();
+    let pod = pod_spec(&desired);
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(
+        init.args.as_deref().unwrap()[4..],
+        ["latest", "--from=file:///var/lib/faultline-restore/team-a"]
+    );
+    let mount = init
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == "restore-source")
+        .unwrap();
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        ("/var/lib/faultline-restore", Some(true))
+    );
+    assert!(
+        env_names(init)
+            .iter()
+            .all(|(name, _)| !name.starts_with("FAULTLINE_BACKUP_")),
+        "no S3 credentials for a volume"
+    );
+    let source = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "restore-source")
+        .and_then(|v| v.persistent_volume_claim.as_ref())
+        .unwrap();
+    assert_eq!(
+        (source.claim_name.as_str(), source.read_only),
+        ("old-backups", Some(true))
+    );
+}

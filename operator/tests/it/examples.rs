@@ -1,8 +1,8 @@
-//! Rung 2, continued: every `ErrorTracker` in `examples/` is read by the Rust type without
+//! Rung 2, continued: every `ErrorTracker` (and `Backup`) in `examples/` is read by the Rust type without
 //! losing a field (a misspelt field would be silently pruned by the API server), passes the
 //! CEL rules, and builds into objects. No API server runs here.
 
-use faultline_operator::ErrorTracker;
+use faultline_operator::{Backup, ErrorTracker};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -30,6 +30,7 @@ fn lost_fields(original: &Value, parsed: &Value, path: &str, out: &mut Vec<Strin
 fn examples_parse_validate_and_build() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
     let mut seen = 0;
+    let mut backups = 0;
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .expect("examples/ exists")
         .map(|e| e.unwrap().path())
@@ -42,6 +43,20 @@ fn examples_parse_validate_and_build() {
         let text = std::fs::read_to_string(&path).unwrap();
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let original = Value::deserialize(doc).unwrap();
+            if original["kind"] == "Backup" {
+                let what = format!("{} {}", path.display(), original["metadata"]["name"]);
+                let backup: Backup = serde_json::from_value(original.clone())
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let mut lost = Vec::new();
+                let parsed = serde_json::to_value(&backup).unwrap();
+                lost_fields(&original, &parsed, "", &mut lost);
+                assert!(lost.is_empty(), "{what}: unknown fields {lost:?}");
+                if let Err(errors) = backup.validate_cel() {
+                    panic!("{what}: {errors:?}");
+                }
+                backups += 1;
+                continue;
+            }
             if original["kind"] != "ErrorTracker" {
                 continue;
             }
@@ -77,4 +92,5 @@ fn examples_parse_validate_and_build() {
         seen >= 3,
         "expected the examples to hold at least 3 ErrorTrackers, found {seen}"
     );
+    assert!(backups >= 1, "expected a Backup among the examples");
 }

@@ -5,6 +5,8 @@
 //! - `schema`: rung 2, the CRD is structural, CEL rules accept and reject, `crds/` does not drift;
 //! - `wire`: rung 4, the exact HTTP requests of reconcile against a `tower-test` mock;
 //! - `convergence`: rung 5, reconcile to a fixed point on `kube-fake-client`;
+//! - `backup_lifecycle`: rung 5 for `Backup` resources and the tracker's backup status, with
+//!   `engine_stub` standing in for the engine's admin API;
 //! - `controller_loop`: rung 6, `Controller::run` against a loopback API server (`apiserver`);
 //! - `examples`: rung 2 for `examples/`: each tracker parses without losing a field, passes CEL;
 //! - `leader`: Lease-based leader election on `kube-fake-client`;
@@ -14,11 +16,13 @@
 //! (rungs 2 and 3 with `kubernetes-validate`, helm and checkov) lives in `tests/k8s/` (Python).
 
 mod apiserver;
+mod backup_lifecycle;
 mod builders;
 mod cli;
 mod common;
 mod controller_loop;
 mod convergence;
+mod engine_stub;
 mod examples;
 mod leader;
 mod metrics;

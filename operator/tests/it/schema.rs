@@ -186,7 +186,12 @@ fn broken_rules(tracker: &ErrorTracker) -> Vec<String> {
 
 #[test]
 fn cel_rules_accept_the_fixtures() {
-    for fixture in ["minimal.yaml", "s3-ha.yaml", "scheduled.yaml"] {
+    for fixture in [
+        "minimal.yaml",
+        "s3-ha.yaml",
+        "scheduled.yaml",
+        "bootstrap.yaml",
+    ] {
         assert_eq!(
             broken_rules(&tracker(fixture)),
             Vec::<String>::new(),
@@ -319,4 +324,111 @@ fn volume_layout_cannot_change_after_creation() {
         .endpoint = Some("https://s3.example.com".into());
     assert_eq!(broken_on_update(&edited, &s3), Vec::<String>::new());
     assert_eq!(broken_on_update(&old, &old), Vec::<String>::new());
+}
+
+#[test]
+fn backup_destination_and_bootstrap_source_are_one_of_s3_or_volume() {
+    let both = serde_json::json!({
+        "s3": {"bucket": "faultline-backups", "credentialsSecret": {"name": "creds"}},
+        "volume": {"claimName": "backups"},
+    });
+    let mut t = tracker("s3-ha.yaml");
+    t.spec.backup.as_mut().unwrap().destination = serde_json::from_value(both.clone()).unwrap();
+    assert_eq!(
+        broken_rules(&t),
+        ["backup.destination: set exactly one of s3 or volume"]
+    );
+    let mut t = tracker("bootstrap.yaml");
+    t.spec.bootstrap.as_mut().unwrap().backup.source =
+        serde_json::from_value(serde_json::json!({})).unwrap();
+    assert_eq!(
+        broken_rules(&t),
+        ["bootstrap.backup.source: set exactly one of s3 or volume"]
+    );
+    // the neighbours: a volume alone, s3 alone
+    let mut t = tracker("bootstrap.yaml");
+    t.spec.bootstrap.as_mut().unwrap().backup.source =
+        serde_json::from_value(serde_json::json!({"volume": {"claimName": "old"}})).unwrap();
+    assert_eq!(broken_rules(&t), Vec::<String>::new());
+    assert_eq!(
+        broken_rules(&tracker("bootstrap.yaml")),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn bootstrap_cannot_be_added_changed_or_dropped_after_creation() {
+    let restored = tracker("bootstrap.yaml");
+    let immutable = "bootstrap is immutable: it applies only when the tracker is created";
+
+    let mut later = restored.clone();
+    later.spec.bootstrap = None;
+    assert_eq!(broken_on_update(&restored, &later), [immutable], "added");
+    assert_eq!(broken_on_update(&later, &restored), [immutable], "dropped");
+    let mut other_time = restored.clone();
+    other_time.spec.bootstrap.as_mut().unwrap().backup.until = Some("2026-11-25T00:00:00Z".into());
+    assert_eq!(broken_on_update(&other_time, &restored), [immutable]);
+
+    // the rest of a restored tracker stays editable
+    let mut edited = restored.clone();
+    edited.spec.retention.default_days = 7;
+    edited.spec.projects.clear();
+    assert_eq!(broken_on_update(&edited, &restored), Vec::<String>::new());
+}
+
+#[test]
+fn backup_crd_is_structural_and_its_spec_immutable() {
+    use faultline_operator::crd::{Backup, BackupSpec};
+    let crd = Backup::crd();
+    assert_eq!(crd.metadata.name.as_deref(), Some("backups.faultline.dev"));
+    assert_eq!(crd.spec.scope, "Namespaced");
+    let version = &crd.spec.versions[0];
+    assert!(version.subresources.as_ref().unwrap().status.is_some());
+    let columns: Vec<_> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(columns, ["Tracker", "Phase", "Backup", "Age"]);
+    let schema = serde_json::to_value(
+        version
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut problems = Vec::new();
+    check_structural(&schema, "", &mut problems);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        schema["properties"]["status"]["properties"]["phase"]["enum"],
+        serde_json::json!(["Pending", "Running", "Succeeded", "Failed"])
+    );
+
+    let mut old = Backup::new(
+        "before-upgrade",
+        BackupSpec {
+            tracker: "errors".into(),
+        },
+    );
+    old.metadata.namespace = Some("default".into());
+    assert!(old.validate_cel().is_ok());
+    let mut new = old.clone();
+    new.spec.tracker = "other".into();
+    let errors = new.validate_cel_update(&old).unwrap_err();
+    let messages: Vec<_> = errors
+        .as_slice()
+        .iter()
+        .map(|e| e.message.clone())
+        .collect();
+    assert_eq!(messages.len(), 1);
+    assert!(messages[0].contains("spec is immutable"), "{messages:?}");
+    // a status change is not a spec change
+    let mut progressed = old.clone();
+    progressed.status = Some(Default::default());
+    assert!(progressed.validate_cel_update(&old).is_ok());
 }

@@ -1,0 +1,149 @@
+//! A stand-in for the faultline engine's admin API, in process, on 127.0.0.1:0.
+//!
+//! The real engine cannot run in the operator's tests (the operator does not depend on the
+//! engine crate, and no pod runs here), so this server implements the backup part of the
+//! admin API contract (`docs/operator.md`, "Backups"): `POST /api/0/backups` -> 202
+//! `{"id","state":"running"}`, `GET /api/0/backups` (newest first) and
+//! `GET /api/0/backups/{id}` (404 for an unknown id), every route behind
+//! `Authorization: Bearer <admin token>` (401 otherwise). The test decides when a backup
+//! finishes, and reads back the requests the operator made.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct Inner {
+    /// Newest last.
+    backups: Vec<Value>,
+    /// `METHOD path` of every authorized request.
+    requests: Vec<String>,
+    /// Answer every request with this status instead (an engine in trouble).
+    fail_with: Option<StatusCode>,
+}
+
+/// The stand-in engine; clones share state.
+#[derive(Clone)]
+pub(crate) struct EngineStub {
+    token: String,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl EngineStub {
+    /// Starts the server; returns it and its base URL.
+    pub(crate) async fn start(token: &str) -> (EngineStub, String) {
+        let stub = EngineStub {
+            token: token.to_owned(),
+            inner: Arc::default(),
+        };
+        let app = Router::new()
+            .route("/api/0/backups", get(list).post(create))
+            .route("/api/0/backups/{id}", get(one))
+            .with_state(stub.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (stub, url)
+    }
+
+    /// The requests the operator made so far, as `METHOD path`.
+    pub(crate) fn requests(&self) -> Vec<String> {
+        self.inner.lock().unwrap().requests.clone()
+    }
+
+    /// Ends the backup `id` as the engine would.
+    pub(crate) fn finish(&self, id: &str, error: Option<&str>) {
+        let mut inner = self.inner.lock().unwrap();
+        let backup = inner
+            .backups
+            .iter_mut()
+            .find(|b| b["id"] == id)
+            .expect("a backup the operator started");
+        backup["state"] = json!(if error.is_some() {
+            "failed"
+        } else {
+            "succeeded"
+        });
+        backup["finished"] = json!("2026-11-24T16:20:05Z");
+        backup["files"] = json!(12);
+        backup["bytes"] = json!(34_567);
+        backup["error"] = json!(error);
+    }
+
+    /// Forgets every backup (an engine restarted mid-backup).
+    pub(crate) fn forget(&self) {
+        self.inner.lock().unwrap().backups.clear();
+    }
+
+    /// Makes every request fail with `status` (None: back to normal).
+    pub(crate) fn fail_with(&self, status: Option<StatusCode>) {
+        self.inner.lock().unwrap().fail_with = status;
+    }
+
+    /// Authorizes and records a request; the error is the answer to send instead.
+    fn check(
+        &self,
+        headers: &HeaderMap,
+        request: String,
+    ) -> Result<(), (StatusCode, &'static str)> {
+        let authorized = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v == format!("Bearer {}", self.token));
+        if !authorized {
+            return Err((StatusCode::UNAUTHORIZED, "missing or wrong API token"));
+        }
+        let mut inner = self.inner.lock().unwrap();
+        inner.requests.push(request);
+        if let Some(status) = inner.fail_with {
+            return Err((status, "engine unavailable"));
+        }
+        Ok(())
+    }
+}
+
+async fn create(State(stub): State<EngineStub>, headers: HeaderMap) -> Response {
+    if let Err(response) = stub.check(&headers, "POST /api/0/backups".into()) {
+        return response.into_response();
+    }
+    let mut inner = stub.inner.lock().unwrap();
+    let id = format!("20261124T1620{:02}Z-ab12", inner.backups.len());
+    inner.backups.push(json!({
+        "id": id, "state": "running", "started": "2026-11-24T16:20:00Z",
+        "finished": null, "files": 0, "bytes": 0, "error": null,
+    }));
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"id": id, "state": "running"})),
+    )
+        .into_response()
+}
+
+async fn list(State(stub): State<EngineStub>, headers: HeaderMap) -> Response {
+    if let Err(response) = stub.check(&headers, "GET /api/0/backups".into()) {
+        return response.into_response();
+    }
+    let inner = stub.inner.lock().unwrap();
+    let newest_first: Vec<Value> = inner.backups.iter().rev().cloned().collect();
+    axum::Json(newest_first).into_response()
+}
+
+async fn one(
+    State(stub): State<EngineStub>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(response) = stub.check(&headers, format!("GET /api/0/backups/{id}")) {
+        return response.into_response();
+    }
+    let inner = stub.inner.lock().unwrap();
+    match inner.backups.iter().find(|b| b["id"] == id.as_str()) {
+        Some(backup) => axum::Json(backup.clone()).into_response(),
+        None => (StatusCode::NOT_FOUND, "unknown backup").into_response(),
+    }
+}
