@@ -67,10 +67,23 @@ impl Error {
     }
 }
 
-/// How often a running backup is polled.
-const POLL: Duration = Duration::from_secs(10);
-/// How often a pending backup looks again for its tracker, token or ready pod.
-const WAIT: Duration = Duration::from_secs(15);
+/// When a `Backup` that is not finished is looked at again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Intervals {
+    /// A running backup is polled this often.
+    pub poll: Duration,
+    /// A pending backup looks again for its tracker, token or ready pod this often.
+    pub wait: Duration,
+}
+
+impl Default for Intervals {
+    fn default() -> Self {
+        Self {
+            poll: Duration::from_secs(10),
+            wait: Duration::from_secs(15),
+        }
+    }
+}
 
 /// Reconciles one `Backup` (the `Controller`'s reconcile function).
 #[instrument(skip(backup, ctx), fields(backup = %backup.name_any(), namespace = backup.namespace().as_deref().unwrap_or("")))]
@@ -121,7 +134,7 @@ async fn step(
     let name = &backup.spec.tracker;
     let pending = |message: String| {
         let status = with_phase(backup, status.clone(), BackupPhase::Pending, message);
-        (status, Action::requeue(WAIT))
+        (status, Action::requeue(ctx.backup_intervals.wait))
     };
     let trackers: Api<ErrorTracker> = Api::namespaced(ctx.client.clone(), &namespace);
     let tracker = trackers
@@ -158,7 +171,7 @@ async fn step(
             let mut status = with_phase(backup, status, BackupPhase::Running, String::new());
             status.backup_id = Some(started.id);
             status.started_at = Some(Time(Timestamp::now()));
-            Ok((status, Action::requeue(POLL)))
+            Ok((status, Action::requeue(ctx.backup_intervals.poll)))
         }
         Some(id) => match api.backup(&id).await? {
             None => {
@@ -170,15 +183,25 @@ async fn step(
                     Action::await_change(),
                 ))
             }
-            Some(info) => Ok(from_engine(backup, status, &info)),
+            Some(info) => Ok(from_engine(
+                backup,
+                status,
+                &info,
+                ctx.backup_intervals.poll,
+            )),
         },
     }
 }
 
 /// The status after the engine reported `info` about the backup.
-fn from_engine(backup: &Backup, status: BackupStatus, info: &BackupInfo) -> (BackupStatus, Action) {
+fn from_engine(
+    backup: &Backup,
+    status: BackupStatus,
+    info: &BackupInfo,
+    poll: Duration,
+) -> (BackupStatus, Action) {
     let (phase, message, action) = match info.state {
-        BackupState::Running => (BackupPhase::Running, String::new(), Action::requeue(POLL)),
+        BackupState::Running => (BackupPhase::Running, String::new(), Action::requeue(poll)),
         BackupState::Succeeded => (
             BackupPhase::Succeeded,
             String::new(),

@@ -137,6 +137,8 @@ pub struct Context {
     /// Base URL of every tracker's admin API instead of its `<tracker>-admin` Service (tests
     /// point it at a stand-in for the engine).
     pub admin_url: Option<String>,
+    /// How often a running `Backup` is polled (10 s) and a pending one looked at again (15 s).
+    pub backup_intervals: crate::backup::Intervals,
     failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
 }
 
@@ -148,6 +150,7 @@ impl Context {
             backoff: Backoff::default(),
             operator_namespace: builders::DEFAULT_OPERATOR_NAMESPACE.to_owned(),
             admin_url: None,
+            backup_intervals: crate::backup::Intervals::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -6,7 +6,8 @@
 //! tracker runs the cleanup (volumes deleted, finalizer removed, owned objects collected).
 //! Two replicas elected through a Lease on the same server: only the holder reconciles. And
 //! the shipped binary (`faultline-operator run` with a kubeconfig) does the same and exits
-//! cleanly on SIGTERM, releasing its Lease.
+//! cleanly on SIGTERM, releasing its Lease. A `Backup` created by a user is carried out through
+//! the engine's admin API (an in-process stand-in) and its tracker then reports it.
 //! This is the closest rung to a cluster; no kube-apiserver runs here.
 
 use std::sync::Arc;
@@ -347,4 +348,122 @@ impl Drop for KillOnDrop {
             let _ = child.wait();
         }
     }
+}
+
+const BACKUPS: &str = "apis/faultline.dev/v1alpha1/backups";
+
+fn backup_phase(server: &ApiServer) -> Option<String> {
+    let backup = server.get(BACKUPS, "team-a", "before-upgrade")?;
+    backup["status"]["phase"].as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_backup_resource_is_carried_out_and_its_tracker_reports_it() {
+    // `engine_stub` stands in for the engine's admin API: no engine runs in these tests.
+    faultline_operator::install_crypto_provider();
+    let (server, url) = ApiServer::start().await;
+    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    let token = "e".repeat(64);
+    let labels = faultline_operator::builders::labels("errors", "admin");
+    server.seed(
+        "api/v1/secrets",
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "errors-admin-token", "namespace": "team-a", "labels": labels},
+               "data": {"token": base64_of(&token)}}),
+    );
+    let (engine, engine_url) = crate::engine_stub::EngineStub::start(&token).await;
+
+    let mut new = tracker("s3-ha.yaml");
+    new.metadata.uid = None;
+    new.metadata.generation = None;
+    let trackers: Api<ErrorTracker> = Api::namespaced(client.clone(), "team-a");
+    trackers.create(&PostParams::default(), &new).await.unwrap();
+
+    let mut ctx = faultline_operator::Context::new(client.clone(), Arc::new(Metrics::default()));
+    ctx.admin_url = Some(engine_url);
+    ctx.backup_intervals = faultline_operator::backup::Intervals {
+        poll: std::time::Duration::from_millis(100),
+        wait: std::time::Duration::from_millis(100),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(faultline_operator::controller::run_with(ctx, async move {
+        let _ = stopped.await;
+    }));
+
+    // the tracker's pods come up
+    server
+        .wait_until("the tracker is reconciled", |s| {
+            s.get(STATEFULSETS, "team-a", "errors").is_some()
+        })
+        .await;
+    let sts_api: Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        Api::namespaced(client.clone(), "team-a");
+    let ready = json!({"status": {"replicas": 3, "readyReplicas": 3}});
+    sts_api
+        .patch_status("errors", &PatchParams::default(), &Patch::Merge(&ready))
+        .await
+        .unwrap();
+
+    // a user asks for a backup
+    let backups: Api<faultline_operator::Backup> = Api::namespaced(client.clone(), "team-a");
+    let mut backup = faultline_operator::Backup::new(
+        "before-upgrade",
+        faultline_operator::crd::BackupSpec {
+            tracker: "errors".into(),
+        },
+    );
+    backup.metadata.namespace = Some("team-a".into());
+    backups
+        .create(&PostParams::default(), &backup)
+        .await
+        .unwrap();
+    server
+        .wait_until("the engine runs the backup", |s| {
+            backup_phase(s).as_deref() == Some("Running")
+        })
+        .await;
+    let id = server.get(BACKUPS, "team-a", "before-upgrade").unwrap()["status"]["backupId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    engine.finish(&id, None);
+    server
+        .wait_until("the backup succeeded", |s| {
+            backup_phase(s).as_deref() == Some("Succeeded")
+        })
+        .await;
+    // the finished Backup wakes its tracker up, which lists the engine's backups
+    server
+        .wait_until("the tracker shows the backup", |s| {
+            let status = s.get(TRACKERS, "team-a", "errors").unwrap()["status"].clone();
+            status["lastBackup"]["id"] == id.as_str()
+        })
+        .await;
+    let status = server.get(TRACKERS, "team-a", "errors").unwrap()["status"].clone();
+    let cond = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "BackupSucceeded")
+        .unwrap()
+        .clone();
+    assert_eq!(cond["status"], "True");
+    let posts = engine
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("POST"))
+        .count();
+    assert_eq!(posts, 1, "one backup for one Backup");
+
+    stop.send(()).unwrap();
+    controller.await.unwrap();
+}
+
+fn base64_of(text: &str) -> String {
+    use k8s_openapi::ByteString;
+    serde_json::to_value(ByteString(text.as_bytes().to_vec()))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
