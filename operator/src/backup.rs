@@ -145,6 +145,12 @@ async fn step(
             source,
         })?;
     let Some(tracker) = tracker else {
+        if let Some(id) = &status.backup_id {
+            // Its admin API is gone with it: nobody can say how the backup ended.
+            let message = format!("ErrorTracker {name} was deleted while backup {id} ran");
+            let status = with_phase(backup, status.clone(), BackupPhase::Failed, message);
+            return Ok((status, Action::await_change()));
+        }
         return Ok(pending(format!("ErrorTracker {name} not found")));
     };
     if tracker.spec.backup.is_none() {

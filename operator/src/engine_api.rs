@@ -216,3 +216,51 @@ fn check_id(id: &str) -> Result<()> {
         Err(Error::BadId(id.to_owned()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_that_would_change_the_url_are_refused() {
+        for good in ["20261124T161500Z-ab12", "a.b_c-1"] {
+            assert!(check_id(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "..",
+            "../admin",
+            "a/b",
+            "a?b",
+            "a b",
+            "%2e%2e",
+            &"x".repeat(129),
+        ] {
+            assert!(matches!(check_id(bad), Err(Error::BadId(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_engine_list_reads_as_documented() {
+        let body = br#"[{"id":"b2","state":"running","started":"2026-11-24T16:15:00Z","finished":null,"files":3,"bytes":10,"error":null},
+                        {"id":"b1","state":"failed","started":"2026-11-23T03:00:00Z","finished":"2026-11-23T03:01:00Z","files":0,"bytes":0,"error":"bucket gone"}]"#;
+        let list: Vec<BackupInfo> = decode("http://x/api/0/backups", body).unwrap();
+        assert_eq!(list[0].state, BackupState::Running);
+        assert_eq!(list[1].error.as_deref(), Some("bucket gone"));
+        let err = decode::<Vec<BackupInfo>>("http://x/api/0/backups", b"<html>").unwrap_err();
+        assert!(err.to_string().contains("not the expected JSON"), "{err}");
+        let unknown_state = br#"[{"id":"b3","state":"exploded"}]"#;
+        assert!(decode::<Vec<BackupInfo>>("u", unknown_state).is_err());
+    }
+
+    #[test]
+    fn the_token_is_never_in_debug_output() {
+        let api = AdminApi::new("http://errors-admin.ns.svc:8001/", "secret-token");
+        let shown = format!("{api:?}");
+        assert!(!shown.contains("secret-token"), "{shown}");
+        assert!(
+            shown.contains("http://errors-admin.ns.svc:8001\""),
+            "trailing slash dropped: {shown}"
+        );
+    }
+}

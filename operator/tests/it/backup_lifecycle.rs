@@ -428,3 +428,34 @@ async fn the_admin_token_from_the_trackers_secret_is_sent() {
         "nothing started"
     );
 }
+
+#[tokio::test]
+async fn a_backup_whose_tracker_is_deleted_while_it_runs_fails() {
+    let s = setup("s3-ha.yaml", &[("manual", "errors")]).await;
+    s.reconcile_tracker().await;
+    s.pods_ready(1).await;
+    s.reconcile_backup("manual").await.unwrap();
+    Api::<ErrorTracker>::namespaced(s.client.clone(), &s.namespace)
+        .delete("errors", &Default::default())
+        .await
+        .unwrap();
+    // the fake keeps a tracker with finalizers until they are removed: take them off
+    let api = Api::<ErrorTracker>::namespaced(s.client.clone(), &s.namespace);
+    if api.get_opt("errors").await.unwrap().is_some() {
+        let patch = json!({"metadata": {"finalizers": null}});
+        api.patch("errors", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+    assert!(api.get_opt("errors").await.unwrap().is_none());
+    assert_eq!(
+        s.reconcile_backup("manual").await.unwrap(),
+        Action::await_change()
+    );
+    let status = s.backup_status("manual").await;
+    assert_eq!(status.phase, BackupPhase::Failed);
+    assert_eq!(
+        status.message.as_deref(),
+        Some("ErrorTracker errors was deleted while backup 20261124T162000Z-ab12 ran")
+    );
+}
