@@ -1,6 +1,7 @@
 //! A scripted API server on a `tower-test` mock: records every request the operator sends and
 //! answers as the API server would (server-side apply echoes the applied object, lists return
-//! the objects the test seeds, a chosen request can fail with 500).
+//! the objects the test seeds, a GET of a tracker returns the tracker, a chosen request can
+//! fail with 500).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,6 +45,10 @@ pub(crate) struct Script {
     pub(crate) fail: Option<String>,
     /// `status` of an applied StatefulSet.
     pub(crate) stateful_set_status: Option<Value>,
+    /// The `Backup` whose status patches are answered (with the patched status).
+    pub(crate) backup: Option<Value>,
+    /// Base URL of the admin API the operator calls (a stand-in for the engine).
+    pub(crate) admin_url: Option<String>,
 }
 
 /// Runs `body` against a mock API server; returns its result and every request it sent.
@@ -60,6 +65,7 @@ where
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
     let tracker_json = serde_json::to_value(tracker).unwrap();
+    let admin_url = script.admin_url.clone();
     let server = tokio::spawn(async move {
         let mut recorded = Vec::new();
         while let Some((request, send)) = handle.next_request().await {
@@ -97,8 +103,9 @@ where
         }
         recorded
     });
-    let ctx = Arc::new(Context::new(client, metrics));
-    let result = body(ctx).await;
+    let mut ctx = Context::new(client, metrics);
+    ctx.admin_url = admin_url;
+    let result = body(Arc::new(ctx)).await;
     let recorded = server.await.unwrap();
     (result, recorded)
 }
@@ -119,6 +126,8 @@ fn answer(request: &Recorded, script: &Script, tracker: &Value) -> (u16, Value) 
     let path = request.uri.split('?').next().unwrap();
     let plural = path.rsplit('/').next().unwrap();
     match request.method.as_str() {
+        // a single object: the tracker a Backup names
+        "GET" if path.contains("/errortrackers/") => (200, tracker.clone()),
         "GET" => {
             let items = script.lists.get(plural).cloned().unwrap_or_default();
             (
@@ -130,6 +139,11 @@ fn answer(request: &Recorded, script: &Script, tracker: &Value) -> (u16, Value) 
             200,
             json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
         ),
+        "PATCH" if path.contains("/backups/") => {
+            let mut object = script.backup.clone().expect("Script::backup");
+            object["status"] = request.body["status"].clone();
+            (200, object)
+        }
         "PATCH" if path.contains("/errortrackers/") => {
             let mut object = tracker.clone();
             if request.content_type == "application/json-patch+json" {

@@ -3,7 +3,8 @@
 //! finalizer JSON patch, server-side apply with the field manager and `force`, deletes of
 //! orphans, and the status written with `force` on the status subresource. Scenarios: first
 //! creation, replicas changed, a project added and one removed, deletion with the finalizer,
-//! and an API error that requeues with backoff and counts a metric. No API server runs here.
+//! and an API error that requeues with backoff and counts a metric; a Backup reads its tracker
+//! and the admin token and applies its status. No API server runs here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -342,4 +343,61 @@ async fn api_error_marks_degraded_requeues_with_backoff_and_counts() {
             .iter()
             .all(|r| r.body["kind"] != "PodDisruptionBudget")
     );
+}
+
+#[tokio::test]
+async fn a_backup_reads_its_tracker_and_token_then_applies_its_status() {
+    // `engine_stub` stands in for the engine's admin API (no engine runs in these tests).
+    let mut tracker = tracker("s3-ha.yaml");
+    tracker.status = Some(faultline_operator::ErrorTrackerStatus {
+        ready_replicas: 1,
+        ..Default::default()
+    });
+    let token = "c".repeat(64);
+    let (engine, url) = crate::engine_stub::EngineStub::start(&token).await;
+    let mut backup = faultline_operator::Backup::new(
+        "before-upgrade",
+        faultline_operator::crd::BackupSpec {
+            tracker: "errors".into(),
+        },
+    );
+    backup.metadata.namespace = Some("team-a".into());
+    backup.metadata.generation = Some(1);
+    let encoded =
+        serde_json::to_value(k8s_openapi::ByteString(token.clone().into_bytes())).unwrap();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": "errors-admin-token", "namespace": "team-a"},
+                        "data": {"token": encoded}});
+    let script = Script {
+        lists: [("secrets", vec![secret])].into(),
+        backup: Some(serde_json::to_value(&backup).unwrap()),
+        admin_url: Some(url),
+        ..Script::default()
+    };
+    let backup = Arc::new(backup);
+    let (action, recorded) = mock_api::run(&tracker, script, Arc::new(Metrics::default()), |ctx| {
+        faultline_operator::backup::reconcile(Arc::clone(&backup), ctx)
+    })
+    .await;
+    assert_eq!(action.unwrap(), Action::requeue(Duration::from_secs(10)));
+    assert_eq!(
+        lines(&recorded),
+        [
+            "GET /apis/faultline.dev/v1alpha1/namespaces/team-a/errortrackers/errors",
+            "GET /api/v1/namespaces/team-a/secrets?&labelSelector=app.kubernetes.io/name=faultline,app.kubernetes.io/instance=errors,app.kubernetes.io/managed-by=faultline-operator",
+            "PATCH /apis/faultline.dev/v1alpha1/namespaces/team-a/backups/before-upgrade/status?&force=true&fieldManager=faultline-operator [application/apply-patch+yaml]",
+        ]
+    );
+    let status = &status_patch(&recorded).body;
+    assert_eq!(status["apiVersion"], "faultline.dev/v1alpha1");
+    assert_eq!(status["kind"], "Backup");
+    assert_eq!(status["status"]["phase"], "Running");
+    assert_eq!(status["status"]["backupId"], "20261124T162000Z-ab12");
+    assert_eq!(
+        status["status"]["message"],
+        Value::Null,
+        "written as null: clears an old message"
+    );
+    assert_eq!(status["status"]["conditions"][0]["observedGeneration"], 1);
+    assert_eq!(engine.requests(), ["POST /api/0/backups"]);
 }
