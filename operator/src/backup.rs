@@ -11,6 +11,7 @@
 //! Known gap: if writing the status fails right after the engine accepted a backup, the next
 //! reconcile starts a second one (the admin API has no idempotency key).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -164,7 +165,9 @@ async fn step(
             admin_token_secret_name(name)
         )));
     };
-    let api = AdminApi::new(ctx.admin_base(&namespace, name), token);
+    // Always pod 0: it exists whenever the tracker has a pod, and the polls must reach the
+    // engine that started the backup.
+    let api = AdminApi::new(ctx.admin_base(&namespace, name, 0), token);
     match status.backup_id.clone() {
         None => {
             let ready = tracker.status.as_ref().map_or(0, |s| s.ready_replicas);
@@ -316,15 +319,7 @@ pub(crate) async fn report_backups(
     }
     let previous = tracker.status.clone().unwrap_or_default();
     let listed = if status.ready_replicas > 0 {
-        let namespace = tracker.namespace().unwrap_or_default();
-        let api = AdminApi::new(ctx.admin_base(&namespace, &tracker.name_any()), admin_token);
-        match api.backups().await {
-            Ok(list) => Some(list),
-            Err(err) => {
-                warn!(cause = %err, "cannot list the tracker's backups");
-                None
-            }
-        }
+        list_backups(tracker, ctx, admin_token).await
     } else {
         None
     };
@@ -365,6 +360,58 @@ pub(crate) async fn report_backups(
     };
 }
 
+/// The backups every pod of the tracker knows, merged by id, newest first; None when no pod
+/// answered. Each engine lists the finished backups of the destination, but only its own
+/// running and failed jobs (they live in its memory), and scheduled backups run on whichever
+/// pod holds the maintenance lease: so every pod is asked.
+async fn list_backups(
+    tracker: &ErrorTracker,
+    ctx: &Context,
+    admin_token: &str,
+) -> Option<Vec<BackupInfo>> {
+    let namespace = tracker.namespace().unwrap_or_default();
+    let name = tracker.name_any();
+    let pods = if ctx.admin_url.is_some() {
+        1
+    } else {
+        tracker.spec.replicas.max(1)
+    };
+    let answers = futures::future::join_all((0..pods).map(|ordinal| {
+        let api = AdminApi::new(ctx.admin_base(&namespace, &name, ordinal), admin_token);
+        async move { api.backups().await }
+    }))
+    .await;
+    let mut lists = Vec::new();
+    for answer in answers {
+        match answer {
+            Ok(list) => lists.push(list),
+            Err(err) => warn!(cause = %err, "cannot list the backups of one pod"),
+        }
+    }
+    (!lists.is_empty()).then(|| merge(lists))
+}
+
+/// One list from the lists of several pods: one entry per id, where a pod's in-memory
+/// `running` loses against another pod's final word; newest first (by start time, then id,
+/// which starts with the UTC time).
+fn merge(lists: Vec<Vec<BackupInfo>>) -> Vec<BackupInfo> {
+    let mut merged: BTreeMap<String, BackupInfo> = BTreeMap::new();
+    for backup in lists.into_iter().flatten() {
+        match merged.get(&backup.id) {
+            Some(known) if known.state != BackupState::Running => {}
+            _ => {
+                merged.insert(backup.id.clone(), backup);
+            }
+        }
+    }
+    let mut list: Vec<BackupInfo> = merged.into_values().collect();
+    list.sort_by(|a, b| {
+        let start = |x: &BackupInfo| x.started.as_deref().and_then(parse_time).map(|t| t.0);
+        start(b).cmp(&start(a)).then_with(|| b.id.cmp(&a.id))
+    });
+    list
+}
+
 /// `BackupSucceeded` from the newest backup that is over (the list is newest first).
 fn backup_condition(
     previous: &[Condition],
@@ -401,4 +448,69 @@ fn backup_condition(
         reason,
         message,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str, state: BackupState, started: &str) -> BackupInfo {
+        BackupInfo {
+            id: id.into(),
+            state,
+            started: Some(started.into()),
+            finished: None,
+            files: None,
+            bytes: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_lists_of_several_pods_merge_into_one_newest_first() {
+        use BackupState::{Failed, Running, Succeeded};
+        // pod 0 ran b3 (still running in its memory) and saw b2 fail; pod 1 already reads b3
+        // as succeeded from the destination, and knows the older b1
+        let pod0 = vec![
+            info("b3", Running, "2026-11-24T03:00:00Z"),
+            info("b2", Failed, "2026-11-23T03:00:00Z"),
+        ];
+        let pod1 = vec![
+            info("b3", Succeeded, "2026-11-24T03:00:00Z"),
+            info("b1", Succeeded, "2026-11-22T03:00:00+00:00"),
+        ];
+        let merged = merge(vec![pod0.clone(), pod1.clone()]);
+        let seen: Vec<_> = merged.iter().map(|b| (b.id.as_str(), b.state)).collect();
+        assert_eq!(seen, [("b3", Succeeded), ("b2", Failed), ("b1", Succeeded)]);
+        // the order of the answers does not matter
+        assert_eq!(merge(vec![pod1, pod0]), merged);
+        assert!(merge(vec![]).is_empty());
+    }
+
+    #[test]
+    fn the_condition_follows_the_newest_backup_that_is_over() {
+        use BackupState::{Failed, Running, Succeeded};
+        let cond = |list: &[BackupInfo]| {
+            let c = backup_condition(&[], Some(4), list);
+            (c.status, c.reason, c.observed_generation)
+        };
+        let running = info("b3", Running, "2026-11-24T03:00:00Z");
+        let failed = BackupInfo {
+            error: Some("bucket gone".into()),
+            ..info("b2", Failed, "2026-11-23T03:00:00Z")
+        };
+        let ok = info("b1", Succeeded, "2026-11-22T03:00:00Z");
+        assert_eq!(
+            cond(&[running.clone(), failed.clone(), ok.clone()]),
+            ("False".into(), "BackupFailed".into(), Some(4))
+        );
+        assert_eq!(
+            cond(&[running.clone(), ok.clone(), failed]),
+            ("True".into(), "BackupSucceeded".into(), Some(4))
+        );
+        assert_eq!(
+            cond(&[running]),
+            ("Unknown".into(), "NoBackupYet".into(), Some(4))
+        );
+    }
 }

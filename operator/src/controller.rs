@@ -134,8 +134,8 @@ pub struct Context {
     /// Namespace the operator runs in (the trackers' NetworkPolicies admit it to the admin
     /// port).
     pub operator_namespace: String,
-    /// Base URL of every tracker's admin API instead of its `<tracker>-admin` Service (tests
-    /// point it at a stand-in for the engine).
+    /// Base URL of every tracker's admin API instead of its pods' addresses: each tracker is
+    /// then one endpoint, asked once (tests point it at a stand-in for the engine).
     pub admin_url: Option<String>,
     /// How often a running `Backup` is polled (10 s) and a pending one looked at again (15 s).
     pub backup_intervals: crate::backup::Intervals,
@@ -155,13 +155,16 @@ impl Context {
         }
     }
 
-    /// Base URL of the admin API of tracker `name` in `namespace`.
-    pub fn admin_base(&self, namespace: &str, name: &str) -> String {
+    /// Base URL of the admin API of pod `ordinal` of tracker `name` in `namespace`, through
+    /// the headless Service (`<tracker>-<ordinal>.<tracker>-pods`). One pod, not the
+    /// load-balanced `<tracker>-admin` Service: an engine keeps its running and failed backup
+    /// jobs in memory, so a backup is polled on the pod that started it.
+    pub fn admin_base(&self, namespace: &str, name: &str, ordinal: i32) -> String {
         match &self.admin_url {
             Some(url) => url.clone(),
             None => format!(
-                "http://{}.{namespace}.svc:{}",
-                builders::admin_service_name(name),
+                "http://{name}-{ordinal}.{}.{namespace}.svc:{}",
+                builders::headless_service_name(name),
                 builders::ADMIN_PORT
             ),
         }

@@ -13,8 +13,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{ADMIN_PORT, Ctx, INGEST_PORT, selector_labels};
 
-/// Name of the headless Service that gives the StatefulSet's pods their DNS names.
-pub(crate) fn headless_service_name(tracker_name: &str) -> String {
+/// Name of the headless Service that gives the StatefulSet's pods their DNS names:
+/// `<tracker>-pods`.
+pub fn headless_service_name(tracker_name: &str) -> String {
     format!("{tracker_name}-pods")
 }
 
