@@ -459,3 +459,17 @@ async fn a_backup_whose_tracker_is_deleted_while_it_runs_fails() {
         Some("ErrorTracker errors was deleted while backup 20261124T162000Z-ab12 ran")
     );
 }
+
+#[tokio::test]
+async fn in_a_cluster_the_operator_addresses_single_pods_through_the_headless_service() {
+    let client = ClientBuilder::new().build().await.unwrap();
+    let ctx = Context::new(client, Arc::new(Metrics::default()));
+    assert_eq!(
+        ctx.admin_base("team-a", "errors", 0),
+        "http://errors-0.errors-pods.team-a.svc:8001"
+    );
+    assert_eq!(
+        ctx.admin_base("team-a", "errors", 2),
+        "http://errors-2.errors-pods.team-a.svc:8001"
+    );
+}
