@@ -48,6 +48,7 @@ pub const GROUP: &str = "faultline.dev";
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Ingest", type_ = "string", json_path = ".status.ingestUrl"),
+    printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.lastBackup.finishedAt"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 40").message(
         "metadata.name must be at most 40 characters: it prefixes every object the operator creates"

@@ -53,7 +53,17 @@ fn crd_names_versions_and_printer_columns() {
         .iter()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(columns, ["Replicas", "Ready", "Status", "Ingest", "Age"]);
+    assert_eq!(
+        columns,
+        [
+            "Replicas",
+            "Ready",
+            "Status",
+            "Ingest",
+            "Last Backup",
+            "Age"
+        ]
+    );
 }
 
 fn schema() -> Value {
