@@ -8,8 +8,9 @@
 //! finished. An unreachable engine does not change the phase: the error is shown in
 //! `message` and the reconcile is retried with backoff.
 //!
-//! Known gap: if writing the status fails right after the engine accepted a backup, the next
-//! reconcile starts a second one (the admin API has no idempotency key).
+//! The id the engine returns is also kept in memory until the status holding it is written,
+//! so a failed status write does not start a second backup. Known gap: an operator restart
+//! between the engine's answer and that write does (the admin API has no idempotency key).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -100,6 +101,10 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action>
                 info!(phase = ?status.phase, id = status.backup_id.as_deref().unwrap_or(""), "backup");
             }
             patch_status(&backup, &ctx, &status).await?;
+            if let Some(uid) = backup.uid() {
+                // the id is in the status now
+                ctx.set_started_backup(&uid, None);
+            }
             ctx.reset_failures(&*backup);
             Ok(action)
         }
@@ -168,7 +173,12 @@ async fn step(
     // Always pod 0: it exists whenever the tracker has a pod, and the polls must reach the
     // engine that started the backup.
     let api = AdminApi::new(ctx.admin_base(&namespace, name, 0), token);
-    match status.backup_id.clone() {
+    let uid = backup.uid().unwrap_or_default();
+    let started = status
+        .backup_id
+        .clone()
+        .or_else(|| ctx.started_backup(&uid));
+    match started {
         None => {
             let ready = tracker.status.as_ref().map_or(0, |s| s.ready_replicas);
             if ready == 0 {
@@ -177,28 +187,33 @@ async fn step(
                 )));
             }
             let started = api.start_backup().await?;
+            ctx.set_started_backup(&uid, Some(started.id.clone()));
             let mut status = with_phase(backup, status, BackupPhase::Running, String::new());
             status.backup_id = Some(started.id);
             status.started_at = Some(Time(Timestamp::now()));
             Ok((status, Action::requeue(ctx.backup_intervals.poll)))
         }
-        Some(id) => match api.backup(&id).await? {
-            None => {
-                let message = format!(
-                    "the engine does not know backup {id} (its pod may have restarted while it ran); create a new Backup"
-                );
-                Ok((
-                    with_phase(backup, status, BackupPhase::Failed, message),
-                    Action::await_change(),
-                ))
+        Some(id) => {
+            let mut status = status;
+            status.backup_id = Some(id.clone());
+            match api.backup(&id).await? {
+                None => {
+                    let message = format!(
+                        "the engine does not know backup {id} (its pod may have restarted while it ran); create a new Backup"
+                    );
+                    Ok((
+                        with_phase(backup, status, BackupPhase::Failed, message),
+                        Action::await_change(),
+                    ))
+                }
+                Some(info) => Ok(from_engine(
+                    backup,
+                    status,
+                    &info,
+                    ctx.backup_intervals.poll,
+                )),
             }
-            Some(info) => Ok(from_engine(
-                backup,
-                status,
-                &info,
-                ctx.backup_intervals.poll,
-            )),
-        },
+        }
     }
 }
 

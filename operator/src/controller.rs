@@ -140,6 +140,8 @@ pub struct Context {
     /// How often a running `Backup` is polled (10 s) and a pending one looked at again (15 s).
     pub backup_intervals: crate::backup::Intervals,
     failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
+    /// Backup id the engine gave, by `Backup` uid, until the status holding it is written.
+    started_backups: Mutex<HashMap<String, String>>,
 }
 
 impl Context {
@@ -152,7 +154,28 @@ impl Context {
             admin_url: None,
             backup_intervals: crate::backup::Intervals::default(),
             failures: Mutex::new(HashMap::new()),
+            started_backups: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Remembers (`Some`) or forgets (`None`) the id of the backup the engine started for the
+    /// `Backup` with `uid`: if writing the status fails, the next reconcile polls that backup
+    /// instead of starting another.
+    pub(crate) fn set_started_backup(&self, uid: &str, id: Option<String>) {
+        let mut started = self.started_backups.lock().expect("started backups lock");
+        match id {
+            Some(id) => started.insert(uid.to_owned(), id),
+            None => started.remove(uid),
+        };
+    }
+
+    /// The id remembered by [`Context::set_started_backup`].
+    pub(crate) fn started_backup(&self, uid: &str) -> Option<String> {
+        self.started_backups
+            .lock()
+            .expect("started backups lock")
+            .get(uid)
+            .cloned()
     }
 
     /// Base URL of the admin API of pod `ordinal` of tracker `name` in `namespace`, through

@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
-use kube_fake_client::ClientBuilder;
+use kube_fake_client::{ClientBuilder, interceptor};
 use serde_json::json;
 
 use crate::common::tracker;
@@ -41,6 +41,15 @@ struct Setup {
 /// A fake cluster holding the fixture tracker (its admin-token Secret already stored) and
 /// `backups` of it; the context points the operator at the stand-in engine.
 async fn setup(fixture: &str, backups: &[(&str, &str)]) -> Setup {
+    setup_with(fixture, backups, None).await
+}
+
+/// [`setup`] with interceptors on the fake API.
+async fn setup_with(
+    fixture: &str,
+    backups: &[(&str, &str)],
+    interceptors: Option<interceptor::Funcs>,
+) -> Setup {
     let mut tracker = tracker(fixture);
     tracker.metadata.uid = None;
     tracker.metadata.finalizers = Some(vec!["example.com/other".to_owned()]);
@@ -76,6 +85,9 @@ async fn setup(fixture: &str, backups: &[(&str, &str)]) -> Setup {
         );
         object.metadata.namespace = Some(namespace.clone());
         builder = builder.with_object(object);
+    }
+    if let Some(funcs) = interceptors {
+        builder = builder.with_interceptor_funcs(funcs);
     }
     let client = builder.build().await.expect("fake client");
     let (engine, url) = EngineStub::start(TOKEN).await;
@@ -472,4 +484,35 @@ async fn in_a_cluster_the_operator_addresses_single_pods_through_the_headless_se
         ctx.admin_base("team-a", "errors", 2),
         "http://errors-2.errors-pods.team-a.svc:8001"
     );
+}
+
+#[tokio::test]
+async fn a_failed_status_write_after_the_start_does_not_start_a_second_backup() {
+    let failed_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::clone(&failed_once);
+    let funcs = interceptor::Funcs::new().patch_status(move |ctx| {
+        let running = ctx.patch["status"]["phase"] == "Running";
+        if ctx.name == "manual" && running && !seen.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(kube_fake_client::Error::Conflict("etcd timed out".into()));
+        }
+        Ok(None)
+    });
+    let s = setup_with("s3-ha.yaml", &[("manual", "errors")], Some(funcs)).await;
+    s.reconcile_tracker().await;
+    s.pods_ready(1).await;
+    let err = s.reconcile_backup("manual").await.unwrap_err();
+    assert!(err.to_string().contains("cannot write status"), "{err}");
+    assert!(failed_once.load(std::sync::atomic::Ordering::SeqCst));
+    s.reconcile_backup("manual").await.unwrap();
+    let status = s.backup_status("manual").await;
+    assert_eq!(status.phase, BackupPhase::Running);
+    assert_eq!(status.backup_id.as_deref(), Some("20261124T162000Z-ab12"));
+    let posts = s
+        .engine
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("POST"))
+        .count();
+    assert_eq!(posts, 1, "{:?}", s.engine.requests());
 }
