@@ -8,9 +8,10 @@
 //! finished. An unreachable engine does not change the phase: the error is shown in
 //! `message` and the reconcile is retried with backoff.
 //!
-//! The id the engine returns is also kept in memory until the status holding it is written,
-//! so a failed status write does not start a second backup. Known gap: an operator restart
-//! between the engine's answer and that write does (the admin API has no idempotency key).
+//! The id the engine returns is also kept in memory until the backup is over, so neither a
+//! failed status write nor a reconcile that sees a cached `Backup` older than its last status
+//! write starts a second backup. Known gap: an operator restart between the engine's answer
+//! and the status write does (the admin API has no idempotency key).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -101,8 +102,7 @@ pub async fn reconcile(backup: Arc<Backup>, ctx: Arc<Context>) -> Result<Action>
                 info!(phase = ?status.phase, id = status.backup_id.as_deref().unwrap_or(""), "backup");
             }
             patch_status(&backup, &ctx, &status).await?;
-            if let Some(uid) = backup.uid() {
-                // the id is in the status now
+            if let Some(uid) = backup.uid().filter(|_| status.phase.is_finished()) {
                 ctx.set_started_backup(&uid, None);
             }
             ctx.reset_failures(&*backup);

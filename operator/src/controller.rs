@@ -140,7 +140,7 @@ pub struct Context {
     /// How often a running `Backup` is polled (10 s) and a pending one looked at again (15 s).
     pub backup_intervals: crate::backup::Intervals,
     failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
-    /// Backup id the engine gave, by `Backup` uid, until the status holding it is written.
+    /// Backup id the engine gave, by `Backup` uid, until the backup is over.
     started_backups: Mutex<HashMap<String, String>>,
 }
 
@@ -159,8 +159,8 @@ impl Context {
     }
 
     /// Remembers (`Some`) or forgets (`None`) the id of the backup the engine started for the
-    /// `Backup` with `uid`: if writing the status fails, the next reconcile polls that backup
-    /// instead of starting another.
+    /// `Backup` with `uid`: if writing the status fails, or the next reconcile sees a cached
+    /// object older than that write, it polls that backup instead of starting another.
     pub(crate) fn set_started_backup(&self, uid: &str, id: Option<String>) {
         let mut started = self.started_backups.lock().expect("started backups lock");
         match id {

@@ -516,3 +516,24 @@ async fn a_failed_status_write_after_the_start_does_not_start_a_second_backup() 
         .count();
     assert_eq!(posts, 1, "{:?}", s.engine.requests());
 }
+
+#[tokio::test]
+async fn a_stale_copy_of_a_running_backup_does_not_start_another() {
+    // A watch event can lag behind the operator's own status write: the next reconcile may
+    // see the Backup as it was before the engine gave it an id.
+    let s = setup("s3-ha.yaml", &[("manual", "errors")]).await;
+    s.reconcile_tracker().await;
+    s.pods_ready(1).await;
+    let before = s.backup("manual").await;
+    s.reconcile_backup("manual").await.unwrap();
+    backup::reconcile(before, Arc::clone(&s.ctx)).await.unwrap();
+    let posts = s
+        .engine
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("POST"))
+        .count();
+    assert_eq!(posts, 1, "{:?}", s.engine.requests());
+    let status = s.backup_status("manual").await;
+    assert_eq!(status.backup_id.as_deref(), Some("20261124T162000Z-ab12"));
+}
