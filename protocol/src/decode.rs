@@ -113,7 +113,7 @@ fn decode_one(encoding: Encoding, input: &[u8], limit: usize) -> Result<Vec<u8>>
         Encoding::Deflate => {
             read_limited(flate2::read::DeflateDecoder::new(input), encoding, limit)
         }
-        Encoding::Brotli => read_limited(brotli::Decompressor::new(input, 8192), encoding, limit),
+        Encoding::Brotli => read_limited(brotlic::DecompressorReader::new(input), encoding, limit),
         Encoding::Zstd => {
             let decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(|source| {
                 DecodeError::Corrupt {
@@ -134,9 +134,13 @@ fn looks_like_zlib(input: &[u8]) -> bool {
     }
 }
 
+/// First allocation for decoded output: an SDK envelope decodes to 10-50 KB, so most fit
+/// without the buffer growing (and being copied) several times.
+const INITIAL_OUTPUT: usize = 64 * 1024;
+
 /// Reads `reader` to the end into a buffer that never grows past `limit + 1` bytes.
 fn read_limited(reader: impl Read, encoding: Encoding, limit: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(INITIAL_OUTPUT.min(limit + 1));
     let read = reader
         .take(limit as u64 + 1)
         .read_to_end(&mut out)

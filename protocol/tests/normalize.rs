@@ -431,3 +431,24 @@ fn normalizing_twice_is_stable_for_odd_input() {
     assert_eq!(first, second);
     assert_eq!(first.exception_value.as_deref(), Some("5"));
 }
+
+#[test]
+fn what_serde_json_rejects_is_rejected() {
+    // the fast parser must not accept more than serde_json does
+    for payload in [
+        &b"{\"a\": \"\xff\xfe\"}"[..],
+        b"{\"a\": \"\\ud800\"}",
+        b"{\"a\": 1,}",
+        b"{\"a\": NaN}",
+        b"{\"a\": 01}",
+        b"{\"a\": 1} x",
+        b"{\"a\": \"tab\there\"}",
+    ] {
+        let err = normalize_event(payload, &ctx()).unwrap_err();
+        assert!(
+            matches!(err, NormalizeError::Json { .. }),
+            "{}: {err}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+}

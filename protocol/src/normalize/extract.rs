@@ -73,7 +73,7 @@ pub(super) fn event(root: Map<String, Value>, facts: Facts, received: DateTime<U
             .map(str::to_owned),
         platform,
         grouping,
-        json: serde_json::to_string(&root).expect("a JSON value always serializes"),
+        json: sonic_rs::to_string(&root).expect("a JSON value always serializes"),
     }
 }
 

@@ -196,11 +196,16 @@ const SERVER_ONLY: &[&str] = &[
 pub fn normalize_event(payload: &[u8], ctx: &NormalizeContext) -> Result<Event> {
     // a UTF-8 byte order mark, as some Windows clients write one, is no JSON
     let payload = payload.strip_prefix(b"\xef\xbb\xbf").unwrap_or(payload);
-    let value: Value = serde_json::from_slice(payload).map_err(|source| NormalizeError::Json {
-        line: source.line(),
-        column: source.column(),
-        source,
-    })?;
+    // sonic-rs builds the same serde_json value as serde_json does, about a quarter faster;
+    // serde_json has the last word on what is invalid and names the position precisely
+    let value: Value = match sonic_rs::from_slice(payload) {
+        Ok(value) => value,
+        Err(_) => serde_json::from_slice(payload).map_err(|source| NormalizeError::Json {
+            line: source.line(),
+            column: source.column(),
+            source,
+        })?,
+    };
     let mut root = match value {
         Value::Object(root) => root,
         other => {
