@@ -11,8 +11,8 @@ use faultline_config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api;
 use crate::node::{self, Node};
+use crate::{api, maintenance};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -56,6 +56,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 
     let flusher_stop = CancellationToken::new();
     let flusher = tokio::spawn(Arc::clone(&node).run_flusher(flusher_stop.clone()));
+    let backups = node
+        .config
+        .backup
+        .destination
+        .is_some()
+        .then(|| node.backups());
+    let maintenance = tokio::spawn(maintenance::schedule::run(
+        Arc::clone(&node),
+        backups,
+        shutdown.clone(),
+    ));
 
     let ingest_listener = bind(listen).await?;
     let mut servers = tokio::task::JoinSet::new();
@@ -95,6 +106,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     if drained.is_err() {
         tracing::warn!(timeout = ?timeout, "in-flight requests did not finish in time");
         servers.abort_all();
+    }
+    if tokio::time::timeout(timeout, maintenance).await.is_err() {
+        tracing::warn!(
+            "maintenance did not stop in time; a running backup is abandoned and stays incomplete"
+        );
     }
     flusher_stop.cancel();
     let _ = flusher.await;
