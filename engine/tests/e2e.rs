@@ -18,5 +18,7 @@ mod durability;
 mod node_sdk;
 #[path = "e2e/python_sdk.rs"]
 mod python_sdk;
+#[path = "e2e/retention.rs"]
+mod retention;
 #[path = "e2e/s3.rs"]
 mod s3;
