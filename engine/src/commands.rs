@@ -179,6 +179,7 @@ async fn run_backup(config: &Config, command: BackupCommand) -> Result<()> {
                             serde_json::json!({
                                 "id": r.id, "started": r.started, "finished": r.finished,
                                 "files": r.total_files(), "bytes": r.total_bytes(),
+                                "copied_files": r.copied_files, "copied_bytes": r.copied_bytes,
                                 "source": r.source, "counts": r.counts,
                             })
                         })

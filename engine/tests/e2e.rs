@@ -12,6 +12,8 @@
 #[path = "e2e/harness.rs"]
 mod harness;
 
+#[path = "e2e/backup.rs"]
+mod backup;
 #[path = "e2e/durability.rs"]
 mod durability;
 #[path = "e2e/node_sdk.rs"]

@@ -191,7 +191,8 @@ impl Destination {
                 records.push(self.store.get_json::<BackupRecord>(&meta.location).await?);
             }
         }
-        records.sort_by(|a, b| b.id.cmp(&a.id));
+        // Ids sort by time to the second; `started` orders backups of the same second.
+        records.sort_by(|a, b| (b.started, &b.id).cmp(&(a.started, &a.id)));
         Ok(records)
     }
 

@@ -183,7 +183,9 @@ impl Backups {
                 all.insert(id.clone(), job.clone());
             }
         }
-        Ok(all.into_values().rev().collect())
+        let mut all: Vec<Job> = all.into_values().collect();
+        all.sort_by(|a, b| (b.started, &b.id).cmp(&(a.started, &a.id)));
+        Ok(all)
     }
 
     /// One backup, if known.
