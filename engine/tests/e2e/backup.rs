@@ -29,7 +29,7 @@ fn backup_list(setup: &Setup, extra: &[&str]) -> Result<Vec<Value>> {
     let mut args = vec!["backup", "list", "--format", "json"];
     args.extend_from_slice(extra);
     let out = setup.cli(&args)?;
-    Ok(serde_json::from_str(out.trim()).with_context(|| format!("backup list: {out}"))?)
+    serde_json::from_str(out.trim()).with_context(|| format!("backup list: {out}"))
 }
 
 fn listed_ids(list: &[Value]) -> Vec<String> {
@@ -65,7 +65,7 @@ async fn a_backup_of_a_live_tracker_restores_identically_and_to_a_point_in_time(
     // 30 events: the first 20 are flushed to Parquet (flush.max_events), the rest stay in
     // the WAL of the running server.
     let now = Utc::now().timestamp() as f64;
-    let mut before = send_at(&shop, &vec![now; 25]).await?;
+    let mut before = send_at(&shop, &[now; 25]).await?;
     before.extend(send_at(&api, &[now - 7200.0; 5]).await?);
     let deadline = Instant::now() + PATIENCE;
     while moto.list(&format!("{PREFIX}/events/")).await?.is_empty() {
@@ -79,10 +79,10 @@ async fn a_backup_of_a_live_tracker_restores_identically_and_to_a_point_in_time(
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let until = Utc::now();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let after = send_at(&shop, &vec![now; 7]).await?;
+    let after = send_at(&shop, &[now; 7]).await?;
 
     let id = live.cli(&["backup", "create"])?.trim().to_owned();
-    assert_eq!(listed_ids(&backup_list(&live, &[])?), [id.clone()]);
+    assert_eq!(listed_ids(&backup_list(&live, &[])?), [id.as_str()]);
     let verified = live.cli(&["backup", "verify", "latest"])?;
     assert!(verified.contains(&id), "{verified}");
     let source_rows = live.query(ALL_EVENTS)?;
@@ -222,7 +222,7 @@ async fn an_interrupted_backup_leaves_earlier_ones_intact_and_the_next_run_compl
     );
     assert_eq!(
         listed_ids(&backup_list(&setup, &[])?),
-        [first.clone()],
+        [first.as_str()],
         "no record of the interrupted backup"
     );
     setup.cli(&["backup", "verify", &first])?;
@@ -230,7 +230,7 @@ async fn an_interrupted_backup_leaves_earlier_ones_intact_and_the_next_run_compl
     std::fs::remove_file(&blocked)?;
     let second = setup.cli(&["backup", "create"])?.trim().to_owned();
     let list = backup_list(&setup, &[])?;
-    assert_eq!(listed_ids(&list), [second.clone(), first.clone()]);
+    assert_eq!(listed_ids(&list), [second.as_str(), first.as_str()]);
     assert!(
         list[0]["copied_files"].as_u64().expect("copied_files") < 3,
         "files copied by the interrupted run are not copied again: {list:?}"
@@ -267,7 +267,7 @@ async fn pruning_never_deletes_a_file_a_kept_backup_needs() -> Result<()> {
     // keep_last = 1: the first backup goes, the file both name stays.
     let pruned = setup.cli(&["backup", "prune"])?;
     assert!(pruned.contains(&b1), "{pruned}");
-    assert_eq!(listed_ids(&backup_list(&setup, &[])?), [b2.clone()]);
+    assert_eq!(listed_ids(&backup_list(&setup, &[])?), [b2.as_str()]);
     assert_eq!(files_under(&dest.join("files")), after_b2);
     setup.cli(&["backup", "verify", &b2])?;
 
@@ -277,7 +277,7 @@ async fn pruning_never_deletes_a_file_a_kept_backup_needs() -> Result<()> {
     assert_eq!(compacted.lines().count(), 1, "{compacted}");
     let b3 = setup.cli(&["backup", "create"])?.trim().to_owned();
     setup.cli(&["backup", "prune"])?;
-    assert_eq!(listed_ids(&backup_list(&setup, &[])?), [b3.clone()]);
+    assert_eq!(listed_ids(&backup_list(&setup, &[])?), [b3.as_str()]);
     let left = files_under(&dest.join("files"));
     assert_eq!(left.len(), 1);
     assert!(left.is_disjoint(&after_b2));
