@@ -288,3 +288,108 @@ async fn pruning_never_deletes_a_file_a_kept_backup_needs() -> Result<()> {
     assert_eq!(count[0].int("n"), Some(7));
     Ok(())
 }
+
+/// `GET` or `POST` on the admin API with a token; the status and the JSON body.
+async fn admin(method: reqwest::Method, url: String, token: Option<&str>) -> Result<(u16, Value)> {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let body = response.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_runs_backups_and_retention_and_the_server_holds_the_lease() -> Result<()> {
+    use reqwest::Method;
+    let tmp = tempfile::tempdir()?;
+    let dest = tmp.path().join("dest");
+    let setup = local_setup(
+        tmp.path(),
+        "src",
+        &dest,
+        "\n[retention]\ninterval = \"1s\"\n\n[compaction]\ninterval = \"1s\"\n",
+    );
+    let dsn = setup.create_project("shop")?;
+    let token = setup.create_token()?;
+    let server = setup.start()?;
+    send_at(&dsn, &[days_ago(1); 3]).await?;
+    let base = setup.base_url();
+
+    let (status, _) = admin(Method::POST, format!("{base}/api/0/backups"), None).await?;
+    assert_eq!(status, 401, "a token is required");
+    let (status, body) = admin(Method::POST, format!("{base}/api/0/backups"), Some(&token)).await?;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["state"], "running");
+    let id = body["id"].as_str().context("id")?.to_owned();
+    let deadline = Instant::now() + PATIENCE;
+    let job = loop {
+        let (status, job) = admin(
+            Method::GET,
+            format!("{base}/api/0/backups/{id}"),
+            Some(&token),
+        )
+        .await?;
+        assert_eq!(status, 200, "{job}");
+        if job["state"] != "running" {
+            break job;
+        }
+        ensure!(Instant::now() < deadline, "backup {id} still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(
+        job["finished"].is_string() && job["error"].is_null(),
+        "{job}"
+    );
+    assert!(
+        job["files"].as_u64() >= Some(2),
+        "data file and project: {job}"
+    );
+    let (_, list) = admin(Method::GET, format!("{base}/api/0/backups"), Some(&token)).await?;
+    assert_eq!(list[0]["id"], id.as_str(), "{list}");
+    let (status, _) = admin(
+        Method::GET,
+        format!("{base}/api/0/backups/20200101T000000Z-0000"),
+        Some(&token),
+    )
+    .await?;
+    assert_eq!(status, 404);
+    // The server flushed before the backup, so the backup restores all three events.
+    let restored = local_setup(tmp.path(), "restored", &dest, "");
+    restored.cli(&["backup", "restore", &id])?;
+    let count = restored.query("SELECT count(*) AS n FROM events")?;
+    assert_eq!(count[0].int("n"), Some(3));
+
+    let (status, report) = admin(
+        Method::POST,
+        format!("{base}/api/0/retention/run?dry_run=true"),
+        Some(&token),
+    )
+    .await?;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["dropped"], Value::Array(Vec::new()));
+
+    // The maintenance loop took the lease in the object store.
+    let lease = setup.data_dir.join("objects/_leases/maintenance.json");
+    let deadline = Instant::now() + PATIENCE;
+    while !lease.exists() {
+        ensure!(
+            Instant::now() < deadline,
+            "no lease:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let holder: Value = serde_json::from_slice(&std::fs::read(&lease)?)?;
+    assert_eq!(holder["holder"], "node-0");
+    let status = server.terminate()?;
+    assert!(status.success());
+    assert!(!lease.exists(), "a stopping server gives the lease up");
+    Ok(())
+}
