@@ -132,7 +132,12 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
 }
 
 fn cli_holder(config: &Config) -> String {
-    format!("cli-{}-{}", config.storage.node_id, std::process::id())
+    format!(
+        "cli-{}-{}-{:04x}",
+        config.storage.node_id,
+        std::process::id(),
+        rand::random::<u16>()
+    )
 }
 
 /// How long a CLI backup or prune waits for the destination lease.

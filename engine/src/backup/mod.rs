@@ -22,6 +22,8 @@
 
 pub mod restore;
 pub mod service;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

@@ -124,7 +124,12 @@ pub async fn restore(
     )? {
         return Ok(RestoreOutcome::AlreadyRestored(done));
     }
-    let holder = format!("restore-{}-{}", config.storage.node_id, std::process::id());
+    // Unique per attempt: pods of one StatefulSet may share a pid (1) and a config.
+    let holder = format!(
+        "restore-{}-{:08x}",
+        config.storage.node_id,
+        rand::random::<u32>()
+    );
     with_lease(&target, RESTORE_LEASE, &holder, WAIT_FOR_OTHERS, async {
         // Another pod may have finished while we waited for the lease.
         if let Some(done) = check_marker(

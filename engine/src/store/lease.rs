@@ -50,6 +50,7 @@ pub async fn acquire(store: &Store, name: &str, holder: &str, ttl: Duration) -> 
         expires_ms: until_ms,
     })
     .expect("lease serializes");
+    let mut ours = false;
     let mode = match store.objects.get_opts(&path, GetOptions::default()).await {
         Err(object_store::Error::NotFound { .. }) => PutMode::Create,
         Err(source) => {
@@ -68,14 +69,14 @@ pub async fn acquire(store: &Store, name: &str, holder: &str, ttl: Duration) -> 
                 source,
             })?;
             // An unreadable record (a torn local write) counts as expired.
-            if let Ok(current) = serde_json::from_slice::<LeaseRecord>(&bytes)
-                && current.holder != holder
-                && current.expires_ms > now
-            {
-                return Ok(Lease::Busy {
-                    holder: current.holder,
-                    until_ms: current.expires_ms,
-                });
+            if let Ok(current) = serde_json::from_slice::<LeaseRecord>(&bytes) {
+                ours = current.holder == holder;
+                if !ours && current.expires_ms > now {
+                    return Ok(Lease::Busy {
+                        holder: current.holder,
+                        until_ms: current.expires_ms,
+                    });
+                }
             }
             PutMode::Update(version)
         }
@@ -91,7 +92,13 @@ pub async fn acquire(store: &Store, name: &str, holder: &str, ttl: Duration) -> 
         )
     };
     let result = match put(mode).await {
-        Err(object_store::Error::NotImplemented { .. }) => put(PutMode::Overwrite).await,
+        // The local store: renew by overwriting; take an expired lease by deleting it and
+        // creating it anew, so that of two racing processes only one creation succeeds.
+        Err(object_store::Error::NotImplemented { .. }) if ours => put(PutMode::Overwrite).await,
+        Err(object_store::Error::NotImplemented { .. }) => {
+            store.delete(&path).await?;
+            put(PutMode::Create).await
+        }
         other => other,
     };
     match result {
