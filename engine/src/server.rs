@@ -18,6 +18,10 @@ use crate::{api, maintenance};
 pub enum Error {
     #[error(transparent)]
     Node(#[from] node::Error),
+    #[error(
+        "invalid config: backup.schedule: {schedule:?} is not a 5-field cron expression: {message}"
+    )]
+    Schedule { schedule: String, message: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -51,6 +55,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let listen = config.server.listen;
     let admin_listen = config.server.admin_listen;
     let timeout = config.server.shutdown_timeout;
+    if let Some(schedule) = &config.backup.schedule {
+        maintenance::schedule::parse_cron(schedule).map_err(|message| Error::Schedule {
+            schedule: schedule.clone(),
+            message,
+        })?;
+    }
     let node = Arc::new(Node::open(config).await?);
     tracing::info!(store = %node.store.location, node = %node.config.storage.node_id, "storage ready");
 

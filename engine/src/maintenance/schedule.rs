@@ -16,6 +16,14 @@ use crate::store::lease::{self, LEASE_PATH, Lease};
 /// How long a taken lease lasts without renewal; the loop renews it every third of this.
 const LEASE_TTL: Duration = Duration::from_secs(90);
 
+/// Parses `backup.schedule`: exactly 5 fields (minute hour day month weekday), UTC.
+pub fn parse_cron(schedule: &str) -> Result<croner::Cron, String> {
+    if schedule.split_whitespace().count() != 5 {
+        return Err("expected 5 fields: minute hour day-of-month month day-of-week".to_owned());
+    }
+    schedule.parse::<croner::Cron>().map_err(|e| e.to_string())
+}
+
 fn due(next: &mut DateTime<Utc>, now: DateTime<Utc>, every: Duration) -> bool {
     if now < *next {
         return false;
@@ -33,7 +41,7 @@ pub async fn run(node: Arc<Node>, backups: Option<Arc<Backups>>, shutdown: Cance
         .backup
         .schedule
         .as_deref()
-        .and_then(|s| match s.parse::<croner::Cron>() {
+        .and_then(|s| match parse_cron(s) {
             Ok(cron) => Some(cron),
             Err(err) => {
                 tracing::error!(schedule = s, cause = %err, "invalid backup.schedule; scheduled backups are off");
@@ -98,5 +106,42 @@ pub async fn run(node: Arc<Node>, backups: Option<Arc<Backups>>, shutdown: Cance
     }
     if holding && let Err(err) = lease::release(&node.store, LEASE_PATH, &holder).await {
         tracing::warn!(cause = %err, "cannot release the maintenance lease");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daily_schedule_fires_next_at_its_minute_in_utc() {
+        let cron = parse_cron("30 3 * * *").unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-11-24T16:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let next = cron.find_next_occurrence(&now, false).unwrap();
+        assert_eq!(next.to_rfc3339(), "2026-11-25T03:30:00+00:00");
+        assert!(
+            parse_cron("0 30 3 * * *").is_err(),
+            "seconds are not allowed"
+        );
+        assert!(parse_cron("61 * * * *").is_err());
+    }
+
+    #[test]
+    fn a_job_is_due_once_per_interval() {
+        let start = Utc::now();
+        let mut next = start;
+        assert!(due(&mut next, start, Duration::from_secs(60)));
+        assert!(!due(
+            &mut next,
+            start + chrono::Duration::seconds(59),
+            Duration::from_secs(60)
+        ));
+        assert!(due(
+            &mut next,
+            start + chrono::Duration::seconds(60),
+            Duration::from_secs(60)
+        ));
     }
 }

@@ -313,12 +313,15 @@ async fn the_admin_api_runs_backups_and_retention_and_the_server_holds_the_lease
         tmp.path(),
         "src",
         &dest,
-        "\n[retention]\ninterval = \"1s\"\n\n[compaction]\ninterval = \"1s\"\n",
+        "\n[retention]\ninterval = \"1s\"\ndelete_after = \"0s\"\n\n[retention.projects]\nold = 5\n\n\
+         [compaction]\ninterval = \"1s\"\n",
     );
     let dsn = setup.create_project("shop")?;
+    let old = setup.create_project("old")?;
     let token = setup.create_token()?;
     let server = setup.start()?;
     send_at(&dsn, &[days_ago(1); 3]).await?;
+    send_at(&old, &[days_ago(20), days_ago(2)]).await?;
     let base = setup.base_url();
 
     let (status, _) = admin(Method::POST, format!("{base}/api/0/backups"), None).await?;
@@ -363,7 +366,7 @@ async fn the_admin_api_runs_backups_and_retention_and_the_server_holds_the_lease
     // The server flushed before the backup, so the backup restores all three events.
     let restored = local_setup(tmp.path(), "restored", &dest, "");
     restored.cli(&["backup", "restore", &id])?;
-    let count = restored.query("SELECT count(*) AS n FROM events")?;
+    let count = restored.query("SELECT count(*) AS n FROM events WHERE project = 'shop'")?;
     assert_eq!(count[0].int("n"), Some(3));
 
     let (status, report) = admin(
@@ -373,7 +376,47 @@ async fn the_admin_api_runs_backups_and_retention_and_the_server_holds_the_lease
     )
     .await?;
     assert_eq!(status, 200, "{report}");
-    assert_eq!(report["dropped"], Value::Array(Vec::new()));
+    // Empty if the scheduled run (every second) was first; else exactly old's expired day.
+    let expired_day = Utc::now()
+        .checked_sub_days(Days::new(20))
+        .expect("date")
+        .format("%Y-%m-%d")
+        .to_string();
+    for dropped in report["dropped"].as_array().context("dropped")? {
+        assert_eq!(dropped["project"], "old", "{report}");
+        assert_eq!(dropped["date"], expired_day.as_str(), "{report}");
+    }
+
+    // The scheduled retention (every second here) dropped old's day 20 days back, and only it,
+    // once the flush before the backup put it in a file.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let found = server
+            .sql(
+                &token,
+                "SELECT project, count(*) AS n FROM events GROUP BY project ORDER BY project",
+            )
+            .await;
+        let counts: Vec<(String, i64)> = found
+            .iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r.str("project").unwrap_or("").to_owned(),
+                    r.int("n").unwrap_or(0),
+                )
+            })
+            .collect();
+        if counts == [("old".to_owned(), 1), ("shop".to_owned(), 3)] {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "scheduled retention did not drop old's expired day: {counts:?}\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // The maintenance loop took the lease in the object store.
     let lease = setup.data_dir.join("objects/_leases/maintenance.json");
