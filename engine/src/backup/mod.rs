@@ -245,7 +245,8 @@ pub(crate) async fn with_lease<T>(
     wait: Duration,
     work: impl Future<Output = Result<T>>,
 ) -> Result<T> {
-    const TTL: Duration = Duration::from_secs(60);
+    // A killed holder blocks the next writer until this passes; renewed every third of it.
+    const TTL: Duration = Duration::from_secs(30);
     let started = std::time::Instant::now();
     loop {
         match lease::acquire(store, name, holder, TTL).await? {

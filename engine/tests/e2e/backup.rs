@@ -436,3 +436,67 @@ async fn the_admin_api_runs_backups_and_retention_and_the_server_holds_the_lease
     assert!(!lease.exists(), "a stopping server gives the lease up");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_killed_midway_leaves_earlier_ones_intact_and_the_next_run_completes() -> Result<()>
+{
+    let moto = Moto::start()?;
+    moto.create_bucket().await?;
+    let tmp = tempfile::tempdir()?;
+    // A local tracker backing up to S3 (moto): slow enough per object to be killed midway.
+    let mut setup = s3_setup(tmp.path(), "src", &moto);
+    setup.object_store = None;
+    std::fs::write(
+        &setup.config,
+        format!("[backup]\ndestination = \"s3://{BUCKET}/killed\"\n\n{S3_CONFIG}"),
+    )?;
+    let dsn = setup.create_project("shop")?;
+    session(&setup, &dsn, &[days_ago(1); 2]).await?;
+    let first = setup.cli(&["backup", "create"])?.trim().to_owned();
+    // 120 more files: one event in each of the last 120 hours.
+    let now = Utc::now().timestamp() as f64;
+    let hours: Vec<f64> = (1..=120).map(|h| now - f64::from(h) * 3600.0).collect();
+    session(&setup, &dsn, &hours).await?;
+
+    let mut child = setup.spawn_cli(&["backup", "create"])?;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let copied = moto.list("killed/files/").await?.len();
+        if copied > 1 {
+            break;
+        }
+        ensure!(
+            child.try_wait()?.is_none(),
+            "the backup ended before it could be killed"
+        );
+        ensure!(Instant::now() < deadline, "the backup copies nothing");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill()?;
+    child.wait()?;
+    let copied = moto.list("killed/files/").await?.len();
+    ensure!(
+        copied < 121,
+        "the backup copied everything before the kill ({copied} files); cannot test"
+    );
+    assert_eq!(
+        listed_ids(&backup_list(&setup, &[])?),
+        [first.as_str()],
+        "the killed backup left no record"
+    );
+    setup.cli(&["backup", "verify", &first])?;
+
+    // The next run waits for the killed run's destination lease to expire (30 s), then
+    // completes.
+    let second = setup.cli(&["backup", "create"])?.trim().to_owned();
+    let list = backup_list(&setup, &[])?;
+    assert_eq!(listed_ids(&list), [second.as_str(), first.as_str()]);
+    let copied_again = list[0]["copied_files"].as_u64().context("copied_files")?;
+    assert_eq!(
+        copied_again as usize,
+        121 - copied,
+        "only the files the killed run had not copied: {list:?}"
+    );
+    setup.cli(&["backup", "verify", &second])?;
+    Ok(())
+}
