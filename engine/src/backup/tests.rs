@@ -11,9 +11,13 @@ use crate::store::manifest::Manifest;
 use crate::store::parquet::write_partitions;
 
 fn event(issue: i64) -> StoredEvent {
+    received_at(issue, chrono::Utc::now())
+}
+
+fn received_at(issue: i64, received: chrono::DateTime<chrono::Utc>) -> StoredEvent {
     let payload = format!(r#"{{"message":"m{issue}","timestamp":"2026-11-20T10:00:00Z"}}"#);
     let ctx = NormalizeContext {
-        received: chrono::Utc::now(),
+        received,
         client_ip: None,
         event_id: None,
     };
@@ -123,4 +127,54 @@ async fn a_corrupted_file_fails_verify_and_restore() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
+}
+
+#[tokio::test]
+async fn until_keeps_only_what_was_received_by_then_even_inside_a_later_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = Store::local(&dir.path().join("src")).unwrap();
+    let until = chrono::Utc::now() - chrono::Duration::hours(1);
+    // One file written now (as compaction would) holding events received before and after.
+    let mut builder = EventBuilder::new();
+    for i in 0..4 {
+        builder.append(&received_at(i, until - chrono::Duration::minutes(10)));
+    }
+    for i in 4..7 {
+        builder.append(&received_at(i, until + chrono::Duration::minutes(10)));
+    }
+    let files = write_partitions(&source, &[builder.finish()], 1)
+        .await
+        .unwrap();
+    assert_eq!(files.len(), 1);
+    Manifest {
+        node: "node-0".into(),
+        ..Manifest::default()
+    }
+    .with_files(files, 1)
+    .commit(&source)
+    .await
+    .unwrap();
+    let url = format!("file://{}", dir.path().join("dest").display());
+    std::fs::create_dir_all(dir.path().join("dest")).unwrap();
+    let dest = Destination {
+        store: Store::open_url(&url, &Default::default(), None).unwrap(),
+        url,
+    };
+    let wal_dir = dir.path().join("no-wal");
+    let source = Source {
+        store: &source,
+        node: "node-0",
+        wal_dir: &wal_dir,
+    };
+    create("b1", &source, &dest, false).await.unwrap();
+    let outcome = restore(&target(dir.path(), "t"), &dest, "b1", Some(until), false)
+        .await
+        .unwrap();
+    match outcome {
+        RestoreOutcome::Restored { events, .. } => assert_eq!(events, 4),
+        other => panic!("{other:?}"),
+    }
+    let restored = Store::open(&target(dir.path(), "t")).unwrap();
+    let manifests = Manifest::load_all(&restored).await.unwrap();
+    assert_eq!(manifests[0].files[0].rows, 4);
 }
