@@ -390,7 +390,7 @@ pub async fn create(
         .flat_map(|r| r.files.into_iter().map(|f| (f.path, f.sha256)))
         .collect();
     let mut paths: BTreeMap<&str, u64> = BTreeMap::new();
-    for file in manifests.iter().flat_map(|m| &m.files) {
+    for file in manifests.iter().flat_map(|m| m.live_files()) {
         paths.insert(&file.path, file.bytes);
     }
     let progress = Progress::new(

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::{BackupRecord, Copied, Destination, Error, Result, sha256, wal_events, with_lease};
 use crate::events::{EventBuilder, column_index};
 use crate::maintenance::progress::Progress;
-use crate::store::manifest::{DataFile, Manifest};
+use crate::store::manifest::DataFile;
 use crate::store::parquet::{encode, plan_partitions, write_partitions, writer_properties};
 use crate::store::{self, Store};
 
@@ -281,6 +281,25 @@ async fn restore_record(
     let mut expected: Counts = BTreeMap::new();
     let mut manifests: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
     for manifest in &record.manifests {
+        // Other listed objects than event files (issue rollups) are copied as they are.
+        let event_paths: std::collections::HashSet<&str> =
+            manifest.files.iter().map(|f| f.path.as_str()).collect();
+        for other in manifest
+            .live_files()
+            .filter(|f| !event_paths.contains(f.path.as_str()))
+        {
+            let copied = checksums
+                .get(other.path.as_str())
+                .ok_or_else(|| Error::Verify {
+                    id: record.id.clone(),
+                    problems: vec![format!("{} is not in the backup", other.path)],
+                })?;
+            let data = fetch(dest, &format!("files/{}", other.path), copied).await?;
+            progress.file_done(copied.bytes);
+            target
+                .put_durable(&ObjectPath::from(other.path.as_str()), data)
+                .await?;
+        }
         let files = manifests.entry(manifest.node.clone()).or_default();
         for file in &manifest.files {
             let copied = checksums
@@ -400,15 +419,19 @@ async fn restore_record(
     }
 
     for (node, files) in manifests {
-        Manifest {
-            node,
-            version: 1,
-            wal_upto: None,
-            files,
-            retired: Vec::new(),
-        }
-        .commit(target)
-        .await?;
+        // From the backed-up manifest, so other listed objects (issue rollups) stay listed.
+        let mut restored = record
+            .manifests
+            .iter()
+            .find(|m| m.node == node)
+            .cloned()
+            .unwrap_or_default();
+        restored.node = node;
+        restored.version = 1;
+        restored.wal_upto = None;
+        restored.files = files;
+        restored.retired.clear();
+        restored.commit(target).await?;
     }
     let marker = Marker {
         source: dest.url.clone(),

@@ -26,7 +26,7 @@ use object_store::path::Path as ObjectPath;
 use serde::Serialize;
 
 use crate::node::Node;
-use crate::store::manifest::{Manifest, Retired};
+use crate::store::manifest::Manifest;
 use crate::store::{self, Store};
 use crate::tenancy::{self, Projects};
 
@@ -132,33 +132,12 @@ impl Maintenance {
             .collect();
         let now_ms = Utc::now().timestamp_millis();
         for manifest in &manifests {
-            if !manifest
-                .files
-                .iter()
-                .any(|f| expired.contains(&(f.project_id, f.date.clone())))
-            {
-                continue;
+            if manifest.retire_partitions(&expired, now_ms).is_some() {
+                self.edit(&manifest.node, |current| {
+                    current.retire_partitions(&expired, now_ms)
+                })
+                .await?;
             }
-            self.edit(&manifest.node, |current| {
-                let (gone, kept): (Vec<_>, Vec<_>) = current
-                    .files
-                    .iter()
-                    .cloned()
-                    .partition(|f| expired.contains(&(f.project_id, f.date.clone())));
-                if gone.is_empty() {
-                    return None;
-                }
-                let mut next = current.clone();
-                next.files = kept;
-                next.retired.extend(gone.into_iter().map(|f| Retired {
-                    path: f.path,
-                    project_id: f.project_id,
-                    date: f.date,
-                    since_ms: now_ms,
-                }));
-                Some(next)
-            })
-            .await?;
         }
         for dropped in &report.dropped {
             tracing::info!(project = %dropped.project, date = %dropped.date, files = dropped.files,
@@ -178,11 +157,11 @@ impl Maintenance {
         let manifests = Manifest::load_all(&self.store).await?;
         let live: HashSet<&str> = manifests
             .iter()
-            .flat_map(|m| m.files.iter().map(|f| f.path.as_str()))
+            .flat_map(|m| m.live_files().map(|f| f.path.as_str()))
             .collect();
         let live_partitions: HashSet<(u64, &str)> = manifests
             .iter()
-            .flat_map(|m| m.files.iter().map(|f| (f.project_id, f.date.as_str())))
+            .flat_map(|m| m.live_files().map(|f| (f.project_id, f.date.as_str())))
             .collect();
         let mut deleted = 0;
         let mut emptied = BTreeSet::new();

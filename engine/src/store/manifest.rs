@@ -136,6 +136,36 @@ impl Manifest {
         }
     }
 
+    /// Every object this manifest keeps alive. Retention, purging and backups go through this
+    /// (and [`Self::retire_partitions`]), so a new kind of listed file (issue rollups) only
+    /// needs adding here.
+    pub fn live_files(&self) -> impl Iterator<Item = &DataFile> {
+        self.files.iter()
+    }
+
+    /// The next content with every live file of the given (project, date) partitions moved to
+    /// `retired`; `None` when there is none.
+    pub fn retire_partitions(
+        &self,
+        expired: &std::collections::HashSet<(u64, String)>,
+        now_ms: i64,
+    ) -> Option<Self> {
+        let gone = |f: &DataFile| expired.contains(&(f.project_id, f.date.clone()));
+        if !self.live_files().any(gone) {
+            return None;
+        }
+        let mut next = self.clone();
+        let (retired, kept): (Vec<_>, Vec<_>) = next.files.drain(..).partition(gone);
+        next.files = kept;
+        next.retired.extend(retired.into_iter().map(|f| Retired {
+            path: f.path,
+            project_id: f.project_id,
+            date: f.date,
+            since_ms: now_ms,
+        }));
+        Some(next)
+    }
+
     /// The version number of the newest manifest of `node` in the store (0 when none).
     pub async fn latest_version(store: &Store, node: &str) -> Result<u64> {
         let mut listing = store.list(&node_prefix(node)).await?;
