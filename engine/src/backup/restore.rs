@@ -8,7 +8,8 @@
 //! must equal the backup's counts (or, with `until`, the counts kept). Last, a marker object
 //! `_restore.json` records what was restored: running the same restore again is a no-op, so an
 //! init container can run it before every start, and several pods sharing one S3 location take
-//! turns through a lease, the later ones finding the marker.
+//! turns through a lease, the later ones finding the marker. A restore that was killed midway
+//! (its `_restore.pending.json` is there, no marker) is started over by the same command.
 //!
 //! Point in time (`until`): the events faultline *received* up to that time. A data file whose
 //! ULID (its creation time) is not after `until` holds only such events and is copied as is;
@@ -38,6 +39,9 @@ use crate::store::{self, Store};
 
 /// The marker a finished restore leaves in the data location.
 pub const MARKER_PATH: &str = "_restore.json";
+/// Written when a restore starts: a rerun of the same restore may resume a location it left
+/// half-written (the pod was killed), instead of refusing it as not empty.
+pub const PENDING_PATH: &str = "_restore.pending.json";
 const RESTORE_LEASE: &str = "_leases/restore.json";
 /// How long a pod waits for another pod's restore of the same location.
 const WAIT_FOR_OTHERS: Duration = Duration::from_secs(6 * 3600);
@@ -78,7 +82,11 @@ pub enum RestoreOutcome {
 }
 
 async fn read_marker(target: &Store) -> Result<Option<Marker>> {
-    match target.get_json(&ObjectPath::from(MARKER_PATH)).await {
+    read_json(target, MARKER_PATH).await
+}
+
+async fn read_json(target: &Store, path: &str) -> Result<Option<Marker>> {
+    match target.get_json(&ObjectPath::from(path)).await {
         Ok(marker) => Ok(Some(marker)),
         Err(store::Error::Request {
             source: object_store::Error::NotFound { .. },
@@ -141,7 +149,30 @@ pub async fn restore(
         )? {
             return Ok(RestoreOutcome::AlreadyRestored(done));
         }
-        ensure_empty(config, &target).await?;
+        let resuming = read_json(&target, PENDING_PATH)
+            .await?
+            .is_some_and(|p| p.matches(&dest.url, requested, until));
+        if resuming {
+            tracing::info!(location = %target.location, "resuming an interrupted restore");
+            for old in target.list(&ObjectPath::from("manifest")).await? {
+                target.delete(&old.location).await?;
+            }
+        } else {
+            ensure_empty(config, &target).await?;
+            let pending = Marker {
+                source: dest.url.clone(),
+                requested: requested.to_owned(),
+                backup_id: String::new(),
+                until,
+                finished: Utc::now(),
+            };
+            target
+                .put_durable(
+                    &ObjectPath::from(PENDING_PATH),
+                    Bytes::from(serde_json::to_vec(&pending).expect("marker serializes")),
+                )
+                .await?;
+        }
         let record = choose(dest, requested, until).await?;
         restore_record(
             config,
@@ -446,6 +477,7 @@ async fn restore_record(
             Bytes::from(serde_json::to_vec_pretty(&marker).expect("marker serializes")),
         )
         .await?;
+    target.delete(&ObjectPath::from(PENDING_PATH)).await?;
     let events = found.values().sum();
     tracing::info!(
         backup = record.id,

@@ -178,3 +178,47 @@ async fn until_keeps_only_what_was_received_by_then_even_inside_a_later_file() {
     let manifests = Manifest::load_all(&restored).await.unwrap();
     assert_eq!(manifests[0].files[0].rows, 4);
 }
+
+#[tokio::test]
+async fn a_restore_killed_midway_is_resumed_by_the_same_command_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dest, _) = backed_up(dir.path()).await;
+    let config = target(dir.path(), "t");
+    let store = Store::open(&config).unwrap();
+    // What a killed restore leaves: its pending marker and a partial manifest.
+    let pending = super::restore::Marker {
+        source: dest.url.clone(),
+        requested: "latest".into(),
+        backup_id: String::new(),
+        until: None,
+        finished: chrono::Utc::now(),
+    };
+    store
+        .put_durable(
+            &object_store::path::Path::from(super::restore::PENDING_PATH),
+            serde_json::to_vec(&pending).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    Manifest {
+        node: "node-0".into(),
+        ..Manifest::default()
+    }
+    .with_files(Vec::new(), 0)
+    .commit(&store)
+    .await
+    .unwrap();
+    let other = restore(&config, &dest, "b1", None, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(other, Error::NotEmpty { .. }), "{other}");
+    let outcome = restore(&config, &dest, "latest", None, false)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, RestoreOutcome::Restored { events: 5, .. }),
+        "{outcome:?}"
+    );
+    let manifests = Manifest::load_all(&store).await.unwrap();
+    assert_eq!(manifests[0].files.iter().map(|f| f.rows).sum::<u64>(), 5);
+}
