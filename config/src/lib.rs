@@ -602,6 +602,9 @@ mod tests {
                 "storage.object_store",
             ),
             ("[retention]\ndefault_days = 0", "retention.default_days"),
+            ("[compaction]\nmin_files = 1", "compaction.min_files"),
+            ("[compaction]\nzstd_level = 30", "compaction.zstd_level"),
+            ("[backup]\nkeep_last = 0", "backup.keep_last"),
             ("[backup]\nschedule = \"0 3 * * *\"", "backup.destination"),
             (
                 "[[project]]\nid = 1\nname = \"Shop\"\nkeys = []",
