@@ -52,6 +52,7 @@ pub struct Config {
     pub query: QueryConfig,
     pub auth: AuthConfig,
     pub retention: RetentionConfig,
+    pub compaction: CompactionConfig,
     pub backup: BackupConfig,
     /// Projects declared in the config (the operator declares them here). Projects created
     /// with `faultline project create` live in the object store instead; both are served.
@@ -257,6 +258,11 @@ pub struct RetentionConfig {
     /// How often the retention job runs.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// How long a file dropped from the manifests (by retention or compaction) stays in the
+    /// object store before it is deleted, so queries that already planned with it still finish
+    /// and other nodes pick up the new manifest first.
+    #[serde(with = "humantime_serde")]
+    pub delete_after: Duration,
 }
 
 impl Default for RetentionConfig {
@@ -266,6 +272,33 @@ impl Default for RetentionConfig {
             projects: BTreeMap::new(),
             max_events_per_project: None,
             interval: Duration::from_secs(3600),
+            delete_after: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Merging the small files of a partition into larger ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionConfig {
+    /// Files smaller than this are merged, into files of about this size.
+    pub target_size: ByteSize,
+    /// A partition is compacted once it has at least this many small files.
+    pub min_files: usize,
+    /// How often compaction runs (on the node holding the maintenance lease).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// zstd level of compacted files.
+    pub zstd_level: i32,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        Self {
+            target_size: ByteSize::mib(128),
+            min_files: 4,
+            interval: Duration::from_secs(600),
+            zstd_level: 6,
         }
     }
 }
@@ -389,6 +422,21 @@ impl Config {
                 "limits.max_event_size",
                 "must not exceed limits.max_envelope_size".to_owned(),
             ));
+        }
+        if !(1..=22).contains(&self.compaction.zstd_level) {
+            return Err(invalid(
+                "compaction.zstd_level",
+                "must be between 1 and 22".to_owned(),
+            ));
+        }
+        if self.compaction.min_files < 2 {
+            return Err(invalid(
+                "compaction.min_files",
+                "must be at least 2".to_owned(),
+            ));
+        }
+        if self.backup.keep_last == Some(0) {
+            return Err(invalid("backup.keep_last", "must be at least 1".to_owned()));
         }
         if !(1..=22).contains(&self.flush.zstd_level) {
             return Err(invalid(
@@ -554,6 +602,9 @@ mod tests {
                 "storage.object_store",
             ),
             ("[retention]\ndefault_days = 0", "retention.default_days"),
+            ("[compaction]\nmin_files = 1", "compaction.min_files"),
+            ("[compaction]\nzstd_level = 30", "compaction.zstd_level"),
+            ("[backup]\nkeep_last = 0", "backup.keep_last"),
             ("[backup]\nschedule = \"0 3 * * *\"", "backup.destination"),
             (
                 "[[project]]\nid = 1\nname = \"Shop\"\nkeys = []",

@@ -1,4 +1,4 @@
-//! Command line: `faultline serve | project | token | query`.
+//! Command line: `faultline serve | project | token | query | retention | compact | backup`.
 //!
 //! Every flag has an environment variable; flags override the config file, which overrides the
 //! defaults.
@@ -86,6 +86,80 @@ pub enum Command {
         /// API token for --server.
         #[arg(long, env = "FAULTLINE_TOKEN", requires = "server")]
         token: Option<String>,
+    },
+    /// Apply retention now: drop expired date partitions from every manifest.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+    /// Merge the small files of each partition now.
+    #[command(subcommand)]
+    Compact(CompactCommand),
+    /// Create, list, verify, restore and prune backups.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Drop the expired partitions (and delete files retired long enough ago).
+    Run {
+        /// Only show what would be dropped.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CompactCommand {
+    /// Merge small files into files of about compaction.target_size.
+    Run {
+        /// Only show what would be merged.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Back up the data location; prints the backup id.
+    Create {
+        /// Destination (default: backup.destination): s3://bucket/prefix or file:///path.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// List the backups at a destination, newest first.
+    List {
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long, default_value = "table")]
+        format: ListFormat,
+    },
+    /// Read every object of a backup and check its checksum.
+    Verify {
+        /// Backup id, or `latest`.
+        id: String,
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// Restore a backup into the configured (empty) data location.
+    Restore {
+        /// Backup id, or `latest`.
+        id: String,
+        #[arg(long)]
+        from: Option<String>,
+        /// Keep only the events received up to this time (RFC 3339).
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::FixedOffset>>,
+    },
+    /// Delete backups beyond backup.keep_last / backup.keep_days.
+    Prune {
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

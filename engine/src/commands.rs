@@ -5,7 +5,12 @@ use std::io::Write;
 use faultline_config::Config;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, ProjectCommand, TokenCommand, public_url};
+use crate::backup::{self, DESTINATION_LEASE, Destination};
+use crate::cli::{
+    BackupCommand, Cli, Command, CompactCommand, ListFormat, ProjectCommand, RetentionCommand,
+    TokenCommand, public_url,
+};
+use crate::maintenance::{self, Maintenance};
 use crate::query::format::{self, Format};
 use crate::store::Store;
 use crate::tenancy::{Projects, Tokens};
@@ -25,6 +30,10 @@ pub enum Error {
     Tenancy(#[from] tenancy::Error),
     #[error(transparent)]
     Query(#[from] query::Error),
+    #[error(transparent)]
+    Maintenance(#[from] maintenance::Error),
+    #[error(transparent)]
+    Backup(#[from] backup::Error),
     #[error("request to {url} failed: {message}")]
     Remote { url: String, message: String },
     #[error("cannot write output: {0}")]
@@ -83,6 +92,176 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                 None => local_query(&config, &sql, format).await?,
             };
             std::io::stdout().write_all(&bytes)?;
+        }
+        Command::Retention(RetentionCommand::Run { dry_run }) => {
+            let maintenance = Maintenance::new(config.clone(), Store::open(&config)?, None);
+            let report = maintenance.retention(dry_run).await?;
+            let verb = if dry_run { "would drop" } else { "dropped" };
+            for d in &report.dropped {
+                println!(
+                    "{verb}\t{}\t{}\t{} files\t{} events\t{}",
+                    d.project, d.date, d.files, d.events, d.reason
+                );
+            }
+            eprintln!(
+                "{} partitions {verb}; {} objects deleted",
+                report.dropped.len(),
+                report.deleted
+            );
+        }
+        Command::Compact(CompactCommand::Run { dry_run }) => {
+            let maintenance = Maintenance::new(config.clone(), Store::open(&config)?, None);
+            let report = maintenance.compact(dry_run, true).await?;
+            for m in &report.merged {
+                println!(
+                    "{}\tproject={}/date={}/hour={:02}\t{} files\t{} events\t{}",
+                    m.node,
+                    m.project_id,
+                    m.date,
+                    m.hour,
+                    m.inputs,
+                    m.rows,
+                    m.output.as_deref().unwrap_or("-")
+                );
+            }
+            eprintln!("{} merges", report.merged.len());
+        }
+        Command::Backup(command) => run_backup(&config, command).await?,
+    }
+    Ok(())
+}
+
+fn cli_holder(config: &Config) -> String {
+    format!(
+        "cli-{}-{}-{:04x}",
+        config.storage.node_id,
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// How long a CLI backup or prune waits for the destination lease.
+const CLI_LEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+async fn run_backup(config: &Config, command: BackupCommand) -> Result<()> {
+    match command {
+        BackupCommand::Create { to } => {
+            let dest = Destination::open(config, to.as_deref())?;
+            let store = Store::open(config)?;
+            let wal_dir = config.wal_dir();
+            let source = backup::Source {
+                store: &store,
+                node: &config.storage.node_id,
+                wal_dir: &wal_dir,
+            };
+            let id = backup::new_id(chrono::Utc::now());
+            let record = backup::with_lease(
+                &dest.store,
+                DESTINATION_LEASE,
+                &cli_holder(config),
+                CLI_LEASE_WAIT,
+                backup::create(&id, &source, &dest, true),
+            )
+            .await?;
+            eprintln!(
+                "backup {} at {}: {} files, {} bytes ({} files copied)",
+                record.id,
+                dest.url,
+                record.total_files(),
+                record.total_bytes(),
+                record.copied_files
+            );
+            println!("{}", record.id);
+        }
+        BackupCommand::List { from, format } => {
+            let dest = Destination::open(config, from.as_deref())?;
+            let records = dest.records().await?;
+            match format {
+                ListFormat::Json => {
+                    let rows: Vec<_> = records
+                        .iter()
+                        .map(|r| {
+                            serde_json::json!({
+                                "id": r.id, "started": r.started, "finished": r.finished,
+                                "files": r.total_files(), "bytes": r.total_bytes(),
+                                "copied_files": r.copied_files, "copied_bytes": r.copied_bytes,
+                                "source": r.source, "counts": r.counts,
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::Value::Array(rows));
+                }
+                ListFormat::Table => {
+                    let mut table = comfy_table::Table::new();
+                    table.load_preset(comfy_table::presets::NOTHING);
+                    table.set_header(["ID", "FINISHED", "FILES", "BYTES", "EVENTS"]);
+                    for r in &records {
+                        let events: u64 = r.counts.iter().map(|c| c.events).sum();
+                        table.add_row([
+                            r.id.clone(),
+                            r.finished.to_rfc3339(),
+                            r.total_files().to_string(),
+                            r.total_bytes().to_string(),
+                            events.to_string(),
+                        ]);
+                    }
+                    println!("{table}");
+                }
+            }
+        }
+        BackupCommand::Verify { id, from } => {
+            let dest = Destination::open(config, from.as_deref())?;
+            let report = backup::verify(&dest, &id, true).await?;
+            println!(
+                "backup {} is intact: {} objects, {} bytes checked",
+                report.id, report.objects, report.bytes
+            );
+        }
+        BackupCommand::Restore { id, from, until } => {
+            let dest = Destination::open(config, from.as_deref())?;
+            let until = until.map(|t| t.with_timezone(&chrono::Utc));
+            match backup::restore::restore(config, &dest, &id, until, true).await? {
+                backup::restore::RestoreOutcome::AlreadyRestored(marker) => println!(
+                    "already restored: backup {} from {} (finished {})",
+                    marker.backup_id, marker.source, marker.finished
+                ),
+                backup::restore::RestoreOutcome::Restored {
+                    marker,
+                    files,
+                    events,
+                    counts,
+                } => {
+                    println!(
+                        "restored backup {} from {}: {files} files, {events} events, counts per project and day verified",
+                        marker.backup_id, marker.source
+                    );
+                    for c in counts {
+                        eprintln!("  project {} {}: {} events", c.project_id, c.date, c.events);
+                    }
+                }
+            }
+        }
+        BackupCommand::Prune { dry_run } => {
+            let dest = Destination::open(config, None)?;
+            let keep = &config.backup;
+            let report = backup::with_lease(
+                &dest.store,
+                DESTINATION_LEASE,
+                &cli_holder(config),
+                CLI_LEASE_WAIT,
+                backup::prune(&dest, keep.keep_last, keep.keep_days, dry_run),
+            )
+            .await?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            for id in &report.removed {
+                println!("{verb}\t{id}");
+            }
+            eprintln!(
+                "{} kept, {} {verb}, {} objects deleted",
+                report.kept.len(),
+                report.removed.len(),
+                report.deleted_objects
+            );
         }
     }
     Ok(())

@@ -14,6 +14,8 @@
 //! - [`node`]: start-up recovery (replay the WAL after the manifest) and the flusher that turns
 //!   the buffer into Parquet, commits a manifest and only then trims the WAL.
 //! - [`query`]: DataFusion sessions over `events` and `issues`, read-only, with limits.
+//! - [`maintenance`]: retention and compaction of the stored files, run on the node holding
+//!   the maintenance lease; [`backup`]: backups, pruning and (point-in-time) restore.
 //! - [`tenancy`]: projects with DSN keys, API tokens.
 //! - [`server`], [`cli`]: the `faultline` binary's commands.
 //!
@@ -24,11 +26,13 @@
 //! - A bad request is refused with a 4xx naming the problem and changes nothing.
 
 pub mod api;
+pub mod backup;
 pub mod buffer;
 pub mod cli;
 pub mod commands;
 pub mod events;
 pub mod ingest;
+pub mod maintenance;
 pub mod node;
 pub mod query;
 pub mod server;

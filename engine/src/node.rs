@@ -13,6 +13,7 @@ use std::time::Duration;
 use faultline_config::Config;
 use tokio_util::sync::CancellationToken;
 
+use crate::backup::Backups;
 use crate::buffer::{Buffer, FlushThresholds};
 use crate::ingest::{self, Ingest};
 use crate::query::QueryService;
@@ -43,6 +44,9 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A flush id no rotation uses: `complete_flush` with it only swaps the manifest.
+const NO_FLUSH: u64 = u64::MAX;
+
 /// Everything a running node shares between requests and background tasks.
 pub struct Node {
     pub config: Config,
@@ -54,6 +58,7 @@ pub struct Node {
     pub ingest: Arc<Ingest>,
     pub query: Arc<QueryService>,
     unfinished_flushes: tokio::sync::Mutex<Vec<Rotation>>,
+    backups: std::sync::OnceLock<Arc<Backups>>,
 }
 
 fn thresholds(config: &Config) -> FlushThresholds {
@@ -153,12 +158,20 @@ impl Node {
             ingest,
             query,
             unfinished_flushes: tokio::sync::Mutex::new(Vec::new()),
+            backups: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The backups this node makes (on demand and on schedule).
+    pub fn backups(self: &Arc<Self>) -> Arc<Backups> {
+        Arc::clone(self.backups.get_or_init(|| Arc::new(Backups::new(self))))
     }
 
     /// Writes every buffered event to Parquet, commits a manifest and trims the WAL.
     /// Returns the number of events flushed. A flush that failed is retried first, so WAL
     /// segments are only ever trimmed up to a point whose events are all in the manifest.
+    /// With nothing to flush, picks up a newer manifest version written by maintenance
+    /// (retention or compaction run by another process).
     pub async fn flush(&self) -> Result<usize> {
         let mut stuck = self.unfinished_flushes.lock().await;
         let rotation = self.wal.rotate().await?;
@@ -168,12 +181,14 @@ impl Node {
             rows += self.write_rotation(rotation).await?;
             stuck.remove(0);
         }
+        if rows == 0 {
+            self.refresh_manifest().await?;
+        }
         Ok(rows)
     }
 
     async fn write_rotation(&self, rotation: &Rotation) -> Result<usize> {
         let rows: usize = rotation.batches.iter().map(|b| b.num_rows()).sum();
-        let current = self.buffer.manifest();
         if rows > 0 {
             let files = store::parquet::write_partitions(
                 &self.store,
@@ -181,12 +196,55 @@ impl Node {
                 self.config.flush.zstd_level,
             )
             .await?;
-            let next = current.with_files(files, rotation.upto);
-            next.commit(&self.store).await?;
+            let base = (*self.buffer.manifest()).clone();
+            // Maintenance may have committed a version meanwhile: the edit then reapplies the
+            // new files to it, so neither change is lost.
+            let next = Manifest::edit(
+                &self.store,
+                &self.config.storage.node_id,
+                Some(base),
+                |current| Some(current.with_files(files.clone(), rotation.upto)),
+            )
+            .await?
+            .expect("adding files is always a change");
             self.buffer.complete_flush(rotation.flush_id, next);
         }
         self.wal.remove_upto(rotation.upto)?;
         Ok(rows)
+    }
+
+    /// Swaps in the newest version of this node's manifest if another process committed one.
+    /// The caller holds the flush lock.
+    async fn refresh_manifest(&self) -> Result<()> {
+        let node = &self.config.storage.node_id;
+        let current = self.buffer.manifest();
+        if Manifest::latest_version(&self.store, node).await? > current.version {
+            let latest = Manifest::load_latest(&self.store, node).await?;
+            tracing::info!(version = latest.version, "manifest changed by maintenance");
+            self.buffer.complete_flush(NO_FLUSH, latest);
+        }
+        Ok(())
+    }
+
+    /// Changes this node's manifest outside a flush (retention, compaction), serialized with
+    /// the flusher so the buffer's manifest only moves forward. See [`Manifest::edit`].
+    pub async fn edit_manifest(
+        &self,
+        change: impl FnMut(&Manifest) -> Option<Manifest>,
+    ) -> store::Result<Option<Manifest>> {
+        let _flushes = self.unfinished_flushes.lock().await;
+        let base = (*self.buffer.manifest()).clone();
+        let edited = Manifest::edit(
+            &self.store,
+            &self.config.storage.node_id,
+            Some(base),
+            change,
+        )
+        .await?;
+        if let Some(manifest) = &edited {
+            self.buffer.complete_flush(NO_FLUSH, manifest.clone());
+        }
+        Ok(edited)
     }
 
     /// Flushes on the configured interval or when the buffer asks, until `shutdown`.

@@ -11,13 +11,17 @@ use faultline_config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api;
 use crate::node::{self, Node};
+use crate::{api, maintenance};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Node(#[from] node::Error),
+    #[error(
+        "invalid config: backup.schedule: {schedule:?} is not a 5-field cron expression: {message}"
+    )]
+    Schedule { schedule: String, message: String },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -51,11 +55,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let listen = config.server.listen;
     let admin_listen = config.server.admin_listen;
     let timeout = config.server.shutdown_timeout;
+    if let Some(schedule) = &config.backup.schedule {
+        maintenance::schedule::parse_cron(schedule).map_err(|message| Error::Schedule {
+            schedule: schedule.clone(),
+            message,
+        })?;
+    }
     let node = Arc::new(Node::open(config).await?);
     tracing::info!(store = %node.store.location, node = %node.config.storage.node_id, "storage ready");
 
     let flusher_stop = CancellationToken::new();
     let flusher = tokio::spawn(Arc::clone(&node).run_flusher(flusher_stop.clone()));
+    let backups = node
+        .config
+        .backup
+        .destination
+        .is_some()
+        .then(|| node.backups());
+    let maintenance = tokio::spawn(maintenance::schedule::run(
+        Arc::clone(&node),
+        backups,
+        shutdown.clone(),
+    ));
 
     let ingest_listener = bind(listen).await?;
     let mut servers = tokio::task::JoinSet::new();
@@ -95,6 +116,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     if drained.is_err() {
         tracing::warn!(timeout = ?timeout, "in-flight requests did not finish in time");
         servers.abort_all();
+    }
+    if tokio::time::timeout(timeout, maintenance).await.is_err() {
+        tracing::warn!(
+            "maintenance did not stop in time; a running backup is abandoned and stays incomplete"
+        );
     }
     flusher_stop.cancel();
     let _ = flusher.await;

@@ -12,11 +12,15 @@
 #[path = "e2e/harness.rs"]
 mod harness;
 
+#[path = "e2e/backup.rs"]
+mod backup;
 #[path = "e2e/durability.rs"]
 mod durability;
 #[path = "e2e/node_sdk.rs"]
 mod node_sdk;
 #[path = "e2e/python_sdk.rs"]
 mod python_sdk;
+#[path = "e2e/retention.rs"]
+mod retention;
 #[path = "e2e/s3.rs"]
 mod s3;

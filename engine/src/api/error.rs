@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::{ingest, query, tenancy};
+use crate::{backup, ingest, maintenance, query, tenancy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -17,6 +17,10 @@ pub enum ApiError {
     Query(#[from] query::Error),
     #[error(transparent)]
     Tenancy(#[from] tenancy::Error),
+    #[error(transparent)]
+    Backup(#[from] backup::Error),
+    #[error(transparent)]
+    Maintenance(#[from] maintenance::Error),
     #[error("{0}")]
     BadRequest(String),
     #[error("missing API token: send Authorization: Bearer <token>")]
@@ -58,6 +62,9 @@ impl ApiError {
             }
             Self::Query(e) if e.is_user_error() => StatusCode::BAD_REQUEST,
             Self::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Backup(backup::Error::NoDestination) => StatusCode::CONFLICT,
+            Self::Backup(backup::Error::NotFound { .. }) => StatusCode::NOT_FOUND,
+            Self::Backup(_) | Self::Maintenance(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MissingToken => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,

@@ -3,6 +3,7 @@
 
 mod error;
 mod ingest;
+mod maintenance;
 mod query;
 #[cfg(test)]
 mod tests;
@@ -73,9 +74,22 @@ fn query_routes(node: &Arc<Node>) -> Router {
         query: Arc::clone(&node.query),
         tokens: Arc::clone(&node.tokens),
     };
+    let admin = maintenance::AdminState {
+        node: Arc::clone(node),
+    };
     Router::new()
         .route("/api/sql", post(query::sql))
         .with_state(state)
+        .merge(
+            Router::new()
+                .route(
+                    "/api/0/backups",
+                    post(maintenance::create_backup).get(maintenance::list_backups),
+                )
+                .route("/api/0/backups/{id}", get(maintenance::get_backup))
+                .route("/api/0/retention/run", post(maintenance::run_retention))
+                .with_state(admin),
+        )
 }
 
 fn health_routes() -> Router {

@@ -24,6 +24,19 @@ pub struct Manifest {
     /// WAL segments up to and including this sequence number are contained in `files`.
     pub wal_upto: Option<u64>,
     pub files: Vec<DataFile>,
+    /// Files no longer live (dropped by retention, replaced by compaction) that stay in the
+    /// object store until `retention.delete_after` has passed, for queries already planned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<Retired>,
+}
+
+/// A file that left the manifest at `since_ms` and is deleted later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retired {
+    pub path: String,
+    pub project_id: u64,
+    pub date: String,
+    pub since_ms: i64,
 }
 
 /// One Parquet file of events.
@@ -119,6 +132,84 @@ impl Manifest {
             version: self.version + 1,
             wal_upto: Some(wal_upto.max(self.wal_upto.unwrap_or(0))),
             files,
+            retired: self.retired.clone(),
+        }
+    }
+
+    /// Every object this manifest keeps alive. Retention, purging and backups go through this
+    /// (and [`Self::retire_partitions`]), so a new kind of listed file (issue rollups) only
+    /// needs adding here.
+    pub fn live_files(&self) -> impl Iterator<Item = &DataFile> {
+        self.files.iter()
+    }
+
+    /// The next content with every live file of the given (project, date) partitions moved to
+    /// `retired`; `None` when there is none.
+    pub fn retire_partitions(
+        &self,
+        expired: &std::collections::HashSet<(u64, String)>,
+        now_ms: i64,
+    ) -> Option<Self> {
+        let gone = |f: &DataFile| expired.contains(&(f.project_id, f.date.clone()));
+        if !self.live_files().any(gone) {
+            return None;
+        }
+        let mut next = self.clone();
+        let (retired, kept): (Vec<_>, Vec<_>) = next.files.drain(..).partition(gone);
+        next.files = kept;
+        next.retired.extend(retired.into_iter().map(|f| Retired {
+            path: f.path,
+            project_id: f.project_id,
+            date: f.date,
+            since_ms: now_ms,
+        }));
+        Some(next)
+    }
+
+    /// The version number of the newest manifest of `node` in the store (0 when none).
+    pub async fn latest_version(store: &Store, node: &str) -> Result<u64> {
+        let mut listing = store.list(&node_prefix(node)).await?;
+        listing.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(listing
+            .iter()
+            .find_map(|meta| version_of(&meta.location))
+            .unwrap_or(0))
+    }
+
+    /// Commits a change to `node`'s manifest optimistically: `change` turns version n into the
+    /// content of version n + 1, starting from `base` (or the newest version in the store). When
+    /// another writer created n + 1 first (the flusher of that node, or maintenance elsewhere),
+    /// the newest version is reloaded and `change` applied to it again. `change` returning
+    /// `None` means there is nothing to do. Returns the committed manifest.
+    pub async fn edit(
+        store: &Store,
+        node: &str,
+        base: Option<Self>,
+        mut change: impl FnMut(&Self) -> Option<Self>,
+    ) -> Result<Option<Self>> {
+        let mut current = match base {
+            Some(base) => base,
+            None => Self::load_latest(store, node).await?,
+        };
+        loop {
+            let Some(mut next) = change(&current) else {
+                return Ok(None);
+            };
+            next.node = node.to_owned();
+            next.version = current.version + 1;
+            next.wal_upto = next.wal_upto.max(current.wal_upto);
+            match next.commit(store).await {
+                Ok(()) => return Ok(Some(next)),
+                Err(super::Error::AlreadyExists { .. }) => {
+                    tracing::debug!(
+                        node,
+                        version = next.version,
+                        "manifest changed meanwhile; reapplying"
+                    );
+                    current = Self::load_latest(store, node).await?;
+                }
+                Err(err) => return Err(err),
+            }
         }
     }
 }
@@ -183,5 +274,37 @@ mod tests {
         let all = Manifest::load_all(&store).await.unwrap();
         let nodes: Vec<_> = all.iter().map(|m| m.node.as_str()).collect();
         assert_eq!(nodes, ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn an_edit_that_loses_a_race_is_reapplied_to_the_winner() {
+        let store = Store::memory();
+        let base = Manifest {
+            node: "n".into(),
+            ..Manifest::default()
+        }
+        .with_files(vec![file("a"), file("b")], 1);
+        base.commit(&store).await.unwrap();
+        // The flusher adds "c" as version 2 while maintenance still holds version 1.
+        base.with_files(vec![file("c")], 2)
+            .commit(&store)
+            .await
+            .unwrap();
+        let mut attempts = 0;
+        let edited = Manifest::edit(&store, "n", Some(base), |m| {
+            attempts += 1;
+            let mut next = m.clone();
+            next.files.retain(|f| f.path != "a");
+            Some(next)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(attempts, 2, "the first attempt collided with version 2");
+        assert_eq!(edited.version, 3);
+        let paths: Vec<_> = edited.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["b", "c"], "the flusher's file survives the edit");
+        assert_eq!(edited.wal_upto, Some(2));
+        assert_eq!(Manifest::latest_version(&store, "n").await.unwrap(), 3);
     }
 }

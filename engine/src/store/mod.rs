@@ -9,6 +9,7 @@
 //! `object_store`'s local store does not fsync, so for a local root every object this module writes
 //! is fsynced (file and directory) before the write returns; S3 confirms durability itself.
 
+pub mod lease;
 pub mod manifest;
 pub mod parquet;
 
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use faultline_config::Config;
+use faultline_config::{Config, S3Config};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
@@ -80,18 +81,26 @@ impl Store {
     pub fn open(config: &Config) -> Result<Self> {
         match config.storage.object_store.as_deref() {
             None => Self::local(&config.storage.data_dir.join("objects")),
-            Some(url) => {
-                if let Some(path) = url.strip_prefix("file://") {
-                    Self::local(Path::new(path))
-                } else if let Some(rest) = url.strip_prefix("s3://") {
-                    Self::s3(config, url, rest)
-                } else {
-                    Err(Error::Url {
-                        url: url.to_owned(),
-                        message: "must start with s3:// or file://".to_owned(),
-                    })
-                }
-            }
+            Some(url) => Self::open_url(url, &config.storage.s3, None),
+        }
+    }
+
+    /// Opens `s3://bucket/prefix` or `file:///path`. S3 credentials come from the AWS
+    /// environment unless `credentials` (access key id, secret) are given.
+    pub fn open_url(
+        url: &str,
+        s3: &S3Config,
+        credentials: Option<(String, String)>,
+    ) -> Result<Self> {
+        if let Some(path) = url.strip_prefix("file://") {
+            Self::local(Path::new(path))
+        } else if let Some(rest) = url.strip_prefix("s3://") {
+            Self::s3(s3, credentials, url, rest)
+        } else {
+            Err(Error::Url {
+                url: url.to_owned(),
+                message: "must start with s3:// or file://".to_owned(),
+            })
         }
     }
 
@@ -125,7 +134,12 @@ impl Store {
         }
     }
 
-    fn s3(config: &Config, url: &str, rest: &str) -> Result<Self> {
+    fn s3(
+        s3: &S3Config,
+        credentials: Option<(String, String)>,
+        url: &str,
+        rest: &str,
+    ) -> Result<Self> {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
             return Err(Error::Url {
@@ -133,8 +147,12 @@ impl Store {
                 message: "names no bucket".to_owned(),
             });
         }
-        let s3 = &config.storage.s3;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        if let Some((key_id, secret)) = credentials {
+            builder = builder
+                .with_access_key_id(key_id)
+                .with_secret_access_key(secret);
+        }
         if let Some(endpoint) = &s3.endpoint {
             builder = builder.with_endpoint(endpoint);
         }

@@ -96,6 +96,17 @@ impl Setup {
         Ok(String::from_utf8(output.stdout)?)
     }
 
+    /// Starts a CLI command without waiting for it (stdout and stderr discarded).
+    pub(crate) fn spawn_cli(&self, args: &[&str]) -> Result<Child> {
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawn faultline")
+    }
+
     /// `faultline project create NAME`: the DSN, pointing at this setup's port.
     pub(crate) fn create_project(&self, name: &str) -> Result<String> {
         let out = self.cli(&["project", "create", name, "--public-url", &self.base_url()])?;

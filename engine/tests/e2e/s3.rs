@@ -9,17 +9,17 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crate::harness::{PATIENCE, RowExt, Setup, free_port, python, run_python};
 
-const BUCKET: &str = "faultline-e2e";
-const PREFIX: &str = "tenant-a";
+pub(crate) const BUCKET: &str = "faultline-e2e";
+pub(crate) const PREFIX: &str = "tenant-a";
 
 /// `moto_server` from the test venv, killed when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Moto {
-    fn start() -> Result<Self> {
+    pub(crate) fn start() -> Result<Self> {
         let bin = python()
             .parent()
             .context("venv bin dir")?
@@ -56,7 +56,7 @@ impl Moto {
     }
 
     /// moto accepts unsigned requests, so the S3 REST API is plain HTTP here.
-    async fn create_bucket(&self) -> Result<()> {
+    pub(crate) async fn create_bucket(&self) -> Result<()> {
         let response = reqwest::Client::new()
             .put(format!("{}/{BUCKET}", self.endpoint))
             .send()
@@ -70,7 +70,7 @@ impl Moto {
     }
 
     /// Keys under a prefix (ListObjectsV2, following continuation tokens).
-    async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let client = reqwest::Client::new();
         let mut keys = Vec::new();
         let mut token: Option<String> = None;
@@ -116,7 +116,7 @@ fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
     Some(&s[from..to])
 }
 
-fn s3_setup(root: &std::path::Path, name: &str, moto: &Moto) -> Setup {
+pub(crate) fn s3_setup(root: &std::path::Path, name: &str, moto: &Moto) -> Setup {
     let mut setup = Setup::new(
         root,
         name,

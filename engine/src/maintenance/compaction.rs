@@ -1,0 +1,279 @@
+//! Compaction: the small files of one partition (project, date, hour) of one node's manifest
+//! are merged into files of about `compaction.target_size`, re-sorted by (issue id,
+//! timestamp) and compressed at `compaction.zstd_level`.
+//!
+//! The merged file is written first; then one manifest edit replaces exactly its inputs with
+//! it, only if every input is still live (retention may have dropped them meanwhile; then the
+//! merged file is deleted and nothing changes). A query reads either the old files or the new
+//! one, never both: its file list comes from one manifest version. The inputs are retired, not
+//! deleted, so a query that planned with them still finds them.
+
+use std::collections::{BTreeMap, HashSet};
+
+use bytes::Bytes;
+use chrono::Utc;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use object_store::path::Path as ObjectPath;
+use serde::Serialize;
+
+use super::progress::Progress;
+use super::{Error, Maintenance, Result};
+use crate::store::manifest::{DataFile, Manifest, Retired};
+use crate::store::parquet::{encode, plan_partitions, writer_properties};
+
+/// What a compaction run merged.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompactionReport {
+    pub dry_run: bool,
+    pub merged: Vec<Merge>,
+}
+
+/// One merge: `inputs` files of a partition became one.
+#[derive(Debug, Clone, Serialize)]
+pub struct Merge {
+    pub node: String,
+    pub project_id: u64,
+    pub date: String,
+    pub hour: u8,
+    pub inputs: usize,
+    pub rows: u64,
+    /// The merged file, or `None` in a dry run or when the inputs changed meanwhile.
+    pub output: Option<String>,
+}
+
+/// Groups of small files to merge in one manifest: per partition, consecutive runs whose
+/// total size stays under the target.
+fn plan(manifest: &Manifest, target: u64, min_files: usize) -> Vec<Vec<DataFile>> {
+    let mut partitions: BTreeMap<(u64, &str, u8), Vec<&DataFile>> = BTreeMap::new();
+    for file in manifest.files.iter().filter(|f| f.bytes < target) {
+        partitions
+            .entry((file.project_id, file.date.as_str(), file.hour))
+            .or_default()
+            .push(file);
+    }
+    let mut groups = Vec::new();
+    for files in partitions.into_values() {
+        if files.len() < min_files {
+            continue;
+        }
+        let mut group: Vec<DataFile> = Vec::new();
+        let mut size = 0;
+        for file in files {
+            if size + file.bytes > target && group.len() >= 2 {
+                groups.push(std::mem::take(&mut group));
+                size = 0;
+            }
+            size += file.bytes;
+            group.push(file.clone());
+        }
+        if group.len() >= 2 {
+            groups.push(group);
+        }
+    }
+    groups
+}
+
+fn decode(path: &str, data: Bytes) -> Result<Vec<RecordBatch>> {
+    let error = |message: String| Error::Compact {
+        path: path.to_owned(),
+        message,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(data)
+        .and_then(|b| b.build())
+        .map_err(|e| error(e.to_string()))?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| error(e.to_string()))
+}
+
+impl Maintenance {
+    /// Merges the small files of every node's manifest.
+    #[tracing::instrument(level = "info", skip(self))]
+    pub async fn compact(&self, dry_run: bool, interactive: bool) -> Result<CompactionReport> {
+        let target = self.config.compaction.target_size.as_u64();
+        let min_files = self.config.compaction.min_files;
+        let mut report = CompactionReport {
+            dry_run,
+            merged: Vec::new(),
+        };
+        let manifests = Manifest::load_all(&self.store).await?;
+        let work: Vec<(String, Vec<DataFile>)> = manifests
+            .iter()
+            .flat_map(|m| {
+                plan(m, target, min_files)
+                    .into_iter()
+                    .map(|g| (m.node.clone(), g))
+            })
+            .collect();
+        let (files, bytes) = work.iter().fold((0, 0), |(n, b), (_, g)| {
+            (
+                n + g.len() as u64,
+                b + g.iter().map(|f| f.bytes).sum::<u64>(),
+            )
+        });
+        let progress = (!dry_run && !work.is_empty())
+            .then(|| Progress::new("compaction", files, bytes, interactive));
+        for (node, group) in work {
+            let first = &group[0];
+            let mut merge = Merge {
+                node: node.clone(),
+                project_id: first.project_id,
+                date: first.date.clone(),
+                hour: first.hour,
+                inputs: group.len(),
+                rows: group.iter().map(|f| f.rows).sum(),
+                output: None,
+            };
+            if !dry_run {
+                merge.output = self.merge(&node, &group, progress.as_ref()).await?;
+            }
+            report.merged.push(merge);
+        }
+        if let Some(progress) = progress {
+            progress.finish();
+        }
+        if !dry_run {
+            self.purge().await?;
+        }
+        Ok(report)
+    }
+
+    async fn merge(
+        &self,
+        node: &str,
+        group: &[DataFile],
+        progress: Option<&Progress>,
+    ) -> Result<Option<String>> {
+        let mut batches = Vec::new();
+        for file in group {
+            let data = self
+                .store
+                .get(&ObjectPath::from(file.path.as_str()))
+                .await?;
+            let path = file.path.clone();
+            batches.extend(
+                tokio::task::spawn_blocking(move || decode(&path, data))
+                    .await
+                    .expect("decoding does not panic")?,
+            );
+            if let Some(progress) = progress {
+                progress.file_done(file.bytes);
+            }
+        }
+        let level = self.config.compaction.zstd_level;
+        let first = &group[0];
+        let out_path = format!(
+            "events/project={}/date={}/hour={:02}/{}.parquet",
+            first.project_id,
+            first.date,
+            first.hour,
+            ulid::Ulid::new()
+        );
+        let encoded = {
+            let out_path = out_path.clone();
+            tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+                // One project and hour: plan_partitions yields one partition, re-sorted.
+                let mut data = Vec::new();
+                for part in plan_partitions(&batches) {
+                    data = encode(&batches, &part.rows, writer_properties(level)).map_err(|e| {
+                        Error::Compact {
+                            path: out_path.clone(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                }
+                Ok(data)
+            })
+            .await
+            .expect("encoding does not panic")?
+        };
+        let output = DataFile {
+            path: out_path.clone(),
+            project_id: first.project_id,
+            date: first.date.clone(),
+            hour: first.hour,
+            rows: group.iter().map(|f| f.rows).sum(),
+            bytes: encoded.len() as u64,
+            min_timestamp_ms: group.iter().map(|f| f.min_timestamp_ms).min().unwrap_or(0),
+            max_timestamp_ms: group.iter().map(|f| f.max_timestamp_ms).max().unwrap_or(0),
+        };
+        let out_object = ObjectPath::from(out_path.as_str());
+        self.store
+            .put_durable(&out_object, Bytes::from(encoded))
+            .await?;
+        let inputs: HashSet<&str> = group.iter().map(|f| f.path.as_str()).collect();
+        let now_ms = Utc::now().timestamp_millis();
+        let edited = self
+            .edit(node, |current| {
+                let live = current
+                    .files
+                    .iter()
+                    .filter(|f| inputs.contains(f.path.as_str()))
+                    .count();
+                if live != inputs.len() {
+                    return None;
+                }
+                let mut next = current.clone();
+                next.files.retain(|f| !inputs.contains(f.path.as_str()));
+                next.files.push(output.clone());
+                next.retired.extend(group.iter().map(|f| Retired {
+                    path: f.path.clone(),
+                    project_id: f.project_id,
+                    date: f.date.clone(),
+                    since_ms: now_ms,
+                }));
+                Some(next)
+            })
+            .await?;
+        if edited.is_none() {
+            tracing::info!(node, output = %out_path, "inputs changed during compaction; discarding the merged file");
+            self.store.delete(&out_object).await?;
+            return Ok(None);
+        }
+        tracing::info!(node, inputs = group.len(), output = %out_path, "compacted");
+        Ok(Some(out_path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, hour: u8, bytes: u64) -> DataFile {
+        DataFile {
+            path: path.into(),
+            project_id: 1,
+            date: "2026-11-24".into(),
+            hour,
+            rows: 1,
+            bytes,
+            min_timestamp_ms: 0,
+            max_timestamp_ms: 0,
+        }
+    }
+
+    #[test]
+    fn groups_small_files_per_partition_up_to_the_target() {
+        let manifest = Manifest {
+            files: vec![
+                file("a", 1, 40),
+                file("b", 1, 40),
+                file("c", 1, 40),
+                file("big", 1, 500),
+                file("d", 1, 40),
+                file("lonely", 2, 10),
+            ],
+            ..Manifest::default()
+        };
+        let groups: Vec<Vec<String>> = plan(&manifest, 100, 2)
+            .into_iter()
+            .map(|g| g.into_iter().map(|f| f.path).collect())
+            .collect();
+        assert_eq!(groups, [vec!["a", "b"], vec!["c", "d"]]);
+        assert!(
+            plan(&manifest, 100, 5).is_empty(),
+            "hour 1 has 4 small files"
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! Maintenance of the stored files: retention, compaction, and deleting what they retired.
+//!
+//! Both jobs change manifests only by optimistic create-only commits ([`Manifest::edit`]), so
+//! they are safe next to the flushers of every node, and both cover every node's manifest (a
+//! node that was scaled away still has its data expired). A file leaving a manifest is first
+//! *retired* (kept, listed under `retired` with the time) and deleted once
+//! `retention.delete_after` has passed: queries that planned with the old file list still find
+//! their files, and other nodes pick up the new manifest version on their next flush tick.
+//!
+//! In a server, [`schedule`] runs the jobs on the node holding the maintenance lease; the CLI
+//! (`faultline retention run`, `faultline compact run`) runs them once, without the lease.
+
+pub mod compaction;
+pub mod progress;
+pub mod retention;
+pub mod schedule;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use chrono::Utc;
+use faultline_config::Config;
+use object_store::path::Path as ObjectPath;
+use serde::Serialize;
+
+use crate::node::Node;
+use crate::store::manifest::Manifest;
+use crate::store::{self, Store};
+use crate::tenancy::{self, Projects};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Tenancy(#[from] tenancy::Error),
+    #[error("cannot compact {path}: {message}")]
+    Compact { path: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a retention run dropped (or, dry, would drop).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RetentionReport {
+    pub dry_run: bool,
+    pub dropped: Vec<retention::Dropped>,
+    /// Objects deleted by this run (retired files past `delete_after` and their siblings).
+    pub deleted: usize,
+}
+
+/// Runs the maintenance jobs against one object store.
+pub struct Maintenance {
+    config: Config,
+    store: Store,
+    /// The node of this process, when run inside a server: its manifest is changed through it.
+    node: Option<Arc<Node>>,
+}
+
+impl Maintenance {
+    pub fn new(config: Config, store: Store, node: Option<Arc<Node>>) -> Self {
+        Self {
+            config,
+            store,
+            node,
+        }
+    }
+
+    pub fn for_node(node: &Arc<Node>) -> Self {
+        Self::new(
+            node.config.clone(),
+            node.store.clone(),
+            Some(Arc::clone(node)),
+        )
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Changes one node's manifest (through the local node when it is this process's).
+    async fn edit(
+        &self,
+        node_id: &str,
+        change: impl FnMut(&Manifest) -> Option<Manifest>,
+    ) -> Result<Option<Manifest>> {
+        Ok(match &self.node {
+            Some(node) if node.config.storage.node_id == node_id => {
+                node.edit_manifest(change).await?
+            }
+            _ => Manifest::edit(&self.store, node_id, None, change).await?,
+        })
+    }
+
+    async fn policy(&self) -> Result<(retention::Policy, BTreeMap<u64, String>)> {
+        let projects = Projects::load(self.store.clone(), &self.config).await?;
+        let mut names = BTreeMap::new();
+        let mut days = BTreeMap::new();
+        for project in projects.list().await? {
+            days.insert(project.id, self.config.retention_days(&project.name));
+            names.insert(project.id, project.name.clone());
+        }
+        let policy = retention::Policy {
+            default_days: self.config.retention.default_days,
+            days,
+            max_events_per_project: self.config.retention.max_events_per_project,
+        };
+        Ok((policy, names))
+    }
+
+    /// Drops expired `date=` partitions from every manifest and deletes what is due.
+    #[tracing::instrument(level = "info", skip(self))]
+    pub async fn retention(&self, dry_run: bool) -> Result<RetentionReport> {
+        let (policy, names) = self.policy().await?;
+        let manifests = Manifest::load_all(&self.store).await?;
+        let today = Utc::now().date_naive();
+        let dropped = retention::plan(&manifests, &policy, &names, today);
+        let mut report = RetentionReport {
+            dry_run,
+            dropped,
+            deleted: 0,
+        };
+        if dry_run {
+            return Ok(report);
+        }
+        let expired: HashSet<(u64, String)> = report
+            .dropped
+            .iter()
+            .map(|d| (d.project_id, d.date.clone()))
+            .collect();
+        let now_ms = Utc::now().timestamp_millis();
+        for manifest in &manifests {
+            if manifest.retire_partitions(&expired, now_ms).is_some() {
+                self.edit(&manifest.node, |current| {
+                    current.retire_partitions(&expired, now_ms)
+                })
+                .await?;
+            }
+        }
+        for dropped in &report.dropped {
+            tracing::info!(project = %dropped.project, date = %dropped.date, files = dropped.files,
+                events = dropped.events, reason = dropped.reason, "retention dropped a partition");
+        }
+        report.deleted = self.purge().await?;
+        Ok(report)
+    }
+
+    /// Deletes retired files whose `delete_after` has passed, and with them every other object
+    /// under a `date=` partition prefix that no manifest holds a live file in any more
+    /// (`events/project=P/date=D/` and `rollups/project=P/date=D/`, e.g. issue rollups).
+    /// Returns the number of objects deleted.
+    pub async fn purge(&self) -> Result<usize> {
+        let now_ms = Utc::now().timestamp_millis();
+        let cutoff = now_ms - self.config.retention.delete_after.as_millis() as i64;
+        let manifests = Manifest::load_all(&self.store).await?;
+        let live: HashSet<&str> = manifests
+            .iter()
+            .flat_map(|m| m.live_files().map(|f| f.path.as_str()))
+            .collect();
+        let live_partitions: HashSet<(u64, &str)> = manifests
+            .iter()
+            .flat_map(|m| m.live_files().map(|f| (f.project_id, f.date.as_str())))
+            .collect();
+        let mut deleted = 0;
+        let mut emptied = BTreeSet::new();
+        for manifest in &manifests {
+            let due: HashSet<&str> = manifest
+                .retired
+                .iter()
+                .filter(|r| r.since_ms <= cutoff)
+                .map(|r| r.path.as_str())
+                .collect();
+            if due.is_empty() {
+                continue;
+            }
+            for retired in manifest
+                .retired
+                .iter()
+                .filter(|r| due.contains(r.path.as_str()))
+            {
+                if !live.contains(retired.path.as_str()) {
+                    self.store
+                        .delete(&ObjectPath::from(retired.path.as_str()))
+                        .await?;
+                    deleted += 1;
+                }
+                if !live_partitions.contains(&(retired.project_id, retired.date.as_str())) {
+                    emptied.insert((retired.project_id, retired.date.clone()));
+                }
+            }
+            self.edit(&manifest.node, |current| {
+                if !current
+                    .retired
+                    .iter()
+                    .any(|r| due.contains(r.path.as_str()))
+                {
+                    return None;
+                }
+                let mut next = current.clone();
+                next.retired.retain(|r| !due.contains(r.path.as_str()));
+                Some(next)
+            })
+            .await?;
+        }
+        for (project, date) in emptied {
+            for root in ["events", "rollups"] {
+                let prefix = ObjectPath::from(format!("{root}/project={project}/date={date}"));
+                for object in self.store.list(&prefix).await? {
+                    if !live.contains(object.location.as_ref())
+                        && object.last_modified.timestamp_millis() <= cutoff
+                    {
+                        self.store.delete(&object.location).await?;
+                        deleted += 1;
+                    }
+                }
+            }
+        }
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,147 @@
+//! Compaction and retention against a real local object store, with queries running meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::Int64Type;
+use faultline_config::Config;
+use faultline_protocol::normalize::{NormalizeContext, normalize_event};
+
+use super::Maintenance;
+use crate::buffer::{Buffer, FlushThresholds};
+use crate::events::{EventBuilder, StoredEvent};
+use crate::query::QueryService;
+use crate::store::Store;
+use crate::store::manifest::Manifest;
+use crate::store::parquet::write_partitions;
+
+fn event(project: u64, issue: i64, at: &str) -> StoredEvent {
+    let payload = format!(r#"{{"message":"m{issue}","timestamp":"{at}"}}"#);
+    let ctx = NormalizeContext {
+        received: chrono::Utc::now(),
+        client_ip: None,
+        event_id: None,
+    };
+    StoredEvent {
+        project_id: project,
+        project: format!("p{project}"),
+        issue_id: issue,
+        grouping_hash: "0".repeat(32),
+        event: normalize_event(payload.as_bytes(), &ctx).unwrap(),
+    }
+}
+
+/// Commits `files` small files of `per_file` events for `node`, all in one partition.
+async fn small_files(store: &Store, node: &str, files: usize, per_file: usize, at: &str) {
+    let mut manifest = Manifest::load_latest(store, node).await.unwrap();
+    for f in 0..files {
+        let mut builder = EventBuilder::new();
+        for i in 0..per_file {
+            builder.append(&event(1, (f * per_file + i) as i64 % 7, at));
+        }
+        let written = write_partitions(store, &[builder.finish()], 1)
+            .await
+            .unwrap();
+        manifest = manifest.with_files(written, 0);
+        manifest.commit(store).await.unwrap();
+    }
+}
+
+fn reader(store: &Store) -> QueryService {
+    let thresholds = FlushThresholds {
+        max_events: 1000,
+        max_bytes: 1 << 20,
+    };
+    QueryService::new(
+        store.clone(),
+        Arc::new(Buffer::new(Manifest::default(), thresholds)),
+        "reader".into(),
+        Default::default(),
+    )
+}
+
+fn scalar(batches: &[RecordBatch], column: usize) -> i64 {
+    batches[0]
+        .column(column)
+        .as_primitive::<Int64Type>()
+        .value(0)
+}
+
+async fn counts(query: &QueryService) -> (i64, i64) {
+    let out = query
+        .run("SELECT count(*), count(DISTINCT event_id) FROM events")
+        .await
+        .unwrap();
+    (scalar(&out.batches, 0), scalar(&out.batches, 1))
+}
+
+fn live_files(manifests: &[Manifest]) -> usize {
+    manifests.iter().map(|m| m.files.len()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_see_every_event_once_while_compaction_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(dir.path()).unwrap();
+    small_files(&store, "n1", 12, 40, "2026-11-20T10:15:00Z").await;
+    small_files(&store, "n2", 6, 40, "2026-11-20T10:45:00Z").await;
+    let total = 18 * 40;
+    let query = reader(&store);
+    assert_eq!(counts(&query).await, (total, total));
+
+    let mut config = Config::default();
+    config.compaction.min_files = 2;
+    config.retention.delete_after = Duration::from_secs(600);
+    let maintenance = Maintenance::new(config, store.clone(), None);
+    let compaction = tokio::spawn(async move { maintenance.compact(false, false).await });
+    let mut queries = 0;
+    while !compaction.is_finished() {
+        assert_eq!(
+            counts(&query).await,
+            (total, total),
+            "query {queries} during compaction"
+        );
+        queries += 1;
+    }
+    let report = compaction.await.unwrap().unwrap();
+    assert_eq!(report.merged.len(), 2, "one merge per node: {report:?}");
+    assert!(report.merged.iter().all(|m| m.output.is_some()));
+    let manifests = Manifest::load_all(&store).await.unwrap();
+    assert_eq!(live_files(&manifests), 2);
+    assert_eq!(counts(&query).await, (total, total));
+    eprintln!("{queries} queries ran during compaction");
+
+    // The merged-away files stay until delete_after has passed, for queries planned earlier.
+    let retired: Vec<String> = manifests
+        .iter()
+        .flat_map(|m| m.retired.iter().map(|r| r.path.clone()))
+        .collect();
+    assert_eq!(retired.len(), 18);
+    assert!(retired.iter().all(|p| dir.path().join(p).exists()));
+    let mut config = Config::default();
+    config.retention.delete_after = Duration::ZERO;
+    let deleted = Maintenance::new(config, store.clone(), None)
+        .purge()
+        .await
+        .unwrap();
+    assert_eq!(deleted, 18);
+    assert!(retired.iter().all(|p| !dir.path().join(p).exists()));
+    let manifests = Manifest::load_all(&store).await.unwrap();
+    assert!(manifests.iter().all(|m| m.retired.is_empty()));
+    assert_eq!(counts(&query).await, (total, total));
+}
+
+#[tokio::test]
+async fn compaction_leaves_a_partition_alone_below_min_files() {
+    let store = Store::memory();
+    small_files(&store, "n1", 3, 5, "2026-11-20T10:15:00Z").await;
+    let mut config = Config::default();
+    config.compaction.min_files = 4;
+    let report = Maintenance::new(config, store.clone(), None)
+        .compact(false, false)
+        .await
+        .unwrap();
+    assert!(report.merged.is_empty());
+    assert_eq!(live_files(&Manifest::load_all(&store).await.unwrap()), 3);
+}
