@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use faultline_config::Config;
 
 use crate::query::format::Format;
+use crate::tenancy::Scope;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -95,6 +96,9 @@ pub enum ProjectCommand {
     Create {
         /// Project name: lowercase letters, digits and '-'.
         name: String,
+        /// Organization that owns the project.
+        #[arg(long, env = "FAULTLINE_ORG", default_value = crate::tenancy::DEFAULT_ORG)]
+        org: String,
         /// Base URL SDKs reach this server at (default: server.public_url or http://<listen>).
         #[arg(long, env = "FAULTLINE_PUBLIC_URL")]
         public_url: Option<String>,
@@ -112,7 +116,26 @@ pub enum TokenCommand {
     Create {
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Organization the token belongs to.
+        #[arg(long, env = "FAULTLINE_ORG", default_value = crate::tenancy::DEFAULT_ORG)]
+        org: String,
+        /// Scope to grant: events:read (SQL) or projects:admin (tokens, issue state).
+        /// Repeat for several.
+        #[arg(long = "scope", default_value = "events:read")]
+        scopes: Vec<Scope>,
+        /// Limit the token to this project (by name). Repeat for several; none means every
+        /// project of the organization.
+        #[arg(long = "project")]
+        projects: Vec<String>,
     },
+    /// List the API tokens (never the tokens themselves).
+    List {
+        /// Only this organization.
+        #[arg(long, env = "FAULTLINE_ORG")]
+        org: Option<String>,
+    },
+    /// Revoke a token by its id (as printed by `token list`).
+    Revoke { id: String },
 }
 
 impl GlobalArgs {

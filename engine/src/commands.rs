@@ -6,9 +6,10 @@ use faultline_config::Config;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, ProjectCommand, TokenCommand, public_url};
+use crate::query::ProjectFilter;
 use crate::query::format::{self, Format};
 use crate::store::Store;
-use crate::tenancy::{Projects, Tokens};
+use crate::tenancy::{NewToken, Projects, Tokens};
 use crate::{node, query, server, tenancy};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +53,15 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Config => print!("{}", config.to_toml()),
         Command::Project(ProjectCommand::Create {
             name,
+            org,
             public_url: url,
         }) => {
             let projects = Projects::load(Store::open(&config)?, &config).await?;
-            let project = projects.create(&name).await?;
-            eprintln!("created project {:?} with id {}", project.name, project.id);
+            let project = projects.create(&name, &org).await?;
+            eprintln!(
+                "created project {:?} of organization {:?} with id {}",
+                project.name, project.org, project.id
+            );
             println!("{}", project.dsn(&public_url(&config, url.as_deref())));
         }
         Command::Project(ProjectCommand::List { public_url: url }) => {
@@ -66,11 +71,57 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                 println!("{}\t{}\t{}", project.id, project.name, project.dsn(&base));
             }
         }
-        Command::Token(TokenCommand::Create { name }) => {
-            let tokens = Tokens::new(Store::open(&config)?, None)?;
-            let token = tokens.create(&name).await?;
-            eprintln!("created API token {name:?}; it is shown only this once");
+        Command::Token(TokenCommand::Create {
+            name,
+            org,
+            scopes,
+            projects: names,
+        }) => {
+            let store = Store::open(&config)?;
+            let projects = if names.is_empty() {
+                None
+            } else {
+                let all = Projects::load(store.clone(), &config).await?;
+                Some(all.ids_by_name(&org, &names).await?)
+            };
+            let tokens = Tokens::new(store, None)?;
+            let (token, record) = tokens
+                .create(NewToken {
+                    name,
+                    org,
+                    scopes,
+                    projects,
+                })
+                .await?;
+            eprintln!(
+                "created API token {:?} (id {}); it is shown only this once",
+                record.name, record.id
+            );
             println!("{token}");
+        }
+        Command::Token(TokenCommand::List { org }) => {
+            let tokens = Tokens::new(Store::open(&config)?, None)?;
+            for record in tokens.list(org.as_deref()).await? {
+                let scopes: Vec<_> = record.scopes.iter().map(|s| s.as_str()).collect();
+                let projects = match &record.projects {
+                    None => "*".to_owned(),
+                    Some(ids) => ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    record.id,
+                    record.org,
+                    record.name,
+                    scopes.join(","),
+                    projects,
+                    record.created.to_rfc3339()
+                );
+            }
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            let tokens = Tokens::new(Store::open(&config)?, None)?;
+            let record = tokens.revoke(None, &id).await?;
+            eprintln!("revoked API token {:?} (id {})", record.name, record.id);
         }
         Command::Query {
             sql,
@@ -90,7 +141,8 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
 
 async fn local_query(config: &Config, sql: &str, format: Format) -> Result<Vec<u8>> {
     let service = node::open_reader(config).await?;
-    let output = service.run(sql).await?;
+    // Whoever can read the data directory can read every file in it anyway.
+    let output = service.run(&ProjectFilter::All, sql).await?;
     Ok(format::encode(&output, format)?)
 }
 

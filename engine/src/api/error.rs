@@ -23,6 +23,8 @@ pub enum ApiError {
     MissingToken,
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> {
@@ -56,11 +58,13 @@ impl ApiError {
             Self::Query(query::Error::Memory { .. } | query::Error::TooManyRows(_)) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
+            Self::Query(query::Error::Tenancy(e)) => tenancy_status(e),
             Self::Query(e) if e.is_user_error() => StatusCode::BAD_REQUEST,
             Self::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MissingToken => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 }
@@ -70,7 +74,9 @@ fn tenancy_status(err: &tenancy::Error) -> StatusCode {
     match err {
         T::UnknownProject { .. } => StatusCode::FORBIDDEN,
         T::BadKey { .. } | T::BadToken => StatusCode::UNAUTHORIZED,
-        T::InvalidName { .. } => StatusCode::BAD_REQUEST,
+        T::MissingScope { .. } => StatusCode::FORBIDDEN,
+        T::UnknownToken { .. } | T::UnknownProjectName { .. } => StatusCode::NOT_FOUND,
+        T::InvalidName { .. } | T::InvalidScope { .. } | T::NoScopes => StatusCode::BAD_REQUEST,
         T::NameTaken { .. } => StatusCode::CONFLICT,
         T::ReadTokenFile { .. } | T::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

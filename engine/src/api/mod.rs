@@ -6,6 +6,7 @@ mod ingest;
 mod query;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ApiError;
@@ -72,9 +73,12 @@ fn query_routes(node: &Arc<Node>) -> Router {
     let state = query::QueryState {
         query: Arc::clone(&node.query),
         tokens: Arc::clone(&node.tokens),
+        projects: Arc::clone(&node.projects),
     };
     Router::new()
         .route("/api/sql", post(query::sql))
+        .route("/api/tokens", post(tokens::create).get(tokens::list))
+        .route("/api/tokens/{id}", delete(tokens::revoke))
         .with_state(state)
 }
 

@@ -1,10 +1,15 @@
 //! The `events` table provider: the Parquet files named by the manifests, plus the rows still in
-//! memory, read as one table.
+//! memory, read as one table, restricted to the projects of the session.
+//!
+//! The restriction is structural: files of other projects are never handed to the Parquet scan
+//! (each file holds one project) and buffered rows of other projects are dropped before the
+//! table exists, so no SQL construct can reach them.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, Result};
@@ -20,6 +25,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 
+use super::ProjectFilter;
 use crate::events;
 use crate::store::manifest::DataFile;
 
@@ -35,13 +41,51 @@ pub struct EventsTable {
 }
 
 impl EventsTable {
-    pub fn new(files: Vec<DataFile>, batches: Vec<RecordBatch>, target_partitions: usize) -> Self {
-        Self {
+    pub fn new(
+        files: Vec<DataFile>,
+        batches: Vec<RecordBatch>,
+        projects: &ProjectFilter,
+        target_partitions: usize,
+    ) -> Result<Self> {
+        let files = files
+            .into_iter()
+            .filter(|f| projects.allows(f.project_id))
+            .collect();
+        let batches = restrict_batches(batches, projects)?;
+        Ok(Self {
             files,
             batches,
             target_partitions: target_partitions.max(1),
+        })
+    }
+}
+
+/// Keeps only the rows of `batches` whose `project_id` the filter allows.
+pub(crate) fn restrict_batches(
+    batches: Vec<RecordBatch>,
+    projects: &ProjectFilter,
+) -> Result<Vec<RecordBatch>> {
+    let ProjectFilter::Only(allowed) = projects else {
+        return Ok(batches);
+    };
+    let column = events::column_index("project_id");
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let ids = batch
+            .column(column)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("project_id is Int64");
+        let keep: BooleanArray = ids
+            .iter()
+            .map(|id| Some(id.is_some_and(|id| allowed.contains(&(id as u64)))))
+            .collect();
+        let kept = filter_record_batch(&batch, &keep)?;
+        if kept.num_rows() > 0 {
+            out.push(kept);
         }
     }
+    Ok(out)
 }
 
 #[async_trait]
