@@ -74,6 +74,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Resolve, ignore or reopen an issue.
+    #[command(subcommand)]
+    Issue(IssueCommand),
     /// Run a SQL query over events and issues.
     Query {
         /// The SQL statement.
@@ -107,6 +110,32 @@ pub enum ProjectCommand {
     List {
         #[arg(long, env = "FAULTLINE_PUBLIC_URL")]
         public_url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IssueCommand {
+    /// Mark an issue resolved; its next event reopens it as a regression.
+    Resolve {
+        /// The issue id (the `issue_id` column).
+        #[arg(allow_hyphen_values = true)]
+        issue_id: i64,
+    },
+    /// Ignore an issue, for good or until a time or a number of further events.
+    Ignore {
+        #[arg(allow_hyphen_values = true)]
+        issue_id: i64,
+        /// Until this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long, conflicts_with = "count")]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Until this many more events arrived.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Mark an issue unresolved again.
+    Reopen {
+        #[arg(allow_hyphen_values = true)]
+        issue_id: i64,
     },
 }
 

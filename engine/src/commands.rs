@@ -5,7 +5,8 @@ use std::io::Write;
 use faultline_config::Config;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, ProjectCommand, TokenCommand, public_url};
+use crate::cli::{Cli, Command, IssueCommand, ProjectCommand, TokenCommand, public_url};
+use crate::issues::{self, Change};
 use crate::query::ProjectFilter;
 use crate::query::format::{self, Format};
 use crate::store::Store;
@@ -26,6 +27,8 @@ pub enum Error {
     Tenancy(#[from] tenancy::Error),
     #[error(transparent)]
     Query(#[from] query::Error),
+    #[error(transparent)]
+    Issues(#[from] issues::Error),
     #[error("request to {url} failed: {message}")]
     Remote { url: String, message: String },
     #[error("cannot write output: {0}")]
@@ -122,6 +125,21 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             let tokens = Tokens::new(Store::open(&config)?, None)?;
             let record = tokens.revoke(None, &id).await?;
             eprintln!("revoked API token {:?} (id {})", record.name, record.id);
+        }
+        Command::Issue(command) => {
+            let (issue_id, change) = match command {
+                IssueCommand::Resolve { issue_id } => (issue_id, Change::Resolve),
+                IssueCommand::Reopen { issue_id } => (issue_id, Change::Reopen),
+                IssueCommand::Ignore {
+                    issue_id,
+                    until,
+                    count,
+                } => (issue_id, Change::Ignore { until, count }),
+            };
+            let service = node::open_reader(&config).await?;
+            let output =
+                issues::change(&service, &ProjectFilter::All, issue_id, change, "cli").await?;
+            std::io::stdout().write_all(&format::encode(&output, Format::Table)?)?;
         }
         Command::Query {
             sql,

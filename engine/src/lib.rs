@@ -13,7 +13,10 @@
 //! - [`store`]: the object store (local directory or S3), Parquet files, manifests.
 //! - [`node`]: start-up recovery (replay the WAL after the manifest) and the flusher that turns
 //!   the buffer into Parquet, commits a manifest and only then trims the WAL.
-//! - [`query`]: DataFusion sessions over `events` and `issues`, read-only, with limits.
+//! - [`issues`]: hourly issue rollups written at flush time, issue state (resolve, ignore,
+//!   reopen; regressions).
+//! - [`query`]: DataFusion sessions over `events` and `issues`, built per token, read-only,
+//!   with limits.
 //! - [`tenancy`]: projects with DSN keys, API tokens.
 //! - [`server`], [`cli`]: the `faultline` binary's commands.
 //!
@@ -29,6 +32,7 @@ pub mod cli;
 pub mod commands;
 pub mod events;
 pub mod ingest;
+pub mod issues;
 pub mod node;
 pub mod query;
 pub mod server;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::buffer::{Buffer, FlushThresholds};
 use crate::ingest::{self, Ingest};
+use crate::issues;
 use crate::query::QueryService;
 use crate::store::manifest::Manifest;
 use crate::store::{self, Store};
@@ -29,6 +30,8 @@ pub enum Error {
     Wal(#[from] wal::Error),
     #[error(transparent)]
     Tenancy(#[from] tenancy::Error),
+    #[error(transparent)]
+    Rollup(#[from] issues::Error),
     #[error(
         "no faultline data in {path}: pass the server's --data-dir (or FAULTLINE_DATA_DIR), or --server to ask a running server"
     )]
@@ -181,7 +184,11 @@ impl Node {
                 self.config.flush.zstd_level,
             )
             .await?;
-            let next = current.with_files(files, rotation.upto);
+            let rollups = issues::rollup::compute(&rotation.batches).await?;
+            let rollup_files =
+                issues::rollup::write(&self.store, &rollups, self.config.flush.zstd_level).await?;
+            let mut next = current.with_files(files, rotation.upto);
+            next.rollups.extend(rollup_files);
             next.commit(&self.store).await?;
             self.buffer.complete_flush(rotation.flush_id, next);
         }

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::{ingest, query, tenancy};
+use crate::{ingest, issues, query, tenancy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -17,6 +17,8 @@ pub enum ApiError {
     Query(#[from] query::Error),
     #[error(transparent)]
     Tenancy(#[from] tenancy::Error),
+    #[error(transparent)]
+    Issues(#[from] issues::Error),
     #[error("{0}")]
     BadRequest(String),
     #[error("missing API token: send Authorization: Bearer <token>")]
@@ -54,18 +56,27 @@ impl ApiError {
             Self::Ingest(I::Backpressure { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Ingest(I::Wal(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Ingest(_) => StatusCode::BAD_REQUEST,
-            Self::Query(query::Error::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
-            Self::Query(query::Error::Memory { .. } | query::Error::TooManyRows(_)) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            Self::Query(query::Error::Tenancy(e)) => tenancy_status(e),
-            Self::Query(e) if e.is_user_error() => StatusCode::BAD_REQUEST,
-            Self::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Query(e) => query_status(e),
+            Self::Issues(issues::Error::UnknownIssue { .. }) => StatusCode::NOT_FOUND,
+            Self::Issues(issues::Error::BadIgnore) => StatusCode::BAD_REQUEST,
+            Self::Issues(issues::Error::Query(e)) => query_status(e),
+            Self::Issues(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MissingToken => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
         }
+    }
+}
+
+fn query_status(err: &query::Error) -> StatusCode {
+    use query::Error as Q;
+    match err {
+        Q::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+        Q::Memory { .. } | Q::TooManyRows(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Q::Tenancy(e) => tenancy_status(e),
+        e if e.is_user_error() => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

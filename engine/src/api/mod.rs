@@ -3,6 +3,7 @@
 
 mod error;
 mod ingest;
+mod issues;
 mod query;
 #[cfg(test)]
 mod tests;
@@ -79,6 +80,9 @@ fn query_routes(node: &Arc<Node>) -> Router {
         .route("/api/sql", post(query::sql))
         .route("/api/tokens", post(tokens::create).get(tokens::list))
         .route("/api/tokens/{id}", delete(tokens::revoke))
+        .route("/api/issues/{issue_id}/resolve", post(issues::resolve))
+        .route("/api/issues/{issue_id}/ignore", post(issues::ignore))
+        .route("/api/issues/{issue_id}/reopen", post(issues::reopen))
         .with_state(state)
 }
 

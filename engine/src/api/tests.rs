@@ -18,6 +18,7 @@ use tower::ServiceExt;
 use crate::node::Node;
 use crate::tenancy::{DEFAULT_ORG, NewToken, Scope};
 
+mod issues;
 mod tenancy;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";

@@ -1,5 +1,6 @@
-//! The `events` table provider: the Parquet files named by the manifests, plus the rows still in
-//! memory, read as one table, restricted to the projects of the session.
+//! The table provider of `events` (and of the hourly issue rollups behind `issues`): the Parquet
+//! files named by the manifests, plus rows still in memory, read as one table, restricted to the
+//! projects of the session.
 //!
 //! The restriction is structural: files of other projects are never handed to the Parquet scan
 //! (each file holds one project) and buffered rows of other projects are dropped before the
@@ -35,13 +36,32 @@ pub const STORE_URL: &str = "faultline://store/";
 /// Files and in-memory rows that make up the table for one query.
 #[derive(Debug)]
 pub struct EventsTable {
+    schema: SchemaRef,
     files: Vec<DataFile>,
     batches: Vec<RecordBatch>,
     target_partitions: usize,
 }
 
 impl EventsTable {
+    /// The `events` table.
     pub fn new(
+        files: Vec<DataFile>,
+        batches: Vec<RecordBatch>,
+        projects: &ProjectFilter,
+        target_partitions: usize,
+    ) -> Result<Self> {
+        Self::with_schema(
+            events::schema(),
+            files,
+            batches,
+            projects,
+            target_partitions,
+        )
+    }
+
+    /// A table of another schema with a `project_id` column.
+    pub fn with_schema(
+        schema: SchemaRef,
         files: Vec<DataFile>,
         batches: Vec<RecordBatch>,
         projects: &ProjectFilter,
@@ -53,6 +73,7 @@ impl EventsTable {
             .collect();
         let batches = restrict_batches(batches, projects)?;
         Ok(Self {
+            schema,
             files,
             batches,
             target_partitions: target_partitions.max(1),
@@ -68,9 +89,9 @@ pub(crate) fn restrict_batches(
     let ProjectFilter::Only(allowed) = projects else {
         return Ok(batches);
     };
-    let column = events::column_index("project_id");
     let mut out = Vec::with_capacity(batches.len());
     for batch in batches {
+        let column = batch.schema().index_of("project_id")?;
         let ids = batch
             .column(column)
             .as_any()
@@ -91,7 +112,7 @@ pub(crate) fn restrict_batches(
 #[async_trait]
 impl TableProvider for EventsTable {
     fn schema(&self) -> SchemaRef {
-        events::schema()
+        Arc::clone(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -113,7 +134,7 @@ impl TableProvider for EventsTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let schema = events::schema();
+        let schema = Arc::clone(&self.schema);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
         if !self.files.is_empty() {

@@ -10,12 +10,13 @@
 //! the config, and hitting one is an error naming the limit.
 //!
 //! `events` is the union of the Parquet files in every node's manifest and the rows of this
-//! node's buffer, so an event is queryable as soon as its request is answered. `issues` is a view
-//! aggregating `events` per issue.
+//! node's buffer, so an event is queryable as soon as its request is answered. `issues` reads
+//! the hourly rollups plus the buffer and joins issue state (see `issues_table`).
 
 mod events_table;
 pub mod format;
 mod guard;
+mod issues_table;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -60,6 +61,8 @@ pub enum Error {
     Plan(String),
     #[error(transparent)]
     Tenancy(#[from] tenancy::Error),
+    #[error("cannot read issue state: {0}")]
+    IssueState(#[source] Box<crate::issues::Error>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -67,7 +70,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// True when the user's SQL is at fault (HTTP 400), not the server.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Self::Manifest(_) | Self::Encode(_) | Self::Tenancy(_))
+        !matches!(
+            self,
+            Self::Manifest(_) | Self::Encode(_) | Self::Tenancy(_) | Self::IssueState(_)
+        )
     }
 }
 
@@ -90,6 +96,11 @@ impl ProjectFilter {
     /// The projects a token may read; refuses a token without the `events:read` scope.
     pub async fn for_principal(projects: &Projects, principal: &Principal) -> Result<Self> {
         principal.require(Scope::EventsRead)?;
+        Self::covering(projects, principal).await
+    }
+
+    /// The projects a token covers, whatever its scopes (the caller checks those).
+    pub async fn covering(projects: &Projects, principal: &Principal) -> Result<Self> {
         let ids = projects.readable(principal).await?;
         Ok(Self::Only(Arc::new(ids.iter().map(|p| p.id).collect())))
     }
@@ -109,14 +120,6 @@ pub struct QueryService {
     node: String,
     limits: QueryConfig,
 }
-
-const ISSUES_VIEW: &str = "SELECT issue_id, project_id, project, \
-    last_value(title ORDER BY timestamp) AS title, \
-    last_value(culprit ORDER BY timestamp) AS culprit, \
-    last_value(level ORDER BY timestamp) AS level, \
-    min(timestamp) AS first_seen, max(timestamp) AS last_seen, \
-    count(*) AS event_count, 'unresolved' AS status \
-    FROM events GROUP BY issue_id, project_id, project";
 
 /// Scalar functions whose output size is an argument: they allocate outside the memory pool, so
 /// `range(1, 1e9)` or `repeat('x', 1e9)` could take the process down. Sessions do not have them.
@@ -150,16 +153,26 @@ impl QueryService {
         }
     }
 
+    /// The object store the data lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Builds the session of one query, holding only the rows `projects` allows. This is the
     /// one place sessions are made; every protocol (HTTP, CLI) goes through it.
     pub async fn session(&self, projects: &ProjectFilter) -> Result<SessionContext> {
         let snapshot = self.buffer.snapshot();
         let mut files = snapshot.manifest.files.clone();
+        let mut rollups = snapshot.manifest.rollups.clone();
         for manifest in Manifest::load_all(&self.store).await? {
             if manifest.node != self.node {
                 files.extend(manifest.files);
+                rollups.extend(manifest.rollups);
             }
         }
+        let states = crate::issues::state::load(&self.store, projects)
+            .await
+            .map_err(|e| Error::IssueState(Box::new(e)))?;
         // No disk manager: an operator that runs out of memory fails instead of spilling to
         // local files, so a query never touches the filesystem.
         let runtime = RuntimeEnvBuilder::new()
@@ -188,16 +201,12 @@ impl QueryService {
             &url::Url::parse(STORE_URL).expect("store URL is valid"),
             Arc::clone(&self.store.objects),
         );
-        let events = EventsTable::new(files, snapshot.batches, projects, 2)
+        let events = EventsTable::new(files, snapshot.batches.clone(), projects, 2)
             .map_err(|e| self.sql_error(e))?;
         ctx.register_table("events", Arc::new(events))
             .map_err(|e| self.sql_error(e))?;
-        let issues = ctx
-            .sql(ISSUES_VIEW)
+        issues_table::register(&ctx, rollups, snapshot.batches, &states, projects)
             .await
-            .map_err(|e| self.sql_error(e))?
-            .into_view();
-        ctx.register_table("issues", issues)
             .map_err(|e| self.sql_error(e))?;
         Ok(ctx)
     }

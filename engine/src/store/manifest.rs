@@ -24,6 +24,10 @@ pub struct Manifest {
     /// WAL segments up to and including this sequence number are contained in `files`.
     pub wal_upto: Option<u64>,
     pub files: Vec<DataFile>,
+    /// Hourly issue rollups (`rollups/project=<id>/date=<day>/<ulid>.parquet`), written with the
+    /// event files they summarize; `hour` is 0.
+    #[serde(default)]
+    pub rollups: Vec<DataFile>,
 }
 
 /// One Parquet file of events.
@@ -119,6 +123,7 @@ impl Manifest {
             version: self.version + 1,
             wal_upto: Some(wal_upto.max(self.wal_upto.unwrap_or(0))),
             files,
+            rollups: self.rollups.clone(),
         }
     }
 }
