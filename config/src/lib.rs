@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// served on `listen` as well. In Kubernetes the operator sets it so that a NetworkPolicy
     /// can keep SQL away from the namespaces that only send events.
     pub admin_listen: Option<SocketAddr>,
+    /// Optional PostgreSQL wire-protocol listener for SQL clients (psql, BI tools), which log
+    /// in with an API token as the password. Off when unset.
+    pub pg_listen: Option<SocketAddr>,
     /// Public base URL used when printing DSNs, e.g. `https://errors.example.com`.
     /// Defaults to `http://<listen>`.
     pub public_url: Option<String>,
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             admin_listen: None,
+            pg_listen: None,
             public_url: None,
             shutdown_timeout: Duration::from_secs(30),
         }

@@ -65,6 +65,9 @@ pub enum Command {
         /// Separate address for the query API (default: served on --listen).
         #[arg(long, env = "FAULTLINE_ADMIN_LISTEN")]
         admin_listen: Option<SocketAddr>,
+        /// Address of the PostgreSQL wire-protocol listener (off by default).
+        #[arg(long, env = "FAULTLINE_PG_LISTEN")]
+        pg_listen: Option<SocketAddr>,
     },
     /// Print the effective configuration (file, flags and defaults) as TOML.
     Config,

@@ -44,7 +44,11 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Serve {
             listen,
             admin_listen,
+            pg_listen,
         } => {
+            if pg_listen.is_some() {
+                config.server.pg_listen = pg_listen;
+            }
             if let Some(listen) = listen {
                 config.server.listen = listen;
             }

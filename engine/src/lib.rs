@@ -18,6 +18,7 @@
 //! - [`query`]: DataFusion sessions over `events` and `issues`, built per token, read-only,
 //!   with limits.
 //! - [`tenancy`]: projects with DSN keys, API tokens.
+//! - [`sqlwire`]: SQL over the PostgreSQL wire protocol, with a token as the password.
 //! - [`server`], [`cli`]: the `faultline` binary's commands.
 //!
 //! # Guarantees
@@ -36,6 +37,7 @@ pub mod issues;
 pub mod node;
 pub mod query;
 pub mod server;
+pub mod sqlwire;
 pub mod store;
 pub mod tenancy;
 pub mod wal;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::node::{self, Node};
+use crate::sqlwire::{self, SqlAccess};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -50,12 +51,25 @@ async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToke
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let listen = config.server.listen;
     let admin_listen = config.server.admin_listen;
+    let config_pg_listen = config.server.pg_listen;
     let timeout = config.server.shutdown_timeout;
     let node = Arc::new(Node::open(config).await?);
     tracing::info!(store = %node.store.location, node = %node.config.storage.node_id, "storage ready");
 
     let flusher_stop = CancellationToken::new();
     let flusher = tokio::spawn(Arc::clone(&node).run_flusher(flusher_stop.clone()));
+
+    // Bound before the HTTP listeners, so a node that answers /health/ready takes SQL clients too.
+    if let Some(addr) = config_pg_listen {
+        let listener = bind(addr).await?;
+        tracing::info!(addr = %addr, "postgres listening");
+        let access = SqlAccess {
+            query: Arc::clone(&node.query),
+            tokens: Arc::clone(&node.tokens),
+            projects: Arc::clone(&node.projects),
+        };
+        tokio::spawn(sqlwire::postgres::serve(listener, access, shutdown.clone()));
+    }
 
     let ingest_listener = bind(listen).await?;
     let mut servers = tokio::task::JoinSet::new();
