@@ -68,6 +68,9 @@ pub enum Command {
         /// Address of the PostgreSQL wire-protocol listener (off by default).
         #[arg(long, env = "FAULTLINE_PG_LISTEN")]
         pg_listen: Option<SocketAddr>,
+        /// Address of the Arrow Flight SQL listener (off by default).
+        #[arg(long, env = "FAULTLINE_FLIGHT_LISTEN")]
+        flight_listen: Option<SocketAddr>,
     },
     /// Print the effective configuration (file, flags and defaults) as TOML.
     Config,

@@ -45,9 +45,13 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             listen,
             admin_listen,
             pg_listen,
+            flight_listen,
         } => {
             if pg_listen.is_some() {
                 config.server.pg_listen = pg_listen;
+            }
+            if flight_listen.is_some() {
+                config.server.flight_listen = flight_listen;
             }
             if let Some(listen) = listen {
                 config.server.listen = listen;

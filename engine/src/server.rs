@@ -52,6 +52,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let listen = config.server.listen;
     let admin_listen = config.server.admin_listen;
     let config_pg_listen = config.server.pg_listen;
+    let config_flight_listen = config.server.flight_listen;
     let timeout = config.server.shutdown_timeout;
     let node = Arc::new(Node::open(config).await?);
     tracing::info!(store = %node.store.location, node = %node.config.storage.node_id, "storage ready");
@@ -60,15 +61,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let flusher = tokio::spawn(Arc::clone(&node).run_flusher(flusher_stop.clone()));
 
     // Bound before the HTTP listeners, so a node that answers /health/ready takes SQL clients too.
+    let access = SqlAccess {
+        query: Arc::clone(&node.query),
+        tokens: Arc::clone(&node.tokens),
+        projects: Arc::clone(&node.projects),
+    };
     if let Some(addr) = config_pg_listen {
         let listener = bind(addr).await?;
         tracing::info!(addr = %addr, "postgres listening");
-        let access = SqlAccess {
-            query: Arc::clone(&node.query),
-            tokens: Arc::clone(&node.tokens),
-            projects: Arc::clone(&node.projects),
-        };
-        tokio::spawn(sqlwire::postgres::serve(listener, access, shutdown.clone()));
+        tokio::spawn(sqlwire::postgres::serve(
+            listener,
+            access.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(addr) = config_flight_listen {
+        let listener = bind(addr).await?;
+        tracing::info!(addr = %addr, "flight sql listening");
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(err) = sqlwire::flight::serve(listener, access, stop).await {
+                tracing::error!(cause = %err, "flight sql listener failed");
+            }
+        });
     }
 
     let ingest_listener = bind(listen).await?;

@@ -1,8 +1,9 @@
 //! SQL over wire protocols that existing clients speak: PostgreSQL ([`postgres`], for psql and
-//! BI tools). Every protocol authenticates with an API token and runs its queries through
+//! BI tools) and Arrow Flight SQL ([`flight`], for ADBC and JDBC drivers). Every protocol authenticates with an API token and runs its queries through
 //! [`SqlAccess`], the same path as `POST /api/sql`: a session built for the token's projects,
 //! the plan checks and the limits.
 
+pub mod flight;
 pub mod postgres;
 
 use std::sync::Arc;
