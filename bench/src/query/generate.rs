@@ -125,7 +125,7 @@ pub(crate) async fn generate(
         ..Manifest::default()
     };
     let started = Instant::now();
-    let mut day_batches = Vec::new();
+    let mut day_rollups = Vec::new();
     for hour in 0..hours {
         let mut builder = EventBuilder::new();
         let base = start + Duration::hours(hour as i64);
@@ -142,20 +142,17 @@ pub(crate) async fn generate(
             builder.append(&stored_event(&project, event));
         }
         let batch = builder.finish();
-        let files = faultline_engine::store::parquet::write_partitions(
-            &store,
-            std::slice::from_ref(&batch),
-            1,
-        )
-        .await?;
+        let batches = std::slice::from_ref(&batch);
+        let files = faultline_engine::store::parquet::write_partitions(&store, batches, 1).await?;
         manifest.files.extend(files);
-        day_batches.push(batch);
-        if day_batches.len() == 24 || hour + 1 == hours {
-            let rollups = rollup::compute(&day_batches).await?;
+        // Rollup rows are per hour, so an hour's rows can be computed alone and a day's written
+        // together without holding a day of events.
+        day_rollups.extend(rollup::compute(batches).await?);
+        if (hour + 1) % 24 == 0 || hour + 1 == hours {
             manifest
                 .rollups
-                .extend(rollup::write(&store, &rollups, 3).await?);
-            day_batches.clear();
+                .extend(rollup::write(&store, &day_rollups, 3).await?);
+            day_rollups.clear();
             eprintln!(
                 "  wrote day {} of {days} ({:.0} s)",
                 (hour + 1) / 24,
