@@ -71,8 +71,20 @@ fn version_path(project_id: u64, issue_id: i64, version: u64) -> ObjectPath {
 
 /// The newest state of every issue of the projects `filter` allows.
 pub async fn load(store: &Store, filter: &ProjectFilter) -> Result<Vec<IssueState>> {
+    // A token's session lists only its own projects' prefixes, not every tenant's state.
+    let listing = match filter {
+        ProjectFilter::All => store.list(&ObjectPath::from("meta/issues")).await?,
+        ProjectFilter::Only(ids) => {
+            let mut listing = Vec::new();
+            for id in ids.iter() {
+                let prefix = ObjectPath::from(format!("meta/issues/project={id}"));
+                listing.extend(store.list(&prefix).await?);
+            }
+            listing
+        }
+    };
     let mut newest: BTreeMap<(String, String), ObjectPath> = BTreeMap::new();
-    for meta in store.list(&ObjectPath::from("meta/issues")).await? {
+    for meta in listing {
         let parts: Vec<String> = meta
             .location
             .parts()

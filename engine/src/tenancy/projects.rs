@@ -105,12 +105,31 @@ impl Projects {
     }
 
     /// Re-reads the store unless that happened very recently.
-    async fn reload_on_miss(&self) -> Result<()> {
+    async fn reload_if_stale(&self) -> Result<()> {
         let mut last = self.last_reload.lock().await;
         if last.elapsed() >= RELOAD_INTERVAL {
             self.reload().await?;
             *last = Instant::now();
         }
+        Ok(())
+    }
+
+    /// Re-reads the store after a lookup missed: at once if the last read is older than
+    /// [`RELOAD_INTERVAL`], else once that much time has passed, so a project created just
+    /// after the last read is still found (its SDK's first events are not refused). Misses that
+    /// wait together share one read.
+    async fn reload_on_miss(&self) -> Result<()> {
+        let arrived = Instant::now();
+        let mut last = self.last_reload.lock().await;
+        if *last >= arrived {
+            return Ok(());
+        }
+        let elapsed = last.elapsed();
+        if elapsed < RELOAD_INTERVAL {
+            tokio::time::sleep(RELOAD_INTERVAL - elapsed).await;
+        }
+        self.reload().await?;
+        *last = Instant::now();
         Ok(())
     }
 
@@ -149,7 +168,7 @@ impl Projects {
     /// The projects a token may read, by id. Re-reads the store (at most every 250 ms) so a
     /// project created meanwhile is included.
     pub async fn readable(&self, principal: &Principal) -> Result<Vec<Arc<Project>>> {
-        self.reload_on_miss().await?;
+        self.reload_if_stale().await?;
         let map = Arc::clone(&self.by_id.read());
         let mut list: Vec<_> = map
             .values()
@@ -252,6 +271,18 @@ mod tests {
         let err = cli.create("shop", DEFAULT_ORG).await.unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
         assert_eq!(cli.create("web", DEFAULT_ORG).await.unwrap().id, 2);
+    }
+
+    #[tokio::test]
+    async fn a_project_created_right_after_a_reload_is_found_on_its_first_event() {
+        let store = Store::memory();
+        let config = Config::default();
+        let server = Projects::load(store.clone(), &config).await.unwrap();
+        let cli = Projects::load(store, &config).await.unwrap();
+        let shop = cli.create("shop", DEFAULT_ORG).await.unwrap();
+        // No pause: the server read the store moments ago.
+        let found = server.authorize(shop.id, &shop.keys[0]).await.unwrap();
+        assert_eq!(found.name, "shop");
     }
 
     #[test]
