@@ -70,6 +70,12 @@ pub struct ServerConfig {
     /// served on `listen` as well. In Kubernetes the operator sets it so that a NetworkPolicy
     /// can keep SQL away from the namespaces that only send events.
     pub admin_listen: Option<SocketAddr>,
+    /// Optional PostgreSQL wire-protocol listener for SQL clients (psql, BI tools), which log
+    /// in with an API token as the password. Off when unset.
+    pub pg_listen: Option<SocketAddr>,
+    /// Optional Arrow Flight SQL (gRPC) listener for ADBC / JDBC Flight SQL clients, which send
+    /// an API token as a bearer token. Off when unset.
+    pub flight_listen: Option<SocketAddr>,
     /// Public base URL used when printing DSNs, e.g. `https://errors.example.com`.
     /// Defaults to `http://<listen>`.
     pub public_url: Option<String>,
@@ -83,6 +89,8 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             admin_listen: None,
+            pg_listen: None,
+            flight_listen: None,
             public_url: None,
             shutdown_timeout: Duration::from_secs(30),
         }

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use faultline_config::Config;
 
 use crate::query::format::Format;
+use crate::tenancy::Scope;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +65,12 @@ pub enum Command {
         /// Separate address for the query API (default: served on --listen).
         #[arg(long, env = "FAULTLINE_ADMIN_LISTEN")]
         admin_listen: Option<SocketAddr>,
+        /// Address of the PostgreSQL wire-protocol listener (off by default).
+        #[arg(long, env = "FAULTLINE_PG_LISTEN")]
+        pg_listen: Option<SocketAddr>,
+        /// Address of the Arrow Flight SQL listener (off by default).
+        #[arg(long, env = "FAULTLINE_FLIGHT_LISTEN")]
+        flight_listen: Option<SocketAddr>,
     },
     /// Print the effective configuration (file, flags and defaults) as TOML.
     Config,
@@ -73,6 +80,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Resolve, ignore or reopen an issue.
+    #[command(subcommand)]
+    Issue(IssueCommand),
     /// Run a SQL query over events and issues.
     Query {
         /// The SQL statement.
@@ -169,6 +179,9 @@ pub enum ProjectCommand {
     Create {
         /// Project name: lowercase letters, digits and '-'.
         name: String,
+        /// Organization that owns the project.
+        #[arg(long, env = "FAULTLINE_ORG", default_value = crate::tenancy::DEFAULT_ORG)]
+        org: String,
         /// Base URL SDKs reach this server at (default: server.public_url or http://<listen>).
         #[arg(long, env = "FAULTLINE_PUBLIC_URL")]
         public_url: Option<String>,
@@ -181,12 +194,57 @@ pub enum ProjectCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum IssueCommand {
+    /// Mark an issue resolved; its next event reopens it as a regression.
+    Resolve {
+        /// The issue id (the `issue_id` column).
+        #[arg(allow_hyphen_values = true)]
+        issue_id: i64,
+    },
+    /// Ignore an issue, for good or until a time or a number of further events.
+    Ignore {
+        #[arg(allow_hyphen_values = true)]
+        issue_id: i64,
+        /// Until this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long, conflicts_with = "count")]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Until this many more events arrived.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Mark an issue unresolved again.
+    Reopen {
+        #[arg(allow_hyphen_values = true)]
+        issue_id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create an API token and print it (it is shown only once).
     Create {
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Organization the token belongs to.
+        #[arg(long, env = "FAULTLINE_ORG", default_value = crate::tenancy::DEFAULT_ORG)]
+        org: String,
+        /// Scope to grant: events:read (SQL) or projects:admin (tokens, issue state).
+        /// Repeat for several.
+        #[arg(long = "scope", default_value = "events:read")]
+        scopes: Vec<Scope>,
+        /// Limit the token to this project (by name). Repeat for several; none means every
+        /// project of the organization.
+        #[arg(long = "project")]
+        projects: Vec<String>,
     },
+    /// List the API tokens (never the tokens themselves).
+    List {
+        /// Only this organization.
+        #[arg(long, env = "FAULTLINE_ORG")]
+        org: Option<String>,
+    },
+    /// Revoke a token by its id (as printed by `token list`).
+    Revoke { id: String },
 }
 
 impl GlobalArgs {

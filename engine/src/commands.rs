@@ -7,13 +7,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backup::{self, DESTINATION_LEASE, Destination};
 use crate::cli::{
-    BackupCommand, Cli, Command, CompactCommand, ListFormat, ProjectCommand, RetentionCommand,
-    TokenCommand, public_url,
+    BackupCommand, Cli, Command, CompactCommand, IssueCommand, ListFormat, ProjectCommand,
+    RetentionCommand, TokenCommand, public_url,
 };
+use crate::issues::{self, Change};
 use crate::maintenance::{self, Maintenance};
+use crate::query::ProjectFilter;
 use crate::query::format::{self, Format};
 use crate::store::Store;
-use crate::tenancy::{Projects, Tokens};
+use crate::tenancy::{NewToken, Projects, Tokens};
 use crate::{node, query, server, tenancy};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,8 @@ pub enum Error {
     Maintenance(#[from] maintenance::Error),
     #[error(transparent)]
     Backup(#[from] backup::Error),
+    #[error(transparent)]
+    Issues(#[from] issues::Error),
     #[error("request to {url} failed: {message}")]
     Remote { url: String, message: String },
     #[error("cannot write output: {0}")]
@@ -49,7 +53,15 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Serve {
             listen,
             admin_listen,
+            pg_listen,
+            flight_listen,
         } => {
+            if pg_listen.is_some() {
+                config.server.pg_listen = pg_listen;
+            }
+            if flight_listen.is_some() {
+                config.server.flight_listen = flight_listen;
+            }
             if let Some(listen) = listen {
                 config.server.listen = listen;
             }
@@ -61,11 +73,15 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Config => print!("{}", config.to_toml()),
         Command::Project(ProjectCommand::Create {
             name,
+            org,
             public_url: url,
         }) => {
             let projects = Projects::load(Store::open(&config)?, &config).await?;
-            let project = projects.create(&name).await?;
-            eprintln!("created project {:?} with id {}", project.name, project.id);
+            let project = projects.create(&name, &org).await?;
+            eprintln!(
+                "created project {:?} of organization {:?} with id {}",
+                project.name, project.org, project.id
+            );
             println!("{}", project.dsn(&public_url(&config, url.as_deref())));
         }
         Command::Project(ProjectCommand::List { public_url: url }) => {
@@ -75,11 +91,72 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                 println!("{}\t{}\t{}", project.id, project.name, project.dsn(&base));
             }
         }
-        Command::Token(TokenCommand::Create { name }) => {
-            let tokens = Tokens::new(Store::open(&config)?, None)?;
-            let token = tokens.create(&name).await?;
-            eprintln!("created API token {name:?}; it is shown only this once");
+        Command::Token(TokenCommand::Create {
+            name,
+            org,
+            scopes,
+            projects: names,
+        }) => {
+            let store = Store::open(&config)?;
+            let projects = if names.is_empty() {
+                None
+            } else {
+                let all = Projects::load(store.clone(), &config).await?;
+                Some(all.ids_by_name(&org, &names).await?)
+            };
+            let tokens = Tokens::new(store, None)?;
+            let (token, record) = tokens
+                .create(NewToken {
+                    name,
+                    org,
+                    scopes,
+                    projects,
+                })
+                .await?;
+            eprintln!(
+                "created API token {:?} (id {}); it is shown only this once",
+                record.name, record.id
+            );
             println!("{token}");
+        }
+        Command::Token(TokenCommand::List { org }) => {
+            let tokens = Tokens::new(Store::open(&config)?, None)?;
+            for record in tokens.list(org.as_deref()).await? {
+                let scopes: Vec<_> = record.scopes.iter().map(|s| s.as_str()).collect();
+                let projects = match &record.projects {
+                    None => "*".to_owned(),
+                    Some(ids) => ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    record.id,
+                    record.org,
+                    record.name,
+                    scopes.join(","),
+                    projects,
+                    record.created.to_rfc3339()
+                );
+            }
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            let tokens = Tokens::new(Store::open(&config)?, None)?;
+            let record = tokens.revoke(None, &id).await?;
+            eprintln!("revoked API token {:?} (id {})", record.name, record.id);
+        }
+        Command::Issue(command) => {
+            let (issue_id, change) = match command {
+                IssueCommand::Resolve { issue_id } => (issue_id, Change::Resolve),
+                IssueCommand::Reopen { issue_id } => (issue_id, Change::Reopen),
+                IssueCommand::Ignore {
+                    issue_id,
+                    until,
+                    count,
+                } => (issue_id, Change::Ignore { until, count }),
+            };
+            let service = node::open_reader(&config).await?;
+            let output =
+                issues::change(&service, &ProjectFilter::All, issue_id, change, "cli").await?;
+            std::io::stdout().write_all(&format::encode(&output, Format::Table)?)?;
         }
         Command::Query {
             sql,
@@ -269,7 +346,8 @@ async fn run_backup(config: &Config, command: BackupCommand) -> Result<()> {
 
 async fn local_query(config: &Config, sql: &str, format: Format) -> Result<Vec<u8>> {
     let service = node::open_reader(config).await?;
-    let output = service.run(sql).await?;
+    // Whoever can read the data directory can read every file in it anyway.
+    let output = service.run(&ProjectFilter::All, sql).await?;
     Ok(format::encode(&output, format)?)
 }
 

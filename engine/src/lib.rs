@@ -13,10 +13,14 @@
 //! - [`store`]: the object store (local directory or S3), Parquet files, manifests.
 //! - [`node`]: start-up recovery (replay the WAL after the manifest) and the flusher that turns
 //!   the buffer into Parquet, commits a manifest and only then trims the WAL.
-//! - [`query`]: DataFusion sessions over `events` and `issues`, read-only, with limits.
+//! - [`issues`]: hourly issue rollups written at flush time, issue state (resolve, ignore,
+//!   reopen; regressions).
+//! - [`query`]: DataFusion sessions over `events` and `issues`, built per token, read-only,
+//!   with limits.
 //! - [`maintenance`]: retention and compaction of the stored files, run on the node holding
 //!   the maintenance lease; [`backup`]: backups, pruning and (point-in-time) restore.
 //! - [`tenancy`]: projects with DSN keys, API tokens.
+//! - [`sqlwire`]: SQL over the PostgreSQL wire protocol, with a token as the password.
 //! - [`server`], [`cli`]: the `faultline` binary's commands.
 //!
 //! # Guarantees
@@ -32,10 +36,12 @@ pub mod cli;
 pub mod commands;
 pub mod events;
 pub mod ingest;
+pub mod issues;
 pub mod maintenance;
 pub mod node;
 pub mod query;
 pub mod server;
+pub mod sqlwire;
 pub mod store;
 pub mod tenancy;
 pub mod wal;

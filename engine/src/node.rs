@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backup::Backups;
 use crate::buffer::{Buffer, FlushThresholds};
 use crate::ingest::{self, Ingest};
+use crate::issues;
 use crate::query::QueryService;
 use crate::store::manifest::Manifest;
 use crate::store::{self, Store};
@@ -30,6 +31,8 @@ pub enum Error {
     Wal(#[from] wal::Error),
     #[error(transparent)]
     Tenancy(#[from] tenancy::Error),
+    #[error(transparent)]
+    Rollup(#[from] issues::Error),
     #[error(
         "no faultline data in {path}: pass the server's --data-dir (or FAULTLINE_DATA_DIR), or --server to ask a running server"
     )]
@@ -196,6 +199,9 @@ impl Node {
                 self.config.flush.zstd_level,
             )
             .await?;
+            let rollups = issues::rollup::compute(&rotation.batches).await?;
+            let rollup_files =
+                issues::rollup::write(&self.store, &rollups, self.config.flush.zstd_level).await?;
             let base = (*self.buffer.manifest()).clone();
             // Maintenance may have committed a version meanwhile: the edit then reapplies the
             // new files to it, so neither change is lost.
@@ -203,7 +209,11 @@ impl Node {
                 &self.store,
                 &self.config.storage.node_id,
                 Some(base),
-                |current| Some(current.with_files(files.clone(), rotation.upto)),
+                |current| {
+                    let mut next = current.with_files(files.clone(), rotation.upto);
+                    next.rollups.extend(rollup_files.iter().cloned());
+                    Some(next)
+                },
             )
             .await?
             .expect("adding files is always a change");

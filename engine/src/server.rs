@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::{self, Node};
+use crate::sqlwire::{self, SqlAccess};
 use crate::{api, maintenance};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,8 @@ async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToke
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let listen = config.server.listen;
     let admin_listen = config.server.admin_listen;
+    let config_pg_listen = config.server.pg_listen;
+    let config_flight_listen = config.server.flight_listen;
     let timeout = config.server.shutdown_timeout;
     if let Some(schedule) = &config.backup.schedule {
         maintenance::schedule::parse_cron(schedule).map_err(|message| Error::Schedule {
@@ -77,6 +80,32 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         backups,
         shutdown.clone(),
     ));
+
+    // Bound before the HTTP listeners, so a node that answers /health/ready takes SQL clients too.
+    let access = SqlAccess {
+        query: Arc::clone(&node.query),
+        tokens: Arc::clone(&node.tokens),
+        projects: Arc::clone(&node.projects),
+    };
+    if let Some(addr) = config_pg_listen {
+        let listener = bind(addr).await?;
+        tracing::info!(addr = %addr, "postgres listening");
+        tokio::spawn(sqlwire::postgres::serve(
+            listener,
+            access.clone(),
+            shutdown.clone(),
+        ));
+    }
+    if let Some(addr) = config_flight_listen {
+        let listener = bind(addr).await?;
+        tracing::info!(addr = %addr, "flight sql listening");
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(err) = sqlwire::flight::serve(listener, access, stop).await {
+                tracing::error!(cause = %err, "flight sql listener failed");
+            }
+        });
+    }
 
     let ingest_listener = bind(listen).await?;
     let mut servers = tokio::task::JoinSet::new();

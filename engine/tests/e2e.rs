@@ -7,7 +7,9 @@
 //!
 //! Needs (installed by `scripts/test`): a Python venv with `tests/requirements.txt`
 //! (`FAULTLINE_TEST_PYTHON`, default `<workspace>/.venv/bin/python`; `moto_server` next to it)
-//! and `npm ci` in `tests/node` (`node` on PATH). A missing tool fails the test; nothing is skipped.
+//! (including `adbc-driver-flightsql` and `pyarrow`), `npm ci` in `tests/node` (`node` on PATH),
+//! and `psql` (Debian package postgresql-client).
+//! A missing tool fails the test; nothing is skipped.
 
 #[path = "e2e/harness.rs"]
 mod harness;
@@ -16,8 +18,12 @@ mod harness;
 mod backup;
 #[path = "e2e/durability.rs"]
 mod durability;
+#[path = "e2e/flight_sql.rs"]
+mod flight_sql;
 #[path = "e2e/node_sdk.rs"]
 mod node_sdk;
+#[path = "e2e/postgres.rs"]
+mod postgres;
 #[path = "e2e/python_sdk.rs"]
 mod python_sdk;
 #[path = "e2e/retention.rs"]

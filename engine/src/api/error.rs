@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::{backup, ingest, maintenance, query, tenancy};
+use crate::{backup, ingest, issues, maintenance, query, tenancy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -21,12 +21,16 @@ pub enum ApiError {
     Backup(#[from] backup::Error),
     #[error(transparent)]
     Maintenance(#[from] maintenance::Error),
+    #[error(transparent)]
+    Issues(#[from] issues::Error),
     #[error("{0}")]
     BadRequest(String),
     #[error("missing API token: send Authorization: Bearer <token>")]
     MissingToken,
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> {
@@ -56,19 +60,30 @@ impl ApiError {
             Self::Ingest(I::Backpressure { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Ingest(I::Wal(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Ingest(_) => StatusCode::BAD_REQUEST,
-            Self::Query(query::Error::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
-            Self::Query(query::Error::Memory { .. } | query::Error::TooManyRows(_)) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            Self::Query(e) if e.is_user_error() => StatusCode::BAD_REQUEST,
-            Self::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Query(e) => query_status(e),
+            Self::Issues(issues::Error::UnknownIssue { .. }) => StatusCode::NOT_FOUND,
+            Self::Issues(issues::Error::BadIgnore) => StatusCode::BAD_REQUEST,
+            Self::Issues(issues::Error::Query(e)) => query_status(e),
+            Self::Issues(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Backup(backup::Error::NoDestination) => StatusCode::CONFLICT,
             Self::Backup(backup::Error::NotFound { .. }) => StatusCode::NOT_FOUND,
             Self::Backup(_) | Self::Maintenance(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MissingToken => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
         }
+    }
+}
+
+fn query_status(err: &query::Error) -> StatusCode {
+    use query::Error as Q;
+    match err {
+        Q::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+        Q::Memory { .. } | Q::TooManyRows(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Q::Tenancy(e) => tenancy_status(e),
+        e if e.is_user_error() => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -77,7 +92,9 @@ fn tenancy_status(err: &tenancy::Error) -> StatusCode {
     match err {
         T::UnknownProject { .. } => StatusCode::FORBIDDEN,
         T::BadKey { .. } | T::BadToken => StatusCode::UNAUTHORIZED,
-        T::InvalidName { .. } => StatusCode::BAD_REQUEST,
+        T::MissingScope { .. } => StatusCode::FORBIDDEN,
+        T::UnknownToken { .. } | T::UnknownProjectName { .. } => StatusCode::NOT_FOUND,
+        T::InvalidName { .. } | T::InvalidScope { .. } | T::NoScopes => StatusCode::BAD_REQUEST,
         T::NameTaken { .. } => StatusCode::CONFLICT,
         T::ReadTokenFile { .. } | T::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

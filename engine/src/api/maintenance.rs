@@ -21,7 +21,15 @@ pub(super) struct AdminState {
 
 async fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), ApiError> {
     let token = bearer(headers).ok_or(ApiError::MissingToken)?;
-    state.node.tokens.verify(token).await?;
+    let principal = state.node.tokens.verify(token).await?;
+    // Backups and retention cover every organization, so an organization's token may not run them.
+    if principal.org.is_some() {
+        return Err(ApiError::Forbidden(
+            "backups and retention cover every organization: only the admin token \
+             (auth.admin_token_file) may run them"
+                .to_owned(),
+        ));
+    }
     Ok(())
 }
 

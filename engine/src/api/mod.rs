@@ -3,10 +3,12 @@
 
 mod error;
 mod ingest;
+mod issues;
 mod maintenance;
 mod query;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use error::ApiError;
@@ -73,12 +75,18 @@ fn query_routes(node: &Arc<Node>) -> Router {
     let state = query::QueryState {
         query: Arc::clone(&node.query),
         tokens: Arc::clone(&node.tokens),
+        projects: Arc::clone(&node.projects),
     };
     let admin = maintenance::AdminState {
         node: Arc::clone(node),
     };
     Router::new()
         .route("/api/sql", post(query::sql))
+        .route("/api/tokens", post(tokens::create).get(tokens::list))
+        .route("/api/tokens/{id}", delete(tokens::revoke))
+        .route("/api/issues/{issue_id}/resolve", post(issues::resolve))
+        .route("/api/issues/{issue_id}/ignore", post(issues::ignore))
+        .route("/api/issues/{issue_id}/reopen", post(issues::reopen))
         .with_state(state)
         .merge(
             Router::new()

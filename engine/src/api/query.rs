@@ -9,14 +9,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::error::ApiError;
-use crate::query::QueryService;
 use crate::query::format::{self, Format};
-use crate::tenancy::Tokens;
+use crate::query::{ProjectFilter, QueryService};
+use crate::tenancy::{Principal, Projects, Tokens};
 
 #[derive(Clone)]
 pub(super) struct QueryState {
     pub(super) query: Arc<QueryService>,
     pub(super) tokens: Arc<Tokens>,
+    pub(super) projects: Arc<Projects>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +56,15 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The caller named by `Authorization: Bearer <token>`.
+pub(super) async fn principal(
+    tokens: &Tokens,
+    headers: &HeaderMap,
+) -> Result<Arc<Principal>, ApiError> {
+    let token = bearer(headers).ok_or(ApiError::MissingToken)?;
+    Ok(tokens.verify(token).await?)
+}
+
 /// Picks the format from `?format=`, else the Accept header, else JSON.
 fn negotiate(params: &SqlParams, headers: &HeaderMap) -> Result<Format, ApiError> {
     if let Some(name) = &params.format {
@@ -79,11 +89,11 @@ pub(super) async fn sql(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let token = bearer(&headers).ok_or(ApiError::MissingToken)?;
-    state.tokens.verify(token).await?;
+    let principal = principal(&state.tokens, &headers).await?;
+    let projects = ProjectFilter::for_principal(&state.projects, &principal).await?;
     let format = negotiate(&params, &headers)?;
     let sql = statement(&body)?;
-    let output = state.query.run(&sql).await?;
+    let output = state.query.run(&projects, &sql).await?;
     let bytes = format::encode(&output, format)?;
     let mut response = bytes.into_response();
     response.headers_mut().insert(

@@ -16,6 +16,10 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::node::Node;
+use crate::tenancy::{DEFAULT_ORG, NewToken, Scope};
+
+mod issues;
+mod tenancy;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
 
@@ -95,10 +99,39 @@ impl Harness {
     }
 
     async fn sql(&self, sql: &str) -> Value {
-        let output = self.node.query.run(sql).await.unwrap();
+        let output = self
+            .node
+            .query
+            .run(&crate::query::ProjectFilter::All, sql)
+            .await
+            .unwrap();
         let bytes =
             crate::query::format::encode(&output, crate::query::format::Format::Json).unwrap();
         serde_json::from_slice(&bytes).unwrap()
+    }
+}
+
+impl Harness {
+    /// A token of the default organization with these scopes, limited to `projects` if given.
+    async fn token(&self, scopes: &[Scope], projects: Option<Vec<u64>>) -> String {
+        let new = NewToken {
+            name: "test".into(),
+            org: DEFAULT_ORG.into(),
+            scopes: scopes.to_vec(),
+            projects,
+        };
+        self.node.tokens.create(new).await.unwrap().0
+    }
+
+    /// `POST /api/sql` with a token.
+    async fn sql_as(&self, token: &str, sql: &str) -> Reply {
+        self.send(
+            post("/api/sql")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from(sql.to_owned()))
+                .unwrap(),
+        )
+        .await
     }
 }
 
@@ -457,7 +490,7 @@ async fn browser_preflight_is_allowed() {
 #[tokio::test]
 async fn sql_endpoint_needs_a_token_and_speaks_json_and_csv() {
     let h = harness().await;
-    let token = h.node.tokens.create("test").await.unwrap();
+    let token = h.token(&[Scope::EventsRead], None).await;
     h.store(r#"{"message":"one"}"#).await;
     let sql = r#"{"sql":"SELECT title, level FROM events"}"#;
     let unauthorized = h

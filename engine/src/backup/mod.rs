@@ -75,6 +75,8 @@ pub enum Error {
     },
     #[error("cannot read or write Parquet {path}: {message}")]
     Parquet { path: String, message: String },
+    #[error("cannot rebuild the issue rollups of the restored events: {0}")]
+    Rollups(#[from] crate::issues::Error),
     #[error("cannot use a temporary file: {0}")]
     Temp(#[source] std::io::Error),
 }

@@ -16,6 +16,11 @@
 //! a later file (a later flush, or a compacted one) is rewritten with only the events received
 //! up to `until`. WAL events are filtered the same way. With `latest`, the oldest backup that
 //! finished at or after `until` is used (the newest if none did).
+//!
+//! Issue rollups summarize events, so they must match the restored events exactly: without
+//! `until` the backed-up rollup files are restored as they are and only the events of the carried
+//! WAL get new ones; with `until` every rollup is rebuilt from the events kept (a backed-up
+//! rollup file cannot be cut at `until`, and compaction moves events into later files).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -284,6 +289,23 @@ fn filter_file(
     Ok(Some((data, rows as u64)))
 }
 
+fn read_batches(path: &str, data: Bytes) -> Result<Vec<RecordBatch>> {
+    ParquetRecordBatchReaderBuilder::try_new(data)
+        .and_then(|b| b.build())
+        .map_err(|e| parquet_error(path, e))?
+        .map(|batch| batch.map_err(|e| parquet_error(path, e)))
+        .collect()
+}
+
+/// Summarizes restored events into rollup files, as the flusher does for the events it writes.
+async fn rollups_of(target: &Store, batches: &[RecordBatch], level: i32) -> Result<Vec<DataFile>> {
+    let rows = crate::issues::rollup::compute(batches).await?;
+    if rows.iter().all(|b| b.num_rows() == 0) {
+        return Ok(Vec::new());
+    }
+    Ok(crate::issues::rollup::write(target, &rows, level).await?)
+}
+
 fn footer_rows(path: &str, data: Bytes) -> Result<u64> {
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| parquet_error(path, e))?;
@@ -311,13 +333,15 @@ async fn restore_record(
     );
     let mut expected: Counts = BTreeMap::new();
     let mut manifests: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
+    // Rollups written by this restore, per node (see the module docs).
+    let mut rollups: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
     for manifest in &record.manifests {
         // Other listed objects than event files (issue rollups) are copied as they are.
         let event_paths: std::collections::HashSet<&str> =
             manifest.files.iter().map(|f| f.path.as_str()).collect();
         for other in manifest
             .live_files()
-            .filter(|f| !event_paths.contains(f.path.as_str()))
+            .filter(|f| until_ms.is_none() && !event_paths.contains(f.path.as_str()))
         {
             let copied = checksums
                 .get(other.path.as_str())
@@ -351,6 +375,13 @@ async fn restore_record(
             };
             let mut restored = file.clone();
             if whole {
+                if until_ms.is_some() {
+                    let batches = read_batches(&file.path, data.clone())?;
+                    rollups
+                        .entry(manifest.node.clone())
+                        .or_default()
+                        .extend(rollups_of(target, &batches, level).await?);
+                }
                 target
                     .put_durable(&ObjectPath::from(file.path.as_str()), data)
                     .await?;
@@ -364,6 +395,11 @@ async fn restore_record(
                 let Some((data, rows)) = filtered else {
                     continue;
                 };
+                let batches = read_batches(&file.path, Bytes::from(data.clone()))?;
+                rollups
+                    .entry(manifest.node.clone())
+                    .or_default()
+                    .extend(rollups_of(target, &batches, level).await?);
                 restored.rows = rows;
                 restored.bytes = data.len() as u64;
                 target
@@ -400,8 +436,12 @@ async fn restore_record(
                 ))
                 .or_default() += 1;
         }
-        let written =
-            write_partitions(target, &[builder.finish()], config.flush.zstd_level).await?;
+        let batch = builder.finish();
+        rollups
+            .entry(record.node.clone())
+            .or_default()
+            .extend(rollups_of(target, std::slice::from_ref(&batch), level).await?);
+        let written = write_partitions(target, &[batch], config.flush.zstd_level).await?;
         manifests
             .entry(record.node.clone())
             .or_default()
@@ -462,6 +502,12 @@ async fn restore_record(
         restored.wal_upto = None;
         restored.files = files;
         restored.retired.clear();
+        let rebuilt = rollups.remove(&restored.node).unwrap_or_default();
+        if until.is_some() {
+            restored.rollups = rebuilt;
+        } else {
+            restored.rollups.extend(rebuilt);
+        }
         restored.commit(target).await?;
     }
     let marker = Marker {

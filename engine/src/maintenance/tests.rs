@@ -11,7 +11,7 @@ use faultline_protocol::normalize::{NormalizeContext, normalize_event};
 use super::Maintenance;
 use crate::buffer::{Buffer, FlushThresholds};
 use crate::events::{EventBuilder, StoredEvent};
-use crate::query::QueryService;
+use crate::query::{ProjectFilter, QueryService};
 use crate::store::Store;
 use crate::store::manifest::Manifest;
 use crate::store::parquet::write_partitions;
@@ -70,7 +70,10 @@ fn scalar(batches: &[RecordBatch], column: usize) -> i64 {
 
 async fn counts(query: &QueryService) -> (i64, i64) {
     let out = query
-        .run("SELECT count(*), count(DISTINCT event_id) FROM events")
+        .run(
+            &ProjectFilter::All,
+            "SELECT count(*), count(DISTINCT event_id) FROM events",
+        )
         .await
         .unwrap();
     (scalar(&out.batches, 0), scalar(&out.batches, 1))

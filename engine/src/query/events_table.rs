@@ -1,10 +1,16 @@
-//! The `events` table provider: the Parquet files named by the manifests, plus the rows still in
-//! memory, read as one table.
+//! The table provider of `events` (and of the hourly issue rollups behind `issues`): the Parquet
+//! files named by the manifests, plus rows still in memory, read as one table, restricted to the
+//! projects of the session.
+//!
+//! The restriction is structural: files of other projects are never handed to the Parquet scan
+//! (each file holds one project) and buffered rows of other projects are dropped before the
+//! table exists, so no SQL construct can reach them.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, Result};
@@ -20,6 +26,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 
+use super::ProjectFilter;
 use crate::events;
 use crate::store::manifest::DataFile;
 
@@ -29,25 +36,83 @@ pub const STORE_URL: &str = "faultline://store/";
 /// Files and in-memory rows that make up the table for one query.
 #[derive(Debug)]
 pub struct EventsTable {
+    schema: SchemaRef,
     files: Vec<DataFile>,
     batches: Vec<RecordBatch>,
     target_partitions: usize,
 }
 
 impl EventsTable {
-    pub fn new(files: Vec<DataFile>, batches: Vec<RecordBatch>, target_partitions: usize) -> Self {
-        Self {
+    /// The `events` table.
+    pub fn new(
+        files: Vec<DataFile>,
+        batches: Vec<RecordBatch>,
+        projects: &ProjectFilter,
+        target_partitions: usize,
+    ) -> Result<Self> {
+        Self::with_schema(
+            events::schema(),
+            files,
+            batches,
+            projects,
+            target_partitions,
+        )
+    }
+
+    /// A table of another schema with a `project_id` column.
+    pub fn with_schema(
+        schema: SchemaRef,
+        files: Vec<DataFile>,
+        batches: Vec<RecordBatch>,
+        projects: &ProjectFilter,
+        target_partitions: usize,
+    ) -> Result<Self> {
+        let files = files
+            .into_iter()
+            .filter(|f| projects.allows(f.project_id))
+            .collect();
+        let batches = restrict_batches(batches, projects)?;
+        Ok(Self {
+            schema,
             files,
             batches,
             target_partitions: target_partitions.max(1),
+        })
+    }
+}
+
+/// Keeps only the rows of `batches` whose `project_id` the filter allows.
+pub(crate) fn restrict_batches(
+    batches: Vec<RecordBatch>,
+    projects: &ProjectFilter,
+) -> Result<Vec<RecordBatch>> {
+    let ProjectFilter::Only(allowed) = projects else {
+        return Ok(batches);
+    };
+    let mut out = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let column = batch.schema().index_of("project_id")?;
+        let ids = batch
+            .column(column)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("project_id is Int64");
+        let keep: BooleanArray = ids
+            .iter()
+            .map(|id| Some(id.is_some_and(|id| allowed.contains(&(id as u64)))))
+            .collect();
+        let kept = filter_record_batch(&batch, &keep)?;
+        if kept.num_rows() > 0 {
+            out.push(kept);
         }
     }
+    Ok(out)
 }
 
 #[async_trait]
 impl TableProvider for EventsTable {
     fn schema(&self) -> SchemaRef {
-        events::schema()
+        Arc::clone(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -69,7 +134,7 @@ impl TableProvider for EventsTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let schema = events::schema();
+        let schema = Arc::clone(&self.schema);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
 
         if !self.files.is_empty() {

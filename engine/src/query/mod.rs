@@ -1,25 +1,35 @@
-//! SQL over events and issues with DataFusion.
+//! SQL over events and issues with DataFusion, for one tenant at a time.
 //!
-//! Every query gets its own `SessionContext` in which only the tables `events` and `issues`
-//! exist. Statements other than queries are refused by DataFusion's `SQLOptions` (no DDL, no
-//! DML, no `SET`, no `COPY`, no `CREATE EXTERNAL TABLE`); URL tables and `information_schema`
-//! stay off. Each query runs under a memory pool, a time limit and a row limit from the config.
+//! Every query gets its own `SessionContext`, built for the caller's token ([`session`]): only
+//! the tables `events` and `issues` exist there, and their providers hold only the rows of the
+//! projects the token may read. There is nothing else to reach: no `information_schema`, no URL
+//! tables, no table functions, no disk for spilling. Every plan is checked before it runs
+//! ([`guard`]): DataFusion's `SQLOptions` refuse DDL, DML and statements (`SET`, `COPY`,
+//! `CREATE EXTERNAL TABLE`), and a walk over the plan refuses anything that is not a read of
+//! `events` or `issues`. Each query runs under a memory pool, a time limit and a row limit from
+//! the config, and hitting one is an error naming the limit.
 //!
 //! `events` is the union of the Parquet files in every node's manifest and the rows of this
-//! node's buffer, so an event is queryable as soon as its request is answered. `issues` is a view
-//! aggregating `events` per issue.
+//! node's buffer, so an event is queryable as soon as its request is answered. `issues` reads
+//! the hourly rollups plus the buffer and joins issue state (see `issues_table`).
 
 mod events_table;
 pub mod format;
+mod guard;
+mod issues_table;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use faultline_config::QueryConfig;
 use futures::StreamExt;
 
@@ -28,6 +38,7 @@ pub use events_table::{EventsTable, STORE_URL};
 use crate::buffer::Buffer;
 use crate::store::Store;
 use crate::store::manifest::Manifest;
+use crate::tenancy::{self, Principal, Projects, Scope};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -43,6 +54,15 @@ pub enum Error {
     Manifest(#[from] crate::store::Error),
     #[error("cannot encode the result: {0}")]
     Encode(String),
+    #[error("{0}")]
+    Refused(String),
+    /// The SQL names something that does not exist or does not fit (DataFusion's plan error).
+    #[error("{0}")]
+    Plan(String),
+    #[error(transparent)]
+    Tenancy(#[from] tenancy::Error),
+    #[error("cannot read issue state: {0}")]
+    IssueState(#[source] Box<crate::issues::Error>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -50,7 +70,39 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// True when the user's SQL is at fault (HTTP 400), not the server.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Self::Manifest(_) | Self::Encode(_))
+        !matches!(
+            self,
+            Self::Manifest(_) | Self::Encode(_) | Self::Tenancy(_) | Self::IssueState(_)
+        )
+    }
+}
+
+/// The projects a session may read.
+#[derive(Debug, Clone)]
+pub enum ProjectFilter {
+    /// Every project: only for `faultline query` on a data directory the caller can read anyway.
+    All,
+    Only(Arc<HashSet<u64>>),
+}
+
+impl ProjectFilter {
+    pub fn allows(&self, project_id: u64) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(set) => set.contains(&project_id),
+        }
+    }
+
+    /// The projects a token may read; refuses a token without the `events:read` scope.
+    pub async fn for_principal(projects: &Projects, principal: &Principal) -> Result<Self> {
+        principal.require(Scope::EventsRead)?;
+        Self::covering(projects, principal).await
+    }
+
+    /// The projects a token covers, whatever its scopes (the caller checks those).
+    pub async fn covering(projects: &Projects, principal: &Principal) -> Result<Self> {
+        let ids = projects.readable(principal).await?;
+        Ok(Self::Only(Arc::new(ids.iter().map(|p| p.id).collect())))
     }
 }
 
@@ -69,13 +121,16 @@ pub struct QueryService {
     limits: QueryConfig,
 }
 
-const ISSUES_VIEW: &str = "SELECT issue_id, project_id, project, \
-    last_value(title ORDER BY timestamp) AS title, \
-    last_value(culprit ORDER BY timestamp) AS culprit, \
-    last_value(level ORDER BY timestamp) AS level, \
-    min(timestamp) AS first_seen, max(timestamp) AS last_seen, \
-    count(*) AS event_count, 'unresolved' AS status \
-    FROM events GROUP BY issue_id, project_id, project";
+/// Scalar functions whose output size is an argument: they allocate outside the memory pool, so
+/// `range(1, 1e9)` or `repeat('x', 1e9)` could take the process down. Sessions do not have them.
+const UNBOUNDED_FUNCTIONS: [&str; 6] = [
+    "range",
+    "generate_series",
+    "array_repeat",
+    "repeat",
+    "lpad",
+    "rpad",
+];
 
 impl QueryService {
     pub fn new(store: Store, buffer: Arc<Buffer>, node: String, limits: QueryConfig) -> Self {
@@ -93,58 +148,90 @@ impl QueryService {
                 limit: self.limits.memory_limit.as_u64(),
                 message: message.clone(),
             },
+            DataFusionError::Plan(message) => Error::Plan(message.clone()),
             _ => Error::Sql(Box::new(err)),
         }
     }
 
-    /// Builds the session of one query.
-    async fn session(&self) -> Result<SessionContext> {
+    /// The object store the data lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Builds the session of one query, holding only the rows `projects` allows. This is the
+    /// one place sessions are made; every protocol (HTTP, CLI) goes through it.
+    pub async fn session(&self, projects: &ProjectFilter) -> Result<SessionContext> {
         let snapshot = self.buffer.snapshot();
         let mut files = snapshot.manifest.files.clone();
+        let mut rollups = snapshot.manifest.rollups.clone();
         for manifest in Manifest::load_all(&self.store).await? {
             if manifest.node != self.node {
                 files.extend(manifest.files);
+                rollups.extend(manifest.rollups);
             }
         }
+        let states = crate::issues::state::load(&self.store, projects)
+            .await
+            .map_err(|e| Error::IssueState(Box::new(e)))?;
+        // No disk manager: an operator that runs out of memory fails instead of spilling to
+        // local files, so a query never touches the filesystem.
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_limit.as_u64() as usize, 1.0)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
             .build_arc()
             .map_err(|e| self.sql_error(e))?;
         let config = SessionConfig::new()
             .with_information_schema(false)
             .with_target_partitions(2)
             .with_default_catalog_and_schema("faultline", "public");
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            // `generate_series`, `range` and friends: not needed, and a cheap way to make work.
+            .with_table_functions(Default::default())
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        for name in UNBOUNDED_FUNCTIONS {
+            ctx.deregister_udf(name);
+        }
         ctx.register_object_store(
             &url::Url::parse(STORE_URL).expect("store URL is valid"),
             Arc::clone(&self.store.objects),
         );
-        let events = EventsTable::new(files, snapshot.batches, 2);
+        let events = EventsTable::new(files, snapshot.batches.clone(), projects, 2)
+            .map_err(|e| self.sql_error(e))?;
         ctx.register_table("events", Arc::new(events))
             .map_err(|e| self.sql_error(e))?;
-        let issues = ctx
-            .sql(ISSUES_VIEW)
+        issues_table::register(&ctx, rollups, snapshot.batches, &states, projects)
             .await
-            .map_err(|e| self.sql_error(e))?
-            .into_view();
-        ctx.register_table("issues", issues)
             .map_err(|e| self.sql_error(e))?;
         Ok(ctx)
     }
 
-    /// Runs one read-only SQL statement within the configured limits.
+    /// Plans one statement in `ctx` and checks the plan ([`guard`]).
+    pub async fn plan(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
+        let plan = ctx
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .map_err(|e| self.sql_error(e))?;
+        guard::check(&plan)?;
+        Ok(plan)
+    }
+
+    /// Runs one read-only SQL statement over the rows `projects` allows, within the limits.
     #[tracing::instrument(level = "debug", skip(self))]
-    pub async fn run(&self, sql: &str) -> Result<QueryOutput> {
-        let ctx = self.session().await?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
+    pub async fn run(&self, projects: &ProjectFilter, sql: &str) -> Result<QueryOutput> {
         let timeout = self.limits.timeout;
         let max_rows = self.limits.max_rows;
         let work = async {
+            let ctx = self.session(projects).await?;
+            let plan = self.plan(&ctx, sql).await?;
             let frame = ctx
-                .sql_with_options(sql, options)
+                .execute_logical_plan(plan)
                 .await
                 .map_err(|e| self.sql_error(e))?;
             let schema: SchemaRef = Arc::clone(frame.schema().inner());

@@ -28,6 +28,10 @@ pub struct Manifest {
     /// object store until `retention.delete_after` has passed, for queries already planned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<Retired>,
+    /// Hourly issue rollups (`rollups/project=<id>/date=<day>/<ulid>.parquet`), written with the
+    /// event files they summarize; `hour` is 0.
+    #[serde(default)]
+    pub rollups: Vec<DataFile>,
 }
 
 /// A file that left the manifest at `since_ms` and is deleted later.
@@ -132,6 +136,7 @@ impl Manifest {
             version: self.version + 1,
             wal_upto: Some(wal_upto.max(self.wal_upto.unwrap_or(0))),
             files,
+            rollups: self.rollups.clone(),
             retired: self.retired.clone(),
         }
     }
@@ -140,7 +145,7 @@ impl Manifest {
     /// (and [`Self::retire_partitions`]), so a new kind of listed file (issue rollups) only
     /// needs adding here.
     pub fn live_files(&self) -> impl Iterator<Item = &DataFile> {
-        self.files.iter()
+        self.files.iter().chain(&self.rollups)
     }
 
     /// The next content with every live file of the given (project, date) partitions moved to
@@ -155,8 +160,12 @@ impl Manifest {
             return None;
         }
         let mut next = self.clone();
-        let (retired, kept): (Vec<_>, Vec<_>) = next.files.drain(..).partition(gone);
+        let (mut retired, kept): (Vec<_>, Vec<_>) = next.files.drain(..).partition(gone);
         next.files = kept;
+        let (retired_rollups, kept_rollups): (Vec<_>, Vec<_>) =
+            next.rollups.drain(..).partition(gone);
+        next.rollups = kept_rollups;
+        retired.extend(retired_rollups);
         next.retired.extend(retired.into_iter().map(|f| Retired {
             path: f.path,
             project_id: f.project_id,

@@ -1,4 +1,8 @@
-//! Who may send and who may read: projects with their DSN keys, and API tokens.
+//! Who may send and who may read: organizations own projects (with their DSN keys) and API
+//! tokens (with scopes and an optional project list).
+//!
+//! Organizations are names: a project or token names its organization, and projects from the
+//! config file belong to [`DEFAULT_ORG`].
 
 pub mod projects;
 pub mod tokens;
@@ -6,7 +10,10 @@ pub mod tokens;
 use std::path::PathBuf;
 
 pub use projects::{Project, Projects};
-pub use tokens::Tokens;
+pub use tokens::{NewToken, Principal, Scope, TokenRecord, Tokens};
+
+/// The organization of projects from the config file and of tokens that name none.
+pub const DEFAULT_ORG: &str = "default";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,6 +27,16 @@ pub enum Error {
     NameTaken { name: String },
     #[error("invalid API token")]
     BadToken,
+    #[error("the API token lacks the scope {scope}")]
+    MissingScope { scope: Scope },
+    #[error("unknown scope {scope:?}: use events:read or projects:admin")]
+    InvalidScope { scope: String },
+    #[error("a token needs at least one scope")]
+    NoScopes,
+    #[error("no API token with id {id}")]
+    UnknownToken { id: String },
+    #[error("no project named {name:?} in organization {org:?}")]
+    UnknownProjectName { org: String, name: String },
     #[error("cannot read the admin token file {path}: {source}")]
     ReadTokenFile {
         path: PathBuf,

@@ -17,7 +17,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use super::{Error, Result};
+use super::{DEFAULT_ORG, Error, Principal, Result};
 use crate::store::{self, Store};
 
 /// Re-reading the store on a miss happens at most this often.
@@ -27,6 +27,8 @@ const RELOAD_INTERVAL: Duration = Duration::from_millis(250);
 pub struct Project {
     pub id: u64,
     pub name: String,
+    #[serde(default = "default_org")]
+    pub org: String,
     pub keys: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
@@ -37,6 +39,7 @@ impl From<&ProjectConfig> for Project {
         Self {
             id: p.id,
             name: p.name.clone(),
+            org: DEFAULT_ORG.to_owned(),
             keys: p.keys.clone(),
             rate_limit: p.rate_limit.clone(),
         }
@@ -50,6 +53,10 @@ impl Project {
         let (scheme, host) = url.split_once("://").unwrap_or(("http", url));
         format!("{scheme}://{}@{host}/{}", self.keys[0], self.id)
     }
+}
+
+fn default_org() -> String {
+    DEFAULT_ORG.to_owned()
 }
 
 fn project_path(id: u64) -> ObjectPath {
@@ -98,12 +105,31 @@ impl Projects {
     }
 
     /// Re-reads the store unless that happened very recently.
-    async fn reload_on_miss(&self) -> Result<()> {
+    async fn reload_if_stale(&self) -> Result<()> {
         let mut last = self.last_reload.lock().await;
         if last.elapsed() >= RELOAD_INTERVAL {
             self.reload().await?;
             *last = Instant::now();
         }
+        Ok(())
+    }
+
+    /// Re-reads the store after a lookup missed: at once if the last read is older than
+    /// [`RELOAD_INTERVAL`], else once that much time has passed, so a project created just
+    /// after the last read is still found (its SDK's first events are not refused). Misses that
+    /// wait together share one read.
+    async fn reload_on_miss(&self) -> Result<()> {
+        let arrived = Instant::now();
+        let mut last = self.last_reload.lock().await;
+        if *last >= arrived {
+            return Ok(());
+        }
+        let elapsed = last.elapsed();
+        if elapsed < RELOAD_INTERVAL {
+            tokio::time::sleep(RELOAD_INTERVAL - elapsed).await;
+        }
+        self.reload().await?;
+        *last = Instant::now();
         Ok(())
     }
 
@@ -139,12 +165,45 @@ impl Projects {
         Ok(list)
     }
 
-    /// Creates a project with a fresh DSN key in the store.
-    pub async fn create(&self, name: &str) -> Result<Project> {
-        if !faultline_config::is_slug(name) {
-            return Err(Error::InvalidName {
-                name: name.to_owned(),
-            });
+    /// The projects a token may read, by id. Re-reads the store (at most every 250 ms) so a
+    /// project created meanwhile is included.
+    pub async fn readable(&self, principal: &Principal) -> Result<Vec<Arc<Project>>> {
+        self.reload_if_stale().await?;
+        let map = Arc::clone(&self.by_id.read());
+        let mut list: Vec<_> = map
+            .values()
+            .filter(|p| principal.covers(&p.org, p.id))
+            .cloned()
+            .collect();
+        list.sort_by_key(|p| p.id);
+        Ok(list)
+    }
+
+    /// Resolves project names of `org` to ids.
+    pub async fn ids_by_name(&self, org: &str, names: &[String]) -> Result<Vec<u64>> {
+        let all = self.list().await?;
+        names
+            .iter()
+            .map(|name| {
+                all.iter()
+                    .find(|p| p.org == org && &p.name == name)
+                    .map(|p| p.id)
+                    .ok_or_else(|| Error::UnknownProjectName {
+                        org: org.to_owned(),
+                        name: name.clone(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Creates a project of organization `org` with a fresh DSN key in the store.
+    pub async fn create(&self, name: &str, org: &str) -> Result<Project> {
+        for name in [name, org] {
+            if !faultline_config::is_slug(name) {
+                return Err(Error::InvalidName {
+                    name: name.to_owned(),
+                });
+            }
         }
         loop {
             let existing = self.list().await?;
@@ -157,6 +216,7 @@ impl Projects {
             let project = Project {
                 id,
                 name: name.to_owned(),
+                org: org.to_owned(),
                 keys: vec![new_key()],
                 rate_limit: None,
             };
@@ -166,7 +226,12 @@ impl Projects {
                 .create_durable(&project_path(id), Bytes::from(data))
                 .await
             {
-                Ok(()) => return Ok(project),
+                Ok(()) => {
+                    let mut map = HashMap::clone(&self.by_id.read());
+                    map.insert(id, Arc::new(project.clone()));
+                    *self.by_id.write() = Arc::new(map);
+                    return Ok(project);
+                }
                 // Another creator took this id first: pick the next one.
                 Err(store::Error::AlreadyExists { .. }) => continue,
                 Err(err) => return Err(err.into()),
@@ -190,7 +255,7 @@ mod tests {
         let config = Config::default();
         let server = Projects::load(store.clone(), &config).await.unwrap();
         let cli = Projects::load(store, &config).await.unwrap();
-        let shop = cli.create("shop").await.unwrap();
+        let shop = cli.create("shop", DEFAULT_ORG).await.unwrap();
         assert_eq!(shop.id, 1);
         assert_eq!(shop.keys[0].len(), 32);
         tokio::time::sleep(RELOAD_INTERVAL).await;
@@ -203,9 +268,21 @@ mod tests {
             matches!(err, Error::UnknownProject { project_id: 9 }),
             "{err}"
         );
-        let err = cli.create("shop").await.unwrap_err();
+        let err = cli.create("shop", DEFAULT_ORG).await.unwrap_err();
         assert!(err.to_string().contains("already exists"), "{err}");
-        assert_eq!(cli.create("web").await.unwrap().id, 2);
+        assert_eq!(cli.create("web", DEFAULT_ORG).await.unwrap().id, 2);
+    }
+
+    #[tokio::test]
+    async fn a_project_created_right_after_a_reload_is_found_on_its_first_event() {
+        let store = Store::memory();
+        let config = Config::default();
+        let server = Projects::load(store.clone(), &config).await.unwrap();
+        let cli = Projects::load(store, &config).await.unwrap();
+        let shop = cli.create("shop", DEFAULT_ORG).await.unwrap();
+        // No pause: the server read the store moments ago.
+        let found = server.authorize(shop.id, &shop.keys[0]).await.unwrap();
+        assert_eq!(found.name, "shop");
     }
 
     #[test]
@@ -213,6 +290,7 @@ mod tests {
         let project = Project {
             id: 3,
             name: "shop".into(),
+            org: DEFAULT_ORG.into(),
             keys: vec!["ab".repeat(16)],
             rate_limit: None,
         };

@@ -1,8 +1,14 @@
-//! API tokens for the query API. A token is shown once when created; the store keeps only its
-//! SHA-256 (`meta/tokens/<sha256>.json`), so a leaked bucket does not leak usable tokens.
+//! API tokens. A token belongs to one organization, carries scopes and optionally a list of
+//! projects. It is shown once when created; the store keeps only its SHA-256
+//! (`meta/tokens/<sha256>.json`), so a leaked bucket does not leak usable tokens. A token's
+//! public id is the first 16 hex digits of that hash.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -11,16 +17,139 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Error, Result};
+use super::{DEFAULT_ORG, Error, Result};
 use crate::store::{self, Store};
 
 /// Prefix of every token, so secret scanners can recognise them.
 const PREFIX: &str = "flt_";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A verified token is trusted this long before the store is asked again, so a revocation on
+/// another node takes effect within this time.
+const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scope {
+    /// Run SQL over the events and issues of its projects.
+    #[serde(rename = "events:read")]
+    EventsRead,
+    /// Manage tokens and issue state of its organization.
+    #[serde(rename = "projects:admin")]
+    ProjectsAdmin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EventsRead => "events:read",
+            Self::ProjectsAdmin => "projects:admin",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "events:read" => Ok(Self::EventsRead),
+            "projects:admin" => Ok(Self::ProjectsAdmin),
+            other => Err(Error::InvalidScope {
+                scope: other.to_owned(),
+            }),
+        }
+    }
+}
+
+fn default_org() -> String {
+    DEFAULT_ORG.to_owned()
+}
+
+fn default_scopes() -> Vec<Scope> {
+    vec![Scope::EventsRead]
+}
+
+/// What the store keeps of a token (never the token itself).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenRecord {
+    #[serde(default)]
+    pub id: String,
     pub name: String,
+    #[serde(default = "default_org")]
+    pub org: String,
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<Scope>,
+    /// Project ids the token is limited to; `None` means every project of the organization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projects: Option<Vec<u64>>,
     pub created: DateTime<Utc>,
+}
+
+/// A token to create.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub name: String,
+    pub org: String,
+    pub scopes: Vec<Scope>,
+    pub projects: Option<Vec<u64>>,
+}
+
+/// Who is calling: the verified token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Principal {
+    pub token_id: String,
+    pub name: String,
+    /// `None` only for the admin token file: every organization.
+    pub org: Option<String>,
+    pub scopes: Vec<Scope>,
+    pub projects: Option<Vec<u64>>,
+}
+
+impl Principal {
+    /// The holder of the admin token file: every scope in every organization.
+    pub fn admin() -> Self {
+        Self {
+            token_id: "admin".to_owned(),
+            name: "admin token file".to_owned(),
+            org: None,
+            scopes: vec![Scope::EventsRead, Scope::ProjectsAdmin],
+            projects: None,
+        }
+    }
+
+    fn from_record(record: &TokenRecord) -> Self {
+        Self {
+            token_id: record.id.clone(),
+            name: record.name.clone(),
+            org: Some(record.org.clone()),
+            scopes: record.scopes.clone(),
+            projects: record.projects.clone(),
+        }
+    }
+
+    /// Refuses unless the token carries `scope`.
+    pub fn require(&self, scope: Scope) -> Result<()> {
+        if self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(Error::MissingScope { scope })
+        }
+    }
+
+    /// True if the token may see this project of this organization.
+    pub fn covers(&self, org: &str, project_id: u64) -> bool {
+        self.org.as_deref().is_none_or(|o| o == org)
+            && self
+                .projects
+                .as_ref()
+                .is_none_or(|list| list.contains(&project_id))
+    }
 }
 
 fn hash(token: &str) -> String {
@@ -31,11 +160,15 @@ fn token_path(hash: &str) -> ObjectPath {
     ObjectPath::from(format!("meta/tokens/{hash}.json"))
 }
 
-/// Verifies tokens against the store (and an optional admin token file).
+fn id_of(hash: &str) -> String {
+    hash[..16].to_owned()
+}
+
+/// Creates, lists, revokes and verifies tokens.
 pub struct Tokens {
     store: Store,
     admin_hash: Option<String>,
-    known: RwLock<HashSet<String>>,
+    known: RwLock<HashMap<String, (Arc<Principal>, Instant)>>,
 }
 
 impl Tokens {
@@ -54,43 +187,113 @@ impl Tokens {
         Ok(Self {
             store,
             admin_hash,
-            known: RwLock::new(HashSet::new()),
+            known: RwLock::new(HashMap::new()),
         })
     }
 
-    /// Creates a token and returns it; only its hash is stored.
-    pub async fn create(&self, name: &str) -> Result<String> {
+    /// Creates a token and returns it with its record; only its hash is stored.
+    pub async fn create(&self, new: NewToken) -> Result<(String, TokenRecord)> {
+        if !faultline_config::is_slug(&new.org) {
+            return Err(Error::InvalidName { name: new.org });
+        }
+        if new.scopes.is_empty() {
+            return Err(Error::NoScopes);
+        }
         let token = format!("{PREFIX}{}", hex::encode(rand::random::<[u8; 24]>()));
+        let digest = hash(&token);
+        let mut scopes = new.scopes;
+        scopes.sort();
+        scopes.dedup();
         let record = TokenRecord {
-            name: name.to_owned(),
+            id: id_of(&digest),
+            name: new.name,
+            org: new.org,
+            scopes,
+            projects: new.projects,
             created: Utc::now(),
         };
         let data = serde_json::to_vec_pretty(&record).expect("token record serializes");
         self.store
-            .create_durable(&token_path(&hash(&token)), Bytes::from(data))
+            .create_durable(&token_path(&digest), Bytes::from(data))
             .await?;
-        Ok(token)
+        Ok((token, record))
     }
 
-    /// Checks a bearer token.
-    pub async fn verify(&self, token: &str) -> Result<()> {
+    /// Checks a bearer token and says who holds it.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Principal>> {
         let digest = hash(token);
-        if self.admin_hash.as_deref() == Some(digest.as_str())
-            || self.known.read().contains(&digest)
-        {
-            return Ok(());
+        if self.admin_hash.as_deref() == Some(digest.as_str()) {
+            return Ok(Arc::new(Principal::admin()));
         }
-        match self.store.get(&token_path(&digest)).await {
-            Ok(_) => {
-                self.known.write().insert(digest);
-                Ok(())
+        if let Some((principal, at)) = self.known.read().get(&digest)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(Arc::clone(principal));
+        }
+        match self
+            .store
+            .get_json::<TokenRecord>(&token_path(&digest))
+            .await
+        {
+            Ok(mut record) => {
+                record.id = id_of(&digest);
+                let principal = Arc::new(Principal::from_record(&record));
+                self.known
+                    .write()
+                    .insert(digest, (Arc::clone(&principal), Instant::now()));
+                Ok(principal)
             }
             Err(store::Error::Request {
                 source: object_store::Error::NotFound { .. },
                 ..
-            }) => Err(Error::BadToken),
+            }) => {
+                self.known.write().remove(&digest);
+                Err(Error::BadToken)
+            }
             Err(err) => Err(err.into()),
         }
+    }
+
+    async fn stored(&self) -> Result<Vec<(ObjectPath, TokenRecord)>> {
+        let mut out = Vec::new();
+        for meta in self.store.list(&ObjectPath::from("meta/tokens")).await? {
+            let Some(digest) = meta
+                .location
+                .filename()
+                .and_then(|f| f.strip_suffix(".json"))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let mut record: TokenRecord = self.store.get_json(&meta.location).await?;
+            record.id = id_of(&digest);
+            out.push((meta.location, record));
+        }
+        out.sort_by(|a, b| (a.1.created, &a.1.id).cmp(&(b.1.created, &b.1.id)));
+        Ok(out)
+    }
+
+    /// The tokens of `org` (every organization for `None`), oldest first.
+    pub async fn list(&self, org: Option<&str>) -> Result<Vec<TokenRecord>> {
+        Ok(self
+            .stored()
+            .await?
+            .into_iter()
+            .map(|(_, record)| record)
+            .filter(|r| org.is_none_or(|o| o == r.org))
+            .collect())
+    }
+
+    /// Deletes the token with public id `id` if it belongs to `org` (any for `None`).
+    pub async fn revoke(&self, org: Option<&str>, id: &str) -> Result<TokenRecord> {
+        for (path, record) in self.stored().await? {
+            if record.id == id && org.is_none_or(|o| o == record.org) {
+                self.store.delete(&path).await?;
+                self.known.write().retain(|digest, _| id_of(digest) != id);
+                return Ok(record);
+            }
+        }
+        Err(Error::UnknownToken { id: id.to_owned() })
     }
 }
 
@@ -98,22 +301,79 @@ impl Tokens {
 mod tests {
     use super::*;
 
+    fn reader(org: &str) -> NewToken {
+        NewToken {
+            name: "ci".into(),
+            org: org.into(),
+            scopes: vec![Scope::EventsRead],
+            projects: None,
+        }
+    }
+
     #[tokio::test]
     async fn created_tokens_verify_and_others_do_not() {
         let tokens = Tokens::new(Store::memory(), None).unwrap();
-        let token = tokens.create("ci").await.unwrap();
+        let (token, record) = tokens.create(reader("acme")).await.unwrap();
         assert!(token.starts_with(PREFIX));
-        tokens.verify(&token).await.unwrap();
+        let principal = tokens.verify(&token).await.unwrap();
+        assert_eq!(principal.org.as_deref(), Some("acme"));
+        assert_eq!(principal.token_id, record.id);
         let err = tokens.verify("flt_nope").await.unwrap_err();
         assert!(matches!(err, Error::BadToken));
     }
 
     #[tokio::test]
-    async fn admin_token_file_is_accepted() {
+    async fn only_the_hash_is_stored_and_revoked_tokens_stop_working() {
+        let store = Store::memory();
+        let tokens = Tokens::new(store.clone(), None).unwrap();
+        let (token, record) = tokens.create(reader("acme")).await.unwrap();
+        let (_, other) = tokens.create(reader("globex")).await.unwrap();
+        for meta in store.list(&ObjectPath::from("meta/tokens")).await.unwrap() {
+            let text = String::from_utf8(store.get(&meta.location).await.unwrap().to_vec());
+            assert!(!text.unwrap().contains(&token[PREFIX.len()..]));
+        }
+        assert_eq!(
+            tokens.list(Some("acme")).await.unwrap(),
+            vec![record.clone()]
+        );
+        let err = tokens.revoke(Some("acme"), &other.id).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("no API token with id {}", other.id)
+        );
+        tokens.verify(&token).await.unwrap();
+        tokens.revoke(Some("acme"), &record.id).await.unwrap();
+        assert!(matches!(tokens.verify(&token).await, Err(Error::BadToken)));
+        assert_eq!(tokens.list(None).await.unwrap(), vec![other]);
+    }
+
+    #[tokio::test]
+    async fn admin_token_file_is_accepted_for_every_org() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         std::fs::write(&path, "secret-admin\n").unwrap();
         let tokens = Tokens::new(Store::memory(), Some(&path)).unwrap();
-        tokens.verify("secret-admin").await.unwrap();
+        let admin = tokens.verify("secret-admin").await.unwrap();
+        assert!(admin.covers("anything", 7));
+        admin.require(Scope::ProjectsAdmin).unwrap();
+    }
+
+    #[test]
+    fn a_project_list_narrows_what_a_token_covers() {
+        let principal = Principal {
+            token_id: "x".into(),
+            name: "x".into(),
+            org: Some("acme".into()),
+            scopes: vec![Scope::EventsRead],
+            projects: Some(vec![2]),
+        };
+        assert!(principal.covers("acme", 2));
+        assert!(!principal.covers("acme", 3));
+        assert!(!principal.covers("globex", 2));
+        let err = principal.require(Scope::ProjectsAdmin).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the API token lacks the scope projects:admin"
+        );
     }
 }

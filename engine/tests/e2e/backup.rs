@@ -24,6 +24,13 @@ fn ids(rows: &[Rows]) -> BTreeSet<String> {
 
 const ALL_EVENTS: &str = "SELECT event_id, project, issue_id, title, level, timestamp, received \
     FROM events ORDER BY event_id";
+/// The issues as a user lists them (answered from the rollups, not from the events).
+const ISSUES: &str = "SELECT project, issue_id, title, event_count, first_seen, last_seen \
+    FROM issues ORDER BY project, issue_id";
+
+fn event_total(issues: &[Rows]) -> i64 {
+    issues.iter().filter_map(|r| r.int("event_count")).sum()
+}
 
 fn backup_list(setup: &Setup, extra: &[&str]) -> Result<Vec<Value>> {
     let mut args = vec!["backup", "list", "--format", "json"];
@@ -87,6 +94,8 @@ async fn a_backup_of_a_live_tracker_restores_identically_and_to_a_point_in_time(
     assert!(verified.contains(&id), "{verified}");
     let source_rows = live.query(ALL_EVENTS)?;
     assert_eq!(source_rows.len(), 37);
+    let source_issues = live.query(ISSUES)?;
+    assert_eq!(event_total(&source_issues), 37);
 
     // A full restore into an empty location answers exactly as the live tracker.
     let mut restored = s3_setup(tmp.path(), "restored", &moto);
@@ -96,6 +105,8 @@ async fn a_backup_of_a_live_tracker_restores_identically_and_to_a_point_in_time(
     let out = restored.cli(&["backup", "restore", "latest"])?;
     assert!(out.contains(&format!("restored backup {id}")), "{out}");
     assert_eq!(restored.query(ALL_EVENTS)?, source_rows);
+    // The issues too, including the events that were only in the WAL when the backup was made.
+    assert_eq!(restored.query(ISSUES)?, source_issues);
     let again = restored.cli(&["backup", "restore", "latest"])?;
     assert!(again.contains("already restored"), "{again}");
     let other = restored.cli(&["backup", "restore", &id, "--until", &until.to_rfc3339()]);
@@ -119,6 +130,13 @@ async fn a_backup_of_a_live_tracker_restores_identically_and_to_a_point_in_time(
     let rows = pitr.query(ALL_EVENTS)?;
     assert_eq!(ids(&rows), before.iter().cloned().collect());
     assert!(after.iter().all(|id| !ids(&rows).contains(id)));
+    // The issues count exactly the events kept, not what the backed-up rollups summarized.
+    let pitr_issues = pitr.query(ISSUES)?;
+    assert_eq!(
+        event_total(&pitr_issues),
+        before.len() as i64,
+        "{pitr_issues:?}"
+    );
 
     // A server started on the restored location serves the same and keeps ingesting.
     drop(server);
@@ -309,16 +327,26 @@ async fn the_admin_api_runs_backups_and_retention_and_the_server_holds_the_lease
     use reqwest::Method;
     let tmp = tempfile::tempdir()?;
     let dest = tmp.path().join("dest");
+    // Backups and retention cover every organization: only the admin token file may run them,
+    // as the operator does with the token it mounts.
+    let token = "flt_e2e_instance_admin_token";
+    let token_file = tmp.path().join("admin-token");
+    std::fs::write(&token_file, format!("{token}\n"))?;
     let setup = local_setup(
         tmp.path(),
         "src",
         &dest,
-        "\n[retention]\ninterval = \"1s\"\ndelete_after = \"0s\"\n\n[retention.projects]\nold = 5\n\n\
-         [compaction]\ninterval = \"1s\"\n",
+        &format!(
+            "\n[auth]\nadmin_token_file = {:?}\n\n[retention]\ninterval = \"1s\"\n\
+             delete_after = \"0s\"\n\n[retention.projects]\nold = 5\n\n\
+             [compaction]\ninterval = \"1s\"\n",
+            token_file.display().to_string()
+        ),
     );
     let dsn = setup.create_project("shop")?;
     let old = setup.create_project("old")?;
-    let token = setup.create_token()?;
+    let org_token = setup.create_token()?;
+    let token = token.to_owned();
     let server = setup.start()?;
     send_at(&dsn, &[days_ago(1); 3]).await?;
     send_at(&old, &[days_ago(20), days_ago(2)]).await?;
@@ -326,6 +354,23 @@ async fn the_admin_api_runs_backups_and_retention_and_the_server_holds_the_lease
 
     let (status, _) = admin(Method::POST, format!("{base}/api/0/backups"), None).await?;
     assert_eq!(status, 401, "a token is required");
+    let (status, body) = admin(
+        Method::POST,
+        format!("{base}/api/0/backups"),
+        Some(&org_token),
+    )
+    .await?;
+    assert_eq!(
+        status, 403,
+        "an organization's token may not back up every organization"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("admin token"),
+        "{body}"
+    );
     let (status, body) = admin(Method::POST, format!("{base}/api/0/backups"), Some(&token)).await?;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["state"], "running");

@@ -1,0 +1,301 @@
+//! `query-bench`: SQL over 10 million events, through faultline and through DuckDB on the same
+//! Parquet files, in one run on one machine.
+//!
+//! Layout:
+//! - `generate`: writes the data set with faultline's own writer (events per hour, rollups per
+//!   day, one manifest), deterministic for a given size.
+//! - here: runs the fixed query set in-process through `QueryService` (the path every protocol
+//!   takes: a session for project 1, plan checks, limits), then the same questions with DuckDB
+//!   (`bench/query/duckdb_bench.py`, PyPI `duckdb`), and prints medians, ratios and peak RSS.
+
+mod generate;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use clap::Parser;
+use faultline_config::Config;
+use faultline_engine::query::{ProjectFilter, QueryService};
+
+/// Query benchmark: faultline vs DuckDB on the same Parquet files.
+#[derive(Debug, Parser)]
+#[command(name = "query-bench", version)]
+struct Args {
+    /// Events to generate.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: usize,
+    /// Distinct issues (templates).
+    #[arg(long, default_value_t = 500)]
+    issues: usize,
+    /// Days the events span, ending now.
+    #[arg(long, default_value_t = 30)]
+    days: usize,
+    /// Data directory; reused when it already holds a data set (delete it to regenerate).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Timed runs per query (after one warm-up run); the median is printed.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Python with `duckdb` installed.
+    #[arg(long, env = "FAULTLINE_BENCH_PYTHON")]
+    python: Option<PathBuf>,
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_owned()
+}
+
+/// One question, as faultline SQL and as DuckDB SQL over `events` / `rollups` views.
+struct Query {
+    name: &'static str,
+    faultline: String,
+    duckdb: String,
+    /// Target: the faultline time must be below this (the issues list), if any.
+    limit_ms: Option<f64>,
+}
+
+fn issues_list(days: u32) -> (String, String) {
+    (
+        format!(
+            "SELECT issue_id, title, event_count, users, last_seen FROM issues \
+             WHERE last_seen > now() - INTERVAL '{days} days' ORDER BY event_count DESC LIMIT 50"
+        ),
+        format!(
+            "SELECT issue_id, arg_max(title, last_seen) AS title, sum(events) AS event_count, \
+             len(list_distinct(flatten(list(users)))) AS users, max(last_seen) AS last_seen \
+             FROM rollups WHERE project_id = 1 GROUP BY issue_id \
+             HAVING max(last_seen) > now() - INTERVAL {days} DAY ORDER BY event_count DESC LIMIT 50"
+        ),
+    )
+}
+
+fn queries(issue_id: i64, event_id: &str) -> Vec<Query> {
+    let mut out = Vec::new();
+    for (name, days) in [
+        ("issues list 24h", 1),
+        ("issues list 14d", 14),
+        ("issues list 90d", 90),
+    ] {
+        let (faultline, duckdb) = issues_list(days);
+        out.push(Query {
+            name,
+            faultline,
+            duckdb,
+            limit_ms: Some(100.0),
+        });
+    }
+    let same = |name, sql: String| Query {
+        name,
+        faultline: sql.clone(),
+        duckdb: sql,
+        limit_ms: None,
+    };
+    out.push(same(
+        "count by tag value",
+        "SELECT tags['browser'] AS browser, count(*) AS n FROM events \
+         WHERE timestamp > now() - INTERVAL '14 days' GROUP BY 1 ORDER BY 2 DESC"
+            .into(),
+    ));
+    out.push(same(
+        "top culprits",
+        "SELECT culprit, count(*) AS n FROM events GROUP BY 1 ORDER BY 2 DESC LIMIT 10".into(),
+    ));
+    out.push(same(
+        "events per hour, one issue",
+        format!(
+            "SELECT date_trunc('hour', timestamp) AS h, count(*) AS n FROM events \
+             WHERE issue_id = {issue_id} GROUP BY 1 ORDER BY 1"
+        ),
+    ));
+    out.push(same(
+        "text search in messages",
+        "SELECT count(*) AS n FROM events WHERE message LIKE '%connection reset%'".into(),
+    ));
+    out.push(same(
+        "one event by id",
+        format!("SELECT event FROM events WHERE event_id = '{event_id}'"),
+    ));
+    out
+}
+
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+async fn time_faultline(
+    service: &QueryService,
+    projects: &ProjectFilter,
+    sql: &str,
+    reps: usize,
+) -> Result<f64> {
+    let mut times = Vec::new();
+    for i in 0..=reps {
+        let started = Instant::now();
+        service
+            .run(projects, sql)
+            .await
+            .with_context(|| format!("faultline: {sql}"))?;
+        if i > 0 {
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    Ok(median(times))
+}
+
+fn time_duckdb(
+    python: &Path,
+    dir: &Path,
+    queries: &[Query],
+    reps: usize,
+) -> Result<BTreeMap<String, Value>> {
+    let script = workspace_root().join("bench/query/duckdb_bench.py");
+    let input = serde_json::json!({
+        "root": dir,
+        "reps": reps,
+        "queries": queries.iter().map(|q| (q.name, &q.duckdb)).collect::<Vec<_>>(),
+    });
+    let mut child = Command::new(python)
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("run duckdb_bench.py")?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(input.to_string().as_bytes())?;
+    let output = child.wait_with_output()?;
+    ensure!(output.status.success(), "duckdb_bench.py failed");
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+type Value = serde_json::Value;
+
+/// Resets the peak RSS (VmHWM) of this process, so the query phase is measured alone.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let tmp;
+    let dir = match &args.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_owned()
+        }
+    };
+    let objects = dir.join("objects");
+    if !objects.join("manifest").exists() {
+        eprintln!(
+            "generating {} events over {} issues and {} days in {}",
+            args.events,
+            args.issues,
+            args.days,
+            objects.display()
+        );
+        let started = Instant::now();
+        generate::generate(
+            &objects,
+            args.events,
+            args.issues,
+            args.days,
+            chrono::Utc::now(),
+        )
+        .await?;
+        eprintln!("generated in {:.0} s", started.elapsed().as_secs_f64());
+    }
+    let mut config = Config::default();
+    config.storage.data_dir = dir.clone();
+    config.storage.node_id = "query-bench".into();
+    config.query.timeout = Duration::from_secs(600);
+    let service = faultline_engine::node::open_reader(&config).await?;
+    let projects = ProjectFilter::Only(Arc::new([1].into_iter().collect()));
+
+    // Pick the noisiest issue and one event of it for the point queries.
+    let top = service
+        .run(
+            &projects,
+            "SELECT issue_id, min(event_id) AS event_id FROM events \
+             WHERE issue_id = (SELECT issue_id FROM issues ORDER BY event_count DESC LIMIT 1) \
+             GROUP BY issue_id",
+        )
+        .await?;
+    let batch = top
+        .batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .context("the data set has no events")?;
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    let issue_id = batch.column(0).as_primitive::<Int64Type>().value(0);
+    let event_id = batch.column(1).as_string::<i32>().value(0).to_owned();
+    let queries = queries(issue_id, &event_id);
+
+    reset_peak_rss();
+    let mut faultline_ms = Vec::new();
+    for q in &queries {
+        faultline_ms.push(time_faultline(&service, &projects, &q.faultline, args.reps).await?);
+    }
+    let peak = peak_rss_mib();
+    let python = args
+        .python
+        .clone()
+        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
+    let duck = time_duckdb(&python, &objects, &queries, args.reps)?;
+
+    println!(
+        "query benchmark: {} events, {} issues, {} days; median of {} runs, ms",
+        args.events, args.issues, args.days, args.reps
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>8}  target",
+        "query", "faultline", "duckdb", "ratio"
+    );
+    for (q, ms) in queries.iter().zip(&faultline_ms) {
+        let duck_ms = duck.get(q.name).and_then(Value::as_f64);
+        let ratio = duck_ms.map(|d| ms / d);
+        let target = match (q.limit_ms, ratio) {
+            (Some(limit), _) => format!(
+                "< {limit} ms: {}",
+                if *ms < limit { "met" } else { "MISSED" }
+            ),
+            (None, Some(r)) => format!("<= 1.5x: {}", if r <= 1.5 { "met" } else { "MISSED" }),
+            (None, None) => "duckdb failed".into(),
+        };
+        println!(
+            "{:<28} {:>10.1} {:>10} {:>8}  {target}",
+            q.name,
+            ms,
+            duck_ms.map_or("-".into(), |d| format!("{d:.1}")),
+            ratio.map_or("-".into(), |r| format!("{r:.2}x"))
+        );
+    }
+    if let Some(peak) = peak {
+        println!(
+            "peak RSS during the faultline queries: {peak:.0} MiB (target < 500 MiB: {})",
+            if peak < 500.0 { "met" } else { "MISSED" }
+        );
+    }
+    Ok(())
+}

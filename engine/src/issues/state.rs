@@ -1,0 +1,247 @@
+//! Issue state: unresolved, resolved or ignored (until a date or a number of further events).
+//!
+//! Each change is a new create-only object
+//! `meta/issues/project=<id>/issue=<issue id>/<u64::MAX - version, 20 digits>.json`, like the
+//! manifests: the newest version sorts first, a version is never overwritten, and two writers
+//! racing for one version make the loser re-read and retry. The store is written only when a
+//! person changes a state; what events do to it (a resolved issue that gets a new event is
+//! unresolved again and a regression; an ignore that expired) is derived when `issues` is read,
+//! so ingest never writes state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use object_store::path::Path as ObjectPath;
+use serde::{Deserialize, Serialize};
+
+use super::Result;
+use crate::query::ProjectFilter;
+use crate::store::{self, Store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Unresolved,
+    Resolved,
+    Ignored,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unresolved => "unresolved",
+            Self::Resolved => "resolved",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+/// One version of an issue's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IssueState {
+    pub project_id: u64,
+    pub issue_id: i64,
+    pub version: u64,
+    pub status: Status,
+    pub changed: DateTime<Utc>,
+    /// Who changed it (the token's name).
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_until: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_until_count: Option<u64>,
+    /// The issue's event count when the state was set (for `ignore_until_count`).
+    pub count_at_change: u64,
+}
+
+fn issue_prefix(project_id: u64, issue_id: i64) -> ObjectPath {
+    ObjectPath::from(format!("meta/issues/project={project_id}/issue={issue_id}"))
+}
+
+fn version_path(project_id: u64, issue_id: i64, version: u64) -> ObjectPath {
+    ObjectPath::from(format!(
+        "meta/issues/project={project_id}/issue={issue_id}/{:020}.json",
+        u64::MAX - version
+    ))
+}
+
+/// The newest state of every issue of the projects `filter` allows.
+pub async fn load(store: &Store, filter: &ProjectFilter) -> Result<Vec<IssueState>> {
+    // A token's session lists only its own projects' prefixes, not every tenant's state.
+    let listing = match filter {
+        ProjectFilter::All => store.list(&ObjectPath::from("meta/issues")).await?,
+        ProjectFilter::Only(ids) => {
+            let mut listing = Vec::new();
+            for id in ids.iter() {
+                let prefix = ObjectPath::from(format!("meta/issues/project={id}"));
+                listing.extend(store.list(&prefix).await?);
+            }
+            listing
+        }
+    };
+    let mut newest: BTreeMap<(String, String), ObjectPath> = BTreeMap::new();
+    for meta in listing {
+        let parts: Vec<String> = meta
+            .location
+            .parts()
+            .map(|p| p.as_ref().to_owned())
+            .collect();
+        let [_, _, project, issue, _] = parts.as_slice() else {
+            continue;
+        };
+        let allowed = project
+            .strip_prefix("project=")
+            .and_then(|p| p.parse::<u64>().ok())
+            .is_some_and(|p| filter.allows(p));
+        if !allowed {
+            continue;
+        }
+        let entry = newest
+            .entry((project.clone(), issue.clone()))
+            .or_insert_with(|| meta.location.clone());
+        if meta.location < *entry {
+            *entry = meta.location.clone();
+        }
+    }
+    let mut out = Vec::with_capacity(newest.len());
+    for path in newest.values() {
+        out.push(store.get_json(path).await?);
+    }
+    Ok(out)
+}
+
+/// The newest state of one issue.
+async fn current(store: &Store, project_id: u64, issue_id: i64) -> Result<Option<IssueState>> {
+    let mut listing = store.list(&issue_prefix(project_id, issue_id)).await?;
+    listing.sort_by(|a, b| a.location.cmp(&b.location));
+    match listing.first() {
+        Some(meta) => Ok(Some(store.get_json(&meta.location).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Stores `state` as the issue's next version (its `version` is set here).
+pub async fn save(store: &Store, mut state: IssueState) -> Result<IssueState> {
+    loop {
+        let previous = current(store, state.project_id, state.issue_id).await?;
+        state.version = previous.map_or(1, |p| p.version + 1);
+        let data = serde_json::to_vec_pretty(&state).expect("issue state serializes");
+        let path = version_path(state.project_id, state.issue_id, state.version);
+        match store.create_durable(&path, Bytes::from(data)).await {
+            Ok(()) => return Ok(state),
+            // Someone else wrote this version first: theirs stays, ours goes on top.
+            Err(store::Error::AlreadyExists { .. }) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// The schema of the state table joined into `issues`.
+pub fn schema() -> SchemaRef {
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("project_id", DataType::Int64, false),
+        Field::new("issue_id", DataType::Int64, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("changed", ts.clone(), false),
+        Field::new("ignore_until", ts, true),
+        Field::new("ignore_until_count", DataType::Int64, true),
+        Field::new("count_at_change", DataType::Int64, false),
+    ]))
+}
+
+/// States as one batch of [`schema`].
+pub fn to_batch(states: &[IssueState]) -> RecordBatch {
+    let ms = |t: &DateTime<Utc>| t.timestamp_millis();
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(
+                states.iter().map(|s| s.project_id as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                states.iter().map(|s| s.issue_id),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                states.iter().map(|s| s.status.as_str()),
+            )),
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(states.iter().map(|s| ms(&s.changed)))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(
+                TimestampMillisecondArray::from_iter(
+                    states.iter().map(|s| s.ignore_until.as_ref().map(ms)),
+                )
+                .with_timezone("UTC"),
+            ),
+            Arc::new(Int64Array::from_iter(
+                states
+                    .iter()
+                    .map(|s| s.ignore_until_count.map(|c| c as i64)),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                states.iter().map(|s| s.count_at_change as i64),
+            )),
+        ],
+    )
+    .expect("issue state batch matches its schema")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(project_id: u64, issue_id: i64, status: Status) -> IssueState {
+        IssueState {
+            project_id,
+            issue_id,
+            version: 0,
+            status,
+            changed: Utc::now(),
+            by: "test".into(),
+            ignore_until: None,
+            ignore_until_count: None,
+            count_at_change: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn newest_version_wins_and_filters_apply() {
+        let store = Store::memory();
+        assert_eq!(
+            save(&store, state(1, 7, Status::Resolved))
+                .await
+                .unwrap()
+                .version,
+            1
+        );
+        assert_eq!(
+            save(&store, state(1, 7, Status::Unresolved))
+                .await
+                .unwrap()
+                .version,
+            2
+        );
+        save(&store, state(2, 9, Status::Ignored)).await.unwrap();
+        let all = load(&store, &ProjectFilter::All).await.unwrap();
+        let seen: Vec<_> = all
+            .iter()
+            .map(|s| (s.issue_id, s.version, s.status))
+            .collect();
+        assert_eq!(seen, [(7, 2, Status::Unresolved), (9, 1, Status::Ignored)]);
+        let only = ProjectFilter::Only(Arc::new([2].into_iter().collect()));
+        let seen: Vec<_> = load(&store, &only)
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.issue_id)
+            .collect();
+        assert_eq!(seen, [9]);
+        assert_eq!(to_batch(&all).num_rows(), 2);
+    }
+}

@@ -1,0 +1,70 @@
+//! The check every plan passes before it runs.
+//!
+//! Two layers, as InfluxDB 3 does it: DataFusion's `SQLOptions` refuse DDL (`CREATE [EXTERNAL]
+//! TABLE`, `CREATE VIEW`, `DROP`), DML (`INSERT`, `UPDATE`, `DELETE`, `COPY`) and statements
+//! (`SET`, transactions); then a walk over the whole plan, subqueries included, refuses anything
+//! that is not a read of the session's own tables. The session holds nothing else, so this is
+//! defence in depth: a DataFusion upgrade that adds a way to reach files or settings is refused
+//! here before it can run.
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SQLOptions;
+
+use super::{Error, Result};
+
+/// The tables a session has; any other table in a plan is refused. The last three appear only
+/// inside the `issues` view (planned into the query); they are not in the session's catalog, so
+/// SQL cannot name them.
+pub(super) const TABLES: [&str; 5] = [
+    "events",
+    "issues",
+    "issue_buffer",
+    "issue_rollups",
+    "issue_state",
+];
+
+/// Refuses a plan that is not a read-only query over [`TABLES`].
+pub(super) fn check(plan: &LogicalPlan) -> Result<()> {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(plan)
+        .map_err(|e| Error::Refused(refusal(e)))?;
+    let mut refused = None;
+    plan.apply_with_subqueries(|node| {
+        let problem = match node {
+            LogicalPlan::TableScan(scan) if !TABLES.contains(&scan.table_name.table()) => {
+                Some(format!("table {} cannot be read", scan.table_name))
+            }
+            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => {
+                Some("only queries are allowed".to_owned())
+            }
+            LogicalPlan::Statement(_) => Some("only queries are allowed".to_owned()),
+            LogicalPlan::Extension(ext) => {
+                Some(format!("plan node {} is not allowed", ext.node.name()))
+            }
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            refused = Some(problem);
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| Error::Refused(refusal(e)))?;
+    match refused {
+        Some(problem) => Err(Error::Refused(problem)),
+        None => Ok(()),
+    }
+}
+
+/// DataFusion's message without its "Error during planning:" decoration.
+fn refusal(err: DataFusionError) -> String {
+    match err.find_root() {
+        DataFusionError::Plan(message) => message.clone(),
+        other => other.to_string(),
+    }
+}

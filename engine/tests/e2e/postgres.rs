@@ -1,0 +1,109 @@
+//! The real `psql` against `faultline serve --pg-listen`: an API token as the password, queries
+//! limited to the token's projects, refusals and bad tokens as PostgreSQL errors.
+
+use std::process::{Command, Output, Stdio};
+
+use anyhow::{Context, Result};
+
+use crate::harness::{Setup, free_port};
+
+/// Runs `psql -At -c SQL` with `token` as the password.
+fn psql(port: u16, token: &str, sql: &str) -> Result<Output> {
+    Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={port} user=grafana dbname=faultline sslmode=disable connect_timeout=10"
+        ))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGPASSWORD", token)
+        .stdin(Stdio::null())
+        .output()
+        .context("run psql (Debian package postgresql-client; scripts/test installs it)")
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn send(setup: &Setup, dsn: &str, message: &str) -> Result<()> {
+    // http://<key>@127.0.0.1:<port>/<id>
+    let (key, rest) = dsn["http://".len()..].split_once('@').context("dsn")?;
+    let id = rest.rsplit('/').next().context("dsn")?;
+    let status = reqwest::Client::new()
+        .post(format!("{}/api/{id}/store/", setup.base_url()))
+        .header("x-sentry-auth", format!("Sentry sentry_key={key}"))
+        .body(format!(r#"{{"message":"{message}"}}"#))
+        .send()
+        .await?
+        .status();
+    anyhow::ensure!(status.is_success(), "store answered {status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_queries_with_a_token_as_password() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let pg_port = free_port();
+    let setup = Setup::new(
+        tmp.path(),
+        "data",
+        &format!("[server]\npg_listen = \"127.0.0.1:{pg_port}\"\n"),
+    );
+    let shop = setup.create_project("shop")?;
+    let web = setup.create_project("web")?;
+    let server = setup.start()?;
+    send(&setup, &shop, "shop broke").await?;
+    send(&setup, &web, "web secret").await?;
+    let token = setup
+        .cli(&["token", "create", "--name", "bi", "--project", "shop"])?
+        .trim()
+        .to_owned();
+
+    let out = psql(
+        pg_port,
+        &token,
+        "SELECT project, title, level, count(*) AS n FROM events GROUP BY 1, 2, 3",
+    )?;
+    assert_eq!(
+        stdout(&out),
+        "shop|shop broke|error|1\n",
+        "server log:\n{}",
+        server.log_text()
+    );
+    let out = psql(
+        pg_port,
+        &token,
+        "SELECT project, event_count, status, regressed FROM issues",
+    )?;
+    assert_eq!(stdout(&out), "shop|1|unresolved|f\n");
+    let out = psql(
+        pg_port,
+        &token,
+        "SELECT count(*) FROM events WHERE project = 'web'",
+    )?;
+    assert_eq!(stdout(&out), "0\n");
+
+    let out = psql(
+        pg_port,
+        &token,
+        "CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '/etc/passwd'",
+    )?;
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "ERROR:  DDL not supported: CreateExternalTable"
+    );
+
+    let out = psql(pg_port, "flt_not_a_token", "SELECT 1")?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("FATAL:  Password authentication failed for user \"grafana\""),
+        "{stderr}"
+    );
+    Ok(())
+}
