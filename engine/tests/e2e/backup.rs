@@ -246,11 +246,13 @@ async fn an_interrupted_backup_leaves_earlier_ones_intact_and_the_next_run_compl
     setup.cli(&["backup", "verify", &first])?;
 
     std::fs::remove_file(&blocked)?;
+    let before_retry = files_under(&dest.join("files")).len();
     let second = setup.cli(&["backup", "create"])?.trim().to_owned();
     let list = backup_list(&setup, &[])?;
     assert_eq!(listed_ids(&list), [second.as_str(), first.as_str()]);
-    assert!(
-        list[0]["copied_files"].as_u64().expect("copied_files") < 3,
+    assert_eq!(
+        list[0]["copied_files"].as_u64().expect("copied_files") as usize,
+        files_under(&dest.join("files")).len() - before_retry,
         "files copied by the interrupted run are not copied again: {list:?}"
     );
     setup.cli(&["backup", "verify", &second])?;
@@ -274,11 +276,11 @@ async fn pruning_never_deletes_a_file_a_kept_backup_needs() -> Result<()> {
     let at = days_ago(2);
     session(&setup, &dsn, &[at; 3]).await?;
     let b1 = setup.cli(&["backup", "create"])?.trim().to_owned();
-    let after_b1 = files_under(&dest.join("files"));
+    let after_b1 = files_under(&dest.join("files/events"));
     assert_eq!(after_b1.len(), 1);
     session(&setup, &dsn, &[at; 4]).await?;
     let b2 = setup.cli(&["backup", "create"])?.trim().to_owned();
-    let after_b2 = files_under(&dest.join("files"));
+    let after_b2 = files_under(&dest.join("files/events"));
     assert_eq!(after_b2.len(), 2);
     assert!(after_b1.is_subset(&after_b2));
 
@@ -286,7 +288,7 @@ async fn pruning_never_deletes_a_file_a_kept_backup_needs() -> Result<()> {
     let pruned = setup.cli(&["backup", "prune"])?;
     assert!(pruned.contains(&b1), "{pruned}");
     assert_eq!(listed_ids(&backup_list(&setup, &[])?), [b2.as_str()]);
-    assert_eq!(files_under(&dest.join("files")), after_b2);
+    assert_eq!(files_under(&dest.join("files/events")), after_b2);
     setup.cli(&["backup", "verify", &b2])?;
 
     // Compaction merges the two files into one; the next backup names only that, and
@@ -296,7 +298,7 @@ async fn pruning_never_deletes_a_file_a_kept_backup_needs() -> Result<()> {
     let b3 = setup.cli(&["backup", "create"])?.trim().to_owned();
     setup.cli(&["backup", "prune"])?;
     assert_eq!(listed_ids(&backup_list(&setup, &[])?), [b3.as_str()]);
-    let left = files_under(&dest.join("files"));
+    let left = files_under(&dest.join("files/events"));
     assert_eq!(left.len(), 1);
     assert!(left.is_disjoint(&after_b2));
     setup.cli(&["backup", "verify", &b3])?;
@@ -304,6 +306,8 @@ async fn pruning_never_deletes_a_file_a_kept_backup_needs() -> Result<()> {
     restored.cli(&["backup", "restore", "latest"])?;
     let count = restored.query("SELECT count(*) AS n FROM events")?;
     assert_eq!(count[0].int("n"), Some(7));
+    // The issue rollups of both sessions were kept and restored with the events.
+    assert_eq!(event_total(&restored.query(ISSUES)?), 7);
     Ok(())
 }
 
@@ -498,7 +502,7 @@ async fn a_backup_killed_midway_leaves_earlier_ones_intact_and_the_next_run_comp
     let dsn = setup.create_project("shop")?;
     session(&setup, &dsn, &[days_ago(1); 2]).await?;
     let first = setup.cli(&["backup", "create"])?.trim().to_owned();
-    // 120 more files: one event in each of the last 120 hours.
+    // 120 more event files (one event in each of the last 120 hours) and their days' rollups.
     let now = Utc::now().timestamp() as f64;
     let hours: Vec<f64> = (1..=120).map(|h| now - f64::from(h) * 3600.0).collect();
     session(&setup, &dsn, &hours).await?;
@@ -537,9 +541,10 @@ async fn a_backup_killed_midway_leaves_earlier_ones_intact_and_the_next_run_comp
     let list = backup_list(&setup, &[])?;
     assert_eq!(listed_ids(&list), [second.as_str(), first.as_str()]);
     let copied_again = list[0]["copied_files"].as_u64().context("copied_files")?;
+    let total = moto.list("killed/files/").await?.len();
     assert_eq!(
         copied_again as usize,
-        121 - copied,
+        total - copied,
         "only the files the killed run had not copied: {list:?}"
     );
     setup.cli(&["backup", "verify", &second])?;
