@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::durability::{auth_header, parse_dsn};
 use crate::harness::{PATIENCE, RowExt, Setup};
-use crate::s3::{BUCKET, Moto, PREFIX, s3_setup};
+use crate::s3::{Moto, PREFIX, s3_setup};
 
 /// Sends one event per timestamp (seconds since the epoch) as envelopes; returns the ids.
 pub(crate) async fn send_at(dsn: &str, timestamps: &[f64]) -> Result<Vec<String>> {
