@@ -23,6 +23,24 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// An event of `project` (named `p<project>`) in `issue`, normalized from `payload`.
+    #[cfg(test)]
+    pub(crate) fn for_test(project: u64, issue: i64, payload: &str) -> Self {
+        let ctx = faultline_protocol::normalize::NormalizeContext {
+            received: chrono::Utc::now(),
+            client_ip: None,
+            event_id: None,
+        };
+        Self {
+            project_id: project,
+            project: format!("p{project}"),
+            issue_id: issue,
+            grouping_hash: "0".repeat(32),
+            event: faultline_protocol::normalize::normalize_event(payload.as_bytes(), &ctx)
+                .expect("a test payload normalizes"),
+        }
+    }
+
     /// Bytes this event occupies in the buffer, roughly (used for flush triggers).
     pub fn approximate_size(&self) -> usize {
         self.event.json.len() + 512

@@ -142,24 +142,15 @@ pub async fn write(
 mod tests {
     use super::*;
     use crate::events::{EventBuilder, StoredEvent};
-    use faultline_protocol::normalize::{NormalizeContext, normalize_event};
 
     fn event(project: u64, issue: i64, at: &str, user: &str, release: &str) -> StoredEvent {
-        let payload = format!(
-            r#"{{"message":"m {issue}","timestamp":"{at}","user":{{"id":"{user}"}},"release":"{release}"}}"#
-        );
-        let ctx = NormalizeContext {
-            received: chrono::Utc::now(),
-            client_ip: None,
-            event_id: None,
-        };
-        StoredEvent {
-            project_id: project,
-            project: format!("p{project}"),
-            issue_id: issue,
-            grouping_hash: "0".repeat(32),
-            event: normalize_event(payload.as_bytes(), &ctx).unwrap(),
-        }
+        StoredEvent::for_test(
+            project,
+            issue,
+            &format!(
+                r#"{{"message":"m {issue}","timestamp":"{at}","user":{{"id":"{user}"}},"release":"{release}"}}"#
+            ),
+        )
     }
 
     #[tokio::test]

@@ -6,7 +6,6 @@ use std::time::Duration;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 use faultline_config::Config;
-use faultline_protocol::normalize::{NormalizeContext, normalize_event};
 
 use super::Maintenance;
 use crate::buffer::{Buffer, FlushThresholds};
@@ -17,19 +16,11 @@ use crate::store::manifest::Manifest;
 use crate::store::parquet::write_partitions;
 
 fn event(project: u64, issue: i64, at: &str) -> StoredEvent {
-    let payload = format!(r#"{{"message":"m{issue}","timestamp":"{at}"}}"#);
-    let ctx = NormalizeContext {
-        received: chrono::Utc::now(),
-        client_ip: None,
-        event_id: None,
-    };
-    StoredEvent {
-        project_id: project,
-        project: format!("p{project}"),
-        issue_id: issue,
-        grouping_hash: "0".repeat(32),
-        event: normalize_event(payload.as_bytes(), &ctx).unwrap(),
-    }
+    StoredEvent::for_test(
+        project,
+        issue,
+        &format!(r#"{{"message":"m{issue}","timestamp":"{at}"}}"#),
+    )
 }
 
 /// Commits `files` small files of `per_file` events for `node`, all in one partition.

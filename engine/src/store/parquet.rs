@@ -212,22 +212,13 @@ pub async fn write_partitions(
 mod tests {
     use super::*;
     use crate::events::{EventBuilder, StoredEvent};
-    use faultline_protocol::normalize::{NormalizeContext, normalize_event};
 
     fn event(project: u64, issue: i64, at: &str) -> StoredEvent {
-        let payload = format!(r#"{{"message":"m","timestamp":"{at}"}}"#);
-        let ctx = NormalizeContext {
-            received: chrono::Utc::now(),
-            client_ip: None,
-            event_id: None,
-        };
-        StoredEvent {
-            project_id: project,
-            project: format!("p{project}"),
-            issue_id: issue,
-            grouping_hash: "0".repeat(32),
-            event: normalize_event(payload.as_bytes(), &ctx).unwrap(),
-        }
+        StoredEvent::for_test(
+            project,
+            issue,
+            &format!(r#"{{"message":"m","timestamp":"{at}"}}"#),
+        )
     }
 
     fn column(batch: &RecordBatch, name: &str) -> Vec<i64> {

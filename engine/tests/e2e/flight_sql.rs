@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::harness::{Setup, free_port, python, workspace_root};
+use crate::harness::{TwoTenants, python, workspace_root};
 
 /// Runs each statement through ADBC; one JSON object per statement.
 fn adbc(port: u16, token: &str, statements: &[&str]) -> Result<Vec<Value>> {
@@ -31,38 +31,15 @@ fn adbc(port: u16, token: &str, statements: &[&str]) -> Result<Vec<Value>> {
         .collect()
 }
 
-async fn send(setup: &Setup, dsn: &str, message: &str) -> Result<()> {
-    let (key, rest) = dsn["http://".len()..].split_once('@').context("dsn")?;
-    let id = rest.rsplit('/').next().context("dsn")?;
-    let status = reqwest::Client::new()
-        .post(format!("{}/api/{id}/store/", setup.base_url()))
-        .header("x-sentry-auth", format!("Sentry sentry_key={key}"))
-        .body(format!(r#"{{"message":"{message}"}}"#))
-        .send()
-        .await?
-        .status();
-    ensure!(status.is_success(), "store answered {status}");
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_flight_sql_queries_with_a_bearer_token() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let port = free_port();
-    let setup = Setup::new(
-        tmp.path(),
-        "data",
-        &format!("[server]\nflight_listen = \"127.0.0.1:{port}\"\n"),
-    );
-    let shop = setup.create_project("shop")?;
-    let web = setup.create_project("web")?;
-    let server = setup.start()?;
-    send(&setup, &shop, "shop broke").await?;
-    send(&setup, &web, "web secret").await?;
-    let token = setup
-        .cli(&["token", "create", "--name", "adbc", "--project", "shop"])?
-        .trim()
-        .to_owned();
+    let TwoTenants {
+        server,
+        port,
+        shop_token: token,
+        ..
+    } = TwoTenants::start(tmp.path(), "flight_listen").await?;
 
     let results = adbc(
         port,

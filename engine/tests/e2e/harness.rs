@@ -415,3 +415,60 @@ pub(crate) fn lit(s: &str) -> String {
 pub(crate) fn in_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
     items.into_iter().map(lit).collect::<Vec<_>>().join(", ")
 }
+
+/// A server with two projects, `shop` and `web`, one stored message each ("shop broke", "web
+/// secret"), a SQL listener (`listener_key` = `pg_listen` or `flight_listen`) on `port`, and
+/// a token limited to `shop`: the tenant setup the SQL-client tests share.
+pub(crate) struct TwoTenants {
+    pub(crate) server: Server,
+    pub(crate) port: u16,
+    pub(crate) shop_token: String,
+}
+
+impl TwoTenants {
+    pub(crate) async fn start(root: &Path, listener_key: &str) -> Result<Self> {
+        let port = free_port();
+        let setup = Setup::new(
+            root,
+            "data",
+            &format!("[server]\n{listener_key} = \"127.0.0.1:{port}\"\n"),
+        );
+        let shop = setup.create_project("shop")?;
+        let web = setup.create_project("web")?;
+        let server = setup.start()?;
+        store_message(&setup, &shop, "shop broke").await?;
+        store_message(&setup, &web, "web secret").await?;
+        let shop_token = setup
+            .cli(&[
+                "token",
+                "create",
+                "--name",
+                "sql-client",
+                "--project",
+                "shop",
+            ])?
+            .trim()
+            .to_owned();
+        Ok(Self {
+            server,
+            port,
+            shop_token,
+        })
+    }
+}
+
+/// Sends `message` to the store endpoint of the project of `dsn`.
+pub(crate) async fn store_message(setup: &Setup, dsn: &str, message: &str) -> Result<()> {
+    // http://<key>@127.0.0.1:<port>/<id>
+    let (key, rest) = dsn["http://".len()..].split_once('@').context("dsn")?;
+    let id = rest.rsplit('/').next().context("dsn")?;
+    let status = reqwest::Client::new()
+        .post(format!("{}/api/{id}/store/", setup.base_url()))
+        .header("x-sentry-auth", format!("Sentry sentry_key={key}"))
+        .body(format!(r#"{{"message":"{message}"}}"#))
+        .send()
+        .await?
+        .status();
+    ensure!(status.is_success(), "store answered {status}");
+    Ok(())
+}

@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, Result};
 
-use crate::harness::{Setup, free_port};
+use crate::harness::TwoTenants;
 
 /// Runs `psql -At -c SQL` with `token` as the password.
 fn psql(port: u16, token: &str, sql: &str) -> Result<Output> {
@@ -29,39 +29,15 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-async fn send(setup: &Setup, dsn: &str, message: &str) -> Result<()> {
-    // http://<key>@127.0.0.1:<port>/<id>
-    let (key, rest) = dsn["http://".len()..].split_once('@').context("dsn")?;
-    let id = rest.rsplit('/').next().context("dsn")?;
-    let status = reqwest::Client::new()
-        .post(format!("{}/api/{id}/store/", setup.base_url()))
-        .header("x-sentry-auth", format!("Sentry sentry_key={key}"))
-        .body(format!(r#"{{"message":"{message}"}}"#))
-        .send()
-        .await?
-        .status();
-    anyhow::ensure!(status.is_success(), "store answered {status}");
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_queries_with_a_token_as_password() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let pg_port = free_port();
-    let setup = Setup::new(
-        tmp.path(),
-        "data",
-        &format!("[server]\npg_listen = \"127.0.0.1:{pg_port}\"\n"),
-    );
-    let shop = setup.create_project("shop")?;
-    let web = setup.create_project("web")?;
-    let server = setup.start()?;
-    send(&setup, &shop, "shop broke").await?;
-    send(&setup, &web, "web secret").await?;
-    let token = setup
-        .cli(&["token", "create", "--name", "bi", "--project", "shop"])?
-        .trim()
-        .to_owned();
+    let TwoTenants {
+        server,
+        port: pg_port,
+        shop_token: token,
+        ..
+    } = TwoTenants::start(tmp.path(), "pg_listen").await?;
 
     let out = psql(
         pg_port,
