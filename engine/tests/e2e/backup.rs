@@ -550,3 +550,39 @@ async fn a_backup_killed_midway_leaves_earlier_ones_intact_and_the_next_run_comp
     setup.cli(&["backup", "verify", &second])?;
     Ok(())
 }
+
+/// A declared schedule fires without anyone asking: `backup.schedule` every minute, and the
+/// backup it makes holds the events the server had acknowledged (it flushes first).
+/// Waits for the next minute boundary, so up to about a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_backup_runs_on_its_own() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dest = tmp.path().join("dest");
+    let setup = local_setup(tmp.path(), "src", &dest, "schedule = \"* * * * *\"\n");
+    let dsn = setup.create_project("shop")?;
+    let server = setup.start()?;
+    send_at(&dsn, &[days_ago(1); 3]).await?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let list = loop {
+        let list = backup_list(&setup, &[])?;
+        if !list.is_empty() {
+            break list;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no scheduled backup within 90 s:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let events: u64 = list[0]["counts"]
+        .as_array()
+        .context("counts")?
+        .iter()
+        .filter_map(|c| c["events"].as_u64())
+        .sum();
+    assert_eq!(events, 3, "{list:?}");
+    let id = list[0]["id"].as_str().context("id")?;
+    setup.cli(&["backup", "verify", id])?;
+    Ok(())
+}
