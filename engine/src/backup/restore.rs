@@ -62,6 +62,17 @@ pub struct Marker {
 }
 
 impl Marker {
+    /// A restore of `backup_id` (empty while it is not chosen yet) from `source`, stamped now.
+    fn new(source: &str, requested: &str, backup_id: &str, until: Option<DateTime<Utc>>) -> Self {
+        Self {
+            source: source.to_owned(),
+            requested: requested.to_owned(),
+            backup_id: backup_id.to_owned(),
+            until,
+            finished: Utc::now(),
+        }
+    }
+
     fn matches(&self, source: &str, requested: &str, until: Option<DateTime<Utc>>) -> bool {
         self.source == source
             && self.until == until
@@ -164,13 +175,7 @@ pub async fn restore(
             }
         } else {
             ensure_empty(config, &target).await?;
-            let pending = Marker {
-                source: dest.url.clone(),
-                requested: requested.to_owned(),
-                backup_id: String::new(),
-                until,
-                finished: Utc::now(),
-            };
+            let pending = Marker::new(&dest.url, requested, "", until);
             target
                 .put_durable(
                     &ObjectPath::from(PENDING_PATH),
@@ -510,13 +515,7 @@ async fn restore_record(
         }
         restored.commit(target).await?;
     }
-    let marker = Marker {
-        source: dest.url.clone(),
-        requested: requested.to_owned(),
-        backup_id: record.id.clone(),
-        until,
-        finished: Utc::now(),
-    };
+    let marker = Marker::new(&dest.url, requested, &record.id, until);
     target
         .create_durable(
             &ObjectPath::from(MARKER_PATH),

@@ -7,8 +7,20 @@ use super::restore::{RestoreOutcome, restore};
 use super::{Destination, Error, Source, create, verify};
 use crate::events::{EventBuilder, StoredEvent};
 use crate::store::Store;
-use crate::store::manifest::Manifest;
+use crate::store::manifest::{DataFile, Manifest};
 use crate::store::parquet::write_partitions;
+
+/// Version 1 of node-0's manifest, naming `files`, with the WAL flushed up to `wal_upto`.
+async fn commit_first_manifest(store: &Store, files: Vec<DataFile>, wal_upto: u64) {
+    Manifest {
+        node: "node-0".into(),
+        ..Manifest::default()
+    }
+    .with_files(files, wal_upto)
+    .commit(store)
+    .await
+    .unwrap();
+}
 
 fn event(issue: i64) -> StoredEvent {
     received_at(issue, chrono::Utc::now())
@@ -39,14 +51,7 @@ async fn backed_up(root: &std::path::Path) -> (Destination, String) {
     let files = write_partitions(&source, &[builder.finish()], 1)
         .await
         .unwrap();
-    Manifest {
-        node: "node-0".into(),
-        ..Manifest::default()
-    }
-    .with_files(files, 1)
-    .commit(&source)
-    .await
-    .unwrap();
+    commit_first_manifest(&source, files, 1).await;
     let url = format!("file://{}", root.join("dest").display());
     std::fs::create_dir_all(root.join("dest")).unwrap();
     let dest = Destination {
@@ -146,14 +151,7 @@ async fn until_keeps_only_what_was_received_by_then_even_inside_a_later_file() {
         .await
         .unwrap();
     assert_eq!(files.len(), 1);
-    Manifest {
-        node: "node-0".into(),
-        ..Manifest::default()
-    }
-    .with_files(files, 1)
-    .commit(&source)
-    .await
-    .unwrap();
+    commit_first_manifest(&source, files, 1).await;
     let url = format!("file://{}", dir.path().join("dest").display());
     std::fs::create_dir_all(dir.path().join("dest")).unwrap();
     let dest = Destination {
@@ -200,14 +198,7 @@ async fn a_restore_killed_midway_is_resumed_by_the_same_command_only() {
         )
         .await
         .unwrap();
-    Manifest {
-        node: "node-0".into(),
-        ..Manifest::default()
-    }
-    .with_files(Vec::new(), 0)
-    .commit(&store)
-    .await
-    .unwrap();
+    commit_first_manifest(&store, Vec::new(), 0).await;
     let other = restore(&config, &dest, "b1", None, false)
         .await
         .unwrap_err();

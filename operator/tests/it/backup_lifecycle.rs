@@ -146,6 +146,17 @@ impl Setup {
         backup::reconcile(self.backup(name).await, Arc::clone(&self.ctx)).await
     }
 
+    /// Reconciles a backup that is over: the controller waits for a change (no requeue) and
+    /// the status is returned.
+    async fn reconcile_finished_backup(&self, name: &str) -> BackupStatus {
+        assert_eq!(
+            self.reconcile_backup(name).await.unwrap(),
+            Action::await_change(),
+            "a finished backup is not polled again"
+        );
+        self.backup_status(name).await
+    }
+
     async fn backup_status(&self, name: &str) -> BackupStatus {
         self.backup(name).await.status.clone().unwrap()
     }
@@ -196,11 +207,7 @@ async fn a_backup_runs_to_success_and_the_tracker_reports_it() {
         BackupPhase::Running
     );
     s.engine.finish(&id, None);
-    assert_eq!(
-        s.reconcile_backup("before-upgrade").await.unwrap(),
-        Action::await_change()
-    );
-    let done = s.backup_status("before-upgrade").await;
+    let done = s.reconcile_finished_backup("before-upgrade").await;
     assert_eq!(done.phase, BackupPhase::Succeeded);
     assert_eq!(
         done.finished_at.as_ref().unwrap().0.to_string(),
@@ -222,12 +229,9 @@ async fn a_backup_runs_to_success_and_the_tracker_reports_it() {
 
     // a finished Backup is left alone
     let before = s.engine.requests().len();
-    assert_eq!(
-        s.reconcile_backup("before-upgrade").await.unwrap(),
-        Action::await_change()
-    );
+    let again = s.reconcile_finished_backup("before-upgrade").await;
     assert_eq!(s.engine.requests().len(), before);
-    assert_eq!(s.backup_status("before-upgrade").await, done);
+    assert_eq!(again, done);
 
     // the tracker shows it
     s.reconcile_tracker().await;
@@ -405,11 +409,7 @@ async fn a_backup_the_engine_forgot_fails_with_a_reason() {
     s.pods_ready(1).await;
     s.reconcile_backup("manual").await.unwrap();
     s.engine.forget();
-    assert_eq!(
-        s.reconcile_backup("manual").await.unwrap(),
-        Action::await_change()
-    );
-    let status = s.backup_status("manual").await;
+    let status = s.reconcile_finished_backup("manual").await;
     assert_eq!(status.phase, BackupPhase::Failed);
     assert!(
         status
@@ -460,11 +460,7 @@ async fn a_backup_whose_tracker_is_deleted_while_it_runs_fails() {
             .unwrap();
     }
     assert!(api.get_opt("errors").await.unwrap().is_none());
-    assert_eq!(
-        s.reconcile_backup("manual").await.unwrap(),
-        Action::await_change()
-    );
-    let status = s.backup_status("manual").await;
+    let status = s.reconcile_finished_backup("manual").await;
     assert_eq!(status.phase, BackupPhase::Failed);
     assert_eq!(
         status.message.as_deref(),
