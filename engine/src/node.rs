@@ -199,7 +199,7 @@ impl Node {
                 self.config.flush.zstd_level,
             )
             .await?;
-            let rollups = issues::rollup::compute(&rotation.batches).await?;
+            let rollups = issues::rollup::compute(&rotation.batches)?;
             let rollup_files =
                 issues::rollup::write(&self.store, &rollups, self.config.flush.zstd_level).await?;
             let base = (*self.buffer.manifest()).clone();

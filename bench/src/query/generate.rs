@@ -147,7 +147,7 @@ pub(crate) async fn generate(
         manifest.files.extend(files);
         // Rollup rows are per hour, so an hour's rows can be computed alone and a day's written
         // together without holding a day of events.
-        day_rollups.extend(rollup::compute(batches).await?);
+        day_rollups.extend(rollup::compute(batches)?);
         if (hour + 1) % 24 == 0 || hour + 1 == hours {
             manifest
                 .rollups

@@ -304,7 +304,7 @@ fn read_batches(path: &str, data: Bytes) -> Result<Vec<RecordBatch>> {
 
 /// Summarizes restored events into rollup files, as the flusher does for the events it writes.
 async fn rollups_of(target: &Store, batches: &[RecordBatch], level: i32) -> Result<Vec<DataFile>> {
-    let rows = crate::issues::rollup::compute(batches).await?;
+    let rows = crate::issues::rollup::compute(batches)?;
     if rows.iter().all(|b| b.num_rows() == 0) {
         return Ok(Vec::new());
     }

@@ -1,14 +1,16 @@
 //! Issues as a product: hourly rollups written at flush time ([`rollup`]) and the state people
 //! set ([`state`]): resolve, ignore (until a date or a count), reopen.
 //!
-//! The `issues` table (see `query/issues_table.rs`) aggregates the rollups of the flushed files
-//! plus a rollup of the rows still in memory, then joins the newest state of each issue. A
+//! The `issues` table (see `query/issues_table.rs`) adds up per-issue summaries of the rollup
+//! files ([`summary`], cached per file) and of the rows still in memory, then applies the newest
+//! state of each issue. A
 //! resolved issue whose newest event arrived after it was resolved reads as unresolved and
 //! `regressed`; an ignored issue reads as unresolved once its date passed or it got the given
 //! number of further events.
 
 pub mod rollup;
 pub mod state;
+pub mod summary;
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::AsArray;
@@ -23,6 +25,8 @@ pub enum Error {
     Store(#[from] crate::store::Error),
     #[error("cannot write a rollup file: {0}")]
     Parquet(#[source] Box<datafusion::parquet::errors::ParquetError>),
+    #[error("a rollup file cannot be read: {0}")]
+    BadRollup(String),
     #[error("cannot compute rollups: {0}")]
     Rollup(#[source] Box<datafusion::error::DataFusionError>),
     #[error(transparent)]

@@ -3,62 +3,230 @@
 //!
 //! The flusher writes them next to the event files they summarize, one Parquet file per
 //! (project, day): `rollups/project=<id>/date=<YYYY-MM-DD>/<ulid>.parquet`, in the manifest's
-//! `rollups`. Partitioned like the events, retention drops a day of both together. The same SQL
-//! summarizes the rows still in memory when a query runs, so `issues` never scans event files.
+//! `rollups`. Partitioned like the events, retention drops a day of both together. The same
+//! code summarizes the rows still in memory when a query runs, so `issues` never scans event
+//! files. It is plain Rust over the Arrow arrays, not a SQL query: it runs with every flush.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use chrono::DateTime;
-use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{
+    Array, AsArray, BooleanArray, Int64Builder, ListBuilder, RecordBatch, StringArray,
+    StringBuilder, TimestampMillisecondBuilder,
+};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
-use datafusion::datasource::MemTable;
-use datafusion::error::DataFusionError;
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::prelude::SessionContext;
 use object_store::path::Path as ObjectPath;
 
 use super::{Error, Result};
+use crate::events::column_index;
 use crate::store::Store;
 use crate::store::manifest::DataFile;
 
-const HOUR_MS: i64 = 3_600_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
-/// The user behind an event, by the first identifying field it has.
-const USER_KEY: &str = "coalesce(user_id, user_email, user_username, user_ip)";
+/// The columns of a rollup file, in order.
+pub fn schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        let ts = || DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+        let text = |name: &str| Field::new(name, DataType::Utf8, true);
+        Arc::new(Schema::new(vec![
+            Field::new("project_id", DataType::Int64, false),
+            Field::new("project", DataType::Utf8, false),
+            Field::new("issue_id", DataType::Int64, false),
+            Field::new("hour", ts(), false),
+            Field::new("events", DataType::Int64, false),
+            Field::new("first_seen", ts(), false),
+            Field::new("last_seen", ts(), false),
+            Field::new("last_received", ts(), false),
+            text("title"),
+            text("culprit"),
+            text("level"),
+            Field::new(
+                "users",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            ),
+            text("first_release"),
+            text("last_release"),
+        ]))
+    });
+    Arc::clone(&SCHEMA)
+}
 
-/// The rollup of the events in `source`, grouped by project, issue and hour.
-pub fn rollup_sql(source: &str) -> String {
-    format!(
-        "SELECT project_id, project, issue_id, date_trunc('hour', timestamp) AS hour, \
-         count(*) AS events, min(timestamp) AS first_seen, max(timestamp) AS last_seen, \
-         max(received) AS last_received, \
-         last_value(title ORDER BY timestamp) AS title, \
-         last_value(culprit ORDER BY timestamp) AS culprit, \
-         last_value(level ORDER BY timestamp) AS level, \
-         array_agg(DISTINCT {USER_KEY}) FILTER (WHERE {USER_KEY} IS NOT NULL) AS users, \
-         first_value(release ORDER BY timestamp) FILTER (WHERE release IS NOT NULL) AS first_release, \
-         last_value(release ORDER BY timestamp) FILTER (WHERE release IS NOT NULL) AS last_release \
-         FROM {source} \
-         GROUP BY project_id, project, issue_id, date_trunc('hour', timestamp)"
+/// One (project, issue, hour) while it is being summed up. Text borrows from the event batches.
+struct Hour<'a> {
+    project: &'a str,
+    events: i64,
+    first_seen: i64,
+    last_seen: i64,
+    last_received: i64,
+    /// Title, culprit and level of the newest event.
+    title: Option<&'a str>,
+    culprit: Option<&'a str>,
+    level: Option<&'a str>,
+    /// The user behind each event, by the first identifying field it has.
+    users: BTreeSet<&'a str>,
+    /// (timestamp, release) of the oldest and the newest event that names a release.
+    first_release: Option<(i64, &'a str)>,
+    last_release: Option<(i64, &'a str)>,
+}
+
+fn text<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
+    batch.column(column_index(name)).as_string::<i32>()
+}
+
+fn value(array: &StringArray, row: usize) -> Option<&str> {
+    array.is_valid(row).then(|| array.value(row))
+}
+
+/// Summarizes event batches (what one flush writes, or the rows still in memory) into rollup
+/// rows of [`schema`]: one per (project, issue, hour of the event's timestamp), in that order.
+pub fn compute(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+    let mut hours: HashMap<(i64, i64, i64), Hour<'_>> = HashMap::new();
+    for batch in batches {
+        let projects = batch
+            .column(column_index("project_id"))
+            .as_primitive::<Int64Type>();
+        let issues = batch
+            .column(column_index("issue_id"))
+            .as_primitive::<Int64Type>();
+        let times = batch
+            .column(column_index("timestamp"))
+            .as_primitive::<TimestampMillisecondType>();
+        let received = batch
+            .column(column_index("received"))
+            .as_primitive::<TimestampMillisecondType>();
+        let project_names = text(batch, "project");
+        let (titles, culprits, levels) = (
+            text(batch, "title"),
+            text(batch, "culprit"),
+            text(batch, "level"),
+        );
+        let releases = text(batch, "release");
+        let user_columns =
+            ["user_id", "user_email", "user_username", "user_ip"].map(|c| text(batch, c));
+        for row in 0..batch.num_rows() {
+            let at = times.value(row);
+            let key = (
+                projects.value(row),
+                issues.value(row),
+                at.div_euclid(HOUR_MS) * HOUR_MS,
+            );
+            let hour = hours.entry(key).or_insert_with(|| Hour {
+                project: project_names.value(row),
+                events: 0,
+                first_seen: at,
+                last_seen: at,
+                last_received: received.value(row),
+                title: None,
+                culprit: None,
+                level: None,
+                users: BTreeSet::new(),
+                first_release: None,
+                last_release: None,
+            });
+            hour.events += 1;
+            hour.first_seen = hour.first_seen.min(at);
+            hour.last_received = hour.last_received.max(received.value(row));
+            if at >= hour.last_seen || hour.title.is_none() {
+                hour.last_seen = hour.last_seen.max(at);
+                hour.title = value(titles, row);
+                hour.culprit = value(culprits, row);
+                hour.level = value(levels, row);
+            }
+            if let Some(user) = user_columns.iter().find_map(|c| value(c, row)) {
+                hour.users.insert(user);
+            }
+            if let Some(release) = value(releases, row) {
+                if hour.first_release.is_none_or(|(t, _)| at < t) {
+                    hour.first_release = Some((at, release));
+                }
+                if hour.last_release.is_none_or(|(t, _)| at >= t) {
+                    hour.last_release = Some((at, release));
+                }
+            }
+        }
+    }
+    let mut keys: Vec<_> = hours.keys().copied().collect();
+    keys.sort_unstable();
+    let n = keys.len();
+    let ts = || TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
+    let (mut project_id, mut issue_id, mut events) = (
+        Int64Builder::with_capacity(n),
+        Int64Builder::with_capacity(n),
+        Int64Builder::with_capacity(n),
+    );
+    let (mut hour_col, mut first_seen, mut last_seen, mut last_received) = (ts(), ts(), ts(), ts());
+    let mut strings: [StringBuilder; 6] = std::array::from_fn(|_| StringBuilder::new());
+    let mut users = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
+        "item",
+        DataType::Utf8,
+        true,
+    )));
+    for key in keys {
+        let h = &hours[&key];
+        project_id.append_value(key.0);
+        issue_id.append_value(key.1);
+        hour_col.append_value(key.2);
+        events.append_value(h.events);
+        first_seen.append_value(h.first_seen);
+        last_seen.append_value(h.last_seen);
+        last_received.append_value(h.last_received);
+        let texts = [
+            Some(h.project),
+            h.title,
+            h.culprit,
+            h.level,
+            h.first_release.map(|(_, r)| r),
+            h.last_release.map(|(_, r)| r),
+        ];
+        for (builder, text) in strings.iter_mut().zip(texts) {
+            builder.append_option(text);
+        }
+        if h.users.is_empty() {
+            users.append_null();
+        } else {
+            users.values().extend(h.users.iter().map(|u| Some(*u)));
+            users.append(true);
+        }
+    }
+    let [
+        mut project,
+        mut title,
+        mut culprit,
+        mut level,
+        mut first_release,
+        mut last_release,
+    ] = strings;
+    let batch = RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(project_id.finish()),
+            Arc::new(project.finish()),
+            Arc::new(issue_id.finish()),
+            Arc::new(hour_col.finish()),
+            Arc::new(events.finish()),
+            Arc::new(first_seen.finish()),
+            Arc::new(last_seen.finish()),
+            Arc::new(last_received.finish()),
+            Arc::new(title.finish()),
+            Arc::new(culprit.finish()),
+            Arc::new(level.finish()),
+            Arc::new(users.finish()),
+            Arc::new(first_release.finish()),
+            Arc::new(last_release.finish()),
+        ],
     )
-}
-
-fn df(err: DataFusionError) -> Error {
-    Error::Rollup(Box::new(err))
-}
-
-/// Summarizes event batches (what one flush writes) into rollup rows.
-pub async fn compute(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
-    let ctx = SessionContext::new();
-    let table = MemTable::try_new(crate::events::schema(), vec![batches.to_vec()]).map_err(df)?;
-    ctx.register_table("flushed", Arc::new(table)).map_err(df)?;
-    let frame = ctx.sql(&rollup_sql("flushed")).await.map_err(df)?;
-    frame.collect().await.map_err(df)
+    .map_err(|e| Error::Rollup(Box::new(e.into())))?;
+    Ok(if n == 0 { Vec::new() } else { vec![batch] })
 }
 
 /// Writes rollup rows as one Parquet file per (project, day), durably, and describes them.
@@ -96,7 +264,7 @@ pub async fn write(
                 .map_err(|e| Error::Parquet(Box::new(e)))?;
             for (batch, mask) in batches.iter().zip(masks) {
                 let part = filter_record_batch(batch, &BooleanArray::from(mask))
-                    .map_err(|e| df(e.into()))?;
+                    .map_err(|e| Error::Rollup(Box::new(e.into())))?;
                 if part.num_rows() == 0 {
                     continue;
                 }
@@ -160,7 +328,7 @@ mod tests {
         b.append(&event(1, 7, "2026-11-24T10:05:00Z", "bob", "1.1"));
         b.append(&event(1, 7, "2026-11-24T10:50:00Z", "bob", "1.2"));
         b.append(&event(2, 9, "2026-11-24T10:30:00Z", "cid", "2.0"));
-        let rollups = compute(&[b.finish()]).await.unwrap();
+        let rollups = compute(&[b.finish()]).unwrap();
         let text = datafusion::arrow::util::pretty::pretty_format_batches(&rollups)
             .unwrap()
             .to_string();

@@ -1,79 +1,115 @@
-//! The `issues` table: the hourly rollups of the session's projects (from the manifests' rollup
-//! files, plus the same rollup computed over the rows still in memory), aggregated per issue and
-//! joined with the newest state of each issue. Listing issues over any time range reads rollups
-//! only, never event files.
+//! The `issues` table: one row per issue of the session's projects, added up from the per-issue
+//! summaries of the live rollup files (read once per file, then cached: see
+//! `issues::summary`) and of the rows still in memory, with the newest state of each issue.
+//! Listing issues over any time range reads rollups only, never event files, and once the
+//! files are cached it reads nothing at all.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::datasource::MemTable;
-use datafusion::error::Result;
-use datafusion::prelude::SessionContext;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
 
 use super::ProjectFilter;
-use super::events_table::EventsTable;
-use crate::issues::{rollup, state};
+use super::events_table::restrict_batches;
+use crate::issues::rollup;
+use crate::issues::state::IssueState;
+use crate::issues::summary::{self, RollupCache, Summaries};
+use crate::store::Store;
 use crate::store::manifest::DataFile;
 
-/// Counts by hour bucket: a bucket counts for "the last 24 hours" when any part of it is.
-fn issues_sql() -> String {
-    let buffered = rollup::rollup_sql("issue_buffer");
-    format!(
-        "WITH r AS (SELECT * FROM issue_rollups UNION ALL {buffered}), \
-         a AS (SELECT project_id, project, issue_id, \
-           last_value(title ORDER BY last_seen) AS title, \
-           last_value(culprit ORDER BY last_seen) AS culprit, \
-           last_value(level ORDER BY last_seen) AS level, \
-           min(first_seen) AS first_seen, max(last_seen) AS last_seen, \
-           max(last_received) AS last_received, \
-           sum(events) AS event_count, \
-           coalesce(sum(events) FILTER (WHERE hour > now() - INTERVAL '25 hours'), 0) AS events_24h, \
-           coalesce(sum(events) FILTER (WHERE hour > now() - INTERVAL '14 days 1 hour'), 0) AS events_14d, \
-           coalesce(cardinality(array_distinct(flatten(array_agg(users) FILTER (WHERE users IS NOT NULL)))), 0) AS users, \
-           first_value(first_release ORDER BY first_seen) FILTER (WHERE first_release IS NOT NULL) AS first_release, \
-           last_value(last_release ORDER BY last_seen) FILTER (WHERE last_release IS NOT NULL) AS last_release \
-           FROM r GROUP BY project_id, project, issue_id) \
-         SELECT a.issue_id, a.project_id, a.project, a.title, a.culprit, a.level, \
-           a.first_seen, a.last_seen, a.event_count, a.events_24h, a.events_14d, a.users, \
-           a.first_release, a.last_release, \
-           CASE WHEN s.state IS NULL THEN 'unresolved' \
-             WHEN s.state = 'resolved' AND a.last_received > s.changed THEN 'unresolved' \
-             WHEN s.state = 'ignored' AND (s.ignore_until < now() \
-               OR a.event_count - s.count_at_change >= s.ignore_until_count) THEN 'unresolved' \
-             ELSE s.state END AS status, \
-           coalesce(s.state = 'resolved' AND a.last_received > s.changed, false) AS regressed, \
-           s.changed AS status_changed, s.ignore_until, s.ignore_until_count \
-         FROM a LEFT JOIN issue_state s \
-           ON a.project_id = s.project_id AND a.issue_id = s.issue_id"
-    )
+/// What `issues` is computed from when a query reads it.
+pub(super) struct IssuesTable {
+    store: Store,
+    cache: Arc<RollupCache>,
+    /// Live rollup files of the session's projects only.
+    files: Vec<DataFile>,
+    /// Buffered event rows of the session's projects only.
+    buffered: Vec<RecordBatch>,
+    states: Vec<IssueState>,
 }
 
-/// Registers `issues` in `ctx`. The helper tables it is built from are registered only while
-/// the view is planned, then removed, so a query cannot name them.
-pub(super) async fn register(
-    ctx: &SessionContext,
-    rollup_files: Vec<DataFile>,
-    buffered: Vec<RecordBatch>,
-    states: &[state::IssueState],
-    projects: &ProjectFilter,
-) -> Result<()> {
-    let buffer = EventsTable::new(Vec::new(), buffered, projects, 2)?;
-    ctx.register_table("issue_buffer", Arc::new(buffer))?;
-    // The rollup files have the schema of the rollup query (the same SQL wrote them).
-    let schema = Arc::clone(
-        ctx.sql(&rollup::rollup_sql("issue_buffer"))
-            .await?
-            .schema()
-            .inner(),
-    );
-    let rollups = EventsTable::with_schema(schema, rollup_files, Vec::new(), projects, 2)?;
-    ctx.register_table("issue_rollups", Arc::new(rollups))?;
-    let states = MemTable::try_new(state::schema(), vec![vec![state::to_batch(states)]])?;
-    ctx.register_table("issue_state", Arc::new(states))?;
-    let view = ctx.sql(&issues_sql()).await?.into_view();
-    for name in ["issue_buffer", "issue_rollups", "issue_state"] {
-        ctx.deregister_table(name)?;
+impl std::fmt::Debug for IssuesTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuesTable")
+            .field("files", &self.files.len())
+            .finish_non_exhaustive()
     }
-    ctx.register_table("issues", view)?;
-    Ok(())
+}
+
+impl IssuesTable {
+    pub(super) fn new(
+        store: Store,
+        cache: Arc<RollupCache>,
+        files: Vec<DataFile>,
+        buffered: Vec<RecordBatch>,
+        states: Vec<IssueState>,
+        projects: &ProjectFilter,
+    ) -> Result<Self> {
+        let files = files
+            .into_iter()
+            .filter(|f| projects.allows(f.project_id))
+            .collect();
+        let buffered = restrict_batches(buffered, projects)?;
+        Ok(Self {
+            store,
+            cache,
+            files,
+            buffered,
+            states,
+        })
+    }
+
+    /// The rows of `issues` as of now.
+    async fn rows(&self) -> crate::issues::Result<RecordBatch> {
+        let cached = self.cache.summaries(&self.store, &self.files).await?;
+        let mut buffered = Summaries::new();
+        for batch in rollup::compute(&self.buffered)? {
+            summary::add_rollups(&mut buffered, &batch)?;
+        }
+        let merged = summary::merge(
+            cached
+                .iter()
+                .map(|s| s.as_ref())
+                .chain(std::iter::once(&buffered)),
+        );
+        Ok(summary::issues_batch(
+            &merged,
+            &self.states,
+            chrono::Utc::now(),
+        ))
+    }
+}
+
+#[async_trait]
+impl TableProvider for IssuesTable {
+    fn schema(&self) -> SchemaRef {
+        summary::issues_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let batch = self
+            .rows()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let exec: Arc<dyn ExecutionPlan> =
+            MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?;
+        Ok(exec)
+    }
 }

@@ -11,7 +11,8 @@
 //!
 //! `events` is the union of the Parquet files in every node's manifest and the rows of this
 //! node's buffer, so an event is queryable as soon as its request is answered. `issues` reads
-//! the hourly rollups plus the buffer and joins issue state (see `issues_table`).
+//! per-issue summaries of the hourly rollups (cached per file) plus the buffer, with issue
+//! state (see `issues_table`).
 
 mod events_table;
 pub mod format;
@@ -34,8 +35,10 @@ use faultline_config::QueryConfig;
 use futures::StreamExt;
 
 pub use events_table::{EventsTable, STORE_URL};
+use issues_table::IssuesTable;
 
 use crate::buffer::Buffer;
+use crate::issues::summary::RollupCache;
 use crate::store::Store;
 use crate::store::manifest::Manifest;
 use crate::tenancy::{self, Principal, Projects, Scope};
@@ -119,6 +122,8 @@ pub struct QueryService {
     buffer: Arc<Buffer>,
     node: String,
     limits: QueryConfig,
+    /// Per-issue summaries of the rollup files read so far (shared by every session).
+    rollups: Arc<RollupCache>,
 }
 
 /// Scalar functions whose output size is an argument: they allocate outside the memory pool, so
@@ -139,6 +144,7 @@ impl QueryService {
             buffer,
             node,
             limits,
+            rollups: Arc::default(),
         }
     }
 
@@ -205,8 +211,17 @@ impl QueryService {
             .map_err(|e| self.sql_error(e))?;
         ctx.register_table("events", Arc::new(events))
             .map_err(|e| self.sql_error(e))?;
-        issues_table::register(&ctx, rollups, snapshot.batches, &states, projects)
-            .await
+        self.rollups.retain(&rollups);
+        let issues = IssuesTable::new(
+            self.store.clone(),
+            Arc::clone(&self.rollups),
+            rollups,
+            snapshot.batches,
+            states,
+            projects,
+        )
+        .map_err(|e| self.sql_error(e))?;
+        ctx.register_table("issues", Arc::new(issues))
             .map_err(|e| self.sql_error(e))?;
         Ok(ctx)
     }
