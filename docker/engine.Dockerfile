@@ -35,10 +35,8 @@ COPY --from=builder /out/faultline /usr/local/bin/faultline
 COPY --from=builder --chown=65532:65532 /out/var/lib/faultline /var/lib/faultline
 WORKDIR /var/lib/faultline
 USER 65532:65532
-# mimalloc hands freed memory back to the kernel after 100 ms instead of its default 1 s: in the
-# ingest benchmark that lowers peak RSS by 60-80 MB for about 8 us more CPU per event
-# (docs/benchmarks.md). Override it in the pod spec if CPU matters more than memory.
-ENV MIMALLOC_PURGE_DELAY=100
+# The binary itself tells mimalloc to return freed memory after 100 ms (engine/src/allocator.rs);
+# set MIMALLOC_PURGE_DELAY in the pod spec to choose another trade-off of CPU against memory.
 # 8000: ingest (Sentry endpoints, health); 8001: query and admin.
 EXPOSE 8000 8001
 ENTRYPOINT ["/usr/local/bin/faultline"]

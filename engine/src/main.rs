@@ -40,6 +40,7 @@ async fn shutdown_on_signal(token: CancellationToken) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    faultline_engine::allocator::configure();
     // Transparent huge pages make every fresh allocator page a 2 MiB zeroing; for a server that
     // allocates and frees a few KiB per event that cost CPU and memory (docs/benchmarks.md).
     #[cfg(target_os = "linux")]
