@@ -213,7 +213,16 @@ fn read_file(data: bytes::Bytes) -> Result<Summaries> {
 #[derive(Default)]
 pub struct RollupCache {
     files: Mutex<HashMap<String, Arc<Summaries>>>,
+    /// Per set of projects: the files merged last time and their merged summaries. A query
+    /// after a flush merges only the files added since.
+    merged: Mutex<HashMap<Vec<u64>, MergedFiles>>,
 }
+
+/// Paths of rollup files and their summaries merged.
+type MergedFiles = (HashSet<String>, Arc<Summaries>);
+
+/// Project sets whose merged summaries are kept (each is a few MB at most).
+const MERGED_SETS: usize = 64;
 
 impl RollupCache {
     /// Forgets files that are no longer live (`live` lists every live rollup file).
@@ -222,6 +231,41 @@ impl RollupCache {
         self.files
             .lock()
             .retain(|path, _| live.contains(path.as_str()));
+        self.merged
+            .lock()
+            .retain(|_, (merged, _)| merged.iter().all(|path| live.contains(path.as_str())));
+    }
+
+    /// The summaries of `files` merged into one per issue.
+    pub async fn merged(&self, store: &Store, files: &[DataFile]) -> Result<Arc<Summaries>> {
+        let parts = self.summaries(store, files).await?;
+        let mut projects: Vec<u64> = files.iter().map(|f| f.project_id).collect();
+        projects.sort_unstable();
+        projects.dedup();
+        let paths: HashSet<String> = parts.iter().map(|(path, _)| path.clone()).collect();
+        let base = self
+            .merged
+            .lock()
+            .get(&projects)
+            .filter(|(done, _)| done.is_subset(&paths))
+            .cloned();
+        let (done, mut out) = match base {
+            Some((done, merged)) if done.len() == paths.len() => return Ok(merged),
+            Some((done, merged)) => (done, Summaries::clone(&merged)),
+            None => (HashSet::new(), Summaries::new()),
+        };
+        for (path, part) in &parts {
+            if !done.contains(path) {
+                merge_into(&mut out, part);
+            }
+        }
+        let out = Arc::new(out);
+        let mut merged = self.merged.lock();
+        if merged.len() >= MERGED_SETS {
+            merged.clear();
+        }
+        merged.insert(projects, (paths, Arc::clone(&out)));
+        Ok(out)
     }
 
     /// The summaries of `files`, reading those not yet cached (two at a time).
@@ -229,7 +273,7 @@ impl RollupCache {
         &self,
         store: &Store,
         files: &[DataFile],
-    ) -> Result<Vec<Arc<Summaries>>> {
+    ) -> Result<Vec<(String, Arc<Summaries>)>> {
         let missing: Vec<String> = {
             let cached = self.files.lock();
             files
@@ -256,25 +300,21 @@ impl RollupCache {
         cached.extend(read);
         Ok(files
             .iter()
-            .filter_map(|f| cached.get(&f.path).map(Arc::clone))
+            .filter_map(|f| Some((f.path.clone(), Arc::clone(cached.get(&f.path)?))))
             .collect())
     }
 }
 
-/// Merges per-file summaries into one per issue.
-pub fn merge<'a>(parts: impl IntoIterator<Item = &'a Summaries>) -> Summaries {
-    let mut out = Summaries::new();
-    for part in parts {
-        for (key, summary) in part {
-            match out.get_mut(key) {
-                Some(existing) => existing.merge(summary),
-                None => {
-                    out.insert(*key, summary.clone());
-                }
+/// Adds `part`'s summaries to `into`, one per issue.
+pub fn merge_into(into: &mut Summaries, part: &Summaries) {
+    for (key, summary) in part {
+        match into.get_mut(key) {
+            Some(existing) => existing.merge(summary),
+            None => {
+                into.insert(*key, summary.clone());
             }
         }
     }
-    out
 }
 
 /// The columns of `issues`.
@@ -476,8 +516,9 @@ mod tests {
             .unwrap(),
         );
         let cache = RollupCache::default();
-        let parts = cache.summaries(&store, &files).await.unwrap();
-        let merged = merge(parts.iter().map(|p| p.as_ref()));
+        let merged = cache.merged(&store, &files[..1]).await.unwrap();
+        assert_eq!(merged[&(1, 7)].users.estimate(), 2, "ann, bob");
+        let merged = cache.merged(&store, &files).await.unwrap();
         let seven = &merged[&(1, 7)];
         assert_eq!(seven.users.estimate(), 3, "ann, bob, cid");
         assert_eq!(seven.hours.iter().map(|(_, n)| n).sum::<i64>(), 4);

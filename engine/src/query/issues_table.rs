@@ -68,22 +68,18 @@ impl IssuesTable {
 
     /// The rows of `issues` as of now.
     async fn rows(&self) -> crate::issues::Result<RecordBatch> {
-        let cached = self.cache.summaries(&self.store, &self.files).await?;
+        let flushed = self.cache.merged(&self.store, &self.files).await?;
         let mut buffered = Summaries::new();
         for batch in rollup::compute(&self.buffered)? {
             summary::add_rollups(&mut buffered, &batch)?;
         }
-        let merged = summary::merge(
-            cached
-                .iter()
-                .map(|s| s.as_ref())
-                .chain(std::iter::once(&buffered)),
-        );
-        Ok(summary::issues_batch(
-            &merged,
-            &self.states,
-            chrono::Utc::now(),
-        ))
+        let now = chrono::Utc::now();
+        if buffered.is_empty() {
+            return Ok(summary::issues_batch(&flushed, &self.states, now));
+        }
+        let mut merged = Summaries::clone(&flushed);
+        summary::merge_into(&mut merged, &buffered);
+        Ok(summary::issues_batch(&merged, &self.states, now))
     }
 }
 
