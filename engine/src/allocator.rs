@@ -1,9 +1,10 @@
-//! The process's allocator: mimalloc, told to hand freed memory back to the OS after 100 ms.
+//! The process's allocator: mimalloc, told to hand freed memory back to the OS after 50 ms.
 //!
 //! mimalloc 3 keeps freed pages for 1 s by default before it returns them ("purging"). Ingest
 //! frees a few MiB of column buffers with every sealed batch, so that second holds tens of
-//! MiB the process no longer uses; 100 ms keeps the peak near the live size for a few us of
-//! CPU per event (measured curve in docs/benchmarks.md). `MIMALLOC_PURGE_DELAY` in the
+//! MiB the process no longer uses (the live heap at the ingest benchmark's peak is about 80 MB,
+//! its RSS 240-270 MB with the default); 50 ms keeps the peak under 200 MB for about 10 us of
+//! CPU per event (measurements in docs/benchmarks.md). `MIMALLOC_PURGE_DELAY` in the
 //! environment still wins, so an operator can choose another trade-off.
 //!
 //! This is the crate's only `unsafe`: one call of mimalloc's documented `mi_option_set`.
@@ -13,7 +14,7 @@
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Milliseconds a freed page stays with the allocator before it goes back to the OS.
-pub const PURGE_DELAY_MS: i64 = 100;
+pub const PURGE_DELAY_MS: i64 = 50;
 
 /// Applies [`PURGE_DELAY_MS`] unless the environment sets a delay of its own.
 pub fn configure() {
