@@ -35,7 +35,7 @@ COPY --from=builder /out/faultline /usr/local/bin/faultline
 COPY --from=builder --chown=65532:65532 /out/var/lib/faultline /var/lib/faultline
 WORKDIR /var/lib/faultline
 USER 65532:65532
-# The binary itself tells mimalloc to return freed memory after 100 ms (engine/src/allocator.rs);
+# The binary itself tells mimalloc to return freed memory after 50 ms (engine/src/allocator.rs);
 # set MIMALLOC_PURGE_DELAY in the pod spec to choose another trade-off of CPU against memory.
 # 8000: ingest (Sentry endpoints, health); 8001: query and admin.
 EXPOSE 8000 8001
