@@ -164,6 +164,34 @@ impl QueryService {
         &self.store
     }
 
+    /// Reads and summarizes every live issue rollup file (see `issues::summary`), so later
+    /// `issues` queries only merge cached summaries. Failures are logged: a query reads the
+    /// files itself then.
+    pub async fn warm_issue_cache(&self) {
+        let started = std::time::Instant::now();
+        let mut rollups = self.buffer.snapshot().manifest.rollups.clone();
+        let others = match Manifest::load_all(&self.store).await {
+            Ok(manifests) => manifests,
+            Err(err) => {
+                tracing::warn!(cause = %err, "cannot read manifests to warm the issue cache");
+                return;
+            }
+        };
+        for manifest in others {
+            if manifest.node != self.node {
+                rollups.extend(manifest.rollups);
+            }
+        }
+        match self.rollups.summaries(&self.store, &rollups).await {
+            Ok(files) => tracing::info!(
+                files = files.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "issue rollups cached"
+            ),
+            Err(err) => tracing::warn!(cause = %err, "cannot warm the issue cache"),
+        }
+    }
+
     /// Builds the session of one query, holding only the rows `projects` allows. This is the
     /// one place sessions are made; every protocol (HTTP, CLI) goes through it.
     pub async fn session(&self, projects: &ProjectFilter) -> Result<SessionContext> {
