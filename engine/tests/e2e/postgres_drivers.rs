@@ -86,6 +86,10 @@ async fn psycopg_binds_parameters_on_the_server_and_reads_binary_rows() -> Resul
     // The catalog lists the two tables, whoever else has data on the server.
     assert_eq!(out["information_schema"], json!(["events", "issues"]));
     assert_eq!(out["pg_class"], json!(["events", "issues"]));
+    // PostgreSQL always has a `postgres` database; pg_catalog lists it too.
+    assert_eq!(out["pg_database"], json!(["faultline", "postgres"]));
+    assert_eq!(out["pg_namespace"], json!(["public"]));
+    assert_eq!(out["settings"], json!(["superset", "public"]));
     assert_eq!(out["in_transaction"], 1);
 
     let errors = &out["errors"];
@@ -106,6 +110,15 @@ async fn psycopg_binds_parameters_on_the_server_and_reads_binary_rows() -> Resul
     assert_eq!(
         errors["file"],
         json!(["42883", "table function 'read_csv' not found"]),
+        "{errors}"
+    );
+    // DataFusion's own settings table is not there to read.
+    assert_eq!(
+        errors["df_settings"],
+        json!([
+            "42P01",
+            "table 'faultline.information_schema.df_settings' not found"
+        ]),
         "{errors}"
     );
     Ok(())

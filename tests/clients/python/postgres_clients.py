@@ -68,6 +68,13 @@ def psycopg_client(port, token):
                 ["public"],
             )
             out["pg_class"] = [r[0] for r in cur.fetchall()]
+            cur.execute("SELECT datname FROM pg_catalog.pg_database")
+            out["pg_database"] = [r[0] for r in cur.fetchall()]
+            cur.execute("SELECT nspname FROM pg_catalog.pg_namespace ORDER BY 1")
+            out["pg_namespace"] = [r[0] for r in cur.fetchall()]
+            cur.execute("SET application_name = 'superset'")
+            cur.execute("SELECT current_setting('application_name'), current_schema()")
+            out["settings"] = list(cur.fetchone())
         errors = {}
         for name, bad in [
             ("syntax", "SELEC 1"),
@@ -75,6 +82,7 @@ def psycopg_client(port, token):
             ("copy", "COPY events TO '/tmp/leak.parquet'"),
             ("ddl", "CREATE TABLE t (a int)"),
             ("file", "SELECT * FROM read_csv('/etc/passwd')"),
+            ("df_settings", "SELECT * FROM information_schema.df_settings"),
         ]:
             try:
                 with conn.cursor() as cur:
