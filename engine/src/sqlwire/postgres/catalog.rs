@@ -9,7 +9,7 @@
 //! PostgreSQL's own built-in definitions. Nothing names another tenant, a file or a setting of
 //! the server; the plan guard (`query::guard`) lets only these schemas' tables through.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
@@ -48,6 +48,29 @@ static STATIC_TABLES: LazyLock<Result<Arc<PgCatalogStaticTables>, String>> = Laz
         .map_err(|e| e.to_string())
 });
 
+type PgCatalog = PgCatalogSchemaProvider<Listed, EmptyContextProvider>;
+
+/// One `pg_catalog` for the process. It assigns oids to the tables as its tables are first read
+/// and keeps them, so `pg_class.oid` in one query is `pg_attribute.attrelid` in the next (psql's
+/// `\d events` looks the table up, then its columns). Sharing it between tokens is safe: it holds
+/// the tables' names and column types, which are the same for every tenant, and no rows.
+static PG_CATALOG: OnceLock<Arc<PgCatalog>> = OnceLock::new();
+
+fn pg_catalog(tables: &Listed) -> Result<Arc<PgCatalog>> {
+    if let Some(catalog) = PG_CATALOG.get() {
+        return Ok(Arc::clone(catalog));
+    }
+    let statics = STATIC_TABLES
+        .as_ref()
+        .map_err(|e| DataFusionError::Internal(format!("pg_catalog tables: {e}")))?;
+    let catalog = PgCatalogSchemaProvider::try_new(
+        tables.clone(),
+        Arc::clone(statics),
+        EmptyContextProvider,
+    )?;
+    Ok(Arc::clone(PG_CATALOG.get_or_init(|| Arc::new(catalog))))
+}
+
 /// Adds the catalog schemas and functions to `ctx`, a session from `QueryService::session`.
 pub(super) async fn register(ctx: &SessionContext, settings: &Settings) -> Result<()> {
     let mut tables = Vec::new();
@@ -56,18 +79,10 @@ pub(super) async fn register(ctx: &SessionContext, settings: &Settings) -> Resul
         tables.push((name.to_owned(), schema));
     }
     let tables = Listed(Arc::new(tables));
-    let statics = STATIC_TABLES
-        .as_ref()
-        .map_err(|e| DataFusionError::Internal(format!("pg_catalog tables: {e}")))?;
     let catalog = ctx
         .catalog(DATABASE)
         .ok_or_else(|| DataFusionError::Internal("no faultline catalog".to_owned()))?;
-    let pg_catalog = PgCatalogSchemaProvider::try_new(
-        tables.clone(),
-        Arc::clone(statics),
-        EmptyContextProvider,
-    )?;
-    catalog.register_schema("pg_catalog", Arc::new(pg_catalog))?;
+    catalog.register_schema("pg_catalog", pg_catalog(&tables)?)?;
     catalog.register_schema("information_schema", information_schema(&tables)?)?;
 
     for udf in [
