@@ -38,8 +38,6 @@ use super::session::Settings;
 /// The database name clients see.
 pub(super) const DATABASE: &str = "faultline";
 const SCHEMA: &str = "public";
-/// The tables the catalog lists: the two a token's session has.
-const TABLES: [&str; 2] = ["events", "issues"];
 
 /// PostgreSQL's built-in catalog rows, decoded once per process.
 static STATIC_TABLES: LazyLock<Result<Arc<PgCatalogStaticTables>, String>> = LazyLock::new(|| {
@@ -73,12 +71,7 @@ fn pg_catalog(tables: &Listed) -> Result<Arc<PgCatalog>> {
 
 /// Adds the catalog schemas and functions to `ctx`, a session from `QueryService::session`.
 pub(super) async fn register(ctx: &SessionContext, settings: &Settings) -> Result<()> {
-    let mut tables = Vec::new();
-    for name in TABLES {
-        let schema = ctx.table_provider(name).await?.schema();
-        tables.push((name.to_owned(), schema));
-    }
-    let tables = Listed(Arc::new(tables));
+    let tables = Listed(Arc::new(crate::sqlwire::table_schemas(ctx).await?));
     let catalog = ctx
         .catalog(DATABASE)
         .ok_or_else(|| DataFusionError::Internal("no faultline catalog".to_owned()))?;

@@ -23,24 +23,7 @@ const PG_EPOCH_DAYS: i32 = 10_957;
 
 /// The types DataFusion inferred for `$1..$n` of `plan`, in order (`None`: not inferable).
 pub(super) fn inferred(plan: &LogicalPlan) -> PgWireResult<Vec<Option<DataType>>> {
-    let types = plan
-        .get_parameter_types()
-        .map_err(|e| user_error("42P18", e.to_string()))?;
-    let mut numbered = Vec::with_capacity(types.len());
-    for (id, data_type) in types {
-        let n: usize = id
-            .strip_prefix('$')
-            .and_then(|n| n.parse().ok())
-            .filter(|n| *n > 0)
-            .ok_or_else(|| user_error("42P02", format!("parameter {id} is not $1, $2, ...")))?;
-        numbered.push((n, data_type));
-    }
-    let count = numbered.iter().map(|(n, _)| *n).max().unwrap_or(0);
-    let mut ordered = vec![None; count];
-    for (n, data_type) in numbered {
-        ordered[n - 1] = data_type;
-    }
-    Ok(ordered)
+    crate::sqlwire::parameter_types(plan).map_err(|e| user_error("42P18", e))
 }
 
 /// The types announced in `ParameterDescription`: declared by the client, else inferred,
