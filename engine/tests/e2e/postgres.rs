@@ -74,6 +74,18 @@ async fn psql_queries_with_a_token_as_password() -> Result<()> {
         "ERROR:  DDL not supported: CreateExternalTable"
     );
 
+    // SET is answered per connection and changes nothing DataFusion does.
+    let out = psql(
+        pg_port,
+        &token,
+        "SET datafusion.catalog.information_schema = true; SELECT * FROM information_schema.df_settings",
+    )?;
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "ERROR:  table 'faultline.information_schema.df_settings' not found"
+    );
+
     // psql's own catalog queries: the token's two tables, and their columns by table oid.
     let out = psql(pg_port, &token, "\\dt")?;
     assert_eq!(
