@@ -7,7 +7,7 @@
 //!
 //! Needs (installed by `scripts/test`): a Python venv with `tests/requirements.txt`
 //! (`FAULTLINE_TEST_PYTHON`, default `<workspace>/.venv/bin/python`; `moto_server` next to it)
-//! (including `adbc-driver-flightsql` and `pyarrow`), `npm ci` in `tests/node` (`node` on PATH),
+//! (including `adbc-driver-flightsql`, `pyarrow`, `psycopg`, `asyncpg` and `sqlalchemy`), `npm ci` in `tests/node` (`node` on PATH),
 //! and `psql` (Debian package postgresql-client).
 //! A missing tool fails the test; nothing is skipped.
 
@@ -24,6 +24,8 @@ mod flight_sql;
 mod node_sdk;
 #[path = "e2e/postgres.rs"]
 mod postgres;
+#[path = "e2e/postgres_drivers.rs"]
+mod postgres_drivers;
 #[path = "e2e/python_sdk.rs"]
 mod python_sdk;
 #[path = "e2e/retention.rs"]

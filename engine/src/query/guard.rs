@@ -7,10 +7,12 @@
 //! defence in depth: a DataFusion upgrade that adds a way to reach files or settings is refused
 //! here before it can run.
 
+use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SQLOptions;
+use datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES;
 
 use super::{Error, Result};
 
@@ -25,7 +27,23 @@ pub(super) const TABLES: [&str; 5] = [
     "issue_state",
 ];
 
-/// Refuses a plan that is not a read-only query over [`TABLES`].
+/// The catalog tables PostgreSQL clients introspect, in schema `information_schema`. Sessions of
+/// the PostgreSQL listener hold these and `pg_catalog` (`sqlwire::postgres::catalog`), built to
+/// describe `events` and `issues` only; other sessions do not have them, so naming one there
+/// fails as an unknown table.
+const INFORMATION_SCHEMA_TABLES: [&str; 4] = ["tables", "columns", "schemata", "views"];
+
+/// True when a scan of `table` reads a table this module allows.
+fn allowed(table: &TableReference) -> bool {
+    match table.schema() {
+        None | Some("public") => TABLES.contains(&table.table()),
+        Some("pg_catalog") => PG_CATALOG_TABLES.contains(&table.table()),
+        Some("information_schema") => INFORMATION_SCHEMA_TABLES.contains(&table.table()),
+        Some(_) => false,
+    }
+}
+
+/// Refuses a plan that is not a read-only query over [`TABLES`] (or the catalog tables).
 pub(super) fn check(plan: &LogicalPlan) -> Result<()> {
     SQLOptions::new()
         .with_allow_ddl(false)
@@ -36,7 +54,7 @@ pub(super) fn check(plan: &LogicalPlan) -> Result<()> {
     let mut refused = None;
     plan.apply_with_subqueries(|node| {
         let problem = match node {
-            LogicalPlan::TableScan(scan) if !TABLES.contains(&scan.table_name.table()) => {
+            LogicalPlan::TableScan(scan) if !allowed(&scan.table_name) => {
                 Some(format!("table {} cannot be read", scan.table_name))
             }
             LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => {

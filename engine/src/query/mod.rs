@@ -273,21 +273,41 @@ impl QueryService {
         let work = async {
             let ctx = self.session(projects).await?;
             let plan = self.plan(&ctx, sql).await?;
-            let frame = ctx
-                .execute_logical_plan(plan)
-                .await
-                .map_err(|e| self.sql_error(e))?;
-            let schema: SchemaRef = Arc::clone(frame.schema().inner());
-            let stream = frame
-                .execute_stream()
-                .await
-                .map_err(|e| self.sql_error(e))?;
-            let batches = self.collect_limited(stream, max_rows).await?;
-            Ok(QueryOutput { schema, batches })
+            self.collect_plan(&ctx, plan, max_rows).await
         };
         tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| Error::Timeout(timeout))?
+    }
+
+    /// Runs a plan checked by [`Self::plan`] in `ctx` (from [`Self::session`]) within the time
+    /// and row limits: for protocols that plan once and bind parameters later (PostgreSQL's
+    /// extended protocol).
+    pub async fn execute(&self, ctx: &SessionContext, plan: LogicalPlan) -> Result<QueryOutput> {
+        let timeout = self.limits.timeout;
+        let work = self.collect_plan(ctx, plan, self.limits.max_rows);
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| Error::Timeout(timeout))?
+    }
+
+    async fn collect_plan(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+        max_rows: usize,
+    ) -> Result<QueryOutput> {
+        let frame = ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| self.sql_error(e))?;
+        let schema: SchemaRef = Arc::clone(frame.schema().inner());
+        let stream = frame
+            .execute_stream()
+            .await
+            .map_err(|e| self.sql_error(e))?;
+        let batches = self.collect_limited(stream, max_rows).await?;
+        Ok(QueryOutput { schema, batches })
     }
 
     async fn collect_limited(

@@ -1,5 +1,5 @@
 //! The real `psql` against `faultline serve --pg-listen`: an API token as the password, queries
-//! limited to the token's projects, refusals and bad tokens as PostgreSQL errors.
+//! limited to the token's projects, `\dt` and `\d`, refusals and bad tokens as PostgreSQL errors.
 
 use std::process::{Command, Output, Stdio};
 
@@ -72,6 +72,31 @@ async fn psql_queries_with_a_token_as_password() -> Result<()> {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
         "ERROR:  DDL not supported: CreateExternalTable"
+    );
+
+    // SET is answered per connection and changes nothing DataFusion does.
+    let out = psql(
+        pg_port,
+        &token,
+        "SET datafusion.catalog.information_schema = true; SELECT * FROM information_schema.df_settings",
+    )?;
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "ERROR:  table 'faultline.information_schema.df_settings' not found"
+    );
+
+    // psql's own catalog queries: the token's two tables, and their columns by table oid.
+    let out = psql(pg_port, &token, "\\dt")?;
+    assert_eq!(
+        stdout(&out),
+        "public|events|table|postgres\npublic|issues|table|postgres\n"
+    );
+    let out = psql(pg_port, &token, "\\d events")?;
+    let columns = stdout(&out);
+    assert!(
+        columns.starts_with("event_id|text||not null|\nproject_id|bigint||not null|\n"),
+        "{columns}"
     );
 
     let out = psql(pg_port, "flt_not_a_token", "SELECT 1")?;
