@@ -16,16 +16,8 @@ use datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES;
 
 use super::{Error, Result};
 
-/// The tables a session has; any other table in a plan is refused. The last three appear only
-/// inside the `issues` view (planned into the query); they are not in the session's catalog, so
-/// SQL cannot name them.
-pub(super) const TABLES: [&str; 5] = [
-    "events",
-    "issues",
-    "issue_buffer",
-    "issue_rollups",
-    "issue_state",
-];
+/// The tables a session has; any other table in a plan is refused.
+pub(super) const TABLES: [&str; 2] = ["events", "issues"];
 
 /// The catalog tables PostgreSQL clients introspect, in schema `information_schema`. Sessions of
 /// the PostgreSQL listener hold these and `pg_catalog` (`sqlwire::postgres::catalog`), built to
