@@ -5,10 +5,12 @@ use std::sync::{Arc, LazyLock};
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{
-    Array, ArrayRef, Int32Builder, Int64Builder, MapBuilder, MapFieldNames, RecordBatch,
-    StringBuilder, TimestampMillisecondBuilder,
+    Array, ArrayRef, AsArray, Int32Builder, Int64Array, Int64Builder, MapBuilder, MapFieldNames,
+    RecordBatch, StringBuilder, TimestampMillisecondArray, TimestampMillisecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+};
 use faultline_protocol::Event;
 
 /// An event ready for storage: the normalized event plus what ingest derived for it.
@@ -114,6 +116,18 @@ pub fn column_index(name: &str) -> usize {
     schema()
         .index_of(name)
         .unwrap_or_else(|_| panic!("events schema has no column {name}"))
+}
+
+/// An Int64 column (`project_id`, `issue_id`) of a batch of [`schema`].
+pub fn int64_column<'a>(batch: &'a RecordBatch, name: &str) -> &'a Int64Array {
+    batch.column(column_index(name)).as_primitive::<Int64Type>()
+}
+
+/// A timestamp column (`timestamp`, `received`) of a batch of [`schema`].
+pub fn time_column<'a>(batch: &'a RecordBatch, name: &str) -> &'a TimestampMillisecondArray {
+    batch
+        .column(column_index(name))
+        .as_primitive::<TimestampMillisecondType>()
 }
 
 /// Appends events row by row and produces record batches of [`schema`].

@@ -27,16 +27,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::array::{BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::TimestampMillisecondType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use faultline_config::Config;
 use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
 
 use super::{BackupRecord, Copied, Destination, Error, Result, sha256, wal_events, with_lease};
-use crate::events::{EventBuilder, column_index};
+use crate::events::{EventBuilder, time_column};
 use crate::maintenance::progress::Progress;
 use crate::store::manifest::DataFile;
 use crate::store::parquet::{encode, plan_partitions, write_partitions, writer_properties};
@@ -273,9 +272,7 @@ fn filter_file(
     let mut kept = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| parquet_error(path, e))?;
-        let received = batch
-            .column(column_index("received"))
-            .as_primitive::<TimestampMillisecondType>();
+        let received = time_column(&batch, "received");
         let mask: BooleanArray = received.iter().map(|v| v.map(|v| v <= until_ms)).collect();
         let batch = filter_record_batch(&batch, &mask).map_err(|e| parquet_error(path, e))?;
         if batch.num_rows() > 0 {

@@ -26,7 +26,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use object_store::path::Path as ObjectPath;
 
 use super::{Error, Result};
-use crate::events::column_index;
+use crate::events::{column_index, int64_column, time_column};
 use crate::store::Store;
 use crate::store::manifest::DataFile;
 
@@ -92,18 +92,10 @@ fn value(array: &StringArray, row: usize) -> Option<&str> {
 pub fn compute(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
     let mut hours: HashMap<(i64, i64, i64), Hour<'_>> = HashMap::new();
     for batch in batches {
-        let projects = batch
-            .column(column_index("project_id"))
-            .as_primitive::<Int64Type>();
-        let issues = batch
-            .column(column_index("issue_id"))
-            .as_primitive::<Int64Type>();
-        let times = batch
-            .column(column_index("timestamp"))
-            .as_primitive::<TimestampMillisecondType>();
-        let received = batch
-            .column(column_index("received"))
-            .as_primitive::<TimestampMillisecondType>();
+        let projects = int64_column(batch, "project_id");
+        let issues = int64_column(batch, "issue_id");
+        let times = time_column(batch, "timestamp");
+        let received = time_column(batch, "received");
         let project_names = text(batch, "project");
         let (titles, culprits, levels) = (
             text(batch, "title"),

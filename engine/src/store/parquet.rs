@@ -6,9 +6,8 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Timelike};
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::interleave_record_batch;
-use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
@@ -18,7 +17,7 @@ use object_store::path::Path as ObjectPath;
 
 use super::manifest::DataFile;
 use super::{Error, Result, Store};
-use crate::events::column_index;
+use crate::events::{column_index, int64_column, time_column};
 
 fn sorting(name: &str) -> SortingColumn {
     SortingColumn {
@@ -87,15 +86,9 @@ pub fn plan_partitions(batches: &[RecordBatch]) -> Vec<Partition> {
     let mut keys: Vec<(i64, i64, i64, i64, usize, usize)> =
         Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     for (b, batch) in batches.iter().enumerate() {
-        let projects = batch
-            .column(column_index("project_id"))
-            .as_primitive::<Int64Type>();
-        let issues = batch
-            .column(column_index("issue_id"))
-            .as_primitive::<Int64Type>();
-        let timestamps = batch
-            .column(column_index("timestamp"))
-            .as_primitive::<TimestampMillisecondType>();
+        let projects = int64_column(batch, "project_id");
+        let issues = int64_column(batch, "issue_id");
+        let timestamps = time_column(batch, "timestamp");
         for row in 0..batch.num_rows() {
             let ts = timestamps.value(row);
             keys.push((
@@ -212,6 +205,8 @@ pub async fn write_partitions(
 mod tests {
     use super::*;
     use crate::events::{EventBuilder, StoredEvent};
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
 
     fn event(project: u64, issue: i64, at: &str) -> StoredEvent {
         StoredEvent::for_test(
