@@ -47,6 +47,10 @@ pub const STORE_URL: &str = "faultline://store/";
 /// (`DataFile::min_timestamp_ms` / `max_timestamp_ms`).
 const TIME_COLUMN: &str = "timestamp";
 
+/// Rows per data page of the writer (parquet-rs's default row limit; event JSON pages are cut
+/// earlier by their byte limit).
+const PAGE_ROWS: u64 = 20_000;
+
 /// Files and in-memory rows that make up the table for one query.
 #[derive(Debug)]
 pub struct EventsTable {
@@ -253,14 +257,22 @@ impl TableProvider for EventsTable {
                 runtime.object_store(&url)?,
                 runtime.cache_manager.get_file_metadata_cache(),
             );
+            let reads_wide = self
+                .wide_column
+                .is_some_and(|wide| projection.is_none_or(|p| p.contains(&wide)));
             let mut source = ParquetSource::new(Arc::clone(&schema))
-                .with_parquet_file_reader_factory(Arc::new(reader));
+                .with_parquet_file_reader_factory(Arc::new(reader))
+                // The page index is read per file and query (DataFusion caches footers without
+                // it). It can only skip pages of column chunks with several pages: in files of
+                // up to PAGE_ROWS rows that is only the event JSON column.
+                .with_enable_page_index(
+                    self.wide_column.is_none()
+                        || reads_wide
+                        || files.iter().any(|f| f.rows > PAGE_ROWS),
+                );
             if let Some(predicate) = predicate {
                 // Late materialization costs more than it saves on narrow scans (measured with
                 // `query-bench`), but spares decoding the event JSON of rows that do not match.
-                let reads_wide = self
-                    .wide_column
-                    .is_some_and(|wide| projection.is_none_or(|p| p.contains(&wide)));
                 source = source
                     .with_predicate(predicate)
                     .with_pushdown_filters(reads_wide);
