@@ -1,8 +1,9 @@
 """DuckDB side of `query-bench`: the same questions on the same Parquet files.
 
 Reads {"root": DIR, "reps": N, "queries": [[name, sql], ...]} on stdin; `events` and `rollups`
-are views over DIR/events/**/*.parquet and DIR/rollups/**/*.parquet. Prints {name: median ms}
-(or {name: null} with the error on stderr) as JSON on stdout.
+are views over DIR/events/**/*.parquet and DIR/rollups/**/*.parquet. Prints
+{name: {"wall": median ms, "cpu": median CPU ms of the process}} (or {name: null} with the error on
+stderr) as JSON on stdout.
 """
 
 import json
@@ -27,13 +28,15 @@ def main() -> int:
     out = {}
     for name, sql in spec["queries"]:
         try:
-            times = []
+            wall, cpu = [], []
             for i in range(spec["reps"] + 1):
                 started = time.perf_counter()
+                cpu_started = time.process_time()
                 con.execute(sql).fetchall()
                 if i > 0:
-                    times.append((time.perf_counter() - started) * 1000)
-            out[name] = statistics.median(times)
+                    wall.append((time.perf_counter() - started) * 1000)
+                    cpu.append((time.process_time() - cpu_started) * 1000)
+            out[name] = {"wall": statistics.median(wall), "cpu": statistics.median(cpu)}
         except Exception as err:  # noqa: BLE001 - reported, the run goes on
             print(f"duckdb: {name}: {err}", file=sys.stderr)
             out[name] = None

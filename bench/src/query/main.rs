@@ -6,7 +6,8 @@
 //!   day, one manifest), deterministic for a given size.
 //! - here: runs the fixed query set in-process through `QueryService` (the path every protocol
 //!   takes: a session for project 1, plan checks, limits), then the same questions with DuckDB
-//!   (`bench/query/duckdb_bench.py`, PyPI `duckdb`), and prints medians, ratios and peak RSS.
+//!   (`bench/query/duckdb_bench.py`, PyPI `duckdb`), and prints medians (wall clock, and CPU time,
+//!   which other work on a shared machine disturbs less), ratios and peak RSS.
 
 mod generate;
 
@@ -44,6 +45,15 @@ struct Args {
     /// Python with `duckdb` installed.
     #[arg(long, env = "FAULTLINE_BENCH_PYTHON")]
     python: Option<PathBuf>,
+    /// Runs only the queries whose name contains one of these substrings (repeatable).
+    #[arg(long)]
+    only: Vec<String>,
+    /// Prints faultline's `EXPLAIN ANALYZE` of each query run, after its timings.
+    #[arg(long)]
+    explain: bool,
+    /// Skips DuckDB (faultline timings only).
+    #[arg(long)]
+    no_duckdb: bool,
 }
 
 fn workspace_root() -> PathBuf {
@@ -131,24 +141,57 @@ fn median(mut times: Vec<f64>) -> f64 {
     times[times.len() / 2]
 }
 
+/// Medians of one query's timed runs, ms: wall clock and CPU (user + system, all threads).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+struct Timing {
+    wall: f64,
+    cpu: f64,
+}
+
+/// CPU time this process has used so far (all threads), ms.
+fn cpu_ms() -> f64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_PROCESS_CPUTIME_ID).map_or(0.0, |t| {
+        t.tv_sec() as f64 * 1000.0 + t.tv_nsec() as f64 / 1e6
+    })
+}
+
 async fn time_faultline(
     service: &QueryService,
     projects: &ProjectFilter,
     sql: &str,
     reps: usize,
-) -> Result<f64> {
-    let mut times = Vec::new();
+) -> Result<Timing> {
+    let mut wall = Vec::new();
+    let mut cpu = Vec::new();
     for i in 0..=reps {
         let started = Instant::now();
+        let cpu_started = cpu_ms();
         service
             .run(projects, sql)
             .await
             .with_context(|| format!("faultline: {sql}"))?;
         if i > 0 {
-            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            wall.push(started.elapsed().as_secs_f64() * 1000.0);
+            cpu.push(cpu_ms() - cpu_started);
         }
     }
-    Ok(median(times))
+    Ok(Timing {
+        wall: median(wall),
+        cpu: median(cpu),
+    })
+}
+
+/// Prints the plan of one query with the metrics of one run (a session as `run` builds it).
+async fn explain(service: &QueryService, projects: &ProjectFilter, q: &Query) -> Result<()> {
+    let ctx = service.session(projects).await?;
+    let batches = ctx
+        .sql(&format!("EXPLAIN ANALYZE {}", q.faultline))
+        .await?
+        .collect()
+        .await?;
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?;
+    eprintln!("-- {}\n{text}", q.name);
+    Ok(())
 }
 
 fn time_duckdb(
@@ -156,7 +199,7 @@ fn time_duckdb(
     dir: &Path,
     queries: &[Query],
     reps: usize,
-) -> Result<BTreeMap<String, Value>> {
+) -> Result<BTreeMap<String, Option<Timing>>> {
     let script = workspace_root().join("bench/query/duckdb_bench.py");
     let input = serde_json::json!({
         "root": dir,
@@ -180,7 +223,9 @@ fn time_duckdb(
     Ok(serde_json::from_slice(&output.stdout)?)
 }
 
-type Value = serde_json::Value;
+/// The allocator of the `faultline` binary, so the queries allocate as they do in the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Resets the peak RSS (VmHWM) of this process, so the query phase is measured alone.
 fn reset_peak_rss() {
@@ -250,45 +295,65 @@ async fn main() -> Result<()> {
     use datafusion::arrow::datatypes::Int64Type;
     let issue_id = batch.column(0).as_primitive::<Int64Type>().value(0);
     let event_id = batch.column(1).as_string::<i32>().value(0).to_owned();
-    let queries = queries(issue_id, &event_id);
+    let queries: Vec<Query> = queries(issue_id, &event_id)
+        .into_iter()
+        .filter(|q| args.only.is_empty() || args.only.iter().any(|o| q.name.contains(o.as_str())))
+        .collect();
+    ensure!(!queries.is_empty(), "--only matches no query");
 
     reset_peak_rss();
-    let mut faultline_ms = Vec::new();
+    let mut faultline = Vec::new();
     for q in &queries {
-        faultline_ms.push(time_faultline(&service, &projects, &q.faultline, args.reps).await?);
+        faultline.push(time_faultline(&service, &projects, &q.faultline, args.reps).await?);
     }
     let peak = peak_rss_mib();
-    let python = args
-        .python
-        .clone()
-        .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
-    let duck = time_duckdb(&python, &objects, &queries, args.reps)?;
+    if args.explain {
+        for q in &queries {
+            explain(&service, &projects, q).await?;
+        }
+    }
+    let duck = if args.no_duckdb {
+        BTreeMap::new()
+    } else {
+        let python = args
+            .python
+            .clone()
+            .unwrap_or_else(|| workspace_root().join(".venv/bin/python"));
+        time_duckdb(&python, &objects, &queries, args.reps)?
+    };
 
     println!(
         "query benchmark: {} events, {} issues, {} days; median of {} runs, ms",
         args.events, args.issues, args.days, args.reps
     );
     println!(
-        "{:<28} {:>10} {:>10} {:>8}  target",
-        "query", "faultline", "duckdb", "ratio"
+        "{:<28} {:>10} {:>10} {:>8} {:>10} {:>10} {:>8}  target",
+        "query", "faultline", "duckdb", "ratio", "cpu fl", "cpu duck", "ratio"
     );
-    for (q, ms) in queries.iter().zip(&faultline_ms) {
-        let duck_ms = duck.get(q.name).and_then(Value::as_f64);
-        let ratio = duck_ms.map(|d| ms / d);
+    let cell = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+    let times = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}x"));
+    for (q, ours) in queries.iter().zip(&faultline) {
+        let duck = duck.get(q.name).copied().flatten();
+        let ratio = duck.map(|d| ours.wall / d.wall);
+        let cpu_ratio = duck.map(|d| ours.cpu / d.cpu);
         let target = match (q.limit_ms, ratio) {
             (Some(limit), _) => format!(
                 "< {limit} ms: {}",
-                if *ms < limit { "met" } else { "MISSED" }
+                if ours.wall < limit { "met" } else { "MISSED" }
             ),
             (None, Some(r)) => format!("<= 1.5x: {}", if r <= 1.5 { "met" } else { "MISSED" }),
+            (None, None) if args.no_duckdb => "-".into(),
             (None, None) => "duckdb failed".into(),
         };
         println!(
-            "{:<28} {:>10.1} {:>10} {:>8}  {target}",
+            "{:<28} {:>10.1} {:>10} {:>8} {:>10.1} {:>10} {:>8}  {target}",
             q.name,
-            ms,
-            duck_ms.map_or("-".into(), |d| format!("{d:.1}")),
-            ratio.map_or("-".into(), |r| format!("{r:.2}x"))
+            ours.wall,
+            cell(duck.map(|d| d.wall)),
+            times(ratio),
+            ours.cpu,
+            cell(duck.map(|d| d.cpu)),
+            times(cpu_ratio),
         );
     }
     if let Some(peak) = peak {

@@ -27,6 +27,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
@@ -124,7 +126,12 @@ pub struct QueryService {
     limits: QueryConfig,
     /// Per-issue summaries of the rollup files read so far (shared by every session).
     rollups: Arc<RollupCache>,
+    /// Decoded Parquet footers, shared by every session: files never change once written.
+    metadata_cache: Arc<FileMetadataCache>,
 }
+
+/// Bytes of decoded Parquet footers kept between queries.
+const METADATA_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Scalar functions whose output size is an argument: they allocate outside the memory pool, so
 /// `range(1, 1e9)` or `repeat('x', 1e9)` could take the process down. Sessions do not have them.
@@ -145,6 +152,7 @@ impl QueryService {
             node,
             limits,
             rollups: Arc::default(),
+            metadata_cache: Arc::new(DefaultCache::new(METADATA_CACHE_BYTES)),
         }
     }
 
@@ -213,6 +221,11 @@ impl QueryService {
             .with_memory_limit(self.limits.memory_limit.as_u64() as usize, 1.0)
             .with_disk_manager_builder(
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .with_cache_manager(
+                CacheManagerConfig::default()
+                    .with_file_metadata_cache(Some(Arc::clone(&self.metadata_cache)))
+                    .with_metadata_cache_limit(METADATA_CACHE_BYTES),
             )
             .build_arc()
             .map_err(|e| self.sql_error(e))?;
