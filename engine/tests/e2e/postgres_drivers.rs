@@ -28,6 +28,15 @@ fn client(name: &str, port: u16, token: &str) -> Result<Value> {
     serde_json::from_slice(&output.stdout).context("postgres_clients.py printed no JSON")
 }
 
+/// Starts a server with two tenants and the PostgreSQL listener, then runs `name` with the
+/// `shop` token. The temporary directory and the tenants live as long as the caller holds them.
+async fn shop_client(name: &str) -> Result<(tempfile::TempDir, TwoTenants, Value)> {
+    let tmp = tempfile::tempdir()?;
+    let tenants = TwoTenants::start(tmp.path(), "pg_listen").await?;
+    let out = client(name, tenants.port, &tenants.shop_token)?;
+    Ok((tmp, tenants, out))
+}
+
 /// PostgreSQL type OIDs as drivers report them.
 const TEXT: u32 = 25;
 const INT8: u32 = 20;
@@ -35,14 +44,8 @@ const TIMESTAMPTZ: u32 = 1184;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psycopg_binds_parameters_on_the_server_and_reads_binary_rows() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let TwoTenants {
-        server,
-        port,
-        shop_token: token,
-        ..
-    } = TwoTenants::start(tmp.path(), "pg_listen").await?;
-    let out = client("psycopg", port, &token)?;
+    let (_tmp, tenants, out) = shop_client("psycopg").await?;
+    let server = &tenants.server;
     let log = || server.log_text();
 
     assert_eq!(
@@ -126,14 +129,8 @@ async fn psycopg_binds_parameters_on_the_server_and_reads_binary_rows() -> Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asyncpg_prepares_and_reads_binary_with_typed_parameters() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let TwoTenants {
-        server,
-        port,
-        shop_token: token,
-        ..
-    } = TwoTenants::start(tmp.path(), "pg_listen").await?;
-    let out = client("asyncpg", port, &token)?;
+    let (_tmp, tenants, out) = shop_client("asyncpg").await?;
+    let server = &tenants.server;
 
     assert_eq!(
         out["parameters"],
@@ -167,14 +164,8 @@ async fn asyncpg_prepares_and_reads_binary_with_typed_parameters() -> Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlalchemy_inspects_the_catalog_and_queries_like_a_bi_tool() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let TwoTenants {
-        server,
-        port,
-        shop_token: token,
-        ..
-    } = TwoTenants::start(tmp.path(), "pg_listen").await?;
-    let out = client("sqlalchemy", port, &token)?;
+    let (_tmp, tenants, out) = shop_client("sqlalchemy").await?;
+    let server = &tenants.server;
 
     assert_eq!(
         out["tables"],
@@ -202,7 +193,7 @@ async fn sqlalchemy_inspects_the_catalog_and_queries_like_a_bi_tool() -> Result<
     assert_eq!(out["rows"], json!([["shop", 1]]));
     assert_eq!(out["core_rows"], json!([]), "web's title never appears");
 
-    let out = client("bad-token", port, "unused")?;
+    let out = client("bad-token", tenants.port, "unused")?;
     let error = out["error"].as_str().context("a bad token must fail")?;
     assert!(
         error.contains("Password authentication failed for user \"bi\""),
