@@ -1,6 +1,5 @@
-//! The table provider of `events` (and of the hourly issue rollups behind `issues`): the Parquet
-//! files named by the manifests, plus rows still in memory, read as one table, restricted to the
-//! projects of the session.
+//! The table provider of `events`: the Parquet files named by the manifests, plus rows still in
+//! memory, read as one table, restricted to the projects of the session.
 //!
 //! The restriction is structural: files of other projects are never handed to the Parquet scan
 //! (each file holds one project) and buffered rows of other projects are dropped before the
@@ -58,67 +57,37 @@ pub struct EventsTable {
     files: Vec<DataFile>,
     batches: Vec<RecordBatch>,
     target_partitions: usize,
-    /// Whether the files' manifest time bounds are bounds of [`TIME_COLUMN`], so files can be
-    /// pruned by time before the scan.
-    prune_by_time: bool,
-    /// The wide column (the event JSON), if the table has one: a filtered scan that reads it
-    /// decodes the filter columns first and this one only for the rows that match.
-    wide_column: Option<usize>,
+    /// The wide column (the event JSON): a filtered scan that reads it decodes the filter
+    /// columns first and this one only for the rows that match.
+    wide_column: usize,
 }
 
 impl EventsTable {
-    /// The `events` table.
+    /// The `events` table: `files` and `batches` of the projects `projects` allows.
     pub fn new(
         files: Vec<DataFile>,
         batches: Vec<RecordBatch>,
         projects: &ProjectFilter,
         target_partitions: usize,
     ) -> Result<Self> {
-        let mut table = Self::with_schema(
-            events::schema(),
-            files,
-            batches,
-            projects,
-            target_partitions,
-        )?;
-        table.prune_by_time = true;
-        table.wide_column = Some(events::column_index("event"));
-        Ok(table)
-    }
-
-    /// A table of another schema with a `project_id` column.
-    pub fn with_schema(
-        schema: SchemaRef,
-        files: Vec<DataFile>,
-        batches: Vec<RecordBatch>,
-        projects: &ProjectFilter,
-        target_partitions: usize,
-    ) -> Result<Self> {
-        let files = files
-            .into_iter()
-            .filter(|f| projects.allows(f.project_id))
-            .collect();
-        let batches = restrict_batches(batches, projects)?;
+        let (files, batches) = restrict(files, batches, projects)?;
         Ok(Self {
-            schema,
+            schema: events::schema(),
             files,
             batches,
             target_partitions: target_partitions.max(1),
-            prune_by_time: false,
-            wide_column: None,
+            wide_column: events::column_index("event"),
         })
     }
 
     /// The files a scan with `predicate` needs: all of them, less those whose time range in the
     /// manifest proves that no row can match.
     fn files_for(&self, predicate: Option<&Arc<dyn PhysicalExpr>>) -> Vec<&DataFile> {
-        let pruning = predicate
-            .filter(|_| self.prune_by_time)
-            .and_then(|predicate| {
-                PruningPredicateBuilder::new()
-                    .with_file_schema(Arc::clone(&self.schema))
-                    .build(Arc::clone(predicate))
-            });
+        let pruning = predicate.and_then(|predicate| {
+            PruningPredicateBuilder::new()
+                .with_file_schema(Arc::clone(&self.schema))
+                .build(Arc::clone(predicate))
+        });
         let bounds = FileTimeBounds {
             files: &self.files,
             schema: &self.schema,
@@ -186,8 +155,22 @@ impl PruningStatistics for FileTimeBounds<'_> {
     }
 }
 
+/// Keeps only the files and buffered rows of the projects `projects` allows (each file holds
+/// one project).
+pub(crate) fn restrict(
+    files: Vec<DataFile>,
+    batches: Vec<RecordBatch>,
+    projects: &ProjectFilter,
+) -> Result<(Vec<DataFile>, Vec<RecordBatch>)> {
+    let files = files
+        .into_iter()
+        .filter(|f| projects.allows(f.project_id))
+        .collect();
+    Ok((files, restrict_batches(batches, projects)?))
+}
+
 /// Keeps only the rows of `batches` whose `project_id` the filter allows.
-pub(crate) fn restrict_batches(
+fn restrict_batches(
     batches: Vec<RecordBatch>,
     projects: &ProjectFilter,
 ) -> Result<Vec<RecordBatch>> {
@@ -257,19 +240,13 @@ impl TableProvider for EventsTable {
                 runtime.object_store(&url)?,
                 runtime.cache_manager.get_file_metadata_cache(),
             );
-            let reads_wide = self
-                .wide_column
-                .is_some_and(|wide| projection.is_none_or(|p| p.contains(&wide)));
+            let reads_wide = projection.is_none_or(|p| p.contains(&self.wide_column));
             let mut source = ParquetSource::new(Arc::clone(&schema))
                 .with_parquet_file_reader_factory(Arc::new(reader))
                 // The page index is read per file and query (DataFusion caches footers without
                 // it). It can only skip pages of column chunks with several pages: in files of
                 // up to PAGE_ROWS rows that is only the event JSON column.
-                .with_enable_page_index(
-                    self.wide_column.is_none()
-                        || reads_wide
-                        || files.iter().any(|f| f.rows > PAGE_ROWS),
-                );
+                .with_enable_page_index(reads_wide || files.iter().any(|f| f.rows > PAGE_ROWS));
             if let Some(predicate) = predicate {
                 // Late materialization costs more than it saves on narrow scans (measured with
                 // `query-bench`), but spares decoding the event JSON of rows that do not match.

@@ -17,7 +17,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::ProjectFilter;
-use super::events_table::restrict_batches;
+use super::events_table::restrict;
 use crate::issues::rollup;
 use crate::issues::state::IssueState;
 use crate::issues::summary::{self, RollupCache, Summaries};
@@ -52,11 +52,7 @@ impl IssuesTable {
         states: Vec<IssueState>,
         projects: &ProjectFilter,
     ) -> Result<Self> {
-        let files = files
-            .into_iter()
-            .filter(|f| projects.allows(f.project_id))
-            .collect();
-        let buffered = restrict_batches(buffered, projects)?;
+        let (files, buffered) = restrict(files, buffered, projects)?;
         Ok(Self {
             store,
             cache,
