@@ -46,6 +46,10 @@ struct Inner {
 }
 
 impl Inner {
+    fn passes(&self, thresholds: FlushThresholds) -> bool {
+        self.rows >= thresholds.max_events || self.bytes >= thresholds.max_bytes
+    }
+
     fn seal(&mut self) {
         if !self.open.is_empty() {
             let batch = self.open.finish();
@@ -89,11 +93,16 @@ impl Buffer {
             if inner.open.len() >= SEAL_ROWS || inner.open.event_bytes() >= SEAL_BYTES {
                 inner.seal();
             }
-            inner.rows >= self.thresholds.max_events || inner.bytes >= self.thresholds.max_bytes
+            inner.passes(self.thresholds)
         };
         if wanted {
             self.flush_wanted.notify_one();
         }
+    }
+
+    /// Whether the unflushed rows pass a flush threshold.
+    pub fn over_threshold(&self) -> bool {
+        self.inner.lock().passes(self.thresholds)
     }
 
     /// Moves every unflushed row to the flushing set under `flush_id` and returns it.
@@ -130,5 +139,52 @@ impl Buffer {
             manifest: Arc::clone(&inner.manifest),
             batches,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(n: usize) -> Vec<StoredEvent> {
+        (0..n)
+            .map(|_| StoredEvent::for_test(1, 1, r#"{"message":"m"}"#))
+            .collect()
+    }
+
+    #[test]
+    fn the_rows_a_flush_takes_no_longer_count_towards_the_next_one() {
+        let buffer = Buffer::new(
+            Manifest::default(),
+            FlushThresholds {
+                max_events: 3,
+                max_bytes: usize::MAX,
+            },
+        );
+        buffer.append(&events(2));
+        assert!(!buffer.over_threshold());
+        // Appends that land after the threshold (before the flusher takes the rows) each ask
+        // for a flush again.
+        buffer.append(&events(1));
+        buffer.append(&events(1));
+        assert!(buffer.over_threshold());
+        let taken: usize = buffer.take_for_flush(1).iter().map(|b| b.num_rows()).sum();
+        assert_eq!(taken, 4);
+        assert!(
+            !buffer.over_threshold(),
+            "the wake-ups those appends left behind find nothing to flush"
+        );
+        assert_eq!(
+            buffer
+                .snapshot()
+                .batches
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>(),
+            4,
+            "still visible until the manifest names their files"
+        );
+        buffer.complete_flush(1, Manifest::default());
+        assert!(buffer.snapshot().batches.is_empty());
     }
 }

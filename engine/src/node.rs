@@ -261,12 +261,19 @@ impl Node {
     pub async fn run_flusher(self: Arc<Self>, shutdown: CancellationToken) {
         let interval = self.config.flush.interval;
         let mut failures = 0u32;
+        let mut due = tokio::time::Instant::now() + interval;
         loop {
             if failures == 0 {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(interval) => {}
-                    () = self.buffer.flush_wanted.notified() => {}
+                    () = tokio::time::sleep_until(due) => {}
+                    () = self.buffer.flush_wanted.notified() => {
+                        // Appends that arrived while the previous flush ran leave a wake-up
+                        // behind; flushing those few rows at once would double the files.
+                        if !self.buffer.over_threshold() {
+                            continue;
+                        }
+                    }
                 }
             } else {
                 // The object store is failing: back off (0.5 s doubling to 30 s) and ignore the
@@ -290,6 +297,7 @@ impl Node {
                     tracing::error!(cause = %err, attempt = failures, "flush failed; events stay in the wal");
                 }
             }
+            due = tokio::time::Instant::now() + interval;
         }
     }
 }

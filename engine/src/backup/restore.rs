@@ -38,7 +38,9 @@ use super::{BackupRecord, Copied, Destination, Error, Result, sha256, wal_events
 use crate::events::{EventBuilder, time_column};
 use crate::maintenance::progress::Progress;
 use crate::store::manifest::DataFile;
-use crate::store::parquet::{encode, plan_partitions, write_partitions, writer_properties};
+use crate::store::parquet::{
+    COMPACTED_EVENT_PAGE_BYTES, encode, plan_partitions, write_partitions, writer_properties,
+};
 use crate::store::{self, Store};
 
 /// The marker a finished restore leaves in the data location.
@@ -285,8 +287,12 @@ fn filter_file(
     }
     let mut data = Vec::new();
     for part in plan_partitions(&kept) {
-        data = encode(&kept, &part.rows, writer_properties(level))
-            .map_err(|e| parquet_error(path, e))?;
+        data = encode(
+            &kept,
+            &part.rows,
+            writer_properties(level, part.rows.len(), COMPACTED_EVENT_PAGE_BYTES),
+        )
+        .map_err(|e| parquet_error(path, e))?;
     }
     Ok(Some((data, rows as u64)))
 }

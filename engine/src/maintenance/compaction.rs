@@ -20,7 +20,9 @@ use serde::Serialize;
 use super::progress::Progress;
 use super::{Error, Maintenance, Result};
 use crate::store::manifest::{DataFile, Manifest, Retired};
-use crate::store::parquet::{encode, plan_partitions, writer_properties};
+use crate::store::parquet::{
+    COMPACTED_EVENT_PAGE_BYTES, encode, plan_partitions, writer_properties,
+};
 
 /// What a compaction run merged.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -176,11 +178,14 @@ impl Maintenance {
                 // One project and hour: plan_partitions yields one partition, re-sorted.
                 let mut data = Vec::new();
                 for part in plan_partitions(&batches) {
-                    data = encode(&batches, &part.rows, writer_properties(level)).map_err(|e| {
-                        Error::Compact {
-                            path: out_path.clone(),
-                            message: e.to_string(),
-                        }
+                    data = encode(
+                        &batches,
+                        &part.rows,
+                        writer_properties(level, part.rows.len(), COMPACTED_EVENT_PAGE_BYTES),
+                    )
+                    .map_err(|e| Error::Compact {
+                        path: out_path.clone(),
+                        message: e.to_string(),
                     })?;
                 }
                 Ok(data)

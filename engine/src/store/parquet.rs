@@ -27,18 +27,38 @@ fn sorting(name: &str) -> SortingColumn {
     }
 }
 
-/// Writer settings for event files.
-pub fn writer_properties(zstd_level: i32) -> WriterProperties {
+/// Rows per row group at most.
+const MAX_ROW_GROUP_ROWS: usize = 100_000;
+
+/// Event JSON per data page in files written by a flush. Every buffer the Parquet writer
+/// allocates for a page (values, page, compressed page) then stays within mimalloc's size
+/// classes for reused memory (at most 512 KiB); 2 MiB pages made each of them a fresh
+/// allocation that is paged in and purged again, about half of all page faults of ingest and
+/// 40-60 MB of peak RSS (docs/benchmarks.md, session 4). Costs about 60 bytes per event on disk
+/// until compaction rewrites the files with [`COMPACTED_EVENT_PAGE_BYTES`].
+pub const FLUSH_EVENT_PAGE_BYTES: usize = 512 * 1024;
+
+/// Event JSON per data page in compacted files: large pages let zstd see many similar events
+/// at once (the event JSON of one issue repeats most of its bytes); each page starts a new
+/// zstd frame, about 3 KB for its first event.
+pub const COMPACTED_EVENT_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// Writer settings for an event file of `rows` rows. Bloom filters are sized for the rows of
+/// one row group: parquet-rs would otherwise allocate (and then fold) a filter for a million
+/// distinct values per column and file.
+pub fn writer_properties(
+    zstd_level: i32,
+    rows: usize,
+    event_page_bytes: usize,
+) -> WriterProperties {
     let level = ZstdLevel::try_new(zstd_level).unwrap_or_default();
     let col = |name: &str| ColumnPath::from(name);
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
-        .set_max_row_group_row_count(Some(100_000))
+        .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
         .set_statistics_truncate_length(Some(64))
         .set_column_index_truncate_length(Some(64))
-        // Large pages let zstd see many similar events at once: the event JSON of one issue
-        // repeats most of its bytes.
-        .set_column_data_page_size_limit(col("event"), 2 * 1024 * 1024)
+        .set_column_data_page_size_limit(col("event"), event_page_bytes)
         .set_write_batch_size(256)
         .set_sorting_columns(Some(vec![
             sorting("project_id"),
@@ -55,8 +75,11 @@ pub fn writer_properties(zstd_level: i32) -> WriterProperties {
     ] {
         builder = builder.set_column_dictionary_enabled(col(name), false);
     }
+    let distinct = rows.clamp(1, MAX_ROW_GROUP_ROWS) as u64;
     for name in ["event_id", "trace_id", "user_id"] {
-        builder = builder.set_column_bloom_filter_enabled(col(name), true);
+        builder = builder
+            .set_column_bloom_filter_enabled(col(name), true)
+            .set_column_bloom_filter_max_ndv(col(name), distinct);
     }
     builder.build()
 }
@@ -158,7 +181,11 @@ pub async fn write_partitions(
     let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
         let mut files = Vec::new();
         for part in plan_partitions(&batches) {
-            let data = encode(&batches, &part.rows, writer_properties(zstd_level))?;
+            let data = encode(
+                &batches,
+                &part.rows,
+                writer_properties(zstd_level, part.rows.len(), FLUSH_EVENT_PAGE_BYTES),
+            )?;
             let (project, hour) = part.key;
             files.push((
                 project,
@@ -207,6 +234,9 @@ mod tests {
     use crate::events::{EventBuilder, StoredEvent};
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
+    use datafusion::parquet::file::properties::ReaderProperties;
+    use datafusion::parquet::file::reader::{FileReader, RowGroupReader};
+    use datafusion::parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
 
     fn event(project: u64, issue: i64, at: &str) -> StoredEvent {
         StoredEvent::for_test(
@@ -257,16 +287,140 @@ mod tests {
         assert_eq!(column(&parts[2].1, "project_id"), [2]);
     }
 
+    /// `n` events of one issue, each with about 3 KB of JSON (a message that differs per
+    /// event, as real events do).
+    fn large_events(n: usize) -> RecordBatch {
+        let mut builder = EventBuilder::new();
+        for i in 0..n {
+            let text: String = (0..1000)
+                .map(|j| format!("{:x}", (i * 7919 + j) % 4093))
+                .collect();
+            builder.append(&event_with_message(&text));
+        }
+        builder.finish()
+    }
+
+    fn event_with_message(text: &str) -> StoredEvent {
+        StoredEvent::for_test(
+            1,
+            3,
+            &format!(r#"{{"message":"{text}","timestamp":"2026-11-24T10:10:00Z"}}"#),
+        )
+    }
+
+    fn reader(data: Vec<u8>) -> SerializedFileReader<Bytes> {
+        let options = ReadOptionsBuilder::new()
+            .with_page_index()
+            .with_reader_properties(
+                ReaderProperties::builder()
+                    .set_read_bloom_filter(true)
+                    .build(),
+            )
+            .build();
+        SerializedFileReader::new_with_options(Bytes::from(data), options).unwrap()
+    }
+
+    /// Pages of the event column in the first row group of `file`.
+    fn event_pages(file: &SerializedFileReader<Bytes>) -> usize {
+        // A Parquet leaf index: the tags map has two leaves, so it differs from the Arrow one.
+        let leaf = file
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.path().string() == "event")
+            .expect("an event column");
+        let index = file.metadata().offset_index().expect("page index read");
+        index[0][leaf].page_locations().len()
+    }
+
+    #[test]
+    fn flushed_files_use_smaller_event_pages_than_compacted_ones() {
+        let batches = [large_events(1600)];
+        let rows: Vec<_> = (0..1600).map(|r| (0, r)).collect();
+        let json_bytes: usize = batches[0]
+            .column(column_index("event"))
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap().len())
+            .sum();
+        assert!(json_bytes > 4 * 1024 * 1024, "{json_bytes} bytes of JSON");
+        let flushed = reader(
+            encode(
+                &batches,
+                &rows,
+                writer_properties(1, rows.len(), FLUSH_EVENT_PAGE_BYTES),
+            )
+            .unwrap(),
+        );
+        let compacted = reader(
+            encode(
+                &batches,
+                &rows,
+                writer_properties(6, rows.len(), COMPACTED_EVENT_PAGE_BYTES),
+            )
+            .unwrap(),
+        );
+        // A page closes at the first mini-batch that takes it past its limit: between one and
+        // two limits of JSON per page.
+        for (file, limit) in [
+            (&flushed, FLUSH_EVENT_PAGE_BYTES),
+            (&compacted, COMPACTED_EVENT_PAGE_BYTES),
+        ] {
+            let pages = event_pages(file);
+            assert!(
+                (json_bytes / (2 * limit)..=json_bytes.div_ceil(limit)).contains(&pages),
+                "{pages} pages of at most {limit} bytes for {json_bytes} bytes of JSON"
+            );
+        }
+        for file in [&flushed, &compacted] {
+            assert_eq!(file.metadata().file_metadata().num_rows(), 1600);
+        }
+    }
+
+    #[test]
+    fn bloom_filters_are_sized_for_the_rows_of_the_file_and_find_their_ids() {
+        let batches = [large_events(50)];
+        let rows: Vec<_> = (0..50).map(|r| (0, r)).collect();
+        let file = reader(
+            encode(
+                &batches,
+                &rows,
+                writer_properties(1, rows.len(), FLUSH_EVENT_PAGE_BYTES),
+            )
+            .unwrap(),
+        );
+        let id_column = column_index("event_id");
+        let length = file
+            .metadata()
+            .row_group(0)
+            .column(id_column)
+            .bloom_filter_length()
+            .expect("event_id has a bloom filter");
+        // The parquet-rs default (a million distinct values) writes about 1 MiB per column
+        // before folding; 50 ids need a few hundred bytes.
+        assert!(length <= 4096, "bloom filter of {length} bytes for 50 ids");
+        let group = file.get_row_group(0).unwrap();
+        let filter = group.get_column_bloom_filter(id_column).unwrap();
+        let ids = batches[0].column(id_column).as_string::<i32>();
+        for id in ids.iter().flatten() {
+            assert!(filter.check(&id), "{id} is in the file");
+        }
+    }
+
     #[test]
     fn encoded_file_is_zstd_with_sorting_metadata() {
         let mut a = EventBuilder::new();
         a.append(&event(1, 3, "2026-11-24T10:10:00Z"));
         let batches = [a.finish()];
-        let data = encode(&batches, &[(0, 0)], writer_properties(3)).unwrap();
-        let reader =
-            datafusion::parquet::file::reader::SerializedFileReader::new(bytes::Bytes::from(data))
-                .unwrap();
-        use datafusion::parquet::file::reader::FileReader;
+        let data = encode(
+            &batches,
+            &[(0, 0)],
+            writer_properties(3, 1, FLUSH_EVENT_PAGE_BYTES),
+        )
+        .unwrap();
+        let reader = SerializedFileReader::new(Bytes::from(data)).unwrap();
         let meta = reader.metadata().row_group(0);
         assert_eq!(meta.num_rows(), 1);
         let event_col = meta.column(column_index("event"));
