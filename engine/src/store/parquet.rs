@@ -235,7 +235,7 @@ mod tests {
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
     use datafusion::parquet::file::properties::ReaderProperties;
-    use datafusion::parquet::file::reader::{FileReader, RowGroupReader};
+    use datafusion::parquet::file::reader::FileReader;
     use datafusion::parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
 
     fn event(project: u64, issue: i64, at: &str) -> StoredEvent {
