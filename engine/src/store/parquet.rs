@@ -308,7 +308,15 @@ mod tests {
         )
     }
 
-    fn reader(data: Vec<u8>) -> SerializedFileReader<Bytes> {
+    /// The rows of `batch` written as one file, read back with its page index and bloom filters.
+    fn written(
+        batch: &RecordBatch,
+        zstd_level: i32,
+        event_page_bytes: usize,
+    ) -> SerializedFileReader<Bytes> {
+        let rows: Vec<_> = (0..batch.num_rows()).map(|r| (0, r)).collect();
+        let props = writer_properties(zstd_level, rows.len(), event_page_bytes);
+        let data = encode(std::slice::from_ref(batch), &rows, props).unwrap();
         let options = ReadOptionsBuilder::new()
             .with_page_index()
             .with_reader_properties(
@@ -337,31 +345,16 @@ mod tests {
 
     #[test]
     fn flushed_files_use_smaller_event_pages_than_compacted_ones() {
-        let batches = [large_events(1600)];
-        let rows: Vec<_> = (0..1600).map(|r| (0, r)).collect();
-        let json_bytes: usize = batches[0]
+        let batch = large_events(1600);
+        let json_bytes: usize = batch
             .column(column_index("event"))
             .as_string::<i32>()
             .iter()
             .map(|v| v.unwrap().len())
             .sum();
         assert!(json_bytes > 4 * 1024 * 1024, "{json_bytes} bytes of JSON");
-        let flushed = reader(
-            encode(
-                &batches,
-                &rows,
-                writer_properties(1, rows.len(), FLUSH_EVENT_PAGE_BYTES),
-            )
-            .unwrap(),
-        );
-        let compacted = reader(
-            encode(
-                &batches,
-                &rows,
-                writer_properties(6, rows.len(), COMPACTED_EVENT_PAGE_BYTES),
-            )
-            .unwrap(),
-        );
+        let flushed = written(&batch, 1, FLUSH_EVENT_PAGE_BYTES);
+        let compacted = written(&batch, 6, COMPACTED_EVENT_PAGE_BYTES);
         // A page closes at the first mini-batch that takes it past its limit: between one and
         // two limits of JSON per page.
         for (file, limit) in [
@@ -381,16 +374,8 @@ mod tests {
 
     #[test]
     fn bloom_filters_are_sized_for_the_rows_of_the_file_and_find_their_ids() {
-        let batches = [large_events(50)];
-        let rows: Vec<_> = (0..50).map(|r| (0, r)).collect();
-        let file = reader(
-            encode(
-                &batches,
-                &rows,
-                writer_properties(1, rows.len(), FLUSH_EVENT_PAGE_BYTES),
-            )
-            .unwrap(),
-        );
+        let batch = large_events(50);
+        let file = written(&batch, 1, FLUSH_EVENT_PAGE_BYTES);
         let id_column = column_index("event_id");
         let length = file
             .metadata()
@@ -403,7 +388,7 @@ mod tests {
         assert!(length <= 4096, "bloom filter of {length} bytes for 50 ids");
         let group = file.get_row_group(0).unwrap();
         let filter = group.get_column_bloom_filter(id_column).unwrap();
-        let ids = batches[0].column(id_column).as_string::<i32>();
+        let ids = batch.column(id_column).as_string::<i32>();
         for id in ids.iter().flatten() {
             assert!(filter.check(&id), "{id} is in the file");
         }
