@@ -3,44 +3,43 @@
 //! projects, refusals and bad tokens as errors the client shows; prepared statements with bound
 //! parameters and the catalog calls (`adbc_get_objects`, `adbc_get_table_schema`, `adbc_get_info`).
 
-use std::process::{Command, Stdio};
-
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use crate::harness::{TwoTenants, python, workspace_root};
+use crate::harness::{TwoTenants, python_client};
 
 /// Runs each statement through ADBC; one JSON object per statement.
 fn adbc(port: u16, token: &str, statements: &[&str]) -> Result<Vec<Value>> {
-    let script = workspace_root().join("tests/clients/python/flight_sql_query.py");
-    let output = Command::new(python())
-        .arg(script)
-        .arg(format!("grpc://127.0.0.1:{port}"))
-        .arg(token)
-        .args(statements)
-        .stdin(Stdio::null())
-        .output()
-        .context("run flight_sql_query.py")?;
-    ensure!(
-        output.status.success(),
-        "flight_sql_query.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)?
+    let url = format!("grpc://127.0.0.1:{port}");
+    let args: Vec<&str> = [url.as_str(), token]
+        .into_iter()
+        .chain(statements.iter().copied())
+        .collect();
+    python_client("flight_sql_query.py", &args)?
         .lines()
         .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
         .collect()
 }
 
+/// A server with the `shop` and `web` tenants and the Flight SQL listener; its data directory
+/// lives as long as the caller holds it.
+async fn flight_server() -> Result<(tempfile::TempDir, TwoTenants)> {
+    let dir = tempfile::tempdir()?;
+    let tenants = TwoTenants::start(dir.path(), "flight_listen").await?;
+    Ok((dir, tenants))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_flight_sql_queries_with_a_bearer_token() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let TwoTenants {
-        server,
-        port,
-        shop_token: token,
-        ..
-    } = TwoTenants::start(tmp.path(), "flight_listen").await?;
+    let (
+        _dir,
+        TwoTenants {
+            server,
+            port,
+            shop_token: token,
+            ..
+        },
+    ) = flight_server().await?;
 
     let results = adbc(
         port,
@@ -77,28 +76,19 @@ async fn adbc_flight_sql_queries_with_a_bearer_token() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_binds_parameters_and_lists_the_catalog() -> Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let TwoTenants {
-        server,
-        port,
-        shop_token: token,
-        ..
-    } = TwoTenants::start(tmp.path(), "flight_listen").await?;
-    let script = workspace_root().join("tests/clients/python/flight_sql_catalog.py");
-    let output = Command::new(python())
-        .arg(script)
-        .arg(format!("grpc://127.0.0.1:{port}"))
-        .arg(&token)
-        .stdin(Stdio::null())
-        .output()
-        .context("run flight_sql_catalog.py")?;
-    ensure!(
-        output.status.success(),
-        "flight_sql_catalog.py failed: {}\nserver log:\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        server.log_text()
-    );
-    let out: Value = serde_json::from_slice(&output.stdout)?;
+    let (
+        _dir,
+        TwoTenants {
+            server,
+            port,
+            shop_token: token,
+            ..
+        },
+    ) = flight_server().await?;
+    let url = format!("grpc://127.0.0.1:{port}");
+    let printed = python_client("flight_sql_catalog.py", &[&url, &token])
+        .with_context(|| format!("server log:\n{}", server.log_text()))?;
+    let out: Value = serde_json::from_str(&printed)?;
 
     assert_eq!(
         out["rows"],

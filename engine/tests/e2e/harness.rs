@@ -356,7 +356,21 @@ pub(crate) fn run_node(dsn: &str, scenarios: &[&str]) -> Result<BTreeMap<String,
     run_client(cmd, "node send_events.js")
 }
 
-fn run_client(mut cmd: Command, what: &str) -> Result<BTreeMap<String, Sent>> {
+fn run_client(cmd: Command, what: &str) -> Result<BTreeMap<String, Sent>> {
+    let stdout = stdout_of(cmd, what)?;
+    serde_json::from_str(&stdout).with_context(|| format!("{what} printed no JSON: {stdout}"))
+}
+
+/// Runs `tests/clients/python/<script> ARGS...`; what it printed, or an error with its stderr.
+pub(crate) fn python_client(script: &str, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new(python());
+    cmd.arg(workspace_root().join("tests/clients/python").join(script))
+        .args(args);
+    stdout_of(cmd, &format!("python {script} {}", args.join(" ")))
+}
+
+/// The stdout of a client that must exit 0.
+fn stdout_of(mut cmd: Command, what: &str) -> Result<String> {
     let output = cmd
         .stdin(Stdio::null())
         .output()
@@ -367,8 +381,7 @@ fn run_client(mut cmd: Command, what: &str) -> Result<BTreeMap<String, Sent>> {
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let stdout = String::from_utf8(output.stdout)?;
-    serde_json::from_str(&stdout).with_context(|| format!("{what} printed no JSON: {stdout}"))
+    Ok(String::from_utf8(output.stdout)?)
 }
 
 /// Accessors that accept what a JSON encoder of Arrow may produce: numbers as numbers or strings,

@@ -4,28 +4,15 @@
 //! it. Each sees the `shop` token's rows and catalog, never the `web` project, and the refusals
 //! and errors with their SQLSTATE.
 
-use std::process::{Command, Stdio};
-
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use crate::harness::{TwoTenants, python, workspace_root};
+use crate::harness::{TwoTenants, python_client};
 
 /// Runs `postgres_clients.py CLIENT PORT TOKEN`; what the client observed.
 fn client(name: &str, port: u16, token: &str) -> Result<Value> {
-    let script = workspace_root().join("tests/clients/python/postgres_clients.py");
-    let output = Command::new(python())
-        .arg(script)
-        .args([name, &port.to_string(), token])
-        .stdin(Stdio::null())
-        .output()
-        .context("run postgres_clients.py")?;
-    ensure!(
-        output.status.success(),
-        "postgres_clients.py {name} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).context("postgres_clients.py printed no JSON")
+    let printed = python_client("postgres_clients.py", &[name, &port.to_string(), token])?;
+    serde_json::from_str(&printed).context("postgres_clients.py printed no JSON")
 }
 
 /// Starts a server with two tenants and the PostgreSQL listener, then runs `name` with the
