@@ -31,19 +31,12 @@ async fn flight_server() -> Result<(tempfile::TempDir, TwoTenants)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_flight_sql_queries_with_a_bearer_token() -> Result<()> {
-    let (
-        _dir,
-        TwoTenants {
-            server,
-            port,
-            shop_token: token,
-            ..
-        },
-    ) = flight_server().await?;
+    let (_dir, tenants) = flight_server().await?;
+    let (server, port, token) = (&tenants.server, tenants.port, &tenants.shop_token);
 
     let results = adbc(
         port,
-        &token,
+        token,
         &[
             "SELECT project, title, count(*) AS n FROM events GROUP BY project, title",
             "SELECT project, event_count, status, regressed FROM issues",
@@ -76,17 +69,10 @@ async fn adbc_flight_sql_queries_with_a_bearer_token() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adbc_binds_parameters_and_lists_the_catalog() -> Result<()> {
-    let (
-        _dir,
-        TwoTenants {
-            server,
-            port,
-            shop_token: token,
-            ..
-        },
-    ) = flight_server().await?;
+    let (_dir, tenants) = flight_server().await?;
+    let (server, port, token) = (&tenants.server, tenants.port, &tenants.shop_token);
     let url = format!("grpc://127.0.0.1:{port}");
-    let printed = python_client("flight_sql_catalog.py", &[&url, &token])
+    let printed = python_client("flight_sql_catalog.py", &[&url, token])
         .with_context(|| format!("server log:\n{}", server.log_text()))?;
     let out: Value = serde_json::from_str(&printed)?;
 
