@@ -189,7 +189,15 @@ impl Server {
                     self.log_text()
                 );
             }
-            if matches!(http_get_status(&url), Ok(200)) {
+            // Ready means this server answered: its log says it bound the port (a free port
+            // can be taken by another test's server before this one binds it).
+            let bound = format!("127.0.0.1:{}", self.setup.port);
+            if matches!(http_get_status(&url), Ok(200))
+                && self
+                    .log_text()
+                    .lines()
+                    .any(|line| line.contains("listening") && line.contains(&bound))
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -277,6 +285,14 @@ fn unique_log(base: &Path) -> PathBuf {
 
 /// A minimal blocking GET returning the status code (readiness polling without a runtime).
 fn http_get_status(url: &str) -> Result<u16> {
+    let response = http_get(url)?;
+    let code = response.split_whitespace().nth(1).context("status line")?;
+    Ok(code.parse()?)
+}
+
+/// The whole response (status line, headers and body) of a plain `GET`, without a client
+/// library, for readiness checks.
+pub(crate) fn http_get(url: &str) -> Result<String> {
     use std::io::Write;
     let rest = url.strip_prefix("http://").context("http url")?;
     let (host, path) = rest
@@ -291,8 +307,7 @@ fn http_get_status(url: &str) -> Result<u16> {
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let code = response.split_whitespace().nth(1).context("status line")?;
-    Ok(code.parse()?)
+    Ok(response)
 }
 
 /// What a client script says it sent, per label.

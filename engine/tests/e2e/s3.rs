@@ -29,30 +29,49 @@ impl Moto {
             "no moto_server at {} (pip install 'moto[server]', as scripts/test does)",
             bin.display()
         );
-        let port = free_port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("spawn {}", bin.display()))?;
-        let mut moto = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
+        // A free port can be taken by a server another test starts before moto binds it; then
+        // moto exits and a new port is tried. Readiness is moto's own S3 answer, not just a
+        // connection, so a stranger on the port is never taken for moto.
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("spawn {}", bin.display()))?;
+            let mut moto = Self {
+                child,
+                endpoint: format!("http://127.0.0.1:{port}"),
+            };
+            if moto.wait_ready(port)? {
+                return Ok(moto);
+            }
+        }
+        bail!("moto_server could not bind a free port in 5 tries")
+    }
+
+    /// True once moto answers S3's ListBuckets on `port`; false if it exited (port taken).
+    fn wait_ready(&mut self, port: u16) -> Result<bool> {
         let deadline = Instant::now() + PATIENCE;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = moto.child.try_wait()? {
-                bail!("moto_server exited with {status}");
+        loop {
+            if self.child.try_wait()?.is_some() {
+                return Ok(false);
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && crate::harness::http_get(&format!("{}/", self.endpoint))
+                    .is_ok_and(|body| body.contains("ListAllMyBucketsResult"))
+                && self.child.try_wait()?.is_none()
+            {
+                return Ok(true);
             }
             ensure!(
                 Instant::now() < deadline,
-                "moto_server did not listen within {PATIENCE:?}"
+                "moto_server did not answer within {PATIENCE:?}"
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Ok(moto)
     }
 
     /// moto accepts unsigned requests, so the S3 REST API is plain HTTP here.
