@@ -34,7 +34,7 @@ const MAX_ROW_GROUP_ROWS: usize = 100_000;
 /// allocates for a page (values, page, compressed page) then stays within mimalloc's size
 /// classes for reused memory (at most 512 KiB); 2 MiB pages made each of them a fresh
 /// allocation that is paged in and purged again, about half of all page faults of ingest and
-/// 40-60 MB of peak RSS (docs/benchmarks.md, session 4). Costs about 60 bytes per event on disk
+/// 40-60 MB of peak RSS (docs/benchmarks.md, 96e6018). Costs about 60 bytes per event on disk
 /// until compaction rewrites the files with [`COMPACTED_EVENT_PAGE_BYTES`].
 pub const FLUSH_EVENT_PAGE_BYTES: usize = 512 * 1024;
 
