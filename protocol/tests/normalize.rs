@@ -291,6 +291,24 @@ fn frames_keep_in_app_and_culprit_prefers_in_app() {
         Some("onClick(app.js)"),
         "no in-app frame: the top one"
     );
+
+    // native frames: the function alone, as Sentry shows it; a frame without one is skipped
+    for platform in ["cocoa", "native", "objc"] {
+        let native = normalize(json!({"platform": platform, "exception": [{"type": "Crash",
+        "stacktrace": {"frames": [
+            {"filename": "foo/baz.c", "package": "/foo/bar/baz.dylib", "in_app": true,
+             "function": "-[CRLCrashAsyncSafeThread crash]"},
+            {"instruction_addr": "0x1000", "in_app": true}
+        ]}}]}));
+        assert_eq!(
+            native.culprit.as_deref(),
+            Some("-[CRLCrashAsyncSafeThread crash]"),
+            "{platform}"
+        );
+    }
+    let unsymbolicated = normalize(json!({"platform": "native", "exception": [{"type": "Crash",
+        "stacktrace": {"frames": [{"instruction_addr": "0x1000", "package": "app.exe"}]}}]}));
+    assert_eq!(unsymbolicated.culprit, None);
 }
 
 #[test]
