@@ -284,15 +284,28 @@ fn check_odd_values(fixtures: &[(String, Vec<u8>)]) -> usize {
 }
 
 /// Runs the capture scripts with the SDKs the test command installs, into a fresh directory.
-/// `None` (with a note on stderr) when neither SDK is installed here.
+/// `None` (with a note on stderr) when neither SDK is installed here. A location given in
+/// `FAULTLINE_TEST_PYTHON` or `FAULTLINE_TEST_NODE_MODULES` (as `scripts/test` does) must hold
+/// its SDK: only the defaults may be missing.
 fn capture_now(dir: &Path) -> Option<Vec<String>> {
     let root = Path::new(WORKSPACE);
-    let python = std::env::var_os("FAULTLINE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".venv/bin/python"));
-    let node_modules = std::env::var_os("FAULTLINE_TEST_NODE_MODULES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("tests/node/node_modules"));
+    let configured = |var: &str, default: &str| match std::env::var_os(var) {
+        Some(path) => (PathBuf::from(path), true),
+        None => (root.join(default), false),
+    };
+    let (python, python_required) = configured("FAULTLINE_TEST_PYTHON", ".venv/bin/python");
+    let (node_modules, node_required) =
+        configured("FAULTLINE_TEST_NODE_MODULES", "tests/node/node_modules");
+    assert!(
+        !python_required || python.exists(),
+        "FAULTLINE_TEST_PYTHON is {}, which does not exist",
+        python.display()
+    );
+    assert!(
+        !node_required || node_modules.join("@sentry/node").exists(),
+        "FAULTLINE_TEST_NODE_MODULES is {}, which has no @sentry/node",
+        node_modules.display()
+    );
     let mut captured = Vec::new();
     if python.exists() {
         let mut cmd = Command::new(&python);
