@@ -372,6 +372,14 @@ fn tag_keys_and_reserved_tags_as_relay() {
     assert!(both.tags.is_empty());
     assert!(stored(&both).get("tags").is_none());
 
+    // the transaction name is cut to Relay's 200 characters
+    let long = normalize(json!({"transaction": "/a".repeat(150)}));
+    let transaction = long.transaction.unwrap();
+    assert_eq!(transaction.chars().count(), 200);
+    assert!(transaction.ends_with("..."), "{transaction}");
+    let fits = normalize(json!({"transaction": "x".repeat(200)}));
+    assert_eq!(fits.transaction.unwrap(), "x".repeat(200));
+
     // fingerprints use the same lenient strings
     let event = normalize(json!({"fingerprint": ["a", true, 3.5, 7, 1e300]}));
     assert_eq!(

@@ -76,6 +76,9 @@ impl NormalizeError {
 /// Longest log message and exception value kept, in characters (Relay's `message` limit).
 pub(crate) const MAX_MESSAGE_CHARS: usize = 8192;
 
+/// Longest transaction name kept, in characters (Relay's `culprit` limit).
+const MAX_TRANSACTION_CHARS: usize = 200;
+
 /// Cuts `text` to at most `max` characters, ending in `...` when cut.
 pub(crate) fn truncate_string(text: &mut String, max: usize) {
     if text.len() <= max {
@@ -294,6 +297,10 @@ fn normalize_root(
         "checksum",
     ] {
         interfaces::keep_lenient_string(root, key);
+    }
+    // Relay's `culprit` limit for the transaction name
+    if let Some(Value::String(transaction)) = root.get_mut("transaction") {
+        truncate_string(transaction, MAX_TRANSACTION_CHARS);
     }
     for key in [
         "extra",
