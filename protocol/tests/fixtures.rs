@@ -22,7 +22,13 @@ use uuid::Uuid;
 
 const EVENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/events");
 const SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sdk");
-const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// The repository root (the workspace).
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the protocol crate is inside the workspace")
+}
 
 /// A fixed date in 2024: the payloads' own timestamps lie in the 30 days before it, so they
 /// are kept, while the deliberately old and future ones (and every SDK capture, which carries
@@ -87,7 +93,10 @@ fn in_repo() -> Vec<(String, Vec<u8>)> {
 fn shared() -> Option<Vec<(String, Vec<u8>)>> {
     let dir = std::env::var_os("FAULTLINE_SHARED_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(WORKSPACE).join("../shared/fixtures/events"));
+        .unwrap_or_else(|| {
+            let beside = workspace().parent().unwrap_or_else(|| Path::new("/"));
+            beside.join("shared/fixtures/events")
+        });
     if !dir.is_dir() {
         eprintln!(
             "skipped: no third-party fixture set at {} (set FAULTLINE_SHARED_FIXTURES to a \
@@ -288,7 +297,7 @@ fn check_odd_values(fixtures: &[(String, Vec<u8>)]) -> usize {
 /// `FAULTLINE_TEST_PYTHON` or `FAULTLINE_TEST_NODE_MODULES` (as `scripts/test` does) must hold
 /// its SDK: only the defaults may be missing.
 fn capture_now(dir: &Path) -> Option<Vec<String>> {
-    let root = Path::new(WORKSPACE);
+    let root = workspace();
     let configured = |var: &str, default: &str| match std::env::var_os(var) {
         Some(path) => (PathBuf::from(path), true),
         None => (root.join(default), false),
