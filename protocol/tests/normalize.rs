@@ -291,6 +291,24 @@ fn frames_keep_in_app_and_culprit_prefers_in_app() {
         Some("onClick(app.js)"),
         "no in-app frame: the top one"
     );
+
+    // native frames: the function alone, as Sentry shows it; a frame without one is skipped
+    for platform in ["cocoa", "native", "objc"] {
+        let native = normalize(json!({"platform": platform, "exception": [{"type": "Crash",
+        "stacktrace": {"frames": [
+            {"filename": "foo/baz.c", "package": "/foo/bar/baz.dylib", "in_app": true,
+             "function": "-[CRLCrashAsyncSafeThread crash]"},
+            {"instruction_addr": "0x1000", "in_app": true}
+        ]}}]}));
+        assert_eq!(
+            native.culprit.as_deref(),
+            Some("-[CRLCrashAsyncSafeThread crash]"),
+            "{platform}"
+        );
+    }
+    let unsymbolicated = normalize(json!({"platform": "native", "exception": [{"type": "Crash",
+        "stacktrace": {"frames": [{"instruction_addr": "0x1000", "package": "app.exe"}]}}]}));
+    assert_eq!(unsymbolicated.culprit, None);
 }
 
 #[test]
@@ -298,12 +316,13 @@ fn tags_from_maps_and_pairs() {
     let from_map = normalize(
         json!({"tags": {"b": 2, "a": "x", "bool": true, "nested": {"no": 1}, "empty": ""}}),
     );
+    // booleans and numbers as Relay's lenient strings (Python's `str()`)
     assert_eq!(
         from_map.tags,
         vec![
             ("a".to_owned(), "x".to_owned()),
             ("b".to_owned(), "2".to_owned()),
-            ("bool".to_owned(), "true".to_owned())
+            ("bool".to_owned(), "True".to_owned())
         ]
     );
     let from_pairs =
@@ -312,15 +331,66 @@ fn tags_from_maps_and_pairs() {
         from_pairs.tags,
         vec![
             ("k".to_owned(), "first".to_owned()),
-            ("n".to_owned(), "1.5".to_owned()),
+            ("n".to_owned(), "1".to_owned()),
             ("x".to_owned(), "y".to_owned())
         ]
     );
     assert_eq!(
         stored(&from_pairs)["tags"],
-        json!([["k", "first"], ["n", "1.5"], ["x", "y"]])
+        json!([["k", "first"], ["n", "1"], ["x", "y"]])
     );
     assert!(normalize(json!({"tags": "oops"})).tags.is_empty());
+}
+
+#[test]
+fn tag_keys_and_reserved_tags_as_relay() {
+    let event = normalize(json!({"tags": {
+        "foo bar": "spaces become dashes",
+        "gerät": "not ASCII: dropped",
+        "a/b": "slash: dropped",
+        "ok_key.1:x-y": "kept",
+        "release": "reserved", "dist": "reserved", "user": "reserved",
+        "filename": "reserved", "function": "reserved",
+        "huge": 1e300,
+        "off": false
+    }}));
+    assert_eq!(
+        event.tags,
+        vec![
+            ("foo-bar".to_owned(), "spaces become dashes".to_owned()),
+            ("off".to_owned(), "False".to_owned()),
+            ("ok_key.1:x-y".to_owned(), "kept".to_owned()),
+        ]
+    );
+
+    // an `environment` tag is the environment when the event has none, and leaves the tags
+    let from_tag = normalize(json!({"tags": [["environment", "prod"], ["a", "b"]]}));
+    assert_eq!(from_tag.environment.as_deref(), Some("prod"));
+    assert_eq!(from_tag.tags, vec![("a".to_owned(), "b".to_owned())]);
+    let both = normalize(json!({"environment": "staging", "tags": {"environment": "prod"}}));
+    assert_eq!(both.environment.as_deref(), Some("staging"));
+    assert!(both.tags.is_empty());
+    assert!(stored(&both).get("tags").is_none());
+
+    // the transaction name is cut to Relay's 200 characters
+    let long = normalize(json!({"transaction": "/a".repeat(150)}));
+    let transaction = long.transaction.unwrap();
+    assert_eq!(transaction.chars().count(), 200);
+    assert!(transaction.ends_with("..."), "{transaction}");
+    let fits = normalize(json!({"transaction": "x".repeat(200)}));
+    assert_eq!(fits.transaction.unwrap(), "x".repeat(200));
+
+    // fingerprints use the same lenient strings
+    let event = normalize(json!({"fingerprint": ["a", true, 3.5, 7, 1e300]}));
+    assert_eq!(
+        event.fingerprint,
+        Some(vec![
+            "a".to_owned(),
+            "True".to_owned(),
+            "3".to_owned(),
+            "7".to_owned()
+        ])
+    );
 }
 
 #[test]
@@ -385,7 +455,8 @@ fn odd_fields_are_fixed_or_dropped_never_fatal() {
         "request": "GET /", "sdk": {"name": "sentry.rust"}, "extra": [1], "fingerprint": [1, "a", null],
         "unknown_field": 1, "_meta": {"x": 1}, "project": 9
     }));
-    assert_eq!(event.release.as_deref(), Some("1.2"));
+    // Relay's lenient strings truncate numbers that are not integers
+    assert_eq!(event.release.as_deref(), Some("1"));
     assert_eq!(event.environment.as_deref(), Some("prod"));
     assert_eq!(event.server_name, None);
     assert_eq!(event.transaction, None);

@@ -144,15 +144,23 @@ fn culprit(view: &EventView<'_>, frames: &[Value], platform: &str) -> Option<Str
     fallback
 }
 
+/// As Sentry: native frames name only their function; JavaScript frames read
+/// `function(location)`, others `location in function`.
 fn frame_culprit(frame: &Map<String, Value>, event_platform: &str) -> Option<String> {
-    let location = ["module", "filename"]
-        .iter()
-        .find_map(|k| frame.get(*k).and_then(Value::as_str))?;
-    let function = frame.get("function").and_then(Value::as_str).unwrap_or("?");
+    let function = frame.get("function").and_then(Value::as_str);
     let platform = frame
         .get("platform")
         .and_then(Value::as_str)
         .unwrap_or(event_platform);
+    if matches!(platform, "native" | "cocoa" | "objc") {
+        return function
+            .filter(|f| !f.is_empty())
+            .map(|f| truncate(f, MAX_CULPRIT_CHARS));
+    }
+    let location = ["module", "filename"]
+        .iter()
+        .find_map(|k| frame.get(*k).and_then(Value::as_str))?;
+    let function = function.unwrap_or("?");
     let culprit = if matches!(platform, "javascript" | "node") {
         format!("{function}({location})")
     } else {

@@ -58,11 +58,18 @@ pub(super) fn keep_lenient_string(map: &mut Map<String, Value>, key: &str) {
     keep_string(map, key);
 }
 
-/// Strings of numbers and booleans (`None` for strings, which stay as they are, and others).
+/// Strings of numbers and booleans as Relay's lenient strings make them (Python's `str()`):
+/// `True`/`False`, integers as they are, other numbers truncated to an integer (`None` beyond
+/// 2^53, for strings, which stay as they are, and for other values).
 pub(super) fn scalar_to_string(value: &Value) -> Option<String> {
     match value {
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        Value::Number(n) => {
+            let f = n.as_f64()?;
+            (f.abs() < (1u64 << 53) as f64).then(|| f.trunc().to_string())
+        }
+        Value::Bool(true) => Some("True".to_owned()),
+        Value::Bool(false) => Some("False".to_owned()),
         _ => None,
     }
 }
@@ -284,10 +291,25 @@ pub(super) fn normalize_breadcrumbs(items: &mut Vec<Value>) {
 /// Longest tag key or value Relay accepts, in characters.
 const MAX_TAG_CHARS: usize = 200;
 
+/// Tag keys Relay sets itself or reserves; a client's tag of that name is dropped.
+const RESERVED_TAGS: &[&str] = &["release", "dist", "user", "filename", "function"];
+
+/// A tag key as Relay accepts it: spaces become `-`, then only ASCII letters, digits and
+/// `_ . : -` are allowed.
+fn tag_key(key: &str) -> Option<String> {
+    let key = key.replace(' ', "-").trim().to_owned();
+    key.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+        .then_some(key)
+}
+
 /// Tags from a map or a list of `[key, value]` pairs (or `"key:value"` strings), as a list of
 /// pairs sorted by key with unique keys (the first one sent wins). Numbers and booleans are
-/// stringified; empty or overlong (200 characters) keys and values, values with newlines,
-/// nulls and nested values are dropped.
+/// stringified as Relay does (`True`); keys with spaces get `-` instead. Dropped, as in Relay:
+/// empty or overlong (200 characters) keys and values, keys with other characters than ASCII
+/// letters, digits and `_ . : -`, values with newlines, nulls, nested values, and the reserved
+/// keys `release`, `dist`, `user`, `filename`, `function`. A tag `environment` is taken out
+/// by the caller.
 pub(super) fn normalize_tags(value: Value) -> Option<Value> {
     let mut pairs: Vec<(String, String)> = Vec::new();
     let mut push = |key: String, value: &Value| {
@@ -298,9 +320,16 @@ pub(super) fn normalize_tags(value: Value) -> Option<Value> {
                 None => return,
             },
         };
-        let key = key.trim().to_owned();
+        let Some(key) = tag_key(&key) else {
+            return;
+        };
         let fits = key.chars().count() <= MAX_TAG_CHARS && value.chars().count() <= MAX_TAG_CHARS;
-        if fits && !key.is_empty() && !value.is_empty() && !value.contains('\n') {
+        if fits
+            && !key.is_empty()
+            && !value.is_empty()
+            && !value.contains('\n')
+            && !RESERVED_TAGS.contains(&key.as_str())
+        {
             pairs.push((key, value));
         }
     };

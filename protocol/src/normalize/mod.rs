@@ -13,7 +13,8 @@
 //! - `exception`, `threads`, `breadcrumbs` accept `{"values": [..]}`, bare lists and single
 //!   objects, and are stored as `{"values": [..]}`. A lone exception without a stack trace
 //!   takes the top-level `stacktrace`.
-//! - `level` (default `error`), `platform` (default `other`), tags (sorted list of pairs),
+//! - `level` (default `error`), `platform` (default `other`), tags (sorted list of pairs,
+//!   keys and values as Relay accepts them; an `environment` tag fills a missing environment),
 //!   user (`{{auto}}` IP), contexts (non-objects dropped), request, sdk, fingerprint.
 //! - Unknown top-level attributes are removed and recorded in `errors`, as Relay does.
 //!
@@ -74,6 +75,9 @@ impl NormalizeError {
 
 /// Longest log message and exception value kept, in characters (Relay's `message` limit).
 pub(crate) const MAX_MESSAGE_CHARS: usize = 8192;
+
+/// Longest transaction name kept, in characters (Relay's `culprit` limit).
+const MAX_TRANSACTION_CHARS: usize = 200;
 
 /// Cuts `text` to at most `max` characters, ending in `...` when cut.
 pub(crate) fn truncate_string(text: &mut String, max: usize) {
@@ -294,6 +298,10 @@ fn normalize_root(
     ] {
         interfaces::keep_lenient_string(root, key);
     }
+    // Relay's `culprit` limit for the transaction name
+    if let Some(Value::String(transaction)) = root.get_mut("transaction") {
+        truncate_string(transaction, MAX_TRANSACTION_CHARS);
+    }
     for key in [
         "extra",
         "modules",
@@ -314,9 +322,21 @@ fn normalize_root(
     normalize_values(root, "breadcrumbs", interfaces::normalize_breadcrumbs);
 
     if let Some(tags) = root.remove("tags")
-        && let Some(tags) = interfaces::normalize_tags(tags)
+        && let Some(mut tags) = interfaces::normalize_tags(tags)
     {
-        root.insert("tags".into(), tags);
+        // As Relay: a tag `environment` (from old SDKs) is the environment when the event
+        // names none, and never stays a tag.
+        if let Value::Array(pairs) = &mut tags
+            && let Some(at) = pairs.iter().position(|p| p[0] == "environment")
+        {
+            let pair = pairs.remove(at);
+            if !root.contains_key("environment") {
+                root.insert("environment".into(), pair[1].clone());
+            }
+        }
+        if tags.as_array().is_some_and(|pairs| !pairs.is_empty()) {
+            root.insert("tags".into(), tags);
+        }
     }
     if let Some(fp) = root.get_mut("fingerprint")
         && !interfaces::normalize_fingerprint(fp)
