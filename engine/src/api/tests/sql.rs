@@ -284,3 +284,82 @@ async fn mistakes_in_the_sql_are_400_with_the_reason() {
         assert!(detail.contains(says), "{sql}: {detail}");
     }
 }
+
+#[tokio::test]
+async fn the_documented_json_examples_run() {
+    let h = harness().await;
+    let token = h.rich().await;
+    let rows = h
+        .rows(
+            &token,
+            "SELECT event->'contexts'->'os'->>'name' AS os, event->'contexts'->'os'->>'version' AS os_version, \
+                    event->'contexts'->'runtime'->>'name' AS runtime, count(*) AS n \
+             FROM events GROUP BY 1, 2, 3 ORDER BY 4 DESC",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        json!([{"os": "Linux", "os_version": "6.1", "runtime": "CPython", "n": 1}])
+    );
+    let rows = h
+        .rows(
+            &token,
+            "SELECT event->'request'->>'url' AS url, event->'request'->>'method' AS method, \
+                    event->'request'->'headers'->>'User-Agent' AS user_agent FROM events LIMIT 20",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        json!([{"url": "https://shop.example/cart", "method": "POST", "user_agent": "curl/8.5"}])
+    );
+    let rows = h
+        .rows(
+            &token,
+            "SELECT json_length(event, 'breadcrumbs', 'values') AS crumbs, \
+                    event->'breadcrumbs'->'values'-> -1 ->>'category' AS last_category, \
+                    event->'breadcrumbs'->'values'-> -1 ->>'message' AS last_message \
+             FROM events ORDER BY timestamp DESC LIMIT 20",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        json!([{"crumbs": 2, "last_category": "ui.click", "last_message": "button#pay"}])
+    );
+    let rows = h
+        .rows(
+            &token,
+            "SELECT event->'exception'->'values'-> -1 ->'stacktrace'->'frames'-> -1 ->>'function' AS function, \
+                    event->'exception'->'values'-> -1 ->'stacktrace'->'frames'-> -1 ->>'filename' AS file, \
+                    (event->'exception'->'values'-> -1 ->'stacktrace'->'frames'-> -1 ->>'lineno')::int AS line, \
+                    count(*) AS n \
+             FROM events GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 20",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        json!([{"function": "pay", "file": "shop/pay.py", "line": 42, "n": 1}])
+    );
+    let rows = h
+        .rows(
+            &token,
+            "SELECT count(*) FILTER (WHERE event ? 'user') AS with_user, \
+                    count(*) FILTER (WHERE event ? 'request') AS with_request, \
+                    event #>> array['contexts', 'os', 'name'] AS os \
+             FROM events GROUP BY 3",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        json!([{"with_user": 0, "with_request": 1, "os": "Linux"}])
+    );
+    let rows = h
+        .rows(
+            &token,
+            "SELECT json_get_json(event, 'contexts', 'os') AS os, \
+                    json_object_keys(event, 'request', 'headers') AS headers FROM events",
+        )
+        .await;
+    let os: Value = serde_json::from_str(rows[0]["os"].as_str().unwrap()).unwrap();
+    assert_eq!(os["name"], "Linux");
+    assert_eq!(rows[0]["headers"], json!(["Accept", "User-Agent"]));
+}
