@@ -12,11 +12,12 @@ use crate::cli::{
 };
 use crate::issues::{self, Change};
 use crate::maintenance::{self, Maintenance};
-use crate::query::ProjectFilter;
 use crate::query::format::{self, Format};
+use crate::query::{ProjectFilter, QueryOutput};
 use crate::store::Store;
 use crate::tenancy::{NewToken, Projects, Tokens};
 use crate::{node, query, server, tenancy};
+use datafusion::arrow::ipc::reader::StreamReader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -362,16 +363,11 @@ async fn remote_query(
         url: url.clone(),
         message,
     };
-    // The server renders tables itself only as JSON/CSV/Arrow; ask for JSON and print as is.
-    let wire = if format == Format::Table {
-        Format::Json
-    } else {
-        format
-    };
-    let wire_name = match wire {
+    // For a table, fetch Arrow and render it here, as a local query would.
+    let wire_name = match format {
+        Format::Json => "json",
         Format::Csv => "csv",
-        Format::Arrow => "arrow",
-        _ => "json",
+        Format::Arrow | Format::Table => "arrow",
     };
     let mut request = reqwest::Client::new()
         .post(&url)
@@ -389,5 +385,17 @@ async fn remote_query(
             String::from_utf8_lossy(&body).trim()
         )));
     }
-    Ok(body.to_vec())
+    if format != Format::Table {
+        return Ok(body.to_vec());
+    }
+    let reader = StreamReader::try_new(std::io::Cursor::new(body), None)
+        .map_err(|e| remote(format!("the Arrow result does not decode: {e}")))?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| remote(format!("the Arrow result does not decode: {e}")))?;
+    Ok(format::encode(
+        &QueryOutput { schema, batches },
+        Format::Table,
+    )?)
 }

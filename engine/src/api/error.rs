@@ -130,3 +130,38 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::error::DataFusionError;
+
+    use super::*;
+
+    fn status(err: DataFusionError) -> StatusCode {
+        ApiError::Query(query::Error::Sql(Box::new(err))).status()
+    }
+
+    #[test]
+    fn sql_errors_are_the_users_and_reading_stored_files_is_the_servers() {
+        assert_eq!(
+            status(DataFusionError::Execution("Divide by zero".to_owned())),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status(DataFusionError::NotImplemented("x".to_owned())),
+            StatusCode::BAD_REQUEST
+        );
+        let io = std::io::Error::other("disk gone");
+        assert_eq!(
+            status(DataFusionError::Context(
+                "scan".to_owned(),
+                Box::new(DataFusionError::IoError(io))
+            )),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert_eq!(
+            ApiError::Query(query::Error::Plan("No field named nope".to_owned())).status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

@@ -19,10 +19,10 @@ use super::{Error, Result};
 /// The tables a session has; any other table in a plan is refused.
 pub(super) const TABLES: [&str; 2] = ["events", "issues"];
 
-/// The catalog tables PostgreSQL clients introspect, in schema `information_schema`. Sessions of
-/// the PostgreSQL listener hold these and `pg_catalog` (`sqlwire::postgres::catalog`), built to
-/// describe `events` and `issues` only; other sessions do not have them, so naming one there
-/// fails as an unknown table.
+/// The tables of schema `information_schema` every session has ([`super::catalog`]), built to
+/// describe `events` and `issues` only. Sessions of the PostgreSQL listener also hold
+/// `pg_catalog` (`sqlwire::postgres::catalog`); other sessions do not, so naming one there fails
+/// as an unknown table. DataFusion's `df_settings` is never one of them.
 const INFORMATION_SCHEMA_TABLES: [&str; 4] = ["tables", "columns", "schemata", "views"];
 
 /// True when a scan of `table` reads a table this module allows.

@@ -2,8 +2,9 @@
 //!
 //! Every query gets its own `SessionContext`, built for the caller's token ([`session`]): only
 //! the tables `events` and `issues` exist there, and their providers hold only the rows of the
-//! projects the token may read. There is nothing else to reach: no `information_schema`, no URL
-//! tables, no table functions, no disk for spilling. Every plan is checked before it runs
+//! projects the token may read, with an `information_schema` describing just those two
+//! ([`catalog`]) and JSON functions over the event JSON ([`functions`]). There is nothing else
+//! to reach: no settings, no URL tables, no table functions, no disk for spilling. Every plan is checked before it runs
 //! ([`guard`]): DataFusion's `SQLOptions` refuse DDL, DML and statements (`SET`, `COPY`,
 //! `CREATE EXTERNAL TABLE`), and a walk over the plan refuses anything that is not a read of
 //! `events` or `issues`. Each query runs under a memory pool, a time limit and a row limit from
@@ -14,8 +15,10 @@
 //! per-issue summaries of the hourly rollups (cached per file) plus the buffer, with issue
 //! state (see `issues_table`).
 
+pub mod catalog;
 mod events_table;
 pub mod format;
+mod functions;
 mod guard;
 mod issues_table;
 
@@ -75,10 +78,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// True when the user's SQL is at fault (HTTP 400), not the server.
     pub fn is_user_error(&self) -> bool {
-        !matches!(
-            self,
-            Self::Manifest(_) | Self::Encode(_) | Self::Tenancy(_) | Self::IssueState(_)
-        )
+        match self {
+            Self::Manifest(_) | Self::Encode(_) | Self::Tenancy(_) | Self::IssueState(_) => false,
+            // Reading the stored files failed: the server's fault, whatever the SQL was.
+            Self::Sql(err) => !matches!(
+                err.find_root(),
+                DataFusionError::ObjectStore(_)
+                    | DataFusionError::IoError(_)
+                    | DataFusionError::ParquetError(_)
+            ),
+            _ => true,
+        }
     }
 }
 
@@ -233,13 +243,14 @@ impl QueryService {
             .with_information_schema(false)
             .with_target_partitions(2)
             .with_default_catalog_and_schema("faultline", "public");
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
             // `generate_series`, `range` and friends: not needed, and a cheap way to make work.
             .with_table_functions(Default::default())
             .build();
+        functions::register(&mut state).map_err(|e| self.sql_error(e))?;
         let ctx = SessionContext::new_with_state(state);
         for name in UNBOUNDED_FUNCTIONS {
             ctx.deregister_udf(name);
@@ -264,18 +275,24 @@ impl QueryService {
         .map_err(|e| self.sql_error(e))?;
         ctx.register_table("issues", Arc::new(issues))
             .map_err(|e| self.sql_error(e))?;
+        catalog::register(&ctx)
+            .await
+            .map_err(|e| self.sql_error(e))?;
         Ok(ctx)
     }
 
     /// Plans one statement in `ctx` and checks the plan ([`guard`]).
     pub async fn plan(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
-        let plan = ctx
-            .state()
-            .create_logical_plan(sql)
-            .await
-            .map_err(|e| self.sql_error(e))?;
+        let plan =
+            ctx.state()
+                .create_logical_plan(sql)
+                .await
+                .map_err(|e| match self.sql_error(e) {
+                    Error::Plan(message) => Error::Plan(catalog::plan_message(message)),
+                    other => other,
+                })?;
         guard::check(&plan)?;
-        Ok(plan)
+        functions::json_results_as_text(plan).map_err(|e| self.sql_error(e))
     }
 
     /// Runs one read-only SQL statement over the rows `projects` allows, within the limits.

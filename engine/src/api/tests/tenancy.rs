@@ -96,14 +96,18 @@ async fn a_token_limited_to_one_project_cannot_escape_it() {
             Rows(json!([{"n": 0}])),
         ),
         (
-            "SELECT * FROM information_schema.tables",
-            Refused(bad, "table 'faultline.information_schema.tables' not found"),
+            "SELECT table_name FROM information_schema.tables ORDER BY 1",
+            Rows(json!([{"table_name": "events"}, {"table_name": "issues"}])),
         ),
         (
-            "SHOW TABLES",
+            "SELECT DISTINCT table_name FROM information_schema.columns ORDER BY 1",
+            Rows(json!([{"table_name": "events"}, {"table_name": "issues"}])),
+        ),
+        (
+            "SELECT * FROM information_schema.df_settings",
             Refused(
                 bad,
-                "SHOW TABLES is not supported unless information_schema is enabled",
+                "table 'faultline.information_schema.df_settings' not found",
             ),
         ),
         (

@@ -36,7 +36,7 @@ use arrow_flight::{
     IpcMessage, SchemaAsIpc, Ticket,
 };
 use base64::Engine;
-use base64::prelude::BASE64_STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
@@ -219,6 +219,24 @@ fn schema_ipc(schema: &Schema) -> Result<bytes::Bytes, Status> {
     Ok(bytes)
 }
 
+/// Base64 as Basic credentials arrive: the ADBC Flight SQL driver (Go) sends them without `=`
+/// padding, other clients with it.
+const BASIC_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// The password of Basic credentials `user:password` (the API token; the user name is ignored).
+fn basic_password(encoded: &str) -> Result<String, Status> {
+    let decoded = BASIC_BASE64
+        .decode(encoded.trim())
+        .map_err(|_| Status::unauthenticated("basic credentials are not base64"))?;
+    let text = String::from_utf8(decoded)
+        .map_err(|_| Status::unauthenticated("basic credentials are not text"))?;
+    let (_, password) = text.split_once(':').unwrap_or(("", &text));
+    Ok(password.to_owned())
+}
+
 type FlightStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -235,15 +253,7 @@ impl FlightSqlService for FlightSql {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let token = match header.split_once(' ') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => {
-                let decoded = BASE64_STANDARD
-                    .decode(rest.trim())
-                    .map_err(|_| Status::unauthenticated("basic credentials are not base64"))?;
-                let text = String::from_utf8(decoded)
-                    .map_err(|_| Status::unauthenticated("basic credentials are not text"))?;
-                let (_, password) = text.split_once(':').unwrap_or(("", &text));
-                password.to_owned()
-            }
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => basic_password(rest)?,
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim().to_owned(),
             _ => {
                 return Err(Status::unauthenticated(
@@ -505,4 +515,27 @@ impl FlightSqlService for FlightSql {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::prelude::{BASE64_STANDARD, BASE64_STANDARD_NO_PAD};
+
+    use super::*;
+
+    #[test]
+    fn basic_credentials_decode_with_and_without_padding() {
+        // `user:token` of every length mod 3, so padding of none, one and two `=`.
+        for user in ["a", "ab", "abc"] {
+            let credentials = format!("{user}:flt_secret");
+            for engine in [&BASE64_STANDARD, &BASE64_STANDARD_NO_PAD] {
+                let encoded = engine.encode(&credentials);
+                assert_eq!(basic_password(&encoded).unwrap(), "flt_secret", "{encoded}");
+            }
+        }
+        assert_eq!(
+            basic_password("not base64!").unwrap_err().message(),
+            "basic credentials are not base64"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! The catalog PostgreSQL drivers and BI tools introspect, added to the session of each query on
-//! the PostgreSQL listener: `pg_catalog` (from `datafusion-pg-catalog`), a small
-//! `information_schema`, and the functions their introspection queries call (`version()`,
+//! the PostgreSQL listener: `pg_catalog` (from `datafusion-pg-catalog`; every session has
+//! `information_schema`, see `query::catalog`), and the functions their introspection queries call (`version()`,
 //! `current_schema()`, `current_setting()`, `format_type()`, `has_table_privilege()`, ...).
 //!
 //! What the catalog lists is built here, not read from DataFusion's catalog: one database
@@ -12,9 +12,8 @@
 use std::sync::{Arc, LazyLock, OnceLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{MemTable, MemorySchemaProvider, SchemaProvider};
+use datafusion::arrow::array::StringArray;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::SessionStateBuilder;
@@ -32,7 +31,6 @@ use datafusion_pg_catalog::pg_catalog::{
     has_privilege_udf, pg_get_expr_udf, quote_ident_udf,
 };
 
-use super::encode::pg_type;
 use super::session::Settings;
 
 /// The database name clients see.
@@ -76,7 +74,6 @@ pub(super) async fn register(ctx: &SessionContext, settings: &Settings) -> Resul
         .catalog(DATABASE)
         .ok_or_else(|| DataFusionError::Internal("no faultline catalog".to_owned()))?;
     catalog.register_schema("pg_catalog", pg_catalog(&tables)?)?;
-    catalog.register_schema("information_schema", information_schema(&tables)?)?;
 
     for udf in [
         pg::create_current_database_udf(DATABASE),
@@ -181,125 +178,6 @@ impl CatalogInfo for Listed {
         Ok(self
             .schema_of(catalog, schema, table)
             .map(|_| TableType::Base))
-    }
-}
-
-/// `information_schema.tables`, `columns`, `schemata` and (empty) `views`, as the SQL standard
-/// and PostgreSQL name their columns (the ones clients read).
-fn information_schema(tables: &Listed) -> Result<Arc<dyn SchemaProvider>> {
-    let utf8 = |name: &str| Field::new(name, DataType::Utf8, true);
-    let strings = |values: Vec<String>| -> ArrayRef { Arc::new(StringArray::from(values)) };
-    let provider = MemorySchemaProvider::new();
-    let n = tables.0.len();
-
-    let names: Vec<String> = tables.0.iter().map(|(t, _)| t.clone()).collect();
-    let schema = Arc::new(Schema::new(vec![
-        utf8("table_catalog"),
-        utf8("table_schema"),
-        utf8("table_name"),
-        utf8("table_type"),
-    ]));
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![
-            strings(vec![DATABASE.to_owned(); n]),
-            strings(vec![SCHEMA.to_owned(); n]),
-            strings(names.clone()),
-            strings(vec!["BASE TABLE".to_owned(); n]),
-        ],
-    )?;
-    provider.register_table("tables".to_owned(), mem(schema, batch)?)?;
-
-    let (mut table, mut column, mut position, mut nullable, mut data_type, mut udt) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for (name, fields) in tables.0.iter() {
-        for (i, field) in fields.fields().iter().enumerate() {
-            table.push(name.clone());
-            column.push(field.name().clone());
-            position.push(i as i32 + 1);
-            nullable.push(if field.is_nullable() { "YES" } else { "NO" }.to_owned());
-            let ty = pg_type(field.data_type());
-            data_type.push(sql_type_name(&ty).to_owned());
-            udt.push(ty.name().to_owned());
-        }
-    }
-    let rows = table.len();
-    let schema = Arc::new(Schema::new(vec![
-        utf8("table_catalog"),
-        utf8("table_schema"),
-        utf8("table_name"),
-        utf8("column_name"),
-        Field::new("ordinal_position", DataType::Int32, false),
-        utf8("column_default"),
-        utf8("is_nullable"),
-        utf8("data_type"),
-        utf8("udt_name"),
-    ]));
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![
-            strings(vec![DATABASE.to_owned(); rows]),
-            strings(vec![SCHEMA.to_owned(); rows]),
-            strings(table),
-            strings(column),
-            Arc::new(Int32Array::from(position)),
-            Arc::new(StringArray::from(vec![None::<&str>; rows])),
-            strings(nullable),
-            strings(data_type),
-            strings(udt),
-        ],
-    )?;
-    provider.register_table("columns".to_owned(), mem(schema, batch)?)?;
-
-    let schema = Arc::new(Schema::new(vec![
-        utf8("catalog_name"),
-        utf8("schema_name"),
-        utf8("schema_owner"),
-    ]));
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![
-            strings(vec![DATABASE.to_owned()]),
-            strings(vec![SCHEMA.to_owned()]),
-            strings(vec!["faultline".to_owned()]),
-        ],
-    )?;
-    provider.register_table("schemata".to_owned(), mem(schema, batch)?)?;
-
-    let schema = Arc::new(Schema::new(vec![
-        utf8("table_catalog"),
-        utf8("table_schema"),
-        utf8("table_name"),
-        utf8("view_definition"),
-    ]));
-    provider.register_table(
-        "views".to_owned(),
-        mem(Arc::clone(&schema), RecordBatch::new_empty(schema))?,
-    )?;
-    Ok(Arc::new(provider))
-}
-
-fn mem(
-    schema: SchemaRef,
-    batch: RecordBatch,
-) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
-    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
-}
-
-/// The SQL name `information_schema.columns.data_type` gives a type.
-fn sql_type_name(ty: &pgwire::api::Type) -> &'static str {
-    use pgwire::api::Type;
-    match *ty {
-        Type::INT2 => "smallint",
-        Type::INT4 => "integer",
-        Type::INT8 => "bigint",
-        Type::FLOAT4 => "real",
-        Type::FLOAT8 => "double precision",
-        Type::BOOL => "boolean",
-        Type::DATE => "date",
-        Type::TIMESTAMP => "timestamp without time zone",
-        Type::TIMESTAMPTZ => "timestamp with time zone",
-        _ => "text",
     }
 }
 
@@ -412,17 +290,20 @@ impl ScalarUDFImpl for CurrentSetting {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::query::catalog::sql_type;
+
+    use super::super::encode::pg_type;
 
     #[test]
-    fn the_information_schema_has_the_tables_the_guard_allows() {
-        let tables = Listed(Arc::new(vec![(
-            "events".to_owned(),
-            Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)])),
-        )]));
-        let provider = information_schema(&tables).unwrap();
-        let mut names = provider.table_names();
-        names.sort();
-        assert_eq!(names, ["columns", "schemata", "tables", "views"]);
+    fn information_schema_names_the_types_the_wire_announces() {
+        for schema in [
+            crate::events::schema(),
+            crate::issues::summary::issues_schema(),
+        ] {
+            for field in schema.fields() {
+                let (_, udt) = sql_type(field.data_type());
+                assert_eq!(udt, pg_type(field.data_type()).name(), "{}", field.name());
+            }
+        }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Integers, floats, booleans, dates and timestamps keep their PostgreSQL types (int2/4/8,
 //! float4/8, bool, date, timestamp, timestamptz), so a driver decodes them as numbers and times;
-//! everything else (strings, maps, lists) is `text`, lists and maps in Arrow's display form.
+//! everything else (strings, maps, lists) is `text`, maps, lists and structs as JSON text.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Schema,
+    DataType, Date32Type, Field, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Schema,
     TimeUnit, TimestampMicrosecondType,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -25,6 +25,7 @@ use pgwire::error::PgWireResult;
 use pgwire::messages::data::DataRow;
 
 use super::error::internal;
+use crate::query::format;
 
 /// The PostgreSQL type a column of `data_type` is announced (and encoded) as.
 pub(super) fn pg_type(data_type: &DataType) -> Type {
@@ -185,6 +186,12 @@ impl Column {
 fn text(array: &ArrayRef) -> PgWireResult<Vec<Option<String>>> {
     if let Some(strings) = array.as_string_opt::<i32>() {
         return Ok(strings.iter().map(|s| s.map(str::to_owned)).collect());
+    }
+    if format::is_nested(array.data_type()) {
+        // Maps, lists and structs as JSON text, as in CSV over HTTP.
+        let field = Arc::new(Field::new("value", array.data_type().clone(), true));
+        let json = format::json_text(&field, array).map_err(internal)?;
+        return text(&json);
     }
     let options = FormatOptions::default().with_display_error(true);
     let formatter = ArrayFormatter::try_new(array.as_ref(), &options).map_err(internal)?;
