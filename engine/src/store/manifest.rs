@@ -4,6 +4,14 @@
 //! zero-padded number makes the newest version sort first in a listing. A version is never
 //! overwritten, so a reader always sees a complete file list, and a writer that lost a race
 //! (two processes with one node name) fails instead of silently dropping the other's files.
+//!
+//! Commits are idempotent. Every change carries a commit id, and each version lists the ids of
+//! the last [`KEEP_COMMIT_IDS`] changes it contains. A PUT whose reply was lost (a timeout, a
+//! reset connection, a retry of the client that meets its own first attempt as "already
+//! exists") is resolved by reading the newest version back: if it names the change's id, the
+//! change is in and is not applied again. A flush keeps its commit id across its retries, so a
+//! flush whose manifest landed while its caller saw an error is recognised on the next attempt
+//! instead of adding the same files a second time.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +23,19 @@ use super::{Result, Store};
 
 /// How many old manifest versions are kept after a commit (for debugging and backups).
 const KEEP_VERSIONS: usize = 5;
+
+/// How many commit ids a version remembers. A change is recognised as committed as long as
+/// fewer than this many later changes were committed on top of it, far more than can happen
+/// between a lost reply and its retry.
+pub const KEEP_COMMIT_IDS: usize = 256;
+
+/// How many times one edit re-reads the store after a request whose outcome is unknown.
+const AMBIGUOUS_RETRIES: u32 = 3;
+
+/// A fresh commit id.
+pub fn new_commit_id() -> String {
+    ulid::Ulid::new().to_string()
+}
 
 /// The live files of one node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -32,6 +53,10 @@ pub struct Manifest {
     /// event files they summarize; `hour` is 0.
     #[serde(default)]
     pub rollups: Vec<DataFile>,
+    /// Ids of the newest changes contained in this version, oldest first (at most
+    /// [`KEEP_COMMIT_IDS`]); how a retried commit recognises that it is already in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commits: Vec<String>,
 }
 
 /// A file that left the manifest at `since_ms` and is deleted later.
@@ -138,7 +163,13 @@ impl Manifest {
             files,
             rollups: self.rollups.clone(),
             retired: self.retired.clone(),
+            commits: self.commits.clone(),
         }
+    }
+
+    /// Whether the change with this commit id is contained in this version.
+    pub fn contains_commit(&self, commit_id: &str) -> bool {
+        self.commits.iter().any(|c| c == commit_id)
     }
 
     /// Every object this manifest keeps alive. Retention, purging and backups go through this
@@ -194,19 +225,46 @@ impl Manifest {
         store: &Store,
         node: &str,
         base: Option<Self>,
+        change: impl FnMut(&Self) -> Option<Self>,
+    ) -> Result<Option<Self>> {
+        Self::edit_once(store, node, base, &new_commit_id(), change).await
+    }
+
+    /// [`Self::edit`] for a change identified by `commit_id`, which the caller keeps across
+    /// its own retries: when a version in the store already contains the change (an earlier
+    /// attempt whose reply was lost), that version is returned and `change` is not applied.
+    pub async fn edit_once(
+        store: &Store,
+        node: &str,
+        base: Option<Self>,
+        commit_id: &str,
         mut change: impl FnMut(&Self) -> Option<Self>,
     ) -> Result<Option<Self>> {
         let mut current = match base {
             Some(base) => base,
             None => Self::load_latest(store, node).await?,
         };
+        let mut unknown_outcomes = 0;
         loop {
+            if current.contains_commit(commit_id) {
+                tracing::info!(
+                    node,
+                    version = current.version,
+                    commit = commit_id,
+                    "manifest change already committed (a retry after a lost reply)"
+                );
+                return Ok(Some(current));
+            }
             let Some(mut next) = change(&current) else {
                 return Ok(None);
             };
             next.node = node.to_owned();
             next.version = current.version + 1;
             next.wal_upto = next.wal_upto.max(current.wal_upto);
+            next.commits = current.commits.clone();
+            next.commits.push(commit_id.to_owned());
+            let excess = next.commits.len().saturating_sub(KEEP_COMMIT_IDS);
+            next.commits.drain(..excess);
             match next.commit(store).await {
                 Ok(()) => return Ok(Some(next)),
                 Err(super::Error::AlreadyExists { .. }) => {
@@ -215,9 +273,20 @@ impl Manifest {
                         version = next.version,
                         "manifest changed meanwhile; reapplying"
                     );
-                    current = Self::load_latest(store, node).await?;
+                }
+                Err(err) if unknown_outcomes < AMBIGUOUS_RETRIES => {
+                    // The version may or may not have been written: the newest version says.
+                    unknown_outcomes += 1;
+                    tracing::warn!(node, version = next.version, cause = %err,
+                        "manifest commit failed; checking whether it landed");
                 }
                 Err(err) => return Err(err),
+            }
+            // The newest version is at least the base, so a version that only the base's
+            // caller has not seen yet is never skipped.
+            let latest = Self::load_latest(store, node).await?;
+            if latest.version >= current.version {
+                current = latest;
             }
         }
     }

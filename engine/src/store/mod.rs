@@ -9,6 +9,8 @@
 //! `object_store`'s local store does not fsync, so for a local root every object this module writes
 //! is fsynced (file and directory) before the write returns; S3 confirms durability itself.
 
+#[cfg(test)]
+pub(crate) mod faults;
 pub mod lease;
 pub mod manifest;
 pub mod parquet;
@@ -125,6 +127,15 @@ impl Store {
         })
     }
 
+    /// The same store seen through another client (a wrapper of [`Self::objects`]).
+    pub fn with_objects(&self, objects: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            objects,
+            local_root: self.local_root.clone(),
+            location: self.location.clone(),
+        }
+    }
+
     /// An in-memory store, for tests.
     pub fn memory() -> Self {
         Self {
@@ -191,6 +202,12 @@ impl Store {
     }
 
     /// Creates an object that must not exist yet (`PutMode::Create`), durably.
+    ///
+    /// An object that exists already with exactly these bytes counts as created: that is this
+    /// very write, made by an earlier attempt whose reply was lost (the S3 client retries a
+    /// request that timed out, and the retry then meets its own first attempt). Every caller
+    /// writes content that no other writer produces (it holds a fresh id or timestamp), so equal
+    /// bytes identify the writer.
     pub async fn create_durable(&self, path: &ObjectPath, data: Bytes) -> Result<()> {
         let options = PutOptions {
             mode: PutMode::Create,
@@ -198,13 +215,19 @@ impl Store {
         };
         match self
             .objects
-            .put_opts(path, PutPayload::from(data), options)
+            .put_opts(path, PutPayload::from(data.clone()), options)
             .await
         {
             Ok(_) => self.sync(path).await,
-            Err(object_store::Error::AlreadyExists { .. }) => Err(Error::AlreadyExists {
-                path: path.to_string(),
-            }),
+            Err(object_store::Error::AlreadyExists { .. }) => match self.get(path).await {
+                Ok(existing) if existing == data => {
+                    tracing::info!(%path, "object already written by an earlier attempt");
+                    self.sync(path).await
+                }
+                _ => Err(Error::AlreadyExists {
+                    path: path.to_string(),
+                }),
+            },
             Err(source) => Err(request_error(path, source)),
         }
     }
