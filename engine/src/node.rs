@@ -17,6 +17,7 @@ use crate::backup::Backups;
 use crate::buffer::{Buffer, FlushThresholds};
 use crate::ingest::{self, Ingest};
 use crate::issues;
+use crate::lock::WriterLock;
 use crate::query::QueryService;
 use crate::store::manifest::{self, DataFile, Manifest};
 use crate::store::{self, Store};
@@ -33,6 +34,8 @@ pub enum Error {
     Tenancy(#[from] tenancy::Error),
     #[error(transparent)]
     Rollup(#[from] issues::Error),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::Error),
     #[error(
         "no faultline data in {path}: pass the server's --data-dir (or FAULTLINE_DATA_DIR), or --server to ask a running server"
     )]
@@ -62,6 +65,8 @@ pub struct Node {
     pub query: Arc<QueryService>,
     unfinished_flushes: tokio::sync::Mutex<Vec<PendingFlush>>,
     backups: std::sync::OnceLock<Arc<Backups>>,
+    /// This process's exclusive hold on the WAL directory.
+    _lock: WriterLock,
 }
 
 /// A rotation on its way to the manifest. What an attempt wrote and the commit id are kept for
@@ -139,6 +144,7 @@ impl Node {
 
     /// Opens the node on an already opened object store.
     pub async fn open_with_store(config: Config, store: Store) -> Result<Self> {
+        let lock = WriterLock::acquire(&config.wal_dir(), &config.storage.node_id)?;
         let node_id = config.storage.node_id.clone();
         let manifest = Manifest::load_latest(&store, &node_id).await?;
         let wal_upto = manifest.wal_upto;
@@ -188,6 +194,7 @@ impl Node {
             query,
             unfinished_flushes: tokio::sync::Mutex::new(Vec::new()),
             backups: std::sync::OnceLock::new(),
+            _lock: lock,
         })
     }
 

@@ -32,3 +32,5 @@ mod python_sdk;
 mod retention;
 #[path = "e2e/s3.rs"]
 mod s3;
+#[path = "e2e/store.rs"]
+mod store;

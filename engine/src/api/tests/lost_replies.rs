@@ -86,9 +86,11 @@ async fn a_manifest_put_whose_reply_was_lost_is_recognised_by_its_retry() {
 
     // After a restart, from the store alone.
     let Harness {
-        _dir: dir, node, ..
+        _dir: dir,
+        node,
+        router,
     } = h;
-    drop(node);
+    drop((node, router));
     let h = harness_on(dir, None).await;
     assert_eq!(counts(&h).await, (want_events, want_issues));
 }
@@ -126,9 +128,11 @@ async fn a_flush_that_failed_after_its_manifest_landed_is_not_stored_twice() {
     assert_eq!(counts(&h).await, (want_events.clone(), want_issues.clone()));
 
     let Harness {
-        _dir: dir, node, ..
+        _dir: dir,
+        node,
+        router,
     } = h;
-    drop(node);
+    drop((node, router));
     let h = harness_on(dir, None).await;
     assert_eq!(counts(&h).await, (want_events, want_issues));
 }
