@@ -49,7 +49,7 @@ pub struct Manifest {
     /// object store until `retention.delete_after` has passed, for queries already planned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<Retired>,
-    /// Hourly issue rollups (`rollups/project=<id>/date=<day>/<ulid>.parquet`), written with the
+    /// Hourly issue rollups (`rollups/project_id=<id>/date=<day>/<ulid>.parquet`), written with the
     /// event files they summarize; `hour` is 0.
     #[serde(default)]
     pub rollups: Vec<DataFile>,
@@ -83,18 +83,10 @@ pub struct DataFile {
     pub max_timestamp_ms: i64,
 }
 
-fn node_prefix(node: &str) -> ObjectPath {
-    ObjectPath::from(format!("manifest/{node}"))
-}
-
-fn version_path(node: &str, version: u64) -> ObjectPath {
-    ObjectPath::from(format!("manifest/{node}/{:020}.json", u64::MAX - version))
-}
-
-fn version_of(path: &ObjectPath) -> Option<u64> {
-    let name = path.filename()?.strip_suffix(".json")?;
-    name.parse::<u64>().ok().map(|inverted| u64::MAX - inverted)
-}
+use super::keys::{
+    MANIFESTS, manifest_prefix as node_prefix, manifest_version as version_path,
+    manifest_version_of as version_of,
+};
 
 impl Manifest {
     /// The newest manifest of `node`, or an empty one.
@@ -115,7 +107,7 @@ impl Manifest {
 
     /// The newest manifest of every node that has written one.
     pub async fn load_all(store: &Store) -> Result<Vec<Self>> {
-        let listing = store.list(&ObjectPath::from("manifest")).await?;
+        let listing = store.list(&ObjectPath::from(MANIFESTS)).await?;
         let mut newest: BTreeMap<String, ObjectPath> = BTreeMap::new();
         for meta in listing {
             let parts: Vec<_> = meta.location.parts().collect();

@@ -2,15 +2,20 @@
 //!
 //! Layout under the store's root (a local directory by default, `s3://bucket/prefix` in a cluster):
 //! ```text
-//! events/project=<id>/date=<YYYY-MM-DD>/hour=<HH>/<ulid>.parquet
+//! events/project_id=<id>/date=<YYYY-MM-DD>/hour=<HH>/<ulid>.parquet
+//! rollups/project_id=<id>/date=<YYYY-MM-DD>/<ulid>.parquet
+//! retired/events/..., retired/rollups/...
 //! manifest/<node>/<inverted version>.json
 //! meta/projects/<id>.json, meta/tokens/<sha256>.json
 //! ```
+//! The keys of Parquet files and manifests are built in [`keys`].
 //! `object_store`'s local store does not fsync, so for a local root every object this module writes
 //! is fsynced (file and directory) before the write returns; S3 confirms durability itself.
 
+mod fallback;
 #[cfg(test)]
 pub(crate) mod faults;
+pub mod keys;
 pub mod lease;
 pub mod manifest;
 pub mod parquet;
@@ -25,6 +30,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use fallback::RetiredFallback;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -121,7 +128,7 @@ impl Store {
             source,
         })?;
         Ok(Self {
-            objects: Arc::new(objects),
+            objects: Arc::new(RetiredFallback::new(Arc::new(objects))),
             location: format!("file://{}", root.display()),
             local_root: Some(root),
         })
@@ -139,7 +146,9 @@ impl Store {
     /// An in-memory store, for tests.
     pub fn memory() -> Self {
         Self {
-            objects: Arc::new(object_store::memory::InMemory::new()),
+            objects: Arc::new(RetiredFallback::new(Arc::new(
+                object_store::memory::InMemory::new(),
+            ))),
             local_root: None,
             location: "memory://".to_owned(),
         }
@@ -185,6 +194,7 @@ impl Store {
         } else {
             Arc::new(PrefixStore::new(store, prefix.trim_matches('/')))
         };
+        let objects = Arc::new(RetiredFallback::new(objects));
         Ok(Self {
             objects,
             local_root: None,
@@ -274,6 +284,23 @@ impl Store {
         match self.objects.delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(request_error(path, source)),
+        }
+    }
+
+    /// Moves a file that no manifest lists any more from its live key to its key under
+    /// `retired/` (a rename on a local disk; a copy, then a delete on S3), so readers of the
+    /// live prefixes stop seeing it at once. Already moved (or gone) is not an error; keys
+    /// outside the live prefixes are left alone.
+    pub async fn retire(&self, live: &str) -> Result<()> {
+        let Some(retired) = keys::retired(live) else {
+            return Ok(());
+        };
+        let from = ObjectPath::from(live);
+        let to = ObjectPath::from(retired);
+        match self.objects.rename(&from, &to).await {
+            Ok(()) => self.sync(&to).await,
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(request_error(&from, source)),
         }
     }
 
