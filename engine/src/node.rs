@@ -50,6 +50,15 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What is acknowledged but not yet in the object store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unflushed {
+    /// Events in memory that no manifest covers yet.
+    pub events: usize,
+    /// WAL bytes logged but not flushed.
+    pub bytes: u64,
+}
+
 /// A flush id no rotation uses: `complete_flush` with it only swaps the manifest.
 const NO_FLUSH: u64 = u64::MAX;
 
@@ -196,6 +205,21 @@ impl Node {
             backups: std::sync::OnceLock::new(),
             _lock: lock,
         })
+    }
+
+    /// The events not flushed yet, and the WAL that holds them (for the shutdown log).
+    pub fn unflushed(&self) -> Unflushed {
+        let events = self
+            .buffer
+            .snapshot()
+            .batches
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        Unflushed {
+            events,
+            bytes: self.wal.unflushed_bytes(),
+        }
     }
 
     /// The backups this node makes (on demand and on schedule).

@@ -29,7 +29,10 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
+};
 
 use fallback::RetiredFallback;
 
@@ -185,6 +188,19 @@ impl Store {
         if s3.force_path_style {
             builder = builder.with_virtual_hosted_style_request(false);
         }
+        // Bounded, so that an unreachable store fails a query within seconds instead of the
+        // client's default of ten retries over three minutes.
+        builder = builder
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(s3.connect_timeout)
+                    .with_timeout(s3.request_timeout),
+            )
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: s3.max_retries,
+                retry_timeout: s3.retry_timeout,
+            });
         let store = builder.build().map_err(|source| Error::Open {
             url: url.to_owned(),
             source,
