@@ -25,12 +25,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use faultline_config::{Config, S3Config};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
     RetryConfig,
 };
 
@@ -190,11 +190,17 @@ impl Store {
         }
         // Bounded, so that an unreachable store fails a query within seconds instead of the
         // client's default of ten retries over three minutes.
+        // Set key by key: replacing the client options would drop what the environment and
+        // the settings above put there (allow_http).
+        let millis = |d: std::time::Duration| format!("{}ms", d.as_millis());
         builder = builder
-            .with_client_options(
-                ClientOptions::new()
-                    .with_connect_timeout(s3.connect_timeout)
-                    .with_timeout(s3.request_timeout),
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                millis(s3.connect_timeout),
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                millis(s3.request_timeout),
             )
             .with_retry(RetryConfig {
                 backoff: BackoffConfig::default(),
