@@ -212,7 +212,7 @@ fn compaction_output(report: &maintenance::compaction::CompactionReport) -> (Str
             (None, false) => "skipped: inputs changed",
         };
         rows.push_str(&format!(
-            "{}\tproject_id={}/date={}/hour={:02}\t{} files\t{} events\t{output}\n",
+            "{}\tproj={}/date={}/hour={:02}\t{} files\t{} events\t{output}\n",
             m.node, m.project_id, m.date, m.hour, m.inputs, m.rows,
         ));
     }
@@ -437,7 +437,7 @@ mod tests {
         let (rows, summary) = compaction_output(&dry);
         assert_eq!(
             rows,
-            "node-0\tproject_id=1/date=2026-12-04/hour=07\t3 files\t12 events\tdry run\n"
+            "node-0\tproj=1/date=2026-12-04/hour=07\t3 files\t12 events\tdry run\n"
         );
         assert_eq!(summary, "dry run: 1 merge planned; nothing was changed");
 

@@ -560,7 +560,7 @@ async fn flushed_events_are_read_from_parquet_exactly_once() {
     let files = &h.node.buffer.manifest().files;
     assert_eq!(files.len(), 1);
     assert!(
-        files[0].path.starts_with("events/project_id=1/date="),
+        files[0].path.starts_with("events/proj=1/date="),
         "{}",
         files[0].path
     );

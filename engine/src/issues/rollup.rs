@@ -353,9 +353,9 @@ mod tests {
         assert_eq!(
             paths,
             [
-                ("rollups/project_id=1/date=2026-11-23".to_owned(), 1),
-                ("rollups/project_id=1/date=2026-11-24".to_owned(), 1),
-                ("rollups/project_id=2/date=2026-11-24".to_owned(), 1),
+                ("rollups/proj=1/date=2026-11-23".to_owned(), 1),
+                ("rollups/proj=1/date=2026-11-24".to_owned(), 1),
+                ("rollups/proj=2/date=2026-11-24".to_owned(), 1),
             ]
         );
     }

@@ -1,8 +1,8 @@
 //! Every object key of the Parquet files and manifests, built and parsed here.
 //!
 //! ```text
-//! events/project_id=<id>/date=<YYYY-MM-DD>/hour=<HH>/<ulid>.parquet   live event files
-//! rollups/project_id=<id>/date=<YYYY-MM-DD>/<ulid>.parquet            live issue rollups
+//! events/proj=<id>/date=<YYYY-MM-DD>/hour=<HH>/<ulid>.parquet   live event files
+//! rollups/proj=<id>/date=<YYYY-MM-DD>/<ulid>.parquet            live issue rollups
 //! retired/events/..., retired/rollups/...                             replaced or expired files
 //! manifest/<node>/<u64::MAX - version, 20 digits>.json                manifest versions
 //! ```
@@ -12,10 +12,12 @@
 //! (compaction replaced it, retention expired it) moves under `retired/` right after the
 //! manifest commit and is deleted from there later.
 //!
-//! The partition key is `project_id=`, the name of the column holding the same value, so a hive
-//! partitioning reader never shadows a column with a different meaning (the `project` column is
-//! the project's name). Files written before this layout (`project=<id>`) stay where they are
-//! and are read through the manifests' paths; [`partition_prefixes`] covers both layouts.
+//! The partition key `proj=<id>` is no column name: a hive-partitioning reader adds it as a
+//! column of its own instead of replacing one (`project=` replaced the `project` column, the
+//! project's name, with the id; `project_id=` would clash in type with the `project_id` column,
+//! which pyarrow, and so pandas, refuses). Files written before this layout (`project=<id>`)
+//! stay where they are and are read through the manifests' paths; [`partition_prefixes`] covers
+//! both layouts.
 
 use object_store::path::Path as ObjectPath;
 
@@ -29,7 +31,7 @@ pub const RETIRED: &str = "retired";
 pub const MANIFESTS: &str = "manifest";
 
 /// The hive key naming the project in a partition path.
-pub const PROJECT_KEY: &str = "project_id";
+pub const PROJECT_KEY: &str = "proj";
 /// The project key of the first layout, still read.
 const LEGACY_PROJECT_KEY: &str = "project";
 
@@ -98,19 +100,19 @@ mod tests {
         let id = ulid::Ulid::from_string("01KBR4S1GAJ6Y6B2FQ6Q8Y4R3M").unwrap();
         assert_eq!(
             event_file(7, "2026-12-04", 5, id),
-            "events/project_id=7/date=2026-12-04/hour=05/01KBR4S1GAJ6Y6B2FQ6Q8Y4R3M.parquet"
+            "events/proj=7/date=2026-12-04/hour=05/01KBR4S1GAJ6Y6B2FQ6Q8Y4R3M.parquet"
         );
         assert_eq!(
             rollup_file(7, "2026-12-04", id),
-            "rollups/project_id=7/date=2026-12-04/01KBR4S1GAJ6Y6B2FQ6Q8Y4R3M.parquet"
+            "rollups/proj=7/date=2026-12-04/01KBR4S1GAJ6Y6B2FQ6Q8Y4R3M.parquet"
         );
         assert_eq!(
             retired("events/project=7/date=2026-12-04/hour=05/a.parquet").as_deref(),
             Some("retired/events/project=7/date=2026-12-04/hour=05/a.parquet")
         );
         assert_eq!(
-            retired("rollups/project_id=7/date=2026-12-04/a.parquet").as_deref(),
-            Some("retired/rollups/project_id=7/date=2026-12-04/a.parquet")
+            retired("rollups/proj=7/date=2026-12-04/a.parquet").as_deref(),
+            Some("retired/rollups/proj=7/date=2026-12-04/a.parquet")
         );
         assert_eq!(retired("manifest/n/1.json"), None);
         assert_eq!(retired("eventsx/a.parquet"), None);
@@ -118,9 +120,9 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert!(prefixes.contains(&"events/project_id=7/date=2026-12-04".to_owned()));
+        assert!(prefixes.contains(&"events/proj=7/date=2026-12-04".to_owned()));
         assert!(prefixes.contains(&"events/project=7/date=2026-12-04".to_owned()));
-        assert!(prefixes.contains(&"retired/rollups/project_id=7/date=2026-12-04".to_owned()));
+        assert!(prefixes.contains(&"retired/rollups/proj=7/date=2026-12-04".to_owned()));
         assert_eq!(prefixes.len(), 8);
     }
 

@@ -49,7 +49,7 @@ pub struct Manifest {
     /// object store until `retention.delete_after` has passed, for queries already planned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<Retired>,
-    /// Hourly issue rollups (`rollups/project_id=<id>/date=<day>/<ulid>.parquet`), written with the
+    /// Hourly issue rollups (`rollups/proj=<id>/date=<day>/<ulid>.parquet`), written with the
     /// event files they summarize; `hour` is 0.
     #[serde(default)]
     pub rollups: Vec<DataFile>,

@@ -2,8 +2,8 @@
 //!
 //! Layout under the store's root (a local directory by default, `s3://bucket/prefix` in a cluster):
 //! ```text
-//! events/project_id=<id>/date=<YYYY-MM-DD>/hour=<HH>/<ulid>.parquet
-//! rollups/project_id=<id>/date=<YYYY-MM-DD>/<ulid>.parquet
+//! events/proj=<id>/date=<YYYY-MM-DD>/hour=<HH>/<ulid>.parquet
+//! rollups/proj=<id>/date=<YYYY-MM-DD>/<ulid>.parquet
 //! retired/events/..., retired/rollups/...
 //! manifest/<node>/<inverted version>.json
 //! meta/projects/<id>.json, meta/tokens/<sha256>.json

@@ -170,10 +170,10 @@ async fn events_flush_to_parquet_in_s3_and_come_back() -> Result<()> {
     };
     assert!(parquet.iter().all(|(_, size)| *size > 0), "{parquet:?}");
     assert!(
-        parquet.iter().all(|(k, _)| k.contains("/project_id=")
-            && k.contains("/date=")
-            && k.contains("/hour=")),
-        "partitioned as events/project_id=/date=/hour=: {parquet:?}"
+        parquet
+            .iter()
+            .all(|(k, _)| k.contains("/proj=") && k.contains("/date=") && k.contains("/hour=")),
+        "partitioned as events/proj=/date=/hour=: {parquet:?}"
     );
 
     // Graceful shutdown flushes and exits 0.

@@ -97,9 +97,11 @@ async fn duckdb_counts_every_event_once_after_a_compaction_and_sees_project_name
         "events": 15,
         "distinct_events": 15,
         "projects": [
-            { "project": "blog", "project_id": 2, "events": 3 },
-            { "project": "shop", "project_id": 1, "events": 12 },
+            { "project": "blog", "project_id": 2, "proj": 2, "events": 3 },
+            { "project": "shop", "project_id": 1, "proj": 1, "events": 12 },
         ],
+        "pyarrow_events": 15,
+        "pyarrow_projects": ["blog", "shop"],
     });
     assert_eq!(before, want);
 

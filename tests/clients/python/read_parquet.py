@@ -7,6 +7,7 @@ import json
 import sys
 
 import duckdb
+import pyarrow.parquet as pq
 
 root = sys.argv[1]
 glob = f"{root}/events/**/*.parquet"
@@ -16,17 +17,21 @@ total, distinct = con.execute(
     f"SELECT count(*), count(DISTINCT event_id) FROM {source}"
 ).fetchone()
 projects = con.execute(
-    f"SELECT project, project_id, count(*) FROM {source} GROUP BY ALL ORDER BY project"
+    f"SELECT project, project_id, proj, count(*) FROM {source} GROUP BY ALL ORDER BY project"
 ).fetchall()
+# What pandas.read_parquet does with a directory: pyarrow with hive partition discovery.
+table = pq.read_table(f"{root}/events", columns=["event_id", "project", "proj", "date"])
 print(
     json.dumps(
         {
             "events": total,
             "distinct_events": distinct,
             "projects": [
-                {"project": name, "project_id": pid, "events": n}
-                for name, pid, n in projects
+                {"project": name, "project_id": pid, "proj": key, "events": n}
+                for name, pid, key, n in projects
             ],
+            "pyarrow_events": table.num_rows,
+            "pyarrow_projects": sorted(set(table.column("project").to_pylist())),
         }
     )
 )
