@@ -173,3 +173,35 @@ async fn compaction_leaves_a_partition_alone_below_min_files() {
     assert!(report.merged.is_empty());
     assert_eq!(live_files(&Manifest::load_all(&store).await.unwrap()), 3);
 }
+
+#[tokio::test]
+async fn a_compaction_whose_manifest_reply_was_lost_keeps_its_merged_file() {
+    use crate::store::faults::LoseReplies;
+    let base = Store::memory();
+    small_files(&base, "n1", 4, 10, "2026-11-20T10:15:00Z").await;
+    let faults = Arc::new(LoseReplies::new(Arc::clone(&base.objects), "manifest/", 1));
+    let store = base.with_objects(Arc::clone(&faults) as Arc<dyn object_store::ObjectStore>);
+    let mut config = Config::default();
+    config.compaction.min_files = 2;
+    let report = Maintenance::new(config, store.clone(), None)
+        .compact(false, false)
+        .await
+        .unwrap();
+    assert_eq!(faults.lost(), 1, "the manifest PUT lost its reply");
+    let output = report.merged[0]
+        .output
+        .clone()
+        .expect("the merge counts as done");
+    let manifest = Manifest::load_latest(&store, "n1").await.unwrap();
+    assert_eq!(manifest.version, 5, "four flushes and one compaction");
+    let paths: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, [output.as_str()]);
+    assert!(
+        store
+            .get(&object_store::path::Path::from(output.as_str()))
+            .await
+            .is_ok(),
+        "the merged file the manifest lists is not deleted as 'inputs changed'"
+    );
+    assert_eq!(counts(&reader(&store)).await, (40, 40));
+}

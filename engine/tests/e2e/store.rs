@@ -105,6 +105,16 @@ async fn duckdb_counts_every_event_once_after_a_compaction_and_sees_project_name
     });
     assert_eq!(before, want);
 
+    let planned = setup.cli(&["compact", "run", "--dry-run"])?;
+    assert_eq!(planned.lines().count(), 2, "{planned}");
+    assert!(
+        planned
+            .lines()
+            .all(|l| l.ends_with("\t3 files\t12 events\tdry run")
+                || l.ends_with("\t3 files\t3 events\tdry run")),
+        "{planned}"
+    );
+    assert_eq!(duckdb_reads(&setup)?, want, "a dry run changes nothing");
     let compacted = setup.cli(&["compact", "run"])?;
     assert_eq!(
         compacted.lines().count(),
