@@ -82,6 +82,11 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// How long a graceful shutdown spends on the final flush to the object store (including
+    /// waiting for a flush already running). Events it cannot flush in time stay in the WAL and
+    /// are flushed at the next start; the log says how many.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_flush_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +98,7 @@ impl Default for ServerConfig {
             flight_listen: None,
             public_url: None,
             shutdown_timeout: Duration::from_secs(30),
+            shutdown_flush_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -126,7 +132,7 @@ impl Default for StorageConfig {
 }
 
 /// S3 connection settings (also read from `AWS_ENDPOINT_URL`, `AWS_REGION` when unset).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct S3Config {
     /// Endpoint URL for S3-compatible servers (MinIO, Ceph, moto...).
@@ -136,6 +142,34 @@ pub struct S3Config {
     pub allow_http: bool,
     /// Use path-style requests (`endpoint/bucket/key`) instead of virtual-hosted style.
     pub force_path_style: bool,
+    /// How long establishing a connection to the object store may take.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How long one request may take from start to the end of its body (a large Parquet file
+    /// must fit in it).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// How often a failed request (a timeout, a refused connection, a 5xx) is retried.
+    pub max_retries: usize,
+    /// How long a request and its retries may take together before the error is returned;
+    /// during an outage this is about how long a query waits before it fails.
+    #[serde(with = "humantime_serde")]
+    pub retry_timeout: Duration,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: None,
+            allow_http: false,
+            force_path_style: false,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// Write-ahead log and group commit.

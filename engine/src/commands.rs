@@ -190,23 +190,42 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Compact(CompactCommand::Run { dry_run }) => {
             let maintenance = Maintenance::new(config.clone(), Store::open(&config)?, None);
             let report = maintenance.compact(dry_run, true).await?;
-            for m in &report.merged {
-                println!(
-                    "{}\tproject={}/date={}/hour={:02}\t{} files\t{} events\t{}",
-                    m.node,
-                    m.project_id,
-                    m.date,
-                    m.hour,
-                    m.inputs,
-                    m.rows,
-                    m.output.as_deref().unwrap_or("-")
-                );
-            }
-            eprintln!("{} merges", report.merged.len());
+            let (rows, summary) = compaction_output(&report);
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(rows.as_bytes())?;
+            stdout.flush()?;
+            drop(stdout);
+            eprintln!("{summary}");
         }
         Command::Backup(command) => run_backup(&config, command).await?,
     }
     Ok(())
+}
+
+/// What `faultline compact run` prints: one line per merge on stdout (tab-separated: node,
+/// partition, files, events, merged file or "dry run") and a summary line for stderr.
+fn compaction_output(report: &maintenance::compaction::CompactionReport) -> (String, String) {
+    let mut rows = String::new();
+    for m in &report.merged {
+        let output = match (&m.output, report.dry_run) {
+            (_, true) => "dry run",
+            (Some(path), false) => path.as_str(),
+            (None, false) => "skipped: inputs changed",
+        };
+        rows.push_str(&format!(
+            "{}\tproj={}/date={}/hour={:02}\t{} files\t{} events\t{output}\n",
+            m.node, m.project_id, m.date, m.hour, m.inputs, m.rows,
+        ));
+    }
+    let n = report.merged.len();
+    let merges = if n == 1 { "merge" } else { "merges" };
+    let summary = if report.dry_run {
+        format!("dry run: {n} {merges} planned; nothing was changed")
+    } else {
+        let done = report.merged.iter().filter(|m| m.output.is_some()).count();
+        format!("{done} of {n} {merges} done")
+    };
+    (rows, summary)
 }
 
 fn cli_holder(config: &Config) -> String {
@@ -398,4 +417,56 @@ async fn remote_query(
         &QueryOutput { schema, batches },
         Format::Table,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maintenance::compaction::{CompactionReport, Merge};
+
+    fn merge(output: Option<&str>) -> Merge {
+        Merge {
+            node: "node-0".into(),
+            project_id: 1,
+            date: "2026-12-04".into(),
+            hour: 7,
+            inputs: 3,
+            rows: 12,
+            output: output.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn compaction_output_keeps_rows_and_summary_on_lines_of_their_own() {
+        let dry = CompactionReport {
+            dry_run: true,
+            merged: vec![merge(None)],
+        };
+        let (rows, summary) = compaction_output(&dry);
+        assert_eq!(
+            rows,
+            "node-0\tproj=1/date=2026-12-04/hour=07\t3 files\t12 events\tdry run\n"
+        );
+        assert_eq!(summary, "dry run: 1 merge planned; nothing was changed");
+
+        let done = CompactionReport {
+            dry_run: false,
+            merged: vec![merge(Some("events/x.parquet")), merge(None)],
+        };
+        let (rows, summary) = compaction_output(&done);
+        let lines: Vec<_> = rows.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].ends_with("\tevents/x.parquet"), "{rows}");
+        assert!(lines[1].ends_with("\tskipped: inputs changed"), "{rows}");
+        assert_eq!(summary, "1 of 2 merges done");
+
+        let (rows, summary) = compaction_output(&CompactionReport {
+            dry_run: true,
+            merged: Vec::new(),
+        });
+        assert_eq!(
+            (rows.as_str(), summary.as_str()),
+            ("", "dry run: 0 merges planned; nothing was changed")
+        );
+    }
 }

@@ -38,6 +38,7 @@ pub mod commands;
 pub mod events;
 pub mod ingest;
 pub mod issues;
+pub mod lock;
 pub mod maintenance;
 pub mod node;
 pub mod query;

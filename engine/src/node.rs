@@ -17,8 +17,9 @@ use crate::backup::Backups;
 use crate::buffer::{Buffer, FlushThresholds};
 use crate::ingest::{self, Ingest};
 use crate::issues;
+use crate::lock::WriterLock;
 use crate::query::QueryService;
-use crate::store::manifest::Manifest;
+use crate::store::manifest::{self, DataFile, Manifest};
 use crate::store::{self, Store};
 use crate::tenancy::{self, Projects, Tokens};
 use crate::wal::{self, Rotation, Wal, WalOptions};
@@ -33,6 +34,8 @@ pub enum Error {
     Tenancy(#[from] tenancy::Error),
     #[error(transparent)]
     Rollup(#[from] issues::Error),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::Error),
     #[error(
         "no faultline data in {path}: pass the server's --data-dir (or FAULTLINE_DATA_DIR), or --server to ask a running server"
     )]
@@ -47,6 +50,15 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What is acknowledged but not yet in the object store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unflushed {
+    /// Events in memory that no manifest covers yet.
+    pub events: usize,
+    /// WAL bytes logged but not flushed.
+    pub bytes: u64,
+}
+
 /// A flush id no rotation uses: `complete_flush` with it only swaps the manifest.
 const NO_FLUSH: u64 = u64::MAX;
 
@@ -60,8 +72,31 @@ pub struct Node {
     pub wal: Wal,
     pub ingest: Arc<Ingest>,
     pub query: Arc<QueryService>,
-    unfinished_flushes: tokio::sync::Mutex<Vec<Rotation>>,
+    unfinished_flushes: tokio::sync::Mutex<Vec<PendingFlush>>,
     backups: std::sync::OnceLock<Arc<Backups>>,
+    /// This process's exclusive hold on the WAL directory.
+    _lock: WriterLock,
+}
+
+/// A rotation on its way to the manifest. What an attempt wrote and the commit id are kept for
+/// the next attempt: a retry reuses the Parquet files and recognises a manifest version that an
+/// attempt committed although its caller saw an error (a lost reply), so no event is stored
+/// twice.
+struct PendingFlush {
+    rotation: Rotation,
+    commit_id: String,
+    /// Event files and issue rollups written by an earlier attempt.
+    written: Option<(Vec<DataFile>, Vec<DataFile>)>,
+}
+
+impl PendingFlush {
+    fn new(rotation: Rotation) -> Self {
+        Self {
+            rotation,
+            commit_id: manifest::new_commit_id(),
+            written: None,
+        }
+    }
 }
 
 fn thresholds(config: &Config) -> FlushThresholds {
@@ -113,6 +148,12 @@ impl Node {
     /// Opens the node: recovers from the WAL and starts the WAL writer.
     pub async fn open(config: Config) -> Result<Self> {
         let store = Store::open(&config)?;
+        Self::open_with_store(config, store).await
+    }
+
+    /// Opens the node on an already opened object store.
+    pub async fn open_with_store(config: Config, store: Store) -> Result<Self> {
+        let lock = WriterLock::acquire(&config.wal_dir(), &config.storage.node_id)?;
         let node_id = config.storage.node_id.clone();
         let manifest = Manifest::load_latest(&store, &node_id).await?;
         let wal_upto = manifest.wal_upto;
@@ -162,7 +203,23 @@ impl Node {
             query,
             unfinished_flushes: tokio::sync::Mutex::new(Vec::new()),
             backups: std::sync::OnceLock::new(),
+            _lock: lock,
         })
+    }
+
+    /// The events not flushed yet, and the WAL that holds them (for the shutdown log).
+    pub fn unflushed(&self) -> Unflushed {
+        let events = self
+            .buffer
+            .snapshot()
+            .batches
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        Unflushed {
+            events,
+            bytes: self.wal.unflushed_bytes(),
+        }
     }
 
     /// The backups this node makes (on demand and on schedule).
@@ -178,10 +235,10 @@ impl Node {
     pub async fn flush(&self) -> Result<usize> {
         let mut stuck = self.unfinished_flushes.lock().await;
         let rotation = self.wal.rotate().await?;
-        stuck.push(rotation);
+        stuck.push(PendingFlush::new(rotation));
         let mut rows = 0;
-        while let Some(rotation) = stuck.first() {
-            rows += self.write_rotation(rotation).await?;
+        while let Some(pending) = stuck.first_mut() {
+            rows += self.write_rotation(pending).await?;
             stuck.remove(0);
         }
         if rows == 0 {
@@ -190,25 +247,36 @@ impl Node {
         Ok(rows)
     }
 
-    async fn write_rotation(&self, rotation: &Rotation) -> Result<usize> {
+    async fn write_rotation(&self, pending: &mut PendingFlush) -> Result<usize> {
+        let rotation = &pending.rotation;
         let rows: usize = rotation.batches.iter().map(|b| b.num_rows()).sum();
         if rows > 0 {
-            let files = store::parquet::write_partitions(
-                &self.store,
-                &rotation.batches,
-                self.config.flush.zstd_level,
-            )
-            .await?;
-            let rollups = issues::rollup::compute(&rotation.batches)?;
-            let rollup_files =
-                issues::rollup::write(&self.store, &rollups, self.config.flush.zstd_level).await?;
+            let (files, rollup_files) = match &pending.written {
+                Some(written) => written.clone(),
+                None => {
+                    let files = store::parquet::write_partitions(
+                        &self.store,
+                        &rotation.batches,
+                        self.config.flush.zstd_level,
+                    )
+                    .await?;
+                    let rollups = issues::rollup::compute(&rotation.batches)?;
+                    let rollup_files =
+                        issues::rollup::write(&self.store, &rollups, self.config.flush.zstd_level)
+                            .await?;
+                    pending.written = Some((files.clone(), rollup_files.clone()));
+                    (files, rollup_files)
+                }
+            };
             let base = (*self.buffer.manifest()).clone();
             // Maintenance may have committed a version meanwhile: the edit then reapplies the
-            // new files to it, so neither change is lost.
-            let next = Manifest::edit(
+            // new files to it, so neither change is lost. An earlier attempt of this flush that
+            // landed is recognised by its commit id and not applied again.
+            let next = Manifest::edit_once(
                 &self.store,
                 &self.config.storage.node_id,
                 Some(base),
+                &pending.commit_id,
                 |current| {
                     let mut next = current.with_files(files.clone(), rotation.upto);
                     next.rollups.extend(rollup_files.iter().cloned());

@@ -1,7 +1,9 @@
 //! `faultline serve`: listeners, background tasks and ordered shutdown.
 //!
 //! Shutdown: stop accepting, let in-flight requests finish (bounded by
-//! `server.shutdown_timeout`), flush the buffer to Parquet, then return.
+//! `server.shutdown_timeout`), flush the buffer to Parquet (bounded by
+//! `server.shutdown_flush_timeout`), then return. What the final flush could not write stays in
+//! the WAL, is logged, and is flushed at the next start.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -157,10 +159,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
         );
     }
     flusher_stop.cancel();
-    let _ = flusher.await;
-    match node.flush().await {
-        Ok(rows) => tracing::info!(events = rows, "final flush done"),
-        Err(err) => tracing::error!(cause = %err, "final flush failed; events stay in the wal"),
+    let flush_timeout = node.config.server.shutdown_flush_timeout;
+    // One deadline for a flush already running and the final one: during an object-store
+    // outage both would otherwise retry for as long as the store stays away.
+    let flushed = tokio::time::timeout(flush_timeout, async {
+        let _ = flusher.await;
+        node.flush().await
+    })
+    .await;
+    match flushed {
+        Ok(Ok(rows)) => tracing::info!(events = rows, "final flush done"),
+        Ok(Err(err)) => tracing::error!(cause = %err, "final flush failed"),
+        Err(_) => tracing::error!(timeout = ?flush_timeout, "final flush did not finish in time"),
+    }
+    let left = node.unflushed();
+    if left.events > 0 {
+        tracing::warn!(
+            events = left.events,
+            wal_bytes = left.bytes,
+            wal = %node.config.wal_dir().display(),
+            "events left in the wal; they are flushed at the next start"
+        );
     }
     Ok(())
 }

@@ -82,6 +82,7 @@ fn query_status(err: &query::Error) -> StatusCode {
         Q::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         Q::Memory { .. } | Q::TooManyRows(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Q::Tenancy(e) => tenancy_status(e),
+        Q::Manifest(_) => StatusCode::SERVICE_UNAVAILABLE,
         e if e.is_user_error() => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

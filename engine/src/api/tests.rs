@@ -19,6 +19,7 @@ use crate::node::Node;
 use crate::tenancy::{DEFAULT_ORG, NewToken, Scope};
 
 mod issues;
+mod lost_replies;
 mod sql;
 mod tenancy;
 
@@ -560,7 +561,7 @@ async fn flushed_events_are_read_from_parquet_exactly_once() {
     let files = &h.node.buffer.manifest().files;
     assert_eq!(files.len(), 1);
     assert!(
-        files[0].path.starts_with("events/project=1/date="),
+        files[0].path.starts_with("events/proj=1/date="),
         "{}",
         files[0].path
     );

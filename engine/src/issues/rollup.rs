@@ -276,10 +276,7 @@ pub async fn write(
             .unwrap_or_default()
             .format("%Y-%m-%d")
             .to_string();
-        let path = format!(
-            "rollups/project={project}/date={date}/{}.parquet",
-            ulid::Ulid::new()
-        );
+        let path = crate::store::keys::rollup_file(project as u64, &date, ulid::Ulid::new());
         let bytes = data.len() as u64;
         store
             .put_durable(&ObjectPath::from(path.as_str()), Bytes::from(data))
@@ -356,9 +353,9 @@ mod tests {
         assert_eq!(
             paths,
             [
-                ("rollups/project=1/date=2026-11-23".to_owned(), 1),
-                ("rollups/project=1/date=2026-11-24".to_owned(), 1),
-                ("rollups/project=2/date=2026-11-24".to_owned(), 1),
+                ("rollups/proj=1/date=2026-11-23".to_owned(), 1),
+                ("rollups/proj=1/date=2026-11-24".to_owned(), 1),
+                ("rollups/proj=2/date=2026-11-24".to_owned(), 1),
             ]
         );
     }

@@ -6,7 +6,8 @@
 //! it, only if every input is still live (retention may have dropped them meanwhile; then the
 //! merged file is deleted and nothing changes). A query reads either the old files or the new
 //! one, never both: its file list comes from one manifest version. The inputs are retired, not
-//! deleted, so a query that planned with them still finds them.
+//! deleted: they move under `retired/` right after the commit, out of the live prefix other
+//! Parquet readers glob, and a query that planned with them still finds them there.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -19,6 +20,7 @@ use serde::Serialize;
 
 use super::progress::Progress;
 use super::{Error, Maintenance, Result};
+use crate::store::keys;
 use crate::store::manifest::{DataFile, Manifest, Retired};
 use crate::store::parquet::{
     COMPACTED_EVENT_PAGE_BYTES, encode, plan_partitions, writer_properties,
@@ -165,12 +167,11 @@ impl Maintenance {
         }
         let level = self.config.compaction.zstd_level;
         let first = &group[0];
-        let out_path = format!(
-            "events/project={}/date={}/hour={:02}/{}.parquet",
+        let out_path = keys::event_file(
             first.project_id,
-            first.date,
-            first.hour,
-            ulid::Ulid::new()
+            &first.date,
+            u32::from(first.hour),
+            ulid::Ulid::new(),
         );
         let encoded = {
             let out_path = out_path.clone();
@@ -236,6 +237,10 @@ impl Maintenance {
             self.store.delete(&out_object).await?;
             return Ok(None);
         }
+        // Out of the live prefix at once, so readers of the files themselves do not count the
+        // inputs beside the merged file; queries planned with them still read them.
+        self.retire_files(group.iter().map(|f| f.path.as_str()))
+            .await;
         tracing::info!(node, inputs = group.len(), output = %out_path, "compacted");
         Ok(Some(out_path))
     }

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use crate::node::Node;
 use crate::store::manifest::Manifest;
-use crate::store::{self, Store};
+use crate::store::{self, Store, keys};
 use crate::tenancy::{self, Projects};
 
 #[derive(Debug, thiserror::Error)]
@@ -133,10 +133,15 @@ impl Maintenance {
         let now_ms = Utc::now().timestamp_millis();
         for manifest in &manifests {
             if manifest.retire_partitions(&expired, now_ms).is_some() {
-                self.edit(&manifest.node, |current| {
-                    current.retire_partitions(&expired, now_ms)
-                })
-                .await?;
+                let edited = self
+                    .edit(&manifest.node, |current| {
+                        current.retire_partitions(&expired, now_ms)
+                    })
+                    .await?;
+                if let Some(edited) = edited {
+                    self.retire_files(edited.retired.iter().map(|r| r.path.as_str()))
+                        .await;
+                }
             }
         }
         for dropped in &report.dropped {
@@ -147,10 +152,22 @@ impl Maintenance {
         Ok(report)
     }
 
+    /// Moves files that left the manifests out of the live prefixes (see
+    /// [`Store::retire`]). A failure is logged, not returned: the manifest change is done, and
+    /// the next purge moves what is left.
+    async fn retire_files(&self, paths: impl Iterator<Item = &str>) {
+        for path in paths {
+            if let Err(err) = self.store.retire(path).await {
+                tracing::warn!(path, cause = %err, "cannot move a retired file out of the live prefix yet");
+            }
+        }
+    }
+
     /// Deletes retired files whose `delete_after` has passed, and with them every other object
     /// under a `date=` partition prefix that no manifest holds a live file in any more
-    /// (`events/project=P/date=D/` and `rollups/project=P/date=D/`, e.g. issue rollups).
-    /// Returns the number of objects deleted.
+    /// (live and retired, e.g. issue rollups; see [`keys::partition_prefixes`]). Retired files
+    /// still under a live prefix (a process stopped between the commit and the move) are moved
+    /// first. Returns the number of objects deleted.
     pub async fn purge(&self) -> Result<usize> {
         let now_ms = Utc::now().timestamp_millis();
         let cutoff = now_ms - self.config.retention.delete_after.as_millis() as i64;
@@ -159,6 +176,14 @@ impl Maintenance {
             .iter()
             .flat_map(|m| m.live_files().map(|f| f.path.as_str()))
             .collect();
+        self.retire_files(
+            manifests
+                .iter()
+                .flat_map(|m| m.retired.iter())
+                .map(|r| r.path.as_str())
+                .filter(|p| !live.contains(p)),
+        )
+        .await;
         let live_partitions: HashSet<(u64, &str)> = manifests
             .iter()
             .flat_map(|m| m.live_files().map(|f| (f.project_id, f.date.as_str())))
@@ -184,6 +209,9 @@ impl Maintenance {
                     self.store
                         .delete(&ObjectPath::from(retired.path.as_str()))
                         .await?;
+                    if let Some(moved) = keys::retired(&retired.path) {
+                        self.store.delete(&ObjectPath::from(moved)).await?;
+                    }
                     deleted += 1;
                 }
                 if !live_partitions.contains(&(retired.project_id, retired.date.as_str())) {
@@ -205,8 +233,7 @@ impl Maintenance {
             .await?;
         }
         for (project, date) in emptied {
-            for root in ["events", "rollups"] {
-                let prefix = ObjectPath::from(format!("{root}/project={project}/date={date}"));
+            for prefix in keys::partition_prefixes(project, &date) {
                 for object in self.store.list(&prefix).await? {
                     if !live.contains(object.location.as_ref())
                         && object.last_modified.timestamp_millis() <= cutoff

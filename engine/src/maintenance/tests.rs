@@ -106,13 +106,43 @@ async fn queries_see_every_event_once_while_compaction_runs() {
     assert_eq!(counts(&query).await, (total, total));
     eprintln!("{queries} queries ran during compaction");
 
-    // The merged-away files stay until delete_after has passed, for queries planned earlier.
+    // The merged-away files left the live prefix at once: a tool globbing `events/` sees the
+    // merged files only.
+    let live_objects: Vec<String> = store
+        .list(&object_store::path::Path::from("events"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.location.to_string())
+        .collect();
+    let mut listed: Vec<String> = manifests
+        .iter()
+        .flat_map(|m| m.files.iter().map(|f| f.path.clone()))
+        .collect();
+    listed.sort();
+    let mut live_sorted = live_objects.clone();
+    live_sorted.sort();
+    assert_eq!(live_sorted, listed);
+    // They stay under `retired/` until delete_after has passed, and a query planned with the
+    // old file list still reads them by their old key.
     let retired: Vec<String> = manifests
         .iter()
         .flat_map(|m| m.retired.iter().map(|r| r.path.clone()))
         .collect();
     assert_eq!(retired.len(), 18);
-    assert!(retired.iter().all(|p| dir.path().join(p).exists()));
+    assert!(retired.iter().all(|p| !dir.path().join(p).exists()));
+    let moved = |p: &String| dir.path().join(crate::store::keys::retired(p).unwrap());
+    assert!(retired.iter().all(|p| moved(p).exists()));
+    for path in &retired {
+        let bytes = store
+            .get(&object_store::path::Path::from(path.as_str()))
+            .await
+            .unwrap();
+        assert_eq!(
+            bytes.len() as u64,
+            std::fs::metadata(moved(path)).unwrap().len()
+        );
+    }
     let mut config = Config::default();
     config.retention.delete_after = Duration::ZERO;
     let deleted = Maintenance::new(config, store.clone(), None)
@@ -120,7 +150,11 @@ async fn queries_see_every_event_once_while_compaction_runs() {
         .await
         .unwrap();
     assert_eq!(deleted, 18);
-    assert!(retired.iter().all(|p| !dir.path().join(p).exists()));
+    assert!(
+        retired
+            .iter()
+            .all(|p| !dir.path().join(p).exists() && !moved(p).exists())
+    );
     let manifests = Manifest::load_all(&store).await.unwrap();
     assert!(manifests.iter().all(|m| m.retired.is_empty()));
     assert_eq!(counts(&query).await, (total, total));
@@ -138,4 +172,36 @@ async fn compaction_leaves_a_partition_alone_below_min_files() {
         .unwrap();
     assert!(report.merged.is_empty());
     assert_eq!(live_files(&Manifest::load_all(&store).await.unwrap()), 3);
+}
+
+#[tokio::test]
+async fn a_compaction_whose_manifest_reply_was_lost_keeps_its_merged_file() {
+    use crate::store::faults::LoseReplies;
+    let base = Store::memory();
+    small_files(&base, "n1", 4, 10, "2026-11-20T10:15:00Z").await;
+    let faults = Arc::new(LoseReplies::new(Arc::clone(&base.objects), "manifest/", 1));
+    let store = base.with_objects(Arc::clone(&faults) as Arc<dyn object_store::ObjectStore>);
+    let mut config = Config::default();
+    config.compaction.min_files = 2;
+    let report = Maintenance::new(config, store.clone(), None)
+        .compact(false, false)
+        .await
+        .unwrap();
+    assert_eq!(faults.lost(), 1, "the manifest PUT lost its reply");
+    let output = report.merged[0]
+        .output
+        .clone()
+        .expect("the merge counts as done");
+    let manifest = Manifest::load_latest(&store, "n1").await.unwrap();
+    assert_eq!(manifest.version, 5, "four flushes and one compaction");
+    let paths: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, [output.as_str()]);
+    assert!(
+        store
+            .get(&object_store::path::Path::from(output.as_str()))
+            .await
+            .is_ok(),
+        "the merged file the manifest lists is not deleted as 'inputs changed'"
+    );
+    assert_eq!(counts(&reader(&store)).await, (40, 40));
 }

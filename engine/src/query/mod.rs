@@ -58,7 +58,7 @@ pub enum Error {
     Timeout(std::time::Duration),
     #[error("the query returned more than the row limit of {0} rows; add a LIMIT or narrow it")]
     TooManyRows(usize),
-    #[error("cannot read manifests: {0}")]
+    #[error("the object store is unavailable, retry later: cannot read the manifests: {0}")]
     Manifest(#[from] crate::store::Error),
     #[error("cannot encode the result: {0}")]
     Encode(String),

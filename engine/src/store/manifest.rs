@@ -4,6 +4,14 @@
 //! zero-padded number makes the newest version sort first in a listing. A version is never
 //! overwritten, so a reader always sees a complete file list, and a writer that lost a race
 //! (two processes with one node name) fails instead of silently dropping the other's files.
+//!
+//! Commits are idempotent. Every change carries a commit id, and each version lists the ids of
+//! the last [`KEEP_COMMIT_IDS`] changes it contains. A PUT whose reply was lost (a timeout, a
+//! reset connection, a retry of the client that meets its own first attempt as "already
+//! exists") is resolved by reading the newest version back: if it names the change's id, the
+//! change is in and is not applied again. A flush keeps its commit id across its retries, so a
+//! flush whose manifest landed while its caller saw an error is recognised on the next attempt
+//! instead of adding the same files a second time.
 
 use std::collections::BTreeMap;
 
@@ -15,6 +23,19 @@ use super::{Result, Store};
 
 /// How many old manifest versions are kept after a commit (for debugging and backups).
 const KEEP_VERSIONS: usize = 5;
+
+/// How many commit ids a version remembers. A change is recognised as committed as long as
+/// fewer than this many later changes were committed on top of it, far more than can happen
+/// between a lost reply and its retry.
+pub const KEEP_COMMIT_IDS: usize = 256;
+
+/// How many times one edit re-reads the store after a request whose outcome is unknown.
+const AMBIGUOUS_RETRIES: u32 = 3;
+
+/// A fresh commit id.
+pub fn new_commit_id() -> String {
+    ulid::Ulid::new().to_string()
+}
 
 /// The live files of one node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -28,10 +49,14 @@ pub struct Manifest {
     /// object store until `retention.delete_after` has passed, for queries already planned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<Retired>,
-    /// Hourly issue rollups (`rollups/project=<id>/date=<day>/<ulid>.parquet`), written with the
+    /// Hourly issue rollups (`rollups/proj=<id>/date=<day>/<ulid>.parquet`), written with the
     /// event files they summarize; `hour` is 0.
     #[serde(default)]
     pub rollups: Vec<DataFile>,
+    /// Ids of the newest changes contained in this version, oldest first (at most
+    /// [`KEEP_COMMIT_IDS`]); how a retried commit recognises that it is already in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commits: Vec<String>,
 }
 
 /// A file that left the manifest at `since_ms` and is deleted later.
@@ -58,18 +83,10 @@ pub struct DataFile {
     pub max_timestamp_ms: i64,
 }
 
-fn node_prefix(node: &str) -> ObjectPath {
-    ObjectPath::from(format!("manifest/{node}"))
-}
-
-fn version_path(node: &str, version: u64) -> ObjectPath {
-    ObjectPath::from(format!("manifest/{node}/{:020}.json", u64::MAX - version))
-}
-
-fn version_of(path: &ObjectPath) -> Option<u64> {
-    let name = path.filename()?.strip_suffix(".json")?;
-    name.parse::<u64>().ok().map(|inverted| u64::MAX - inverted)
-}
+use super::keys::{
+    MANIFESTS, manifest_prefix as node_prefix, manifest_version as version_path,
+    manifest_version_of as version_of,
+};
 
 impl Manifest {
     /// The newest manifest of `node`, or an empty one.
@@ -90,7 +107,7 @@ impl Manifest {
 
     /// The newest manifest of every node that has written one.
     pub async fn load_all(store: &Store) -> Result<Vec<Self>> {
-        let listing = store.list(&ObjectPath::from("manifest")).await?;
+        let listing = store.list(&ObjectPath::from(MANIFESTS)).await?;
         let mut newest: BTreeMap<String, ObjectPath> = BTreeMap::new();
         for meta in listing {
             let parts: Vec<_> = meta.location.parts().collect();
@@ -138,7 +155,13 @@ impl Manifest {
             files,
             rollups: self.rollups.clone(),
             retired: self.retired.clone(),
+            commits: self.commits.clone(),
         }
+    }
+
+    /// Whether the change with this commit id is contained in this version.
+    pub fn contains_commit(&self, commit_id: &str) -> bool {
+        self.commits.iter().any(|c| c == commit_id)
     }
 
     /// Every object this manifest keeps alive. Retention, purging and backups go through this
@@ -194,19 +217,46 @@ impl Manifest {
         store: &Store,
         node: &str,
         base: Option<Self>,
+        change: impl FnMut(&Self) -> Option<Self>,
+    ) -> Result<Option<Self>> {
+        Self::edit_once(store, node, base, &new_commit_id(), change).await
+    }
+
+    /// [`Self::edit`] for a change identified by `commit_id`, which the caller keeps across
+    /// its own retries: when a version in the store already contains the change (an earlier
+    /// attempt whose reply was lost), that version is returned and `change` is not applied.
+    pub async fn edit_once(
+        store: &Store,
+        node: &str,
+        base: Option<Self>,
+        commit_id: &str,
         mut change: impl FnMut(&Self) -> Option<Self>,
     ) -> Result<Option<Self>> {
         let mut current = match base {
             Some(base) => base,
             None => Self::load_latest(store, node).await?,
         };
+        let mut unknown_outcomes = 0;
         loop {
+            if current.contains_commit(commit_id) {
+                tracing::info!(
+                    node,
+                    version = current.version,
+                    commit = commit_id,
+                    "manifest change already committed (a retry after a lost reply)"
+                );
+                return Ok(Some(current));
+            }
             let Some(mut next) = change(&current) else {
                 return Ok(None);
             };
             next.node = node.to_owned();
             next.version = current.version + 1;
             next.wal_upto = next.wal_upto.max(current.wal_upto);
+            next.commits = current.commits.clone();
+            next.commits.push(commit_id.to_owned());
+            let excess = next.commits.len().saturating_sub(KEEP_COMMIT_IDS);
+            next.commits.drain(..excess);
             match next.commit(store).await {
                 Ok(()) => return Ok(Some(next)),
                 Err(super::Error::AlreadyExists { .. }) => {
@@ -215,9 +265,20 @@ impl Manifest {
                         version = next.version,
                         "manifest changed meanwhile; reapplying"
                     );
-                    current = Self::load_latest(store, node).await?;
+                }
+                Err(err) if unknown_outcomes < AMBIGUOUS_RETRIES => {
+                    // The version may or may not have been written: the newest version says.
+                    unknown_outcomes += 1;
+                    tracing::warn!(node, version = next.version, cause = %err,
+                        "manifest commit failed; checking whether it landed");
                 }
                 Err(err) => return Err(err),
+            }
+            // The newest version is at least the base, so a version that only the base's
+            // caller has not seen yet is never skipped.
+            let latest = Self::load_latest(store, node).await?;
+            if latest.version >= current.version {
+                current = latest;
             }
         }
     }

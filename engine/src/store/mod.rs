@@ -2,13 +2,20 @@
 //!
 //! Layout under the store's root (a local directory by default, `s3://bucket/prefix` in a cluster):
 //! ```text
-//! events/project=<id>/date=<YYYY-MM-DD>/hour=<HH>/<ulid>.parquet
+//! events/proj=<id>/date=<YYYY-MM-DD>/hour=<HH>/<ulid>.parquet
+//! rollups/proj=<id>/date=<YYYY-MM-DD>/<ulid>.parquet
+//! retired/events/..., retired/rollups/...
 //! manifest/<node>/<inverted version>.json
 //! meta/projects/<id>.json, meta/tokens/<sha256>.json
 //! ```
+//! The keys of Parquet files and manifests are built in [`keys`].
 //! `object_store`'s local store does not fsync, so for a local root every object this module writes
 //! is fsynced (file and directory) before the write returns; S3 confirms durability itself.
 
+mod fallback;
+#[cfg(test)]
+pub(crate) mod faults;
+pub mod keys;
 pub mod lease;
 pub mod manifest;
 pub mod parquet;
@@ -18,11 +25,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use faultline_config::{Config, S3Config};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
+};
+
+use fallback::RetiredFallback;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -119,16 +131,27 @@ impl Store {
             source,
         })?;
         Ok(Self {
-            objects: Arc::new(objects),
+            objects: Arc::new(RetiredFallback::new(Arc::new(objects))),
             location: format!("file://{}", root.display()),
             local_root: Some(root),
         })
     }
 
+    /// The same store seen through another client (a wrapper of [`Self::objects`]).
+    pub fn with_objects(&self, objects: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            objects,
+            local_root: self.local_root.clone(),
+            location: self.location.clone(),
+        }
+    }
+
     /// An in-memory store, for tests.
     pub fn memory() -> Self {
         Self {
-            objects: Arc::new(object_store::memory::InMemory::new()),
+            objects: Arc::new(RetiredFallback::new(Arc::new(
+                object_store::memory::InMemory::new(),
+            ))),
             local_root: None,
             location: "memory://".to_owned(),
         }
@@ -165,6 +188,25 @@ impl Store {
         if s3.force_path_style {
             builder = builder.with_virtual_hosted_style_request(false);
         }
+        // Bounded, so that an unreachable store fails a query within seconds instead of the
+        // client's default of ten retries over three minutes.
+        // Set key by key: replacing the client options would drop what the environment and
+        // the settings above put there (allow_http).
+        let millis = |d: std::time::Duration| format!("{}ms", d.as_millis());
+        builder = builder
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                millis(s3.connect_timeout),
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                millis(s3.request_timeout),
+            )
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: s3.max_retries,
+                retry_timeout: s3.retry_timeout,
+            });
         let store = builder.build().map_err(|source| Error::Open {
             url: url.to_owned(),
             source,
@@ -174,6 +216,7 @@ impl Store {
         } else {
             Arc::new(PrefixStore::new(store, prefix.trim_matches('/')))
         };
+        let objects = Arc::new(RetiredFallback::new(objects));
         Ok(Self {
             objects,
             local_root: None,
@@ -191,6 +234,12 @@ impl Store {
     }
 
     /// Creates an object that must not exist yet (`PutMode::Create`), durably.
+    ///
+    /// An object that exists already with exactly these bytes counts as created: that is this
+    /// very write, made by an earlier attempt whose reply was lost (the S3 client retries a
+    /// request that timed out, and the retry then meets its own first attempt). Every caller
+    /// writes content that no other writer produces (it holds a fresh id or timestamp), so equal
+    /// bytes identify the writer.
     pub async fn create_durable(&self, path: &ObjectPath, data: Bytes) -> Result<()> {
         let options = PutOptions {
             mode: PutMode::Create,
@@ -198,13 +247,19 @@ impl Store {
         };
         match self
             .objects
-            .put_opts(path, PutPayload::from(data), options)
+            .put_opts(path, PutPayload::from(data.clone()), options)
             .await
         {
             Ok(_) => self.sync(path).await,
-            Err(object_store::Error::AlreadyExists { .. }) => Err(Error::AlreadyExists {
-                path: path.to_string(),
-            }),
+            Err(object_store::Error::AlreadyExists { .. }) => match self.get(path).await {
+                Ok(existing) if existing == data => {
+                    tracing::info!(%path, "object already written by an earlier attempt");
+                    self.sync(path).await
+                }
+                _ => Err(Error::AlreadyExists {
+                    path: path.to_string(),
+                }),
+            },
             Err(source) => Err(request_error(path, source)),
         }
     }
@@ -251,6 +306,23 @@ impl Store {
         match self.objects.delete(path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(source) => Err(request_error(path, source)),
+        }
+    }
+
+    /// Moves a file that no manifest lists any more from its live key to its key under
+    /// `retired/` (a rename on a local disk; a copy, then a delete on S3), so readers of the
+    /// live prefixes stop seeing it at once. Already moved (or gone) is not an error; keys
+    /// outside the live prefixes are left alone.
+    pub async fn retire(&self, live: &str) -> Result<()> {
+        let Some(retired) = keys::retired(live) else {
+            return Ok(());
+        };
+        let from = ObjectPath::from(live);
+        let to = ObjectPath::from(retired);
+        match self.objects.rename(&from, &to).await {
+            Ok(()) => self.sync(&to).await,
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(request_error(&from, source)),
         }
     }
 

@@ -205,11 +205,7 @@ pub async fn write_partitions(
     for (project, hour, rows, min, max, data) in encoded {
         let at = DateTime::from_timestamp_millis(hour * HOUR_MS).unwrap_or_default();
         let date = at.format("%Y-%m-%d").to_string();
-        let path = format!(
-            "events/project={project}/date={date}/hour={:02}/{}.parquet",
-            at.hour(),
-            ulid::Ulid::new()
-        );
+        let path = super::keys::event_file(project as u64, &date, at.hour(), ulid::Ulid::new());
         let bytes = data.len() as u64;
         store
             .put_durable(&ObjectPath::from(path.as_str()), Bytes::from(data))

@@ -54,7 +54,7 @@ fn project_id(dsn: &str) -> Result<u64> {
 
 /// `date=` partitions of a project that have at least one object in the bucket.
 async fn dates_in_bucket(moto: &Moto, root: &str, project: u64) -> Result<BTreeSet<String>> {
-    let prefix = format!("{PREFIX}/{root}/project={project}/");
+    let prefix = format!("{PREFIX}/{root}/proj={project}/");
     Ok(moto
         .list(&prefix)
         .await?

@@ -191,8 +191,8 @@ async fn events_flush_to_parquet_in_s3_and_come_back() -> Result<()> {
     assert!(
         parquet
             .iter()
-            .all(|(k, _)| k.contains("/project=") && k.contains("/date=") && k.contains("/hour=")),
-        "partitioned as events/project=/date=/hour=: {parquet:?}"
+            .all(|(k, _)| k.contains("/proj=") && k.contains("/date=") && k.contains("/hour=")),
+        "partitioned as events/proj=/date=/hour=: {parquet:?}"
     );
 
     // Graceful shutdown flushes and exits 0.
@@ -231,4 +231,84 @@ async fn events_flush_to_parquet_in_s3_and_come_back() -> Result<()> {
         "the KeyError issue has 4 events, the others 1: {issues:?}"
     );
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_an_outage_queries_fail_with_the_store_named_ingest_answers_and_shutdown_is_bounded()
+-> Result<()> {
+    let moto = Moto::start()?;
+    moto.create_bucket().await?;
+    let tmp = tempfile::tempdir()?;
+    let mut setup = s3_setup(tmp.path(), "node-a", &moto);
+    std::fs::write(
+        &setup.config,
+        "[server]\nshutdown_flush_timeout = \"3s\"\n\n[flush]\ninterval = \"1h\"\n\n\
+         [storage.s3]\nregion = \"us-east-1\"\nallow_http = true\nforce_path_style = true\n\
+         retry_timeout = \"2s\"\n",
+    )?;
+    setup.port = free_port();
+    let server = setup.start()?;
+    let dsn = setup.create_project("shop")?;
+    let token = setup.create_token()?;
+    crate::harness::store_message(&setup, &dsn, "before the outage").await?;
+    assert_eq!(
+        server
+            .sql(&token, "SELECT count(*) AS n FROM events")
+            .await?[0]
+            .int("n"),
+        Some(1)
+    );
+
+    drop(moto);
+    let started = Instant::now();
+    let err = server
+        .sql(&token, "SELECT count(*) AS n FROM events")
+        .await
+        .expect_err("the object store is down")
+        .to_string();
+    eprintln!("query failed after {:?}: {err}", started.elapsed());
+    assert!(
+        err.contains("object store"),
+        "the error names the object store: {err}"
+    );
+    assert!(err.contains("manifest"), "{err}");
+
+    // Ingest answers from the WAL meanwhile.
+    crate::harness::store_message(&setup, &dsn, "during the outage").await?;
+
+    // SIGTERM: the final flush gives up after shutdown_flush_timeout and says what it left.
+    let started = Instant::now();
+    let status = server.terminate()?;
+    eprintln!("shutdown took {:?}", started.elapsed());
+    ensure!(status.success(), "serve exited with {status}");
+    let log = std::fs::read_to_string(setup.data_dir.with_extension("serve-0.log"))?;
+    let log = without_colours(&log);
+    let tail = &log[log.find("shutting down").context("shutdown logged")?..];
+    assert!(
+        tail.contains("events left in the wal; they are flushed at the next start"),
+        "{tail}"
+    );
+    assert!(
+        tail.contains("events=2"),
+        "both events stay in the WAL: {tail}"
+    );
+    Ok(())
+}
+
+/// The text of a log without its terminal colour codes (`ESC [ ... m`).
+fn without_colours(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

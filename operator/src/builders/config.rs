@@ -190,6 +190,7 @@ fn s3_config(endpoint: Option<&str>, region: Option<&str>, force_path_style: boo
         region: region.map(str::to_owned),
         allow_http: endpoint.is_some_and(|e| e.starts_with("http://")),
         force_path_style,
+        ..S3Config::default()
     }
 }
 

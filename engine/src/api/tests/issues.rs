@@ -148,7 +148,7 @@ async fn issues_read_rollups_not_event_files() {
         manifest
             .rollups
             .iter()
-            .all(|f| f.path.starts_with("rollups/project=1/date="))
+            .all(|f| f.path.starts_with("rollups/proj=1/date="))
     );
 
     // Remove every event file: `issues` must not notice, `events` must.

@@ -125,6 +125,7 @@ fn query_status(err: query::Error) -> Status {
             Status::resource_exhausted(message)
         }
         query::Error::Timeout(_) => Status::deadline_exceeded(message),
+        query::Error::Manifest(_) => Status::unavailable(message),
         e if e.is_user_error() => Status::invalid_argument(message),
         _ => {
             tracing::error!(cause = %message, "flight sql query failed");

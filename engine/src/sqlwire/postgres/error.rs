@@ -36,6 +36,8 @@ fn sqlstate(err: &Error) -> &'static str {
         Error::Memory { .. } => "53200",
         Error::Timeout(_) => "57014",
         Error::TooManyRows(_) => "54000",
+        // io_error: the object store cannot be reached
+        Error::Manifest(_) => "58030",
         Error::Plan(message) => plan_sqlstate(message),
         Error::Sql(source) => match source.find_root() {
             datafusion::error::DataFusionError::SQL(..) => "42601",
