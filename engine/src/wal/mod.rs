@@ -10,6 +10,7 @@
 //! Segments are `<dir>/<seq:020>.wal`. They are deleted only after the Parquet files and the
 //! manifest that contain their events are durable ([`Wal::remove_upto`]).
 
+pub mod quarantine;
 mod record;
 
 use std::fs::{File, OpenOptions};
@@ -56,6 +57,14 @@ pub enum Error {
     },
     #[error("the WAL writer has stopped")]
     Stopped,
+    #[error("cannot quarantine an unreadable WAL record in {path}: {source}")]
+    Quarantine {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no quarantined WAL record {id:?}: `faultline wal quarantine list` shows them")]
+    UnknownQuarantined { id: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
