@@ -82,6 +82,14 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for in-flight requests.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// How long a client may take to send a request's line and headers; a connection that
+    /// takes longer is closed without an answer. Applies to the HTTP listeners.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request body, from the end of its headers. An
+    /// ingest request that takes longer is answered `408`; other endpoints fail the request.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +101,8 @@ impl Default for ServerConfig {
             flight_listen: None,
             public_url: None,
             shutdown_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -209,6 +219,9 @@ pub struct LimitsConfig {
     pub max_attachment_size: ByteSize,
     /// Largest number of in-flight ingest requests before 503.
     pub max_concurrent_requests: usize,
+    /// Largest number of request bodies decompressed and parsed at the same time, on threads
+    /// apart from the ones that serve connections; further requests wait their turn.
+    pub max_concurrent_decodes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -219,6 +232,7 @@ impl Default for LimitsConfig {
             max_event_size: ByteSize::mib(1),
             max_attachment_size: ByteSize::mib(100),
             max_concurrent_requests: 1024,
+            max_concurrent_decodes: 4,
         }
     }
 }
