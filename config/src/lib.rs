@@ -83,7 +83,9 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     /// How long a client may take to send a request's line and headers; a connection that
-    /// takes longer is closed without an answer. Applies to the HTTP listeners.
+    /// takes longer is closed without an answer. The clock also runs while a kept-alive
+    /// connection waits for its next request, so it bounds idle connections too. Applies to
+    /// the HTTP/1 listeners.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// How long a client may take to send a request body, from the end of its headers. An
