@@ -14,7 +14,9 @@ use bytes::Bytes;
 use chrono::Utc;
 use faultline_config::LimitsConfig;
 use faultline_protocol::auth::{AuthInput, parse_auth, parse_dsn};
-use faultline_protocol::decode::{decode_body, decode_first_line, decode_store_body};
+use faultline_protocol::decode::{
+    complete_first_line, decode_body, decode_first_line, decode_store_body,
+};
 use faultline_protocol::envelope::{Envelope, EnvelopeLimits, ItemType, parse_header_line};
 use faultline_protocol::grouping;
 use faultline_protocol::normalize::{NormalizeContext, normalize_event};
@@ -58,6 +60,13 @@ pub struct Admitted {
     content_encoding: Option<String>,
     client_ip: Option<IpAddr>,
     received: chrono::DateTime<Utc>,
+}
+
+impl Admitted {
+    /// True once the request's key has been checked (always, for a key sent in the headers).
+    pub fn is_authenticated(&self) -> bool {
+        self.project.is_some()
+    }
 }
 
 /// Longest envelope header line read to find a `dsn` before the key is checked. SDKs send a
@@ -338,7 +347,31 @@ impl Ingest {
         let line = self
             .off_thread(move || decode_first_line(encoding.as_deref(), &body, MAX_HEADER_LINE))
             .await??;
-        let headers = parse_header_line(&line)?;
+        self.project_of_header(admitted, &line).await
+    }
+
+    /// While the body of a request without a key in its headers arrives: tries to authenticate
+    /// by the `dsn` of the envelope header in `prefix`, the bytes received so far. `Ok(true)`
+    /// once the request is authenticated, `Ok(false)` while more of the body is needed; a
+    /// wrong key fails at once, so the rest of the body is never read.
+    pub async fn authorize_early(&self, admitted: &mut Admitted, prefix: Bytes) -> Result<bool> {
+        if admitted.project.is_some() {
+            return Ok(true);
+        }
+        let encoding = admitted.content_encoding.clone();
+        let line = self
+            .off_thread(move || complete_first_line(encoding.as_deref(), &prefix, MAX_HEADER_LINE))
+            .await??;
+        let Some(line) = line else {
+            return Ok(false);
+        };
+        admitted.project = Some(self.project_of_header(admitted, &line).await?);
+        Ok(true)
+    }
+
+    /// The project named by the `dsn` of an envelope header line, if its key is valid.
+    async fn project_of_header(&self, admitted: &Admitted, line: &[u8]) -> Result<Arc<Project>> {
+        let headers = parse_header_line(line)?;
         let Some(dsn) = &headers.dsn else {
             return Err(Error::MissingAuth);
         };

@@ -139,6 +139,38 @@ pub fn decode_first_line(
     body: &[u8],
     max_line: usize,
 ) -> Result<Vec<u8>> {
+    let (mut line, read) = read_first_line(content_encoding, body, max_line)?;
+    read?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Ok(line)
+}
+
+/// Like [`decode_first_line`] on the first bytes of a body still being received: `Ok(None)`
+/// while `prefix` does not yet decode to a complete first line (including when the decoder
+/// runs out of input), so a caller can try again with more.
+pub fn complete_first_line(
+    content_encoding: Option<&str>,
+    prefix: &[u8],
+    max_line: usize,
+) -> Result<Option<Vec<u8>>> {
+    let (mut line, _) = read_first_line(content_encoding, prefix, max_line)?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        Ok(Some(line))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Decodes up to and including the first newline, at most `max_line + 1` bytes. Returns what
+/// was decoded (ending in `\n` when a newline was found) and how reading ended.
+fn read_first_line(
+    content_encoding: Option<&str>,
+    body: &[u8],
+    max_line: usize,
+) -> Result<(Vec<u8>, Result<()>)> {
     let mut steps = Vec::new();
     for token in content_encoding.unwrap_or("").split(',') {
         let encoding = Encoding::parse(token)?;
@@ -149,23 +181,25 @@ pub fn decode_first_line(
     let mut reader: Box<dyn BufRead + '_> = Box::new(body);
     let mut last = Encoding::Identity;
     for encoding in steps.into_iter().rev() {
-        reader = Box::new(std::io::BufReader::new(stream_decoder(encoding, reader)?));
+        match stream_decoder(encoding, reader) {
+            Ok(decoder) => reader = Box::new(std::io::BufReader::new(decoder)),
+            Err(err) => return Ok((Vec::new(), Err(err))),
+        }
         last = encoding;
     }
     let mut line = Vec::with_capacity(1024.min(max_line + 1));
-    reader
+    let read = reader
         .take(max_line as u64 + 1)
         .read_until(b'\n', &mut line)
+        .map(|_| ())
         .map_err(|source| DecodeError::Corrupt {
             encoding: last.name(),
             source,
-        })?;
-    if line.last() == Some(&b'\n') {
-        line.pop();
-    } else if line.len() > max_line {
+        });
+    if line.last() != Some(&b'\n') && line.len() > max_line {
         return Err(DecodeError::LineTooLong { limit: max_line });
     }
-    Ok(line)
+    Ok((line, read))
 }
 
 /// A streaming decoder of one encoding over `input`.

@@ -22,7 +22,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use crate::ingest::{Endpoint, Ingest, RequestHead};
+use crate::ingest::{Admitted, Endpoint, Ingest, RequestHead};
 
 /// What the ingest handlers share.
 #[derive(Clone)]
@@ -64,10 +64,9 @@ pub(super) async fn ingest(
         content_encoding: header_str(&headers, header::CONTENT_ENCODING),
         client_ip: Some(client_ip),
     };
-    let admitted = state.ingest.admit(head).await?;
-    let limit = state.ingest.max_request_size();
+    let mut admitted = state.ingest.admit(head).await?;
     let declared = header_str(&headers, header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
-    let body = read_body(body, declared, limit, state.body_read_timeout).await?;
+    let body = read_body(&state, &mut admitted, body, declared).await?;
     let id = state.ingest.submit(admitted, body).await?;
     Ok(Json(match id {
         Some(id) => json!({ "id": id.simple().to_string() }),
@@ -75,14 +74,24 @@ pub(super) async fn ingest(
     }))
 }
 
-/// Reads a request body of at most `limit` bytes within `timeout`. A body declared larger by
-/// its `Content-Length` is refused before any of it is read.
+/// How much of a body without a key in the headers is searched for the envelope header's `dsn`
+/// while it arrives; past this, the whole body is read and then decoded as far as its first line.
+const EARLY_AUTH_PREFIX: usize = 1024 * 1024;
+/// How many more bytes must arrive before the next attempt to find the envelope header.
+const EARLY_AUTH_STEP: usize = 4096;
+
+/// Reads a request body of at most `max_request_size` bytes within `body_read_timeout`. A body
+/// declared larger by its `Content-Length` is refused before any of it is read. A request not
+/// yet authenticated is authenticated by its envelope header as soon as that has arrived, so a
+/// wrong `dsn` stops the reading.
 async fn read_body(
+    state: &IngestState,
+    admitted: &mut Admitted,
     body: Body,
     declared: Option<u64>,
-    limit: usize,
-    timeout: Duration,
 ) -> Result<Bytes, ApiError> {
+    let limit = state.ingest.max_request_size();
+    let timeout = state.body_read_timeout;
     let too_large = || ApiError::BodyTooLarge {
         limit_name: "max_request_size",
         limit,
@@ -97,6 +106,8 @@ async fn read_body(
             .unwrap_or(0)
             .min(limit),
     );
+    let mut authenticated = admitted.is_authenticated();
+    let mut next_try = 0;
     let read = async {
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk
@@ -105,8 +116,13 @@ async fn read_body(
                 return Err(too_large());
             }
             data.extend_from_slice(&chunk);
+            if !authenticated && data.len() >= next_try && next_try <= EARLY_AUTH_PREFIX {
+                let prefix = Bytes::copy_from_slice(&data[..data.len().min(EARLY_AUTH_PREFIX)]);
+                authenticated = state.ingest.authorize_early(admitted, prefix).await?;
+                next_try = data.len() + EARLY_AUTH_STEP;
+            }
         }
-        Ok(())
+        Ok::<_, ApiError>(())
     };
     match tokio::time::timeout(timeout, read).await {
         Ok(result) => result?,

@@ -398,3 +398,47 @@ async fn a_full_disk_is_reported_once_without_paths_and_readiness_follows_it() {
         serde_json::json!([{"message": "room again"}])
     );
 }
+
+#[tokio::test]
+async fn a_wrong_dsn_stops_the_body_at_the_envelope_header() {
+    let h = harness().await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(
+        &mut gz,
+        b"{\"dsn\":\"http://ffffffffffffffffffffffffffffffff@localhost/1\"}\n",
+    )
+    .unwrap();
+    std::io::Write::flush(&mut gz).unwrap(); // a sync flush: the header decodes on its own
+    let head = bytes::Bytes::from(std::mem::take(gz.get_mut()));
+    let polled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&polled);
+    let rest = futures::stream::once(async move {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![0u8; 1024]))
+    });
+    let body = futures::StreamExt::chain(
+        futures::stream::once(async move { Ok::<_, std::io::Error>(head) }),
+        rest,
+    );
+    let reply = h
+        .send(
+            post("/api/1/envelope/")
+                .header("content-encoding", "gzip")
+                .body(Body::from_stream(body))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", reply.body);
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not valid for project 1"),
+        "{:?}",
+        reply.body
+    );
+    assert!(
+        !polled.load(std::sync::atomic::Ordering::SeqCst),
+        "the rest was read"
+    );
+}
