@@ -87,6 +87,16 @@ pub struct ServerConfig {
     /// are flushed at the next start; the log says how many.
     #[serde(with = "humantime_serde")]
     pub shutdown_flush_timeout: Duration,
+    /// How long a client may take to send a request's line and headers; a connection that
+    /// takes longer is closed without an answer. The clock also runs while a kept-alive
+    /// connection waits for its next request, so it bounds idle connections too. Applies to
+    /// the HTTP/1 listeners.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request body, from the end of its headers. An
+    /// ingest request that takes longer is answered `408`; other endpoints fail the request.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +109,8 @@ impl Default for ServerConfig {
             public_url: None,
             shutdown_timeout: Duration::from_secs(30),
             shutdown_flush_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -243,6 +255,9 @@ pub struct LimitsConfig {
     pub max_attachment_size: ByteSize,
     /// Largest number of in-flight ingest requests before 503.
     pub max_concurrent_requests: usize,
+    /// Largest number of request bodies decompressed and parsed at the same time, on threads
+    /// apart from the ones that serve connections; further requests wait their turn.
+    pub max_concurrent_decodes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -253,6 +268,7 @@ impl Default for LimitsConfig {
             max_event_size: ByteSize::mib(1),
             max_attachment_size: ByteSize::mib(100),
             max_concurrent_requests: 1024,
+            max_concurrent_decodes: 4,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Command line: `faultline serve | project | token | query | retention | compact | backup`.
+//! Command line: `faultline serve | project | token | query | retention | compact | backup | wal`.
 //!
 //! Every flag has an environment variable; flags override the config file, which overrides the
 //! defaults.
@@ -106,6 +106,30 @@ pub enum Command {
     /// Create, list, verify, restore and prune backups.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Inspect the write-ahead log of this node.
+    #[command(subcommand)]
+    Wal(WalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// Records that start-up could not replay and set aside.
+    #[command(subcommand)]
+    Quarantine(QuarantineCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// List the quarantined records: where they were and why replay failed.
+    List {
+        #[arg(long, default_value = "table")]
+        format: ListFormat,
+    },
+    /// Print one quarantined record: its description, then the stored event as sent to the WAL.
+    Show {
+        /// The id shown by `list` (`<segment>-<offset>`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backup::{self, DESTINATION_LEASE, Destination};
 use crate::cli::{
     BackupCommand, Cli, Command, CompactCommand, IssueCommand, ListFormat, ProjectCommand,
-    RetentionCommand, TokenCommand, public_url,
+    QuarantineCommand, RetentionCommand, TokenCommand, WalCommand, public_url,
 };
 use crate::issues::{self, Change};
 use crate::maintenance::{self, Maintenance};
@@ -16,7 +16,7 @@ use crate::query::format::{self, Format};
 use crate::query::{ProjectFilter, QueryOutput};
 use crate::store::Store;
 use crate::tenancy::{NewToken, Projects, Tokens};
-use crate::{node, query, server, tenancy};
+use crate::{node, query, server, tenancy, wal};
 use datafusion::arrow::ipc::reader::StreamReader;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,8 @@ pub enum Error {
     Issues(#[from] issues::Error),
     #[error("request to {url} failed: {message}")]
     Remote { url: String, message: String },
+    #[error(transparent)]
+    Wal(#[from] crate::wal::Error),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
 }
@@ -198,6 +200,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             eprintln!("{summary}");
         }
         Command::Backup(command) => run_backup(&config, command).await?,
+        Command::Wal(WalCommand::Quarantine(command)) => run_quarantine(&config, command)?,
     }
     Ok(())
 }
@@ -359,6 +362,57 @@ async fn run_backup(config: &Config, command: BackupCommand) -> Result<()> {
                 report.removed.len(),
                 report.deleted_objects
             );
+        }
+    }
+    Ok(())
+}
+
+fn run_quarantine(config: &Config, command: QuarantineCommand) -> Result<()> {
+    let wal_dir = config.wal_dir();
+    match command {
+        QuarantineCommand::List { format } => {
+            let entries = wal::quarantine::list(&wal_dir)?;
+            match format {
+                ListFormat::Json => {
+                    let json = serde_json::to_string(&entries).map_err(std::io::Error::from)?;
+                    println!("{json}");
+                }
+                ListFormat::Table if entries.is_empty() => {
+                    println!("no quarantined WAL records");
+                }
+                ListFormat::Table => {
+                    let mut table = comfy_table::Table::new();
+                    table.load_preset(comfy_table::presets::NOTHING);
+                    table.set_header(["ID", "PROJECT", "RECEIVED", "BYTES", "REASON"]);
+                    for q in &entries {
+                        let received = chrono::DateTime::from_timestamp_millis(q.received_ms)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default();
+                        table.add_row([
+                            q.id.clone(),
+                            format!("{} ({})", q.project, q.project_id),
+                            received,
+                            q.event_bytes.to_string(),
+                            q.reason.clone(),
+                        ]);
+                    }
+                    println!("{table}");
+                }
+            }
+        }
+        QuarantineCommand::Show { id } => {
+            let (entry, record) = wal::quarantine::show(&wal_dir, &id)?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "id:          {}", entry.id)?;
+            writeln!(out, "segment:     {}", entry.segment)?;
+            writeln!(out, "offset:      {}", entry.offset)?;
+            writeln!(out, "project:     {} ({})", entry.project, entry.project_id)?;
+            writeln!(out, "issue:       {}", entry.issue_id)?;
+            writeln!(out, "quarantined: {}", entry.quarantined_at.to_rfc3339())?;
+            writeln!(out, "reason:      {}", entry.reason)?;
+            writeln!(out, "event ({} bytes):", record.json.len())?;
+            out.write_all(&record.json)?;
+            writeln!(out)?;
         }
     }
     Ok(())

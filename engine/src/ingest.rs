@@ -10,14 +10,18 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use chrono::Utc;
 use faultline_config::LimitsConfig;
 use faultline_protocol::auth::{AuthInput, parse_auth, parse_dsn};
-use faultline_protocol::decode::{decode_body, decode_store_body};
-use faultline_protocol::envelope::{Envelope, EnvelopeLimits, ItemType};
+use faultline_protocol::decode::{
+    complete_first_line, decode_body, decode_first_line, decode_store_body,
+};
+use faultline_protocol::envelope::{Envelope, EnvelopeLimits, ItemType, parse_header_line};
 use faultline_protocol::grouping;
 use faultline_protocol::normalize::{NormalizeContext, normalize_event};
 use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::events::StoredEvent;
@@ -31,17 +35,43 @@ pub enum Endpoint {
     Store,
 }
 
-/// One ingest request, already taken apart by the HTTP layer.
+/// What is known of an ingest request before its body: the HTTP layer passes it to
+/// [`Ingest::admit`] and reads the body only if that succeeds.
 #[derive(Debug)]
-pub struct Submission<'a> {
+pub struct RequestHead<'a> {
     pub endpoint: Endpoint,
     /// The `{project_id}` path segment as sent.
     pub project_id: &'a str,
     pub auth: AuthInput<'a>,
     pub content_encoding: Option<&'a str>,
-    pub body: &'a [u8],
     pub client_ip: Option<IpAddr>,
 }
+
+/// A request let in by [`Ingest::admit`]: within the concurrency limit and, when it carried a
+/// key in its headers or query, authenticated. Holds its place among the in-flight requests
+/// until dropped.
+#[derive(Debug)]
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    endpoint: Endpoint,
+    project_id: u64,
+    /// `None` when the only credential can be the envelope header's `dsn`.
+    project: Option<Arc<Project>>,
+    content_encoding: Option<String>,
+    client_ip: Option<IpAddr>,
+    received: chrono::DateTime<Utc>,
+}
+
+impl Admitted {
+    /// True once the request's key has been checked (always, for a key sent in the headers).
+    pub fn is_authenticated(&self) -> bool {
+        self.project.is_some()
+    }
+}
+
+/// Longest envelope header line read to find a `dsn` before the key is checked. SDKs send a
+/// few hundred bytes.
+const MAX_HEADER_LINE: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,6 +104,13 @@ pub enum Error {
     },
     #[error("the server is behind on writing events to storage; retry later")]
     Backpressure { retry_after: Duration },
+    #[error(
+        "the server is already handling its limit of {limit} concurrent ingest requests \
+         (limits.max_concurrent_requests); retry shortly"
+    )]
+    Busy { limit: usize },
+    #[error("decoding the request failed unexpectedly: {0}")]
+    Worker(String),
     #[error("cannot log events: {0}")]
     Wal(#[from] wal::Error),
 }
@@ -181,7 +218,9 @@ pub struct Ingest {
     max_unflushed: u64,
     dedup: Dedup,
     rate: RateLimiter,
-    in_flight: tokio::sync::Semaphore,
+    in_flight: Arc<Semaphore>,
+    /// Bodies being decompressed, parsed and normalized (on the blocking pool).
+    decoding: Arc<Semaphore>,
 }
 
 /// Ids of recently accepted events remembered for de-duplication.
@@ -200,7 +239,8 @@ impl Ingest {
             max_unflushed,
             dedup: Dedup::new(DEDUP_CAPACITY),
             rate: RateLimiter::default(),
-            in_flight: tokio::sync::Semaphore::new(limits.max_concurrent_requests.max(1)),
+            in_flight: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
+            decoding: Arc::new(Semaphore::new(limits.max_concurrent_decodes.max(1))),
             limits,
         }
     }
@@ -210,122 +250,176 @@ impl Ingest {
         self.dedup.insert(project_id, event_id);
     }
 
-    /// Accepts one request. Returns the id of its event, if it carried one.
-    #[tracing::instrument(level = "debug", skip_all, fields(project = sub.project_id))]
-    pub async fn submit(&self, sub: Submission<'_>) -> Result<Option<Uuid>> {
-        let _permit = self
-            .in_flight
-            .try_acquire()
-            .map_err(|_| Error::Backpressure {
-                retry_after: Duration::from_secs(1),
+    /// Largest request body accepted on the wire (`limits.max_request_size`), in bytes.
+    pub fn max_request_size(&self) -> usize {
+        usize::try_from(self.limits.max_request_size.as_u64()).unwrap_or(usize::MAX)
+    }
+
+    /// Lets a request in before its body is read: takes a place among the in-flight requests
+    /// and checks a key sent in the headers or the query string, so a request with a wrong key
+    /// is refused without reading (or buffering, or decompressing) its body.
+    pub async fn admit(&self, head: RequestHead<'_>) -> Result<Admitted> {
+        let permit = Arc::clone(&self.in_flight)
+            .try_acquire_owned()
+            .map_err(|_| Error::Busy {
+                limit: self.limits.max_concurrent_requests.max(1),
             })?;
-        let project_id: u64 = sub
+        let project_id: u64 = head
             .project_id
             .parse()
             .ok()
             .filter(|id| *id > 0)
-            .ok_or_else(|| Error::BadProjectId(sub.project_id.to_owned()))?;
-        let max_event = self.limits.max_event_size.as_u64() as usize;
+            .ok_or_else(|| Error::BadProjectId(head.project_id.to_owned()))?;
         let received = Utc::now();
-
-        // A key sent with the request is checked before any decompression or parsing, so a
-        // request with a bad key costs almost nothing.
-        let request_project = match parse_auth(&sub.auth)? {
+        let project = match parse_auth(&head.auth)? {
             Some(auth) => Some(
                 self.projects
                     .authorize(project_id, &auth.public_key)
                     .await?,
             ),
-            None if sub.endpoint == Endpoint::Store => return Err(Error::MissingAuth),
+            None if head.endpoint == Endpoint::Store => return Err(Error::MissingAuth),
             None => None,
         };
-        let (dsn_key, body, ranges, header_event_id) = match sub.endpoint {
-            Endpoint::Store => {
-                let body = decode_body(sub.content_encoding, sub.body, max_event)?;
-                let body = decode_store_body(&body, max_event)?.into_owned();
-                let whole = 0..body.len();
-                (None, body, vec![whole], None)
-            }
-            Endpoint::Envelope => {
-                let limit = self.limits.max_envelope_size.as_u64() as usize;
-                let body = decode_body(sub.content_encoding, sub.body, limit)?;
-                let envelope = Envelope::parse(
+        Ok(Admitted {
+            _permit: permit,
+            endpoint: head.endpoint,
+            project_id,
+            project,
+            content_encoding: head.content_encoding.map(str::to_owned),
+            client_ip: head.client_ip,
+            received,
+        })
+    }
+
+    /// Accepts the body of an admitted request. Returns the id of its event, if it carried one.
+    ///
+    /// Without a key in the request, the envelope header's `dsn` is the credential: only the
+    /// header line is decompressed before the key is checked. Decompression, parsing and
+    /// normalization run on the blocking pool, at most `limits.max_concurrent_decodes` at a
+    /// time, so no body keeps the threads that serve connections (and `/health/live`) busy.
+    #[tracing::instrument(level = "debug", skip_all, fields(project = admitted.project_id))]
+    pub async fn submit(&self, mut admitted: Admitted, body: Bytes) -> Result<Option<Uuid>> {
+        let project = match admitted.project.take() {
+            Some(project) => project,
+            None => self.authorize_by_dsn(&admitted, &body).await?,
+        };
+        let max_event = usize::try_from(self.limits.max_event_size.as_u64()).unwrap_or(usize::MAX);
+        let limits = DecodeLimits {
+            max_event,
+            max_envelope: usize::try_from(self.limits.max_envelope_size.as_u64())
+                .unwrap_or(usize::MAX),
+            max_attachment: usize::try_from(self.limits.max_attachment_size.as_u64())
+                .unwrap_or(usize::MAX),
+        };
+        let endpoint = admitted.endpoint;
+        let encoding = admitted.content_encoding.clone();
+        let (received, client_ip) = (admitted.received, admitted.client_ip);
+        let decoded = self
+            .off_thread(move || {
+                decode_events(
+                    endpoint,
+                    encoding.as_deref(),
                     &body,
-                    &EnvelopeLimits {
-                        max_event_size: max_event,
-                        max_attachment_size: self.limits.max_attachment_size.as_u64() as usize,
-                    },
-                )?;
-                let mut key = None;
-                if request_project.is_none()
-                    && let Some(dsn) = &envelope.headers.dsn
-                {
-                    let (dsn_key, dsn_project) = parse_dsn(dsn)?;
-                    if dsn_project != project_id.to_string() {
-                        return Err(Error::ProjectMismatch {
-                            dsn: dsn_project,
-                            url: project_id,
-                        });
-                    }
-                    key = Some(dsn_key);
-                }
-                let ranges: Vec<_> = envelope
-                    .items
-                    .iter()
-                    .filter(|item| item.ty == ItemType::Event)
-                    .map(|item| item.range.clone())
-                    .collect();
-                (key, body.into_owned(), ranges, envelope.headers.event_id)
-            }
-        };
-        let payloads: Vec<&[u8]> = ranges.into_iter().map(|r| &body[r]).collect();
-        let project = match (request_project, dsn_key) {
-            (Some(project), _) => project,
-            (None, Some(key)) => self.projects.authorize(project_id, &key).await?,
-            (None, None) => return Err(Error::MissingAuth),
-        };
-        if payloads.is_empty() {
-            return Ok(header_event_id);
-        }
-        for payload in &payloads {
-            if payload.len() > max_event {
-                return Err(Error::EventTooLarge {
-                    size: payload.len(),
-                    limit: max_event,
-                });
-            }
+                    &limits,
+                    received,
+                    client_ip,
+                )
+            })
+            .await??;
+        if decoded.events.is_empty() {
+            return Ok(decoded.header_event_id);
         }
         if self.wal.unflushed_bytes() > self.max_unflushed {
             return Err(Error::Backpressure {
                 retry_after: Duration::from_secs(5),
             });
         }
-        self.rate.check(&project, payloads.len() as u64)?;
+        self.rate.check(&project, decoded.events.len() as u64)?;
+        self.log(&project, decoded.events)
+            .await
+            .map(|first| first.or(decoded.header_event_id))
+    }
 
-        let ctx = NormalizeContext {
-            received,
-            client_ip: sub.client_ip,
-            event_id: header_event_id,
+    /// The project of an envelope whose only credential is its header's `dsn`.
+    async fn authorize_by_dsn(&self, admitted: &Admitted, body: &Bytes) -> Result<Arc<Project>> {
+        let encoding = admitted.content_encoding.clone();
+        let body = body.clone(); // a reference count, not a copy
+        let line = self
+            .off_thread(move || decode_first_line(encoding.as_deref(), &body, MAX_HEADER_LINE))
+            .await??;
+        self.project_of_header(admitted, &line).await
+    }
+
+    /// While the body of a request without a key in its headers arrives: tries to authenticate
+    /// by the `dsn` of the envelope header in `prefix`, the bytes received so far. `Ok(true)`
+    /// once the request is authenticated, `Ok(false)` while more of the body is needed; a
+    /// wrong key fails at once, so the rest of the body is never read.
+    pub async fn authorize_early(&self, admitted: &mut Admitted, prefix: Bytes) -> Result<bool> {
+        if admitted.project.is_some() {
+            return Ok(true);
+        }
+        let encoding = admitted.content_encoding.clone();
+        let line = self
+            .off_thread(move || complete_first_line(encoding.as_deref(), &prefix, MAX_HEADER_LINE))
+            .await??;
+        let Some(line) = line else {
+            return Ok(false);
         };
+        admitted.project = Some(self.project_of_header(admitted, &line).await?);
+        Ok(true)
+    }
+
+    /// The project named by the `dsn` of an envelope header line, if its key is valid.
+    async fn project_of_header(&self, admitted: &Admitted, line: &[u8]) -> Result<Arc<Project>> {
+        let headers = parse_header_line(line)?;
+        let Some(dsn) = &headers.dsn else {
+            return Err(Error::MissingAuth);
+        };
+        let (key, dsn_project) = parse_dsn(dsn)?;
+        if dsn_project != admitted.project_id.to_string() {
+            return Err(Error::ProjectMismatch {
+                dsn: dsn_project,
+                url: admitted.project_id,
+            });
+        }
+        Ok(self.projects.authorize(admitted.project_id, &key).await?)
+    }
+
+    /// Runs CPU-bound work on the blocking pool, at most `limits.max_concurrent_decodes` at once.
+    async fn off_thread<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        let permit = Arc::clone(&self.decoding)
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Worker(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| Error::Worker(e.to_string()))
+    }
+
+    /// Deduplicates and logs normalized events of `project`; returns the first event's id.
+    async fn log(
+        &self,
+        project: &Project,
+        normalized: Vec<faultline_protocol::Event>,
+    ) -> Result<Option<Uuid>> {
         let mut first_id = None;
         let mut data = Vec::new();
-        let mut events = Vec::with_capacity(payloads.len());
-        let mut reserved = Vec::with_capacity(payloads.len());
-        for payload in &payloads {
-            let event = match normalize_event(payload, &ctx) {
-                Ok(event) => event,
-                Err(err) => {
-                    self.release(project.id, &reserved);
-                    return Err(err.into());
-                }
-            };
+        let mut events = Vec::with_capacity(normalized.len());
+        let mut reserved = Vec::with_capacity(normalized.len());
+        for event in normalized {
             first_id.get_or_insert(event.event_id);
             if !self.dedup.insert(project.id, event.event_id) {
                 tracing::debug!(event_id = %event.event_id.simple(), "duplicate event dropped");
                 continue;
             }
             reserved.push(event.event_id);
-            let stored = stored_event(&project, event);
+            let stored = stored_event(project, event);
             wal::encode(
                 &mut data,
                 wal::Fields {
@@ -345,7 +439,7 @@ impl Ingest {
             self.release(project.id, &reserved);
             return Err(err.into());
         }
-        Ok(first_id.or(header_event_id))
+        Ok(first_id)
     }
 
     fn release(&self, project_id: u64, ids: &[Uuid]) {
@@ -353,6 +447,76 @@ impl Ingest {
             self.dedup.forget(project_id, *id);
         }
     }
+}
+
+/// Size limits of one request's decoding.
+#[derive(Debug, Clone, Copy)]
+struct DecodeLimits {
+    max_event: usize,
+    max_envelope: usize,
+    max_attachment: usize,
+}
+
+/// The events of one request, normalized.
+struct Decoded {
+    header_event_id: Option<Uuid>,
+    events: Vec<faultline_protocol::Event>,
+}
+
+/// Decompresses, parses and normalizes a request body (CPU-bound: runs off the async threads).
+fn decode_events(
+    endpoint: Endpoint,
+    content_encoding: Option<&str>,
+    body: &[u8],
+    limits: &DecodeLimits,
+    received: chrono::DateTime<Utc>,
+    client_ip: Option<IpAddr>,
+) -> Result<Decoded> {
+    let (body, ranges, header_event_id) = match endpoint {
+        Endpoint::Store => {
+            let body = decode_body(content_encoding, body, limits.max_event)?;
+            let body = decode_store_body(&body, limits.max_event)?.into_owned();
+            let whole = 0..body.len();
+            (body, vec![whole], None)
+        }
+        Endpoint::Envelope => {
+            let body = decode_body(content_encoding, body, limits.max_envelope)?;
+            let envelope = Envelope::parse(
+                &body,
+                &EnvelopeLimits {
+                    max_event_size: limits.max_event,
+                    max_attachment_size: limits.max_attachment,
+                },
+            )?;
+            let ranges: Vec<_> = envelope
+                .items
+                .iter()
+                .filter(|item| item.ty == ItemType::Event)
+                .map(|item| item.range.clone())
+                .collect();
+            (body.into_owned(), ranges, envelope.headers.event_id)
+        }
+    };
+    let ctx = NormalizeContext {
+        received,
+        client_ip,
+        event_id: header_event_id,
+    };
+    let mut events = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        let payload = &body[range];
+        if payload.len() > limits.max_event {
+            return Err(Error::EventTooLarge {
+                size: payload.len(),
+                limit: limits.max_event,
+            });
+        }
+        events.push(normalize_event(payload, &ctx)?);
+    }
+    Ok(Decoded {
+        header_event_id,
+        events,
+    })
 }
 
 /// Groups a normalized event of `project`.

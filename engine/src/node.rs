@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use faultline_config::Config;
@@ -40,12 +41,6 @@ pub enum Error {
         "no faultline data in {path}: pass the server's --data-dir (or FAULTLINE_DATA_DIR), or --server to ask a running server"
     )]
     NoData { path: std::path::PathBuf },
-    #[error("cannot replay WAL segment {segment}: {source}")]
-    Replay {
-        segment: String,
-        #[source]
-        source: Box<ingest::Error>,
-    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -76,6 +71,8 @@ pub struct Node {
     backups: std::sync::OnceLock<Arc<Backups>>,
     /// This process's exclusive hold on the WAL directory.
     _lock: WriterLock,
+    /// WAL records quarantined by this node's start-up replay.
+    quarantined: AtomicU64,
 }
 
 /// A rotation on its way to the manifest. What an attempt wrote and the commit id are kept for
@@ -106,15 +103,36 @@ fn thresholds(config: &Config) -> FlushThresholds {
     }
 }
 
-/// Replays the WAL segments after `wal_upto` into `buffer`; returns the (project, event id) of
-/// every replayed event. With `trim`, segments the manifest already covers are deleted.
+/// What to do with a record that cannot be replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unreadable {
+    /// Copy it to the quarantine directory (the node will delete its segment after a flush).
+    Quarantine,
+    /// Leave everything as it is (read-only views of a data directory).
+    Skip,
+}
+
+/// What a replay found.
+#[derive(Debug, Default)]
+struct Replayed {
+    /// (project, event id) of every replayed event.
+    ids: Vec<(u64, uuid::Uuid)>,
+    /// Records that could not be replayed (quarantined or skipped).
+    unreadable: u64,
+}
+
+/// Replays the WAL segments after `wal_upto` into `buffer`. With `trim`, segments the manifest
+/// already covers are deleted. A record that cannot be rebuilt (which ingest's limits should
+/// never let through) does not stop the replay: it is handled as `unreadable` says and logged
+/// at error level, and every other record is replayed.
 fn replay(
     dir: &Path,
     wal_upto: Option<u64>,
     buffer: &Buffer,
     trim: bool,
-) -> Result<Vec<(u64, uuid::Uuid)>> {
-    let mut ids = Vec::new();
+    unreadable: Unreadable,
+) -> Result<Replayed> {
+    let mut replayed = Replayed::default();
     for (seq, path) in wal::list_segments(dir)? {
         if wal_upto.is_some_and(|upto| seq <= upto) {
             if trim {
@@ -131,17 +149,57 @@ fn replay(
                 "wal segment ends in a torn record (an unacknowledged write); ignoring the tail");
         }
         let mut events = Vec::with_capacity(contents.records.len());
-        for record in &contents.records {
-            let event = ingest::replay_record(record).map_err(|source| Error::Replay {
-                segment: path.display().to_string(),
-                source: Box::new(source),
-            })?;
-            ids.push((event.project_id, event.event.event_id));
-            events.push(event);
+        for (record, offset) in contents.records.iter().zip(&contents.offsets) {
+            match ingest::replay_record(record) {
+                Ok(event) => {
+                    replayed.ids.push((event.project_id, event.event.event_id));
+                    events.push(event);
+                }
+                Err(err) => {
+                    replayed.unreadable += 1;
+                    set_aside(dir, seq, *offset, record, &err, unreadable)?;
+                }
+            }
         }
         buffer.append(&events);
     }
-    Ok(ids)
+    Ok(replayed)
+}
+
+/// Quarantines (or, read-only, skips) one record that replay could not read.
+fn set_aside(
+    dir: &Path,
+    seq: u64,
+    offset: u64,
+    record: &wal::Record,
+    err: &ingest::Error,
+    unreadable: Unreadable,
+) -> Result<()> {
+    match unreadable {
+        Unreadable::Quarantine => {
+            let entry = wal::quarantine::quarantine(dir, seq, offset, record, &err.to_string())?;
+            tracing::error!(
+                segment = seq,
+                offset,
+                project = record.project_id,
+                cause = %err,
+                quarantined = %wal::quarantine::dir(dir).display(),
+                id = %entry.id,
+                "wal record cannot be replayed; quarantined it and replaying the others \
+                 (inspect with `faultline wal quarantine show`)"
+            );
+        }
+        Unreadable::Skip => {
+            tracing::error!(
+                segment = seq,
+                offset,
+                project = record.project_id,
+                cause = %err,
+                "wal record cannot be replayed; skipping it"
+            );
+        }
+    }
+    Ok(())
 }
 
 impl Node {
@@ -159,9 +217,9 @@ impl Node {
         let wal_upto = manifest.wal_upto;
         let buffer = Arc::new(Buffer::new(manifest, thresholds(&config)));
         let wal_dir = config.wal_dir();
-        let replayed = replay(&wal_dir, wal_upto, &buffer, true)?;
-        if !replayed.is_empty() {
-            tracing::info!(events = replayed.len(), "replayed events from the wal");
+        let replayed = replay(&wal_dir, wal_upto, &buffer, true, Unreadable::Quarantine)?;
+        if !replayed.ids.is_empty() {
+            tracing::info!(events = replayed.ids.len(), "replayed events from the wal");
         }
         let wal = Wal::start(
             &wal_dir,
@@ -183,7 +241,7 @@ impl Node {
             config.limits.clone(),
             config.wal.max_unflushed.as_u64(),
         ));
-        for (project, id) in replayed {
+        for (project, id) in replayed.ids {
             ingest.remember(project, id);
         }
         let query = Arc::new(QueryService::new(
@@ -204,6 +262,7 @@ impl Node {
             unfinished_flushes: tokio::sync::Mutex::new(Vec::new()),
             backups: std::sync::OnceLock::new(),
             _lock: lock,
+            quarantined: AtomicU64::new(replayed.unreadable),
         })
     }
 
@@ -220,6 +279,12 @@ impl Node {
             events,
             bytes: self.wal.unflushed_bytes(),
         }
+    }
+
+    /// How many WAL records the start-up replay could not read and quarantined (they are
+    /// listed by `faultline wal quarantine list`).
+    pub fn quarantined_records(&self) -> u64 {
+        self.quarantined.load(Ordering::Relaxed)
     }
 
     /// The backups this node makes (on demand and on schedule).
@@ -386,7 +451,13 @@ pub async fn open_reader(config: &Config) -> Result<QueryService> {
     let manifest = Manifest::load_latest(&store, &config.storage.node_id).await?;
     let wal_upto = manifest.wal_upto;
     let buffer = Arc::new(Buffer::new(manifest, thresholds(config)));
-    replay(&config.wal_dir(), wal_upto, &buffer, false)?;
+    replay(
+        &config.wal_dir(),
+        wal_upto,
+        &buffer,
+        false,
+        Unreadable::Skip,
+    )?;
     Ok(QueryService::new(
         store,
         buffer,

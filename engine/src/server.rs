@@ -13,6 +13,7 @@ use faultline_config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::listener::HttpTimeouts;
 use crate::node::{self, Node};
 use crate::sqlwire::{self, SqlAccess};
 use crate::{api, maintenance};
@@ -43,14 +44,14 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener> {
         .map_err(|source| Error::Bind { addr, source })
 }
 
-async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
-    .map_err(Error::Serve)
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    timeouts: HttpTimeouts,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    api::listener::serve(listener, router, timeouts, shutdown).await;
+    Ok(())
 }
 
 /// Runs a node until `shutdown` is cancelled.
@@ -60,6 +61,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let config_pg_listen = config.server.pg_listen;
     let config_flight_listen = config.server.flight_listen;
     let timeout = config.server.shutdown_timeout;
+    let timeouts = HttpTimeouts {
+        header_read: config.server.header_read_timeout,
+    };
     if let Some(schedule) = &config.backup.schedule {
         maintenance::schedule::parse_cron(schedule).map_err(|message| Error::Schedule {
             schedule: schedule.clone(),
@@ -124,18 +128,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
             servers.spawn(serve(
                 ingest_listener,
                 api::ingest_router(&node),
+                timeouts,
                 shutdown.clone(),
             ));
             servers.spawn(serve(
                 admin_listener,
                 api::admin_router(&node),
+                timeouts,
                 shutdown.clone(),
             ));
         }
         None => {
             tracing::info!(addr = %listen, "listening");
             let router = api::router(&node);
-            servers.spawn(serve(ingest_listener, router, shutdown.clone()));
+            servers.spawn(serve(ingest_listener, router, timeouts, shutdown.clone()));
         }
     }
 

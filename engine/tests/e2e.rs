@@ -20,6 +20,8 @@ mod backup;
 mod durability;
 #[path = "e2e/flight_sql.rs"]
 mod flight_sql;
+#[path = "e2e/ingest_limits.rs"]
+mod ingest_limits;
 #[path = "e2e/node_sdk.rs"]
 mod node_sdk;
 #[path = "e2e/postgres.rs"]

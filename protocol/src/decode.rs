@@ -5,7 +5,7 @@
 //! so a few kilobytes of gzip cannot make the server allocate gigabytes.
 
 use std::borrow::Cow;
-use std::io::Read;
+use std::io::{BufRead, Read};
 
 use base64::Engine as _;
 
@@ -23,6 +23,8 @@ pub enum DecodeError {
     },
     #[error("body decodes to more than the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("the first line of the body (the envelope header) is longer than {limit} bytes")]
+    LineTooLong { limit: usize },
     #[error("store body is neither JSON nor base64: {0}")]
     NotBase64(#[source] base64::DecodeError),
 }
@@ -126,6 +128,107 @@ fn decode_one(encoding: Encoding, input: &[u8], limit: usize) -> Result<Vec<u8>>
     }
 }
 
+/// Decodes `body` only as far as the end of its first line (without the newline), for the
+/// envelope header, reading at most `max_line` decoded bytes. The decoders stream: a body that
+/// decodes to gigabytes costs no more than `max_line` bytes of output here.
+///
+/// Fails with [`DecodeError::LineTooLong`] when no newline comes within `max_line` bytes;
+/// a body without any newline is its own first line.
+pub fn decode_first_line(
+    content_encoding: Option<&str>,
+    body: &[u8],
+    max_line: usize,
+) -> Result<Vec<u8>> {
+    let (mut line, read) = read_first_line(content_encoding, body, max_line)?;
+    read?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Ok(line)
+}
+
+/// Like [`decode_first_line`] on the first bytes of a body still being received: `Ok(None)`
+/// while `prefix` does not yet decode to a complete first line (including when the decoder
+/// runs out of input), so a caller can try again with more.
+pub fn complete_first_line(
+    content_encoding: Option<&str>,
+    prefix: &[u8],
+    max_line: usize,
+) -> Result<Option<Vec<u8>>> {
+    let (mut line, _) = read_first_line(content_encoding, prefix, max_line)?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+        Ok(Some(line))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Decodes up to and including the first newline, at most `max_line + 1` bytes. Returns what
+/// was decoded (ending in `\n` when a newline was found) and how reading ended.
+fn read_first_line(
+    content_encoding: Option<&str>,
+    body: &[u8],
+    max_line: usize,
+) -> Result<(Vec<u8>, Result<()>)> {
+    let mut steps = Vec::new();
+    for token in content_encoding.unwrap_or("").split(',') {
+        let encoding = Encoding::parse(token)?;
+        if encoding != Encoding::Identity {
+            steps.push(encoding);
+        }
+    }
+    let mut reader: Box<dyn BufRead + '_> = Box::new(body);
+    let mut last = Encoding::Identity;
+    for encoding in steps.into_iter().rev() {
+        match stream_decoder(encoding, reader) {
+            Ok(decoder) => reader = Box::new(std::io::BufReader::new(decoder)),
+            Err(err) => return Ok((Vec::new(), Err(err))),
+        }
+        last = encoding;
+    }
+    let mut line = Vec::with_capacity(1024.min(max_line + 1));
+    let read = reader
+        .take(max_line as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .map(|_| ())
+        .map_err(|source| DecodeError::Corrupt {
+            encoding: last.name(),
+            source,
+        });
+    if line.last() != Some(&b'\n') && line.len() > max_line {
+        return Err(DecodeError::LineTooLong { limit: max_line });
+    }
+    Ok((line, read))
+}
+
+/// A streaming decoder of one encoding over `input`.
+fn stream_decoder<'a>(
+    encoding: Encoding,
+    mut input: Box<dyn BufRead + 'a>,
+) -> Result<Box<dyn Read + 'a>> {
+    let corrupt = |source| DecodeError::Corrupt {
+        encoding: encoding.name(),
+        source,
+    };
+    Ok(match encoding {
+        Encoding::Identity => Box::new(input),
+        Encoding::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Encoding::Deflate => {
+            let head = input.fill_buf().map_err(corrupt)?;
+            if looks_like_zlib(head) {
+                Box::new(flate2::bufread::ZlibDecoder::new(input))
+            } else {
+                Box::new(flate2::bufread::DeflateDecoder::new(input))
+            }
+        }
+        Encoding::Brotli => Box::new(brotlic::DecompressorReader::new(input)),
+        Encoding::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(corrupt)?)
+        }
+    })
+}
+
 /// A zlib stream starts with a CMF/FLG pair: method 8 and a header checksum divisible by 31.
 fn looks_like_zlib(input: &[u8]) -> bool {
     match input {
@@ -154,12 +257,24 @@ fn read_limited(reader: impl Read, encoding: Encoding, limit: usize) -> Result<V
     Ok(out)
 }
 
+/// True if `text` is one JSON scalar (`null`, `true`, `false`, a number or a string).
+fn is_json_scalar(text: &[u8]) -> bool {
+    let text = text.trim_ascii();
+    if text.is_empty() || text.len() > 4096 {
+        return false;
+    }
+    let scalar_start = matches!(text[0], b'n' | b't' | b'f' | b'"' | b'-' | b'0'..=b'9');
+    scalar_start && serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok()
+}
+
 /// Decodes a store endpoint body: JSON as is, or the legacy form of old raven SDKs, base64
 /// of JSON or of zlib-compressed JSON.
 pub fn decode_store_body(body: &[u8], limit: usize) -> Result<Cow<'_, [u8]>> {
     let trimmed = body.trim_ascii_start();
     let trimmed = trimmed.strip_prefix(b"\xef\xbb\xbf").unwrap_or(trimmed);
-    if trimmed.first().is_none_or(|b| *b == b'{' || *b == b'[') {
+    if trimmed.first().is_none_or(|b| *b == b'{' || *b == b'[') || is_json_scalar(trimmed) {
+        // a JSON value that is no object (`null`, `"text"`, `42`) is left for normalization
+        // to name; as base64 it would decode to garbage reported as "not valid deflate data"
         return Ok(Cow::Borrowed(body));
     }
     let text: Vec<u8> = trimmed

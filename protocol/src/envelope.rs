@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::ErrorKind;
+use crate::depth::{MAX_JSON_DEPTH, check_depth};
 
 /// Size limits applied while parsing, per item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,14 @@ pub enum EnvelopeError {
     },
     #[error("item {index} ({ty}) payload is not followed by a newline")]
     MissingNewline { index: usize, ty: String },
+    #[error("envelope header {0}")]
+    HeaderTooDeep(#[source] crate::depth::DepthError),
+    #[error("item {index} header {source}")]
+    ItemHeaderTooDeep {
+        index: usize,
+        #[source]
+        source: crate::depth::DepthError,
+    },
     #[error("item {index} ({ty}) exceeds {limit_name} of {limit} bytes")]
     ItemTooLarge {
         index: usize,
@@ -262,6 +271,15 @@ impl Envelope {
     }
 }
 
+/// Parses an envelope's header line alone, e.g. to authenticate by its `dsn` before the rest of
+/// the body is decompressed.
+pub fn parse_header_line(line: &[u8]) -> Result<EnvelopeHeaders> {
+    if line.trim_ascii().is_empty() {
+        return Err(EnvelopeError::Empty);
+    }
+    parse_headers(line)
+}
+
 /// The line starting at `start` (without its `\n`) and the offset after the newline.
 fn line_at(data: &[u8], start: usize) -> (&[u8], usize) {
     match memchr(b'\n', &data[start..]) {
@@ -275,6 +293,7 @@ fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
 }
 
 fn parse_headers(line: &[u8]) -> Result<EnvelopeHeaders> {
+    check_depth(line, MAX_JSON_DEPTH).map_err(EnvelopeError::HeaderTooDeep)?;
     let value: Value = serde_json::from_slice(line).map_err(EnvelopeError::HeaderJson)?;
     let Value::Object(mut rest) = value else {
         return Err(EnvelopeError::HeaderNotObject);
@@ -311,6 +330,8 @@ fn parse_item(
     limits: &EnvelopeLimits,
 ) -> Result<(Item, usize)> {
     let (line, payload_start) = line_at(data, offset);
+    check_depth(line, MAX_JSON_DEPTH)
+        .map_err(|source| EnvelopeError::ItemHeaderTooDeep { index, source })?;
     let value: Value = serde_json::from_slice(line)
         .map_err(|source| EnvelopeError::ItemHeaderJson { index, source })?;
     let Value::Object(headers) = value else {

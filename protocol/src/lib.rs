@@ -7,6 +7,8 @@
 //!   DSN strings (the envelope header `dsn`).
 //! - [`decode`]: request bodies by `Content-Encoding` (gzip, deflate, br, zstd, chains), with a
 //!   hard output limit so compression bombs fail early; legacy base64 store bodies.
+//! - [`depth`]: the nesting-depth limit of every JSON payload, checked by a scan without
+//!   recursion before any parser, normalizer or serializer recurses over it.
 //! - [`envelope`]: the envelope format (header line, items with optional `length`), limits per
 //!   item type. Payloads stay in the request buffer; items carry byte ranges.
 //! - [`normalize`]: an event payload into an [`Event`]: fills defaults (id, timestamp, level),
@@ -25,6 +27,7 @@
 
 pub mod auth;
 pub mod decode;
+pub mod depth;
 pub mod envelope;
 mod event;
 pub mod grouping;

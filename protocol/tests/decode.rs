@@ -192,3 +192,39 @@ fn store_bodies_json_base64_and_base64_zlib() {
     let err = decode_store_body(b64.encode(zlib(&[b' '; 5000])).as_bytes(), 1000).unwrap_err();
     assert!(err.is_too_large());
 }
+
+#[test]
+fn first_line_is_decoded_without_the_rest() {
+    use faultline_protocol::decode::decode_first_line;
+    let mut body = b"{\"dsn\":\"http://k@h/1\"}\n".to_vec();
+    body.extend(std::iter::repeat_n(b'x', 32 * 1024 * 1024));
+    for (encoding, data) in [
+        (None, body.clone()),
+        (Some("gzip"), gzip(&body)),
+        (Some("deflate"), zlib(&body)),
+        (Some("deflate"), raw_deflate(&body)),
+        (Some("br"), brotli(&body)),
+        (Some("zstd"), zstd(&body)),
+        (Some("gzip, br"), brotli(&gzip(&body))),
+    ] {
+        let line = decode_first_line(encoding, &data, 1024).unwrap();
+        assert_eq!(line, b"{\"dsn\":\"http://k@h/1\"}", "{encoding:?}");
+    }
+    // a bomb without a newline stops at the line limit
+    let bomb = gzip(&vec![b' '; 64 * 1024 * 1024]);
+    let err = decode_first_line(Some("gzip"), &bomb, 1024).unwrap_err();
+    assert!(
+        matches!(err, DecodeError::LineTooLong { limit: 1024 }),
+        "{err}"
+    );
+    // a short body without a newline is its own first line
+    assert_eq!(decode_first_line(None, b"{}", 1024).unwrap(), b"{}");
+}
+
+#[test]
+fn json_scalars_are_left_to_normalization_not_taken_for_base64() {
+    for body in ["null", " true ", "42", "\"text\""] {
+        let decoded = decode_store_body(body.as_bytes(), 1024).unwrap();
+        assert_eq!(&*decoded, body.as_bytes());
+    }
+}

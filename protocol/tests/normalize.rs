@@ -523,3 +523,70 @@ fn what_serde_json_rejects_is_rejected() {
         );
     }
 }
+
+/// An event whose `extra.x` holds arrays nested so the whole payload is `depth` levels deep.
+fn nested_extra(depth: usize) -> String {
+    let inner = depth - 2; // the event object and `extra`
+    format!(
+        r#"{{"message":"deep","extra":{{"x":{}1{}}}}}"#,
+        "[".repeat(inner),
+        "]".repeat(inner)
+    )
+}
+
+/// Runs `f` on a thread with the 2 MiB stack of a tokio worker: what passes here cannot
+/// overflow the server's stack.
+fn on_worker_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn nesting_up_to_the_depth_limit_is_accepted_and_reads_back() {
+    use faultline_protocol::depth::MAX_JSON_DEPTH;
+    assert_eq!(MAX_JSON_DEPTH, 64);
+    let payload = nested_extra(MAX_JSON_DEPTH);
+    let event = on_worker_stack(move || normalize_event(payload.as_bytes(), &ctx()).unwrap());
+    let again = on_worker_stack({
+        let json = event.json.clone();
+        move || normalize_event(json.as_bytes(), &ctx()).unwrap()
+    });
+    assert_eq!(again, event);
+}
+
+#[test]
+fn nesting_past_the_depth_limit_is_refused_naming_the_limit() {
+    for depth in [65, 119, 250, 100_000] {
+        let payload = nested_extra(depth);
+        let err = on_worker_stack(move || normalize_event(payload.as_bytes(), &ctx()).unwrap_err());
+        assert!(matches!(err, NormalizeError::TooDeep(_)), "{depth}: {err}");
+        assert_eq!(
+            err.to_string(),
+            "event payload JSON nests deeper than max_json_depth of 64 levels of arrays and objects"
+        );
+    }
+}
+
+#[test]
+fn an_event_that_normalization_would_push_past_the_limit_is_refused() {
+    // A bare exception list becomes `{"values": [..]}`: one level more than was sent.
+    let vars_depth = 64 - 7; // event, exception, exception, stacktrace, frames, frame, vars
+    let vars = format!("{}1{}", "[".repeat(vars_depth), "]".repeat(vars_depth));
+    let payload = format!(
+        r#"{{"exception":[{{"type":"E","value":"v","stacktrace":{{"frames":[{{"function":"f","vars":{{"a":{vars}}}}}]}}}}]}}"#
+    );
+    assert_eq!(
+        faultline_protocol::depth::check_depth(payload.as_bytes(), 64),
+        Ok(64)
+    );
+    let err = on_worker_stack(move || normalize_event(payload.as_bytes(), &ctx()).unwrap_err());
+    assert!(
+        matches!(err, NormalizeError::TooDeepNormalized { limit: 64 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max_json_depth of 64"), "{err}");
+}

@@ -31,7 +31,17 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("request body exceeds {limit_name} of {limit} bytes")]
+    BodyTooLarge {
+        limit_name: &'static str,
+        limit: usize,
+    },
+    #[error("request body not received within server.body_read_timeout of {timeout:?}")]
+    BodyTimeout { timeout: std::time::Duration },
 }
+
+/// How long a client should wait after the WAL could not be written (e.g. a full disk).
+const WAL_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> {
     match err {
@@ -44,6 +54,10 @@ fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> 
             Some(format!("{}:error:project", retry_after.as_secs().max(1))),
         )),
         ApiError::Ingest(ingest::Error::Backpressure { retry_after }) => Some((*retry_after, None)),
+        ApiError::Ingest(ingest::Error::Busy { .. }) => {
+            Some((std::time::Duration::from_secs(1), None))
+        }
+        ApiError::Ingest(ingest::Error::Wal(_)) => Some((WAL_RETRY_AFTER, None)),
         _ => None,
     }
 }
@@ -57,8 +71,11 @@ impl ApiError {
             Self::Ingest(I::Tenancy(e)) | Self::Tenancy(e) => tenancy_status(e),
             Self::Ingest(I::ProjectMismatch { .. }) => StatusCode::UNAUTHORIZED,
             Self::Ingest(I::RateLimited { .. }) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Ingest(I::Backpressure { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Ingest(I::Backpressure { .. } | I::Busy { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Ingest(I::Wal(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Ingest(I::Worker(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Ingest(_) => StatusCode::BAD_REQUEST,
             Self::Query(e) => query_status(e),
             Self::Issues(issues::Error::UnknownIssue { .. }) => StatusCode::NOT_FOUND,
@@ -72,6 +89,8 @@ impl ApiError {
             Self::MissingToken => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
@@ -106,8 +125,13 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let detail = if status.is_server_error() {
             tracing::error!(cause = %self, "request failed");
-            match status {
-                StatusCode::SERVICE_UNAVAILABLE => self.to_string(),
+            match (&self, status) {
+                // the server's own paths and OS error texts stay in its log
+                (Self::Ingest(ingest::Error::Wal(err)), _) => format!(
+                    "the server cannot write events to its disk right now ({}); retry later",
+                    err.client_reason()
+                ),
+                (_, StatusCode::SERVICE_UNAVAILABLE) => self.to_string(),
                 _ => "internal error; see the server log".to_owned(),
             }
         } else {

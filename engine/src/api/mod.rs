@@ -4,6 +4,7 @@
 mod error;
 mod ingest;
 mod issues;
+pub mod listener;
 mod maintenance;
 mod query;
 #[cfg(test)]
@@ -14,10 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
 use axum::http::{HeaderName, Method, StatusCode};
 use axum::routing::{delete, get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub use error::ApiError;
 
@@ -48,30 +50,35 @@ fn ingest_cors() -> CorsLayer {
 pub fn router(node: &Arc<Node>) -> Router {
     ingest_routes(node)
         .merge(query_routes(node))
-        .merge(health_routes())
+        .merge(health_routes(node))
 }
 
 /// The ingest listener when the query API has its own: ingest and health checks.
 pub fn ingest_router(node: &Arc<Node>) -> Router {
-    ingest_routes(node).merge(health_routes())
+    ingest_routes(node).merge(health_routes(node))
 }
 
 /// The separate query/admin listener: the query API and health checks.
 pub fn admin_router(node: &Arc<Node>) -> Router {
-    query_routes(node).merge(health_routes())
+    query_routes(node).merge(health_routes(node))
 }
 
 fn ingest_routes(node: &Arc<Node>) -> Router {
-    let body_limit = node.config.limits.max_request_size.as_u64() as usize;
+    // The handler reads the body itself, after authentication, with its own size and time
+    // limits (and answers over-size bodies with the limit's name).
+    let state = ingest::IngestState {
+        ingest: Arc::clone(&node.ingest),
+        body_read_timeout: node.config.server.body_read_timeout,
+    };
     Router::new()
         .route("/api/{project_id}/{endpoint}/", post(ingest::ingest))
         .route("/api/{project_id}/{endpoint}", post(ingest::ingest))
         .layer(ingest_cors())
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(Arc::clone(&node.ingest))
+        .with_state(state)
 }
 
 fn query_routes(node: &Arc<Node>) -> Router {
+    let body_timeout = RequestBodyTimeoutLayer::new(node.config.server.body_read_timeout);
     let state = query::QueryState {
         query: Arc::clone(&node.query),
         tokens: Arc::clone(&node.tokens),
@@ -98,13 +105,28 @@ fn query_routes(node: &Arc<Node>) -> Router {
                 .route("/api/0/retention/run", post(maintenance::run_retention))
                 .with_state(admin),
         )
+        .layer(body_timeout)
 }
 
-fn health_routes() -> Router {
+fn health_routes(node: &Arc<Node>) -> Router {
     Router::new()
         .route("/health/live", get(|| async { (StatusCode::OK, "ok\n") }))
-        .route(
-            "/health/ready",
-            get(|| async { (StatusCode::OK, "ready\n") }),
-        )
+        .route("/health/ready", get(ready))
+        .with_state(Arc::clone(node))
+}
+
+/// `GET /health/ready`: `503` with the reason while events cannot be written (e.g. the WAL's
+/// disk is full), so a load balancer sends them to another node meanwhile.
+async fn ready(State(node): State<Arc<Node>>) -> (StatusCode, String) {
+    let wal = node.wal.clone();
+    let writable = tokio::task::spawn_blocking(move || wal.check_writable())
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    match writable {
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: events cannot be written to disk ({reason})\n"),
+        ),
+    }
 }

@@ -18,6 +18,7 @@ use tower::ServiceExt;
 use crate::node::Node;
 use crate::tenancy::{DEFAULT_ORG, NewToken, Scope};
 
+mod hardening;
 mod issues;
 mod lost_replies;
 mod sql;

@@ -10,6 +10,7 @@
 //! Segments are `<dir>/<seq:020>.wal`. They are deleted only after the Parquet files and the
 //! manifest that contain their events are durable ([`Wal::remove_upto`]).
 
+pub mod quarantine;
 mod record;
 
 use std::fs::{File, OpenOptions};
@@ -56,10 +57,43 @@ pub enum Error {
     },
     #[error("the WAL writer has stopped")]
     Stopped,
+    #[error("cannot quarantine an unreadable WAL record in {path}: {source}")]
+    Quarantine {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no quarantined WAL record {id:?}: `faultline wal quarantine list` shows them")]
+    UnknownQuarantined { id: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// A short reason for clients, without the server's paths: "no space left on device".
+    pub fn client_reason(&self) -> String {
+        match self {
+            Self::Read { source, .. }
+            | Self::OpenDir { source, .. }
+            | Self::Write { source, .. }
+            | Self::Remove { source, .. }
+            | Self::Quarantine { source, .. } => io_reason(source),
+            Self::Stopped => "the log writer has stopped".to_owned(),
+            Self::UnknownQuarantined { .. } => "unknown record".to_owned(),
+        }
+    }
+}
+
+/// An I/O error's kind in words, e.g. "no space left on device".
+fn io_reason(err: &std::io::Error) -> String {
+    match err.kind() {
+        std::io::ErrorKind::StorageFull => "no space left on device".to_owned(),
+        std::io::ErrorKind::QuotaExceeded => "disk quota exceeded".to_owned(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        std::io::ErrorKind::ReadOnlyFilesystem => "read-only file system".to_owned(),
+        kind => format!("I/O error: {kind}"),
+    }
+}
 /// Settings of the writer thread.
 #[derive(Debug, Clone)]
 pub struct WalOptions {
@@ -95,6 +129,8 @@ pub struct Wal {
     tx: mpsc::Sender<Command>,
     dir: PathBuf,
     unflushed: Arc<AtomicU64>,
+    /// Why the last commit failed, until a commit or [`Wal::check_writable`] succeeds.
+    failure: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 /// Lists the segments in `dir` with their sequence numbers, oldest first.
@@ -156,7 +192,9 @@ impl Wal {
         let segment = Segment::create(dir, next)?;
         let (tx, rx) = mpsc::channel();
         let unflushed = Arc::new(AtomicU64::new(unflushed));
+        let failure = Arc::new(parking_lot::Mutex::new(None));
         let mut writer = Writer {
+            failure: Arc::clone(&failure),
             dir: dir.to_owned(),
             options,
             buffer,
@@ -175,6 +213,7 @@ impl Wal {
             tx,
             dir: dir.to_owned(),
             unflushed,
+            failure,
         })
     }
 
@@ -221,11 +260,39 @@ impl Wal {
         sync_dir(&self.dir)
     }
 
+    /// `Err(reason)` while the WAL cannot be written (e.g. the disk is full).
+    ///
+    /// After a failed commit, this writes and fsyncs a probe file of [`PROBE_BYTES`] beside the
+    /// segments (and removes it): when that succeeds, there is room again and the failure is
+    /// cleared, so a node taken out of rotation by its readiness check comes back on its own.
+    /// Blocking I/O: call it off the async threads.
+    pub fn check_writable(&self) -> std::result::Result<(), String> {
+        let Some(reason) = self.failure.lock().clone() else {
+            return Ok(());
+        };
+        let probe = self.dir.join("write-probe.tmp");
+        let written = File::create(&probe).and_then(|mut f| {
+            f.write_all(&vec![0u8; PROBE_BYTES])?;
+            f.sync_data()
+        });
+        let _ = std::fs::remove_file(&probe);
+        match written {
+            Ok(()) => {
+                *self.failure.lock() = None;
+                Ok(())
+            }
+            Err(_) => Err(reason),
+        }
+    }
+
     /// Bytes logged but not yet flushed to Parquet.
     pub fn unflushed_bytes(&self) -> u64 {
         self.unflushed.load(Ordering::Relaxed)
     }
 }
+
+/// Size of the probe written by [`Wal::check_writable`]: a commit of typical size.
+pub const PROBE_BYTES: usize = 1024 * 1024;
 
 struct Segment {
     seq: u64,
@@ -283,6 +350,7 @@ struct Writer {
     segment: Segment,
     flush_id: u64,
     unflushed: Arc<AtomicU64>,
+    failure: Arc<parking_lot::Mutex<Option<String>>>,
 }
 
 struct Pending {
@@ -344,6 +412,7 @@ impl Writer {
         let result = self.segment.write(data);
         match result {
             Ok(()) => {
+                *self.failure.lock() = None;
                 self.unflushed
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
                 for p in pending.iter() {
@@ -360,11 +429,15 @@ impl Writer {
             }
             Err(err) => {
                 tracing::error!(cause = %err, "wal commit failed");
-                let message = err.to_string();
+                let (kind, message) = match &err {
+                    Error::Write { source, .. } => (source.kind(), source.to_string()),
+                    other => (std::io::ErrorKind::Other, other.to_string()),
+                };
+                *self.failure.lock() = Some(io_reason(&std::io::Error::from(kind)));
                 for p in pending.drain(..) {
                     let _ = p.reply.send(Err(Error::Write {
                         path: self.segment.path.clone(),
-                        source: std::io::Error::other(message.clone()),
+                        source: std::io::Error::new(kind, message.clone()),
                     }));
                 }
             }

@@ -91,6 +91,8 @@ pub fn encode(out: &mut Vec<u8>, fields: Fields<'_>) {
 #[derive(Debug, Default)]
 pub struct SegmentContents {
     pub records: Vec<Record>,
+    /// Byte offset in the segment of each record of `records`, in the same order.
+    pub offsets: Vec<u64>,
     /// Byte length of the valid prefix.
     pub valid_len: u64,
     /// True when the segment ends in a torn or corrupt record.
@@ -127,6 +129,7 @@ pub fn read_segment(path: &Path) -> Result<SegmentContents> {
             break;
         };
         contents.records.push(record);
+        contents.offsets.push(at as u64);
         at += HEADER + len;
     }
     contents.valid_len = at as u64;

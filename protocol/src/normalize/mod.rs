@@ -18,7 +18,8 @@
 //!   user (`{{auto}}` IP), contexts (non-objects dropped), request, sdk, fingerprint.
 //! - Unknown top-level attributes are removed and recorded in `errors`, as Relay does.
 //!
-//! Only payloads that are not JSON objects are rejected. Normalizing [`Event::json`] again
+//! Only payloads that are not JSON objects, or that nest deeper than
+//! [`crate::depth::MAX_JSON_DEPTH`] (before or after normalization), are rejected. Normalizing [`Event::json`] again
 //! (with the same `received`) gives an equal [`Event`].
 
 mod extract;
@@ -33,6 +34,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::depth::{MAX_JSON_DEPTH, check_depth};
 use crate::{ErrorKind, Event};
 
 /// What the server knows about the request an event came in.
@@ -58,6 +60,13 @@ pub enum NormalizeError {
     },
     #[error("event payload is a JSON {found}, expected an object")]
     NotObject { found: &'static str },
+    #[error("event payload {0}")]
+    TooDeep(#[source] crate::depth::DepthError),
+    #[error(
+        "event payload nests deeper than max_json_depth of {limit} levels once normalized \
+         (lone exceptions and stack traces gain a level or more): send less deeply nested data"
+    )]
+    TooDeepNormalized { limit: usize },
 }
 
 pub type Result<T, E = NormalizeError> = std::result::Result<T, E>;
@@ -200,6 +209,8 @@ const SERVER_ONLY: &[&str] = &[
 pub fn normalize_event(payload: &[u8], ctx: &NormalizeContext) -> Result<Event> {
     // a UTF-8 byte order mark, as some Windows clients write one, is no JSON
     let payload = payload.strip_prefix(b"\xef\xbb\xbf").unwrap_or(payload);
+    // every step below recurses per level of nesting: bound it first, without recursion
+    check_depth(payload, MAX_JSON_DEPTH).map_err(NormalizeError::TooDeep)?;
     // sonic-rs builds the same serde_json value as serde_json does, about a quarter faster;
     // serde_json has the last word on what is invalid and names the position precisely
     let value: Value = match sonic_rs::from_slice(payload) {
@@ -220,7 +231,14 @@ pub fn normalize_event(payload: &[u8], ctx: &NormalizeContext) -> Result<Event> 
     };
     let received = time::truncate_millis(ctx.received);
     let facts = normalize_root(&mut root, ctx, received);
-    Ok(extract::event(root, facts, received))
+    let event = extract::event(root, facts, received);
+    // What is stored must parse again under the same limit (the WAL replay normalizes it).
+    if check_depth(event.json.as_bytes(), MAX_JSON_DEPTH).is_err() {
+        return Err(NormalizeError::TooDeepNormalized {
+            limit: MAX_JSON_DEPTH,
+        });
+    }
+    Ok(event)
 }
 
 fn json_kind(value: &Value) -> &'static str {
