@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 use crate::events::StoredEvent;
-use crate::tenancy::{self, Project, Projects};
+use crate::tenancy::{self, Authorized, Project, Projects};
 use crate::wal::{self, Record, Wal};
 
 /// Which endpoint a request came to.
@@ -65,9 +65,14 @@ pub enum Error {
     Normalize(#[from] faultline_protocol::normalize::NormalizeError),
     #[error("event of {size} bytes exceeds max_event_size of {limit} bytes")]
     EventTooLarge { size: usize, limit: usize },
-    #[error("project {project_id} is over its rate limit of {events} events per {window:?}")]
+    #[error(
+        "{} is over its rate limit of {events} events per {window:?}",
+        if *per_key { format!("the DSN key of project {project_id}") } else { format!("project {project_id}") }
+    )]
     RateLimited {
         project_id: u64,
+        /// The limit is the key's own, not the project's.
+        per_key: bool,
         events: u64,
         window: Duration,
         retry_after: Duration,
@@ -141,34 +146,69 @@ impl Dedup {
     }
 }
 
-/// Fixed-window event counters per project.
+/// Fixed-window event counters per project and per DSN key (Sentry's `project` and `key`
+/// quota scopes). Events count against both; either limit refuses them.
 #[derive(Default)]
 struct RateLimiter {
     windows: Mutex<HashMap<u64, (Instant, u64)>>,
+    key_windows: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+/// Advances one fixed window; the time to wait when `events` more do not fit.
+fn take(
+    window: &mut (Instant, u64),
+    limit: &faultline_config::RateLimit,
+    events: u64,
+    now: Instant,
+) -> std::result::Result<(), Duration> {
+    let (start, count) = window;
+    if now.duration_since(*start) >= limit.window {
+        *start = now;
+        *count = 0;
+    }
+    if *count + events > limit.events {
+        let retry_after = limit.window.saturating_sub(now.duration_since(*start));
+        return Err(retry_after.max(Duration::from_secs(1)));
+    }
+    *count += events;
+    Ok(())
 }
 
 impl RateLimiter {
-    fn check(&self, project: &Project, events: u64) -> Result<()> {
-        let Some(limit) = &project.rate_limit else {
-            return Ok(());
-        };
-        let mut windows = self.windows.lock();
+    fn check(&self, granted: &Authorized, events: u64) -> Result<()> {
         let now = Instant::now();
-        let (start, count) = windows.entry(project.id).or_insert((now, 0));
-        if now.duration_since(*start) >= limit.window {
-            *start = now;
-            *count = 0;
-        }
-        if *count + events > limit.events {
-            let retry_after = limit.window.saturating_sub(now.duration_since(*start));
-            return Err(Error::RateLimited {
-                project_id: project.id,
+        let refused = |limit: &faultline_config::RateLimit, per_key, retry_after| {
+            crate::metrics::events_rate_limited(events, per_key);
+            Error::RateLimited {
+                project_id: granted.id,
+                per_key,
                 events: limit.events,
                 window: limit.window,
-                retry_after: retry_after.max(Duration::from_secs(1)),
-            });
+                retry_after,
+            }
+        };
+        let key = granted.key();
+        if let Some(limit) = &key.rate_limit {
+            let mut windows = self.key_windows.lock();
+            let window = match windows.get_mut(&key.public) {
+                Some(window) => window,
+                None => windows.entry(key.public.clone()).or_insert((now, 0)),
+            };
+            take(window, limit, events, now).map_err(|after| refused(limit, true, after))?;
         }
-        *count += events;
+        if let Some(limit) = &granted.rate_limit {
+            let mut windows = self.windows.lock();
+            let window = windows.entry(granted.id).or_insert((now, 0));
+            if let Err(after) = take(window, limit, events, now) {
+                // The key's window gave these events up front: give them back.
+                if key.rate_limit.is_some()
+                    && let Some((_, count)) = self.key_windows.lock().get_mut(&key.public)
+                {
+                    *count = count.saturating_sub(events);
+                }
+                return Err(refused(limit, false, after));
+            }
+        }
         Ok(())
     }
 }
@@ -269,6 +309,9 @@ impl Ingest {
                     }
                     key = Some(dsn_key);
                 }
+                for item in envelope.items.iter().filter(|i| i.ty != ItemType::Event) {
+                    crate::metrics::ingest_items(&item.ty, "discarded", 1);
+                }
                 let ranges: Vec<_> = envelope
                     .items
                     .iter()
@@ -345,6 +388,12 @@ impl Ingest {
             self.release(project.id, &reserved);
             return Err(err.into());
         }
+        crate::metrics::ingest_items(&ItemType::Event, "accepted", events_len(&reserved));
+        crate::metrics::ingest_items(
+            &ItemType::Event,
+            "duplicate",
+            events_len(&payloads) - events_len(&reserved),
+        );
         Ok(first_id.or(header_event_id))
     }
 
@@ -353,6 +402,10 @@ impl Ingest {
             self.dedup.forget(project_id, *id);
         }
     }
+}
+
+fn events_len<T>(items: &[T]) -> u64 {
+    items.len() as u64
 }
 
 /// Groups a normalized event of `project`.

@@ -39,6 +39,7 @@ pub mod events;
 pub mod ingest;
 pub mod issues;
 pub mod maintenance;
+pub mod metrics;
 pub mod node;
 pub mod query;
 pub mod server;

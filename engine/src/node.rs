@@ -192,6 +192,7 @@ impl Node {
 
     async fn write_rotation(&self, rotation: &Rotation) -> Result<usize> {
         let rows: usize = rotation.batches.iter().map(|b| b.num_rows()).sum();
+        let started = std::time::Instant::now();
         if rows > 0 {
             let files = store::parquet::write_partitions(
                 &self.store,
@@ -218,6 +219,7 @@ impl Node {
             .await?
             .expect("adding files is always a change");
             self.buffer.complete_flush(rotation.flush_id, next);
+            crate::metrics::flushed(rows, started);
         }
         self.wal.remove_upto(rotation.upto)?;
         Ok(rows)

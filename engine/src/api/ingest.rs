@@ -29,9 +29,9 @@ pub(super) async fn ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let endpoint = match endpoint.as_str() {
-        "envelope" => Endpoint::Envelope,
-        "store" => Endpoint::Store,
+    let (endpoint, name) = match endpoint.as_str() {
+        "envelope" => (Endpoint::Envelope, "envelope"),
+        "store" => (Endpoint::Store, "store"),
         other => return Err(ApiError::NotFound(format!("no ingest endpoint {other:?}"))),
     };
     let client_ip = header_str(&headers, "x-forwarded-for")
@@ -50,7 +50,12 @@ pub(super) async fn ingest(
         body: &body,
         client_ip: Some(client_ip),
     };
-    let id = ingest.submit(submission).await?;
+    let result = ingest.submit(submission).await.map_err(ApiError::from);
+    let status = result
+        .as_ref()
+        .map_or_else(|e| e.status().as_u16(), |_| 200);
+    crate::metrics::ingest_request(name, crate::metrics::ingest_outcome(status));
+    let id = result?;
     Ok(Json(match id {
         Some(id) => json!({ "id": id.simple().to_string() }),
         None => json!({}),

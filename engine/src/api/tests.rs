@@ -19,6 +19,8 @@ use crate::node::Node;
 use crate::tenancy::{DEFAULT_ORG, NewToken, Scope};
 
 mod issues;
+mod keys;
+mod metrics;
 mod tenancy;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";

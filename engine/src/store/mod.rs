@@ -119,7 +119,7 @@ impl Store {
             source,
         })?;
         Ok(Self {
-            objects: Arc::new(objects),
+            objects: crate::metrics::instrument(Arc::new(objects)),
             location: format!("file://{}", root.display()),
             local_root: Some(root),
         })
@@ -128,7 +128,7 @@ impl Store {
     /// An in-memory store, for tests.
     pub fn memory() -> Self {
         Self {
-            objects: Arc::new(object_store::memory::InMemory::new()),
+            objects: crate::metrics::instrument(Arc::new(object_store::memory::InMemory::new())),
             local_root: None,
             location: "memory://".to_owned(),
         }
@@ -175,7 +175,7 @@ impl Store {
             Arc::new(PrefixStore::new(store, prefix.trim_matches('/')))
         };
         Ok(Self {
-            objects,
+            objects: crate::metrics::instrument(objects),
             local_root: None,
             location: url.to_owned(),
         })

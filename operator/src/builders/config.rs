@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use faultline_config::{BackupConfig, Config, ProjectConfig, RateLimit, S3Config};
+use faultline_config::{BackupConfig, Config, KeyConfig, ProjectConfig, RateLimit, S3Config};
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::{ADMIN_PORT, Ctx, Error, INGEST_PORT, ResolvedProject, Result};
@@ -70,7 +70,11 @@ pub(crate) fn engine_config(
         .map(|p| ProjectConfig {
             id: p.id,
             name: p.spec.name.clone(),
-            keys: keys.get(&p.spec.name).cloned().into_iter().collect(),
+            keys: keys
+                .get(&p.spec.name)
+                .map(KeyConfig::new)
+                .into_iter()
+                .collect(),
             rate_limit: p.spec.rate_limit.as_ref().map(|limit| RateLimit {
                 events: limit.events,
                 window: Duration::from_secs(limit.window_seconds),
