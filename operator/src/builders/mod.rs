@@ -24,6 +24,7 @@ use crate::crd::{ErrorTracker, ProjectSpec};
 
 use config::engine_config;
 pub use config::{CONFIG_FILE, CONFIG_MOUNT, DATA_DIR, RESTORE_CONFIG_FILE};
+pub use network::scrape_annotations;
 pub use network::{admin_service_name, headless_service_name};
 pub use secrets::{
     ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, admin_token_secret_name, dsn_secret_name, generate_key,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use faultline_config::KeyConfig;
 use faultline_operator::builders::{
     self, CONFIG_CHECKSUM_ANNOTATION, CONFIG_FILE, Credentials, Desired, derived_project_id,
 };
@@ -213,11 +214,14 @@ fn engine_config_is_read_back_by_the_engine_parser() {
     assert_eq!(config.backup.keep_last, Some(7));
     let shop = config.projects.iter().find(|p| p.name == "shop").unwrap();
     assert_eq!(shop.id, derived_project_id("shop"));
-    assert_eq!(shop.keys, vec![keys["shop"].clone()]);
+    assert_eq!(shop.keys, vec![KeyConfig::new(keys["shop"].as_str())]);
     assert_eq!(shop.rate_limit.as_ref().unwrap().events, 1000);
     assert_eq!(config.retention_days("shop"), 14);
     let api = config.projects.iter().find(|p| p.name == "api").unwrap();
-    assert_eq!((api.id, api.keys.clone()), (42, vec![keys["api"].clone()]));
+    assert_eq!(
+        (api.id, api.keys.clone()),
+        (42, vec![KeyConfig::new(keys["api"].as_str())])
+    );
     assert_eq!(config.retention_days("api"), 30);
 
     let local = builders::build(&self::tracker("minimal.yaml"), &creds_for("web")).unwrap();
@@ -468,6 +472,52 @@ fn only_the_ingest_port_leaves_the_cluster() {
     );
     assert_eq!(ports(&desired.admin_service), [("admin".to_owned(), 8001)]);
     assert_eq!(ports(&desired.headless_service).len(), 2);
+}
+
+#[test]
+fn prometheus_scrapes_the_admin_port_of_service_and_pods() {
+    let desired = build("minimal.yaml");
+    let expected = BTreeMap::from([
+        ("prometheus.io/scrape".to_owned(), "true".to_owned()),
+        ("prometheus.io/port".to_owned(), "8001".to_owned()),
+        ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
+    ]);
+    let service = desired.admin_service.metadata.annotations.clone().unwrap();
+    assert_eq!(service, expected);
+    let pod = desired
+        .stateful_set
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .clone()
+        .unwrap();
+    for (key, value) in &expected {
+        assert_eq!(pod.get(key), Some(value), "pod annotation {key}");
+    }
+    assert!(pod.contains_key(CONFIG_CHECKSUM_ANNOTATION));
+    // The port named there is the one the engine serves /metrics on: its admin listener.
+    let config = faultline_config::Config::parse(
+        desired.config_map.data.as_ref().unwrap()[CONFIG_FILE].as_str(),
+    )
+    .unwrap();
+    assert_eq!(
+        config.server.admin_listen.map(|a| a.port().to_string()),
+        Some(expected["prometheus.io/port"].clone())
+    );
+    // The ingest Service, which a LoadBalancer may expose, is not annotated for scraping.
+    assert!(
+        desired
+            .service
+            .metadata
+            .annotations
+            .as_ref()
+            .is_none_or(|a| !a.contains_key("prometheus.io/scrape"))
+    );
 }
 
 fn env_names(container: &k8s_openapi::api::core::v1::Container) -> Vec<(String, String)> {
