@@ -22,6 +22,8 @@ mod durability;
 mod flight_sql;
 #[path = "e2e/node_sdk.rs"]
 mod node_sdk;
+#[path = "e2e/ops.rs"]
+mod ops;
 #[path = "e2e/postgres.rs"]
 mod postgres;
 #[path = "e2e/postgres_drivers.rs"]
