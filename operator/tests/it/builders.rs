@@ -242,6 +242,7 @@ fn creds_for(project: &str) -> Credentials {
         )]),
         admin_token: "0".repeat(64),
         operator_namespace: None,
+        ..Credentials::default()
     }
 }
 
@@ -341,12 +342,14 @@ fn project_ids_are_stable_and_collisions_are_refused() {
             id: None,
             rate_limit: None,
             retention_days: None,
+            keys: Vec::new(),
         },
         ProjectSpec {
             name: "other".into(),
             id: Some(derived_project_id("shop")),
             rate_limit: None,
             retention_days: None,
+            keys: Vec::new(),
         },
     ];
     let err = builders::resolve_projects(&projects)
@@ -472,6 +475,90 @@ fn only_the_ingest_port_leaves_the_cluster() {
     );
     assert_eq!(ports(&desired.admin_service), [("admin".to_owned(), 8001)]);
     assert_eq!(ports(&desired.headless_service).len(), 2);
+}
+
+#[test]
+fn listed_keys_reach_the_engine_config_and_the_dsn_secret() {
+    use faultline_operator::crd::{ProjectKeySpec, RateLimitSpec};
+    let mut tracker = tracker("minimal.yaml");
+    let project = &mut tracker.spec.projects[0];
+    let name = project.name.clone();
+    project.keys = vec![
+        ProjectKeySpec {
+            name: "default".into(),
+            enabled: false,
+            rate_limit: None,
+        },
+        ProjectKeySpec {
+            name: "v2".into(),
+            enabled: true,
+            rate_limit: Some(RateLimitSpec {
+                events: 50,
+                window_seconds: 10,
+            }),
+        },
+    ];
+    let old = "1".repeat(32);
+    let new = "2".repeat(32);
+    let mut credentials = credentials(&tracker);
+    credentials.named_keys = BTreeMap::from([(
+        name.clone(),
+        BTreeMap::from([
+            ("default".to_owned(), old.clone()),
+            ("v2".to_owned(), new.clone()),
+        ]),
+    )]);
+    // What applications read is the first enabled key.
+    credentials.dsn_keys.insert(
+        name.clone(),
+        builders::primary_key(&tracker.spec.projects[0], credentials.named_keys.get(&name))
+            .unwrap(),
+    );
+    let desired = builders::build(&tracker, &credentials).unwrap();
+    let config =
+        faultline_config::Config::parse(&desired.config_map.data.unwrap()[CONFIG_FILE]).unwrap();
+    let keys = &config.projects[0].keys;
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        (keys[0].public.as_str(), keys[0].enabled),
+        (old.as_str(), false)
+    );
+    assert_eq!(keys[0].label.as_deref(), Some("default"));
+    assert_eq!(
+        (keys[1].public.as_str(), keys[1].enabled),
+        (new.as_str(), true)
+    );
+    let limit = keys[1].rate_limit.as_ref().unwrap();
+    assert_eq!((limit.events, limit.window.as_secs()), (50, 10));
+
+    let secret = &desired.dsn_secrets[0];
+    let data: BTreeMap<String, String> = secret
+        .data
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), String::from_utf8(v.0.clone()).unwrap()))
+        .collect();
+    assert_eq!(data["key"], new);
+    assert!(
+        data["dsn"].starts_with(&format!("http://{new}@")),
+        "{}",
+        data["dsn"]
+    );
+    assert_eq!(data["key-default"], old);
+    assert_eq!(data["key-v2"], new);
+    assert_eq!(data["dsn-v2"], data["dsn"]);
+    assert!(
+        !data.contains_key("dsn-default"),
+        "a disabled key has no DSN"
+    );
+
+    // A listed key without a value is a build error, not a key silently left out.
+    credentials.named_keys.get_mut(&name).unwrap().remove("v2");
+    let err = builders::build(&tracker, &credentials)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("v2"), "{err}");
 }
 
 #[test]

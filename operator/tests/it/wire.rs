@@ -213,6 +213,7 @@ async fn project_added_and_removed() {
             id: None,
             rate_limit: None,
             retention_days: None,
+            keys: Vec::new(),
         });
     let web_key = "0123456789abcdef0123456789abcdef";
     let script = Script {
