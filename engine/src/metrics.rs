@@ -98,7 +98,7 @@ struct Metrics {
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("faultline");
-        let ingest_requests = Family::default();
+        let ingest_requests: Family<RequestLabels, Counter> = Family::default();
         registry.register(
             "ingest_requests",
             "Ingest requests by endpoint (envelope, store) and outcome",
@@ -110,7 +110,7 @@ impl Metrics {
             "Envelope items and store events by item type and outcome (accepted, duplicate, rate_limited, discarded)",
             ingest_items.clone(),
         );
-        let rate_limited = Family::default();
+        let rate_limited: Family<ScopeLabels, Counter> = Family::default();
         registry.register(
             "ingest_rate_limited_events",
             "Events refused with 429 by a rate limit, by the limit's scope (project, key)",
@@ -183,12 +183,31 @@ impl Metrics {
             "Object store request latency by operation (for get: until the response headers)",
             store_duration.clone(),
         );
-        let queries = Family::default();
+        let queries: Family<QueryLabels, Counter> = Family::default();
         registry.register(
             "queries",
             "SQL queries by protocol (http, postgres, flight) and outcome (ok, invalid, timeout, limit, error)",
             queries.clone(),
         );
+        // Series that alerts and dashboards divide by exist from the start, at 0, rather than
+        // appearing with the first event (a family without series is not written at all).
+        for scope in ["project", "key"] {
+            rate_limited.get_or_create(&ScopeLabels { scope }).inc_by(0);
+        }
+        for endpoint in ["envelope", "store"] {
+            for outcome in ["accepted", "rate_limited", "unavailable"] {
+                ingest_requests
+                    .get_or_create(&RequestLabels { endpoint, outcome })
+                    .inc_by(0);
+            }
+        }
+        for protocol in ["http", "postgres", "flight"] {
+            for outcome in ["ok", "error"] {
+                queries
+                    .get_or_create(&QueryLabels { protocol, outcome })
+                    .inc_by(0);
+            }
+        }
         Self {
             registry,
             ingest_requests,
@@ -550,6 +569,19 @@ mod tests {
         assert_eq!(value(&after, ok) - value(&before, ok), 1.0, "{after}");
         assert_eq!(value(&after, missing) - value(&before, missing), 1.0);
         assert!(after.contains("# TYPE faultline_object_store_request_duration_seconds histogram"));
+    }
+
+    #[test]
+    fn families_are_written_before_their_first_event() {
+        let text = render(Levels::default());
+        for series in [
+            "faultline_ingest_rate_limited_events_total{scope=\"key\"}",
+            "faultline_ingest_requests_total{endpoint=\"store\",outcome=\"rate_limited\"}",
+            "faultline_queries_total{protocol=\"flight\",outcome=\"error\"}",
+            "faultline_compaction_duration_seconds_count",
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
     }
 
     #[test]
