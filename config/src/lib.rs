@@ -387,8 +387,10 @@ pub struct ProjectConfig {
     pub id: u64,
     /// Short name (slug).
     pub name: String,
-    /// Public DSN keys accepted for this project (32 hex characters each).
-    pub keys: Vec<String>,
+    /// DSN keys of this project: each a string of 32 hex characters (an active key without
+    /// its own limit), or a table `{ public = "...", label = "...", enabled = false,
+    /// rate_limit = { events = 100, window = "1m" } }`.
+    pub keys: Vec<KeyConfig>,
     /// Optional ingest rate limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
@@ -397,13 +399,113 @@ pub struct ProjectConfig {
     pub retention_days: Option<u32>,
 }
 
+/// One DSN key of a project declared in the config file.
+///
+/// Written as a plain string when it has no settings of its own, so config files that list keys
+/// as strings stay valid and read back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "KeyEntry", into = "KeyEntry")]
+pub struct KeyConfig {
+    /// The public key, the user part of the DSN (32 hexadecimal characters).
+    pub public: String,
+    /// A name shown in key lists (Sentry's key "name").
+    pub label: Option<String>,
+    /// A disabled key is refused at ingest with 401.
+    pub enabled: bool,
+    /// Events accepted with this key per window, on top of the project's own limit.
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl KeyConfig {
+    /// An active key without settings of its own.
+    pub fn new(public: impl Into<String>) -> Self {
+        Self {
+            public: public.into(),
+            label: None,
+            enabled: true,
+            rate_limit: None,
+        }
+    }
+}
+
+impl From<&str> for KeyConfig {
+    fn from(public: &str) -> Self {
+        Self::new(public)
+    }
+}
+
+/// How a key is written in the file: a string, or a table with settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum KeyEntry {
+    Plain(String),
+    Full(KeyTable),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyTable {
+    public: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    label: Option<String>,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rate_limit: Option<RateLimit>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+impl From<KeyEntry> for KeyConfig {
+    fn from(entry: KeyEntry) -> Self {
+        match entry {
+            KeyEntry::Plain(public) => Self::new(public),
+            KeyEntry::Full(t) => Self {
+                public: t.public,
+                label: t.label,
+                enabled: t.enabled,
+                rate_limit: t.rate_limit,
+            },
+        }
+    }
+}
+
+impl From<KeyConfig> for KeyEntry {
+    fn from(key: KeyConfig) -> Self {
+        if key.label.is_none() && key.enabled && key.rate_limit.is_none() {
+            Self::Plain(key.public)
+        } else {
+            Self::Full(KeyTable {
+                public: key.public,
+                label: key.label,
+                enabled: key.enabled,
+                rate_limit: key.rate_limit,
+            })
+        }
+    }
+}
+
 /// Events accepted per window before 429 with `X-Sentry-Rate-Limits`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     pub events: u64,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
+}
+
+impl RateLimit {
+    /// Both the number of events and the window are above zero.
+    pub fn is_valid(&self) -> bool {
+        self.events > 0 && !self.window.is_zero()
+    }
+}
+
+/// A DSN public key: 32 hexadecimal characters.
+pub fn is_dsn_key(key: &str) -> bool {
+    key.len() == 32 && key.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 impl Config {
@@ -532,16 +634,31 @@ impl Config {
                     format!("{:?} is used twice", project.name),
                 ));
             }
-            for key in &project.keys {
-                if key.len() != 32 || !key.chars().all(|c| c.is_ascii_hexdigit()) {
+            let mut seen = std::collections::BTreeSet::new();
+            for (k, key) in project.keys.iter().enumerate() {
+                if !is_dsn_key(&key.public) {
                     return Err(invalid(
-                        &field("keys"),
+                        &field(&format!("keys[{k}]")),
                         "each key must be 32 hexadecimal characters".to_owned(),
+                    ));
+                }
+                if !seen.insert(key.public.to_ascii_lowercase()) {
+                    return Err(invalid(
+                        &field(&format!("keys[{k}]")),
+                        format!("{} is listed twice", key.public),
+                    ));
+                }
+                if let Some(limit) = &key.rate_limit
+                    && !limit.is_valid()
+                {
+                    return Err(invalid(
+                        &field(&format!("keys[{k}].rate_limit")),
+                        "events and window must be greater than zero".to_owned(),
                     ));
                 }
             }
             if let Some(limit) = &project.rate_limit
-                && (limit.events == 0 || limit.window.is_zero())
+                && !limit.is_valid()
             {
                 return Err(invalid(
                     &field("rate_limit"),
@@ -621,7 +738,18 @@ mod tests {
         config.projects.push(ProjectConfig {
             id: 7,
             name: "shop".into(),
-            keys: vec!["0123456789abcdef0123456789abcdef".into()],
+            keys: vec![
+                "0123456789abcdef0123456789abcdef".into(),
+                KeyConfig {
+                    label: Some("mobile".into()),
+                    enabled: false,
+                    rate_limit: Some(RateLimit {
+                        events: 10,
+                        window: Duration::from_secs(1),
+                    }),
+                    ..KeyConfig::new("fedcba9876543210fedcba9876543210")
+                },
+            ],
             rate_limit: Some(RateLimit {
                 events: 100,
                 window: Duration::from_secs(60),
@@ -633,6 +761,23 @@ mod tests {
         assert_eq!(Config::parse(&text).unwrap(), config);
         assert_eq!(config.retention_days("shop"), 30);
         assert_eq!(config.retention_days("other"), 90);
+    }
+
+    #[test]
+    fn keys_are_strings_or_tables() {
+        let text = "[[project]]\nid = 1\nname = \"shop\"\nkeys = [\"0123456789abcdef0123456789abcdef\", \
+                    { public = \"fedcba9876543210fedcba9876543210\", label = \"old\", enabled = false }]\n";
+        let config = Config::parse(text).unwrap();
+        let keys = &config.projects[0].keys;
+        assert_eq!(keys[0], KeyConfig::new("0123456789abcdef0123456789abcdef"));
+        assert_eq!(keys[1].label.as_deref(), Some("old"));
+        assert!(!keys[1].enabled);
+        let written = config.to_toml();
+        assert!(
+            written.contains("\"0123456789abcdef0123456789abcdef\""),
+            "{written}"
+        );
+        assert_eq!(Config::parse(&written).unwrap(), config);
     }
 
     #[test]
@@ -672,7 +817,15 @@ mod tests {
             ),
             (
                 "[[project]]\nid = 1\nname = \"a\"\nkeys = [\"xyz\"]",
-                "project[0].keys",
+                "project[0].keys[0]",
+            ),
+            (
+                "[[project]]\nid = 1\nname = \"a\"\nkeys = [\"0123456789abcdef0123456789abcdef\", { public = \"0123456789abcdef0123456789abcdef\", enabled = false }]",
+                "project[0].keys[1]",
+            ),
+            (
+                "[[project]]\nid = 1\nname = \"a\"\nkeys = [{ public = \"0123456789abcdef0123456789abcdef\", rate_limit = { events = 0, window = \"1s\" } }]",
+                "project[0].keys[0].rate_limit",
             ),
             (
                 "[[project]]\nid = 1\nname = \"a\"\nkeys = []\n[[project]]\nid = 1\nname = \"b\"\nkeys = []",

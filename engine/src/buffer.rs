@@ -100,6 +100,12 @@ impl Buffer {
         }
     }
 
+    /// Events and approximate bytes not yet handed to a flush.
+    pub fn levels(&self) -> (usize, usize) {
+        let inner = self.inner.lock();
+        (inner.rows, inner.bytes)
+    }
+
     /// Whether the unflushed rows pass a flush threshold.
     pub fn over_threshold(&self) -> bool {
         self.inner.lock().passes(self.thresholds)

@@ -1,4 +1,5 @@
-//! Command line: `faultline serve | project | token | query | retention | compact | backup | wal`.
+//! Command line: `faultline serve | project | key | token | query | retention | compact | backup |
+//! wal`.
 //!
 //! Every flag has an environment variable; flags override the config file, which overrides the
 //! defaults.
@@ -7,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use faultline_config::Config;
+use faultline_config::{Config, RateLimit};
 
 use crate::query::format::Format;
 use crate::tenancy::Scope;
@@ -77,6 +78,9 @@ pub enum Command {
     /// Manage projects.
     #[command(subcommand)]
     Project(ProjectCommand),
+    /// Manage the DSN keys of a project: list, create, disable, enable, rotate, delete.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -206,15 +210,121 @@ pub enum ProjectCommand {
         /// Organization that owns the project.
         #[arg(long, env = "FAULTLINE_ORG", default_value = crate::tenancy::DEFAULT_ORG)]
         org: String,
-        /// Base URL SDKs reach this server at (default: server.public_url or http://<listen>).
-        #[arg(long, env = "FAULTLINE_PUBLIC_URL")]
-        public_url: Option<String>,
+        #[command(flatten)]
+        address: DsnAddress,
     },
     /// List projects with their DSNs.
     List {
-        #[arg(long, env = "FAULTLINE_PUBLIC_URL")]
-        public_url: Option<String>,
+        #[command(flatten)]
+        address: DsnAddress,
     },
+}
+
+/// Where SDKs reach the server, for printing DSNs.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DsnAddress {
+    /// Base URL SDKs reach the server at (default: server.public_url, else http://<listen>).
+    #[arg(long, env = "FAULTLINE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The server's listen address, when it was started with --listen or FAULTLINE_LISTEN
+    /// (default: server.listen).
+    #[arg(long, env = "FAULTLINE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Which project a key command acts on.
+#[derive(Debug, Clone, Args)]
+pub struct KeyProject {
+    /// The project, by name.
+    #[arg(long)]
+    pub project: String,
+    /// Organization that owns the project.
+    #[arg(long, env = "FAULTLINE_ORG", default_value = crate::tenancy::DEFAULT_ORG)]
+    pub org: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// List the keys of a project with their state, limit and DSN.
+    List {
+        #[command(flatten)]
+        project: KeyProject,
+        #[command(flatten)]
+        address: DsnAddress,
+    },
+    /// Add an active key to a project and print its DSN.
+    Create {
+        #[command(flatten)]
+        project: KeyProject,
+        /// A name for the key, shown in lists.
+        #[arg(long)]
+        label: Option<String>,
+        /// Events accepted with this key per window, e.g. 100/1m (on top of the project's limit).
+        #[arg(long, value_parser = parse_rate_limit)]
+        rate_limit: Option<RateLimit>,
+        #[command(flatten)]
+        address: DsnAddress,
+    },
+    /// Refuse events sent with a key (401) until it is enabled again.
+    Disable {
+        /// The public key (the user part of the DSN).
+        key: String,
+        #[command(flatten)]
+        project: KeyProject,
+    },
+    /// Accept events sent with a disabled key again.
+    Enable {
+        key: String,
+        #[command(flatten)]
+        project: KeyProject,
+    },
+    /// Create a new key with the label and limit of KEY and print its DSN. KEY keeps working
+    /// until it is disabled or deleted, once every SDK uses the new DSN.
+    Rotate {
+        key: String,
+        #[command(flatten)]
+        project: KeyProject,
+        #[command(flatten)]
+        address: DsnAddress,
+    },
+    /// Set or remove a key's own rate limit, or rename it.
+    Update {
+        key: String,
+        #[command(flatten)]
+        project: KeyProject,
+        #[arg(long)]
+        label: Option<String>,
+        /// Events accepted with this key per window, e.g. 100/1m.
+        #[arg(long, value_parser = parse_rate_limit, conflicts_with = "no_rate_limit")]
+        rate_limit: Option<RateLimit>,
+        /// Remove the key's own rate limit.
+        #[arg(long)]
+        no_rate_limit: bool,
+    },
+    /// Delete a key; SDKs still sending it get 401.
+    Delete {
+        key: String,
+        #[command(flatten)]
+        project: KeyProject,
+    },
+}
+
+/// `EVENTS/WINDOW`, e.g. `100/1m` or `5/10s`.
+pub fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    let (events, window) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?} is not EVENTS/WINDOW, e.g. 100/1m"))?;
+    let events: u64 = events
+        .trim()
+        .parse()
+        .map_err(|_| format!("{events:?} is not a number of events"))?;
+    let window = humantime::parse_duration(window.trim())
+        .map_err(|e| format!("{window:?} is not a duration such as 10s or 1m: {e}"))?;
+    let limit = RateLimit { events, window };
+    if !limit.is_valid() {
+        return Err("events and window must be greater than zero".to_owned());
+    }
+    Ok(limit)
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,11 +410,40 @@ impl GlobalArgs {
     }
 }
 
-/// The base URL printed in DSNs.
-pub fn public_url(config: &Config, flag: Option<&str>) -> String {
-    flag.map(str::to_owned)
-        .or_else(|| config.server.public_url.clone())
-        .unwrap_or_else(|| format!("http://{}", config.server.listen))
+/// The base URL printed in DSNs, and a sentence saying where it came from and how to change it.
+///
+/// In order: `--public-url` (or `FAULTLINE_PUBLIC_URL`), `server.public_url`, then the listen
+/// address (`--listen`/`FAULTLINE_LISTEN`, else `server.listen`). A listen address on every
+/// interface (`0.0.0.0`, `::`) is not an address to send to: loopback is printed instead.
+pub fn public_url(config: &Config, address: &DsnAddress) -> (String, String) {
+    if let Some(url) = &address.public_url {
+        return (url.clone(), "DSN address from --public-url".to_owned());
+    }
+    if let Some(url) = &config.server.public_url {
+        return (
+            url.clone(),
+            "DSN address from server.public_url in the config".to_owned(),
+        );
+    }
+    let (mut addr, origin) = match address.listen {
+        Some(addr) => (addr, "--listen"),
+        None => (config.server.listen, "server.listen"),
+    };
+    let mut note = String::new();
+    if addr.ip().is_unspecified() {
+        note = format!(" ({} listens on every interface; loopback shown)", addr);
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    (
+        format!("http://{addr}"),
+        format!(
+            "DSN address from the listen address ({origin}){note}; set server.public_url or \
+             --public-url to the address SDKs reach the server at"
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -333,6 +472,53 @@ mod tests {
         let config = cli.global.config().unwrap();
         assert_eq!(config.storage.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(config.storage.object_store.as_deref(), Some("s3://b/p"));
-        assert_eq!(public_url(&config, None), "http://127.0.0.1:8000");
+        let (url, origin) = public_url(&config, &DsnAddress::default());
+        assert_eq!(url, "http://127.0.0.1:8000");
+        assert!(origin.contains("server.listen"), "{origin}");
+    }
+
+    #[test]
+    fn dsn_address_follows_public_url_then_listen() {
+        let cli = Cli::try_parse_from([
+            "faultline",
+            "project",
+            "create",
+            "shop",
+            "--listen",
+            "0.0.0.0:9100",
+        ])
+        .unwrap();
+        let Command::Project(ProjectCommand::Create { address, .. }) = &cli.command else {
+            panic!("parsed {:?}", cli.command);
+        };
+        let mut config = Config::default();
+        let (url, origin) = public_url(&config, address);
+        assert_eq!(url, "http://127.0.0.1:9100");
+        assert!(origin.contains("--listen"), "{origin}");
+        assert!(origin.contains("every interface"), "{origin}");
+        config.server.listen = "10.0.0.5:8200".parse().unwrap();
+        let (url, _) = public_url(&config, &DsnAddress::default());
+        assert_eq!(url, "http://10.0.0.5:8200");
+        config.server.public_url = Some("https://errors.example.com".into());
+        let (url, origin) = public_url(&config, address);
+        assert_eq!(url, "https://errors.example.com");
+        assert!(origin.contains("server.public_url"), "{origin}");
+        let flag = DsnAddress {
+            public_url: Some("https://other.example.com".into()),
+            listen: None,
+        };
+        assert_eq!(public_url(&config, &flag).0, "https://other.example.com");
+    }
+
+    #[test]
+    fn rate_limits_are_events_per_window() {
+        let limit = parse_rate_limit("100/1m").unwrap();
+        assert_eq!(
+            (limit.events, limit.window),
+            (100, std::time::Duration::from_secs(60))
+        );
+        for bad in ["100", "x/1m", "10/soon", "0/1m", "5/0s"] {
+            assert!(parse_rate_limit(bad).is_err(), "{bad} was accepted");
+        }
     }
 }

@@ -7,15 +7,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backup::{self, DESTINATION_LEASE, Destination};
 use crate::cli::{
-    BackupCommand, Cli, Command, CompactCommand, IssueCommand, ListFormat, ProjectCommand,
-    QuarantineCommand, RetentionCommand, TokenCommand, WalCommand, public_url,
+    BackupCommand, Cli, Command, CompactCommand, DsnAddress, IssueCommand, KeyCommand, ListFormat,
+    ProjectCommand, QuarantineCommand, RetentionCommand, TokenCommand, WalCommand, public_url,
 };
 use crate::issues::{self, Change};
 use crate::maintenance::{self, Maintenance};
 use crate::query::format::{self, Format};
 use crate::query::{ProjectFilter, QueryOutput};
 use crate::store::Store;
-use crate::tenancy::{NewToken, Projects, Tokens};
+use crate::tenancy::projects::dsn;
+use crate::tenancy::{KeyInfo, KeyUpdate, NewToken, Projects, Tokens};
 use crate::{node, query, server, tenancy, wal};
 use datafusion::arrow::ipc::reader::StreamReader;
 
@@ -74,26 +75,29 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             server::run(config, shutdown).await?;
         }
         Command::Config => print!("{}", config.to_toml()),
-        Command::Project(ProjectCommand::Create {
-            name,
-            org,
-            public_url: url,
-        }) => {
+        Command::Project(ProjectCommand::Create { name, org, address }) => {
             let projects = Projects::load(Store::open(&config)?, &config).await?;
             let project = projects.create(&name, &org).await?;
+            let (base, origin) = public_url(&config, &address);
             eprintln!(
                 "created project {:?} of organization {:?} with id {}",
                 project.name, project.org, project.id
             );
-            println!("{}", project.dsn(&public_url(&config, url.as_deref())));
+            eprintln!("{origin}");
+            println!("{}", project.dsn(&base).unwrap_or_default());
         }
-        Command::Project(ProjectCommand::List { public_url: url }) => {
+        Command::Project(ProjectCommand::List { address }) => {
             let projects = Projects::load(Store::open(&config)?, &config).await?;
-            let base = public_url(&config, url.as_deref());
+            let (base, origin) = public_url(&config, &address);
+            eprintln!("{origin}");
             for project in projects.list().await? {
-                println!("{}\t{}\t{}", project.id, project.name, project.dsn(&base));
+                let dsn = project
+                    .dsn(&base)
+                    .unwrap_or_else(|| "(no active key)".to_owned());
+                println!("{}\t{}\t{}", project.id, project.name, dsn);
             }
         }
+        Command::Key(command) => run_key(&config, command).await?,
         Command::Token(TokenCommand::Create {
             name,
             org,
@@ -229,6 +233,133 @@ fn compaction_output(report: &maintenance::compaction::CompactionReport) -> (Str
         format!("{done} of {n} {merges} done")
     };
     (rows, summary)
+}
+
+/// One key as a line: public key, state, label, limit, source, DSN.
+fn key_line(key: &KeyInfo, base: &str) -> String {
+    let limit = key
+        .rate_limit
+        .as_ref()
+        .map(|l| format!("{}/{}", l.events, humantime::format_duration(l.window)))
+        .unwrap_or_else(|| "-".to_owned());
+    let state = if key.enabled { "active" } else { "disabled" };
+    format!(
+        "{}\t{state}\t{}\t{limit}\t{}\t{}",
+        key.public,
+        key.label.as_deref().unwrap_or("-"),
+        match key.source {
+            tenancy::KeySource::Config => "config",
+            tenancy::KeySource::Store => "store",
+        },
+        dsn(base, &key.public, key.project_id)
+    )
+}
+
+async fn run_key(config: &Config, command: KeyCommand) -> Result<()> {
+    let projects = Projects::load(Store::open(config)?, config).await?;
+    let print_dsn = |key: &KeyInfo, address: &DsnAddress| {
+        let (base, origin) = public_url(config, address);
+        eprintln!("{origin}");
+        println!("{}", dsn(&base, &key.public, key.project_id));
+    };
+    let toggle = |enabled| KeyUpdate {
+        enabled: Some(enabled),
+        ..KeyUpdate::default()
+    };
+    match command {
+        KeyCommand::List { project, address } => {
+            let (base, origin) = public_url(config, &address);
+            eprintln!("{origin}");
+            for key in projects.keys(&project.org, &project.project).await? {
+                println!("{}", key_line(&key, &base));
+            }
+        }
+        KeyCommand::Create {
+            project,
+            label,
+            rate_limit,
+            address,
+        } => {
+            let key = projects
+                .create_key(&project.org, &project.project, label, rate_limit)
+                .await?;
+            eprintln!(
+                "created DSN key {} of project {:?}",
+                key.public, key.project
+            );
+            print_dsn(&key, &address);
+        }
+        KeyCommand::Rotate {
+            key,
+            project,
+            address,
+        } => {
+            let new = projects
+                .rotate_key(&project.org, &project.project, &key)
+                .await?;
+            eprintln!(
+                "created DSN key {} of project {:?}; {key} keeps working until you run \
+                 `faultline key disable {key} --project {}` once every SDK uses the new DSN",
+                new.public, new.project, new.project
+            );
+            print_dsn(&new, &address);
+        }
+        KeyCommand::Disable { key, project } => {
+            let key = projects
+                .update_key(&project.org, &project.project, &key, toggle(false))
+                .await?;
+            eprintln!(
+                "disabled DSN key {} of project {:?}: events sent with it are refused (401); \
+                 running servers pick this up within {} s",
+                key.public,
+                key.project,
+                tenancy::projects::REFRESH_INTERVAL.as_secs()
+            );
+        }
+        KeyCommand::Enable { key, project } => {
+            let key = projects
+                .update_key(&project.org, &project.project, &key, toggle(true))
+                .await?;
+            eprintln!(
+                "enabled DSN key {} of project {:?}",
+                key.public, key.project
+            );
+        }
+        KeyCommand::Update {
+            key,
+            project,
+            label,
+            rate_limit,
+            no_rate_limit,
+        } => {
+            let update = KeyUpdate {
+                enabled: None,
+                label,
+                rate_limit: if no_rate_limit {
+                    Some(None)
+                } else {
+                    rate_limit.map(Some)
+                },
+            };
+            let key = projects
+                .update_key(&project.org, &project.project, &key, update)
+                .await?;
+            println!(
+                "{}",
+                key_line(&key, &public_url(config, &DsnAddress::default()).0)
+            );
+        }
+        KeyCommand::Delete { key, project } => {
+            let key = projects
+                .delete_key(&project.org, &project.project, &key)
+                .await?;
+            eprintln!(
+                "deleted DSN key {} of project {:?}; events sent with it are refused (401)",
+                key.public, key.project
+            );
+        }
+    }
+    Ok(())
 }
 
 fn cli_holder(config: &Config) -> String {

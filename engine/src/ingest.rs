@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::events::StoredEvent;
-use crate::tenancy::{self, Project, Projects};
+use crate::tenancy::{self, Authorized, Project, Projects};
 use crate::wal::{self, Record, Wal};
 
 /// Which endpoint a request came to.
@@ -56,7 +56,7 @@ pub struct Admitted {
     endpoint: Endpoint,
     project_id: u64,
     /// `None` when the only credential can be the envelope header's `dsn`.
-    project: Option<Arc<Project>>,
+    project: Option<Arc<Authorized>>,
     content_encoding: Option<String>,
     client_ip: Option<IpAddr>,
     received: chrono::DateTime<Utc>,
@@ -95,9 +95,14 @@ pub enum Error {
     Normalize(#[from] faultline_protocol::normalize::NormalizeError),
     #[error("event of {size} bytes exceeds max_event_size of {limit} bytes")]
     EventTooLarge { size: usize, limit: usize },
-    #[error("project {project_id} is over its rate limit of {events} events per {window:?}")]
+    #[error(
+        "{} is over its rate limit of {events} events per {window:?}",
+        if *per_key { format!("the DSN key of project {project_id}") } else { format!("project {project_id}") }
+    )]
     RateLimited {
         project_id: u64,
+        /// The limit is the key's own, not the project's.
+        per_key: bool,
         events: u64,
         window: Duration,
         retry_after: Duration,
@@ -178,34 +183,69 @@ impl Dedup {
     }
 }
 
-/// Fixed-window event counters per project.
+/// Fixed-window event counters per project and per DSN key (Sentry's `project` and `key`
+/// quota scopes). Events count against both; either limit refuses them.
 #[derive(Default)]
 struct RateLimiter {
     windows: Mutex<HashMap<u64, (Instant, u64)>>,
+    key_windows: Mutex<HashMap<String, (Instant, u64)>>,
+}
+
+/// Advances one fixed window; the time to wait when `events` more do not fit.
+fn take(
+    window: &mut (Instant, u64),
+    limit: &faultline_config::RateLimit,
+    events: u64,
+    now: Instant,
+) -> std::result::Result<(), Duration> {
+    let (start, count) = window;
+    if now.duration_since(*start) >= limit.window {
+        *start = now;
+        *count = 0;
+    }
+    if *count + events > limit.events {
+        let retry_after = limit.window.saturating_sub(now.duration_since(*start));
+        return Err(retry_after.max(Duration::from_secs(1)));
+    }
+    *count += events;
+    Ok(())
 }
 
 impl RateLimiter {
-    fn check(&self, project: &Project, events: u64) -> Result<()> {
-        let Some(limit) = &project.rate_limit else {
-            return Ok(());
-        };
-        let mut windows = self.windows.lock();
+    fn check(&self, granted: &Authorized, events: u64) -> Result<()> {
         let now = Instant::now();
-        let (start, count) = windows.entry(project.id).or_insert((now, 0));
-        if now.duration_since(*start) >= limit.window {
-            *start = now;
-            *count = 0;
-        }
-        if *count + events > limit.events {
-            let retry_after = limit.window.saturating_sub(now.duration_since(*start));
-            return Err(Error::RateLimited {
-                project_id: project.id,
+        let refused = |limit: &faultline_config::RateLimit, per_key, retry_after| {
+            crate::metrics::events_rate_limited(events, per_key);
+            Error::RateLimited {
+                project_id: granted.id,
+                per_key,
                 events: limit.events,
                 window: limit.window,
-                retry_after: retry_after.max(Duration::from_secs(1)),
-            });
+                retry_after,
+            }
+        };
+        let key = granted.key();
+        if let Some(limit) = &key.rate_limit {
+            let mut windows = self.key_windows.lock();
+            let window = match windows.get_mut(&key.public) {
+                Some(window) => window,
+                None => windows.entry(key.public.clone()).or_insert((now, 0)),
+            };
+            take(window, limit, events, now).map_err(|after| refused(limit, true, after))?;
         }
-        *count += events;
+        if let Some(limit) = &granted.rate_limit {
+            let mut windows = self.windows.lock();
+            let window = windows.entry(granted.id).or_insert((now, 0));
+            if let Err(after) = take(window, limit, events, now) {
+                // The key's window gave these events up front: give them back.
+                if key.rate_limit.is_some()
+                    && let Some((_, count)) = self.key_windows.lock().get_mut(&key.public)
+                {
+                    *count = count.saturating_sub(events);
+                }
+                return Err(refused(limit, false, after));
+            }
+        }
         Ok(())
     }
 }
@@ -217,7 +257,7 @@ pub struct Ingest {
     limits: LimitsConfig,
     max_unflushed: u64,
     dedup: Dedup,
-    rate: RateLimiter,
+    rate: Arc<RateLimiter>,
     in_flight: Arc<Semaphore>,
     /// Bodies being decompressed, parsed and normalized (on the blocking pool).
     decoding: Arc<Semaphore>,
@@ -238,7 +278,7 @@ impl Ingest {
             wal,
             max_unflushed,
             dedup: Dedup::new(DEDUP_CAPACITY),
-            rate: RateLimiter::default(),
+            rate: Arc::default(),
             in_flight: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
             decoding: Arc::new(Semaphore::new(limits.max_concurrent_decodes.max(1))),
             limits,
@@ -272,11 +312,11 @@ impl Ingest {
             .ok_or_else(|| Error::BadProjectId(head.project_id.to_owned()))?;
         let received = Utc::now();
         let project = match parse_auth(&head.auth)? {
-            Some(auth) => Some(
+            Some(auth) => Some(Arc::new(
                 self.projects
                     .authorize(project_id, &auth.public_key)
                     .await?,
-            ),
+            )),
             None if head.endpoint == Endpoint::Store => return Err(Error::MissingAuth),
             None => None,
         };
@@ -311,9 +351,16 @@ impl Ingest {
             max_attachment: usize::try_from(self.limits.max_attachment_size.as_u64())
                 .unwrap_or(usize::MAX),
         };
+        if self.wal.unflushed_bytes() > self.max_unflushed {
+            return Err(Error::Backpressure {
+                retry_after: Duration::from_secs(5),
+            });
+        }
         let endpoint = admitted.endpoint;
         let encoding = admitted.content_encoding.clone();
         let (received, client_ip) = (admitted.received, admitted.client_ip);
+        let rate = Arc::clone(&self.rate);
+        let granted = Arc::clone(&project);
         let decoded = self
             .off_thread(move || {
                 decode_events(
@@ -323,25 +370,22 @@ impl Ingest {
                     &limits,
                     received,
                     client_ip,
+                    // Counted once the events are found and before they are normalized, so
+                    // events over a rate limit cost no normalization.
+                    |events| rate.check(&granted, events),
                 )
             })
             .await??;
         if decoded.events.is_empty() {
             return Ok(decoded.header_event_id);
         }
-        if self.wal.unflushed_bytes() > self.max_unflushed {
-            return Err(Error::Backpressure {
-                retry_after: Duration::from_secs(5),
-            });
-        }
-        self.rate.check(&project, decoded.events.len() as u64)?;
-        self.log(&project, decoded.events)
+        self.log(&project.project, decoded.events)
             .await
             .map(|first| first.or(decoded.header_event_id))
     }
 
     /// The project of an envelope whose only credential is its header's `dsn`.
-    async fn authorize_by_dsn(&self, admitted: &Admitted, body: &Bytes) -> Result<Arc<Project>> {
+    async fn authorize_by_dsn(&self, admitted: &Admitted, body: &Bytes) -> Result<Arc<Authorized>> {
         let encoding = admitted.content_encoding.clone();
         let body = body.clone(); // a reference count, not a copy
         let line = self
@@ -370,7 +414,7 @@ impl Ingest {
     }
 
     /// The project named by the `dsn` of an envelope header line, if its key is valid.
-    async fn project_of_header(&self, admitted: &Admitted, line: &[u8]) -> Result<Arc<Project>> {
+    async fn project_of_header(&self, admitted: &Admitted, line: &[u8]) -> Result<Arc<Authorized>> {
         let headers = parse_header_line(line)?;
         let Some(dsn) = &headers.dsn else {
             return Err(Error::MissingAuth);
@@ -382,7 +426,9 @@ impl Ingest {
                 url: admitted.project_id,
             });
         }
-        Ok(self.projects.authorize(admitted.project_id, &key).await?)
+        Ok(Arc::new(
+            self.projects.authorize(admitted.project_id, &key).await?,
+        ))
     }
 
     /// Runs CPU-bound work on the blocking pool, at most `limits.max_concurrent_decodes` at once.
@@ -408,6 +454,7 @@ impl Ingest {
         project: &Project,
         normalized: Vec<faultline_protocol::Event>,
     ) -> Result<Option<Uuid>> {
+        let total = normalized.len() as u64;
         let mut first_id = None;
         let mut data = Vec::new();
         let mut events = Vec::with_capacity(normalized.len());
@@ -439,6 +486,9 @@ impl Ingest {
             self.release(project.id, &reserved);
             return Err(err.into());
         }
+        let accepted = reserved.len() as u64;
+        crate::metrics::ingest_items(&ItemType::Event, "accepted", accepted);
+        crate::metrics::ingest_items(&ItemType::Event, "duplicate", total - accepted);
         Ok(first_id)
     }
 
@@ -471,6 +521,7 @@ fn decode_events(
     limits: &DecodeLimits,
     received: chrono::DateTime<Utc>,
     client_ip: Option<IpAddr>,
+    admit_events: impl FnOnce(u64) -> Result<()>,
 ) -> Result<Decoded> {
     let (body, ranges, header_event_id) = match endpoint {
         Endpoint::Store => {
@@ -488,6 +539,9 @@ fn decode_events(
                     max_attachment_size: limits.max_attachment,
                 },
             )?;
+            for item in envelope.items.iter().filter(|i| i.ty != ItemType::Event) {
+                crate::metrics::ingest_items(&item.ty, "discarded", 1);
+            }
             let ranges: Vec<_> = envelope
                 .items
                 .iter()
@@ -497,6 +551,19 @@ fn decode_events(
             (body.into_owned(), ranges, envelope.headers.event_id)
         }
     };
+    if let Some(size) = ranges
+        .iter()
+        .map(|r| r.len())
+        .find(|size| *size > limits.max_event)
+    {
+        return Err(Error::EventTooLarge {
+            size,
+            limit: limits.max_event,
+        });
+    }
+    if !ranges.is_empty() {
+        admit_events(ranges.len() as u64)?;
+    }
     let ctx = NormalizeContext {
         received,
         client_ip,
@@ -504,14 +571,7 @@ fn decode_events(
     };
     let mut events = Vec::with_capacity(ranges.len());
     for range in ranges {
-        let payload = &body[range];
-        if payload.len() > limits.max_event {
-            return Err(Error::EventTooLarge {
-                size: payload.len(),
-                limit: limits.max_event,
-            });
-        }
-        events.push(normalize_event(payload, &ctx)?);
+        events.push(normalize_event(&body[range], &ctx)?);
     }
     Ok(Decoded {
         header_event_id,

@@ -40,6 +40,7 @@ pub mod ingest;
 pub mod issues;
 pub mod lock;
 pub mod maintenance;
+pub mod metrics;
 pub mod node;
 pub mod query;
 pub mod server;

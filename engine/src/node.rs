@@ -315,6 +315,7 @@ impl Node {
     async fn write_rotation(&self, pending: &mut PendingFlush) -> Result<usize> {
         let rotation = &pending.rotation;
         let rows: usize = rotation.batches.iter().map(|b| b.num_rows()).sum();
+        let started = std::time::Instant::now();
         if rows > 0 {
             let (files, rollup_files) = match &pending.written {
                 Some(written) => written.clone(),
@@ -351,6 +352,7 @@ impl Node {
             .await?
             .expect("adding files is always a change");
             self.buffer.complete_flush(rotation.flush_id, next);
+            crate::metrics::flushed(rows, started);
         }
         self.wal.remove_upto(rotation.upto)?;
         Ok(rows)

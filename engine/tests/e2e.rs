@@ -24,6 +24,8 @@ mod flight_sql;
 mod ingest_limits;
 #[path = "e2e/node_sdk.rs"]
 mod node_sdk;
+#[path = "e2e/ops.rs"]
+mod ops;
 #[path = "e2e/postgres.rs"]
 mod postgres;
 #[path = "e2e/postgres_drivers.rs"]

@@ -15,7 +15,7 @@
 //! then the finalizer is removed. A failed reconcile marks the tracker `Degraded`, counts the
 //! error in the metrics and is retried with exponential backoff.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -332,13 +332,36 @@ fn resolve_credentials(tracker: &ErrorTracker, existing: &[Secret]) -> Credentia
             .and_then(|s| s.data.as_ref()?.get(key))
             .and_then(|value| String::from_utf8(value.0.clone()).ok())
     };
+    let stored_key = |project: &str, key: &str| {
+        stored(&dsn_secret_name(&name, project), key).filter(|key| is_valid_key(key))
+    };
+    // Listed keys keep their stored value; `default` takes over the project's existing key.
+    let named_keys: BTreeMap<String, BTreeMap<String, String>> = tracker
+        .spec
+        .projects
+        .iter()
+        .filter(|p| !p.keys.is_empty())
+        .map(|project| {
+            let keys = project.keys.iter().map(|k| {
+                let value = stored_key(&project.name, &format!("key-{}", k.name))
+                    .or_else(|| {
+                        (k.name == "default")
+                            .then(|| stored_key(&project.name, "key"))
+                            .flatten()
+                    })
+                    .unwrap_or_else(generate_key);
+                (k.name.clone(), value)
+            });
+            (project.name.clone(), keys.collect())
+        })
+        .collect();
     let dsn_keys = tracker
         .spec
         .projects
         .iter()
         .map(|project| {
-            let key = stored(&dsn_secret_name(&name, &project.name), "key")
-                .filter(|key| is_valid_key(key))
+            let key = builders::primary_key(project, named_keys.get(&project.name))
+                .or_else(|| stored_key(&project.name, "key"))
                 .unwrap_or_else(generate_key);
             (project.name.clone(), key)
         })
@@ -348,6 +371,7 @@ fn resolve_credentials(tracker: &ErrorTracker, existing: &[Secret]) -> Credentia
         .unwrap_or_else(generate_token);
     Credentials {
         dsn_keys,
+        named_keys,
         admin_token,
         operator_namespace: None,
     }

@@ -371,6 +371,33 @@ pub struct ProjectSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3650))]
     pub retention_days: Option<u32>,
+    /// DSN keys, as Sentry's project keys. Unset: one key, as `key` in the DSN Secret. Each
+    /// listed key is generated once and kept in the Secret as `key-<name>` (a key named
+    /// `default` takes over the project's existing key); `key`, `dsn` and `publicDsn` are those
+    /// of the first enabled key, `dsn-<name>` that of every enabled key. Rotate by adding a
+    /// key, moving the applications to it, then disabling or removing the old one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub keys: Vec<ProjectKeySpec>,
+}
+
+/// One DSN key of a project.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectKeySpec {
+    /// Name of the key: lowercase letters, digits and '-'. Part of the Secret's keys.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9][a-z0-9-]{0,39}$"),
+        length(min = 1, max = 40)
+    )]
+    pub name: String,
+    /// A disabled key is refused by the engine with 401.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Events accepted with this key per window, on top of the project's limit (429 with the
+    /// `key` scope beyond it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 /// A rate limit.

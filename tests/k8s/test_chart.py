@@ -116,6 +116,28 @@ def test_metrics_service_targets_the_operator(chart_objects):
                                          "protocol": "TCP"}]
 
 
+def test_service_monitor_is_optional_and_selects_the_metrics_service(chart_objects):
+    assert by_kind(chart_objects["default"], "ServiceMonitor") == []
+    values = {"metrics": {"serviceMonitor": {"enabled": True, "interval": "30s",
+                                             "labels": {"release": "kube-prometheus"}}}}
+    objects = [o for path, text in render_chart(values).items() if path.endswith(".yaml")
+               for o in load_all(text)]
+    monitor = the(objects, "ServiceMonitor")
+    service = the(objects, "Service")
+    assert monitor["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [RELEASE_NAMESPACE]}
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics",
+                                             "interval": "30s"}]
+    assert [p["name"] for p in service["spec"]["ports"]] == ["metrics"]
+    # Without the metrics Service there is nothing to monitor.
+    values["metrics"]["service"] = {"enabled": False}
+    kinds = {o["kind"] for path, text in render_chart(values).items() if path.endswith(".yaml")
+             for o in load_all(text)}
+    assert "ServiceMonitor" not in kinds
+
+
 def test_every_namespaced_object_is_in_the_release_namespace(chart_objects):
     cluster_scoped = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
     for values, objects in chart_objects.items():

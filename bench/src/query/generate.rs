@@ -113,7 +113,7 @@ pub(crate) async fn generate(
         id: 1,
         name: "shop".into(),
         org: "default".into(),
-        keys: vec!["0".repeat(32)],
+        keys: vec![faultline_config::KeyConfig::new("0".repeat(32))],
         rate_limit: None,
     };
     let hours = days * 24;

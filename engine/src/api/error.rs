@@ -47,11 +47,15 @@ fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> 
     match err {
         ApiError::Ingest(ingest::Error::RateLimited {
             retry_after,
-            project_id: _,
+            per_key,
             ..
         }) => Some((
             *retry_after,
-            Some(format!("{}:error:project", retry_after.as_secs().max(1))),
+            Some(format!(
+                "{}:error:{}",
+                retry_after.as_secs().max(1),
+                if *per_key { "key" } else { "project" }
+            )),
         )),
         ApiError::Ingest(ingest::Error::Backpressure { retry_after }) => Some((*retry_after, None)),
         ApiError::Ingest(ingest::Error::Busy { .. }) => {
@@ -111,7 +115,10 @@ fn tenancy_status(err: &tenancy::Error) -> StatusCode {
     use tenancy::Error as T;
     match err {
         T::UnknownProject { .. } => StatusCode::FORBIDDEN,
-        T::BadKey { .. } | T::BadToken => StatusCode::UNAUTHORIZED,
+        T::BadKey { .. } | T::DisabledKey { .. } | T::BadToken => StatusCode::UNAUTHORIZED,
+        T::UnknownKey { .. } => StatusCode::NOT_FOUND,
+        T::ConfigKey { .. } | T::LastActiveKey { .. } => StatusCode::CONFLICT,
+        T::InvalidRateLimit => StatusCode::BAD_REQUEST,
         T::MissingScope { .. } => StatusCode::FORBIDDEN,
         T::UnknownToken { .. } | T::UnknownProjectName { .. } => StatusCode::NOT_FOUND,
         T::InvalidName { .. } | T::InvalidScope { .. } | T::NoScopes => StatusCode::BAD_REQUEST,

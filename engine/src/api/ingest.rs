@@ -44,9 +44,9 @@ pub(super) async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let endpoint = match endpoint.as_str() {
-        "envelope" => Endpoint::Envelope,
-        "store" => Endpoint::Store,
+    let (endpoint, name) = match endpoint.as_str() {
+        "envelope" => (Endpoint::Envelope, "envelope"),
+        "store" => (Endpoint::Store, "store"),
         other => return Err(ApiError::NotFound(format!("no ingest endpoint {other:?}"))),
     };
     let client_ip = header_str(&headers, "x-forwarded-for")
@@ -64,10 +64,18 @@ pub(super) async fn ingest(
         content_encoding: header_str(&headers, header::CONTENT_ENCODING),
         client_ip: Some(client_ip),
     };
-    let mut admitted = state.ingest.admit(head).await?;
-    let declared = header_str(&headers, header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
-    let body = read_body(&state, &mut admitted, body, declared).await?;
-    let id = state.ingest.submit(admitted, body).await?;
+    let result = async {
+        let mut admitted = state.ingest.admit(head).await?;
+        let declared = header_str(&headers, header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+        let body = read_body(&state, &mut admitted, body, declared).await?;
+        Ok::<_, ApiError>(state.ingest.submit(admitted, body).await?)
+    }
+    .await;
+    let status = result
+        .as_ref()
+        .map_or_else(|e| e.status().as_u16(), |_| 200);
+    crate::metrics::ingest_request(name, crate::metrics::ingest_outcome(status));
+    let id = result?;
     Ok(Json(match id {
         Some(id) => json!({ "id": id.simple().to_string() }),
         None => json!({}),

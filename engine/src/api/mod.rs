@@ -4,8 +4,10 @@
 mod error;
 mod ingest;
 mod issues;
+mod keys;
 pub mod listener;
 mod maintenance;
+mod metrics;
 mod query;
 #[cfg(test)]
 mod tests;
@@ -46,10 +48,11 @@ fn ingest_cors() -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-/// Everything on one listener: ingest, the query API and health checks.
+/// Everything on one listener: ingest, the query API, metrics and health checks.
 pub fn router(node: &Arc<Node>) -> Router {
     ingest_routes(node)
         .merge(query_routes(node))
+        .merge(metrics_routes(node))
         .merge(health_routes(node))
 }
 
@@ -58,9 +61,19 @@ pub fn ingest_router(node: &Arc<Node>) -> Router {
     ingest_routes(node).merge(health_routes(node))
 }
 
-/// The separate query/admin listener: the query API and health checks.
+/// The separate query/admin listener: the query API, metrics and health checks.
 pub fn admin_router(node: &Arc<Node>) -> Router {
-    query_routes(node).merge(health_routes(node))
+    query_routes(node)
+        .merge(metrics_routes(node))
+        .merge(health_routes(node))
+}
+
+/// `GET /metrics`: Prometheus text format, without authentication (like the health checks;
+/// on the admin listener when there is one, which a NetworkPolicy keeps inside the cluster).
+fn metrics_routes(node: &Arc<Node>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .with_state(Arc::clone(node))
 }
 
 fn ingest_routes(node: &Arc<Node>) -> Router {
@@ -87,6 +100,18 @@ fn query_routes(node: &Arc<Node>) -> Router {
     let admin = maintenance::AdminState {
         node: Arc::clone(node),
     };
+    let keys = keys::KeysState {
+        tokens: Arc::clone(&node.tokens),
+        projects: Arc::clone(&node.projects),
+        public_url: node
+            .config
+            .server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", node.config.server.listen)),
+    };
+    let key_list = get(keys::list).post(keys::create);
+    let key_one = get(keys::get_key).put(keys::update).delete(keys::delete);
     Router::new()
         .route("/api/sql", post(query::sql))
         .route("/api/tokens", post(tokens::create).get(tokens::list))
@@ -104,6 +129,25 @@ fn query_routes(node: &Arc<Node>) -> Router {
                 .route("/api/0/backups/{id}", get(maintenance::get_backup))
                 .route("/api/0/retention/run", post(maintenance::run_retention))
                 .with_state(admin),
+        )
+        .merge(
+            Router::new()
+                .route("/api/0/projects/{org}/{project}/keys/", key_list.clone())
+                .route("/api/0/projects/{org}/{project}/keys", key_list)
+                .route(
+                    "/api/0/projects/{org}/{project}/keys/{key}/",
+                    key_one.clone(),
+                )
+                .route("/api/0/projects/{org}/{project}/keys/{key}", key_one)
+                .route(
+                    "/api/0/projects/{org}/{project}/keys/{key}/rotate/",
+                    post(keys::rotate),
+                )
+                .route(
+                    "/api/0/projects/{org}/{project}/keys/{key}/rotate",
+                    post(keys::rotate),
+                )
+                .with_state(keys),
         )
         .layer(body_timeout)
 }

@@ -20,7 +20,9 @@ use crate::tenancy::{DEFAULT_ORG, NewToken, Scope};
 
 mod hardening;
 mod issues;
+mod keys;
 mod lost_replies;
+mod metrics;
 mod sql;
 mod tenancy;
 

@@ -95,6 +95,7 @@ impl Maintenance {
     /// Merges the small files of every node's manifest.
     #[tracing::instrument(level = "info", skip(self))]
     pub async fn compact(&self, dry_run: bool, interactive: bool) -> Result<CompactionReport> {
+        let started = std::time::Instant::now();
         let target = self.config.compaction.target_size.as_u64();
         let min_files = self.config.compaction.min_files;
         let mut report = CompactionReport {
@@ -139,6 +140,7 @@ impl Maintenance {
         }
         if !dry_run {
             self.purge().await?;
+            crate::metrics::compacted(started);
         }
         Ok(report)
     }

@@ -131,7 +131,7 @@ impl Store {
             source,
         })?;
         Ok(Self {
-            objects: Arc::new(RetiredFallback::new(Arc::new(objects))),
+            objects: crate::metrics::instrument(Arc::new(RetiredFallback::new(Arc::new(objects)))),
             location: format!("file://{}", root.display()),
             local_root: Some(root),
         })
@@ -149,9 +149,9 @@ impl Store {
     /// An in-memory store, for tests.
     pub fn memory() -> Self {
         Self {
-            objects: Arc::new(RetiredFallback::new(Arc::new(
+            objects: crate::metrics::instrument(Arc::new(RetiredFallback::new(Arc::new(
                 object_store::memory::InMemory::new(),
-            ))),
+            )))),
             local_root: None,
             location: "memory://".to_owned(),
         }
@@ -218,7 +218,7 @@ impl Store {
         };
         let objects = Arc::new(RetiredFallback::new(objects));
         Ok(Self {
-            objects,
+            objects: crate::metrics::instrument(objects),
             local_root: None,
             location: url.to_owned(),
         })

@@ -4,12 +4,14 @@
 //! Organizations are names: a project or token names its organization, and projects from the
 //! config file belong to [`DEFAULT_ORG`].
 
+pub mod keys;
 pub mod projects;
 pub mod tokens;
 
 use std::path::PathBuf;
 
-pub use projects::{Project, Projects};
+pub use keys::{KeyInfo, KeySource, KeyUpdate};
+pub use projects::{Authorized, Project, Projects};
 pub use tokens::{NewToken, Principal, Scope, TokenRecord, Tokens};
 
 /// The organization of projects from the config file and of tokens that name none.
@@ -21,6 +23,26 @@ pub enum Error {
     UnknownProject { project_id: u64 },
     #[error("the DSN key is not valid for project {project_id}")]
     BadKey { project_id: u64 },
+    #[error(
+        "the DSN key{} of project {project_id} is disabled: configure the SDK with an active key of the project",
+        label.as_deref().map(|l| format!(" {l:?}")).unwrap_or_default()
+    )]
+    DisabledKey {
+        project_id: u64,
+        label: Option<String>,
+    },
+    #[error("project {project:?} has no DSN key {key:?}")]
+    UnknownKey { project: String, key: String },
+    #[error(
+        "the DSN key {key} of project {project:?} is declared in the config file; change it there"
+    )]
+    ConfigKey { project: String, key: String },
+    #[error(
+        "project {project:?} would have no active DSN key left: create or enable another key first"
+    )]
+    LastActiveKey { project: String },
+    #[error("invalid rate limit: events and window must be greater than zero")]
+    InvalidRateLimit,
     #[error("invalid project name {name:?}: use 1-64 lowercase letters, digits or '-'")]
     InvalidName { name: String },
     #[error("a project named {name:?} already exists")]

@@ -4,24 +4,33 @@
 //! the object store (`meta/projects/<id>.json`, what `faultline project create` writes, created
 //! with a conditional PUT so two creators never get the same id). A server looks a project up in
 //! memory and re-reads the store when a request names a project or key it does not know, so a
-//! project created by the CLI works at once, without a restart.
+//! project created by the CLI works at once, without a restart. A running server also re-reads
+//! the store every few seconds ([`Projects::refresh`]), so a key disabled by the CLI is refused
+//! within [`REFRESH_INTERVAL`].
+//!
+//! A project's keys are managed in [`super::keys`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use faultline_config::{Config, ProjectConfig, RateLimit};
+use faultline_config::{Config, KeyConfig, ProjectConfig, RateLimit};
 use object_store::path::Path as ObjectPath;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
+use super::keys::{KEYS_PREFIX, KeyRecord, find_key, new_key};
 use super::{DEFAULT_ORG, Error, Principal, Result};
 use crate::store::{self, Store};
 
 /// Re-reading the store on a miss happens at most this often.
 const RELOAD_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A running server re-reads projects and keys this often, so changes made by another process
+/// (the CLI, another node) take effect without a restart.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Project {
@@ -29,7 +38,9 @@ pub struct Project {
     pub name: String,
     #[serde(default = "default_org")]
     pub org: String,
-    pub keys: Vec<String>,
+    /// Its DSN keys: strings (active, no limit of their own) or tables, as in the config.
+    /// After loading, also the keys stored under `meta/keys/<id>/`.
+    pub keys: Vec<KeyConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
 }
@@ -47,11 +58,40 @@ impl From<&ProjectConfig> for Project {
 }
 
 impl Project {
-    /// The DSN an SDK is configured with.
-    pub fn dsn(&self, public_url: &str) -> String {
-        let url = public_url.trim_end_matches('/');
-        let (scheme, host) = url.split_once("://").unwrap_or(("http", url));
-        format!("{scheme}://{}@{host}/{}", self.keys[0], self.id)
+    /// The DSN an SDK is configured with: the first active key. `None` when every key is
+    /// disabled.
+    pub fn dsn(&self, public_url: &str) -> Option<String> {
+        let key = self.keys.iter().find(|k| k.enabled)?;
+        Some(dsn(public_url, &key.public, self.id))
+    }
+}
+
+/// The DSN of `key` for project `id` at `public_url`.
+pub fn dsn(public_url: &str, key: &str, id: u64) -> String {
+    let url = public_url.trim_end_matches('/');
+    let (scheme, host) = url.split_once("://").unwrap_or(("http", url));
+    format!("{scheme}://{key}@{host}/{id}")
+}
+
+/// A project whose key was accepted, and which of its keys it was.
+#[derive(Debug, Clone)]
+pub struct Authorized {
+    pub project: Arc<Project>,
+    key: usize,
+}
+
+impl Authorized {
+    /// The key the request was sent with.
+    pub fn key(&self) -> &KeyConfig {
+        &self.project.keys[self.key]
+    }
+}
+
+impl std::ops::Deref for Authorized {
+    type Target = Project;
+
+    fn deref(&self) -> &Project {
+        &self.project
     }
 }
 
@@ -59,13 +99,13 @@ fn default_org() -> String {
     DEFAULT_ORG.to_owned()
 }
 
-fn project_path(id: u64) -> ObjectPath {
+pub(super) fn project_path(id: u64) -> ObjectPath {
     ObjectPath::from(format!("meta/projects/{id}.json"))
 }
 
 /// Every project this node serves.
 pub struct Projects {
-    store: Store,
+    pub(super) store: Store,
     from_config: Vec<Project>,
     by_id: RwLock<Arc<HashMap<u64, Arc<Project>>>>,
     last_reload: Mutex<Instant>,
@@ -91,17 +131,76 @@ impl Projects {
         Ok(out)
     }
 
+    async fn read_keys(store: &Store) -> Result<Vec<KeyRecord>> {
+        let mut out = Vec::new();
+        for meta in store.list(&ObjectPath::from(KEYS_PREFIX)).await? {
+            out.push(store.get_json(&meta.location).await?);
+        }
+        // Oldest first, so keys are tried and listed in the order they were made.
+        out.sort_by(|a: &KeyRecord, b| (a.created, &a.public).cmp(&(b.created, &b.public)));
+        Ok(out)
+    }
+
     async fn reload(&self) -> Result<()> {
-        let mut map: HashMap<u64, Arc<Project>> = HashMap::new();
+        let mut map: HashMap<u64, Project> = HashMap::new();
         for project in Self::read_stored(&self.store).await? {
-            map.insert(project.id, Arc::new(project));
+            map.insert(project.id, project);
         }
         // The config wins over the store for the same id.
         for project in &self.from_config {
-            map.insert(project.id, Arc::new(project.clone()));
+            map.insert(project.id, project.clone());
         }
+        for record in Self::read_keys(&self.store).await? {
+            let Some(project) = map.get_mut(&record.project_id) else {
+                continue;
+            };
+            if self.config_has_key(record.project_id, &record.public) {
+                continue;
+            }
+            match project.keys.iter_mut().find(|k| k.public == record.public) {
+                Some(key) => *key = record.config(),
+                None => project.keys.push(record.config()),
+            }
+        }
+        let map = map.into_iter().map(|(id, p)| (id, Arc::new(p))).collect();
         *self.by_id.write() = Arc::new(map);
         Ok(())
+    }
+
+    /// Re-reads the store now.
+    pub async fn reload_now(&self) -> Result<()> {
+        let mut last = self.last_reload.lock().await;
+        self.reload().await?;
+        *last = Instant::now();
+        Ok(())
+    }
+
+    /// Re-reads the store every [`REFRESH_INTERVAL`] until `shutdown`; failures are logged and
+    /// the last known projects stay in use.
+    pub async fn refresh(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(REFRESH_INTERVAL) => {}
+            }
+            if let Err(err) = self.reload_now().await {
+                tracing::warn!(cause = %err, "cannot re-read projects and keys");
+            }
+        }
+    }
+
+    /// True if the config file declares `public` as a key of project `id`.
+    pub(super) fn config_has_key(&self, id: u64, public: &str) -> bool {
+        self.from_config
+            .iter()
+            .any(|p| p.id == id && p.keys.iter().any(|k| k.public == public))
+    }
+
+    /// The DSN of project `id` at `public_url`, from the store's current state.
+    pub async fn project_dsn(&self, id: u64, public_url: &str) -> Result<Option<String>> {
+        self.reload_now().await?;
+        let map = Arc::clone(&self.by_id.read());
+        Ok(map.get(&id).and_then(|p| p.dsn(public_url)))
     }
 
     /// Re-reads the store unless that happened very recently.
@@ -133,27 +232,39 @@ impl Projects {
         Ok(())
     }
 
-    fn lookup(&self, id: u64, key: &str) -> Option<std::result::Result<Arc<Project>, ()>> {
+    fn lookup(&self, id: u64, key: &str) -> Option<std::result::Result<Authorized, ()>> {
         let map = Arc::clone(&self.by_id.read());
         let project = map.get(&id)?;
-        Some(if project.keys.iter().any(|k| k == key) {
-            Ok(Arc::clone(project))
-        } else {
-            Err(())
+        Some(match find_key(&project.keys, key) {
+            Some(index) => Ok(Authorized {
+                project: Arc::clone(project),
+                key: index,
+            }),
+            None => Err(()),
         })
     }
 
-    /// The project `id` if `key` is one of its DSN keys.
-    pub async fn authorize(&self, id: u64, key: &str) -> Result<Arc<Project>> {
-        if let Some(Ok(project)) = self.lookup(id, key) {
-            return Ok(project);
+    /// The project `id` if `key` is one of its active DSN keys. Keys are compared in constant
+    /// time.
+    pub async fn authorize(&self, id: u64, key: &str) -> Result<Authorized> {
+        let found = match self.lookup(id, key) {
+            Some(Ok(found)) => found,
+            _ => {
+                self.reload_on_miss().await?;
+                match self.lookup(id, key) {
+                    Some(Ok(found)) => found,
+                    Some(Err(())) => return Err(Error::BadKey { project_id: id }),
+                    None => return Err(Error::UnknownProject { project_id: id }),
+                }
+            }
+        };
+        if !found.key().enabled {
+            return Err(Error::DisabledKey {
+                project_id: id,
+                label: found.key().label.clone(),
+            });
         }
-        self.reload_on_miss().await?;
-        match self.lookup(id, key) {
-            Some(Ok(project)) => Ok(project),
-            Some(Err(())) => Err(Error::BadKey { project_id: id }),
-            None => Err(Error::UnknownProject { project_id: id }),
-        }
+        Ok(found)
     }
 
     /// Every project, by id.
@@ -217,7 +328,7 @@ impl Projects {
                 id,
                 name: name.to_owned(),
                 org: org.to_owned(),
-                keys: vec![new_key()],
+                keys: vec![KeyConfig::new(new_key())],
                 rate_limit: None,
             };
             let data = serde_json::to_vec_pretty(&project).expect("project serializes");
@@ -240,11 +351,6 @@ impl Projects {
     }
 }
 
-/// A DSN public key: 32 lowercase hex characters.
-fn new_key() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,13 +363,13 @@ mod tests {
         let cli = Projects::load(store, &config).await.unwrap();
         let shop = cli.create("shop", DEFAULT_ORG).await.unwrap();
         assert_eq!(shop.id, 1);
-        assert_eq!(shop.keys[0].len(), 32);
+        assert_eq!(shop.keys[0].public.len(), 32);
         tokio::time::sleep(RELOAD_INTERVAL).await;
-        let found = server.authorize(1, &shop.keys[0]).await.unwrap();
+        let found = server.authorize(1, &shop.keys[0].public).await.unwrap();
         assert_eq!(found.name, "shop");
         let err = server.authorize(1, "0000").await.unwrap_err();
         assert!(matches!(err, Error::BadKey { project_id: 1 }), "{err}");
-        let err = server.authorize(9, &shop.keys[0]).await.unwrap_err();
+        let err = server.authorize(9, &shop.keys[0].public).await.unwrap_err();
         assert!(
             matches!(err, Error::UnknownProject { project_id: 9 }),
             "{err}"
@@ -281,7 +387,10 @@ mod tests {
         let cli = Projects::load(store, &config).await.unwrap();
         let shop = cli.create("shop", DEFAULT_ORG).await.unwrap();
         // No pause: the server read the store moments ago.
-        let found = server.authorize(shop.id, &shop.keys[0]).await.unwrap();
+        let found = server
+            .authorize(shop.id, &shop.keys[0].public)
+            .await
+            .unwrap();
         assert_eq!(found.name, "shop");
     }
 
@@ -291,12 +400,18 @@ mod tests {
             id: 3,
             name: "shop".into(),
             org: DEFAULT_ORG.into(),
-            keys: vec!["ab".repeat(16)],
+            keys: vec![
+                KeyConfig {
+                    enabled: false,
+                    ..KeyConfig::new("cd".repeat(16))
+                },
+                KeyConfig::new("ab".repeat(16)),
+            ],
             rate_limit: None,
         };
         assert_eq!(
             project.dsn("https://errors.example.com/"),
-            format!("https://{}@errors.example.com/3", "ab".repeat(16))
+            Some(format!("https://{}@errors.example.com/3", "ab".repeat(16)))
         );
     }
 }

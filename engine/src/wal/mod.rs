@@ -410,6 +410,7 @@ impl Writer {
 
     fn commit(&mut self, data: &[u8], pending: &mut Vec<Pending>) {
         let result = self.segment.write(data);
+        crate::metrics::wal_commit(data.len(), result.is_ok());
         match result {
             Ok(()) => {
                 *self.failure.lock() = None;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use faultline_config::{BackupConfig, Config, ProjectConfig, RateLimit, S3Config};
+use faultline_config::{BackupConfig, Config, KeyConfig, ProjectConfig, RateLimit, S3Config};
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::{ADMIN_PORT, Ctx, Error, INGEST_PORT, ResolvedProject, Result};
@@ -34,7 +34,7 @@ pub(crate) const RESTORE_SOURCE_DIR: &str = "/var/lib/faultline-restore";
 pub(crate) fn engine_config(
     ctx: &Ctx<'_>,
     projects: &[ResolvedProject],
-    keys: &BTreeMap<String, String>,
+    credentials: &super::Credentials,
 ) -> Result<Config> {
     let spec = &ctx.tracker.spec;
     let mut config = Config::default();
@@ -70,7 +70,7 @@ pub(crate) fn engine_config(
         .map(|p| ProjectConfig {
             id: p.id,
             name: p.spec.name.clone(),
-            keys: keys.get(&p.spec.name).cloned().into_iter().collect(),
+            keys: project_keys(p, credentials),
             rate_limit: p.spec.rate_limit.as_ref().map(|limit| RateLimit {
                 events: limit.events,
                 window: Duration::from_secs(limit.window_seconds),
@@ -80,6 +80,38 @@ pub(crate) fn engine_config(
         .collect();
     config.validate().map_err(Error::InvalidConfig)?;
     Ok(config)
+}
+
+/// The engine's keys of a project: its only key, or every listed key with its name, state and
+/// limit.
+fn project_keys(project: &ResolvedProject, credentials: &super::Credentials) -> Vec<KeyConfig> {
+    let name = &project.spec.name;
+    if project.spec.keys.is_empty() {
+        return credentials
+            .dsn_keys
+            .get(name)
+            .map(KeyConfig::new)
+            .into_iter()
+            .collect();
+    }
+    let named = credentials.named_keys.get(name);
+    project
+        .spec
+        .keys
+        .iter()
+        .filter_map(|key| {
+            let public = named?.get(&key.name)?;
+            Some(KeyConfig {
+                public: public.clone(),
+                label: Some(key.name.clone()),
+                enabled: key.enabled,
+                rate_limit: key.rate_limit.as_ref().map(|limit| RateLimit {
+                    events: limit.events,
+                    window: Duration::from_secs(limit.window_seconds),
+                }),
+            })
+        })
+        .collect()
 }
 
 /// The config of the bootstrap init container: the engine's, with `[backup]` describing the

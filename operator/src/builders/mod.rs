@@ -24,6 +24,7 @@ use crate::crd::{ErrorTracker, ProjectSpec};
 
 use config::engine_config;
 pub use config::{CONFIG_FILE, CONFIG_MOUNT, DATA_DIR, RESTORE_CONFIG_FILE};
+pub use network::scrape_annotations;
 pub use network::{admin_service_name, headless_service_name};
 pub use secrets::{
     ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, admin_token_secret_name, dsn_secret_name, generate_key,
@@ -112,8 +113,11 @@ pub struct ResolvedProject {
 /// Secrets the operator generates once and then reads back from the cluster.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Credentials {
-    /// DSN key (32 hex characters) per project name.
+    /// DSN key (32 hex characters) per project name: the project's only key, or, for a
+    /// project that lists `keys`, its first enabled one.
     pub dsn_keys: BTreeMap<String, String>,
+    /// For projects that list `keys`: each key's value by project and key name.
+    pub named_keys: BTreeMap<String, BTreeMap<String, String>>,
     /// API token of the admin/query API (64 hex characters).
     pub admin_token: String,
     /// Namespace the operator runs in: the NetworkPolicy lets it reach the admin port (it
@@ -125,17 +129,46 @@ pub struct Credentials {
 impl Credentials {
     /// Fresh credentials for every project of `tracker`, as on a first reconcile.
     pub fn generate(tracker: &ErrorTracker) -> Self {
+        let named_keys: BTreeMap<String, BTreeMap<String, String>> = tracker
+            .spec
+            .projects
+            .iter()
+            .filter(|p| !p.keys.is_empty())
+            .map(|p| {
+                let keys = p.keys.iter().map(|k| (k.name.clone(), generate_key()));
+                (p.name.clone(), keys.collect())
+            })
+            .collect();
         Self {
             dsn_keys: tracker
                 .spec
                 .projects
                 .iter()
-                .map(|p| (p.name.clone(), generate_key()))
+                .map(|p| {
+                    let key = primary_key(p, named_keys.get(&p.name)).unwrap_or_else(generate_key);
+                    (p.name.clone(), key)
+                })
                 .collect(),
+            named_keys,
             admin_token: generate_token(),
             operator_namespace: Some(DEFAULT_OPERATOR_NAMESPACE.to_owned()),
         }
     }
+}
+
+/// The key applications use: the first enabled of the project's listed keys (or the first
+/// listed), from `named`; `None` for a project that lists no keys.
+pub fn primary_key(
+    project: &ProjectSpec,
+    named: Option<&BTreeMap<String, String>>,
+) -> Option<String> {
+    let named = named?;
+    project
+        .keys
+        .iter()
+        .find(|k| k.enabled)
+        .or(project.keys.first())
+        .and_then(|k| named.get(&k.name).cloned())
 }
 
 /// Namespace the chart installs the operator into by default.
@@ -150,8 +183,17 @@ pub fn build(tracker: &ErrorTracker, credentials: &Credentials) -> Result<Desire
         if !keys.contains_key(&project.spec.name) {
             return Err(Error::MissingKey(project.spec.name.clone()));
         }
+        let named = credentials.named_keys.get(&project.spec.name);
+        for key in &project.spec.keys {
+            if !named.is_some_and(|n| n.contains_key(&key.name)) {
+                return Err(Error::MissingKey(format!(
+                    "{} (key {})",
+                    project.spec.name, key.name
+                )));
+            }
+        }
     }
-    let engine = engine_config(&ctx, &projects, keys)?;
+    let engine = engine_config(&ctx, &projects, credentials)?;
     let config_text = config::minimal_toml(&engine);
     let restore_text = config::restore_config(&ctx, &engine)?.map(|c| config::minimal_toml(&c));
     Ok(Desired {
@@ -160,7 +202,14 @@ pub fn build(tracker: &ErrorTracker, credentials: &Credentials) -> Result<Desire
         admin_token_secret: secrets::admin_token_secret(&ctx, &credentials.admin_token),
         dsn_secrets: projects
             .iter()
-            .map(|p| secrets::dsn_secret(&ctx, p, &keys[&p.spec.name]))
+            .map(|p| {
+                secrets::dsn_secret(
+                    &ctx,
+                    p,
+                    &keys[&p.spec.name],
+                    credentials.named_keys.get(&p.spec.name),
+                )
+            })
             .collect(),
         service: network::service(&ctx),
         admin_service: network::admin_service(&ctx),

@@ -1,6 +1,8 @@
 //! How the engine pods are reached: Services, Ingress, NetworkPolicy, and the
 //! PodDisruptionBudget that keeps them reachable during node drains.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -44,11 +46,23 @@ pub(crate) fn service(ctx: &Ctx<'_>) -> Service {
     }
 }
 
+/// Prometheus' conventional scrape annotations: the engine's `/metrics` on the admin port.
+/// On the admin Service and on the pods, for either kind of discovery.
+pub fn scrape_annotations() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("prometheus.io/scrape".to_owned(), "true".to_owned()),
+        ("prometheus.io/port".to_owned(), ADMIN_PORT.to_string()),
+        ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
+    ])
+}
+
 /// The query/admin port, inside the cluster only (and only from the namespaces the
-/// NetworkPolicy allows).
+/// NetworkPolicy allows). It also serves `/metrics`.
 pub(crate) fn admin_service(ctx: &Ctx<'_>) -> Service {
+    let mut metadata = ctx.meta(admin_service_name(&ctx.name), "engine");
+    metadata.annotations = Some(scrape_annotations());
     Service {
-        metadata: ctx.meta(admin_service_name(&ctx.name), "engine"),
+        metadata,
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: Some(selector_labels(&ctx.name)),

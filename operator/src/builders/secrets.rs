@@ -65,10 +65,18 @@ pub fn is_valid_key(key: &str) -> bool {
 }
 
 /// The Secret of one project: `dsn` (in-cluster URL), `publicDsn` (through the Ingress when
-/// there is one), `key` and `projectId`.
-pub(crate) fn dsn_secret(ctx: &Ctx<'_>, project: &ResolvedProject, key: &str) -> Secret {
+/// there is one), `key` and `projectId`. For a project that lists keys (`named`), `key` is the
+/// first enabled one; every listed key is kept as `key-<name>` and every enabled one also has
+/// `dsn-<name>`.
+pub(crate) fn dsn_secret(
+    ctx: &Ctx<'_>,
+    project: &ResolvedProject,
+    key: &str,
+    named: Option<&BTreeMap<String, String>>,
+) -> Secret {
     let id = project.id;
-    let dsn = format!("http://{key}@{}:{INGEST_PORT}/{id}", ctx.service_host());
+    let dsn_of = |key: &str| format!("http://{key}@{}:{INGEST_PORT}/{id}", ctx.service_host());
+    let dsn = dsn_of(key);
     let public = ctx.ingest_url();
     let (scheme, host) = public
         .split_once("://")
@@ -78,15 +86,25 @@ pub(crate) fn dsn_secret(ctx: &Ctx<'_>, project: &ResolvedProject, key: &str) ->
     meta.labels
         .get_or_insert_with(BTreeMap::new)
         .insert("faultline.dev/project".into(), project.spec.name.clone());
-    let data = [
-        ("dsn", dsn),
-        ("publicDsn", public_dsn),
-        ("key", key.to_owned()),
-        ("projectId", id.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
-    .collect();
+    let mut data: Vec<(String, String)> = vec![
+        ("dsn".into(), dsn),
+        ("publicDsn".into(), public_dsn),
+        ("key".into(), key.to_owned()),
+        ("projectId".into(), id.to_string()),
+    ];
+    for spec in &project.spec.keys {
+        let Some(value) = named.and_then(|n| n.get(&spec.name)) else {
+            continue;
+        };
+        data.push((format!("key-{}", spec.name), value.clone()));
+        if spec.enabled {
+            data.push((format!("dsn-{}", spec.name), dsn_of(value)));
+        }
+    }
+    let data = data
+        .into_iter()
+        .map(|(k, v)| (k, ByteString(v.into_bytes())))
+        .collect();
     Secret {
         metadata: meta,
         type_: Some("Opaque".into()),

@@ -201,10 +201,11 @@ pub(crate) fn stateful_set(ctx: &Ctx<'_>, config_text: &str) -> StatefulSet {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(&ctx.name, "engine")),
-                    annotations: Some(BTreeMap::from([(
-                        CONFIG_CHECKSUM_ANNOTATION.to_owned(),
-                        checksum,
-                    )])),
+                    annotations: Some({
+                        let mut annotations = super::network::scrape_annotations();
+                        annotations.insert(CONFIG_CHECKSUM_ANNOTATION.to_owned(), checksum);
+                        annotations
+                    }),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod),

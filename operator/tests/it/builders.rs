@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use faultline_config::KeyConfig;
 use faultline_operator::builders::{
     self, CONFIG_CHECKSUM_ANNOTATION, CONFIG_FILE, Credentials, Desired, derived_project_id,
 };
@@ -213,11 +214,14 @@ fn engine_config_is_read_back_by_the_engine_parser() {
     assert_eq!(config.backup.keep_last, Some(7));
     let shop = config.projects.iter().find(|p| p.name == "shop").unwrap();
     assert_eq!(shop.id, derived_project_id("shop"));
-    assert_eq!(shop.keys, vec![keys["shop"].clone()]);
+    assert_eq!(shop.keys, vec![KeyConfig::new(keys["shop"].as_str())]);
     assert_eq!(shop.rate_limit.as_ref().unwrap().events, 1000);
     assert_eq!(config.retention_days("shop"), 14);
     let api = config.projects.iter().find(|p| p.name == "api").unwrap();
-    assert_eq!((api.id, api.keys.clone()), (42, vec![keys["api"].clone()]));
+    assert_eq!(
+        (api.id, api.keys.clone()),
+        (42, vec![KeyConfig::new(keys["api"].as_str())])
+    );
     assert_eq!(config.retention_days("api"), 30);
 
     let local = builders::build(&self::tracker("minimal.yaml"), &creds_for("web")).unwrap();
@@ -238,6 +242,7 @@ fn creds_for(project: &str) -> Credentials {
         )]),
         admin_token: "0".repeat(64),
         operator_namespace: None,
+        ..Credentials::default()
     }
 }
 
@@ -337,12 +342,14 @@ fn project_ids_are_stable_and_collisions_are_refused() {
             id: None,
             rate_limit: None,
             retention_days: None,
+            keys: Vec::new(),
         },
         ProjectSpec {
             name: "other".into(),
             id: Some(derived_project_id("shop")),
             rate_limit: None,
             retention_days: None,
+            keys: Vec::new(),
         },
     ];
     let err = builders::resolve_projects(&projects)
@@ -468,6 +475,136 @@ fn only_the_ingest_port_leaves_the_cluster() {
     );
     assert_eq!(ports(&desired.admin_service), [("admin".to_owned(), 8001)]);
     assert_eq!(ports(&desired.headless_service).len(), 2);
+}
+
+#[test]
+fn listed_keys_reach_the_engine_config_and_the_dsn_secret() {
+    use faultline_operator::crd::{ProjectKeySpec, RateLimitSpec};
+    let mut tracker = tracker("minimal.yaml");
+    let project = &mut tracker.spec.projects[0];
+    let name = project.name.clone();
+    project.keys = vec![
+        ProjectKeySpec {
+            name: "default".into(),
+            enabled: false,
+            rate_limit: None,
+        },
+        ProjectKeySpec {
+            name: "v2".into(),
+            enabled: true,
+            rate_limit: Some(RateLimitSpec {
+                events: 50,
+                window_seconds: 10,
+            }),
+        },
+    ];
+    let old = "1".repeat(32);
+    let new = "2".repeat(32);
+    let mut credentials = credentials(&tracker);
+    credentials.named_keys = BTreeMap::from([(
+        name.clone(),
+        BTreeMap::from([
+            ("default".to_owned(), old.clone()),
+            ("v2".to_owned(), new.clone()),
+        ]),
+    )]);
+    // What applications read is the first enabled key.
+    credentials.dsn_keys.insert(
+        name.clone(),
+        builders::primary_key(&tracker.spec.projects[0], credentials.named_keys.get(&name))
+            .unwrap(),
+    );
+    let desired = builders::build(&tracker, &credentials).unwrap();
+    let config =
+        faultline_config::Config::parse(&desired.config_map.data.unwrap()[CONFIG_FILE]).unwrap();
+    let keys = &config.projects[0].keys;
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        (keys[0].public.as_str(), keys[0].enabled),
+        (old.as_str(), false)
+    );
+    assert_eq!(keys[0].label.as_deref(), Some("default"));
+    assert_eq!(
+        (keys[1].public.as_str(), keys[1].enabled),
+        (new.as_str(), true)
+    );
+    let limit = keys[1].rate_limit.as_ref().unwrap();
+    assert_eq!((limit.events, limit.window.as_secs()), (50, 10));
+
+    let secret = &desired.dsn_secrets[0];
+    let data: BTreeMap<String, String> = secret
+        .data
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), String::from_utf8(v.0.clone()).unwrap()))
+        .collect();
+    assert_eq!(data["key"], new);
+    assert!(
+        data["dsn"].starts_with(&format!("http://{new}@")),
+        "{}",
+        data["dsn"]
+    );
+    assert_eq!(data["key-default"], old);
+    assert_eq!(data["key-v2"], new);
+    assert_eq!(data["dsn-v2"], data["dsn"]);
+    assert!(
+        !data.contains_key("dsn-default"),
+        "a disabled key has no DSN"
+    );
+
+    // A listed key without a value is a build error, not a key silently left out.
+    credentials.named_keys.get_mut(&name).unwrap().remove("v2");
+    let err = builders::build(&tracker, &credentials)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("v2"), "{err}");
+}
+
+#[test]
+fn prometheus_scrapes_the_admin_port_of_service_and_pods() {
+    let desired = build("minimal.yaml");
+    let expected = BTreeMap::from([
+        ("prometheus.io/scrape".to_owned(), "true".to_owned()),
+        ("prometheus.io/port".to_owned(), "8001".to_owned()),
+        ("prometheus.io/path".to_owned(), "/metrics".to_owned()),
+    ]);
+    let service = desired.admin_service.metadata.annotations.clone().unwrap();
+    assert_eq!(service, expected);
+    let pod = desired
+        .stateful_set
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .clone()
+        .unwrap();
+    for (key, value) in &expected {
+        assert_eq!(pod.get(key), Some(value), "pod annotation {key}");
+    }
+    assert!(pod.contains_key(CONFIG_CHECKSUM_ANNOTATION));
+    // The port named there is the one the engine serves /metrics on: its admin listener.
+    let config = faultline_config::Config::parse(
+        desired.config_map.data.as_ref().unwrap()[CONFIG_FILE].as_str(),
+    )
+    .unwrap();
+    assert_eq!(
+        config.server.admin_listen.map(|a| a.port().to_string()),
+        Some(expected["prometheus.io/port"].clone())
+    );
+    // The ingest Service, which a LoadBalancer may expose, is not annotated for scraping.
+    assert!(
+        desired
+            .service
+            .metadata
+            .annotations
+            .as_ref()
+            .is_none_or(|a| !a.contains_key("prometheus.io/scrape"))
+    );
 }
 
 fn env_names(container: &k8s_openapi::api::core::v1::Container) -> Vec<(String, String)> {

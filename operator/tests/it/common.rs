@@ -23,6 +23,7 @@ pub(crate) fn tracker(fixture: &str) -> ErrorTracker {
 pub(crate) fn credentials(tracker: &ErrorTracker) -> Credentials {
     Credentials {
         dsn_keys: keys(tracker),
+        named_keys: BTreeMap::new(),
         admin_token: "c".repeat(64),
         operator_namespace: Some(faultline_operator::builders::DEFAULT_OPERATOR_NAMESPACE.into()),
     }

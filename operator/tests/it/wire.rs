@@ -201,6 +201,78 @@ async fn replicas_change_is_applied_and_keys_are_kept() {
     );
 }
 
+fn secret_value(secret: &Value, key: &str) -> Option<String> {
+    let encoded = secret["data"][key].as_str()?;
+    let bytes: Vec<u8> = serde_json::from_value(json!(encoded))
+        .map(|k: k8s_openapi::ByteString| k.0)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[tokio::test]
+async fn listed_keys_keep_the_existing_key_as_default_and_add_new_ones() {
+    use faultline_operator::crd::ProjectKeySpec;
+    let mut tracker = with_finalizer(tracker("s3-ha.yaml"));
+    tracker.metadata.namespace = Some("default".into());
+    let shop = tracker
+        .spec
+        .projects
+        .iter_mut()
+        .find(|p| p.name == "shop")
+        .unwrap();
+    shop.keys = ["default", "v2"]
+        .into_iter()
+        .map(|name| ProjectKeySpec {
+            name: name.into(),
+            enabled: name == "v2",
+            rate_limit: None,
+        })
+        .collect();
+    let shop_key = "0123456789abcdef0123456789abcdef";
+    let api_key = "fedcba9876543210fedcba9876543210";
+    let script = Script {
+        lists: [(
+            "secrets",
+            vec![
+                stored_secret("errors", "shop", shop_key),
+                stored_secret("errors", "api", api_key),
+            ],
+        )]
+        .into(),
+        ..Script::default()
+    };
+    let (_, recorded) = mock_api::run(&tracker, script, Arc::new(Metrics::default()), |ctx| {
+        reconcile(Arc::new(tracker.clone()), ctx)
+    })
+    .await;
+    let secret = applied(&recorded, "Secret", "errors-dsn-shop");
+    assert_eq!(
+        secret_value(secret, "key-default").as_deref(),
+        Some(shop_key)
+    );
+    let v2 = secret_value(secret, "key-v2").expect("a generated v2 key");
+    assert!(v2.len() == 32 && v2 != shop_key, "{v2}");
+    // Applications follow the first enabled key; the disabled one has no DSN.
+    assert_eq!(secret_key(secret), v2);
+    assert!(secret_value(secret, "dsn-v2").is_some());
+    assert!(secret_value(secret, "dsn-default").is_none());
+    let config = applied(&recorded, "ConfigMap", "errors-config")["data"]["faultline.toml"]
+        .as_str()
+        .unwrap();
+    let config = faultline_config::Config::parse(config).unwrap();
+    let shop = config.projects.iter().find(|p| p.name == "shop").unwrap();
+    let keys: Vec<_> = shop
+        .keys
+        .iter()
+        .map(|k| (k.public.as_str(), k.enabled))
+        .collect();
+    assert_eq!(keys, [(shop_key, false), (v2.as_str(), true)]);
+    assert_eq!(
+        secret_key(applied(&recorded, "Secret", "errors-dsn-api")),
+        api_key
+    );
+}
+
 #[tokio::test]
 async fn project_added_and_removed() {
     let tracker = with_finalizer(tracker("minimal.yaml"));
@@ -213,6 +285,7 @@ async fn project_added_and_removed() {
             id: None,
             rate_limit: None,
             retention_days: None,
+            keys: Vec::new(),
         });
     let web_key = "0123456789abcdef0123456789abcdef";
     let script = Script {

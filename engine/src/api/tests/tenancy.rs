@@ -30,7 +30,7 @@ async fn tenants(edit: impl FnOnce(&mut faultline_config::Config)) -> (Harness, 
         (1, KEY, "shop broke"),
         (2, WEB_KEY, "web secret one"),
         (2, WEB_KEY, "web secret two"),
-        (3, ledger.keys[0].as_str(), "acme secret"),
+        (3, ledger.keys[0].public.as_str(), "acme secret"),
     ] {
         let reply = h
             .send(

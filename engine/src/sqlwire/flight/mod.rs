@@ -289,6 +289,8 @@ impl FlightSqlService for FlightSql {
             .access
             .run(&principal, &query.query)
             .await
+            .inspect(|_| crate::metrics::record_query::<()>("flight", &Ok(())))
+            .inspect_err(|e| crate::metrics::query_failed("flight", e))
             .map_err(query_status)?;
         let info = self.keep(&principal, output, request.into_inner())?;
         Ok(Response::new(info))
@@ -397,13 +399,16 @@ impl FlightSqlService for FlightSql {
         let mut plan = service
             .plan(&ctx, &statement.sql)
             .await
+            .inspect_err(|e| crate::metrics::query_failed("flight", e))
             .map_err(query_status)?;
         if let Some(values) = statement.bound {
             plan = plan
                 .with_param_values(ParamValues::from(values))
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
         }
-        let output = service.execute(&ctx, plan).await.map_err(query_status)?;
+        let output = service.execute(&ctx, plan).await;
+        crate::metrics::record_query("flight", &output);
+        let output = output.map_err(query_status)?;
         let info = self.keep(&principal, output, request.into_inner())?;
         Ok(Response::new(info))
     }

@@ -137,13 +137,19 @@ impl Planner {
     ) -> PgWireResult<QueryOutput> {
         let ctx = self.session().await?;
         let query = &self.access.query;
-        let mut plan = query.plan(&ctx, sql).await.map_err(|e| query_error(&e))?;
+        let mut plan = query
+            .plan(&ctx, sql)
+            .await
+            .inspect_err(|e| crate::metrics::query_failed("postgres", e))
+            .map_err(|e| query_error(&e))?;
         if let Some(values) = values {
             plan = plan
                 .with_param_values(values)
                 .map_err(|e| user_error("22023", e.to_string()))?;
         }
-        query.execute(&ctx, plan).await.map_err(|e| query_error(&e))
+        let output = query.execute(&ctx, plan).await;
+        crate::metrics::record_query("postgres", &output);
+        output.map_err(|e| query_error(&e))
     }
 
     /// Answers `prepared`: its rows in `format`, or the command's acknowledgement. `bound` has
