@@ -33,6 +33,8 @@ pub enum Error {
     Tenancy(#[from] tenancy::Error),
     #[error(transparent)]
     Rollup(#[from] issues::Error),
+    #[error(transparent)]
+    Query(#[from] crate::query::Error),
     #[error(
         "no faultline data in {path}: pass the server's --data-dir (or FAULTLINE_DATA_DIR), or --server to ask a running server"
     )]
@@ -150,7 +152,7 @@ impl Node {
             Arc::clone(&buffer),
             node_id,
             config.query.clone(),
-        ));
+        )?);
         Ok(Self {
             config,
             store,
@@ -324,5 +326,5 @@ pub async fn open_reader(config: &Config) -> Result<QueryService> {
         buffer,
         config.storage.node_id.clone(),
         config.query.clone(),
-    ))
+    )?)
 }

@@ -33,6 +33,9 @@ pub enum ApiError {
     Forbidden(String),
 }
 
+/// When a client refused for too many running queries should retry.
+const BUSY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> {
     match err {
         ApiError::Ingest(ingest::Error::RateLimited {
@@ -44,6 +47,7 @@ fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> 
             Some(format!("{}:error:project", retry_after.as_secs().max(1))),
         )),
         ApiError::Ingest(ingest::Error::Backpressure { retry_after }) => Some((*retry_after, None)),
+        ApiError::Query(query::Error::Busy(_)) => Some((BUSY_RETRY_AFTER, None)),
         _ => None,
     }
 }
@@ -80,7 +84,8 @@ fn query_status(err: &query::Error) -> StatusCode {
     use query::Error as Q;
     match err {
         Q::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-        Q::Memory { .. } | Q::TooManyRows(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Q::Memory { .. } | Q::TooManyRows(_) | Q::FunctionLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Q::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         Q::Tenancy(e) => tenancy_status(e),
         e if e.is_user_error() => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

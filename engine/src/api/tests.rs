@@ -19,6 +19,7 @@ use crate::node::Node;
 use crate::tenancy::{DEFAULT_ORG, NewToken, Scope};
 
 mod issues;
+mod limits;
 mod tenancy;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
