@@ -284,7 +284,7 @@ impl Default for QueryConfig {
             timeout: Duration::from_secs(30),
             max_rows: 100_000,
             max_sql_length: 256 * 1024,
-            max_expression_depth: 1000,
+            max_expression_depth: 500,
             max_function_output: ByteSize::mib(64),
             max_quadratic_input: 10_000,
             max_concurrent: 16,

@@ -174,10 +174,11 @@ fn longest_in(array: &ArrayRef) -> usize {
     .unwrap_or(0)
 }
 
-/// The memory a function's output takes.
+/// The memory a function's output takes: only the rows it holds, so a function that passes on
+/// a slice of a larger batch (`coalesce`) is not charged for the whole batch.
 fn output_bytes(value: &ColumnarValue) -> usize {
     match value {
-        ColumnarValue::Array(array) => array.get_array_memory_size(),
+        ColumnarValue::Array(array) => super::slice_bytes(array.as_ref()),
         ColumnarValue::Scalar(scalar) => scalar.size(),
     }
 }

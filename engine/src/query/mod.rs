@@ -476,6 +476,24 @@ impl QueryService {
     }
 }
 
+/// The memory the rows of `array` take, without the parts of shared buffers outside its slice
+/// (batches of the in-memory rows are often slices of one larger batch).
+pub(crate) fn slice_bytes(array: &dyn datafusion::arrow::array::Array) -> usize {
+    array
+        .to_data()
+        .get_slice_memory_size()
+        .unwrap_or_else(|_| array.get_array_memory_size())
+}
+
+/// The memory the rows of `batch` take (see [`slice_bytes`]).
+pub(crate) fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| slice_bytes(c.as_ref()))
+        .sum()
+}
+
 /// The budget the session's functions check (see [`QueryService::session`]).
 fn budget(ctx: &SessionContext) -> Option<Arc<Budget>> {
     ctx.state().config().get_extension::<Budget>()
@@ -507,7 +525,7 @@ async fn produce(
             return Err(Error::TooManyRows(limits.max_rows));
         }
         results
-            .try_grow(batch.get_array_memory_size())
+            .try_grow(batch_bytes(&batch))
             .map_err(|e| sql_error(&limits, e))?;
         if sender.send(batch).await.is_err() {
             // The caller is gone.

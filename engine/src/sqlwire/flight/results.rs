@@ -71,7 +71,7 @@ impl Results {
         let bytes: u64 = output
             .batches
             .iter()
-            .map(|b| b.get_array_memory_size() as u64)
+            .map(|b| crate::query::batch_bytes(b) as u64)
             .sum();
         if bytes > bounds.bytes_per_token {
             return Err(Status::resource_exhausted(format!(
