@@ -53,6 +53,9 @@ struct Tally {
     last_ack: Option<Instant>,
 }
 
+/// The requests still to send, each with when it is due (`None`: as soon as possible).
+type Queue = Rc<RefCell<std::vec::IntoIter<(Option<Instant>, Request)>>>;
+
 pub(crate) fn run(
     addr: SocketAddr,
     path: &str,
@@ -126,7 +129,7 @@ pub(crate) fn run_paced(
 async fn connection(
     addr: SocketAddr,
     path: String,
-    queue: Rc<RefCell<std::vec::IntoIter<(Option<Instant>, Request)>>>,
+    queue: Queue,
     tally: Rc<RefCell<Tally>>,
 ) -> Result<()> {
     let host = addr.to_string();
