@@ -53,23 +53,47 @@ struct Tally {
     last_ack: Option<Instant>,
 }
 
+/// The requests still to send, each with when it is due (`None`: as soon as possible).
+type Queue = Rc<RefCell<std::vec::IntoIter<(Option<Instant>, Request)>>>;
+
 pub(crate) fn run(
     addr: SocketAddr,
     path: &str,
     requests: Vec<Request>,
     connections: usize,
 ) -> Result<Run> {
+    run_paced(addr, path, requests, connections, None)
+}
+
+/// Like [`run`], but at a steady `rate` (requests per second) when given: request `i` is due
+/// `i / rate` after the start, and its latency counts from when it was due, so a stalled server
+/// shows as latency rather than as a slower generator.
+pub(crate) fn run_paced(
+    addr: SocketAddr,
+    path: &str,
+    requests: Vec<Request>,
+    connections: usize,
+    rate: Option<f64>,
+) -> Result<Run> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let total = requests.len();
-    let queue = Rc::new(RefCell::new(requests.into_iter()));
+    let started = Instant::now();
+    let due: Vec<(Option<Instant>, Request)> = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = rate.map(|rate| started + Duration::from_secs_f64(i as f64 / rate));
+            (at, r)
+        })
+        .collect();
+    let queue = Rc::new(RefCell::new(due.into_iter()));
     let tally = Rc::new(RefCell::new(Tally {
         latencies: Vec::with_capacity(total),
         ..Tally::default()
     }));
     let cpu_before = process_cpu("self")?;
-    let started = Instant::now();
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
         let workers: Vec<_> = (0..connections)
@@ -105,15 +129,18 @@ pub(crate) fn run(
 async fn connection(
     addr: SocketAddr,
     path: String,
-    queue: Rc<RefCell<std::vec::IntoIter<Request>>>,
+    queue: Queue,
     tally: Rc<RefCell<Tally>>,
 ) -> Result<()> {
     let host = addr.to_string();
     let mut sender: Option<http1::SendRequest<Full<Bytes>>> = None;
     loop {
-        let Some(request) = queue.borrow_mut().next() else {
+        let Some((due, request)) = queue.borrow_mut().next() else {
             return Ok(());
         };
+        if let Some(due) = due {
+            tokio::time::sleep_until(due.into()).await;
+        }
         if sender.as_ref().is_none_or(|s| s.is_closed()) {
             let stream = tokio::net::TcpStream::connect(addr)
                 .await
@@ -132,7 +159,7 @@ async fn connection(
             builder = builder.header(name.as_str(), value.as_str());
         }
         let http_request = builder.body(Full::new(request.body))?;
-        let sent_at = Instant::now();
+        let sent_at = due.unwrap_or_else(Instant::now);
         if s.ready().await.is_err() {
             tally.borrow_mut().failed += 1;
             sender = None;

@@ -9,8 +9,11 @@
 //!   and peak memory from `/proc`, stops it with SIGTERM (which flushes to Parquet).
 //! - `load`: the load generator, a single-threaded hyper client over a few keep-alive connections.
 //! - `report`: the figures and how they compare with the targets.
+//! - `isolation`: with `--isolation-seconds`, ingest latency at a steady rate alone and while
+//!   CPU-heavy queries and large sorts run, instead of the ingest run.
 
 mod fixtures;
+mod isolation;
 mod load;
 mod report;
 mod server;
@@ -44,6 +47,14 @@ struct Args {
     /// Keep the data directory and print its path.
     #[arg(long)]
     keep_data: bool,
+    /// Instead of the ingest run: ingest at `--isolation-rate` for this many seconds alone,
+    /// then as long again while 4 CPU-heavy queries and 8 large sorts run; print both
+    /// latencies.
+    #[arg(long, default_value_t = 0)]
+    isolation_seconds: u64,
+    /// Ingest requests per second of the isolation run.
+    #[arg(long, default_value_t = 100.0)]
+    isolation_rate: f64,
 }
 
 fn workspace_root() -> PathBuf {
@@ -87,6 +98,32 @@ fn main() -> Result<()> {
         .tempdir()?;
     let server = server::Server::start(&binary, data.path(), &args.server_config)?;
     let project = server.create_project("bench")?;
+    if args.isolation_seconds > 0 {
+        // The build profile is the name of the binary's directory (debug, bench-fast, release).
+        let profile = binary
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let profile = if profile == "debug" {
+            "dev".to_owned()
+        } else {
+            profile
+        };
+        isolation::run(
+            &server,
+            &project,
+            &captured,
+            args.isolation_seconds,
+            args.isolation_rate,
+            &profile,
+        )?;
+        return server
+            .stop()?
+            .exit_ok
+            .then_some(())
+            .context("faultline did not exit 0 after SIGTERM");
+    }
     let token = server.create_token()?;
 
     let started = Instant::now();

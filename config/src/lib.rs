@@ -284,6 +284,47 @@ pub struct QueryConfig {
     pub timeout: Duration,
     /// Rows returned at most; more gives an error naming the limit.
     pub max_rows: usize,
+    /// Longest SQL text accepted, in bytes; longer text is refused before it is parsed.
+    pub max_sql_length: usize,
+    /// Deepest nesting of expressions and subqueries accepted in a statement. `1+1+...+1` with
+    /// n terms nests n levels, as do chains of `AND`, `OR` and `||`. Deeper statements are
+    /// refused after parsing, before planning.
+    pub max_expression_depth: usize,
+    /// Largest value one function may produce for one batch of rows (the memory size of its
+    /// output column); more stops the query with an error naming this limit. Bounds functions
+    /// whose output can grow far beyond their input (`replace`, `regexp_replace`, `concat`,
+    /// `array_resize`, ...).
+    pub max_function_output: ByteSize,
+    /// Longest string, in characters, accepted by functions whose work grows with the product of
+    /// their input lengths (`levenshtein`).
+    pub max_quadratic_input: usize,
+    /// Queries running at once on this node, for all callers together; more are refused with a
+    /// "busy, retry" error.
+    pub max_concurrent: usize,
+    /// Queries one API token may run at once; more are refused with a "busy, retry" error.
+    pub max_concurrent_per_token: usize,
+    /// Threads running queries (planning and execution). 0: one per CPU core, and at least
+    /// `max_concurrent`, so that CPU-heavy queries cannot hold every thread while light ones
+    /// wait (the kernel shares the cores between the threads).
+    pub threads: usize,
+    /// Nice value of the query threads (0 to 19): higher runs queries at a lower CPU priority
+    /// than ingest and the HTTP listeners.
+    pub thread_nice: i32,
+    /// How long a Flight SQL result waits for its `DoGet` before it is dropped.
+    #[serde(with = "humantime_serde")]
+    pub flight_result_ttl: Duration,
+    /// Flight SQL results one token may leave unfetched; the token's oldest is dropped for a
+    /// new one beyond this.
+    pub flight_results_per_token: usize,
+    /// Bytes of unfetched Flight SQL results one token may hold; its oldest are dropped for a
+    /// new one beyond this.
+    pub flight_result_bytes_per_token: ByteSize,
+    /// Flight SQL results held for all tokens together; a new result beyond this is refused
+    /// with a "busy, retry" error.
+    pub flight_results_total: usize,
+    /// Bytes of Flight SQL results held for all tokens together; a new result beyond this is
+    /// refused with a "busy, retry" error.
+    pub flight_result_bytes_total: ByteSize,
 }
 
 impl Default for QueryConfig {
@@ -292,6 +333,19 @@ impl Default for QueryConfig {
             memory_limit: ByteSize::mib(256),
             timeout: Duration::from_secs(30),
             max_rows: 100_000,
+            max_sql_length: 256 * 1024,
+            max_expression_depth: 500,
+            max_function_output: ByteSize::mib(64),
+            max_quadratic_input: 10_000,
+            max_concurrent: 16,
+            max_concurrent_per_token: 4,
+            threads: 0,
+            thread_nice: 10,
+            flight_result_ttl: Duration::from_secs(60),
+            flight_results_per_token: 8,
+            flight_result_bytes_per_token: ByteSize::mib(256),
+            flight_results_total: 64,
+            flight_result_bytes_total: ByteSize::gib(1),
         }
     }
 }

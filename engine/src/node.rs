@@ -37,6 +37,8 @@ pub enum Error {
     Rollup(#[from] issues::Error),
     #[error(transparent)]
     Lock(#[from] crate::lock::Error),
+    #[error(transparent)]
+    Query(#[from] crate::query::Error),
     #[error(
         "no faultline data in {path}: pass the server's --data-dir (or FAULTLINE_DATA_DIR), or --server to ask a running server"
     )]
@@ -249,7 +251,7 @@ impl Node {
             Arc::clone(&buffer),
             node_id,
             config.query.clone(),
-        ));
+        )?);
         Ok(Self {
             config,
             store,
@@ -465,5 +467,5 @@ pub async fn open_reader(config: &Config) -> Result<QueryService> {
         buffer,
         config.storage.node_id.clone(),
         config.query.clone(),
-    ))
+    )?)
 }

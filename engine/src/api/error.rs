@@ -42,6 +42,8 @@ pub enum ApiError {
 
 /// How long a client should wait after the WAL could not be written (e.g. a full disk).
 const WAL_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+/// When a client refused for too many running queries should retry.
+const BUSY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> {
     match err {
@@ -62,6 +64,7 @@ fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> 
             Some((std::time::Duration::from_secs(1), None))
         }
         ApiError::Ingest(ingest::Error::Wal(_)) => Some((WAL_RETRY_AFTER, None)),
+        ApiError::Query(query::Error::Busy(_)) => Some((BUSY_RETRY_AFTER, None)),
         _ => None,
     }
 }
@@ -103,7 +106,8 @@ fn query_status(err: &query::Error) -> StatusCode {
     use query::Error as Q;
     match err {
         Q::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-        Q::Memory { .. } | Q::TooManyRows(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Q::Memory { .. } | Q::TooManyRows(_) | Q::FunctionLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        Q::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         Q::Tenancy(e) => tenancy_status(e),
         Q::Manifest(_) => StatusCode::SERVICE_UNAVAILABLE,
         e if e.is_user_error() => StatusCode::BAD_REQUEST,

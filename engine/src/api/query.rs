@@ -93,7 +93,10 @@ pub(super) async fn sql(
     let projects = ProjectFilter::for_principal(&state.projects, &principal).await?;
     let format = negotiate(&params, &headers)?;
     let sql = statement(&body)?;
-    let output = state.query.run(&projects, &sql).await;
+    let output = state
+        .query
+        .run_as(Some(&principal.token_id), &projects, &sql)
+        .await;
     crate::metrics::record_query("http", &output);
     let output = output?;
     let bytes = format::encode(&output, format)?;

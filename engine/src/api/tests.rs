@@ -21,6 +21,7 @@ use crate::tenancy::{DEFAULT_ORG, NewToken, Scope};
 mod hardening;
 mod issues;
 mod keys;
+mod limits;
 mod lost_replies;
 mod metrics;
 mod sql;

@@ -50,6 +50,7 @@ fn reader(store: &Store) -> QueryService {
         "reader".into(),
         Default::default(),
     )
+    .unwrap()
 }
 
 fn scalar(batches: &[RecordBatch], column: usize) -> i64 {

@@ -345,7 +345,8 @@ mod tests {
             Arc::new(Buffer::new(Manifest::default(), thresholds)),
             "reader".into(),
             Default::default(),
-        );
+        )
+        .unwrap();
         (reader, between.to_rfc3339())
     }
 

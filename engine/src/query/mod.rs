@@ -10,6 +10,12 @@
 //! `events` or `issues`. Each query runs under a memory pool, a time limit and a row limit from
 //! the config, and hitting one is an error naming the limit.
 //!
+//! Before planning, the SQL's length and nesting are checked ([`limits`]); planning and
+//! execution run on the query threads ([`runtime`]), apart from ingest, within a cap on
+//! concurrent queries; result batches are counted in the query's memory pool while they are
+//! collected, and every scalar function runs within output, input and time caps
+//! ([`functions`]).
+//!
 //! `events` is the union of the Parquet files in every node's manifest and the rows of this
 //! node's buffer, so an event is queryable as soon as its request is answered. `issues` reads
 //! per-issue summaries of the hourly rollups (cached per file) plus the buffer, with issue
@@ -21,6 +27,9 @@ pub mod format;
 mod functions;
 mod guard;
 mod issues_table;
+mod json;
+mod limits;
+mod runtime;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -33,14 +42,20 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use faultline_config::QueryConfig;
 use futures::StreamExt;
+use tokio::sync::mpsc;
 
 pub use events_table::{EventsTable, STORE_URL};
+use functions::{Caps, LimitError};
 use issues_table::IssuesTable;
+use limits::Admission;
+pub(crate) use limits::check_depth;
+use runtime::{Budget, QueryRuntime};
 
 use crate::buffer::Buffer;
 use crate::issues::summary::RollupCache;
@@ -71,6 +86,21 @@ pub enum Error {
     Tenancy(#[from] tenancy::Error),
     #[error("cannot read issue state: {0}")]
     IssueState(#[source] Box<crate::issues::Error>),
+    #[error("the SQL text is {length} bytes, more than query.max_sql_length ({limit} bytes)")]
+    TooLong { length: usize, limit: usize },
+    #[error(
+        "the SQL nests expressions or subqueries more than query.max_expression_depth \
+         ({limit} levels) deep; split long chains of operators (for example with IN lists)"
+    )]
+    TooDeep { limit: usize },
+    /// A function went over `query.max_function_output` or `query.max_quadratic_input`.
+    #[error("{0}")]
+    FunctionLimit(String),
+    /// Too many queries are running; the caller should retry shortly.
+    #[error("too busy, retry shortly: {0}")]
+    Busy(String),
+    #[error("cannot start the query threads: {0}")]
+    Runtime(#[source] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -79,7 +109,12 @@ impl Error {
     /// True when the user's SQL is at fault (HTTP 400), not the server.
     pub fn is_user_error(&self) -> bool {
         match self {
-            Self::Manifest(_) | Self::Encode(_) | Self::Tenancy(_) | Self::IssueState(_) => false,
+            Self::Manifest(_)
+            | Self::Encode(_)
+            | Self::Tenancy(_)
+            | Self::IssueState(_)
+            | Self::Busy(_)
+            | Self::Runtime(_) => false,
             // Reading the stored files failed: the server's fault, whatever the SQL was.
             Self::Sql(err) => !matches!(
                 err.find_root(),
@@ -138,13 +173,21 @@ pub struct QueryService {
     rollups: Arc<RollupCache>,
     /// Decoded Parquet footers, shared by every session: files never change once written.
     metadata_cache: Arc<FileMetadataCache>,
+    /// The threads queries plan and run on.
+    runtime: QueryRuntime,
+    /// The cap on concurrent queries.
+    admission: Arc<Admission>,
 }
+
+/// How many result batches wait between the query threads and the caller.
+const RESULT_CHANNEL: usize = 4;
 
 /// Bytes of decoded Parquet footers kept between queries.
 const METADATA_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Scalar functions whose output size is an argument: they allocate outside the memory pool, so
-/// `range(1, 1e9)` or `repeat('x', 1e9)` could take the process down. Sessions do not have them.
+/// `range(1, 1e9)` or `repeat('x', 1e9)` could take the process down. Sessions do not have them
+/// (`array_resize` is kept: its size argument is checked before each call, see `functions`).
 const UNBOUNDED_FUNCTIONS: [&str; 6] = [
     "range",
     "generate_series",
@@ -155,28 +198,68 @@ const UNBOUNDED_FUNCTIONS: [&str; 6] = [
 ];
 
 impl QueryService {
-    pub fn new(store: Store, buffer: Arc<Buffer>, node: String, limits: QueryConfig) -> Self {
-        Self {
+    /// The service, with its query threads started.
+    pub fn new(
+        store: Store,
+        buffer: Arc<Buffer>,
+        node: String,
+        limits: QueryConfig,
+    ) -> Result<Self> {
+        let runtime = QueryRuntime::new(limits.threads, limits.max_concurrent, limits.thread_nice)
+            .map_err(Error::Runtime)?;
+        let admission = Admission::new(limits.max_concurrent, limits.max_concurrent_per_token);
+        Ok(Self {
             store,
             buffer,
             node,
             limits,
             rollups: Arc::default(),
             metadata_cache: Arc::new(DefaultCache::new(METADATA_CACHE_BYTES)),
-        }
+            runtime,
+            admission,
+        })
+    }
+
+    /// How many queries run now (admitted and not finished).
+    pub fn running(&self) -> usize {
+        self.admission.running()
+    }
+
+    /// The limits queries run under.
+    pub fn limits(&self) -> &QueryConfig {
+        &self.limits
     }
 
     fn sql_error(&self, err: DataFusionError) -> Error {
+        sql_error(&self.limits, err)
+    }
+}
+
+/// A DataFusion error as the caller sees it: limits by name, planning errors by message.
+fn sql_error(limits: &QueryConfig, err: DataFusionError) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(limit) = e.downcast_ref::<LimitError>() {
+            return match limit {
+                LimitError::Cancelled => Error::Timeout(limits.timeout),
+                other => Error::FunctionLimit(other.to_string()),
+            };
+        }
+        source = e.source();
+    }
+    {
         match err.find_root() {
             DataFusionError::ResourcesExhausted(message) => Error::Memory {
-                limit: self.limits.memory_limit.as_u64(),
+                limit: limits.memory_limit.as_u64(),
                 message: message.clone(),
             },
             DataFusionError::Plan(message) => Error::Plan(message.clone()),
             _ => Error::Sql(Box::new(err)),
         }
     }
+}
 
+impl QueryService {
     /// The object store the data lives in.
     pub fn store(&self) -> &Store {
         &self.store
@@ -239,22 +322,40 @@ impl QueryService {
             )
             .build_arc()
             .map_err(|e| self.sql_error(e))?;
+        // Every function runs within the caps and stops once the query's time is up.
+        let budget = Arc::new(Budget::default());
+        let caps = Caps {
+            max_output: usize::try_from(self.limits.max_function_output.as_u64())
+                .unwrap_or(usize::MAX),
+            max_quadratic_input: self.limits.max_quadratic_input,
+        };
         let config = SessionConfig::new()
             .with_information_schema(false)
             .with_target_partitions(2)
-            .with_default_catalog_and_schema("faultline", "public");
-        let mut state = SessionStateBuilder::new()
+            .with_default_catalog_and_schema("faultline", "public")
+            .with_extension(Arc::clone(&budget));
+        let mut builder = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
             // `generate_series`, `range` and friends: not needed, and a cheap way to make work.
-            .with_table_functions(Default::default())
-            .build();
-        functions::register(&mut state).map_err(|e| self.sql_error(e))?;
-        let ctx = SessionContext::new_with_state(state);
-        for name in UNBOUNDED_FUNCTIONS {
-            ctx.deregister_udf(name);
+            .with_table_functions(Default::default());
+        if let Some(udfs) = builder.scalar_functions() {
+            udfs.retain(|f| {
+                !UNBOUNDED_FUNCTIONS.contains(&f.name())
+                    && !f
+                        .aliases()
+                        .iter()
+                        .any(|a| UNBOUNDED_FUNCTIONS.contains(&a.as_str()))
+            });
+            for udf in udfs.iter_mut() {
+                *udf = Arc::new(functions::limit(udf, caps, &budget));
+            }
         }
+        let mut state = builder.build();
+        // JSON functions and operators (their output is bounded by their input, the event JSON).
+        json::register(&mut state).map_err(|e| self.sql_error(e))?;
+        let ctx = SessionContext::new_with_state(state);
         ctx.register_object_store(
             &url::Url::parse(STORE_URL).expect("store URL is valid"),
             Arc::clone(&self.store.objects),
@@ -281,80 +382,175 @@ impl QueryService {
         Ok(ctx)
     }
 
-    /// Plans one statement in `ctx` and checks the plan ([`guard`]).
+    /// Plans one statement in `ctx` on the query threads: refuses SQL longer or nested deeper
+    /// than the limits before DataFusion walks it ([`limits`]), then checks the plan
+    /// ([`guard`]). Every protocol plans through here.
     pub async fn plan(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
-        let plan =
-            ctx.state()
-                .create_logical_plan(sql)
+        limits::check_text(sql, self.limits.max_sql_length)?;
+        let budget = budget(ctx);
+        let ctx = ctx.clone();
+        let sql = sql.to_owned();
+        let limits = self.limits.clone();
+        let work = async move {
+            // DataFusion's messages for SHOW forms sessions do not have name a setting users
+            // cannot change; `catalog` says what there is instead.
+            let plan_error = |e| match sql_error(&limits, e) {
+                Error::Plan(message) => Error::Plan(catalog::plan_message(message)),
+                other => other,
+            };
+            let state = ctx.state();
+            let dialect = state.config().options().sql_parser.dialect;
+            let statement = state.sql_to_statement(&sql, &dialect).map_err(plan_error)?;
+            limits::check_df_depth(&statement, limits.max_expression_depth)?;
+            let plan = state
+                .statement_to_plan(statement)
                 .await
-                .map_err(|e| match self.sql_error(e) {
-                    Error::Plan(message) => Error::Plan(catalog::plan_message(message)),
-                    other => other,
-                })?;
-        guard::check(&plan)?;
-        functions::json_results_as_text(plan).map_err(|e| self.sql_error(e))
+                .map_err(plan_error)?;
+            guard::check(&plan)?;
+            json::json_results_as_text(plan).map_err(|e| sql_error(&limits, e))
+        };
+        let timeout = self.limits.timeout;
+        tokio::time::timeout(timeout, self.runtime.spawn(budget, work))
+            .await
+            .map_err(|_| Error::Timeout(timeout))?
     }
 
-    /// Runs one read-only SQL statement over the rows `projects` allows, within the limits.
-    #[tracing::instrument(level = "debug", skip(self))]
+    /// Checks SQL parsed elsewhere (the PostgreSQL listener parses to split statements) against
+    /// the length and nesting limits, on the query threads.
+    pub async fn check_parsed<T, F>(&self, sql: &str, parse: F) -> Result<T>
+    where
+        F: FnOnce(&str, usize) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        limits::check_text(sql, self.limits.max_sql_length)?;
+        let sql = sql.to_owned();
+        let depth = self.limits.max_expression_depth;
+        self.runtime
+            .spawn(None, async move { parse(&sql, depth) })
+            .await
+    }
+
+    /// Runs one read-only SQL statement over the rows `projects` allows, within the limits,
+    /// for a local caller (counted in `query.max_concurrent` only).
     pub async fn run(&self, projects: &ProjectFilter, sql: &str) -> Result<QueryOutput> {
+        self.run_as(None, projects, sql).await
+    }
+
+    /// Runs one read-only SQL statement for API token `token` over the rows `projects` allows,
+    /// within the limits.
+    #[tracing::instrument(level = "debug", skip(self, projects))]
+    pub async fn run_as(
+        &self,
+        token: Option<&str>,
+        projects: &ProjectFilter,
+        sql: &str,
+    ) -> Result<QueryOutput> {
+        let _permit = self.admission.admit(token)?;
         let timeout = self.limits.timeout;
-        let max_rows = self.limits.max_rows;
         let work = async {
             let ctx = self.session(projects).await?;
+            if let Some(budget) = budget(&ctx) {
+                budget.arm(timeout);
+            }
             let plan = self.plan(&ctx, sql).await?;
-            self.collect_plan(&ctx, plan, max_rows).await
+            self.collect_plan(&ctx, plan).await
         };
         tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| Error::Timeout(timeout))?
     }
 
-    /// Runs a plan checked by [`Self::plan`] in `ctx` (from [`Self::session`]) within the time
-    /// and row limits: for protocols that plan once and bind parameters later (PostgreSQL's
-    /// extended protocol).
-    pub async fn execute(&self, ctx: &SessionContext, plan: LogicalPlan) -> Result<QueryOutput> {
+    /// Runs a plan checked by [`Self::plan`] in `ctx` (from [`Self::session`]) for API token
+    /// `token` within the limits: for protocols that plan once and bind parameters later
+    /// (PostgreSQL's extended protocol, Flight SQL prepared statements).
+    pub async fn execute(
+        &self,
+        token: Option<&str>,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+    ) -> Result<QueryOutput> {
+        let _permit = self.admission.admit(token)?;
         let timeout = self.limits.timeout;
-        let work = self.collect_plan(ctx, plan, self.limits.max_rows);
-        tokio::time::timeout(timeout, work)
+        if let Some(budget) = budget(ctx) {
+            budget.arm(timeout);
+        }
+        tokio::time::timeout(timeout, self.collect_plan(ctx, plan))
             .await
             .map_err(|_| Error::Timeout(timeout))?
     }
 
-    async fn collect_plan(
-        &self,
-        ctx: &SessionContext,
-        plan: LogicalPlan,
-        max_rows: usize,
-    ) -> Result<QueryOutput> {
-        let frame = ctx
-            .execute_logical_plan(plan)
-            .await
-            .map_err(|e| self.sql_error(e))?;
-        let schema: SchemaRef = Arc::clone(frame.schema().inner());
-        let stream = frame
-            .execute_stream()
-            .await
-            .map_err(|e| self.sql_error(e))?;
-        let batches = self.collect_limited(stream, max_rows).await?;
-        Ok(QueryOutput { schema, batches })
-    }
-
-    async fn collect_limited(
-        &self,
-        mut stream: SendableRecordBatchStream,
-        max_rows: usize,
-    ) -> Result<Vec<RecordBatch>> {
-        let mut rows = 0usize;
+    /// Executes `plan` on the query threads; its batches come back over a channel. Dropping
+    /// the returned future (time limit, client gone) aborts the execution.
+    async fn collect_plan(&self, ctx: &SessionContext, plan: LogicalPlan) -> Result<QueryOutput> {
+        let schema: SchemaRef = Arc::clone(plan.schema().inner());
+        let (sender, mut receiver) = mpsc::channel(RESULT_CHANNEL);
+        let producer = produce(ctx.clone(), plan, self.limits.clone(), sender);
+        let running = self.runtime.spawn(budget(ctx), producer);
         let mut batches = Vec::new();
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(|e| self.sql_error(e))?;
-            rows += batch.num_rows();
-            if rows > max_rows {
-                return Err(Error::TooManyRows(max_rows));
-            }
+        while let Some(batch) = receiver.recv().await {
             batches.push(batch);
         }
-        Ok(batches)
+        // The producer's verdict: an error ends the channel early.
+        running.await?;
+        Ok(QueryOutput { schema, batches })
     }
+}
+
+/// The memory the rows of `array` take, without the parts of shared buffers outside its slice
+/// (batches of the in-memory rows are often slices of one larger batch).
+pub(crate) fn slice_bytes(array: &dyn datafusion::arrow::array::Array) -> usize {
+    array
+        .to_data()
+        .get_slice_memory_size()
+        .unwrap_or_else(|_| array.get_array_memory_size())
+}
+
+/// The memory the rows of `batch` take (see [`slice_bytes`]).
+pub(crate) fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| slice_bytes(c.as_ref()))
+        .sum()
+}
+
+/// The budget the session's functions check (see [`QueryService::session`]).
+fn budget(ctx: &SessionContext) -> Option<Arc<Budget>> {
+    ctx.state().config().get_extension::<Budget>()
+}
+
+/// Executes `plan` and sends its batches to `sender`, within the row limit and with every batch
+/// counted in the query's memory pool until the query ends, so that results count against
+/// `query.memory_limit` like the operators' own memory.
+async fn produce(
+    ctx: SessionContext,
+    plan: LogicalPlan,
+    limits: QueryConfig,
+    sender: mpsc::Sender<RecordBatch>,
+) -> Result<()> {
+    let frame = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(|e| sql_error(&limits, e))?;
+    let mut stream: SendableRecordBatchStream = frame
+        .execute_stream()
+        .await
+        .map_err(|e| sql_error(&limits, e))?;
+    let results = MemoryConsumer::new("query results").register(&ctx.runtime_env().memory_pool);
+    let mut rows = 0usize;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| sql_error(&limits, e))?;
+        rows += batch.num_rows();
+        if rows > limits.max_rows {
+            return Err(Error::TooManyRows(limits.max_rows));
+        }
+        results
+            .try_grow(batch_bytes(&batch))
+            .map_err(|e| sql_error(&limits, e))?;
+        if sender.send(batch).await.is_err() {
+            // The caller is gone.
+            return Ok(());
+        }
+    }
+    Ok(())
 }

@@ -40,7 +40,9 @@ impl SqlAccess {
     /// Runs one statement for `principal`, in a session holding only what it may read.
     pub async fn run(&self, principal: &Principal, sql: &str) -> query::Result<QueryOutput> {
         let projects = ProjectFilter::for_principal(&self.projects, principal).await?;
-        self.query.run(&projects, sql).await
+        self.query
+            .run_as(Some(&principal.token_id), &projects, sql)
+            .await
     }
 }
 

@@ -108,3 +108,38 @@ async fn psql_queries_with_a_token_as_password() -> Result<()> {
     );
     Ok(())
 }
+
+/// SQL nested deeper than `query.max_expression_depth` is refused with SQLSTATE 54001 before it
+/// is planned; the connection's next query runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_deep_sql_is_statement_too_complex() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let TwoTenants {
+        server,
+        port: pg_port,
+        shop_token: token,
+        ..
+    } = TwoTenants::start(tmp.path(), "pg_listen").await?;
+    let deep = format!("SELECT {}", vec!["1"; 5000].join("+"));
+    let out = Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={pg_port} user=grafana dbname=faultline sslmode=disable"
+        ))
+        .args(["-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-c", &deep])
+        .env("PGPASSWORD", &token)
+        .stdin(Stdio::null())
+        .output()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "ERROR:  54001: the SQL nests expressions or subqueries more than \
+             query.max_expression_depth (500 levels) deep"
+        ),
+        "{stderr}\nserver log:\n{}",
+        server.log_text()
+    );
+    let just_under = format!("SELECT {}", vec!["1"; 499].join("+"));
+    assert_eq!(stdout(&psql(pg_port, &token, &just_under)?), "499\n");
+    Ok(())
+}

@@ -4,19 +4,19 @@
 //! prefers a handshake sends Basic auth with any user name and the token as the password and
 //! gets the bearer header back. Statements: `GetFlightInfo(CommandStatementQuery)` runs the
 //! query (through [`SqlAccess`], so the token's projects, the plan checks and the limits apply)
-//! and keeps the result under a random handle until the client's `DoGet` fetches it (or for
-//! [`RESULT_TTL`]); results are bounded by `query.max_rows`. Prepared statements with
+//! and keeps the result under a random handle until the client's `DoGet` fetches it, within
+//! the bounds of [`results`] (count, bytes and time, per token and in total); results are
+//! bounded by `query.max_rows`. Prepared statements with
 //! parameters ([`prepared`]) run the same way once bound. The metadata calls ([`catalog`]) list
 //! the catalog `faultline`, the schema `public` and the tables `events` and `issues`; the other
 //! calls (transactions, Substrait, updates) answer "unimplemented".
 
 mod catalog;
 mod prepared;
+mod results;
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -42,7 +42,6 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use datafusion::common::ParamValues;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
-use parking_lot::Mutex;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,18 +52,16 @@ use super::SqlAccess;
 use crate::query::{self, QueryOutput};
 use crate::tenancy::Principal;
 
-/// How long a result waits for its `DoGet`.
-pub const RESULT_TTL: Duration = Duration::from_secs(300);
-
 /// Serves Flight SQL on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     access: SqlAccess,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
+    let bounds = results::Bounds::from_config(access.query.limits());
     let service = FlightServiceServer::new(FlightSql {
         access,
-        results: Mutex::new(HashMap::new()),
+        results: results::Results::new(bounds),
         statements: prepared::Statements::default(),
     });
     tonic::transport::Server::builder()
@@ -85,15 +82,9 @@ fn tokio_stream_listener(
     })
 }
 
-struct Pending {
-    token_id: String,
-    output: QueryOutput,
-    at: Instant,
-}
-
 pub(crate) struct FlightSql {
     access: SqlAccess,
-    results: Mutex<HashMap<String, Pending>>,
+    results: results::Results,
     statements: prepared::Statements,
 }
 
@@ -121,9 +112,10 @@ fn query_status(err: query::Error) -> Status {
     let message = err.to_string();
     match err {
         query::Error::Tenancy(_) => Status::permission_denied(message),
-        query::Error::Memory { .. } | query::Error::TooManyRows(_) => {
-            Status::resource_exhausted(message)
-        }
+        query::Error::Memory { .. }
+        | query::Error::TooManyRows(_)
+        | query::Error::FunctionLimit(_)
+        | query::Error::Busy(_) => Status::resource_exhausted(message),
         query::Error::Timeout(_) => Status::deadline_exceeded(message),
         query::Error::Manifest(_) => Status::unavailable(message),
         e if e.is_user_error() => Status::invalid_argument(message),
@@ -163,16 +155,7 @@ impl FlightSql {
             )
             .with_descriptor(descriptor)
             .with_total_records(rows as i64);
-        let mut results = self.results.lock();
-        results.retain(|_, p| p.at.elapsed() < RESULT_TTL);
-        results.insert(
-            handle,
-            Pending {
-                token_id: principal.token_id.clone(),
-                output,
-                at: Instant::now(),
-            },
-        );
+        self.results.keep(handle, &principal.token_id, output)?;
         Ok(info)
     }
 
@@ -303,16 +286,12 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let principal = self.principal(request.metadata()).await?;
         let handle = String::from_utf8_lossy(&ticket.statement_handle).into_owned();
-        let pending = {
-            let mut results = self.results.lock();
-            match results.get(&handle) {
-                // Only the token that ran the query may fetch its result.
-                Some(p) if p.token_id == principal.token_id => results.remove(&handle),
-                _ => None,
-            }
-        }
-        .ok_or_else(|| Status::not_found("no such result (fetched already or expired)"))?;
-        let output = pending.output;
+        let output = self
+            .results
+            .take(&handle, &principal.token_id)
+            .ok_or_else(|| {
+                Status::not_found("no such result (fetched already, expired or dropped)")
+            })?;
         let batches = stream::iter(output.batches.into_iter().map(Ok));
         let data = FlightDataEncoderBuilder::new()
             .with_schema(output.schema)
@@ -406,7 +385,7 @@ impl FlightSqlService for FlightSql {
                 .with_param_values(ParamValues::from(values))
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
         }
-        let output = service.execute(&ctx, plan).await;
+        let output = service.execute(Some(&principal.token_id), &ctx, plan).await;
         crate::metrics::record_query("flight", &output);
         let output = output.map_err(query_status)?;
         let info = self.keep(&principal, output, request.into_inner())?;

@@ -35,7 +35,11 @@ fn sqlstate(err: &Error) -> &'static str {
         // out_of_memory, query_canceled (statement timeout), program_limit_exceeded
         Error::Memory { .. } => "53200",
         Error::Timeout(_) => "57014",
-        Error::TooManyRows(_) => "54000",
+        Error::TooManyRows(_) | Error::FunctionLimit(_) => "54000",
+        // statement_too_complex: longer or deeper than the parser limits
+        Error::TooLong { .. } | Error::TooDeep { .. } => "54001",
+        // insufficient_resources: too many queries running; retry
+        Error::Busy(_) => "53000",
         // io_error: the object store cannot be reached
         Error::Manifest(_) => "58030",
         Error::Plan(message) => plan_sqlstate(message),
@@ -79,6 +83,8 @@ mod tests {
             "42883"
         );
         assert_eq!(sqlstate(&Error::Refused("x".to_owned())), "42501");
+        assert_eq!(sqlstate(&Error::TooDeep { limit: 10 }), "54001");
+        assert_eq!(sqlstate(&Error::Busy("x".to_owned())), "53000");
         assert_eq!(
             sqlstate(&Error::Timeout(std::time::Duration::from_secs(1))),
             "57014"

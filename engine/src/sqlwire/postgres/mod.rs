@@ -162,7 +162,7 @@ impl SimpleQueryHandler for QueryHandler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let mut responses = Vec::new();
-        for prepared in self.planner.split(query)? {
+        for prepared in self.planner.split(query).await? {
             responses.push(
                 self.planner
                     .respond(&prepared, None, &Format::UnifiedText)

@@ -31,7 +31,7 @@ use pgwire::error::PgWireResult;
 use super::error::{query_error, syntax, user_error};
 use super::session::{Command, Settings};
 use super::{PrincipalSlot, catalog, encode, params, rewrite};
-use crate::query::QueryOutput;
+use crate::query::{self, QueryOutput};
 use crate::sqlwire::SqlAccess;
 use crate::tenancy::Principal;
 
@@ -93,40 +93,14 @@ impl Planner {
         Ok(ctx)
     }
 
-    /// The statements of `sql`, in order.
-    pub(super) fn split(&self, sql: &str) -> PgWireResult<Vec<Prepared>> {
-        let Ok(parsed) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
-            return Ok(vec![Prepared::Sql(sql.to_owned())]);
-        };
-        let catalog = parsed.iter().any(rewrite::reads_catalog);
-        let parsed = if catalog {
-            let mut parsed = COMPATIBILITY.parse(sql).map_err(syntax)?;
-            parsed.iter_mut().for_each(rewrite::catalog);
-            parsed
-        } else {
-            parsed
-        };
-        let single = parsed.len() == 1;
-        Ok(parsed
-            .into_iter()
-            .map(|statement| {
-                if let Some(command) = super::session::command(&statement) {
-                    return Prepared::Session(command);
-                }
-                let rewritten = [
-                    &StripCallableQualifier as &dyn SqlStatementRewriteRule,
-                    &FixVersionColumnName,
-                    &CurrentUserVariableToSessionUserFunctionCall,
-                ]
-                .iter()
-                .fold(statement.clone(), |s, rule| rule.rewrite(s));
-                if single && !catalog && rewritten == statement {
-                    Prepared::Sql(sql.to_owned())
-                } else {
-                    Prepared::Sql(rewritten.to_string())
-                }
-            })
-            .collect())
+    /// The statements of `sql`, in order, once its length and nesting are within the limits
+    /// (checked on the query threads, as planning is).
+    pub(super) async fn split(&self, sql: &str) -> PgWireResult<Vec<Prepared>> {
+        self.access
+            .query
+            .check_parsed(sql, |sql, depth| Ok(split(sql, depth)))
+            .await
+            .map_err(|e| query_error(&e))?
     }
 
     /// Plans `sql` in the token's session and runs it with `values` bound to its parameters.
@@ -135,6 +109,7 @@ impl Planner {
         sql: &str,
         values: Option<datafusion::common::ParamValues>,
     ) -> PgWireResult<QueryOutput> {
+        let principal = self.principal()?;
         let ctx = self.session().await?;
         let query = &self.access.query;
         let mut plan = query
@@ -147,7 +122,7 @@ impl Planner {
                 .with_param_values(values)
                 .map_err(|e| user_error("22023", e.to_string()))?;
         }
-        let output = query.execute(&ctx, plan).await;
+        let output = query.execute(Some(&principal.token_id), &ctx, plan).await;
         crate::metrics::record_query("postgres", &output);
         output.map_err(|e| query_error(&e))
     }
@@ -234,6 +209,45 @@ impl Planner {
     }
 }
 
+/// The statements of `sql`, in order; refuses statements nested deeper than `depth`.
+fn split(sql: &str, depth: usize) -> PgWireResult<Vec<Prepared>> {
+    let Ok(parsed) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
+        return Ok(vec![Prepared::Sql(sql.to_owned())]);
+    };
+    for statement in &parsed {
+        query::check_depth(statement, depth).map_err(|e| query_error(&e))?;
+    }
+    let catalog = parsed.iter().any(rewrite::reads_catalog);
+    let parsed = if catalog {
+        let mut parsed = COMPATIBILITY.parse(sql).map_err(syntax)?;
+        parsed.iter_mut().for_each(rewrite::catalog);
+        parsed
+    } else {
+        parsed
+    };
+    let single = parsed.len() == 1;
+    Ok(parsed
+        .into_iter()
+        .map(|statement| {
+            if let Some(command) = super::session::command(&statement) {
+                return Prepared::Session(command);
+            }
+            let rewritten = [
+                &StripCallableQualifier as &dyn SqlStatementRewriteRule,
+                &FixVersionColumnName,
+                &CurrentUserVariableToSessionUserFunctionCall,
+            ]
+            .iter()
+            .fold(statement.clone(), |s, rule| rule.rewrite(s));
+            if single && !catalog && rewritten == statement {
+                Prepared::Sql(sql.to_owned())
+            } else {
+                Prepared::Sql(rewritten.to_string())
+            }
+        })
+        .collect())
+}
+
 fn show_schema(names: &[&str]) -> SchemaRef {
     Arc::new(Schema::new(
         names
@@ -256,7 +270,7 @@ impl QueryParser for Planner {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let mut statements = self.split(sql)?;
+        let mut statements = self.split(sql).await?;
         if statements.len() > 1 {
             return Err(syntax(
                 "cannot insert multiple commands into a prepared statement",
