@@ -127,6 +127,8 @@ fn tenancy_status(err: &tenancy::Error) -> StatusCode {
         T::UnknownToken { .. } | T::UnknownProjectName { .. } => StatusCode::NOT_FOUND,
         T::InvalidName { .. } | T::InvalidScope { .. } | T::NoScopes => StatusCode::BAD_REQUEST,
         T::NameTaken { .. } => StatusCode::CONFLICT,
+        // The object store did not answer (tokens and projects are read from it): retry later.
+        T::Store(crate::store::Error::Request { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         T::ReadTokenFile { .. } | T::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

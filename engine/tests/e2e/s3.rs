@@ -268,10 +268,9 @@ async fn during_an_outage_queries_fail_with_the_store_named_ingest_answers_and_s
         .to_string();
     eprintln!("query failed after {:?}: {err}", started.elapsed());
     assert!(
-        err.contains("object store"),
-        "the error names the object store: {err}"
+        err.contains("503") && err.contains("object store"),
+        "the error is a 503 naming the object store: {err}"
     );
-    assert!(err.contains("manifest"), "{err}");
 
     // Ingest answers from the WAL meanwhile.
     crate::harness::store_message(&setup, &dsn, "during the outage").await?;
