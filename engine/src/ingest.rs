@@ -334,9 +334,11 @@ impl Ingest {
     /// Accepts the body of an admitted request. Returns the id of its event, if it carried one.
     ///
     /// Without a key in the request, the envelope header's `dsn` is the credential: only the
-    /// header line is decompressed before the key is checked. Decompression, parsing and
-    /// normalization run on the blocking pool, at most `limits.max_concurrent_decodes` at a
-    /// time, so no body keeps the threads that serve connections (and `/health/live`) busy.
+    /// header line is decompressed before the key is checked. Small bodies are decoded on the
+    /// calling thread; anything larger than [`INLINE_DECODE_BYTES`] on the wire or once
+    /// decompressed is decompressed, parsed and normalized on the blocking pool, at most
+    /// `limits.max_concurrent_decodes` at a time, so no body keeps the threads that serve
+    /// connections (and `/health/live`) busy for long.
     #[tracing::instrument(level = "debug", skip_all, fields(project = admitted.project_id))]
     pub async fn submit(&self, mut admitted: Admitted, body: Bytes) -> Result<Option<Uuid>> {
         let project = match admitted.project.take() {
@@ -356,26 +358,30 @@ impl Ingest {
                 retry_after: Duration::from_secs(5),
             });
         }
-        let endpoint = admitted.endpoint;
-        let encoding = admitted.content_encoding.clone();
-        let (received, client_ip) = (admitted.received, admitted.client_ip);
-        let rate = Arc::clone(&self.rate);
-        let granted = Arc::clone(&project);
-        let decoded = self
-            .off_thread(move || {
-                decode_events(
-                    endpoint,
-                    encoding.as_deref(),
-                    &body,
-                    &limits,
-                    received,
-                    client_ip,
-                    // Counted once the events are found and before they are normalized, so
-                    // events over a rate limit cost no normalization.
-                    |events| rate.check(&granted, events),
-                )
-            })
-            .await??;
+        let request = DecodeRequest {
+            endpoint: admitted.endpoint,
+            encoding: admitted.content_encoding.clone(),
+            received: admitted.received,
+            client_ip: admitted.client_ip,
+            rate: Arc::clone(&self.rate),
+            project: Arc::clone(&project),
+        };
+        // Nearly every SDK request is a few KiB: decoding it here costs less than handing it to
+        // the blocking pool. Here, decompression stops at INLINE_DECODE_BYTES; a body that
+        // decompresses further (or a large one) is decoded on the pool with the real limits.
+        let inline = (body.len() <= INLINE_DECODE_BYTES)
+            .then(|| request.decode(&body, &limits.capped(INLINE_DECODE_BYTES)));
+        let decoded = match inline {
+            Some(Err(e)) if e.is_too_large() => None,
+            other => other.transpose()?,
+        };
+        let decoded = match decoded {
+            Some(decoded) => decoded,
+            None => {
+                self.off_thread(move || request.decode(&body, &limits))
+                    .await??
+            }
+        };
         if decoded.events.is_empty() {
             return Ok(decoded.header_event_id);
         }
@@ -387,10 +393,14 @@ impl Ingest {
     /// The project of an envelope whose only credential is its header's `dsn`.
     async fn authorize_by_dsn(&self, admitted: &Admitted, body: &Bytes) -> Result<Arc<Authorized>> {
         let encoding = admitted.content_encoding.clone();
-        let body = body.clone(); // a reference count, not a copy
-        let line = self
-            .off_thread(move || decode_first_line(encoding.as_deref(), &body, MAX_HEADER_LINE))
-            .await??;
+        let line = if body.len() <= INLINE_DECODE_BYTES {
+            // at most MAX_HEADER_LINE bytes of output from a small input: cheap
+            decode_first_line(encoding.as_deref(), body, MAX_HEADER_LINE)?
+        } else {
+            let body = body.clone(); // a reference count, not a copy
+            self.off_thread(move || decode_first_line(encoding.as_deref(), &body, MAX_HEADER_LINE))
+                .await??
+        };
         self.project_of_header(admitted, &line).await
     }
 
@@ -505,6 +515,47 @@ struct DecodeLimits {
     max_event: usize,
     max_envelope: usize,
     max_attachment: usize,
+}
+
+impl DecodeLimits {
+    /// These limits, none above `bytes`.
+    fn capped(&self, bytes: usize) -> Self {
+        Self {
+            max_event: self.max_event.min(bytes),
+            max_envelope: self.max_envelope.min(bytes),
+            max_attachment: self.max_attachment.min(bytes),
+        }
+    }
+}
+
+/// Bodies up to this size (on the wire and decompressed) are decoded on the thread that read
+/// them rather than on the blocking pool: at most a few milliseconds of work.
+const INLINE_DECODE_BYTES: usize = 256 * 1024;
+
+/// What decoding one request's body needs besides the body.
+struct DecodeRequest {
+    endpoint: Endpoint,
+    encoding: Option<String>,
+    received: chrono::DateTime<Utc>,
+    client_ip: Option<IpAddr>,
+    rate: Arc<RateLimiter>,
+    project: Arc<Authorized>,
+}
+
+impl DecodeRequest {
+    fn decode(&self, body: &[u8], limits: &DecodeLimits) -> Result<Decoded> {
+        decode_events(
+            self.endpoint,
+            self.encoding.as_deref(),
+            body,
+            limits,
+            self.received,
+            self.client_ip,
+            // Counted once the events are found and before they are normalized, so events over
+            // a rate limit cost no normalization.
+            |events| self.rate.check(&self.project, events),
+        )
+    }
 }
 
 /// The events of one request, normalized.

@@ -589,4 +589,16 @@ fn an_event_that_normalization_would_push_past_the_limit_is_refused() {
         "{err}"
     );
     assert!(err.to_string().contains("max_json_depth of 64"), "{err}");
+
+    // one level less is kept, and its stored JSON is exactly at the limit
+    let vars_depth = 64 - 8;
+    let vars = format!("{}1{}", "[".repeat(vars_depth), "]".repeat(vars_depth));
+    let payload = format!(
+        r#"{{"exception":[{{"type":"E","value":"v","stacktrace":{{"frames":[{{"function":"f","vars":{{"a":{vars}}}}}]}}}}]}}"#
+    );
+    let event = on_worker_stack(move || normalize_event(payload.as_bytes(), &ctx()).unwrap());
+    assert_eq!(
+        faultline_protocol::depth::check_depth(event.json.as_bytes(), 64),
+        Ok(64)
+    );
 }

@@ -34,7 +34,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::depth::{MAX_JSON_DEPTH, check_depth};
+use crate::depth::{MAX_JSON_DEPTH, check_depth, value_depth};
 use crate::{ErrorKind, Event};
 
 /// What the server knows about the request an event came in.
@@ -231,14 +231,17 @@ pub fn normalize_event(payload: &[u8], ctx: &NormalizeContext) -> Result<Event> 
     };
     let received = time::truncate_millis(ctx.received);
     let facts = normalize_root(&mut root, ctx, received);
-    let event = extract::event(root, facts, received);
     // What is stored must parse again under the same limit (the WAL replay normalizes it).
-    if check_depth(event.json.as_bytes(), MAX_JSON_DEPTH).is_err() {
+    // The root object is level 1, so its members may nest one level less.
+    if root
+        .values()
+        .any(|value| value_depth(value, MAX_JSON_DEPTH - 1).is_err())
+    {
         return Err(NormalizeError::TooDeepNormalized {
             limit: MAX_JSON_DEPTH,
         });
     }
-    Ok(event)
+    Ok(extract::event(root, facts, received))
 }
 
 fn json_kind(value: &Value) -> &'static str {
