@@ -32,8 +32,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("http server failed: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

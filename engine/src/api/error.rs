@@ -44,6 +44,8 @@ pub enum ApiError {
 const WAL_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 /// When a client refused for too many running queries should retry.
 const BUSY_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a client should wait when the object store did not answer.
+const STORE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> {
     match err {
@@ -65,6 +67,7 @@ fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> 
         }
         ApiError::Ingest(ingest::Error::Wal(_)) => Some((WAL_RETRY_AFTER, None)),
         ApiError::Query(query::Error::Busy(_)) => Some((BUSY_RETRY_AFTER, None)),
+        _ if err.status() == StatusCode::SERVICE_UNAVAILABLE => Some((STORE_RETRY_AFTER, None)),
         _ => None,
     }
 }
@@ -105,11 +108,11 @@ impl ApiError {
 fn query_status(err: &query::Error) -> StatusCode {
     use query::Error as Q;
     match err {
+        e if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
         Q::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
         Q::Memory { .. } | Q::TooManyRows(_) | Q::FunctionLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Q::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         Q::Tenancy(e) => tenancy_status(e),
-        Q::Manifest(_) => StatusCode::SERVICE_UNAVAILABLE,
         e if e.is_user_error() => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -118,6 +121,8 @@ fn query_status(err: &query::Error) -> StatusCode {
 fn tenancy_status(err: &tenancy::Error) -> StatusCode {
     use tenancy::Error as T;
     match err {
+        // The object store did not answer (tokens and projects are read from it): retry later.
+        e if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
         T::UnknownProject { .. } => StatusCode::FORBIDDEN,
         T::BadKey { .. } | T::DisabledKey { .. } | T::BadToken => StatusCode::UNAUTHORIZED,
         T::UnknownKey { .. } => StatusCode::NOT_FOUND,
@@ -127,8 +132,6 @@ fn tenancy_status(err: &tenancy::Error) -> StatusCode {
         T::UnknownToken { .. } | T::UnknownProjectName { .. } => StatusCode::NOT_FOUND,
         T::InvalidName { .. } | T::InvalidScope { .. } | T::NoScopes => StatusCode::BAD_REQUEST,
         T::NameTaken { .. } => StatusCode::CONFLICT,
-        // The object store did not answer (tokens and projects are read from it): retry later.
-        T::Store(crate::store::Error::Request { .. }) => StatusCode::SERVICE_UNAVAILABLE,
         T::ReadTokenFile { .. } | T::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -196,6 +199,17 @@ mod tests {
                 Box::new(DataFusionError::IoError(io))
             )),
             StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let gone = object_store::Error::Generic {
+            store: "S3",
+            source: "connection refused".into(),
+        };
+        assert_eq!(
+            status(DataFusionError::Context(
+                "scan".to_owned(),
+                Box::new(DataFusionError::ObjectStore(Box::new(gone)))
+            )),
+            StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
             ApiError::Query(query::Error::Plan("No field named nope".to_owned())).status(),

@@ -106,6 +106,19 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// True when the object store did not answer while the query read its manifest, tokens,
+    /// projects or files; the same query may succeed when retried.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Manifest(_) => true,
+            Self::Tenancy(e) => e.is_unavailable(),
+            // a stored file could not be read: the store did not answer, or compaction
+            // replaced the file while the query ran (the next query reads the new manifest)
+            Self::Sql(err) => matches!(err.find_root(), DataFusionError::ObjectStore(_)),
+            _ => false,
+        }
+    }
+
     /// True when the user's SQL is at fault (HTTP 400), not the server.
     pub fn is_user_error(&self) -> bool {
         match self {

@@ -78,6 +78,15 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// True when the object store did not answer (network, timeout, a server error): the
+    /// request may succeed if retried later. HTTP answers it with 503, PostgreSQL with SQLSTATE
+    /// 58030 and Flight SQL with UNAVAILABLE.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Request { .. })
+    }
+}
+
 /// The object store plus what is needed to make local writes durable.
 #[derive(Debug, Clone)]
 pub struct Store {

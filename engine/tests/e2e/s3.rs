@@ -271,6 +271,21 @@ async fn during_an_outage_queries_fail_with_the_store_named_ingest_answers_and_s
         err.contains("503") && err.contains("object store"),
         "the error is a 503 naming the object store: {err}"
     );
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/sql", setup.base_url()))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "sql": "SELECT 1" }))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("5"),
+        "a 503 for the object store tells the client when to retry"
+    );
 
     // Ingest answers from the WAL meanwhile.
     crate::harness::store_message(&setup, &dsn, "during the outage").await?;

@@ -108,16 +108,25 @@ fn bearer(metadata: &MetadataMap) -> Result<&str, Status> {
     }
 }
 
+/// A refused login; an object store that did not answer is no wrong token.
+fn login_status(err: crate::tenancy::Error) -> Status {
+    if err.is_unavailable() {
+        Status::unavailable(err.to_string())
+    } else {
+        Status::unauthenticated(err.to_string())
+    }
+}
+
 fn query_status(err: query::Error) -> Status {
     let message = err.to_string();
     match err {
+        e if e.is_unavailable() => Status::unavailable(message),
         query::Error::Tenancy(_) => Status::permission_denied(message),
         query::Error::Memory { .. }
         | query::Error::TooManyRows(_)
         | query::Error::FunctionLimit(_)
         | query::Error::Busy(_) => Status::resource_exhausted(message),
         query::Error::Timeout(_) => Status::deadline_exceeded(message),
-        query::Error::Manifest(_) => Status::unavailable(message),
         e if e.is_user_error() => Status::invalid_argument(message),
         _ => {
             tracing::error!(cause = %message, "flight sql query failed");
@@ -129,10 +138,7 @@ fn query_status(err: query::Error) -> Status {
 impl FlightSql {
     async fn principal(&self, metadata: &MetadataMap) -> Result<Arc<Principal>, Status> {
         let token = bearer(metadata)?;
-        self.access
-            .login(token)
-            .await
-            .map_err(|e| Status::unauthenticated(e.to_string()))
+        self.access.login(token).await.map_err(login_status)
     }
 
     /// Keeps `output` for the same token's `DoGet`; the `FlightInfo` that points at it.
@@ -245,10 +251,7 @@ impl FlightSqlService for FlightSql {
                 ));
             }
         };
-        self.access
-            .login(&token)
-            .await
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        self.access.login(&token).await.map_err(login_status)?;
         let reply = HandshakeResponse {
             protocol_version: 0,
             payload: token.clone().into(),

@@ -23,6 +23,11 @@ pub(super) fn syntax(err: impl std::fmt::Display) -> PgWireError {
     user_error("42601", err.to_string())
 }
 
+/// The object store did not answer (`58030`, io_error).
+pub(super) fn unavailable(err: &crate::tenancy::Error) -> PgWireError {
+    user_error("58030", err.to_string())
+}
+
 /// The SQLSTATE of a query error, with the same message as over HTTP.
 pub(super) fn query_error(err: &Error) -> PgWireError {
     user_error(sqlstate(err), err.to_string())
@@ -30,6 +35,8 @@ pub(super) fn query_error(err: &Error) -> PgWireError {
 
 fn sqlstate(err: &Error) -> &'static str {
     match err {
+        // io_error: the object store did not answer (manifest, tokens, projects or files)
+        e if e.is_unavailable() => "58030",
         // insufficient_privilege: a scope the token lacks, or a plan the guard refuses
         Error::Tenancy(_) | Error::Refused(_) => "42501",
         // out_of_memory, query_canceled (statement timeout), program_limit_exceeded
@@ -40,8 +47,6 @@ fn sqlstate(err: &Error) -> &'static str {
         Error::TooLong { .. } | Error::TooDeep { .. } => "54001",
         // insufficient_resources: too many queries running; retry
         Error::Busy(_) => "53000",
-        // io_error: the object store cannot be reached
-        Error::Manifest(_) => "58030",
         Error::Plan(message) => plan_sqlstate(message),
         Error::Sql(source) => match source.find_root() {
             datafusion::error::DataFusionError::SQL(..) => "42601",
@@ -85,6 +90,18 @@ mod tests {
         assert_eq!(sqlstate(&Error::Refused("x".to_owned())), "42501");
         assert_eq!(sqlstate(&Error::TooDeep { limit: 10 }), "54001");
         assert_eq!(sqlstate(&Error::Busy("x".to_owned())), "53000");
+        let unanswered = crate::store::Error::Request {
+            path: "meta/tokens/x.json".to_owned(),
+            source: object_store::Error::Generic {
+                store: "S3",
+                source: "connection refused".into(),
+            },
+        };
+        assert_eq!(
+            sqlstate(&Error::Tenancy(crate::tenancy::Error::Store(unanswered))),
+            "58030",
+            "an object store that did not answer is no missing privilege"
+        );
         assert_eq!(
             sqlstate(&Error::Timeout(std::time::Duration::from_secs(1))),
             "57014"

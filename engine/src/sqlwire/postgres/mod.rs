@@ -137,6 +137,11 @@ impl AuthSource for TokenAuth {
                 *self.principal.lock() = Some(principal);
                 Ok(None)
             }
+            // the object store did not answer: io_error, not a wrong password
+            Err(err) if err.is_unavailable() => {
+                tracing::warn!(cause = %err, "postgres login could not be checked");
+                Err(error::unavailable(&err))
+            }
             Err(err) => {
                 tracing::debug!(cause = %err, "postgres login refused");
                 Err(PgWireError::InvalidPassword(
