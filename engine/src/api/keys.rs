@@ -2,7 +2,7 @@
 //! `GET|POST /api/0/projects/{org}/{project}/keys/`,
 //! `GET|PUT|DELETE /api/0/projects/{org}/{project}/keys/{key}/` and
 //! `POST /api/0/projects/{org}/{project}/keys/{key}/rotate/`. Needs a token with the
-//! `projects:admin` scope that covers the project.
+//! `project:write` scope (which `projects:admin` grants) that covers the project.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,13 +15,12 @@ use faultline_config::RateLimit;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::query::principal;
 use crate::tenancy::projects::dsn;
-use crate::tenancy::{KeyInfo, KeySource, KeyUpdate, Principal, Projects, Scope, Tokens};
+use crate::tenancy::{KeyInfo, KeySource, KeyUpdate, Principal, Projects, Scope};
 
 #[derive(Clone)]
 pub(super) struct KeysState {
-    pub(super) tokens: Arc<Tokens>,
+    pub(super) auth: super::auth::Auth,
     pub(super) projects: Arc<Projects>,
     /// Base URL of the DSNs in responses.
     pub(super) public_url: String,
@@ -102,8 +101,8 @@ impl KeysState {
         org: &str,
         project: &str,
     ) -> Result<Arc<Principal>, ApiError> {
-        let caller = principal(&self.tokens, headers).await?;
-        caller.require(Scope::ProjectsAdmin)?;
+        let caller = self.auth.principal(headers).await?;
+        caller.require(Scope::ProjectWrite)?;
         let id = self
             .projects
             .ids_by_name(org, &[project.to_owned()])

@@ -145,7 +145,7 @@ impl ProjectFilter {
 
     /// The projects a token may read; refuses a token without the `events:read` scope.
     pub async fn for_principal(projects: &Projects, principal: &Principal) -> Result<Self> {
-        principal.require(Scope::EventsRead)?;
+        principal.require(Scope::EventRead)?;
         Self::covering(projects, principal).await
     }
 
