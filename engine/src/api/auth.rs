@@ -174,10 +174,10 @@ pub(super) struct ClientInfo(pub(super) Client);
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ip = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+            .await
+            .ok()
             .map(|ConnectInfo(addr)| addr.ip().to_string());
         let user_agent = parts
             .headers

@@ -24,6 +24,7 @@ mod keys;
 mod limits;
 mod lost_replies;
 mod metrics;
+mod people;
 mod sql;
 mod tenancy;
 
