@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::auth::Auth;
 use super::error::ApiError;
 use crate::query::format::{self, Format};
-use crate::query::{ProjectFilter, QueryService};
+use crate::query::{AuditView, ProjectFilter, QueryService};
 use crate::tenancy::{Projects, Tokens};
 
 #[derive(Clone)]
@@ -88,7 +88,12 @@ pub(super) async fn sql(
     let sql = statement(&body)?;
     let output = state
         .query
-        .run_as(Some(&principal.token_id), &projects, &sql)
+        .run_with(
+            Some(&principal.token_id),
+            &projects,
+            AuditView::for_principal(&principal),
+            &sql,
+        )
         .await;
     crate::metrics::record_query("http", &output);
     let output = output?;

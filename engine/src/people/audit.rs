@@ -81,17 +81,22 @@ impl Audit {
 
     /// The entries of `org` (every organization for `None`), oldest first.
     pub async fn entries(&self, org: Option<&str>) -> Result<Vec<AuditEntry>> {
-        let prefix = match org {
-            Some(org) if faultline_config::is_slug(org) => format!("{PREFIX}/{org}"),
-            Some(_) => return Ok(Vec::new()),
-            None => PREFIX.to_owned(),
-        };
-        let mut metas = self.store.list(&ObjectPath::from(prefix)).await?;
-        metas.sort_by(|a, b| a.location.filename().cmp(&b.location.filename()));
-        let mut out = Vec::with_capacity(metas.len());
-        for meta in metas {
-            out.push(self.store.get_json(&meta.location).await?);
-        }
-        Ok(out)
+        read_entries(&self.store, org).await
     }
+}
+
+/// The entries of `org` (every organization for `None`) in `store`, oldest first.
+pub async fn read_entries(store: &Store, org: Option<&str>) -> Result<Vec<AuditEntry>> {
+    let prefix = match org {
+        Some(org) if faultline_config::is_slug(org) => format!("{PREFIX}/{org}"),
+        Some(_) => return Ok(Vec::new()),
+        None => PREFIX.to_owned(),
+    };
+    let mut metas = store.list(&ObjectPath::from(prefix)).await?;
+    metas.sort_by(|a, b| a.location.filename().cmp(&b.location.filename()));
+    let mut out = Vec::with_capacity(metas.len());
+    for meta in metas {
+        out.push(store.get_json(&meta.location).await?);
+    }
+    Ok(out)
 }

@@ -49,6 +49,20 @@ impl Harness {
         value.to_owned()
     }
 
+    /// `POST /api/sql` as `who` (a session cookie value or an API token).
+    async fn sql_by(&self, who: &str, sql: &str) -> Reply {
+        let mut request = post("/api/sql");
+        request = if who.starts_with("flt_") {
+            request.header("authorization", format!("Bearer {who}"))
+        } else {
+            request
+                .header("cookie", format!("{COOKIE}={who}"))
+                .header("sec-fetch-site", "same-origin")
+        };
+        self.send(request.body(Body::from(sql.to_owned())).unwrap())
+            .await
+    }
+
     /// A request as `who`: a session cookie value or (with `flt_`) an API token.
     async fn call(&self, who: &str, method: Method, uri: &str, body: Option<Value>) -> Reply {
         let mut request = Request::builder().method(method).uri(uri);
@@ -111,23 +125,30 @@ async fn who_may_do_what() {
         "member:admin",
         "org:write",
         "org:admin",
+        "event:read org:admin",
     ] {
-        let token = h.token(&[scopes], None).await;
+        let names: Vec<&str> = scopes.split(' ').collect();
+        let token = h.token(&names, None).await;
         callers.push((format!("token {scopes}"), token));
     }
 
-    // (caller, invite, role change, disable, token create, resolve, SQL on events)
-    let expected: [(&str, [u16; 6]); 10] = [
-        ("member", [403, 403, 403, 403, 200, 200]),
-        ("admin", [403, 403, 403, 403, 200, 200]),
-        ("manager", [201, 200, 200, 201, 200, 200]),
-        ("owner", [201, 200, 200, 201, 200, 200]),
-        ("token event:read", [403, 403, 403, 403, 403, 200]),
-        ("token event:write", [403, 403, 403, 403, 200, 403]),
-        ("token member:write", [201, 403, 403, 403, 403, 403]),
-        ("token member:admin", [403, 200, 200, 403, 403, 403]),
-        ("token org:write", [403, 403, 403, 201, 403, 403]),
-        ("token org:admin", [403, 403, 403, 403, 403, 403]),
+    // (caller, invite, role change, disable, token create, resolve, SQL on events, SQL on
+    // audit_log)
+    let expected: [(&str, [u16; 7]); 11] = [
+        ("member", [403, 403, 403, 403, 200, 200, 403]),
+        ("admin", [403, 403, 403, 403, 200, 200, 403]),
+        ("manager", [201, 200, 200, 201, 200, 200, 403]),
+        ("owner", [201, 200, 200, 201, 200, 200, 200]),
+        ("token event:read", [403, 403, 403, 403, 403, 200, 403]),
+        ("token event:write", [403, 403, 403, 403, 200, 403, 403]),
+        ("token member:write", [201, 403, 403, 403, 403, 403, 403]),
+        ("token member:admin", [403, 200, 200, 403, 403, 403, 403]),
+        ("token org:write", [403, 403, 403, 201, 403, 403, 403]),
+        ("token org:admin", [403, 403, 403, 403, 403, 403, 403]),
+        (
+            "token event:read org:admin",
+            [403, 403, 403, 403, 403, 200, 200],
+        ),
     ];
     let mut wrong = Vec::new();
     for (i, (name, who)) in callers.iter().enumerate() {
@@ -175,22 +196,8 @@ async fn who_may_do_what() {
                 None,
             )
             .await,
-            {
-                let mut request = post("/api/sql");
-                request = if who.starts_with("flt_") {
-                    request.header("authorization", format!("Bearer {who}"))
-                } else {
-                    request
-                        .header("cookie", format!("{COOKIE}={who}"))
-                        .header("sec-fetch-site", "same-origin")
-                };
-                h.send(
-                    request
-                        .body(Body::from("SELECT count(*) AS n FROM events"))
-                        .unwrap(),
-                )
-                .await
-            },
+            h.sql_by(who, "SELECT count(*) AS n FROM events").await,
+            h.sql_by(who, "SELECT count(*) AS n FROM audit_log").await,
         ];
         let got: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
         if got != want {
@@ -228,10 +235,33 @@ async fn who_may_do_what() {
         invited.body,
         json!({"detail": "only an owner (scope org:admin) may invite an owner"})
     );
-    // a member sees the members list (member:read), and SQL sees only the team's project
+    // a member sees the members list (member:read), not the audit log
     let list = h.call(member, Method::GET, MEMBERS, None).await;
     assert_eq!(list.status, StatusCode::OK);
     assert!(list.body.as_array().unwrap().len() > 4);
+    let refused = h.sql_by(member, "SELECT * FROM audit_log").await;
+    assert_eq!(
+        refused.body,
+        json!({"detail": "the API token lacks the scope org:admin"})
+    );
+    let owner = &callers[3].1;
+    let rows = h
+        .sql_by(
+            owner,
+            "SELECT event, count(*) AS n FROM audit_log WHERE event IN \
+             ('issue.resolve', 'api-key.create', 'member.edit', 'member.disable') \
+             GROUP BY event ORDER BY event",
+        )
+        .await;
+    assert_eq!(
+        rows.body,
+        json!([
+            {"event": "api-key.create", "n": 3},
+            {"event": "issue.resolve", "n": 5},
+            {"event": "member.disable", "n": 3},
+            {"event": "member.edit", "n": 3},
+        ])
+    );
 }
 
 #[tokio::test]
@@ -372,6 +402,31 @@ async fn invite_accept_login_logout_and_disable() {
             "user.login-failed",
             "user.logout"
         ]
+    );
+    // the same rows through SQL, with who, from where and what
+    let owner = h.session("owner@example.com").await;
+    let rows = h
+        .sql_by(
+            &owner,
+            "SELECT event, actor_type, actor_label, ip, target_type, data->>'role' AS role \
+             FROM audit_log WHERE event <> 'user.login' ORDER BY ts",
+        )
+        .await;
+    assert_eq!(rows.status, StatusCode::OK, "{:?}", rows.body);
+    assert_eq!(
+        rows.body,
+        json!([
+            {"event": "member.invite", "actor_type": "user", "actor_label": "owner@example.com",
+             "ip": "10.1.2.3", "target_type": "email", "role": "admin"},
+            {"event": "member.accept-invite", "actor_type": "user", "actor_label": "ann@example.com",
+             "ip": "10.1.2.3", "target_type": "user", "role": "admin"},
+            {"event": "member.disable", "actor_type": "user", "actor_label": "owner@example.com",
+             "ip": "10.1.2.3", "target_type": "user", "role": null},
+            {"event": "user.login-failed", "actor_type": "system", "actor_label": "ann@example.com",
+             "ip": "10.1.2.3", "target_type": "user", "role": null},
+            {"event": "user.logout", "actor_type": "user", "actor_label": "owner@example.com",
+             "ip": "10.1.2.3", "target_type": "session", "role": null},
+        ])
     );
 }
 
