@@ -14,9 +14,10 @@ use chrono::{DateTime, Utc};
 use faultline_config::RateLimit;
 use serde::{Deserialize, Serialize};
 
+use super::auth::{Caller, ClientInfo, caller_entry};
 use super::error::ApiError;
 use crate::tenancy::projects::dsn;
-use crate::tenancy::{KeyInfo, KeySource, KeyUpdate, Principal, Projects, Scope};
+use crate::tenancy::{KeyInfo, KeySource, KeyUpdate, Projects, Scope};
 
 #[derive(Clone)]
 pub(super) struct KeysState {
@@ -100,8 +101,9 @@ impl KeysState {
         headers: &HeaderMap,
         org: &str,
         project: &str,
-    ) -> Result<Arc<Principal>, ApiError> {
-        let caller = self.auth.principal(headers).await?;
+    ) -> Result<Caller, ApiError> {
+        let who = self.auth.caller(headers).await?;
+        let caller = &who.principal;
         caller.require(Scope::ProjectWrite)?;
         let id = self
             .projects
@@ -112,7 +114,32 @@ impl KeysState {
                 "the API token does not cover project {project:?} of organization {org:?}"
             )));
         }
-        Ok(caller)
+        Ok(who)
+    }
+
+    /// Records a key change in the audit log (Sentry's `projectkey.*` names).
+    async fn audit(
+        &self,
+        caller: &Caller,
+        client: &crate::people::Client,
+        org: &str,
+        event: &str,
+        project: &str,
+        key: &str,
+    ) {
+        let people = &self.auth.people;
+        people
+            .audit
+            .record(caller_entry(
+                people,
+                caller,
+                org,
+                client,
+                event,
+                Some(("projectkey", key)),
+                serde_json::json!({"project": project}),
+            ))
+            .await;
     }
 }
 
@@ -163,10 +190,11 @@ pub(super) async fn list(
 pub(super) async fn create(
     State(state): State<KeysState>,
     Path((org, project)): Path<(String, String)>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
     body: Option<Json<CreateBody>>,
 ) -> Result<(StatusCode, Json<KeyBody>), ApiError> {
-    state.admin(&headers, &org, &project).await?;
+    let caller = state.admin(&headers, &org, &project).await?;
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let limit = body
         .rate_limit
@@ -177,6 +205,16 @@ pub(super) async fn create(
         .projects
         .create_key(&org, &project, body.name, limit)
         .await?;
+    state
+        .audit(
+            &caller,
+            &client,
+            &org,
+            "projectkey.create",
+            &project,
+            &key.public,
+        )
+        .await;
     Ok((StatusCode::CREATED, Json(state.body(key))))
 }
 
@@ -207,10 +245,11 @@ pub(super) async fn get_key(
 pub(super) async fn update(
     State(state): State<KeysState>,
     Path((org, project, key)): Path<(String, String, String)>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
     Json(body): Json<UpdateBody>,
 ) -> Result<Json<KeyBody>, ApiError> {
-    state.admin(&headers, &org, &project).await?;
+    let caller = state.admin(&headers, &org, &project).await?;
     let rate_limit = match body.rate_limit {
         None => None,
         Some(None) => Some(None),
@@ -225,25 +264,50 @@ pub(super) async fn update(
         .projects
         .update_key(&org, &project, &key, update)
         .await?;
+    state
+        .audit(
+            &caller,
+            &client,
+            &org,
+            "projectkey.edit",
+            &project,
+            &key.public,
+        )
+        .await;
     Ok(Json(state.body(key)))
 }
 
 pub(super) async fn delete(
     State(state): State<KeysState>,
     Path((org, project, key)): Path<(String, String, String)>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    state.admin(&headers, &org, &project).await?;
+    let caller = state.admin(&headers, &org, &project).await?;
     state.projects.delete_key(&org, &project, &key).await?;
+    state
+        .audit(&caller, &client, &org, "projectkey.remove", &project, &key)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn rotate(
     State(state): State<KeysState>,
     Path((org, project, key)): Path<(String, String, String)>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<KeyBody>), ApiError> {
-    state.admin(&headers, &org, &project).await?;
+    let caller = state.admin(&headers, &org, &project).await?;
     let new = state.projects.rotate_key(&org, &project, &key).await?;
+    state
+        .audit(
+            &caller,
+            &client,
+            &org,
+            "projectkey.change",
+            &project,
+            &new.public,
+        )
+        .await;
     Ok((StatusCode::CREATED, Json(state.body(new))))
 }

@@ -595,3 +595,61 @@ async fn https_public_url_adds_hsts_and_a_host_prefixed_secure_cookie() {
         "{cookie}"
     );
 }
+
+#[tokio::test]
+async fn key_and_token_changes_by_a_token_are_audited_with_the_token_as_actor() {
+    let h = harness().await;
+    let admin = h.token(&["projects:admin"], None).await;
+    let keys = "/api/0/projects/default/shop/keys/";
+    let created = h
+        .call(&admin, Method::POST, keys, Some(json!({"name": "ci"})))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    let public = created.body["public"].as_str().unwrap().to_owned();
+    let deleted = h
+        .call(&admin, Method::DELETE, &format!("{keys}{public}/"), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let token = h
+        .call(
+            &admin,
+            Method::POST,
+            "/api/tokens",
+            Some(json!({"name": "grafana", "scopes": ["project:read"]})),
+        )
+        .await;
+    assert_eq!(token.status, StatusCode::CREATED, "{:?}", token.body);
+    let audit = h
+        .node
+        .people
+        .audit
+        .entries(Some(DEFAULT_ORG))
+        .await
+        .unwrap();
+    let rows: Vec<(&str, &str, Option<&str>)> = audit
+        .iter()
+        .map(|e| {
+            (
+                e.event.as_str(),
+                e.actor_type.as_str(),
+                e.target_id.as_deref(),
+            )
+        })
+        .collect();
+    let token_id = token.body["id"].as_str().unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("projectkey.create", "token", Some(public.as_str())),
+            ("projectkey.remove", "token", Some(public.as_str())),
+            ("api-key.create", "token", Some(token_id)),
+        ]
+    );
+    // the token itself never reaches the audit log
+    let secret = token.body["token"].as_str().unwrap();
+    assert!(
+        audit
+            .iter()
+            .all(|e| !serde_json::to_string(e).unwrap().contains(secret))
+    );
+}
