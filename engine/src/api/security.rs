@@ -4,7 +4,8 @@
 //!   framing), `X-Content-Type-Options: nosniff`, `Referrer-Policy`, `Cross-Origin-Opener-Policy`,
 //!   `X-Frame-Options: DENY`, and HSTS when the public URL is https.
 //! - CSRF: a state-changing request (not GET, HEAD or OPTIONS) that carries the session cookie
-//!   and no Bearer token is refused with `403` when it is cross-site: by Fetch Metadata
+//!   (or goes to `/auth/...`, so no other site can log a browser into its own account) and no
+//!   Bearer token is refused with `403` when it is cross-site: by Fetch Metadata
 //!   (`Sec-Fetch-Site` other than `same-origin` or `none`), or, without that header, by an
 //!   `Origin` whose host differs from `Host`. A request with neither header is not from a
 //!   browser and passes.
@@ -41,10 +42,15 @@ fn has_cookie(headers: &HeaderMap, name: &str) -> bool {
 }
 
 /// Why a request is refused as cross-site, if it is.
-fn cross_site(method: &Method, headers: &HeaderMap, cookie_name: &str) -> Option<String> {
+fn cross_site(
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    cookie_name: &str,
+) -> Option<String> {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
         || bearer(headers).is_some()
-        || !has_cookie(headers, cookie_name)
+        || !(has_cookie(headers, cookie_name) || path.starts_with("/auth/"))
     {
         return None;
     }
@@ -74,7 +80,13 @@ pub(super) async fn layer(
     request: Request,
     next: Next,
 ) -> Response {
-    let mut response = match cross_site(request.method(), request.headers(), security.cookie_name) {
+    let refusal = cross_site(
+        request.method(),
+        request.uri().path(),
+        request.headers(),
+        security.cookie_name,
+    );
+    let mut response = match refusal {
         Some(reason) => ApiError::Forbidden(reason).into_response(),
         None => next.run(request).await,
     };
@@ -109,103 +121,71 @@ pub(super) async fn layer(
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    /// True if a request with these headers is refused.
+    fn refused(method: Method, path: &str, pairs: &[(&'static str, &str)]) -> bool {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.insert(*k, HeaderValue::from_str(v).unwrap());
         }
-        h
+        cross_site(&method, path, &h, "s").is_some()
     }
 
     #[test]
     fn only_cross_site_cookie_posts_are_refused() {
-        let c = "s";
-        let post = Method::POST;
+        let post = || Method::POST;
         let cookie = ("cookie", "s=1");
-        assert!(
-            cross_site(
-                &post,
-                &headers(&[cookie, ("sec-fetch-site", "cross-site")]),
-                c
-            )
-            .is_some()
-        );
-        assert!(
-            cross_site(
-                &post,
-                &headers(&[cookie, ("sec-fetch-site", "same-site")]),
-                c
-            )
-            .is_some()
-        );
-        assert!(
-            cross_site(
-                &post,
-                &headers(&[cookie, ("sec-fetch-site", "same-origin")]),
-                c
-            )
-            .is_none()
-        );
-        assert!(cross_site(&post, &headers(&[cookie, ("sec-fetch-site", "none")]), c).is_none());
-        assert!(
-            cross_site(
-                &Method::GET,
-                &headers(&[cookie, ("sec-fetch-site", "cross-site")]),
-                c
-            )
-            .is_none()
-        );
+        let host = ("host", "errors.example");
         let evil = ("origin", "https://evil.example");
-        assert!(
-            cross_site(
-                &post,
-                &headers(&[cookie, evil, ("host", "errors.example")]),
-                c
-            )
-            .is_some()
-        );
-        assert!(
-            cross_site(
-                &post,
-                &headers(&[
-                    cookie,
-                    ("origin", "https://errors.example"),
-                    ("host", "errors.example")
-                ]),
-                c
-            )
-            .is_none()
-        );
-        assert!(
-            cross_site(
-                &post,
-                &headers(&[cookie, ("origin", "null"), ("host", "errors.example")]),
-                c
-            )
-            .is_some()
-        );
+        let api = "/api/x";
+        assert!(refused(
+            post(),
+            api,
+            &[cookie, ("sec-fetch-site", "cross-site")]
+        ));
+        assert!(refused(
+            post(),
+            api,
+            &[cookie, ("sec-fetch-site", "same-site")]
+        ));
+        assert!(!refused(
+            post(),
+            api,
+            &[cookie, ("sec-fetch-site", "same-origin")]
+        ));
+        assert!(!refused(post(), api, &[cookie, ("sec-fetch-site", "none")]));
+        assert!(!refused(
+            Method::GET,
+            api,
+            &[cookie, ("sec-fetch-site", "cross-site")]
+        ));
+        assert!(refused(post(), api, &[cookie, evil, host]));
+        assert!(!refused(
+            post(),
+            api,
+            &[cookie, ("origin", "https://errors.example"), host]
+        ));
+        assert!(refused(post(), api, &[cookie, ("origin", "null"), host]));
         // no browser headers at all: not a browser
-        assert!(cross_site(&post, &headers(&[cookie]), c).is_none());
+        assert!(!refused(post(), api, &[cookie]));
         // no cookie, or a Bearer token: nothing a browser adds on its own
-        assert!(
-            cross_site(
-                &post,
-                &headers(&[evil, ("sec-fetch-site", "cross-site")]),
-                c
-            )
-            .is_none()
-        );
-        assert!(
-            cross_site(
-                &post,
-                &headers(&[
-                    cookie,
-                    ("authorization", "Bearer x"),
-                    ("sec-fetch-site", "cross-site")
-                ]),
-                c
-            )
-            .is_none()
-        );
+        assert!(!refused(
+            post(),
+            api,
+            &[evil, ("sec-fetch-site", "cross-site")]
+        ));
+        let bearer = ("authorization", "Bearer x");
+        assert!(!refused(
+            post(),
+            api,
+            &[cookie, bearer, ("sec-fetch-site", "cross-site")]
+        ));
+        // a cross-site login (no cookie yet) is refused too
+        assert!(refused(post(), "/auth/login", &[evil, host]));
+        assert!(!refused(
+            post(),
+            "/auth/login",
+            &[("sec-fetch-site", "same-origin")]
+        ));
+        assert!(!refused(post(), "/auth/login", &[]));
     }
 }
