@@ -350,13 +350,44 @@ impl Default for QueryConfig {
     }
 }
 
-/// API authentication.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// API authentication and people's logins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// A file holding an API token accepted in addition to those created with
     /// `faultline token create` (the operator mounts one from a Secret).
     pub admin_token_file: Option<PathBuf>,
+    /// A login session ends after this long without a request.
+    #[serde(with = "humantime_serde")]
+    pub session_idle_timeout: Duration,
+    /// A login session ends this long after the login, however active it is.
+    #[serde(with = "humantime_serde")]
+    pub session_absolute_timeout: Duration,
+    /// How long an invite link can be accepted.
+    #[serde(with = "humantime_serde")]
+    pub invite_ttl: Duration,
+    /// How long the first-start setup link and set-password links work.
+    #[serde(with = "humantime_serde")]
+    pub setup_link_ttl: Duration,
+    /// Failed logins allowed per account and per client address within
+    /// `login_failure_window`; more are refused with `429` until the window passes.
+    pub login_max_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub login_failure_window: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            admin_token_file: None,
+            session_idle_timeout: Duration::from_secs(12 * 3600),
+            session_absolute_timeout: Duration::from_secs(14 * 24 * 3600),
+            invite_ttl: Duration::from_secs(7 * 24 * 3600),
+            setup_link_ttl: Duration::from_secs(24 * 3600),
+            login_max_failures: 10,
+            login_failure_window: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 /// How long events are kept.

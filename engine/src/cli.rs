@@ -11,7 +11,6 @@ use clap::{Args, Parser, Subcommand};
 use faultline_config::{Config, RateLimit};
 
 use crate::query::format::Format;
-use crate::tenancy::Scope;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -84,6 +83,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage people: create the first owner, list, disable, enable, invite.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Resolve, ignore or reopen an issue.
     #[command(subcommand)]
     Issue(IssueCommand),
@@ -354,6 +356,52 @@ pub enum IssueCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account without a password and print a link to set it (there is never a
+    /// default password).
+    Create {
+        email: String,
+        /// Make the account an owner of the organization (the first account must be one).
+        #[arg(long)]
+        owner: bool,
+        /// Organization role when not --owner: member, admin or manager.
+        #[arg(long, default_value = "member", conflicts_with = "owner")]
+        role: String,
+        /// Display name (default: the email address).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, env = "FAULTLINE_ORG", default_value = crate::tenancy::DEFAULT_ORG)]
+        org: String,
+        #[command(flatten)]
+        address: DsnAddress,
+    },
+    /// List the accounts.
+    List {
+        /// Only this organization.
+        #[arg(long, env = "FAULTLINE_ORG")]
+        org: Option<String>,
+    },
+    /// Disable an account and end its sessions.
+    Disable { email: String },
+    /// Enable a disabled account.
+    Enable { email: String },
+    /// Invite someone and print the invite link.
+    Invite {
+        email: String,
+        /// Organization role: member, admin, manager or owner.
+        #[arg(long, default_value = "member")]
+        role: String,
+        /// Team to join (repeat for several).
+        #[arg(long = "team")]
+        teams: Vec<String>,
+        #[arg(long, env = "FAULTLINE_ORG", default_value = crate::tenancy::DEFAULT_ORG)]
+        org: String,
+        #[command(flatten)]
+        address: DsnAddress,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create an API token and print it (it is shown only once).
     Create {
@@ -362,10 +410,11 @@ pub enum TokenCommand {
         /// Organization the token belongs to.
         #[arg(long, env = "FAULTLINE_ORG", default_value = crate::tenancy::DEFAULT_ORG)]
         org: String,
-        /// Scope to grant: events:read (SQL) or projects:admin (tokens, issue state).
+        /// Scope to grant, by Sentry's name (org:read, project:write, event:read, ...), or
+        /// events:read (SQL) or projects:admin (tokens, keys, members, issue state) as before.
         /// Repeat for several.
         #[arg(long = "scope", default_value = "events:read")]
-        scopes: Vec<Scope>,
+        scopes: Vec<String>,
         /// Limit the token to this project (by name). Repeat for several; none means every
         /// project of the organization.
         #[arg(long = "project")]

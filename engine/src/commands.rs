@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 use crate::backup::{self, DESTINATION_LEASE, Destination};
 use crate::cli::{
     BackupCommand, Cli, Command, CompactCommand, DsnAddress, IssueCommand, KeyCommand, ListFormat,
-    ProjectCommand, QuarantineCommand, RetentionCommand, TokenCommand, WalCommand, public_url,
+    ProjectCommand, QuarantineCommand, RetentionCommand, TokenCommand, UserCommand, WalCommand,
+    public_url,
 };
 use crate::issues::{self, Change};
 use crate::maintenance::{self, Maintenance};
@@ -16,7 +17,7 @@ use crate::query::format::{self, Format};
 use crate::query::{ProjectFilter, QueryOutput};
 use crate::store::Store;
 use crate::tenancy::projects::dsn;
-use crate::tenancy::{KeyInfo, KeyUpdate, NewToken, Projects, Tokens};
+use crate::tenancy::{KeyInfo, KeyUpdate, NewToken, Projects, Scope, Tokens};
 use crate::{node, query, server, tenancy, wal};
 use datafusion::arrow::ipc::reader::StreamReader;
 
@@ -46,6 +47,8 @@ pub enum Error {
     Wal(#[from] crate::wal::Error),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
+    #[error(transparent)]
+    People(#[from] crate::people::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -98,6 +101,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             }
         }
         Command::Key(command) => run_key(&config, command).await?,
+        Command::User(command) => run_user(&config, command).await?,
         Command::Token(TokenCommand::Create {
             name,
             org,
@@ -112,6 +116,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                 Some(all.ids_by_name(&org, &names).await?)
             };
             let tokens = Tokens::new(store, None)?;
+            let scopes = Scope::expand_all(&scopes)?;
             let (token, record) = tokens
                 .create(NewToken {
                     name,
@@ -253,6 +258,161 @@ fn key_line(key: &KeyInfo, base: &str) -> String {
         },
         dsn(base, &key.public, key.project_id)
     )
+}
+
+/// The base URL people open (the UI and API): `server.public_url`, else the query listener.
+fn people_url(config: &Config, address: &crate::cli::DsnAddress) -> String {
+    if address.public_url.is_none()
+        && config.server.public_url.is_none()
+        && let Some(admin) = config.server.admin_listen
+    {
+        return format!("http://{admin}");
+    }
+    public_url(config, address).0
+}
+
+async fn run_user(config: &Config, command: UserCommand) -> Result<()> {
+    use crate::people::{AuditEntry, OrgRole, People};
+    let people = People::new(Store::open(config)?, config.auth.clone());
+    let audit = |org: &str, event: &str, target: &str, data: serde_json::Value| AuditEntry {
+        ts: people.audit.now(),
+        org: org.to_owned(),
+        actor_type: "system".to_owned(),
+        actor_id: None,
+        actor_label: Some("faultline user (command line)".to_owned()),
+        ip: None,
+        user_agent: None,
+        event: event.to_owned(),
+        target_type: Some("user".to_owned()),
+        target_id: Some(target.to_owned()),
+        data,
+    };
+    let by_email = |email: String| {
+        let people = &people;
+        async move {
+            people
+                .user_by_email(&email)
+                .await?
+                .ok_or(crate::people::Error::UnknownUser { id: email })
+        }
+    };
+    match command {
+        UserCommand::Create {
+            email,
+            owner,
+            role,
+            name,
+            org,
+            address,
+        } => {
+            let role = if owner { OrgRole::Owner } else { role.parse()? };
+            let name = name.unwrap_or_else(|| email.clone());
+            let user = people.create_user(&email, &name, &org, role, None).await?;
+            let token = people.create_link(Some(&user.id)).await?;
+            people
+                .audit
+                .record(audit(
+                    &org,
+                    "member.add",
+                    &user.id,
+                    serde_json::json!({"email": user.email, "role": role}),
+                ))
+                .await;
+            eprintln!(
+                "created {} {} of organization {:?}; set its password within {} at:",
+                role,
+                user.email,
+                user.org,
+                humantime::format_duration(config.auth.setup_link_ttl)
+            );
+            println!(
+                "{}/setup/{token}",
+                people_url(config, &address).trim_end_matches('/')
+            );
+        }
+        UserCommand::List { org } => {
+            let mut table = comfy_table::Table::new();
+            table.load_preset(comfy_table::presets::NOTHING);
+            table.set_header(["ID", "EMAIL", "NAME", "ORG", "ROLE", "STATUS", "MFA"]);
+            for user in people.users(org.as_deref()).await? {
+                let status = if user.disabled {
+                    "disabled"
+                } else if user.password.is_none() {
+                    "no password yet"
+                } else {
+                    "active"
+                };
+                table.add_row([
+                    user.id,
+                    user.email,
+                    user.name,
+                    user.org,
+                    user.role.to_string(),
+                    status.to_owned(),
+                    if user.totp.is_some() { "totp" } else { "-" }.to_owned(),
+                ]);
+            }
+            println!("{table}");
+        }
+        UserCommand::Disable { email } => {
+            let user = by_email(email).await?;
+            let user = people.set_disabled(&user.org, &user.id, true).await?;
+            people
+                .audit
+                .record(audit(
+                    &user.org,
+                    "member.disable",
+                    &user.id,
+                    serde_json::json!({"email": user.email}),
+                ))
+                .await;
+            eprintln!("disabled {}; its sessions have ended", user.email);
+        }
+        UserCommand::Enable { email } => {
+            let user = by_email(email).await?;
+            let user = people.set_disabled(&user.org, &user.id, false).await?;
+            people
+                .audit
+                .record(audit(
+                    &user.org,
+                    "member.enable",
+                    &user.id,
+                    serde_json::json!({"email": user.email}),
+                ))
+                .await;
+            eprintln!("enabled {}", user.email);
+        }
+        UserCommand::Invite {
+            email,
+            role,
+            teams,
+            org,
+            address,
+        } => {
+            let role: OrgRole = role.parse()?;
+            let (token, record) = people
+                .invite(&org, &email, role, teams, "faultline user invite")
+                .await?;
+            people
+                .audit
+                .record(audit(
+                    &org,
+                    "member.invite",
+                    &record.email,
+                    serde_json::json!({"email": record.email, "role": role, "teams": record.teams}),
+                ))
+                .await;
+            eprintln!(
+                "invited {} as {} of organization {:?}; the link works until {}:",
+                record.email, record.role, record.org, record.expires
+            );
+            println!(
+                "{}/accept/{token}",
+                people_url(config, &address).trim_end_matches('/')
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn run_key(config: &Config, command: KeyCommand) -> Result<()> {

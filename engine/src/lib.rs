@@ -42,6 +42,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod metrics;
 pub mod node;
+pub mod people;
 pub mod query;
 pub mod server;
 pub mod sqlwire;

@@ -19,6 +19,7 @@ use crate::buffer::{Buffer, FlushThresholds};
 use crate::ingest::{self, Ingest};
 use crate::issues;
 use crate::lock::WriterLock;
+use crate::people::People;
 use crate::query::QueryService;
 use crate::store::manifest::{self, DataFile, Manifest};
 use crate::store::{self, Store};
@@ -65,6 +66,7 @@ pub struct Node {
     pub store: Store,
     pub projects: Arc<Projects>,
     pub tokens: Arc<Tokens>,
+    pub people: Arc<People>,
     pub buffer: Arc<Buffer>,
     pub wal: Wal,
     pub ingest: Arc<Ingest>,
@@ -237,6 +239,7 @@ impl Node {
             store.clone(),
             config.auth.admin_token_file.as_deref(),
         )?);
+        let people = Arc::new(People::new(store.clone(), config.auth.clone()));
         let ingest = Arc::new(Ingest::new(
             Arc::clone(&projects),
             wal.clone(),
@@ -257,6 +260,7 @@ impl Node {
             store,
             projects,
             tokens,
+            people,
             buffer,
             wal,
             ingest,

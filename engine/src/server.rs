@@ -52,6 +52,40 @@ async fn serve(
     Ok(())
 }
 
+/// On a data location without an owner, prints a one-time link (log and stderr) that creates
+/// the first owner: there is no default password. A store that cannot be read is logged only.
+async fn first_start_link(node: &Node) {
+    let people = &node.people;
+    match people.has_owner().await {
+        Ok(true) => {}
+        Ok(false) => match people.create_link(None).await {
+            Ok(token) => {
+                let base = node.config.server.public_url.clone().unwrap_or_else(|| {
+                    let mut addr = node
+                        .config
+                        .server
+                        .admin_listen
+                        .unwrap_or(node.config.server.listen);
+                    if addr.ip().is_unspecified() {
+                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    }
+                    format!("http://{addr}")
+                });
+                let link = format!("{}/setup/{token}", base.trim_end_matches('/'));
+                let ttl = humantime::format_duration(node.config.auth.setup_link_ttl);
+                tracing::warn!(%link, valid_for = %ttl,
+                    "no owner yet: open this one-time link to create the first owner");
+                eprintln!(
+                    "No owner yet. Create the first owner within {ttl} (the link works once):\n  {link}\n\
+                     (or run `faultline user create --owner EMAIL`)"
+                );
+            }
+            Err(err) => tracing::error!(cause = %err, "cannot create the first-start setup link"),
+        },
+        Err(err) => tracing::error!(cause = %err, "cannot read the accounts"),
+    }
+}
+
 /// Runs a node until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let listen = config.server.listen;
@@ -70,6 +104,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     }
     let node = Arc::new(Node::open(config).await?);
     tracing::info!(store = %node.store.location, node = %node.config.storage.node_id, "storage ready");
+    first_start_link(&node).await;
 
     let flusher_stop = CancellationToken::new();
     let flusher = tokio::spawn(Arc::clone(&node).run_flusher(flusher_stop.clone()));

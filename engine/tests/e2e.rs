@@ -8,7 +8,7 @@
 //! Needs (installed by `scripts/test`): a Python venv with `tests/requirements.txt`
 //! (`FAULTLINE_TEST_PYTHON`, default `<workspace>/.venv/bin/python`; `moto_server` next to it)
 //! (including `adbc-driver-flightsql`, `pyarrow`, `psycopg`, `asyncpg` and `sqlalchemy`), `npm ci` in `tests/node` (`node` on PATH),
-//! and `psql` (Debian package postgresql-client).
+//! and `psql` (Debian package postgresql-client); `pyotp` for the TOTP test.
 //! A missing tool fails the test; nothing is skipped.
 
 #[path = "e2e/harness.rs"]
@@ -26,6 +26,8 @@ mod ingest_limits;
 mod node_sdk;
 #[path = "e2e/ops.rs"]
 mod ops;
+#[path = "e2e/people.rs"]
+mod people;
 #[path = "e2e/postgres.rs"]
 mod postgres;
 #[path = "e2e/postgres_drivers.rs"]

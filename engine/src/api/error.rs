@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::{backup, ingest, issues, maintenance, query, tenancy};
+use crate::{backup, ingest, issues, maintenance, people, query, tenancy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -23,6 +23,10 @@ pub enum ApiError {
     Maintenance(#[from] maintenance::Error),
     #[error(transparent)]
     Issues(#[from] issues::Error),
+    #[error(transparent)]
+    People(#[from] people::Error),
+    #[error("the session has ended or expired: log in again")]
+    SessionEnded,
     #[error("{0}")]
     BadRequest(String),
     #[error("missing API token: send Authorization: Bearer <token>")]
@@ -67,6 +71,9 @@ fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> 
         }
         ApiError::Ingest(ingest::Error::Wal(_)) => Some((WAL_RETRY_AFTER, None)),
         ApiError::Query(query::Error::Busy(_)) => Some((BUSY_RETRY_AFTER, None)),
+        ApiError::People(people::Error::Throttled { retry_after, .. }) => {
+            Some((*retry_after, None))
+        }
         _ if err.status() == StatusCode::SERVICE_UNAVAILABLE => Some((STORE_RETRY_AFTER, None)),
         _ => None,
     }
@@ -95,6 +102,8 @@ impl ApiError {
             Self::Backup(backup::Error::NoDestination) => StatusCode::CONFLICT,
             Self::Backup(backup::Error::NotFound { .. }) => StatusCode::NOT_FOUND,
             Self::Backup(_) | Self::Maintenance(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::People(e) => people_status(e),
+            Self::SessionEnded => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MissingToken => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -115,6 +124,32 @@ fn query_status(err: &query::Error) -> StatusCode {
         Q::Tenancy(e) => tenancy_status(e),
         e if e.is_user_error() => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn people_status(err: &people::Error) -> StatusCode {
+    use people::Error as P;
+    match err {
+        P::WeakPassword(_)
+        | P::InvalidRole { .. }
+        | P::InvalidEmail { .. }
+        | P::InvalidName
+        | P::InvalidTeam { .. } => StatusCode::BAD_REQUEST,
+        P::EmailTaken { .. }
+        | P::TeamTaken { .. }
+        | P::LastOwner
+        | P::OwnerExists
+        | P::TotpEnabled
+        | P::NoTotpEnrolment
+        | P::TotpDisabled => StatusCode::CONFLICT,
+        P::UnknownUser { .. } | P::UnknownTeam { .. } | P::UnknownSession { .. } | P::BadLink => {
+            StatusCode::NOT_FOUND
+        }
+        P::BadLogin | P::CodeRequired | P::BadCode | P::Disabled => StatusCode::UNAUTHORIZED,
+        P::WrongPassword | P::Forbidden(_) => StatusCode::FORBIDDEN,
+        P::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+        P::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+        P::Hash(_) | P::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

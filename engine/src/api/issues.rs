@@ -1,5 +1,5 @@
 //! `POST /api/issues/{issue_id}/resolve | ignore | reopen`: change an issue's state. Needs the
-//! `projects:admin` scope and an issue in a project the token covers; answers with the issue's
+//! `event:write` scope and an issue in a project the token covers; answers with the issue's
 //! row of `issues` as it reads afterwards.
 
 use axum::Json;
@@ -10,8 +10,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::auth::{ClientInfo, caller_entry};
 use super::error::ApiError;
-use super::query::{QueryState, principal};
+use super::query::QueryState;
 use crate::issues::{self, Change};
 use crate::query::ProjectFilter;
 use crate::query::format::{self, Format};
@@ -29,13 +30,33 @@ struct IgnoreBody {
 async fn apply(
     state: &QueryState,
     headers: &HeaderMap,
+    client: &crate::people::Client,
     issue_id: i64,
     change: Change,
 ) -> Result<Response, ApiError> {
-    let caller = principal(&state.tokens, headers).await?;
-    caller.require(Scope::ProjectsAdmin)?;
-    let projects = ProjectFilter::covering(&state.projects, &caller).await?;
+    let who = state.auth.caller(headers).await?;
+    let caller = &who.principal;
+    caller.require(Scope::EventWrite)?;
+    let projects = ProjectFilter::covering(&state.projects, caller).await?;
+    let event = match &change {
+        Change::Resolve => "issue.resolve",
+        Change::Reopen => "issue.reopen",
+        Change::Ignore { .. } => "issue.ignore",
+    };
     let output = issues::change(&state.query, &projects, issue_id, change, &caller.name).await?;
+    let people = &state.auth.people;
+    people
+        .audit
+        .record(caller_entry(
+            people,
+            &who,
+            caller.org.as_deref().unwrap_or(crate::tenancy::DEFAULT_ORG),
+            client,
+            event,
+            Some(("issue", &issue_id.to_string())),
+            serde_json::json!({}),
+        ))
+        .await;
     // One row: answer with the object, not an array of one.
     let rows: serde_json::Value =
         serde_json::from_slice(&format::encode(&output, Format::Json)?)
@@ -51,23 +72,26 @@ async fn apply(
 pub(super) async fn resolve(
     State(state): State<QueryState>,
     Path(issue_id): Path<i64>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    apply(&state, &headers, issue_id, Change::Resolve).await
+    apply(&state, &headers, &client, issue_id, Change::Resolve).await
 }
 
 pub(super) async fn reopen(
     State(state): State<QueryState>,
     Path(issue_id): Path<i64>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    apply(&state, &headers, issue_id, Change::Reopen).await
+    apply(&state, &headers, &client, issue_id, Change::Reopen).await
 }
 
 /// Body: nothing (ignore for good), `{"until": "<RFC 3339>"}` or `{"count": N}`.
 pub(super) async fn ignore(
     State(state): State<QueryState>,
     Path(issue_id): Path<i64>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -84,5 +108,5 @@ pub(super) async fn ignore(
         until: body.until,
         count: body.count,
     };
-    apply(&state, &headers, issue_id, change).await
+    apply(&state, &headers, &client, issue_id, change).await
 }

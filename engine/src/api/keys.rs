@@ -2,7 +2,7 @@
 //! `GET|POST /api/0/projects/{org}/{project}/keys/`,
 //! `GET|PUT|DELETE /api/0/projects/{org}/{project}/keys/{key}/` and
 //! `POST /api/0/projects/{org}/{project}/keys/{key}/rotate/`. Needs a token with the
-//! `projects:admin` scope that covers the project.
+//! `project:write` scope (which `projects:admin` grants) that covers the project.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +14,14 @@ use chrono::{DateTime, Utc};
 use faultline_config::RateLimit;
 use serde::{Deserialize, Serialize};
 
+use super::auth::{Caller, ClientInfo, caller_entry};
 use super::error::ApiError;
-use super::query::principal;
 use crate::tenancy::projects::dsn;
-use crate::tenancy::{KeyInfo, KeySource, KeyUpdate, Principal, Projects, Scope, Tokens};
+use crate::tenancy::{KeyInfo, KeySource, KeyUpdate, Projects, Scope};
 
 #[derive(Clone)]
 pub(super) struct KeysState {
-    pub(super) tokens: Arc<Tokens>,
+    pub(super) auth: super::auth::Auth,
     pub(super) projects: Arc<Projects>,
     /// Base URL of the DSNs in responses.
     pub(super) public_url: String,
@@ -101,9 +101,10 @@ impl KeysState {
         headers: &HeaderMap,
         org: &str,
         project: &str,
-    ) -> Result<Arc<Principal>, ApiError> {
-        let caller = principal(&self.tokens, headers).await?;
-        caller.require(Scope::ProjectsAdmin)?;
+    ) -> Result<Caller, ApiError> {
+        let who = self.auth.caller(headers).await?;
+        let caller = &who.principal;
+        caller.require(Scope::ProjectWrite)?;
         let id = self
             .projects
             .ids_by_name(org, &[project.to_owned()])
@@ -113,7 +114,32 @@ impl KeysState {
                 "the API token does not cover project {project:?} of organization {org:?}"
             )));
         }
-        Ok(caller)
+        Ok(who)
+    }
+
+    /// Records a key change in the audit log (Sentry's `projectkey.*` names).
+    async fn audit(
+        &self,
+        caller: &Caller,
+        client: &crate::people::Client,
+        org: &str,
+        event: &str,
+        project: &str,
+        key: &str,
+    ) {
+        let people = &self.auth.people;
+        people
+            .audit
+            .record(caller_entry(
+                people,
+                caller,
+                org,
+                client,
+                event,
+                Some(("projectkey", key)),
+                serde_json::json!({"project": project}),
+            ))
+            .await;
     }
 }
 
@@ -164,10 +190,11 @@ pub(super) async fn list(
 pub(super) async fn create(
     State(state): State<KeysState>,
     Path((org, project)): Path<(String, String)>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
     body: Option<Json<CreateBody>>,
 ) -> Result<(StatusCode, Json<KeyBody>), ApiError> {
-    state.admin(&headers, &org, &project).await?;
+    let caller = state.admin(&headers, &org, &project).await?;
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let limit = body
         .rate_limit
@@ -178,6 +205,16 @@ pub(super) async fn create(
         .projects
         .create_key(&org, &project, body.name, limit)
         .await?;
+    state
+        .audit(
+            &caller,
+            &client,
+            &org,
+            "projectkey.create",
+            &project,
+            &key.public,
+        )
+        .await;
     Ok((StatusCode::CREATED, Json(state.body(key))))
 }
 
@@ -208,10 +245,11 @@ pub(super) async fn get_key(
 pub(super) async fn update(
     State(state): State<KeysState>,
     Path((org, project, key)): Path<(String, String, String)>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
     Json(body): Json<UpdateBody>,
 ) -> Result<Json<KeyBody>, ApiError> {
-    state.admin(&headers, &org, &project).await?;
+    let caller = state.admin(&headers, &org, &project).await?;
     let rate_limit = match body.rate_limit {
         None => None,
         Some(None) => Some(None),
@@ -226,25 +264,50 @@ pub(super) async fn update(
         .projects
         .update_key(&org, &project, &key, update)
         .await?;
+    state
+        .audit(
+            &caller,
+            &client,
+            &org,
+            "projectkey.edit",
+            &project,
+            &key.public,
+        )
+        .await;
     Ok(Json(state.body(key)))
 }
 
 pub(super) async fn delete(
     State(state): State<KeysState>,
     Path((org, project, key)): Path<(String, String, String)>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    state.admin(&headers, &org, &project).await?;
+    let caller = state.admin(&headers, &org, &project).await?;
     state.projects.delete_key(&org, &project, &key).await?;
+    state
+        .audit(&caller, &client, &org, "projectkey.remove", &project, &key)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn rotate(
     State(state): State<KeysState>,
     Path((org, project, key)): Path<(String, String, String)>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<KeyBody>), ApiError> {
-    state.admin(&headers, &org, &project).await?;
+    let caller = state.admin(&headers, &org, &project).await?;
     let new = state.projects.rotate_key(&org, &project, &key).await?;
+    state
+        .audit(
+            &caller,
+            &client,
+            &org,
+            "projectkey.change",
+            &project,
+            &new.public,
+        )
+        .await;
     Ok((StatusCode::CREATED, Json(state.body(new))))
 }

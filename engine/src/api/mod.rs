@@ -1,14 +1,17 @@
 //! HTTP: the only module that knows axum. One router per listener; handlers take the request
 //! apart, call one domain function and turn its result into a response.
 
+mod auth;
 mod error;
 mod ingest;
 mod issues;
 mod keys;
 pub mod listener;
 mod maintenance;
+mod members;
 mod metrics;
 mod query;
+mod security;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -19,7 +22,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, Method, StatusCode};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
@@ -48,24 +51,139 @@ fn ingest_cors() -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-/// Everything on one listener: ingest, the query API, metrics and health checks.
+/// Everything on one listener: ingest, the query API, login, metrics and health checks.
 pub fn router(node: &Arc<Node>) -> Router {
-    ingest_routes(node)
-        .merge(query_routes(node))
-        .merge(metrics_routes(node))
-        .merge(health_routes(node))
+    ingest_routes(node).merge(secured(
+        node,
+        query_routes(node)
+            .merge(metrics_routes(node))
+            .merge(health_routes(node)),
+    ))
 }
 
 /// The ingest listener when the query API has its own: ingest and health checks.
 pub fn ingest_router(node: &Arc<Node>) -> Router {
-    ingest_routes(node).merge(health_routes(node))
+    ingest_routes(node).merge(secured(node, health_routes(node)))
 }
 
-/// The separate query/admin listener: the query API, metrics and health checks.
+/// The separate query/admin listener: the query API, login, metrics and health checks.
 pub fn admin_router(node: &Arc<Node>) -> Router {
-    query_routes(node)
-        .merge(metrics_routes(node))
-        .merge(health_routes(node))
+    secured(
+        node,
+        query_routes(node)
+            .merge(metrics_routes(node))
+            .merge(health_routes(node)),
+    )
+}
+
+/// Every route but ingest gets the security headers and the CSRF check (`security`); routes
+/// merged here later (the web UI) get them too.
+fn secured(node: &Arc<Node>, routes: Router) -> Router {
+    let cookie = auth::CookieSettings::from_config(&node.config);
+    let hsts = node
+        .config
+        .server
+        .public_url
+        .as_deref()
+        .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"));
+    let security = Arc::new(security::Security {
+        hsts,
+        cookie_name: cookie.name,
+    });
+    routes.layer(axum::middleware::from_fn_with_state(
+        security,
+        security::layer,
+    ))
+}
+
+/// The authentication every handler shares.
+fn auth_of(node: &Arc<Node>) -> auth::Auth {
+    auth::Auth {
+        tokens: Arc::clone(&node.tokens),
+        people: Arc::clone(&node.people),
+        cookie: Arc::new(auth::CookieSettings::from_config(&node.config)),
+    }
+}
+
+/// The public base URL (for DSNs and links).
+fn public_url(node: &Node) -> String {
+    node.config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", node.config.server.listen))
+}
+
+/// A route with and without its trailing slash (Sentry's clients send both).
+fn both(
+    router: Router<members::MembersState>,
+    path: &str,
+    method: MethodRouter<members::MembersState>,
+) -> Router<members::MembersState> {
+    let bare = path.trim_end_matches('/');
+    router.route(path, method.clone()).route(bare, method)
+}
+
+/// `/auth/...`, members, teams and organization settings.
+fn people_routes(node: &Arc<Node>) -> Router {
+    let auth = auth_of(node);
+    let members = members::MembersState {
+        auth: auth.clone(),
+        projects: Arc::clone(&node.projects),
+        public_url: public_url(node),
+    };
+    let org = "/api/0/organizations/{org}/";
+    let people = Router::new();
+    let people = both(people, org, get(members::get_org).put(members::update_org));
+    let people = both(
+        people,
+        &format!("{org}members/"),
+        get(members::list_members).post(members::invite),
+    );
+    let people = both(
+        people,
+        &format!("{org}members/{{member}}/"),
+        get(members::get_member).put(members::update_member),
+    );
+    let people = both(
+        people,
+        &format!("{org}members/{{member}}/sessions/"),
+        delete(members::end_member_sessions),
+    );
+    let people = both(
+        people,
+        &format!("{org}members/{{member}}/teams/{{team}}/"),
+        post(members::add_team_member).delete(members::remove_team_member),
+    );
+    let people = both(
+        people,
+        &format!("{org}teams/"),
+        get(members::list_teams).post(members::create_team),
+    );
+    let people = both(
+        people,
+        "/api/0/projects/{org}/{project}/teams/{team}/",
+        post(members::add_project_team).delete(members::remove_project_team),
+    );
+    Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/setup", post(auth::setup))
+        .route("/auth/accept", post(auth::accept))
+        .route("/auth/password", post(auth::change_password))
+        .route("/auth/me", get(auth::me))
+        .route(
+            "/auth/sessions",
+            get(auth::sessions).delete(auth::end_other_sessions),
+        )
+        .route("/auth/sessions/{id}", delete(auth::end_session))
+        .route(
+            "/auth/totp",
+            post(auth::totp_enrol).delete(auth::totp_disable),
+        )
+        .route("/auth/totp/confirm", post(auth::totp_confirm))
+        .with_state(auth)
+        .merge(people.with_state(members))
 }
 
 /// `GET /metrics`: Prometheus text format, without authentication (like the health checks;
@@ -96,19 +214,15 @@ fn query_routes(node: &Arc<Node>) -> Router {
         query: Arc::clone(&node.query),
         tokens: Arc::clone(&node.tokens),
         projects: Arc::clone(&node.projects),
+        auth: auth_of(node),
     };
     let admin = maintenance::AdminState {
         node: Arc::clone(node),
     };
     let keys = keys::KeysState {
-        tokens: Arc::clone(&node.tokens),
+        auth: auth_of(node),
         projects: Arc::clone(&node.projects),
-        public_url: node
-            .config
-            .server
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", node.config.server.listen)),
+        public_url: public_url(node),
     };
     let key_list = get(keys::list).post(keys::create);
     let key_one = get(keys::get_key).put(keys::update).delete(keys::delete);
@@ -149,6 +263,7 @@ fn query_routes(node: &Arc<Node>) -> Router {
                 )
                 .with_state(keys),
         )
+        .merge(people_routes(node))
         .layer(body_timeout)
 }
 

@@ -1,4 +1,4 @@
-//! `POST /api/sql`: SQL over events and issues for holders of an API token.
+//! `POST /api/sql`: SQL over events and issues for holders of an API token or a session.
 
 use std::sync::Arc;
 
@@ -8,16 +8,18 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::auth::Auth;
 use super::error::ApiError;
 use crate::query::format::{self, Format};
-use crate::query::{ProjectFilter, QueryService};
-use crate::tenancy::{Principal, Projects, Tokens};
+use crate::query::{AuditView, ProjectFilter, QueryService};
+use crate::tenancy::{Projects, Tokens};
 
 #[derive(Clone)]
 pub(super) struct QueryState {
     pub(super) query: Arc<QueryService>,
     pub(super) tokens: Arc<Tokens>,
     pub(super) projects: Arc<Projects>,
+    pub(super) auth: Auth,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,15 +58,6 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The caller named by `Authorization: Bearer <token>`.
-pub(super) async fn principal(
-    tokens: &Tokens,
-    headers: &HeaderMap,
-) -> Result<Arc<Principal>, ApiError> {
-    let token = bearer(headers).ok_or(ApiError::MissingToken)?;
-    Ok(tokens.verify(token).await?)
-}
-
 /// Picks the format from `?format=`, else the Accept header, else JSON.
 fn negotiate(params: &SqlParams, headers: &HeaderMap) -> Result<Format, ApiError> {
     if let Some(name) = &params.format {
@@ -89,13 +82,18 @@ pub(super) async fn sql(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let principal = principal(&state.tokens, &headers).await?;
+    let principal = state.auth.principal(&headers).await?;
     let projects = ProjectFilter::for_principal(&state.projects, &principal).await?;
     let format = negotiate(&params, &headers)?;
     let sql = statement(&body)?;
     let output = state
         .query
-        .run_as(Some(&principal.token_id), &projects, &sql)
+        .run_with(
+            Some(&principal.token_id),
+            &projects,
+            AuditView::for_principal(&principal),
+            &sql,
+        )
         .await;
     crate::metrics::record_query("http", &output);
     let output = output?;

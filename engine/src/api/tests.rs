@@ -24,6 +24,7 @@ mod keys;
 mod limits;
 mod lost_replies;
 mod metrics;
+mod people;
 mod sql;
 mod tenancy;
 
@@ -119,11 +120,12 @@ impl Harness {
 
 impl Harness {
     /// A token of the default organization with these scopes, limited to `projects` if given.
-    async fn token(&self, scopes: &[Scope], projects: Option<Vec<u64>>) -> String {
+    /// A token with these scope names (earlier names expanded as stored tokens are).
+    async fn token(&self, scopes: &[&str], projects: Option<Vec<u64>>) -> String {
         let new = NewToken {
             name: "test".into(),
             org: DEFAULT_ORG.into(),
-            scopes: scopes.to_vec(),
+            scopes: Scope::expand_all(scopes).unwrap(),
             projects,
         };
         self.node.tokens.create(new).await.unwrap().0
@@ -496,7 +498,7 @@ async fn browser_preflight_is_allowed() {
 #[tokio::test]
 async fn sql_endpoint_needs_a_token_and_speaks_json_and_csv() {
     let h = harness().await;
-    let token = h.token(&[Scope::EventsRead], None).await;
+    let token = h.token(&["events:read"], None).await;
     h.store(r#"{"message":"one"}"#).await;
     let sql = r#"{"sql":"SELECT title, level FROM events"}"#;
     let unauthorized = h

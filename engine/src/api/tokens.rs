@@ -1,19 +1,22 @@
 //! `/api/tokens`: create, list and revoke API tokens of the caller's organization. Needs the
-//! `projects:admin` scope; a token never creates one with more rights than it has itself.
+//! `org:write` scope (which `projects:admin` grants); a token never creates one with more rights than it has itself.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::auth::{ClientInfo, caller_entry};
 use super::error::ApiError;
-use super::query::{QueryState, principal};
+use super::query::QueryState;
 use crate::tenancy::{DEFAULT_ORG, NewToken, Principal, Scope, TokenRecord};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CreateBody {
     name: String,
+    /// Sentry's scope names; `events:read` and `projects:admin` are expanded.
+    #[serde(deserialize_with = "crate::tenancy::tokens::deserialize_scopes")]
     scopes: Vec<Scope>,
     /// Project names; omitted means every project of the organization.
     #[serde(default)]
@@ -49,12 +52,14 @@ fn acting_org(principal: &Principal, named: Option<String>) -> Result<String, Ap
 
 pub(super) async fn create(
     State(state): State<QueryState>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
     Json(body): Json<CreateBody>,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
-    let caller = principal(&state.tokens, &headers).await?;
-    caller.require(Scope::ProjectsAdmin)?;
-    let org = acting_org(&caller, body.org)?;
+    let who = state.auth.caller(&headers).await?;
+    let caller = &who.principal;
+    caller.require(Scope::OrgWrite)?;
+    let org = acting_org(caller, body.org)?;
     if let Some(scope) = body.scopes.iter().find(|s| !caller.scopes.contains(s)) {
         return Err(ApiError::Forbidden(format!(
             "cannot grant the scope {scope}: the API token does not hold it"
@@ -79,6 +84,19 @@ pub(super) async fn create(
             projects,
         })
         .await?;
+    let people = &state.auth.people;
+    people
+        .audit
+        .record(caller_entry(
+            people,
+            &who,
+            &record.org,
+            &client,
+            "api-key.create",
+            Some(("token", &record.id)),
+            serde_json::json!({"name": record.name, "scopes": record.scopes, "projects": record.projects}),
+        ))
+        .await;
     Ok((StatusCode::CREATED, Json(Created { token, record })))
 }
 
@@ -87,8 +105,8 @@ pub(super) async fn list(
     Query(param): Query<OrgParam>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<TokenRecord>>, ApiError> {
-    let caller = principal(&state.tokens, &headers).await?;
-    caller.require(Scope::ProjectsAdmin)?;
+    let caller = state.auth.principal(&headers).await?;
+    caller.require(Scope::OrgWrite)?;
     let org = match (&caller.org, param.org) {
         (None, None) => None,
         (_, named) => Some(acting_org(&caller, named)?),
@@ -99,9 +117,27 @@ pub(super) async fn list(
 pub(super) async fn revoke(
     State(state): State<QueryState>,
     Path(id): Path<String>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
 ) -> Result<Json<TokenRecord>, ApiError> {
-    let caller = principal(&state.tokens, &headers).await?;
-    caller.require(Scope::ProjectsAdmin)?;
-    Ok(Json(state.tokens.revoke(caller.org.as_deref(), &id).await?))
+    let who = state.auth.caller(&headers).await?;
+    who.principal.require(Scope::OrgWrite)?;
+    let record = state
+        .tokens
+        .revoke(who.principal.org.as_deref(), &id)
+        .await?;
+    let people = &state.auth.people;
+    people
+        .audit
+        .record(caller_entry(
+            people,
+            &who,
+            &record.org,
+            &client,
+            "api-key.remove",
+            Some(("token", &record.id)),
+            serde_json::json!({"name": record.name}),
+        ))
+        .await;
+    Ok(Json(record))
 }

@@ -21,11 +21,14 @@ use super::guard::TABLES;
 pub const DATABASE: &str = "faultline";
 pub const SCHEMA: &str = "public";
 
-/// Adds `information_schema` to `ctx`, a session holding [`TABLES`].
+/// Adds `information_schema` to `ctx`, a session holding [`TABLES`] (`audit_log` only when
+/// the session may read it).
 pub(super) async fn register(ctx: &SessionContext) -> Result<()> {
     let mut tables = Vec::with_capacity(TABLES.len());
     for name in TABLES {
-        tables.push((name.to_owned(), ctx.table_provider(name).await?.schema()));
+        if ctx.table_exist(name)? {
+            tables.push((name.to_owned(), ctx.table_provider(name).await?.schema()));
+        }
     }
     let catalog = ctx
         .catalog(DATABASE)

@@ -21,6 +21,7 @@
 //! per-issue summaries of the hourly rollups (cached per file) plus the buffer, with issue
 //! state (see `issues_table`).
 
+mod audit_table;
 pub mod catalog;
 mod events_table;
 pub mod format;
@@ -50,6 +51,7 @@ use faultline_config::QueryConfig;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+pub use audit_table::AuditView;
 pub use events_table::{EventsTable, STORE_URL};
 use functions::{Caps, LimitError};
 use issues_table::IssuesTable;
@@ -158,7 +160,7 @@ impl ProjectFilter {
 
     /// The projects a token may read; refuses a token without the `events:read` scope.
     pub async fn for_principal(projects: &Projects, principal: &Principal) -> Result<Self> {
-        principal.require(Scope::EventsRead)?;
+        principal.require(Scope::EventRead)?;
         Self::covering(projects, principal).await
     }
 
@@ -252,6 +254,11 @@ impl QueryService {
 fn sql_error(limits: &QueryConfig, err: DataFusionError) -> Error {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = source {
+        if e.downcast_ref::<audit_table::AuditDenied>().is_some() {
+            return Error::Tenancy(tenancy::Error::MissingScope {
+                scope: Scope::OrgAdmin,
+            });
+        }
         if let Some(limit) = e.downcast_ref::<LimitError>() {
             return match limit {
                 LimitError::Cancelled => Error::Timeout(limits.timeout),
@@ -309,6 +316,19 @@ impl QueryService {
     /// Builds the session of one query, holding only the rows `projects` allows. This is the
     /// one place sessions are made; every protocol (HTTP, CLI) goes through it.
     pub async fn session(&self, projects: &ProjectFilter) -> Result<SessionContext> {
+        let audit = match projects {
+            ProjectFilter::All => AuditView::All,
+            ProjectFilter::Only(_) => AuditView::Denied,
+        };
+        self.session_with(projects, audit).await
+    }
+
+    /// [`Self::session`] with the audit log `audit` allows in its `audit_log` table.
+    pub async fn session_with(
+        &self,
+        projects: &ProjectFilter,
+        audit: AuditView,
+    ) -> Result<SessionContext> {
         let snapshot = self.buffer.snapshot();
         let mut files = snapshot.manifest.files.clone();
         let mut rollups = snapshot.manifest.rollups.clone();
@@ -389,6 +409,11 @@ impl QueryService {
         .map_err(|e| self.sql_error(e))?;
         ctx.register_table("issues", Arc::new(issues))
             .map_err(|e| self.sql_error(e))?;
+        if audit != AuditView::Denied {
+            let audit_log = audit_table::AuditTable::new(self.store.clone(), audit);
+            ctx.register_table("audit_log", Arc::new(audit_log))
+                .map_err(|e| self.sql_error(e))?;
+        }
         catalog::register(&ctx)
             .await
             .map_err(|e| self.sql_error(e))?;
@@ -408,6 +433,12 @@ impl QueryService {
             // DataFusion's messages for SHOW forms sessions do not have name a setting users
             // cannot change; `catalog` says what there is instead.
             let plan_error = |e| match sql_error(&limits, e) {
+                // Sessions that may not read the audit log do not have the table.
+                Error::Plan(message) if audit_table::names_missing_audit_log(&message) => {
+                    Error::Tenancy(tenancy::Error::MissingScope {
+                        scope: Scope::OrgAdmin,
+                    })
+                }
                 Error::Plan(message) => Error::Plan(catalog::plan_message(message)),
                 other => other,
             };
@@ -458,10 +489,25 @@ impl QueryService {
         projects: &ProjectFilter,
         sql: &str,
     ) -> Result<QueryOutput> {
+        let audit = match projects {
+            ProjectFilter::All => AuditView::All,
+            ProjectFilter::Only(_) => AuditView::Denied,
+        };
+        self.run_with(token, projects, audit, sql).await
+    }
+
+    /// [`Self::run_as`] with the audit log `audit` allows.
+    pub async fn run_with(
+        &self,
+        token: Option<&str>,
+        projects: &ProjectFilter,
+        audit: AuditView,
+        sql: &str,
+    ) -> Result<QueryOutput> {
         let _permit = self.admission.admit(token)?;
         let timeout = self.limits.timeout;
         let work = async {
-            let ctx = self.session(projects).await?;
+            let ctx = self.session_with(projects, audit).await?;
             if let Some(budget) = budget(&ctx) {
                 budget.arm(timeout);
             }

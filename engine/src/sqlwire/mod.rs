@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 
-use crate::query::{self, ProjectFilter, QueryOutput, QueryService};
+use crate::query::{self, AuditView, ProjectFilter, QueryOutput, QueryService};
 use crate::tenancy::{self, Principal, Projects, Tokens};
 
 /// What a wire protocol needs to serve a token's queries.
@@ -34,14 +34,21 @@ impl SqlAccess {
     /// for protocols that plan and run in steps ([`postgres`]'s extended flow).
     pub async fn session(&self, principal: &Principal) -> query::Result<SessionContext> {
         let projects = ProjectFilter::for_principal(&self.projects, principal).await?;
-        self.query.session(&projects).await
+        self.query
+            .session_with(&projects, AuditView::for_principal(principal))
+            .await
     }
 
     /// Runs one statement for `principal`, in a session holding only what it may read.
     pub async fn run(&self, principal: &Principal, sql: &str) -> query::Result<QueryOutput> {
         let projects = ProjectFilter::for_principal(&self.projects, principal).await?;
         self.query
-            .run_as(Some(&principal.token_id), &projects, sql)
+            .run_with(
+                Some(&principal.token_id),
+                &projects,
+                AuditView::for_principal(principal),
+                sql,
+            )
             .await
     }
 }
@@ -51,7 +58,10 @@ pub(crate) async fn table_schemas(
     ctx: &SessionContext,
 ) -> datafusion::error::Result<Vec<(String, SchemaRef)>> {
     let mut tables = Vec::new();
-    for name in ["events", "issues"] {
+    for name in ["events", "issues", "audit_log"] {
+        if !ctx.table_exist(name)? {
+            continue;
+        }
         tables.push((name.to_owned(), ctx.table_provider(name).await?.schema()));
     }
     Ok(tables)

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 pub use keys::{KeyInfo, KeySource, KeyUpdate};
 pub use projects::{Authorized, Project, Projects};
-pub use tokens::{NewToken, Principal, Scope, TokenRecord, Tokens};
+pub use tokens::{ALL_SCOPES, NewToken, Principal, Scope, TokenRecord, Tokens};
 
 /// The organization of projects from the config file and of tokens that name none.
 pub const DEFAULT_ORG: &str = "default";
@@ -51,7 +51,9 @@ pub enum Error {
     BadToken,
     #[error("the API token lacks the scope {scope}")]
     MissingScope { scope: Scope },
-    #[error("unknown scope {scope:?}: use events:read or projects:admin")]
+    #[error(
+        "unknown scope {scope:?}: use one of Sentry's scopes (org:read, project:write, event:read, member:admin, ...) or events:read or projects:admin"
+    )]
     InvalidScope { scope: String },
     #[error("a token needs at least one scope")]
     NoScopes,

@@ -27,23 +27,124 @@ const PREFIX: &str = "flt_";
 /// another node takes effect within this time.
 const CACHE_TTL: Duration = Duration::from_secs(5);
 
-/// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// What a token (or a logged-in person) may do: Sentry's scope names. `GET` needs `*:read`,
+/// changes `*:write`, deletions and grants `*:admin`, as in Sentry's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
+    OrgRead,
+    OrgWrite,
+    /// The audit log and owner-only changes.
+    OrgAdmin,
+    ProjectRead,
+    ProjectWrite,
+    ProjectAdmin,
+    ProjectReleases,
+    TeamRead,
+    TeamWrite,
+    TeamAdmin,
     /// Run SQL over the events and issues of its projects.
-    #[serde(rename = "events:read")]
-    EventsRead,
-    /// Manage tokens and issue state of its organization.
-    #[serde(rename = "projects:admin")]
-    ProjectsAdmin,
+    EventRead,
+    /// Change issue state.
+    EventWrite,
+    EventAdmin,
+    MemberRead,
+    /// Invite members.
+    MemberWrite,
+    /// Change members' roles, disable them, end their sessions.
+    MemberAdmin,
+    AlertsRead,
+    AlertsWrite,
 }
+
+/// Every scope, in order.
+pub const ALL_SCOPES: [Scope; 18] = [
+    Scope::OrgRead,
+    Scope::OrgWrite,
+    Scope::OrgAdmin,
+    Scope::ProjectRead,
+    Scope::ProjectWrite,
+    Scope::ProjectAdmin,
+    Scope::ProjectReleases,
+    Scope::TeamRead,
+    Scope::TeamWrite,
+    Scope::TeamAdmin,
+    Scope::EventRead,
+    Scope::EventWrite,
+    Scope::EventAdmin,
+    Scope::MemberRead,
+    Scope::MemberWrite,
+    Scope::MemberAdmin,
+    Scope::AlertsRead,
+    Scope::AlertsWrite,
+];
+
+/// What the earlier name `events:read` grants: reading events and what they belong to.
+pub const EVENTS_READ_ALIAS: [Scope; 3] = [Scope::EventRead, Scope::ProjectRead, Scope::OrgRead];
+
+/// What the earlier name `projects:admin` grants: managing tokens, keys, teams, members and issue
+/// state of the organization, but neither reading events (that was `events:read`) nor the
+/// owner's `org:admin`.
+pub const PROJECTS_ADMIN_ALIAS: [Scope; 15] = [
+    Scope::OrgRead,
+    Scope::OrgWrite,
+    Scope::ProjectRead,
+    Scope::ProjectWrite,
+    Scope::ProjectAdmin,
+    Scope::ProjectReleases,
+    Scope::TeamRead,
+    Scope::TeamWrite,
+    Scope::TeamAdmin,
+    Scope::EventWrite,
+    Scope::EventAdmin,
+    Scope::MemberRead,
+    Scope::MemberWrite,
+    Scope::MemberAdmin,
+    Scope::AlertsWrite,
+];
 
 impl Scope {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::EventsRead => "events:read",
-            Self::ProjectsAdmin => "projects:admin",
+            Self::OrgRead => "org:read",
+            Self::OrgWrite => "org:write",
+            Self::OrgAdmin => "org:admin",
+            Self::ProjectRead => "project:read",
+            Self::ProjectWrite => "project:write",
+            Self::ProjectAdmin => "project:admin",
+            Self::ProjectReleases => "project:releases",
+            Self::TeamRead => "team:read",
+            Self::TeamWrite => "team:write",
+            Self::TeamAdmin => "team:admin",
+            Self::EventRead => "event:read",
+            Self::EventWrite => "event:write",
+            Self::EventAdmin => "event:admin",
+            Self::MemberRead => "member:read",
+            Self::MemberWrite => "member:write",
+            Self::MemberAdmin => "member:admin",
+            Self::AlertsRead => "alerts:read",
+            Self::AlertsWrite => "alerts:write",
         }
+    }
+
+    /// The scopes a name grants: one for a Sentry name, several for the earlier names
+    /// `events:read` and `projects:admin`.
+    pub fn expand(name: &str) -> Result<Vec<Self>> {
+        match name {
+            "events:read" => Ok(EVENTS_READ_ALIAS.to_vec()),
+            "projects:admin" => Ok(PROJECTS_ADMIN_ALIAS.to_vec()),
+            other => Ok(vec![other.parse()?]),
+        }
+    }
+
+    /// The scopes a list of names grants, sorted and without repeats.
+    pub fn expand_all<S: AsRef<str>>(names: &[S]) -> Result<Vec<Self>> {
+        let mut out = Vec::new();
+        for name in names {
+            out.extend(Self::expand(name.as_ref())?);
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 }
 
@@ -57,14 +158,36 @@ impl FromStr for Scope {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "events:read" => Ok(Self::EventsRead),
-            "projects:admin" => Ok(Self::ProjectsAdmin),
-            other => Err(Error::InvalidScope {
-                scope: other.to_owned(),
-            }),
-        }
+        ALL_SCOPES
+            .iter()
+            .copied()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| Error::InvalidScope {
+                scope: s.to_owned(),
+            })
     }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Deserializes a list of scope names, expanding the earlier names (`events:read`,
+/// `projects:admin`), so stored tokens and old clients keep working.
+pub fn deserialize_scopes<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Scope>, D::Error> {
+    let names = Vec::<String>::deserialize(deserializer)?;
+    Scope::expand_all(&names).map_err(serde::de::Error::custom)
 }
 
 fn default_org() -> String {
@@ -72,7 +195,7 @@ fn default_org() -> String {
 }
 
 fn default_scopes() -> Vec<Scope> {
-    vec![Scope::EventsRead]
+    EVENTS_READ_ALIAS.to_vec()
 }
 
 /// What the store keeps of a token (never the token itself).
@@ -83,7 +206,7 @@ pub struct TokenRecord {
     pub name: String,
     #[serde(default = "default_org")]
     pub org: String,
-    #[serde(default = "default_scopes")]
+    #[serde(default = "default_scopes", deserialize_with = "deserialize_scopes")]
     pub scopes: Vec<Scope>,
     /// Project ids the token is limited to; `None` means every project of the organization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,7 +241,7 @@ impl Principal {
             token_id: "admin".to_owned(),
             name: "admin token file".to_owned(),
             org: None,
-            scopes: vec![Scope::EventsRead, Scope::ProjectsAdmin],
+            scopes: ALL_SCOPES.to_vec(),
             projects: None,
         }
     }
@@ -305,7 +428,7 @@ mod tests {
         NewToken {
             name: "ci".into(),
             org: org.into(),
-            scopes: vec![Scope::EventsRead],
+            scopes: vec![Scope::EventRead],
             projects: None,
         }
     }
@@ -355,7 +478,38 @@ mod tests {
         let tokens = Tokens::new(Store::memory(), Some(&path)).unwrap();
         let admin = tokens.verify("secret-admin").await.unwrap();
         assert!(admin.covers("anything", 7));
-        admin.require(Scope::ProjectsAdmin).unwrap();
+        admin.require(Scope::OrgAdmin).unwrap();
+    }
+
+    #[test]
+    fn earlier_scope_names_expand_and_stored_tokens_keep_working() {
+        let stored = r#"{"name":"old","org":"acme","scopes":["events:read","projects:admin"],
+            "created":"2026-01-01T00:00:00Z"}"#;
+        let record: TokenRecord = serde_json::from_str(stored).unwrap();
+        for scope in [Scope::EventRead, Scope::ProjectRead, Scope::OrgRead] {
+            assert!(record.scopes.contains(&scope), "{scope}");
+        }
+        for scope in PROJECTS_ADMIN_ALIAS {
+            assert!(record.scopes.contains(&scope), "{scope}");
+        }
+        assert!(!record.scopes.contains(&Scope::OrgAdmin));
+        let reader: TokenRecord =
+            serde_json::from_str(r#"{"name":"r","created":"2026-01-01T00:00:00Z"}"#).unwrap();
+        assert_eq!(reader.scopes, EVENTS_READ_ALIAS.to_vec());
+        assert!(!reader.scopes.contains(&Scope::EventWrite));
+        let json = serde_json::to_value(&reader).unwrap();
+        assert_eq!(
+            json["scopes"],
+            serde_json::json!(["event:read", "project:read", "org:read"])
+        );
+        let err = Scope::expand("events:write").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("unknown scope \"events:write\"")
+        );
+        for scope in ALL_SCOPES {
+            assert_eq!(scope.as_str().parse::<Scope>().unwrap(), scope);
+        }
     }
 
     #[test]
@@ -364,16 +518,13 @@ mod tests {
             token_id: "x".into(),
             name: "x".into(),
             org: Some("acme".into()),
-            scopes: vec![Scope::EventsRead],
+            scopes: vec![Scope::EventRead],
             projects: Some(vec![2]),
         };
         assert!(principal.covers("acme", 2));
         assert!(!principal.covers("acme", 3));
         assert!(!principal.covers("globex", 2));
-        let err = principal.require(Scope::ProjectsAdmin).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "the API token lacks the scope projects:admin"
-        );
+        let err = principal.require(Scope::OrgWrite).unwrap_err();
+        assert_eq!(err.to_string(), "the API token lacks the scope org:write");
     }
 }

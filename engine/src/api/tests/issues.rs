@@ -6,7 +6,6 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::{Harness, harness, post};
-use crate::tenancy::Scope;
 
 impl Harness {
     async fn issue_action(
@@ -48,9 +47,7 @@ impl Harness {
 #[tokio::test]
 async fn resolve_ignore_reopen_and_regressions() {
     let h = harness().await;
-    let admin = h
-        .token(&[Scope::EventsRead, Scope::ProjectsAdmin], None)
-        .await;
+    let admin = h.token(&["events:read", "projects:admin"], None).await;
     h.crash("ann", "1.0").await;
     let issue = h.sql_as(&admin, "SELECT issue_id FROM issues").await.body[0]["issue_id"].clone();
 
@@ -119,22 +116,22 @@ async fn resolve_ignore_reopen_and_regressions() {
         missing.body["detail"],
         "issue 42 does not exist or is not in a project the token may read"
     );
-    let other_project = h.token(&[Scope::ProjectsAdmin], Some(vec![2])).await;
+    let other_project = h.token(&["projects:admin"], Some(vec![2])).await;
     let reply = h.issue_action(&other_project, &issue, "resolve", "").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
-    let reader = h.token(&[Scope::EventsRead], None).await;
+    let reader = h.token(&["events:read"], None).await;
     let reply = h.issue_action(&reader, &issue, "resolve", "").await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert_eq!(
         reply.body["detail"],
-        "the API token lacks the scope projects:admin"
+        "the API token lacks the scope event:write"
     );
 }
 
 #[tokio::test]
 async fn issues_read_rollups_not_event_files() {
     let h = harness().await;
-    let token = h.token(&[Scope::EventsRead], None).await;
+    let token = h.token(&["events:read"], None).await;
     let old = (chrono::Utc::now() - chrono::Duration::days(20)).to_rfc3339();
     for message in ["a", "a", "b"] {
         h.store(format!(r#"{{"message":"{message}"}}"#)).await;

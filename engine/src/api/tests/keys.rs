@@ -7,7 +7,6 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Harness, KEY, harness, post};
-use crate::tenancy::Scope;
 
 const KEYS: &str = "/api/0/projects/default/shop/keys/";
 
@@ -47,8 +46,8 @@ fn public(reply: &super::Reply) -> String {
 #[tokio::test]
 async fn keys_are_created_rotated_disabled_and_deleted_over_the_api() {
     let h = harness().await;
-    let admin = h.token(&[Scope::ProjectsAdmin], None).await;
-    let reader = h.token(&[Scope::EventsRead], None).await;
+    let admin = h.token(&["projects:admin"], None).await;
+    let reader = h.token(&["events:read"], None).await;
 
     let reply = h.keys_call(Method::GET, KEYS, &reader, None).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
@@ -155,7 +154,7 @@ async fn keys_are_created_rotated_disabled_and_deleted_over_the_api() {
 #[tokio::test]
 async fn a_key_over_its_own_limit_gets_429_with_the_key_scope() {
     let h = harness().await;
-    let admin = h.token(&[Scope::ProjectsAdmin], None).await;
+    let admin = h.token(&["projects:admin"], None).await;
     let reply = h
         .keys_call(
             Method::POST,

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use super::{Harness, harness_with};
-use crate::tenancy::Scope;
 
 /// A node with `edit` applied, `messages` stored in project 1, and a read token.
 async fn node_with(
@@ -19,7 +18,7 @@ async fn node_with(
         let reply = h.store(json!({ "message": message }).to_string()).await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     }
-    let token = h.token(&[Scope::EventsRead], None).await;
+    let token = h.token(&["events:read"], None).await;
     (h, token)
 }
 
@@ -271,7 +270,7 @@ async fn queries_beyond_the_concurrency_cap_are_told_to_retry() {
     );
     assert_eq!(reply.headers["retry-after"], "1");
     // Another token has its own share.
-    let other = h.token(&[Scope::EventsRead], None).await;
+    let other = h.token(&["events:read"], None).await;
     let reply = h.sql_as(&other, "SELECT 1 AS one").await;
     assert_eq!(reply.body, json!([{ "one": 1 }]));
     for task in running {

@@ -6,7 +6,6 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 
 use super::{Harness, envelope, harness};
-use crate::tenancy::Scope;
 
 impl Harness {
     async fn scrape(&self) -> String {
@@ -67,7 +66,7 @@ async fn metrics_move_with_ingest_flush_and_queries() {
         "the event waits in the buffer: {during}"
     );
     h.node.flush().await.unwrap();
-    let token = h.token(&[Scope::EventsRead], None).await;
+    let token = h.token(&["events:read"], None).await;
     assert_eq!(
         h.sql_as(&token, "SELECT count(*) FROM events").await.status,
         StatusCode::OK

@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::{Harness, harness, post};
-use crate::tenancy::Scope;
 
 /// An event with tags, contexts, request headers, breadcrumbs and an exception with frames.
 const RICH_EVENT: &str = r#"{
@@ -57,7 +56,7 @@ impl Harness {
     async fn rich(&self) -> String {
         let reply = self.store(RICH_EVENT).await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-        self.token(&[Scope::EventsRead], None).await
+        self.token(&["events:read"], None).await
     }
 
     /// The rows of a query that must succeed, as JSON.

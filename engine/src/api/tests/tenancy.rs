@@ -42,7 +42,7 @@ async fn tenants(edit: impl FnOnce(&mut faultline_config::Config)) -> (Harness, 
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     }
-    let token = h.token(&[Scope::EventsRead], Some(vec![1])).await;
+    let token = h.token(&["events:read"], Some(vec![1])).await;
     (h, token)
 }
 
@@ -199,7 +199,7 @@ async fn a_token_limited_to_one_project_cannot_escape_it() {
 async fn each_token_sees_its_organization_and_projects() {
     let (h, _) = tenants(|_| {}).await;
     let count = "SELECT project, count(*) AS n FROM events GROUP BY 1 ORDER BY 1";
-    let default_org = h.token(&[Scope::EventsRead], None).await;
+    let default_org = h.token(&["events:read"], None).await;
     let reply = h.sql_as(&default_org, count).await;
     assert_eq!(
         reply.body,
@@ -211,7 +211,7 @@ async fn each_token_sees_its_organization_and_projects() {
         .create(NewToken {
             name: "acme".into(),
             org: "acme".into(),
-            scopes: vec![Scope::EventsRead],
+            scopes: Scope::expand_all(&["events:read"]).unwrap(),
             projects: None,
         })
         .await
@@ -219,12 +219,12 @@ async fn each_token_sees_its_organization_and_projects() {
         .0;
     let reply = h.sql_as(&acme, count).await;
     assert_eq!(reply.body, json!([{"project": "ledger", "n": 1}]));
-    let admin_only = h.token(&[Scope::ProjectsAdmin], None).await;
+    let admin_only = h.token(&["projects:admin"], None).await;
     let reply = h.sql_as(&admin_only, count).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert_eq!(
         reply.body,
-        json!({"detail": "the API token lacks the scope events:read"})
+        json!({"detail": "the API token lacks the scope event:read"})
     );
 }
 
@@ -295,9 +295,7 @@ fn request(method: Method, uri: &str, token: &str, body: Value) -> Request<Body>
 #[tokio::test]
 async fn tokens_are_managed_over_http_and_shown_once() {
     let (h, reader) = tenants(|_| {}).await;
-    let admin = h
-        .token(&[Scope::EventsRead, Scope::ProjectsAdmin], None)
-        .await;
+    let admin = h.token(&["events:read", "projects:admin"], None).await;
 
     let body = json!({"name": "grafana", "scopes": ["events:read"], "projects": ["web"]});
     let created = h
@@ -307,7 +305,10 @@ async fn tokens_are_managed_over_http_and_shown_once() {
     let token = created.body["token"].as_str().unwrap().to_owned();
     assert!(token.starts_with("flt_"));
     assert_eq!(created.body["org"], "default");
-    assert_eq!(created.body["scopes"], json!(["events:read"]));
+    assert_eq!(
+        created.body["scopes"],
+        json!(["org:read", "project:read", "event:read"])
+    );
     assert_eq!(created.body["projects"], json!([2]));
     let id = created.body["id"].as_str().unwrap().to_owned();
 
@@ -337,9 +338,9 @@ async fn tokens_are_managed_over_http_and_shown_once() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(
         refused.body,
-        json!({"detail": "the API token lacks the scope projects:admin"})
+        json!({"detail": "the API token lacks the scope org:write"})
     );
-    let admin_only = h.token(&[Scope::ProjectsAdmin], None).await;
+    let admin_only = h.token(&["projects:admin"], None).await;
     let refused = h
         .send(request(
             Method::POST,
@@ -350,7 +351,7 @@ async fn tokens_are_managed_over_http_and_shown_once() {
         .await;
     assert_eq!(
         refused.body,
-        json!({"detail": "cannot grant the scope events:read: the API token does not hold it"})
+        json!({"detail": "cannot grant the scope event:read: the API token does not hold it"})
     );
     let refused = h
         .send(request(

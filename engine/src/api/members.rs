@@ -1,0 +1,462 @@
+//! Members, teams and organization settings, on Sentry's paths:
+//! - `GET /api/0/organizations/{org}/members/` (`member:read`); `POST` `{email, orgRole,
+//!   teams?}` invites (`member:write`; inviting an owner needs `org:admin`) and answers `201`
+//!   with the invite link (shown once).
+//! - `GET /api/0/organizations/{org}/members/{id}/`; `PUT` `{orgRole?, disabled?}`
+//!   (`member:admin`; making or changing an owner needs `org:admin`); disabling ends the
+//!   member's sessions at once.
+//! - `DELETE /api/0/organizations/{org}/members/{id}/sessions/` (`member:admin`): ends them.
+//! - `POST|DELETE /api/0/organizations/{org}/members/{id}/teams/{team}/` `{teamRole?}`
+//!   (`team:write`).
+//! - `GET|POST /api/0/organizations/{org}/teams/` `{slug}` (`team:read` / `team:write`).
+//! - `POST|DELETE /api/0/projects/{org}/{project}/teams/{team}/` (`team:write`): a team owns
+//!   a project or no longer does.
+//! - `GET|PUT /api/0/organizations/{org}/` `{openMembership?, require2FA?}` (`org:read` /
+//!   `org:write`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Auth, Caller, ClientInfo, Input, caller_entry};
+use super::error::ApiError;
+use crate::people::{Member, OrgRole, OrgSettings, Team, TeamRole};
+use crate::tenancy::{Projects, Scope};
+
+#[derive(Clone)]
+pub(super) struct MembersState {
+    pub(super) auth: Auth,
+    pub(super) projects: Arc<Projects>,
+    pub(super) public_url: String,
+}
+
+/// The caller, if it belongs to `org` (the admin token belongs to every organization) and
+/// holds `scope`.
+async fn caller_in(
+    state: &MembersState,
+    headers: &HeaderMap,
+    org: &str,
+    scope: Scope,
+) -> Result<Caller, ApiError> {
+    let caller = state.auth.caller(headers).await?;
+    if caller.principal.org.as_deref().is_some_and(|o| o != org) {
+        return Err(ApiError::NotFound(format!("no organization {org:?}")));
+    }
+    caller.principal.require(scope)?;
+    Ok(caller)
+}
+
+fn needs_owner(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    caller
+        .principal
+        .require(Scope::OrgAdmin)
+        .map_err(|_| ApiError::Forbidden(format!("only an owner (scope org:admin) may {what}")))
+}
+
+pub(super) async fn list_members(
+    State(state): State<MembersState>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Member>>, ApiError> {
+    caller_in(&state, &headers, &org, Scope::MemberRead).await?;
+    Ok(Json(state.auth.people.members(&org).await?))
+}
+
+pub(super) async fn get_member(
+    State(state): State<MembersState>,
+    Path((org, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Member>, ApiError> {
+    caller_in(&state, &headers, &org, Scope::MemberRead).await?;
+    let people = &state.auth.people;
+    let user = people.user_in(&org, &id).await?;
+    Ok(Json(people.member(&user).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct InviteBody {
+    email: String,
+    #[serde(default, alias = "role")]
+    org_role: Option<String>,
+    #[serde(default)]
+    teams: Vec<String>,
+}
+
+pub(super) async fn invite(
+    State(state): State<MembersState>,
+    Path(org): Path<String>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+    Json(body): Json<InviteBody>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let caller = caller_in(&state, &headers, &org, Scope::MemberWrite).await?;
+    let role: OrgRole = body.org_role.as_deref().unwrap_or("member").parse()?;
+    if role == OrgRole::Owner {
+        needs_owner(&caller, "invite an owner")?;
+    }
+    let people = &state.auth.people;
+    let by = caller
+        .actor
+        .as_ref()
+        .map_or_else(|| caller.principal.name.clone(), |a| a.email.clone());
+    let (token, record) = people
+        .invite(&org, &body.email, role, body.teams, &by)
+        .await?;
+    let link = format!("{}/accept/{token}", state.public_url.trim_end_matches('/'));
+    people
+        .audit
+        .record(caller_entry(
+            people,
+            &caller,
+            &org,
+            &client,
+            "member.invite",
+            Some(("email", &record.email)),
+            json!({"email": record.email, "role": role, "teams": record.teams}),
+        ))
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "email": record.email,
+            "orgRole": record.role,
+            "teams": record.teams,
+            "expires": record.expires,
+            "inviteLink": link,
+        })),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct UpdateBody {
+    #[serde(default, alias = "role")]
+    org_role: Option<String>,
+    #[serde(default)]
+    disabled: Option<bool>,
+}
+
+pub(super) async fn update_member(
+    State(state): State<MembersState>,
+    Path((org, id)): Path<(String, String)>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+    Json(body): Json<UpdateBody>,
+) -> Result<Json<Member>, ApiError> {
+    let caller = caller_in(&state, &headers, &org, Scope::MemberAdmin).await?;
+    let people = &state.auth.people;
+    let mut user = people.user_in(&org, &id).await?;
+    if let Some(role) = body.org_role.as_deref() {
+        let role: OrgRole = role.parse()?;
+        if role == OrgRole::Owner || user.role == OrgRole::Owner {
+            needs_owner(&caller, "make or change an owner")?;
+        }
+        if role != user.role {
+            let from = user.role;
+            user = people.set_role(&org, &id, role).await?;
+            people
+                .audit
+                .record(caller_entry(
+                    people,
+                    &caller,
+                    &org,
+                    &client,
+                    "member.edit",
+                    Some(("user", &id)),
+                    json!({"email": user.email, "from": from, "role": role}),
+                ))
+                .await;
+        }
+    }
+    if let Some(disabled) = body.disabled {
+        if user.role == OrgRole::Owner {
+            needs_owner(&caller, "disable an owner")?;
+        }
+        if caller.actor.as_ref().is_some_and(|a| a.user_id == id) && disabled {
+            return Err(ApiError::Forbidden(
+                "you cannot disable yourself".to_owned(),
+            ));
+        }
+        if disabled != user.disabled {
+            user = people.set_disabled(&org, &id, disabled).await?;
+            people
+                .audit
+                .record(caller_entry(
+                    people,
+                    &caller,
+                    &org,
+                    &client,
+                    if disabled {
+                        "member.disable"
+                    } else {
+                        "member.enable"
+                    },
+                    Some(("user", &id)),
+                    json!({"email": user.email}),
+                ))
+                .await;
+        }
+    }
+    Ok(Json(people.member(&user).await?))
+}
+
+pub(super) async fn end_member_sessions(
+    State(state): State<MembersState>,
+    Path((org, id)): Path<(String, String)>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let caller = caller_in(&state, &headers, &org, Scope::MemberAdmin).await?;
+    let people = &state.auth.people;
+    let user = people.user_in(&org, &id).await?;
+    let ended = people.end_sessions(&user.id, None).await?;
+    people
+        .audit
+        .record(caller_entry(
+            people,
+            &caller,
+            &org,
+            &client,
+            "session.revoke",
+            Some(("user", &id)),
+            json!({"email": user.email, "sessionsEnded": ended}),
+        ))
+        .await;
+    Ok(Json(json!({"sessionsEnded": ended})))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct TeamRoleBody {
+    #[serde(default)]
+    team_role: Option<String>,
+}
+
+pub(super) async fn add_team_member(
+    State(state): State<MembersState>,
+    Path((org, id, team)): Path<(String, String, String)>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+    input: Input<TeamRoleBody>,
+) -> Result<(StatusCode, Json<Team>), ApiError> {
+    let caller = caller_in(&state, &headers, &org, Scope::TeamWrite).await?;
+    let role: TeamRole = input
+        .value
+        .team_role
+        .as_deref()
+        .unwrap_or("contributor")
+        .parse()?;
+    let people = &state.auth.people;
+    let updated = people.add_team_member(&org, &team, &id, role).await?;
+    people
+        .audit
+        .record(caller_entry(
+            people,
+            &caller,
+            &org,
+            &client,
+            "member.join-team",
+            Some(("user", &id)),
+            json!({"team": team, "teamRole": role}),
+        ))
+        .await;
+    Ok((StatusCode::CREATED, Json(updated)))
+}
+
+pub(super) async fn remove_team_member(
+    State(state): State<MembersState>,
+    Path((org, id, team)): Path<(String, String, String)>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+) -> Result<Json<Team>, ApiError> {
+    let caller = caller_in(&state, &headers, &org, Scope::TeamWrite).await?;
+    let people = &state.auth.people;
+    let updated = people
+        .edit_team(&org, &team, |t| t.members.retain(|m| m.user_id != id))
+        .await?;
+    people
+        .audit
+        .record(caller_entry(
+            people,
+            &caller,
+            &org,
+            &client,
+            "member.leave-team",
+            Some(("user", &id)),
+            json!({"team": team}),
+        ))
+        .await;
+    Ok(Json(updated))
+}
+
+pub(super) async fn list_teams(
+    State(state): State<MembersState>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Team>>, ApiError> {
+    caller_in(&state, &headers, &org, Scope::TeamRead).await?;
+    Ok(Json(state.auth.people.teams(&org).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TeamBody {
+    slug: String,
+}
+
+pub(super) async fn create_team(
+    State(state): State<MembersState>,
+    Path(org): Path<String>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+    Json(body): Json<TeamBody>,
+) -> Result<(StatusCode, Json<Team>), ApiError> {
+    let caller = caller_in(&state, &headers, &org, Scope::TeamWrite).await?;
+    let people = &state.auth.people;
+    let team = people.create_team(&org, &body.slug).await?;
+    people
+        .audit
+        .record(caller_entry(
+            people,
+            &caller,
+            &org,
+            &client,
+            "team.create",
+            Some(("team", &team.slug)),
+            json!({}),
+        ))
+        .await;
+    Ok((StatusCode::CREATED, Json(team)))
+}
+
+async fn project_team(
+    state: &MembersState,
+    headers: &HeaderMap,
+    client: &crate::people::Client,
+    (org, project, team): (String, String, String),
+    add: bool,
+) -> Result<Team, ApiError> {
+    let caller = caller_in(state, headers, &org, Scope::TeamWrite).await?;
+    let ids = state
+        .projects
+        .ids_by_name(&org, std::slice::from_ref(&project))
+        .await?;
+    if !ids.iter().all(|id| caller.principal.covers(&org, *id)) {
+        return Err(ApiError::Forbidden(format!(
+            "you do not have access to project {project:?}"
+        )));
+    }
+    let people = &state.auth.people;
+    let updated = people
+        .edit_team(&org, &team, |t| {
+            if add {
+                t.projects.extend(&ids);
+            } else {
+                t.projects.retain(|p| !ids.contains(p));
+            }
+        })
+        .await?;
+    people
+        .audit
+        .record(caller_entry(
+            people,
+            &caller,
+            &org,
+            client,
+            if add {
+                "project-team.add"
+            } else {
+                "project-team.remove"
+            },
+            Some(("team", &team)),
+            json!({"project": project}),
+        ))
+        .await;
+    Ok(updated)
+}
+
+pub(super) async fn add_project_team(
+    State(state): State<MembersState>,
+    Path(path): Path<(String, String, String)>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Team>), ApiError> {
+    let team = project_team(&state, &headers, &client, path, true).await?;
+    Ok((StatusCode::CREATED, Json(team)))
+}
+
+pub(super) async fn remove_project_team(
+    State(state): State<MembersState>,
+    Path(path): Path<(String, String, String)>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+) -> Result<Json<Team>, ApiError> {
+    Ok(Json(
+        project_team(&state, &headers, &client, path, false).await?,
+    ))
+}
+
+pub(super) async fn get_org(
+    State(state): State<MembersState>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller_in(&state, &headers, &org, Scope::OrgRead).await?;
+    let settings = state.auth.people.org_settings(&org).await?;
+    Ok(Json(org_json(&org, &settings)))
+}
+
+fn org_json(org: &str, settings: &OrgSettings) -> serde_json::Value {
+    json!({
+        "slug": org,
+        "name": org,
+        "openMembership": settings.open_membership,
+        "require2FA": settings.require_mfa,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct OrgBody {
+    #[serde(default)]
+    open_membership: Option<bool>,
+    #[serde(default, rename = "require2FA")]
+    require_2fa: Option<bool>,
+}
+
+pub(super) async fn update_org(
+    State(state): State<MembersState>,
+    Path(org): Path<String>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+    Json(body): Json<OrgBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let caller = caller_in(&state, &headers, &org, Scope::OrgWrite).await?;
+    let people = &state.auth.people;
+    let mut settings = people.org_settings(&org).await?;
+    if let Some(open) = body.open_membership {
+        settings.open_membership = open;
+    }
+    if let Some(require) = body.require_2fa {
+        settings.require_mfa = require;
+    }
+    people.set_org_settings(&org, &settings).await?;
+    people
+        .audit
+        .record(caller_entry(
+            people,
+            &caller,
+            &org,
+            &client,
+            "org.edit",
+            Some(("org", &org)),
+            json!({"openMembership": settings.open_membership, "require2FA": settings.require_mfa}),
+        ))
+        .await;
+    Ok(Json(org_json(&org, &settings)))
+}
