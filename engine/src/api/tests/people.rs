@@ -653,3 +653,44 @@ async fn key_and_token_changes_by_a_token_are_audited_with_the_token_as_actor() 
             .all(|e| !serde_json::to_string(e).unwrap().contains(secret))
     );
 }
+
+#[tokio::test]
+async fn other_modules_authenticate_cookies_and_tokens_alike() {
+    let h = harness().await;
+    h.person("jane@example.com", OrgRole::Admin).await;
+    let jane = h.session("jane@example.com").await;
+    let token = h.token(&["events:read"], None).await;
+    assert_eq!(crate::api::session_cookie_name(&h.node), COOKIE);
+    let headers = |name: &'static str, value: String| {
+        let mut map = axum::http::HeaderMap::new();
+        map.insert(name, value.parse().unwrap());
+        map
+    };
+    let (actor, principal) =
+        crate::api::authenticate(&h.node, &headers("cookie", format!("{COOKIE}={jane}")))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(actor.unwrap().email, "jane@example.com");
+    assert_eq!(principal.org.as_deref(), Some(DEFAULT_ORG));
+    assert_eq!(principal.projects, None);
+    let (actor, principal) = crate::api::authenticate(
+        &h.node,
+        &headers("authorization", format!("Bearer {token}")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(actor.is_none());
+    assert_eq!(principal.name, "test");
+    assert!(
+        crate::api::authenticate(&h.node, &axum::http::HeaderMap::new())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let err = crate::api::authenticate(&h.node, &headers("cookie", format!("{COOKIE}=nope")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+}
