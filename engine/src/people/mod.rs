@@ -74,6 +74,10 @@ pub enum Error {
     InvalidEmail { email: String },
     #[error("the name must be 1-200 characters")]
     InvalidName,
+    #[error("invalid organization name {org:?}: use 1-64 lowercase letters, digits or '-'")]
+    InvalidOrg { org: String },
+    #[error("{0} is required here")]
+    Missing(&'static str),
     #[error("invalid team name {slug:?}: use 1-64 lowercase letters, digits or '-'")]
     InvalidTeam { slug: String },
     #[error("an account with the email address {email:?} already exists")]
@@ -520,9 +524,9 @@ impl People {
         let email = normalize_email(email)?;
         let name = check_name(name)?;
         if !faultline_config::is_slug(org) {
-            return Err(Error::Forbidden(format!(
-                "invalid organization name {org:?}"
-            )));
+            return Err(Error::InvalidOrg {
+                org: org.to_owned(),
+            });
         }
         let hash = match password {
             Some(p) => {
@@ -928,9 +932,7 @@ impl People {
                     self.store.delete(&path).await?;
                     return Err(Error::OwnerExists);
                 }
-                let email = email.ok_or_else(|| Error::InvalidEmail {
-                    email: String::new(),
-                })?;
+                let email = email.ok_or(Error::Missing("the email address of the first owner"))?;
                 let name = name.unwrap_or(email);
                 self.create_user(email, name, DEFAULT_ORG, OrgRole::Owner, Some(password))
                     .await?
