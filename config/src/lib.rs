@@ -658,6 +658,26 @@ impl Config {
                 "is required when backup.schedule is set".to_owned(),
             ));
         }
+        for (field, value) in [
+            ("auth.session_idle_timeout", self.auth.session_idle_timeout),
+            (
+                "auth.session_absolute_timeout",
+                self.auth.session_absolute_timeout,
+            ),
+            ("auth.invite_ttl", self.auth.invite_ttl),
+            ("auth.setup_link_ttl", self.auth.setup_link_ttl),
+            ("auth.login_failure_window", self.auth.login_failure_window),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(field, "must be longer than zero".to_owned()));
+            }
+        }
+        if self.auth.login_max_failures == 0 {
+            return Err(invalid(
+                "auth.login_max_failures",
+                "must be at least 1".to_owned(),
+            ));
+        }
         if self.retention.default_days == 0 {
             return Err(invalid(
                 "retention.default_days",
@@ -892,6 +912,11 @@ mod tests {
                 "storage.object_store",
             ),
             ("[retention]\ndefault_days = 0", "retention.default_days"),
+            (
+                "[auth]\nsession_idle_timeout = \"0s\"",
+                "auth.session_idle_timeout",
+            ),
+            ("[auth]\nlogin_max_failures = 0", "auth.login_max_failures"),
             ("[compaction]\nmin_files = 1", "compaction.min_files"),
             ("[compaction]\nzstd_level = 30", "compaction.zstd_level"),
             ("[backup]\nkeep_last = 0", "backup.keep_last"),

@@ -130,6 +130,14 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                 record.name, record.id
             );
             println!("{token}");
+            cli_audit(
+                &config,
+                &record.org,
+                "api-key.create",
+                ("token", &record.id),
+                serde_json::json!({"name": record.name, "scopes": record.scopes, "projects": record.projects}),
+            )
+            .await?;
         }
         Command::Token(TokenCommand::List { org }) => {
             let tokens = Tokens::new(Store::open(&config)?, None)?;
@@ -153,6 +161,14 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
         Command::Token(TokenCommand::Revoke { id }) => {
             let tokens = Tokens::new(Store::open(&config)?, None)?;
             let record = tokens.revoke(None, &id).await?;
+            cli_audit(
+                &config,
+                &record.org,
+                "api-key.remove",
+                ("token", &record.id),
+                serde_json::json!({"name": record.name}),
+            )
+            .await?;
             eprintln!("revoked API token {:?} (id {})", record.name, record.id);
         }
         Command::Issue(command) => {
@@ -165,9 +181,32 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                     count,
                 } => (issue_id, Change::Ignore { until, count }),
             };
+            let event = match &change {
+                Change::Resolve => "issue.resolve",
+                Change::Reopen => "issue.reopen",
+                Change::Ignore { .. } => "issue.ignore",
+            };
             let service = node::open_reader(&config).await?;
             let output =
                 issues::change(&service, &ProjectFilter::All, issue_id, change, "cli").await?;
+            let rows: serde_json::Value =
+                serde_json::from_slice(&format::encode(&output, Format::Json)?).unwrap_or_default();
+            let project_id = rows[0]["project_id"].as_u64();
+            let projects = Projects::load(Store::open(&config)?, &config).await?;
+            let org = projects
+                .list()
+                .await?
+                .into_iter()
+                .find(|p| Some(p.id) == project_id)
+                .map_or_else(|| tenancy::DEFAULT_ORG.to_owned(), |p| p.org.clone());
+            cli_audit(
+                &config,
+                &org,
+                event,
+                ("issue", &issue_id.to_string()),
+                serde_json::json!({}),
+            )
+            .await?;
             std::io::stdout().write_all(&format::encode(&output, Format::Table)?)?;
         }
         Command::Query {
@@ -258,6 +297,34 @@ fn key_line(key: &KeyInfo, base: &str) -> String {
         },
         dsn(base, &key.public, key.project_id)
     )
+}
+
+/// Records a change made with the command line in the audit log (actor `system`).
+async fn cli_audit(
+    config: &Config,
+    org: &str,
+    event: &str,
+    (target_type, target_id): (&str, &str),
+    data: serde_json::Value,
+) -> Result<()> {
+    let people = crate::people::People::new(Store::open(config)?, config.auth.clone());
+    people
+        .audit
+        .record(crate::people::AuditEntry {
+            ts: people.audit.now(),
+            org: org.to_owned(),
+            actor_type: "system".to_owned(),
+            actor_id: None,
+            actor_label: Some("faultline (command line)".to_owned()),
+            ip: None,
+            user_agent: None,
+            event: event.to_owned(),
+            target_type: Some(target_type.to_owned()),
+            target_id: Some(target_id.to_owned()),
+            data,
+        })
+        .await;
+    Ok(())
 }
 
 /// The base URL people open (the UI and API): `server.public_url`, else the query listener.

@@ -134,6 +134,8 @@ fn people_status(err: &people::Error) -> StatusCode {
         | P::InvalidRole { .. }
         | P::InvalidEmail { .. }
         | P::InvalidName
+        | P::InvalidOrg { .. }
+        | P::Missing(_)
         | P::InvalidTeam { .. } => StatusCode::BAD_REQUEST,
         P::EmailTaken { .. }
         | P::TeamTaken { .. }

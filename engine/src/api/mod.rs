@@ -96,6 +96,27 @@ fn secured(node: &Arc<Node>, routes: Router) -> Router {
     ))
 }
 
+/// Who sends `headers`: a Bearer API token or the login session cookie, for middleware outside
+/// this module (the web UI puts the principal into request extensions). `Ok(None)` when the
+/// request carries neither; an unknown token or an ended session is an error (401), and so is a
+/// session that must enrol MFA first (403). The actor is `Some` for a logged-in person.
+pub async fn authenticate(
+    node: &Arc<Node>,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<(Option<crate::people::Actor>, Arc<crate::tenancy::Principal>)>, ApiError> {
+    match auth_of(node).caller(headers).await {
+        Ok(caller) => Ok(Some((caller.actor, caller.principal))),
+        Err(ApiError::MissingToken) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
+/// The name of the login session cookie on this server (`__Host-faultline_session`, or
+/// `faultline_session` on a plain-HTTP loopback listener without an https public URL).
+pub fn session_cookie_name(node: &Node) -> &'static str {
+    auth::CookieSettings::from_config(&node.config).name
+}
+
 /// The authentication every handler shares.
 fn auth_of(node: &Arc<Node>) -> auth::Auth {
     auth::Auth {

@@ -74,6 +74,10 @@ pub enum Error {
     InvalidEmail { email: String },
     #[error("the name must be 1-200 characters")]
     InvalidName,
+    #[error("invalid organization name {org:?}: use 1-64 lowercase letters, digits or '-'")]
+    InvalidOrg { org: String },
+    #[error("{0} is required here")]
+    Missing(&'static str),
     #[error("invalid team name {slug:?}: use 1-64 lowercase letters, digits or '-'")]
     InvalidTeam { slug: String },
     #[error("an account with the email address {email:?} already exists")]
@@ -398,13 +402,16 @@ impl Throttle {
     }
 }
 
+/// A verified session: who, with what rights, verified when.
+type CachedSession = (Actor, Arc<Principal>, Instant);
+
 /// The people service of a node.
 pub struct People {
     store: Store,
     config: AuthConfig,
     clock: Clock,
     throttle: Throttle,
-    sessions: RwLock<HashMap<String, (Actor, Arc<Principal>, Instant)>>,
+    sessions: RwLock<HashMap<String, CachedSession>>,
     pub audit: Audit,
 }
 
@@ -517,9 +524,9 @@ impl People {
         let email = normalize_email(email)?;
         let name = check_name(name)?;
         if !faultline_config::is_slug(org) {
-            return Err(Error::Forbidden(format!(
-                "invalid organization name {org:?}"
-            )));
+            return Err(Error::InvalidOrg {
+                org: org.to_owned(),
+            });
         }
         let hash = match password {
             Some(p) => {
@@ -925,9 +932,7 @@ impl People {
                     self.store.delete(&path).await?;
                     return Err(Error::OwnerExists);
                 }
-                let email = email.ok_or_else(|| Error::InvalidEmail {
-                    email: String::new(),
-                })?;
+                let email = email.ok_or(Error::Missing("the email address of the first owner"))?;
                 let name = name.unwrap_or(email);
                 self.create_user(email, name, DEFAULT_ORG, OrgRole::Owner, Some(password))
                     .await?
@@ -971,14 +976,18 @@ impl People {
             err
         };
         let user = self.user_by_email(&email).await?;
-        let stored = user
-            .as_ref()
-            .and_then(|u| u.password.clone())
-            .unwrap_or_else(|| password::dummy_hash().to_owned());
+        let stored = user.as_ref().and_then(|u| u.password.clone());
         let typed = password.to_owned();
-        let matches = tokio::task::spawn_blocking(move || password::verify(&typed, &stored))
-            .await
-            .unwrap_or(false);
+        let matches = tokio::task::spawn_blocking(move || match stored {
+            Some(stored) => password::verify(&typed, &stored),
+            None => {
+                // as slow as a wrong password, so the answer does not tell accounts apart
+                password::verify(&typed, password::dummy_hash());
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
         let Some(mut user) = user.filter(|u| matches && u.password.is_some()) else {
             return Err(fail(Error::BadLogin));
         };
@@ -1172,7 +1181,7 @@ impl People {
                 user_agent: r.user_agent,
             })
             .collect();
-        out.sort_by(|a, b| b.created.cmp(&a.created));
+        out.sort_by_key(|s| std::cmp::Reverse(s.created));
         Ok(out)
     }
 

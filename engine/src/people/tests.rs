@@ -352,6 +352,14 @@ async fn setup_links_create_the_first_owner_once() {
     let p = &f.people;
     assert!(!p.has_owner().await.unwrap());
     let token = p.create_link(None).await.unwrap();
+    let err = p
+        .use_link(&token, None, None, "a long enough passphrase")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the email address of the first owner is required here"
+    );
     let owner = p
         .use_link(
             &token,

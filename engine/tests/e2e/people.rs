@@ -258,7 +258,8 @@ async fn first_owner_invite_totp_and_the_audit_log_through_psql() -> Result<()> 
          user.login-failed|ann@example.com|user\n\
          user.login|ann@example.com|user\n\
          user.login-failed|ann@example.com|user\n\
-         user.logout|owner@example.com|session\n",
+         user.logout|owner@example.com|session\n\
+         api-key.create|faultline (command line)|token\n",
         "server log:\n{}",
         server.log_text()
     );

@@ -653,3 +653,107 @@ async fn key_and_token_changes_by_a_token_are_audited_with_the_token_as_actor() 
             .all(|e| !serde_json::to_string(e).unwrap().contains(secret))
     );
 }
+
+#[tokio::test]
+async fn other_modules_authenticate_cookies_and_tokens_alike() {
+    let h = harness().await;
+    h.person("jane@example.com", OrgRole::Admin).await;
+    let jane = h.session("jane@example.com").await;
+    let token = h.token(&["events:read"], None).await;
+    assert_eq!(crate::api::session_cookie_name(&h.node), COOKIE);
+    let headers = |name: &'static str, value: String| {
+        let mut map = axum::http::HeaderMap::new();
+        map.insert(name, value.parse().unwrap());
+        map
+    };
+    let (actor, principal) =
+        crate::api::authenticate(&h.node, &headers("cookie", format!("{COOKIE}={jane}")))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(actor.unwrap().email, "jane@example.com");
+    assert_eq!(principal.org.as_deref(), Some(DEFAULT_ORG));
+    assert_eq!(principal.projects, None);
+    let (actor, principal) = crate::api::authenticate(
+        &h.node,
+        &headers("authorization", format!("Bearer {token}")),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(actor.is_none());
+    assert_eq!(principal.name, "test");
+    assert!(
+        crate::api::authenticate(&h.node, &axum::http::HeaderMap::new())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let err = crate::api::authenticate(&h.node, &headers("cookie", format!("{COOKIE}=nope")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_organization_requiring_mfa_leaves_members_only_enrolment() {
+    let h = harness().await;
+    h.person("owner@example.com", OrgRole::Owner).await;
+    h.person("jane@example.com", OrgRole::Member).await;
+    let owner = h.session("owner@example.com").await;
+    let org = "/api/0/organizations/default/";
+    let set = h
+        .call(&owner, Method::PUT, org, Some(json!({"require2FA": true})))
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    assert_eq!(set.body["require2FA"], true);
+    let jane = h.session("jane@example.com").await;
+    let refused = h.call(&jane, Method::GET, MEMBERS, None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        refused.body,
+        json!({"detail": "your organization requires two-factor authentication: enrol a TOTP authenticator first (POST /auth/totp)"})
+    );
+    let enrolment = h.call(&jane, Method::POST, "/auth/totp", None).await;
+    assert_eq!(enrolment.status, StatusCode::OK);
+    assert_eq!(enrolment.headers["cache-control"], "no-store");
+    let seed = enrolment.body["secret"].as_str().unwrap();
+    let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+    let code = crate::people::totp::code_at(seed, now).unwrap();
+    let confirmed = h
+        .call(
+            &jane,
+            Method::POST,
+            "/auth/totp/confirm",
+            Some(json!({"code": code})),
+        )
+        .await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{:?}", confirmed.body);
+    let allowed = h.call(&jane, Method::GET, MEMBERS, None).await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    // the seed is never shown again
+    let me = h.call(&jane, Method::GET, "/auth/me", None).await;
+    assert!(!me.body.to_string().contains(seed));
+    assert_eq!(me.body["user"]["mfa"], true);
+}
+
+#[tokio::test]
+async fn failed_logins_from_one_address_are_throttled_across_accounts() {
+    let h = harness().await;
+    h.person("jane@example.com", OrgRole::Member).await;
+    for i in 0..10 {
+        let reply = h.login(&format!("nobody{i}@example.com"), PASSWORD).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    // the harness sends every request from 10.1.2.3
+    let reply = h.login("jane@example.com", PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("too many failed logins for this address: try again in "),
+        "{:?}",
+        reply.body
+    );
+}
