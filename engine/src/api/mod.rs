@@ -48,10 +48,11 @@ fn ingest_cors() -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-/// Everything on one listener: ingest, the query API, metrics and health checks.
+/// Everything on one listener: ingest, the query API, the web UI, metrics and health checks.
 pub fn router(node: &Arc<Node>) -> Router {
     ingest_routes(node)
         .merge(query_routes(node))
+        .merge(crate::web::router(node))
         .merge(metrics_routes(node))
         .merge(health_routes(node))
 }
@@ -61,9 +62,10 @@ pub fn ingest_router(node: &Arc<Node>) -> Router {
     ingest_routes(node).merge(health_routes(node))
 }
 
-/// The separate query/admin listener: the query API, metrics and health checks.
+/// The separate query/admin listener: the query API, the web UI, metrics and health checks.
 pub fn admin_router(node: &Arc<Node>) -> Router {
     query_routes(node)
+        .merge(crate::web::router(node))
         .merge(metrics_routes(node))
         .merge(health_routes(node))
 }
