@@ -79,10 +79,26 @@ pub fn router(node: &Arc<Node>) -> Router {
         .route("/organizations/{org}/projects/", get(projects_page))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state);
-    Router::new()
+    let mut router = Router::new()
         .route("/login", get(login_page))
-        .route("/static/{file}", get(assets::serve))
-        .merge(pages)
+        .route("/static/{file}", get(assets::serve));
+    // The pages' addresses typed without their trailing slash.
+    for path in [
+        "/organizations/{org}",
+        "/organizations/{org}/issues",
+        "/organizations/{org}/issues/{id}",
+        "/organizations/{org}/sql",
+        "/organizations/{org}/projects",
+    ] {
+        router = router.route(path, get(add_slash));
+    }
+    router.merge(pages)
+}
+
+/// Redirects `/path?query` to `/path/?query`.
+async fn add_slash(uri: axum::http::Uri) -> Redirect {
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    Redirect::permanent(&format!("{}/{query}", uri.path()))
 }
 
 /// How a request to a page is authenticated: today the API's `Authorization: Bearer <token>`.

@@ -326,6 +326,11 @@ async fn without_credentials_pages_redirect_to_login_and_posts_are_refused() {
 async fn every_page_renders_for_a_token_with_full_access() {
     let h = harness().await;
     let token = h.full().await;
+    let bare = h
+        .get("/organizations/default/sql?sql=SELECT+1", Some(&token))
+        .await;
+    assert_eq!(bare.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(bare.location(), "/organizations/default/sql/?sql=SELECT+1");
     let home = h.get("/", Some(&token)).await;
     assert_eq!(home.status, StatusCode::SEE_OTHER);
     assert_eq!(home.location(), "/organizations/default/issues/");
