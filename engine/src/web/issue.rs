@@ -741,6 +741,48 @@ mod tests {
     }
 
     #[test]
+    fn markdown_shows_each_exception_and_frames_only_where_there_are_some() {
+        let event = r#"{"exception": {"values": [
+            {"type": "KeyError", "value": "'cart'"},
+            {"type": "ValueError", "value": "bad", "stacktrace": {"frames": [
+                {"function": "handler", "filename": "app.py", "lineno": 10, "in_app": true,
+                 "context_line": "raise ValueError()"}]}}]}}"#;
+        let issue = IssueInfo {
+            id: 7,
+            project: "shop".into(),
+            title: "ValueError: bad".into(),
+            culprit: String::new(),
+            level: "error".into(),
+            status: "unresolved".into(),
+            regressed: false,
+            events: 1,
+            users: 0,
+            events_24h: 1,
+            first_ms: 0,
+            last_ms: 0,
+            first_release: String::new(),
+            last_release: String::new(),
+            ignore_until: String::new(),
+            ignore_until_count: String::new(),
+        };
+        let md = EventMarkdown {
+            issue,
+            event_id: "e".into(),
+            time: "t".into(),
+            link: "l".into(),
+            view: EventView::parse(event, &ViewOptions::default()),
+            fence: fence(event),
+        }
+        .render()
+        .unwrap();
+        let expected = "## Exception: ValueError: bad\n\nMost recent call first:\n\n```\n\
+                        handler in app.py:10 [in app]\n    > raise ValueError()\n```\n\n\
+                        ## Exception: KeyError: 'cart'\n";
+        assert!(md.contains(expected), "{md}");
+        assert_eq!(md.matches("```").count(), 2, "{md}");
+    }
+
+    #[test]
     fn chart_steps_give_about_thirty_bars() {
         for (name, seconds) in PERIODS {
             let bars = seconds * 1000 / chart_step(name);
