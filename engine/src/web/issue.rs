@@ -115,13 +115,41 @@ fn event_id(raw: &str) -> Result<String, WebError> {
     }
 }
 
-/// The issue's events, bounded by its first sighting so only files that can hold them are read.
-fn events_of(issue: &IssueInfo) -> String {
+/// The issue's events since `since_ms`: bounded by time, so only files that can hold them are
+/// read.
+fn events_since(issue: &IssueInfo, since_ms: i64) -> String {
     format!(
         "FROM events WHERE issue_id = {} AND timestamp >= {}",
         issue.id,
-        quote(&iso_ms(issue.first_ms))
+        quote(&iso_ms(since_ms))
     )
+}
+
+/// All of the issue's events: since its first sighting.
+fn events_of(issue: &IssueInfo) -> String {
+    events_since(issue, issue.first_ms)
+}
+
+/// How far back from the issue's last sighting the newest events are looked for first.
+const RECENT_MS: i64 = 86_400_000;
+
+/// Runs the statement `build(from)` makes for the newest events of the issue: first over the
+/// day before its last sighting, and over all its events only when that gives fewer than `need`
+/// rows. A long-lived issue's page then reads one day of files, not its whole history.
+async fn newest(
+    session: &Session<'_>,
+    issue: &IssueInfo,
+    need: usize,
+    build: impl Fn(&str) -> String,
+) -> Result<super::Table, WebError> {
+    let recent = issue.last_ms.saturating_sub(RECENT_MS);
+    if recent > issue.first_ms {
+        let t = session.table(&build(&events_since(issue, recent))).await?;
+        if t.rows.len() >= need {
+            return Ok(t);
+        }
+    }
+    session.table(&build(&events_of(issue))).await
 }
 
 /// The event `id` of the issue, or its latest event.
@@ -130,16 +158,19 @@ async fn load_event(
     issue: &IssueInfo,
     id: Option<&str>,
 ) -> Result<Option<StoredEvent>, WebError> {
-    let only = id
-        .map(|id| format!(" AND event_id = {}", quote(id)))
-        .unwrap_or_default();
-    let t = session
-        .table(&format!(
-            "SELECT event_id, CAST(timestamp AS BIGINT) AS ms, event {}{only} \
-             ORDER BY timestamp DESC, event_id DESC LIMIT 1",
-            events_of(issue)
-        ))
-        .await?;
+    let select = |from: &str, only: &str| {
+        format!(
+            "SELECT event_id, CAST(timestamp AS BIGINT) AS ms, event {from}{only} \
+             ORDER BY timestamp DESC, event_id DESC LIMIT 1"
+        )
+    };
+    let t = match id {
+        Some(id) => {
+            let only = format!(" AND event_id = {}", quote(id));
+            session.table(&select(&events_of(issue), &only)).await?
+        }
+        None => newest(session, issue, 1, |from| select(from, "")).await?,
+    };
     if t.rows.is_empty() {
         return match id {
             Some(id) => Err(WebError::NotFound(format!(
@@ -162,33 +193,68 @@ async fn neighbours(
     issue: &IssueInfo,
     event: &StoredEvent,
 ) -> Result<HashMap<String, String>, WebError> {
-    let from = events_of(issue);
     let (ts, id) = (quote(&iso_ms(event.ms)), quote(&event.id));
-    let one = |which: &str, cond: &str, order: &str| {
+    let one = |which: &str, from: &str, cond: &str, order: &str| {
         format!(
             "SELECT * FROM (SELECT '{which}' AS which, event_id {from}{cond} \
              ORDER BY timestamp {order}, event_id {order} LIMIT 1) AS {which}"
         )
     };
+    // The first and the latest events are at the issue's first and last sighting; the newer
+    // ones lie between this event and the last sighting.
+    let (first, last) = (
+        quote(&iso_ms(issue.first_ms)),
+        quote(&iso_ms(issue.last_ms)),
+    );
     let sql = [
         one(
-            "older",
-            &format!(" AND (timestamp < {ts} OR (timestamp = {ts} AND event_id < {id}))"),
-            "DESC",
-        ),
-        one(
             "newer",
+            &events_since(issue, event.ms),
             &format!(" AND (timestamp > {ts} OR (timestamp = {ts} AND event_id > {id}))"),
             "ASC",
         ),
-        one("first", "", "ASC"),
-        one("latest", "", "DESC"),
+        one(
+            "first",
+            &events_of(issue),
+            &format!(" AND timestamp <= {first}"),
+            "ASC",
+        ),
+        one(
+            "latest",
+            &events_since(issue, issue.last_ms),
+            &format!(" AND timestamp >= {last}"),
+            "DESC",
+        ),
     ]
     .join(" UNION ALL ");
     let t = session.table(&sql).await?;
-    Ok((0..t.rows.len())
+    let mut found: HashMap<String, String> = (0..t.rows.len())
         .map(|r| (t.text(r, "which"), t.text(r, "event_id")))
-        .collect())
+        .collect();
+    // The older one: looked for in the day before this event first.
+    let older = |from: &str| {
+        one(
+            "older",
+            from,
+            &format!(
+                " AND timestamp <= {ts} AND (timestamp < {ts} OR (timestamp = {ts} AND event_id < {id}))"
+            ),
+            "DESC",
+        )
+    };
+    let window = event.ms.saturating_sub(RECENT_MS);
+    let mut t = if window > issue.first_ms {
+        session.table(&older(&events_since(issue, window))).await?
+    } else {
+        super::Table::default()
+    };
+    if t.rows.is_empty() {
+        t = session.table(&older(&events_of(issue))).await?;
+    }
+    if !t.rows.is_empty() {
+        found.insert("older".to_owned(), t.text(0, "event_id"));
+    }
+    Ok(found)
 }
 
 /// Bucket width of the issue chart for each period (about 24 to 30 bars).
@@ -437,17 +503,17 @@ async fn render(
     };
     let chart = chart(&session, &issue, &period, seconds).await?;
     let tags = tags(&session, &ctx.org, &issue, seconds).await?;
-    let list = session
-        .table(&format!(
+    let list = newest(&session, &issue, EVENTS_PAGE + 1, |from| {
+        format!(
             "SELECT event_id, CAST(timestamp AS BIGINT) AS ms, release, environment, \
              coalesce(user_email, user_username, user_id, user_ip) AS who, \
-             coalesce(message, exception_value) AS message {} \
+             coalesce(message, exception_value) AS message {from} \
              ORDER BY timestamp DESC, event_id DESC LIMIT {} OFFSET {}",
-            events_of(&issue),
             EVENTS_PAGE + 1,
             page * EVENTS_PAGE
-        ))
-        .await?;
+        )
+    })
+    .await?;
     let current = event.as_ref().map(|e| e.id.clone()).unwrap_or_default();
     let keep = if period == "14d" {
         String::new()

@@ -811,3 +811,64 @@ async fn a_new_organization_is_told_how_to_send_its_first_event() {
     assert!(page.contains("No events yet"));
     assert!(page.contains(&format!("http://{SHOP_KEY}@127.0.0.1:8000/1")));
 }
+
+#[tokio::test]
+async fn events_older_than_a_day_are_found_beyond_the_recent_window() {
+    let h = harness().await;
+    let token = h.full().await;
+    let old_id = "22222222222222222222222222222222";
+    let mut payload: Value = serde_json::from_str(SHOP_PAYLOAD).unwrap();
+    let three_days_ago = chrono::Utc::now() - chrono::Duration::days(3);
+    payload["timestamp"] = Value::from(three_days_ago.timestamp() as f64);
+    h.ingest(1, SHOP_KEY, old_id, &payload.to_string()).await;
+    let shop = h.issue_of(SHOP_EVENT).await;
+    assert_eq!(h.issue_of(old_id).await, shop, "one issue");
+
+    let issue = h
+        .page(&format!("/organizations/default/issues/{shop}/"), &token)
+        .await;
+    // the list holds the recent two and the old one, newest first
+    let (a, b, c) = (
+        issue.find(&format!("{SHOP_EVENT_2}/\" data-open")).unwrap(),
+        issue.find(&format!("{SHOP_EVENT}/\" data-open")).unwrap(),
+        issue.find(&format!("{old_id}/\" data-open")).unwrap(),
+    );
+    assert!(a < b && b < c, "{issue}");
+    assert!(
+        issue.contains(&format!("/events/{old_id}/\">First")),
+        "{issue}"
+    );
+
+    let middle = h
+        .page(
+            &format!("/organizations/default/issues/{shop}/events/{SHOP_EVENT}/"),
+            &token,
+        )
+        .await;
+    assert!(
+        middle.contains(&format!("/events/{old_id}/\">Older")),
+        "{middle}"
+    );
+    assert!(
+        middle.contains(&format!("/events/{SHOP_EVENT_2}/\">Newer")),
+        "{middle}"
+    );
+    assert!(
+        middle.contains(&format!("/events/{SHOP_EVENT_2}/\">Latest")),
+        "{middle}"
+    );
+    let oldest = h
+        .page(
+            &format!("/organizations/default/issues/{shop}/events/{old_id}/"),
+            &token,
+        )
+        .await;
+    assert!(
+        oldest.contains("<span class=\"disabled\">Older</span>"),
+        "{oldest}"
+    );
+    assert!(
+        oldest.contains(&format!("/events/{SHOP_EVENT}/\">Newer")),
+        "{oldest}"
+    );
+}
