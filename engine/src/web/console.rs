@@ -57,6 +57,24 @@ struct ConsolePage {
     downloads: Vec<Download>,
     chart: String,
     capped: bool,
+    /// Some cells were cut to [`SHOWN_CELL`] characters.
+    shortened: bool,
+}
+
+/// Characters of one cell the page shows; downloads carry whole values.
+const SHOWN_CELL: usize = 2_000;
+
+/// Cuts cells longer than [`SHOWN_CELL`] characters; true if any was.
+fn shorten(table: &mut Table) -> bool {
+    let mut any = false;
+    for cell in table.rows.iter_mut().flatten().flatten() {
+        if let Some((cut, _)) = cell.char_indices().nth(SHOWN_CELL) {
+            cell.truncate(cut);
+            cell.push('…');
+            any = true;
+        }
+    }
+    any
 }
 
 /// The tables and columns the session's catalog has.
@@ -145,13 +163,19 @@ pub(crate) async fn page(
     let mut error = String::new();
     let mut status = 200;
     let mut chart_svg = String::new();
+    let mut shortened = false;
     if ran {
         let output = session.run(&sql).await;
         crate::metrics::record_query("http", &output);
         match output {
             Ok(output) => {
                 result = Table::from_output(&output, SHOWN_ROWS)?;
-                chart_svg = chart(&output)?;
+                shortened = shorten(&mut result);
+                // A result that cannot be drawn still shows as a table.
+                chart_svg = chart(&output).unwrap_or_else(|err| {
+                    tracing::debug!(cause = %err, "no chart for the result");
+                    String::new()
+                });
             }
             Err(err) => {
                 let err = WebError::Api(ApiError::from(err));
@@ -179,6 +203,7 @@ pub(crate) async fn page(
         ran,
         schema,
         capped: result.total > result.rows.len(),
+        shortened,
         result,
         error,
         status,
@@ -243,4 +268,31 @@ pub(crate) async fn download(
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_cells_are_cut_on_a_character_boundary() {
+        let mut table = Table {
+            columns: vec!["a".into()],
+            rows: vec![
+                vec![Some("é".repeat(SHOWN_CELL + 1))],
+                vec![Some("é".repeat(SHOWN_CELL))],
+                vec![None],
+            ],
+            total: 3,
+        };
+        assert!(shorten(&mut table));
+        assert_eq!(
+            table.rows[0][0].as_deref(),
+            Some(format!("{}…", "é".repeat(SHOWN_CELL)).as_str())
+        );
+        assert_eq!(
+            table.rows[1][0].as_deref().map(|c| c.chars().count()),
+            Some(SHOWN_CELL)
+        );
+    }
 }
