@@ -206,6 +206,17 @@ test("find, read, resolve, regress, query: with JavaScript", async () => {
   }
   await checkAccessibility(page, "issue");
   await shot(page, "issue");
+  // "Copy as Markdown" puts the event's Markdown on the clipboard
+  await ctx.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  await page.click("button:has-text('Copy as Markdown')");
+  await page.waitForSelector("button:has-text('Copied')");
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  assert.ok(copied.startsWith("# ValueError: <script>alert(1)</script> cart total"), copied);
+  // a tag value opens the stream filtered by it
+  await page.click(".tag-values a:has-text('Firefox')");
+  await page.waitForURL(/query=is%3Aunresolved\+browser%3A%22Firefox%22/);
+  assert.equal(await page.locator("a[data-open]").count(), 1);
+  await page.goto(issueUrl);
   await page.click("text=In-app frames only");
   await page.waitForURL(/frames=app/);
   assert.ok((await page.textContent("main")).includes("frames outside the app are hidden"));
