@@ -18,6 +18,10 @@ use super::stream::{self, Choice, quote, tag_href};
 use super::{OrgCtx, PERIODS, Session, WebError, WebState, When, encode, encode_path, html};
 use crate::tenancy::{Principal, Scope};
 
+/// The period of the chart and the tag distributions unless the URL names one: a day, which
+/// reads a day of files; longer periods read more.
+const DEFAULT_PERIOD: &str = "24h";
+
 /// Events per page of the issue's event list.
 const EVENTS_PAGE: usize = 20;
 const MAX_PAGE: usize = 500;
@@ -167,7 +171,7 @@ async fn load_event(
     let t = match id {
         Some(id) => {
             let only = format!(" AND event_id = {}", quote(id));
-            session.table(&select(&events_of(issue), &only)).await?
+            newest(session, issue, 1, |from| select(from, &only)).await?
         }
         None => newest(session, issue, 1, |from| select(from, "")).await?,
     };
@@ -414,6 +418,8 @@ pub(crate) struct EventBlock {
     pub(crate) app_only: bool,
     pub(crate) oldest_first: bool,
     pub(crate) period: String,
+    /// The period differs from the default, so links and forms carry it.
+    pub(crate) keep_period: bool,
 }
 
 #[derive(Template)]
@@ -471,7 +477,9 @@ async fn render(
     params: &IssueParams,
 ) -> Result<Response, WebError> {
     let ctx = OrgCtx::new(state, principal, org).await?;
-    let period = nonempty(&params.period).unwrap_or("14d").to_owned();
+    let period = nonempty(&params.period)
+        .unwrap_or(DEFAULT_PERIOD)
+        .to_owned();
     let seconds = super::period_seconds(&period)?;
     let page = match nonempty(&params.page) {
         None => 0,
@@ -515,7 +523,7 @@ async fn render(
     })
     .await?;
     let current = event.as_ref().map(|e| e.id.clone()).unwrap_or_default();
-    let keep = if period == "14d" {
+    let keep = if period == DEFAULT_PERIOD {
         String::new()
     } else {
         format!("?period={}", encode(&period))
@@ -543,7 +551,7 @@ async fn render(
             None => base.clone(),
         };
         let mut pairs = Vec::new();
-        if period != "14d" {
+        if period != DEFAULT_PERIOD {
             pairs.push(format!("period={}", encode(&period)));
         }
         if p > 1 {
@@ -563,7 +571,7 @@ async fn render(
     let periods = PERIODS
         .iter()
         .map(|(name, _)| {
-            let href = if *name == "14d" {
+            let href = if *name == DEFAULT_PERIOD {
                 base.clone()
             } else {
                 format!("{base}?period={name}")
@@ -618,7 +626,7 @@ async fn event_block(
     // The event view's own parameters, with one changed.
     let link = |path: &str, frames: bool, oldest: bool| {
         let mut pairs = Vec::new();
-        if period != "14d" {
+        if period != DEFAULT_PERIOD {
             pairs.push(format!("period={}", encode(period)));
         }
         if frames {
@@ -681,6 +689,7 @@ async fn event_block(
         app_only: options.app_only,
         oldest_first: options.oldest_first,
         period: period.to_owned(),
+        keep_period: period != DEFAULT_PERIOD,
         nav,
         when: When::from_millis(stored.ms, now),
         view: EventView::parse(&stored.json, options),

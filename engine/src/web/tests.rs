@@ -364,7 +364,7 @@ async fn every_page_renders_for_a_token_with_full_access() {
         "shop@1.0",
         "Resolve",
         "Local variables",
-        "2 events in the last 14d",
+        "2 events in the last 24h",
         "sentry.python",
     ] {
         assert!(issue.contains(text), "issue page lacks {text:?}");
