@@ -3,7 +3,8 @@
 //!
 //! # Layout, by the path of the data
 //! - [`api`]: HTTP (axum). Sentry's envelope and store endpoints, the SQL endpoint, health.
-//!   The only module that knows HTTP types.
+//!   With [`web`], the only modules that know HTTP types.
+//! - [`web`]: the web UI, server-rendered HTML over the same services as [`api`].
 //! - [`ingest`]: the pipeline below HTTP. It calls the `faultline-protocol` crate to
 //!   authenticate, decompress with limits, parse envelopes, normalize events and group them,
 //!   then drops duplicate event ids and hands the events to the WAL.
@@ -49,3 +50,4 @@ pub mod sqlwire;
 pub mod store;
 pub mod tenancy;
 pub mod wal;
+pub mod web;

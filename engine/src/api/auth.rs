@@ -376,7 +376,21 @@ pub(super) async fn login(
                 e.actor_label = Some(body.email.trim().to_lowercase());
                 auth.people.audit.record(e).await;
             }
-            Err(err.into())
+            let err = ApiError::from(err);
+            if input.form && err.status().is_client_error() {
+                // a browser's form: back to the login page, which says what was wrong
+                let next = same_origin_path(body.next.as_deref());
+                let encode = |v: &str| -> String {
+                    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+                };
+                return Ok(Redirect::to(&format!(
+                    "/login?next={}&error={}",
+                    encode(next),
+                    encode(&err.to_string())
+                ))
+                .into_response());
+            }
+            Err(err)
         }
     }
 }

@@ -51,11 +51,13 @@ fn ingest_cors() -> CorsLayer {
         .max_age(Duration::from_secs(3600))
 }
 
-/// Everything on one listener: ingest, the query API, login, metrics and health checks.
+/// Everything on one listener: ingest, the query API, login, the web UI, metrics and health
+/// checks.
 pub fn router(node: &Arc<Node>) -> Router {
     ingest_routes(node).merge(secured(
         node,
         query_routes(node)
+            .merge(crate::web::router(node))
             .merge(metrics_routes(node))
             .merge(health_routes(node)),
     ))
@@ -66,11 +68,13 @@ pub fn ingest_router(node: &Arc<Node>) -> Router {
     ingest_routes(node).merge(secured(node, health_routes(node)))
 }
 
-/// The separate query/admin listener: the query API, login, metrics and health checks.
+/// The separate query/admin listener: the query API, login, the web UI, metrics and health
+/// checks.
 pub fn admin_router(node: &Arc<Node>) -> Router {
     secured(
         node,
         query_routes(node)
+            .merge(crate::web::router(node))
             .merge(metrics_routes(node))
             .merge(health_routes(node)),
     )

@@ -1,0 +1,874 @@
+//! Every page of the UI rendered on the real router, over a real node holding events sent
+//! through the ingest endpoint: who sees what, who may act, escaping, and markup that a strict
+//! Content-Security-Policy allows (no inline script or style, no event-handler attributes).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use faultline_config::{Config, ProjectConfig};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::search::literal;
+use crate::node::Node;
+use crate::query::ProjectFilter;
+use crate::tenancy::{DEFAULT_ORG, NewToken, Scope};
+
+const SHOP_KEY: &str = "0123456789abcdef0123456789abcdef";
+const BILLING_KEY: &str = "fedcba9876543210fedcba9876543210";
+const SHOP_EVENT: &str = "9ec79c33ec9942ab8353589fcb2e04dc";
+const SHOP_EVENT_2: &str = "9ec79c33ec9942ab8353589fcb2e04dd";
+const BILLING_EVENT: &str = "11111111111111111111111111111111";
+
+/// An event whose title carries markup, with everything the event view shows.
+const SHOP_PAYLOAD: &str = r#"{
+    "level": "error", "platform": "python", "release": "shop@1.0", "environment": "prod",
+    "tags": {"browser": "Firefox", "quote": "it's"},
+    "exception": {"values": [{"type": "ValueError", "value": "<script>alert(1)</script>",
+      "mechanism": {"type": "generic", "handled": false},
+      "stacktrace": {"frames": [
+        {"function": "main", "filename": "lib.py", "lineno": 3, "in_app": false},
+        {"function": "checkout_handler", "filename": "app.py", "lineno": 10, "in_app": true,
+         "context_line": "raise ValueError(x)", "pre_context": ["def checkout_handler(x):"],
+         "post_context": [""], "vars": {"cart_total": "\"<b>42</b>\""}}]}}]},
+    "breadcrumbs": {"values": [
+      {"timestamp": 1700000000, "category": "http", "level": "info", "message": "GET /cart"},
+      {"timestamp": 1700000001, "category": "db", "level": "error", "message": "deadlock found"}]},
+    "user": {"id": "u1", "email": "ada@example.com"},
+    "request": {"method": "POST", "url": "https://shop.example.com/checkout"},
+    "sdk": {"name": "sentry.python", "version": "2.19.0"}
+}"#;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    node: Arc<Node>,
+    router: Router,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Reply {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+async fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.storage.data_dir = dir.path().to_owned();
+    for (id, name, key) in [(1, "shop", SHOP_KEY), (2, "billing", BILLING_KEY)] {
+        config.projects.push(ProjectConfig {
+            id,
+            name: name.into(),
+            keys: vec![key.into()],
+            rate_limit: None,
+            retention_days: None,
+        });
+    }
+    let node = Arc::new(Node::open(config).await.unwrap());
+    let router =
+        crate::api::router(&node).layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 5000))));
+    let h = Harness {
+        _dir: dir,
+        node,
+        router,
+    };
+    h.ingest(1, SHOP_KEY, SHOP_EVENT, SHOP_PAYLOAD).await;
+    h.ingest(1, SHOP_KEY, SHOP_EVENT_2, SHOP_PAYLOAD).await;
+    h.ingest(
+        2,
+        BILLING_KEY,
+        BILLING_EVENT,
+        r#"{"message": "card declined by billing gateway", "level": "warning"}"#,
+    )
+    .await;
+    h
+}
+
+impl Harness {
+    async fn ingest(&self, project: u64, key: &str, id: &str, event: &str) {
+        let event: Value = serde_json::from_str(event).unwrap();
+        let body = format!("{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n{event}\n");
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/api/{project}/envelope/"))
+            .header(
+                "x-sentry-auth",
+                format!("Sentry sentry_key={key}, sentry_version=7, sentry_client=test/1.0"),
+            )
+            .body(Body::from(body))
+            .unwrap();
+        let reply = self.send(request).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+
+    async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(&self, uri: &str, token: Option<&str>) -> Reply {
+        let mut request = Request::builder().uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post_form(&self, uri: &str, token: Option<&str>, form: &str) -> Reply {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        self.send(request.body(Body::from(form.to_owned())).unwrap())
+            .await
+    }
+
+    async fn token(&self, scopes: &[Scope], projects: Option<Vec<u64>>) -> String {
+        let new = NewToken {
+            name: "ui test".into(),
+            org: DEFAULT_ORG.into(),
+            scopes: scopes.to_vec(),
+            projects,
+        };
+        self.node.tokens.create(new).await.unwrap().0
+    }
+
+    async fn full(&self) -> String {
+        self.token(&[Scope::EventRead, Scope::EventWrite, Scope::ProjectWrite], None)
+            .await
+    }
+
+    async fn one(&self, sql: &str) -> Value {
+        let output = self.node.query.run(&ProjectFilter::All, sql).await.unwrap();
+        let bytes =
+            crate::query::format::encode(&output, crate::query::format::Format::Json).unwrap();
+        let rows: Value = serde_json::from_slice(&bytes).unwrap();
+        rows[0].clone()
+    }
+
+    async fn issue_of(&self, event: &str) -> i64 {
+        self.one(&format!(
+            "SELECT issue_id FROM events WHERE event_id = '{event}'"
+        ))
+        .await["issue_id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    async fn status_of(&self, issue: i64) -> String {
+        self.one(&format!(
+            "SELECT status FROM issues WHERE issue_id = {issue}"
+        ))
+        .await["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// A page that must render: 200, HTML, CSP-clean markup.
+    async fn page(&self, uri: &str, token: &str) -> String {
+        let reply = self.get(uri, Some(token)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.body);
+        assert!(
+            reply.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{uri}"
+        );
+        assert_csp_clean(uri, &reply.body);
+        reply.body
+    }
+}
+
+/// Fails unless `html` has no `style` attribute or element, no `on*` event-handler attribute
+/// and no `<script>` without `src`: what a CSP without 'unsafe-inline' would block. Scans every
+/// tag's attributes (text between tags may say anything).
+fn assert_csp_clean(what: &str, html: &str) {
+    let lower = html.to_ascii_lowercase();
+    let mut rest = lower.as_str();
+    let mut tags = 0;
+    while let Some(start) = rest.find('<') {
+        rest = &rest[start + 1..];
+        let end = rest.find('>').unwrap_or(rest.len());
+        let tag = &rest[..end];
+        rest = &rest[end..];
+        if tag.starts_with('!') || tag.starts_with('/') {
+            continue;
+        }
+        tags += 1;
+        let name: String = tag
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        assert_ne!(name, "style", "{what}: a <style> element: <{tag}>");
+        if name == "script" {
+            assert!(tag.contains(" src="), "{what}: an inline script: <{tag}>");
+        }
+        // attribute names: words after whitespace, before `=` or whitespace
+        let mut in_quote: Option<char> = None;
+        let mut prev = ' ';
+        let chars: Vec<char> = tag.chars().collect();
+        for (i, &c) in chars.iter().enumerate() {
+            match in_quote {
+                Some(q) if c == q => in_quote = None,
+                Some(_) => {}
+                None if c == '"' || c == '\'' => in_quote = Some(c),
+                None if prev.is_whitespace() && !c.is_whitespace() => {
+                    let attr: String = chars[i..]
+                        .iter()
+                        .take_while(|c| !c.is_whitespace() && **c != '=')
+                        .collect();
+                    assert_ne!(attr, "style", "{what}: a style attribute: <{tag}>");
+                    assert!(
+                        !(attr.starts_with("on") && attr.len() > 2),
+                        "{what}: an event-handler attribute {attr}: <{tag}>"
+                    );
+                }
+                None => {}
+            }
+            prev = c;
+        }
+    }
+    assert!(tags > 0, "{what}: no HTML");
+}
+
+#[test]
+fn the_markup_check_catches_what_csp_blocks() {
+    let caught = |html: &str| std::panic::catch_unwind(|| assert_csp_clean("t", html)).is_err();
+    assert!(caught("<p style=\"color:red\">x</p>"));
+    assert!(caught("<a href=\"#\" onclick=\"x()\">x</a>"));
+    assert!(caught("<img src=x\nonerror=alert(1)>"));
+    assert!(caught("<script>alert(1)</script>"));
+    assert!(caught("<style>p{}</style>"));
+    assert!(!caught(
+        "<script type=\"module\" src=\"/a.js\"></script><p title=\"a onclick=b style=c\">on style= one</p>"
+    ));
+}
+
+#[tokio::test]
+async fn without_credentials_pages_redirect_to_login_and_posts_are_refused() {
+    let h = harness().await;
+    for uri in [
+        "/",
+        "/organizations/default/issues/",
+        "/organizations/default/issues/?query=is%3Aresolved",
+        "/organizations/default/issues/1/",
+        "/organizations/default/sql/?sql=SELECT+1",
+        "/organizations/default/projects/",
+    ] {
+        let reply = h.get(uri, None).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{uri}");
+        let next: String = url::form_urlencoded::byte_serialize(uri.as_bytes()).collect();
+        assert_eq!(reply.location(), format!("/login?next={next}"), "{uri}");
+    }
+    let reply = h
+        .post_form(
+            "/organizations/default/issues/bulk/",
+            None,
+            "action=resolve&issue=1",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.body.contains("missing credentials"), "{}", reply.body);
+    let reply = h
+        .get("/organizations/default/issues/", Some("flt_nope"))
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.body.contains("invalid API token"), "{}", reply.body);
+
+    let login = h
+        .get("/login?next=%2Forganizations%2Fdefault%2Fsql%2F", None)
+        .await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert_csp_clean("login", &login.body);
+    assert!(login.body.contains("action=\"/auth/login\""));
+    assert!(
+        login
+            .body
+            .contains("name=\"next\" value=\"/organizations/default/sql/\"")
+    );
+    assert!(login.body.contains("autocomplete=\"one-time-code\""));
+    // another site is never a place to go back to
+    let login = h.get("/login?next=%2F%2Fevil.example", None).await;
+    assert!(
+        login.body.contains("name=\"next\" value=\"/\""),
+        "{}",
+        login.body
+    );
+}
+
+#[tokio::test]
+async fn every_page_renders_for_a_token_with_full_access() {
+    let h = harness().await;
+    let token = h.full().await;
+    let bare = h
+        .get("/organizations/default/sql?sql=SELECT+1", Some(&token))
+        .await;
+    assert_eq!(bare.status, StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(bare.location(), "/organizations/default/sql/?sql=SELECT+1");
+    let home = h.get("/", Some(&token)).await;
+    assert_eq!(home.status, StatusCode::SEE_OTHER);
+    assert_eq!(home.location(), "/organizations/default/issues/");
+
+    let stream = h.page("/organizations/default/issues/", &token).await;
+    assert!(stream.contains("card declined by billing gateway"));
+    // the title with markup is text, never markup
+    assert!(
+        stream.contains("ValueError: &#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{stream}"
+    );
+    assert!(!stream.contains("<script>alert"));
+    assert!(stream.contains("Open as SQL"));
+    assert!(stream.contains("<svg"), "sparklines");
+    assert!(stream.contains("name=\"issue\""), "bulk checkboxes");
+    assert!(stream.contains("2 events in the last 24 hours"), "{stream}");
+
+    let shop = h.issue_of(SHOP_EVENT).await;
+    let issue = h
+        .page(&format!("/organizations/default/issues/{shop}/"), &token)
+        .await;
+    for text in [
+        "ValueError",
+        "checkout_handler",
+        "raise ValueError(x)",
+        "deadlock found",
+        "GET /cart",
+        "ada@example.com",
+        "https://shop.example.com/checkout",
+        "Firefox",
+        "shop@1.0",
+        "Resolve",
+        "Local variables",
+        "2 events in the last 24h",
+        "sentry.python",
+    ] {
+        assert!(issue.contains(text), "issue page lacks {text:?}");
+    }
+    assert!(!issue.contains("<script>alert") && !issue.contains("<b>42"));
+    // the latest event is shown; the older one is a link
+    assert!(
+        issue.contains(&format!("Event <code>{SHOP_EVENT_2}</code>")),
+        "{issue}"
+    );
+    assert!(
+        issue.contains(&format!("/events/{SHOP_EVENT}/\">Older")),
+        "{issue}"
+    );
+
+    let event = h
+        .page(
+            &format!("/organizations/default/issues/{shop}/events/{SHOP_EVENT}/?frames=app&crumb_level=error"),
+            &token,
+        )
+        .await;
+    assert!(event.contains(&format!("Event <code>{SHOP_EVENT}</code>")));
+    assert!(
+        event.contains("1 frames outside the app are hidden"),
+        "{event}"
+    );
+    assert!(event.contains("deadlock found") && !event.contains("GET /cart"));
+
+    let json = h
+        .get(
+            &format!("/organizations/default/issues/{shop}/events/{SHOP_EVENT}/json/"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(json.status, StatusCode::OK);
+    assert_eq!(json.headers[header::CONTENT_TYPE], "application/json");
+    let parsed: Value = serde_json::from_str(&json.body).unwrap();
+    assert_eq!(parsed["event_id"], SHOP_EVENT);
+
+    let md = h
+        .get(
+            &format!("/organizations/default/issues/{shop}/events/{SHOP_EVENT}/event.md"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(md.status, StatusCode::OK);
+    assert!(
+        md.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/markdown")
+    );
+    assert!(
+        md.body
+            .starts_with("# ValueError: <script>alert(1)</script>\n"),
+        "{}",
+        md.body
+    );
+    assert!(md.body.contains("## Exception: ValueError"), "{}", md.body);
+    assert!(
+        md.body.contains("checkout_handler in app.py:10 [in app]"),
+        "{}",
+        md.body
+    );
+    assert!(md.body.contains("    > raise ValueError(x)"), "{}", md.body);
+    assert!(md.body.contains("- browser: Firefox"), "{}", md.body);
+
+    let sql = h
+        .page(
+            "/organizations/default/sql/?sql=SELECT+project%2C+count(*)+AS+n+FROM+events+GROUP+BY+project+ORDER+BY+project",
+            &token,
+        )
+        .await;
+    assert!(sql.contains("<td>billing</td><td>1</td>"), "{sql}");
+    assert!(sql.contains("<td>shop</td><td>2</td>"), "{sql}");
+    assert!(sql.contains("download/?format=csv&#38;sql=SELECT"), "{sql}");
+    // the schema beside the editor comes from the session's catalog
+    assert!(sql.contains("<code>exception_type</code>") && sql.contains("<code>events_24h</code>"));
+    let chart = h
+        .page(
+            "/organizations/default/sql/?sql=SELECT+date_trunc('minute'%2C+timestamp)+AS+t%2C+count(*)+AS+n+FROM+events+GROUP+BY+1+UNION+ALL+SELECT+TIMESTAMP+'2020-01-01T00:00:00Z'%2C+0",
+            &token,
+        )
+        .await;
+    assert!(chart.contains("<polyline"), "{chart}");
+
+    let csv = h
+        .get(
+            "/organizations/default/sql/download/?format=csv&sql=SELECT+project+FROM+events+ORDER+BY+project",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.body, "project\nbilling\nshop\nshop\n");
+    assert!(
+        csv.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("faultline-query.csv")
+    );
+
+    let projects = h.page("/organizations/default/projects/", &token).await;
+    assert!(
+        projects.contains(&format!("http://{SHOP_KEY}@127.0.0.1:8000/1")),
+        "{projects}"
+    );
+
+    for asset in [super::assets::css_url(), super::assets::js_url()] {
+        let reply = h.get(&asset, None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{asset}");
+        assert_eq!(
+            reply.headers[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+    }
+    assert_eq!(
+        h.get("/static/app.000000000000.css", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_token_for_one_project_sees_nothing_of_the_other() {
+    let h = harness().await;
+    let token = h
+        .token(&[Scope::EventRead, Scope::EventWrite, Scope::ProjectWrite], Some(vec![1]))
+        .await;
+    let billing = h.issue_of(BILLING_EVENT).await;
+    let stream = h.page("/organizations/default/issues/", &token).await;
+    assert!(stream.contains("ValueError"));
+    assert!(!stream.contains("card declined"), "{stream}");
+    assert!(
+        !stream.contains("billing"),
+        "the project switcher lists only readable projects"
+    );
+
+    let issue = h
+        .get(
+            &format!("/organizations/default/issues/{billing}/"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(issue.status, StatusCode::NOT_FOUND);
+    assert!(issue.body.contains(&format!(
+        "issue {billing} does not exist or is not in a project the token may read"
+    )));
+    assert_csp_clean("404", &issue.body);
+    let json = h
+        .get(
+            &format!("/organizations/default/issues/{billing}/events/{BILLING_EVENT}/json/"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(json.status, StatusCode::NOT_FOUND);
+    assert!(!json.body.contains("card declined"));
+
+    let sql = h
+        .page(
+            "/organizations/default/sql/?sql=SELECT+DISTINCT+project+FROM+events",
+            &token,
+        )
+        .await;
+    assert!(
+        sql.contains("<td>shop</td>") && !sql.contains("<td>billing</td>"),
+        "{sql}"
+    );
+    let csv = h
+        .get(
+            "/organizations/default/sql/download/?format=csv&sql=SELECT+title+FROM+issues",
+            Some(&token),
+        )
+        .await;
+    assert!(!csv.body.contains("card declined"), "{}", csv.body);
+
+    let act = h
+        .post_form(
+            &format!("/organizations/default/issues/{billing}/resolve/"),
+            Some(&token),
+            "",
+        )
+        .await;
+    assert_eq!(act.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.status_of(billing).await, "unresolved");
+
+    // another organization reads as not existing
+    let other = h.get("/organizations/acme/issues/", Some(&token)).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert!(
+        other.body.contains("no organization &#34;acme&#34;"),
+        "{}",
+        other.body
+    );
+}
+
+#[tokio::test]
+async fn issue_state_changes_through_forms_and_only_with_the_admin_scope() {
+    let h = harness().await;
+    let token = h.full().await;
+    let reader = h.token(&[Scope::EventRead], None).await;
+    let shop = h.issue_of(SHOP_EVENT).await;
+    let billing = h.issue_of(BILLING_EVENT).await;
+
+    let refused = h
+        .post_form(
+            &format!("/organizations/default/issues/{shop}/resolve/"),
+            Some(&reader),
+            "",
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused
+            .body
+            .contains("the API token lacks the scope projects:admin")
+    );
+    let page = h.page("/organizations/default/issues/", &reader).await;
+    assert!(
+        !page.contains("name=\"issue\""),
+        "no bulk actions without the scope"
+    );
+
+    let next = format!("/organizations/default/issues/{shop}/");
+    let reply = h
+        .post_form(
+            &format!("/organizations/default/issues/{shop}/resolve/"),
+            Some(&token),
+            &format!("next={}", super::encode(&next)),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.location(), next);
+    assert_eq!(h.status_of(shop).await, "resolved");
+    let stream = h.page("/organizations/default/issues/", &token).await;
+    assert!(
+        !stream.contains("ValueError"),
+        "resolved issues leave the default stream"
+    );
+    let resolved = h
+        .page("/organizations/default/issues/?query=is%3Aresolved", &token)
+        .await;
+    assert!(resolved.contains("ValueError") && !resolved.contains("card declined"));
+
+    let reply = h
+        .post_form(
+            "/organizations/default/issues/bulk/",
+            Some(&token),
+            &format!("action=ignore&for=100&issue={shop}&issue={billing}&next=%2F%2Fevil.example"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.location(), "/organizations/default/issues/");
+    assert_eq!(h.status_of(shop).await, "ignored");
+    assert_eq!(h.status_of(billing).await, "ignored");
+    let reply = h
+        .post_form(
+            "/organizations/default/issues/bulk/",
+            Some(&token),
+            &format!("action=reopen&issue={shop}"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(h.status_of(shop).await, "unresolved");
+
+    let empty = h
+        .post_form(
+            "/organizations/default/issues/bulk/",
+            Some(&token),
+            "action=resolve",
+        )
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    assert!(empty.body.contains("select at least one issue"));
+    let bad = h
+        .post_form(
+            "/organizations/default/issues/bulk/",
+            Some(&token),
+            &format!("action=delete&issue={shop}"),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn search_filters_tags_and_refuses_injection() {
+    let h = harness().await;
+    let token = h.full().await;
+    let stream = |query: &str| {
+        format!(
+            "/organizations/default/issues/?query={}",
+            super::encode(query)
+        )
+    };
+    let found = h.page(&stream("browser:Firefox"), &token).await;
+    assert!(found.contains("ValueError") && !found.contains("card declined"));
+    let found = h.page(&stream("!browser:Firefox"), &token).await;
+    assert!(!found.contains("ValueError") && found.contains("card declined"));
+    let found = h.page(&stream("quote:\"it's\" checkout"), &token).await;
+    assert!(found.contains("ValueError"), "{found}");
+    let found = h.page(&stream("level:warning gateway"), &token).await;
+    assert!(found.contains("card declined") && !found.contains("ValueError"));
+    let found = h
+        .page(
+            "/organizations/default/issues/?environment=prod&release=shop%401.0",
+            &token,
+        )
+        .await;
+    assert!(found.contains("ValueError") && !found.contains("card declined"));
+
+    for attempt in [
+        "level:\"x' OR '1'='1\"",
+        "' OR 1=1; --",
+        "release:a\\' OR 1=1 --",
+        "x'; SELECT * FROM events; --",
+        "browser\\:x",
+        "\"\\\\\"",
+    ] {
+        let reply = h.get(&stream(attempt), Some(&token)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{attempt}: {}", reply.body);
+        assert_csp_clean(attempt, &reply.body);
+        assert!(
+            !reply.body.contains("ValueError") && !reply.body.contains("card declined"),
+            "{attempt} matched issues"
+        );
+    }
+    // every string survives quoting unchanged, through the real SQL engine
+    for value in [
+        "'",
+        "\\",
+        "';--",
+        "a''b",
+        "\\'",
+        "x\\'; DROP TABLE events; --",
+        "\"",
+        "é ü",
+    ] {
+        let row = h.one(&format!("SELECT {} AS v", literal(value))).await;
+        assert_eq!(row["v"], value, "{value}");
+    }
+
+    let malformed = h.page(&stream("browser:\"Firefox"), &token).await;
+    assert!(
+        malformed.contains("unterminated quote in the search"),
+        "{malformed}"
+    );
+    let bad = h.page(&stream("is:open"), &token).await;
+    assert!(bad.contains("is:open is not a status"));
+    let reply = h
+        .get("/organizations/default/issues/?period=2y", Some(&token))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply
+            .body
+            .contains("period &#34;2y&#34; is not one of 1h, 24h, 7d, 14d, 30d"),
+        "{}",
+        reply.body
+    );
+
+    // "Open as SQL" opens the console with the statement the stream ran
+    let page = h.page(&stream("browser:Firefox"), &token).await;
+    let start = page.find("/organizations/default/sql/?sql=").unwrap();
+    let end = start + page[start..].find('"').unwrap();
+    let href = page[start..end].replace("&#38;", "&");
+    let console = h.page(&href, &token).await;
+    assert!(
+        console.contains("tags[&#39;browser&#39;] = &#39;Firefox&#39;"),
+        "{console}"
+    );
+    assert!(console.contains("<td>shop</td>"), "{console}");
+}
+
+#[tokio::test]
+async fn sql_errors_show_as_the_api_shows_them() {
+    let h = harness().await;
+    let token = h.full().await;
+    let reply = h
+        .get(
+            "/organizations/default/sql/?sql=SELECT+nope+FROM+events",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_csp_clean("sql error", &reply.body);
+    assert!(reply.body.contains("nope"), "{}", reply.body);
+    let api = h
+        .send(
+            Request::builder()
+                .method(Method::POST)
+                .uri("/api/sql")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::from("SELECT nope FROM events"))
+                .unwrap(),
+        )
+        .await;
+    let detail: Value = serde_json::from_str(&api.body).unwrap();
+    let detail = detail["detail"].as_str().unwrap();
+    let escaped = detail.replace('"', "&#34;").replace('\'', "&#39;");
+    assert!(
+        reply.body.contains(&escaped),
+        "{detail} not in {}",
+        reply.body
+    );
+    let refused = h
+        .get(
+            "/organizations/default/sql/?sql=DROP+TABLE+events",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let download = h
+        .get(
+            "/organizations/default/sql/download/?format=xml&sql=SELECT+1",
+            Some(&token),
+        )
+        .await;
+    assert_eq!(download.status, StatusCode::BAD_REQUEST);
+    let empty_console = h.page("/organizations/default/sql/", &token).await;
+    assert!(
+        empty_console.contains("FROM events"),
+        "an example to start from"
+    );
+}
+
+#[tokio::test]
+async fn a_new_organization_is_told_how_to_send_its_first_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.storage.data_dir = dir.path().to_owned();
+    config.projects.push(ProjectConfig {
+        id: 1,
+        name: "shop".into(),
+        keys: vec![SHOP_KEY.into()],
+        rate_limit: None,
+        retention_days: None,
+    });
+    let node = Arc::new(Node::open(config).await.unwrap());
+    let h = Harness {
+        _dir: dir,
+        router: crate::api::router(&node),
+        node,
+    };
+    let token = h.full().await;
+    let page = h.page("/organizations/default/issues/", &token).await;
+    assert!(page.contains("No events yet"));
+    assert!(page.contains(&format!("http://{SHOP_KEY}@127.0.0.1:8000/1")));
+}
+
+#[tokio::test]
+async fn events_older_than_a_day_are_found_beyond_the_recent_window() {
+    let h = harness().await;
+    let token = h.full().await;
+    let old_id = "22222222222222222222222222222222";
+    let mut payload: Value = serde_json::from_str(SHOP_PAYLOAD).unwrap();
+    let three_days_ago = chrono::Utc::now() - chrono::Duration::days(3);
+    payload["timestamp"] = Value::from(three_days_ago.timestamp() as f64);
+    h.ingest(1, SHOP_KEY, old_id, &payload.to_string()).await;
+    let shop = h.issue_of(SHOP_EVENT).await;
+    assert_eq!(h.issue_of(old_id).await, shop, "one issue");
+
+    let issue = h
+        .page(&format!("/organizations/default/issues/{shop}/"), &token)
+        .await;
+    // the list holds the recent two and the old one, newest first
+    let (a, b, c) = (
+        issue.find(&format!("{SHOP_EVENT_2}/\" data-open")).unwrap(),
+        issue.find(&format!("{SHOP_EVENT}/\" data-open")).unwrap(),
+        issue.find(&format!("{old_id}/\" data-open")).unwrap(),
+    );
+    assert!(a < b && b < c, "{issue}");
+    assert!(
+        issue.contains(&format!("/events/{old_id}/\">First")),
+        "{issue}"
+    );
+
+    let middle = h
+        .page(
+            &format!("/organizations/default/issues/{shop}/events/{SHOP_EVENT}/"),
+            &token,
+        )
+        .await;
+    assert!(
+        middle.contains(&format!("/events/{old_id}/\">Older")),
+        "{middle}"
+    );
+    assert!(
+        middle.contains(&format!("/events/{SHOP_EVENT_2}/\">Newer")),
+        "{middle}"
+    );
+    assert!(
+        middle.contains(&format!("/events/{SHOP_EVENT_2}/\">Latest")),
+        "{middle}"
+    );
+    let oldest = h
+        .page(
+            &format!("/organizations/default/issues/{shop}/events/{old_id}/"),
+            &token,
+        )
+        .await;
+    assert!(
+        oldest.contains("<span class=\"disabled\">Older</span>"),
+        "{oldest}"
+    );
+    assert!(
+        oldest.contains(&format!("/events/{SHOP_EVENT}/\">Newer")),
+        "{oldest}"
+    );
+}
