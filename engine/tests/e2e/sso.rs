@@ -42,6 +42,8 @@ impl Provider {
             match lines.next() {
                 Some(line) => {
                     if let Some(issuer) = line?.strip_prefix("ready ") {
+                        // keep reading, or the provider dies writing to a closed pipe
+                        std::thread::spawn(move || lines.for_each(drop));
                         return Ok(Self {
                             child,
                             issuer: issuer.to_owned(),
@@ -192,6 +194,8 @@ async fn oidc_login_creates_an_account_once_and_refuses_a_replayed_state() -> Re
             "user.login",
             "user.login-failed",
             "user.login-failed",
+            "user.login-failed",
+            // the password attempt
             "user.login-failed"
         ],
         "{rows:?}"
