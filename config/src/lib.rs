@@ -374,6 +374,54 @@ pub struct AuthConfig {
     pub login_max_failures: u32,
     #[serde(with = "humantime_serde")]
     pub login_failure_window: Duration,
+    /// Whether people may log in with email and password. Turn it off when everyone logs in
+    /// through `[auth.oidc]`; the first-start setup link still works.
+    pub password_login: bool,
+    /// Single sign-on with an OpenID Connect provider; off when unset.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// An OpenID Connect provider people log in with (authorization code flow with PKCE).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The provider's issuer URL; its `/.well-known/openid-configuration` must name the same
+    /// issuer.
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (the operator mounts one from a Secret). When unset,
+    /// the environment variable `FAULTLINE_OIDC_CLIENT_SECRET`; with neither, the client is
+    /// public (PKCE only).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The login button's label: "Log in with {name}".
+    #[serde(default = "default_oidc_name")]
+    pub name: String,
+    /// Scopes asked for besides `openid`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// Create an account on the first login of someone the provider vouches for; without it
+    /// only accounts already linked to the provider (or invited, see docs/security.md) log in.
+    #[serde(default)]
+    pub auto_provision: bool,
+    /// The organization role of an account created by `auto_provision`.
+    #[serde(default = "default_oidc_role")]
+    pub default_role: String,
+    /// A team (slug) an account created by `auto_provision` joins as contributor.
+    #[serde(default)]
+    pub default_team: Option<String>,
+}
+
+fn default_oidc_name() -> String {
+    "single sign-on".to_owned()
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["email".to_owned(), "profile".to_owned()]
+}
+
+fn default_oidc_role() -> String {
+    "member".to_owned()
 }
 
 impl Default for AuthConfig {
@@ -386,6 +434,8 @@ impl Default for AuthConfig {
             setup_link_ttl: Duration::from_secs(24 * 3600),
             login_max_failures: 10,
             login_failure_window: Duration::from_secs(15 * 60),
+            password_login: true,
+            oidc: None,
         }
     }
 }
@@ -594,6 +644,15 @@ pub fn is_dsn_key(key: &str) -> bool {
 }
 
 impl Config {
+    /// The URL people and SDKs reach this server at: `server.public_url`, else the ingest
+    /// listener's address over plain HTTP.
+    pub fn public_url(&self) -> String {
+        self.server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.server.listen))
+    }
+
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {

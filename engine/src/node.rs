@@ -20,6 +20,7 @@ use crate::ingest::{self, Ingest};
 use crate::issues;
 use crate::lock::WriterLock;
 use crate::people::People;
+use crate::people::sso::{self, Sso};
 use crate::query::QueryService;
 use crate::store::manifest::{self, DataFile, Manifest};
 use crate::store::{self, Store};
@@ -40,6 +41,8 @@ pub enum Error {
     Lock(#[from] crate::lock::Error),
     #[error(transparent)]
     Query(#[from] crate::query::Error),
+    #[error(transparent)]
+    Sso(#[from] sso::Error),
     #[error(
         "no faultline data in {path}: pass the server's --data-dir (or FAULTLINE_DATA_DIR), or --server to ask a running server"
     )]
@@ -67,6 +70,8 @@ pub struct Node {
     pub projects: Arc<Projects>,
     pub tokens: Arc<Tokens>,
     pub people: Arc<People>,
+    /// Single sign-on, when `[auth.oidc]` is set.
+    pub sso: Option<Arc<Sso>>,
     pub buffer: Arc<Buffer>,
     pub wal: Wal,
     pub ingest: Arc<Ingest>,
@@ -240,6 +245,14 @@ impl Node {
             config.auth.admin_token_file.as_deref(),
         )?);
         let people = Arc::new(People::new(store.clone(), config.auth.clone()));
+        let sso = match &config.auth.oidc {
+            Some(oidc) => Some(Arc::new(Sso::new(
+                oidc,
+                &config.public_url(),
+                store.clone(),
+            )?)),
+            None => None,
+        };
         let ingest = Arc::new(Ingest::new(
             Arc::clone(&projects),
             wal.clone(),
@@ -261,6 +274,7 @@ impl Node {
             projects,
             tokens,
             people,
+            sso,
             buffer,
             wal,
             ingest,

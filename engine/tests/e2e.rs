@@ -40,5 +40,7 @@ mod retention;
 mod s3;
 #[path = "e2e/sql_everywhere.rs"]
 mod sql_everywhere;
+#[path = "e2e/sso.rs"]
+mod sso;
 #[path = "e2e/store.rs"]
 mod store;

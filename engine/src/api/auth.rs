@@ -75,7 +75,7 @@ impl CookieSettings {
         }
     }
 
-    fn set(&self, value: &str, max_age: i64) -> HeaderValue {
+    pub(super) fn set(&self, value: &str, max_age: i64) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
         let text = format!(
             "{}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}",
@@ -225,7 +225,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Input<T> {
 }
 
 /// `next` if it is a path on this site, else `/`.
-fn same_origin_path(next: Option<&str>) -> &str {
+pub(super) fn same_origin_path(next: Option<&str>) -> &str {
     match next {
         Some(p)
             if p.starts_with('/') && !p.starts_with("//") && !p.contains(['\\', '\r', '\n']) =>
@@ -297,7 +297,12 @@ pub(super) fn caller_entry(
     e
 }
 
-fn logged_in(auth: &Auth, session: &NewSession, form: bool, next: Option<&str>) -> Response {
+pub(super) fn logged_in(
+    auth: &Auth,
+    session: &NewSession,
+    form: bool,
+    next: Option<&str>,
+) -> Response {
     let max_age = (session.expires - auth.people.audit.now())
         .num_seconds()
         .max(0);

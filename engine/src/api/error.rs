@@ -150,8 +150,23 @@ fn people_status(err: &people::Error) -> StatusCode {
         P::BadLogin | P::CodeRequired | P::BadCode | P::Disabled => StatusCode::UNAUTHORIZED,
         P::WrongPassword | P::Forbidden(_) => StatusCode::FORBIDDEN,
         P::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+        P::PasswordLoginOff => StatusCode::FORBIDDEN,
+        P::Sso(e) => sso_status(e),
         P::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
         P::Hash(_) | P::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn sso_status(err: &people::sso::Error) -> StatusCode {
+    use people::sso::Error as S;
+    match err {
+        S::Off => StatusCode::NOT_FOUND,
+        S::State => StatusCode::BAD_REQUEST,
+        S::Refused(_) | S::IdToken(_) => StatusCode::UNAUTHORIZED,
+        S::NoAccount { .. } | S::NoEmail => StatusCode::FORBIDDEN,
+        // the identity provider did not answer as it should
+        S::Provider { .. } => StatusCode::BAD_GATEWAY,
+        S::SecretFile { .. } | S::Config { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -185,6 +200,8 @@ impl IntoResponse for ApiError {
                     err.client_reason()
                 ),
                 (_, StatusCode::SERVICE_UNAVAILABLE) => self.to_string(),
+                // what the identity provider answered helps whoever configures it
+                (Self::People(people::Error::Sso(_)), StatusCode::BAD_GATEWAY) => self.to_string(),
                 _ => "internal error; see the server log".to_owned(),
             }
         } else {

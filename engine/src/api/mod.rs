@@ -12,6 +12,7 @@ mod members;
 mod metrics;
 mod query;
 mod security;
+mod sso;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -132,11 +133,7 @@ fn auth_of(node: &Arc<Node>) -> auth::Auth {
 
 /// The public base URL (for DSNs and links).
 fn public_url(node: &Node) -> String {
-    node.config
-        .server
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", node.config.server.listen))
+    node.config.public_url()
 }
 
 /// A route with and without its trailing slash (Sentry's clients send both).
@@ -207,7 +204,17 @@ fn people_routes(node: &Arc<Node>) -> Router {
             post(auth::totp_enrol).delete(auth::totp_disable),
         )
         .route("/auth/totp/confirm", post(auth::totp_confirm))
-        .with_state(auth)
+        .with_state(auth.clone())
+        .merge(
+            Router::new()
+                .route("/auth/methods", get(sso::methods))
+                .route("/auth/oidc/login", get(sso::login))
+                .route("/auth/oidc/callback", get(sso::callback))
+                .with_state(sso::SsoState {
+                    auth,
+                    sso: node.sso.clone(),
+                }),
+        )
         .merge(people.with_state(members))
 }
 

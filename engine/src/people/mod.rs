@@ -33,6 +33,7 @@
 pub mod audit;
 pub mod password;
 pub mod roles;
+pub mod sso;
 pub mod totp;
 
 use std::collections::HashMap;
@@ -122,6 +123,10 @@ pub enum Error {
     LastOwner,
     #[error("the organization already has an owner: log in, or ask an owner for an invite")]
     OwnerExists,
+    #[error("password login is off: use single sign-on")]
+    PasswordLoginOff,
+    #[error(transparent)]
+    Sso(#[from] sso::Error),
     #[error(transparent)]
     Store(#[from] store::Error),
 }
@@ -953,6 +958,9 @@ impl People {
         code: Option<&str>,
         client: &Client,
     ) -> Result<NewSession> {
+        if !self.config.password_login {
+            return Err(Error::PasswordLoginOff);
+        }
         let email = email.trim().to_lowercase();
         let account_key = format!("account:{email}");
         let ip_key = client.ip.as_deref().map(|ip| format!("ip:{ip}"));

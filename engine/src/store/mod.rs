@@ -83,7 +83,14 @@ impl Error {
     /// request may succeed if retried later. HTTP answers it with 503, PostgreSQL with SQLSTATE
     /// 58030 and Flight SQL with UNAVAILABLE.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Request { .. })
+        // a missing object, a lost conditional write or a refused credential is an answer
+        matches!(
+            self,
+            Self::Request {
+                source: object_store::Error::Generic { .. } | object_store::Error::JoinError { .. },
+                ..
+            }
+        )
     }
 }
 

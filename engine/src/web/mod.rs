@@ -78,7 +78,7 @@ pub fn router(node: &Arc<Node>) -> Router {
         .route("/organizations/{org}/sql/download/", get(console::download))
         .route("/organizations/{org}/projects/", get(projects_page))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .with_state(state);
+        .with_state(state.clone());
     let mut router = Router::new()
         .route("/login", get(login_page).with_state(state.clone()))
         .route("/static/{file}", get(assets::serve));
