@@ -158,8 +158,11 @@ impl Harness {
     }
 
     async fn full(&self) -> String {
-        self.token(&[Scope::EventRead, Scope::EventWrite, Scope::ProjectWrite], None)
-            .await
+        self.token(
+            &[Scope::EventRead, Scope::EventWrite, Scope::ProjectWrite],
+            None,
+        )
+        .await
     }
 
     async fn one(&self, sql: &str) -> Value {
@@ -490,7 +493,10 @@ async fn every_page_renders_for_a_token_with_full_access() {
 async fn a_token_for_one_project_sees_nothing_of_the_other() {
     let h = harness().await;
     let token = h
-        .token(&[Scope::EventRead, Scope::EventWrite, Scope::ProjectWrite], Some(vec![1]))
+        .token(
+            &[Scope::EventRead, Scope::EventWrite, Scope::ProjectWrite],
+            Some(vec![1]),
+        )
         .await;
     let billing = h.issue_of(BILLING_EVENT).await;
     let stream = h.page("/organizations/default/issues/", &token).await;
