@@ -456,3 +456,7 @@ impl People {
         Ok(user)
     }
 }
+
+#[cfg(test)]
+#[path = "sso_tests.rs"]
+mod tests;

@@ -112,6 +112,9 @@ pub(crate) async fn authenticate(
     next: Next,
 ) -> Response {
     let is_read = request.method() == Method::GET || request.method() == Method::HEAD;
+    // an ended or expired session sends the browser to log in again; a wrong API token is
+    // the client's to fix and answered as the API would
+    let has_token = request.headers().contains_key(header::AUTHORIZATION);
     match crate::api::authenticate(&state.node, request.headers()).await {
         Ok(Some((actor, principal))) => {
             request.extensions_mut().insert(principal);
@@ -121,7 +124,9 @@ pub(crate) async fn authenticate(
             next.run(request).await
         }
         Ok(None) if is_read => to_login(&request),
-        Err(err) if is_read && err.status() == StatusCode::UNAUTHORIZED => to_login(&request),
+        Err(err) if is_read && !has_token && err.status() == StatusCode::UNAUTHORIZED => {
+            to_login(&request)
+        }
         Ok(None) => WebError::Unauthenticated.into_response(),
         Err(err) => WebError::from(err).into_response(),
     }

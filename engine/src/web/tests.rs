@@ -584,7 +584,7 @@ async fn issue_state_changes_through_forms_and_only_with_the_admin_scope() {
     assert!(
         refused
             .body
-            .contains("the API token lacks the scope projects:admin")
+            .contains("the API token lacks the scope event:write")
     );
     let page = h.page("/organizations/default/issues/", &reader).await;
     assert!(
