@@ -377,6 +377,8 @@ pub struct AuthConfig {
     /// Whether people may log in with email and password. Turn it off when everyone logs in
     /// through `[auth.oidc]`; the first-start setup link still works.
     pub password_login: bool,
+    /// Every organization requires MFA of its members regardless of its own setting.
+    pub require_mfa: bool,
     /// Single sign-on with an OpenID Connect provider; off when unset.
     pub oidc: Option<OidcConfig>,
 }
@@ -435,6 +437,7 @@ impl Default for AuthConfig {
             login_max_failures: 10,
             login_failure_window: Duration::from_secs(15 * 60),
             password_login: true,
+            require_mfa: false,
             oidc: None,
         }
     }
