@@ -948,6 +948,19 @@ mod tests {
     }
 
     #[test]
+    fn require_mfa_is_off_unless_set() {
+        assert!(!Config::parse("").unwrap().auth.require_mfa);
+        let config = Config::parse("[auth]\nrequire_mfa = true\n").unwrap();
+        assert!(config.auth.require_mfa);
+        assert!(
+            Config::parse("[auth]\nrequire_mfa = \"yes\"\n")
+                .unwrap_err()
+                .to_string()
+                .contains("require_mfa")
+        );
+    }
+
+    #[test]
     fn units_are_human() {
         let config =
             Config::parse("[limits]\nmax_event_size = \"2MiB\"\n[wal]\ncommit_window = \"5ms\"\n")

@@ -396,6 +396,23 @@ async fn oidc_secret_version(
     Ok(Some(secret.resource_version().unwrap_or_default()))
 }
 
+/// The trackers among `trackers` whose `auth.oidc.clientSecretRef` names `secret` (same
+/// namespace and name): those a change of the Secret must reconcile.
+pub fn trackers_naming(
+    secret: &Secret,
+    trackers: &[Arc<ErrorTracker>],
+) -> Vec<ObjectRef<ErrorTracker>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    trackers
+        .iter()
+        .filter(|t| {
+            t.namespace() == namespace && oidc_secret_ref(t).is_some_and(|r| r.name == name)
+        })
+        .map(|t| ObjectRef::from_obj(&**t))
+        .collect()
+}
+
 /// The Secret reference of a tracker's OIDC client secret.
 fn oidc_secret_ref(tracker: &ErrorTracker) -> Option<&crate::crd::SecretKeyRef> {
     tracker
@@ -754,19 +771,7 @@ pub async fn run_with(
         .watches(
             Api::<Secret>::all(client.clone()),
             watcher::Config::default(),
-            move |secret| {
-                let namespace = secret.namespace();
-                let name = secret.name_any();
-                known
-                    .state()
-                    .into_iter()
-                    .filter(|t| {
-                        t.namespace() == namespace
-                            && oidc_secret_ref(t).is_some_and(|r| r.name == name)
-                    })
-                    .map(|t| ObjectRef::from_obj(&*t))
-                    .collect::<Vec<_>>()
-            },
+            move |secret| trackers_naming(&secret, &known.state()),
         )
         // a finished Backup refreshes its tracker's lastBackup at once
         .watches(

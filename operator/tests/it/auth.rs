@@ -13,7 +13,7 @@ use faultline_operator::builders::{
     self, CONFIG_FILE, Credentials, Desired, OIDC_SECRET_DIR, OIDC_SECRET_FILE,
     OIDC_SECRET_VERSION_ANNOTATION, parse_duration,
 };
-use faultline_operator::controller::{error_policy, reconcile};
+use faultline_operator::controller::{error_policy, reconcile, trackers_naming};
 use faultline_operator::crd::OidcSpec;
 use faultline_operator::metrics::Metrics;
 use faultline_operator::{Context, ErrorTracker};
@@ -108,9 +108,12 @@ fn unset_auth_fields_keep_the_engine_defaults() {
         !text.contains("session_") && !text.contains("oidc"),
         "{text}"
     );
-    let mut expected = faultline_config::AuthConfig::default();
-    expected.admin_token_file = engine_config(&desired).auth.admin_token_file;
-    assert_eq!(engine_config(&desired).auth, expected);
+    let auth = engine_config(&desired).auth;
+    let expected = faultline_config::AuthConfig {
+        admin_token_file: auth.admin_token_file.clone(),
+        ..faultline_config::AuthConfig::default()
+    };
+    assert_eq!(auth, expected);
 
     // an OIDC provider with only issuer and client id: the engine's defaults for the rest, a
     // public client without a secret file or a mount
@@ -575,4 +578,35 @@ fn credentials_from_render_carry_no_secret_version() {
         Credentials::generate(&tracker("oidc.yaml")).oidc_secret_version,
         None
     );
+}
+
+#[test]
+fn a_secret_wakes_only_the_trackers_that_name_it() {
+    let named = Arc::new(tracker("oidc.yaml")); // team-a/errors names faultline-oidc
+    let mut elsewhere = tracker("oidc.yaml");
+    elsewhere.metadata.namespace = Some("team-b".into());
+    let mut public_client = tracker("oidc.yaml");
+    public_client.metadata.name = Some("public".into());
+    public_client
+        .spec
+        .auth
+        .oidc
+        .as_mut()
+        .unwrap()
+        .client_secret_ref = None;
+    let without_oidc = tracker("s3-ha.yaml"); // team-a/errors, no auth.oidc
+    let trackers = [
+        Arc::clone(&named),
+        Arc::new(elsewhere),
+        Arc::new(public_client),
+        Arc::new(without_oidc),
+    ];
+    let woken = trackers_naming(&oidc_secret(&[]), &trackers);
+    assert_eq!(
+        woken,
+        [kube::runtime::reflector::ObjectRef::from_obj(&*named)]
+    );
+    let mut other = oidc_secret(&[]);
+    other.metadata.name = Some("s3-creds".into());
+    assert!(trackers_naming(&other, &trackers).is_empty());
 }
