@@ -2,7 +2,8 @@
 //!
 //! Per reconcile, inside the `finalizer` helper:
 //! 1. list the tracker's Secrets and keep the DSN keys and the admin token they hold (a key is
-//!    generated only for a project that has none yet);
+//!    generated only for a project that has none yet); read the Secret named by
+//!    `auth.oidc.clientSecretRef` and stop, applying nothing, when it or its key is missing;
 //! 2. build every object with [`crate::builders`] and apply each by server-side apply under the
 //!    field manager [`crate::FIELD_MANAGER`], with `force` (the operator owns these fields);
 //! 3. delete the objects the spec no longer asks for (DSN Secrets of removed projects, a dropped
