@@ -377,6 +377,8 @@ pub struct AuthConfig {
     /// Whether people may log in with email and password. Turn it off when everyone logs in
     /// through `[auth.oidc]`; the first-start setup link still works.
     pub password_login: bool,
+    /// Every organization requires MFA of its members regardless of its own setting.
+    pub require_mfa: bool,
     /// Single sign-on with an OpenID Connect provider; off when unset.
     pub oidc: Option<OidcConfig>,
 }
@@ -435,6 +437,7 @@ impl Default for AuthConfig {
             login_max_failures: 10,
             login_failure_window: Duration::from_secs(15 * 60),
             password_login: true,
+            require_mfa: false,
             oidc: None,
         }
     }
@@ -942,6 +945,19 @@ mod tests {
             "{written}"
         );
         assert_eq!(Config::parse(&written).unwrap(), config);
+    }
+
+    #[test]
+    fn require_mfa_is_off_unless_set() {
+        assert!(!Config::parse("").unwrap().auth.require_mfa);
+        let config = Config::parse("[auth]\nrequire_mfa = true\n").unwrap();
+        assert!(config.auth.require_mfa);
+        assert!(
+            Config::parse("[auth]\nrequire_mfa = \"yes\"\n")
+                .unwrap_err()
+                .to_string()
+                .contains("require_mfa")
+        );
     }
 
     #[test]

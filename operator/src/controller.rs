@@ -2,7 +2,8 @@
 //!
 //! Per reconcile, inside the `finalizer` helper:
 //! 1. list the tracker's Secrets and keep the DSN keys and the admin token they hold (a key is
-//!    generated only for a project that has none yet);
+//!    generated only for a project that has none yet); read the Secret named by
+//!    `auth.oidc.clientSecretRef` and stop, applying nothing, when it or its key is missing;
 //! 2. build every object with [`crate::builders`] and apply each by server-side apply under the
 //!    field manager [`crate::FIELD_MANAGER`], with `force` (the operator owns these fields);
 //! 3. delete the objects the spec no longer asks for (DSN Secrets of removed projects, a dropped
@@ -75,6 +76,28 @@ pub enum Error {
     WriteStatus(#[source] kube::Error),
     #[error("ErrorTracker {0} has no namespace")]
     MissingNamespace(String),
+    #[error(
+        "Secret {name:?} named by spec.{field} does not exist in namespace {namespace:?}: the pods keep their current config until it does"
+    )]
+    SecretMissing {
+        field: &'static str,
+        name: String,
+        namespace: String,
+    },
+    #[error(
+        "Secret {name:?} named by spec.{field} has no key {key:?} (or it is empty): the pods keep their current config until it does"
+    )]
+    SecretKeyMissing {
+        field: &'static str,
+        name: String,
+        key: String,
+    },
+    #[error("cannot read Secret {name}: {source}")]
+    ReadSecret {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -91,11 +114,23 @@ impl Error {
             Error::Delete { .. } => "delete",
             Error::WriteStatus(_) => "status",
             Error::MissingNamespace(_) => "namespace",
+            Error::SecretMissing { .. } | Error::SecretKeyMissing { .. } => "secret",
+            Error::ReadSecret { .. } => "get",
             Error::Finalizer(inner) => match &**inner {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
                 | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
                 _ => "finalizer",
             },
+        }
+    }
+
+    /// Reason of the `Degraded` condition this error sets: `InvalidSpec` and `SecretMissing`
+    /// are for the user to fix, `ReconcileFailed` is everything else.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Build(builders::Error::InvalidSpec { .. }) => "InvalidSpec",
+            Error::SecretMissing { .. } | Error::SecretKeyMissing { .. } => "SecretMissing",
+            _ => "ReconcileFailed",
         }
     }
 }
@@ -279,6 +314,9 @@ async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<(Statefu
     let existing = list(&secrets_api, &name, "Secret").await?;
     let mut credentials = resolve_credentials(tracker, &existing);
     credentials.operator_namespace = Some(ctx.operator_namespace.clone());
+    // Checked before anything is applied: a config pointing at a secret the pods cannot mount
+    // would roll them into a crash loop.
+    credentials.oidc_secret_version = oidc_secret_version(tracker, &secrets_api).await?;
     let desired = builders::build(tracker, &credentials)?;
 
     apply_one(client, &namespace, &desired.service_account).await?;
@@ -319,6 +357,71 @@ async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<(Statefu
     let existing = list(&api, &name, "Ingress").await?;
     delete_orphans(&api, existing, &keep).await?;
     Ok((stateful_set, credentials.admin_token))
+}
+
+/// The resourceVersion of the Secret named by `auth.oidc.clientSecretRef` (None without one),
+/// after checking that it exists and holds a non-empty value under the key.
+async fn oidc_secret_version(
+    tracker: &ErrorTracker,
+    secrets_api: &Api<Secret>,
+) -> Result<Option<String>> {
+    const FIELD: &str = "auth.oidc.clientSecretRef";
+    let Some(reference) = oidc_secret_ref(tracker) else {
+        return Ok(None);
+    };
+    let secret = secrets_api
+        .get_opt(&reference.name)
+        .await
+        .map_err(|source| Error::ReadSecret {
+            name: reference.name.clone(),
+            source,
+        })?
+        .ok_or_else(|| Error::SecretMissing {
+            field: FIELD,
+            name: reference.name.clone(),
+            namespace: tracker.namespace().unwrap_or_default(),
+        })?;
+    // The engine trims the file's content; a value of only whitespace is no secret.
+    let has_value = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(&reference.key))
+        .is_some_and(|v| !v.0.iter().all(u8::is_ascii_whitespace));
+    if !has_value {
+        return Err(Error::SecretKeyMissing {
+            field: FIELD,
+            name: reference.name.clone(),
+            key: reference.key.clone(),
+        });
+    }
+    Ok(Some(secret.resource_version().unwrap_or_default()))
+}
+
+/// The trackers among `trackers` whose `auth.oidc.clientSecretRef` names `secret` (same
+/// namespace and name): those a change of the Secret must reconcile.
+pub fn trackers_naming(
+    secret: &Secret,
+    trackers: &[Arc<ErrorTracker>],
+) -> Vec<ObjectRef<ErrorTracker>> {
+    let namespace = secret.namespace();
+    let name = secret.name_any();
+    trackers
+        .iter()
+        .filter(|t| {
+            t.namespace() == namespace && oidc_secret_ref(t).is_some_and(|r| r.name == name)
+        })
+        .map(|t| ObjectRef::from_obj(&**t))
+        .collect()
+}
+
+/// The Secret reference of a tracker's OIDC client secret.
+fn oidc_secret_ref(tracker: &ErrorTracker) -> Option<&crate::crd::SecretKeyRef> {
+    tracker
+        .spec
+        .auth
+        .oidc
+        .as_ref()
+        .and_then(|o| o.client_secret_ref.as_ref())
 }
 
 /// Keeps the key stored in each project's Secret and the stored admin token; generates what
@@ -374,6 +477,7 @@ fn resolve_credentials(tracker: &ErrorTracker, existing: &[Secret]) -> Credentia
         named_keys,
         admin_token,
         operator_namespace: None,
+        oidc_secret_version: None,
     }
 }
 
@@ -524,17 +628,18 @@ pub fn status(
     };
     match error {
         Some(err) => {
-            set("Degraded", true, "ReconcileFailed", err.to_string());
+            let reason = err.reason();
+            set("Degraded", true, reason, err.to_string());
             set(
                 "Progressing",
                 false,
-                "ReconcileFailed",
+                reason,
                 "the operator cannot apply the spec".into(),
             );
             set(
                 "Ready",
                 ready && is_true(&previous.conditions, "Ready"),
-                "ReconcileFailed",
+                reason,
                 format!("{ready_replicas}/{want} replicas ready"),
             );
         }
@@ -654,31 +759,40 @@ pub async fn run_with(
     let owned =
         watcher::Config::default().labels("app.kubernetes.io/managed-by=faultline-operator");
     let (stop_backups, backups_shutdown) = tokio::sync::watch::channel(false);
-    let trackers = Controller::new(
+    let controller = Controller::new(
         Api::<ErrorTracker>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-    .owns(Api::<Secret>::all(client.clone()), owned)
-    // a finished Backup refreshes its tracker's lastBackup at once
-    .watches(
-        Api::<Backup>::all(client.clone()),
-        watcher::Config::default(),
-        |backup| {
-            let namespace = backup.namespace()?;
-            Some(ObjectRef::new(&backup.spec.tracker).within(&namespace))
-        },
-    )
-    .graceful_shutdown_on(async move {
-        shutdown.await;
-        let _ = stop_backups.send(true);
-    })
-    .run(reconcile, error_policy, Arc::clone(&ctx))
-    .for_each(|result| async move {
-        if let Err(err) = result {
-            tracing::debug!(cause = %err, "reconcile event");
-        }
-    });
+    );
+    let known = controller.store();
+    let trackers = controller
+        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+        .owns(Api::<Secret>::all(client.clone()), owned)
+        // a Secret the user keeps (the OIDC client secret) wakes the trackers that name it, so a
+        // created or changed Secret is picked up at once
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default(),
+            move |secret| trackers_naming(&secret, &known.state()),
+        )
+        // a finished Backup refreshes its tracker's lastBackup at once
+        .watches(
+            Api::<Backup>::all(client.clone()),
+            watcher::Config::default(),
+            |backup| {
+                let namespace = backup.namespace()?;
+                Some(ObjectRef::new(&backup.spec.tracker).within(&namespace))
+            },
+        )
+        .graceful_shutdown_on(async move {
+            shutdown.await;
+            let _ = stop_backups.send(true);
+        })
+        .run(reconcile, error_policy, Arc::clone(&ctx))
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(cause = %err, "reconcile event");
+            }
+        });
     let mut backups_shutdown = backups_shutdown;
     let backups = Controller::new(Api::<Backup>::all(client), watcher::Config::default())
         .graceful_shutdown_on(async move {

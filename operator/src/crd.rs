@@ -78,6 +78,10 @@ pub const GROUP: &str = "faultline.dev";
         .message("storage.objectStore cannot switch between local and s3: the stored events would be left behind"),
     validation = Rule::new("has(self.storage.objectStore.s3) || self.storage.objectStore == oldSelf.storage.objectStore")
         .message("storage.objectStore.local is immutable: a StatefulSet's volume claims cannot change"),
+    validation = Rule::new(OIDC_ISSUER_RULE)
+        .message("auth.oidc.issuer must be an https:// URL (http:// only for localhost or 127.0.0.1)"),
+    validation = Rule::new("!has(self.auth) || self.auth.passwordLogin || has(self.auth.oidc)")
+        .message("auth.passwordLogin: false needs auth.oidc, or nobody can log in"),
 )]
 pub struct ErrorTrackerSpec {
     /// Engine image. Defaults to `ghcr.io/faultline/faultline:<operator version>`.
@@ -134,6 +138,150 @@ pub struct ErrorTrackerSpec {
     /// Who may reach the pods.
     #[serde(default)]
     pub network_policy: NetworkPolicySpec,
+    /// People's logins to the web UI and API: session lifetimes, login throttling, password
+    /// login, MFA and single sign-on with an OpenID Connect provider.
+    #[serde(default)]
+    pub auth: AuthSpec,
+}
+
+/// The CEL rule on `auth.oidc.issuer`: https, or plain http to the local machine only.
+const OIDC_ISSUER_RULE: &str = "!has(self.auth) || !has(self.auth.oidc) || self.auth.oidc.issuer.startsWith('https://') || self.auth.oidc.issuer.matches('^http://(localhost|127[.]0[.]0[.]1)(:[0-9]+)?(/.*)?$')";
+
+/// How people log in. Unset durations and limits keep the engine's defaults.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// A login session ends after this long without a request, as `<n>d<n>h<n>m<n>s`
+    /// (`30m`, `12h`). Unset: the engine's default, 12h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"),
+        length(min = 2, max = 32)
+    )]
+    pub session_idle_timeout: Option<String>,
+    /// A login session ends this long after the login, however active it is (`14d`). Unset:
+    /// the engine's default, 14d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"),
+        length(min = 2, max = 32)
+    )]
+    pub session_absolute_timeout: Option<String>,
+    /// How long an invite link can be accepted (`7d`). Unset: the engine's default, 7d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"),
+        length(min = 2, max = 32)
+    )]
+    pub invite_ttl: Option<String>,
+    /// How long the first-start setup link and set-password links work (`1d`). Unset: the
+    /// engine's default, 1d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"),
+        length(min = 2, max = 32)
+    )]
+    pub setup_link_ttl: Option<String>,
+    /// Failed logins allowed per account and per client address within
+    /// `loginFailureWindow`; more are refused with 429 until the window passes. Unset: the
+    /// engine's default, 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub login_max_failures: Option<u32>,
+    /// The window in which failed logins are counted (`15m`). Unset: the engine's default,
+    /// 15m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"),
+        length(min = 2, max = 32)
+    )]
+    pub login_failure_window: Option<String>,
+    /// Whether people may log in with email and password. Set false when everyone logs in
+    /// through `oidc` (which is then required); the first-start setup link still works.
+    #[serde(default = "default_true")]
+    pub password_login: bool,
+    /// Every organization requires MFA of its members regardless of its own setting.
+    #[serde(default)]
+    pub require_mfa: bool,
+    /// Single sign-on with an OpenID Connect provider (authorization code flow with PKCE).
+    /// Register `<public URL>/auth/oidc/callback` as the redirect URI at the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcSpec>,
+}
+
+impl Default for AuthSpec {
+    fn default() -> Self {
+        Self {
+            session_idle_timeout: None,
+            session_absolute_timeout: None,
+            invite_ttl: None,
+            setup_link_ttl: None,
+            login_max_failures: None,
+            login_failure_window: None,
+            password_login: true,
+            require_mfa: false,
+            oidc: None,
+        }
+    }
+}
+
+/// An OpenID Connect provider people log in with. Accounts are found by issuer and subject,
+/// never by email.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcSpec {
+    /// The provider's issuer URL; its `/.well-known/openid-configuration` must name the same
+    /// issuer. https, or http only for localhost or 127.0.0.1.
+    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub issuer: String,
+    /// The client id registered at the provider.
+    #[schemars(length(min = 1, max = 1024))]
+    pub client_id: String,
+    /// The client secret: a key of a Secret in the tracker's namespace, mounted read-only
+    /// into the engine pods and never written into the ConfigMap. Unset: a public client
+    /// (PKCE only). A change of the Secret rolls the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_ref: Option<SecretKeyRef>,
+    /// The login button's label: "Log in with <name>". Unset: "single sign-on".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub name: Option<String>,
+    /// Scopes asked for besides `openid`. Unset: `email` and `profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 20))]
+    pub scopes: Option<Vec<String>>,
+    /// Create an account on the first login of someone the provider vouches for; without it
+    /// only accounts already linked to the provider (or invited) log in.
+    #[serde(default)]
+    pub auto_provision: bool,
+    /// Organization role of an account created by `autoProvision`: `member`, `admin`,
+    /// `manager` or `owner`. Unset: `member`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(member|admin|manager|owner)$"))]
+    pub default_role: Option<String>,
+    /// A team (slug) an account created by `autoProvision` joins as contributor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9][a-z0-9-]{0,63}$"),
+        length(min = 1, max = 64)
+    )]
+    pub default_team: Option<String>,
+}
+
+/// One key of a Secret in the tracker's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
+    pub name: String,
+    /// Key in the Secret's data.
+    #[serde(default = "default_client_secret_key")]
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
+    pub key: String,
 }
 
 /// Security settings of the engine pods.
@@ -557,6 +705,9 @@ fn default_backup_id() -> String {
 }
 fn default_window() -> u64 {
     60
+}
+fn default_client_secret_key() -> String {
+    "clientSecret".to_owned()
 }
 fn default_service_type() -> String {
     "ClusterIP".to_owned()

@@ -43,7 +43,7 @@ def tracker_documents() -> list[tuple[str, dict[str, Any]]]:
 def test_examples_named_in_the_docs_exist():
     names = {p.name for p in example_files()}
     assert {"minimal.yaml", "s3-retention-backup.yaml", "multi-tenant.yaml",
-            "backup-restore.yaml"} <= names
+            "backup-restore.yaml", "oidc.yaml"} <= names
 
 
 def test_multi_tenant_example_has_two_trackers_in_two_namespaces():
@@ -121,6 +121,10 @@ def backup() -> dict[str, Any]:
     return copy.deepcopy(next(d for d in docs if d["kind"] == BACKUP))
 
 
+def oidc() -> dict[str, Any]:
+    return copy.deepcopy(load_all((EXAMPLES / "oidc.yaml").read_text())[0])
+
+
 def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     *parents, last = path.split(".")
     node = doc
@@ -170,7 +174,48 @@ REJECTED = {
         "bootstrap.backup.source: set exactly one of s3 or volume"),
     "bootstrap until a time that is not RFC 3339": (
         lambda: _set(restored(), "spec.bootstrap.backup.until", "yesterday"), "does not match"),
+    "OIDC issuer over plain http to another host": (
+        lambda: _set(oidc(), "spec.auth.oidc.issuer", "http://login.example.com"),
+        "auth.oidc.issuer must be an https:// URL (http:// only for localhost or 127.0.0.1)"),
+    "OIDC issuer that is no URL": (
+        lambda: _set(oidc(), "spec.auth.oidc.issuer", "login.example.com"), "does not match"),
+    "OIDC without a client id": (
+        lambda: _without(oidc(), "spec.auth.oidc.clientId"), "clientId"),
+    "OIDC client secret without a Secret name": (
+        lambda: _without(oidc(), "spec.auth.oidc.clientSecretRef.name"), "name"),
+    "OIDC default role Sentry does not have": (
+        lambda: _set(oidc(), "spec.auth.oidc.defaultRole", "superuser"), "does not match"),
+    "session lifetime in words": (
+        lambda: _set(oidc(), "spec.auth.sessionIdleTimeout", "2 hours"), "does not match"),
+    "no login failure allowed": (
+        lambda: _set(oidc(), "spec.auth.loginMaxFailures", 0), "minimum"),
+    "password login off without single sign-on": (
+        lambda: _set(minimal(), "spec.auth", {"passwordLogin": False}),
+        "auth.passwordLogin: false needs auth.oidc"),
 }
+
+
+def test_local_http_issuers_are_accepted(crd):
+    for issuer in ("http://localhost:5556/dex", "http://127.0.0.1", "https://login.example.com"):
+        doc = _set(oidc(), "spec.auth.oidc.issuer", issuer)
+        assert crd_schema.validate(crd, doc) == [], issuer
+        assert crd_schema.cel_errors(crd, doc) == [], issuer
+
+
+def test_oidc_example_mounts_the_client_secret_and_keeps_it_out_of_the_config(rendered_examples):
+    objects = next(objs for ident, objs in rendered_examples.items() if "oidc.yaml" in ident)
+    config = next(o for o in objects if o["kind"] == "ConfigMap")["data"]["faultline.toml"]
+    assert 'client_secret_file = "/etc/faultline-oidc/client-secret"' in config
+    assert "password_login = false" in config and "require_mfa = true" in config
+    pod = next(o for o in objects if o["kind"] == "StatefulSet")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "oidc-client-secret")
+    assert volume["secret"] == {"secretName": "faultline-oidc", "optional": False,
+                                "defaultMode": 0o440,
+                                "items": [{"key": "clientSecret", "path": "client-secret"}]}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"]
+                 if m["name"] == "oidc-client-secret")
+    assert mount == {"name": "oidc-client-secret", "mountPath": "/etc/faultline-oidc",
+                     "readOnly": True}
 
 
 def test_crd_rejects_a_backup_of_an_invalid_tracker_name(backup_crd):

@@ -8,11 +8,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use faultline_config::{BackupConfig, Config, KeyConfig, ProjectConfig, RateLimit, S3Config};
+use faultline_config::{
+    AuthConfig, BackupConfig, Config, KeyConfig, OidcConfig, ProjectConfig, RateLimit, S3Config,
+};
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::{ADMIN_PORT, Ctx, Error, INGEST_PORT, ResolvedProject, Result};
-use crate::crd::{BackupStore, ErrorTracker};
+use crate::crd::{AuthSpec, BackupStore, ErrorTracker};
 
 /// Key of the config file in the ConfigMap.
 pub const CONFIG_FILE: &str = "faultline.toml";
@@ -28,6 +30,10 @@ pub const RESTORE_CONFIG_FILE: &str = "restore.toml";
 pub(crate) const BACKUPS_DIR: &str = "/var/lib/faultline-backups";
 /// Where the bootstrap source volume is mounted.
 pub(crate) const RESTORE_SOURCE_DIR: &str = "/var/lib/faultline-restore";
+/// Where the OIDC client secret is mounted (only the referenced key, as [`OIDC_SECRET_FILE`]).
+pub const OIDC_SECRET_DIR: &str = "/etc/faultline-oidc";
+/// File name of the OIDC client secret under [`OIDC_SECRET_DIR`].
+pub const OIDC_SECRET_FILE: &str = "client-secret";
 
 /// The engine config for a tracker. `storage.node_id` keeps its default: each pod gets its
 /// name through the `FAULTLINE_NODE_ID` environment variable, so one ConfigMap serves all pods.
@@ -42,6 +48,7 @@ pub(crate) fn engine_config(
     config.server.admin_listen = Some(SocketAddr::from(([0, 0, 0, 0], port(ADMIN_PORT))));
     config.server.public_url = Some(ctx.ingest_url());
     config.storage.data_dir = PathBuf::from(DATA_DIR);
+    config.auth = auth_config(&spec.auth, config.auth)?;
     config.auth.admin_token_file =
         Some(PathBuf::from(super::ADMIN_TOKEN_DIR).join(super::ADMIN_TOKEN_KEY));
     match &spec.storage.object_store.s3 {
@@ -80,6 +87,151 @@ pub(crate) fn engine_config(
         .collect();
     config.validate().map_err(Error::InvalidConfig)?;
     Ok(config)
+}
+
+/// `[auth]` and `[auth.oidc]` from `spec.auth`; what the spec leaves unset keeps the value of
+/// `base` (the engine's default).
+fn auth_config(spec: &AuthSpec, base: AuthConfig) -> Result<AuthConfig> {
+    let mut auth = base;
+    for (field, value, target) in [
+        (
+            "auth.sessionIdleTimeout",
+            &spec.session_idle_timeout,
+            &mut auth.session_idle_timeout,
+        ),
+        (
+            "auth.sessionAbsoluteTimeout",
+            &spec.session_absolute_timeout,
+            &mut auth.session_absolute_timeout,
+        ),
+        ("auth.inviteTtl", &spec.invite_ttl, &mut auth.invite_ttl),
+        (
+            "auth.setupLinkTtl",
+            &spec.setup_link_ttl,
+            &mut auth.setup_link_ttl,
+        ),
+        (
+            "auth.loginFailureWindow",
+            &spec.login_failure_window,
+            &mut auth.login_failure_window,
+        ),
+    ] {
+        if let Some(text) = value {
+            *target =
+                parse_duration(text).map_err(|message| Error::InvalidSpec { field, message })?;
+        }
+    }
+    if let Some(max) = spec.login_max_failures {
+        if max == 0 {
+            return Err(Error::InvalidSpec {
+                field: "auth.loginMaxFailures",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        auth.login_max_failures = max;
+    }
+    auth.password_login = spec.password_login;
+    auth.require_mfa = spec.require_mfa;
+    if !spec.password_login && spec.oidc.is_none() {
+        return Err(Error::InvalidSpec {
+            field: "auth.passwordLogin",
+            message: "false needs auth.oidc, or nobody can log in".to_owned(),
+        });
+    }
+    auth.oidc = match &spec.oidc {
+        None => None,
+        Some(oidc) => {
+            check_issuer(&oidc.issuer).map_err(|message| Error::InvalidSpec {
+                field: "auth.oidc.issuer",
+                message,
+            })?;
+            if oidc.client_id.trim().is_empty() {
+                return Err(Error::InvalidSpec {
+                    field: "auth.oidc.clientId",
+                    message: "must not be empty".to_owned(),
+                });
+            }
+            let defaults: OidcConfig = toml::from_str("issuer = \"\"\nclient_id = \"\"")
+                .expect("an OIDC section with issuer and client_id parses");
+            Some(OidcConfig {
+                issuer: oidc.issuer.clone(),
+                client_id: oidc.client_id.clone(),
+                client_secret_file: oidc
+                    .client_secret_ref
+                    .as_ref()
+                    .map(|_| PathBuf::from(OIDC_SECRET_DIR).join(OIDC_SECRET_FILE)),
+                name: oidc.name.clone().unwrap_or(defaults.name),
+                scopes: oidc.scopes.clone().unwrap_or(defaults.scopes),
+                auto_provision: oidc.auto_provision,
+                default_role: oidc.default_role.clone().unwrap_or(defaults.default_role),
+                default_team: oidc.default_team.clone(),
+            })
+        }
+    };
+    Ok(auth)
+}
+
+/// Parses a duration of the form `<n>d<n>h<n>m<n>s` (each part optional, in this order, at
+/// least one present), as the CRD's pattern allows. Zero is refused: every lifetime and window
+/// of `[auth]` must be longer than zero.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration such as 30m, 12h, 14d or 1h30m");
+    let mut rest = text;
+    let mut total: u64 = 0;
+    let mut last_unit = 0;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, tail) = rest.split_at(digits);
+        let mut chars = tail.chars();
+        let unit = chars.next().ok_or_else(bad)?;
+        let (rank, seconds) = match unit {
+            'd' => (1, 86_400),
+            'h' => (2, 3_600),
+            'm' => (3, 60),
+            's' => (4, 1),
+            _ => return Err(bad()),
+        };
+        if number.is_empty() || rank <= last_unit {
+            return Err(bad());
+        }
+        last_unit = rank;
+        let value: u64 = number.parse().map_err(|_| bad())?;
+        total = value
+            .checked_mul(seconds)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(|| format!("{text:?} is too long"))?;
+        rest = chars.as_str();
+    }
+    if last_unit == 0 {
+        return Err(bad());
+    }
+    if total == 0 {
+        return Err(format!("{text:?} must be longer than zero"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Checks an OIDC issuer URL: `https://<host>...`, or `http://` to localhost or 127.0.0.1
+/// only (a provider on the same machine, as in tests).
+pub fn check_issuer(issuer: &str) -> std::result::Result<(), String> {
+    let https = issuer
+        .strip_prefix("https://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    let local_http = issuer.strip_prefix("http://").is_some_and(|rest| {
+        let host_port = rest.split('/').next().unwrap_or_default();
+        let host = host_port.split(':').next().unwrap_or_default();
+        let port_ok = host_port[host.len()..]
+            .strip_prefix(':')
+            .is_none_or(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+        (host == "localhost" || host == "127.0.0.1") && port_ok
+    });
+    if (https || local_http) && !issuer.chars().any(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{issuer:?} must be an https:// URL (http:// only for localhost or 127.0.0.1)"
+        ))
+    }
 }
 
 /// The engine's keys of a project: its only key, or every listed key with its name, state and

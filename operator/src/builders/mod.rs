@@ -23,14 +23,17 @@ use sha2::{Digest, Sha256};
 use crate::crd::{ErrorTracker, ProjectSpec};
 
 use config::engine_config;
-pub use config::{CONFIG_FILE, CONFIG_MOUNT, DATA_DIR, RESTORE_CONFIG_FILE};
+pub use config::{
+    CONFIG_FILE, CONFIG_MOUNT, DATA_DIR, OIDC_SECRET_DIR, OIDC_SECRET_FILE, RESTORE_CONFIG_FILE,
+    check_issuer, parse_duration,
+};
 pub use network::scrape_annotations;
 pub use network::{admin_service_name, headless_service_name};
 pub use secrets::{
     ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, admin_token_secret_name, dsn_secret_name, generate_key,
     generate_token, is_valid_key, is_valid_token,
 };
-pub use workload::CONFIG_CHECKSUM_ANNOTATION;
+pub use workload::{CONFIG_CHECKSUM_ANNOTATION, OIDC_SECRET_VERSION_ANNOTATION};
 
 /// Port of the ingest listener (Sentry endpoints and health checks).
 pub const INGEST_PORT: i32 = 8000;
@@ -58,6 +61,11 @@ pub enum Error {
     MissingKey(String),
     #[error("the engine config built from the spec is invalid: {0}")]
     InvalidConfig(#[source] faultline_config::Error),
+    #[error("spec.{field}: {message}")]
+    InvalidSpec {
+        field: &'static str,
+        message: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -124,6 +132,10 @@ pub struct Credentials {
     /// calls the engine's admin API for backups). Not a secret, but like the keys it comes
     /// from outside the spec; `None` leaves it out.
     pub operator_namespace: Option<String>,
+    /// resourceVersion of the Secret named by `auth.oidc.clientSecretRef`, as the reconciler
+    /// read it: put on the pod template so that a changed secret rolls the pods. `None`
+    /// (nothing read, as in `render`) leaves the annotation out.
+    pub oidc_secret_version: Option<String>,
 }
 
 impl Credentials {
@@ -152,6 +164,7 @@ impl Credentials {
             named_keys,
             admin_token: generate_token(),
             operator_namespace: Some(DEFAULT_OPERATOR_NAMESPACE.to_owned()),
+            oidc_secret_version: None,
         }
     }
 }
@@ -214,7 +227,11 @@ pub fn build(tracker: &ErrorTracker, credentials: &Credentials) -> Result<Desire
         service: network::service(&ctx),
         admin_service: network::admin_service(&ctx),
         headless_service: network::headless_service(&ctx),
-        stateful_set: workload::stateful_set(&ctx, &config_text),
+        stateful_set: workload::stateful_set(
+            &ctx,
+            &config_text,
+            credentials.oidc_secret_version.as_deref(),
+        ),
         pod_disruption_budget: network::pod_disruption_budget(&ctx),
         network_policy: network::network_policy(&ctx, credentials.operator_namespace.as_deref()),
         ingress: network::ingress(&ctx),

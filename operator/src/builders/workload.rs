@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
     PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
     SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
@@ -21,8 +21,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use super::config::{
-    BACKUPS_DIR, OBJECTS_DIR, RESTORE_CONFIG_FILE, RESTORE_SOURCE_DIR, config_map_name,
-    store_location,
+    BACKUPS_DIR, OBJECTS_DIR, OIDC_SECRET_DIR, OIDC_SECRET_FILE, RESTORE_CONFIG_FILE,
+    RESTORE_SOURCE_DIR, config_map_name, store_location,
 };
 use super::network::headless_service_name;
 use super::{
@@ -49,6 +49,10 @@ fn default_resources() -> ResourceRequirements {
 /// template, so the StatefulSet rolls the pods.
 pub const CONFIG_CHECKSUM_ANNOTATION: &str = "faultline.dev/config-checksum";
 
+/// Pod annotation holding the resourceVersion of the OIDC client secret's Secret: the engine
+/// reads the secret once at start, so a changed Secret must roll the pods.
+pub const OIDC_SECRET_VERSION_ANNOTATION: &str = "faultline.dev/oidc-secret-version";
+
 pub(crate) fn service_account(ctx: &Ctx<'_>) -> ServiceAccount {
     ServiceAccount {
         metadata: ctx.meta(ctx.name.clone(), "engine"),
@@ -57,7 +61,11 @@ pub(crate) fn service_account(ctx: &Ctx<'_>) -> ServiceAccount {
     }
 }
 
-pub(crate) fn stateful_set(ctx: &Ctx<'_>, config_text: &str) -> StatefulSet {
+pub(crate) fn stateful_set(
+    ctx: &Ctx<'_>,
+    config_text: &str,
+    oidc_secret_version: Option<&str>,
+) -> StatefulSet {
     let spec = &ctx.tracker.spec;
     let checksum = hex::encode(Sha256::digest(config_text.as_bytes()));
     let mut claims = vec![claim("data", &spec.storage.wal, &ctx.name)];
@@ -99,6 +107,30 @@ pub(crate) fn stateful_set(ctx: &Ctx<'_>, config_text: &str) -> StatefulSet {
             ..Volume::default()
         },
     ];
+    if let Some(secret) = spec
+        .auth
+        .oidc
+        .as_ref()
+        .and_then(|o| o.client_secret_ref.as_ref())
+    {
+        // Only the referenced key is projected, under a fixed name; nothing else of the
+        // Secret reaches the pod.
+        volumes.push(Volume {
+            name: "oidc-client-secret".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: secret.key.clone(),
+                    path: OIDC_SECRET_FILE.into(),
+                    mode: None,
+                }]),
+                default_mode: Some(0o440),
+                optional: Some(false),
+            }),
+            ..Volume::default()
+        });
+        mounts.push(mount("oidc-client-secret", OIDC_SECRET_DIR, true));
+    }
     let init_containers = spec.bootstrap.as_ref().map(|bootstrap| {
         let source = &bootstrap.backup.source;
         let mut init_mounts = mounts.clone();
@@ -204,6 +236,12 @@ pub(crate) fn stateful_set(ctx: &Ctx<'_>, config_text: &str) -> StatefulSet {
                     annotations: Some({
                         let mut annotations = super::network::scrape_annotations();
                         annotations.insert(CONFIG_CHECKSUM_ANNOTATION.to_owned(), checksum);
+                        if let Some(version) = oidc_secret_version {
+                            annotations.insert(
+                                OIDC_SECRET_VERSION_ANNOTATION.to_owned(),
+                                version.to_owned(),
+                            );
+                        }
                         annotations
                     }),
                     ..ObjectMeta::default()

@@ -65,6 +65,7 @@ fn snapshots_of_every_object() {
         "s3-ha.yaml",
         "scheduled.yaml",
         "bootstrap.yaml",
+        "oidc.yaml",
     ] {
         let objects = build(fixture).to_values();
         insta::assert_yaml_snapshot!(fixture.trim_end_matches(".yaml"), objects);
@@ -78,6 +79,7 @@ fn every_object_is_owned_and_labelled() {
         "s3-ha.yaml",
         "scheduled.yaml",
         "bootstrap.yaml",
+        "oidc.yaml",
     ] {
         let tracker = tracker(fixture);
         for object in build(fixture).to_values() {
@@ -114,7 +116,7 @@ fn every_object_is_owned_and_labelled() {
 
 #[test]
 fn pods_are_hardened() {
-    for fixture in ["minimal.yaml", "s3-ha.yaml", "scheduled.yaml"] {
+    for fixture in ["minimal.yaml", "s3-ha.yaml", "scheduled.yaml", "oidc.yaml"] {
         let desired = build(fixture);
         let pod = pod_spec(&desired);
         let pod_sc = pod.security_context.as_ref().unwrap();

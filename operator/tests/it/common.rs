@@ -26,6 +26,7 @@ pub(crate) fn credentials(tracker: &ErrorTracker) -> Credentials {
         named_keys: BTreeMap::new(),
         admin_token: "c".repeat(64),
         operator_namespace: Some(faultline_operator::builders::DEFAULT_OPERATOR_NAMESPACE.into()),
+        oidc_secret_version: None,
     }
 }
 

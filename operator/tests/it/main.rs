@@ -10,12 +10,15 @@
 //! - `controller_loop`: rung 6, `Controller::run` against a loopback API server (`apiserver`);
 //! - `examples`: rung 2 for `examples/`: each tracker parses without losing a field, passes CEL;
 //! - `leader`: Lease-based leader election on `kube-fake-client`;
+//! - `auth`: `spec.auth` across rungs 1, 2 and 5 (config, client secret mount, CEL rules, a
+//!   missing or changed Secret);
 //! - `metrics`, `cli`: the `/metrics` endpoint and the `crd` / `render` subcommands.
 //!
 //! The offline validation of built objects and of the chart against the Kubernetes schemas
 //! (rungs 2 and 3 with `kubernetes-validate`, helm and checkov) lives in `tests/k8s/` (Python).
 
 mod apiserver;
+mod auth;
 mod backup_lifecycle;
 mod builders;
 mod cli;

@@ -201,6 +201,7 @@ fn cel_rules_accept_the_fixtures() {
         "s3-ha.yaml",
         "scheduled.yaml",
         "bootstrap.yaml",
+        "oidc.yaml",
     ] {
         assert_eq!(
             broken_rules(&tracker(fixture)),
