@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::auth::{Auth, Caller, ClientInfo, Input, caller_entry};
 use super::error::ApiError;
-use crate::people::{Member, OrgRole, OrgSettings, Team, TeamRole};
+use crate::people::{Member, OrgRole, OrgSettings, People, Team, TeamRole};
 use crate::tenancy::{Projects, Scope};
 
 #[derive(Clone)]
@@ -408,15 +408,16 @@ pub(super) async fn get_org(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller_in(&state, &headers, &org, Scope::OrgRead).await?;
     let settings = state.auth.people.org_settings(&org).await?;
-    Ok(Json(org_json(&org, &settings)))
+    Ok(Json(org_json(&org, &settings, &state.auth.people)))
 }
 
-fn org_json(org: &str, settings: &OrgSettings) -> serde_json::Value {
+fn org_json(org: &str, settings: &OrgSettings, people: &People) -> serde_json::Value {
     json!({
         "slug": org,
         "name": org,
         "openMembership": settings.open_membership,
-        "require2FA": settings.require_mfa,
+        // what holds, whether the organization or the server's `auth.require_mfa` requires it
+        "require2FA": people.requires_mfa(settings),
     })
 }
 
@@ -458,5 +459,5 @@ pub(super) async fn update_org(
             json!({"openMembership": settings.open_membership, "require2FA": settings.require_mfa}),
         ))
         .await;
-    Ok(Json(org_json(&org, &settings)))
+    Ok(Json(org_json(&org, &settings, &state.auth.people)))
 }

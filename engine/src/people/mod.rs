@@ -449,6 +449,12 @@ impl People {
         self.now() + chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX)
     }
 
+    /// Whether members of an organization with `settings` must have a second factor: its own
+    /// setting, or `auth.require_mfa` for every organization.
+    pub fn requires_mfa(&self, settings: &OrgSettings) -> bool {
+        settings.require_mfa || self.config.require_mfa
+    }
+
     pub fn config(&self) -> &AuthConfig {
         &self.config
     }
@@ -1110,7 +1116,7 @@ impl People {
                 .find(|m| m.user_id == user.id)
                 .map(|m| m.role)
         });
-        let must_enrol_mfa = settings.require_mfa && user.totp.is_none();
+        let must_enrol_mfa = self.requires_mfa(&settings) && user.totp.is_none();
         let scopes = if must_enrol_mfa {
             Vec::new()
         } else {

@@ -13,17 +13,18 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
+        Self::with_config(AuthConfig::default())
+    }
+
+    fn with_config(config: AuthConfig) -> Self {
         let now = Arc::new(Mutex::new(
             DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
                 .unwrap()
                 .with_timezone(&Utc),
         ));
         let clock_now = Arc::clone(&now);
-        let people = People::with_clock(
-            Store::memory(),
-            AuthConfig::default(),
-            Arc::new(move || *clock_now.lock()),
-        );
+        let people =
+            People::with_clock(Store::memory(), config, Arc::new(move || *clock_now.lock()));
         Self { people, now }
     }
 
@@ -280,6 +281,28 @@ async fn the_principal_is_the_union_of_org_and_team_roles() {
     let (actor, principal) = p.resolve(&jane, "s".into()).await.unwrap();
     assert!(actor.must_enrol_mfa);
     assert!(principal.scopes.is_empty());
+}
+
+#[tokio::test]
+async fn the_servers_require_mfa_holds_whatever_the_organization_says() {
+    let f = Fixture::with_config(AuthConfig {
+        require_mfa: true,
+        ..AuthConfig::default()
+    });
+    let jane = f.user("jane@example.com", OrgRole::Member).await;
+    let p = &f.people;
+    let settings = p.org_settings("acme").await.unwrap();
+    assert!(
+        !settings.require_mfa,
+        "the organization itself does not ask"
+    );
+    assert!(p.requires_mfa(&settings));
+    let (actor, principal) = p.resolve(&jane, "s".into()).await.unwrap();
+    assert!(actor.must_enrol_mfa);
+    assert!(
+        principal.scopes.is_empty(),
+        "only enrolment until TOTP is on"
+    );
 }
 
 #[tokio::test]
