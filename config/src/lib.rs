@@ -54,6 +54,9 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub compaction: CompactionConfig,
     pub backup: BackupConfig,
+    /// Outgoing mail (invites); off when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpConfig>,
     /// Projects declared in the config (the operator declares them here). Projects created
     /// with `faultline project create` live in the object store instead; both are served.
     #[serde(rename = "project", skip_serializing_if = "Vec::is_empty")]
@@ -381,6 +384,57 @@ pub struct AuthConfig {
     pub require_mfa: bool,
     /// Single sign-on with an OpenID Connect provider; off when unset.
     pub oidc: Option<OidcConfig>,
+}
+
+/// How mail leaves the server: an SMTP relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default: 587 with `starttls`, 465 with `tls`, 25 with `none`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file holding the password (the operator mounts one from a Secret); else the
+    /// environment variable `FAULTLINE_SMTP_PASSWORD`.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The sender, e.g. `faultline <faultline@example.com>`.
+    pub from: String,
+    /// How long one delivery may take.
+    #[serde(default = "default_smtp_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Transport security of the SMTP connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which must succeed.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No encryption: only for a relay on the same host or network.
+    None,
+}
+
+impl SmtpTls {
+    /// The usual port of this kind of connection.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Starttls => 587,
+            Self::Tls => 465,
+            Self::None => 25,
+        }
+    }
 }
 
 /// An OpenID Connect provider people log in with (authorization code flow with PKCE).

@@ -49,6 +49,8 @@ pub enum Error {
     Output(#[from] std::io::Error),
     #[error(transparent)]
     People(#[from] crate::people::Error),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -473,10 +475,23 @@ async fn run_user(config: &Config, command: UserCommand) -> Result<()> {
                 "invited {} as {} of organization {:?}; the link works until {}:",
                 record.email, record.role, record.org, record.expires
             );
-            println!(
+            let link = format!(
                 "{}/accept/{token}",
                 people_url(config, &address).trim_end_matches('/')
             );
+            println!("{link}");
+            if let Some(smtp) = &config.smtp {
+                let text =
+                    crate::mail::invite_text(&org, "An administrator", &link, record.expires);
+                let subject = format!("You are invited to {org} on faultline");
+                match crate::mail::Mailer::new(smtp)?
+                    .send(&record.email, &subject, text)
+                    .await
+                {
+                    Ok(()) => eprintln!("the invite was mailed to {}", record.email),
+                    Err(err) => eprintln!("the invite was not mailed ({err}); hand on the link"),
+                }
+            }
         }
     }
     Ok(())

@@ -40,6 +40,7 @@ pub mod events;
 pub mod ingest;
 pub mod issues;
 pub mod lock;
+pub mod mail;
 pub mod maintenance;
 pub mod metrics;
 pub mod node;

@@ -19,6 +19,7 @@ use crate::buffer::{Buffer, FlushThresholds};
 use crate::ingest::{self, Ingest};
 use crate::issues;
 use crate::lock::WriterLock;
+use crate::mail::{self, Mailer};
 use crate::people::People;
 use crate::people::sso::{self, Sso};
 use crate::query::QueryService;
@@ -43,6 +44,8 @@ pub enum Error {
     Query(#[from] crate::query::Error),
     #[error(transparent)]
     Sso(#[from] sso::Error),
+    #[error(transparent)]
+    Mail(#[from] mail::Error),
     #[error(
         "no faultline data in {path}: pass the server's --data-dir (or FAULTLINE_DATA_DIR), or --server to ask a running server"
     )]
@@ -72,6 +75,8 @@ pub struct Node {
     pub people: Arc<People>,
     /// Single sign-on, when `[auth.oidc]` is set.
     pub sso: Option<Arc<Sso>>,
+    /// Outgoing mail, when `[smtp]` is set.
+    pub mailer: Option<Arc<Mailer>>,
     pub buffer: Arc<Buffer>,
     pub wal: Wal,
     pub ingest: Arc<Ingest>,
@@ -253,6 +258,10 @@ impl Node {
             )?)),
             None => None,
         };
+        let mailer = match &config.smtp {
+            Some(smtp) => Some(Arc::new(Mailer::new(smtp)?)),
+            None => None,
+        };
         let ingest = Arc::new(Ingest::new(
             Arc::clone(&projects),
             wal.clone(),
@@ -275,6 +284,7 @@ impl Node {
             tokens,
             people,
             sso,
+            mailer,
             buffer,
             wal,
             ingest,

@@ -22,6 +22,8 @@ mod durability;
 mod flight_sql;
 #[path = "e2e/ingest_limits.rs"]
 mod ingest_limits;
+#[path = "e2e/mail.rs"]
+mod mail;
 #[path = "e2e/node_sdk.rs"]
 mod node_sdk;
 #[path = "e2e/ops.rs"]

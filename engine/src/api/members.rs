@@ -32,6 +32,8 @@ pub(super) struct MembersState {
     pub(super) auth: Auth,
     pub(super) projects: Arc<Projects>,
     pub(super) public_url: String,
+    /// Invites are mailed when `[smtp]` is set.
+    pub(super) mailer: Option<Arc<crate::mail::Mailer>>,
 }
 
 /// The caller, if it belongs to `org` (the admin token belongs to every organization) and
@@ -108,6 +110,18 @@ pub(super) async fn invite(
         .invite(&org, &body.email, role, body.teams, &by)
         .await?;
     let link = format!("{}/accept/{token}", state.public_url.trim_end_matches('/'));
+    // the link is answered either way; the mail is a convenience that can fail
+    let mailed = match &state.mailer {
+        Some(mailer) => {
+            let text = crate::mail::invite_text(&org, &by, &link, record.expires);
+            let subject = format!("You are invited to {org} on faultline");
+            Some(mailer.send(&record.email, &subject, text).await)
+        }
+        None => None,
+    };
+    if let Some(Err(err)) = &mailed {
+        tracing::warn!(cause = %err, "invite mail not sent");
+    }
     people
         .audit
         .record(caller_entry(
@@ -128,6 +142,8 @@ pub(super) async fn invite(
             "teams": record.teams,
             "expires": record.expires,
             "inviteLink": link,
+            "mailed": matches!(mailed, Some(Ok(()))),
+            "mailError": mailed.and_then(|m| m.err()).map(|e| e.to_string()),
         })),
     ))
 }

@@ -153,6 +153,7 @@ fn people_routes(node: &Arc<Node>) -> Router {
         auth: auth.clone(),
         projects: Arc::clone(&node.projects),
         public_url: public_url(node),
+        mailer: node.mailer.clone(),
     };
     let org = "/api/0/organizations/{org}/";
     let people = Router::new();
