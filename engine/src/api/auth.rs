@@ -169,7 +169,7 @@ impl Auth {
 }
 
 /// Where a request came from: the peer address and the User-Agent.
-pub(super) struct ClientInfo(pub(super) Client);
+pub(crate) struct ClientInfo(pub(crate) Client);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
@@ -246,7 +246,7 @@ fn done(form: bool, next: Option<&str>, body: serde_json::Value) -> Response {
 }
 
 /// Audit-log entry by a person (or nobody yet, for a failed login).
-pub(super) fn entry(
+pub(crate) fn entry(
     people: &People,
     org: &str,
     actor: Option<&Actor>,
@@ -459,7 +459,7 @@ pub(super) async fn setup(
     input: Input<SetupBody>,
 ) -> Result<Response, ApiError> {
     let body = input.value;
-    let user = auth
+    let user = match auth
         .people
         .use_link(
             &body.token,
@@ -467,7 +467,11 @@ pub(super) async fn setup(
             body.name.as_deref(),
             &body.password,
         )
-        .await?;
+        .await
+    {
+        Ok(user) => user,
+        Err(err) => return form_error(input.form, "setup", &body.token, err.into()),
+    };
     let session = auth.people.start_session(user, &client).await?;
     let actor = actor_of(&session);
     auth.people
@@ -483,6 +487,22 @@ pub(super) async fn setup(
         ))
         .await;
     Ok(logged_in(&auth, &session, input.form, body.next.as_deref()))
+}
+
+/// A refused setup or invite form goes back to its page (`/{page}/{token}`), which says what
+/// was wrong; JSON callers get the error.
+fn form_error(form: bool, page: &str, token: &str, err: ApiError) -> Result<Response, ApiError> {
+    if !(form && err.status().is_client_error()) {
+        return Err(err);
+    }
+    let encode =
+        |v: &str| -> String { url::form_urlencoded::byte_serialize(v.as_bytes()).collect() };
+    Ok(Redirect::to(&format!(
+        "/{page}/{}?error={}",
+        encode(token).replace('+', "%20"),
+        encode(&err.to_string())
+    ))
+    .into_response())
 }
 
 fn actor_of(session: &NewSession) -> Actor {
@@ -510,10 +530,14 @@ pub(super) async fn accept(
     input: Input<AcceptBody>,
 ) -> Result<Response, ApiError> {
     let body = input.value;
-    let user = auth
+    let user = match auth
         .people
         .accept_invite(&body.token, &body.name, &body.password)
-        .await?;
+        .await
+    {
+        Ok(user) => user,
+        Err(err) => return form_error(input.form, "accept", &body.token, err.into()),
+    };
     let session = auth.people.start_session(user, &client).await?;
     let actor = actor_of(&session);
     auth.people

@@ -17,6 +17,8 @@ mod sso;
 mod tests;
 mod tokens;
 
+pub(crate) use auth::{ClientInfo, entry as audit_entry};
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -913,6 +913,19 @@ impl People {
         Ok(token)
     }
 
+    /// The set-password link a token names, if it is still valid (without using it).
+    pub async fn pending_link(&self, token: &str) -> Result<LinkRecord> {
+        let link: LinkRecord = match self.store.get_json(&link_path(&sha256(token))).await {
+            Ok(r) => r,
+            Err(e) if not_found(&e) => return Err(Error::BadLink),
+            Err(e) => return Err(e.into()),
+        };
+        if link.expires <= self.now() {
+            return Err(Error::BadLink);
+        }
+        Ok(link)
+    }
+
     /// Uses a set-password link: sets the password of its user, or creates the first owner
     /// (then `email` and `name` are needed). The link works once.
     pub async fn use_link(

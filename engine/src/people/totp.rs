@@ -44,6 +44,17 @@ fn check(secret_b32: &str, account: &str, code: &str, now: u64) -> Result<Option
     Ok(totp(secret_b32, account)?.check(&code, now))
 }
 
+/// What enrolment shows for a seed: the seed and its `otpauth://` URI for `account`.
+pub fn enrolment_of(secret_b32: &str, account: &str) -> Result<Enrolment> {
+    let uri = totp(secret_b32, account)?
+        .to_url()
+        .map_err(|e| Error::Hash(format!("cannot build the otpauth URI: {e}")))?;
+    Ok(Enrolment {
+        otpauth_uri: uri,
+        secret: secret_b32.to_owned(),
+    })
+}
+
 fn recovery_code() -> String {
     // 16 characters from a 32-letter alphabet: 80 bits.
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
@@ -80,15 +91,10 @@ impl People {
             return Err(Error::TotpEnabled);
         }
         let secret = Secret::from(rand::random::<[u8; 20]>().to_vec()).to_base32();
-        let uri = totp(&secret, &user.email)?
-            .to_url()
-            .map_err(|e| Error::Hash(format!("cannot build the otpauth URI: {e}")))?;
-        user.totp_pending = Some(secret.clone());
+        let enrolment = enrolment_of(&secret, &user.email)?;
+        user.totp_pending = Some(secret);
         self.put_user(&user).await?;
-        Ok(Enrolment {
-            otpauth_uri: uri,
-            secret,
-        })
+        Ok(enrolment)
     }
 
     /// Confirms enrolment with a first code; returns the recovery codes (shown once).

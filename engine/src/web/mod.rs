@@ -11,6 +11,7 @@
 //! Every handler runs behind [`authenticate`], which puts the caller's [`Principal`] into the
 //! request's extensions (see docs/ui.md).
 
+mod account;
 mod assets;
 mod console;
 mod event;
@@ -77,10 +78,28 @@ pub fn router(node: &Arc<Node>) -> Router {
         .route("/organizations/{org}/sql/", get(console::page))
         .route("/organizations/{org}/sql/download/", get(console::download))
         .route("/organizations/{org}/projects/", get(projects_page))
+        .route("/account/", get(account::page))
+        .route("/account/password/", post(account::password))
+        .route("/account/totp/", post(account::totp_enrol))
+        .route("/account/totp/confirm/", post(account::totp_confirm))
+        .route("/account/totp/disable/", post(account::totp_disable))
+        .route(
+            "/account/sessions/end-others/",
+            post(account::end_other_sessions),
+        )
+        .route("/account/sessions/{id}/end/", post(account::end_session))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state.clone());
     let mut router = Router::new()
         .route("/login", get(login_page).with_state(state.clone()))
+        .route(
+            "/setup/{token}",
+            get(account::setup_page).with_state(state.clone()),
+        )
+        .route(
+            "/accept/{token}",
+            get(account::accept_page).with_state(state.clone()),
+        )
         .route("/static/{file}", get(assets::serve));
     // The pages' addresses typed without their trailing slash.
     for path in [
@@ -89,6 +108,7 @@ pub fn router(node: &Arc<Node>) -> Router {
         "/organizations/{org}/issues/{id}",
         "/organizations/{org}/sql",
         "/organizations/{org}/projects",
+        "/account",
     ] {
         router = router.route(path, get(add_slash));
     }
@@ -266,7 +286,7 @@ pub(crate) struct Layout {
     pub(crate) projects: Vec<String>,
     /// The project the page is narrowed to, or empty.
     pub(crate) project: String,
-    /// The navigation entry of the page: `issues`, `sql`, `projects` or empty.
+    /// The navigation entry of the page: `issues`, `sql`, `projects`, `account` or empty.
     pub(crate) nav: &'static str,
     pub(crate) user: String,
     pub(crate) css: String,

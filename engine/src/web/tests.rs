@@ -878,3 +878,457 @@ async fn events_older_than_a_day_are_found_beyond_the_recent_window() {
         "{oldest}"
     );
 }
+
+// ---- people: link pages and the account page ----
+
+const OWNER_EMAIL: &str = "owner@example.com";
+const OWNER_PASSWORD: &str = "correct horse battery staple";
+
+impl Harness {
+    /// A request with the session cookie `cookie` (a browser's form post when `form` is set).
+    async fn with_cookie(&self, method: Method, uri: &str, cookie: &str, form: &str) -> Reply {
+        let name = crate::api::session_cookie_name(&self.node);
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::COOKIE, format!("{name}={cookie}"))
+            .header("sec-fetch-site", "same-origin");
+        if !form.is_empty() {
+            request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        self.send(request.body(Body::from(form.to_owned())).unwrap())
+            .await
+    }
+
+    /// The session cookie a `Set-Cookie` header of `reply` sets.
+    fn cookie_of(&self, reply: &Reply) -> String {
+        let name = crate::api::session_cookie_name(&self.node);
+        let set = reply.headers[header::SET_COOKIE].to_str().unwrap();
+        let value = set
+            .strip_prefix(&format!("{name}="))
+            .and_then(|rest| rest.split(';').next())
+            .unwrap_or_default();
+        assert!(!value.is_empty(), "no session cookie in {set}");
+        value.to_owned()
+    }
+
+    /// Logs in through the login form as the browser does; returns the session cookie.
+    async fn login(&self, email: &str, password: &str, code: Option<&str>) -> String {
+        let mut form = format!(
+            "email={}&password={}&next=%2Faccount%2F",
+            super::encode(email),
+            super::encode(password)
+        );
+        if let Some(code) = code {
+            form.push_str(&format!("&code={code}"));
+        }
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/auth/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::from(form))
+            .unwrap();
+        let reply = self.send(request).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+        assert_eq!(reply.location(), "/account/");
+        self.cookie_of(&reply)
+    }
+
+    async fn person(&self, email: &str, role: crate::people::OrgRole) {
+        self.node
+            .people
+            .create_user(email, "Ada Owner", DEFAULT_ORG, role, Some(OWNER_PASSWORD))
+            .await
+            .unwrap();
+    }
+
+    /// A page as a logged-in person must see it: 200, HTML, CSP-clean markup.
+    async fn person_page(&self, uri: &str, cookie: &str) -> String {
+        let reply = self.with_cookie(Method::GET, uri, cookie, "").await;
+        assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.body);
+        assert_csp_clean(uri, &reply.body);
+        reply.body
+    }
+}
+
+/// The text between `<code id="{id}">` and `</code>`.
+fn code_text(html: &str, id: &str) -> String {
+    let start = format!("<code id=\"{id}\"");
+    let at = html
+        .find(&start)
+        .unwrap_or_else(|| panic!("no {id} in {html}"));
+    let from = at + html[at..].find('>').unwrap() + 1;
+    let len = html[from..].find("</code>").unwrap();
+    html[from..from + len].to_owned()
+}
+
+#[tokio::test]
+async fn the_first_start_link_page_creates_the_owner_and_logs_in_once() {
+    let h = harness().await;
+    let token = h.node.people.create_link(None).await.unwrap();
+    let page = h.get(&format!("/setup/{token}"), None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_csp_clean("setup", &page.body);
+    assert!(page.body.contains("Create the first owner"));
+    assert!(page.body.contains("action=\"/auth/setup\""));
+    assert!(
+        page.body
+            .contains(&format!("name=\"token\" value=\"{token}\""))
+    );
+    assert!(page.body.contains("name=\"email\""));
+
+    // a refused password goes back to the page, which says why
+    let weak = h
+        .post_form(
+            "/auth/setup",
+            None,
+            &format!("token={token}&email=owner%40example.com&password=short"),
+        )
+        .await;
+    assert_eq!(weak.status, StatusCode::SEE_OTHER, "{}", weak.body);
+    assert!(
+        weak.location()
+            .starts_with(&format!("/setup/{token}?error=")),
+        "{}",
+        weak.location()
+    );
+    let again = h.get(weak.location(), None).await;
+    assert!(again.body.contains("role=\"alert\""), "{}", again.body);
+    assert!(again.body.contains("8"), "{}", again.body);
+
+    let form = format!(
+        "token={token}&email=owner%40example.com&name=Ada&password={}&next=%2F",
+        super::encode(OWNER_PASSWORD)
+    );
+    let done = h.post_form("/auth/setup", None, &form).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), "/");
+    let cookie = h.cookie_of(&done);
+    let account = h.person_page("/account/", &cookie).await;
+    assert!(account.contains(OWNER_EMAIL), "{account}");
+    assert!(account.contains("<dd>owner</dd>"), "{account}");
+    // the header names the person and offers logout
+    assert!(
+        account.contains("Signed in as owner@example.com"),
+        "{account}"
+    );
+    assert!(account.contains("action=\"/auth/logout\""));
+
+    // the link works once
+    let used = h.get(&format!("/setup/{token}"), None).await;
+    assert_eq!(used.status, StatusCode::NOT_FOUND);
+    assert!(
+        used.body.contains("unknown, used or expired"),
+        "{}",
+        used.body
+    );
+    assert_eq!(
+        h.get("/setup/nope", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn set_password_and_invite_pages_name_the_account() {
+    let h = harness().await;
+    h.person(OWNER_EMAIL, crate::people::OrgRole::Owner).await;
+    let user = h
+        .node
+        .people
+        .user_by_email(OWNER_EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
+    let token = h.node.people.create_link(Some(&user.id)).await.unwrap();
+    let page = h.get(&format!("/setup/{token}"), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_csp_clean("set password", &page.body);
+    assert!(page.body.contains("Set your password"));
+    assert!(page.body.contains(OWNER_EMAIL));
+    assert!(!page.body.contains("name=\"email\""));
+
+    let (invite, _) = h
+        .node
+        .people
+        .invite(
+            DEFAULT_ORG,
+            "grace@example.com",
+            crate::people::OrgRole::Member,
+            Vec::new(),
+            &user.id,
+        )
+        .await
+        .unwrap();
+    let page = h.get(&format!("/accept/{invite}"), None).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_csp_clean("accept", &page.body);
+    assert!(page.body.contains("grace@example.com"));
+    assert!(page.body.contains("role member"));
+    assert!(page.body.contains("action=\"/auth/accept\""));
+    let weak = h
+        .post_form(
+            "/auth/accept",
+            None,
+            &format!("token={invite}&name=Grace&password=short"),
+        )
+        .await;
+    assert!(
+        weak.location()
+            .starts_with(&format!("/accept/{invite}?error=")),
+        "{}",
+        weak.location()
+    );
+    let joined = h
+        .post_form(
+            "/auth/accept",
+            None,
+            &format!("token={invite}&name=Grace&password=another+long+passphrase"),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::SEE_OTHER, "{}", joined.body);
+    let cookie = h.cookie_of(&joined);
+    let account = h.person_page("/account/", &cookie).await;
+    assert!(account.contains("<dd>member</dd>"), "{account}");
+    assert_eq!(
+        h.get(&format!("/accept/{invite}"), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_account_page_is_for_people_not_tokens() {
+    let h = harness().await;
+    let reply = h.get("/account/", None).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(reply.location(), "/login?next=%2Faccount%2F");
+    let token = h.full().await;
+    let reply = h.get("/account/", Some(&token)).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(
+        reply.body.contains("an API token has no account"),
+        "{}",
+        reply.body
+    );
+    let reply = h.post_form("/account/totp/", Some(&token), "").await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = h.post_form("/account/totp/", None, "").await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_member_changes_the_password_with_the_current_one() {
+    let h = harness().await;
+    h.person("mia@example.com", crate::people::OrgRole::Member)
+        .await;
+    let cookie = h.login("mia@example.com", OWNER_PASSWORD, None).await;
+    let other = h.login("mia@example.com", OWNER_PASSWORD, None).await;
+    let page = h.person_page("/account/", &cookie).await;
+    assert!(page.contains("<dd>member</dd>"));
+    assert!(page.contains("this session"));
+    assert!(page.contains("End all other sessions"));
+    // the member's header carries the pages a member may read
+    assert!(page.contains("/organizations/default/issues/"), "{page}");
+
+    let wrong = h
+        .with_cookie(
+            Method::POST,
+            "/account/password/",
+            &cookie,
+            "current=nope&password=a+brand+new+passphrase",
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN, "{}", wrong.body);
+    assert_csp_clean("password refused", &wrong.body);
+    assert!(wrong.body.contains("role=\"alert\""));
+    let ok = h
+        .with_cookie(
+            Method::POST,
+            "/account/password/",
+            &cookie,
+            &format!(
+                "current={}&password=a+brand+new+passphrase",
+                super::encode(OWNER_PASSWORD)
+            ),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    assert_eq!(ok.location(), "/account/?done=password");
+    assert!(
+        h.person_page(ok.location(), &cookie)
+            .await
+            .contains("Password changed")
+    );
+    // the other session ended with the change
+    let ended = h.with_cookie(Method::GET, "/account/", &other, "").await;
+    assert_eq!(ended.status, StatusCode::SEE_OTHER);
+    h.login("mia@example.com", "a brand new passphrase", None)
+        .await;
+
+    // a form from another site is refused
+    let cross = Request::builder()
+        .method(Method::POST)
+        .uri("/account/sessions/end-others/")
+        .header(
+            header::COOKIE,
+            format!("{}={cookie}", crate::api::session_cookie_name(&h.node)),
+        )
+        .header("sec-fetch-site", "cross-site")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(cross).await.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn totp_enrolment_shows_the_key_once_and_then_asks_for_codes() {
+    let h = harness().await;
+    h.person(OWNER_EMAIL, crate::people::OrgRole::Owner).await;
+    let cookie = h.login(OWNER_EMAIL, OWNER_PASSWORD, None).await;
+    let enrol = h
+        .with_cookie(Method::POST, "/account/totp/", &cookie, "")
+        .await;
+    assert_eq!(enrol.status, StatusCode::OK, "{}", enrol.body);
+    assert_csp_clean("totp enrol", &enrol.body);
+    assert_eq!(enrol.headers[header::CACHE_CONTROL], "no-store");
+    let secret = code_text(&enrol.body, "totp-secret");
+    assert!(code_text(&enrol.body, "totp-uri").starts_with("otpauth://totp/"));
+    // the account page itself never shows the key
+    assert!(!h.person_page("/account/", &cookie).await.contains(&secret));
+
+    let wrong = h
+        .with_cookie(
+            Method::POST,
+            "/account/totp/confirm/",
+            &cookie,
+            "code=000000",
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+    assert!(wrong.body.contains("role=\"alert\""));
+    assert_eq!(code_text(&wrong.body, "totp-secret"), secret);
+
+    let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+    let code = crate::people::totp::code_at(&secret, now).unwrap();
+    let on = h
+        .with_cookie(
+            Method::POST,
+            "/account/totp/confirm/",
+            &cookie,
+            &format!("code={code}"),
+        )
+        .await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.body);
+    assert_csp_clean("totp on", &on.body);
+    assert_eq!(on.body.matches("<li><code>").count(), 10, "{}", on.body);
+    assert!(on.body.contains("Turn off two-factor authentication"));
+    let page = h.person_page("/account/", &cookie).await;
+    assert!(!page.contains("recovery-codes"));
+    assert!(!page.contains(&secret));
+
+    // logging in now needs a code: a recovery code works once
+    let start = on.body.find("<li><code>").unwrap() + "<li><code>".len();
+    let recovery = &on.body[start..start + on.body[start..].find('<').unwrap()];
+    h.login(OWNER_EMAIL, OWNER_PASSWORD, Some(recovery)).await;
+
+    let off = h
+        .with_cookie(
+            Method::POST,
+            "/account/totp/disable/",
+            &cookie,
+            "password=nope",
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::FORBIDDEN);
+    assert!(
+        off.body.contains("the current password is wrong"),
+        "{}",
+        off.body
+    );
+    let off = h
+        .with_cookie(
+            Method::POST,
+            "/account/totp/disable/",
+            &cookie,
+            &format!("password={}", super::encode(OWNER_PASSWORD)),
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::SEE_OTHER, "{}", off.body);
+    assert!(
+        h.person_page(off.location(), &cookie)
+            .await
+            .contains("Set up an authenticator app")
+    );
+
+    // the audit log holds the enrolment and its end, by this person
+    let entries = h
+        .node
+        .people
+        .audit
+        .entries(Some(DEFAULT_ORG))
+        .await
+        .unwrap();
+    let mfa: Vec<_> = entries
+        .iter()
+        .filter(|e| e.event.starts_with("user.mfa."))
+        .map(|e| (e.event.as_str(), e.actor_label.as_deref(), e.ip.as_deref()))
+        .collect();
+    assert_eq!(
+        mfa,
+        [
+            ("user.mfa.enable", Some(OWNER_EMAIL), Some("10.1.2.3")),
+            ("user.mfa.disable", Some(OWNER_EMAIL), Some("10.1.2.3"))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn sessions_end_one_by_one_or_all_others() {
+    let h = harness().await;
+    h.person(OWNER_EMAIL, crate::people::OrgRole::Owner).await;
+    let first = h.login(OWNER_EMAIL, OWNER_PASSWORD, None).await;
+    let second = h.login(OWNER_EMAIL, OWNER_PASSWORD, None).await;
+    let third = h.login(OWNER_EMAIL, OWNER_PASSWORD, None).await;
+    let page = h.person_page("/account/", &first).await;
+    let ends: Vec<&str> = page
+        .split("action=\"/account/sessions/")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("/end/\"").map(|(id, _)| id))
+        .filter(|id| !id.contains('/'))
+        .collect();
+    assert_eq!(ends.len(), 2, "{page}");
+    let ended = h
+        .with_cookie(
+            Method::POST,
+            &format!("/account/sessions/{}/end/", ends[0]),
+            &first,
+            "",
+        )
+        .await;
+    assert_eq!(ended.status, StatusCode::SEE_OTHER, "{}", ended.body);
+    assert_eq!(ended.location(), "/account/?done=session");
+    let mut live = 0;
+    for cookie in [&second, &third] {
+        if h.with_cookie(Method::GET, "/account/", cookie, "")
+            .await
+            .status
+            == StatusCode::OK
+        {
+            live += 1;
+        }
+    }
+    assert_eq!(live, 1);
+    let others = h
+        .with_cookie(Method::POST, "/account/sessions/end-others/", &first, "")
+        .await;
+    assert_eq!(others.location(), "/account/?done=others");
+    for cookie in [&second, &third] {
+        assert_eq!(
+            h.with_cookie(Method::GET, "/account/", cookie, "")
+                .await
+                .status,
+            StatusCode::SEE_OTHER
+        );
+    }
+    let page = h.person_page("/account/", &first).await;
+    assert!(!page.contains("End all other sessions"));
+}
