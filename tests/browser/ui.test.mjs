@@ -1,9 +1,12 @@
-// The web UI in real headless Chromium (Debian's `chromium`, driven by playwright-core): a user
-// finds an issue by search, opens it with the keyboard, reads the stack trace and breadcrumbs,
-// resolves it, sees a new event reopen it as a regression, runs SQL and downloads the CSV; then
-// the same pages with JavaScript off. Every page is served under the strict Content-Security-Policy
-// the server is to send, must log no console error and no CSP violation, and axe-core must find
-// no serious or critical accessibility violation. Screenshots of each page go to docs/screenshots/.
+// The web UI in real headless Chromium (Debian's `chromium`, driven by playwright-core). The first
+// owner is created through the first-start link the server prints, and every scenario logs in
+// through the login form and runs on the session cookie: a user finds an issue by search, opens it
+// with the keyboard, reads the stack trace and breadcrumbs, resolves it, sees a new event reopen it
+// as a regression, runs SQL and downloads the CSV; then the same pages with JavaScript off, a phone
+// in dark mode, and TOTP enrolment on the account page followed by a login with a code computed
+// here (RFC 6238). Every page must come with the server's strict Content-Security-Policy header,
+// log no console error and no CSP violation, and axe-core must find no serious or critical
+// accessibility violation. Screenshots of each page go to docs/screenshots/.
 //
 // Needs: FAULTLINE_BIN (the faultline binary; default target/debug/faultline under
 // CARGO_TARGET_DIR), FAULTLINE_CHROMIUM (default /usr/bin/chromium).
@@ -14,6 +17,7 @@ import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
+import { createHmac } from "node:crypto";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
@@ -29,17 +33,43 @@ const bin =
 const chromiumPath = process.env.FAULTLINE_CHROMIUM || "/usr/bin/chromium";
 const shots = process.env.FAULTLINE_SCREENSHOTS || join(root, "docs", "screenshots");
 
-// What the server's security headers are to hold (docs/ui.md); applied here to every response.
-const CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-  "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+// The server's Content-Security-Policy must be at least this strict (docs/security.md).
+const CSP_PARTS = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "frame-ancestors 'none'",
+  "form-action 'self'",
+  "base-uri 'none'",
+];
+
+const OWNER = { email: "owner@example.com", name: "Ada Owner", password: "correct horse battery staple" };
 
 let server;
 let dir;
 let base;
-let token;
 let dsn;
 let browser;
+let setupLink;
+// The owner's TOTP seed once the TOTP scenario has enrolled one.
+let totpSecret;
+
+/// The TOTP code (RFC 6238: HMAC-SHA-1, 6 digits, 30 s steps) of a base32 seed at `seconds`.
+function totpCode(secretB32, seconds) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const c of secretB32.replace(/=+$/, "").toUpperCase()) {
+    const v = alphabet.indexOf(c);
+    assert.ok(v >= 0, `not base32: ${secretB32}`);
+    bits += v.toString(2).padStart(5, "0");
+  }
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(seconds / 30)));
+  const mac = createHmac("sha1", key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 15;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, "0");
+}
 
 function freePort() {
   return new Promise((ok, fail) => {
@@ -108,11 +138,21 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), "faultline-ui-"));
   const url = new URL(cli("project", "create", "shop"));
   dsn = { key: url.username, project: url.pathname.slice(1) };
-  token = cli("token", "create", "--name", "browser", "--scope", "events:read", "--scope", "projects:admin");
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   server = spawn(bin, ["--data-dir", dir, "serve", "--listen", `127.0.0.1:${port}`], {
-    stdio: ["ignore", "ignore", "inherit"],
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  // the first-start link, printed on stderr (the rest of stderr goes on to ours)
+  let log = "";
+  const linked = new Promise((ok, fail) => {
+    server.stderr.on("data", (chunk) => {
+      process.stderr.write(chunk);
+      log += chunk.toString();
+      const found = log.match(/https?:\/\/\S+\/setup\/[A-Za-z0-9_-]+/);
+      if (found) ok(found[0]);
+    });
+    server.once("exit", (code) => fail(new Error(`the server exited (${code}) without a setup link`)));
   });
   for (let i = 0; ; i++) {
     try {
@@ -123,6 +163,8 @@ before(async () => {
     if (i > 200) throw new Error("the server did not become ready");
     await new Promise((ok) => setTimeout(ok, 100));
   }
+  setupLink = await linked;
+  assert.equal(new URL(setupLink).origin, base);
   await sendEvent("9ec79c33ec9942ab8353589fcb2e04dc", EVENT);
   browser = await chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox"] });
   mkdirSync(shots, { recursive: true });
@@ -138,28 +180,60 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-/// A browser context as a signed-in user would have it, with the CSP on every response and a
-/// record of console errors and CSP violations.
+/// Fails unless a page's response carries the server's strict Content-Security-Policy.
+function assertCsp(response, what) {
+  assert.ok(response, `${what}: no response`);
+  const csp = response.headers()["content-security-policy"] || "";
+  for (const part of CSP_PARTS) assert.ok(csp.includes(part), `${what}: CSP ${csp} lacks ${part}`);
+  assert.ok(!csp.includes("unsafe-inline"), `${what}: CSP allows inline code: ${csp}`);
+}
+
+/// A browser context with a record of console errors, CSP violations and pages served without
+/// the strict CSP.
 async function context(options = {}) {
   const ctx = await browser.newContext({
-    extraHTTPHeaders: { authorization: `Bearer ${token}` },
     viewport: { width: 1280, height: 900 },
     acceptDownloads: true,
     ...options,
-  });
-  await ctx.route("**/*", async (route) => {
-    const response = await route.fetch({ maxRedirects: 0 });
-    await route.fulfill({
-      response,
-      headers: { ...response.headers(), "content-security-policy": CSP },
-    });
   });
   const problems = [];
   ctx.on("console", (message) => {
     if (message.type() === "error") problems.push(`console: ${message.text()}`);
   });
   ctx.on("weberror", (error) => problems.push(`page error: ${error.error().message}`));
+  ctx.on("response", (response) => {
+    if (response.request().resourceType() !== "document" || response.status() >= 300 && response.status() < 400) return;
+    try {
+      assertCsp(response, response.url());
+    } catch (err) {
+      problems.push(err.message);
+    }
+  });
   return { ctx, problems };
+}
+
+/// Logs in through the login form (with a TOTP code when the owner has enrolled one).
+async function logIn(page, code) {
+  const response = await page.goto(`${base}/login`);
+  assertCsp(response, "login");
+  await page.fill("#email", OWNER.email);
+  await page.fill("#password", OWNER.password);
+  if (code) await page.fill("#code", code);
+  await page.click("form[action='/auth/login'] button[type=submit]");
+  await page.waitForURL(/\/organizations\/default\/issues\/$/);
+}
+
+/// A context logged in as the owner, on the session cookie.
+async function loggedIn(options = {}) {
+  const { ctx, problems } = await context(options);
+  const page = await ctx.newPage();
+  await logIn(page, totpSecret ? totpCode(totpSecret, Date.now() / 1000) : undefined);
+  const cookies = await ctx.cookies(base);
+  assert.ok(
+    cookies.some((c) => c.name === "faultline_session" && c.httpOnly && c.sameSite === "Lax"),
+    JSON.stringify(cookies),
+  );
+  return { ctx, problems, page };
 }
 
 async function checkAccessibility(page, name) {
@@ -178,9 +252,32 @@ async function shot(page, name) {
   await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
 }
 
-test("find, read, resolve, regress, query: with JavaScript", async () => {
+test("first start: the link the server printed creates the owner and logs in", async () => {
   const { ctx, problems } = await context();
   const page = await ctx.newPage();
+  assertCsp(await page.goto(setupLink), "setup");
+  assert.equal(await page.textContent("h1"), "Create the first owner");
+  await checkAccessibility(page, "setup");
+  await shot(page, "setup");
+  await page.fill("#email", OWNER.email);
+  await page.fill("#name", OWNER.name);
+  await page.fill("#password", OWNER.password);
+  await page.click("button:has-text('Create owner and log in')");
+  await page.waitForURL(/\/organizations\/default\/issues\/$/);
+  // the header names the person and logs out
+  assert.ok((await page.textContent("header.top")).includes(`Signed in as ${OWNER.email}`));
+  await page.click("details.account summary");
+  await page.click("button:has-text('Log out')");
+  await page.waitForURL(/\/login\?next=/);
+  // the link works once
+  const used = await page.goto(setupLink);
+  assert.equal(used.status(), 404);
+  assert.deepEqual(problems.filter((p) => !p.includes("404")), []);
+  await ctx.close();
+});
+
+test("find, read, resolve, regress, query: with JavaScript", async () => {
+  const { ctx, problems, page } = await loggedIn();
 
   await page.goto(`${base}/`);
   assert.match(page.url(), /\/organizations\/default\/issues\/$/);
@@ -259,14 +356,10 @@ test("find, read, resolve, regress, query: with JavaScript", async () => {
     `${base}/organizations/default/sql/?sql=` +
       encodeURIComponent("SELECT project, count(*) AS n FROM events GROUP BY project"),
   );
-  // A browser's download carries the session cookie, not the test's bearer header: fetch the
-  // link the page offers with the header instead.
-  const href = await page.getAttribute("text=Download CSV", "href");
-  const csv = await ctx.request.get(new URL(href, base).href, {
-    headers: { authorization: `Bearer ${token}` },
-  });
-  assert.equal(csv.headers()["content-disposition"], 'attachment; filename="faultline-query.csv"');
-  assert.equal(await csv.text(), "project,n\nshop,2\n");
+  // the browser's own download, on the session cookie
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("text=Download CSV")]);
+  assert.equal(download.suggestedFilename(), "faultline-query.csv");
+  assert.equal(readFileSync(await download.path(), "utf8"), "project,n\nshop,2\n");
 
   await page.goto(`${base}/organizations/default/projects/`);
   await checkAccessibility(page, "projects");
@@ -276,8 +369,7 @@ test("find, read, resolve, regress, query: with JavaScript", async () => {
 });
 
 test("the same flow with JavaScript off", async () => {
-  const { ctx, problems } = await context({ javaScriptEnabled: false });
-  const page = await ctx.newPage();
+  const { ctx, problems, page } = await loggedIn({ javaScriptEnabled: false });
   await page.goto(`${base}/organizations/default/issues/`);
   // bulk: ignore the issue with a checkbox and a plain form post
   await page.check("input[name=issue]");
@@ -295,11 +387,10 @@ test("the same flow with JavaScript off", async () => {
 });
 
 test("on a phone in dark mode", async () => {
-  const { ctx, problems } = await context({
+  const { ctx, problems, page } = await loggedIn({
     viewport: { width: 375, height: 800 },
     colorScheme: "dark",
   });
-  const page = await ctx.newPage();
   await page.goto(`${base}/organizations/default/issues/?query=`);
   await shot(page, "stream-phone-dark");
   await checkAccessibility(page, "stream (phone, dark)");
@@ -321,5 +412,51 @@ test("without credentials the browser is sent to the login form", async () => {
   assert.equal(await page.inputValue("input[name=next]"), "/organizations/default/sql/");
   await checkAccessibility(page, "login");
   await shot(page, "login");
+  await ctx.close();
+});
+
+test("TOTP: enrol on the account page, then log in with a code", async () => {
+  const { ctx, problems, page } = await loggedIn();
+  assertCsp(await page.goto(`${base}/account/`), "account");
+  assert.ok((await page.textContent("main")).includes(OWNER.email));
+  await checkAccessibility(page, "account");
+  await shot(page, "account");
+
+  await page.click("button:has-text('Set up an authenticator app')");
+  await page.waitForSelector("#totp-secret");
+  const secret = (await page.textContent("#totp-secret")).trim();
+  assert.match(await page.textContent("#totp-uri"), /^otpauth:\/\/totp\/.*secret=/);
+  await checkAccessibility(page, "account (TOTP enrolment)");
+  // a wrong code is refused and the key is offered again
+  await page.fill("#totp-code", totpCode(secret, Date.now() / 1000 - 600));
+  await page.click("button:has-text('Turn on')");
+  await page.waitForSelector("p.error");
+  assert.equal((await page.textContent("#totp-secret")).trim(), secret);
+  // that answer is a 401 page, which Chromium logs; nothing else may have been logged
+  assert.deepEqual(problems.splice(0).filter((p) => !p.includes("status of 401")), []);
+  const confirmedAt = Date.now() / 1000;
+  await page.fill("#totp-code", totpCode(secret, confirmedAt));
+  await page.click("button:has-text('Turn on')");
+  await page.waitForSelector("#recovery-codes");
+  assert.equal(await page.locator("#recovery-codes li").count(), 10);
+  assert.ok((await page.textContent("main")).includes("Two-factor authentication is on."));
+  totpSecret = secret;
+
+  // log out, then a password alone is not enough
+  await page.click("details.account summary");
+  await page.click("button:has-text('Log out')");
+  await page.waitForURL(/\/login/);
+  await page.fill("#email", OWNER.email);
+  await page.fill("#password", OWNER.password);
+  await page.click("form[action='/auth/login'] button[type=submit]");
+  await page.waitForSelector("p.error");
+  assert.equal(new URL(page.url()).pathname, "/login");
+  await shot(page, "login-code-required");
+  // with the code of the next time step (each step's code works once; one step of skew is
+  // accepted, so the next step's code is valid now)
+  await logIn(page, totpCode(secret, confirmedAt + 30));
+  await page.goto(`${base}/account/`);
+  assert.ok(await page.isVisible("button:has-text('Turn off two-factor authentication')"));
+  assert.deepEqual(problems, []);
   await ctx.close();
 });
