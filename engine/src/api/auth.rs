@@ -111,9 +111,9 @@ pub(super) struct Auth {
 }
 
 /// The caller: its permissions, and the person behind a session.
-pub(super) struct Caller {
-    pub(super) principal: Arc<Principal>,
-    pub(super) actor: Option<Actor>,
+pub(crate) struct Caller {
+    pub(crate) principal: Arc<Principal>,
+    pub(crate) actor: Option<Actor>,
 }
 
 impl Auth {
@@ -490,9 +490,11 @@ pub(super) async fn setup(
 }
 
 /// A refused setup or invite form goes back to its page (`/{page}/{token}`), which says what
-/// was wrong; JSON callers get the error.
+/// was wrong; JSON callers get the error, and so does a form whose link no longer works (its
+/// page would be a 404 too).
 fn form_error(form: bool, page: &str, token: &str, err: ApiError) -> Result<Response, ApiError> {
-    if !(form && err.status().is_client_error()) {
+    let status = err.status();
+    if !(form && status.is_client_error() && status != StatusCode::NOT_FOUND) {
         return Err(err);
     }
     let encode =

@@ -24,11 +24,11 @@ use serde_json::json;
 
 use super::auth::{Auth, Caller, ClientInfo, Input, caller_entry};
 use super::error::ApiError;
-use crate::people::{Member, OrgRole, OrgSettings, People, Team, TeamRole};
+use crate::people::{Client, InviteRecord, Member, OrgRole, OrgSettings, People, Team, TeamRole};
 use crate::tenancy::{Projects, Scope};
 
 #[derive(Clone)]
-pub(super) struct MembersState {
+pub(crate) struct MembersState {
     pub(super) auth: Auth,
     pub(super) projects: Arc<Projects>,
     pub(super) public_url: String,
@@ -45,11 +45,17 @@ async fn caller_in(
     scope: Scope,
 ) -> Result<Caller, ApiError> {
     let caller = state.auth.caller(headers).await?;
+    check_in(&caller, org, scope)?;
+    Ok(caller)
+}
+
+/// Fails unless `caller` belongs to `org` and holds `scope`.
+pub(crate) fn check_in(caller: &Caller, org: &str, scope: Scope) -> Result<(), ApiError> {
     if caller.principal.org.as_deref().is_some_and(|o| o != org) {
         return Err(ApiError::NotFound(format!("no organization {org:?}")));
     }
     caller.principal.require(scope)?;
-    Ok(caller)
+    Ok(())
 }
 
 fn needs_owner(caller: &Caller, what: &str) -> Result<(), ApiError> {
@@ -97,43 +103,20 @@ pub(super) async fn invite(
     Json(body): Json<InviteBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let caller = caller_in(&state, &headers, &org, Scope::MemberWrite).await?;
-    let role: OrgRole = body.org_role.as_deref().unwrap_or("member").parse()?;
-    if role == OrgRole::Owner {
-        needs_owner(&caller, "invite an owner")?;
-    }
-    let people = &state.auth.people;
-    let by = caller
-        .actor
-        .as_ref()
-        .map_or_else(|| caller.principal.name.clone(), |a| a.email.clone());
-    let (token, record) = people
-        .invite(&org, &body.email, role, body.teams, &by)
-        .await?;
-    let link = format!("{}/accept/{token}", state.public_url.trim_end_matches('/'));
-    // the link is answered either way; the mail is a convenience that can fail
-    let mailed = match &state.mailer {
-        Some(mailer) => {
-            let text = crate::mail::invite_text(&org, &by, &link, record.expires);
-            let subject = format!("You are invited to {org} on faultline");
-            Some(mailer.send(&record.email, &subject, text).await)
-        }
-        None => None,
-    };
-    if let Some(Err(err)) = &mailed {
-        tracing::warn!(cause = %err, "invite mail not sent");
-    }
-    people
-        .audit
-        .record(caller_entry(
-            people,
-            &caller,
-            &org,
-            &client,
-            "member.invite",
-            Some(("email", &record.email)),
-            json!({"email": record.email, "role": role, "teams": record.teams}),
-        ))
-        .await;
+    let Invited {
+        link,
+        record,
+        mailed,
+    } = invite_member(
+        &state,
+        &caller,
+        &client,
+        &org,
+        &body.email,
+        body.org_role.as_deref(),
+        body.teams,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -146,6 +129,69 @@ pub(super) async fn invite(
             "mailError": mailed.and_then(|m| m.err()).map(|e| e.to_string()),
         })),
     ))
+}
+
+/// An invite just made.
+pub(crate) struct Invited {
+    /// The invite link: shown once.
+    pub(crate) link: String,
+    pub(crate) record: InviteRecord,
+    /// Whether it was mailed, when SMTP is configured.
+    pub(crate) mailed: Option<Result<(), crate::mail::Error>>,
+}
+
+/// Invites `email` into `org` with `role` (default member) and mails the link when SMTP is
+/// configured. Needs `member:write`, and `org:admin` to invite an owner.
+pub(crate) async fn invite_member(
+    state: &MembersState,
+    caller: &Caller,
+    client: &Client,
+    org: &str,
+    email: &str,
+    role: Option<&str>,
+    teams: Vec<String>,
+) -> Result<Invited, ApiError> {
+    check_in(caller, org, Scope::MemberWrite)?;
+    let role: OrgRole = role.unwrap_or("member").parse()?;
+    if role == OrgRole::Owner {
+        needs_owner(caller, "invite an owner")?;
+    }
+    let people = &state.auth.people;
+    let by = caller
+        .actor
+        .as_ref()
+        .map_or_else(|| caller.principal.name.clone(), |a| a.email.clone());
+    let (token, record) = people.invite(org, email, role, teams, &by).await?;
+    let link = format!("{}/accept/{token}", state.public_url.trim_end_matches('/'));
+    // the link is answered either way; the mail is a convenience that can fail
+    let mailed = match &state.mailer {
+        Some(mailer) => {
+            let text = crate::mail::invite_text(org, &by, &link, record.expires);
+            let subject = format!("You are invited to {org} on faultline");
+            Some(mailer.send(&record.email, &subject, text).await)
+        }
+        None => None,
+    };
+    if let Some(Err(err)) = &mailed {
+        tracing::warn!(cause = %err, "invite mail not sent");
+    }
+    people
+        .audit
+        .record(caller_entry(
+            people,
+            caller,
+            org,
+            client,
+            "member.invite",
+            Some(("email", &record.email)),
+            json!({"email": record.email, "role": role, "teams": record.teams}),
+        ))
+        .await;
+    Ok(Invited {
+        link,
+        record,
+        mailed,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,33 +211,59 @@ pub(super) async fn update_member(
     Json(body): Json<UpdateBody>,
 ) -> Result<Json<Member>, ApiError> {
     let caller = caller_in(&state, &headers, &org, Scope::MemberAdmin).await?;
+    Ok(Json(
+        edit_member(
+            &state,
+            &caller,
+            &client,
+            &org,
+            &id,
+            body.org_role.as_deref(),
+            body.disabled,
+        )
+        .await?,
+    ))
+}
+
+/// Changes a member's role and/or disables or enables them (which ends their sessions).
+/// Needs `member:admin`, and `org:admin` for anything about an owner.
+pub(crate) async fn edit_member(
+    state: &MembersState,
+    caller: &Caller,
+    client: &Client,
+    org: &str,
+    id: &str,
+    role: Option<&str>,
+    disabled: Option<bool>,
+) -> Result<Member, ApiError> {
+    check_in(caller, org, Scope::MemberAdmin)?;
     let people = &state.auth.people;
-    let mut user = people.user_in(&org, &id).await?;
-    if let Some(role) = body.org_role.as_deref() {
+    let mut user = people.user_in(org, id).await?;
+    if let Some(role) = role {
         let role: OrgRole = role.parse()?;
         if role == OrgRole::Owner || user.role == OrgRole::Owner {
-            needs_owner(&caller, "make or change an owner")?;
+            needs_owner(caller, "make or change an owner")?;
         }
         if role != user.role {
             let from = user.role;
-            user = people.set_role(&org, &id, role).await?;
+            user = people.set_role(org, id, role).await?;
             people
                 .audit
                 .record(caller_entry(
                     people,
-                    &caller,
-                    &org,
-                    &client,
+                    caller,
+                    org,
+                    client,
                     "member.edit",
-                    Some(("user", &id)),
+                    Some(("user", id)),
                     json!({"email": user.email, "from": from, "role": role}),
                 ))
                 .await;
         }
     }
-    if let Some(disabled) = body.disabled {
+    if let Some(disabled) = disabled {
         if user.role == OrgRole::Owner {
-            needs_owner(&caller, "disable an owner")?;
+            needs_owner(caller, "disable an owner")?;
         }
         if caller.actor.as_ref().is_some_and(|a| a.user_id == id) && disabled {
             return Err(ApiError::Forbidden(
@@ -199,26 +271,26 @@ pub(super) async fn update_member(
             ));
         }
         if disabled != user.disabled {
-            user = people.set_disabled(&org, &id, disabled).await?;
+            user = people.set_disabled(org, id, disabled).await?;
             people
                 .audit
                 .record(caller_entry(
                     people,
-                    &caller,
-                    &org,
-                    &client,
+                    caller,
+                    org,
+                    client,
                     if disabled {
                         "member.disable"
                     } else {
                         "member.enable"
                     },
-                    Some(("user", &id)),
+                    Some(("user", id)),
                     json!({"email": user.email}),
                 ))
                 .await;
         }
     }
-    Ok(Json(people.member(&user).await?))
+    Ok(people.member(&user).await?)
 }
 
 pub(super) async fn end_member_sessions(
@@ -228,22 +300,35 @@ pub(super) async fn end_member_sessions(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let caller = caller_in(&state, &headers, &org, Scope::MemberAdmin).await?;
+    let ended = end_sessions_of(&state, &caller, &client, &org, &id).await?;
+    Ok(Json(json!({"sessionsEnded": ended})))
+}
+
+/// Ends every session of a member (`member:admin`); returns how many.
+pub(crate) async fn end_sessions_of(
+    state: &MembersState,
+    caller: &Caller,
+    client: &Client,
+    org: &str,
+    id: &str,
+) -> Result<usize, ApiError> {
+    check_in(caller, org, Scope::MemberAdmin)?;
     let people = &state.auth.people;
-    let user = people.user_in(&org, &id).await?;
+    let user = people.user_in(org, id).await?;
     let ended = people.end_sessions(&user.id, None).await?;
     people
         .audit
         .record(caller_entry(
             people,
-            &caller,
-            &org,
-            &client,
+            caller,
+            org,
+            client,
             "session.revoke",
-            Some(("user", &id)),
+            Some(("user", id)),
             json!({"email": user.email, "sessionsEnded": ended}),
         ))
         .await;
-    Ok(Json(json!({"sessionsEnded": ended})))
+    Ok(ended)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,27 +346,46 @@ pub(super) async fn add_team_member(
     input: Input<TeamRoleBody>,
 ) -> Result<(StatusCode, Json<Team>), ApiError> {
     let caller = caller_in(&state, &headers, &org, Scope::TeamWrite).await?;
-    let role: TeamRole = input
-        .value
-        .team_role
-        .as_deref()
-        .unwrap_or("contributor")
-        .parse()?;
+    let updated = join_team(
+        &state,
+        &caller,
+        &client,
+        &org,
+        &id,
+        &team,
+        input.value.team_role.as_deref(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(updated)))
+}
+
+/// Adds member `id` to `team` with a team role (default contributor); needs `team:write`.
+pub(crate) async fn join_team(
+    state: &MembersState,
+    caller: &Caller,
+    client: &Client,
+    org: &str,
+    id: &str,
+    team: &str,
+    role: Option<&str>,
+) -> Result<Team, ApiError> {
+    check_in(caller, org, Scope::TeamWrite)?;
+    let role: TeamRole = role.unwrap_or("contributor").parse()?;
     let people = &state.auth.people;
-    let updated = people.add_team_member(&org, &team, &id, role).await?;
+    let updated = people.add_team_member(org, team, id, role).await?;
     people
         .audit
         .record(caller_entry(
             people,
-            &caller,
-            &org,
-            &client,
+            caller,
+            org,
+            client,
             "member.join-team",
-            Some(("user", &id)),
+            Some(("user", id)),
             json!({"team": team, "teamRole": role}),
         ))
         .await;
-    Ok((StatusCode::CREATED, Json(updated)))
+    Ok(updated)
 }
 
 pub(super) async fn remove_team_member(
@@ -333,31 +437,57 @@ pub(super) async fn create_team(
     Json(body): Json<TeamBody>,
 ) -> Result<(StatusCode, Json<Team>), ApiError> {
     let caller = caller_in(&state, &headers, &org, Scope::TeamWrite).await?;
+    let team = new_team(&state, &caller, &client, &org, &body.slug).await?;
+    Ok((StatusCode::CREATED, Json(team)))
+}
+
+/// Creates a team (`team:write`).
+pub(crate) async fn new_team(
+    state: &MembersState,
+    caller: &Caller,
+    client: &Client,
+    org: &str,
+    slug: &str,
+) -> Result<Team, ApiError> {
+    check_in(caller, org, Scope::TeamWrite)?;
     let people = &state.auth.people;
-    let team = people.create_team(&org, &body.slug).await?;
+    let team = people.create_team(org, slug).await?;
     people
         .audit
         .record(caller_entry(
             people,
-            &caller,
-            &org,
-            &client,
+            caller,
+            org,
+            client,
             "team.create",
             Some(("team", &team.slug)),
             json!({}),
         ))
         .await;
-    Ok((StatusCode::CREATED, Json(team)))
+    Ok(team)
 }
 
 async fn project_team(
     state: &MembersState,
     headers: &HeaderMap,
-    client: &crate::people::Client,
+    client: &Client,
+    path: (String, String, String),
+    add: bool,
+) -> Result<Team, ApiError> {
+    let caller = caller_in(state, headers, &path.0, Scope::TeamWrite).await?;
+    team_project(state, &caller, client, path, add).await
+}
+
+/// Makes `team` own `project` (or no longer own it); needs `team:write` and access to the
+/// project.
+pub(crate) async fn team_project(
+    state: &MembersState,
+    caller: &Caller,
+    client: &Client,
     (org, project, team): (String, String, String),
     add: bool,
 ) -> Result<Team, ApiError> {
-    let caller = caller_in(state, headers, &org, Scope::TeamWrite).await?;
+    check_in(caller, &org, Scope::TeamWrite)?;
     let ids = state
         .projects
         .ids_by_name(&org, std::slice::from_ref(&project))
@@ -381,7 +511,7 @@ async fn project_team(
         .audit
         .record(caller_entry(
             people,
-            &caller,
+            caller,
             &org,
             client,
             if add {

@@ -8,7 +8,7 @@ mod issues;
 mod keys;
 pub mod listener;
 mod maintenance;
-mod members;
+pub(crate) mod members;
 mod metrics;
 mod query;
 mod security;
@@ -17,7 +17,8 @@ mod sso;
 mod tests;
 mod tokens;
 
-pub(crate) use auth::{ClientInfo, entry as audit_entry};
+pub(crate) use auth::{Caller, ClientInfo, entry as audit_entry};
+pub(crate) use members::MembersState;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,6 +125,16 @@ pub fn session_cookie_name(node: &Node) -> &'static str {
     auth::CookieSettings::from_config(&node.config).name
 }
 
+/// What member and team changes need (the API's handlers and the web UI's forms).
+pub(crate) fn members_state(node: &Arc<Node>) -> MembersState {
+    MembersState {
+        auth: auth_of(node),
+        projects: Arc::clone(&node.projects),
+        public_url: public_url(node),
+        mailer: node.mailer.clone(),
+    }
+}
+
 /// The authentication every handler shares.
 fn auth_of(node: &Arc<Node>) -> auth::Auth {
     auth::Auth {
@@ -151,12 +162,7 @@ fn both(
 /// `/auth/...`, members, teams and organization settings.
 fn people_routes(node: &Arc<Node>) -> Router {
     let auth = auth_of(node);
-    let members = members::MembersState {
-        auth: auth.clone(),
-        projects: Arc::clone(&node.projects),
-        public_url: public_url(node),
-        mailer: node.mailer.clone(),
-    };
+    let members = members_state(node);
     let org = "/api/0/organizations/{org}/";
     let people = Router::new();
     let people = both(people, org, get(members::get_org).put(members::update_org));

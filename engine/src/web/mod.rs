@@ -17,6 +17,7 @@ mod console;
 mod event;
 mod issue;
 mod search;
+mod settings;
 mod stream;
 mod svg;
 #[cfg(test)]
@@ -78,6 +79,21 @@ pub fn router(node: &Arc<Node>) -> Router {
         .route("/organizations/{org}/sql/", get(console::page))
         .route("/organizations/{org}/sql/download/", get(console::download))
         .route("/organizations/{org}/projects/", get(projects_page))
+        .route("/organizations/{org}/settings/", get(settings::page))
+        .route(
+            "/organizations/{org}/settings/invite/",
+            post(settings::invite),
+        )
+        .route(
+            "/organizations/{org}/settings/members/{id}/",
+            post(settings::member),
+        )
+        .route("/organizations/{org}/settings/teams/", post(settings::team))
+        .route(
+            "/organizations/{org}/settings/teams/{team}/",
+            post(settings::team_change),
+        )
+        .route("/organizations/{org}/settings/audit/", get(settings::audit))
         .route("/account/", get(account::page))
         .route("/account/password/", post(account::password))
         .route("/account/totp/", post(account::totp_enrol))
@@ -108,6 +124,8 @@ pub fn router(node: &Arc<Node>) -> Router {
         "/organizations/{org}/issues/{id}",
         "/organizations/{org}/sql",
         "/organizations/{org}/projects",
+        "/organizations/{org}/settings",
+        "/organizations/{org}/settings/audit",
         "/account",
     ] {
         router = router.route(path, get(add_slash));
@@ -286,7 +304,8 @@ pub(crate) struct Layout {
     pub(crate) projects: Vec<String>,
     /// The project the page is narrowed to, or empty.
     pub(crate) project: String,
-    /// The navigation entry of the page: `issues`, `sql`, `projects`, `account` or empty.
+    /// The navigation entry of the page: `issues`, `sql`, `projects`, `settings`, `account` or
+    /// empty.
     pub(crate) nav: &'static str,
     pub(crate) user: String,
     pub(crate) css: String,

@@ -1332,3 +1332,264 @@ async fn sessions_end_one_by_one_or_all_others() {
     let page = h.person_page("/account/", &first).await;
     assert!(!page.contains("End all other sessions"));
 }
+
+// ---- organization settings ----
+
+#[tokio::test]
+async fn organization_settings_act_for_owners_and_read_only_for_members() {
+    let h = harness().await;
+    h.person(OWNER_EMAIL, crate::people::OrgRole::Owner).await;
+    h.person("mia@example.com", crate::people::OrgRole::Member)
+        .await;
+    let owner = h.login(OWNER_EMAIL, OWNER_PASSWORD, None).await;
+    let member = h.login("mia@example.com", OWNER_PASSWORD, None).await;
+    let mia = h
+        .node
+        .people
+        .user_by_email("mia@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let settings = "/organizations/default/settings/";
+
+    // the owner sees every action
+    let page = h.person_page(settings, &owner).await;
+    for expected in [
+        "data-member=\"mia@example.com\"",
+        "Change role",
+        "End sessions",
+        "action=\"/organizations/default/settings/invite/\"",
+        "Create team",
+        "/organizations/default/settings/audit/",
+        "aria-current=\"page\">Settings",
+    ] {
+        assert!(page.contains(expected), "owner page lacks {expected}");
+    }
+    // a member reads the same list without any action
+    let page = h.person_page(settings, &member).await;
+    assert!(page.contains("data-member=\"owner@example.com\""));
+    for absent in [
+        "Change role",
+        "End sessions",
+        "/settings/invite/",
+        "Create team",
+        "/settings/audit/",
+    ] {
+        assert!(!page.contains(absent), "member page offers {absent}");
+    }
+    let member_url = format!("{settings}members/{mia}/");
+    let refused = h
+        .with_cookie(Method::POST, &member_url, &member, "action=disable")
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(refused.body.contains("member:admin"), "{}", refused.body);
+    let refused = h
+        .with_cookie(
+            Method::POST,
+            &format!("{settings}invite/"),
+            &member,
+            "email=x%40example.com&role=member",
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let refused = h
+        .with_cookie(Method::GET, &format!("{settings}audit/"), &member, "")
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.body.contains("org:admin"), "{}", refused.body);
+
+    // invite: the link is shown once, on the answer
+    let invited = h
+        .with_cookie(
+            Method::POST,
+            &format!("{settings}invite/"),
+            &owner,
+            "email=grace%40example.com&role=admin",
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::OK, "{}", invited.body);
+    assert_csp_clean("invited", &invited.body);
+    assert!(
+        invited
+            .body
+            .contains("grace@example.com is invited as admin")
+    );
+    let link = code_text(&invited.body, "invite-link");
+    let token = link.rsplit("/accept/").next().unwrap();
+    assert_eq!(
+        h.get(&format!("/accept/{token}"), None).await.status,
+        StatusCode::OK
+    );
+    assert!(!h.person_page(settings, &owner).await.contains(token));
+    // the same address twice is the API's 409-class error, shown on the page
+    let again = h
+        .with_cookie(
+            Method::POST,
+            &format!("{settings}invite/"),
+            &owner,
+            "email=mia%40example.com&role=member",
+        )
+        .await;
+    assert!(again.status.is_client_error(), "{}", again.status);
+    assert!(again.body.contains("role=\"alert\""));
+
+    // change the role, disable (which ends the sessions at once), enable
+    let changed = h
+        .with_cookie(
+            Method::POST,
+            &member_url,
+            &owner,
+            "action=role&role=manager",
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.body);
+    assert_eq!(changed.location(), format!("{settings}?done=role"));
+    let disabled = h
+        .with_cookie(Method::POST, &member_url, &owner, "action=disable")
+        .await;
+    assert_eq!(disabled.location(), format!("{settings}?done=disabled"));
+    assert_eq!(
+        h.with_cookie(Method::GET, settings, &member, "")
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    let page = h
+        .person_page(&format!("{settings}?done=disabled"), &owner)
+        .await;
+    assert!(
+        page.contains("<td>manager</td>\n      <td>disabled</td>"),
+        "{page}"
+    );
+    let enabled = h
+        .with_cookie(Method::POST, &member_url, &owner, "action=enable")
+        .await;
+    assert_eq!(enabled.location(), format!("{settings}?done=enabled"));
+    let member = h.login("mia@example.com", OWNER_PASSWORD, None).await;
+    // a manager acts on members now
+    assert!(
+        h.person_page(settings, &member)
+            .await
+            .contains("Change role")
+    );
+    let ended = h
+        .with_cookie(Method::POST, &member_url, &owner, "action=end-sessions")
+        .await;
+    assert_eq!(ended.location(), format!("{settings}?done=sessions"));
+    assert_eq!(
+        h.with_cookie(Method::GET, settings, &member, "")
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+    let bad = h
+        .with_cookie(Method::POST, &member_url, &owner, "action=promote")
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body
+            .contains("not one of role, disable, enable, end-sessions")
+    );
+
+    // teams: create, add a member and a project
+    let created = h
+        .with_cookie(
+            Method::POST,
+            &format!("{settings}teams/"),
+            &owner,
+            "slug=web",
+        )
+        .await;
+    assert_eq!(created.location(), format!("{settings}?done=team"));
+    let bad = h
+        .with_cookie(
+            Method::POST,
+            &format!("{settings}teams/"),
+            &owner,
+            "slug=Not+A+Slug",
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    assert!(bad.body.contains("role=\"alert\""));
+    let team_url = format!("{settings}teams/web/");
+    let joined = h
+        .with_cookie(Method::POST, &team_url, &owner, &format!("member={mia}"))
+        .await;
+    assert_eq!(joined.location(), format!("{settings}?done=team-member"));
+    let owned = h
+        .with_cookie(Method::POST, &team_url, &owner, "project=shop")
+        .await;
+    assert_eq!(owned.location(), format!("{settings}?done=team-project"));
+    let page = h.person_page(settings, &owner).await;
+    assert!(
+        page.contains("<td>mia@example.com (contributor)</td>\n      <td>shop</td>"),
+        "{page}"
+    );
+
+    // the audit log page: newest first, every action above, by the owner
+    let audit = h.person_page(&format!("{settings}audit/"), &owner).await;
+    let order: Vec<usize> = [
+        "project-team.add",
+        "member.join-team",
+        "team.create",
+        "session.revoke",
+        "member.enable",
+        "member.disable",
+        "member.edit",
+        "member.invite",
+    ]
+    .iter()
+    .map(|e| {
+        audit
+            .find(&format!("<code>{e}</code>"))
+            .unwrap_or_else(|| panic!("no {e} in {audit}"))
+    })
+    .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    assert!(audit.contains(OWNER_EMAIL));
+    let empty = h
+        .person_page(&format!("{settings}audit/?page=2"), &owner)
+        .await;
+    assert!(empty.contains("No entries on this page"));
+    assert_eq!(
+        h.with_cookie(Method::GET, &format!("{settings}audit/?page=0"), &owner, "")
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    // another organization's settings read as not existing
+    assert_eq!(
+        h.with_cookie(Method::GET, "/organizations/other/settings/", &owner, "")
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn organization_settings_for_tokens_follow_their_scopes() {
+    let h = harness().await;
+    h.person(OWNER_EMAIL, crate::people::OrgRole::Owner).await;
+    let reader = h.token(&[Scope::EventRead], None).await;
+    let reply = h
+        .get("/organizations/default/settings/", Some(&reader))
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.body.contains("member:read"), "{}", reply.body);
+    let members = h.token(&[Scope::EventRead, Scope::MemberRead], None).await;
+    let page = h.page("/organizations/default/settings/", &members).await;
+    assert!(page.contains("data-member=\"owner@example.com\""));
+    assert!(!page.contains("Change role"));
+    let admin = h.token(&crate::tenancy::ALL_SCOPES, None).await;
+    let page = h.page("/organizations/default/settings/", &admin).await;
+    assert!(page.contains("Change role"));
+    let audit = h
+        .page("/organizations/default/settings/audit/", &admin)
+        .await;
+    assert!(audit.contains("Audit log"));
+    let reply = h
+        .get("/organizations/default/settings/audit/", Some(&members))
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}
