@@ -415,6 +415,61 @@ test("without credentials the browser is sent to the login form", async () => {
   await ctx.close();
 });
 
+test("organization settings: invite a member who accepts, a team, the audit log", async () => {
+  const { ctx, problems, page } = await loggedIn();
+  assertCsp(await page.goto(`${base}/organizations/default/settings/`), "settings");
+  await page.fill("#invite-email", "grace@example.com");
+  await page.selectOption("#invite-role", "admin");
+  await page.click("button:has-text('Invite')");
+  await page.waitForSelector("#invite-link");
+  const link = (await page.textContent("#invite-link")).trim();
+  assert.match(link, new RegExp(`^${base}/accept/`));
+
+  // Grace accepts in her own browser and is logged in
+  const grace = await context();
+  const gracePage = await grace.ctx.newPage();
+  assertCsp(await gracePage.goto(link), "accept");
+  assert.ok((await gracePage.textContent("main")).includes("grace@example.com"));
+  await checkAccessibility(gracePage, "accept");
+  await gracePage.fill("#name", "Grace");
+  await gracePage.fill("#password", "long winter evenings by the sea");
+  await gracePage.click("button:has-text('Accept and log in')");
+  await gracePage.waitForURL(/\/organizations\/default\/issues\/$/);
+  assert.ok((await gracePage.textContent("header.top")).includes("grace@example.com"));
+  assert.deepEqual(grace.problems, []);
+  await grace.ctx.close();
+
+  // the owner sees her, makes a team of her and the shop project
+  await page.goto(`${base}/organizations/default/settings/`);
+  const row = page.locator("tr[data-member='grace@example.com']");
+  assert.equal(await row.locator("td").nth(2).textContent(), "admin");
+  assert.equal(await row.locator("td").nth(3).textContent(), "active");
+  await page.fill("#team-slug", "web");
+  await page.click("button:has-text('Create team')");
+  await page.waitForURL(/done=team$/);
+  await page.selectOption("#team-member-web", { label: "grace@example.com" });
+  await page.click("tr[data-team='web'] button:has-text('Add member')");
+  await page.waitForURL(/done=team-member$/);
+  await page.selectOption("#team-project-web", "shop");
+  await page.click("tr[data-team='web'] button:has-text('Add project')");
+  await page.waitForURL(/done=team-project$/);
+  const team = await page.textContent("tr[data-team='web']");
+  assert.ok(team.includes("grace@example.com (contributor)") && team.includes("shop"), team);
+  await checkAccessibility(page, "settings");
+  await shot(page, "settings");
+
+  await page.click("text=Audit log");
+  await page.waitForURL(/\/settings\/audit\/$/);
+  const audit = await page.textContent("main");
+  for (const event of ["project-team.add", "member.join-team", "team.create", "member.accept-invite", "member.invite", "user.login"]) {
+    assert.ok(audit.includes(event), `audit log lacks ${event}`);
+  }
+  await checkAccessibility(page, "audit log");
+  await shot(page, "audit");
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
 test("TOTP: enrol on the account page, then log in with a code", async () => {
   const { ctx, problems, page } = await loggedIn();
   assertCsp(await page.goto(`${base}/account/`), "account");
