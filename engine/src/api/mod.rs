@@ -119,6 +119,19 @@ pub async fn authenticate(
     }
 }
 
+/// Like [`authenticate`], but lets through a session that must still enrol MFA (its actor says
+/// so, and its principal holds no scope): for the pages where it enrols.
+pub async fn authenticate_enrolling(
+    node: &Arc<Node>,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<(Option<crate::people::Actor>, Arc<crate::tenancy::Principal>)>, ApiError> {
+    match auth_of(node).caller_enrolling(headers).await {
+        Ok(caller) => Ok(Some((caller.actor, caller.principal))),
+        Err(ApiError::MissingToken) => Ok(None),
+        Err(err) => Err(err),
+    }
+}
+
 /// The name of the login session cookie on this server (`__Host-faultline_session`, or
 /// `faultline_session` on a plain-HTTP loopback listener without an https public URL).
 pub fn session_cookie_name(node: &Node) -> &'static str {

@@ -219,6 +219,11 @@ pub(crate) async fn page(
         Some("totp-off") => Some("Two-factor authentication is off.".to_owned()),
         Some("session") => Some("The session was ended.".to_owned()),
         Some("others") => Some("Your other sessions were ended.".to_owned()),
+        Some("mfa-required") if actor.must_enrol_mfa => Some(
+            "Your organization requires two-factor authentication: set up an authenticator \
+             app to continue."
+                .to_owned(),
+        ),
         _ => None,
     };
     account(

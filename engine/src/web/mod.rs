@@ -153,7 +153,20 @@ pub(crate) async fn authenticate(
     // an ended or expired session sends the browser to log in again; a wrong API token is
     // the client's to fix and answered as the API would
     let has_token = request.headers().contains_key(header::AUTHORIZATION);
-    match crate::api::authenticate(&state.node, request.headers()).await {
+    match crate::api::authenticate_enrolling(&state.node, request.headers()).await {
+        Ok(Some((Some(actor), _))) if actor.must_enrol_mfa && !enrols(&request) => {
+            // the organization requires MFA: only the account page's enrolment until then
+            if is_read {
+                Redirect::to("/account/?done=mfa-required").into_response()
+            } else {
+                WebError::Api(ApiError::Forbidden(
+                    "your organization requires two-factor authentication: set up an \
+                     authenticator app on your account page first"
+                        .to_owned(),
+                ))
+                .into_response()
+            }
+        }
         Ok(Some((actor, principal))) => {
             request.extensions_mut().insert(principal);
             if let Some(actor) = actor {
@@ -168,6 +181,15 @@ pub(crate) async fn authenticate(
         Ok(None) => WebError::Unauthenticated.into_response(),
         Err(err) => WebError::from(err).into_response(),
     }
+}
+
+/// The requests a session that must enrol MFA may make: the account page and TOTP enrolment.
+fn enrols(request: &Request) -> bool {
+    matches!(
+        (request.method(), request.uri().path()),
+        (&Method::GET | &Method::HEAD, "/account/")
+            | (&Method::POST, "/account/totp/" | "/account/totp/confirm/")
+    )
 }
 
 /// Sends the browser to the login page, to come back to this request's page.

@@ -1593,3 +1593,67 @@ async fn organization_settings_for_tokens_follow_their_scopes() {
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_required_second_factor_is_enrolled_on_the_account_page_first() {
+    let h = harness().await;
+    h.person("mia@example.com", crate::people::OrgRole::Member)
+        .await;
+    let settings = crate::people::OrgSettings {
+        require_mfa: true,
+        ..crate::people::OrgSettings::default()
+    };
+    h.node
+        .people
+        .set_org_settings(DEFAULT_ORG, &settings)
+        .await
+        .unwrap();
+    let cookie = h.login("mia@example.com", OWNER_PASSWORD, None).await;
+    for uri in [
+        "/organizations/default/issues/",
+        "/organizations/default/settings/",
+    ] {
+        let reply = h.with_cookie(Method::GET, uri, &cookie, "").await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{uri}");
+        assert_eq!(reply.location(), "/account/?done=mfa-required", "{uri}");
+    }
+    let page = h.person_page("/account/?done=mfa-required", &cookie).await;
+    assert!(
+        page.contains("requires two-factor authentication"),
+        "{page}"
+    );
+    let refused = h
+        .with_cookie(
+            Method::POST,
+            "/account/password/",
+            &cookie,
+            "current=x&password=y",
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.body.contains("set up an authenticator app"),
+        "{}",
+        refused.body
+    );
+    let enrol = h
+        .with_cookie(Method::POST, "/account/totp/", &cookie, "")
+        .await;
+    assert_eq!(enrol.status, StatusCode::OK, "{}", enrol.body);
+    let secret = code_text(&enrol.body, "totp-secret");
+    let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+    let code = crate::people::totp::code_at(&secret, now).unwrap();
+    let on = h
+        .with_cookie(
+            Method::POST,
+            "/account/totp/confirm/",
+            &cookie,
+            &format!("code={code}"),
+        )
+        .await;
+    assert_eq!(on.status, StatusCode::OK, "{}", on.body);
+    assert_eq!(on.body.matches("<li><code>").count(), 10);
+    // enrolled: the pages open
+    h.person_page("/organizations/default/issues/", &cookie)
+        .await;
+}
