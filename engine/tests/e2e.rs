@@ -8,7 +8,8 @@
 //! Needs (installed by `scripts/test`): a Python venv with `tests/requirements.txt`
 //! (`FAULTLINE_TEST_PYTHON`, default `<workspace>/.venv/bin/python`; `moto_server` next to it)
 //! (including `adbc-driver-flightsql`, `pyarrow`, `psycopg`, `asyncpg` and `sqlalchemy`), `npm ci` in `tests/node` (`node` on PATH),
-//! and `psql` (Debian package postgresql-client); `pyotp` for the TOTP test.
+//! and `psql` (Debian package postgresql-client); `pyotp` for the TOTP test, `aiosmtpd` for the
+//! mail test and npm `oidc-provider` (in `tests/node`) for single sign-on.
 //! A missing tool fails the test; nothing is skipped.
 
 #[path = "e2e/harness.rs"]
