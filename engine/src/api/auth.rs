@@ -117,6 +117,31 @@ pub(crate) struct Caller {
 }
 
 impl Auth {
+    /// Records `event`, done by a logged-in person, in their organization's audit log.
+    pub(super) async fn audit_own(
+        &self,
+        actor: &Actor,
+        principal: &Principal,
+        client: &Client,
+        event: &str,
+        target: (&str, &str),
+        data: serde_json::Value,
+    ) {
+        let org = principal.org.as_deref().unwrap_or_default();
+        self.people
+            .audit
+            .record(entry(
+                &self.people,
+                org,
+                Some(actor),
+                client,
+                event,
+                Some(target),
+                data,
+            ))
+            .await;
+    }
+
     /// The caller's permissions, from a Bearer token or the session cookie.
     pub(super) async fn principal(&self, headers: &HeaderMap) -> Result<Arc<Principal>, ApiError> {
         Ok(self.caller(headers).await?.principal)
@@ -414,19 +439,15 @@ pub(super) async fn logout(
 ) -> Result<Response, ApiError> {
     if let Some(cookie) = auth.cookie.read(&headers) {
         if let Ok(Some((actor, principal))) = auth.people.session_principal(cookie).await {
-            let org = principal.org.clone().unwrap_or_default();
-            auth.people
-                .audit
-                .record(entry(
-                    &auth.people,
-                    &org,
-                    Some(&actor),
-                    &client,
-                    "user.logout",
-                    Some(("session", &actor.session_id)),
-                    json!({}),
-                ))
-                .await;
+            auth.audit_own(
+                &actor,
+                &principal,
+                &client,
+                "user.logout",
+                ("session", &actor.session_id),
+                json!({}),
+            )
+            .await;
         }
         auth.people.logout(cookie).await?;
     }
@@ -577,19 +598,15 @@ pub(super) async fn change_password(
         .people
         .change_password(&actor, &body.current, &body.password)
         .await?;
-    let org = principal.org.clone().unwrap_or_default();
-    auth.people
-        .audit
-        .record(entry(
-            &auth.people,
-            &org,
-            Some(&actor),
-            &client,
-            "user.password.change",
-            Some(("user", &actor.user_id)),
-            json!({"sessionsEnded": ended}),
-        ))
-        .await;
+    auth.audit_own(
+        &actor,
+        &principal,
+        &client,
+        "user.password.change",
+        ("user", &actor.user_id),
+        json!({"sessionsEnded": ended}),
+    )
+    .await;
     Ok(done(
         input.form,
         body.next.as_deref(),
@@ -634,19 +651,15 @@ pub(super) async fn end_session(
 ) -> Result<StatusCode, ApiError> {
     let (actor, principal) = auth.actor(&headers).await?;
     auth.people.end_session(&actor.user_id, &id).await?;
-    let org = principal.org.clone().unwrap_or_default();
-    auth.people
-        .audit
-        .record(entry(
-            &auth.people,
-            &org,
-            Some(&actor),
-            &client,
-            "session.revoke",
-            Some(("session", &id)),
-            json!({}),
-        ))
-        .await;
+    auth.audit_own(
+        &actor,
+        &principal,
+        &client,
+        "session.revoke",
+        ("session", &id),
+        json!({}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -660,19 +673,15 @@ pub(super) async fn end_other_sessions(
         .people
         .end_other_sessions(&actor.user_id, &actor.session_id)
         .await?;
-    let org = principal.org.clone().unwrap_or_default();
-    auth.people
-        .audit
-        .record(entry(
-            &auth.people,
-            &org,
-            Some(&actor),
-            &client,
-            "session.revoke",
-            Some(("user", &actor.user_id)),
-            json!({"sessionsEnded": ended}),
-        ))
-        .await;
+    auth.audit_own(
+        &actor,
+        &principal,
+        &client,
+        "session.revoke",
+        ("user", &actor.user_id),
+        json!({"sessionsEnded": ended}),
+    )
+    .await;
     Ok(Json(json!({"sessionsEnded": ended})))
 }
 
@@ -702,19 +711,15 @@ pub(super) async fn totp_confirm(
 ) -> Result<Response, ApiError> {
     let (actor, principal) = auth.actor(&headers).await?;
     let codes = auth.people.confirm_totp(&actor, &input.value.code).await?;
-    let org = principal.org.clone().unwrap_or_default();
-    auth.people
-        .audit
-        .record(entry(
-            &auth.people,
-            &org,
-            Some(&actor),
-            &client,
-            "user.mfa.enable",
-            Some(("user", &actor.user_id)),
-            json!({"type": "totp"}),
-        ))
-        .await;
+    auth.audit_own(
+        &actor,
+        &principal,
+        &client,
+        "user.mfa.enable",
+        ("user", &actor.user_id),
+        json!({"type": "totp"}),
+    )
+    .await;
     let mut response = Json(json!({"recoveryCodes": codes})).into_response();
     response
         .headers_mut()
@@ -737,18 +742,14 @@ pub(super) async fn totp_disable(
     auth.people
         .disable_totp(&actor, &input.value.password)
         .await?;
-    let org = principal.org.clone().unwrap_or_default();
-    auth.people
-        .audit
-        .record(entry(
-            &auth.people,
-            &org,
-            Some(&actor),
-            &client,
-            "user.mfa.disable",
-            Some(("user", &actor.user_id)),
-            json!({"type": "totp"}),
-        ))
-        .await;
+    auth.audit_own(
+        &actor,
+        &principal,
+        &client,
+        "user.mfa.disable",
+        ("user", &actor.user_id),
+        json!({"type": "totp"}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
