@@ -371,13 +371,7 @@ pub(super) async fn login(
     let org = user.as_ref().map_or("default", |u| u.org.as_str());
     match result {
         Ok(session) => {
-            let actor = Actor {
-                user_id: session.user.id.clone(),
-                email: session.user.email.clone(),
-                name: session.user.name.clone(),
-                session_id: String::new(),
-                must_enrol_mfa: false,
-            };
+            let actor = actor_of(&session);
             auth.people
                 .audit
                 .record(entry(
@@ -528,7 +522,8 @@ fn form_error(form: bool, page: &str, token: &str, err: ApiError) -> Result<Resp
     .into_response())
 }
 
-fn actor_of(session: &NewSession) -> Actor {
+/// The person a new login session belongs to (for the audit entry of the login).
+pub(super) fn actor_of(session: &NewSession) -> Actor {
     Actor {
         user_id: session.user.id.clone(),
         email: session.user.email.clone(),

@@ -21,7 +21,7 @@ use serde_json::json;
 use super::auth::{self, Auth, ClientInfo, CookieSettings};
 use super::error::ApiError;
 use crate::people::sso::{self, Sso};
-use crate::people::{self, Actor, Client};
+use crate::people::{self, Client};
 use crate::tenancy::DEFAULT_ORG;
 
 #[derive(Clone)]
@@ -107,13 +107,7 @@ pub(super) async fn callback(
     let people = &state.auth.people;
     let mut response = match result {
         Ok((session, next)) => {
-            let actor = Actor {
-                user_id: session.user.id.clone(),
-                email: session.user.email.clone(),
-                name: session.user.name.clone(),
-                session_id: String::new(),
-                must_enrol_mfa: false,
-            };
+            let actor = auth::actor_of(&session);
             people
                 .audit
                 .record(auth::entry(
