@@ -248,7 +248,10 @@ pub fn render(levels: Levels) -> String {
     // One scrape at a time, so the gauges encoded are the ones this scrape set.
     static RENDERING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
     let _one = RENDERING.lock();
-    let m = &*METRICS;
+    encode(&METRICS, levels)
+}
+
+fn encode(m: &Metrics, levels: Levels) -> String {
     m.buffer_rows.set(gauge(levels.buffer_rows as u64));
     m.buffer_bytes.set(gauge(levels.buffer_bytes as u64));
     m.wal_unflushed.set(gauge(levels.wal_unflushed_bytes));
@@ -397,16 +400,17 @@ fn store_outcome<T>(result: &object_store::Result<T>) -> &'static str {
 }
 
 fn store_request<T>(
+    metrics: &Metrics,
     operation: &'static str,
     started: Instant,
     result: object_store::Result<T>,
 ) -> object_store::Result<T> {
-    METRICS
+    metrics
         .store_duration
         .get_or_create(&OperationLabels { operation })
         .observe(started.elapsed().as_secs_f64());
     let outcome = store_outcome(&result);
-    METRICS
+    metrics
         .store_requests
         .get_or_create(&OperationOutcomeLabels { operation, outcome })
         .inc();
@@ -415,13 +419,14 @@ fn store_request<T>(
 
 /// Counts the outcome of each item of a listing or deletion stream.
 fn counted<T: Send + 'static>(
+    metrics: &'static Metrics,
     operation: &'static str,
     stream: BoxStream<'static, object_store::Result<T>>,
 ) -> BoxStream<'static, object_store::Result<T>> {
     stream
         .inspect(move |item| {
             let outcome = store_outcome(item);
-            METRICS
+            metrics
                 .store_requests
                 .get_or_create(&OperationOutcomeLabels { operation, outcome })
                 .inc();
@@ -431,13 +436,25 @@ fn counted<T: Send + 'static>(
 
 /// Wraps a store so its requests are counted and timed.
 pub fn instrument(inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
-    Arc::new(InstrumentedStore { inner })
+    Arc::new(InstrumentedStore {
+        inner,
+        metrics: &METRICS,
+    })
 }
 
 /// An object store that counts and times every request of the store it wraps.
-#[derive(Debug)]
 pub struct InstrumentedStore {
     inner: Arc<dyn ObjectStore>,
+    /// The process-wide set, except in tests that count on their own.
+    metrics: &'static Metrics,
+}
+
+impl fmt::Debug for InstrumentedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InstrumentedStore")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Display for InstrumentedStore {
@@ -456,7 +473,7 @@ impl ObjectStore for InstrumentedStore {
     ) -> object_store::Result<PutResult> {
         let started = Instant::now();
         let result = self.inner.put_opts(location, payload, opts).await;
-        store_request("put", started, result)
+        store_request(self.metrics, "put", started, result)
     }
 
     async fn put_multipart_opts(
@@ -466,7 +483,7 @@ impl ObjectStore for InstrumentedStore {
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         let started = Instant::now();
         let result = self.inner.put_multipart_opts(location, opts).await;
-        store_request("put_multipart", started, result)
+        store_request(self.metrics, "put_multipart", started, result)
     }
 
     async fn get_opts(
@@ -477,7 +494,7 @@ impl ObjectStore for InstrumentedStore {
         let started = Instant::now();
         let operation = if options.head { "head" } else { "get" };
         let result = self.inner.get_opts(location, options).await;
-        store_request(operation, started, result)
+        store_request(self.metrics, operation, started, result)
     }
 
     async fn get_ranges(
@@ -487,18 +504,18 @@ impl ObjectStore for InstrumentedStore {
     ) -> object_store::Result<Vec<Bytes>> {
         let started = Instant::now();
         let result = self.inner.get_ranges(location, ranges).await;
-        store_request("get_ranges", started, result)
+        store_request(self.metrics, "get_ranges", started, result)
     }
 
     fn delete_stream(
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        counted("delete", self.inner.delete_stream(locations))
+        counted(self.metrics, "delete", self.inner.delete_stream(locations))
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        counted("list", self.inner.list(prefix))
+        counted(self.metrics, "list", self.inner.list(prefix))
     }
 
     fn list_with_offset(
@@ -506,13 +523,17 @@ impl ObjectStore for InstrumentedStore {
         prefix: Option<&Path>,
         offset: &Path,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        counted("list", self.inner.list_with_offset(prefix, offset))
+        counted(
+            self.metrics,
+            "list",
+            self.inner.list_with_offset(prefix, offset),
+        )
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         let started = Instant::now();
         let result = self.inner.list_with_delimiter(prefix).await;
-        store_request("list_with_delimiter", started, result)
+        store_request(self.metrics, "list_with_delimiter", started, result)
     }
 
     async fn copy_opts(
@@ -523,7 +544,7 @@ impl ObjectStore for InstrumentedStore {
     ) -> object_store::Result<()> {
         let started = Instant::now();
         let result = self.inner.copy_opts(from, to, options).await;
-        store_request("copy", started, result)
+        store_request(self.metrics, "copy", started, result)
     }
 
     async fn rename_opts(
@@ -534,7 +555,7 @@ impl ObjectStore for InstrumentedStore {
     ) -> object_store::Result<()> {
         let started = Instant::now();
         let result = self.inner.rename_opts(from, to, options).await;
-        store_request("rename", started, result)
+        store_request(self.metrics, "rename", started, result)
     }
 }
 
@@ -555,17 +576,22 @@ mod tests {
 
     #[tokio::test]
     async fn object_store_requests_are_counted_by_outcome() {
-        let store = instrument(Arc::new(InMemory::new()));
+        // Its own set of metrics: other tests in this process use instrumented stores too.
+        let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new()));
+        let store = InstrumentedStore {
+            inner: Arc::new(InMemory::new()),
+            metrics,
+        };
         let ok = "faultline_object_store_requests_total{operation=\"put\",outcome=\"ok\"}";
         let missing =
             "faultline_object_store_requests_total{operation=\"get\",outcome=\"not_found\"}";
-        let before = render(Levels::default());
+        let before = encode(metrics, Levels::default());
         store
             .put(&Path::from("a/b"), PutPayload::from_static(b"x"))
             .await
             .unwrap();
         assert!(store.get(&Path::from("a/none")).await.is_err());
-        let after = render(Levels::default());
+        let after = encode(metrics, Levels::default());
         assert_eq!(value(&after, ok) - value(&before, ok), 1.0, "{after}");
         assert_eq!(value(&after, missing) - value(&before, missing), 1.0);
         assert!(after.contains("# TYPE faultline_object_store_request_duration_seconds histogram"));
