@@ -10,6 +10,7 @@
 //!   which other work on a shared machine disturbs less), ratios and peak RSS.
 
 mod generate;
+mod pages;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -54,6 +55,9 @@ struct Args {
     /// Skips DuckDB (faultline timings only).
     #[arg(long)]
     no_duckdb: bool,
+    /// Skips the web UI's page times.
+    #[arg(long)]
+    no_pages: bool,
 }
 
 fn workspace_root() -> PathBuf {
@@ -312,6 +316,11 @@ async fn main() -> Result<()> {
             explain(&service, &projects, q).await?;
         }
     }
+    let pages = if args.no_pages {
+        Vec::new()
+    } else {
+        pages::time_pages(&dir, issue_id, &event_id, args.reps).await?
+    };
     let duck = if args.no_duckdb {
         BTreeMap::new()
     } else {
@@ -355,6 +364,22 @@ async fn main() -> Result<()> {
             cell(duck.map(|d| d.cpu)),
             times(cpu_ratio),
         );
+    }
+    if !pages.is_empty() {
+        println!(
+            "\nweb UI pages (server time, in process), median of {} runs, ms",
+            args.reps
+        );
+        println!("{:<28} {:>10} {:>10}  target", "page", "faultline", "KiB");
+        for page in &pages {
+            println!(
+                "{:<28} {:>10.1} {:>10.1}  < 100 ms: {}",
+                page.name,
+                page.ms,
+                page.bytes as f64 / 1024.0,
+                if page.ms < 100.0 { "met" } else { "MISSED" }
+            );
+        }
     }
     if let Some(peak) = peak {
         println!(

@@ -1,5 +1,9 @@
 //! Hourly issue rollups: one row per (project, issue, hour) with the count, first and last seen,
-//! the latest title, culprit and level, the distinct users and the first and last release.
+//! the latest title, culprit and level, the distinct users, the first and last release, and how
+//! many events carried each tag value (environment and release count as tags).
+//!
+//! Tag counts keep at most [`TAG_VALUES`] values per tag and hour (the most frequent); the
+//! events of the others are counted under a null value, so every tag's total stays exact.
 //!
 //! The flusher writes them next to the event files they summarize, one Parquet file per
 //! (project, day): `rollups/project=<id>/date=<YYYY-MM-DD>/<ulid>.parquet`, in the manifest's
@@ -13,12 +17,12 @@ use std::sync::{Arc, LazyLock};
 use bytes::Bytes;
 use chrono::DateTime;
 use datafusion::arrow::array::{
-    Array, AsArray, BooleanArray, Int64Builder, ListBuilder, RecordBatch, StringArray,
-    StringBuilder, TimestampMillisecondBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Builder, ListBuilder, RecordBatch, StringArray,
+    StringBuilder, StructBuilder, TimestampMillisecondBuilder,
 };
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{
-    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
+    DataType, Field, Fields, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
 };
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
@@ -31,6 +35,20 @@ use crate::store::Store;
 use crate::store::manifest::DataFile;
 
 pub(crate) const HOUR_MS: i64 = 3_600_000;
+
+/// Values of one tag kept per (issue, hour); the rest are counted under a null value.
+pub const TAG_VALUES: usize = 100;
+
+/// The fields of one tag count: the tag, its value (null: the values beyond [`TAG_VALUES`]),
+/// and the events that carried it.
+fn tag_fields() -> Fields {
+    vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, true),
+        Field::new("events", DataType::Int64, false),
+    ]
+    .into()
+}
 
 /// The columns of a rollup file, in order.
 pub fn schema() -> SchemaRef {
@@ -56,6 +74,15 @@ pub fn schema() -> SchemaRef {
             ),
             text("first_release"),
             text("last_release"),
+            Field::new(
+                "tags",
+                DataType::List(Arc::new(Field::new(
+                    "item",
+                    DataType::Struct(tag_fields()),
+                    true,
+                ))),
+                true,
+            ),
         ]))
     });
     Arc::clone(&SCHEMA)
@@ -77,6 +104,8 @@ struct Hour<'a> {
     /// (timestamp, release) of the oldest and the newest event that names a release.
     first_release: Option<(i64, &'a str)>,
     last_release: Option<(i64, &'a str)>,
+    /// Events per (tag, value).
+    tags: HashMap<(&'a str, &'a str), i64>,
 }
 
 fn text<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
@@ -103,6 +132,13 @@ pub fn compute(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
             text(batch, "level"),
         );
         let releases = text(batch, "release");
+        let environments = text(batch, "environment");
+        let tags = batch.column(column_index("tags")).as_map();
+        let (tag_keys, tag_values) = (
+            tags.keys().as_string::<i32>(),
+            tags.values().as_string::<i32>(),
+        );
+        let tag_offsets = tags.value_offsets();
         let user_columns =
             ["user_id", "user_email", "user_username", "user_ip"].map(|c| text(batch, c));
         for row in 0..batch.num_rows() {
@@ -124,6 +160,7 @@ pub fn compute(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
                 users: BTreeSet::new(),
                 first_release: None,
                 last_release: None,
+                tags: HashMap::new(),
             });
             hour.events += 1;
             hour.first_seen = hour.first_seen.min(at);
@@ -137,7 +174,17 @@ pub fn compute(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
             if let Some(user) = user_columns.iter().find_map(|c| value(c, row)) {
                 hour.users.insert(user);
             }
+            if let Some(environment) = value(environments, row) {
+                *hour.tags.entry(("environment", environment)).or_default() += 1;
+            }
+            let entries = tag_offsets[row] as usize..tag_offsets[row + 1] as usize;
+            for entry in entries {
+                if let Some(v) = value(tag_values, entry) {
+                    *hour.tags.entry((tag_keys.value(entry), v)).or_default() += 1;
+                }
+            }
             if let Some(release) = value(releases, row) {
+                *hour.tags.entry(("release", release)).or_default() += 1;
                 if hour.first_release.is_none_or(|(t, _)| at < t) {
                     hour.first_release = Some((at, release));
                 }
@@ -163,6 +210,9 @@ pub fn compute(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
         DataType::Utf8,
         true,
     )));
+    let mut tags = ListBuilder::new(StructBuilder::from_fields(tag_fields(), 0)).with_field(
+        Arc::new(Field::new("item", DataType::Struct(tag_fields()), true)),
+    );
     for key in keys {
         let h = &hours[&key];
         project_id.append_value(key.0);
@@ -189,6 +239,7 @@ pub fn compute(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
             users.values().extend(h.users.iter().map(|u| Some(*u)));
             users.append(true);
         }
+        append_tags(&mut tags, &h.tags);
     }
     let [
         mut project,
@@ -215,10 +266,48 @@ pub fn compute(batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
             Arc::new(users.finish()),
             Arc::new(first_release.finish()),
             Arc::new(last_release.finish()),
+            Arc::new(tags.finish()) as ArrayRef,
         ],
     )
     .map_err(|e| Error::Rollup(Box::new(e.into())))?;
     Ok(if n == 0 { Vec::new() } else { vec![batch] })
+}
+
+/// Appends one hour's tag counts, sorted by tag and then by count (most first), with at most
+/// [`TAG_VALUES`] values per tag and the rest under a null value.
+fn append_tags(builder: &mut ListBuilder<StructBuilder>, counts: &HashMap<(&str, &str), i64>) {
+    if counts.is_empty() {
+        builder.append_null();
+        return;
+    }
+    let mut sorted: Vec<(&str, &str, i64)> = counts.iter().map(|(&(k, v), &n)| (k, v, n)).collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0).then(b.2.cmp(&a.2)).then(a.1.cmp(b.1)));
+    let entries = builder.values();
+    let mut push = |key: &str, value: Option<&str>, events: i64| {
+        entries
+            .field_builder::<StringBuilder>(0)
+            .expect("key field")
+            .append_value(key);
+        entries
+            .field_builder::<StringBuilder>(1)
+            .expect("value field")
+            .append_option(value);
+        entries
+            .field_builder::<Int64Builder>(2)
+            .expect("events field")
+            .append_value(events);
+        entries.append(true);
+    };
+    for group in sorted.chunk_by(|a, b| a.0 == b.0) {
+        for &(key, value, events) in group.iter().take(TAG_VALUES) {
+            push(key, Some(value), events);
+        }
+        let rest: i64 = group.iter().skip(TAG_VALUES).map(|(_, _, n)| n).sum();
+        if rest > 0 {
+            push(group[0].0, None, rest);
+        }
+    }
+    builder.append(true);
 }
 
 /// Writes rollup rows as one Parquet file per (project, day), durably, and describes them.
@@ -308,6 +397,89 @@ mod tests {
                 r#"{{"message":"m {issue}","timestamp":"{at}","user":{{"id":"{user}"}},"release":"{release}"}}"#
             ),
         )
+    }
+
+    /// The tag counts of the single rollup row `compute` makes of `events`, as
+    /// `key=value:events` (a null value as `key=*`).
+    fn tag_counts(events: &[StoredEvent]) -> Vec<String> {
+        let mut b = EventBuilder::new();
+        for e in events {
+            b.append(e);
+        }
+        let rollups = compute(&[b.finish()]).unwrap();
+        assert_eq!(rollups[0].num_rows(), 1);
+        let list = rollups[0].column_by_name("tags").unwrap().as_list::<i32>();
+        let entries = list.value(0);
+        let entries = entries.as_struct();
+        let (keys, values, counts) = (
+            entries.column(0).as_string::<i32>(),
+            entries.column(1).as_string::<i32>(),
+            entries.column(2).as_primitive::<Int64Type>(),
+        );
+        (0..entries.len())
+            .map(|i| {
+                let value = if values.is_null(i) {
+                    "*"
+                } else {
+                    values.value(i)
+                };
+                format!("{}={value}:{}", keys.value(i), counts.value(i))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tags_environment_and_release_are_counted_per_hour() {
+        let event = |browser: &str, env: &str| {
+            StoredEvent::for_test(
+                1,
+                7,
+                &format!(
+                    r#"{{"message":"m","timestamp":"2026-11-24T10:05:00Z","release":"1.0","environment":"{env}","tags":{{"browser":"{browser}"}}}}"#
+                ),
+            )
+        };
+        assert_eq!(
+            tag_counts(&[
+                event("Firefox", "prod"),
+                event("Chrome", "prod"),
+                event("Firefox", "staging")
+            ]),
+            [
+                "browser=Firefox:2",
+                "browser=Chrome:1",
+                "environment=prod:2",
+                "environment=staging:1",
+                "release=1.0:3",
+            ]
+        );
+    }
+
+    #[test]
+    fn values_beyond_the_kept_ones_count_under_a_null_value() {
+        // TAG_VALUES + 2 distinct values, the first of them twice.
+        let mut events: Vec<StoredEvent> = (0..TAG_VALUES + 2)
+            .map(|i| {
+                StoredEvent::for_test(
+                    1,
+                    7,
+                    &format!(
+                        r#"{{"message":"m","timestamp":"2026-11-24T10:05:00Z","tags":{{"url":"/p/{i:03}"}}}}"#
+                    ),
+                )
+            })
+            .collect();
+        events.push(events[0].clone());
+        let counts = tag_counts(&events);
+        assert_eq!(counts.len(), TAG_VALUES + 1, "{counts:?}");
+        assert_eq!(counts[0], "url=/p/000:2");
+        // Ties sort by value: the last two values are the ones beyond the cap.
+        assert_eq!(counts[TAG_VALUES], "url=*:2");
+        let total: i64 = counts
+            .iter()
+            .map(|c| c.rsplit(':').next().unwrap().parse::<i64>().unwrap())
+            .sum();
+        assert_eq!(total, TAG_VALUES as i64 + 3, "every event is counted");
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
     DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
 };
+use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
@@ -198,8 +199,16 @@ pub fn add_rollups(into: &mut Summaries, batch: &RecordBatch) -> Result<()> {
 
 /// Reads one rollup file into summaries.
 fn read_file(data: bytes::Bytes) -> Result<Summaries> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(data)
-        .and_then(|b| b.build())
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| Error::Parquet(Box::new(e)))?;
+    // Every column but the tag counts, which summaries do not keep.
+    let wanted: Vec<usize> = (0..builder.schema().fields().len())
+        .filter(|&i| builder.schema().field(i).name() != "tags")
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let reader = builder
+        .with_projection(mask)
+        .build()
         .map_err(|e| Error::Parquet(Box::new(e)))?;
     let mut out = Summaries::new();
     for batch in reader {

@@ -37,6 +37,7 @@ use datafusion::physical_plan::union::UnionExec;
 
 use super::ProjectFilter;
 use crate::events;
+use crate::issues::rollup;
 use crate::store::manifest::DataFile;
 
 /// URL under which the engine's object store is registered in every query session.
@@ -45,6 +46,9 @@ pub const STORE_URL: &str = "faultline://store/";
 /// The column whose per-file bounds the manifest of event files records
 /// (`DataFile::min_timestamp_ms` / `max_timestamp_ms`).
 const TIME_COLUMN: &str = "timestamp";
+
+/// The same for rollup files: the start of the hour of each row.
+const HOUR_COLUMN: &str = "hour";
 
 /// Rows per data page of the writer (parquet-rs's default row limit; event JSON pages are cut
 /// earlier by their byte limit).
@@ -57,9 +61,11 @@ pub struct EventsTable {
     files: Vec<DataFile>,
     batches: Vec<RecordBatch>,
     target_partitions: usize,
-    /// The wide column (the event JSON): a filtered scan that reads it decodes the filter
-    /// columns first and this one only for the rows that match.
-    wide_column: usize,
+    /// The column the manifest's time range of each file is about.
+    time_column: &'static str,
+    /// The wide column (the event JSON), if any: a filtered scan that reads it decodes the
+    /// filter columns first and this one only for the rows that match.
+    wide_column: Option<usize>,
 }
 
 impl EventsTable {
@@ -76,7 +82,26 @@ impl EventsTable {
             files,
             batches,
             target_partitions: target_partitions.max(1),
-            wide_column: events::column_index("event"),
+            time_column: TIME_COLUMN,
+            wide_column: Some(events::column_index("event")),
+        })
+    }
+
+    /// The rollup files of the projects `projects` allows, as one table of [`rollup::schema`]
+    /// (the rows still in memory are added by the caller).
+    pub(crate) fn rollups(
+        files: Vec<DataFile>,
+        projects: &ProjectFilter,
+        target_partitions: usize,
+    ) -> Result<Self> {
+        let (files, _) = restrict(files, Vec::new(), projects)?;
+        Ok(Self {
+            schema: rollup::schema(),
+            files,
+            batches: Vec::new(),
+            target_partitions: target_partitions.max(1),
+            time_column: HOUR_COLUMN,
+            wide_column: None,
         })
     }
 
@@ -91,6 +116,7 @@ impl EventsTable {
         let bounds = FileTimeBounds {
             files: &self.files,
             schema: &self.schema,
+            column: self.time_column,
         };
         // A predicate that cannot be evaluated on the bounds prunes nothing.
         let keep = pruning
@@ -108,14 +134,15 @@ impl EventsTable {
 struct FileTimeBounds<'a> {
     files: &'a [DataFile],
     schema: &'a SchemaRef,
+    column: &'static str,
 }
 
 impl FileTimeBounds<'_> {
     fn bounds(&self, column: &Column, bound: fn(&DataFile) -> i64) -> Option<ArrayRef> {
-        if column.name != TIME_COLUMN {
+        if column.name != self.column {
             return None;
         }
-        let data_type = self.schema.field_with_name(TIME_COLUMN).ok()?.data_type();
+        let data_type = self.schema.field_with_name(self.column).ok()?.data_type();
         let values: TimestampMillisecondArray = self.files.iter().map(|f| Some(bound(f))).collect();
         Some(Arc::new(values.with_data_type(data_type.clone())))
     }
@@ -136,7 +163,7 @@ impl PruningStatistics for FileTimeBounds<'_> {
 
     fn null_counts(&self, column: &Column) -> Option<ArrayRef> {
         // The time column is not nullable.
-        (column.name == TIME_COLUMN)
+        (column.name == self.column)
             .then(|| Arc::new(UInt64Array::from(vec![0; self.files.len()])) as ArrayRef)
     }
 
@@ -240,7 +267,9 @@ impl TableProvider for EventsTable {
                 runtime.object_store(&url)?,
                 runtime.cache_manager.get_file_metadata_cache(),
             );
-            let reads_wide = projection.is_none_or(|p| p.contains(&self.wide_column));
+            let reads_wide = self
+                .wide_column
+                .is_some_and(|wide| projection.is_none_or(|p| p.contains(&wide)));
             let mut source = ParquetSource::new(Arc::clone(&schema))
                 .with_parquet_file_reader_factory(Arc::new(reader))
                 // The page index is read per file and query (DataFusion caches footers without

@@ -16,11 +16,12 @@ use datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES;
 
 use super::{Error, Result};
 
-/// The tables a session has; any other table in a plan is refused.
-pub(super) const TABLES: [&str; 3] = ["events", "issues", "audit_log"];
+/// The tables a session has (`audit_log` only for the audit log's readers); any other table
+/// in a plan is refused. The catalogs of every protocol list these.
+pub(crate) const TABLES: [&str; 4] = ["events", "issues", "issue_hours", "audit_log"];
 
 /// The tables of schema `information_schema` every session has ([`super::catalog`]), built to
-/// describe `events` and `issues` only. Sessions of the PostgreSQL listener also hold
+/// describe the session's [`TABLES`] only. Sessions of the PostgreSQL listener also hold
 /// `pg_catalog` (`sqlwire::postgres::catalog`); other sessions do not, so naming one there fails
 /// as an unknown table. DataFusion's `df_settings` is never one of them.
 const INFORMATION_SCHEMA_TABLES: [&str; 4] = ["tables", "columns", "schemata", "views"];

@@ -27,6 +27,7 @@ mod events_table;
 pub mod format;
 mod functions;
 mod guard;
+mod issue_hours_table;
 mod issues_table;
 mod json;
 mod limits;
@@ -54,6 +55,8 @@ use tokio::sync::mpsc;
 pub use audit_table::AuditView;
 pub use events_table::{EventsTable, STORE_URL};
 use functions::{Caps, LimitError};
+pub(crate) use guard::TABLES;
+use issue_hours_table::IssueHoursTable;
 use issues_table::IssuesTable;
 use limits::Admission;
 pub(crate) use limits::check_depth;
@@ -396,6 +399,10 @@ impl QueryService {
         let events = EventsTable::new(files, snapshot.batches.clone(), projects, 2)
             .map_err(|e| self.sql_error(e))?;
         ctx.register_table("events", Arc::new(events))
+            .map_err(|e| self.sql_error(e))?;
+        let hours = IssueHoursTable::new(rollups.clone(), snapshot.batches.clone(), projects, 2)
+            .map_err(|e| self.sql_error(e))?;
+        ctx.register_table("issue_hours", Arc::new(hours))
             .map_err(|e| self.sql_error(e))?;
         self.rollups.retain(&rollups);
         let issues = IssuesTable::new(

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::event::{EventView, ViewOptions, fence};
 use super::stream::{self, Choice, quote, tag_href};
 use super::{OrgCtx, PERIODS, Session, WebError, WebState, When, encode, encode_path, html};
+use crate::issues::rollup::HOUR_MS;
 use crate::tenancy::{Principal, Scope};
 
 /// The period of the chart and the tag distributions unless the URL names one: a day, which
@@ -281,15 +282,27 @@ async fn chart(
     seconds: i64,
 ) -> Result<String, WebError> {
     let step = chart_step(period);
-    let t = session
-        .table(&format!(
+    // Buckets of whole hours come from the hourly rollups (a few rows per hour, whatever the
+    // number of events); shorter ones from the events of that last hour.
+    let sql = if step % HOUR_MS == 0 {
+        format!(
+            "SELECT CAST(hour AS BIGINT) / {step} * {step} AS bucket, sum(events) AS events, \
+             cardinality(array_distinct(flatten(array_agg(coalesce(users, []))))) AS users \
+             FROM issue_hours WHERE issue_id = {} \
+             AND hour > now() - INTERVAL '{} seconds' GROUP BY 1",
+            issue.id,
+            seconds + HOUR_MS / 1000
+        )
+    } else {
+        format!(
             "SELECT CAST(timestamp AS BIGINT) / {step} * {step} AS bucket, count(*) AS events, \
              count(DISTINCT coalesce(user_id, user_email, user_username, user_ip)) AS users \
              FROM events WHERE issue_id = {} AND timestamp >= now() - INTERVAL '{seconds} seconds' \
              GROUP BY 1",
             issue.id
-        ))
-        .await?;
+        )
+    };
+    let t = session.table(&sql).await?;
     let mut events = HashMap::new();
     let mut users = HashMap::new();
     for r in 0..t.rows.len() {
@@ -345,18 +358,21 @@ async fn tags(
     issue: &IssueInfo,
     seconds: i64,
 ) -> Result<Vec<TagGroup>, WebError> {
+    // From the hourly rollups' tag counts: the values beyond the ones kept per hour count in
+    // the total under a null value and are not listed.
     let t = session
         .table(&format!(
-            "WITH e AS (SELECT environment, release, tags FROM events WHERE issue_id = {} \
-               AND timestamp >= now() - INTERVAL '{seconds} seconds'), \
-             kv AS (SELECT 'environment' AS k, environment AS v FROM e WHERE environment IS NOT NULL \
-               UNION ALL SELECT 'release' AS k, release AS v FROM e WHERE release IS NOT NULL \
-               UNION ALL SELECT unnest(map_keys(tags)) AS k, unnest(map_values(tags)) AS v FROM e), \
-             counts AS (SELECT k, v, count(*) AS n FROM kv WHERE v IS NOT NULL GROUP BY k, v), \
+            "WITH t AS (SELECT unnest(tags) AS t FROM issue_hours WHERE issue_id = {} \
+               AND hour > now() - INTERVAL '{} seconds'), \
+             counts AS (SELECT t['key'] AS k, t['value'] AS v, sum(t['events']) AS n FROM t \
+               GROUP BY 1, 2), \
              ranked AS (SELECT k, v, n, sum(n) OVER (PARTITION BY k) AS total, \
-               row_number() OVER (PARTITION BY k ORDER BY n DESC, v) AS rank FROM counts) \
-             SELECT k, v, n, total FROM ranked WHERE rank <= 5 ORDER BY k, rank LIMIT 250",
-            issue.id
+               row_number() OVER (PARTITION BY k ORDER BY v IS NULL, n DESC, v) AS rank \
+               FROM counts) \
+             SELECT k, v, n, total FROM ranked WHERE rank <= 5 AND v IS NOT NULL \
+             ORDER BY k, rank LIMIT 250",
+            issue.id,
+            seconds + HOUR_MS / 1000
         ))
         .await?;
     let mut groups: Vec<TagGroup> = Vec::new();

@@ -395,8 +395,8 @@ async fn sparklines(
         .join(", ");
     let table = session
         .table(&format!(
-            "SELECT issue_id, CAST(timestamp AS BIGINT) / {HOUR} * {HOUR} AS bucket, \
-             count(*) AS n FROM events WHERE timestamp >= now() - INTERVAL '24 hours' \
+            "SELECT issue_id, CAST(hour AS BIGINT) AS bucket, sum(events) AS n \
+             FROM issue_hours WHERE hour > now() - INTERVAL '25 hours' \
              AND issue_id IN ({list}) GROUP BY 1, 2"
         ))
         .await?;

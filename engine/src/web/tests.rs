@@ -1657,3 +1657,42 @@ async fn a_required_second_factor_is_enrolled_on_the_account_page_first() {
     h.person_page("/organizations/default/issues/", &cookie)
         .await;
 }
+
+#[tokio::test]
+async fn chart_and_tags_add_up_flushed_and_buffered_events() {
+    let h = harness().await;
+    // The two shop events go to files; a third, from another browser, stays in memory.
+    h.node.flush().await.unwrap();
+    h.ingest(
+        1,
+        SHOP_KEY,
+        "9ec79c33ec9942ab8353589fcb2e04de",
+        &SHOP_PAYLOAD.replace("Firefox", "Chrome"),
+    )
+    .await;
+    let token = h.full().await;
+    let shop = h.issue_of(SHOP_EVENT).await;
+    let issue = h
+        .page(&format!("/organizations/default/issues/{shop}/"), &token)
+        .await;
+    assert!(issue.contains("3 events in the last 24h"), "{issue}");
+    for text in [
+        "browser <span class=\"muted\">(3)</span>",
+        "<span class=\"tag-value\">Firefox</span> <span class=\"muted\">66% (2)</span>",
+        "<span class=\"tag-value\">Chrome</span> <span class=\"muted\">33% (1)</span>",
+        "environment <span class=\"muted\">(3)</span>",
+        "<span class=\"tag-value\">prod</span> <span class=\"muted\">100% (3)</span>",
+        "<span class=\"tag-value\">shop@1.0</span> <span class=\"muted\">100% (3)</span>",
+    ] {
+        assert!(issue.contains(text), "issue page lacks {text:?}");
+    }
+    let stream = h.page("/organizations/default/issues/", &token).await;
+    assert!(stream.contains("3 events in the last 24 hours"), "{stream}");
+    // The same rows through SQL.
+    let row = h
+        .one(&format!(
+            "SELECT sum(events) AS n, count(*) AS hours FROM issue_hours WHERE issue_id = {shop}"
+        ))
+        .await;
+    assert_eq!(row["n"], 3, "{row}");
+}
