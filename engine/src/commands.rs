@@ -183,11 +183,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                     count,
                 } => (issue_id, Change::Ignore { until, count }),
             };
-            let event = match &change {
-                Change::Resolve => "issue.resolve",
-                Change::Reopen => "issue.reopen",
-                Change::Ignore { .. } => "issue.ignore",
-            };
+            let event = change.audit_event();
             let service = node::open_reader(&config).await?;
             let output =
                 issues::change(&service, &ProjectFilter::All, issue_id, change, "cli").await?;

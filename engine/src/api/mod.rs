@@ -18,6 +18,7 @@ mod tests;
 mod tokens;
 
 pub(crate) use auth::{Caller, ClientInfo, entry as audit_entry};
+pub(crate) use issues::{assignee as check_assignee, change_audited as change_issue};
 pub(crate) use members::MembersState;
 
 use std::sync::Arc;
@@ -287,6 +288,7 @@ fn query_routes(node: &Arc<Node>) -> Router {
         .route("/api/issues/{issue_id}/resolve", post(issues::resolve))
         .route("/api/issues/{issue_id}/ignore", post(issues::ignore))
         .route("/api/issues/{issue_id}/reopen", post(issues::reopen))
+        .route("/api/issues/{issue_id}/assign", post(issues::assign))
         .with_state(state)
         .merge(
             Router::new()

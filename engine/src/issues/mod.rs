@@ -35,6 +35,10 @@ pub enum Error {
     UnknownIssue { issue_id: i64 },
     #[error("ignore takes at most one of \"until\" (a date) and \"count\" (a number of events)")]
     BadIgnore,
+    #[error(
+        "issue {issue_id} cannot be resolved in the next release: none of its events names a release"
+    )]
+    NoRelease { issue_id: i64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -49,17 +53,46 @@ impl From<crate::query::Error> for Error {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Resolve,
+    /// Resolve, and let only an event of a release other than the issue's newest reopen it.
+    ResolveInNextRelease,
     Reopen,
     /// Ignore, until a date, until this many more events arrived, or for good.
     Ignore {
         until: Option<DateTime<Utc>>,
         count: Option<u64>,
     },
+    /// Assign to a member (email address) or a team (`#slug`), or unassign (`None`); the
+    /// status stays as it reads now.
+    Assign(Option<String>),
+}
+
+impl Change {
+    /// The audit log's name of the change.
+    pub fn audit_event(&self) -> &'static str {
+        match self {
+            Self::Resolve | Self::ResolveInNextRelease => "issue.resolve",
+            Self::Reopen => "issue.reopen",
+            Self::Ignore { .. } => "issue.ignore",
+            Self::Assign(_) => "issue.assign",
+        }
+    }
+
+    /// The name of the change in the issue's activity.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Resolve => "resolve",
+            Self::ResolveInNextRelease => "resolve_in_next_release",
+            Self::Reopen => "reopen",
+            Self::Ignore { .. } => "ignore",
+            Self::Assign(Some(_)) => "assign",
+            Self::Assign(None) => "unassign",
+        }
+    }
 }
 
 /// The columns of `issues` a state change answers with.
 const ISSUE_COLUMNS: &str = "issue_id, project_id, project, title, status, regressed, \
-    status_changed, ignore_until, ignore_until_count, event_count, last_seen";
+    status_changed, ignore_until, ignore_until_count, assignee, event_count, last_seen";
 
 /// Changes the state of `issue_id` (which must be in a project `projects` allows) and returns
 /// its row of `issues` as it reads afterwards.
@@ -73,7 +106,10 @@ pub async fn change(
     let found = query
         .run(
             projects,
-            &format!("SELECT project_id, event_count FROM issues WHERE issue_id = {issue_id}"),
+            &format!(
+                "SELECT project_id, event_count, status, last_release FROM issues \
+                 WHERE issue_id = {issue_id}"
+            ),
         )
         .await?;
     let Some(batch) = found.batches.iter().find(|b| b.num_rows() > 0) else {
@@ -81,30 +117,63 @@ pub async fn change(
     };
     let project_id = batch.column(0).as_primitive::<Int64Type>().value(0) as u64;
     let count = batch.column(1).as_primitive::<Int64Type>().value(0) as u64;
-    let (status, ignore_until, ignore_until_count) = match change {
-        Change::Resolve => (Status::Resolved, None, None),
-        Change::Reopen => (Status::Unresolved, None, None),
+    let reads_as = batch.column(2).as_string::<i32>().value(0).to_owned();
+    let releases = batch.column(3).as_string::<i32>();
+    use datafusion::arrow::array::Array as _;
+    let last_release = releases.is_valid(0).then(|| releases.value(0).to_owned());
+    let stored = state::current(query.store(), project_id, issue_id).await?;
+    let action = Some(change.action().to_owned());
+    let mut next = IssueState {
+        project_id,
+        issue_id,
+        version: 0,
+        status: Status::Unresolved,
+        changed: Utc::now(),
+        by: by.to_owned(),
+        ignore_until: None,
+        ignore_until_count: None,
+        count_at_change: count,
+        assignee: stored.as_ref().and_then(|s| s.assignee.clone()),
+        resolved_in_release: None,
+        action,
+    };
+    match change {
+        Change::Resolve => next.status = Status::Resolved,
+        Change::ResolveInNextRelease => {
+            next.status = Status::Resolved;
+            next.resolved_in_release = Some(last_release.ok_or(Error::NoRelease { issue_id })?);
+        }
+        Change::Reopen => {}
         Change::Ignore {
             until: Some(_),
             count: Some(_),
         } => return Err(Error::BadIgnore),
-        Change::Ignore { until, count } => (Status::Ignored, until, count),
-    };
-    state::save(
-        query.store(),
-        IssueState {
-            project_id,
-            issue_id,
-            version: 0,
-            status,
-            changed: Utc::now(),
-            by: by.to_owned(),
-            ignore_until,
-            ignore_until_count,
-            count_at_change: count,
-        },
-    )
-    .await?;
+        Change::Ignore { until, count } => {
+            next.status = Status::Ignored;
+            next.ignore_until = until;
+            next.ignore_until_count = count;
+        }
+        Change::Assign(assignee) => {
+            next.assignee = assignee;
+            // The status as it reads now: a resolved issue that regressed stays unresolved,
+            // an ignore keeps its condition.
+            match (reads_as.as_str(), &stored) {
+                ("resolved", Some(s)) => {
+                    next.status = Status::Resolved;
+                    next.resolved_in_release.clone_from(&s.resolved_in_release);
+                    next.changed = s.changed;
+                }
+                ("ignored", Some(s)) => {
+                    next.status = Status::Ignored;
+                    next.ignore_until = s.ignore_until;
+                    next.ignore_until_count = s.ignore_until_count;
+                    next.count_at_change = s.count_at_change;
+                }
+                _ => {}
+            }
+        }
+    }
+    state::save(query.store(), next).await?;
     Ok(query
         .run(
             projects,

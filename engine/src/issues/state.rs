@@ -56,6 +56,16 @@ pub struct IssueState {
     pub ignore_until_count: Option<u64>,
     /// The issue's event count when the state was set (for `ignore_until_count`).
     pub count_at_change: u64,
+    /// Who works on it: a member's email address, or `#<team slug>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// Resolved "in the next release": events of this release (the newest one the issue had
+    /// when it was resolved) do not reopen it; an event of another release does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_in_release: Option<String>,
+    /// What this version changed, as the issue's activity shows it (e.g. `resolve`, `assign`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 fn issue_prefix(project_id: u64, issue_id: i64) -> ObjectPath {
@@ -115,13 +125,29 @@ pub async fn load(store: &Store, filter: &ProjectFilter) -> Result<Vec<IssueStat
 }
 
 /// The newest state of one issue.
-async fn current(store: &Store, project_id: u64, issue_id: i64) -> Result<Option<IssueState>> {
+pub(crate) async fn current(
+    store: &Store,
+    project_id: u64,
+    issue_id: i64,
+) -> Result<Option<IssueState>> {
+    Ok(history(store, project_id, issue_id, 1).await?.pop())
+}
+
+/// The newest `limit` versions of one issue's state, newest first.
+pub async fn history(
+    store: &Store,
+    project_id: u64,
+    issue_id: i64,
+    limit: usize,
+) -> Result<Vec<IssueState>> {
     let mut listing = store.list(&issue_prefix(project_id, issue_id)).await?;
+    // Newer versions have smaller names.
     listing.sort_by(|a, b| a.location.cmp(&b.location));
-    match listing.first() {
-        Some(meta) => Ok(Some(store.get_json(&meta.location).await?)),
-        None => Ok(None),
+    let mut out = Vec::with_capacity(limit.min(listing.len()));
+    for meta in listing.iter().take(limit) {
+        out.push(store.get_json(&meta.location).await?);
     }
+    Ok(out)
 }
 
 /// Stores `state` as the issue's next version (its `version` is set here).
@@ -151,6 +177,7 @@ pub fn schema() -> SchemaRef {
         Field::new("ignore_until", ts, true),
         Field::new("ignore_until_count", DataType::Int64, true),
         Field::new("count_at_change", DataType::Int64, false),
+        Field::new("assignee", DataType::Utf8, true),
     ]))
 }
 
@@ -187,6 +214,9 @@ pub fn to_batch(states: &[IssueState]) -> RecordBatch {
             Arc::new(Int64Array::from_iter_values(
                 states.iter().map(|s| s.count_at_change as i64),
             )),
+            Arc::new(StringArray::from_iter(
+                states.iter().map(|s| s.assignee.as_deref()),
+            )),
         ],
     )
     .expect("issue state batch matches its schema")
@@ -207,6 +237,9 @@ mod tests {
             ignore_until: None,
             ignore_until_count: None,
             count_at_change: 0,
+            assignee: None,
+            resolved_in_release: None,
+            action: None,
         }
     }
 

@@ -350,6 +350,7 @@ pub fn issues_schema() -> SchemaRef {
         Field::new("status_changed", ts(), true),
         Field::new("ignore_until", ts(), true),
         Field::new("ignore_until_count", DataType::Int64, true),
+        text("assignee"),
     ]))
 }
 
@@ -366,7 +367,19 @@ fn status(
     };
     match state.status {
         Status::Resolved if summary.last_received > state.changed.timestamp_millis() => {
-            (Status::Unresolved, true)
+            match &state.resolved_in_release {
+                // Resolved in the next release: only an event of another release reopens it
+                // (the release of the newest event that named one, seen after the change).
+                Some(release) => match &summary.last_release {
+                    Some((at, newest))
+                        if *at > state.changed.timestamp_millis() && newest != release =>
+                    {
+                        (Status::Unresolved, true)
+                    }
+                    _ => (Status::Resolved, false),
+                },
+                None => (Status::Unresolved, true),
+            }
         }
         Status::Ignored
             if state
@@ -408,7 +421,7 @@ pub fn issues_batch(
         mut until_count,
     ) = (int(), int(), int(), int(), int(), int(), int());
     let (mut first_seen, mut last_seen, mut changed, mut until) = (ts(), ts(), ts(), ts());
-    let mut strings: [StringBuilder; 7] = std::array::from_fn(|_| StringBuilder::new());
+    let mut strings: [StringBuilder; 8] = std::array::from_fn(|_| StringBuilder::new());
     let mut regressed = BooleanBuilder::with_capacity(n);
     for key in keys {
         let s = &summaries[&key];
@@ -439,6 +452,7 @@ pub fn issues_batch(
             s.first_release.as_ref().map(|(_, r)| r.as_str()),
             s.last_release.as_ref().map(|(_, r)| r.as_str()),
             Some(status.as_str()),
+            state.and_then(|s| s.assignee.as_deref()),
         ];
         for (builder, text) in strings.iter_mut().zip(texts) {
             builder.append_option(text);
@@ -452,6 +466,7 @@ pub fn issues_batch(
         mut first_release,
         mut last_release,
         mut status,
+        mut assignee,
     ] = strings;
     RecordBatch::try_new(
         issues_schema(),
@@ -475,6 +490,7 @@ pub fn issues_batch(
             Arc::new(changed.finish()),
             Arc::new(until.finish()),
             Arc::new(until_count.finish()),
+            Arc::new(assignee.finish()),
         ],
     )
     .expect("issues batch matches its schema")
@@ -564,6 +580,9 @@ mod tests {
             ignore_until: None,
             ignore_until_count: None,
             count_at_change: 2,
+            assignee: None,
+            resolved_in_release: None,
+            action: None,
         };
         let batch = issues_batch(&summaries, &[resolved_before], now);
         let text = datafusion::arrow::util::pretty::pretty_format_batches(&[batch

@@ -16,7 +16,10 @@ use serde::Deserialize;
 use super::event::{EventView, ViewOptions, fence};
 use super::stream::{self, Choice, quote, tag_href};
 use super::{OrgCtx, PERIODS, Session, WebError, WebState, When, encode, encode_path, html};
+use crate::api::ClientInfo;
+use crate::issues::Change;
 use crate::issues::rollup::HOUR_MS;
+use crate::people::Actor;
 use crate::tenancy::{Principal, Scope};
 
 /// The period of the chart and the tag distributions unless the URL names one: a day, which
@@ -58,6 +61,8 @@ pub(crate) struct IssueInfo {
     pub(crate) last_release: String,
     pub(crate) ignore_until: String,
     pub(crate) ignore_until_count: String,
+    pub(crate) project_id: i64,
+    pub(crate) assignee: String,
 }
 
 fn iso_ms(ms: i64) -> String {
@@ -73,7 +78,8 @@ async fn load_issue(session: &Session<'_>, id: i64) -> Result<IssueInfo, WebErro
             "SELECT issue_id, project, title, culprit, level, status, regressed, event_count, \
              users, events_24h, CAST(first_seen AS BIGINT) AS first_ms, \
              CAST(last_seen AS BIGINT) AS last_ms, first_release, last_release, \
-             ignore_until, ignore_until_count FROM issues WHERE issue_id = {id}"
+             ignore_until, ignore_until_count, project_id, assignee FROM issues \
+             WHERE issue_id = {id}"
         ))
         .await?;
     if t.rows.is_empty() {
@@ -96,6 +102,8 @@ async fn load_issue(session: &Session<'_>, id: i64) -> Result<IssueInfo, WebErro
         last_release: t.text(0, "last_release"),
         ignore_until: t.text(0, "ignore_until"),
         ignore_until_count: t.text(0, "ignore_until_count"),
+        project_id: t.int(0, "project_id"),
+        assignee: t.text(0, "assignee"),
     })
 }
 
@@ -457,6 +465,131 @@ struct IssuePage {
     back: String,
     can_act: bool,
     stream_href: String,
+    /// Who the issue can be assigned to: (value, label, selected).
+    assignable: Vec<Choice>,
+    activity: Vec<Activity>,
+}
+
+/// One line of the issue's activity: a change of its state, newest first.
+pub(crate) struct Activity {
+    pub(crate) when: When,
+    pub(crate) by: String,
+    pub(crate) what: String,
+}
+
+/// Versions of an issue's state shown as its activity.
+const ACTIVITY: usize = 20;
+
+/// What one version of the state did, in words.
+fn activity_text(s: &crate::issues::IssueState) -> String {
+    use crate::issues::Status;
+    match s.action.as_deref() {
+        Some("assign") => format!("Assigned to {}", s.assignee.as_deref().unwrap_or("nobody")),
+        Some("unassign") => "Unassigned".to_owned(),
+        Some("resolve_in_next_release") => format!(
+            "Resolved in the release after {}",
+            s.resolved_in_release
+                .as_deref()
+                .unwrap_or("the current one")
+        ),
+        _ => match s.status {
+            Status::Resolved => "Resolved".to_owned(),
+            Status::Unresolved => "Reopened".to_owned(),
+            Status::Ignored => match (s.ignore_until, s.ignore_until_count) {
+                (Some(until), _) => format!("Ignored until {}", until.format("%Y-%m-%d %H:%M UTC")),
+                (None, Some(n)) => format!("Ignored until {n} more events"),
+                (None, None) => "Ignored".to_owned(),
+            },
+        },
+    }
+}
+
+/// The issue's activity: its state changes, newest first, then when it was first seen.
+async fn activity(
+    state: &WebState,
+    issue: &IssueInfo,
+    now: DateTime<Utc>,
+) -> Result<Vec<Activity>, WebError> {
+    let versions = crate::issues::state::history(
+        &state.node.store,
+        issue.project_id as u64,
+        issue.id,
+        ACTIVITY,
+    )
+    .await?;
+    let mut out: Vec<Activity> = versions
+        .iter()
+        .map(|v| Activity {
+            when: When::from_millis(v.changed.timestamp_millis(), now),
+            by: v.by.clone(),
+            what: activity_text(v),
+        })
+        .collect();
+    if issue.regressed {
+        out.insert(
+            0,
+            Activity {
+                when: When::from_millis(issue.last_ms, now),
+                by: String::new(),
+                what: "Regressed: an event arrived after it was resolved".to_owned(),
+            },
+        );
+    }
+    out.push(Activity {
+        when: When::from_millis(issue.first_ms, now),
+        by: String::new(),
+        what: "First seen".to_owned(),
+    });
+    Ok(out)
+}
+
+/// The choices of the assign form: nobody, the organization's teams and active members.
+async fn assignable(state: &WebState, org: &str, current: &str) -> Result<Vec<Choice>, WebError> {
+    let people = &state.node.people;
+    let mut out = vec![Choice {
+        value: String::new(),
+        label: "Nobody".to_owned(),
+        selected: current.is_empty(),
+    }];
+    for team in people
+        .teams(org)
+        .await
+        .map_err(crate::api::ApiError::from)?
+    {
+        let value = format!("#{}", team.slug);
+        out.push(Choice {
+            selected: value == current,
+            label: format!("Team #{}", team.slug),
+            value,
+        });
+    }
+    for member in people
+        .members(org)
+        .await
+        .map_err(crate::api::ApiError::from)?
+    {
+        if member.disabled {
+            continue;
+        }
+        out.push(Choice {
+            selected: member.email == current,
+            label: if member.name.is_empty() {
+                member.email.clone()
+            } else {
+                format!("{} ({})", member.name, member.email)
+            },
+            value: member.email,
+        });
+    }
+    // An assignee who left stays visible as the current choice.
+    if !current.is_empty() && !out.iter().any(|c| c.selected) {
+        out.push(Choice {
+            value: current.to_owned(),
+            label: current.to_owned(),
+            selected: true,
+        });
+    }
+    Ok(out)
 }
 
 fn nonempty(v: &Option<String>) -> Option<&str> {
@@ -595,7 +728,16 @@ async fn render(
             ((*name).to_owned(), href, *name == period)
         })
         .collect();
+    let can_act = ctx.principal.require(Scope::EventWrite).is_ok();
+    let assignable = if can_act {
+        assignable(state, &ctx.org, &issue.assignee).await?
+    } else {
+        Vec::new()
+    };
+    let activity = activity(state, &issue, now).await?;
     let page = IssuePage {
+        assignable,
+        activity,
         layout: ctx.layout(issue.title.clone(), "issues", ""),
         first: When::from_millis(issue.first_ms, now),
         last: When::from_millis(issue.last_ms, now),
@@ -616,7 +758,7 @@ async fn render(
         },
         act_base: base,
         back,
-        can_act: ctx.principal.require(Scope::EventWrite).is_ok(),
+        can_act,
         stream_href: format!(
             "/organizations/{}/issues/?project={}",
             encode_path(&ctx.org),
@@ -793,11 +935,13 @@ pub(crate) async fn event_markdown(
     Ok(response)
 }
 
-/// `POST /organizations/{org}/issues/{id}/{resolve|ignore|reopen}/`: form with optional `for`
-/// (ignore) and `next`.
+/// `POST /organizations/{org}/issues/{id}/{resolve|resolve-next|ignore|reopen|assign}/`: form
+/// with optional `for` (ignore), `assignee` (assign) and `next`.
 pub(crate) async fn act(
     State(state): State<WebState>,
     Extension(principal): Extension<Arc<Principal>>,
+    actor: Option<Extension<Actor>>,
+    ClientInfo(client): ClientInfo,
     Path((org, id, action)): Path<(String, i64, String)>,
     body: Bytes,
 ) -> Result<Response, WebError> {
@@ -809,8 +953,21 @@ pub(crate) async fn act(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let change = stream::change_of(&action, get("for"))?;
-    stream::apply(&state, &ctx, id, change).await?;
+    let actor = actor.map(|Extension(a)| a);
+    let change = if action == "assign" {
+        Change::Assign(
+            crate::api::check_assignee(
+                &state.node.people,
+                &ctx.org,
+                actor.as_ref(),
+                get("assignee"),
+            )
+            .await?,
+        )
+    } else {
+        stream::change_of(&action, get("for"))?
+    };
+    stream::apply(&state, &ctx, actor.as_ref(), &client, id, change).await?;
     let back = super::local_path(get("next"))
         .map(str::to_owned)
         .unwrap_or_else(|| format!("/organizations/{}/issues/{id}/", encode_path(&ctx.org)));
@@ -855,6 +1012,8 @@ mod tests {
             last_release: String::new(),
             ignore_until: String::new(),
             ignore_until_count: String::new(),
+            project_id: 1,
+            assignee: String::new(),
         };
         let md = EventMarkdown {
             issue,

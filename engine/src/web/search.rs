@@ -16,7 +16,9 @@ pub(crate) enum SearchError {
     Unterminated(String),
     #[error("{key}: needs a value, e.g. {key}:value")]
     EmptyValue { key: String },
-    #[error("is:{value} is not a status: use is:unresolved, is:resolved or is:ignored")]
+    #[error(
+        "is:{value} is not a status: use is:unresolved, is:resolved, is:ignored, is:assigned or is:unassigned"
+    )]
     BadStatus { value: String },
     #[error("the search is longer than {MAX_SEARCH} characters")]
     TooLong,
@@ -34,6 +36,9 @@ pub(crate) enum Key {
     Project,
     Release,
     Environment,
+    /// `assigned:` – the issue's assignee (an email address, `#team`, `me`); `*` (from
+    /// `is:assigned` / `is:unassigned`) for anyone.
+    Assignee,
     /// Any other key: a tag of the issue's events.
     Tag(String),
 }
@@ -164,6 +169,14 @@ impl Search {
             let key = match name.to_ascii_lowercase().as_str() {
                 "is" => {
                     let value = value.to_ascii_lowercase();
+                    if matches!(value.as_str(), "assigned" | "unassigned") {
+                        terms.push(Term::Filter {
+                            key: Key::Assignee,
+                            value: "*".to_owned(),
+                            negated: negated != (value == "unassigned"),
+                        });
+                        continue;
+                    }
                     if !matches!(value.as_str(), "unresolved" | "resolved" | "ignored") {
                         return Err(SearchError::BadStatus { value });
                     }
@@ -178,6 +191,7 @@ impl Search {
                 "project" => Key::Project,
                 "release" => Key::Release,
                 "environment" | "env" => Key::Environment,
+                "assigned" | "assigned_to" => Key::Assignee,
                 _ => Key::Tag(name.to_owned()),
             };
             terms.push(Term::Filter {
@@ -190,8 +204,8 @@ impl Search {
     }
 
     /// The conditions on `issues` columns, and those only `events` can answer (release,
-    /// environment, tags), each as SQL.
-    pub(crate) fn conditions(&self) -> Conditions {
+    /// environment, tags), each as SQL. `me` is the caller's email address (`assigned:me`).
+    pub(crate) fn conditions(&self, me: Option<&str>) -> Conditions {
         let mut out = Conditions::default();
         for term in &self.terms {
             match term {
@@ -203,15 +217,29 @@ impl Search {
                     ));
                 }
                 Term::Filter {
+                    key: Key::Assignee,
+                    value,
+                    negated,
+                } if value == "*" => out.issues.push(format!(
+                    "assignee IS {}NULL",
+                    if *negated { "" } else { "NOT " }
+                )),
+                Term::Filter {
                     key,
                     value,
                     negated,
                 } => {
+                    // `assigned:me` for a token (no person) matches no one.
+                    let value = match (key, value.as_str()) {
+                        (Key::Assignee, "me") => me.unwrap_or_default(),
+                        _ => value.as_str(),
+                    };
                     let v = literal(value);
                     let (column, target) = match key {
                         Key::Status => ("status".to_owned(), &mut out.issues),
                         Key::Level => ("level".to_owned(), &mut out.issues),
                         Key::Project => ("project".to_owned(), &mut out.issues),
+                        Key::Assignee => ("assignee".to_owned(), &mut out.issues),
                         Key::Release => ("release".to_owned(), &mut out.events),
                         Key::Environment => ("environment".to_owned(), &mut out.events),
                         Key::Tag(name) => (format!("tags[{}]", literal(name)), &mut out.events),
@@ -340,7 +368,7 @@ mod tests {
                 filter(Key::Tag("browser".into()), "Chrome", true),
             ]
         );
-        let c = Search::parse("!level:info").unwrap().conditions();
+        let c = Search::parse("!level:info").unwrap().conditions(None);
         assert_eq!(c.issues, ["(level IS NULL OR level <> 'info')"]);
     }
 
@@ -370,7 +398,7 @@ mod tests {
         );
         assert_eq!(
             Search::parse("is:open").unwrap_err().to_string(),
-            "is:open is not a status: use is:unresolved, is:resolved or is:ignored"
+            "is:open is not a status: use is:unresolved, is:resolved, is:ignored, is:assigned or is:unassigned"
         );
         assert_eq!(
             Search::parse(&"x".repeat(MAX_SEARCH + 1)).unwrap_err(),
@@ -383,7 +411,7 @@ mod tests {
     fn injection_attempts_stay_inside_string_literals() {
         let c = Search::parse(r#"level:"x' OR 1=1; --" release:a\b 'quoted';"#)
             .unwrap()
-            .conditions();
+            .conditions(None);
         assert_eq!(c.issues[0], "level = 'x'' OR 1=1; --'");
         assert_eq!(c.events, [r"release = 'a\b'"]);
         assert_eq!(
@@ -394,14 +422,29 @@ mod tests {
         let tag = Search::parse("it's:x").unwrap();
         // a quote cannot be part of a key: the word is free text
         assert_eq!(tag.terms, [Term::Text("it's:x".into())]);
-        let c = Search::parse(r"a-b.c_d:'v'").unwrap().conditions();
+        let c = Search::parse(r"a-b.c_d:'v'").unwrap().conditions(None);
         assert_eq!(c.events, [r"tags['a-b.c_d'] = '''v'''"]);
+    }
+
+    #[test]
+    fn assignment_filters() {
+        let c = |q: &str, me| Search::parse(q).unwrap().conditions(me).issues;
+        assert_eq!(c("is:assigned", None), ["assignee IS NOT NULL"]);
+        assert_eq!(c("is:unassigned", None), ["assignee IS NULL"]);
+        assert_eq!(c("!is:unassigned", None), ["assignee IS NOT NULL"]);
+        assert_eq!(
+            c("assigned:me", Some("ada@example.com")),
+            ["assignee = 'ada@example.com'"]
+        );
+        // a token is no one: assigned:me finds nothing
+        assert_eq!(c("assigned:me", None), ["assignee = ''"]);
+        assert_eq!(c("assigned:#backend", None), ["assignee = '#backend'"]);
     }
 
     #[test]
     fn where_clause_asks_events_only_for_event_fields() {
         let s = Search::parse("is:unresolved browser:Firefox").unwrap();
-        let mut c = s.conditions();
+        let mut c = s.conditions(None);
         c.issue_equals("project", "web");
         assert_eq!(
             c.where_clause("now() - INTERVAL '1 hours'").unwrap(),

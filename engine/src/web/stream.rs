@@ -14,7 +14,9 @@ use serde::Deserialize;
 use super::search::{Conditions, Search, literal};
 use super::svg;
 use super::{OrgCtx, PERIODS, WebError, WebState, When, encode, encode_path, html, local_path};
+use crate::api::{Caller, ClientInfo};
 use crate::issues::Change;
+use crate::people::{Actor, Client};
 use crate::tenancy::{Principal, Scope};
 
 /// Issues per page.
@@ -70,7 +72,8 @@ pub(crate) struct StreamQuery {
 }
 
 impl StreamQuery {
-    pub(crate) fn new(params: &StreamParams) -> Result<Self, WebError> {
+    /// The stream `params` ask for; `me` is the caller's email address (`assigned:me`).
+    pub(crate) fn new(params: &StreamParams, me: Option<&str>) -> Result<Self, WebError> {
         let period = nonempty(&params.period).unwrap_or("14d").to_owned();
         super::period_seconds(&period)?;
         let sort = nonempty(&params.sort).unwrap_or("date").to_owned();
@@ -101,7 +104,7 @@ impl StreamQuery {
             .clone()
             .unwrap_or_else(|| "is:unresolved".to_owned());
         let (mut conditions, error) = match Search::parse(&search) {
-            Ok(parsed) => (parsed.conditions(), None),
+            Ok(parsed) => (parsed.conditions(me), None),
             Err(err) => (Conditions::default(), Some(err.to_string())),
         };
         let text = |v: &Option<String>| nonempty(v).unwrap_or("").to_owned();
@@ -285,11 +288,12 @@ struct StreamPage {
 pub(crate) async fn page(
     State(state): State<WebState>,
     Extension(principal): Extension<Arc<Principal>>,
+    actor: Option<Extension<Actor>>,
     Path(org): Path<String>,
     Query(params): Query<StreamParams>,
 ) -> Result<Response, WebError> {
     let ctx = OrgCtx::new(&state, principal, org).await?;
-    let q = StreamQuery::new(&params)?;
+    let q = StreamQuery::new(&params, actor.as_ref().map(|a| a.0.email.as_str()))?;
     let now = Utc::now();
     let mut rows = Vec::new();
     let mut more = false;
@@ -440,6 +444,7 @@ pub(crate) fn form(body: &[u8]) -> Vec<(String, String)> {
 pub(crate) fn change_of(action: &str, ignore_for: Option<&str>) -> Result<Change, WebError> {
     match action {
         "resolve" => Ok(Change::Resolve),
+        "resolve-next" => Ok(Change::ResolveInNextRelease),
         "reopen" => Ok(Change::Reopen),
         "ignore" => {
             let mut change = Change::Ignore {
@@ -470,26 +475,33 @@ pub(crate) fn change_of(action: &str, ignore_for: Option<&str>) -> Result<Change
             Ok(change)
         }
         other => Err(WebError::NotFound(format!(
-            "no action {other:?}: use resolve, ignore or reopen"
+            "no action {other:?}: use resolve, resolve-next, ignore or reopen"
         ))),
     }
 }
 
-/// Applies `change` to `issue_id` as the HTTP API does: scope `projects:admin` and an issue of
-/// the page's projects.
+/// Applies `change` to `issue_id` as the HTTP API does (scope `event:write`, an issue of the
+/// page's projects, an audit log entry), for the person or token `actor` / `ctx` names.
 pub(crate) async fn apply(
     state: &WebState,
     ctx: &OrgCtx,
+    actor: Option<&Actor>,
+    client: &Client,
     issue_id: i64,
     change: Change,
 ) -> Result<(), WebError> {
-    ctx.principal.require(Scope::EventWrite)?;
-    crate::issues::change(
+    let who = Caller {
+        principal: Arc::clone(&ctx.principal),
+        actor: actor.cloned(),
+    };
+    crate::api::change_issue(
         &state.node.query,
+        &state.node.people,
+        &who,
         &ctx.filter,
+        client,
         issue_id,
         change,
-        &ctx.principal.name,
     )
     .await?;
     Ok(())
@@ -500,6 +512,8 @@ pub(crate) async fn apply(
 pub(crate) async fn bulk(
     State(state): State<WebState>,
     Extension(principal): Extension<Arc<Principal>>,
+    actor: Option<Extension<Actor>>,
+    ClientInfo(client): ClientInfo,
     Path(org): Path<String>,
     body: Bytes,
 ) -> Result<Response, WebError> {
@@ -526,7 +540,15 @@ pub(crate) async fn bulk(
         ));
     }
     for id in ids {
-        apply(&state, &ctx, id, change.clone()).await?;
+        apply(
+            &state,
+            &ctx,
+            actor.as_ref().map(|a| &a.0),
+            &client,
+            id,
+            change.clone(),
+        )
+        .await?;
     }
     let back = local_path(get("next"))
         .map(str::to_owned)
@@ -576,7 +598,7 @@ mod tests {
             page: Some("2".into()),
             ..Default::default()
         };
-        let q = StreamQuery::new(&params).unwrap();
+        let q = StreamQuery::new(&params, None).unwrap();
         let sql = q.sql();
         assert!(
             sql.contains("last_seen >= now() - INTERVAL '86400 seconds' AND status = 'unresolved'"),
@@ -600,7 +622,7 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_400s_naming_the_choices() {
-        let bad = |params: StreamParams| StreamQuery::new(&params).err().unwrap().to_string();
+        let bad = |params: StreamParams| StreamQuery::new(&params, None).err().unwrap().to_string();
         assert_eq!(
             bad(StreamParams {
                 period: Some("2y".into()),
@@ -622,10 +644,13 @@ mod tests {
             }),
             "page \"0\" is not a number from 1 to 400"
         );
-        let q = StreamQuery::new(&StreamParams {
-            query: Some("is:nope".into()),
-            ..Default::default()
-        })
+        let q = StreamQuery::new(
+            &StreamParams {
+                query: Some("is:nope".into()),
+                ..Default::default()
+            },
+            None,
+        )
         .unwrap();
         assert!(q.error.unwrap().contains("is:nope is not a status"));
     }

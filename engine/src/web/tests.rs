@@ -1696,3 +1696,124 @@ async fn chart_and_tags_add_up_flushed_and_buffered_events() {
         .await;
     assert_eq!(row["n"], 3, "{row}");
 }
+
+#[tokio::test]
+async fn a_person_assigns_resolves_in_the_next_release_and_reads_the_activity() {
+    let h = harness().await;
+    h.person("ada@example.com", crate::people::OrgRole::Owner)
+        .await;
+    let cookie = h.login("ada@example.com", OWNER_PASSWORD, None).await;
+    let shop = h.issue_of(SHOP_EVENT).await;
+    let base = format!("/organizations/default/issues/{shop}/");
+    let page = h.person_page(&base, &cookie).await;
+    assert!(page.contains("unassigned"), "{page}");
+    assert!(
+        page.contains("<option value=\"ada@example.com\">Ada Owner (ada@example.com)</option>"),
+        "{page}"
+    );
+
+    // someone who is not a member cannot be assigned
+    let refused = h
+        .with_cookie(
+            Method::POST,
+            &format!("{base}assign/"),
+            &cookie,
+            "assignee=eve%40example.com",
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused
+            .body
+            .contains("&#34;eve@example.com&#34; is not an active member of default"),
+        "{}",
+        refused.body
+    );
+    let assigned = h
+        .with_cookie(
+            Method::POST,
+            &format!("{base}assign/"),
+            &cookie,
+            "assignee=me",
+        )
+        .await;
+    assert_eq!(assigned.status, StatusCode::SEE_OTHER, "{}", assigned.body);
+    let mine = h
+        .person_page(
+            "/organizations/default/issues/?query=assigned%3Ame",
+            &cookie,
+        )
+        .await;
+    assert!(mine.contains("ValueError") && !mine.contains("card declined"));
+    let unassigned = h
+        .person_page(
+            "/organizations/default/issues/?query=is%3Aunassigned",
+            &cookie,
+        )
+        .await;
+    assert!(!unassigned.contains("ValueError") && unassigned.contains("card declined"));
+
+    // resolved in the next release: another event of shop@1.0 leaves it resolved ...
+    let resolved = h
+        .with_cookie(Method::POST, &format!("{base}resolve-next/"), &cookie, "")
+        .await;
+    assert_eq!(resolved.status, StatusCode::SEE_OTHER, "{}", resolved.body);
+    assert_eq!(h.status_of(shop).await, "resolved");
+    h.ingest(
+        1,
+        SHOP_KEY,
+        "9ec79c33ec9942ab8353589fcb2e04e0",
+        SHOP_PAYLOAD,
+    )
+    .await;
+    assert_eq!(h.status_of(shop).await, "resolved");
+    // ... and one of the next release reopens it as a regression
+    h.ingest(
+        1,
+        SHOP_KEY,
+        "9ec79c33ec9942ab8353589fcb2e04e1",
+        &SHOP_PAYLOAD.replace("shop@1.0", "shop@1.1"),
+    )
+    .await;
+    assert_eq!(h.status_of(shop).await, "unresolved");
+
+    let page = h.person_page(&base, &cookie).await;
+    assert!(page.contains("assigned to ada@example.com"), "{page}");
+    let activity = &page[page.find("id=\"activity-h\"").unwrap()..];
+    let lines: Vec<&str> = [
+        "Regressed",
+        "Resolved in the release after shop@1.0",
+        "Assigned to ada@example.com",
+        "First seen",
+    ]
+    .into_iter()
+    .collect();
+    let mut at = 0;
+    for line in lines {
+        let found = activity[at..]
+            .find(line)
+            .unwrap_or_else(|| panic!("activity lacks {line:?} after {at}: {activity}"));
+        at += found;
+    }
+    assert!(activity.contains("by ada@example.com"), "{activity}");
+
+    // each change is in the audit log, with the person as actor
+    let rows = h
+        .node
+        .query
+        .run_with(
+            None,
+            &ProjectFilter::All,
+            crate::query::AuditView::All,
+            "SELECT event, actor_label FROM audit_log WHERE event LIKE 'issue.%' ORDER BY ts",
+        )
+        .await
+        .unwrap();
+    let text = datafusion::arrow::util::pretty::pretty_format_batches(&rows.batches)
+        .unwrap()
+        .to_string();
+    assert!(
+        text.contains("issue.assign") && text.contains("issue.resolve"),
+        "{text}"
+    );
+}

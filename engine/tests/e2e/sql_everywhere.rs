@@ -1,8 +1,8 @@
 //! The same SQL through every client a user has: curl-style HTTP, the `faultline query` CLI
 //! (reading the data directory and asking the server), `psql`, and the ADBC Flight SQL driver
 //! (bearer token and user name / password login). Each sees the tags map as JSON text in CSV,
-//! JSON functions over the stored event, and `SHOW TABLES` listing exactly `events` and
-//! `issues`.
+//! JSON functions over the stored event, and `SHOW TABLES` listing exactly `events`, `issues`
+//! and `issue_hours`.
 
 use std::process::{Command, Stdio};
 
@@ -155,10 +155,11 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
     let tables = json!([
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "events", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "issues", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "issue_hours", "table_type": "BASE TABLE"},
     ]);
 
-    // HTTP: every column of both tables as CSV; the tags as JSON text.
-    for table in ["events", "issues"] {
+    // HTTP: every column of every table as CSV; tags (a map, a list of structs) as JSON text.
+    for table in ["events", "issues", "issue_hours"] {
         let (status, body) = e.http("csv", &format!("SELECT * FROM {table}")).await?;
         assert_eq!(status, 200, "{table}: {body}");
         assert_eq!(body.lines().count(), 2, "{body}");
@@ -204,7 +205,8 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
     assert_eq!(e.psql(JSON_SQL)?, "Linux,curl/8.5,2,button#pay,pay\n");
     assert_eq!(
         e.psql("SHOW TABLES")?,
-        "faultline,public,events,BASE TABLE\nfaultline,public,issues,BASE TABLE\n"
+        "faultline,public,events,BASE TABLE\nfaultline,public,issues,BASE TABLE\n\
+         faultline,public,issue_hours,BASE TABLE\n"
     );
     assert_eq!(
         e.psql("SELECT event->'contexts'->'os'->>'version' FROM events")?,

@@ -97,11 +97,20 @@ async fn a_token_limited_to_one_project_cannot_escape_it() {
         ),
         (
             "SELECT table_name FROM information_schema.tables ORDER BY 1",
-            Rows(json!([{"table_name": "events"}, {"table_name": "issues"}])),
+            Rows(
+                json!([{"table_name": "events"}, {"table_name": "issue_hours"}, {"table_name": "issues"}]),
+            ),
         ),
         (
             "SELECT DISTINCT table_name FROM information_schema.columns ORDER BY 1",
-            Rows(json!([{"table_name": "events"}, {"table_name": "issues"}])),
+            Rows(
+                json!([{"table_name": "events"}, {"table_name": "issue_hours"}, {"table_name": "issues"}]),
+            ),
+        ),
+        (
+            "SELECT DISTINCT project FROM issue_hours UNION SELECT project FROM issue_hours \
+             WHERE project_id = 2 ORDER BY 1",
+            Rows(json!([{"project": "shop"}])),
         ),
         (
             "SELECT * FROM information_schema.df_settings",
