@@ -25,6 +25,8 @@ pub enum ApiError {
     Issues(#[from] issues::Error),
     #[error(transparent)]
     People(#[from] people::Error),
+    #[error(transparent)]
+    Saved(#[from] query::saved::Error),
     #[error("the session has ended or expired: log in again")]
     SessionEnded,
     #[error("{0}")]
@@ -96,8 +98,19 @@ impl ApiError {
             Self::Ingest(_) => StatusCode::BAD_REQUEST,
             Self::Query(e) => query_status(e),
             Self::Issues(issues::Error::UnknownIssue { .. }) => StatusCode::NOT_FOUND,
-            Self::Issues(issues::Error::BadIgnore) => StatusCode::BAD_REQUEST,
+            Self::Issues(issues::Error::BadIgnore | issues::Error::NoRelease { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Issues(issues::Error::Query(e)) => query_status(e),
+            Self::Issues(issues::Error::Store(e)) if e.is_unavailable() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Saved(query::saved::Error::Unknown { .. }) => StatusCode::NOT_FOUND,
+            Self::Saved(query::saved::Error::Store(e)) if e.is_unavailable() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Saved(query::saved::Error::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Saved(_) => StatusCode::BAD_REQUEST,
             Self::Issues(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Backup(backup::Error::NoDestination) => StatusCode::CONFLICT,
             Self::Backup(backup::Error::NotFound { .. }) => StatusCode::NOT_FOUND,

@@ -32,6 +32,7 @@ mod issues_table;
 mod json;
 mod limits;
 mod runtime;
+pub mod saved;
 
 use std::collections::HashSet;
 use std::sync::Arc;

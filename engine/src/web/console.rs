@@ -16,8 +16,8 @@ use serde::Deserialize;
 
 use super::{OrgCtx, Table, WebError, WebState, encode, encode_path, html};
 use crate::api::ApiError;
-use crate::query::QueryOutput;
 use crate::query::format::{self, Format};
+use crate::query::{QueryOutput, saved};
 use crate::tenancy::Principal;
 
 /// Rows shown on the page; downloads carry all (within `query.max_rows`).
@@ -59,6 +59,17 @@ struct ConsolePage {
     capped: bool,
     /// Some cells were cut to [`SHOWN_CELL`] characters.
     shortened: bool,
+    /// The organization's saved queries: (name, link that runs it, delete action, who).
+    saved: Vec<SavedLink>,
+    /// Where the save form posts.
+    save_action: String,
+}
+
+pub(crate) struct SavedLink {
+    pub(crate) name: String,
+    pub(crate) href: String,
+    pub(crate) delete: String,
+    pub(crate) by: String,
 }
 
 /// Characters of one cell the page shows; downloads carry whole values.
@@ -197,7 +208,20 @@ pub(crate) async fn page(
     } else {
         Vec::new()
     };
+    let saved = saved::list(&state.node.store, &ctx.org)
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .map(|q| SavedLink {
+            href: format!("{base}?sql={}", encode(&q.sql)),
+            delete: format!("{base}saved/{}/delete/", q.id),
+            name: q.name,
+            by: q.by,
+        })
+        .collect();
     let page = ConsolePage {
+        saved,
+        save_action: format!("{base}saved/"),
         layout: ctx.layout("SQL".to_owned(), "sql", ""),
         sql: if ran { sql } else { EXAMPLE.to_owned() },
         ran,
@@ -268,6 +292,51 @@ pub(crate) async fn download(
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// `POST /organizations/{org}/sql/saved/`: form `name` and `sql`; keeps the query for the
+/// organization and opens it.
+pub(crate) async fn save(
+    State(state): State<WebState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    actor: Option<Extension<crate::people::Actor>>,
+    Path(org): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, WebError> {
+    let ctx = OrgCtx::new(&state, principal, org).await?;
+    ctx.principal
+        .require(crate::tenancy::Scope::EventRead)
+        .map_err(ApiError::from)?;
+    let fields = super::stream::form(&body);
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let by = actor.map_or_else(|| ctx.principal.name.clone(), |Extension(a)| a.email);
+    let query = saved::save(&state.node.store, &ctx.org, get("name"), get("sql"), &by)
+        .await
+        .map_err(ApiError::from)?;
+    let base = format!("/organizations/{}/sql/", encode_path(&ctx.org));
+    Ok(axum::response::Redirect::to(&format!("{base}?sql={}", encode(&query.sql))).into_response())
+}
+
+/// `POST /organizations/{org}/sql/saved/{id}/delete/`: forgets a saved query.
+pub(crate) async fn delete(
+    State(state): State<WebState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let ctx = OrgCtx::new(&state, principal, org).await?;
+    ctx.principal
+        .require(crate::tenancy::Scope::EventRead)
+        .map_err(ApiError::from)?;
+    saved::delete(&state.node.store, &ctx.org, &id)
+        .await
+        .map_err(ApiError::from)?;
+    let base = format!("/organizations/{}/sql/", encode_path(&ctx.org));
+    Ok(axum::response::Redirect::to(&base).into_response())
 }
 
 #[cfg(test)]

@@ -78,6 +78,11 @@ pub fn router(node: &Arc<Node>) -> Router {
         )
         .route("/organizations/{org}/sql/", get(console::page))
         .route("/organizations/{org}/sql/download/", get(console::download))
+        .route("/organizations/{org}/sql/saved/", post(console::save))
+        .route(
+            "/organizations/{org}/sql/saved/{id}/delete/",
+            post(console::delete),
+        )
         .route("/organizations/{org}/projects/", get(projects_page))
         .route("/organizations/{org}/settings/", get(settings::page))
         .route(

@@ -1817,3 +1817,60 @@ async fn a_person_assigns_resolves_in_the_next_release_and_reads_the_activity() 
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn saved_queries_are_shared_in_the_organization_and_run_from_a_link() {
+    let h = harness().await;
+    let token = h.full().await;
+    let sql = "SELECT project, count(*) AS n FROM events GROUP BY 1 ORDER BY 1";
+    let reply = h
+        .post_form(
+            "/organizations/default/sql/saved/",
+            Some(&token),
+            &format!("name=Events+per+project&sql={}", super::encode(sql)),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let run_href = format!("/organizations/default/sql/?sql={}", super::encode(sql));
+    assert_eq!(reply.location(), run_href);
+
+    // another token of the organization sees it, and its link runs it
+    let reader = h.token(&[Scope::EventRead], None).await;
+    let console = h.page("/organizations/default/sql/", &reader).await;
+    assert!(
+        console.contains(&format!(
+            "<a href=\"{}\">Events per project</a> <span class=\"muted\">by ui test</span>",
+            run_href.replace('&', "&#38;")
+        )),
+        "{console}"
+    );
+    let ran = h.page(&run_href, &reader).await;
+    assert!(ran.contains("<td>billing</td><td>1</td>"), "{ran}");
+
+    // a name is required
+    let nameless = h
+        .post_form(
+            "/organizations/default/sql/saved/",
+            Some(&token),
+            "name=+&sql=SELECT+1",
+        )
+        .await;
+    assert_eq!(nameless.status, StatusCode::BAD_REQUEST);
+    assert!(nameless.body.contains("name: give the query a name"));
+
+    let delete = console
+        .split("action=\"")
+        .find_map(|rest| {
+            let href = &rest[..rest.find('"')?];
+            href.ends_with("/delete/").then(|| href.to_owned())
+        })
+        .expect("a delete form");
+    let reply = h.post_form(&delete, Some(&reader), "").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let console = h.page("/organizations/default/sql/", &reader).await;
+    assert!(!console.contains("Events per project"));
+    assert_eq!(
+        h.post_form(&delete, Some(&reader), "").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
