@@ -147,16 +147,20 @@ fn events_of(issue: &IssueInfo) -> String {
 const RECENT_MS: i64 = 86_400_000;
 
 /// Runs the statement `build(from)` makes for the newest events of the issue: first over the
-/// day before its last sighting, and over all its events only when that gives fewer than `need`
-/// rows. A long-lived issue's page then reads one day of files, not its whole history.
+/// hour, then the day before its last sighting, and over all its events only when those give
+/// fewer than `need` rows. A long-lived, busy issue's page then reads an hour of files, not its
+/// whole history.
 async fn newest(
     session: &Session<'_>,
     issue: &IssueInfo,
     need: usize,
     build: impl Fn(&str) -> String,
 ) -> Result<super::Table, WebError> {
-    let recent = issue.last_ms.saturating_sub(RECENT_MS);
-    if recent > issue.first_ms {
+    for window in [HOUR_MS, RECENT_MS] {
+        let recent = issue.last_ms.saturating_sub(window);
+        if recent <= issue.first_ms {
+            break;
+        }
         let t = session.table(&build(&events_since(issue, recent))).await?;
         if t.rows.len() >= need {
             return Ok(t);
@@ -221,12 +225,6 @@ async fn neighbours(
     );
     let sql = [
         one(
-            "newer",
-            &events_since(issue, event.ms),
-            &format!(" AND (timestamp > {ts} OR (timestamp = {ts} AND event_id > {id}))"),
-            "ASC",
-        ),
-        one(
             "first",
             &events_of(issue),
             &format!(" AND timestamp <= {first}"),
@@ -244,6 +242,29 @@ async fn neighbours(
     let mut found: HashMap<String, String> = (0..t.rows.len())
         .map(|r| (t.text(r, "which"), t.text(r, "event_id")))
         .collect();
+    // The newer one: looked for in the day after this event first, then up to the last
+    // sighting (an old event of a busy issue would otherwise read every file since).
+    let newer = |until: Option<i64>| {
+        let bound = until.map_or(String::new(), |ms| {
+            format!(" AND timestamp <= {}", quote(&iso_ms(ms)))
+        });
+        one(
+            "newer",
+            &events_since(issue, event.ms),
+            &format!(" AND (timestamp > {ts} OR (timestamp = {ts} AND event_id > {id})){bound}"),
+            "ASC",
+        )
+    };
+    let window_end = event.ms.saturating_add(RECENT_MS);
+    let mut t = session
+        .table(&newer((window_end < issue.last_ms).then_some(window_end)))
+        .await?;
+    if t.rows.is_empty() && window_end < issue.last_ms {
+        t = session.table(&newer(None)).await?;
+    }
+    if !t.rows.is_empty() {
+        found.insert("newer".to_owned(), t.text(0, "event_id"));
+    }
     // The older one: looked for in the day before this event first.
     let older = |from: &str| {
         one(
