@@ -8,7 +8,7 @@
 //! unresolved again and a regression; an ignore that expired) is derived when `issues` is read,
 //! so ingest never writes state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -81,47 +81,82 @@ fn version_path(project_id: u64, issue_id: i64, version: u64) -> ObjectPath {
 
 /// The newest state of every issue of the projects `filter` allows.
 pub async fn load(store: &Store, filter: &ProjectFilter) -> Result<Vec<IssueState>> {
-    // A token's session lists only its own projects' prefixes, not every tenant's state.
-    let listing = match filter {
-        ProjectFilter::All => store.list(&ObjectPath::from("meta/issues")).await?,
-        ProjectFilter::Only(ids) => {
-            let mut listing = Vec::new();
-            for id in ids.iter() {
-                let prefix = ObjectPath::from(format!("meta/issues/project={id}"));
-                listing.extend(store.list(&prefix).await?);
+    StateCache::default().load(store, filter).await
+}
+
+/// The states read so far, by issue, with the object each came from. A state version never
+/// changes once written, so only issues whose newest version is new since are read again: a
+/// session lists the states (one listing per project) but reads only what changed.
+#[derive(Debug, Default)]
+pub struct StateCache {
+    states: parking_lot::Mutex<HashMap<(u64, i64), (ObjectPath, Arc<IssueState>)>>,
+}
+
+impl StateCache {
+    /// The newest state of every issue of the projects `filter` allows.
+    pub async fn load(&self, store: &Store, filter: &ProjectFilter) -> Result<Vec<IssueState>> {
+        // A token's session lists only its own projects' prefixes, not every tenant's state.
+        let listing = match filter {
+            ProjectFilter::All => store.list(&ObjectPath::from("meta/issues")).await?,
+            ProjectFilter::Only(ids) => {
+                let mut listing = Vec::new();
+                for id in ids.iter() {
+                    let prefix = ObjectPath::from(format!("meta/issues/project={id}"));
+                    listing.extend(store.list(&prefix).await?);
+                }
+                listing
             }
-            listing
-        }
-    };
-    let mut newest: BTreeMap<(String, String), ObjectPath> = BTreeMap::new();
-    for meta in listing {
-        let parts: Vec<String> = meta
-            .location
-            .parts()
-            .map(|p| p.as_ref().to_owned())
-            .collect();
-        let [_, _, project, issue, _] = parts.as_slice() else {
-            continue;
         };
-        let allowed = project
-            .strip_prefix("project=")
-            .and_then(|p| p.parse::<u64>().ok())
-            .is_some_and(|p| filter.allows(p));
-        if !allowed {
-            continue;
+        let mut newest: BTreeMap<(u64, i64), ObjectPath> = BTreeMap::new();
+        for meta in listing {
+            let parts: Vec<String> = meta
+                .location
+                .parts()
+                .map(|p| p.as_ref().to_owned())
+                .collect();
+            let [_, _, project, issue, _] = parts.as_slice() else {
+                continue;
+            };
+            let (Some(project), Some(issue)) = (
+                project
+                    .strip_prefix("project=")
+                    .and_then(|p| p.parse::<u64>().ok()),
+                issue
+                    .strip_prefix("issue=")
+                    .and_then(|i| i.parse::<i64>().ok()),
+            ) else {
+                continue;
+            };
+            if !filter.allows(project) {
+                continue;
+            }
+            let entry = newest
+                .entry((project, issue))
+                .or_insert_with(|| meta.location.clone());
+            if meta.location < *entry {
+                *entry = meta.location.clone();
+            }
         }
-        let entry = newest
-            .entry((project.clone(), issue.clone()))
-            .or_insert_with(|| meta.location.clone());
-        if meta.location < *entry {
-            *entry = meta.location.clone();
+        let mut out = Vec::with_capacity(newest.len());
+        for (key, path) in newest {
+            let cached = self
+                .states
+                .lock()
+                .get(&key)
+                .filter(|(at, _)| *at == path)
+                .map(|(_, state)| Arc::clone(state));
+            let state = match cached {
+                Some(state) => state,
+                None => {
+                    let state: Arc<IssueState> = Arc::new(store.get_json(&path).await?);
+                    self.states.lock().insert(key, (path, Arc::clone(&state)));
+                    state
+                }
+            };
+            out.push(IssueState::clone(&state));
         }
+        Ok(out)
     }
-    let mut out = Vec::with_capacity(newest.len());
-    for path in newest.values() {
-        out.push(store.get_json(path).await?);
-    }
-    Ok(out)
 }
 
 /// The newest state of one issue.
@@ -276,5 +311,28 @@ mod tests {
             .collect();
         assert_eq!(seen, [9]);
         assert_eq!(to_batch(&all).num_rows(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_cache_reads_only_states_that_changed() {
+        let store = Store::memory();
+        let cache = StateCache::default();
+        save(&store, state(1, 7, Status::Resolved)).await.unwrap();
+        save(&store, state(1, 8, Status::Ignored)).await.unwrap();
+        assert_eq!(
+            cache.load(&store, &ProjectFilter::All).await.unwrap().len(),
+            2
+        );
+        // A cached state is not read again: one made unreadable still loads from the cache.
+        let (path8, _) = cache.states.lock()[&(1, 8)].clone();
+        store.put_durable(&path8, "not json".into()).await.unwrap();
+        let again = cache.load(&store, &ProjectFilter::All).await.unwrap();
+        assert_eq!(again[1].status, Status::Ignored);
+        assert!(StateCache::default().load(&store, &ProjectFilter::All).await.is_err());
+        // A new version is read.
+        save(&store, state(1, 7, Status::Unresolved)).await.unwrap();
+        let after = cache.load(&store, &ProjectFilter::All).await.unwrap();
+        let seven = after.iter().find(|s| s.issue_id == 7).unwrap();
+        assert_eq!((seven.version, seven.status), (2, Status::Unresolved));
     }
 }

@@ -190,6 +190,8 @@ pub struct QueryService {
     limits: QueryConfig,
     /// Per-issue summaries of the rollup files read so far (shared by every session).
     rollups: Arc<RollupCache>,
+    /// Issue states read so far (shared by every session).
+    states: crate::issues::state::StateCache,
     /// Decoded Parquet footers, shared by every session: files never change once written.
     metadata_cache: Arc<FileMetadataCache>,
     /// The threads queries plan and run on.
@@ -233,6 +235,7 @@ impl QueryService {
             node,
             limits,
             rollups: Arc::default(),
+            states: Default::default(),
             metadata_cache: Arc::new(DefaultCache::new(METADATA_CACHE_BYTES)),
             runtime,
             admission,
@@ -342,7 +345,9 @@ impl QueryService {
                 rollups.extend(manifest.rollups);
             }
         }
-        let states = crate::issues::state::load(&self.store, projects)
+        let states = self
+            .states
+            .load(&self.store, projects)
             .await
             .map_err(|e| Error::IssueState(Box::new(e)))?;
         // No disk manager: an operator that runs out of memory fails instead of spilling to
