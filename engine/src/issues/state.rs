@@ -89,8 +89,11 @@ pub async fn load(store: &Store, filter: &ProjectFilter) -> Result<Vec<IssueStat
 /// session lists the states (one listing per project) but reads only what changed.
 #[derive(Debug, Default)]
 pub struct StateCache {
-    states: parking_lot::Mutex<HashMap<(u64, i64), (ObjectPath, Arc<IssueState>)>>,
+    states: parking_lot::Mutex<HashMap<IssueKey, (ObjectPath, Arc<IssueState>)>>,
 }
+
+/// (project id, issue id).
+type IssueKey = (u64, i64);
 
 impl StateCache {
     /// The newest state of every issue of the projects `filter` allows.
