@@ -17,7 +17,7 @@ use datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES;
 use super::{Error, Result};
 
 /// The tables a session has; any other table in a plan is refused.
-pub(super) const TABLES: [&str; 3] = ["events", "issues", "audit_log"];
+pub(super) const TABLES: [&str; 4] = ["events", "issues", "audit_log", "alert_deliveries"];
 
 /// The tables of schema `information_schema` every session has ([`super::catalog`]), built to
 /// describe `events` and `issues` only. Sessions of the PostgreSQL listener also hold

@@ -58,7 +58,7 @@ pub(crate) async fn table_schemas(
     ctx: &SessionContext,
 ) -> datafusion::error::Result<Vec<(String, SchemaRef)>> {
     let mut tables = Vec::new();
-    for name in ["events", "issues", "audit_log"] {
+    for name in ["events", "issues", "audit_log", "alert_deliveries"] {
         if !ctx.table_exist(name)? {
             continue;
         }

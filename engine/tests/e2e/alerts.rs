@@ -1,0 +1,454 @@
+//! Alerts end to end: the Python SDK sends errors, HTTP receivers on loopback (an axum server in
+//! the test) record what faultline posts, and `alert_deliveries` tells what was attempted.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::harness::{PATIENCE, Rows, Setup, run_python, store_message};
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    path: String,
+    headers: HashMap<String, String>,
+    raw: Vec<u8>,
+    body: Value,
+}
+
+/// HTTP receivers on one loopback port: every path records what it gets and answers the next
+/// status queued for it (200 once the queue is empty).
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<Received>>>,
+    replies: Arc<Mutex<HashMap<String, VecDeque<u16>>>>,
+    base: String,
+}
+
+async fn record(
+    State(receiver): State<Receiver>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let path = uri.path().to_owned();
+    receiver.got.lock().expect("receiver lock").push(Received {
+        path: path.clone(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect(),
+        raw: body.to_vec(),
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    });
+    let status = receiver
+        .replies
+        .lock()
+        .expect("receiver lock")
+        .get_mut(&path)
+        .and_then(VecDeque::pop_front)
+        .unwrap_or(200);
+    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+}
+
+impl Receiver {
+    async fn start() -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let mut receiver = Self {
+            base: format!("http://{}", listener.local_addr()?),
+            ..Self::default()
+        };
+        let app = Router::new().fallback(record).with_state(receiver.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        receiver.base = receiver.base.clone();
+        Ok(receiver)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn reply(&self, path: &str, statuses: &[u16]) {
+        self.replies
+            .lock()
+            .expect("receiver lock")
+            .entry(path.to_owned())
+            .or_default()
+            .extend(statuses);
+    }
+
+    fn on(&self, path: &str) -> Vec<Received> {
+        self.got
+            .lock()
+            .expect("receiver lock")
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `path` got at least `n` requests; returns them all.
+    async fn wait(&self, path: &str, n: usize) -> Result<Vec<Received>> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let got = self.on(path);
+            if got.len() >= n {
+                return Ok(got);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{path} got {} requests, waited for {n}: {got:#?}",
+                    got.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A `whsec_` secret for the webhook channel.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Checks a Standard Webhooks signature with its own HMAC computation.
+fn verify_standard(received: &Received) -> Result<()> {
+    let id = &received.headers["webhook-id"];
+    let timestamp = &received.headers["webhook-timestamp"];
+    let key = base64::engine::general_purpose::STANDARD.decode(&SECRET["whsec_".len()..])?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key)?;
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(&received.raw);
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    ensure!(
+        received.headers["webhook-signature"] == expected,
+        "signature {} is not {expected}",
+        received.headers["webhook-signature"]
+    );
+    Ok(())
+}
+
+/// A config with every HTTP channel pointing at `receiver`, secrets in files under `dir`, and
+/// one rule for new issues and regressions of project `shop`.
+fn config(dir: &std::path::Path, receiver: &Receiver, extra: &str) -> Result<String> {
+    std::fs::write(dir.join("whsec"), SECRET)?;
+    std::fs::write(dir.join("slack-url"), receiver.url("/slack"))?;
+    std::fs::write(dir.join("discord-url"), receiver.url("/discord"))?;
+    std::fs::write(dir.join("pd-key"), "R0UT1NGKEY0000000000000000000000\n")?;
+    let file = |name: &str| format!("{:?}", dir.join(name).display().to_string());
+    Ok(format!(
+        r#"
+[alerts]
+check_interval = "200ms"
+min_backoff = "100ms"
+max_backoff = "1s"
+
+[[alerts.channels]]
+name = "hook"
+kind = "webhook"
+url = "{hook}"
+secret_file = {whsec}
+
+[[alerts.channels]]
+name = "slack"
+kind = "slack"
+url_file = {slack}
+
+[[alerts.channels]]
+name = "discord"
+kind = "discord"
+url_file = {discord}
+
+[[alerts.channels]]
+name = "teams"
+kind = "teams"
+url_env = "FAULTLINE_TEST_TEAMS_URL"
+
+[[alerts.channels]]
+name = "pd"
+kind = "pagerduty"
+url = "{pd}"
+routing_key_file = {pd_key}
+
+[[alerts.rules]]
+name = "shop-errors"
+projects = ["shop"]
+triggers = [{{ type = "new_issue" }}, {{ type = "regression" }}]
+levels = ["error"]
+environments = ["staging"]
+channels = ["hook", "slack", "discord", "teams", "pd"]
+{extra}"#,
+        hook = receiver.url("/hook"),
+        whsec = file("whsec"),
+        slack = file("slack-url"),
+        discord = file("discord-url"),
+        pd = receiver.url("/pd"),
+        pd_key = file("pd-key"),
+    ))
+}
+
+fn setup_with(dir: &std::path::Path, receiver: &Receiver, extra: &str) -> Result<Setup> {
+    let mut setup = Setup::new(dir, "data", &config(dir, receiver, extra)?);
+    setup
+        .env
+        .push(("FAULTLINE_TEST_TEAMS_URL".into(), receiver.url("/teams")));
+    Ok(setup)
+}
+
+fn int(row: &Rows, column: &str) -> Option<i64> {
+    row.get(column).and_then(Value::as_i64)
+}
+
+fn text<'a>(row: &'a Rows, column: &str) -> Option<&'a str> {
+    row.get(column).and_then(Value::as_str)
+}
+
+async fn resolve(setup: &Setup, token: &str, issue_id: &str) -> Result<()> {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/api/issues/{issue_id}/resolve",
+            setup.base_url()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    ensure!(
+        response.status() == 200,
+        "resolve answered {}: {}",
+        response.status(),
+        response.text().await?
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_issue_alerts_once_and_a_regression_again_after_a_resolve() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let receiver = Receiver::start().await?;
+    let setup = setup_with(tmp.path(), &receiver, "")?;
+    let dsn = setup.create_project("shop")?;
+    let server = setup.start()?;
+    let token = setup.create_token()?;
+
+    // The first error opens an issue: one message on every channel.
+    let first = run_python(&dsn, &["same:1"])?;
+    let hook = receiver.wait("/hook", 1).await?;
+    verify_standard(&hook[0])?;
+    let alert = &hook[0].body;
+    assert_eq!(alert["type"], "issue.new_issue");
+    assert_eq!(alert["id"], hook[0].headers["webhook-id"]);
+    assert_eq!(alert["data"]["project"], "shop");
+    assert_eq!(alert["data"]["level"], "error");
+    assert_eq!(alert["data"]["environment"], "staging");
+    assert_eq!(alert["data"]["rule"], "shop-errors");
+    assert_eq!(
+        alert["data"]["event_id"],
+        first["same_0"].id.replace('-', "")
+    );
+    assert_eq!(
+        alert["data"]["title"],
+        "ZeroDivisionError: division by zero"
+    );
+    let issue_id = alert["data"]["issue_id"]
+        .as_str()
+        .context("issue id")?
+        .to_owned();
+    assert_eq!(
+        alert["data"]["url"],
+        format!(
+            "{}/organizations/default/issues/{issue_id}/",
+            setup.base_url()
+        )
+    );
+    let slack = receiver.wait("/slack", 1).await?;
+    assert_eq!(
+        slack[0].body["text"],
+        "New issue in shop: ZeroDivisionError: division by zero"
+    );
+    assert_eq!(slack[0].body["blocks"][0]["type"], "header");
+    let discord = receiver.wait("/discord", 1).await?;
+    assert_eq!(
+        discord[0].body["embeds"][0]["title"],
+        "ZeroDivisionError: division by zero"
+    );
+    let teams = receiver.wait("/teams", 1).await?;
+    assert_eq!(
+        teams[0].body["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    let pd = receiver.wait("/pd", 1).await?;
+    assert_eq!(pd[0].body["event_action"], "trigger");
+    assert_eq!(
+        pd[0].body["routing_key"],
+        "R0UT1NGKEY0000000000000000000000"
+    );
+    let dedup_key = pd[0].body["dedup_key"].clone();
+
+    // 100 more events of the issue: no further alert. A second new issue afterwards is the
+    // fence: once its alert arrived, any alert the 100 events caused would have too.
+    run_python(&dsn, &["same:100"])?;
+    run_python(&dsn, &["types"])?;
+    let hook = receiver.wait("/hook", 2).await?;
+    assert_eq!(hook.len(), 2, "{hook:#?}");
+    assert_eq!(
+        hook[1].body["data"]["title"]
+            .as_str()
+            .map(|t| t.starts_with("PaymentDeclined")),
+        Some(true)
+    );
+    assert_ne!(hook[1].body["data"]["issue_id"], issue_id.as_str());
+
+    // Resolved, then a new event: PagerDuty's incident is resolved first, then one regression.
+    resolve(&setup, &token, &issue_id).await?;
+    let pd = receiver.wait("/pd", 3).await?;
+    assert_eq!(pd[2].body["event_action"], "resolve", "{pd:#?}");
+    assert_eq!(pd[2].body["dedup_key"], dedup_key);
+    run_python(&dsn, &["same:1"])?;
+    let hook = receiver.wait("/hook", 3).await?;
+    assert_eq!(hook[2].body["type"], "issue.regression");
+    assert_eq!(hook[2].body["data"]["issue_id"], issue_id.as_str());
+    verify_standard(&hook[2])?;
+    let pd = receiver.wait("/pd", 4).await?;
+    assert_eq!(pd[3].body["event_action"], "trigger");
+    assert_eq!(pd[3].body["payload"]["class"], "regression");
+    assert_eq!(pd[3].body["dedup_key"], dedup_key);
+
+    // Every attempt is a row: 3 alerts on 4 channels, 2 on PagerDuty plus the resolve.
+    let rows = server
+        .sql(
+            &token,
+            &format!(
+                "SELECT channel, trigger, status, response_code, attempt FROM alert_deliveries \
+                 WHERE issue_id = {issue_id} ORDER BY channel, ts"
+            ),
+        )
+        .await?;
+    let seen: Vec<(String, String, String, Option<i64>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                text(r, "channel").unwrap_or_default().to_owned(),
+                text(r, "trigger").unwrap_or_default().to_owned(),
+                text(r, "status").unwrap_or_default().to_owned(),
+                int(r, "response_code"),
+            )
+        })
+        .collect();
+    let row = |channel: &str, trigger: &str| {
+        (
+            channel.to_owned(),
+            trigger.to_owned(),
+            "delivered".to_owned(),
+            Some(200),
+        )
+    };
+    assert_eq!(
+        seen,
+        vec![
+            row("discord", "new_issue"),
+            row("discord", "regression"),
+            row("hook", "new_issue"),
+            row("hook", "regression"),
+            row("pd", "new_issue"),
+            row("pd", "resolved"),
+            row("pd", "regression"),
+            row("slack", "new_issue"),
+            row("slack", "regression"),
+            row("teams", "new_issue"),
+            row("teams", "regression"),
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_fails_once_gets_the_alert_on_the_retry() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let receiver = Receiver::start().await?;
+    receiver.reply("/hook", &[500]);
+    let setup = setup_with(tmp.path(), &receiver, "")?;
+    let dsn = setup.create_project("shop")?;
+    let server = setup.start()?;
+    let token = setup.create_token()?;
+    run_python(&dsn, &["same:1"])?;
+    let hook = receiver.wait("/hook", 2).await?;
+    assert_eq!(
+        hook[0].headers["webhook-id"], hook[1].headers["webhook-id"],
+        "a retry keeps the delivery id"
+    );
+    assert_eq!(hook[0].raw, hook[1].raw, "a retry sends the same body");
+    verify_standard(&hook[1])?;
+    let rows = server
+        .sql(
+            &token,
+            "SELECT attempt, status, response_code, error FROM alert_deliveries \
+             WHERE channel = 'hook' ORDER BY attempt",
+        )
+        .await?;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(int(&rows[0], "attempt"), Some(1));
+    assert_eq!(text(&rows[0], "status"), Some("failed"));
+    assert_eq!(int(&rows[0], "response_code"), Some(500));
+    assert!(
+        text(&rows[0], "error").is_some_and(|e| e.contains("answered 500")),
+        "{rows:?}"
+    );
+    assert_eq!(int(&rows[1], "attempt"), Some(2));
+    assert_eq!(text(&rows[1], "status"), Some("delivered"));
+    assert_eq!(int(&rows[1], "response_code"), Some(200));
+    assert_eq!(receiver.on("/hook").len(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_decided_before_a_sigkill_goes_out_once_after_the_restart() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let receiver = Receiver::start().await?;
+    // The message rule: any level, any environment (the raw store request sets neither).
+    let setup = setup_with(
+        tmp.path(),
+        &receiver,
+        r#"
+[[alerts.rules]]
+name = "messages"
+triggers = [{ type = "new_issue" }]
+channels = ["hook"]
+"#,
+    )?;
+    let dsn = setup.create_project("shop")?;
+    let server = setup.start()?;
+    // Acknowledged, then killed at once: the alert is decided from the WAL after the restart
+    // if it was not before the kill.
+    store_message(&setup, &dsn, "the disk is on fire").await?;
+    server.kill()?;
+    let server = setup.start()?;
+    let hook = receiver.wait("/hook", 1).await?;
+    assert_eq!(hook[0].body["data"]["title"], "the disk is on fire");
+    // A second new issue is the fence: once its alert came, a duplicate of the first would
+    // have come before it.
+    store_message(&setup, &dsn, "the fire is out").await?;
+    let hook = receiver.wait("/hook", 2).await?;
+    let titles: Vec<&str> = hook
+        .iter()
+        .filter_map(|r| r.body["data"]["title"].as_str())
+        .collect();
+    assert_eq!(titles, ["the disk is on fire", "the fire is out"]);
+    drop(server);
+    Ok(())
+}
