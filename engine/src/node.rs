@@ -241,7 +241,11 @@ impl Node {
         let wal_upto = manifest.wal_upto;
         let buffer = Arc::new(Buffer::new(manifest, thresholds(&config)));
         let wal_dir = config.wal_dir();
-        let ruleset = Ruleset::load(&config.alerts)?;
+        // Every secret of the config file's channels must be readable; those of channels made
+        // through the API are checked when they are made.
+        Ruleset::load(&config.alerts)?;
+        let (api_channels, api_rules) = alerts::declared::load(&store).await?;
+        let ruleset = Ruleset::assemble(&config.alerts, api_channels, api_rules);
         let watch = Arc::new(Watch::new(!ruleset.is_empty()));
         let replayed = replay(
             &wal_dir,

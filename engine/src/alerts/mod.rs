@@ -7,6 +7,7 @@
 //! (so replays and other nodes write the same create-only objects), and sends them with retries.
 //! docs/alerts.md describes the design and what users see.
 
+pub mod declared;
 pub mod outbox;
 pub mod payload;
 pub mod rules;
@@ -51,8 +52,16 @@ pub enum Error {
     Tenancy(#[from] crate::tenancy::Error),
     #[error("cannot read the issues query's answer: column {0} is missing or of another type")]
     Column(&'static str),
-    #[error("no alert channel is named {0:?}")]
-    UnknownChannel(String),
+    #[error("no alert {kind} is named {name:?}")]
+    NotFound { kind: &'static str, name: String },
+    #[error("alert {kind} {name:?} is declared in the config file: change it there")]
+    Declared { kind: &'static str, name: String },
+    #[error("an alert {kind} named {name:?} exists already")]
+    Exists { kind: &'static str, name: String },
+    #[error("alert channel {channel:?} is used by rule {rule:?}: remove it from the rule first")]
+    InUse { channel: String, rule: String },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -113,7 +122,7 @@ type KnownMap = HashMap<u64, HashMap<i64, Known>>;
 /// The ingest side: which events are candidates. Cheap: a read lock and a hash lookup per
 /// event; a candidate costs a few string copies and a channel send.
 pub struct Watch {
-    enabled: bool,
+    enabled: std::sync::atomic::AtomicBool,
     known: RwLock<KnownMap>,
     tx: mpsc::UnboundedSender<Candidate>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Candidate>>>,
@@ -124,7 +133,7 @@ impl Watch {
     pub fn new(enabled: bool) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Self {
-            enabled,
+            enabled: std::sync::atomic::AtomicBool::new(enabled),
             known: RwLock::new(HashMap::new()),
             tx,
             rx: Mutex::new(Some(rx)),
@@ -145,7 +154,7 @@ impl Watch {
     /// The candidates among events about to be logged (nothing is marked yet: see
     /// [`Self::commit`]). Allocates only when there is one.
     pub fn candidates(&self, events: &[StoredEvent]) -> Vec<Candidate> {
-        if !self.enabled {
+        if !self.enabled.load(std::sync::atomic::Ordering::Relaxed) {
             return Vec::new();
         }
         let known = self.known.read();
@@ -275,9 +284,6 @@ impl Alerts {
         let Some(mut rx) = self.watch.rx.lock().take() else {
             return;
         };
-        if self.ruleset().is_empty() {
-            return;
-        }
         let mut failures = 0u32;
         while let Err(err) = self.resume().await {
             failures += 1;
@@ -536,8 +542,15 @@ impl Alerts {
             None => None,
         };
         let channels: Vec<&Arc<Channel>> = ruleset.channels_of(rule).collect();
+        // A resolve starts afresh: alerts from before it do not hold back its regression.
+        let resolved_at = key
+            .strip_prefix("regression:")
+            .and_then(|at| at.parse::<i64>().ok());
+        let recent = last
+            .as_ref()
+            .filter(|f| resolved_at.is_none_or(|at| f.at_ms > at));
         if rules::throttled(
-            last.as_ref().map(|f| (f.at_ms, f.trigger_key.as_str())),
+            recent.map(|f| (f.at_ms, f.trigger_key.as_str())),
             now.timestamp_millis(),
             rule.interval,
             key,
@@ -845,13 +858,140 @@ impl Alerts {
         Outcome::default()
     }
 
+    /// Reads the rules and channels made through the API again and puts them in force beside
+    /// the config file's.
+    pub async fn reload(&self) -> Result<()> {
+        let (channels, rules) = declared::load(&self.store).await?;
+        let ruleset = Ruleset::assemble(&self.config, channels, rules);
+        self.watch
+            .enabled
+            .store(!ruleset.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        *self.ruleset.write() = Arc::new(ruleset);
+        Ok(())
+    }
+
+    /// True when the config file declares a channel (or rule) of that name.
+    fn declared_in_config(&self, kind: declared::Kind, name: &str) -> bool {
+        match kind {
+            declared::Kind::Channel => self.config.channels.iter().any(|c| c.name == name),
+            declared::Kind::Rule => self.config.rules.iter().any(|r| r.name == name),
+        }
+    }
+
+    /// Refuses names the config file holds, and (for a change) names the API never made.
+    async fn check_writable(&self, kind: declared::Kind, name: &str, create: bool) -> Result<()> {
+        if self.declared_in_config(kind, name) {
+            return Err(Error::Declared {
+                kind: kind.as_str(),
+                name: name.to_owned(),
+            });
+        }
+        if !create && !declared::exists(&self.store, kind, name).await? {
+            return Err(Error::NotFound {
+                kind: kind.as_str(),
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn save<T: serde::Serialize>(
+        &self,
+        kind: declared::Kind,
+        name: &str,
+        value: &T,
+        create: bool,
+    ) -> Result<()> {
+        self.check_writable(kind, name, create).await?;
+        match declared::save(&self.store, kind, name, value, create).await {
+            Ok(()) => self.reload().await,
+            Err(store::Error::AlreadyExists { .. }) => Err(Error::Exists {
+                kind: kind.as_str(),
+                name: name.to_owned(),
+            }),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Creates (or, without `create`, replaces) a channel made through the API. Its secrets
+    /// must be readable now.
+    pub async fn put_channel(
+        &self,
+        channel: faultline_config::ChannelConfig,
+        create: bool,
+    ) -> Result<()> {
+        faultline_config::check_channel(&channel)
+            .map_err(|(field, message)| Error::Invalid { field, message })?;
+        Channel::load(&channel)?;
+        self.save(
+            declared::Kind::Channel,
+            &channel.name.clone(),
+            &channel,
+            create,
+        )
+        .await
+    }
+
+    /// Creates (or replaces) a rule made through the API.
+    pub async fn put_rule(&self, rule: RuleConfig, create: bool) -> Result<()> {
+        let ruleset = self.ruleset();
+        faultline_config::check_rule(&rule, |c| ruleset.channels.contains_key(c))
+            .map_err(|(field, message)| Error::Invalid { field, message })?;
+        self.save(declared::Kind::Rule, &rule.name.clone(), &rule, create)
+            .await
+    }
+
+    /// Deletes a rule or channel made through the API (a channel only when no rule uses it).
+    pub async fn remove(&self, kind: declared::Kind, name: &str) -> Result<()> {
+        self.check_writable(kind, name, false).await?;
+        if kind == declared::Kind::Channel
+            && let Some(rule) = self
+                .ruleset()
+                .rules
+                .iter()
+                .find(|r| r.channels.iter().any(|c| c == name))
+        {
+            return Err(Error::InUse {
+                channel: name.to_owned(),
+                rule: rule.name.clone(),
+            });
+        }
+        declared::remove(&self.store, kind, name).await?;
+        self.reload().await
+    }
+
+    /// Where a declaration comes from: `config` or `api`.
+    pub fn source(&self, kind: declared::Kind, name: &str) -> &'static str {
+        if self.declared_in_config(kind, name) {
+            "config"
+        } else {
+            "api"
+        }
+    }
+
+    /// The newest attempt of each channel (for "a failing channel shows its last error").
+    pub async fn last_attempts(&self) -> Result<HashMap<String, Attempt>> {
+        let mut last: HashMap<String, Attempt> = HashMap::new();
+        for attempt in table::read_attempts(&self.store, &ProjectFilter::All).await? {
+            if attempt.status == Status::Suppressed {
+                continue;
+            }
+            // Oldest first: the newest stays.
+            last.insert(attempt.channel.clone(), attempt);
+        }
+        Ok(last)
+    }
+
     /// Sends a test notification through `channel` now; the attempt is recorded (project 0).
     pub async fn test_channel(&self, channel: &str) -> Result<Attempt> {
         let ruleset = self.ruleset();
         let channel = ruleset
             .channels
             .get(channel)
-            .ok_or_else(|| Error::UnknownChannel(channel.to_owned()))?;
+            .ok_or_else(|| Error::NotFound {
+                kind: "channel",
+                name: channel.to_owned(),
+            })?;
         let ctx = AlertContext {
             org: crate::tenancy::DEFAULT_ORG.to_owned(),
             project_id: 0,
@@ -905,6 +1045,9 @@ impl Alerts {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = interval.tick() => {}
+            }
+            if let Err(err) = self.reload().await {
+                tracing::warn!(cause = %err, "cannot read the alert rules and channels made through the API");
             }
             if let Err(err) = self.refresh_states().await {
                 tracing::warn!(cause = %err, "cannot refresh issue states for alerts");
@@ -1034,20 +1177,25 @@ impl Alerts {
             }
             let mut filters = String::new();
             if !rule.levels.is_empty() {
-                filters.push_str(&format!(" AND level IN ({})", sql_list(&rule.levels)));
+                filters.push_str(&format!(" AND e.level IN ({})", sql_list(&rule.levels)));
             }
             if !rule.environments.is_empty() {
                 filters.push_str(&format!(
-                    " AND environment IN ({})",
+                    " AND e.environment IN ({})",
                     sql_list(&rule.environments)
                 ));
             }
+            // Unresolved issues only, and of a regressed one only the events since its resolve.
             let sql = format!(
-                "SELECT project_id, issue_id, count(*) AS event_count, max(title) AS title, \
-                 max(culprit) AS culprit, max(level) AS level, max(environment) AS environment \
-                 FROM events WHERE project_id IN ({}) \
-                 AND received > now() - INTERVAL '{} milliseconds'{filters} \
-                 GROUP BY project_id, issue_id HAVING count(*) > {count}",
+                "SELECT e.project_id AS project_id, e.issue_id AS issue_id, \
+                 count(*) AS event_count, max(e.title) AS title, max(e.culprit) AS culprit, \
+                 max(e.level) AS level, max(e.environment) AS environment \
+                 FROM events e JOIN issues i \
+                 ON e.project_id = i.project_id AND e.issue_id = i.issue_id \
+                 WHERE e.project_id IN ({}) AND i.status = 'unresolved' \
+                 AND (i.status_changed IS NULL OR e.received > i.status_changed) \
+                 AND e.received > now() - INTERVAL '{} milliseconds'{filters} \
+                 GROUP BY e.project_id, e.issue_id HAVING count(*) > {count}",
                 ids.join(", "),
                 window.as_millis()
             );

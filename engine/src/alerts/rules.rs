@@ -211,6 +211,36 @@ impl Ruleset {
         })
     }
 
+    /// The config file's rules and channels plus those made through the API (the config
+    /// file's win a name clash). A channel whose secret cannot be read now is left out, and
+    /// logged; rules that name it skip it.
+    pub fn assemble(
+        config: &AlertsConfig,
+        api_channels: Vec<ChannelConfig>,
+        api_rules: Vec<RuleConfig>,
+    ) -> Self {
+        let mut channels = BTreeMap::new();
+        let declared = config.channels.iter().cloned();
+        let made = api_channels
+            .into_iter()
+            .filter(|c| !config.channels.iter().any(|d| d.name == c.name));
+        for channel in declared.chain(made) {
+            match Channel::load(&channel) {
+                Ok(loaded) => {
+                    channels.insert(channel.name.clone(), Arc::new(loaded));
+                }
+                Err(err) => tracing::warn!(cause = %err, "alert channel left out"),
+            }
+        }
+        let mut rules = config.rules.clone();
+        rules.extend(
+            api_rules
+                .into_iter()
+                .filter(|r| !config.rules.iter().any(|d| d.name == r.name)),
+        );
+        Self { rules, channels }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }

@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use crate::harness::{PATIENCE, Rows, Setup, run_python, store_message};
+use crate::harness::{PATIENCE, Rows, Server, Setup, run_python, store_message};
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
@@ -189,7 +189,11 @@ routing_key_file = {pd_key}
 [[alerts.rules]]
 name = "shop-errors"
 projects = ["shop"]
-triggers = [{{ type = "new_issue" }}, {{ type = "regression" }}]
+triggers = [
+    {{ type = "new_issue" }},
+    {{ type = "regression" }},
+    {{ type = "frequency", count = 50, window = "1h" }},
+]
 levels = ["error"]
 environments = ["staging"]
 channels = ["hook", "slack", "discord", "teams", "pd"]
@@ -211,12 +215,48 @@ fn setup_with(dir: &std::path::Path, receiver: &Receiver, extra: &str) -> Result
     Ok(setup)
 }
 
+/// A token that may read events, change issues and manage alerts.
+fn token(setup: &Setup) -> Result<String> {
+    Ok(setup
+        .cli(&[
+            "token",
+            "create",
+            "--name",
+            "alerts",
+            "--scope",
+            "event:read",
+            "--scope",
+            "event:write",
+            "--scope",
+            "alerts:read",
+            "--scope",
+            "alerts:write",
+        ])?
+        .trim()
+        .to_owned())
+}
+
 fn int(row: &Rows, column: &str) -> Option<i64> {
     row.get(column).and_then(Value::as_i64)
 }
 
 fn text<'a>(row: &'a Rows, column: &str) -> Option<&'a str> {
     row.get(column).and_then(Value::as_str)
+}
+
+/// Runs `sql` until it gives at least `n` rows.
+async fn wait_rows(server: &Server, token: &str, sql: &str, n: usize) -> Result<Vec<Rows>> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let rows = server.sql(token, sql).await?;
+        if rows.len() >= n {
+            return Ok(rows);
+        }
+        if Instant::now() > deadline {
+            bail!("{sql} gave {} rows, waited for {n}: {rows:?}", rows.len());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn resolve(setup: &Setup, token: &str, issue_id: &str) -> Result<()> {
@@ -244,7 +284,7 @@ async fn a_new_issue_alerts_once_and_a_regression_again_after_a_resolve() -> Res
     let setup = setup_with(tmp.path(), &receiver, "")?;
     let dsn = setup.create_project("shop")?;
     let server = setup.start()?;
-    let token = setup.create_token()?;
+    let token = token(&setup)?;
 
     // The first error opens an issue: one message on every channel.
     let first = run_python(&dsn, &["same:1"])?;
@@ -314,13 +354,43 @@ async fn a_new_issue_alerts_once_and_a_regression_again_after_a_resolve() -> Res
     );
     assert_ne!(hook[1].body["data"]["issue_id"], issue_id.as_str());
 
+    // The frequency trigger (more than 50 events) fired too, within the interval of the
+    // new-issue alert: suppressed, and a row says so on every channel.
+    let suppressed = wait_rows(
+        &server,
+        &token,
+        &format!(
+            "SELECT channel, trigger, attempt, error FROM alert_deliveries \
+             WHERE issue_id = {issue_id} AND status = 'suppressed' ORDER BY channel"
+        ),
+        5,
+    )
+    .await?;
+    let channels: Vec<&str> = suppressed
+        .iter()
+        .filter_map(|r| text(r, "channel"))
+        .collect();
+    assert_eq!(channels, ["discord", "hook", "pd", "slack", "teams"]);
+    assert!(
+        suppressed
+            .iter()
+            .all(|r| text(r, "trigger") == Some("frequency")
+                && int(r, "attempt") == Some(0)
+                && text(r, "error") == Some("the rule alerted on this issue less than 30m ago")),
+        "{suppressed:?}"
+    );
+    assert_eq!(receiver.on("/hook").len(), 2);
+
     // Resolved, then a new event: PagerDuty's incident is resolved first, then one regression.
     resolve(&setup, &token, &issue_id).await?;
     let pd = receiver.wait("/pd", 3).await?;
     assert_eq!(pd[2].body["event_action"], "resolve", "{pd:#?}");
     assert_eq!(pd[2].body["dedup_key"], dedup_key);
     run_python(&dsn, &["same:1"])?;
-    let hook = receiver.wait("/hook", 3).await?;
+    let hook = receiver
+        .wait("/hook", 3)
+        .await
+        .with_context(|| server.log_text())?;
     assert_eq!(hook[2].body["type"], "issue.regression");
     assert_eq!(hook[2].body["data"]["issue_id"], issue_id.as_str());
     verify_standard(&hook[2])?;
@@ -335,7 +405,7 @@ async fn a_new_issue_alerts_once_and_a_regression_again_after_a_resolve() -> Res
             &token,
             &format!(
                 "SELECT channel, trigger, status, response_code, attempt FROM alert_deliveries \
-                 WHERE issue_id = {issue_id} ORDER BY channel, ts"
+                 WHERE issue_id = {issue_id} AND status <> 'suppressed' ORDER BY channel, ts"
             ),
         )
         .await?;
@@ -385,7 +455,7 @@ async fn a_receiver_that_fails_once_gets_the_alert_on_the_retry() -> Result<()> 
     let setup = setup_with(tmp.path(), &receiver, "")?;
     let dsn = setup.create_project("shop")?;
     let server = setup.start()?;
-    let token = setup.create_token()?;
+    let token = token(&setup)?;
     run_python(&dsn, &["same:1"])?;
     let hook = receiver.wait("/hook", 2).await?;
     assert_eq!(
