@@ -86,14 +86,22 @@ async fn adbc_binds_parameters_and_lists_the_catalog() -> Result<()> {
     assert_eq!(out["typed"], json!([{"n": 1}]));
     let refused = out["delete"].as_str().context("DELETE must fail")?;
     assert!(refused.contains("DML not supported: Delete"), "{refused}");
-    // Catalog calls: the token's two tables in faultline.public, with their columns.
+    // Catalog calls: the token's three tables in faultline.public, with their columns.
     let objects = out["objects"].as_array().context("objects")?;
     let names: Vec<&Value> = objects.iter().map(|o| &o[2]).collect();
-    assert_eq!(names, [&json!("events"), &json!("issues")], "{out}");
+    assert_eq!(
+        names,
+        [
+            &json!("alert_deliveries"),
+            &json!("events"),
+            &json!("issues")
+        ],
+        "{out}"
+    );
     assert_eq!(objects[0][0], "faultline");
     assert_eq!(objects[0][1], "public");
     assert_eq!(objects[0][3], "TABLE");
-    assert!(objects[0][4].as_u64().is_some_and(|n| n > 20), "{out}");
+    assert!(objects[1][4].as_u64().is_some_and(|n| n > 20), "{out}");
     assert_eq!(out["events_schema"]["project_id"], "int64");
     assert_eq!(out["events_schema"]["title"], "string");
     assert_eq!(out["table_types"], json!(["TABLE"]));

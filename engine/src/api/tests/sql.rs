@@ -185,7 +185,7 @@ async fn json_operators_and_functions_read_the_stored_event() {
 }
 
 #[tokio::test]
-async fn show_tables_and_information_schema_list_only_events_and_issues() {
+async fn show_tables_and_information_schema_list_only_the_sessions_tables() {
     let h = harness().await;
     let token = h.rich().await;
     let rows = h.rows(&token, "SHOW TABLES").await;
@@ -194,6 +194,7 @@ async fn show_tables_and_information_schema_list_only_events_and_issues() {
         json!([
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "events", "table_type": "BASE TABLE"},
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "issues", "table_type": "BASE TABLE"},
+            {"table_catalog": "faultline", "table_schema": "public", "table_name": "alert_deliveries", "table_type": "BASE TABLE"},
         ])
     );
     let rows = h.rows(&token, "SHOW COLUMNS FROM events").await;
@@ -215,7 +216,8 @@ async fn show_tables_and_information_schema_list_only_events_and_issues() {
         .await;
     assert_eq!(
         rows,
-        json!([{"table_schema": "public", "table_name": "events"},
+        json!([{"table_schema": "public", "table_name": "alert_deliveries"},
+               {"table_schema": "public", "table_name": "events"},
                {"table_schema": "public", "table_name": "issues"}])
     );
     let rows = h
