@@ -522,3 +522,252 @@ channels = ["hook"]
     drop(server);
     Ok(())
 }
+
+/// A request to the alerts API: the status and the JSON answer.
+async fn api(
+    setup: &Setup,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value)> {
+    let mut request = reqwest::Client::new()
+        .request(
+            method,
+            format!("{}/api/0/organizations/default/{path}", setup.base_url()),
+        )
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await?;
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_and_channels_made_through_the_api_mail_the_alert_and_are_audited() -> Result<()> {
+    use reqwest::Method;
+    let tmp = tempfile::tempdir()?;
+    let receiver = Receiver::start().await?;
+    let smtp_port = crate::harness::free_port();
+    let inbox = tmp.path().join("inbox.jsonl");
+    let _sink = crate::mail::Sink::start(smtp_port, &inbox)?;
+    let setup = setup_with(
+        tmp.path(),
+        &receiver,
+        &format!(
+            "\n[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\n\
+             from = \"faultline <faultline@example.test>\"\ntimeout = \"3s\"\n"
+        ),
+    )?;
+    let dsn = setup.create_project("shop")?;
+    let server = setup.start()?;
+    let token = setup
+        .cli(&[
+            "token",
+            "create",
+            "--name",
+            "platform",
+            "--scope",
+            "alerts:read",
+            "--scope",
+            "alerts:write",
+            "--scope",
+            "org:admin",
+            "--scope",
+            "event:read",
+        ])?
+        .trim()
+        .to_owned();
+
+    // A mail channel and a rule using it, made through the API.
+    let (status, channel) = api(
+        &setup,
+        &token,
+        Method::POST,
+        "alert-channels/",
+        Some(serde_json::json!({"name": "oncall-mail", "kind": "email", "to": ["oncall@example.test"]})),
+    )
+    .await?;
+    assert_eq!(status, 201, "{channel}");
+    assert_eq!(channel["source"], "api");
+    let (status, rule) = api(
+        &setup,
+        &token,
+        Method::POST,
+        "alert-rules/",
+        Some(serde_json::json!({
+            "name": "mail-new", "projects": ["shop"], "triggers": [{"type": "new_issue"}],
+            "channels": ["oncall-mail"], "interval": "1h",
+        })),
+    )
+    .await?;
+    assert_eq!(status, 201, "{rule}");
+    assert_eq!(rule["interval"], "1h");
+    assert_eq!(rule["org"], "default");
+
+    // Bad requests name the field; the config file's declarations cannot be changed here.
+    let (status, answer) = api(
+        &setup,
+        &token,
+        Method::POST,
+        "alert-rules/",
+        Some(serde_json::json!({"name": "x", "triggers": [{"type": "new_issue"}], "channels": ["nowhere"]})),
+    )
+    .await?;
+    assert_eq!(
+        (status, answer["detail"].as_str()),
+        (400, Some("channels: no channel is named \"nowhere\""))
+    );
+    let (status, answer) = api(
+        &setup,
+        &token,
+        Method::POST,
+        "alert-channels/",
+        Some(serde_json::json!({"name": "leaky", "kind": "slack", "url": "https://hooks.slack.com/services/T/B/X"})),
+    )
+    .await?;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("url: this webhook URL is a secret")),
+        "{answer}"
+    );
+    let (status, answer) = api(
+        &setup,
+        &token,
+        Method::PUT,
+        "alert-rules/shop-errors/",
+        Some(serde_json::json!({"name": "shop-errors", "triggers": [{"type": "new_issue"}], "channels": ["hook"]})),
+    )
+    .await?;
+    assert_eq!(status, 409, "{answer}");
+    let (status, answer) = api(
+        &setup,
+        &token,
+        Method::DELETE,
+        "alert-channels/oncall-mail/",
+        None,
+    )
+    .await?;
+    assert_eq!(
+        (status, answer["detail"].as_str()),
+        (
+            409,
+            Some(
+                "alert channel \"oncall-mail\" is used by rule \"mail-new\": remove it from the rule first"
+            )
+        )
+    );
+
+    // Channels are listed without their secrets.
+    let (status, channels) = api(&setup, &token, Method::GET, "alert-channels/", None).await?;
+    assert_eq!(status, 200);
+    let listed = channels.to_string();
+    assert!(
+        !listed.contains(&receiver.url("/slack")) && !listed.contains(SECRET),
+        "{listed}"
+    );
+    let names: Vec<(&str, &str)> = channels
+        .as_array()
+        .context("channels")?
+        .iter()
+        .filter_map(|c| Some((c["name"].as_str()?, c["source"].as_str()?)))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("discord", "config"),
+            ("hook", "config"),
+            ("oncall-mail", "api"),
+            ("pd", "config"),
+            ("slack", "config"),
+            ("teams", "config")
+        ]
+    );
+    let (_, rules) = reqwest::Client::new()
+        .get(format!(
+            "{}/api/0/projects/default/shop/rules/",
+            setup.base_url()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json::<Value>()
+        .await
+        .map(|v| (200, v))?;
+    let rule_names: Vec<&str> = rules
+        .as_array()
+        .context("rules")?
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert_eq!(rule_names, ["shop-errors", "mail-new"]);
+
+    // "Send test notification": delivered, and the receiver got it.
+    let (status, tested) = api(
+        &setup,
+        &token,
+        Method::POST,
+        "alert-channels/hook/test/",
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200, "{tested}");
+    assert_eq!(tested["status"], "delivered");
+    assert_eq!(tested["response_code"], 200);
+    let hook = receiver.wait("/hook", 1).await?;
+    assert_eq!(hook[0].body["type"], "issue.test");
+    verify_standard(&hook[0])?;
+
+    // A new issue: the rule made through the API mails it.
+    run_python(&dsn, &["same:1"])?;
+    let deadline = Instant::now() + PATIENCE;
+    let mail: Value = loop {
+        let text = std::fs::read_to_string(&inbox).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break serde_json::from_str(line)?;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no mail arrived:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(mail["to"], serde_json::json!(["oncall@example.test"]));
+    let data = mail["data"].as_str().context("mail text")?;
+    assert!(
+        data.contains(
+            "Subject: [faultline] New issue in shop: ZeroDivisionError: division by zero"
+        ),
+        "{data}"
+    );
+
+    // Every change is in the audit log.
+    let rows = server
+        .sql(
+            &token,
+            "SELECT event, target_id FROM audit_log WHERE event LIKE 'alert%' ORDER BY ts",
+        )
+        .await?;
+    let events: Vec<(&str, &str)> = rows
+        .iter()
+        .filter_map(|r| Some((text(r, "event")?, text(r, "target_id")?)))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("alert_channel.create", "oncall-mail"),
+            ("alert_rule.create", "mail-new"),
+            ("alert_channel.test", "hook"),
+        ]
+    );
+    Ok(())
+}
