@@ -37,7 +37,7 @@ impl Default for AlertsConfig {
             min_backoff: Duration::from_secs(10),
             max_backoff: Duration::from_secs(3600),
             timeout: Duration::from_secs(10),
-            check_interval: Duration::from_secs(60),
+            check_interval: Duration::from_secs(10),
             channels: Vec::new(),
             rules: Vec::new(),
         }
@@ -316,4 +316,86 @@ pub fn check_rule(
         return err("interval", "must be longer than zero".to_owned());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    const CHANNEL: &str = "[[alerts.channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"https://example.test/h\"\n";
+
+    #[test]
+    fn rules_and_channels_parse_with_defaults() {
+        let config = Config::parse(&format!(
+            "{CHANNEL}\n[[alerts.rules]]\nname = \"r\"\nchannels = [\"hook\"]\n\
+             triggers = [{{ type = \"new_issue\" }}, {{ type = \"frequency\", count = 100, window = \"5m\" }}]\n"
+        ))
+        .unwrap();
+        let rule = &config.alerts.rules[0];
+        assert_eq!(rule.org, "default");
+        assert_eq!(rule.interval, std::time::Duration::from_secs(1800));
+        assert_eq!(
+            rule.triggers[1],
+            super::TriggerConfig::Frequency {
+                count: 100,
+                window: std::time::Duration::from_secs(300)
+            }
+        );
+        assert_eq!(config.alerts.max_attempts, 8);
+        assert!(Config::parse("").unwrap().alerts.is_default());
+    }
+
+    #[test]
+    fn bad_alerts_name_the_field() {
+        let cases = [
+            (
+                "[[alerts.channels]]\nname = \"s\"\nkind = \"slack\"\nurl = \"https://hooks.slack.com/x\"".to_owned(),
+                "alerts.channels[0].url",
+                "secret",
+            ),
+            (
+                "[[alerts.channels]]\nname = \"p\"\nkind = \"pagerduty\"".to_owned(),
+                "alerts.channels[0].routing_key_file",
+                "required",
+            ),
+            (
+                "[[alerts.channels]]\nname = \"m\"\nkind = \"email\"".to_owned(),
+                "alerts.channels[0].to",
+                "recipient",
+            ),
+            (
+                format!("{CHANNEL}{CHANNEL}"),
+                "alerts.channels[1].name",
+                "used twice",
+            ),
+            (
+                format!("{CHANNEL}[[alerts.rules]]\nname = \"r\"\nchannels = [\"nope\"]\ntriggers = [{{ type = \"new_issue\" }}]"),
+                "alerts.rules[0].channels",
+                "no channel is named \"nope\"",
+            ),
+            (
+                format!("{CHANNEL}[[alerts.rules]]\nname = \"r\"\nchannels = [\"hook\"]\ntriggers = []"),
+                "alerts.rules[0].triggers",
+                "at least one",
+            ),
+            (
+                format!("{CHANNEL}[[alerts.rules]]\nname = \"r\"\nchannels = [\"hook\"]\nlevels = [\"critical\"]\ntriggers = [{{ type = \"regression\" }}]"),
+                "alerts.rules[0].levels",
+                "\"critical\" is not one of debug, info, warning, error, fatal",
+            ),
+            (
+                format!("{CHANNEL}[[alerts.rules]]\nname = \"r\"\nchannels = [\"hook\"]\ntriggers = [{{ type = \"frequency\", count = 0, window = \"1m\" }}]"),
+                "alerts.rules[0].triggers",
+                "above zero",
+            ),
+            ("[alerts]\nmax_attempts = 0".to_owned(), "alerts.max_attempts", "at least 1"),
+        ];
+        for (text, field, words) in cases {
+            let message = Config::parse(&text).unwrap_err().to_string();
+            assert!(
+                message.contains(field) && message.contains(words),
+                "{text}: {message}"
+            );
+        }
+    }
 }

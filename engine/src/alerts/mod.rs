@@ -1140,7 +1140,7 @@ impl Alerts {
         let key = format!("resolved:{at}");
         for rule in &ruleset.rules {
             let covers = rule.org == ctx.org
-                && (rule.projects.is_empty() || rule.projects.iter().any(|p| *p == ctx.project));
+                && (rule.projects.is_empty() || rule.projects.contains(&ctx.project));
             if !covers {
                 continue;
             }
@@ -1400,5 +1400,65 @@ impl IssueRow {
             });
         }
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(project: u64, issue: i64) -> StoredEvent {
+        StoredEvent::for_test(project, issue, r#"{"message":"m","level":"error"}"#)
+    }
+
+    #[test]
+    fn only_the_first_event_of_an_unknown_issue_is_a_candidate() {
+        let watch = Watch::new(true);
+        let mut rx = watch.rx.lock().take().unwrap();
+        let batch = [event(1, 7), event(1, 7), event(1, 8), event(2, 7)];
+        let candidates = watch.candidates(&batch);
+        assert_eq!(candidates.len(), 4, "nothing is marked before the commit");
+        watch.commit(candidates);
+        let mut sent = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            sent.push((c.project_id, c.issue_id));
+        }
+        assert_eq!(sent, [(1, 7), (1, 8), (2, 7)]);
+        // Known and open now: more events are no candidates and allocate nothing.
+        let later = watch.candidates(&[event(1, 7), event(2, 7)]);
+        assert!(later.is_empty() && later.capacity() == 0);
+    }
+
+    #[test]
+    fn a_resolved_issue_is_a_candidate_again_for_an_event_received_after_the_resolve() {
+        let watch = Watch::new(true);
+        let mut rx = watch.rx.lock().take().unwrap();
+        let e = event(1, 7);
+        let received = e.event.received.timestamp_millis();
+        watch
+            .known
+            .write()
+            .entry(1)
+            .or_default()
+            .insert(7, Known::Resolved(received));
+        assert!(
+            watch.candidates(std::slice::from_ref(&e)).is_empty(),
+            "received at the resolve"
+        );
+        watch
+            .known
+            .write()
+            .entry(1)
+            .or_default()
+            .insert(7, Known::Resolved(received - 1));
+        watch.observe(&[e.clone(), e]);
+        assert_eq!(rx.try_recv().map(|c| c.issue_id).ok(), Some(7));
+        assert!(rx.try_recv().is_err(), "one candidate per regression");
+    }
+
+    #[test]
+    fn without_rules_nothing_is_a_candidate() {
+        let watch = Watch::new(false);
+        assert!(watch.candidates(&[event(1, 7)]).is_empty());
     }
 }

@@ -239,7 +239,10 @@ pub(super) async fn project_rules(
     headers: HeaderMap,
 ) -> Result<Json<Vec<Value>>, ApiError> {
     let caller = state.caller(&headers, &org, Scope::AlertsRead).await?;
-    let ids = state.projects.ids_by_name(&org, &[project.clone()]).await?;
+    let ids = state
+        .projects
+        .ids_by_name(&org, std::slice::from_ref(&project))
+        .await?;
     if !ids.iter().all(|id| caller.principal.covers(&org, *id)) {
         return Err(ApiError::Forbidden(format!(
             "the API token does not cover project {project:?} of organization {org:?}"
