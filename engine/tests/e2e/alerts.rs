@@ -771,3 +771,90 @@ async fn rules_and_channels_made_through_the_api_mail_the_alert_and_are_audited(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_s3_store_send_one_alert_per_new_issue() -> Result<()> {
+    use crate::s3::{Moto, s3_setup};
+    let moto = Moto::start()?;
+    moto.create_bucket().await?;
+    let tmp = tempfile::tempdir()?;
+    let receiver = Receiver::start().await?;
+    let node = |name: &str| -> Result<Setup> {
+        let setup = s3_setup(tmp.path(), name, &moto);
+        std::fs::write(
+            &setup.config,
+            format!(
+                "[storage]\nnode_id = \"{name}\"\n\n[flush]\ninterval = \"1s\"\n\n\
+                 [storage.s3]\nregion = \"us-east-1\"\nallow_http = true\nforce_path_style = true\n\n\
+                 [alerts]\ncheck_interval = \"200ms\"\n\n\
+                 [[alerts.channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n\n\
+                 [[alerts.rules]]\nname = \"everything-new\"\ntriggers = [{{ type = \"new_issue\" }}]\n\
+                 channels = [\"hook\"]\n",
+                receiver.url("/hook")
+            ),
+        )?;
+        Ok(setup)
+    };
+    let (a, b) = (node("node-a")?, node("node-b")?);
+    let dsn_a = a.create_project("shop")?;
+    let server_a = a.start()?;
+    let server_b = b.start()?;
+    let dsn_b = dsn_a.replace(&format!(":{}/", a.port), &format!(":{}/", b.port));
+
+    // The same new error reaches both nodes at once.
+    let (da, db) = (dsn_a.clone(), dsn_b.clone());
+    let sender_a = std::thread::spawn(move || run_python(&da, &["same:3"]));
+    let sender_b = std::thread::spawn(move || run_python(&db, &["same:3"]));
+    sender_a
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender a panicked"))??;
+    sender_b
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender b panicked"))??;
+    // A new issue on each node afterwards: once both alerts came, each node has decided the
+    // error before it.
+    store_message(&a, &dsn_a, "fence on a").await?;
+    store_message(&b, &dsn_b, "fence on b").await?;
+    let deadline = Instant::now() + PATIENCE;
+    let titles = loop {
+        let titles: Vec<String> = receiver
+            .on("/hook")
+            .iter()
+            .filter_map(|r| r.body["data"]["title"].as_str().map(str::to_owned))
+            .collect();
+        if titles.iter().any(|t| t == "fence on a") && titles.iter().any(|t| t == "fence on b") {
+            break titles;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "alerts so far: {titles:?}\nnode a:\n{}\nnode b:\n{}",
+            server_a.log_text(),
+            server_b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut sorted = titles.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        [
+            "ZeroDivisionError: division by zero",
+            "fence on a",
+            "fence on b"
+        ],
+        "one alert per new issue: {titles:?}"
+    );
+    let token = b.create_token()?;
+    let rows = server_b
+        .sql(
+            &token,
+            "SELECT status, count(*) AS n FROM alert_deliveries GROUP BY status",
+        )
+        .await?;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (text(&rows[0], "status"), int(&rows[0], "n")),
+        (Some("delivered"), Some(3))
+    );
+    Ok(())
+}
