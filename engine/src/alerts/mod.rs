@@ -116,6 +116,10 @@ enum Known {
     Resolved(i64),
 }
 
+/// Candidates waiting for the worker at most; beyond, a new issue is decided with its next
+/// event (memory stays bounded when every event opens an issue).
+const MAX_WAITING: usize = 100_000;
+
 /// Known issues per project.
 type KnownMap = HashMap<u64, HashMap<i64, Known>>;
 
@@ -124,19 +128,22 @@ type KnownMap = HashMap<u64, HashMap<i64, Known>>;
 pub struct Watch {
     enabled: std::sync::atomic::AtomicBool,
     known: RwLock<KnownMap>,
-    tx: mpsc::UnboundedSender<Candidate>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<Candidate>>>,
+    tx: mpsc::Sender<Candidate>,
+    rx: Mutex<Option<mpsc::Receiver<Candidate>>>,
+    /// Candidates refused because the worker was [`MAX_WAITING`] behind.
+    refused: std::sync::atomic::AtomicU64,
 }
 
 impl Watch {
     /// A watch that sends candidates only when `enabled` (some rule exists).
     pub fn new(enabled: bool) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(MAX_WAITING);
         Self {
             enabled: std::sync::atomic::AtomicBool::new(enabled),
             known: RwLock::new(HashMap::new()),
             tx,
             rx: Mutex::new(Some(rx)),
+            refused: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -179,9 +186,28 @@ impl Watch {
                 Some(Known::Resolved(at)) if candidate.received_ms <= *at => continue,
                 _ => {}
             }
-            issues.insert(candidate.issue_id, Known::Open);
-            // The worker holds the receiver for the life of the process.
-            let _ = self.tx.send(candidate);
+            let issue_id = candidate.issue_id;
+            match self.tx.try_send(candidate) {
+                // Marked only once handed over: a refused one is a candidate again with the
+                // issue's next event.
+                Ok(()) => {
+                    issues.insert(issue_id, Known::Open);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let refused = self
+                        .refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if refused.is_multiple_of(10_000) {
+                        tracing::warn!(
+                            waiting = MAX_WAITING,
+                            refused = refused + 1,
+                            "the alert worker is behind: new issues wait for their next event"
+                        );
+                    }
+                }
+                // The worker is gone (shutting down): the WAL replay decides at the next start.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
         }
     }
 
@@ -435,10 +461,18 @@ impl Alerts {
         }
         let projects = self.projects.list().await?;
         for (project_id, candidates) in by_project {
-            self.ensure_loaded(project_id).await?;
             let Some(project) = projects.iter().find(|p| p.id == project_id) else {
                 continue;
             };
+            let ruleset = self.ruleset();
+            let covered = ruleset.rules.iter().any(|r| {
+                r.org == project.org
+                    && (r.projects.is_empty() || r.projects.contains(&project.name))
+            });
+            if !covered {
+                continue;
+            }
+            self.ensure_loaded(project_id).await?;
             let ids: Vec<String> = candidates
                 .iter()
                 .map(|c| c.issue_id.to_string())
@@ -466,7 +500,14 @@ impl Alerts {
                     Some((Trigger::NewIssue, "new".to_owned()))
                 } else {
                     match row.changed {
-                        Some(at) if row.regressed && candidate.received_ms > at => {
+                        Some(at)
+                            if row.regressed
+                                && candidate.received_ms > at
+                                && self
+                                    .first_after(project_id, candidate.issue_id, at)
+                                    .await?
+                                    .is_some_and(|first| first >= candidate.received_ms) =>
+                        {
                             self.regressions
                                 .lock()
                                 .insert((project_id, candidate.issue_id, at));
@@ -499,6 +540,25 @@ impl Alerts {
             }
         }
         Ok(())
+    }
+
+    /// When the first event of an issue received after `after_ms` was received: a regression
+    /// is decided on that event only (not on a later one after a restart, whose issue read as
+    /// regressed long before).
+    async fn first_after(
+        &self,
+        project_id: u64,
+        issue_id: i64,
+        after_ms: i64,
+    ) -> Result<Option<i64>> {
+        let rows = self
+            .issue_rows(&format!(
+                "SELECT issue_id, min(received) AS first_seen FROM events \
+                 WHERE project_id = {project_id} AND issue_id = {issue_id} \
+                 AND received > to_timestamp_millis({after_ms}) GROUP BY issue_id"
+            ))
+            .await?;
+        Ok(rows.first().and_then(|row| row.first_seen))
     }
 
     fn issue_url(&self, org: &str, issue_id: i64) -> String {
@@ -866,7 +926,14 @@ impl Alerts {
         self.watch
             .enabled
             .store(!ruleset.is_empty(), std::sync::atomic::Ordering::Relaxed);
+        let changed = self.ruleset().rules != ruleset.rules;
         *self.ruleset.write() = Arc::new(ruleset);
+        if changed {
+            // Projects a new rule covers were never loaded: start over. Every issue is a
+            // candidate once more, and the `issues` table tells that it is not new.
+            self.loaded.lock().clear();
+            self.watch.known.write().clear();
+        }
         Ok(())
     }
 
