@@ -858,3 +858,48 @@ async fn two_nodes_on_one_s3_store_send_one_alert_per_new_issue() -> Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_alerts_neither_known_issues_nor_old_regressions_again() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let receiver = Receiver::start().await?;
+    let setup = setup_with(tmp.path(), &receiver, "")?;
+    let dsn = setup.create_project("shop")?;
+    let server = setup.start()?;
+    let token = token(&setup)?;
+    run_python(&dsn, &["same:1"])?;
+    let hook = receiver.wait("/hook", 1).await?;
+    let issue_id = hook[0].body["data"]["issue_id"]
+        .as_str()
+        .context("issue id")?
+        .to_owned();
+    resolve(&setup, &token, &issue_id).await?;
+    receiver.wait("/pd", 2).await?;
+    run_python(&dsn, &["same:1"])?;
+    let hook = receiver.wait("/hook", 2).await?;
+    assert_eq!(hook[1].body["type"], "issue.regression");
+
+    // After a restart (the WAL replayed or flushed), the issue's next event is no news.
+    let status = server.terminate()?;
+    ensure!(status.success(), "SIGTERM exits 0, got {status}");
+    let _server = setup.start()?;
+    run_python(&dsn, &["same:2"])?;
+    run_python(&dsn, &["types"])?;
+    let hook = receiver.wait("/hook", 3).await?;
+    let seen: Vec<(&str, &str)> = hook
+        .iter()
+        .filter_map(|r| Some((r.body["type"].as_str()?, r.body["data"]["title"].as_str()?)))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("issue.new_issue", "ZeroDivisionError: division by zero"),
+            ("issue.regression", "ZeroDivisionError: division by zero"),
+            (
+                "issue.new_issue",
+                "PaymentDeclined: card ************4242 declined for 12345 cents"
+            ),
+        ]
+    );
+    Ok(())
+}
