@@ -903,3 +903,50 @@ async fn a_restart_alerts_neither_known_issues_nor_old_regressions_again() -> Re
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frequency_rule_fires_once_the_threshold_is_crossed() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let receiver = Receiver::start().await?;
+    let setup = setup_with(
+        tmp.path(),
+        &receiver,
+        r#"
+[[alerts.rules]]
+name = "busy"
+triggers = [{ type = "frequency", count = 50, window = "1h" }]
+levels = ["error"]
+channels = ["hook"]
+"#,
+    )?;
+    let dsn = setup.create_project("shop")?;
+    let server = setup.start()?;
+    let token = token(&setup)?;
+    run_python(&dsn, &["same:60"])?;
+    let rows = wait_rows(
+        &server,
+        &token,
+        "SELECT status, trigger, issue_id FROM alert_deliveries WHERE rule = 'busy'",
+        1,
+    )
+    .await?;
+    assert_eq!(text(&rows[0], "trigger"), Some("frequency"));
+    assert_eq!(text(&rows[0], "status"), Some("delivered"));
+    let busy: Vec<Received> = receiver
+        .on("/hook")
+        .into_iter()
+        .filter(|r| r.body["data"]["rule"] == "busy")
+        .collect();
+    assert_eq!(busy.len(), 1, "{busy:#?}");
+    assert_eq!(busy[0].body["type"], "issue.frequency");
+    // Counted when the rule's timer ran: past the threshold, at most all that were sent.
+    let count = busy[0].body["data"]["event_count"]
+        .as_i64()
+        .context("event_count")?;
+    assert!((51..=60).contains(&count), "{count}");
+    assert_eq!(
+        busy[0].body["data"]["title"],
+        "ZeroDivisionError: division by zero"
+    );
+    Ok(())
+}
