@@ -311,7 +311,7 @@ impl Node {
             mailer: mailer.clone(),
             node: config.storage.node_id.clone(),
             public_url: config.public_url(),
-        }));
+        })?);
         Ok(Self {
             config,
             store,

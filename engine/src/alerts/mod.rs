@@ -62,6 +62,8 @@ pub enum Error {
     InUse { channel: String, rule: String },
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    #[error("cannot set up the HTTP client for alerts: {0}")]
+    Client(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -273,14 +275,15 @@ pub struct AlertsParts {
 }
 
 impl Alerts {
-    pub fn new(parts: AlertsParts) -> Self {
+    pub fn new(parts: AlertsParts) -> Result<Self> {
+        // Redirects are not followed: a receiver answers, or the attempt fails.
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(parts.config.timeout)
             .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_default();
-        Self {
+            .map_err(|e| Error::Client(error_chain(&e)))?;
+        Ok(Self {
             watch: parts.watch,
             ruleset: RwLock::new(Arc::new(parts.ruleset)),
             config: parts.config,
@@ -296,7 +299,7 @@ impl Alerts {
             wake: Notify::new(),
             loaded: Mutex::new(HashSet::new()),
             regressions: Mutex::new(HashSet::new()),
-        }
+        })
     }
 
     /// The rules and channels in force.

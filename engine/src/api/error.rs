@@ -125,7 +125,9 @@ fn alerts_status(err: &alerts::Error) -> StatusCode {
         A::Invalid { .. } | A::Secret { .. } => StatusCode::BAD_REQUEST,
         A::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
         A::Query(e) => query_status(e),
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        A::Store(_) | A::Tenancy(_) | A::Column(_) | A::Client(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
     }
 }
 
