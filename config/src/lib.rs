@@ -19,6 +19,12 @@ use std::time::Duration;
 pub use bytesize::ByteSize;
 use serde::{Deserialize, Serialize};
 
+mod alerts;
+pub use alerts::{
+    AlertsConfig, ChannelConfig, ChannelKind, LEVELS, RuleConfig, TriggerConfig, WebhookFormat,
+    check_channel, check_rule,
+};
+
 /// Errors while loading or checking a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -57,6 +63,9 @@ pub struct Config {
     /// Outgoing mail (invites); off when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpConfig>,
+    /// Alert channels and rules (see docs/alerts.md).
+    #[serde(skip_serializing_if = "AlertsConfig::is_default")]
+    pub alerts: AlertsConfig,
     /// Projects declared in the config (the operator declares them here). Projects created
     /// with `faultline project create` live in the object store instead; both are served.
     #[serde(rename = "project", skip_serializing_if = "Vec::is_empty")]
@@ -827,6 +836,9 @@ impl Config {
                 "must be between 1 and 22".to_owned(),
             ));
         }
+        self.alerts
+            .check()
+            .map_err(|(field, message)| invalid(&field, message))?;
         let mut ids = std::collections::BTreeSet::new();
         let mut names = std::collections::BTreeSet::new();
         for (i, project) in self.projects.iter().enumerate() {

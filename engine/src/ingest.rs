@@ -261,6 +261,8 @@ pub struct Ingest {
     in_flight: Arc<Semaphore>,
     /// Bodies being decompressed, parsed and normalized (on the blocking pool).
     decoding: Arc<Semaphore>,
+    /// Which logged events the alert worker must look at.
+    alerts: Arc<crate::alerts::Watch>,
 }
 
 /// Ids of recently accepted events remembered for de-duplication.
@@ -272,8 +274,10 @@ impl Ingest {
         wal: Wal,
         limits: LimitsConfig,
         max_unflushed: u64,
+        alerts: Arc<crate::alerts::Watch>,
     ) -> Self {
         Self {
+            alerts,
             projects,
             wal,
             max_unflushed,
@@ -490,12 +494,15 @@ impl Ingest {
             );
             events.push(stored);
         }
+        // An in-memory lookup per event; candidates go to the alert worker once logged.
+        let candidates = self.alerts.candidates(&events);
         if !events.is_empty()
             && let Err(err) = self.wal.append(data, events).await
         {
             self.release(project.id, &reserved);
             return Err(err.into());
         }
+        self.alerts.commit(candidates);
         let accepted = reserved.len() as u64;
         crate::metrics::ingest_items(&ItemType::Event, "accepted", accepted);
         crate::metrics::ingest_items(&ItemType::Event, "duplicate", total - accepted);

@@ -30,6 +30,7 @@
 //!   are durable; a query sees each event exactly once, whether in memory or in a file.
 //! - A bad request is refused with a 4xx naming the problem and changes nothing.
 
+pub mod alerts;
 pub mod allocator;
 pub mod api;
 pub mod backup;

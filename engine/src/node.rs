@@ -14,6 +14,7 @@ use std::time::Duration;
 use faultline_config::Config;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::{self, Alerts, AlertsParts, Ruleset, Watch};
 use crate::backup::Backups;
 use crate::buffer::{Buffer, FlushThresholds};
 use crate::ingest::{self, Ingest};
@@ -46,6 +47,8 @@ pub enum Error {
     Sso(#[from] sso::Error),
     #[error(transparent)]
     Mail(#[from] mail::Error),
+    #[error(transparent)]
+    Alerts(#[from] alerts::Error),
     #[error(
         "no faultline data in {path}: pass the server's --data-dir (or FAULTLINE_DATA_DIR), or --server to ask a running server"
     )]
@@ -81,6 +84,8 @@ pub struct Node {
     pub wal: Wal,
     pub ingest: Arc<Ingest>,
     pub query: Arc<QueryService>,
+    /// Alert rules, channels and the delivery worker.
+    pub alerts: Arc<Alerts>,
     unfinished_flushes: tokio::sync::Mutex<Vec<PendingFlush>>,
     backups: std::sync::OnceLock<Arc<Backups>>,
     /// This process's exclusive hold on the WAL directory.
@@ -145,6 +150,7 @@ fn replay(
     buffer: &Buffer,
     trim: bool,
     unreadable: Unreadable,
+    alerts: Option<&Watch>,
 ) -> Result<Replayed> {
     let mut replayed = Replayed::default();
     for (seq, path) in wal::list_segments(dir)? {
@@ -176,6 +182,10 @@ fn replay(
             }
         }
         buffer.append(&events);
+        if let Some(watch) = alerts {
+            // Decided again after a crash: the worker's deliveries are idempotent.
+            watch.observe(&events);
+        }
     }
     Ok(replayed)
 }
@@ -231,7 +241,20 @@ impl Node {
         let wal_upto = manifest.wal_upto;
         let buffer = Arc::new(Buffer::new(manifest, thresholds(&config)));
         let wal_dir = config.wal_dir();
-        let replayed = replay(&wal_dir, wal_upto, &buffer, true, Unreadable::Quarantine)?;
+        // Every secret of the config file's channels must be readable; those of channels made
+        // through the API are checked when they are made.
+        Ruleset::load(&config.alerts)?;
+        let (api_channels, api_rules) = alerts::declared::load(&store).await?;
+        let ruleset = Ruleset::assemble(&config.alerts, api_channels, api_rules);
+        let watch = Arc::new(Watch::new(!ruleset.is_empty()));
+        let replayed = replay(
+            &wal_dir,
+            wal_upto,
+            &buffer,
+            true,
+            Unreadable::Quarantine,
+            Some(&watch),
+        )?;
         if !replayed.ids.is_empty() {
             tracing::info!(events = replayed.ids.len(), "replayed events from the wal");
         }
@@ -267,6 +290,7 @@ impl Node {
             wal.clone(),
             config.limits.clone(),
             config.wal.max_unflushed.as_u64(),
+            Arc::clone(&watch),
         ));
         for (project, id) in replayed.ids {
             ingest.remember(project, id);
@@ -277,6 +301,17 @@ impl Node {
             node_id,
             config.query.clone(),
         )?);
+        let alerts = Arc::new(Alerts::new(AlertsParts {
+            watch,
+            ruleset,
+            config: config.alerts.clone(),
+            store: store.clone(),
+            query: Arc::clone(&query),
+            projects: Arc::clone(&projects),
+            mailer: mailer.clone(),
+            node: config.storage.node_id.clone(),
+            public_url: config.public_url(),
+        })?);
         Ok(Self {
             config,
             store,
@@ -289,6 +324,7 @@ impl Node {
             wal,
             ingest,
             query,
+            alerts,
             unfinished_flushes: tokio::sync::Mutex::new(Vec::new()),
             backups: std::sync::OnceLock::new(),
             _lock: lock,
@@ -489,6 +525,7 @@ pub async fn open_reader(config: &Config) -> Result<QueryService> {
         &buffer,
         false,
         Unreadable::Skip,
+        None,
     )?;
     Ok(QueryService::new(
         store,

@@ -15,6 +15,8 @@
 #[path = "e2e/harness.rs"]
 mod harness;
 
+#[path = "e2e/alerts.rs"]
+mod alerts;
 #[path = "e2e/backup.rs"]
 mod backup;
 #[path = "e2e/durability.rs"]

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::{backup, ingest, issues, maintenance, people, query, tenancy};
+use crate::{alerts, backup, ingest, issues, maintenance, people, query, tenancy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -27,6 +27,8 @@ pub enum ApiError {
     People(#[from] people::Error),
     #[error(transparent)]
     Saved(#[from] query::saved::Error),
+    #[error(transparent)]
+    Alerts(#[from] alerts::Error),
     #[error("the session has ended or expired: log in again")]
     SessionEnded,
     #[error("{0}")]
@@ -43,7 +45,9 @@ pub enum ApiError {
         limit: usize,
     },
     #[error("request body not received within server.body_read_timeout of {timeout:?}")]
-    BodyTimeout { timeout: std::time::Duration },
+    BodyTimeout {
+        timeout: std::time::Duration,
+    },
 }
 
 /// How long a client should wait after the WAL could not be written (e.g. a full disk).
@@ -116,6 +120,7 @@ impl ApiError {
             Self::Backup(backup::Error::NotFound { .. }) => StatusCode::NOT_FOUND,
             Self::Backup(_) | Self::Maintenance(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::People(e) => people_status(e),
+            Self::Alerts(e) => alerts_status(e),
             Self::SessionEnded => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MissingToken => StatusCode::UNAUTHORIZED,
@@ -123,6 +128,20 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+}
+
+fn alerts_status(err: &alerts::Error) -> StatusCode {
+    use alerts::Error as A;
+    match err {
+        A::NotFound { .. } => StatusCode::NOT_FOUND,
+        A::Declared { .. } | A::Exists { .. } | A::InUse { .. } => StatusCode::CONFLICT,
+        A::Invalid { .. } | A::Secret { .. } => StatusCode::BAD_REQUEST,
+        A::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+        A::Query(e) => query_status(e),
+        A::Store(_) | A::Tenancy(_) | A::Column(_) | A::Client(_) => {
+            StatusCode::INTERNAL_SERVER_ERROR
         }
     }
 }

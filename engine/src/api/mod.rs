@@ -1,6 +1,7 @@
 //! HTTP: the only module that knows axum. One router per listener; handlers take the request
 //! apart, call one domain function and turn its result into a response.
 
+mod alerts;
 mod auth;
 mod error;
 mod ingest;
@@ -320,7 +321,54 @@ fn query_routes(node: &Arc<Node>) -> Router {
                 .with_state(keys),
         )
         .merge(people_routes(node))
+        .merge(alert_routes(node))
         .layer(body_timeout)
+}
+
+/// Alert rules and channels (`api/alerts.rs`), each path with and without its trailing slash.
+fn alert_routes(node: &Arc<Node>) -> Router {
+    let state = alerts::AlertsState {
+        auth: auth_of(node),
+        alerts: Arc::clone(&node.alerts),
+        projects: Arc::clone(&node.projects),
+    };
+    let org = "/api/0/organizations/{org}";
+    let routes: [(String, MethodRouter<alerts::AlertsState>); 6] = [
+        (
+            format!("{org}/alert-rules/"),
+            get(alerts::list_rules).post(alerts::create_rule),
+        ),
+        (
+            format!("{org}/alert-rules/{{name}}/"),
+            get(alerts::get_rule)
+                .put(alerts::update_rule)
+                .delete(alerts::delete_rule),
+        ),
+        (
+            format!("{org}/alert-channels/"),
+            get(alerts::list_channels).post(alerts::create_channel),
+        ),
+        (
+            format!("{org}/alert-channels/{{name}}/"),
+            get(alerts::get_channel)
+                .put(alerts::update_channel)
+                .delete(alerts::delete_channel),
+        ),
+        (
+            format!("{org}/alert-channels/{{name}}/test/"),
+            post(alerts::test_channel),
+        ),
+        (
+            "/api/0/projects/{org}/{project}/rules/".to_owned(),
+            get(alerts::project_rules),
+        ),
+    ];
+    let mut router = Router::new();
+    for (path, method) in routes {
+        let bare = path.trim_end_matches('/').to_owned();
+        router = router.route(&path, method.clone()).route(&bare, method);
+    }
+    router.with_state(state)
 }
 
 fn health_routes(node: &Arc<Node>) -> Router {

@@ -331,7 +331,12 @@ mod tests {
         store.put_durable(&path8, "not json".into()).await.unwrap();
         let again = cache.load(&store, &ProjectFilter::All).await.unwrap();
         assert_eq!(again[1].status, Status::Ignored);
-        assert!(StateCache::default().load(&store, &ProjectFilter::All).await.is_err());
+        assert!(
+            StateCache::default()
+                .load(&store, &ProjectFilter::All)
+                .await
+                .is_err()
+        );
         // A new version is read.
         save(&store, state(1, 7, Status::Unresolved)).await.unwrap();
         let after = cache.load(&store, &ProjectFilter::All).await.unwrap();

@@ -18,7 +18,13 @@ use super::{Error, Result};
 
 /// The tables a session has (`audit_log` only for the audit log's readers); any other table
 /// in a plan is refused. The catalogs of every protocol list these.
-pub(crate) const TABLES: [&str; 4] = ["events", "issues", "issue_hours", "audit_log"];
+pub(crate) const TABLES: [&str; 5] = [
+    "events",
+    "issues",
+    "issue_hours",
+    "audit_log",
+    "alert_deliveries",
+];
 
 /// The tables of schema `information_schema` every session has ([`super::catalog`]), built to
 /// describe the session's [`TABLES`] only. Sessions of the PostgreSQL listener also hold

@@ -422,6 +422,10 @@ impl QueryService {
         .map_err(|e| self.sql_error(e))?;
         ctx.register_table("issues", Arc::new(issues))
             .map_err(|e| self.sql_error(e))?;
+        let deliveries =
+            crate::alerts::table::DeliveriesTable::new(self.store.clone(), projects.clone());
+        ctx.register_table("alert_deliveries", Arc::new(deliveries))
+            .map_err(|e| self.sql_error(e))?;
         if audit != AuditView::Denied {
             let audit_log = audit_table::AuditTable::new(self.store.clone(), audit);
             ctx.register_table("audit_log", Arc::new(audit_log))

@@ -91,13 +91,18 @@ async fn adbc_binds_parameters_and_lists_the_catalog() -> Result<()> {
     let names: Vec<&Value> = objects.iter().map(|o| &o[2]).collect();
     assert_eq!(
         names,
-        [&json!("events"), &json!("issue_hours"), &json!("issues")],
+        [
+            &json!("alert_deliveries"),
+            &json!("events"),
+            &json!("issue_hours"),
+            &json!("issues")
+        ],
         "{out}"
     );
     assert_eq!(objects[0][0], "faultline");
     assert_eq!(objects[0][1], "public");
     assert_eq!(objects[0][3], "TABLE");
-    assert!(objects[0][4].as_u64().is_some_and(|n| n > 20), "{out}");
+    assert!(objects[1][4].as_u64().is_some_and(|n| n > 20), "{out}");
     assert_eq!(out["events_schema"]["project_id"], "int64");
     assert_eq!(out["events_schema"]["title"], "string");
     assert_eq!(out["table_types"], json!(["TABLE"]));

@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use crate::harness::{Setup, free_port, python, workspace_root};
 
 /// `python smtp_sink.py`; killed when dropped.
-struct Sink {
+pub(crate) struct Sink {
     child: Child,
 }
 
 impl Sink {
-    fn start(port: u16, out: &std::path::Path) -> Result<Self> {
+    pub(crate) fn start(port: u16, out: &std::path::Path) -> Result<Self> {
         let mut child = Command::new(python())
             .arg(workspace_root().join("tests/clients/python/smtp_sink.py"))
             .arg(port.to_string())

@@ -73,12 +73,15 @@ async fn psycopg_binds_parameters_on_the_server_and_reads_binary_rows() -> Resul
     );
     assert_eq!(out["show"], "on");
     assert_eq!(out["server_version"], 160000);
-    // The catalog lists the two tables, whoever else has data on the server.
+    // The catalog lists the session's tables, whoever else has data on the server.
     assert_eq!(
         out["information_schema"],
-        json!(["events", "issue_hours", "issues"])
+        json!(["alert_deliveries", "events", "issue_hours", "issues"])
     );
-    assert_eq!(out["pg_class"], json!(["events", "issue_hours", "issues"]));
+    assert_eq!(
+        out["pg_class"],
+        json!(["alert_deliveries", "events", "issue_hours", "issues"])
+    );
     // PostgreSQL always has a `postgres` database; pg_catalog lists it too.
     assert_eq!(out["pg_database"], json!(["faultline", "postgres"]));
     assert_eq!(out["pg_namespace"], json!(["public"]));
@@ -159,7 +162,7 @@ async fn sqlalchemy_inspects_the_catalog_and_queries_like_a_bi_tool() -> Result<
 
     assert_eq!(
         out["tables"],
-        json!(["events", "issue_hours", "issues"]),
+        json!(["alert_deliveries", "events", "issue_hours", "issues"]),
         "server log:\n{}",
         server.log_text()
     );

@@ -156,6 +156,7 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "events", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "issues", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "issue_hours", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "alert_deliveries", "table_type": "BASE TABLE"},
     ]);
 
     // HTTP: every column of every table as CSV; tags (a map, a list of structs) as JSON text.
@@ -190,7 +191,7 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
     // On the data directory the CLI reads everything, the audit log too.
     let rows: Value = serde_json::from_str(&e.cli(false, "json", "SHOW TABLES")?)?;
     let mut all = tables.clone();
-    all.as_array_mut().unwrap().push(json!(
+    all.as_array_mut().unwrap().insert(2, json!(
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "audit_log", "table_type": "BASE TABLE"}
     ));
     assert_eq!(rows, all);
@@ -206,7 +207,8 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
     assert_eq!(
         e.psql("SHOW TABLES")?,
         "faultline,public,events,BASE TABLE\nfaultline,public,issues,BASE TABLE\n\
-         faultline,public,issue_hours,BASE TABLE\n"
+         faultline,public,issue_hours,BASE TABLE\n\
+         faultline,public,alert_deliveries,BASE TABLE\n"
     );
     assert_eq!(
         e.psql("SELECT event->'contexts'->'os'->>'version' FROM events")?,

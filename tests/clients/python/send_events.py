@@ -13,6 +13,7 @@ about it: `id` (the event id the SDK returned) and, for exceptions, the exceptio
 - lines: the same KeyError raised from two different lines of one function (twice each path)
 - fingerprint: two different exception types sharing one custom fingerprint
 - burst:N: N messages with distinct text (for load and durability checks)
+- same:N: N events of one issue, the same ZeroDivisionError raised from one line (alerts)
 
 Environment: FAULTLINE_TEST_COMPRESSION = br | gzip | none picks how the SDK compresses request
 bodies (default: the SDK's own choice, brotli when the `brotli` package is installed).
@@ -105,6 +106,18 @@ def scenario_burst(count):
         yield describe(f"burst_{i}", sentry_sdk.capture_message(f"burst message {i}"))
 
 
+def ratio(total, parts):
+    return total / parts
+
+
+def scenario_same(count):
+    for i in range(count):
+        try:
+            ratio(i, 0)
+        except ZeroDivisionError as exc:
+            yield describe(f"same_{i}", sentry_sdk.capture_exception(exc), exc)
+
+
 SCENARIOS = {
     "exception": scenario_exception,
     "message": scenario_message,
@@ -147,10 +160,12 @@ def main(argv):
     for name in names:
         if name.startswith("burst:"):
             events = scenario_burst(int(name.split(":", 1)[1]))
+        elif name.startswith("same:"):
+            events = scenario_same(int(name.split(":", 1)[1]))
         elif name in SCENARIOS:
             events = SCENARIOS[name]()
         else:
-            print(f"unknown scenario {name!r}; known: {sorted(SCENARIOS)} or burst:N", file=sys.stderr)
+            print(f"unknown scenario {name!r}; known: {sorted(SCENARIOS)}, burst:N or same:N", file=sys.stderr)
             return 2
         for label, entry in events:
             if entry["id"] is None:

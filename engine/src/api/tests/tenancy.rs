@@ -97,15 +97,21 @@ async fn a_token_limited_to_one_project_cannot_escape_it() {
         ),
         (
             "SELECT table_name FROM information_schema.tables ORDER BY 1",
-            Rows(
-                json!([{"table_name": "events"}, {"table_name": "issue_hours"}, {"table_name": "issues"}]),
-            ),
+            Rows(json!([
+                {"table_name": "alert_deliveries"},
+                {"table_name": "events"},
+                {"table_name": "issue_hours"},
+                {"table_name": "issues"},
+            ])),
         ),
         (
             "SELECT DISTINCT table_name FROM information_schema.columns ORDER BY 1",
-            Rows(
-                json!([{"table_name": "events"}, {"table_name": "issue_hours"}, {"table_name": "issues"}]),
-            ),
+            Rows(json!([
+                {"table_name": "alert_deliveries"},
+                {"table_name": "events"},
+                {"table_name": "issue_hours"},
+                {"table_name": "issues"},
+            ])),
         ),
         (
             "SELECT DISTINCT project FROM issue_hours UNION SELECT project FROM issue_hours \
