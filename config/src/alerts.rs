@@ -26,6 +26,10 @@ pub struct AlertsConfig {
     /// How often frequency rules are evaluated.
     #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
+    /// A delivery another node created and has not attempted for this long (the node is gone)
+    /// is taken over by this one.
+    #[serde(with = "humantime_serde")]
+    pub takeover_after: Duration,
     pub channels: Vec<ChannelConfig>,
     pub rules: Vec<RuleConfig>,
 }
@@ -38,6 +42,7 @@ impl Default for AlertsConfig {
             max_backoff: Duration::from_secs(3600),
             timeout: Duration::from_secs(10),
             check_interval: Duration::from_secs(10),
+            takeover_after: Duration::from_secs(600),
             channels: Vec::new(),
             rules: Vec::new(),
         }
@@ -206,6 +211,7 @@ impl AlertsConfig {
             ("alerts.max_backoff", self.max_backoff),
             ("alerts.timeout", self.timeout),
             ("alerts.check_interval", self.check_interval),
+            ("alerts.takeover_after", self.takeover_after),
         ] {
             if value.is_zero() {
                 return Err((field.to_owned(), "must be longer than zero".to_owned()));

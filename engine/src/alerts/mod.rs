@@ -314,7 +314,7 @@ impl Alerts {
             return;
         };
         let mut failures = 0u32;
-        while let Err(err) = self.resume().await {
+        while let Err(err) = self.resume(false).await {
             failures += 1;
             tracing::error!(cause = %err, attempt = failures, "cannot read the alert outbox; retrying");
             tokio::select! {
@@ -351,13 +351,16 @@ impl Alerts {
         let _ = tick.await;
     }
 
-    /// Queues every delivery this node created that has no final attempt yet.
-    async fn resume(&self) -> Result<()> {
+    /// Queues every delivery this node created that has no final attempt yet; with
+    /// `takeover`, also those of other nodes untouched for `alerts.takeover_after` (a node that
+    /// is gone). Deliveries already queued here are left alone.
+    async fn resume(&self, takeover: bool) -> Result<()> {
         let listing = self
             .store
             .list(&object_store::path::Path::from("alerts"))
             .await?;
-        let mut attempts: HashMap<String, (u32, bool)> = HashMap::new();
+        // Per delivery: the last attempt's number, whether one was final, when it was touched.
+        let mut attempts: HashMap<String, (u32, bool, chrono::DateTime<Utc>)> = HashMap::new();
         let mut entries = Vec::new();
         for meta in &listing {
             let owned: Vec<String> = meta
@@ -370,22 +373,38 @@ impl Alerts {
                 ["alerts", _, "outbox", _] => entries.push(meta.location.clone()),
                 ["alerts", _, "attempts", id, _] => {
                     let attempt: Attempt = self.store.get_json(&meta.location).await?;
-                    let seen = attempts.entry((*id).to_owned()).or_insert((0, false));
+                    let touched = attempt.next_attempt.unwrap_or(attempt.at);
+                    let seen = attempts
+                        .entry((*id).to_owned())
+                        .or_insert((0, false, touched));
                     seen.0 = seen.0.max(attempt.attempt);
                     seen.1 |= attempt.status.is_final();
+                    seen.2 = seen.2.max(touched);
                 }
                 _ => {}
             }
         }
+        let stale = Utc::now()
+            - chrono::Duration::from_std(self.config.takeover_after)
+                .unwrap_or(chrono::Duration::MAX);
         let mut resumed = 0;
         for path in entries {
             let delivery: Delivery = self.store.get_json(&path).await?;
-            if delivery.node != self.node {
+            let (last, done, touched) =
+                attempts
+                    .get(&delivery.id)
+                    .copied()
+                    .unwrap_or((0, false, delivery.created));
+            let ours = delivery.node == self.node;
+            let abandoned = takeover && touched.max(delivery.created) < stale;
+            if done || !(ours || abandoned) {
                 continue;
             }
-            let (last, done) = attempts.get(&delivery.id).copied().unwrap_or((0, false));
-            if !done {
-                self.enqueue(Arc::new(delivery), last + 1);
+            if !ours {
+                tracing::warn!(delivery = %delivery.id, node = %delivery.node,
+                    "taking over an alert delivery its node left unattempted");
+            }
+            if self.enqueue(Arc::new(delivery), last + 1) {
                 resumed += 1;
             }
         }
@@ -395,14 +414,17 @@ impl Alerts {
         Ok(())
     }
 
-    fn enqueue(&self, delivery: Arc<Delivery>, attempt: u32) {
-        self.enqueue_at(delivery, attempt, tokio::time::Instant::now());
+    /// Queues a delivery not queued here yet; false if it is.
+    fn enqueue(&self, delivery: Arc<Delivery>, attempt: u32) -> bool {
+        if !self.queued.lock().insert(delivery.id.clone()) {
+            return false;
+        }
+        self.requeue(delivery, attempt, tokio::time::Instant::now());
+        true
     }
 
-    fn enqueue_at(&self, delivery: Arc<Delivery>, attempt: u32, due: tokio::time::Instant) {
-        if attempt == 1 && !self.queued.lock().insert(delivery.id.clone()) {
-            return;
-        }
+    /// Queues the next attempt of a delivery that is queued here.
+    fn requeue(&self, delivery: Arc<Delivery>, attempt: u32, due: tokio::time::Instant) {
         self.queue.lock().push(Queued {
             delivery,
             attempt,
@@ -799,8 +821,11 @@ impl Alerts {
             }
             tokio::time::sleep(retry_pause(failures)).await;
         }
-        if let Some(wait) = wait {
-            self.enqueue_at(delivery, attempt + 1, tokio::time::Instant::now() + wait);
+        match wait {
+            Some(wait) => self.requeue(delivery, attempt + 1, tokio::time::Instant::now() + wait),
+            None => {
+                self.queued.lock().remove(&delivery.id);
+            }
         }
     }
 
@@ -1111,10 +1136,18 @@ impl Alerts {
     async fn tick_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(self.config.check_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let scan_every = (self.config.takeover_after / 2).max(self.config.check_interval);
+        let mut scanned = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = interval.tick() => {}
+            }
+            if scanned.elapsed() >= scan_every {
+                scanned = tokio::time::Instant::now();
+                if let Err(err) = self.resume(true).await {
+                    tracing::warn!(cause = %err, "cannot look for alert deliveries to take over");
+                }
             }
             if let Err(err) = self.reload().await {
                 tracing::warn!(cause = %err, "cannot read the alert rules and channels made through the API");

@@ -950,3 +950,79 @@ channels = ["hook"]
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_of_a_node_that_is_gone_is_taken_over_by_another() -> Result<()> {
+    use crate::s3::{Moto, s3_setup};
+    let moto = Moto::start()?;
+    moto.create_bucket().await?;
+    let tmp = tempfile::tempdir()?;
+    let receiver = Receiver::start().await?;
+    // The receiver fails while node a tries; node a is gone before its retry is due.
+    receiver.reply("/hook", &[503]);
+    let node = |name: &str, backoff: &str| -> Result<Setup> {
+        let setup = s3_setup(tmp.path(), name, &moto);
+        std::fs::write(
+            &setup.config,
+            format!(
+                "[storage]\nnode_id = \"{name}\"\n\n\
+                 [storage.s3]\nregion = \"us-east-1\"\nallow_http = true\nforce_path_style = true\n\n\
+                 [alerts]\ncheck_interval = \"200ms\"\ntakeover_after = \"1s\"\n\
+                 min_backoff = \"{backoff}\"\nmax_backoff = \"{backoff}\"\n\n\
+                 [[alerts.channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n\n\
+                 [[alerts.rules]]\nname = \"everything-new\"\ntriggers = [{{ type = \"new_issue\" }}]\n\
+                 channels = [\"hook\"]\n",
+                receiver.url("/hook")
+            ),
+        )?;
+        Ok(setup)
+    };
+    let a = node("node-a", "2s")?;
+    let dsn = a.create_project("shop")?;
+    let server_a = a.start()?;
+    let token = a.create_token()?;
+    store_message(&a, &dsn, "left behind").await?;
+    receiver.wait("/hook", 1).await?;
+    wait_rows(
+        &server_a,
+        &token,
+        "SELECT status FROM alert_deliveries WHERE status = 'failed'",
+        1,
+    )
+    .await?;
+    server_a.kill()?;
+
+    // Node b finds the delivery untouched for longer than takeover_after and sends it.
+    let b = node("node-b", "100ms")?;
+    let server_b = b.start()?;
+    let hook = receiver
+        .wait("/hook", 2)
+        .await
+        .with_context(|| server_b.log_text())?;
+    assert_eq!(hook[1].headers["webhook-id"], hook[0].headers["webhook-id"]);
+    assert_eq!(hook[1].body["data"]["title"], "left behind");
+    let rows = server_b
+        .sql(
+            &token,
+            "SELECT attempt, status, response_code FROM alert_deliveries ORDER BY attempt",
+        )
+        .await?;
+    let seen: Vec<(Option<i64>, Option<&str>, Option<i64>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                int(r, "attempt"),
+                text(r, "status"),
+                int(r, "response_code"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some(1), Some("failed"), Some(503)),
+            (Some(2), Some("delivered"), Some(200))
+        ]
+    );
+    Ok(())
+}
