@@ -125,6 +125,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                     org,
                     scopes,
                     projects,
+                    owner: None,
                 })
                 .await?;
             eprintln!(

@@ -147,7 +147,15 @@ fn people_status(err: &people::Error) -> StatusCode {
         P::UnknownUser { .. } | P::UnknownTeam { .. } | P::UnknownSession { .. } | P::BadLink => {
             StatusCode::NOT_FOUND
         }
-        P::BadLogin | P::CodeRequired | P::BadCode | P::Disabled => StatusCode::UNAUTHORIZED,
+        P::BadLogin
+        | P::CodeRequired
+        | P::BadCode
+        | P::Disabled
+        | P::PasskeyRequired
+        | P::BadPasskey(_) => StatusCode::UNAUTHORIZED,
+        P::Ceremony | P::PasskeyName | P::NoPasskeys => StatusCode::BAD_REQUEST,
+        P::UnknownPasskey { .. } => StatusCode::NOT_FOUND,
+        P::PasskeySetup(_) => StatusCode::INTERNAL_SERVER_ERROR,
         P::WrongPassword | P::Forbidden(_) => StatusCode::FORBIDDEN,
         P::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         P::PasswordLoginOff => StatusCode::FORBIDDEN,
@@ -180,9 +188,11 @@ fn tenancy_status(err: &tenancy::Error) -> StatusCode {
         T::UnknownKey { .. } => StatusCode::NOT_FOUND,
         T::ConfigKey { .. } | T::LastActiveKey { .. } => StatusCode::CONFLICT,
         T::InvalidRateLimit => StatusCode::BAD_REQUEST,
-        T::MissingScope { .. } => StatusCode::FORBIDDEN,
+        T::MissingScope { .. } | T::ScopeNotHeld { .. } => StatusCode::FORBIDDEN,
         T::UnknownToken { .. } | T::UnknownProjectName { .. } => StatusCode::NOT_FOUND,
-        T::InvalidName { .. } | T::InvalidScope { .. } | T::NoScopes => StatusCode::BAD_REQUEST,
+        T::InvalidName { .. } | T::InvalidScope { .. } | T::NoScopes | T::InvalidTokenName => {
+            StatusCode::BAD_REQUEST
+        }
         T::NameTaken { .. } => StatusCode::CONFLICT,
         T::ReadTokenFile { .. } | T::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -153,6 +153,7 @@ impl Harness {
             org: DEFAULT_ORG.into(),
             scopes: scopes.to_vec(),
             projects,
+            owner: None,
         };
         self.node.tokens.create(new).await.unwrap().0
     }
