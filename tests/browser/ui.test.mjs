@@ -556,7 +556,7 @@ test("passkeys: register on the account page, log in without a password, and as 
   assert.equal(credentials.length, 1);
   assert.equal(credentials[0].isResidentCredential, true);
   await checkAccessibility(page, "account (passkey)");
-  await page.locator("#passkeys-h").scrollIntoViewIfNeeded();
+  await page.evaluate(() => document.getElementById("passkeys-h").scrollIntoView());
   await shot(page, "account-passkey");
 
   // log out; then sign in with the passkey alone

@@ -171,7 +171,10 @@ fn sso_status(err: &people::sso::Error) -> StatusCode {
         S::Off => StatusCode::NOT_FOUND,
         S::State => StatusCode::BAD_REQUEST,
         S::Refused(_) | S::IdToken(_) => StatusCode::UNAUTHORIZED,
-        S::NoAccount { .. } | S::NoEmail => StatusCode::FORBIDDEN,
+        S::NoAccount { .. } | S::NoEmail | S::LastLogin => StatusCode::FORBIDDEN,
+        S::IdentityTaken { .. } | S::AlreadyLinked { .. } => StatusCode::CONFLICT,
+        S::NotLinked => StatusCode::NOT_FOUND,
+        S::OtherSession => StatusCode::BAD_REQUEST,
         // the identity provider did not answer as it should
         S::Provider { .. } => StatusCode::BAD_GATEWAY,
         S::SecretFile { .. } | S::Config { .. } => StatusCode::INTERNAL_SERVER_ERROR,

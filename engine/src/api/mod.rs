@@ -242,6 +242,7 @@ fn people_routes(node: &Arc<Node>) -> Router {
                 .route("/auth/methods", get(sso::methods))
                 .route("/auth/oidc/login", get(sso::login))
                 .route("/auth/oidc/callback", get(sso::callback))
+                .route("/auth/oidc/link", get(sso::link).delete(sso::unlink))
                 .with_state(sso::SsoState {
                     auth,
                     sso: node.sso.clone(),

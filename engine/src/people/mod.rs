@@ -190,6 +190,10 @@ pub struct UserRecord {
     /// Registered passkeys (WebAuthn credentials).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub passkeys: Vec<PasskeyRecord>,
+    /// The single sign-on identity linked to the account (set when linked from the account
+    /// page or created at a first single sign-on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<sso::LinkedIdentity>,
 }
 
 impl UserRecord {
@@ -605,6 +609,7 @@ impl People {
             totp: None,
             totp_pending: None,
             passkeys: Vec::new(),
+            sso: None,
         };
         self.put_user(&user).await?;
         Ok(user)

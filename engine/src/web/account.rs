@@ -161,6 +161,12 @@ struct AccountPage {
     enrolment: Option<people::totp::Enrolment>,
     /// Shown once, right after confirmation.
     recovery_codes: Vec<String>,
+    /// The single sign-on provider's name, when `[auth.oidc]` is set.
+    sso_name: Option<String>,
+    /// The issuer of the identity linked to the account.
+    sso_linked: Option<String>,
+    /// Whether unlinking leaves a way to log in (a password or a passkey).
+    can_unlink: bool,
     /// The person's passkeys, oldest first.
     passkeys: Vec<PasskeyRow>,
     /// The passkey script's URL.
@@ -262,6 +268,9 @@ async fn account(
         error: extra.error,
         enrolment: extra.enrolment,
         recovery_codes: extra.recovery_codes,
+        sso_name: state.node.sso.as_ref().map(|s| s.name().to_owned()),
+        sso_linked: user.sso.as_ref().map(|l| l.issuer.clone()),
+        can_unlink: user.password.is_some() || !user.passkeys.is_empty(),
         passkeys,
         passkeys_js: super::assets::passkeys_js_url(),
         tokens,
@@ -273,6 +282,8 @@ async fn account(
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct AccountParams {
     done: Option<String>,
+    /// Why a step that ends here failed (a single sign-on link).
+    error: Option<String>,
 }
 
 /// `GET /account/`: the logged-in person's account.
@@ -291,6 +302,10 @@ pub(crate) async fn page(
         Some("token-revoked") => Some("The API token was revoked.".to_owned()),
         Some("passkey-added") => Some("The passkey was added.".to_owned()),
         Some("passkey-removed") => Some("The passkey was removed.".to_owned()),
+        Some("sso-linked") => {
+            Some("Your single sign-on login is linked to this account.".to_owned())
+        }
+        Some("sso-unlinked") => Some("Your single sign-on login is unlinked.".to_owned()),
         Some("mfa-required") if actor.must_enrol_mfa => Some(
             "Your organization requires two-factor authentication: set up an authenticator \
              app or add a passkey to continue."
@@ -304,6 +319,7 @@ pub(crate) async fn page(
         &actor,
         Extra {
             notice,
+            error: params.error.filter(|e| !e.is_empty()),
             ..Extra::default()
         },
     )
@@ -687,6 +703,34 @@ pub(crate) async fn passkey_remove(
             )
             .await;
             Ok(Redirect::to("/account/?done=passkey-removed").into_response())
+        }
+        Err(err) => refused(&state, principal, &actor, err, Extra::default()).await,
+    }
+}
+
+/// `POST /account/sso/unlink/`: unlinks the person's single sign-on identity, while a password
+/// or passkey remains.
+pub(crate) async fn sso_unlink(
+    State(state): State<WebState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    actor: Option<Extension<Actor>>,
+    ClientInfo(client): ClientInfo,
+) -> Result<Response, WebError> {
+    let actor = person(actor)?;
+    match state.node.people.unlink_sso(&actor.user_id).await {
+        Ok(linked) => {
+            let provider = state.node.sso.as_ref().map(|s| s.name().to_owned());
+            audit(
+                &state,
+                &principal,
+                &actor,
+                &client,
+                "sso-identity.unlink",
+                ("user", &actor.user_id),
+                json!({"provider": provider, "issuer": linked.issuer}),
+            )
+            .await;
+            Ok(Redirect::to("/account/?done=sso-unlinked").into_response())
         }
         Err(err) => refused(&state, principal, &actor, err, Extra::default()).await,
     }

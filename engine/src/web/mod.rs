@@ -108,6 +108,7 @@ pub fn router(node: &Arc<Node>) -> Router {
             "/account/passkeys/{id}/remove/",
             post(account::passkey_remove),
         )
+        .route("/account/sso/unlink/", post(account::sso_unlink))
         .route("/account/tokens/", post(account::token_create))
         .route("/account/tokens/{id}/revoke/", post(account::token_revoke))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
