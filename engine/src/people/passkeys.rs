@@ -650,6 +650,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_passkey_is_a_second_factor_for_the_mfa_requirement_and_the_password_login() {
+        let (people, _) = people();
+        let ann = actor(&people, "ann@example.com").await;
+        people
+            .set_org_settings(
+                DEFAULT_ORG,
+                &crate::people::OrgSettings {
+                    require_mfa: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let mut user = people.user(&ann.user_id).await.unwrap();
+        let (actor, principal) = people.resolve(&user, "s".into()).await.unwrap();
+        assert!(actor.must_enrol_mfa);
+        assert!(principal.scopes.is_empty());
+        // a registered passkey (its key is not needed for these checks)
+        user.passkeys.push(PasskeyRecord {
+            id: "0123456789abcdef".into(),
+            name: "laptop".into(),
+            created: Utc::now(),
+            last_used: None,
+            key: serde_json::Value::Null,
+        });
+        people.put_user(&user).await.unwrap();
+        let (actor, principal) = people.resolve(&user, "s".into()).await.unwrap();
+        assert!(!actor.must_enrol_mfa);
+        assert!(!principal.scopes.is_empty());
+        assert!(people.member(&user).await.unwrap().mfa);
+        // the password alone no longer logs in
+        let err = people
+            .login("ann@example.com", PASSWORD, None, &Client::default())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "this account needs its passkey (or a TOTP code) to log in"
+        );
+        // and it is listed, and removed by its id
+        assert_eq!(People::passkeys_of(&user)[0].name, "laptop");
+        let removed = people
+            .remove_passkey(&ann, "0123456789abcdef")
+            .await
+            .unwrap();
+        assert_eq!(removed.name, "laptop");
+        people
+            .login("ann@example.com", PASSWORD, None, &Client::default())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn unknown_passkeys_cannot_be_removed_and_there_is_no_passkey_without_a_relying_party() {
         let (people, _) = people();
         let ann = actor(&people, "ann@example.com").await;

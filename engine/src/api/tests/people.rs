@@ -967,3 +967,133 @@ async fn a_revoked_personal_token_is_refused_and_both_revocations_are_audited() 
         !text.contains(one_token.as_str()) && !text.contains(two_token.as_str())
     }));
 }
+
+#[tokio::test]
+async fn passkey_endpoints_answer_options_and_refuse_used_ceremonies_and_tokens() {
+    let h = harness().await;
+    h.person("ann@example.com", OrgRole::Member).await;
+    let ann = h.session("ann@example.com").await;
+    let token = h.token(&["events:read"], None).await;
+
+    // registration: for a logged-in person only
+    let by_token = h
+        .call(&token, Method::POST, "/auth/passkeys/register", None)
+        .await;
+    assert_eq!(by_token.status, StatusCode::FORBIDDEN);
+    let started = h
+        .call(&ann, Method::POST, "/auth/passkeys/register", None)
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{:?}", started.body);
+    assert_eq!(started.headers[header::CACHE_CONTROL], "no-store");
+    let options = &started.body["options"]["publicKey"];
+    assert_eq!(options["rp"]["id"], "localhost");
+    assert_eq!(options["user"]["name"], "ann@example.com");
+    assert_eq!(options["authenticatorSelection"]["residentKey"], "required");
+    let listed = h.call(&ann, Method::GET, "/auth/passkeys", None).await;
+    assert_eq!(listed.body, json!([]));
+
+    // passwordless start needs nothing; the second factor needs the right password
+    let login = h
+        .call(&ann, Method::POST, "/auth/passkeys/login", Some(json!({})))
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{:?}", login.body);
+    assert!(login.body["options"]["publicKey"]["challenge"].is_string());
+    let wrong = h
+        .call(
+            &ann,
+            Method::POST,
+            "/auth/passkeys/login",
+            Some(json!({"email": "ann@example.com", "password": "not the password"})),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.body["detail"], "wrong email address or password");
+    let half = h
+        .call(
+            &ann,
+            Method::POST,
+            "/auth/passkeys/login",
+            Some(json!({"email": "ann@example.com"})),
+        )
+        .await;
+    assert_eq!(half.status, StatusCode::BAD_REQUEST);
+    let none = h
+        .call(
+            &ann,
+            Method::POST,
+            "/auth/passkeys/login",
+            Some(json!({"email": "ann@example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    assert!(
+        none.body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("this account has no passkey")
+    );
+
+    // a forged answer to the passwordless ceremony: 401, and the ceremony is used up
+    let ceremony = login.body["ceremony"].as_str().unwrap();
+    let forged = json!({
+        "ceremony": ceremony,
+        "credential": {"id": "AAAA", "rawId": "AAAA", "type": "public-key",
+            "response": {"authenticatorData": "AAAA", "clientDataJSON": "AAAA",
+                         "signature": "AAAA", "userHandle": null},
+            "extensions": {}}
+    });
+    let refused = h
+        .call(
+            &ann,
+            Method::POST,
+            "/auth/passkeys/login/finish",
+            Some(forged.clone()),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        refused.body
+    );
+    assert!(refused.headers.get(header::SET_COOKIE).is_none());
+    let replayed = h
+        .call(
+            &ann,
+            Method::POST,
+            "/auth/passkeys/login/finish",
+            Some(forged),
+        )
+        .await;
+    assert_eq!(replayed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        replayed.body["detail"],
+        "the passkey request is unknown, used or expired: start again"
+    );
+    let unknown = h
+        .call(
+            &ann,
+            Method::DELETE,
+            "/auth/passkeys/0123456789abcdef",
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    let audit = h
+        .node
+        .people
+        .audit
+        .entries(Some(DEFAULT_ORG))
+        .await
+        .unwrap();
+    let failed: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.event == "user.login-failed")
+        .filter_map(|e| e.data["method"].as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["password+passkey", "password+passkey", "passkey", "passkey"]
+    );
+}
