@@ -125,6 +125,7 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                     org,
                     scopes,
                     projects,
+                    owner: None,
                 })
                 .await?;
             eprintln!(
@@ -149,8 +150,14 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
                     None => "*".to_owned(),
                     Some(ids) => ids.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
                 };
+                // a person's own token names its person (user id) in a last column
+                let owner = record
+                    .owner
+                    .as_deref()
+                    .map(|id| format!("\tuser:{id}"))
+                    .unwrap_or_default();
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}{owner}",
                     record.id,
                     record.org,
                     record.name,

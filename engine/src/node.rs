@@ -272,7 +272,17 @@ impl Node {
             store.clone(),
             config.auth.admin_token_file.as_deref(),
         )?);
-        let people = Arc::new(People::new(store.clone(), config.auth.clone()));
+        let mut people = People::new(store.clone(), config.auth.clone());
+        let listen = config.server.admin_listen.unwrap_or(config.server.listen);
+        match crate::people::passkeys::relying_party(
+            config.server.public_url.as_deref(),
+            listen.port(),
+        ) {
+            Ok(rp) => people.set_relying_party(rp),
+            Err(err) => tracing::warn!(cause = %err, "passkeys are off"),
+        }
+        let people = Arc::new(people);
+        tokens.set_owner_rights(owner_rights(&people));
         let sso = match &config.auth.oidc {
             Some(oidc) => Some(Arc::new(Sso::new(
                 oidc,
@@ -533,4 +543,23 @@ pub async fn open_reader(config: &Config) -> Result<QueryService> {
         config.storage.node_id.clone(),
         config.query.clone(),
     )?)
+}
+
+/// A person's API token is checked against what the person may do now (see
+/// [`crate::tenancy::tokens`]).
+fn owner_rights(people: &Arc<People>) -> crate::tenancy::tokens::OwnerRights {
+    let people = Arc::clone(people);
+    Arc::new(move |user_id: String| {
+        let people = Arc::clone(&people);
+        Box::pin(async move {
+            match people.current_rights(&user_id).await {
+                Ok(rights) => Ok(rights),
+                Err(crate::people::Error::Store(e)) => Err(crate::tenancy::Error::Store(e)),
+                Err(e) => {
+                    tracing::warn!(user = %user_id, error = %e, "cannot read the rights of a token's owner");
+                    Err(crate::tenancy::Error::BadToken)
+                }
+            }
+        })
+    })
 }

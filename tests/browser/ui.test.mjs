@@ -515,3 +515,103 @@ test("TOTP: enrol on the account page, then log in with a code", async () => {
   assert.deepEqual(problems, []);
   await ctx.close();
 });
+
+test("passkeys: register on the account page, log in without a password, and as second factor", async () => {
+  // Browsers accept passkeys on localhost over plain HTTP, never on an IP address; without a
+  // public URL the server's relying party is http://localhost:<port>.
+  const local = base.replace("127.0.0.1", "localhost");
+  const PIA = { email: "pia@example.com", password: "a passkey keeps the rain out" };
+
+  // an account made on the command line; its set-password link, opened on localhost
+  const printed = cli("user", "create", PIA.email, "--name", "Pia");
+  const link = `${local}/setup/${printed.split("/setup/")[1]}`;
+
+  const { ctx, problems } = await context();
+  const page = await ctx.newPage();
+  const cdp = await ctx.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "internal",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  assertCsp(await page.goto(link), "setup (localhost)");
+  await page.fill("#password", PIA.password);
+  await page.click("button:has-text('Set password and log in')");
+  await page.waitForURL(/\/organizations\/default\/issues\/$/);
+
+  // register a passkey on the account page
+  assertCsp(await page.goto(`${local}/account/`), "account (localhost)");
+  assert.ok(await page.isHidden("[data-passkey-needs-js]"));
+  await page.fill("#passkey-name", "laptop");
+  await page.click("button:has-text('Add a passkey')");
+  await page.waitForURL(/done=passkey-added$/);
+  assert.equal(await page.textContent("#passkey-list tbody td"), "laptop");
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  assert.equal(credentials.length, 1);
+  assert.equal(credentials[0].isResidentCredential, true);
+  await checkAccessibility(page, "account (passkey)");
+  await page.evaluate(() => document.getElementById("passkeys-h").scrollIntoView());
+  await shot(page, "account-passkey");
+
+  // log out; then sign in with the passkey alone
+  await page.click("details.account summary");
+  await page.click("button:has-text('Log out')");
+  await page.waitForURL(/\/login/);
+  await checkAccessibility(page, "login (passkey)");
+  await page.click("button:has-text('Sign in with a passkey')");
+  await page.waitForURL(/\/organizations\/default\/issues\/$/);
+  assert.ok((await page.textContent("header.top")).includes(PIA.email));
+
+  // a password alone is no longer enough; the password and the passkey are
+  await page.click("details.account summary");
+  await page.click("button:has-text('Log out')");
+  await page.waitForURL(/\/login/);
+  await page.fill("#email", PIA.email);
+  await page.fill("#password", PIA.password);
+  await page.click("form[action='/auth/login'] button[type=submit]");
+  await page.waitForSelector("p.error");
+  assert.ok((await page.textContent("p.error")).includes("needs its passkey"));
+  await page.fill("#email", PIA.email);
+  await page.fill("#password", PIA.password);
+  await page.click("button:has-text('Log in with password and passkey')");
+  await page.waitForURL(/\/organizations\/default\/issues\/$/);
+  assert.ok((await page.textContent("header.top")).includes(PIA.email));
+  const { credentials: used } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  assert.ok(used[0].signCount >= 2, JSON.stringify(used));
+  // the redirect with the error is a plain page; nothing may have been logged
+  assert.deepEqual(problems, []);
+  await ctx.close();
+
+  // the audit log has the registration and both passkey logins
+  const auditor = cli("token", "create", "--name", "auditor", "--scope", "event:read", "--scope", "org:admin");
+  const audit = await fetch(`${base}/api/sql`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${auditor}` },
+    body: "SELECT event, data FROM audit_log WHERE actor_label = 'pia@example.com' ORDER BY ts",
+  });
+  const rows = await audit.text();
+  assert.equal(audit.status, 200, rows);
+  const entries = JSON.parse(rows).map((r) => ({
+    event: r.event,
+    data: typeof r.data === "string" ? JSON.parse(r.data) : r.data,
+  }));
+  const added = entries.find((e) => e.event === "user.mfa.enable");
+  assert.deepEqual([added?.data.type, added?.data.name], ["passkey", "laptop"], rows);
+  const logins = entries.filter((e) => e.event === "user.login").map((e) => e.data.method);
+  assert.deepEqual(logins, ["passkey", "password+passkey"], rows);
+
+  // without JavaScript the login page says passkeys need it, and hides the buttons
+  const off = await context({ javaScriptEnabled: false });
+  const offPage = await off.ctx.newPage();
+  await offPage.goto(`${local}/login`);
+  assert.ok((await offPage.textContent("main")).includes("Signing in with a passkey needs JavaScript"));
+  assert.ok(await offPage.isHidden("#passkey-login"));
+  assert.deepEqual(off.problems, []);
+  await off.ctx.close();
+});

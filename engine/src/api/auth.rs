@@ -154,7 +154,7 @@ impl Auth {
         if caller.actor.as_ref().is_some_and(|a| a.must_enrol_mfa) {
             return Err(ApiError::Forbidden(
                 "your organization requires two-factor authentication: enrol a TOTP \
-                 authenticator first (POST /auth/totp)"
+                 authenticator (POST /auth/totp) or register a passkey first"
                     .to_owned(),
             ));
         }
@@ -182,7 +182,10 @@ impl Auth {
     }
 
     /// The logged-in person (sessions only).
-    async fn actor(&self, headers: &HeaderMap) -> Result<(Actor, Arc<Principal>), ApiError> {
+    pub(super) async fn actor(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Actor, Arc<Principal>), ApiError> {
         let caller = self.caller_enrolling(headers).await?;
         match caller.actor {
             Some(actor) => Ok((actor, caller.principal)),

@@ -45,9 +45,7 @@ pub enum ApiError {
         limit: usize,
     },
     #[error("request body not received within server.body_read_timeout of {timeout:?}")]
-    BodyTimeout {
-        timeout: std::time::Duration,
-    },
+    BodyTimeout { timeout: std::time::Duration },
 }
 
 /// How long a client should wait after the WAL could not be written (e.g. a full disk).
@@ -179,7 +177,15 @@ fn people_status(err: &people::Error) -> StatusCode {
         P::UnknownUser { .. } | P::UnknownTeam { .. } | P::UnknownSession { .. } | P::BadLink => {
             StatusCode::NOT_FOUND
         }
-        P::BadLogin | P::CodeRequired | P::BadCode | P::Disabled => StatusCode::UNAUTHORIZED,
+        P::BadLogin
+        | P::CodeRequired
+        | P::BadCode
+        | P::Disabled
+        | P::PasskeyRequired
+        | P::BadPasskey(_) => StatusCode::UNAUTHORIZED,
+        P::Ceremony | P::PasskeyName | P::NoPasskeys => StatusCode::BAD_REQUEST,
+        P::UnknownPasskey { .. } => StatusCode::NOT_FOUND,
+        P::PasskeySetup(_) => StatusCode::INTERNAL_SERVER_ERROR,
         P::WrongPassword | P::Forbidden(_) => StatusCode::FORBIDDEN,
         P::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         P::PasswordLoginOff => StatusCode::FORBIDDEN,
@@ -195,7 +201,10 @@ fn sso_status(err: &people::sso::Error) -> StatusCode {
         S::Off => StatusCode::NOT_FOUND,
         S::State => StatusCode::BAD_REQUEST,
         S::Refused(_) | S::IdToken(_) => StatusCode::UNAUTHORIZED,
-        S::NoAccount { .. } | S::NoEmail => StatusCode::FORBIDDEN,
+        S::NoAccount { .. } | S::NoEmail | S::LastLogin => StatusCode::FORBIDDEN,
+        S::IdentityTaken { .. } | S::AlreadyLinked { .. } => StatusCode::CONFLICT,
+        S::NotLinked => StatusCode::NOT_FOUND,
+        S::OtherSession => StatusCode::BAD_REQUEST,
         // the identity provider did not answer as it should
         S::Provider { .. } => StatusCode::BAD_GATEWAY,
         S::SecretFile { .. } | S::Config { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -212,9 +221,11 @@ fn tenancy_status(err: &tenancy::Error) -> StatusCode {
         T::UnknownKey { .. } => StatusCode::NOT_FOUND,
         T::ConfigKey { .. } | T::LastActiveKey { .. } => StatusCode::CONFLICT,
         T::InvalidRateLimit => StatusCode::BAD_REQUEST,
-        T::MissingScope { .. } => StatusCode::FORBIDDEN,
+        T::MissingScope { .. } | T::ScopeNotHeld { .. } => StatusCode::FORBIDDEN,
         T::UnknownToken { .. } | T::UnknownProjectName { .. } => StatusCode::NOT_FOUND,
-        T::InvalidName { .. } | T::InvalidScope { .. } | T::NoScopes => StatusCode::BAD_REQUEST,
+        T::InvalidName { .. } | T::InvalidScope { .. } | T::NoScopes | T::InvalidTokenName => {
+            StatusCode::BAD_REQUEST
+        }
         T::NameTaken { .. } => StatusCode::CONFLICT,
         T::ReadTokenFile { .. } | T::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -290,6 +290,9 @@ pub(crate) async fn edit_member(
                 .await;
         }
     }
+    // their API tokens act with their rights: on this node at once, elsewhere within the
+    // tokens' cache time
+    state.auth.tokens.forget_owner(id);
     Ok(people.member(&user).await?)
 }
 

@@ -11,6 +11,7 @@ pub mod listener;
 mod maintenance;
 pub(crate) mod members;
 mod metrics;
+mod passkeys;
 mod query;
 mod security;
 mod sso;
@@ -228,12 +229,22 @@ fn people_routes(node: &Arc<Node>) -> Router {
             post(auth::totp_enrol).delete(auth::totp_disable),
         )
         .route("/auth/totp/confirm", post(auth::totp_confirm))
+        .route("/auth/passkeys", get(passkeys::list))
+        .route("/auth/passkeys/register", post(passkeys::register))
+        .route(
+            "/auth/passkeys/register/finish",
+            post(passkeys::register_finish),
+        )
+        .route("/auth/passkeys/{id}", delete(passkeys::remove))
+        .route("/auth/passkeys/login", post(passkeys::login))
+        .route("/auth/passkeys/login/finish", post(passkeys::login_finish))
         .with_state(auth.clone())
         .merge(
             Router::new()
                 .route("/auth/methods", get(sso::methods))
                 .route("/auth/oidc/login", get(sso::login))
                 .route("/auth/oidc/callback", get(sso::callback))
+                .route("/auth/oidc/link", get(sso::link).delete(sso::unlink))
                 .with_state(sso::SsoState {
                     auth,
                     sso: node.sso.clone(),
@@ -280,12 +291,22 @@ fn query_routes(node: &Arc<Node>) -> Router {
         projects: Arc::clone(&node.projects),
         public_url: public_url(node),
     };
+    let personal_tokens = get(tokens::list_personal)
+        .post(tokens::create_personal)
+        .delete(tokens::revoke_personal);
     let key_list = get(keys::list).post(keys::create);
     let key_one = get(keys::get_key).put(keys::update).delete(keys::delete);
     Router::new()
         .route("/api/sql", post(query::sql))
         .route("/api/tokens", post(tokens::create).get(tokens::list))
         .route("/api/tokens/{id}", delete(tokens::revoke))
+        .route("/api/0/api-tokens/", personal_tokens.clone())
+        .route("/api/0/api-tokens", personal_tokens)
+        .route(
+            "/api/0/api-tokens/{id}/",
+            delete(tokens::revoke_personal_id),
+        )
+        .route("/api/0/api-tokens/{id}", delete(tokens::revoke_personal_id))
         .route("/api/issues/{issue_id}/resolve", post(issues::resolve))
         .route("/api/issues/{issue_id}/ignore", post(issues::ignore))
         .route("/api/issues/{issue_id}/reopen", post(issues::reopen))

@@ -127,6 +127,7 @@ impl Harness {
             org: DEFAULT_ORG.into(),
             scopes: Scope::expand_all(scopes).unwrap(),
             projects,
+            owner: None,
         };
         self.node.tokens.create(new).await.unwrap().0
     }

@@ -31,6 +31,7 @@
 //! login.
 
 pub mod audit;
+pub mod passkeys;
 pub mod password;
 pub mod roles;
 pub mod sso;
@@ -49,6 +50,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use audit::{Audit, AuditEntry};
+pub use passkeys::{PasskeyInfo, PasskeyRecord};
 pub use roles::{OrgRole, TeamRole};
 
 use crate::store::{self, Store};
@@ -125,6 +127,22 @@ pub enum Error {
     OwnerExists,
     #[error("password login is off: use single sign-on")]
     PasswordLoginOff,
+    #[error("this account needs its passkey (or a TOTP code) to log in")]
+    PasskeyRequired,
+    #[error(
+        "this account has no passkey: log in with the password (and a TOTP code if it has one), then add a passkey on the account page"
+    )]
+    NoPasskeys,
+    #[error("the passkey was not accepted: {0}")]
+    BadPasskey(String),
+    #[error("the passkey request is unknown, used or expired: start again")]
+    Ceremony,
+    #[error("the passkey name must be 1-100 characters")]
+    PasskeyName,
+    #[error("no passkey with id {id:?}")]
+    UnknownPasskey { id: String },
+    #[error("passkeys: {0}")]
+    PasskeySetup(String),
     #[error(transparent)]
     Sso(#[from] sso::Error),
     #[error(transparent)]
@@ -169,6 +187,20 @@ pub struct UserRecord {
     /// A seed shown at enrolment, waiting for its first code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totp_pending: Option<String>,
+    /// Registered passkeys (WebAuthn credentials).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passkeys: Vec<PasskeyRecord>,
+    /// The single sign-on identity linked to the account (set when linked from the account
+    /// page or created at a first single sign-on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<sso::LinkedIdentity>,
+}
+
+impl UserRecord {
+    /// True when the account has a second factor: TOTP or a passkey.
+    pub fn has_mfa(&self) -> bool {
+        self.totp.is_some() || !self.passkeys.is_empty()
+    }
 }
 
 fn default_org() -> String {
@@ -417,6 +449,8 @@ pub struct People {
     clock: Clock,
     throttle: Throttle,
     sessions: RwLock<HashMap<String, CachedSession>>,
+    /// The WebAuthn relying party, once [`People::set_relying_party`] set it.
+    webauthn: Option<webauthn_rs::Webauthn>,
     pub audit: Audit,
 }
 
@@ -438,7 +472,13 @@ impl People {
             config,
             clock,
             sessions: RwLock::new(HashMap::new()),
+            webauthn: None,
         }
+    }
+
+    /// Turns passkeys on, for this relying party ([`passkeys::relying_party`]).
+    pub fn set_relying_party(&mut self, webauthn: webauthn_rs::Webauthn) {
+        self.webauthn = Some(webauthn);
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -568,6 +608,8 @@ impl People {
             created: self.now(),
             totp: None,
             totp_pending: None,
+            passkeys: Vec::new(),
+            sso: None,
         };
         self.put_user(&user).await?;
         Ok(user)
@@ -588,7 +630,7 @@ impl People {
             name: user.name.clone(),
             org_role: user.role,
             disabled: user.disabled,
-            mfa: user.totp.is_some(),
+            mfa: user.has_mfa(),
             has_password: user.password.is_some(),
             teams,
             date_created: user.created,
@@ -608,12 +650,12 @@ impl People {
                     .filter(|t| t.members.iter().any(|m| m.user_id == user.id))
                     .map(|t| t.slug.clone())
                     .collect(),
+                mfa: user.has_mfa(),
                 id: user.id,
                 email: user.email,
                 name: user.name,
                 org_role: user.role,
                 disabled: user.disabled,
-                mfa: user.totp.is_some(),
                 has_password: user.password.is_some(),
                 date_created: user.created,
             })
@@ -969,7 +1011,8 @@ impl People {
     // ---- login and sessions ----
 
     /// Checks email, password and (when enrolled) a TOTP or recovery code; throttles failures
-    /// per account and per client address. On success starts a new session.
+    /// per account and per client address. On success starts a new session. An account with
+    /// passkeys but no TOTP logs in through [`People::begin_passkey_login`] instead.
     pub async fn login(
         &self,
         email: &str,
@@ -977,6 +1020,38 @@ impl People {
         code: Option<&str>,
         client: &Client,
     ) -> Result<NewSession> {
+        let mut user = self.check_password(email, password, client).await?;
+        if user.totp.is_some() {
+            let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+                return Err(Error::CodeRequired);
+            };
+            if !self.use_code(&mut user, code).await? {
+                return Err(self.failed(&user.email, client, Error::BadCode));
+            }
+        } else if !user.passkeys.is_empty() {
+            return Err(Error::PasskeyRequired);
+        }
+        self.throttle.clear(&format!("account:{}", user.email));
+        self.start_session(user, client).await
+    }
+
+    /// Counts a failed login of `email` from `client` and answers `err`.
+    fn failed(&self, email: &str, client: &Client, err: Error) -> Error {
+        self.throttle.fail(&format!("account:{email}"));
+        if let Some(ip) = &client.ip {
+            self.throttle.fail(&format!("ip:{ip}"));
+        }
+        err
+    }
+
+    /// The first step of a password login: the enabled account with this email and password,
+    /// throttled per account and client address.
+    pub(crate) async fn check_password(
+        &self,
+        email: &str,
+        password: &str,
+        client: &Client,
+    ) -> Result<UserRecord> {
         if !self.config.password_login {
             return Err(Error::PasswordLoginOff);
         }
@@ -995,13 +1070,6 @@ impl People {
                 retry_after,
             });
         }
-        let fail = |err: Error| {
-            self.throttle.fail(&account_key);
-            if let Some(key) = &ip_key {
-                self.throttle.fail(key);
-            }
-            err
-        };
         let user = self.user_by_email(&email).await?;
         let stored = user.as_ref().and_then(|u| u.password.clone());
         let typed = password.to_owned();
@@ -1015,22 +1083,13 @@ impl People {
         })
         .await
         .unwrap_or(false);
-        let Some(mut user) = user.filter(|u| matches && u.password.is_some()) else {
-            return Err(fail(Error::BadLogin));
+        let Some(user) = user.filter(|u| matches && u.password.is_some()) else {
+            return Err(self.failed(&email, client, Error::BadLogin));
         };
         if user.disabled {
-            return Err(fail(Error::Disabled));
+            return Err(self.failed(&email, client, Error::Disabled));
         }
-        if user.totp.is_some() {
-            let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
-                return Err(Error::CodeRequired);
-            };
-            if !self.use_code(&mut user, code).await? {
-                return Err(fail(Error::BadCode));
-            }
-        }
-        self.throttle.clear(&account_key);
-        self.start_session(user, client).await
+        Ok(user)
     }
 
     /// Starts a session for `user` (always a new id).
@@ -1129,7 +1188,7 @@ impl People {
                 .find(|m| m.user_id == user.id)
                 .map(|m| m.role)
         });
-        let must_enrol_mfa = self.requires_mfa(&settings) && user.totp.is_none();
+        let must_enrol_mfa = self.requires_mfa(&settings) && !user.has_mfa();
         let scopes = if must_enrol_mfa {
             Vec::new()
         } else {
@@ -1156,8 +1215,21 @@ impl People {
             org: Some(user.org.clone()),
             scopes,
             projects,
+            owner: None,
         };
         Ok((actor, principal))
+    }
+
+    /// What `user_id` may do now, for their API tokens: the rights a login session of theirs
+    /// would get; `None` when the account is disabled or gone.
+    pub async fn current_rights(&self, user_id: &str) -> Result<Option<Principal>> {
+        let user = match self.user(user_id).await {
+            Ok(user) if !user.disabled => user,
+            Ok(_) | Err(Error::UnknownUser { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (_, principal) = self.resolve(&user, String::new()).await?;
+        Ok(Some(principal))
     }
 
     async fn stored_sessions(&self) -> Result<Vec<(String, SessionRecord)>> {

@@ -13,6 +13,12 @@
 //!    (`meta/people/sso/identities/<sha256 of issuer and subject>.json`), never by email.
 //! 3. [`People::login_sso`] starts a session for the linked account, or creates one when
 //!    `auto_provision` is on.
+//!
+//! A logged-in person can also link their account to an identity: the same flow, started with
+//! the account's id ([`Sso::begin`] `link`), ends in [`People::link_sso`] instead of a login.
+//! An identity belongs to one account at most (the identity's object is created with a
+//! conditional write); [`People::unlink_sso`] frees it while the account keeps a password or a
+//! passkey to log in with.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -79,6 +85,20 @@ pub enum Error {
         "the identity provider gave no email address, which a new account needs: allow the email scope"
     )]
     NoEmail,
+    #[error(
+        "this {provider} login already belongs to another faultline account: log in with it, or unlink it there first"
+    )]
+    IdentityTaken { provider: String },
+    #[error("your account is already linked to a {provider} login: unlink it first")]
+    AlreadyLinked { provider: String },
+    #[error("your account is not linked to a single sign-on login")]
+    NotLinked,
+    #[error(
+        "unlinking would leave no way to log in: set a password (a set-password link from an owner) or add a passkey first"
+    )]
+    LastLogin,
+    #[error("this single sign-on link was started by another login session: start it again")]
+    OtherSession,
 }
 
 impl Error {
@@ -108,6 +128,26 @@ struct Pending {
     nonce: String,
     next: String,
     created: DateTime<Utc>,
+    /// The account to link the identity to, instead of logging in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    link: Option<String>,
+}
+
+/// A finished flow: who the provider says it is, where the browser goes next, and for a link
+/// the account it was started by.
+#[derive(Debug)]
+pub struct Finished {
+    pub identity: Identity,
+    pub next: String,
+    pub link: Option<String>,
+}
+
+/// The single sign-on identity an account is linked to (kept in the account's object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedIdentity {
+    pub issuer: String,
+    pub subject: String,
+    pub linked: DateTime<Utc>,
 }
 
 /// A login that was started: where to send the browser, and the state to bind to it.
@@ -248,8 +288,9 @@ impl Sso {
         .set_redirect_uri(self.redirect.clone())
     }
 
-    /// Starts a login that comes back to `next` (a same-origin path).
-    pub async fn begin(&self, next: &str) -> Result<Started, Error> {
+    /// Starts a login that comes back to `next` (a same-origin path); with `link`, a link of
+    /// that account (a user id) to the identity instead.
+    pub async fn begin(&self, next: &str, link: Option<&str>) -> Result<Started, Error> {
         let client = self.client(self.metadata(false).await?);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
@@ -270,6 +311,7 @@ impl Sso {
             nonce: nonce.secret().clone(),
             next: next.to_owned(),
             created: Utc::now(),
+            link: link.map(str::to_owned),
         };
         let data = serde_json::to_vec(&pending).expect("a pending login serializes");
         self.store
@@ -283,13 +325,14 @@ impl Sso {
     }
 
     /// Finishes a login: `state` and `code` from the provider's redirect, `bound` the state
-    /// the browser's cookie holds. Returns who logged in and where they were going.
+    /// the browser's cookie holds. Returns who logged in, where they were going, and for a
+    /// link the account that started it.
     pub async fn finish(
         &self,
         code: &str,
         state: &str,
         bound: Option<&str>,
-    ) -> Result<(Identity, String), Error> {
+    ) -> Result<Finished, Error> {
         if bound != Some(state) {
             return Err(Error::State);
         }
@@ -332,7 +375,11 @@ impl Sso {
             }
             Ok(claims) => claims,
         };
-        Ok((identity(&claims), pending.next))
+        Ok(Finished {
+            identity: identity(&claims),
+            next: pending.next,
+            link: pending.link,
+        })
     }
 }
 
@@ -390,6 +437,94 @@ struct Link {
 }
 
 impl People {
+    /// The account `identity` is linked to, if any.
+    pub async fn user_of_identity(&self, identity: &Identity) -> super::Result<Option<UserRecord>> {
+        let path = identity_path(&identity.issuer, &identity.subject);
+        match self.store.get_json::<Link>(&path).await {
+            Ok(link) => match self.user(&link.user_id).await {
+                Ok(user) => Ok(Some(user)),
+                Err(super::Error::UnknownUser { .. }) => Ok(None),
+                Err(e) => Err(e),
+            },
+            Err(store::Error::Request {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Links the account `user_id` to `identity` (of the provider named `provider`): refused
+    /// when the identity belongs to another account, or the account has another identity.
+    pub async fn link_sso(
+        &self,
+        provider: &str,
+        identity: &Identity,
+        user_id: &str,
+    ) -> super::Result<LinkedIdentity> {
+        let mut user = self.user(user_id).await?;
+        if let Some(linked) = &user.sso {
+            if linked.issuer == identity.issuer && linked.subject == identity.subject {
+                return Ok(linked.clone());
+            }
+            return Err(Error::AlreadyLinked {
+                provider: provider.to_owned(),
+            }
+            .into());
+        }
+        let path = identity_path(&identity.issuer, &identity.subject);
+        let taken = || Error::IdentityTaken {
+            provider: provider.to_owned(),
+        };
+        let data = serde_json::to_vec(&Link {
+            user_id: user.id.clone(),
+        })
+        .expect("a link serializes");
+        match self.store.create_durable(&path, Bytes::from(data)).await {
+            Ok(()) => {}
+            Err(store::Error::AlreadyExists { .. }) => {
+                // an account deleted since frees its identity; any other owner keeps it
+                match self.user_of_identity(identity).await? {
+                    Some(other) if other.id != user.id => return Err(taken().into()),
+                    Some(_) => {}
+                    None => {
+                        let data = serde_json::to_vec(&Link {
+                            user_id: user.id.clone(),
+                        })
+                        .expect("a link serializes");
+                        self.store.put_durable(&path, Bytes::from(data)).await?;
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let linked = LinkedIdentity {
+            issuer: identity.issuer.clone(),
+            subject: identity.subject.clone(),
+            linked: self.now(),
+        };
+        user.sso = Some(linked.clone());
+        self.put_user(&user).await?;
+        Ok(linked)
+    }
+
+    /// Unlinks the account's identity, if it keeps a password or a passkey to log in with.
+    pub async fn unlink_sso(&self, user_id: &str) -> super::Result<LinkedIdentity> {
+        let mut user = self.user(user_id).await?;
+        let Some(linked) = user.sso.clone() else {
+            return Err(Error::NotLinked.into());
+        };
+        if user.password.is_none() && user.passkeys.is_empty() {
+            return Err(Error::LastLogin.into());
+        }
+        self.store
+            .delete(&identity_path(&linked.issuer, &linked.subject))
+            .await?;
+        user.sso = None;
+        self.put_user(&user).await?;
+        Ok(linked)
+    }
+
     /// Starts a session for the account linked to `identity`, creating (and linking) one when
     /// `auto_provision` is on. A disabled account is refused.
     pub async fn login_sso(
@@ -433,7 +568,7 @@ impl People {
             .clone()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| email.to_owned());
-        let user = self
+        let mut user = self
             .create_user(email, &name, DEFAULT_ORG, role, None)
             .await?;
         let link = serde_json::to_vec(&Link {
@@ -441,6 +576,12 @@ impl People {
         })
         .expect("a link serializes");
         self.store.create_durable(path, Bytes::from(link)).await?;
+        user.sso = Some(LinkedIdentity {
+            issuer: identity.issuer.clone(),
+            subject: identity.subject.clone(),
+            linked: self.now(),
+        });
+        self.put_user(&user).await?;
         if let Some(team) = &config.default_team {
             match self
                 .add_team_member(DEFAULT_ORG, team, &user.id, TeamRole::Contributor)

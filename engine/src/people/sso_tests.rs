@@ -175,3 +175,103 @@ fn a_token_whose_claims_were_changed_after_signing_is_refused() {
     let message = refusal(&forged);
     assert!(message.to_lowercase().contains("signature"), "{message}");
 }
+
+mod linking {
+    use faultline_config::AuthConfig;
+
+    use super::super::{Error as SsoError, Identity};
+    use crate::people::{self, OrgRole, People};
+    use crate::store::Store;
+    use crate::tenancy::DEFAULT_ORG;
+
+    const PASSWORD: &str = "correct horse battery";
+
+    fn alice() -> Identity {
+        Identity {
+            issuer: super::ISSUER.to_owned(),
+            subject: "alice-sub".to_owned(),
+            email: Some("alice@idp.example.test".to_owned()),
+            email_verified: true,
+            name: None,
+        }
+    }
+
+    async fn account(people: &People, email: &str, password: Option<&str>) -> String {
+        people
+            .create_user(email, email, DEFAULT_ORG, OrgRole::Member, password)
+            .await
+            .unwrap()
+            .id
+    }
+
+    #[tokio::test]
+    async fn an_identity_links_to_one_account_and_unlinks_while_another_login_remains() {
+        let people = People::new(Store::memory(), AuthConfig::default());
+        let ann = account(&people, "ann@example.com", Some(PASSWORD)).await;
+        let bob = account(&people, "bob@example.com", Some(PASSWORD)).await;
+        let sso_only = account(&people, "sso@example.com", None).await;
+
+        assert!(people.user_of_identity(&alice()).await.unwrap().is_none());
+        let linked = people.link_sso("Test IdP", &alice(), &ann).await.unwrap();
+        assert_eq!(linked.subject, "alice-sub");
+        let found = people.user_of_identity(&alice()).await.unwrap().unwrap();
+        assert_eq!(found.id, ann);
+        assert_eq!(
+            found.sso.as_ref().map(|l| l.issuer.as_str()),
+            Some(super::ISSUER)
+        );
+        // linking again is harmless
+        people.link_sso("Test IdP", &alice(), &ann).await.unwrap();
+
+        // the identity is ann's: bob is refused, with the reason
+        let err = people
+            .link_sso("Test IdP", &alice(), &bob)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "this Test IdP login already belongs to another faultline account: log in with it, or unlink it there first"
+        );
+        assert!(people.user(&bob).await.unwrap().sso.is_none());
+        // and ann cannot link a second identity
+        let other = Identity {
+            subject: "someone-else".to_owned(),
+            ..alice()
+        };
+        let err = people.link_sso("Test IdP", &other, &ann).await.unwrap_err();
+        assert!(
+            matches!(err, people::Error::Sso(SsoError::AlreadyLinked { .. })),
+            "{err}"
+        );
+
+        // unlinking frees it for bob
+        people.unlink_sso(&ann).await.unwrap();
+        assert!(people.user_of_identity(&alice()).await.unwrap().is_none());
+        assert!(people.user(&ann).await.unwrap().sso.is_none());
+        let err = people.unlink_sso(&ann).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "your account is not linked to a single sign-on login"
+        );
+        people.link_sso("Test IdP", &alice(), &bob).await.unwrap();
+        assert_eq!(
+            people.user_of_identity(&alice()).await.unwrap().unwrap().id,
+            bob
+        );
+
+        // an account whose only login is single sign-on keeps it
+        people
+            .link_sso("Test IdP", &other, &sso_only)
+            .await
+            .unwrap();
+        let err = people.unlink_sso(&sso_only).await.unwrap_err();
+        assert!(
+            matches!(err, people::Error::Sso(SsoError::LastLogin)),
+            "{err}"
+        );
+        assert_eq!(
+            people.user_of_identity(&other).await.unwrap().unwrap().id,
+            sso_only
+        );
+    }
+}

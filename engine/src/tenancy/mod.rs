@@ -57,6 +57,10 @@ pub enum Error {
     InvalidScope { scope: String },
     #[error("a token needs at least one scope")]
     NoScopes,
+    #[error("cannot grant the scope {scope}: you do not hold it")]
+    ScopeNotHeld { scope: Scope },
+    #[error("the token name must be 1-200 characters")]
+    InvalidTokenName,
     #[error("no API token with id {id}")]
     UnknownToken { id: String },
     #[error("no project named {name:?} in organization {org:?}")]

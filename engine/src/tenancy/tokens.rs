@@ -2,16 +2,24 @@
 //! projects. It is shown once when created; the store keeps only its SHA-256
 //! (`meta/tokens/<sha256>.json`), so a leaked bucket does not leak usable tokens. A token's
 //! public id is the first 16 hex digits of that hash.
+//!
+//! A token either belongs to the organization (no owner: it keeps the scopes it was made with)
+//! or to a person (`owner`, a user id): a person's token is checked against the person's
+//! current rights each time it is verified (after [`CACHE_TTL`]), through the
+//! [`OwnerRights`] the node installs. Its scopes are those it was made with that the person
+//! still holds, its projects those the person still sees, and a disabled or deleted person's
+//! token stops working.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use object_store::path::Path as ObjectPath;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -212,6 +220,9 @@ pub struct TokenRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projects: Option<Vec<u64>>,
     pub created: DateTime<Utc>,
+    /// The user id of the person the token belongs to; `None` for an organization token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A token to create.
@@ -221,7 +232,15 @@ pub struct NewToken {
     pub org: String,
     pub scopes: Vec<Scope>,
     pub projects: Option<Vec<u64>>,
+    /// The person it belongs to (a user id), or `None` for an organization token.
+    pub owner: Option<String>,
 }
+
+/// What a person may do now, for their tokens: their organization, scopes and projects (a
+/// [`Principal`] as their login session would get it), or `None` when the person is disabled
+/// or gone.
+pub type OwnerRights =
+    Arc<dyn Fn(String) -> BoxFuture<'static, Result<Option<Principal>>> + Send + Sync>;
 
 /// Who is calling: the verified token.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +251,8 @@ pub struct Principal {
     pub org: Option<String>,
     pub scopes: Vec<Scope>,
     pub projects: Option<Vec<u64>>,
+    /// For a person's API token: the person's user id.
+    pub owner: Option<String>,
 }
 
 impl Principal {
@@ -243,6 +264,7 @@ impl Principal {
             org: None,
             scopes: ALL_SCOPES.to_vec(),
             projects: None,
+            owner: None,
         }
     }
 
@@ -253,7 +275,26 @@ impl Principal {
             org: Some(record.org.clone()),
             scopes: record.scopes.clone(),
             projects: record.projects.clone(),
+            owner: record.owner.clone(),
         }
+    }
+
+    /// A person's token as the person's current rights (`person`) allow it: the scopes both
+    /// hold, the projects both see. `None` when the person is now in another organization.
+    fn within(mut self, person: &Principal) -> Option<Self> {
+        if person.org != self.org {
+            return None;
+        }
+        self.scopes.retain(|s| person.scopes.contains(s));
+        self.projects = match (self.projects, &person.projects) {
+            (None, None) => None,
+            (Some(own), None) => Some(own),
+            (None, Some(theirs)) => Some(theirs.clone()),
+            (Some(own), Some(theirs)) => {
+                Some(own.into_iter().filter(|p| theirs.contains(p)).collect())
+            }
+        };
+        Some(self)
     }
 
     /// Refuses unless the token carries `scope`.
@@ -292,6 +333,7 @@ pub struct Tokens {
     store: Store,
     admin_hash: Option<String>,
     known: RwLock<HashMap<String, (Arc<Principal>, Instant)>>,
+    owners: OnceLock<OwnerRights>,
 }
 
 impl Tokens {
@@ -311,7 +353,23 @@ impl Tokens {
             store,
             admin_hash,
             known: RwLock::new(HashMap::new()),
+            owners: OnceLock::new(),
         })
+    }
+
+    /// Installs how a person's current rights are found (once, when the node starts). Until
+    /// then, and without it (the command line), a person's token does not verify.
+    pub fn set_owner_rights(&self, rights: OwnerRights) {
+        // a second call keeps the first: the node installs it once
+        let _ = self.owners.set(rights);
+    }
+
+    /// Forgets the verified tokens of the person `owner` on this node, so the next use checks
+    /// their rights again (after a role change or disabling).
+    pub fn forget_owner(&self, owner: &str) {
+        self.known
+            .write()
+            .retain(|_, (principal, _)| principal.owner.as_deref() != Some(owner));
     }
 
     /// Creates a token and returns it with its record; only its hash is stored.
@@ -334,12 +392,41 @@ impl Tokens {
             scopes,
             projects: new.projects,
             created: Utc::now(),
+            owner: new.owner,
         };
         let data = serde_json::to_vec_pretty(&record).expect("token record serializes");
         self.store
             .create_durable(&token_path(&digest), Bytes::from(data))
             .await?;
         Ok((token, record))
+    }
+
+    /// Creates a token of the person `owner` whose rights now are `person` (their login's
+    /// principal): its scopes must be ones the person holds. The token belongs to the person's
+    /// organization and, at use, never does more than the person may do then.
+    pub async fn create_personal(
+        &self,
+        owner: &str,
+        person: &Principal,
+        name: &str,
+        scopes: Vec<Scope>,
+    ) -> Result<(String, TokenRecord)> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(Error::InvalidTokenName);
+        }
+        if let Some(scope) = scopes.iter().find(|s| !person.scopes.contains(s)) {
+            return Err(Error::ScopeNotHeld { scope: *scope });
+        }
+        let org = person.org.clone().ok_or(Error::BadToken)?;
+        self.create(NewToken {
+            name: name.to_owned(),
+            org,
+            scopes,
+            projects: None,
+            owner: Some(owner.to_owned()),
+        })
+        .await
     }
 
     /// Checks a bearer token and says who holds it.
@@ -360,7 +447,21 @@ impl Tokens {
         {
             Ok(mut record) => {
                 record.id = id_of(&digest);
-                let principal = Arc::new(Principal::from_record(&record));
+                let mut principal = Principal::from_record(&record);
+                if let Some(owner) = &record.owner {
+                    let Some(rights) = self.owners.get() else {
+                        return Err(Error::BadToken);
+                    };
+                    let person = rights(owner.clone()).await?;
+                    match person.and_then(|p| principal.within(&p)) {
+                        Some(p) => principal = p,
+                        None => {
+                            self.known.write().remove(&digest);
+                            return Err(Error::BadToken);
+                        }
+                    }
+                }
+                let principal = Arc::new(principal);
                 self.known
                     .write()
                     .insert(digest, (Arc::clone(&principal), Instant::now()));
@@ -407,10 +508,36 @@ impl Tokens {
             .collect())
     }
 
+    /// The tokens of the person `owner` (a user id), oldest first.
+    pub async fn list_owned(&self, owner: &str) -> Result<Vec<TokenRecord>> {
+        Ok(self
+            .stored()
+            .await?
+            .into_iter()
+            .map(|(_, record)| record)
+            .filter(|r| r.owner.as_deref() == Some(owner))
+            .collect())
+    }
+
     /// Deletes the token with public id `id` if it belongs to `org` (any for `None`).
     pub async fn revoke(&self, org: Option<&str>, id: &str) -> Result<TokenRecord> {
+        self.revoke_where(id, |record| org.is_none_or(|o| o == record.org))
+            .await
+    }
+
+    /// Deletes the token with public id `id` if it belongs to the person `owner`.
+    pub async fn revoke_owned(&self, owner: &str, id: &str) -> Result<TokenRecord> {
+        self.revoke_where(id, |record| record.owner.as_deref() == Some(owner))
+            .await
+    }
+
+    async fn revoke_where(
+        &self,
+        id: &str,
+        allowed: impl Fn(&TokenRecord) -> bool,
+    ) -> Result<TokenRecord> {
         for (path, record) in self.stored().await? {
-            if record.id == id && org.is_none_or(|o| o == record.org) {
+            if record.id == id && allowed(&record) {
                 self.store.delete(&path).await?;
                 self.known.write().retain(|digest, _| id_of(digest) != id);
                 return Ok(record);
@@ -430,6 +557,7 @@ mod tests {
             org: org.into(),
             scopes: vec![Scope::EventRead],
             projects: None,
+            owner: None,
         }
     }
 
@@ -512,6 +640,102 @@ mod tests {
         }
     }
 
+    /// Owner rights from a shared, changeable table (user id to principal).
+    fn rights_of(table: Arc<RwLock<HashMap<String, Principal>>>) -> OwnerRights {
+        Arc::new(move |user: String| {
+            let found = table.read().get(&user).cloned();
+            Box::pin(async move { Ok(found) })
+        })
+    }
+
+    fn person(scopes: &[Scope], projects: Option<Vec<u64>>) -> Principal {
+        Principal {
+            token_id: "user:u1".into(),
+            name: "ann@example.com".into(),
+            org: Some("acme".into()),
+            scopes: scopes.to_vec(),
+            projects,
+            owner: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_persons_token_follows_the_persons_current_rights() {
+        let table = Arc::new(RwLock::new(HashMap::new()));
+        let tokens = Tokens::new(Store::memory(), None).unwrap();
+        tokens.set_owner_rights(rights_of(Arc::clone(&table)));
+        let ann = person(&[Scope::OrgRead, Scope::EventRead, Scope::OrgAdmin], None);
+        table.write().insert("u1".to_owned(), ann.clone());
+
+        let err = tokens
+            .create_personal("u1", &ann, "ci", vec![Scope::EventRead, Scope::MemberAdmin])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot grant the scope member:admin: you do not hold it"
+        );
+        for name in ["", "  ", &"x".repeat(201)] {
+            let err = tokens
+                .create_personal("u1", &ann, name, vec![Scope::EventRead])
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::InvalidTokenName), "{name:?}");
+        }
+        let (token, record) = tokens
+            .create_personal(
+                "u1",
+                &ann,
+                &"x".repeat(200),
+                vec![Scope::EventRead, Scope::OrgAdmin],
+            )
+            .await
+            .unwrap();
+        assert_eq!(record.owner.as_deref(), Some("u1"));
+        assert_eq!(record.org, "acme");
+        let now = tokens.verify(&token).await.unwrap();
+        assert_eq!(now.scopes, vec![Scope::OrgAdmin, Scope::EventRead]);
+        assert_eq!(now.projects, None);
+        assert_eq!(tokens.list_owned("u1").await.unwrap(), vec![record.clone()]);
+        assert!(tokens.list_owned("u2").await.unwrap().is_empty());
+
+        // fewer rights and fewer projects: the token narrows with them
+        table.write().insert(
+            "u1".to_owned(),
+            person(&[Scope::OrgRead, Scope::EventRead], Some(vec![3])),
+        );
+        tokens.forget_owner("u1");
+        let now = tokens.verify(&token).await.unwrap();
+        assert_eq!(now.scopes, vec![Scope::EventRead]);
+        assert_eq!(now.projects, Some(vec![3]));
+        assert!(!now.covers("acme", 4));
+
+        // gone (disabled): refused
+        table.write().remove("u1");
+        tokens.forget_owner("u1");
+        assert!(matches!(tokens.verify(&token).await, Err(Error::BadToken)));
+
+        // only its owner revokes it
+        let err = tokens.revoke_owned("u2", &record.id).await.unwrap_err();
+        assert!(matches!(err, Error::UnknownToken { .. }));
+        tokens.revoke_owned("u1", &record.id).await.unwrap();
+        assert!(tokens.list(None).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_owner_rights_a_persons_token_does_not_verify() {
+        let tokens = Tokens::new(Store::memory(), None).unwrap();
+        let ann = person(&[Scope::EventRead], None);
+        let (token, _) = tokens
+            .create_personal("u1", &ann, "ci", vec![Scope::EventRead])
+            .await
+            .unwrap();
+        assert!(matches!(tokens.verify(&token).await, Err(Error::BadToken)));
+        // an organization token is not affected
+        let (org_token, _) = tokens.create(reader("acme")).await.unwrap();
+        tokens.verify(&org_token).await.unwrap();
+    }
+
     #[test]
     fn a_project_list_narrows_what_a_token_covers() {
         let principal = Principal {
@@ -520,6 +744,7 @@ mod tests {
             org: Some("acme".into()),
             scopes: vec![Scope::EventRead],
             projects: Some(vec![2]),
+            owner: None,
         };
         assert!(principal.covers("acme", 2));
         assert!(!principal.covers("acme", 3));

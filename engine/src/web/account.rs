@@ -1,11 +1,12 @@
 //! The pages of people: the first-owner and set-password link (`/setup/{token}`), an invite
 //! (`/accept/{token}`), and a person's own account (`/account/`): name and email, password,
-//! TOTP, sessions.
+//! TOTP, sessions, personal API tokens.
 //!
 //! The link pages post to the API's `/auth/setup` and `/auth/accept`; the account forms post
 //! to handlers here that call the same [`People`](crate::people::People) functions as the API's
-//! `/auth/...` endpoints and record the same audit events. Pages that show a secret (a TOTP
-//! seed, recovery codes) are answers to a POST and are never cached.
+//! `/auth/...` endpoints (and `/api/0/api-tokens/`) and record the same audit events. Pages
+//! that show a secret (a TOTP seed, recovery codes, a new API token) are answers to a POST and
+//! are never cached.
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use serde_json::json;
 use super::{Layout, OrgCtx, WebError, WebState, html, stream};
 use crate::api::{ApiError, ClientInfo, audit_entry};
 use crate::people::{self, Actor, Client};
-use crate::tenancy::{DEFAULT_ORG, Principal};
+use crate::tenancy::{DEFAULT_ORG, Principal, Scope};
 
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct ErrorParam {
@@ -123,6 +124,26 @@ struct SessionRow {
     user_agent: String,
 }
 
+struct PasskeyRow {
+    id: String,
+    name: String,
+    created: super::When,
+    last_used: Option<super::When>,
+}
+
+struct TokenRow {
+    id: String,
+    name: String,
+    scopes: String,
+    created: super::When,
+}
+
+/// A token just created: its name and the secret, shown only now.
+struct NewTokenShown {
+    name: String,
+    secret: String,
+}
+
 #[derive(Template)]
 #[template(path = "account.html")]
 struct AccountPage {
@@ -140,6 +161,22 @@ struct AccountPage {
     enrolment: Option<people::totp::Enrolment>,
     /// Shown once, right after confirmation.
     recovery_codes: Vec<String>,
+    /// The single sign-on provider's name, when `[auth.oidc]` is set.
+    sso_name: Option<String>,
+    /// The issuer of the identity linked to the account.
+    sso_linked: Option<String>,
+    /// Whether unlinking leaves a way to log in (a password or a passkey).
+    can_unlink: bool,
+    /// The person's passkeys, oldest first.
+    passkeys: Vec<PasskeyRow>,
+    /// The passkey script's URL.
+    passkeys_js: String,
+    /// The person's API tokens, oldest first.
+    tokens: Vec<TokenRow>,
+    /// The scopes the person holds now: what a new token may get.
+    grantable: Vec<&'static str>,
+    /// Shown once, right after creation.
+    new_token: Option<NewTokenShown>,
 }
 
 /// What a page of the account shows besides its data.
@@ -149,6 +186,7 @@ struct Extra {
     error: Option<String>,
     enrolment: Option<people::totp::Enrolment>,
     recovery_codes: Vec<String>,
+    new_token: Option<NewTokenShown>,
 }
 
 async fn account(
@@ -174,6 +212,38 @@ async fn account(
             user_agent: s.user_agent.unwrap_or_default(),
         })
         .collect();
+    let tokens = state
+        .node
+        .tokens
+        .list_owned(&actor.user_id)
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .map(|t| TokenRow {
+            id: t.id,
+            name: t.name,
+            scopes: t
+                .scopes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            created: super::When::from_millis(t.created.timestamp_millis(), now),
+        })
+        .collect();
+    let passkeys = user
+        .passkeys
+        .iter()
+        .map(|p| PasskeyRow {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            created: super::When::from_millis(p.created.timestamp_millis(), now),
+            last_used: p
+                .last_used
+                .map(|t| super::When::from_millis(t.timestamp_millis(), now)),
+        })
+        .collect();
+    let grantable = principal.scopes.iter().map(|s| s.as_str()).collect();
     let org = principal
         .org
         .clone()
@@ -198,12 +268,22 @@ async fn account(
         error: extra.error,
         enrolment: extra.enrolment,
         recovery_codes: extra.recovery_codes,
+        sso_name: state.node.sso.as_ref().map(|s| s.name().to_owned()),
+        sso_linked: user.sso.as_ref().map(|l| l.issuer.clone()),
+        can_unlink: user.password.is_some() || !user.passkeys.is_empty(),
+        passkeys,
+        passkeys_js: super::assets::passkeys_js_url(),
+        tokens,
+        grantable,
+        new_token: extra.new_token,
     })
 }
 
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct AccountParams {
     done: Option<String>,
+    /// Why a step that ends here failed (a single sign-on link).
+    error: Option<String>,
 }
 
 /// `GET /account/`: the logged-in person's account.
@@ -219,9 +299,16 @@ pub(crate) async fn page(
         Some("totp-off") => Some("Two-factor authentication is off.".to_owned()),
         Some("session") => Some("The session was ended.".to_owned()),
         Some("others") => Some("Your other sessions were ended.".to_owned()),
+        Some("token-revoked") => Some("The API token was revoked.".to_owned()),
+        Some("passkey-added") => Some("The passkey was added.".to_owned()),
+        Some("passkey-removed") => Some("The passkey was removed.".to_owned()),
+        Some("sso-linked") => {
+            Some("Your single sign-on login is linked to this account.".to_owned())
+        }
+        Some("sso-unlinked") => Some("Your single sign-on login is unlinked.".to_owned()),
         Some("mfa-required") if actor.must_enrol_mfa => Some(
             "Your organization requires two-factor authentication: set up an authenticator \
-             app to continue."
+             app or add a passkey to continue."
                 .to_owned(),
         ),
         _ => None,
@@ -232,6 +319,7 @@ pub(crate) async fn page(
         &actor,
         Extra {
             notice,
+            error: params.error.filter(|e| !e.is_empty()),
             ..Extra::default()
         },
     )
@@ -277,10 +365,10 @@ async fn refused(
     state: &WebState,
     principal: Arc<Principal>,
     actor: &Actor,
-    err: people::Error,
+    err: impl Into<ApiError>,
     extra: Extra,
 ) -> Result<Response, WebError> {
-    let err = ApiError::from(err);
+    let err: ApiError = err.into();
     let status = err.status();
     if !status.is_client_error() {
         return Err(err.into());
@@ -503,4 +591,147 @@ pub(crate) async fn end_other_sessions(
     )
     .await;
     Ok(Redirect::to("/account/?done=others").into_response())
+}
+
+/// `POST /account/tokens/` (`name`, `scope` repeated): creates a personal API token and shows
+/// it, once. A scope the person does not hold is refused, naming it.
+pub(crate) async fn token_create(
+    State(state): State<WebState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    actor: Option<Extension<Actor>>,
+    ClientInfo(client): ClientInfo,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let actor = person(actor)?;
+    let fields = stream::form(&body);
+    let names: Vec<&str> = fields
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    let scopes = match Scope::expand_all(&names) {
+        Ok(scopes) => scopes,
+        Err(err) => return refused(&state, principal, &actor, err, Extra::default()).await,
+    };
+    let created = state
+        .node
+        .tokens
+        .create_personal(&actor.user_id, &principal, field(&fields, "name"), scopes)
+        .await;
+    match created {
+        Ok((secret, record)) => {
+            audit(
+                &state,
+                &principal,
+                &actor,
+                &client,
+                "api-token.create",
+                ("token", &record.id),
+                json!({"name": record.name, "scopes": record.scopes}),
+            )
+            .await;
+            let mut response = account(
+                &state,
+                principal,
+                &actor,
+                Extra {
+                    notice: Some("API token created.".to_owned()),
+                    new_token: Some(NewTokenShown {
+                        name: record.name,
+                        secret,
+                    }),
+                    ..Extra::default()
+                },
+            )
+            .await?;
+            response.headers_mut().insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
+            Ok(response)
+        }
+        Err(err) => refused(&state, principal, &actor, err, Extra::default()).await,
+    }
+}
+
+/// `POST /account/tokens/{id}/revoke/`: revokes one of the person's API tokens.
+pub(crate) async fn token_revoke(
+    State(state): State<WebState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    actor: Option<Extension<Actor>>,
+    ClientInfo(client): ClientInfo,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let actor = person(actor)?;
+    match state.node.tokens.revoke_owned(&actor.user_id, &id).await {
+        Ok(record) => {
+            audit(
+                &state,
+                &principal,
+                &actor,
+                &client,
+                "api-token.remove",
+                ("token", &record.id),
+                json!({"name": record.name, "scopes": record.scopes}),
+            )
+            .await;
+            Ok(Redirect::to("/account/?done=token-revoked").into_response())
+        }
+        Err(err) => refused(&state, principal, &actor, err, Extra::default()).await,
+    }
+}
+
+/// `POST /account/passkeys/{id}/remove/`: removes one of the person's passkeys.
+pub(crate) async fn passkey_remove(
+    State(state): State<WebState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    actor: Option<Extension<Actor>>,
+    ClientInfo(client): ClientInfo,
+    Path(id): Path<String>,
+) -> Result<Response, WebError> {
+    let actor = person(actor)?;
+    match state.node.people.remove_passkey(&actor, &id).await {
+        Ok(info) => {
+            audit(
+                &state,
+                &principal,
+                &actor,
+                &client,
+                "user.mfa.disable",
+                ("user", &actor.user_id),
+                json!({"type": "passkey", "passkey": info.id, "name": info.name}),
+            )
+            .await;
+            Ok(Redirect::to("/account/?done=passkey-removed").into_response())
+        }
+        Err(err) => refused(&state, principal, &actor, err, Extra::default()).await,
+    }
+}
+
+/// `POST /account/sso/unlink/`: unlinks the person's single sign-on identity, while a password
+/// or passkey remains.
+pub(crate) async fn sso_unlink(
+    State(state): State<WebState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    actor: Option<Extension<Actor>>,
+    ClientInfo(client): ClientInfo,
+) -> Result<Response, WebError> {
+    let actor = person(actor)?;
+    match state.node.people.unlink_sso(&actor.user_id).await {
+        Ok(linked) => {
+            let provider = state.node.sso.as_ref().map(|s| s.name().to_owned());
+            audit(
+                &state,
+                &principal,
+                &actor,
+                &client,
+                "sso-identity.unlink",
+                ("user", &actor.user_id),
+                json!({"provider": provider, "issuer": linked.issuer}),
+            )
+            .await;
+            Ok(Redirect::to("/account/?done=sso-unlinked").into_response())
+        }
+        Err(err) => refused(&state, principal, &actor, err, Extra::default()).await,
+    }
 }

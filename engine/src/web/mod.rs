@@ -109,6 +109,13 @@ pub fn router(node: &Arc<Node>) -> Router {
             post(account::end_other_sessions),
         )
         .route("/account/sessions/{id}/end/", post(account::end_session))
+        .route(
+            "/account/passkeys/{id}/remove/",
+            post(account::passkey_remove),
+        )
+        .route("/account/sso/unlink/", post(account::sso_unlink))
+        .route("/account/tokens/", post(account::token_create))
+        .route("/account/tokens/{id}/revoke/", post(account::token_revoke))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state.clone());
     let mut router = Router::new()
@@ -166,7 +173,7 @@ pub(crate) async fn authenticate(
             } else {
                 WebError::Api(ApiError::Forbidden(
                     "your organization requires two-factor authentication: set up an \
-                     authenticator app on your account page first"
+                     authenticator app or add a passkey on your account page first"
                         .to_owned(),
                 ))
                 .into_response()
@@ -624,6 +631,8 @@ struct LoginPage {
     password_login: bool,
     /// The single sign-on button's label, when `[auth.oidc]` is set.
     sso_name: Option<String>,
+    /// The passkey script's URL.
+    passkeys_js: String,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -644,6 +653,7 @@ async fn login_page(
         error: params.error.filter(|e| !e.is_empty()),
         password_login: state.node.config.auth.password_login,
         sso_name: state.node.sso.as_ref().map(|s| s.name().to_owned()),
+        passkeys_js: assets::passkeys_js_url(),
     })
 }
 

@@ -153,6 +153,7 @@ impl Harness {
             org: DEFAULT_ORG.into(),
             scopes: scopes.to_vec(),
             projects,
+            owner: None,
         };
         self.node.tokens.create(new).await.unwrap().0
     }
@@ -1873,4 +1874,105 @@ async fn saved_queries_are_shared_in_the_organization_and_run_from_a_link() {
         h.post_form(&delete, Some(&reader), "").await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn the_account_page_makes_personal_tokens_within_the_persons_scopes() {
+    let h = harness().await;
+    h.person("mia@example.com", crate::people::OrgRole::Member)
+        .await;
+    let cookie = h.login("mia@example.com", OWNER_PASSWORD, None).await;
+    let page = h.person_page("/account/", &cookie).await;
+    // one checkbox per scope the member holds, none she does not
+    assert!(
+        page.contains("name=\"scope\" value=\"event:read\" checked"),
+        "{page}"
+    );
+    assert!(
+        page.contains("name=\"scope\" value=\"event:write\">"),
+        "{page}"
+    );
+    assert!(!page.contains("value=\"org:admin\""), "{page}");
+    // passkeys: listed, and the script that adds one (no inline code)
+    assert!(page.contains("No passkey yet."), "{page}");
+    assert!(
+        page.contains("<script type=\"module\" src=\"/static/passkeys."),
+        "{page}"
+    );
+    assert!(page.contains("Adding a passkey needs JavaScript"), "{page}");
+
+    // asking for more than she holds is refused, naming the scope
+    let refused = h
+        .with_cookie(
+            Method::POST,
+            "/account/tokens/",
+            &cookie,
+            "name=laptop&scope=event%3Aread&scope=org%3Aadmin",
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert_csp_clean("token refused", &refused.body);
+    assert!(
+        refused
+            .body
+            .contains("cannot grant the scope org:admin: you do not hold it"),
+        "{}",
+        refused.body
+    );
+
+    let created = h
+        .with_cookie(
+            Method::POST,
+            "/account/tokens/",
+            &cookie,
+            "name=laptop&scope=event%3Aread",
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
+    assert_eq!(created.headers[header::CACHE_CONTROL], "no-store");
+    assert_csp_clean("token created", &created.body);
+    let secret = code_text(&created.body, "new-token");
+    assert!(secret.starts_with("flt_"), "{secret}");
+    // the token works with her rights, and the page never shows it again
+    let sql = h
+        .get("/organizations/default/sql/?sql=SELECT+1", Some(&secret))
+        .await;
+    assert_eq!(sql.status, StatusCode::OK, "{}", sql.body);
+    let again = h.person_page("/account/", &cookie).await;
+    assert!(!again.contains(&secret));
+    assert!(again.contains("<td>laptop</td>"), "{again}");
+    let mia = h
+        .node
+        .people
+        .user_by_email("mia@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    let id = h.node.tokens.list_owned(&mia.id).await.unwrap()[0]
+        .id
+        .clone();
+    let revoked = h
+        .with_cookie(
+            Method::POST,
+            &format!("/account/tokens/{id}/revoke/"),
+            &cookie,
+            "",
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+    assert_eq!(revoked.location(), "/account/?done=token-revoked");
+    let sql = h
+        .get("/organizations/default/sql/?sql=SELECT+1", Some(&secret))
+        .await;
+    assert_eq!(sql.status, StatusCode::UNAUTHORIZED);
+    // an unknown token (or another person's) is not found
+    let unknown = h
+        .with_cookie(
+            Method::POST,
+            "/account/tokens/0123456789abcdef/revoke/",
+            &cookie,
+            "",
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }

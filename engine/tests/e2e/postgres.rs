@@ -144,3 +144,69 @@ async fn psql_deep_sql_is_statement_too_complex() -> Result<()> {
     assert_eq!(stdout(&psql(pg_port, &token, &just_under)?), "499\n");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_connection_stops_when_its_token_is_revoked() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let TwoTenants {
+        server,
+        port: pg_port,
+        ..
+    } = TwoTenants::start(tmp.path(), "pg_listen").await?;
+    let setup = &server.setup;
+    let create = |name: &str, scope: &str| -> Result<String> {
+        Ok(setup
+            .cli(&["token", "create", "--name", name, "--scope", scope])?
+            .trim()
+            .to_owned())
+    };
+    let reader = create("reader", "events:read")?;
+    let admin = create("admin", "org:write")?;
+    let tokens: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/tokens", setup.base_url()))
+        .bearer_auth(&admin)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = tokens
+        .as_array()
+        .context("a token list")?
+        .iter()
+        .find(|t| t["name"] == "reader")
+        .and_then(|t| t["id"].as_str())
+        .context("the reader's id")?
+        .to_owned();
+    // one connection: a query, the token revoked over HTTP (psql's \! runs it in between),
+    // and the next query on the same connection
+    let script = format!(
+        "SELECT 1;\n\\! curl -s -o /dev/null -X DELETE -H 'Authorization: Bearer {admin}' {}/api/tokens/{id}\nSELECT 2;\n",
+        setup.base_url()
+    );
+    let mut child = Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={pg_port} user=grafana dbname=faultline sslmode=disable connect_timeout=10"
+        ))
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+        .env("PGPASSWORD", &reader)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run psql")?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().context("psql stdin")?;
+        stdin.write_all(script.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n", "{stderr}");
+    assert!(!out.status.success());
+    assert!(stderr.contains("invalid API token"), "{stderr}");
+    assert!(
+        stderr.contains("28000") || stderr.contains("reconnect"),
+        "{stderr}"
+    );
+    Ok(())
+}

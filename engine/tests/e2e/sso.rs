@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
 use crate::harness::{Setup, free_port, python_client, workspace_root};
@@ -224,6 +224,150 @@ async fn a_provider_that_names_another_issuer_is_refused() -> Result<()> {
     assert!(
         body.contains("issuer") && body.contains(&other),
         "the refusal names the issuer mismatch: {body}"
+    );
+    Ok(())
+}
+
+/// Sets the password of a new account through its set-password link; answers its session
+/// cookie (`faultline_session=...`).
+async fn password_account(setup: &Setup, email: &str) -> Result<String> {
+    let link = setup.cli(&["user", "create", email])?;
+    let token = link
+        .trim()
+        .rsplit_once("/setup/")
+        .context("a set-password link")?
+        .1
+        .to_owned();
+    let response = reqwest::Client::new()
+        .post(format!("{}/auth/setup", setup.base_url()))
+        .header("sec-fetch-site", "same-origin")
+        .json(&serde_json::json!({"token": token, "password": "a long enough password"}))
+        .send()
+        .await?;
+    ensure!(
+        response.status() == 200,
+        "setup answered {}",
+        response.status()
+    );
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .context("a session cookie")?
+        .to_str()?
+        .split(';')
+        .next()
+        .context("cookie")?
+        .to_owned();
+    Ok(cookie)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_account_links_its_provider_login_which_no_other_account_can_take() -> Result<()>
+{
+    let tmp = tempfile::tempdir()?;
+    let setup = Setup::new(tmp.path(), "data", "");
+    let provider = Provider::start(&format!("{}/auth/oidc/callback", setup.base_url()))?;
+    configure(&setup, &provider.issuer, "")?;
+    let server = setup.start()?;
+    let ann = password_account(&setup, "ann@example.com").await?;
+    let bob = password_account(&setup, "bob@example.com").await?;
+
+    // Ann links her provider login "alice" from her session, and comes back to her account page.
+    let linked = python_client(
+        "oidc_login.py",
+        &[&setup.base_url(), "alice", "/auth/oidc/link", &ann],
+    )?;
+    let linked: Value = serde_json::from_str(&linked)?;
+    assert_eq!(linked["answer"]["status"], 303, "{linked}");
+    assert_eq!(
+        linked["answer"]["location"], "/account/?done=sso-linked",
+        "{linked}"
+    );
+    assert_eq!(linked["me"]["user"]["email"], "ann@example.com", "{linked}");
+    let ann_id = linked["me"]["user"]["id"].clone();
+
+    // Logging in with "alice" is now Ann (no new account is made).
+    let login = login(&setup, "alice")?;
+    assert_eq!(login["answer"]["location"], "/done", "{login}");
+    assert_eq!(login["me"]["user"]["id"], ann_id, "{login}");
+
+    // Bob cannot link the same provider login: back to his account page with the reason.
+    let taken = python_client(
+        "oidc_login.py",
+        &[&setup.base_url(), "alice", "/auth/oidc/link", &bob],
+    )?;
+    let taken: Value = serde_json::from_str(&taken)?;
+    assert_eq!(taken["answer"]["status"], 303, "{taken}");
+    let location = taken["answer"]["location"].as_str().unwrap_or_default();
+    assert!(location.starts_with("/account/?error="), "{taken}");
+    let reason =
+        url::form_urlencoded::parse(location.split_once('?').context("query")?.1.as_bytes())
+            .find(|(k, _)| k == "error")
+            .map(|(_, v)| v.into_owned())
+            .context("error")?;
+    assert_eq!(
+        reason,
+        "this Test IdP login already belongs to another faultline account: log in with it, or unlink it there first"
+    );
+    assert_eq!(taken["me"]["user"]["email"], "bob@example.com", "{taken}");
+
+    // Ann unlinks it (she has a password); then Bob can link it.
+    let client = reqwest::Client::new();
+    let unlinked = client
+        .delete(format!("{}/auth/oidc/link", setup.base_url()))
+        .header("cookie", &ann)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await?;
+    assert_eq!(unlinked.status(), 200, "{}", unlinked.text().await?);
+    let again = client
+        .delete(format!("{}/auth/oidc/link", setup.base_url()))
+        .header("cookie", &ann)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await?;
+    assert_eq!(again.status(), 404);
+    let relinked = python_client(
+        "oidc_login.py",
+        &[&setup.base_url(), "alice", "/auth/oidc/link", &bob],
+    )?;
+    let relinked: Value = serde_json::from_str(&relinked)?;
+    assert_eq!(
+        relinked["answer"]["location"], "/account/?done=sso-linked",
+        "{relinked}"
+    );
+
+    let token = setup
+        .cli(&[
+            "token",
+            "create",
+            "--name",
+            "auditor",
+            "--scope",
+            "event:read",
+            "--scope",
+            "org:admin",
+        ])?
+        .trim()
+        .to_owned();
+    let rows = server
+        .sql(
+            &token,
+            "SELECT event, actor_label FROM audit_log WHERE event LIKE 'sso-identity.%' ORDER BY ts",
+        )
+        .await?;
+    let events: Vec<(&str, &str)> = rows
+        .iter()
+        .filter_map(|r| Some((r["event"].as_str()?, r["actor_label"].as_str()?)))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("sso-identity.link", "ann@example.com"),
+            ("sso-identity.unlink", "ann@example.com"),
+            ("sso-identity.link", "bob@example.com"),
+        ],
+        "{rows:?}"
     );
     Ok(())
 }

@@ -1,8 +1,9 @@
 """Logs in to faultline through its OpenID Connect provider like a browser would.
 
-    python oidc_login.py BASE_URL LOGIN_NAME
+    python oidc_login.py BASE_URL LOGIN_NAME [START_PATH COOKIE]
 
-Starts at BASE_URL/auth/oidc/login?next=/done, fills in the provider's login and consent
+Starts at BASE_URL/auth/oidc/login?next=/done (or at START_PATH, e.g. /auth/oidc/link, with
+the cookie COOKIE, `name=value`, of a logged-in session), fills in the provider's login and consent
 forms (npm oidc-provider's development pages), follows every redirect back to faultline, then
 asks BASE_URL/auth/me with the session cookie it got. Prints one JSON object: the callback URL
 faultline was sent to, the status and Location of faultline's answer to it, and /auth/me.
@@ -27,10 +28,14 @@ def form_of(html, url):
 
 def main():
     base, login = sys.argv[1], sys.argv[2]
+    start = sys.argv[3] if len(sys.argv) > 3 else "/auth/oidc/login?next=/done"
     browser = requests.Session()
+    if len(sys.argv) > 4:
+        name, value = sys.argv[4].split("=", 1)
+        browser.cookies.set(name, value)
     callback = None
     answer = None
-    response = browser.get(f"{base}/auth/oidc/login?next=/done", allow_redirects=False)
+    response = browser.get(f"{base}{start}", allow_redirects=False)
     for _ in range(30):
         if response.status_code in (302, 303):
             target = urljoin(response.url, response.headers["location"])

@@ -712,7 +712,7 @@ async fn an_organization_requiring_mfa_leaves_members_only_enrolment() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(
         refused.body,
-        json!({"detail": "your organization requires two-factor authentication: enrol a TOTP authenticator first (POST /auth/totp)"})
+        json!({"detail": "your organization requires two-factor authentication: enrol a TOTP authenticator (POST /auth/totp) or register a passkey first"})
     );
     let enrolment = h.call(&jane, Method::POST, "/auth/totp", None).await;
     assert_eq!(enrolment.status, StatusCode::OK);
@@ -755,5 +755,345 @@ async fn failed_logins_from_one_address_are_throttled_across_accounts() {
             .starts_with("too many failed logins for this address: try again in "),
         "{:?}",
         reply.body
+    );
+}
+
+const API_TOKENS: &str = "/api/0/api-tokens/";
+
+#[tokio::test]
+async fn a_persons_token_never_does_more_than_the_person_does_now() {
+    let h = harness().await;
+    assert_eq!(
+        h.store(r#"{"message":"boom"}"#).await.status,
+        StatusCode::OK
+    );
+    h.person("boss@example.com", OrgRole::Owner).await;
+    let boss = h.session("boss@example.com").await;
+    let mia_id = h.person("mia@example.com", OrgRole::Owner).await;
+    let mia = h.session("mia@example.com").await;
+    h.person("member@example.com", OrgRole::Member).await;
+    let member = h.session("member@example.com").await;
+
+    // a member cannot mint what they do not hold
+    let refused = h
+        .call(
+            &member,
+            Method::POST,
+            API_TOKENS,
+            Some(json!({"name": "x", "scopes": ["event:read", "org:admin"]})),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        refused.body["detail"],
+        "cannot grant the scope org:admin: you do not hold it"
+    );
+    let unnamed = h
+        .call(
+            &member,
+            Method::POST,
+            API_TOKENS,
+            Some(json!({"name": " ", "scopes": ["event:read"]})),
+        )
+        .await;
+    assert_eq!(unnamed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        unnamed.body["detail"],
+        "the token name must be 1-200 characters"
+    );
+
+    // an owner's token with org:admin reads the audit log, until the owner is demoted
+    let created = h
+        .call(
+            &mia,
+            Method::POST,
+            API_TOKENS,
+            Some(json!({"name": "laptop", "scopes": ["event:read", "org:admin"]})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    assert_eq!(created.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(created.body["name"], "laptop");
+    assert_eq!(created.body["scopes"], json!(["org:admin", "event:read"]));
+    let token = created.body["token"].as_str().unwrap().to_owned();
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("flt_"));
+    let audit = "SELECT event FROM audit_log";
+    assert_eq!(h.sql_by(&token, audit).await.status, StatusCode::OK);
+    assert_eq!(
+        h.sql_by(&token, "SELECT count(*) FROM events").await.status,
+        StatusCode::OK
+    );
+    // listed for its person only, without the secret
+    let listed = h.call(&mia, Method::GET, API_TOKENS, None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body.as_array().unwrap().len(), 1);
+    assert_eq!(listed.body[0]["id"], id);
+    assert!(listed.body[0].get("token").is_none());
+    let others = h.call(&boss, Method::GET, API_TOKENS, None).await;
+    assert_eq!(others.body, json!([]));
+    // a token cannot manage tokens of its person
+    let by_token = h.call(&token, Method::GET, API_TOKENS, None).await;
+    assert_eq!(by_token.status, StatusCode::FORBIDDEN);
+
+    let demote = h
+        .call(
+            &boss,
+            Method::PUT,
+            &format!("{MEMBERS}{mia_id}/"),
+            Some(json!({"orgRole": "member"})),
+        )
+        .await;
+    assert_eq!(demote.status, StatusCode::OK, "{:?}", demote.body);
+    let audit_now = h.sql_by(&token, audit).await;
+    assert_eq!(
+        audit_now.status,
+        StatusCode::FORBIDDEN,
+        "{:?}",
+        audit_now.body
+    );
+    assert_eq!(
+        audit_now.body["detail"],
+        "the API token lacks the scope org:admin"
+    );
+    // a member in no team sees no project now, so no events either
+    let events = h.sql_by(&token, "SELECT count(*) AS n FROM events").await;
+    assert_eq!(events.status, StatusCode::OK, "{:?}", events.body);
+    assert_eq!(events.body, json!([{"n": 0}]));
+
+    // disabling the person stops the token
+    let disable = h
+        .call(
+            &boss,
+            Method::PUT,
+            &format!("{MEMBERS}{mia_id}/"),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(disable.status, StatusCode::OK, "{:?}", disable.body);
+    let stopped = h.sql_by(&token, "SELECT 1").await;
+    assert_eq!(stopped.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(stopped.body["detail"], "invalid API token");
+}
+
+#[tokio::test]
+async fn a_revoked_personal_token_is_refused_and_both_revocations_are_audited() {
+    let h = harness().await;
+    h.person("ann@example.com", OrgRole::Admin).await;
+    let ann = h.session("ann@example.com").await;
+    h.person("bob@example.com", OrgRole::Admin).await;
+    let bob = h.session("bob@example.com").await;
+    let mut made = Vec::new();
+    for name in ["one", "two"] {
+        let created = h
+            .call(
+                &ann,
+                Method::POST,
+                API_TOKENS,
+                Some(json!({"name": name, "scopes": ["event:read"]})),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+        made.push((
+            created.body["id"].as_str().unwrap().to_owned(),
+            created.body["token"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let (one, one_token) = &made[0];
+    let (two, two_token) = &made[1];
+    assert_eq!(h.sql_by(one_token, "SELECT 1").await.status, StatusCode::OK);
+    // someone else's token is not theirs to revoke
+    let foreign = h
+        .call(&bob, Method::DELETE, &format!("{API_TOKENS}{one}/"), None)
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        foreign.body["detail"],
+        format!("no API token with id {one}")
+    );
+    assert_eq!(h.sql_by(one_token, "SELECT 1").await.status, StatusCode::OK);
+
+    let by_path = h
+        .call(&ann, Method::DELETE, &format!("{API_TOKENS}{one}/"), None)
+        .await;
+    assert_eq!(by_path.status, StatusCode::NO_CONTENT);
+    let by_body = h
+        .call(
+            &ann,
+            Method::DELETE,
+            API_TOKENS,
+            Some(json!({"tokenId": two})),
+        )
+        .await;
+    assert_eq!(by_body.status, StatusCode::NO_CONTENT);
+    for token in [one_token, two_token] {
+        let reply = h.sql_by(token, "SELECT 1").await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        h.call(&ann, Method::GET, API_TOKENS, None).await.body,
+        json!([])
+    );
+    let audit = h
+        .node
+        .people
+        .audit
+        .entries(Some(DEFAULT_ORG))
+        .await
+        .unwrap();
+    let rows: Vec<(&str, Option<&str>, Option<&str>)> = audit
+        .iter()
+        .filter(|e| e.event.starts_with("api-token."))
+        .map(|e| {
+            (
+                e.event.as_str(),
+                e.actor_label.as_deref(),
+                e.target_id.as_deref(),
+            )
+        })
+        .collect();
+    let ann_label = Some("ann@example.com");
+    assert_eq!(
+        rows,
+        [
+            ("api-token.create", ann_label, Some(one.as_str())),
+            ("api-token.create", ann_label, Some(two.as_str())),
+            ("api-token.remove", ann_label, Some(one.as_str())),
+            ("api-token.remove", ann_label, Some(two.as_str())),
+        ]
+    );
+    assert!(audit.iter().all(|e| {
+        let text = serde_json::to_string(e).unwrap();
+        !text.contains(one_token.as_str()) && !text.contains(two_token.as_str())
+    }));
+}
+
+#[tokio::test]
+async fn passkey_endpoints_answer_options_and_refuse_used_ceremonies_and_tokens() {
+    let h = harness().await;
+    h.person("ann@example.com", OrgRole::Member).await;
+    let ann = h.session("ann@example.com").await;
+    let token = h.token(&["events:read"], None).await;
+
+    // registration: for a logged-in person only
+    let by_token = h
+        .call(&token, Method::POST, "/auth/passkeys/register", None)
+        .await;
+    assert_eq!(by_token.status, StatusCode::FORBIDDEN);
+    let started = h
+        .call(&ann, Method::POST, "/auth/passkeys/register", None)
+        .await;
+    assert_eq!(started.status, StatusCode::OK, "{:?}", started.body);
+    assert_eq!(started.headers[header::CACHE_CONTROL], "no-store");
+    let options = &started.body["options"]["publicKey"];
+    assert_eq!(options["rp"]["id"], "localhost");
+    assert_eq!(options["user"]["name"], "ann@example.com");
+    assert_eq!(options["authenticatorSelection"]["residentKey"], "required");
+    let listed = h.call(&ann, Method::GET, "/auth/passkeys", None).await;
+    assert_eq!(listed.body, json!([]));
+
+    // passwordless start needs nothing; the second factor needs the right password
+    let login = h
+        .call(&ann, Method::POST, "/auth/passkeys/login", Some(json!({})))
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{:?}", login.body);
+    assert!(login.body["options"]["publicKey"]["challenge"].is_string());
+    let wrong = h
+        .call(
+            &ann,
+            Method::POST,
+            "/auth/passkeys/login",
+            Some(json!({"email": "ann@example.com", "password": "not the password"})),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.body["detail"], "wrong email address or password");
+    let half = h
+        .call(
+            &ann,
+            Method::POST,
+            "/auth/passkeys/login",
+            Some(json!({"email": "ann@example.com"})),
+        )
+        .await;
+    assert_eq!(half.status, StatusCode::BAD_REQUEST);
+    let none = h
+        .call(
+            &ann,
+            Method::POST,
+            "/auth/passkeys/login",
+            Some(json!({"email": "ann@example.com", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    assert!(
+        none.body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("this account has no passkey")
+    );
+
+    // a forged answer to the passwordless ceremony: 401, and the ceremony is used up
+    let ceremony = login.body["ceremony"].as_str().unwrap();
+    let forged = json!({
+        "ceremony": ceremony,
+        "credential": {"id": "AAAA", "rawId": "AAAA", "type": "public-key",
+            "response": {"authenticatorData": "AAAA", "clientDataJSON": "AAAA",
+                         "signature": "AAAA", "userHandle": null},
+            "extensions": {}}
+    });
+    let refused = h
+        .call(
+            &ann,
+            Method::POST,
+            "/auth/passkeys/login/finish",
+            Some(forged.clone()),
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        refused.body
+    );
+    assert!(refused.headers.get(header::SET_COOKIE).is_none());
+    let replayed = h
+        .call(
+            &ann,
+            Method::POST,
+            "/auth/passkeys/login/finish",
+            Some(forged),
+        )
+        .await;
+    assert_eq!(replayed.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        replayed.body["detail"],
+        "the passkey request is unknown, used or expired: start again"
+    );
+    let unknown = h
+        .call(
+            &ann,
+            Method::DELETE,
+            "/auth/passkeys/0123456789abcdef",
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    let audit = h
+        .node
+        .people
+        .audit
+        .entries(Some(DEFAULT_ORG))
+        .await
+        .unwrap();
+    let failed: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.event == "user.login-failed")
+        .filter_map(|e| e.data["method"].as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["password+passkey", "password+passkey", "passkey", "passkey"]
     );
 }

@@ -228,6 +228,7 @@ async fn each_token_sees_its_organization_and_projects() {
             org: "acme".into(),
             scopes: Scope::expand_all(&["events:read"]).unwrap(),
             projects: None,
+            owner: None,
         })
         .await
         .unwrap()

@@ -1,7 +1,9 @@
 //! The PostgreSQL wire protocol, with `pgwire`: what `psql`, drivers (psycopg, asyncpg, JDBC)
 //! and BI tools speak. A client logs in with any user name and an API token as the password
 //! (cleartext; put TLS in front, as for the HTTP API). Each connection gets its own handlers,
-//! which hold the token's principal once it is verified.
+//! which hold the token once it is verified, and check it again before every statement (the
+//! check is cached for a few seconds), so a revoked token, or one whose person lost rights,
+//! stops working on open connections too.
 //!
 //! Both query flows are served: simple (`Query`) and extended (`Parse` / `Bind` / `Describe` /
 //! `Execute`, with `$n` parameters and text or binary values). Every statement runs in a
@@ -103,7 +105,8 @@ impl PgWireServerHandlers for Connection {
     }
 }
 
-type PrincipalSlot = Arc<Mutex<Option<Arc<Principal>>>>;
+/// The connection's token and what it was last verified as.
+type PrincipalSlot = Arc<Mutex<Option<(String, Arc<Principal>)>>>;
 
 /// Checks the password as an API token and remembers who it belongs to.
 struct TokenAuth {
@@ -134,7 +137,7 @@ impl AuthSource for TokenAuth {
         let token = std::str::from_utf8(presented_password).unwrap_or_default();
         match self.access.login(token.trim()).await {
             Ok(principal) => {
-                *self.principal.lock() = Some(principal);
+                *self.principal.lock() = Some((token.trim().to_owned(), principal));
                 Ok(None)
             }
             // the object store did not answer: io_error, not a wrong password

@@ -71,16 +71,35 @@ impl Planner {
         }
     }
 
-    fn principal(&self) -> PgWireResult<Arc<Principal>> {
-        self.principal
+    /// The connection's token as it stands now: verified again (cached for a few seconds by
+    /// the tokens), so a revoked token or a disabled person stops open connections too.
+    async fn principal(&self) -> PgWireResult<Arc<Principal>> {
+        let token = self
+            .principal
             .lock()
-            .clone()
-            .ok_or_else(|| user_error("28000", "not logged in"))
+            .as_ref()
+            .map(|(token, _)| token.clone())
+            .ok_or_else(|| user_error("28000", "not logged in"))?;
+        match self.access.login(&token).await {
+            Ok(principal) => {
+                if let Some(slot) = self.principal.lock().as_mut() {
+                    slot.1 = Arc::clone(&principal);
+                }
+                Ok(principal)
+            }
+            Err(err) if err.is_unavailable() => Err(super::error::unavailable(&err)),
+            Err(err) => Err(user_error(
+                "28000",
+                format!(
+                    "{err}: it was revoked, or its person can no longer log in; reconnect with a valid token"
+                ),
+            )),
+        }
     }
 
     /// The token's session plus the catalog.
     async fn session(&self) -> PgWireResult<SessionContext> {
-        let principal = self.principal()?;
+        let principal = self.principal().await?;
         let ctx = self
             .access
             .session(&principal)
@@ -109,7 +128,7 @@ impl Planner {
         sql: &str,
         values: Option<datafusion::common::ParamValues>,
     ) -> PgWireResult<QueryOutput> {
-        let principal = self.principal()?;
+        let principal = self.principal().await?;
         let ctx = self.session().await?;
         let query = &self.access.query;
         let mut plan = query
