@@ -74,6 +74,7 @@ pub(crate) async fn time_pages(
             org: DEFAULT_ORG.into(),
             scopes: vec![Scope::EventRead],
             projects: None,
+            owner: None,
         })
         .await?;
     let router = faultline_engine::api::router(&node)
