@@ -86,12 +86,12 @@ async fn psql_queries_with_a_token_as_password() -> Result<()> {
         "ERROR:  table 'faultline.information_schema.df_settings' not found"
     );
 
-    // psql's own catalog queries: the token's three tables, and their columns by table oid.
+    // psql's own catalog queries: the token's tables, and their columns by table oid.
     let out = psql(pg_port, &token, "\\dt")?;
     assert_eq!(
         stdout(&out),
         "public|alert_deliveries|table|postgres\npublic|events|table|postgres\n\
-         public|issues|table|postgres\n"
+         public|issue_hours|table|postgres\npublic|issues|table|postgres\n"
     );
     let out = psql(pg_port, &token, "\\d events")?;
     let columns = stdout(&out);
