@@ -173,7 +173,7 @@ pub async fn change(
             }
         }
     }
-    state::save(query.store(), next).await?;
+    state::save_after(query.store(), next, stored.as_ref()).await?;
     Ok(query
         .run(
             projects,

@@ -189,16 +189,31 @@ pub async fn history(
 }
 
 /// Stores `state` as the issue's next version (its `version` is set here).
-pub async fn save(store: &Store, mut state: IssueState) -> Result<IssueState> {
+pub async fn save(store: &Store, state: IssueState) -> Result<IssueState> {
+    let previous = current(store, state.project_id, state.issue_id).await?;
+    save_after(store, state, previous.as_ref()).await
+}
+
+/// [`save`] for a caller that has just read the issue's newest version, `previous`: it is not
+/// read again unless another writer took the next version first.
+pub async fn save_after(
+    store: &Store,
+    mut state: IssueState,
+    previous: Option<&IssueState>,
+) -> Result<IssueState> {
+    let mut next = previous.map_or(1, |p| p.version + 1);
     loop {
-        let previous = current(store, state.project_id, state.issue_id).await?;
-        state.version = previous.map_or(1, |p| p.version + 1);
+        state.version = next;
         let data = serde_json::to_vec_pretty(&state).expect("issue state serializes");
         let path = version_path(state.project_id, state.issue_id, state.version);
         match store.create_durable(&path, Bytes::from(data)).await {
             Ok(()) => return Ok(state),
             // Someone else wrote this version first: theirs stays, ours goes on top.
-            Err(store::Error::AlreadyExists { .. }) => continue,
+            Err(store::Error::AlreadyExists { .. }) => {
+                next = current(store, state.project_id, state.issue_id)
+                    .await?
+                    .map_or(1, |p| p.version + 1);
+            }
             Err(err) => return Err(err.into()),
         }
     }
@@ -342,5 +357,19 @@ mod tests {
         let after = cache.load(&store, &ProjectFilter::All).await.unwrap();
         let seven = after.iter().find(|s| s.issue_id == 7).unwrap();
         assert_eq!((seven.version, seven.status), (2, Status::Unresolved));
+    }
+
+    #[tokio::test]
+    async fn a_stale_previous_version_goes_on_top_of_the_newer_one() {
+        let store = Store::memory();
+        let first = save(&store, state(1, 7, Status::Resolved)).await.unwrap();
+        save(&store, state(1, 7, Status::Ignored)).await.unwrap();
+        // written by a caller that read version 1 before version 2 appeared
+        let stale = save_after(&store, state(1, 7, Status::Unresolved), Some(&first))
+            .await
+            .unwrap();
+        assert_eq!(stale.version, 3);
+        let newest = current(&store, 1, 7).await.unwrap().unwrap();
+        assert_eq!((newest.version, newest.status), (3, Status::Unresolved));
     }
 }
