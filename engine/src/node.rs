@@ -101,8 +101,8 @@ pub struct Node {
 struct PendingFlush {
     rotation: Rotation,
     commit_id: String,
-    /// Event files and issue rollups written by an earlier attempt.
-    written: Option<(Vec<DataFile>, Vec<DataFile>)>,
+    /// Event files, issue rollups and issue tag rollups written by an earlier attempt.
+    written: Option<(Vec<DataFile>, Vec<DataFile>, Vec<DataFile>)>,
 }
 
 impl PendingFlush {
@@ -393,7 +393,7 @@ impl Node {
         let rows: usize = rotation.batches.iter().map(|b| b.num_rows()).sum();
         let started = std::time::Instant::now();
         if rows > 0 {
-            let (files, rollup_files) = match &pending.written {
+            let (files, rollup_files, tag_files) = match &pending.written {
                 Some(written) => written.clone(),
                 None => {
                     let files = store::parquet::write_partitions(
@@ -406,8 +406,13 @@ impl Node {
                     let rollup_files =
                         issues::rollup::write(&self.store, &rollups, self.config.flush.zstd_level)
                             .await?;
-                    pending.written = Some((files.clone(), rollup_files.clone()));
-                    (files, rollup_files)
+                    let tags = issues::tag_rollup::compute(&rollups)?;
+                    let tag_files =
+                        issues::tag_rollup::write(&self.store, &tags, self.config.flush.zstd_level)
+                            .await?;
+                    pending.written =
+                        Some((files.clone(), rollup_files.clone(), tag_files.clone()));
+                    (files, rollup_files, tag_files)
                 }
             };
             let base = (*self.buffer.manifest()).clone();
@@ -422,6 +427,7 @@ impl Node {
                 |current| {
                     let mut next = current.with_files(files.clone(), rotation.upto);
                     next.rollups.extend(rollup_files.iter().cloned());
+                    next.tag_rollups.extend(tag_files.iter().cloned());
                     Some(next)
                 },
             )

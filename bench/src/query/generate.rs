@@ -1,7 +1,8 @@
 //! Writes the data set with faultline's own writer: events from templates, normalized and grouped
 //! as ingest does (`faultline_protocol` + `ingest::stored_event`), one Parquet file per hour
 //! (`store::parquet::write_partitions`, as a flush writes them), hourly issue rollups per day
-//! (`issues::rollup`, as compaction would leave them: one file per project and day), and one
+//! (`issues::rollup`, as compaction would leave them: one file per project and day) with their tag
+//! rollups (`issues::tag_rollup`), and one
 //! manifest that lists them all.
 
 use std::path::Path;
@@ -11,7 +12,7 @@ use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 use faultline_engine::events::EventBuilder;
 use faultline_engine::ingest::stored_event;
-use faultline_engine::issues::rollup;
+use faultline_engine::issues::{rollup, tag_rollup};
 use faultline_engine::store::Store;
 use faultline_engine::store::manifest::Manifest;
 use faultline_engine::tenancy::Project;
@@ -152,6 +153,10 @@ pub(crate) async fn generate(
             manifest
                 .rollups
                 .extend(rollup::write(&store, &day_rollups, 3).await?);
+            let tags = tag_rollup::compute(&day_rollups)?;
+            manifest
+                .tag_rollups
+                .extend(tag_rollup::write(&store, &tags, 3).await?);
             day_rollups.clear();
             eprintln!(
                 "  wrote day {} of {days} ({:.0} s)",

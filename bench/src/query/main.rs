@@ -319,7 +319,25 @@ async fn main() -> Result<()> {
     let pages = if args.no_pages {
         Vec::new()
     } else {
-        pages::time_pages(&dir, issue_id, &event_id, args.reps).await?
+        // The UI's links to an event carry its time; look it up as the page before it would.
+        let at = service
+            .run(
+                &projects,
+                &format!(
+                    "SELECT CAST(timestamp AS BIGINT) AS ms FROM events \
+                     WHERE issue_id = {issue_id} AND event_id = '{event_id}'"
+                ),
+            )
+            .await?;
+        let at = at
+            .batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .context("the event has no time")?
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .value(0);
+        pages::time_pages(&dir, issue_id, &event_id, at, args.reps).await?
     };
     let duck = if args.no_duckdb {
         BTreeMap::new()

@@ -49,6 +49,7 @@ pub(crate) async fn time_pages(
     dir: &Path,
     issue_id: i64,
     event_id: &str,
+    event_ms: i64,
     reps: usize,
 ) -> Result<Vec<PageTiming>> {
     let mut config = Config::default();
@@ -93,7 +94,10 @@ pub(crate) async fn time_pages(
         ),
         ("issue page", issue.clone()),
         ("issue page, 30d", format!("{issue}?period=30d")),
-        ("event page", format!("{issue}events/{event_id}/")),
+        (
+            "event page",
+            format!("{issue}events/{event_id}/?at={event_ms}"),
+        ),
         ("SQL console", format!("{org}/sql/")),
     ];
     let mut out = Vec::new();

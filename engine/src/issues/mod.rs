@@ -11,6 +11,7 @@
 pub mod rollup;
 pub mod state;
 pub mod summary;
+pub mod tag_rollup;
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::AsArray;

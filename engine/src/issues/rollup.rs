@@ -26,6 +26,7 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::metadata::SortingColumn;
 use datafusion::parquet::file::properties::WriterProperties;
 use object_store::path::Path as ObjectPath;
 
@@ -310,12 +311,42 @@ fn append_tags(builder: &mut ListBuilder<StructBuilder>, counts: &HashMap<(&str,
     builder.append(true);
 }
 
+/// Rows per row group of a rollup file. Rows are sorted by issue, so the statistics of
+/// `issue_id` let a read of one issue skip all other groups (a day of a busy project holds
+/// thousands of rows, one group would make every issue page decode all of them).
+pub(crate) const ROW_GROUP_ROWS: usize = 512;
+
 /// Writes rollup rows as one Parquet file per (project, day), durably, and describes them.
 pub async fn write(
     store: &Store,
     batches: &[RecordBatch],
     zstd_level: i32,
 ) -> Result<Vec<DataFile>> {
+    write_files(
+        store,
+        batches,
+        zstd_level,
+        ROW_GROUP_ROWS,
+        &["issue_id", "hour"],
+        crate::store::keys::rollup_file,
+    )
+    .await
+}
+
+/// Writes `batches` (project id in the first column, the hour in the fourth) as one Parquet
+/// file per (project, day) at the key `path` names, in row groups of `group_rows` rows, marked
+/// as sorted by project and then by `sorted_by`.
+pub(crate) async fn write_files(
+    store: &Store,
+    batches: &[RecordBatch],
+    zstd_level: i32,
+    group_rows: usize,
+    sorted_by: &[&str],
+    path: fn(u64, &str, ulid::Ulid) -> String,
+) -> Result<Vec<DataFile>> {
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
     // (project, day) -> per batch, which rows belong to it.
     let mut parts: BTreeMap<(i64, i64), Vec<Vec<bool>>> = BTreeMap::new();
     for (b, batch) in batches.iter().enumerate() {
@@ -329,10 +360,23 @@ pub async fn write(
             masks[b][row] = true;
         }
     }
+    let schema = first.schema();
+    let sorting = std::iter::once("project_id")
+        .chain(sorted_by.iter().copied())
+        .filter_map(|name| schema.index_of(name).ok())
+        .map(|i| SortingColumn {
+            column_idx: i as i32,
+            descending: false,
+            nulls_first: false,
+        })
+        .collect();
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(zstd_level).unwrap_or_default(),
         ))
+        .set_max_row_group_row_count(Some(group_rows))
+        .set_statistics_truncate_length(Some(64))
+        .set_sorting_columns(Some(sorting))
         .build();
     let mut files = Vec::with_capacity(parts.len());
     for ((project, day), masks) in parts {
@@ -340,9 +384,9 @@ pub async fn write(
         let mut rows = 0u64;
         let (mut min, mut max) = (i64::MAX, i64::MIN);
         {
-            let schema = batches[0].schema();
-            let mut writer = ArrowWriter::try_new(&mut data, schema, Some(props.clone()))
-                .map_err(|e| Error::Parquet(Box::new(e)))?;
+            let mut writer =
+                ArrowWriter::try_new(&mut data, Arc::clone(&schema), Some(props.clone()))
+                    .map_err(|e| Error::Parquet(Box::new(e)))?;
             for (batch, mask) in batches.iter().zip(masks) {
                 let part = filter_record_batch(batch, &BooleanArray::from(mask))
                     .map_err(|e| Error::Rollup(Box::new(e.into())))?;
@@ -365,7 +409,7 @@ pub async fn write(
             .unwrap_or_default()
             .format("%Y-%m-%d")
             .to_string();
-        let path = crate::store::keys::rollup_file(project as u64, &date, ulid::Ulid::new());
+        let path = path(project as u64, &date, ulid::Ulid::new());
         let bytes = data.len() as u64;
         store
             .put_durable(&ObjectPath::from(path.as_str()), Bytes::from(data))

@@ -37,7 +37,6 @@ use datafusion::physical_plan::union::UnionExec;
 
 use super::ProjectFilter;
 use crate::events;
-use crate::issues::rollup;
 use crate::store::manifest::DataFile;
 
 /// URL under which the engine's object store is registered in every query session.
@@ -87,16 +86,17 @@ impl EventsTable {
         })
     }
 
-    /// The rollup files of the projects `projects` allows, as one table of [`rollup::schema`]
-    /// (the rows still in memory are added by the caller).
+    /// The rollup files (of `schema`, with an `hour` column) of the projects `projects`
+    /// allows, as one table (the rows still in memory are added by the caller).
     pub(crate) fn rollups(
+        schema: SchemaRef,
         files: Vec<DataFile>,
         projects: &ProjectFilter,
         target_partitions: usize,
     ) -> Result<Self> {
         let (files, _) = restrict(files, Vec::new(), projects)?;
         Ok(Self {
-            schema: rollup::schema(),
+            schema,
             files,
             batches: Vec::new(),
             target_partitions: target_partitions.max(1),

@@ -18,10 +18,11 @@ use super::{Error, Result};
 
 /// The tables a session has (`audit_log` only for the audit log's readers); any other table
 /// in a plan is refused. The catalogs of every protocol list these.
-pub(crate) const TABLES: [&str; 5] = [
+pub(crate) const TABLES: [&str; 6] = [
     "events",
     "issues",
     "issue_hours",
+    "issue_tags",
     "audit_log",
     "alert_deliveries",
 ];

@@ -6,6 +6,10 @@
 //! It answers "how many events per hour" and "which tag values" questions over any period
 //! from a few rows per issue and hour instead of from the events (the issue page's chart and
 //! tag distributions, the stream's sparklines).
+//!
+//! The `issue_tags` table is the same data turned inside out ([`tag_rollup::schema`]: per
+//! project, tag, value, hour and issue the events): which issues had a tag value in a period,
+//! read from a few row groups (the stream's tag search).
 
 use std::sync::Arc;
 
@@ -22,11 +26,39 @@ use datafusion::physical_plan::union::UnionExec;
 
 use super::ProjectFilter;
 use super::events_table::{EventsTable, restrict};
-use crate::issues::rollup;
+use crate::issues::{rollup, tag_rollup};
 use crate::store::manifest::DataFile;
+
+/// Which of the two rollup tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rollups {
+    /// `issue_hours`: the rollup files.
+    Hours,
+    /// `issue_tags`: the tag rollup files.
+    Tags,
+}
+
+impl Rollups {
+    fn schema(self) -> SchemaRef {
+        match self {
+            Self::Hours => rollup::schema(),
+            Self::Tags => tag_rollup::schema(),
+        }
+    }
+
+    /// The rows of this table for buffered event rows.
+    fn compute(self, events: &[RecordBatch]) -> crate::issues::Result<Vec<RecordBatch>> {
+        let hours = rollup::compute(events)?;
+        match self {
+            Self::Hours => Ok(hours),
+            Self::Tags => tag_rollup::compute(&hours),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub(super) struct IssueHoursTable {
+    kind: Rollups,
     files: EventsTable,
     /// Buffered event rows of the session's projects only.
     buffered: Vec<RecordBatch>,
@@ -34,6 +66,7 @@ pub(super) struct IssueHoursTable {
 
 impl IssueHoursTable {
     pub(super) fn new(
+        kind: Rollups,
         files: Vec<DataFile>,
         buffered: Vec<RecordBatch>,
         projects: &ProjectFilter,
@@ -41,7 +74,8 @@ impl IssueHoursTable {
     ) -> Result<Self> {
         let (_, buffered) = restrict(Vec::new(), buffered, projects)?;
         Ok(Self {
-            files: EventsTable::rollups(files, projects, target_partitions)?,
+            kind,
+            files: EventsTable::rollups(kind.schema(), files, projects, target_partitions)?,
             buffered,
         })
     }
@@ -50,7 +84,7 @@ impl IssueHoursTable {
 #[async_trait]
 impl TableProvider for IssueHoursTable {
     fn schema(&self) -> SchemaRef {
-        rollup::schema()
+        self.kind.schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -75,13 +109,15 @@ impl TableProvider for IssueHoursTable {
         if self.buffered.is_empty() {
             return Ok(files);
         }
-        let buffered =
-            rollup::compute(&self.buffered).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let buffered = self
+            .kind
+            .compute(&self.buffered)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
         if buffered.is_empty() {
             return Ok(files);
         }
         let memory =
-            MemorySourceConfig::try_new_exec(&[buffered], rollup::schema(), projection.cloned())?;
+            MemorySourceConfig::try_new_exec(&[buffered], self.kind.schema(), projection.cloned())?;
         UnionExec::try_new(vec![files, memory])
     }
 }

@@ -57,7 +57,7 @@ pub use audit_table::AuditView;
 pub use events_table::{EventsTable, STORE_URL};
 use functions::{Caps, LimitError};
 pub(crate) use guard::TABLES;
-use issue_hours_table::IssueHoursTable;
+use issue_hours_table::{IssueHoursTable, Rollups};
 use issues_table::IssuesTable;
 use limits::Admission;
 pub(crate) use limits::check_depth;
@@ -339,10 +339,12 @@ impl QueryService {
         let snapshot = self.buffer.snapshot();
         let mut files = snapshot.manifest.files.clone();
         let mut rollups = snapshot.manifest.rollups.clone();
+        let mut tag_rollups = snapshot.manifest.tag_rollups.clone();
         for manifest in Manifest::load_all(&self.store).await? {
             if manifest.node != self.node {
                 files.extend(manifest.files);
                 rollups.extend(manifest.rollups);
+                tag_rollups.extend(manifest.tag_rollups);
             }
         }
         let states = self
@@ -406,10 +408,15 @@ impl QueryService {
             .map_err(|e| self.sql_error(e))?;
         ctx.register_table("events", Arc::new(events))
             .map_err(|e| self.sql_error(e))?;
-        let hours = IssueHoursTable::new(rollups.clone(), snapshot.batches.clone(), projects, 2)
-            .map_err(|e| self.sql_error(e))?;
-        ctx.register_table("issue_hours", Arc::new(hours))
-            .map_err(|e| self.sql_error(e))?;
+        for (name, kind, files) in [
+            ("issue_hours", Rollups::Hours, rollups.clone()),
+            ("issue_tags", Rollups::Tags, tag_rollups),
+        ] {
+            let table = IssueHoursTable::new(kind, files, snapshot.batches.clone(), projects, 2)
+                .map_err(|e| self.sql_error(e))?;
+            ctx.register_table(name, Arc::new(table))
+                .map_err(|e| self.sql_error(e))?;
+        }
         self.rollups.retain(&rollups);
         let issues = IssuesTable::new(
             self.store.clone(),

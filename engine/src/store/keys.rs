@@ -3,7 +3,8 @@
 //! ```text
 //! events/proj=<id>/date=<YYYY-MM-DD>/hour=<HH>/<ulid>.parquet   live event files
 //! rollups/proj=<id>/date=<YYYY-MM-DD>/<ulid>.parquet            live issue rollups
-//! retired/events/..., retired/rollups/...                             replaced or expired files
+//! issue-tags/proj=<id>/date=<YYYY-MM-DD>/<ulid>.parquet         live issue tag rollups
+//! retired/events/..., retired/rollups/..., retired/issue-tags/...     replaced or expired files
 //! manifest/<node>/<u64::MAX - version, 20 digits>.json                manifest versions
 //! ```
 //!
@@ -25,6 +26,8 @@ use object_store::path::Path as ObjectPath;
 pub const EVENTS: &str = "events";
 /// Live issue rollups.
 pub const ROLLUPS: &str = "rollups";
+/// Live issue tag rollups.
+pub const TAG_ROLLUPS: &str = "issue-tags";
 /// Files no manifest lists any more, until they are deleted.
 pub const RETIRED: &str = "retired";
 /// Manifest versions.
@@ -45,9 +48,14 @@ pub fn rollup_file(project_id: u64, date: &str, id: ulid::Ulid) -> String {
     format!("{ROLLUPS}/{PROJECT_KEY}={project_id}/date={date}/{id}.parquet")
 }
 
+/// A new issue tag rollup file of (project, date).
+pub fn tag_rollup_file(project_id: u64, date: &str, id: ulid::Ulid) -> String {
+    format!("{TAG_ROLLUPS}/{PROJECT_KEY}={project_id}/date={date}/{id}.parquet")
+}
+
 /// Where a live file goes when it is retired; `None` for a key outside the live prefixes.
 pub fn retired(live: &str) -> Option<String> {
-    let under_live = [EVENTS, ROLLUPS]
+    let under_live = [EVENTS, ROLLUPS, TAG_ROLLUPS]
         .iter()
         .any(|root| live.strip_prefix(root).is_some_and(|r| r.starts_with('/')));
     under_live.then(|| format!("{RETIRED}/{live}"))
@@ -56,9 +64,9 @@ pub fn retired(live: &str) -> Option<String> {
 /// Every prefix that can hold objects of the partition (project, date): live and retired, in
 /// the current and the first layout.
 pub fn partition_prefixes(project_id: u64, date: &str) -> Vec<ObjectPath> {
-    let mut prefixes = Vec::with_capacity(8);
+    let mut prefixes = Vec::with_capacity(12);
     for retired in ["", "retired/"] {
-        for root in [EVENTS, ROLLUPS] {
+        for root in [EVENTS, ROLLUPS, TAG_ROLLUPS] {
             for key in [PROJECT_KEY, LEGACY_PROJECT_KEY] {
                 prefixes.push(ObjectPath::from(format!(
                     "{retired}{root}/{key}={project_id}/date={date}"
@@ -114,6 +122,14 @@ mod tests {
             retired("rollups/proj=7/date=2026-12-04/a.parquet").as_deref(),
             Some("retired/rollups/proj=7/date=2026-12-04/a.parquet")
         );
+        assert_eq!(
+            tag_rollup_file(7, "2026-12-04", id),
+            "issue-tags/proj=7/date=2026-12-04/01KBR4S1GAJ6Y6B2FQ6Q8Y4R3M.parquet"
+        );
+        assert_eq!(
+            retired("issue-tags/proj=7/date=2026-12-04/a.parquet").as_deref(),
+            Some("retired/issue-tags/proj=7/date=2026-12-04/a.parquet")
+        );
         assert_eq!(retired("manifest/n/1.json"), None);
         assert_eq!(retired("eventsx/a.parquet"), None);
         let prefixes: Vec<String> = partition_prefixes(7, "2026-12-04")
@@ -123,7 +139,8 @@ mod tests {
         assert!(prefixes.contains(&"events/proj=7/date=2026-12-04".to_owned()));
         assert!(prefixes.contains(&"events/project=7/date=2026-12-04".to_owned()));
         assert!(prefixes.contains(&"retired/rollups/proj=7/date=2026-12-04".to_owned()));
-        assert_eq!(prefixes.len(), 8);
+        assert!(prefixes.contains(&"issue-tags/proj=7/date=2026-12-04".to_owned()));
+        assert_eq!(prefixes.len(), 12);
     }
 
     #[test]

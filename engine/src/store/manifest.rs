@@ -53,6 +53,10 @@ pub struct Manifest {
     /// event files they summarize; `hour` is 0.
     #[serde(default)]
     pub rollups: Vec<DataFile>,
+    /// Issue tag rollups (`issue-tags/proj=<id>/date=<day>/<ulid>.parquet`), written with the
+    /// rollups; `hour` is 0. Versions written before they existed have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tag_rollups: Vec<DataFile>,
     /// Ids of the newest changes contained in this version, oldest first (at most
     /// [`KEEP_COMMIT_IDS`]); how a retried commit recognises that it is already in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -154,6 +158,7 @@ impl Manifest {
             wal_upto: Some(wal_upto.max(self.wal_upto.unwrap_or(0))),
             files,
             rollups: self.rollups.clone(),
+            tag_rollups: self.tag_rollups.clone(),
             retired: self.retired.clone(),
             commits: self.commits.clone(),
         }
@@ -168,7 +173,10 @@ impl Manifest {
     /// (and [`Self::retire_partitions`]), so a new kind of listed file (issue rollups) only
     /// needs adding here.
     pub fn live_files(&self) -> impl Iterator<Item = &DataFile> {
-        self.files.iter().chain(&self.rollups)
+        self.files
+            .iter()
+            .chain(&self.rollups)
+            .chain(&self.tag_rollups)
     }
 
     /// The next content with every live file of the given (project, date) partitions moved to
@@ -189,6 +197,10 @@ impl Manifest {
             next.rollups.drain(..).partition(gone);
         next.rollups = kept_rollups;
         retired.extend(retired_rollups);
+        let (retired_tags, kept_tags): (Vec<_>, Vec<_>) =
+            next.tag_rollups.drain(..).partition(gone);
+        next.tag_rollups = kept_tags;
+        retired.extend(retired_tags);
         next.retired.extend(retired.into_iter().map(|f| Retired {
             path: f.path,
             project_id: f.project_id,

@@ -41,6 +41,28 @@ pub(crate) struct IssueParams {
     crumb_q: Option<String>,
     /// Page of the event list (1-based).
     page: Option<String>,
+    /// The event's time (epoch milliseconds), which every link to an event carries: the event
+    /// is then looked up in the one file of that time instead of in all of the issue's files.
+    at: Option<String>,
+}
+
+impl IssueParams {
+    /// The `at` parameter: `None` when absent, 400 when not a number.
+    fn at(&self) -> Result<Option<i64>, WebError> {
+        match nonempty(&self.at) {
+            None => Ok(None),
+            Some(raw) => raw.parse::<i64>().map(Some).map_err(|_| {
+                WebError::BadRequest(format!(
+                    "at {raw:?} is not an event time in milliseconds since 1970"
+                ))
+            }),
+        }
+    }
+}
+
+/// The path of event `id` of the issue at `base`, with its time for the lookup.
+fn event_href(base: &str, id: &str, ms: i64) -> (String, String) {
+    (format!("{base}events/{id}/"), format!("at={ms}"))
 }
 
 /// What `issues` says about one issue.
@@ -169,11 +191,12 @@ async fn newest(
     session.table(&build(&events_of(issue))).await
 }
 
-/// The event `id` of the issue, or its latest event.
+/// The event `id` of the issue (at time `at`, when the link says), or its latest event.
 async fn load_event(
     session: &Session<'_>,
     issue: &IssueInfo,
     id: Option<&str>,
+    at: Option<i64>,
 ) -> Result<Option<StoredEvent>, WebError> {
     let select = |from: &str, only: &str| {
         format!(
@@ -181,12 +204,29 @@ async fn load_event(
              ORDER BY timestamp DESC, event_id DESC LIMIT 1"
         )
     };
-    let t = match id {
-        Some(id) => {
+    let t = match (id, at) {
+        (Some(id), Some(at)) => {
+            // One instant: only the file of that hour can hold it.
+            let only = format!(
+                " AND event_id = {} AND timestamp <= {}",
+                quote(id),
+                quote(&iso_ms(at))
+            );
+            let t = session
+                .table(&select(&events_since(issue, at), &only))
+                .await?;
+            if t.rows.is_empty() {
+                let only = format!(" AND event_id = {}", quote(id));
+                newest(session, issue, 1, |from| select(from, &only)).await?
+            } else {
+                t
+            }
+        }
+        (Some(id), None) => {
             let only = format!(" AND event_id = {}", quote(id));
             newest(session, issue, 1, |from| select(from, &only)).await?
         }
-        None => newest(session, issue, 1, |from| select(from, "")).await?,
+        (None, _) => newest(session, issue, 1, |from| select(from, "")).await?,
     };
     if t.rows.is_empty() {
         return match id {
@@ -204,16 +244,17 @@ async fn load_event(
     }))
 }
 
-/// The ids of the events before and after `event`, and of the first and latest.
+/// The ids and times of the events before and after `event`, and of the first and latest.
 async fn neighbours(
     session: &Session<'_>,
     issue: &IssueInfo,
     event: &StoredEvent,
-) -> Result<HashMap<String, String>, WebError> {
+) -> Result<HashMap<String, (String, i64)>, WebError> {
     let (ts, id) = (quote(&iso_ms(event.ms)), quote(&event.id));
     let one = |which: &str, from: &str, cond: &str, order: &str| {
         format!(
-            "SELECT * FROM (SELECT '{which}' AS which, event_id {from}{cond} \
+            "SELECT * FROM (SELECT '{which}' AS which, event_id, \
+             CAST(timestamp AS BIGINT) AS ms {from}{cond} \
              ORDER BY timestamp {order}, event_id {order} LIMIT 1) AS {which}"
         )
     };
@@ -239,8 +280,8 @@ async fn neighbours(
     ]
     .join(" UNION ALL ");
     let t = session.table(&sql).await?;
-    let mut found: HashMap<String, String> = (0..t.rows.len())
-        .map(|r| (t.text(r, "which"), t.text(r, "event_id")))
+    let mut found: HashMap<String, (String, i64)> = (0..t.rows.len())
+        .map(|r| (t.text(r, "which"), (t.text(r, "event_id"), t.int(r, "ms"))))
         .collect();
     // The newer one: looked for in the day after this event first, then up to the last
     // sighting (an old event of a busy issue would otherwise read every file since).
@@ -263,7 +304,7 @@ async fn neighbours(
         t = session.table(&newer(None)).await?;
     }
     if !t.rows.is_empty() {
-        found.insert("newer".to_owned(), t.text(0, "event_id"));
+        found.insert("newer".to_owned(), (t.text(0, "event_id"), t.int(0, "ms")));
     }
     // The older one: looked for in the day before this event first.
     let older = |from: &str| {
@@ -286,7 +327,7 @@ async fn neighbours(
         t = session.table(&older(&events_of(issue))).await?;
     }
     if !t.rows.is_empty() {
-        found.insert("older".to_owned(), t.text(0, "event_id"));
+        found.insert("older".to_owned(), (t.text(0, "event_id"), t.int(0, "ms")));
     }
     Ok(found)
 }
@@ -458,6 +499,8 @@ pub(crate) struct EventBlock {
     pub(crate) order_href: String,
     pub(crate) order_label: &'static str,
     pub(crate) action: String,
+    /// The event's time, kept by the breadcrumb filter form.
+    pub(crate) at: i64,
     pub(crate) crumb_levels: Vec<Choice>,
     pub(crate) crumb_q: String,
     pub(crate) app_only: bool,
@@ -672,7 +715,8 @@ async fn render(
     let issue = load_issue(&session, id).await?;
     let now = Utc::now();
     let base = format!("/organizations/{}/issues/{id}/", encode_path(&ctx.org));
-    let event = load_event(&session, &issue, event_id).await?;
+    let at = params.at()?;
+    let event = load_event(&session, &issue, event_id, at).await?;
     let event = match event {
         Some(stored) => {
             Some(event_block(&session, &issue, stored, &base, &period, &options, now).await?)
@@ -702,8 +746,13 @@ async fn render(
     let events = (0..shown)
         .map(|r| {
             let id = list.text(r, "event_id");
+            let (path, at) = event_href(&base, &id, list.int(r, "ms"));
             EventRow {
-                href: format!("{base}events/{id}/{keep}"),
+                href: if keep.is_empty() {
+                    format!("{path}?{at}")
+                } else {
+                    format!("{path}{keep}&{at}")
+                },
                 current: id == current,
                 short: id.chars().take(8).collect(),
                 id,
@@ -715,6 +764,8 @@ async fn render(
             }
         })
         .collect();
+    // The event shown, with its time for links back to it.
+    let shown_at = event.as_ref().map(|e| e.at);
     let list_href = |p: usize| {
         let here = match event_id {
             Some(e) => format!("{base}events/{e}/"),
@@ -723,6 +774,9 @@ async fn render(
         let mut pairs = Vec::new();
         if period != DEFAULT_PERIOD {
             pairs.push(format!("period={}", encode(&period)));
+        }
+        if let (Some(_), Some(ms)) = (event_id, shown_at) {
+            pairs.push(format!("at={ms}"));
         }
         if p > 1 {
             pairs.push(format!("page={p}"));
@@ -734,9 +788,17 @@ async fn render(
         }
     };
     let page_number = page + 1;
-    let back = match event_id {
-        Some(e) => format!("{base}events/{e}/{keep}"),
-        None => format!("{base}{keep}"),
+    let back = match (event_id, shown_at) {
+        (Some(e), Some(ms)) => {
+            let (path, at) = event_href(&base, e, ms);
+            if keep.is_empty() {
+                format!("{path}?{at}")
+            } else {
+                format!("{path}{keep}&{at}")
+            }
+        }
+        (Some(e), None) => format!("{base}events/{e}/{keep}"),
+        (None, _) => format!("{base}{keep}"),
     };
     let periods = PERIODS
         .iter()
@@ -801,13 +863,14 @@ async fn event_block(
     now: DateTime<Utc>,
 ) -> Result<EventBlock, WebError> {
     let around = neighbours(session, issue, &stored).await?;
-    let here = format!("{base}events/{}/", stored.id);
-    // The event view's own parameters, with one changed.
-    let link = |path: &str, frames: bool, oldest: bool| {
+    let (here, here_at) = event_href(base, &stored.id, stored.ms);
+    // The event view's own parameters, with one changed; `at` is the linked event's time.
+    let link = |path: &str, at: &str, frames: bool, oldest: bool| {
         let mut pairs = Vec::new();
         if period != DEFAULT_PERIOD {
             pairs.push(format!("period={}", encode(period)));
         }
+        pairs.push(at.to_owned());
         if frames {
             pairs.push("frames=app".to_owned());
         }
@@ -823,13 +886,10 @@ async fn event_block(
     let nav_link = |which: &str| {
         around
             .get(which)
-            .filter(|id| **id != stored.id)
-            .map(|id| {
-                link(
-                    &format!("{base}events/{id}/"),
-                    options.app_only,
-                    options.oldest_first,
-                )
+            .filter(|(id, _)| *id != stored.id)
+            .map(|(id, ms)| {
+                let (path, at) = event_href(base, id, *ms);
+                link(&path, &at, options.app_only, options.oldest_first)
             })
             .unwrap_or_default()
     };
@@ -841,21 +901,22 @@ async fn event_block(
     ];
     let levels = ["fatal", "error", "warning", "info", "debug"];
     Ok(EventBlock {
-        json_href: format!("{here}json/"),
-        md_href: format!("{here}event.md"),
-        frames_href: link(&here, !options.app_only, options.oldest_first),
+        json_href: format!("{here}json/?{here_at}"),
+        md_href: format!("{here}event.md?{here_at}"),
+        frames_href: link(&here, &here_at, !options.app_only, options.oldest_first),
         frames_label: if options.app_only {
             "Show all frames"
         } else {
             "In-app frames only"
         },
-        order_href: link(&here, options.app_only, !options.oldest_first),
+        order_href: link(&here, &here_at, options.app_only, !options.oldest_first),
         order_label: if options.oldest_first {
             "Newest call first"
         } else {
             "Oldest call first"
         },
         action: here,
+        at: stored.ms,
         crumb_levels: std::iter::once(("", "Any level"))
             .chain(levels.iter().map(|l| (*l, *l)))
             .map(|(v, l)| Choice {
@@ -882,12 +943,14 @@ async fn one_event(
     org: String,
     id: i64,
     event: &str,
+    params: &IssueParams,
 ) -> Result<(OrgCtx, IssueInfo, StoredEvent), WebError> {
     let event = event_id(event)?;
+    let at = params.at()?;
     let ctx = OrgCtx::new(state, principal, org).await?;
     let session = ctx.session(&state.node.query).await?;
     let issue = load_issue(&session, id).await?;
-    let stored = load_event(&session, &issue, Some(&event))
+    let stored = load_event(&session, &issue, Some(&event), at)
         .await?
         .ok_or_else(|| WebError::NotFound(format!("issue {id} has no event {event}")))?;
     drop(session);
@@ -899,8 +962,9 @@ pub(crate) async fn event_json(
     State(state): State<WebState>,
     Extension(principal): Extension<Arc<Principal>>,
     Path((org, id, event)): Path<(String, i64, String)>,
+    Query(params): Query<IssueParams>,
 ) -> Result<Response, WebError> {
-    let (_, _, stored) = one_event(&state, principal, org, id, &event).await?;
+    let (_, _, stored) = one_event(&state, principal, org, id, &event, &params).await?;
     let mut response = stored.json.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -928,15 +992,17 @@ pub(crate) async fn event_markdown(
     State(state): State<WebState>,
     Extension(principal): Extension<Arc<Principal>>,
     Path((org, id, event)): Path<(String, i64, String)>,
+    Query(params): Query<IssueParams>,
 ) -> Result<Response, WebError> {
-    let (ctx, issue, stored) = one_event(&state, principal, org, id, &event).await?;
+    let (ctx, issue, stored) = one_event(&state, principal, org, id, &event, &params).await?;
     let view = EventView::parse(&stored.json, &ViewOptions::default());
     let fence = fence(&stored.json);
     let link = format!(
-        "{}/organizations/{}/issues/{id}/events/{}/",
+        "{}/organizations/{}/issues/{id}/events/{}/?at={}",
         super::public_url(&state).trim_end_matches('/'),
         encode_path(&ctx.org),
-        stored.id
+        stored.id,
+        stored.ms
     );
     let page = EventMarkdown {
         time: When::from_millis(stored.ms, Utc::now()).absolute,

@@ -1,5 +1,12 @@
 //! The issue stream's search box: a subset of Sentry's search syntax, parsed into terms and
-//! compiled to SQL conditions over `issues` (and over `events`, for what only events know).
+//! compiled to SQL conditions over `issues`, over `issue_tags` for tag, release and
+//! environment values, and over `events` for what only events know.
+//!
+//! A positive tag term (`browser:Firefox`, `release:1.2`) matches the issues that had an event
+//! with that value in the period, each term on its own; it reads the hourly tag rollups, not
+//! the events. Where an issue had more distinct values of that tag in an hour than the
+//! rollups keep, the events of those issues are asked as well, so no issue is missed. A
+//! negated term (`!browser:Firefox`: an event without that value) asks the events.
 //!
 //! Supported: `is:unresolved|resolved|ignored`, `level:error`, `release:1.2`,
 //! `environment:prod` (or `env:`), `project:web`, any other `key:value` as a tag filter,
@@ -235,14 +242,28 @@ impl Search {
                         _ => value.as_str(),
                     };
                     let v = literal(value);
+                    let tag = match key {
+                        Key::Release => Some(("release", "release".to_owned())),
+                        Key::Environment => Some(("environment", "environment".to_owned())),
+                        Key::Tag(name) => Some((name.as_str(), format!("tags[{}]", literal(name)))),
+                        _ => None,
+                    };
+                    if let (Some((tag, column)), false) = (&tag, *negated) {
+                        out.tags.push(TagTerm {
+                            key: (*tag).to_owned(),
+                            value: value.to_owned(),
+                            event_condition: format!("{column} = {v}"),
+                        });
+                        continue;
+                    }
                     let (column, target) = match key {
                         Key::Status => ("status".to_owned(), &mut out.issues),
                         Key::Level => ("level".to_owned(), &mut out.issues),
                         Key::Project => ("project".to_owned(), &mut out.issues),
                         Key::Assignee => ("assignee".to_owned(), &mut out.issues),
-                        Key::Release => ("release".to_owned(), &mut out.events),
-                        Key::Environment => ("environment".to_owned(), &mut out.events),
-                        Key::Tag(name) => (format!("tags[{}]", literal(name)), &mut out.events),
+                        Key::Release | Key::Environment | Key::Tag(_) => {
+                            (tag.map(|(_, c)| c).unwrap_or_default(), &mut out.events)
+                        }
                     };
                     target.push(if *negated {
                         format!("({column} IS NULL OR {column} <> {v})")
@@ -256,13 +277,35 @@ impl Search {
     }
 }
 
+/// A positive tag, release or environment term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TagTerm {
+    /// The tag as `issue_tags` names it (`release` and `environment` included).
+    pub(crate) key: String,
+    pub(crate) value: String,
+    /// The same term over the columns of `events`.
+    pub(crate) event_condition: String,
+}
+
+/// Issues whose rollups of one tag overflowed in the period (more values in an hour than
+/// kept): `None` when there are more than [`MAX_OVERFLOW_ISSUES`] of them.
+pub(crate) type Overflow = std::collections::HashMap<String, Option<Vec<i64>>>;
+
+/// Issues of one tag whose events are asked by id; beyond that, the term asks all events.
+pub(crate) const MAX_OVERFLOW_ISSUES: usize = 500;
+
 /// SQL conditions a search compiles to.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Conditions {
     /// Over the columns of `issues`.
     pub(crate) issues: Vec<String>,
+    /// Tag values the issue must have had in the period, each answered by `issue_tags`.
+    pub(crate) tags: Vec<TagTerm>,
     /// Over the columns of `events`: the issue must have an event (in the period) matching all.
     pub(crate) events: Vec<String>,
+    /// Per tag of [`Self::tags`], the issues whose values of it overflowed the rollups (see
+    /// [`Self::overflow_sql`]); a tag not in here did not overflow.
+    pub(crate) overflow: Overflow,
 }
 
 impl Conditions {
@@ -271,16 +314,79 @@ impl Conditions {
         self.issues.push(format!("{column} = {}", literal(value)));
     }
 
-    /// Adds `column = value` on `events`.
-    pub(crate) fn event_equals(&mut self, column: &str, value: &str) {
-        self.events.push(format!("{column} = {}", literal(value)));
+    /// Adds a release or environment filter.
+    pub(crate) fn tag_equals(&mut self, key: &str, value: &str) {
+        self.tags.push(TagTerm {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            event_condition: format!("{key} = {}", literal(value)),
+        });
+    }
+
+    /// The statement listing, per tag of the terms, the issues whose rollups of that tag
+    /// overflowed since `since` (columns `key`, `issue_id`); `None` without tag terms. Its
+    /// answer goes into [`Self::overflow`] through [`Self::set_overflow`].
+    pub(crate) fn overflow_sql(&self, since: &str) -> Option<String> {
+        if self.tags.is_empty() {
+            return None;
+        }
+        let mut keys: Vec<String> = self.tags.iter().map(|t| literal(&t.key)).collect();
+        keys.sort();
+        keys.dedup();
+        Some(format!(
+            "SELECT DISTINCT key, issue_id FROM issue_tags WHERE hour >= date_trunc('hour', \
+             {since}) AND value IS NULL AND key IN ({}) ORDER BY key, issue_id LIMIT {}",
+            keys.join(", "),
+            keys.len() * (MAX_OVERFLOW_ISSUES + 1)
+        ))
+    }
+
+    /// Records the answer of [`Self::overflow_sql`]: `(key, issue_id)` pairs.
+    pub(crate) fn set_overflow(&mut self, pairs: impl IntoIterator<Item = (String, i64)>) {
+        let mut out = Overflow::new();
+        for (key, issue) in pairs {
+            let entry = out.entry(key).or_insert_with(|| Some(Vec::new()));
+            if let Some(ids) = entry {
+                ids.push(issue);
+                if ids.len() > MAX_OVERFLOW_ISSUES {
+                    *entry = None;
+                }
+            }
+        }
+        self.overflow = out;
     }
 
     /// The `WHERE` clause (without the keyword) over `issues`: its own conditions, plus
-    /// `issue_id IN (...)` over the events since `since` (a SQL time expression) when events
-    /// must be asked. `None` when there is no condition at all.
+    /// `issue_id IN (...)` over `issue_tags` (and `events`) since `since` (a SQL time
+    /// expression) for terms only those know. `None` when there is no condition at all.
     pub(crate) fn where_clause(&self, since: &str) -> Option<String> {
         let mut parts = self.issues.clone();
+        for term in &self.tags {
+            let from_events = |only: &str| {
+                format!(
+                    "issue_id IN (SELECT issue_id FROM events WHERE timestamp >= {since}{only} \
+                     AND {})",
+                    term.event_condition
+                )
+            };
+            let from_tags = format!(
+                "issue_id IN (SELECT issue_id FROM issue_tags WHERE hour >= date_trunc('hour', \
+                 {since}) AND key = {} AND value = {})",
+                literal(&term.key),
+                literal(&term.value)
+            );
+            parts.push(match self.overflow.get(&term.key) {
+                None => from_tags,
+                Some(None) => from_events(""),
+                Some(Some(ids)) => {
+                    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+                    format!(
+                        "({from_tags} OR {})",
+                        from_events(&format!(" AND issue_id IN ({})", ids.join(", ")))
+                    )
+                }
+            });
+        }
         if !self.events.is_empty() {
             let mut sub =
                 format!("issue_id IN (SELECT issue_id FROM events WHERE timestamp >= {since}");
@@ -413,7 +519,12 @@ mod tests {
             .unwrap()
             .conditions(None);
         assert_eq!(c.issues[0], "level = 'x'' OR 1=1; --'");
-        assert_eq!(c.events, [r"release = 'a\b'"]);
+        assert_eq!(c.tags[0].event_condition, r"release = 'a\b'");
+        assert!(
+            c.where_clause("x")
+                .unwrap()
+                .contains(r"key = 'release' AND value = 'a\b'")
+        );
         assert_eq!(
             c.issues[1],
             "(strpos(lower(coalesce(title, '')), '''quoted'';') > 0 \
@@ -423,7 +534,12 @@ mod tests {
         // a quote cannot be part of a key: the word is free text
         assert_eq!(tag.terms, [Term::Text("it's:x".into())]);
         let c = Search::parse(r"a-b.c_d:'v'").unwrap().conditions(None);
-        assert_eq!(c.events, [r"tags['a-b.c_d'] = '''v'''"]);
+        assert_eq!(c.tags[0].event_condition, r"tags['a-b.c_d'] = '''v'''");
+        assert!(
+            c.where_clause("x")
+                .unwrap()
+                .contains(r"key = 'a-b.c_d' AND value = '''v'''")
+        );
     }
 
     #[test]
@@ -442,15 +558,46 @@ mod tests {
     }
 
     #[test]
-    fn where_clause_asks_events_only_for_event_fields() {
-        let s = Search::parse("is:unresolved browser:Firefox").unwrap();
+    fn where_clause_reads_tag_rollups_for_tags_and_events_only_for_the_rest() {
+        let s = Search::parse("is:unresolved browser:Firefox !os:Linux").unwrap();
         let mut c = s.conditions(None);
         c.issue_equals("project", "web");
         assert_eq!(
             c.where_clause("now() - INTERVAL '1 hours'").unwrap(),
             "status = 'unresolved' AND project = 'web' AND issue_id IN (SELECT issue_id FROM \
-             events WHERE timestamp >= now() - INTERVAL '1 hours' AND tags['browser'] = 'Firefox')"
+             issue_tags WHERE hour >= date_trunc('hour', now() - INTERVAL '1 hours') AND key = \
+             'browser' AND value = 'Firefox') AND issue_id IN (SELECT issue_id FROM events WHERE \
+             timestamp >= now() - INTERVAL '1 hours' AND (tags['os'] IS NULL OR tags['os'] <> \
+             'Linux'))"
         );
+        assert_eq!(
+            c.overflow_sql("x").unwrap(),
+            "SELECT DISTINCT key, issue_id FROM issue_tags WHERE hour >= date_trunc('hour', x) \
+             AND value IS NULL AND key IN ('browser') ORDER BY key, issue_id LIMIT 501"
+        );
+        // Two issues overflowed: their events are asked too.
+        c.set_overflow([("browser".to_owned(), 4), ("browser".to_owned(), 9)]);
+        let clause = c.where_clause("x").unwrap();
+        assert!(
+            clause.contains(
+                "(issue_id IN (SELECT issue_id FROM issue_tags WHERE hour >= date_trunc('hour', \
+                 x) AND key = 'browser' AND value = 'Firefox') OR issue_id IN (SELECT issue_id \
+                 FROM events WHERE timestamp >= x AND issue_id IN (4, 9) AND tags['browser'] = \
+                 'Firefox'))"
+            ),
+            "{clause}"
+        );
+        // Too many to name: the term asks all events.
+        c.set_overflow((0..=MAX_OVERFLOW_ISSUES as i64).map(|i| ("browser".to_owned(), i)));
+        let clause = c.where_clause("x").unwrap();
+        assert!(
+            clause.contains(
+                "issue_id IN (SELECT issue_id FROM events WHERE timestamp >= x AND \
+                 tags['browser'] = 'Firefox')"
+            ),
+            "{clause}"
+        );
+        assert!(!clause.contains("issue_tags"), "{clause}");
         assert_eq!(Conditions::default().where_clause("x"), None);
         assert_eq!(Search::parse("  ").unwrap().terms, []);
     }

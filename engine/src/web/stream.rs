@@ -131,10 +131,10 @@ impl StreamQuery {
             conditions.issue_equals("status", &query.status);
         }
         if !query.environment.is_empty() {
-            conditions.event_equals("environment", &query.environment);
+            conditions.tag_equals("environment", &query.environment);
         }
         if !query.release.is_empty() {
-            conditions.event_equals("release", &query.release);
+            conditions.tag_equals("release", &query.release);
         }
         Ok(Self {
             conditions,
@@ -145,6 +145,18 @@ impl StreamQuery {
     fn since(&self) -> String {
         let seconds = super::period_seconds(&self.period).unwrap_or(14 * 86_400);
         format!("now() - INTERVAL '{seconds} seconds'")
+    }
+
+    /// Asks which issues' rollups of the searched tags overflowed in the period, so that the
+    /// statement asks their events too (see `search`).
+    async fn find_overflow(&mut self, session: &super::Session<'_>) -> Result<(), WebError> {
+        let Some(sql) = self.conditions.overflow_sql(&self.since()) else {
+            return Ok(());
+        };
+        let t = session.table(&sql).await?;
+        self.conditions
+            .set_overflow((0..t.rows.len()).map(|r| (t.text(r, "key"), t.int(r, "issue_id"))));
+        Ok(())
     }
 
     fn where_clause(&self) -> String {
@@ -293,13 +305,14 @@ pub(crate) async fn page(
     Query(params): Query<StreamParams>,
 ) -> Result<Response, WebError> {
     let ctx = OrgCtx::new(&state, principal, org).await?;
-    let q = StreamQuery::new(&params, actor.as_ref().map(|a| a.0.email.as_str()))?;
+    let mut q = StreamQuery::new(&params, actor.as_ref().map(|a| a.0.email.as_str()))?;
     let now = Utc::now();
     let mut rows = Vec::new();
     let mut more = false;
     let mut onboarding = false;
     if q.error.is_none() {
         let session = ctx.session(&state.node.query).await?;
+        q.find_overflow(&session).await?;
         let table = session.table(&q.sql()).await?;
         more = table.rows.len() > PAGE_SIZE;
         let shown = table.rows.len().min(PAGE_SIZE);
@@ -606,7 +619,13 @@ mod tests {
         );
         assert!(sql.contains("project = 'web'"), "{sql}");
         assert!(
-            sql.contains("tags['browser'] = 'Firefox' AND environment = 'prod')"),
+            sql.contains(
+                "issue_id IN (SELECT issue_id FROM issue_tags WHERE hour >= date_trunc('hour', \
+                 now() - INTERVAL '86400 seconds') AND key = 'browser' AND value = 'Firefox') \
+                 AND issue_id IN (SELECT issue_id FROM issue_tags WHERE hour >= \
+                 date_trunc('hour', now() - INTERVAL '86400 seconds') AND key = 'environment' \
+                 AND value = 'prod')"
+            ),
             "{sql}"
         );
         assert!(

@@ -380,7 +380,7 @@ async fn every_page_renders_for_a_token_with_full_access() {
         "{issue}"
     );
     assert!(
-        issue.contains(&format!("/events/{SHOP_EVENT}/\">Older")),
+        event_link(&issue, SHOP_EVENT, ">Older").is_some(),
         "{issue}"
     );
 
@@ -737,7 +737,7 @@ async fn search_filters_tags_and_refuses_injection() {
     let href = page[start..end].replace("&#38;", "&");
     let console = h.page(&href, &token).await;
     assert!(
-        console.contains("tags[&#39;browser&#39;] = &#39;Firefox&#39;"),
+        console.contains("key = &#39;browser&#39; AND value = &#39;Firefox&#39;"),
         "{console}"
     );
     assert!(console.contains("<td>shop</td>"), "{console}");
@@ -819,6 +819,23 @@ async fn a_new_organization_is_told_how_to_send_its_first_event() {
     assert!(page.contains(&format!("http://{SHOP_KEY}@127.0.0.1:8000/1")));
 }
 
+/// The position and href of the first link to event `id` whose `href` attribute is followed by
+/// `after` (e.g. `">Older"`, `" data-open"`). Links to events carry `?at=<ms>`.
+fn event_link(page: &str, id: &str, after: &str) -> Option<(usize, String)> {
+    let needle = format!("/events/{id}/");
+    let mut from = 0;
+    while let Some(found) = page[from..].find(&needle) {
+        let start = from + found;
+        let end = start + page[start..].find('"')?;
+        if page[end + 1..].starts_with(after) {
+            let href_start = page[..start].rfind('"')? + 1;
+            return Some((start, page[href_start..end].to_owned()));
+        }
+        from = end;
+    }
+    None
+}
+
 #[tokio::test]
 async fn events_older_than_a_day_are_found_beyond_the_recent_window() {
     let h = harness().await;
@@ -836,15 +853,12 @@ async fn events_older_than_a_day_are_found_beyond_the_recent_window() {
         .await;
     // the list holds the recent two and the old one, newest first
     let (a, b, c) = (
-        issue.find(&format!("{SHOP_EVENT_2}/\" data-open")).unwrap(),
-        issue.find(&format!("{SHOP_EVENT}/\" data-open")).unwrap(),
-        issue.find(&format!("{old_id}/\" data-open")).unwrap(),
+        event_link(&issue, SHOP_EVENT_2, " data-open").unwrap().0,
+        event_link(&issue, SHOP_EVENT, " data-open").unwrap().0,
+        event_link(&issue, old_id, " data-open").unwrap().0,
     );
     assert!(a < b && b < c, "{issue}");
-    assert!(
-        issue.contains(&format!("/events/{old_id}/\">First")),
-        "{issue}"
-    );
+    assert!(event_link(&issue, old_id, ">First").is_some(), "{issue}");
 
     let middle = h
         .page(
@@ -852,16 +866,13 @@ async fn events_older_than_a_day_are_found_beyond_the_recent_window() {
             &token,
         )
         .await;
+    assert!(event_link(&middle, old_id, ">Older").is_some(), "{middle}");
     assert!(
-        middle.contains(&format!("/events/{old_id}/\">Older")),
+        event_link(&middle, SHOP_EVENT_2, ">Newer").is_some(),
         "{middle}"
     );
     assert!(
-        middle.contains(&format!("/events/{SHOP_EVENT_2}/\">Newer")),
-        "{middle}"
-    );
-    assert!(
-        middle.contains(&format!("/events/{SHOP_EVENT_2}/\">Latest")),
+        event_link(&middle, SHOP_EVENT_2, ">Latest").is_some(),
         "{middle}"
     );
     let oldest = h
@@ -874,8 +885,45 @@ async fn events_older_than_a_day_are_found_beyond_the_recent_window() {
         oldest.contains("<span class=\"disabled\">Older</span>"),
         "{oldest}"
     );
+    // The links carry the event's time: the old event is found at it, a wrong time falls
+    // back to the search over the issue's events, a time that is no number is refused.
+    let (_, href) = event_link(&middle, old_id, ">Older").unwrap();
+    let at: i64 = href.rsplit_once("at=").unwrap().1.parse().unwrap();
+    assert_eq!(at / 1000, three_days_ago.timestamp(), "{href}");
+    let via_link = h.page(&href.replace("&#38;", "&"), &token).await;
     assert!(
-        oldest.contains(&format!("/events/{SHOP_EVENT}/\">Newer")),
+        via_link.contains(&format!("Event <code>{old_id}</code>")),
+        "{via_link}"
+    );
+    let wrong = h
+        .page(
+            &format!(
+                "/organizations/default/issues/{shop}/events/{old_id}/?at={}",
+                at + 60_000
+            ),
+            &token,
+        )
+        .await;
+    assert!(
+        wrong.contains(&format!("Event <code>{old_id}</code>")),
+        "{wrong}"
+    );
+    let reply = h
+        .get(
+            &format!("/organizations/default/issues/{shop}/events/{old_id}/?at=yesterday"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply
+            .body
+            .contains("at &#34;yesterday&#34; is not an event time"),
+        "{}",
+        reply.body
+    );
+    assert!(
+        event_link(&oldest, SHOP_EVENT, ">Newer").is_some(),
         "{oldest}"
     );
 }

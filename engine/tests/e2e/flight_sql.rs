@@ -95,6 +95,7 @@ async fn adbc_binds_parameters_and_lists_the_catalog() -> Result<()> {
             &json!("alert_deliveries"),
             &json!("events"),
             &json!("issue_hours"),
+            &json!("issue_tags"),
             &json!("issues")
         ],
         "{out}"

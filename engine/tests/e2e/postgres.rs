@@ -91,7 +91,7 @@ async fn psql_queries_with_a_token_as_password() -> Result<()> {
     assert_eq!(
         stdout(&out),
         "public|alert_deliveries|table|postgres\npublic|events|table|postgres\n\
-         public|issue_hours|table|postgres\npublic|issues|table|postgres\n"
+         public|issue_hours|table|postgres\npublic|issue_tags|table|postgres\npublic|issues|table|postgres\n"
     );
     let out = psql(pg_port, &token, "\\d events")?;
     let columns = stdout(&out);

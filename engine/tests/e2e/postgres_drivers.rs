@@ -76,11 +76,23 @@ async fn psycopg_binds_parameters_on_the_server_and_reads_binary_rows() -> Resul
     // The catalog lists the session's tables, whoever else has data on the server.
     assert_eq!(
         out["information_schema"],
-        json!(["alert_deliveries", "events", "issue_hours", "issues"])
+        json!([
+            "alert_deliveries",
+            "events",
+            "issue_hours",
+            "issue_tags",
+            "issues"
+        ])
     );
     assert_eq!(
         out["pg_class"],
-        json!(["alert_deliveries", "events", "issue_hours", "issues"])
+        json!([
+            "alert_deliveries",
+            "events",
+            "issue_hours",
+            "issue_tags",
+            "issues"
+        ])
     );
     // PostgreSQL always has a `postgres` database; pg_catalog lists it too.
     assert_eq!(out["pg_database"], json!(["faultline", "postgres"]));
@@ -162,7 +174,13 @@ async fn sqlalchemy_inspects_the_catalog_and_queries_like_a_bi_tool() -> Result<
 
     assert_eq!(
         out["tables"],
-        json!(["alert_deliveries", "events", "issue_hours", "issues"]),
+        json!([
+            "alert_deliveries",
+            "events",
+            "issue_hours",
+            "issue_tags",
+            "issues"
+        ]),
         "server log:\n{}",
         server.log_text()
     );

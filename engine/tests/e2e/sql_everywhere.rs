@@ -2,7 +2,7 @@
 //! (reading the data directory and asking the server), `psql`, and the ADBC Flight SQL driver
 //! (bearer token and user name / password login). Each sees the tags map as JSON text in CSV,
 //! JSON functions over the stored event, and `SHOW TABLES` listing exactly `events`, `issues`
-//! and `issue_hours`.
+//! `issue_hours` and `issue_tags`.
 
 use std::process::{Command, Stdio};
 
@@ -156,11 +156,12 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "events", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "issues", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "issue_hours", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "issue_tags", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "alert_deliveries", "table_type": "BASE TABLE"},
     ]);
 
     // HTTP: every column of every table as CSV; tags (a map, a list of structs) as JSON text.
-    for table in ["events", "issues", "issue_hours"] {
+    for table in ["events", "issues", "issue_hours", "issue_tags"] {
         let (status, body) = e.http("csv", &format!("SELECT * FROM {table}")).await?;
         assert_eq!(status, 200, "{table}: {body}");
         assert_eq!(body.lines().count(), 2, "{body}");
@@ -191,7 +192,7 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
     // On the data directory the CLI reads everything, the audit log too.
     let rows: Value = serde_json::from_str(&e.cli(false, "json", "SHOW TABLES")?)?;
     let mut all = tables.clone();
-    all.as_array_mut().unwrap().insert(3, json!(
+    all.as_array_mut().unwrap().insert(4, json!(
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "audit_log", "table_type": "BASE TABLE"}
     ));
     assert_eq!(rows, all);
@@ -208,6 +209,7 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
         e.psql("SHOW TABLES")?,
         "faultline,public,events,BASE TABLE\nfaultline,public,issues,BASE TABLE\n\
          faultline,public,issue_hours,BASE TABLE\n\
+         faultline,public,issue_tags,BASE TABLE\n\
          faultline,public,alert_deliveries,BASE TABLE\n"
     );
     assert_eq!(

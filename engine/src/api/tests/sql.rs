@@ -195,6 +195,7 @@ async fn show_tables_and_information_schema_list_only_the_tables_of_a_session() 
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "events", "table_type": "BASE TABLE"},
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "issues", "table_type": "BASE TABLE"},
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "issue_hours", "table_type": "BASE TABLE"},
+            {"table_catalog": "faultline", "table_schema": "public", "table_name": "issue_tags", "table_type": "BASE TABLE"},
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "alert_deliveries", "table_type": "BASE TABLE"},
         ])
     );
@@ -220,6 +221,7 @@ async fn show_tables_and_information_schema_list_only_the_tables_of_a_session() 
         json!([{"table_schema": "public", "table_name": "alert_deliveries"},
                {"table_schema": "public", "table_name": "events"},
                {"table_schema": "public", "table_name": "issue_hours"},
+               {"table_schema": "public", "table_name": "issue_tags"},
                {"table_schema": "public", "table_name": "issues"}])
     );
     let rows = h
