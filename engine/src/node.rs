@@ -407,9 +407,13 @@ impl Node {
                         issues::rollup::write(&self.store, &rollups, self.config.flush.zstd_level)
                             .await?;
                     let tags = issues::tag_rollup::compute(&rollups)?;
-                    let tag_files =
-                        issues::tag_rollup::write(&self.store, &tags, self.config.flush.zstd_level)
-                            .await?;
+                    let tag_files = issues::tag_rollup::write(
+                        &self.store,
+                        &tags,
+                        self.config.flush.zstd_level,
+                        &rollup_files,
+                    )
+                    .await?;
                     pending.written =
                         Some((files.clone(), rollup_files.clone(), tag_files.clone()));
                     (files, rollup_files, tag_files)

@@ -150,13 +150,12 @@ pub(crate) async fn generate(
         // together without holding a day of events.
         day_rollups.extend(rollup::compute(batches)?);
         if (hour + 1) % 24 == 0 || hour + 1 == hours {
-            manifest
-                .rollups
-                .extend(rollup::write(&store, &day_rollups, 3).await?);
+            let rollup_files = rollup::write(&store, &day_rollups, 3).await?;
             let tags = tag_rollup::compute(&day_rollups)?;
             manifest
                 .tag_rollups
-                .extend(tag_rollup::write(&store, &tags, 3).await?);
+                .extend(tag_rollup::write(&store, &tags, 3, &rollup_files).await?);
+            manifest.rollups.extend(rollup_files);
             day_rollups.clear();
             eprintln!(
                 "  wrote day {} of {days} ({:.0} s)",

@@ -328,21 +328,21 @@ pub async fn write(
         zstd_level,
         ROW_GROUP_ROWS,
         &["issue_id", "hour"],
-        crate::store::keys::rollup_file,
+        &|project, date| crate::store::keys::rollup_file(project, date, ulid::Ulid::new()),
     )
     .await
 }
 
 /// Writes `batches` (project id in the first column, the hour in the fourth) as one Parquet
-/// file per (project, day) at the key `path` names, in row groups of `group_rows` rows, marked
-/// as sorted by project and then by `sorted_by`.
+/// file per (project, day) at the key `path` gives it, in row groups of `group_rows` rows,
+/// marked as sorted by project and then by `sorted_by`.
 pub(crate) async fn write_files(
     store: &Store,
     batches: &[RecordBatch],
     zstd_level: i32,
     group_rows: usize,
     sorted_by: &[&str],
-    path: fn(u64, &str, ulid::Ulid) -> String,
+    path: &(dyn Fn(u64, &str) -> String + Send + Sync),
 ) -> Result<Vec<DataFile>> {
     let Some(first) = batches.first() else {
         return Ok(Vec::new());
@@ -409,7 +409,7 @@ pub(crate) async fn write_files(
             .unwrap_or_default()
             .format("%Y-%m-%d")
             .to_string();
-        let path = path(project as u64, &date, ulid::Ulid::new());
+        let path = path(project as u64, &date);
         let bytes = data.len() as u64;
         store
             .put_durable(&ObjectPath::from(path.as_str()), Bytes::from(data))

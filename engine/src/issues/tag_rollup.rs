@@ -23,8 +23,8 @@ use datafusion::arrow::datatypes::{
 
 use super::rollup;
 use super::{Error, Result};
-use crate::store::Store;
 use crate::store::manifest::DataFile;
+use crate::store::{Store, keys};
 
 /// Rows per row group: a common value of one day spans a few of them, a rare one sits in one.
 pub(crate) const ROW_GROUP_ROWS: usize = 2048;
@@ -151,21 +151,55 @@ pub fn compute(rollups: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
     Ok(vec![batch])
 }
 
-/// Writes tag rows as one Parquet file per (project, day), durably, and describes them.
+/// Writes tag rows as one Parquet file per (project, day), durably, and describes them. The
+/// file of a (project, day) that one of `rollups` covers takes that rollup file's name (see
+/// [`keys::tag_rollup_of`]), which is how one knows later which rollup files have theirs.
 pub async fn write(
     store: &Store,
     batches: &[RecordBatch],
     zstd_level: i32,
+    rollups: &[DataFile],
 ) -> Result<Vec<DataFile>> {
+    let name = |project: u64, date: &str| {
+        rollups
+            .iter()
+            .find(|f| f.project_id == project && f.date == date)
+            .and_then(|f| keys::tag_rollup_of(&f.path))
+            .unwrap_or_else(|| keys::tag_rollup_file(project, date, ulid::Ulid::new()))
+    };
     rollup::write_files(
         store,
         batches,
         zstd_level,
         ROW_GROUP_ROWS,
         &["key", "value", "issue_id", "hour"],
-        crate::store::keys::tag_rollup_file,
+        &name,
     )
     .await
+}
+
+/// The tag rollups of one rollup file (its Parquet bytes), for files written before tag
+/// rollups existed.
+pub fn of_rollup_file(data: bytes::Bytes) -> Result<Vec<RecordBatch>> {
+    use datafusion::parquet::arrow::ProjectionMask;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(data).map_err(|e| Error::Parquet(Box::new(e)))?;
+    let wanted: Vec<usize> = (0..builder.schema().fields().len())
+        .filter(|&i| {
+            ["project_id", "issue_id", "hour", "tags"]
+                .contains(&builder.schema().field(i).name().as_str())
+        })
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| Error::Parquet(Box::new(e)))?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Rollup(Box::new(e.into())))?;
+    compute(&batches)
 }
 
 #[cfg(test)]
@@ -259,7 +293,10 @@ mod tests {
         }
         let rollups = rollup::compute(&[b.finish()]).unwrap();
         let store = Store::memory();
-        let files = write(&store, &compute(&rollups).unwrap(), 1).await.unwrap();
+        let rollup_files = rollup::write(&store, &rollups, 1).await.unwrap();
+        let files = write(&store, &compute(&rollups).unwrap(), 1, &rollup_files)
+            .await
+            .unwrap();
         assert_eq!(files.len(), 1);
         assert!(
             files[0]
@@ -269,6 +306,11 @@ mod tests {
             files[0].path
         );
         assert_eq!(files[0].rows, 3000);
+        // Named after the rollup file of the same day.
+        assert_eq!(
+            files[0].path.rsplit('/').next(),
+            rollup_files[0].path.rsplit('/').next()
+        );
         let data = store
             .objects
             .get(&object_store::path::Path::from(files[0].path.as_str()))

@@ -38,6 +38,12 @@ pub enum Error {
     Tenancy(#[from] tenancy::Error),
     #[error("cannot compact {path}: {message}")]
     Compact { path: String, message: String },
+    #[error("cannot write the issue tag rollups of {path}: {source}")]
+    TagRollups {
+        path: String,
+        #[source]
+        source: Box<crate::issues::Error>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -108,6 +114,84 @@ impl Maintenance {
             max_events_per_project: self.config.retention.max_events_per_project,
         };
         Ok((policy, names))
+    }
+
+    /// Writes the tag rollups (the `issue_tags` table) of rollup files written before they
+    /// existed, in every node's manifest, so a tag search also finds the issues of those days.
+    /// Returns how many files it added. A rollup file without any tag count has no tag file
+    /// and is read again by the next run.
+    pub async fn backfill_tag_rollups(&self) -> Result<usize> {
+        let mut added = 0;
+        for manifest in Manifest::load_all(&self.store).await? {
+            let have: HashSet<&str> = manifest
+                .tag_rollups
+                .iter()
+                .map(|f| f.path.as_str())
+                .collect();
+            let mut written = Vec::new();
+            for file in &manifest.rollups {
+                if keys::tag_rollup_of(&file.path).is_none_or(|t| have.contains(t.as_str())) {
+                    continue;
+                }
+                let failed = |e: crate::issues::Error| Error::TagRollups {
+                    path: file.path.clone(),
+                    source: Box::new(e),
+                };
+                let data = self
+                    .store
+                    .get(&ObjectPath::from(file.path.as_str()))
+                    .await?;
+                let rows = crate::issues::tag_rollup::of_rollup_file(data).map_err(failed)?;
+                written.extend(
+                    crate::issues::tag_rollup::write(
+                        &self.store,
+                        &rows,
+                        self.config.flush.zstd_level,
+                        std::slice::from_ref(file),
+                    )
+                    .await
+                    .map_err(failed)?,
+                );
+            }
+            if written.is_empty() {
+                continue;
+            }
+            let committed = self
+                .edit(&manifest.node, |current| {
+                    // Only for rollup files still live, and once.
+                    let live: HashSet<String> = current
+                        .rollups
+                        .iter()
+                        .filter_map(|f| keys::tag_rollup_of(&f.path))
+                        .collect();
+                    let listed: HashSet<&str> = current
+                        .tag_rollups
+                        .iter()
+                        .map(|f| f.path.as_str())
+                        .collect();
+                    let new: Vec<_> = written
+                        .iter()
+                        .filter(|f| live.contains(&f.path) && !listed.contains(f.path.as_str()))
+                        .cloned()
+                        .collect();
+                    if new.is_empty() {
+                        return None;
+                    }
+                    let mut next = current.clone();
+                    next.tag_rollups.extend(new);
+                    Some(next)
+                })
+                .await?;
+            if committed.is_some() {
+                tracing::info!(
+                    node = manifest.node,
+                    files = written.len(),
+                    "wrote the issue tag rollups of older rollup files"
+                );
+                added += written.len();
+            }
+        }
+        Ok(added)
     }
 
     /// Drops expired `date=` partitions from every manifest and deletes what is due.

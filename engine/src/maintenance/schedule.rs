@@ -55,6 +55,7 @@ pub async fn run(node: Arc<Node>, backups: Option<Arc<Backups>>, shutdown: Cance
     // The first retention and compaction run a tick after start, once the lease is ours.
     let mut next_retention = Utc::now();
     let mut next_compaction = Utc::now();
+    let mut next_backfill = Utc::now();
     let mut next_backup = cron
         .as_ref()
         .and_then(|c| c.find_next_occurrence(&Utc::now(), false).ok());
@@ -94,6 +95,11 @@ pub async fn run(node: Arc<Node>, backups: Option<Arc<Backups>>, shutdown: Cance
             && let Err(err) = maintenance.compact(false, false).await
         {
             tracing::error!(cause = %err, "compaction failed");
+        }
+        if due(&mut next_backfill, now, config.compaction.interval)
+            && let Err(err) = maintenance.backfill_tag_rollups().await
+        {
+            tracing::error!(cause = %err, "writing the tag rollups of older rollup files failed");
         }
         if let (Some(backups), Some(at)) = (&backups, next_backup)
             && now >= at

@@ -206,3 +206,56 @@ async fn a_compaction_whose_manifest_reply_was_lost_keeps_its_merged_file() {
     );
     assert_eq!(counts(&reader(&store)).await, (40, 40));
 }
+
+/// Rollup files written before tag rollups existed get theirs from maintenance: a tag search
+/// over those days then finds their issues, and a second run adds nothing.
+#[tokio::test]
+async fn tag_rollups_are_written_for_older_rollup_files_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(dir.path()).unwrap();
+    let mut builder = EventBuilder::new();
+    for (issue, browser) in [(7, "Firefox"), (8, "Chrome"), (7, "Firefox")] {
+        builder.append(&StoredEvent::for_test(
+            1,
+            issue,
+            &format!(
+                r#"{{"message":"m","timestamp":"2026-11-24T10:05:00Z","tags":{{"browser":"{browser}"}}}}"#
+            ),
+        ));
+    }
+    let rollups = crate::issues::rollup::compute(&[builder.finish()]).unwrap();
+    let mut manifest = Manifest {
+        node: "old".into(),
+        version: 1,
+        ..Manifest::default()
+    };
+    manifest.rollups = crate::issues::rollup::write(&store, &rollups, 1)
+        .await
+        .unwrap();
+    manifest.commit(&store).await.unwrap();
+
+    let query = reader(&store);
+    let firefox = "SELECT DISTINCT issue_id FROM issue_tags WHERE key = 'browser' \
+                   AND value = 'Firefox'";
+    let before = query.run(&ProjectFilter::All, firefox).await.unwrap();
+    assert_eq!(
+        before
+            .batches
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum::<usize>(),
+        0
+    );
+
+    let maintenance = Maintenance::new(Config::default(), store.clone(), None);
+    assert_eq!(maintenance.backfill_tag_rollups().await.unwrap(), 1);
+    let after = query.run(&ProjectFilter::All, firefox).await.unwrap();
+    assert_eq!(scalar(&after.batches, 0), 7);
+    let latest = Manifest::load_latest(&store, "old").await.unwrap();
+    assert_eq!(latest.tag_rollups.len(), 1);
+    assert_eq!(
+        latest.tag_rollups[0].path,
+        crate::store::keys::tag_rollup_of(&latest.rollups[0].path).unwrap()
+    );
+    assert_eq!(maintenance.backfill_tag_rollups().await.unwrap(), 0);
+}

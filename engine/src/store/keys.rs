@@ -53,6 +53,14 @@ pub fn tag_rollup_file(project_id: u64, date: &str, id: ulid::Ulid) -> String {
     format!("{TAG_ROLLUPS}/{PROJECT_KEY}={project_id}/date={date}/{id}.parquet")
 }
 
+/// The tag rollup file that belongs to the rollup file `rollup` (same partition and name).
+pub fn tag_rollup_of(rollup: &str) -> Option<String> {
+    rollup
+        .strip_prefix(ROLLUPS)
+        .filter(|rest| rest.starts_with('/'))
+        .map(|rest| format!("{TAG_ROLLUPS}{rest}"))
+}
+
 /// Where a live file goes when it is retired; `None` for a key outside the live prefixes.
 pub fn retired(live: &str) -> Option<String> {
     let under_live = [EVENTS, ROLLUPS, TAG_ROLLUPS]
@@ -130,6 +138,11 @@ mod tests {
             retired("issue-tags/proj=7/date=2026-12-04/a.parquet").as_deref(),
             Some("retired/issue-tags/proj=7/date=2026-12-04/a.parquet")
         );
+        assert_eq!(
+            tag_rollup_of("rollups/proj=7/date=2026-12-04/a.parquet").as_deref(),
+            Some("issue-tags/proj=7/date=2026-12-04/a.parquet")
+        );
+        assert_eq!(tag_rollup_of("events/proj=7/a.parquet"), None);
         assert_eq!(retired("manifest/n/1.json"), None);
         assert_eq!(retired("eventsx/a.parquet"), None);
         let prefixes: Vec<String> = partition_prefixes(7, "2026-12-04")
