@@ -100,8 +100,14 @@ impl ApiError {
             Self::Ingest(_) => StatusCode::BAD_REQUEST,
             Self::Query(e) => query_status(e),
             Self::Issues(issues::Error::UnknownIssue { .. }) => StatusCode::NOT_FOUND,
-            Self::Issues(issues::Error::BadIgnore | issues::Error::NoRelease { .. }) => {
-                StatusCode::BAD_REQUEST
+            Self::Issues(
+                issues::Error::BadIgnore
+                | issues::Error::NoRelease { .. }
+                | issues::Error::MergeIntoSelf { .. }
+                | issues::Error::MergeAcrossProjects { .. },
+            ) => StatusCode::BAD_REQUEST,
+            Self::Issues(issues::Error::IsMerged { .. } | issues::Error::NotMerged { .. }) => {
+                StatusCode::CONFLICT
             }
             Self::Issues(issues::Error::Query(e)) => query_status(e),
             Self::Issues(issues::Error::Store(e)) if e.is_unavailable() => {

@@ -1,4 +1,5 @@
-//! `POST /api/issues/{issue_id}/resolve | ignore | reopen | assign`: change an issue's state.
+//! `POST /api/issues/{issue_id}/resolve | ignore | reopen | assign | merge | unmerge`: change
+//! an issue's state.
 //! Needs the `event:write` scope and an issue in a project the token covers; answers with the
 //! issue's row of `issues` as it reads afterwards.
 
@@ -45,6 +46,7 @@ pub(crate) async fn change_audited(
     let details = match &change {
         Change::Assign(assignee) => serde_json::json!({ "assignee": assignee }),
         Change::ResolveInNextRelease => serde_json::json!({ "inNextRelease": true }),
+        Change::Merge { into } => serde_json::json!({ "into": into }),
         _ => serde_json::json!({}),
     };
     let by = who
@@ -182,6 +184,45 @@ pub(super) async fn assign(
         Change::Assign(assignee),
     )
     .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeBody {
+    /// The issue to merge into (same project, not merged itself).
+    into: i64,
+}
+
+/// Body: `{"into": <issue id>}`: this issue's events then count for that issue.
+pub(super) async fn merge(
+    State(state): State<QueryState>,
+    Path(issue_id): Path<i64>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let body: MergeBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "invalid JSON body (expected {{\"into\": <issue id>}}): {e}"
+        ))
+    })?;
+    apply(
+        &state,
+        &headers,
+        &client,
+        issue_id,
+        Change::Merge { into: body.into },
+    )
+    .await
+}
+
+pub(super) async fn unmerge(
+    State(state): State<QueryState>,
+    Path(issue_id): Path<i64>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    apply(&state, &headers, &client, issue_id, Change::Unmerge).await
 }
 
 /// What an assignment names, checked: `None` for "" (unassign); `#slug` a team of `org`; `me`

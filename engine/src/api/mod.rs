@@ -311,6 +311,8 @@ fn query_routes(node: &Arc<Node>) -> Router {
         .route("/api/issues/{issue_id}/ignore", post(issues::ignore))
         .route("/api/issues/{issue_id}/reopen", post(issues::reopen))
         .route("/api/issues/{issue_id}/assign", post(issues::assign))
+        .route("/api/issues/{issue_id}/merge", post(issues::merge))
+        .route("/api/issues/{issue_id}/unmerge", post(issues::unmerge))
         .with_state(state)
         .merge(
             Router::new()

@@ -40,6 +40,18 @@ pub enum Error {
         "issue {issue_id} cannot be resolved in the next release: none of its events names a release"
     )]
     NoRelease { issue_id: i64 },
+    #[error(
+        "issue {issue_id} is merged into issue {into}: change {into}, or unmerge {issue_id} first"
+    )]
+    IsMerged { issue_id: i64, into: i64 },
+    #[error("issue {issue_id} is not merged into another issue")]
+    NotMerged { issue_id: i64 },
+    #[error("issue {issue_id} cannot be merged into itself")]
+    MergeIntoSelf { issue_id: i64 },
+    #[error(
+        "issue {issue_id} cannot be merged into issue {into}: they belong to different projects"
+    )]
+    MergeAcrossProjects { issue_id: i64, into: i64 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -65,6 +77,13 @@ pub enum Change {
     /// Assign to a member (email address) or a team (`#slug`), or unassign (`None`); the
     /// status stays as it reads now.
     Assign(Option<String>),
+    /// Merge into another issue of the same project: this issue's events then count for that
+    /// one, whose page shows them, and this one reads as `merged`.
+    Merge {
+        into: i64,
+    },
+    /// Undo a merge: the issue stands on its own again, unresolved.
+    Unmerge,
 }
 
 impl Change {
@@ -75,6 +94,8 @@ impl Change {
             Self::Reopen => "issue.reopen",
             Self::Ignore { .. } => "issue.ignore",
             Self::Assign(_) => "issue.assign",
+            Self::Merge { .. } => "issue.merge",
+            Self::Unmerge => "issue.unmerge",
         }
     }
 
@@ -87,13 +108,51 @@ impl Change {
             Self::Ignore { .. } => "ignore",
             Self::Assign(Some(_)) => "assign",
             Self::Assign(None) => "unassign",
+            Self::Merge { .. } => "merge",
+            Self::Unmerge => "unmerge",
         }
     }
 }
 
 /// The columns of `issues` a state change answers with.
 const ISSUE_COLUMNS: &str = "issue_id, project_id, project, title, status, regressed, \
-    status_changed, ignore_until, ignore_until_count, assignee, event_count, last_seen";
+    status_changed, ignore_until, ignore_until_count, assignee, merged_into, event_count, \
+    last_seen";
+
+/// Checks that `issue_id` (of project `project_id`) may be merged into `into`: another issue of
+/// the same project that is not itself merged.
+async fn merge_target(
+    query: &QueryService,
+    projects: &ProjectFilter,
+    issue_id: i64,
+    project_id: u64,
+    into: i64,
+) -> Result<()> {
+    if into == issue_id {
+        return Err(Error::MergeIntoSelf { issue_id });
+    }
+    let found = query
+        .run(
+            projects,
+            &format!("SELECT project_id, merged_into FROM issues WHERE issue_id = {into}"),
+        )
+        .await?;
+    let Some(batch) = found.batches.iter().find(|b| b.num_rows() > 0) else {
+        return Err(Error::UnknownIssue { issue_id: into });
+    };
+    if batch.column(0).as_primitive::<Int64Type>().value(0) as u64 != project_id {
+        return Err(Error::MergeAcrossProjects { issue_id, into });
+    }
+    let merged = batch.column(1).as_primitive::<Int64Type>();
+    use datafusion::arrow::array::Array as _;
+    if merged.is_valid(0) {
+        return Err(Error::IsMerged {
+            issue_id: into,
+            into: merged.value(0),
+        });
+    }
+    Ok(())
+}
 
 /// Changes the state of `issue_id` (which must be in a project `projects` allows) and returns
 /// its row of `issues` as it reads afterwards.
@@ -108,7 +167,7 @@ pub async fn change(
         .run(
             projects,
             &format!(
-                "SELECT project_id, event_count, status, last_release FROM issues \
+                "SELECT project_id, event_count, status, last_release, merged_into FROM issues \
                  WHERE issue_id = {issue_id}"
             ),
         )
@@ -122,6 +181,16 @@ pub async fn change(
     let releases = batch.column(3).as_string::<i32>();
     use datafusion::arrow::array::Array as _;
     let last_release = releases.is_valid(0).then(|| releases.value(0).to_owned());
+    let merged = batch.column(4).as_primitive::<Int64Type>();
+    if merged.is_valid(0) && change != Change::Unmerge {
+        return Err(Error::IsMerged {
+            issue_id,
+            into: merged.value(0),
+        });
+    }
+    if let Change::Merge { into } = change {
+        merge_target(query, projects, issue_id, project_id, into).await?;
+    }
     let stored = state::current(query.store(), project_id, issue_id).await?;
     let action = Some(change.action().to_owned());
     let mut next = IssueState {
@@ -137,6 +206,7 @@ pub async fn change(
         assignee: stored.as_ref().and_then(|s| s.assignee.clone()),
         resolved_in_release: None,
         action,
+        merged_into: None,
     };
     match change {
         Change::Resolve => next.status = Status::Resolved,
@@ -145,6 +215,15 @@ pub async fn change(
             next.resolved_in_release = Some(last_release.ok_or(Error::NoRelease { issue_id })?);
         }
         Change::Reopen => {}
+        Change::Merge { into } => {
+            next.status = Status::Merged;
+            next.merged_into = Some(into);
+        }
+        Change::Unmerge => {
+            if !merged.is_valid(0) {
+                return Err(Error::NotMerged { issue_id });
+            }
+        }
         Change::Ignore {
             until: Some(_),
             count: Some(_),

@@ -28,6 +28,8 @@ pub enum Status {
     Unresolved,
     Resolved,
     Ignored,
+    /// Merged into another issue (see [`IssueState::merged_into`]).
+    Merged,
 }
 
 impl Status {
@@ -36,6 +38,7 @@ impl Status {
             Self::Unresolved => "unresolved",
             Self::Resolved => "resolved",
             Self::Ignored => "ignored",
+            Self::Merged => "merged",
         }
     }
 }
@@ -66,6 +69,10 @@ pub struct IssueState {
     /// What this version changed, as the issue's activity shows it (e.g. `resolve`, `assign`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// The issue this one is merged into (status [`Status::Merged`]): its events count for
+    /// that issue until it is unmerged. Events are never rewritten, so unmerging is exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<i64>,
 }
 
 fn issue_prefix(project_id: u64, issue_id: i64) -> ObjectPath {
@@ -293,6 +300,7 @@ mod tests {
             assignee: None,
             resolved_in_release: None,
             action: None,
+            merged_into: None,
         }
     }
 

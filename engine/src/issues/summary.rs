@@ -351,7 +351,45 @@ pub fn issues_schema() -> SchemaRef {
         Field::new("ignore_until", ts(), true),
         Field::new("ignore_until_count", DataType::Int64, true),
         text("assignee"),
+        Field::new("merged_into", DataType::Int64, true),
     ]))
+}
+
+/// Longest chain of merges followed (a merged issue merged again).
+const MERGE_DEPTH: usize = 16;
+
+/// For each issue merged into another that exists, the issue it ends up in (following merges
+/// of merged issues; a cycle or a target without events leaves the issue on its own).
+fn merge_roots(
+    summaries: &Summaries,
+    states: &HashMap<(i64, i64), &IssueState>,
+) -> HashMap<(i64, i64), (i64, i64)> {
+    let target = |key: (i64, i64)| {
+        states
+            .get(&key)
+            .and_then(|s| s.merged_into)
+            .map(|into| (key.0, into))
+            .filter(|t| summaries.contains_key(t))
+    };
+    let mut roots = HashMap::new();
+    for (&key, state) in states {
+        if state.merged_into.is_none() || !summaries.contains_key(&key) {
+            continue;
+        }
+        let mut at = key;
+        let mut steps = 0;
+        while let Some(next) = target(at) {
+            at = next;
+            steps += 1;
+            if at == key || steps > MERGE_DEPTH {
+                break;
+            }
+        }
+        if at != key && steps <= MERGE_DEPTH {
+            roots.insert(key, at);
+        }
+    }
+    roots
 }
 
 /// What a state reads as now, given the issue's events: a resolved issue with a newer event is
@@ -406,6 +444,21 @@ pub fn issues_batch(
         .iter()
         .map(|s| ((s.project_id as i64, s.issue_id), s))
         .collect();
+    // A merged issue keeps its own row (status `merged`); the issue it is merged into adds up
+    // its events, users and times, and keeps its own title.
+    let roots = merge_roots(summaries, &states);
+    let mut folded: HashMap<(i64, i64), IssueSummary> = HashMap::new();
+    let mut members: Vec<_> = roots.iter().collect();
+    members.sort_unstable();
+    for (member, root) in members {
+        let into = folded
+            .entry(*root)
+            .or_insert_with(|| summaries[root].clone());
+        let (title, culprit, level) =
+            (into.title.clone(), into.culprit.clone(), into.level.clone());
+        into.merge(&summaries[member]);
+        (into.title, into.culprit, into.level) = (title, culprit, level);
+    }
     let mut keys: Vec<_> = summaries.keys().copied().collect();
     keys.sort_unstable();
     let n = keys.len();
@@ -420,14 +473,22 @@ pub fn issues_batch(
         mut users,
         mut until_count,
     ) = (int(), int(), int(), int(), int(), int(), int());
+    let mut merged_into = int();
     let (mut first_seen, mut last_seen, mut changed, mut until) = (ts(), ts(), ts(), ts());
     let mut strings: [StringBuilder; 8] = std::array::from_fn(|_| StringBuilder::new());
     let mut regressed = BooleanBuilder::with_capacity(n);
     for key in keys {
-        let s = &summaries[&key];
+        let root = roots.get(&key);
+        let s = folded.get(&key).unwrap_or(&summaries[&key]);
         let total: i64 = s.hours.iter().map(|(_, n)| n).sum();
         let state = states.get(&key).copied();
-        let (status, regression) = status(s, total, state, now);
+        let (status, regression) = match (root, state) {
+            (Some(_), _) => (Status::Merged, false),
+            // Merged into an issue that is gone (retention): on its own again.
+            (None, Some(st)) if st.status == Status::Merged => (Status::Unresolved, false),
+            _ => status(s, total, state, now),
+        };
+        merged_into.append_option(root.map(|r| r.1));
         issue_id.append_value(s.issue_id);
         project_id.append_value(s.project_id);
         first_seen.append_value(s.first_seen);
@@ -491,6 +552,7 @@ pub fn issues_batch(
             Arc::new(until.finish()),
             Arc::new(until_count.finish()),
             Arc::new(assignee.finish()),
+            Arc::new(merged_into.finish()),
         ],
     )
     .expect("issues batch matches its schema")
@@ -583,6 +645,7 @@ mod tests {
             assignee: None,
             resolved_in_release: None,
             action: None,
+            merged_into: None,
         };
         let batch = issues_batch(&summaries, &[resolved_before], now);
         let text = datafusion::arrow::util::pretty::pretty_format_batches(&[batch

@@ -85,6 +85,24 @@ pub(crate) struct IssueInfo {
     pub(crate) ignore_until_count: String,
     pub(crate) project_id: i64,
     pub(crate) assignee: String,
+    /// The issue this one is merged into, if it is.
+    pub(crate) merged_into: Option<i64>,
+    /// The issues merged into this one: (id, title, events); their events show here.
+    pub(crate) merged: Vec<(i64, String, i64)>,
+}
+
+impl IssueInfo {
+    /// `issue_id = <id>`, or `issue_id IN (...)` with the issues merged into this one.
+    fn ids(&self) -> String {
+        if self.merged.is_empty() {
+            return format!("issue_id = {}", self.id);
+        }
+        let ids: Vec<String> = std::iter::once(self.id)
+            .chain(self.merged.iter().map(|m| m.0))
+            .map(|i| i.to_string())
+            .collect();
+        format!("issue_id IN ({})", ids.join(", "))
+    }
 }
 
 fn iso_ms(ms: i64) -> String {
@@ -100,13 +118,28 @@ async fn load_issue(session: &Session<'_>, id: i64) -> Result<IssueInfo, WebErro
             "SELECT issue_id, project, title, culprit, level, status, regressed, event_count, \
              users, events_24h, CAST(first_seen AS BIGINT) AS first_ms, \
              CAST(last_seen AS BIGINT) AS last_ms, first_release, last_release, \
-             ignore_until, ignore_until_count, project_id, assignee FROM issues \
+             ignore_until, ignore_until_count, project_id, assignee, merged_into FROM issues \
              WHERE issue_id = {id}"
         ))
         .await?;
     if t.rows.is_empty() {
         return Err(crate::issues::Error::UnknownIssue { issue_id: id }.into());
     }
+    let m = session
+        .table(&format!(
+            "SELECT issue_id, title, event_count FROM issues WHERE merged_into = {id} \
+             ORDER BY event_count DESC, issue_id LIMIT 100"
+        ))
+        .await?;
+    let merged = (0..m.rows.len())
+        .map(|r| {
+            (
+                m.int(r, "issue_id"),
+                m.text(r, "title"),
+                m.int(r, "event_count"),
+            )
+        })
+        .collect();
     Ok(IssueInfo {
         id,
         project: t.text(0, "project"),
@@ -126,6 +159,8 @@ async fn load_issue(session: &Session<'_>, id: i64) -> Result<IssueInfo, WebErro
         ignore_until_count: t.text(0, "ignore_until_count"),
         project_id: t.int(0, "project_id"),
         assignee: t.text(0, "assignee"),
+        merged_into: t.get(0, "merged_into").and_then(|v| v.parse().ok()),
+        merged,
     })
 }
 
@@ -154,8 +189,8 @@ fn event_id(raw: &str) -> Result<String, WebError> {
 /// read.
 fn events_since(issue: &IssueInfo, since_ms: i64) -> String {
     format!(
-        "FROM events WHERE issue_id = {} AND timestamp >= {}",
-        issue.id,
+        "FROM events WHERE {} AND timestamp >= {}",
+        issue.ids(),
         quote(&iso_ms(since_ms))
     )
 }
@@ -358,18 +393,18 @@ async fn chart(
         format!(
             "SELECT CAST(hour AS BIGINT) / {step} * {step} AS bucket, sum(events) AS events, \
              cardinality(array_distinct(flatten(array_agg(coalesce(users, []))))) AS users \
-             FROM issue_hours WHERE issue_id = {} \
+             FROM issue_hours WHERE {} \
              AND hour > now() - INTERVAL '{} seconds' GROUP BY 1",
-            issue.id,
+            issue.ids(),
             seconds + HOUR_MS / 1000
         )
     } else {
         format!(
             "SELECT CAST(timestamp AS BIGINT) / {step} * {step} AS bucket, count(*) AS events, \
              count(DISTINCT coalesce(user_id, user_email, user_username, user_ip)) AS users \
-             FROM events WHERE issue_id = {} AND timestamp >= now() - INTERVAL '{seconds} seconds' \
+             FROM events WHERE {} AND timestamp >= now() - INTERVAL '{seconds} seconds' \
              GROUP BY 1",
-            issue.id
+            issue.ids()
         )
     };
     let t = session.table(&sql).await?;
@@ -432,7 +467,7 @@ async fn tags(
     // the total under a null value and are not listed.
     let t = session
         .table(&format!(
-            "WITH t AS (SELECT unnest(tags) AS t FROM issue_hours WHERE issue_id = {} \
+            "WITH t AS (SELECT unnest(tags) AS t FROM issue_hours WHERE {} \
                AND hour > now() - INTERVAL '{} seconds'), \
              counts AS (SELECT t['key'] AS k, t['value'] AS v, sum(t['events']) AS n FROM t \
                GROUP BY 1, 2), \
@@ -441,7 +476,7 @@ async fn tags(
                FROM counts) \
              SELECT k, v, n, total FROM ranked WHERE rank <= 5 AND v IS NOT NULL \
              ORDER BY k, rank LIMIT 250",
-            issue.id,
+            issue.ids(),
             seconds + HOUR_MS / 1000
         ))
         .await?;
@@ -526,6 +561,8 @@ struct IssuePage {
     prev_href: String,
     next_href: String,
     act_base: String,
+    /// `/organizations/<org>/issues/`, for links to other issues.
+    issues_base: String,
     back: String,
     can_act: bool,
     stream_href: String,
@@ -550,6 +587,7 @@ fn activity_text(s: &crate::issues::IssueState) -> String {
     match s.action.as_deref() {
         Some("assign") => format!("Assigned to {}", s.assignee.as_deref().unwrap_or("nobody")),
         Some("unassign") => "Unassigned".to_owned(),
+        Some("unmerge") => "Unmerged".to_owned(),
         Some("resolve_in_next_release") => format!(
             "Resolved in the release after {}",
             s.resolved_in_release
@@ -559,6 +597,10 @@ fn activity_text(s: &crate::issues::IssueState) -> String {
         _ => match s.status {
             Status::Resolved => "Resolved".to_owned(),
             Status::Unresolved => "Reopened".to_owned(),
+            Status::Merged => format!(
+                "Merged into issue {}",
+                s.merged_into.map_or_else(String::new, |i| i.to_string())
+            ),
             Status::Ignored => match (s.ignore_until, s.ignore_until_count) {
                 (Some(until), _) => format!("Ignored until {}", until.format("%Y-%m-%d %H:%M UTC")),
                 (None, Some(n)) => format!("Ignored until {n} more events"),
@@ -839,6 +881,7 @@ async fn render(
         } else {
             String::new()
         },
+        issues_base: format!("/organizations/{}/issues/", encode_path(&ctx.org)),
         act_base: base,
         back,
         can_act,
@@ -1041,7 +1084,13 @@ pub(crate) async fn act(
             .map(|(_, v)| v.as_str())
     };
     let actor = actor.map(|Extension(a)| a);
-    let change = if action == "assign" {
+    let change = if action == "merge" {
+        let raw = get("into").unwrap_or("").trim().trim_start_matches('#');
+        let into = raw.parse::<i64>().map_err(|_| {
+            WebError::BadRequest(format!("merge into {raw:?}: give the number of an issue"))
+        })?;
+        Change::Merge { into }
+    } else if action == "assign" {
         Change::Assign(
             crate::api::check_assignee(
                 &state.node.people,
@@ -1101,6 +1150,8 @@ mod tests {
             ignore_until_count: String::new(),
             project_id: 1,
             assignee: String::new(),
+            merged_into: None,
+            merged: Vec::new(),
         };
         let md = EventMarkdown {
             issue,

@@ -459,6 +459,7 @@ pub(crate) fn change_of(action: &str, ignore_for: Option<&str>) -> Result<Change
         "resolve" => Ok(Change::Resolve),
         "resolve-next" => Ok(Change::ResolveInNextRelease),
         "reopen" => Ok(Change::Reopen),
+        "unmerge" => Ok(Change::Unmerge),
         "ignore" => {
             let mut change = Change::Ignore {
                 until: None,
@@ -488,7 +489,7 @@ pub(crate) fn change_of(action: &str, ignore_for: Option<&str>) -> Result<Change
             Ok(change)
         }
         other => Err(WebError::NotFound(format!(
-            "no action {other:?}: use resolve, resolve-next, ignore or reopen"
+            "no action {other:?}: use resolve, resolve-next, ignore, reopen, merge or unmerge"
         ))),
     }
 }
@@ -538,7 +539,12 @@ pub(crate) async fn bulk(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let change = change_of(get("action").unwrap_or(""), get("for"))?;
+    let action = get("action").unwrap_or("");
+    let change = if action == "merge" {
+        None
+    } else {
+        Some(change_of(action, get("for"))?)
+    };
     let mut ids = Vec::new();
     for (key, value) in &fields {
         if key == "issue" {
@@ -552,14 +558,25 @@ pub(crate) async fn bulk(
             "select at least one issue for the action".to_owned(),
         ));
     }
-    for id in ids {
+    let changes: Vec<(i64, Change)> = match change {
+        Some(change) => ids.into_iter().map(|id| (id, change.clone())).collect(),
+        // Into the one with the most events, as Sentry does.
+        None => {
+            let into = merge_primary(&state, &ctx, &ids).await?;
+            ids.into_iter()
+                .filter(|id| *id != into)
+                .map(|id| (id, Change::Merge { into }))
+                .collect()
+        }
+    };
+    for (id, change) in changes {
         apply(
             &state,
             &ctx,
             actor.as_ref().map(|a| &a.0),
             &client,
             id,
-            change.clone(),
+            change,
         )
         .await?;
     }
@@ -567,6 +584,30 @@ pub(crate) async fn bulk(
         .map(str::to_owned)
         .unwrap_or_else(|| format!("/organizations/{}/issues/", encode_path(&ctx.org)));
     Ok(Redirect::to(&back).into_response())
+}
+
+/// The issue of `ids` the others merge into: the one with the most events.
+async fn merge_primary(state: &WebState, ctx: &OrgCtx, ids: &[i64]) -> Result<i64, WebError> {
+    if ids.len() < 2 {
+        return Err(WebError::BadRequest(
+            "select at least two issues to merge".to_owned(),
+        ));
+    }
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    let session = ctx.session(&state.node.query).await?;
+    let t = session
+        .table(&format!(
+            "SELECT issue_id FROM issues WHERE issue_id IN ({}) AND merged_into IS NULL \
+             ORDER BY event_count DESC, issue_id LIMIT 1",
+            list.join(", ")
+        ))
+        .await?;
+    if t.rows.is_empty() {
+        return Err(WebError::BadRequest(
+            "none of the selected issues can take the others: each is merged already".to_owned(),
+        ));
+    }
+    Ok(t.int(0, "issue_id"))
 }
 
 /// The stream filtered by one tag (or release / environment) value, for links from the issue

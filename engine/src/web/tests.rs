@@ -2024,3 +2024,87 @@ async fn the_account_page_makes_personal_tokens_within_the_persons_scopes() {
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
+
+/// Bulk "Merge" merges the selected issues into the one with the most events: its page lists
+/// the merged issue and shows its events; the merged issue's page says where it went and
+/// offers "Unmerge"; one issue alone is refused.
+#[tokio::test]
+async fn merge_from_the_stream_and_unmerge_from_the_issue_page() {
+    let h = harness().await;
+    let token = h.full().await;
+    let timeout = "33333333333333333333333333333333";
+    h.ingest(
+        1,
+        SHOP_KEY,
+        timeout,
+        r#"{"level": "error", "message": "upstream timed out", "tags": {"browser": "Chrome"}}"#,
+    )
+    .await;
+    let shop = h.issue_of(SHOP_EVENT).await;
+    let other = h.issue_of(timeout).await;
+    assert_ne!(shop, other);
+
+    let one = h
+        .post_form(
+            "/organizations/default/issues/bulk/",
+            Some(&token),
+            &format!("action=merge&issue={shop}"),
+        )
+        .await;
+    assert_eq!(one.status, StatusCode::BAD_REQUEST);
+    assert!(one.body.contains("select at least two issues to merge"));
+
+    let reply = h
+        .post_form(
+            "/organizations/default/issues/bulk/",
+            Some(&token),
+            &format!("action=merge&issue={other}&issue={shop}"),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    // The shop issue has two events, the other one: the other is merged into it.
+    assert_eq!(h.status_of(other).await, "merged");
+    assert_eq!(h.status_of(shop).await, "unresolved");
+
+    let page = h
+        .page(&format!("/organizations/default/issues/{shop}/"), &token)
+        .await;
+    assert_csp_clean("merged issue page", &page);
+    assert!(page.contains("Merged here"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "href=\"/organizations/default/issues/{other}/\">upstream timed out</a>"
+        )),
+        "{page}"
+    );
+    assert!(event_link(&page, timeout, " data-open").is_some(), "{page}");
+    assert!(page.contains("3 events in the last 24h"), "{page}");
+
+    let merged = h
+        .page(&format!("/organizations/default/issues/{other}/"), &token)
+        .await;
+    assert!(
+        merged.contains(&format!(
+            "Merged into <a href=\"/organizations/default/issues/{shop}/\">issue {shop}</a>"
+        )),
+        "{merged}"
+    );
+    assert!(
+        merged.contains("Merged into issue"),
+        "activity names the merge: {merged}"
+    );
+    let reply = h
+        .post_form(
+            &format!("/organizations/default/issues/{other}/unmerge/"),
+            Some(&token),
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(h.status_of(other).await, "unresolved");
+    let page = h
+        .page(&format!("/organizations/default/issues/{shop}/"), &token)
+        .await;
+    assert!(!page.contains("Merged here"), "{page}");
+    assert!(event_link(&page, timeout, " data-open").is_none());
+}

@@ -172,3 +172,146 @@ async fn issues_read_rollups_not_event_files() {
         .await;
     assert_ne!(events.status, StatusCode::OK, "{:?}", events.body);
 }
+
+/// Merging adds one issue's events, users and times to another's; the merged one reads as
+/// `merged` and takes no other change until it is unmerged, which is exact (events are never
+/// rewritten). Every merge and unmerge is in the audit log.
+#[tokio::test]
+async fn merge_and_unmerge_issues() {
+    let h = harness().await;
+    let admin = h.token(&["events:read", "projects:admin"], None).await;
+    h.crash("ann", "1.0").await;
+    h.crash("bob", "1.0").await;
+    let other = r#"{"message":"card declined","user":{"id":"cid"},"release":"1.1"}"#;
+    assert_eq!(h.store(other).await.status, StatusCode::OK);
+    let ids = h
+        .sql_as(
+            &admin,
+            "SELECT issue_id, title FROM issues ORDER BY event_count DESC",
+        )
+        .await
+        .body;
+    let (payment, declined) = (ids[0]["issue_id"].clone(), ids[1]["issue_id"].clone());
+    assert_eq!(ids[0]["title"], "payment failed");
+
+    let reply = h
+        .issue_action(
+            &admin,
+            &declined,
+            "merge",
+            &format!(r#"{{"into": {payment}}}"#),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["status"], "merged");
+    assert_eq!(reply.body["merged_into"], payment);
+    let rows = h
+        .sql_as(
+            &admin,
+            "SELECT issue_id, title, status, merged_into, event_count, users, last_release \
+             FROM issues ORDER BY event_count DESC",
+        )
+        .await
+        .body;
+    assert_eq!(
+        rows,
+        json!([
+            {"issue_id": payment, "title": "payment failed", "status": "unresolved",
+             "merged_into": null, "event_count": 3, "users": 3, "last_release": "1.1"},
+            {"issue_id": declined, "title": "card declined", "status": "merged",
+             "merged_into": payment, "event_count": 1, "users": 1, "last_release": "1.1"},
+        ])
+    );
+
+    // Refusals name the issue and the way out.
+    let reply = h.issue_action(&admin, &declined, "resolve", "").await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert_eq!(
+        reply.body["detail"],
+        format!(
+            "issue {declined} is merged into issue {payment}: change {payment}, or unmerge {declined} first"
+        )
+    );
+    let reply = h
+        .issue_action(
+            &admin,
+            &payment,
+            "merge",
+            &format!(r#"{{"into": {declined}}}"#),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+    let reply = h
+        .issue_action(
+            &admin,
+            &payment,
+            "merge",
+            &format!(r#"{{"into": {payment}}}"#),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reply.body["detail"],
+        format!("issue {payment} cannot be merged into itself")
+    );
+    let reply = h
+        .issue_action(&admin, &payment, "merge", r#"{"into": 42}"#)
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = h.issue_action(&admin, &payment, "merge", "{}").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(r#"expected {"into": <issue id>}"#),
+        "{:?}",
+        reply.body
+    );
+    let reply = h.issue_action(&admin, &payment, "unmerge", "").await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert_eq!(
+        reply.body["detail"],
+        format!("issue {payment} is not merged into another issue")
+    );
+
+    // A new event of the merged issue counts for the one it is merged into.
+    assert_eq!(h.store(other).await.status, StatusCode::OK);
+    let row = h
+        .sql_as(
+            &admin,
+            &format!("SELECT event_count FROM issues WHERE issue_id = {payment}"),
+        )
+        .await
+        .body;
+    assert_eq!(row[0]["event_count"], 4);
+
+    let reply = h.issue_action(&admin, &declined, "unmerge", "").await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["status"], "unresolved");
+    assert_eq!(reply.body["merged_into"], Value::Null);
+    let rows = h
+        .sql_as(
+            &admin,
+            "SELECT status, event_count FROM issues ORDER BY issue_id",
+        )
+        .await
+        .body;
+    let mut counts: Vec<i64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["event_count"].as_i64().unwrap())
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [2, 2]);
+    let audit = h
+        .sql("SELECT event, data FROM audit_log WHERE event LIKE 'issue.%merge' ORDER BY ts")
+        .await;
+    assert_eq!(audit[0]["event"], "issue.merge");
+    assert_eq!(
+        serde_json::from_str::<Value>(audit[0]["data"].as_str().unwrap()).unwrap(),
+        json!({"into": payment})
+    );
+    assert_eq!(audit[1]["event"], "issue.unmerge");
+}
