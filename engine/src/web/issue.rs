@@ -430,13 +430,45 @@ async fn chart(
             )
         })
         .collect();
-    let svg = super::svg::bars(
+    let mut svg = super::svg::bars(
         &values,
         600,
         90,
         "events",
         format!("{total} events in the last {period}"),
     );
+    // Release markers: where a release shows up among the issue's events after the start of
+    // the period (from the hourly rollups' first and last release of each hour).
+    let t = session
+        .table(&format!(
+            "WITH r AS (SELECT first_release AS release, hour FROM issue_hours WHERE {ids} \
+               AND hour > now() - INTERVAL '{s} seconds' \
+               UNION ALL SELECT last_release, hour FROM issue_hours WHERE {ids} \
+               AND hour > now() - INTERVAL '{s} seconds') \
+             SELECT release, CAST(min(hour) AS BIGINT) AS first FROM r \
+             WHERE release IS NOT NULL GROUP BY release \
+             HAVING min(hour) > (SELECT min(hour) FROM r WHERE release IS NOT NULL) \
+             ORDER BY 2 LIMIT 10",
+            ids = issue.ids(),
+            s = seconds + HOUR_MS / 1000
+        ))
+        .await?;
+    let first_bucket = buckets.first().map_or(0, |(start, _)| *start);
+    for r in 0..t.rows.len() {
+        let at = t.int(r, "first");
+        let index = (at - first_bucket).div_euclid(step);
+        if (0..buckets.len() as i64).contains(&index) {
+            svg.mark(
+                index as usize,
+                buckets.len(),
+                format!(
+                    "Release {} first seen {}",
+                    t.text(r, "release"),
+                    super::svg::bucket_label(at)
+                ),
+            );
+        }
+    }
     Ok(svg.render()?)
 }
 

@@ -16,6 +16,13 @@ pub(crate) struct Bar {
     pub(crate) title: String,
 }
 
+/// A vertical line across the chart (e.g. a release seen for the first time), with its
+/// tooltip.
+pub(crate) struct Marker {
+    pub(crate) x: String,
+    pub(crate) title: String,
+}
+
 #[derive(Template)]
 #[template(path = "bars.svg")]
 pub(crate) struct Bars {
@@ -24,6 +31,19 @@ pub(crate) struct Bars {
     pub(crate) class: &'static str,
     pub(crate) label: String,
     pub(crate) bars: Vec<Bar>,
+    pub(crate) markers: Vec<Marker>,
+}
+
+impl Bars {
+    /// Adds a marker at the start of bar `index` (of `count` bars), e.g. the bucket a release
+    /// was first seen in.
+    pub(crate) fn mark(&mut self, index: usize, count: usize, title: String) {
+        let slot = f64::from(self.width) / count.max(1) as f64;
+        self.markers.push(Marker {
+            x: num(index as f64 * slot + 0.5),
+            title,
+        });
+    }
 }
 
 fn num(v: f64) -> String {
@@ -64,6 +84,7 @@ pub(crate) fn bars(
         class,
         label,
         bars,
+        markers: Vec::new(),
     }
 }
 

@@ -2108,3 +2108,32 @@ async fn merge_from_the_stream_and_unmerge_from_the_issue_page() {
     assert!(!page.contains("Merged here"), "{page}");
     assert!(event_link(&page, timeout, " data-open").is_none());
 }
+
+/// The issue chart marks where a release shows up among the issue's events after the start of
+/// the period; the release seen first in the period gets no marker.
+#[tokio::test]
+async fn the_issue_chart_marks_releases_seen_later_in_the_period() {
+    let h = harness().await;
+    let token = h.full().await;
+    let mut payload: Value = serde_json::from_str(SHOP_PAYLOAD).unwrap();
+    let earlier = chrono::Utc::now() - chrono::Duration::hours(5);
+    payload["timestamp"] = Value::from(earlier.timestamp() as f64);
+    payload["release"] = Value::from("shop@0.9");
+    h.ingest(
+        1,
+        SHOP_KEY,
+        "44444444444444444444444444444444",
+        &payload.to_string(),
+    )
+    .await;
+    let shop = h.issue_of(SHOP_EVENT).await;
+    let page = h
+        .page(&format!("/organizations/default/issues/{shop}/"), &token)
+        .await;
+    assert_eq!(page.matches("<line class=\"marker\"").count(), 1, "{page}");
+    assert!(
+        page.contains("<title>Release shop@1.0 first seen "),
+        "{page}"
+    );
+    assert!(!page.contains("Release shop@0.9 first seen"), "{page}");
+}
