@@ -332,7 +332,11 @@ test("find, read, resolve, regress, query: with JavaScript", async () => {
   await page.click("nav.pager >> text=Older");
   await page.waitForURL(/\/events\/9ec79c33ec9942ab8353589fcb2e04dc\//);
   await shot(page, "event");
-  const md = await (await ctx.request.get(page.url() + "event.md")).text();
+  // event links carry the event's time (`?at=`): the Markdown link keeps it
+  assert.match(page.url(), /\?.*at=\d+/);
+  const mdHref = await page.getAttribute("a:has-text('Markdown')", "href");
+  assert.match(mdHref, /event\.md\?at=\d+$/);
+  const md = await (await ctx.request.get(new URL(mdHref, page.url()).href)).text();
   assert.ok(md.startsWith("# ValueError: <script>alert(1)</script> cart total"), md);
 
   // SQL: run with Ctrl+Enter, read the table, download the CSV
