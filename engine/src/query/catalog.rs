@@ -15,17 +15,16 @@ use datafusion::catalog::{MemTable, MemorySchemaProvider, SchemaProvider, TableP
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 
-use super::guard::TABLES;
 
 /// The database (DataFusion's catalog) and schema the tables are in.
 pub const DATABASE: &str = "faultline";
 pub const SCHEMA: &str = "public";
 
-/// Adds `information_schema` to `ctx`, a session holding [`TABLES`] (`audit_log` only when
-/// the session may read it).
+/// Adds `information_schema` to `ctx`, a session holding the registry's tables (`audit_log`
+/// only when the session may read it).
 pub(super) async fn register(ctx: &SessionContext) -> Result<()> {
-    let mut tables = Vec::with_capacity(TABLES.len());
-    for name in TABLES {
+    let mut tables = Vec::new();
+    for name in super::tables::names() {
         if ctx.table_exist(name)? {
             tables.push((name.to_owned(), ctx.table_provider(name).await?.schema()));
         }

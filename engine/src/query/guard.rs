@@ -16,19 +16,8 @@ use datafusion_pg_catalog::pg_catalog::PG_CATALOG_TABLES;
 
 use super::{Error, Result};
 
-/// The tables a session has (`audit_log` only for the audit log's readers); any other table
-/// in a plan is refused. The catalogs of every protocol list these.
-pub(crate) const TABLES: [&str; 6] = [
-    "events",
-    "issues",
-    "issue_hours",
-    "issue_tags",
-    "audit_log",
-    "alert_deliveries",
-];
-
 /// The tables of schema `information_schema` every session has ([`super::catalog`]), built to
-/// describe the session's [`TABLES`] only. Sessions of the PostgreSQL listener also hold
+/// describe the session's tables ([`super::tables::TABLES`]) only. Sessions of the PostgreSQL listener also hold
 /// `pg_catalog` (`sqlwire::postgres::catalog`); other sessions do not, so naming one there fails
 /// as an unknown table. DataFusion's `df_settings` is never one of them.
 const INFORMATION_SCHEMA_TABLES: [&str; 4] = ["tables", "columns", "schemata", "views"];
@@ -36,7 +25,7 @@ const INFORMATION_SCHEMA_TABLES: [&str; 4] = ["tables", "columns", "schemata", "
 /// True when a scan of `table` reads a table this module allows.
 fn allowed(table: &TableReference) -> bool {
     match table.schema() {
-        None | Some("public") => TABLES.contains(&table.table()),
+        None | Some("public") => super::tables::names().any(|t| t == table.table()),
         Some("pg_catalog") => PG_CATALOG_TABLES.contains(&table.table()),
         Some("information_schema") => INFORMATION_SCHEMA_TABLES.contains(&table.table()),
         Some(_) => false,

@@ -33,6 +33,7 @@ mod json;
 mod limits;
 mod runtime;
 pub mod saved;
+mod tables;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -56,9 +57,7 @@ use tokio::sync::mpsc;
 pub use audit_table::AuditView;
 pub use events_table::{EventsTable, STORE_URL};
 use functions::{Caps, LimitError};
-pub(crate) use guard::TABLES;
-use issue_hours_table::{IssueHoursTable, Rollups};
-use issues_table::IssuesTable;
+pub(crate) use tables::names as table_names;
 use limits::Admission;
 pub(crate) use limits::check_depth;
 use runtime::{Budget, QueryRuntime};
@@ -404,39 +403,21 @@ impl QueryService {
             &url::Url::parse(STORE_URL).expect("store URL is valid"),
             Arc::clone(&self.store.objects),
         );
-        let events = EventsTable::new(files, snapshot.batches.clone(), projects, 2)
-            .map_err(|e| self.sql_error(e))?;
-        ctx.register_table("events", Arc::new(events))
-            .map_err(|e| self.sql_error(e))?;
-        for (name, kind, files) in [
-            ("issue_hours", Rollups::Hours, rollups.clone()),
-            ("issue_tags", Rollups::Tags, tag_rollups),
-        ] {
-            let table = IssueHoursTable::new(kind, files, snapshot.batches.clone(), projects, 2)
-                .map_err(|e| self.sql_error(e))?;
-            ctx.register_table(name, Arc::new(table))
-                .map_err(|e| self.sql_error(e))?;
-        }
         self.rollups.retain(&rollups);
-        let issues = IssuesTable::new(
-            self.store.clone(),
-            Arc::clone(&self.rollups),
+        let inputs = tables::Inputs {
+            files,
             rollups,
-            snapshot.batches,
+            tag_rollups,
+            batches: snapshot.batches.clone(),
             states,
-            projects,
-        )
-        .map_err(|e| self.sql_error(e))?;
-        ctx.register_table("issues", Arc::new(issues))
-            .map_err(|e| self.sql_error(e))?;
-        let deliveries =
-            crate::alerts::table::DeliveriesTable::new(self.store.clone(), projects.clone());
-        ctx.register_table("alert_deliveries", Arc::new(deliveries))
-            .map_err(|e| self.sql_error(e))?;
-        if audit != AuditView::Denied {
-            let audit_log = audit_table::AuditTable::new(self.store.clone(), audit);
-            ctx.register_table("audit_log", Arc::new(audit_log))
-                .map_err(|e| self.sql_error(e))?;
+            projects: projects.clone(),
+            audit,
+        };
+        for table in &tables::TABLES {
+            if let Some(provider) = table.build(self, &inputs).map_err(|e| self.sql_error(e))? {
+                ctx.register_table(table.name, provider)
+                    .map_err(|e| self.sql_error(e))?;
+            }
         }
         catalog::register(&ctx)
             .await

@@ -58,7 +58,7 @@ pub(crate) async fn table_schemas(
     ctx: &SessionContext,
 ) -> datafusion::error::Result<Vec<(String, SchemaRef)>> {
     let mut tables = Vec::new();
-    for name in crate::query::TABLES {
+    for name in crate::query::table_names() {
         if !ctx.table_exist(name)? {
             continue;
         }

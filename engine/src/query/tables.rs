@@ -1,0 +1,134 @@
+//! The registry of SQL tables: every table a session can hold, in the order `SHOW TABLES` lists
+//! them, with how a session builds it. The plan guard, `information_schema`, and the PostgreSQL
+//! and Flight SQL catalogs all read [`TABLES`]; a session registers exactly what
+//! [`Table::build`] gives. Adding a table is its provider's file plus one entry here (see the
+//! recipe in docs/development.md).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::error::Result;
+
+use super::audit_table::{AuditTable, AuditView};
+use super::events_table::EventsTable;
+use super::issue_hours_table::{IssueHoursTable, Rollups};
+use super::issues_table::IssuesTable;
+use super::{ProjectFilter, QueryService};
+use crate::issues::state::IssueState;
+use crate::store::manifest::DataFile;
+
+/// What the tables of one session are built from: the live files of every node's manifest and
+/// the buffered rows as of the session's start, the issue states, and who asks.
+pub(crate) struct Inputs {
+    pub(crate) files: Vec<DataFile>,
+    pub(crate) rollups: Vec<DataFile>,
+    pub(crate) tag_rollups: Vec<DataFile>,
+    pub(crate) batches: Vec<RecordBatch>,
+    pub(crate) states: Vec<IssueState>,
+    pub(crate) projects: ProjectFilter,
+    pub(crate) audit: AuditView,
+}
+
+/// Scan partitions of the Parquet-backed tables.
+const PARTITIONS: usize = 2;
+
+/// A table of one session, or `None` when the session may not have it.
+type Built = Result<Option<Arc<dyn TableProvider>>>;
+
+/// One SQL table.
+pub(crate) struct Table {
+    pub(crate) name: &'static str,
+    /// The table for one session; `None` when this session may not have it (`audit_log`
+    /// without the audit log's scope), which reads as an unknown table.
+    build: fn(&QueryService, &Inputs) -> Built,
+}
+
+impl Table {
+    pub(crate) fn build(
+        &self,
+        service: &QueryService,
+        inputs: &Inputs,
+    ) -> Built {
+        (self.build)(service, inputs)
+    }
+}
+
+/// Every table, in `SHOW TABLES` order.
+pub(crate) const TABLES: [Table; 6] = [
+    Table {
+        name: "events",
+        build: |_, i| {
+            let table = EventsTable::new(
+                i.files.clone(),
+                i.batches.clone(),
+                &i.projects,
+                PARTITIONS,
+            )?;
+            Ok(Some(Arc::new(table)))
+        },
+    },
+    Table {
+        name: "issues",
+        build: |service, i| {
+            let table = IssuesTable::new(
+                service.store.clone(),
+                Arc::clone(&service.rollups),
+                i.rollups.clone(),
+                i.batches.clone(),
+                i.states.clone(),
+                &i.projects,
+            )?;
+            Ok(Some(Arc::new(table)))
+        },
+    },
+    Table {
+        name: "issue_hours",
+        build: |_, i| {
+            let table = IssueHoursTable::new(
+                Rollups::Hours,
+                i.rollups.clone(),
+                i.batches.clone(),
+                &i.projects,
+                PARTITIONS,
+            )?;
+            Ok(Some(Arc::new(table)))
+        },
+    },
+    Table {
+        name: "issue_tags",
+        build: |_, i| {
+            let table = IssueHoursTable::new(
+                Rollups::Tags,
+                i.tag_rollups.clone(),
+                i.batches.clone(),
+                &i.projects,
+                PARTITIONS,
+            )?;
+            Ok(Some(Arc::new(table)))
+        },
+    },
+    Table {
+        name: "audit_log",
+        build: |service, i| {
+            Ok((i.audit != AuditView::Denied).then(|| {
+                Arc::new(AuditTable::new(service.store.clone(), i.audit.clone()))
+                    as Arc<dyn TableProvider>
+            }))
+        },
+    },
+    Table {
+        name: "alert_deliveries",
+        build: |service, i| {
+            Ok(Some(Arc::new(crate::alerts::table::DeliveriesTable::new(
+                service.store.clone(),
+                i.projects.clone(),
+            ))))
+        },
+    },
+];
+
+/// The names of every table, in `SHOW TABLES` order.
+pub(crate) fn names() -> impl Iterator<Item = &'static str> {
+    TABLES.iter().map(|t| t.name)
+}
