@@ -353,6 +353,20 @@ pub enum IssueCommand {
         #[arg(allow_hyphen_values = true)]
         issue_id: i64,
     },
+    /// Merge an issue into another of the same project: its events count there until it is
+    /// unmerged.
+    Merge {
+        #[arg(allow_hyphen_values = true)]
+        issue_id: i64,
+        /// The issue to merge into.
+        #[arg(long, allow_hyphen_values = true)]
+        into: i64,
+    },
+    /// Undo a merge: the issue stands on its own again.
+    Unmerge {
+        #[arg(allow_hyphen_values = true)]
+        issue_id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

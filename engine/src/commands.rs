@@ -184,6 +184,8 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             let (issue_id, change) = match command {
                 IssueCommand::Resolve { issue_id } => (issue_id, Change::Resolve),
                 IssueCommand::Reopen { issue_id } => (issue_id, Change::Reopen),
+                IssueCommand::Merge { issue_id, into } => (issue_id, Change::Merge { into }),
+                IssueCommand::Unmerge { issue_id } => (issue_id, Change::Unmerge),
                 IssueCommand::Ignore {
                     issue_id,
                     until,
