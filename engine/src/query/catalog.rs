@@ -15,7 +15,6 @@ use datafusion::catalog::{MemTable, MemorySchemaProvider, SchemaProvider, TableP
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
 
-
 /// The database (DataFusion's catalog) and schema the tables are in.
 pub const DATABASE: &str = "faultline";
 pub const SCHEMA: &str = "public";

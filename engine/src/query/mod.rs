@@ -57,10 +57,10 @@ use tokio::sync::mpsc;
 pub use audit_table::AuditView;
 pub use events_table::{EventsTable, STORE_URL};
 use functions::{Caps, LimitError};
-pub(crate) use tables::names as table_names;
 use limits::Admission;
 pub(crate) use limits::check_depth;
 use runtime::{Budget, QueryRuntime};
+pub(crate) use tables::names as table_names;
 
 use crate::buffer::Buffer;
 use crate::issues::summary::RollupCache;

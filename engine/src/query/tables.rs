@@ -45,11 +45,7 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    pub(crate) fn build(
-        &self,
-        service: &QueryService,
-        inputs: &Inputs,
-    ) -> Built {
+    pub(crate) fn build(&self, service: &QueryService, inputs: &Inputs) -> Built {
         (self.build)(service, inputs)
     }
 }
@@ -59,12 +55,8 @@ pub(crate) const TABLES: [Table; 6] = [
     Table {
         name: "events",
         build: |_, i| {
-            let table = EventsTable::new(
-                i.files.clone(),
-                i.batches.clone(),
-                &i.projects,
-                PARTITIONS,
-            )?;
+            let table =
+                EventsTable::new(i.files.clone(), i.batches.clone(), &i.projects, PARTITIONS)?;
             Ok(Some(Arc::new(table)))
         },
     },

@@ -441,30 +441,36 @@ async fn chart(
     // the period (from the hourly rollups' first and last release of each hour).
     let t = session
         .table(&format!(
-            "WITH r AS (SELECT first_release AS release, hour FROM issue_hours WHERE {ids} \
-               AND hour > now() - INTERVAL '{s} seconds' \
-               UNION ALL SELECT last_release, hour FROM issue_hours WHERE {ids} \
-               AND hour > now() - INTERVAL '{s} seconds') \
-             SELECT release, CAST(min(hour) AS BIGINT) AS first FROM r \
-             WHERE release IS NOT NULL GROUP BY release \
-             HAVING min(hour) > (SELECT min(hour) FROM r WHERE release IS NOT NULL) \
-             ORDER BY 2 LIMIT 10",
-            ids = issue.ids(),
-            s = seconds + HOUR_MS / 1000
+            "SELECT CAST(hour AS BIGINT) AS h, first_release, last_release FROM issue_hours \
+             WHERE {} AND hour > now() - INTERVAL '{} seconds' ORDER BY hour",
+            issue.ids(),
+            seconds + HOUR_MS / 1000
         ))
         .await?;
-    let first_bucket = buckets.first().map_or(0, |(start, _)| *start);
+    let mut first_seen: Vec<(String, i64)> = Vec::new();
     for r in 0..t.rows.len() {
-        let at = t.int(r, "first");
+        for column in ["first_release", "last_release"] {
+            let release = t.text(r, column);
+            if !release.is_empty() && !first_seen.iter().any(|(name, _)| *name == release) {
+                first_seen.push((release, t.int(r, "h")));
+            }
+        }
+    }
+    let first_bucket = buckets.first().map_or(0, |(start, _)| *start);
+    let start = first_seen.first().map(|(_, at)| *at);
+    for (release, at) in first_seen
+        .iter()
+        .filter(|(_, at)| Some(*at) > start)
+        .take(10)
+    {
         let index = (at - first_bucket).div_euclid(step);
         if (0..buckets.len() as i64).contains(&index) {
             svg.mark(
                 index as usize,
                 buckets.len(),
                 format!(
-                    "Release {} first seen {}",
-                    t.text(r, "release"),
-                    super::svg::bucket_label(at)
+                    "Release {release} first seen {}",
+                    super::svg::bucket_label(*at)
                 ),
             );
         }
