@@ -1,6 +1,8 @@
 //! Compaction: the small files of one partition (project, date, hour) of one node's manifest
 //! are merged into files of about `compaction.target_size`, re-sorted by (issue id,
-//! timestamp) and compressed at `compaction.zstd_level`.
+//! timestamp) and compressed at `compaction.zstd_level`. The issue rollups of one (project,
+//! day), one file per flush, are merged into one file sorted by issue, with its tag rollups
+//! made anew from it, so a page reading a month of rollups opens a file per day.
 //!
 //! The merged file is written first; then one manifest edit replaces exactly its inputs with
 //! it, only if every input is still live (retention may have dropped them meanwhile; then the
@@ -91,6 +93,23 @@ fn decode(path: &str, data: Bytes) -> Result<Vec<RecordBatch>> {
         .map_err(|e| error(e.to_string()))
 }
 
+/// Groups of rollup files to merge: per (project, day) of one manifest, all of them once
+/// there are at least `min_files`.
+fn plan_rollups(manifest: &Manifest, min_files: usize) -> Vec<Vec<DataFile>> {
+    let mut partitions: BTreeMap<(u64, &str), Vec<&DataFile>> = BTreeMap::new();
+    for file in &manifest.rollups {
+        partitions
+            .entry((file.project_id, file.date.as_str()))
+            .or_default()
+            .push(file);
+    }
+    partitions
+        .into_values()
+        .filter(|files| files.len() >= min_files.max(2))
+        .map(|files| files.into_iter().cloned().collect())
+        .collect()
+}
+
 impl Maintenance {
     /// Merges the small files of every node's manifest.
     #[tracing::instrument(level = "info", skip(self))]
@@ -138,11 +157,123 @@ impl Maintenance {
         if let Some(progress) = progress {
             progress.finish();
         }
+        for manifest in &manifests {
+            for group in plan_rollups(manifest, min_files) {
+                let first = &group[0];
+                let mut merge = Merge {
+                    node: manifest.node.clone(),
+                    project_id: first.project_id,
+                    date: first.date.clone(),
+                    hour: 0,
+                    inputs: group.len(),
+                    rows: group.iter().map(|f| f.rows).sum(),
+                    output: None,
+                };
+                if !dry_run {
+                    merge.output = self.merge_rollups(&manifest.node, &group).await?;
+                }
+                report.merged.push(merge);
+            }
+        }
         if !dry_run {
             self.purge().await?;
             crate::metrics::compacted(started);
         }
         Ok(report)
+    }
+
+    /// Merges the rollup files `group` of one (project, day) into one, with new tag rollups.
+    async fn merge_rollups(&self, node: &str, group: &[DataFile]) -> Result<Option<String>> {
+        let mut batches = Vec::new();
+        for file in group {
+            let data = self
+                .store
+                .get(&ObjectPath::from(file.path.as_str()))
+                .await?;
+            let path = file.path.clone();
+            let decoded = tokio::task::spawn_blocking(move || decode(&path, data))
+                .await
+                .expect("decoding does not panic")?;
+            if decoded
+                .iter()
+                .any(|b| b.schema().fields() != crate::issues::rollup::schema().fields())
+            {
+                // A file of an earlier layout: left as it is (it is read as it was written).
+                tracing::info!(path = %file.path, "rollup file of another layout; not merged");
+                return Ok(None);
+            }
+            batches.extend(decoded);
+        }
+        let level = self.config.compaction.zstd_level;
+        let failed = |source: crate::issues::Error| Error::TagRollups {
+            path: group[0].path.clone(),
+            source: Box::new(source),
+        };
+        let outputs = crate::issues::rollup::write(&self.store, &batches, level)
+            .await
+            .map_err(failed)?;
+        let tags = crate::issues::tag_rollup::compute(&batches).map_err(failed)?;
+        let tag_outputs = crate::issues::tag_rollup::write(&self.store, &tags, level, &outputs)
+            .await
+            .map_err(failed)?;
+        let inputs: HashSet<&str> = group.iter().map(|f| f.path.as_str()).collect();
+        let tag_inputs: HashSet<String> = group
+            .iter()
+            .filter_map(|f| keys::tag_rollup_of(&f.path))
+            .collect();
+        let now_ms = Utc::now().timestamp_millis();
+        let mut retired_tags = Vec::new();
+        let edited = self
+            .edit(node, |current| {
+                let live = current
+                    .rollups
+                    .iter()
+                    .filter(|f| inputs.contains(f.path.as_str()))
+                    .count();
+                if live != inputs.len() {
+                    return None;
+                }
+                let mut next = current.clone();
+                next.rollups.retain(|f| !inputs.contains(f.path.as_str()));
+                next.rollups.extend(outputs.iter().cloned());
+                let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut next.tag_rollups)
+                    .into_iter()
+                    .partition(|f| tag_inputs.contains(&f.path));
+                next.tag_rollups = kept;
+                next.tag_rollups.extend(tag_outputs.iter().cloned());
+                retired_tags = gone.iter().map(|f| f.path.clone()).collect();
+                next.retired
+                    .extend(group.iter().chain(&gone).map(|f| Retired {
+                        path: f.path.clone(),
+                        project_id: f.project_id,
+                        date: f.date.clone(),
+                        since_ms: now_ms,
+                    }));
+                Some(next)
+            })
+            .await?;
+        let output = outputs.first().map(|f| f.path.clone());
+        if edited.is_none() {
+            tracing::info!(
+                node,
+                "rollup inputs changed during compaction; discarding the merged files"
+            );
+            for file in outputs.iter().chain(&tag_outputs) {
+                self.store
+                    .delete(&ObjectPath::from(file.path.as_str()))
+                    .await?;
+            }
+            return Ok(None);
+        }
+        self.retire_files(
+            group
+                .iter()
+                .map(|f| f.path.as_str())
+                .chain(retired_tags.iter().map(String::as_str)),
+        )
+        .await;
+        tracing::info!(node, inputs = group.len(), output = ?output, "compacted issue rollups");
+        Ok(output)
     }
 
     async fn merge(

@@ -259,3 +259,89 @@ async fn tag_rollups_are_written_for_older_rollup_files_once() {
     );
     assert_eq!(maintenance.backfill_tag_rollups().await.unwrap(), 0);
 }
+
+/// One rollup file per flush of a day becomes one file sorted by issue, with its tag rollups
+/// made anew; `issue_hours`, `issue_tags` and `issues` read the same before and after.
+#[tokio::test]
+async fn rollup_files_of_a_day_are_merged_with_their_tag_rollups() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(dir.path()).unwrap();
+    let mut manifest = Manifest {
+        node: "n".into(),
+        version: 1,
+        ..Manifest::default()
+    };
+    for (issue, browser, at) in [
+        (9, "Firefox", "2026-11-24T10:05:00Z"),
+        (7, "Chrome", "2026-11-24T11:05:00Z"),
+        (7, "Firefox", "2026-11-24T12:05:00Z"),
+    ] {
+        let mut builder = EventBuilder::new();
+        builder.append(&StoredEvent::for_test(
+            1,
+            issue,
+            &format!(r#"{{"message":"m","timestamp":"{at}","tags":{{"browser":"{browser}"}}}}"#),
+        ));
+        let rollups = crate::issues::rollup::compute(&[builder.finish()]).unwrap();
+        let files = crate::issues::rollup::write(&store, &rollups, 1)
+            .await
+            .unwrap();
+        let tags = crate::issues::tag_rollup::compute(&rollups).unwrap();
+        manifest.tag_rollups.extend(
+            crate::issues::tag_rollup::write(&store, &tags, 1, &files)
+                .await
+                .unwrap(),
+        );
+        manifest.rollups.extend(files);
+    }
+    manifest.commit(&store).await.unwrap();
+    let query = reader(&store);
+    let read = |sql: &'static str| {
+        let query = &query;
+        async move {
+            let out = query.run(&ProjectFilter::All, sql).await.unwrap();
+            datafusion::arrow::util::pretty::pretty_format_batches(&out.batches)
+                .unwrap()
+                .to_string()
+        }
+    };
+    let hours_sql = "SELECT issue_id, hour, events FROM issue_hours ORDER BY 1, 2";
+    let tags_sql = "SELECT key, value, issue_id, sum(events) AS n FROM issue_tags \
+                    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
+    let issues_sql = "SELECT issue_id, event_count FROM issues ORDER BY 1";
+    let before = (
+        read(hours_sql).await,
+        read(tags_sql).await,
+        read(issues_sql).await,
+    );
+
+    let mut config = Config::default();
+    config.compaction.min_files = 2;
+    let maintenance = Maintenance::new(config, store.clone(), None);
+    let report = maintenance.compact(false, false).await.unwrap();
+    assert_eq!(report.merged.len(), 1, "{report:?}");
+    assert_eq!(report.merged[0].inputs, 3);
+    let latest = Manifest::load_latest(&store, "n").await.unwrap();
+    assert_eq!(latest.rollups.len(), 1);
+    assert_eq!(latest.tag_rollups.len(), 1);
+    assert_eq!(
+        latest.tag_rollups[0].path,
+        crate::store::keys::tag_rollup_of(&latest.rollups[0].path).unwrap()
+    );
+    assert_eq!(
+        latest.retired.len(),
+        6,
+        "three rollup files and their tag files"
+    );
+    let after = (
+        read(hours_sql).await,
+        read(tags_sql).await,
+        read(issues_sql).await,
+    );
+    assert_eq!(before, after);
+    assert!(
+        after.1.contains("| browser | Firefox | 7        | 1 |"),
+        "{}",
+        after.1
+    );
+}
