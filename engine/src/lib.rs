@@ -16,6 +16,7 @@
 //!   the buffer into Parquet, commits a manifest and only then trims the WAL.
 //! - [`issues`]: hourly issue rollups written at flush time, issue state (resolve, ignore,
 //!   reopen; regressions).
+//! - [`releases`]: releases and deploys as Sentry's web API keeps them.
 //! - [`query`]: DataFusion sessions over `events` and `issues`, built per token, read-only,
 //!   with limits.
 //! - [`maintenance`]: retention and compaction of the stored files, run on the node holding
@@ -47,6 +48,7 @@ pub mod metrics;
 pub mod node;
 pub mod people;
 pub mod query;
+pub mod releases;
 pub mod server;
 pub mod sqlwire;
 pub mod store;

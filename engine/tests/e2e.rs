@@ -43,6 +43,8 @@ mod python_sdk;
 mod retention;
 #[path = "e2e/s3.rs"]
 mod s3;
+#[path = "e2e/sentry_cli.rs"]
+mod sentry_cli;
 #[path = "e2e/sql_everywhere.rs"]
 mod sql_everywhere;
 #[path = "e2e/sso.rs"]

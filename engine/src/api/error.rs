@@ -28,6 +28,8 @@ pub enum ApiError {
     #[error(transparent)]
     Saved(#[from] query::saved::Error),
     #[error(transparent)]
+    Releases(#[from] crate::releases::Error),
+    #[error(transparent)]
     Alerts(#[from] alerts::Error),
     #[error("the session has ended or expired: log in again")]
     SessionEnded,
@@ -119,6 +121,12 @@ impl ApiError {
             }
             Self::Saved(query::saved::Error::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Saved(_) => StatusCode::BAD_REQUEST,
+            Self::Releases(crate::releases::Error::Unknown { .. }) => StatusCode::NOT_FOUND,
+            Self::Releases(crate::releases::Error::Store(e)) if e.is_unavailable() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Releases(crate::releases::Error::Store(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Releases(_) => StatusCode::BAD_REQUEST,
             Self::Issues(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Backup(backup::Error::NoDestination) => StatusCode::CONFLICT,
             Self::Backup(backup::Error::NotFound { .. }) => StatusCode::NOT_FOUND,

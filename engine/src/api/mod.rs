@@ -14,6 +14,7 @@ mod metrics;
 mod passkeys;
 mod query;
 mod security;
+mod sentry;
 mod sso;
 #[cfg(test)]
 mod tests;
@@ -313,6 +314,7 @@ fn query_routes(node: &Arc<Node>) -> Router {
         .route("/api/issues/{issue_id}/assign", post(issues::assign))
         .route("/api/issues/{issue_id}/merge", post(issues::merge))
         .route("/api/issues/{issue_id}/unmerge", post(issues::unmerge))
+        .merge(sentry_routes())
         .with_state(state)
         .merge(
             Router::new()
@@ -346,6 +348,55 @@ fn query_routes(node: &Arc<Node>) -> Router {
         .merge(people_routes(node))
         .merge(alert_routes(node))
         .layer(body_timeout)
+}
+
+/// Sentry's web API for `sentry-cli` and tools built for Sentry (`api/sentry.rs`), each path
+/// with and without its trailing slash.
+fn sentry_routes() -> Router<query::QueryState> {
+    let org = "/api/0/organizations/{org}";
+    let routes: [(String, MethodRouter<query::QueryState>); 9] = [
+        ("/api/0/".to_owned(), get(sentry::root)),
+        ("/api/0/auth/".to_owned(), get(sentry::whoami)),
+        (
+            "/api/0/organizations/".to_owned(),
+            get(sentry::organizations),
+        ),
+        (
+            format!("{org}/projects/"),
+            get(sentry::organization_projects),
+        ),
+        (
+            "/api/0/projects/{org}/{project}/".to_owned(),
+            get(sentry::project),
+        ),
+        (
+            "/api/0/projects/{org}/{project}/releases/".to_owned(),
+            get(sentry::list_project_releases).post(sentry::create_project_release),
+        ),
+        (
+            format!("{org}/releases/"),
+            get(sentry::list_releases).post(sentry::create_release),
+        ),
+        (
+            format!("{org}/releases/{{version}}/"),
+            get(sentry::get_release)
+                .put(sentry::update_release)
+                .delete(sentry::delete_release),
+        ),
+        (
+            format!("{org}/releases/{{version}}/deploys/"),
+            get(sentry::list_deploys).post(sentry::create_deploy),
+        ),
+    ];
+    let mut router = Router::new();
+    for (path, method) in routes {
+        let bare = path.trim_end_matches('/').to_owned();
+        router = router.route(&path, method.clone());
+        if !bare.is_empty() && bare != path {
+            router = router.route(&bare, method);
+        }
+    }
+    router
 }
 
 /// Alert rules and channels (`api/alerts.rs`), each path with and without its trailing slash.
