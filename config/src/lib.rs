@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 mod alerts;
 pub use alerts::{
     AlertsConfig, ChannelConfig, ChannelKind, LEVELS, RuleConfig, TriggerConfig, WebhookFormat,
-    check_channel, check_rule,
+    check_channel, check_rule, parse_tag,
 };
 
 /// Errors while loading or checking a configuration.
