@@ -276,6 +276,29 @@ pub struct Alerts {
     unmuted: Mutex<HashSet<(u64, i64, i64)>>,
     /// Sends per channel in the last hour (`max_per_hour`), of this node.
     budgets: Mutex<flood::Budgets>,
+    /// Email digests by recipient.
+    digests: Mutex<HashMap<String, Digest>>,
+    /// Email deliveries waiting for digests, by delivery id.
+    held: Mutex<HashMap<String, Held>>,
+}
+
+/// One recipient's email digest.
+#[derive(Debug, Default)]
+struct Digest {
+    /// When the last mail to them went out (ms; 0: never).
+    last_sent_ms: i64,
+    /// Deliveries held for the next digest.
+    held: Vec<String>,
+}
+
+/// An email delivery some recipients get by digest.
+struct Held {
+    delivery: Arc<Delivery>,
+    attempt: u32,
+    /// Digests still to send.
+    remaining: usize,
+    /// The first error of its mails.
+    error: Option<String>,
 }
 
 /// Deliveries sent at once.
@@ -326,6 +349,8 @@ impl Alerts {
             regressions: Mutex::new(HashSet::new()),
             unmuted: Mutex::new(HashSet::new()),
             budgets: Mutex::new(flood::Budgets::default()),
+            digests: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         })
     }
 
@@ -787,6 +812,14 @@ impl Alerts {
         use futures::StreamExt;
         loop {
             let next = self.queue.lock().iter().map(|q| q.due).min();
+            let digest = self.next_digest().map(|at_ms| {
+                let wait = at_ms.saturating_sub(Utc::now().timestamp_millis()).max(0);
+                tokio::time::Instant::now() + Duration::from_millis(wait as u64)
+            });
+            let next = match (next, digest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let wait =
                 next.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
@@ -809,6 +842,143 @@ impl Alerts {
                     async move { this.attempt(queued).await }
                 })
                 .await;
+            self.flush_digests().await;
+        }
+    }
+
+    /// When (ms) the next digest is due, if any alert is held for one.
+    fn next_digest(&self) -> Option<i64> {
+        let window = i64::try_from(self.config.digest_window.as_millis()).unwrap_or(i64::MAX);
+        self.digests
+            .lock()
+            .values()
+            .filter(|d| !d.held.is_empty())
+            .map(|d| d.last_sent_ms.saturating_add(window))
+            .min()
+    }
+
+    /// Email: mails `delivery` at once to the recipients whose last mail is older than the
+    /// digest window, and holds it for the digest of the others. `Some` outcome when every
+    /// recipient was mailed now; `None` when the digests finish it.
+    async fn mail_or_hold(
+        &self,
+        channel: &Channel,
+        delivery: &Arc<Delivery>,
+        attempt: u32,
+    ) -> Option<Outcome> {
+        let Some(mailer) = &self.mailer else {
+            return Some(self.send_mail(channel, delivery).await);
+        };
+        let now_ms = Utc::now().timestamp_millis();
+        let window = i64::try_from(self.config.digest_window.as_millis()).unwrap_or(i64::MAX);
+        let (mut now, mut held) = (Vec::new(), Vec::new());
+        {
+            let mut digests = self.digests.lock();
+            for to in &channel.config.to {
+                let digest = digests.entry(to.clone()).or_default();
+                if digest.last_sent_ms > 0 && now_ms - digest.last_sent_ms < window {
+                    digest.held.push(delivery.id.clone());
+                    held.push(to.clone());
+                } else {
+                    digest.last_sent_ms = now_ms;
+                    now.push(to.clone());
+                }
+            }
+            if !held.is_empty() {
+                self.held.lock().insert(
+                    delivery.id.clone(),
+                    Held {
+                        delivery: Arc::clone(delivery),
+                        attempt,
+                        remaining: held.len(),
+                        error: None,
+                    },
+                );
+            }
+        }
+        let (subject, text) = payload::email(&delivery.context);
+        let mut error = None;
+        for to in &now {
+            if let Err(err) = mailer.send(to, &subject, text.clone()).await {
+                error.get_or_insert_with(|| err.to_string());
+            }
+        }
+        if held.is_empty() {
+            return Some(Outcome {
+                error,
+                ..Outcome::default()
+            });
+        }
+        tracing::info!(delivery = %delivery.id, recipients = held.len(),
+            "alert held for the recipients' email digest");
+        if let Some(error) = error
+            && let Some(entry) = self.held.lock().get_mut(&delivery.id)
+        {
+            entry.error.get_or_insert(error);
+        }
+        None
+    }
+
+    /// Sends the digests that are due: one mail per recipient listing the alerts held for
+    /// them; a held delivery is recorded once every recipient's mail went out.
+    async fn flush_digests(&self) {
+        let Some(mailer) = &self.mailer else {
+            return;
+        };
+        let now_ms = Utc::now().timestamp_millis();
+        let window = i64::try_from(self.config.digest_window.as_millis()).unwrap_or(i64::MAX);
+        let due: Vec<(String, Vec<String>)> = {
+            let mut digests = self.digests.lock();
+            digests
+                .iter_mut()
+                .filter(|(_, d)| {
+                    !d.held.is_empty() && d.last_sent_ms.saturating_add(window) <= now_ms
+                })
+                .map(|(to, d)| {
+                    d.last_sent_ms = now_ms;
+                    (to.clone(), std::mem::take(&mut d.held))
+                })
+                .collect()
+        };
+        for (to, ids) in due {
+            let contexts: Vec<AlertContext> = {
+                let held = self.held.lock();
+                ids.iter()
+                    .filter_map(|id| held.get(id).map(|h| h.delivery.context.clone()))
+                    .collect()
+            };
+            let refs: Vec<&AlertContext> = contexts.iter().collect();
+            let (subject, text) = payload::email_digest(&refs);
+            let sent = mailer.send(&to, &subject, text).await;
+            tracing::info!(alerts = ids.len(), ok = sent.is_ok(), "email digest sent");
+            let finished: Vec<Held> = {
+                let mut held = self.held.lock();
+                let mut finished = Vec::new();
+                for id in &ids {
+                    let Some(entry) = held.get_mut(id) else {
+                        continue;
+                    };
+                    entry.remaining = entry.remaining.saturating_sub(1);
+                    if let Err(err) = &sent {
+                        entry.error.get_or_insert_with(|| err.to_string());
+                    }
+                    if entry.remaining == 0
+                        && let Some(done) = held.remove(id)
+                    {
+                        finished.push(done);
+                    }
+                }
+                finished
+            };
+            for done in finished {
+                let channel = self.ruleset().channels.get(&done.delivery.channel).cloned();
+                let outcome = Outcome {
+                    error: done.error,
+                    ..Outcome::default()
+                };
+                self.finish(done.delivery, done.attempt, channel, outcome)
+                    .await;
+            }
         }
     }
 
@@ -837,12 +1007,30 @@ impl Alerts {
             }
         }
         let outcome = match &channel {
+            Some(channel) if channel.kind() == ChannelKind::Email => {
+                match self.mail_or_hold(channel, &delivery, attempt).await {
+                    Some(outcome) => outcome,
+                    // Held for a digest: recorded when it goes out.
+                    None => return,
+                }
+            }
             Some(channel) => self.send(channel, &delivery).await,
             None => Outcome {
                 error: Some(format!("channel {:?} no longer exists", delivery.channel)),
                 ..Outcome::default()
             },
         };
+        self.finish(delivery, attempt, channel, outcome).await;
+    }
+
+    /// Records the outcome of an attempt; a failure is queued again.
+    async fn finish(
+        &self,
+        delivery: Arc<Delivery>,
+        attempt: u32,
+        channel: Option<Arc<Channel>>,
+        outcome: Outcome,
+    ) {
         let mut status = match (outcome.code, &outcome.error, &channel) {
             (_, _, None) => Status::GaveUp,
             (Some(code), _, _) => outbox::classify(code),

@@ -541,3 +541,108 @@ async fn a_channel_to_a_private_address_is_refused_when_made_naming_the_field() 
     // Neither was stored.
     assert!(h.node.alerts.ruleset().channels.is_empty());
 }
+
+/// A minimal SMTP server on loopback keeping each message: (recipients, text).
+async fn smtp_sink() -> (u16, Arc<parking_lot::Mutex<Vec<(Vec<String>, String)>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mails = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let kept = Arc::clone(&mails);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let kept = Arc::clone(&kept);
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 sink\r\n").await.ok()?;
+                let mut rcpt = Vec::new();
+                while let Some(line) = lines.next_line().await.ok()? {
+                    let verb = line.get(..4).unwrap_or_default().to_ascii_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "RCPT" => {
+                            rcpt.push(line[8..].trim().to_owned());
+                            b"250 ok\r\n"
+                        }
+                        "DATA" => {
+                            write.write_all(b"354 go on\r\n").await.ok()?;
+                            let mut text = String::new();
+                            while let Some(l) = lines.next_line().await.ok()? {
+                                if l == "." {
+                                    break;
+                                }
+                                text.push_str(&l);
+                                text.push('\n');
+                            }
+                            kept.lock().push((std::mem::take(&mut rcpt), text));
+                            b"250 kept\r\n"
+                        }
+                        "QUIT" => {
+                            write.write_all(b"221 bye\r\n").await.ok()?;
+                            return Some(());
+                        }
+                        _ => b"250 ok\r\n",
+                    };
+                    write.write_all(reply).await.ok()?;
+                }
+                Some(())
+            });
+        }
+    });
+    (port, mails)
+}
+
+#[tokio::test]
+async fn alerts_within_the_digest_window_reach_each_recipient_as_one_mail() {
+    let (port, mails) = smtp_sink().await;
+    let h = harness_config(&format!(
+        "[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"faultline@example.test\"\n\n\
+         [alerts]\ndigest_window = \"5m\"\n\n\
+         [[alerts.channels]]\nname = \"mail\"\nkind = \"email\"\nto = [\"ada@example.test\", \"bob@example.test\"]\n\n\
+         [[alerts.rules]]\nname = \"new\"\nchannels = [\"mail\"]\ntriggers = [{{ type = \"new_issue\" }}]\n"
+    ))
+    .await;
+    let mut candidates = Vec::new();
+    for title in ["first failure", "second failure", "third failure"] {
+        h.ingest(event(title, None, serde_json::json!({}))).await;
+        candidates.push(h.candidate(title, &[], None).await);
+    }
+    // The first alert is mailed at once; the two after it wait for the digest.
+    h.node.alerts.decide(&candidates[..1]).await.unwrap();
+    deliver_queued(&h).await;
+    h.node.alerts.decide(&candidates[1..]).await.unwrap();
+    deliver_queued(&h).await;
+    assert_eq!(mails.lock().len(), 2, "one mail per recipient");
+    let delivered = |attempts: &[Attempt]| {
+        attempts
+            .iter()
+            .filter(|a| a.status == Status::Delivered)
+            .count()
+    };
+    assert_eq!(delivered(&h.attempts().await), 1);
+    // Not due yet: nothing is sent.
+    h.node.alerts.flush_digests().await;
+    assert_eq!(mails.lock().len(), 2);
+    // The window has passed (moved back instead of waited for).
+    for digest in h.node.alerts.digests.lock().values_mut() {
+        digest.last_sent_ms -= 5 * 60_000;
+    }
+    h.node.alerts.flush_digests().await;
+    let mails = mails.lock().clone();
+    assert_eq!(mails.len(), 4, "one digest per recipient");
+    let mut digest_to: Vec<&str> = Vec::new();
+    for (to, text) in &mails[2..] {
+        assert!(
+            text.contains("2 alerts since the last mail")
+                && text.contains("second failure")
+                && text.contains("third failure")
+                && !text.contains("first failure"),
+            "{text}"
+        );
+        digest_to.extend(to.iter().map(String::as_str));
+    }
+    digest_to.sort_unstable();
+    assert_eq!(digest_to, ["<ada@example.test>", "<bob@example.test>"]);
+    assert_eq!(delivered(&h.attempts().await), 3);
+    assert!(h.node.alerts.held.lock().is_empty());
+}

@@ -337,9 +337,56 @@ pub fn email(ctx: &AlertContext) -> (String, String) {
     (subject, text)
 }
 
+/// One mail for several alerts to one recipient (a digest): the subject counts them, the body
+/// lists each as [`email`] would, oldest first.
+pub fn email_digest(alerts: &[&AlertContext]) -> (String, String) {
+    if let [one] = alerts {
+        return email(one);
+    }
+    let subject = truncate(
+        &format!(
+            "[faultline] {} alerts: {}",
+            alerts.len(),
+            alerts
+                .iter()
+                .map(|a| a.summary())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        200,
+    );
+    let mut text = format!("{} alerts since the last mail:\n", alerts.len());
+    for (i, ctx) in alerts.iter().enumerate() {
+        let (_, body) = email(ctx);
+        text.push_str(&format!("\n--- {} of {} ---\n{body}", i + 1, alerts.len()));
+    }
+    (subject, text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digest_lists_every_alert_in_one_mail() {
+        let new = context(Trigger::NewIssue);
+        let mut regression = context(Trigger::Regression);
+        regression.title = "KeyError: 'cart'".into();
+        let (subject, text) = email_digest(&[&new, &regression]);
+        assert_eq!(
+            subject,
+            "[faultline] 2 alerts: New issue in api: ZeroDivisionError: division by zero; \
+             Regression in api: KeyError: 'cart'"
+        );
+        assert!(
+            text.starts_with("2 alerts since the last mail:\n"),
+            "{text}"
+        );
+        assert!(text.contains("--- 1 of 2 ---\nNew issue in api"), "{text}");
+        assert!(text.contains("--- 2 of 2 ---\nRegression in api"), "{text}");
+        // A digest of one is the plain mail.
+        assert_eq!(email_digest(&[&new]), email(&new));
+    }
 
     pub(crate) fn context(trigger: Trigger) -> AlertContext {
         AlertContext {
