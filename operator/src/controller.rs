@@ -128,7 +128,9 @@ impl Error {
     /// are for the user to fix, `ReconcileFailed` is everything else.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Build(builders::Error::InvalidSpec { .. }) => "InvalidSpec",
+            Error::Build(
+                builders::Error::InvalidSpec { .. } | builders::Error::InvalidAlerts { .. },
+            ) => "InvalidSpec",
             Error::SecretMissing { .. } | Error::SecretKeyMissing { .. } => "SecretMissing",
             _ => "ReconcileFailed",
         }

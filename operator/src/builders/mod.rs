@@ -66,6 +66,8 @@ pub enum Error {
         field: &'static str,
         message: String,
     },
+    #[error("spec.{field}: {message}")]
+    InvalidAlerts { field: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
