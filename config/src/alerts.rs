@@ -303,11 +303,27 @@ fn is_name(name: &str) -> bool {
 
 /// Checks one channel; the error is (field, message).
 pub fn check_channel(channel: &ChannelConfig) -> Result<(), (String, String)> {
+    check_channel_stored(channel, StoredSecrets::default())
+}
+
+/// Which secrets of a channel made through the server are stored by it (write-only) instead of
+/// named by file or environment variable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredSecrets {
+    pub url: bool,
+    pub routing_key: bool,
+}
+
+/// [`check_channel`] for a channel whose URL or routing key may be stored by the server.
+pub fn check_channel_stored(
+    channel: &ChannelConfig,
+    stored: StoredSecrets,
+) -> Result<(), (String, String)> {
     let err = |f: &str, m: &str| Err((f.to_owned(), m.to_owned()));
     if !is_name(&channel.name) {
         return err("name", "must be 1-64 letters, digits, '-', '_' or '.'");
     }
-    let url_secret = channel.url_file.is_some() || channel.url_env.is_some();
+    let url_secret = channel.url_file.is_some() || channel.url_env.is_some() || stored.url;
     if channel.url_file.is_some() && channel.url_env.is_some() {
         return err("url_file", "give url_file or url_env, not both");
     }
@@ -329,7 +345,10 @@ pub fn check_channel(channel: &ChannelConfig) -> Result<(), (String, String)> {
             }
         }
         ChannelKind::Pagerduty => {
-            if channel.routing_key_file.is_none() && channel.routing_key_env.is_none() {
+            if channel.routing_key_file.is_none()
+                && channel.routing_key_env.is_none()
+                && !stored.routing_key
+            {
                 return err("routing_key_file", "required (or routing_key_env)");
             }
         }

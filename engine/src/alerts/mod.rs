@@ -1256,7 +1256,8 @@ impl Alerts {
     /// the config file's.
     pub async fn reload(&self) -> Result<()> {
         let (channels, rules) = declared::load(&self.store).await?;
-        let ruleset = Ruleset::assemble(&self.config, channels, rules);
+        let secrets = declared::load_secrets(&self.store).await?;
+        let ruleset = Ruleset::assemble(&self.config, channels, rules, &secrets);
         self.watch
             .enabled
             .store(!ruleset.is_empty(), std::sync::atomic::Ordering::Relaxed);
@@ -1315,15 +1316,74 @@ impl Alerts {
     }
 
     /// Creates (or, without `create`, replaces) a channel made through the API. Its secrets
-    /// must be readable now.
+    /// must be readable now. `given` holds secrets typed in (stored by the server, never
+    /// shown); on a change, a secret not given again is kept unless the declaration now
+    /// names a file, variable or URL for it. Returns the names of the stored secrets.
     pub async fn put_channel(
         &self,
         channel: faultline_config::ChannelConfig,
+        given: declared::ChannelSecrets,
         create: bool,
-    ) -> Result<()> {
-        faultline_config::check_channel(&channel)
-            .map_err(|(field, message)| Error::Invalid { field, message })?;
-        let loaded = Channel::load(&channel)?;
+    ) -> Result<Vec<&'static str>> {
+        let invalid = |field: &str, message: &str| Error::Invalid {
+            field: field.to_owned(),
+            message: message.to_owned(),
+        };
+        let names_url =
+            channel.url.is_some() || channel.url_file.is_some() || channel.url_env.is_some();
+        let names_key = channel.routing_key_file.is_some() || channel.routing_key_env.is_some();
+        let names_signing = channel.secret_file.is_some() || channel.secret_env.is_some();
+        for (typed, named, field) in [
+            (given.url.is_some(), names_url, "url_secret"),
+            (given.routing_key.is_some(), names_key, "routing_key_secret"),
+            (
+                given.signing_secret.is_some(),
+                names_signing,
+                "signing_secret",
+            ),
+        ] {
+            if typed && named {
+                return Err(invalid(
+                    field,
+                    "give this secret once: typed in, or as a file or environment variable",
+                ));
+            }
+        }
+        let mut secrets = if create {
+            declared::ChannelSecrets::default()
+        } else {
+            declared::load_secrets(&self.store)
+                .await?
+                .remove(&channel.name)
+                .unwrap_or_default()
+        };
+        for (typed, slot, named) in [
+            (given.url, &mut secrets.url, names_url),
+            (given.routing_key, &mut secrets.routing_key, names_key),
+            (
+                given.signing_secret,
+                &mut secrets.signing_secret,
+                names_signing,
+            ),
+        ] {
+            match typed {
+                Some(value) => *slot = Some(value.trim().to_owned()),
+                None if named => *slot = None,
+                None => {}
+            }
+        }
+        if secrets.url.is_some() && channel.kind == ChannelKind::Email {
+            return Err(invalid("url_secret", "an email channel has no URL"));
+        }
+        faultline_config::check_channel_stored(
+            &channel,
+            faultline_config::StoredSecrets {
+                url: secrets.url.is_some(),
+                routing_key: secrets.routing_key.is_some(),
+            },
+        )
+        .map_err(|(field, message)| Error::Invalid { field, message })?;
+        let loaded = Channel::load_with(&channel, Some(&secrets))?;
         if !self.config.allow_private_targets
             && channel.kind != ChannelKind::Email
             && let Some(url) = &loaded.url
@@ -1334,6 +1394,8 @@ impl Alerts {
                 "url_file"
             } else if channel.url_env.is_some() {
                 "url_env"
+            } else if secrets.url.is_some() {
+                "url_secret"
             } else {
                 "url"
             };
@@ -1342,13 +1404,21 @@ impl Alerts {
                 message: refused.to_string(),
             });
         }
-        self.save(
-            declared::Kind::Channel,
-            &channel.name.clone(),
-            &channel,
-            create,
-        )
-        .await
+        let name = channel.name.clone();
+        // The secrets go first (the declaration's reload reads them), and only for a name
+        // this call may write.
+        self.check_writable(declared::Kind::Channel, &name, create)
+            .await?;
+        if create && declared::exists(&self.store, declared::Kind::Channel, &name).await? {
+            return Err(Error::Exists {
+                kind: declared::Kind::Channel.as_str(),
+                name,
+            });
+        }
+        declared::save_secrets(&self.store, &name, &secrets).await?;
+        self.save(declared::Kind::Channel, &name, &channel, create)
+            .await?;
+        Ok(secrets.names())
     }
 
     /// Creates (or replaces) a rule made through the API.

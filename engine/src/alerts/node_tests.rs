@@ -646,3 +646,113 @@ async fn alerts_within_the_digest_window_reach_each_recipient_as_one_mail() {
     assert_eq!(delivered(&h.attempts().await), 3);
     assert!(h.node.alerts.held.lock().is_empty());
 }
+
+#[tokio::test]
+async fn a_secret_typed_in_once_is_used_kept_and_never_shown() {
+    let (url, hits) = receiver().await;
+    let h = harness("http://127.0.0.1:9/unused", "").await;
+    let token = h
+        .node
+        .tokens
+        .create(crate::tenancy::NewToken {
+            name: "test".into(),
+            org: crate::tenancy::DEFAULT_ORG.into(),
+            scopes: crate::tenancy::Scope::expand_all(&["alerts:read", "alerts:write"]).unwrap(),
+            projects: None,
+            owner: None,
+        })
+        .await
+        .unwrap()
+        .0;
+    let call = |method: Method, path: &str, body: Option<serde_json::Value>| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!(
+                "/api/0/organizations/default/alert-channels/{path}"
+            ))
+            .header("authorization", format!("Bearer {token}"));
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+            .unwrap();
+        let router = h.router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let (status, body) = call(
+        Method::POST,
+        "",
+        Some(serde_json::json!({"name": "team-slack", "kind": "slack", "url_secret": url})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body.contains("\"stored_secrets\":[\"url\"]"), "{body}");
+    assert!(!body.contains(&url), "{body}");
+    let (_, listed) = call(Method::GET, "", None).await;
+    assert!(
+        listed.contains("team-slack") && !listed.contains(&url),
+        "{listed}"
+    );
+    // the stored URL is where the channel posts
+    let (status, tested) = call(Method::POST, "team-slack/test/", None).await;
+    assert_eq!(status, StatusCode::OK, "{tested}");
+    assert!(tested.contains("\"status\":\"delivered\""), "{tested}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // a change without it keeps it; every node reads it back
+    let (status, body) = call(
+        Method::PUT,
+        "team-slack/",
+        Some(serde_json::json!({"name": "team-slack", "kind": "slack", "max_per_hour": 10})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    h.node.alerts.reload().await.unwrap();
+    let (_, tested) = call(Method::POST, "team-slack/test/", None).await;
+    assert!(tested.contains("\"status\":\"delivered\""), "{tested}");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    // given twice, or not as text: refused naming the field
+    let (status, body) = call(
+        Method::PUT,
+        "team-slack/",
+        Some(serde_json::json!({"name": "team-slack", "kind": "slack",
+            "url_secret": url, "url_env": "SLACK_URL"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("url_secret: give this secret once"), "{body}");
+    let (status, body) = call(
+        Method::PUT,
+        "team-slack/",
+        Some(serde_json::json!({"name": "team-slack", "kind": "slack", "url_secret": 5})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("url_secret: must be a non-empty string"),
+        "{body}"
+    );
+    // a Slack channel without any URL is refused as before
+    let (status, body) = call(
+        Method::POST,
+        "",
+        Some(serde_json::json!({"name": "no-url", "kind": "slack"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("url_file: required"), "{body}");
+    // deleted with its channel
+    let (status, _) = call(Method::DELETE, "team-slack/", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(
+        super::declared::load_secrets(&h.node.store)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,13 +1,14 @@
 //! Rules and channels as the engine uses them: the config's declarations with their secrets
 //! read, and the matching of a rule against an issue's event.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use faultline_config::{AlertsConfig, ChannelConfig, ChannelKind, RuleConfig, TriggerConfig};
 use serde::Serialize;
 
+use super::declared::ChannelSecrets;
 use super::{Error, Result};
 
 /// What made a rule fire.
@@ -106,11 +107,23 @@ pub struct Channel {
     pub url: Option<Secret>,
     pub routing_key: Option<Secret>,
     pub signing_secret: Option<Secret>,
+    /// Which secrets the server stores for it (typed in once): `url`, `routing_key`,
+    /// `signing_secret`.
+    pub stored: Vec<&'static str>,
 }
 
 impl Channel {
     pub fn load(config: &ChannelConfig) -> Result<Self> {
+        Self::load_with(config, None)
+    }
+
+    /// A channel made through the server: a secret it was given (and the server stored) is
+    /// used where the declaration names no file or environment variable.
+    pub fn load_with(config: &ChannelConfig, stored: Option<&ChannelSecrets>) -> Result<Self> {
         let name = &config.name;
+        let stored_value = |pick: fn(&ChannelSecrets) -> &Option<String>| {
+            stored.and_then(|s| pick(s).clone()).map(Secret)
+        };
         let url = match read_secret(
             name,
             "url",
@@ -118,9 +131,12 @@ impl Channel {
             config.url_env.as_deref(),
         )? {
             Some(url) => Some(url),
-            None => config.url.clone().map(Secret).or_else(|| {
-                (config.kind == ChannelKind::Pagerduty).then(|| Secret(PAGERDUTY_URL.to_owned()))
-            }),
+            None => stored_value(|s| &s.url)
+                .or_else(|| config.url.clone().map(Secret))
+                .or_else(|| {
+                    (config.kind == ChannelKind::Pagerduty)
+                        .then(|| Secret(PAGERDUTY_URL.to_owned()))
+                }),
         };
         if let Some(url) = &url
             && !(url.0.starts_with("http://") || url.0.starts_with("https://"))
@@ -139,13 +155,16 @@ impl Channel {
                 "routing_key",
                 config.routing_key_file.as_deref(),
                 config.routing_key_env.as_deref(),
-            )?,
+            )?
+            .or_else(|| stored_value(|s| &s.routing_key)),
             signing_secret: read_secret(
                 name,
                 "secret",
                 config.secret_file.as_deref(),
                 config.secret_env.as_deref(),
-            )?,
+            )?
+            .or_else(|| stored_value(|s| &s.signing_secret)),
+            stored: stored.map(ChannelSecrets::names).unwrap_or_default(),
         })
     }
 
@@ -292,6 +311,7 @@ impl Ruleset {
         config: &AlertsConfig,
         api_channels: Vec<ChannelConfig>,
         api_rules: Vec<RuleConfig>,
+        secrets: &HashMap<String, ChannelSecrets>,
     ) -> Self {
         let mut channels = BTreeMap::new();
         let declared = config.channels.iter().cloned();
@@ -299,7 +319,13 @@ impl Ruleset {
             .into_iter()
             .filter(|c| !config.channels.iter().any(|d| d.name == c.name));
         for channel in declared.chain(made) {
-            match Channel::load(&channel) {
+            // Only a channel made through the server has stored secrets.
+            let stored = if config.channels.iter().any(|d| d.name == channel.name) {
+                None
+            } else {
+                secrets.get(&channel.name)
+            };
+            match Channel::load_with(&channel, stored) {
                 Ok(loaded) => {
                     channels.insert(channel.name.clone(), Arc::new(loaded));
                 }

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::auth::{Caller, ClientInfo, caller_entry};
 use super::error::ApiError;
 use crate::alerts::Alerts;
-use crate::alerts::declared::Kind;
+use crate::alerts::declared::{ChannelSecrets, Kind};
 use crate::tenancy::{Projects, Scope};
 
 #[derive(Clone)]
@@ -96,6 +96,7 @@ impl AlertsState {
             .map(|channel| {
                 let mut body = serde_json::to_value(&channel.config).unwrap_or_default();
                 body["source"] = json!(self.alerts.source(Kind::Channel, channel.name()));
+                body["stored_secrets"] = json!(channel.stored);
                 body["last_attempt"] = match last.get(channel.name()) {
                     Some(a) => json!({
                         "at": a.at,
@@ -325,14 +326,44 @@ async fn put_channel(
     body: &[u8],
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.caller(headers, org, Scope::AlertsWrite).await?;
-    let channel: ChannelConfig = parse(body, "alert channel")?;
-    let channel = save_channel(state, &caller, client, org, path_name, channel).await?;
+    let (channel, secrets) = parse_channel(body)?;
+    let (channel, stored) =
+        save_channel(state, &caller, client, org, path_name, channel, secrets).await?;
     let mut body = serde_json::to_value(&channel).unwrap_or_default();
     body["source"] = json!("api");
+    body["stored_secrets"] = json!(stored);
     Ok(Json(body))
 }
 
-/// Creates (`path_name` none) or replaces a channel for `caller`, audited.
+/// A channel's body: the declaration, plus the secrets typed in (`url_secret`,
+/// `routing_key_secret`, `signing_secret`), which the server stores and never shows.
+fn parse_channel(body: &[u8]) -> Result<(ChannelConfig, ChannelSecrets), ApiError> {
+    let mut value: Value = parse(body, "alert channel")?;
+    let mut secrets = ChannelSecrets::default();
+    if let Some(object) = value.as_object_mut() {
+        for (field, slot) in [
+            ("url_secret", &mut secrets.url),
+            ("routing_key_secret", &mut secrets.routing_key),
+            ("signing_secret", &mut secrets.signing_secret),
+        ] {
+            match object.remove(field) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(text)) if !text.trim().is_empty() => *slot = Some(text),
+                Some(_) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "{field}: must be a non-empty string"
+                    )));
+                }
+            }
+        }
+    }
+    let channel = serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("invalid alert channel: {e}")))?;
+    Ok((channel, secrets))
+}
+
+/// Creates (`path_name` none) or replaces a channel for `caller`, audited; returns it with the
+/// names of its stored secrets.
 pub(crate) async fn save_channel(
     state: &AlertsState,
     caller: &Caller,
@@ -340,13 +371,18 @@ pub(crate) async fn save_channel(
     org: &str,
     path_name: Option<&str>,
     channel: ChannelConfig,
-) -> Result<ChannelConfig, ApiError> {
+    secrets: ChannelSecrets,
+) -> Result<(ChannelConfig, Vec<&'static str>), ApiError> {
     check(caller, org, Scope::AlertsWrite)?;
     if let Some(name) = path_name {
         same_name(name, &channel.name)?;
     }
     let create = path_name.is_none();
-    state.alerts.put_channel(channel.clone(), create).await?;
+    let typed = secrets.names();
+    let stored = state
+        .alerts
+        .put_channel(channel.clone(), secrets, create)
+        .await?;
     let event = if create {
         "alert_channel.create"
     } else {
@@ -359,10 +395,10 @@ pub(crate) async fn save_channel(
             org,
             event,
             ("alert_channel", &channel.name),
-            json!({"kind": channel.kind.as_str()}),
+            json!({"kind": channel.kind.as_str(), "secrets_typed": typed}),
         )
         .await;
-    Ok(channel)
+    Ok((channel, stored))
 }
 
 pub(super) async fn create_channel(

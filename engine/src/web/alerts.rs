@@ -5,8 +5,9 @@
 //! Reading needs `alerts:read` (every member), acting `alerts:write` (admins and owners). The
 //! forms call the functions the HTTP API's handlers call ([`crate::api::alerts`]), so the same
 //! checks answer and the same audit events are written. A channel's secrets are named by file
-//! or environment variable as in the config file; the page shows those names, never a value
-//! read from them. Recent deliveries come from the reader of the `alert_deliveries` table,
+//! or environment variable as in the config file, or typed into the form once: the server
+//! stores a typed secret and the page only says that it is stored, never shows it (its field
+//! stays blank; left blank on a change, the stored one is kept). Recent deliveries come from the reader of the `alert_deliveries` table,
 //! scoped to the projects the caller may read.
 
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use faultline_config::{ChannelConfig, RuleConfig, TriggerConfig};
 use serde_json::{Value, json};
 
 use super::{Layout, OrgCtx, WebError, WebState, encode_path, html, stream};
-use crate::alerts::declared::Kind;
+use crate::alerts::declared::{ChannelSecrets, Kind};
 use crate::api::alerts::{self as api, AlertsState};
 use crate::api::{ApiError, Caller, ClientInfo};
 use crate::people::Actor;
@@ -112,6 +113,12 @@ struct ChannelForm {
     sentry_format: bool,
     to: String,
     max_per_hour: String,
+    /// Secrets typed in: never filled in again (a blank field keeps the stored one).
+    url_secret: String,
+    routing_key_secret: String,
+    signing_secret: String,
+    /// Which secrets the server stores for the channel being edited.
+    stored: Vec<&'static str>,
 }
 
 #[derive(Template)]
@@ -196,8 +203,11 @@ fn filters_text(rule: &RuleConfig) -> String {
     }
 }
 
-fn channel_target(c: &ChannelConfig) -> String {
+fn channel_target(c: &ChannelConfig, stored: &[&'static str]) -> String {
     let mut parts = Vec::new();
+    for name in stored {
+        parts.push(format!("{} stored by the server", name.replace('_', " ")));
+    }
     if let Some(url) = &c.url {
         parts.push(url.clone());
     }
@@ -360,7 +370,7 @@ impl RuleForm {
 }
 
 impl ChannelForm {
-    fn of(c: &ChannelConfig) -> Self {
+    fn of(c: &ChannelConfig, stored: &[&'static str]) -> Self {
         let path = |p: &Option<std::path::PathBuf>| {
             p.as_ref()
                 .map(|p| p.display().to_string())
@@ -380,6 +390,8 @@ impl ChannelForm {
             sentry_format: c.format == faultline_config::WebhookFormat::Sentry,
             to: list(&c.to),
             max_per_hour: c.max_per_hour.map(|n| n.to_string()).unwrap_or_default(),
+            stored: stored.to_vec(),
+            ..Self::default()
         }
     }
 
@@ -399,7 +411,29 @@ impl ChannelForm {
             sentry_format: !field(fields, "sentry_format").is_empty(),
             to: text("to"),
             max_per_hour: text("max_per_hour"),
+            url_secret: text("url_secret"),
+            routing_key_secret: text("routing_key_secret"),
+            signing_secret: text("signing_secret"),
+            stored: Vec::new(),
         }
+    }
+
+    /// The secrets typed in (blank fields: none given).
+    fn secrets(&self) -> ChannelSecrets {
+        let given = |v: &String| Some(v.clone()).filter(|v| !v.is_empty());
+        ChannelSecrets {
+            url: given(&self.url_secret),
+            routing_key: given(&self.routing_key_secret),
+            signing_secret: given(&self.signing_secret),
+        }
+    }
+
+    /// The form as shown again after a refusal: what was typed, but no secret.
+    fn without_secrets(mut self) -> Self {
+        self.url_secret.clear();
+        self.routing_key_secret.clear();
+        self.signing_secret.clear();
+        self
     }
 
     fn to_channel(&self) -> Result<ChannelConfig, ApiError> {
@@ -485,7 +519,7 @@ async fn render(
                 name: c.name.clone(),
                 kind: c.kind.as_str(),
                 source: alerts.source(Kind::Channel, &c.name),
-                target: channel_target(c),
+                target: channel_target(c, &channel.stored),
                 max_per_hour: match c.max_per_hour {
                     Some(0) => "no limit".to_owned(),
                     Some(n) => n.to_string(),
@@ -546,7 +580,9 @@ async fn render(
             .channels
             .get(name)
             .filter(|_| alerts.source(Kind::Channel, name) == "api")
-            .map_or_else(ChannelForm::default, |c| ChannelForm::of(&c.config)),
+            .map_or_else(ChannelForm::default, |c| {
+                ChannelForm::of(&c.config, &c.stored)
+            }),
         (None, None) => ChannelForm::default(),
     };
     let rule_rows = rules
@@ -725,9 +761,17 @@ pub(crate) async fn save_channel(
     let result = match form.to_channel() {
         Ok(channel) => {
             let editing = Some(form.editing.as_str()).filter(|e| !e.is_empty());
-            api::save_channel(&alerts, &caller, &client, &org, editing, channel)
-                .await
-                .map(|_| "channel")
+            api::save_channel(
+                &alerts,
+                &caller,
+                &client,
+                &org,
+                editing,
+                channel,
+                form.secrets(),
+            )
+            .await
+            .map(|_| "channel")
         }
         Err(err) => Err(err),
     };
@@ -737,7 +781,7 @@ pub(crate) async fn save_channel(
         &org,
         result,
         Extra {
-            channel_form: Some(form),
+            channel_form: Some(form.without_secrets()),
             ..Extra::default()
         },
     )

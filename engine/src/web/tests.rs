@@ -2079,6 +2079,34 @@ async fn the_alerts_page_acts_for_admins_and_owners_and_reads_for_members() {
         bad.body
     );
 
+    // a secret typed into the form is stored, used, and never shown again
+    let made = h
+        .with_cookie(
+            Method::POST,
+            &format!("{alerts}channels/"),
+            &admin,
+            "name=team-slack&kind=slack&url_secret=https%3A%2F%2F8.8.8.8%2Fservices%2FT0%2FB0%2Fs3cr3t",
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let page = h
+        .person_page(&format!("{alerts}?edit_channel=team-slack"), &admin)
+        .await;
+    assert!(!page.contains("s3cr3t"), "{page}");
+    assert!(
+        page.contains("url stored by the server") && page.contains("stored, blank keeps it"),
+        "{page}"
+    );
+    let gone = h
+        .with_cookie(
+            Method::POST,
+            &format!("{alerts}channels/team-slack/delete/"),
+            &admin,
+            "",
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::SEE_OTHER);
+
     // everyone who may read sees them, with the channel's state
     let page = h.person_page(alerts, &member).await;
     for expected in [
@@ -2188,8 +2216,8 @@ async fn the_alerts_page_acts_for_admins_and_owners_and_reads_for_members() {
         .await;
     assert_eq!(
         audited["events"],
-        "alert_channel.create alert_rule.create alert_channel.test alert_rule.delete \
-         alert_channel.delete",
+        "alert_channel.create alert_rule.create alert_channel.create alert_channel.delete \
+         alert_channel.test alert_rule.delete alert_channel.delete",
         "{audited}"
     );
 }
