@@ -30,6 +30,23 @@ pub struct AlertsConfig {
     /// is taken over by this one.
     #[serde(with = "humantime_serde")]
     pub takeover_after: Duration,
+    /// Alerts a channel sends per hour at most, unless the channel sets its own
+    /// `max_per_hour`; the ones beyond are recorded as `suppressed`. 0: no limit.
+    pub max_per_hour: u32,
+    /// Email: alerts for one recipient within this time of the last mail to them go out
+    /// together, as one digest mail, when it has passed. The first alert after a quiet
+    /// period is mailed at once.
+    #[serde(with = "humantime_serde")]
+    pub digest_window: Duration,
+    /// Lets webhook-like channels (webhook, Slack, Discord, Teams, PagerDuty) post to loopback,
+    /// private, link-local and other non-public addresses (and cloud metadata endpoints).
+    /// Off by default: a channel's URL is checked when the channel is made and every address
+    /// its host resolves to is checked again before each send.
+    pub allow_private_targets: bool,
+    /// Delivery records (outbox entries and their attempts) whose last attempt is older than
+    /// this are deleted by the node running retention.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
     pub channels: Vec<ChannelConfig>,
     pub rules: Vec<RuleConfig>,
 }
@@ -43,6 +60,10 @@ impl Default for AlertsConfig {
             timeout: Duration::from_secs(10),
             check_interval: Duration::from_secs(10),
             takeover_after: Duration::from_secs(600),
+            max_per_hour: 60,
+            digest_window: Duration::from_secs(300),
+            allow_private_targets: false,
+            retention: Duration::from_secs(30 * 86_400),
             channels: Vec::new(),
             rules: Vec::new(),
         }
@@ -131,6 +152,10 @@ pub struct ChannelConfig {
     /// Email: the recipients.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub to: Vec<String>,
+    /// Alerts this channel sends per hour at most (default `alerts.max_per_hour`); 0: no limit.
+    /// PagerDuty resolves are never held back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_hour: Option<u32>,
 }
 
 /// What makes a rule fire.
@@ -146,6 +171,21 @@ pub enum TriggerConfig {
         count: u64,
         #[serde(with = "humantime_serde")]
         window: Duration,
+    },
+    /// An ignored issue whose ignore ran out (its date passed or it got the number of events
+    /// it was ignored for) and that has an event since.
+    Unmuted,
+    /// More than `count` distinct users had events of one issue within `window`.
+    Users {
+        count: u64,
+        #[serde(with = "humantime_serde")]
+        window: Duration,
+    },
+    /// A cron monitor missed or failed a check-in (`monitors`: their slugs, empty: any).
+    /// Accepted in the schema; it fires once cron check-ins are stored.
+    CronMonitor {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        monitors: Vec<String>,
     },
 }
 
@@ -169,6 +209,30 @@ pub struct RuleConfig {
     /// Only events of these environments (empty: any).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub environments: Vec<String>,
+    /// Only events of these releases (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<String>,
+    /// Only events with these tag values, each `key=value`: an event must carry, for every
+    /// key listed, one of the values listed for it (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Only issues first seen at least this long ago.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde"
+    )]
+    pub issue_older_than: Option<Duration>,
+    /// Only issues first seen less than this long ago.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde"
+    )]
+    pub issue_newer_than: Option<Duration>,
+    /// Only issues with at least this many events in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_events: Option<u64>,
     /// Channel names.
     pub channels: Vec<String>,
     /// At most one alert per issue within this interval.
@@ -212,6 +276,8 @@ impl AlertsConfig {
             ("alerts.timeout", self.timeout),
             ("alerts.check_interval", self.check_interval),
             ("alerts.takeover_after", self.takeover_after),
+            ("alerts.digest_window", self.digest_window),
+            ("alerts.retention", self.retention),
         ] {
             if value.is_zero() {
                 return Err((field.to_owned(), "must be longer than zero".to_owned()));
@@ -237,11 +303,27 @@ fn is_name(name: &str) -> bool {
 
 /// Checks one channel; the error is (field, message).
 pub fn check_channel(channel: &ChannelConfig) -> Result<(), (String, String)> {
+    check_channel_stored(channel, StoredSecrets::default())
+}
+
+/// Which secrets of a channel made through the server are stored by it (write-only) instead of
+/// named by file or environment variable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredSecrets {
+    pub url: bool,
+    pub routing_key: bool,
+}
+
+/// [`check_channel`] for a channel whose URL or routing key may be stored by the server.
+pub fn check_channel_stored(
+    channel: &ChannelConfig,
+    stored: StoredSecrets,
+) -> Result<(), (String, String)> {
     let err = |f: &str, m: &str| Err((f.to_owned(), m.to_owned()));
     if !is_name(&channel.name) {
         return err("name", "must be 1-64 letters, digits, '-', '_' or '.'");
     }
-    let url_secret = channel.url_file.is_some() || channel.url_env.is_some();
+    let url_secret = channel.url_file.is_some() || channel.url_env.is_some() || stored.url;
     if channel.url_file.is_some() && channel.url_env.is_some() {
         return err("url_file", "give url_file or url_env, not both");
     }
@@ -263,7 +345,10 @@ pub fn check_channel(channel: &ChannelConfig) -> Result<(), (String, String)> {
             }
         }
         ChannelKind::Pagerduty => {
-            if channel.routing_key_file.is_none() && channel.routing_key_env.is_none() {
+            if channel.routing_key_file.is_none()
+                && channel.routing_key_env.is_none()
+                && !stored.routing_key
+            {
                 return err("routing_key_file", "required (or routing_key_env)");
             }
         }
@@ -279,6 +364,13 @@ pub fn check_channel(channel: &ChannelConfig) -> Result<(), (String, String)> {
         return err("url", "must start with http:// or https://");
     }
     Ok(())
+}
+
+/// A rule's tag filter `key=value` as (key, value); `None` when it is not of that shape.
+pub fn parse_tag(filter: &str) -> Option<(&str, &str)> {
+    let (key, value) = filter.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && key.len() <= 200).then_some((key, value.trim()))
 }
 
 /// Checks one rule; `channel_exists` tells whether a channel name is declared.
@@ -297,12 +389,15 @@ pub fn check_rule(
         return err("triggers", "at least one trigger is needed".to_owned());
     }
     for trigger in &rule.triggers {
-        if let TriggerConfig::Frequency { count, window } = trigger
-            && (*count == 0 || window.is_zero())
-        {
+        let (name, count, window) = match trigger {
+            TriggerConfig::Frequency { count, window } => ("frequency", count, window),
+            TriggerConfig::Users { count, window } => ("users", count, window),
+            _ => continue,
+        };
+        if *count == 0 || window.is_zero() {
             return err(
                 "triggers",
-                "a frequency trigger needs a count and a window above zero".to_owned(),
+                format!("a {name} trigger needs a count and a window above zero"),
             );
         }
     }
@@ -316,6 +411,20 @@ pub fn check_rule(
         return err(
             "levels",
             format!("{level:?} is not one of {}", LEVELS.join(", ")),
+        );
+    }
+    if let Some(tag) = rule.tags.iter().find(|t| parse_tag(t).is_none()) {
+        return err(
+            "tags",
+            format!("{tag:?} is not key=value (a key of 1-200 characters)"),
+        );
+    }
+    if let (Some(older), Some(newer)) = (rule.issue_older_than, rule.issue_newer_than)
+        && older >= newer
+    {
+        return err(
+            "issue_older_than",
+            "must be shorter than issue_newer_than, or no issue can match".to_owned(),
         );
     }
     if rule.interval.is_zero() {
@@ -349,6 +458,63 @@ mod tests {
         );
         assert_eq!(config.alerts.max_attempts, 8);
         assert!(Config::parse("").unwrap().alerts.is_default());
+        // The defaults of the anti-flood, SSRF and retention settings.
+        assert_eq!(config.alerts.max_per_hour, 60);
+        assert_eq!(
+            config.alerts.digest_window,
+            std::time::Duration::from_secs(300)
+        );
+        assert!(!config.alerts.allow_private_targets);
+        assert_eq!(
+            config.alerts.retention,
+            std::time::Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(config.alerts.channels[0].max_per_hour, None);
+        // A rule without the newer filters reads with none of them.
+        assert!(rule.releases.is_empty() && rule.tags.is_empty());
+        assert_eq!(
+            (
+                rule.issue_older_than,
+                rule.issue_newer_than,
+                rule.min_events
+            ),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn newer_triggers_and_filters_parse() {
+        let config = Config::parse(&format!(
+            "{CHANNEL}max_per_hour = 5\n\n[[alerts.rules]]\nname = \"r\"\nchannels = [\"hook\"]\n\
+             releases = [\"shop@1.2\"]\ntags = [\"browser=Firefox\", \"region = eu\"]\n\
+             issue_older_than = \"1h\"\nissue_newer_than = \"7d\"\nmin_events = 10\n\
+             triggers = [{{ type = \"unmuted\" }}, {{ type = \"users\", count = 3, window = \"10m\" }}, \
+             {{ type = \"cron_monitor\", monitors = [\"nightly\"] }}]\n"
+        ))
+        .unwrap();
+        let rule = &config.alerts.rules[0];
+        assert_eq!(config.alerts.channels[0].max_per_hour, Some(5));
+        assert_eq!(rule.triggers[0], super::TriggerConfig::Unmuted);
+        assert_eq!(
+            rule.triggers[1],
+            super::TriggerConfig::Users {
+                count: 3,
+                window: std::time::Duration::from_secs(600)
+            }
+        );
+        assert_eq!(
+            rule.triggers[2],
+            super::TriggerConfig::CronMonitor {
+                monitors: vec!["nightly".to_owned()]
+            }
+        );
+        assert_eq!(rule.releases, ["shop@1.2"]);
+        assert_eq!(super::parse_tag(&rule.tags[1]), Some(("region", "eu")));
+        assert_eq!(
+            rule.issue_older_than,
+            Some(std::time::Duration::from_secs(3600))
+        );
+        assert_eq!(rule.min_events, Some(10));
     }
 
     #[test]
@@ -395,6 +561,22 @@ mod tests {
                 "above zero",
             ),
             ("[alerts]\nmax_attempts = 0".to_owned(), "alerts.max_attempts", "at least 1"),
+            (
+                format!("{CHANNEL}[[alerts.rules]]\nname = \"r\"\nchannels = [\"hook\"]\ntriggers = [{{ type = \"users\", count = 0, window = \"1h\" }}]"),
+                "alerts.rules[0].triggers",
+                "a users trigger needs a count and a window above zero",
+            ),
+            (
+                format!("{CHANNEL}[[alerts.rules]]\nname = \"r\"\nchannels = [\"hook\"]\ntags = [\"browser\"]\ntriggers = [{{ type = \"new_issue\" }}]"),
+                "alerts.rules[0].tags",
+                "\"browser\" is not key=value",
+            ),
+            (
+                format!("{CHANNEL}[[alerts.rules]]\nname = \"r\"\nchannels = [\"hook\"]\nissue_older_than = \"2d\"\nissue_newer_than = \"1d\"\ntriggers = [{{ type = \"new_issue\" }}]"),
+                "alerts.rules[0].issue_older_than",
+                "shorter than issue_newer_than",
+            ),
+            ("[alerts]\nretention = \"0s\"".to_owned(), "alerts.retention", "longer than zero"),
         ];
         for (text, field, words) in cases {
             let message = Config::parse(&text).unwrap_err().to_string();

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 mod alerts;
 pub use alerts::{
-    AlertsConfig, ChannelConfig, ChannelKind, LEVELS, RuleConfig, TriggerConfig, WebhookFormat,
-    check_channel, check_rule,
+    AlertsConfig, ChannelConfig, ChannelKind, LEVELS, RuleConfig, StoredSecrets, TriggerConfig,
+    WebhookFormat, check_channel, check_channel_stored, check_rule, parse_tag,
 };
 
 /// Errors while loading or checking a configuration.

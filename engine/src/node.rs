@@ -245,7 +245,8 @@ impl Node {
         // through the API are checked when they are made.
         Ruleset::load(&config.alerts)?;
         let (api_channels, api_rules) = alerts::declared::load(&store).await?;
-        let ruleset = Ruleset::assemble(&config.alerts, api_channels, api_rules);
+        let secrets = alerts::declared::load_secrets(&store).await?;
+        let ruleset = Ruleset::assemble(&config.alerts, api_channels, api_rules, &secrets);
         let watch = Arc::new(Watch::new(!ruleset.is_empty()));
         let replayed = replay(
             &wal_dir,

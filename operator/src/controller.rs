@@ -128,7 +128,9 @@ impl Error {
     /// are for the user to fix, `ReconcileFailed` is everything else.
     pub fn reason(&self) -> &'static str {
         match self {
-            Error::Build(builders::Error::InvalidSpec { .. }) => "InvalidSpec",
+            Error::Build(
+                builders::Error::InvalidSpec { .. } | builders::Error::InvalidAlerts { .. },
+            ) => "InvalidSpec",
             Error::SecretMissing { .. } | Error::SecretKeyMissing { .. } => "SecretMissing",
             _ => "ReconcileFailed",
         }
@@ -317,6 +319,7 @@ async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<(Statefu
     // Checked before anything is applied: a config pointing at a secret the pods cannot mount
     // would roll them into a crash loop.
     credentials.oidc_secret_version = oidc_secret_version(tracker, &secrets_api).await?;
+    check_alert_secrets(tracker, &secrets_api).await?;
     let desired = builders::build(tracker, &credentials)?;
 
     apply_one(client, &namespace, &desired.service_account).await?;
@@ -359,6 +362,42 @@ async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<(Statefu
     Ok((stateful_set, credentials.admin_token))
 }
 
+/// Checks that every Secret key `spec.alerts` references exists and holds a value: a pod
+/// cannot start with a projected key missing.
+async fn check_alert_secrets(tracker: &ErrorTracker, secrets_api: &Api<Secret>) -> Result<()> {
+    const FIELD: &str = "alerts";
+    let Some(alerts) = &tracker.spec.alerts else {
+        return Ok(());
+    };
+    for (reference, _) in builders::alert_secret_files(alerts) {
+        let secret = secrets_api
+            .get_opt(&reference.name)
+            .await
+            .map_err(|source| Error::ReadSecret {
+                name: reference.name.clone(),
+                source,
+            })?
+            .ok_or_else(|| Error::SecretMissing {
+                field: FIELD,
+                name: reference.name.clone(),
+                namespace: tracker.namespace().unwrap_or_default(),
+            })?;
+        let has_value = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&reference.key))
+            .is_some_and(|v| !v.0.iter().all(u8::is_ascii_whitespace));
+        if !has_value {
+            return Err(Error::SecretKeyMissing {
+                field: FIELD,
+                name: reference.name.clone(),
+                key: reference.key.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The resourceVersion of the Secret named by `auth.oidc.clientSecretRef` (None without one),
 /// after checking that it exists and holds a non-empty value under the key.
 async fn oidc_secret_version(
@@ -397,8 +436,8 @@ async fn oidc_secret_version(
     Ok(Some(secret.resource_version().unwrap_or_default()))
 }
 
-/// The trackers among `trackers` whose `auth.oidc.clientSecretRef` names `secret` (same
-/// namespace and name): those a change of the Secret must reconcile.
+/// The trackers among `trackers` whose `auth.oidc.clientSecretRef` or `spec.alerts` names
+/// `secret` (same namespace and name): those a change of the Secret must reconcile.
 pub fn trackers_naming(
     secret: &Secret,
     trackers: &[Arc<ErrorTracker>],
@@ -408,7 +447,13 @@ pub fn trackers_naming(
     trackers
         .iter()
         .filter(|t| {
-            t.namespace() == namespace && oidc_secret_ref(t).is_some_and(|r| r.name == name)
+            let alerts = t.spec.alerts.as_ref().is_some_and(|a| {
+                builders::alert_secret_files(a)
+                    .iter()
+                    .any(|(r, _)| r.name == name)
+            });
+            t.namespace() == namespace
+                && (oidc_secret_ref(t).is_some_and(|r| r.name == name) || alerts)
         })
         .map(|t| ObjectRef::from_obj(&**t))
         .collect()

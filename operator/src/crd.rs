@@ -142,6 +142,173 @@ pub struct ErrorTrackerSpec {
     /// login, MFA and single sign-on with an OpenID Connect provider.
     #[serde(default)]
     pub auth: AuthSpec,
+    /// Alert rules and the channels they send to (docs/alerts.md). Webhook URLs, routing keys,
+    /// signing secrets and the SMTP password come only from Secrets, mounted read-only into
+    /// the engine pods and never written into the ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertsSpec>,
+}
+
+/// Alerting: where alerts go (`channels`), when (`rules`), and the mail server of email
+/// channels.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertsSpec {
+    /// Where alerts go.
+    #[serde(default)]
+    #[schemars(length(max = 100))]
+    pub channels: Vec<AlertChannelSpec>,
+    /// When alerts go out, and to which channels.
+    #[serde(default)]
+    #[schemars(length(max = 200))]
+    pub rules: Vec<AlertRuleSpec>,
+    /// The mail server email channels send through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpSpec>,
+    /// Alerts a channel sends per hour at most unless it sets its own (0: no limit). Unset:
+    /// the engine's default (60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_hour: Option<u32>,
+    /// Lets channels post to private, loopback and link-local addresses (a receiver inside the
+    /// cluster). Off by default.
+    #[serde(default)]
+    pub allow_private_targets: bool,
+}
+
+/// One place alerts are sent to.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertChannelSpec {
+    /// Unique name rules refer to.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
+    pub name: String,
+    /// `email`, `slack`, `discord`, `teams`, `pagerduty` or `webhook`.
+    #[schemars(regex(pattern = r"^(email|slack|discord|teams|pagerduty|webhook)$"))]
+    pub kind: String,
+    /// The receiver's URL (every kind but email; PagerDuty defaults to its Events API v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<AlertSecretRef>,
+    /// PagerDuty: the integration's routing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_key_secret_ref: Option<AlertSecretRef>,
+    /// Webhook: the `whsec_...` signing secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret_ref: Option<AlertSecretRef>,
+    /// Webhook: `faultline` (default) or `sentry` (Sentry's issue-alert body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(faultline|sentry)$"))]
+    pub format: Option<String>,
+    /// Email: the recipients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+    /// This channel's alerts per hour at most (0: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_hour: Option<u32>,
+}
+
+/// One key of a Secret in the tracker's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertSecretRef {
+    /// Name of the Secret.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
+    pub name: String,
+    /// Key in the Secret's data.
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// What makes a rule fire.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertTriggerSpec {
+    /// `new_issue`, `regression`, `unmuted`, `frequency` (with `count` and `window`), `users`
+    /// (the same, counting distinct users) or `cron_monitor`.
+    #[serde(rename = "type")]
+    #[schemars(regex(pattern = r"^(new_issue|regression|unmuted|frequency|users|cron_monitor)$"))]
+    pub type_: String,
+    /// frequency, users: more than this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// frequency, users: within this duration (e.g. `5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// cron_monitor: the monitors' slugs (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitors: Vec<String>,
+}
+
+/// When alerts go out, and where. The fields are those of the engine's `[[alerts.rules]]`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertRuleSpec {
+    /// Unique name.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,64}$"))]
+    pub name: String,
+    /// The organization whose projects the rule covers. Unset: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// Project names (empty: every project of the organization).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<String>,
+    /// Any of these fires the rule.
+    #[schemars(length(min = 1))]
+    pub triggers: Vec<AlertTriggerSpec>,
+    /// Only events of these levels (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub levels: Vec<String>,
+    /// Only events of these environments (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environments: Vec<String>,
+    /// Only events of these releases (empty: any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<String>,
+    /// Only events with these tag values, each `key=value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Only issues first seen at least this long ago (e.g. `1d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue_older_than: Option<String>,
+    /// Only issues first seen less than this long ago.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue_newer_than: Option<String>,
+    /// Only issues with at least this many events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_events: Option<u64>,
+    /// Channel names.
+    #[schemars(length(min = 1))]
+    pub channels: Vec<String>,
+    /// At most one alert per issue within this duration. Unset: `30m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+}
+
+/// The mail server of email channels.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmtpSpec {
+    /// Host name of the mail server.
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// Port. Unset: 587 with `starttls`, 465 with `tls`, 25 with `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(starttls|tls|none)$"))]
+    pub tls: Option<String>,
+    /// User name to log in with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The password, from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<AlertSecretRef>,
+    /// The sender, e.g. `faultline <faultline@example.com>`.
+    #[schemars(length(min = 3))]
+    pub from: String,
 }
 
 /// The CEL rule on `auth.oidc.issuer`: https, or plain http to the local machine only.

@@ -474,6 +474,34 @@ test("organization settings: invite a member who accepts, a team, the audit log"
   await ctx.close();
 });
 
+test("alerts: a channel, a rule and a test notification through the forms", async () => {
+  const { ctx, problems, page } = await loggedIn();
+  assertCsp(await page.goto(`${base}/organizations/default/alerts/`), "alerts");
+  await checkAccessibility(page, "alerts (empty)");
+  await page.fill("#channel-name", "ops-mail");
+  await page.selectOption("#channel-kind", "email");
+  await page.fill("#channel-to", "ops@example.com");
+  await page.click("button:has-text('Create channel')");
+  await page.waitForURL(/done=channel$/);
+  await page.fill("#rule-name", "shop-errors");
+  await page.fill("#rule-projects", "shop");
+  await page.fill("#rule-levels", "error, fatal");
+  await page.check("input[name=channel][value='ops-mail']");
+  await page.click("button:has-text('Create rule')");
+  await page.waitForURL(/done=rule$/);
+  const rule = await page.textContent("tr[data-rule='shop-errors']");
+  assert.ok(rule.includes("new issue; regression") && rule.includes("level: error, fatal"), rule);
+  // the test notification's outcome (delivered, or why not) is shown, and the channel's last state
+  await page.click("tr[data-channel='ops-mail'] button:has-text('Send test notification')");
+  await page.waitForSelector("text=Test notification to ops-mail");
+  const channel = await page.textContent("tr[data-channel='ops-mail']");
+  assert.ok(!channel.includes("never sent"), channel);
+  await checkAccessibility(page, "alerts");
+  await shot(page, "alerts");
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
 test("TOTP: enrol on the account page, then log in with a code", async () => {
   const { ctx, problems, page } = await loggedIn();
   assertCsp(await page.goto(`${base}/account/`), "account");

@@ -8,6 +8,10 @@
 //! docs/alerts.md describes the design and what users see.
 
 pub mod declared;
+pub mod flood;
+pub mod guard;
+#[cfg(test)]
+mod node_tests;
 pub mod outbox;
 pub mod payload;
 pub mod rules;
@@ -89,6 +93,8 @@ pub struct Candidate {
     pub release: Option<String>,
     pub title: String,
     pub culprit: Option<String>,
+    /// The event's tags (for the rules' tag filters).
+    pub tags: Vec<(String, String)>,
 }
 
 impl Candidate {
@@ -106,8 +112,18 @@ impl Candidate {
             release: e.release.clone(),
             title: e.title.clone(),
             culprit: e.culprit.clone(),
+            tags: e.tags.clone(),
         }
     }
+}
+
+/// What the filters need beyond an [`AlertContext`]: the event's tags and the issue's age and
+/// size.
+#[derive(Debug, Clone, Copy, Default)]
+struct IssueFacts<'a> {
+    tags: &'a [(String, String)],
+    first_seen_ms: Option<i64>,
+    event_count: Option<u64>,
 }
 
 /// What this process knows of an issue.
@@ -233,6 +249,8 @@ struct Outcome {
     code: Option<u16>,
     error: Option<String>,
     retry_after: Option<Duration>,
+    /// The error cannot go away by retrying (e.g. a target the SSRF guard refuses).
+    permanent: bool,
 }
 
 /// The alert worker and the rules in force.
@@ -254,6 +272,33 @@ pub struct Alerts {
     loaded: Mutex<HashSet<u64>>,
     /// Regressions already handled: (project, issue, time it was resolved).
     regressions: Mutex<HashSet<(u64, i64, i64)>>,
+    /// Ignores that ran out and were handled: (project, issue, time the ignore was set).
+    unmuted: Mutex<HashSet<(u64, i64, i64)>>,
+    /// Sends per channel in the last hour (`max_per_hour`), of this node.
+    budgets: Mutex<flood::Budgets>,
+    /// Email digests by recipient.
+    digests: Mutex<HashMap<String, Digest>>,
+    /// Email deliveries waiting for digests, by delivery id.
+    held: Mutex<HashMap<String, Held>>,
+}
+
+/// One recipient's email digest.
+#[derive(Debug, Default)]
+struct Digest {
+    /// When the last mail to them went out (ms; 0: never).
+    last_sent_ms: i64,
+    /// Deliveries held for the next digest.
+    held: Vec<String>,
+}
+
+/// An email delivery some recipients get by digest.
+struct Held {
+    delivery: Arc<Delivery>,
+    attempt: u32,
+    /// Digests still to send.
+    remaining: usize,
+    /// The first error of its mails.
+    error: Option<String>,
 }
 
 /// Deliveries sent at once.
@@ -277,12 +322,15 @@ pub struct AlertsParts {
 impl Alerts {
     pub fn new(parts: AlertsParts) -> Result<Self> {
         // Redirects are not followed: a receiver answers, or the attempt fails.
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(parts.config.timeout)
-            .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Client(error_chain(&e)))?;
+            .user_agent(concat!("faultline/", env!("CARGO_PKG_VERSION")));
+        if !parts.config.allow_private_targets {
+            // Every name is resolved, checked and connected to by the guard.
+            http = http.dns_resolver(Arc::new(guard::GuardedResolver));
+        }
+        let http = http.build().map_err(|e| Error::Client(error_chain(&e)))?;
         Ok(Self {
             watch: parts.watch,
             ruleset: RwLock::new(Arc::new(parts.ruleset)),
@@ -299,6 +347,10 @@ impl Alerts {
             wake: Notify::new(),
             loaded: Mutex::new(HashSet::new()),
             regressions: Mutex::new(HashSet::new()),
+            unmuted: Mutex::new(HashSet::new()),
+            budgets: Mutex::new(flood::Budgets::default()),
+            digests: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         })
     }
 
@@ -373,6 +425,16 @@ impl Alerts {
                 ["alerts", _, "outbox", _] => entries.push(meta.location.clone()),
                 ["alerts", _, "attempts", id, _] => {
                     let attempt: Attempt = self.store.get_json(&meta.location).await?;
+                    if !takeover
+                        && attempt.attempt == 1
+                        && attempt.trigger != Trigger::Resolved.as_str()
+                        && attempt.at > Utc::now() - chrono::Duration::hours(1)
+                    {
+                        // A send of the last hour: it counts against the channel's budget.
+                        self.budgets
+                            .lock()
+                            .seed(&attempt.channel, attempt.at.timestamp_millis());
+                    }
                     let touched = attempt.next_attempt.unwrap_or(attempt.at);
                     let seen = attempts
                         .entry((*id).to_owned())
@@ -506,8 +568,8 @@ impl Alerts {
                 .collect();
             let rows: HashMap<i64, IssueRow> = self
                 .issue_rows(&format!(
-                    "SELECT issue_id, first_seen, regressed, status_changed FROM issues \
-                     WHERE project_id = {project_id} AND issue_id IN ({})",
+                    "SELECT issue_id, first_seen, regressed, status_changed, event_count \
+                     FROM issues WHERE project_id = {project_id} AND issue_id IN ({})",
                     ids.join(", ")
                 ))
                 .await?
@@ -558,10 +620,16 @@ impl Alerts {
                     release: candidate.release.clone(),
                     event_id: Some(candidate.event_id.clone()),
                     event_count: None,
+                    user_count: None,
                     url: self.issue_url(&project.org, candidate.issue_id),
                     at: now_text(),
                 };
-                self.fire_matching(&ctx, &key).await?;
+                let facts = IssueFacts {
+                    tags: &candidate.tags,
+                    first_seen_ms: row.first_seen,
+                    event_count: row.event_count.map(|n| n.max(0) as u64),
+                };
+                self.fire_matching(&ctx, &key, facts).await?;
             }
         }
         Ok(())
@@ -591,14 +659,25 @@ impl Alerts {
     }
 
     /// Fires every rule that has `ctx.trigger` and whose filters let `ctx` through.
-    async fn fire_matching(&self, ctx: &AlertContext, key: &str) -> Result<()> {
+    async fn fire_matching(
+        &self,
+        ctx: &AlertContext,
+        key: &str,
+        issue: IssueFacts<'_>,
+    ) -> Result<()> {
         let ruleset = self.ruleset();
+        let now_ms = Utc::now().timestamp_millis();
         for rule in &ruleset.rules {
             let facts = rules::EventFacts {
                 org: &ctx.org,
                 project: &ctx.project,
                 level: &ctx.level,
                 environment: ctx.environment.as_deref(),
+                release: ctx.release.as_deref(),
+                tags: issue.tags,
+                first_seen_ms: issue.first_seen_ms,
+                event_count: issue.event_count,
+                now_ms,
             };
             if rules::has_trigger(rule, ctx.trigger) && rules::matches(rule, &facts) {
                 let mut ctx = ctx.clone();
@@ -733,6 +812,14 @@ impl Alerts {
         use futures::StreamExt;
         loop {
             let next = self.queue.lock().iter().map(|q| q.due).min();
+            let digest = self.next_digest().map(|at_ms| {
+                let wait = at_ms.saturating_sub(Utc::now().timestamp_millis()).max(0);
+                tokio::time::Instant::now() + Duration::from_millis(wait as u64)
+            });
+            let next = match (next, digest) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let wait =
                 next.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
@@ -755,6 +842,143 @@ impl Alerts {
                     async move { this.attempt(queued).await }
                 })
                 .await;
+            self.flush_digests().await;
+        }
+    }
+
+    /// When (ms) the next digest is due, if any alert is held for one.
+    fn next_digest(&self) -> Option<i64> {
+        let window = i64::try_from(self.config.digest_window.as_millis()).unwrap_or(i64::MAX);
+        self.digests
+            .lock()
+            .values()
+            .filter(|d| !d.held.is_empty())
+            .map(|d| d.last_sent_ms.saturating_add(window))
+            .min()
+    }
+
+    /// Email: mails `delivery` at once to the recipients whose last mail is older than the
+    /// digest window, and holds it for the digest of the others. `Some` outcome when every
+    /// recipient was mailed now; `None` when the digests finish it.
+    async fn mail_or_hold(
+        &self,
+        channel: &Channel,
+        delivery: &Arc<Delivery>,
+        attempt: u32,
+    ) -> Option<Outcome> {
+        let Some(mailer) = &self.mailer else {
+            return Some(self.send_mail(channel, delivery).await);
+        };
+        let now_ms = Utc::now().timestamp_millis();
+        let window = i64::try_from(self.config.digest_window.as_millis()).unwrap_or(i64::MAX);
+        let (mut now, mut held) = (Vec::new(), Vec::new());
+        {
+            let mut digests = self.digests.lock();
+            for to in &channel.config.to {
+                let digest = digests.entry(to.clone()).or_default();
+                if digest.last_sent_ms > 0 && now_ms - digest.last_sent_ms < window {
+                    digest.held.push(delivery.id.clone());
+                    held.push(to.clone());
+                } else {
+                    digest.last_sent_ms = now_ms;
+                    now.push(to.clone());
+                }
+            }
+            if !held.is_empty() {
+                self.held.lock().insert(
+                    delivery.id.clone(),
+                    Held {
+                        delivery: Arc::clone(delivery),
+                        attempt,
+                        remaining: held.len(),
+                        error: None,
+                    },
+                );
+            }
+        }
+        let (subject, text) = payload::email(&delivery.context);
+        let mut error = None;
+        for to in &now {
+            if let Err(err) = mailer.send(to, &subject, text.clone()).await {
+                error.get_or_insert_with(|| err.to_string());
+            }
+        }
+        if held.is_empty() {
+            return Some(Outcome {
+                error,
+                ..Outcome::default()
+            });
+        }
+        tracing::info!(delivery = %delivery.id, recipients = held.len(),
+            "alert held for the recipients' email digest");
+        if let Some(error) = error
+            && let Some(entry) = self.held.lock().get_mut(&delivery.id)
+        {
+            entry.error.get_or_insert(error);
+        }
+        None
+    }
+
+    /// Sends the digests that are due: one mail per recipient listing the alerts held for
+    /// them; a held delivery is recorded once every recipient's mail went out.
+    async fn flush_digests(&self) {
+        let Some(mailer) = &self.mailer else {
+            return;
+        };
+        let now_ms = Utc::now().timestamp_millis();
+        let window = i64::try_from(self.config.digest_window.as_millis()).unwrap_or(i64::MAX);
+        let due: Vec<(String, Vec<String>)> = {
+            let mut digests = self.digests.lock();
+            digests
+                .iter_mut()
+                .filter(|(_, d)| {
+                    !d.held.is_empty() && d.last_sent_ms.saturating_add(window) <= now_ms
+                })
+                .map(|(to, d)| {
+                    d.last_sent_ms = now_ms;
+                    (to.clone(), std::mem::take(&mut d.held))
+                })
+                .collect()
+        };
+        for (to, ids) in due {
+            let contexts: Vec<AlertContext> = {
+                let held = self.held.lock();
+                ids.iter()
+                    .filter_map(|id| held.get(id).map(|h| h.delivery.context.clone()))
+                    .collect()
+            };
+            let refs: Vec<&AlertContext> = contexts.iter().collect();
+            let (subject, text) = payload::email_digest(&refs);
+            let sent = mailer.send(&to, &subject, text).await;
+            tracing::info!(alerts = ids.len(), ok = sent.is_ok(), "email digest sent");
+            let finished: Vec<Held> = {
+                let mut held = self.held.lock();
+                let mut finished = Vec::new();
+                for id in &ids {
+                    let Some(entry) = held.get_mut(id) else {
+                        continue;
+                    };
+                    entry.remaining = entry.remaining.saturating_sub(1);
+                    if let Err(err) = &sent {
+                        entry.error.get_or_insert_with(|| err.to_string());
+                    }
+                    if entry.remaining == 0
+                        && let Some(done) = held.remove(id)
+                    {
+                        finished.push(done);
+                    }
+                }
+                finished
+            };
+            for done in finished {
+                let channel = self.ruleset().channels.get(&done.delivery.channel).cloned();
+                let outcome = Outcome {
+                    error: done.error,
+                    ..Outcome::default()
+                };
+                self.finish(done.delivery, done.attempt, channel, outcome)
+                    .await;
+            }
         }
     }
 
@@ -765,16 +989,52 @@ impl Alerts {
         } = queued;
         let ruleset = self.ruleset();
         let channel = ruleset.channels.get(&delivery.channel).cloned();
+        if attempt == 1
+            && delivery.context.trigger != Trigger::Resolved
+            && let Some(channel) = &channel
+        {
+            let limit = channel
+                .config
+                .max_per_hour
+                .unwrap_or(self.config.max_per_hour);
+            if !self
+                .budgets
+                .lock()
+                .take(channel.name(), limit, Utc::now().timestamp_millis())
+            {
+                self.suppress_over_budget(channel, &delivery, limit).await;
+                return;
+            }
+        }
         let outcome = match &channel {
+            Some(channel) if channel.kind() == ChannelKind::Email => {
+                match self.mail_or_hold(channel, &delivery, attempt).await {
+                    Some(outcome) => outcome,
+                    // Held for a digest: recorded when it goes out.
+                    None => return,
+                }
+            }
             Some(channel) => self.send(channel, &delivery).await,
             None => Outcome {
                 error: Some(format!("channel {:?} no longer exists", delivery.channel)),
                 ..Outcome::default()
             },
         };
+        self.finish(delivery, attempt, channel, outcome).await;
+    }
+
+    /// Records the outcome of an attempt; a failure is queued again.
+    async fn finish(
+        &self,
+        delivery: Arc<Delivery>,
+        attempt: u32,
+        channel: Option<Arc<Channel>>,
+        outcome: Outcome,
+    ) {
         let mut status = match (outcome.code, &outcome.error, &channel) {
             (_, _, None) => Status::GaveUp,
             (Some(code), _, _) => outbox::classify(code),
+            (None, Some(_), _) if outcome.permanent => Status::GaveUp,
             (None, Some(_), _) => Status::Failed,
             (None, None, _) => Status::Delivered,
         };
@@ -829,6 +1089,37 @@ impl Alerts {
         }
     }
 
+    /// Records a delivery the channel's hourly budget held back (attempt 0, `suppressed`).
+    async fn suppress_over_budget(&self, channel: &Channel, delivery: &Delivery, limit: u32) {
+        tracing::warn!(delivery = %delivery.id, channel = %delivery.channel, limit,
+            "alert suppressed: the channel reached its max_per_hour");
+        let row = attempt_row(
+            &delivery.context,
+            channel,
+            &delivery.id,
+            0,
+            Status::Suppressed,
+            &Outcome {
+                error: Some(format!(
+                    "channel {:?} sent its max_per_hour of {limit} alerts within the last hour",
+                    channel.name()
+                )),
+                ..Outcome::default()
+            },
+            None,
+        );
+        let mut failures = 0u32;
+        while let Err(err) = self.record(&row).await {
+            failures += 1;
+            tracing::error!(cause = %err, delivery = %delivery.id, "cannot record a suppressed alert; retrying");
+            if failures >= 5 {
+                break;
+            }
+            tokio::time::sleep(retry_pause(failures)).await;
+        }
+        self.queued.lock().remove(&delivery.id);
+    }
+
     /// Sends one delivery once.
     async fn send(&self, channel: &Channel, delivery: &Delivery) -> Outcome {
         let ctx = &delivery.context;
@@ -852,6 +1143,15 @@ impl Alerts {
                 ..Outcome::default()
             };
         };
+        if !self.config.allow_private_targets
+            && let Err(refused) = guard::check_literal(url.expose())
+        {
+            return Outcome {
+                error: Some(refused.to_string()),
+                permanent: true,
+                ..Outcome::default()
+            };
+        }
         let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut request = self
             .http
@@ -918,8 +1218,14 @@ impl Alerts {
                     code: Some(code),
                     error,
                     retry_after,
+                    permanent: false,
                 }
             }
+            Err(err) if guard::is_refusal(&err) => Outcome {
+                error: Some(format!("refused: {}", error_chain(&err))),
+                permanent: true,
+                ..Outcome::default()
+            },
             Err(err) => Outcome {
                 error: Some(format!("cannot reach the receiver: {}", error_chain(&err))),
                 ..Outcome::default()
@@ -950,7 +1256,8 @@ impl Alerts {
     /// the config file's.
     pub async fn reload(&self) -> Result<()> {
         let (channels, rules) = declared::load(&self.store).await?;
-        let ruleset = Ruleset::assemble(&self.config, channels, rules);
+        let secrets = declared::load_secrets(&self.store).await?;
+        let ruleset = Ruleset::assemble(&self.config, channels, rules, &secrets);
         self.watch
             .enabled
             .store(!ruleset.is_empty(), std::sync::atomic::Ordering::Relaxed);
@@ -1009,22 +1316,109 @@ impl Alerts {
     }
 
     /// Creates (or, without `create`, replaces) a channel made through the API. Its secrets
-    /// must be readable now.
+    /// must be readable now. `given` holds secrets typed in (stored by the server, never
+    /// shown); on a change, a secret not given again is kept unless the declaration now
+    /// names a file, variable or URL for it. Returns the names of the stored secrets.
     pub async fn put_channel(
         &self,
         channel: faultline_config::ChannelConfig,
+        given: declared::ChannelSecrets,
         create: bool,
-    ) -> Result<()> {
-        faultline_config::check_channel(&channel)
-            .map_err(|(field, message)| Error::Invalid { field, message })?;
-        Channel::load(&channel)?;
-        self.save(
-            declared::Kind::Channel,
-            &channel.name.clone(),
+    ) -> Result<Vec<&'static str>> {
+        let invalid = |field: &str, message: &str| Error::Invalid {
+            field: field.to_owned(),
+            message: message.to_owned(),
+        };
+        let names_url =
+            channel.url.is_some() || channel.url_file.is_some() || channel.url_env.is_some();
+        let names_key = channel.routing_key_file.is_some() || channel.routing_key_env.is_some();
+        let names_signing = channel.secret_file.is_some() || channel.secret_env.is_some();
+        for (typed, named, field) in [
+            (given.url.is_some(), names_url, "url_secret"),
+            (given.routing_key.is_some(), names_key, "routing_key_secret"),
+            (
+                given.signing_secret.is_some(),
+                names_signing,
+                "signing_secret",
+            ),
+        ] {
+            if typed && named {
+                return Err(invalid(
+                    field,
+                    "give this secret once: typed in, or as a file or environment variable",
+                ));
+            }
+        }
+        let mut secrets = if create {
+            declared::ChannelSecrets::default()
+        } else {
+            declared::load_secrets(&self.store)
+                .await?
+                .remove(&channel.name)
+                .unwrap_or_default()
+        };
+        for (typed, slot, named) in [
+            (given.url, &mut secrets.url, names_url),
+            (given.routing_key, &mut secrets.routing_key, names_key),
+            (
+                given.signing_secret,
+                &mut secrets.signing_secret,
+                names_signing,
+            ),
+        ] {
+            match typed {
+                Some(value) => *slot = Some(value.trim().to_owned()),
+                None if named => *slot = None,
+                None => {}
+            }
+        }
+        if secrets.url.is_some() && channel.kind == ChannelKind::Email {
+            return Err(invalid("url_secret", "an email channel has no URL"));
+        }
+        faultline_config::check_channel_stored(
             &channel,
-            create,
+            faultline_config::StoredSecrets {
+                url: secrets.url.is_some(),
+                routing_key: secrets.routing_key.is_some(),
+            },
         )
-        .await
+        .map_err(|(field, message)| Error::Invalid { field, message })?;
+        let loaded = Channel::load_with(&channel, Some(&secrets))?;
+        if !self.config.allow_private_targets
+            && channel.kind != ChannelKind::Email
+            && let Some(url) = &loaded.url
+            && (channel.kind != ChannelKind::Pagerduty || url.expose() != rules::PAGERDUTY_URL)
+            && let Err(refused) = guard::check_url(url.expose()).await
+        {
+            let field = if channel.url_file.is_some() {
+                "url_file"
+            } else if channel.url_env.is_some() {
+                "url_env"
+            } else if secrets.url.is_some() {
+                "url_secret"
+            } else {
+                "url"
+            };
+            return Err(Error::Invalid {
+                field: field.to_owned(),
+                message: refused.to_string(),
+            });
+        }
+        let name = channel.name.clone();
+        // The secrets go first (the declaration's reload reads them), and only for a name
+        // this call may write.
+        self.check_writable(declared::Kind::Channel, &name, create)
+            .await?;
+        if create && declared::exists(&self.store, declared::Kind::Channel, &name).await? {
+            return Err(Error::Exists {
+                kind: declared::Kind::Channel.as_str(),
+                name,
+            });
+        }
+        declared::save_secrets(&self.store, &name, &secrets).await?;
+        self.save(declared::Kind::Channel, &name, &channel, create)
+            .await?;
+        Ok(secrets.names())
     }
 
     /// Creates (or replaces) a rule made through the API.
@@ -1101,6 +1495,7 @@ impl Alerts {
             release: None,
             event_id: None,
             event_count: None,
+            user_count: None,
             url: self.public_url.clone(),
             at: now_text(),
         };
@@ -1155,8 +1550,11 @@ impl Alerts {
             if let Err(err) = self.refresh_states().await {
                 tracing::warn!(cause = %err, "cannot refresh issue states for alerts");
             }
-            if let Err(err) = self.check_frequencies().await {
-                tracing::warn!(cause = %err, "cannot evaluate frequency alert rules");
+            if let Err(err) = self.check_windows().await {
+                tracing::warn!(cause = %err, "cannot evaluate frequency and distinct-user alert rules");
+            }
+            if let Err(err) = self.check_unmuted().await {
+                tracing::warn!(cause = %err, "cannot evaluate alert rules on ignored issues");
             }
         }
     }
@@ -1209,6 +1607,7 @@ impl Alerts {
                 release: None,
                 event_id: None,
                 event_count: None,
+                user_count: None,
                 url: self.issue_url(&project.org, row.issue_id),
                 at: now_text(),
             };
@@ -1230,7 +1629,7 @@ impl Alerts {
                 .insert((project_id, row.issue_id, at))
             {
                 ctx.trigger = Trigger::Regression;
-                self.fire_matching(&ctx, &format!("regression:{at}"))
+                self.fire_matching(&ctx, &format!("regression:{at}"), IssueFacts::default())
                     .await?;
             }
         }
@@ -1258,82 +1657,279 @@ impl Alerts {
         Ok(())
     }
 
-    /// Frequency rules: issues with more than N events received within the window.
-    async fn check_frequencies(&self) -> Result<()> {
+    /// Window rules: issues with more than N events (frequency) or N distinct users (users)
+    /// received within the window, among the events the rule's filters let through.
+    async fn check_windows(&self) -> Result<()> {
         let ruleset = self.ruleset();
         let projects = self.projects.list().await?;
         let now_ms = Utc::now().timestamp_millis();
         for rule in &ruleset.rules {
-            let Some((count, window)) = rules::frequency(rule) else {
-                continue;
-            };
-            let ids: Vec<String> = projects
-                .iter()
-                .filter(|p| {
-                    p.org == rule.org
-                        && (rule.projects.is_empty() || rule.projects.contains(&p.name))
-                })
-                .map(|p| p.id.to_string())
-                .collect();
-            if ids.is_empty() {
-                continue;
-            }
-            let mut filters = String::new();
-            if !rule.levels.is_empty() {
-                filters.push_str(&format!(" AND e.level IN ({})", sql_list(&rule.levels)));
-            }
-            if !rule.environments.is_empty() {
-                filters.push_str(&format!(
-                    " AND e.environment IN ({})",
-                    sql_list(&rule.environments)
-                ));
-            }
-            // Unresolved issues only, and of a regressed one only the events since its resolve.
-            let sql = format!(
-                "SELECT e.project_id AS project_id, e.issue_id AS issue_id, \
-                 count(*) AS event_count, max(e.title) AS title, max(e.culprit) AS culprit, \
-                 max(e.level) AS level, max(e.environment) AS environment \
-                 FROM events e JOIN issues i \
-                 ON e.project_id = i.project_id AND e.issue_id = i.issue_id \
-                 WHERE e.project_id IN ({}) AND i.status = 'unresolved' \
-                 AND (i.status_changed IS NULL OR e.received > i.status_changed) \
-                 AND e.received > now() - INTERVAL '{} milliseconds'{filters} \
-                 GROUP BY e.project_id, e.issue_id HAVING count(*) > {count}",
-                ids.join(", "),
-                window.as_millis()
-            );
-            let interval_ms = i64::try_from(rule.interval.as_millis())
-                .unwrap_or(i64::MAX)
-                .max(1);
-            let key = format!("frequency:{}", now_ms / interval_ms);
-            for row in self.issue_rows(&sql).await? {
-                let Some(project) = row
-                    .project_id
-                    .and_then(|id| projects.iter().find(|p| p.id == id))
-                else {
+            for (trigger, threshold) in [
+                (Trigger::Frequency, rules::frequency(rule)),
+                (Trigger::Users, rules::users(rule)),
+            ] {
+                let Some((count, window)) = threshold else {
                     continue;
                 };
-                let ctx = AlertContext {
-                    org: project.org.clone(),
-                    project_id: project.id,
-                    project: project.name.clone(),
-                    issue_id: row.issue_id,
-                    trigger: Trigger::Frequency,
-                    rule: rule.name.clone(),
-                    title: row.title.clone().unwrap_or_default(),
-                    culprit: row.culprit.clone(),
-                    level: row.level.clone().unwrap_or_else(|| "error".to_owned()),
-                    environment: row.environment.clone(),
-                    release: None,
-                    event_id: None,
-                    event_count: row.event_count.map(|n| n.max(0) as u64),
-                    url: self.issue_url(&project.org, row.issue_id),
-                    at: now_text(),
-                };
-                self.fire(&ruleset, rule, ctx, &key).await?;
+                let ids: Vec<String> = projects
+                    .iter()
+                    .filter(|p| {
+                        p.org == rule.org
+                            && (rule.projects.is_empty() || rule.projects.contains(&p.name))
+                    })
+                    .map(|p| p.id.to_string())
+                    .collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                let sql = window_sql(rule, trigger, &ids, count, window);
+                let interval_ms = i64::try_from(rule.interval.as_millis())
+                    .unwrap_or(i64::MAX)
+                    .max(1);
+                let key = format!("{}:{}", trigger.as_str(), now_ms / interval_ms);
+                for row in self.issue_rows(&sql).await? {
+                    let Some(project) = row
+                        .project_id
+                        .and_then(|id| projects.iter().find(|p| p.id == id))
+                    else {
+                        continue;
+                    };
+                    let counted = row.event_count.map(|n| n.max(0) as u64);
+                    let ctx = AlertContext {
+                        org: project.org.clone(),
+                        project_id: project.id,
+                        project: project.name.clone(),
+                        issue_id: row.issue_id,
+                        trigger,
+                        rule: rule.name.clone(),
+                        title: row.title.clone().unwrap_or_default(),
+                        culprit: row.culprit.clone(),
+                        level: row.level.clone().unwrap_or_else(|| "error".to_owned()),
+                        environment: row.environment.clone(),
+                        release: None,
+                        event_id: None,
+                        event_count: counted.filter(|_| trigger == Trigger::Frequency),
+                        user_count: counted.filter(|_| trigger == Trigger::Users),
+                        url: self.issue_url(&project.org, row.issue_id),
+                        at: now_text(),
+                    };
+                    self.fire(&ruleset, rule, ctx, &key).await?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// Ignored issues whose ignore ran out (the date passed and an event came after it, or the
+    /// number of events it was ignored for arrived): rules with the `unmuted` trigger fire once
+    /// per ignore, their filters applied to the issue's newest event.
+    async fn check_unmuted(&self) -> Result<()> {
+        let ruleset = self.ruleset();
+        if !ruleset
+            .rules
+            .iter()
+            .any(|r| rules::has_trigger(r, Trigger::Unmuted))
+        {
+            return Ok(());
+        }
+        let projects = self.projects.list().await?;
+        let ids: Vec<String> = projects
+            .iter()
+            .filter(|p| {
+                ruleset.rules.iter().any(|r| {
+                    rules::has_trigger(r, Trigger::Unmuted)
+                        && r.org == p.org
+                        && (r.projects.is_empty() || r.projects.contains(&p.name))
+                })
+            })
+            .map(|p| p.id.to_string())
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let rows = self
+            .issue_rows(&format!(
+                "SELECT issue_id, project_id, title, culprit, level, first_seen, event_count, \
+                 status_changed FROM issues WHERE project_id IN ({}) \
+                 AND status = 'unresolved' AND (ignore_until_count IS NOT NULL \
+                 OR (ignore_until IS NOT NULL AND last_seen > ignore_until))",
+                ids.join(", ")
+            ))
+            .await?;
+        for row in rows {
+            let (Some(project_id), Some(at)) = (row.project_id, row.changed) else {
+                continue;
+            };
+            if self
+                .unmuted
+                .lock()
+                .contains(&(project_id, row.issue_id, at))
+            {
+                continue;
+            }
+            let Some(project) = projects.iter().find(|p| p.id == project_id) else {
+                continue;
+            };
+            let newest = self.newest_event(project_id, row.issue_id).await?;
+            let ctx = AlertContext {
+                org: project.org.clone(),
+                project_id,
+                project: project.name.clone(),
+                issue_id: row.issue_id,
+                trigger: Trigger::Unmuted,
+                rule: String::new(),
+                title: row.title.clone().unwrap_or_default(),
+                culprit: row.culprit.clone(),
+                level: newest
+                    .level
+                    .clone()
+                    .or_else(|| row.level.clone())
+                    .unwrap_or_else(|| "error".to_owned()),
+                environment: newest.environment.clone(),
+                release: newest.release.clone(),
+                event_id: newest.event_id.clone(),
+                event_count: None,
+                user_count: None,
+                url: self.issue_url(&project.org, row.issue_id),
+                at: now_text(),
+            };
+            let facts = IssueFacts {
+                tags: &newest.tags,
+                first_seen_ms: row.first_seen,
+                event_count: row.event_count.map(|n| n.max(0) as u64),
+            };
+            // Once per ignore: the key is the time the ignore was set.
+            self.fire_matching(&ctx, &format!("unmuted:{at}"), facts)
+                .await?;
+            self.unmuted.lock().insert((project_id, row.issue_id, at));
+        }
+        Ok(())
+    }
+
+    /// The newest event of an issue: what the filters of an `unmuted` rule look at.
+    async fn newest_event(&self, project_id: u64, issue_id: i64) -> Result<NewestEvent> {
+        let output = self
+            .query
+            .run(
+                &ProjectFilter::All,
+                &format!(
+                    "SELECT event_id, level, environment, release, tags FROM events \
+                     WHERE project_id = {project_id} AND issue_id = {issue_id} \
+                     ORDER BY received DESC LIMIT 1"
+                ),
+            )
+            .await?;
+        Ok(output
+            .batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(NewestEvent::read)
+            .transpose()?
+            .unwrap_or_default())
+    }
+}
+
+/// The query of a window trigger: per issue of the projects `ids`, the events (frequency) or
+/// distinct users (users) received within `window` that the rule's filters let through, as
+/// `event_count`, where there are more than `count`. Unresolved issues only, and of a
+/// regressed one only the events since its resolve.
+fn window_sql(
+    rule: &RuleConfig,
+    trigger: Trigger,
+    ids: &[String],
+    count: u64,
+    window: Duration,
+) -> String {
+    let mut filters = String::new();
+    for (column, list) in [
+        ("e.level", &rule.levels),
+        ("e.environment", &rule.environments),
+        ("e.release", &rule.releases),
+    ] {
+        if !list.is_empty() {
+            filters.push_str(&format!(" AND {column} IN ({})", sql_list(list)));
+        }
+    }
+    for (key, values) in rules::tag_filters(rule) {
+        filters.push_str(&format!(
+            " AND e.tags[{}] IN ({})",
+            sql_list(std::slice::from_ref(&key)),
+            sql_list(&values)
+        ));
+    }
+    if let Some(older) = rule.issue_older_than {
+        filters.push_str(&format!(
+            " AND i.first_seen <= now() - INTERVAL '{} milliseconds'",
+            older.as_millis()
+        ));
+    }
+    if let Some(newer) = rule.issue_newer_than {
+        filters.push_str(&format!(
+            " AND i.first_seen > now() - INTERVAL '{} milliseconds'",
+            newer.as_millis()
+        ));
+    }
+    if let Some(min) = rule.min_events {
+        filters.push_str(&format!(" AND i.event_count >= {min}"));
+    }
+    let measure = match trigger {
+        Trigger::Users => {
+            "count(DISTINCT coalesce(e.user_id, e.user_email, e.user_username, e.user_ip))"
+        }
+        _ => "count(*)",
+    };
+    format!(
+        "SELECT e.project_id AS project_id, e.issue_id AS issue_id, \
+         {measure} AS event_count, max(e.title) AS title, max(e.culprit) AS culprit, \
+         max(e.level) AS level, max(e.environment) AS environment \
+         FROM events e JOIN issues i \
+         ON e.project_id = i.project_id AND e.issue_id = i.issue_id \
+         WHERE e.project_id IN ({}) AND i.status = 'unresolved' \
+         AND (i.status_changed IS NULL OR e.received > i.status_changed) \
+         AND e.received > now() - INTERVAL '{} milliseconds'{filters} \
+         GROUP BY e.project_id, e.issue_id HAVING {measure} > {count}",
+        ids.join(", "),
+        window.as_millis()
+    )
+}
+
+/// The newest event of an issue, as [`Alerts::newest_event`] reads it.
+#[derive(Debug, Default)]
+struct NewestEvent {
+    event_id: Option<String>,
+    level: Option<String>,
+    environment: Option<String>,
+    release: Option<String>,
+    tags: Vec<(String, String)>,
+}
+
+impl NewestEvent {
+    fn read(batch: &RecordBatch) -> Result<Self> {
+        let text = |name: &'static str| -> Result<Option<String>> {
+            let column = batch.column_by_name(name).ok_or(Error::Column(name))?;
+            let column = cast(column, &DataType::Utf8).map_err(|_| Error::Column(name))?;
+            let column = column.as_string::<i32>();
+            Ok(column.is_valid(0).then(|| column.value(0).to_owned()))
+        };
+        let map = batch
+            .column_by_name("tags")
+            .and_then(|c| c.as_map_opt())
+            .ok_or(Error::Column("tags"))?;
+        let entries = map.value(0);
+        let keys = cast(entries.column(0), &DataType::Utf8).map_err(|_| Error::Column("tags"))?;
+        let values = cast(entries.column(1), &DataType::Utf8).map_err(|_| Error::Column("tags"))?;
+        let (keys, values) = (keys.as_string::<i32>(), values.as_string::<i32>());
+        let tags = (0..keys.len())
+            .filter(|&i| keys.is_valid(i) && values.is_valid(i))
+            .map(|i| (keys.value(i).to_owned(), values.value(i).to_owned()))
+            .collect();
+        Ok(Self {
+            event_id: text("event_id")?,
+            level: text("level")?,
+            environment: text("environment")?,
+            release: text("release")?,
+            tags,
+        })
     }
 }
 

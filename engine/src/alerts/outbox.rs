@@ -183,6 +183,96 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     (at.with_timezone(&Utc) - now).to_std().ok()
 }
 
+/// What [`expire`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Expired {
+    /// Deliveries (outbox entry and attempts) and suppressions removed.
+    pub deliveries: usize,
+    /// Firing markers removed (the newest of each rule and issue stays).
+    pub markers: usize,
+}
+
+/// Removes the records of deliveries that are finished (delivered, given up or suppressed) and
+/// whose last attempt is older than `cutoff`: the outbox entry and every attempt. A delivery
+/// still being retried stays, however old. Of the firing markers of each rule and issue, those
+/// older than `cutoff` go except the newest (the anti-flood interval reads it).
+pub async fn expire(
+    store: &crate::store::Store,
+    cutoff: DateTime<Utc>,
+) -> crate::store::Result<Expired> {
+    use std::collections::HashMap;
+    let listing = store.list(&ObjectPath::from("alerts")).await?;
+    // Per delivery id: its outbox entry, and its attempts (path, when, final).
+    let mut entries: HashMap<String, ObjectPath> = HashMap::new();
+    let mut attempts: HashMap<String, Vec<(ObjectPath, DateTime<Utc>, bool)>> = HashMap::new();
+    // Per (rule, project, issue) prefix: the markers as (time, path).
+    let mut markers: HashMap<String, Vec<(i64, ObjectPath)>> = HashMap::new();
+    for meta in listing {
+        let parts: Vec<String> = meta
+            .location
+            .parts()
+            .map(|p| p.as_ref().to_owned())
+            .collect();
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        match parts.as_slice() {
+            ["alerts", "fired", rule, project, issue, name] => {
+                let Some(inverted) = name
+                    .strip_suffix(".json")
+                    .and_then(|n| n.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let at = i64::try_from(u64::MAX - inverted).unwrap_or(i64::MAX);
+                markers
+                    .entry(format!("{rule}/{project}/{issue}"))
+                    .or_default()
+                    .push((at, meta.location.clone()));
+            }
+            ["alerts", _, "outbox", name] => {
+                if let Some(id) = name.strip_suffix(".json") {
+                    entries.insert(id.to_owned(), meta.location.clone());
+                }
+            }
+            ["alerts", _, "attempts", id, _] => {
+                let attempt: Attempt = store.get_json(&meta.location).await?;
+                attempts.entry((*id).to_owned()).or_default().push((
+                    meta.location.clone(),
+                    attempt.at,
+                    attempt.status.is_final(),
+                ));
+            }
+            _ => {}
+        }
+    }
+    let mut expired = Expired::default();
+    for (id, rows) in attempts {
+        let done = rows.iter().any(|(_, _, last)| *last);
+        let newest = rows.iter().map(|(_, at, _)| *at).max();
+        if !done || newest.is_none_or(|at| at >= cutoff) {
+            continue;
+        }
+        // The entry first: a delivery without one is never resumed, whatever is left.
+        if let Some(entry) = entries.get(&id) {
+            store.delete(entry).await?;
+        }
+        for (path, _, _) in &rows {
+            store.delete(path).await?;
+        }
+        expired.deliveries += 1;
+    }
+    let cutoff_ms = cutoff.timestamp_millis();
+    for (_, mut list) in markers {
+        list.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+        for (at, path) in list.iter().skip(1) {
+            if *at < cutoff_ms {
+                store.delete(path).await?;
+                expired.markers += 1;
+            }
+        }
+    }
+    Ok(expired)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +337,109 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    fn attempt(id: &str, n: u32, status: Status, at: DateTime<Utc>) -> Attempt {
+        Attempt {
+            delivery_id: id.to_owned(),
+            attempt: n,
+            at,
+            status,
+            response_code: None,
+            error: None,
+            next_attempt: None,
+            org: "default".to_owned(),
+            project_id: 1,
+            project: "shop".to_owned(),
+            rule: "r".to_owned(),
+            channel: "hook".to_owned(),
+            kind: "webhook".to_owned(),
+            issue_id: 7,
+            trigger: "new_issue".to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn finished_deliveries_older_than_the_retention_are_removed() {
+        let store = crate::store::Store::memory();
+        let now = Utc::now();
+        let old = now - chrono::Duration::days(31);
+        let put = |path: ObjectPath, value: serde_json::Value| {
+            let store = store.clone();
+            async move {
+                store
+                    .create_durable(&path, serde_json::to_vec(&value).unwrap().into())
+                    .await
+                    .unwrap()
+            }
+        };
+        // delivered 31 days ago (after a failed attempt), failed for good 31 days ago,
+        // delivered yesterday, still being retried since 31 days ago, suppressed 31 days ago
+        let rows = [
+            (
+                "old-delivered",
+                vec![(1, Status::Failed, old), (2, Status::Delivered, old)],
+            ),
+            ("old-gave-up", vec![(1, Status::GaveUp, old)]),
+            (
+                "recent",
+                vec![(1, Status::Delivered, now - chrono::Duration::days(1))],
+            ),
+            ("retrying", vec![(1, Status::Failed, old)]),
+            ("old-suppressed", vec![(0, Status::Suppressed, old)]),
+        ];
+        for (id, attempts) in &rows {
+            if *id != "old-suppressed" {
+                put(outbox_path(1, id), serde_json::json!({"id": id})).await;
+            }
+            for (n, status, at) in attempts {
+                put(
+                    attempt_path(1, id, *n),
+                    serde_json::to_value(attempt(id, *n, *status, *at)).unwrap(),
+                )
+                .await;
+            }
+        }
+        let marker = |at: DateTime<Utc>| fired_path("r", 1, 7, at.timestamp_millis());
+        for at in [old - chrono::Duration::days(1), old, now] {
+            put(marker(at), serde_json::json!({})).await;
+        }
+        // The only marker of another issue stays however old.
+        put(
+            fired_path("r", 1, 8, old.timestamp_millis()),
+            serde_json::json!({}),
+        )
+        .await;
+
+        let cutoff = now - chrono::Duration::days(30);
+        let expired = expire(&store, cutoff).await.unwrap();
+        assert_eq!(
+            expired,
+            Expired {
+                deliveries: 3,
+                markers: 2
+            }
+        );
+        let mut left: Vec<String> = store
+            .list(&ObjectPath::from("alerts"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            attempt_path(1, "recent", 1).to_string(),
+            attempt_path(1, "retrying", 1).to_string(),
+            outbox_path(1, "recent").to_string(),
+            outbox_path(1, "retrying").to_string(),
+            marker(now).to_string(),
+            fired_path("r", 1, 8, old.timestamp_millis()).to_string(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        // A second run finds nothing more.
+        assert_eq!(expire(&store, cutoff).await.unwrap(), Expired::default());
     }
 
     #[test]

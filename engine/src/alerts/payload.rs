@@ -35,6 +35,9 @@ pub struct AlertContext {
     /// Events in the window (frequency alerts).
     #[serde(default)]
     pub event_count: Option<u64>,
+    /// Distinct users in the window (distinct-users alerts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_count: Option<u64>,
     /// The issue's page.
     pub url: String,
     /// When it was decided (RFC 3339).
@@ -65,6 +68,9 @@ impl AlertContext {
         }
         if let Some(count) = self.event_count {
             facts.push(("Events", count.to_string()));
+        }
+        if let Some(count) = self.user_count {
+            facts.push(("Users", count.to_string()));
         }
         facts.push(("Rule", self.rule.clone()));
         facts
@@ -119,7 +125,7 @@ pub fn slack(ctx: &AlertContext) -> Value {
 fn discord_color(trigger: Trigger) -> u32 {
     match trigger {
         Trigger::NewIssue => 0xE7_4C_3C,
-        Trigger::Regression | Trigger::Frequency => 0xE6_7E_22,
+        Trigger::Regression | Trigger::Frequency | Trigger::Unmuted | Trigger::Users => 0xE6_7E_22,
         Trigger::Resolved => 0x2E_CC_71,
         Trigger::Test => 0x34_98_DB,
     }
@@ -250,6 +256,7 @@ pub fn webhook(ctx: &AlertContext, delivery_id: &str) -> Value {
             "release": ctx.release,
             "event_id": ctx.event_id,
             "event_count": ctx.event_count,
+            "user_count": ctx.user_count,
             "rule": ctx.rule,
             "url": ctx.url,
         }
@@ -330,9 +337,56 @@ pub fn email(ctx: &AlertContext) -> (String, String) {
     (subject, text)
 }
 
+/// One mail for several alerts to one recipient (a digest): the subject counts them, the body
+/// lists each as [`email`] would, oldest first.
+pub fn email_digest(alerts: &[&AlertContext]) -> (String, String) {
+    if let [one] = alerts {
+        return email(one);
+    }
+    let subject = truncate(
+        &format!(
+            "[faultline] {} alerts: {}",
+            alerts.len(),
+            alerts
+                .iter()
+                .map(|a| a.summary())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        200,
+    );
+    let mut text = format!("{} alerts since the last mail:\n", alerts.len());
+    for (i, ctx) in alerts.iter().enumerate() {
+        let (_, body) = email(ctx);
+        text.push_str(&format!("\n--- {} of {} ---\n{body}", i + 1, alerts.len()));
+    }
+    (subject, text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_digest_lists_every_alert_in_one_mail() {
+        let new = context(Trigger::NewIssue);
+        let mut regression = context(Trigger::Regression);
+        regression.title = "KeyError: 'cart'".into();
+        let (subject, text) = email_digest(&[&new, &regression]);
+        assert_eq!(
+            subject,
+            "[faultline] 2 alerts: New issue in api: ZeroDivisionError: division by zero; \
+             Regression in api: KeyError: 'cart'"
+        );
+        assert!(
+            text.starts_with("2 alerts since the last mail:\n"),
+            "{text}"
+        );
+        assert!(text.contains("--- 1 of 2 ---\nNew issue in api"), "{text}");
+        assert!(text.contains("--- 2 of 2 ---\nRegression in api"), "{text}");
+        // A digest of one is the plain mail.
+        assert_eq!(email_digest(&[&new]), email(&new));
+    }
 
     pub(crate) fn context(trigger: Trigger) -> AlertContext {
         AlertContext {
@@ -349,6 +403,7 @@ mod tests {
             release: None,
             event_id: Some("0123456789abcdef0123456789abcdef".into()),
             event_count: None,
+            user_count: None,
             url: "http://faultline.test/organizations/default/issues/42/".into(),
             at: "2026-01-02T03:04:05Z".into(),
         }

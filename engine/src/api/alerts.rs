@@ -22,14 +22,25 @@ use serde_json::{Value, json};
 use super::auth::{Caller, ClientInfo, caller_entry};
 use super::error::ApiError;
 use crate::alerts::Alerts;
-use crate::alerts::declared::Kind;
+use crate::alerts::declared::{ChannelSecrets, Kind};
 use crate::tenancy::{Projects, Scope};
 
 #[derive(Clone)]
-pub(super) struct AlertsState {
+pub(crate) struct AlertsState {
     pub(super) auth: super::auth::Auth,
     pub(super) alerts: Arc<Alerts>,
     pub(super) projects: Arc<Projects>,
+}
+
+/// Refuses a caller without `scope`, or of another organization than `org`.
+pub(crate) fn check(caller: &Caller, org: &str, scope: Scope) -> Result<(), ApiError> {
+    caller.principal.require(scope)?;
+    if caller.principal.org.as_deref().is_some_and(|o| o != org) {
+        return Err(ApiError::Forbidden(format!(
+            "the API token is not one of organization {org:?}"
+        )));
+    }
+    Ok(())
 }
 
 impl AlertsState {
@@ -41,12 +52,7 @@ impl AlertsState {
         scope: Scope,
     ) -> Result<Caller, ApiError> {
         let who = self.auth.caller(headers).await?;
-        who.principal.require(scope)?;
-        if who.principal.org.as_deref().is_some_and(|o| o != org) {
-            return Err(ApiError::Forbidden(format!(
-                "the API token is not one of organization {org:?}"
-            )));
-        }
+        check(&who, org, scope)?;
         Ok(who)
     }
 
@@ -90,6 +96,7 @@ impl AlertsState {
             .map(|channel| {
                 let mut body = serde_json::to_value(&channel.config).unwrap_or_default();
                 body["source"] = json!(self.alerts.source(Kind::Channel, channel.name()));
+                body["stored_secrets"] = json!(channel.stored);
                 body["last_attempt"] = match last.get(channel.name()) {
                     Some(a) => json!({
                         "at": a.at,
@@ -160,7 +167,21 @@ async fn put_rule(
     body: &[u8],
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.caller(headers, org, Scope::AlertsWrite).await?;
-    let mut rule: RuleConfig = parse(body, "alert rule")?;
+    let rule: RuleConfig = parse(body, "alert rule")?;
+    let rule = save_rule(state, &caller, client, org, path_name, rule).await?;
+    Ok(Json(state.rule_body(&rule)))
+}
+
+/// Creates (`path_name` none) or replaces a rule of `org` for `caller`, audited.
+pub(crate) async fn save_rule(
+    state: &AlertsState,
+    caller: &Caller,
+    client: &crate::people::Client,
+    org: &str,
+    path_name: Option<&str>,
+    mut rule: RuleConfig,
+) -> Result<RuleConfig, ApiError> {
+    check(caller, org, Scope::AlertsWrite)?;
     if let Some(name) = path_name {
         same_name(name, &rule.name)?;
     }
@@ -174,7 +195,7 @@ async fn put_rule(
     };
     state
         .audit(
-            &caller,
+            caller,
             client,
             org,
             event,
@@ -182,7 +203,7 @@ async fn put_rule(
             serde_json::to_value(&rule).unwrap_or_default(),
         )
         .await;
-    Ok(Json(state.rule_body(&rule)))
+    Ok(rule)
 }
 
 pub(super) async fn create_rule(
@@ -213,24 +234,37 @@ pub(super) async fn delete_rule(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let caller = state.caller(&headers, &org, Scope::AlertsWrite).await?;
-    let ruleset = state.alerts.ruleset();
-    if !ruleset.rules.iter().any(|r| r.org == org && r.name == name) {
-        return Err(ApiError::NotFound(format!(
-            "no alert rule is named {name:?}"
-        )));
-    }
-    state.alerts.remove(Kind::Rule, &name).await?;
-    state
-        .audit(
-            &caller,
-            &client,
-            &org,
-            "alert_rule.delete",
-            ("alert_rule", &name),
-            json!({}),
-        )
-        .await;
+    remove(&state, &caller, &client, &org, Kind::Rule, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a rule of `org` (or a channel) made through the API, for `caller`, audited.
+pub(crate) async fn remove(
+    state: &AlertsState,
+    caller: &Caller,
+    client: &crate::people::Client,
+    org: &str,
+    kind: Kind,
+    name: &str,
+) -> Result<(), ApiError> {
+    check(caller, org, Scope::AlertsWrite)?;
+    if kind == Kind::Rule {
+        let ruleset = state.alerts.ruleset();
+        if !ruleset.rules.iter().any(|r| r.org == org && r.name == name) {
+            return Err(ApiError::NotFound(format!(
+                "no alert rule is named {name:?}"
+            )));
+        }
+    }
+    state.alerts.remove(kind, name).await?;
+    let (event, target) = match kind {
+        Kind::Rule => ("alert_rule.delete", "alert_rule"),
+        Kind::Channel => ("alert_channel.delete", "alert_channel"),
+    };
+    state
+        .audit(caller, client, org, event, (target, name), json!({}))
+        .await;
+    Ok(())
 }
 
 pub(super) async fn project_rules(
@@ -292,12 +326,63 @@ async fn put_channel(
     body: &[u8],
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.caller(headers, org, Scope::AlertsWrite).await?;
-    let channel: ChannelConfig = parse(body, "alert channel")?;
+    let (channel, secrets) = parse_channel(body)?;
+    let (channel, stored) =
+        save_channel(state, &caller, client, org, path_name, channel, secrets).await?;
+    let mut body = serde_json::to_value(&channel).unwrap_or_default();
+    body["source"] = json!("api");
+    body["stored_secrets"] = json!(stored);
+    Ok(Json(body))
+}
+
+/// A channel's body: the declaration, plus the secrets typed in (`url_secret`,
+/// `routing_key_secret`, `signing_secret`), which the server stores and never shows.
+fn parse_channel(body: &[u8]) -> Result<(ChannelConfig, ChannelSecrets), ApiError> {
+    let mut value: Value = parse(body, "alert channel")?;
+    let mut secrets = ChannelSecrets::default();
+    if let Some(object) = value.as_object_mut() {
+        for (field, slot) in [
+            ("url_secret", &mut secrets.url),
+            ("routing_key_secret", &mut secrets.routing_key),
+            ("signing_secret", &mut secrets.signing_secret),
+        ] {
+            match object.remove(field) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(text)) if !text.trim().is_empty() => *slot = Some(text),
+                Some(_) => {
+                    return Err(ApiError::BadRequest(format!(
+                        "{field}: must be a non-empty string"
+                    )));
+                }
+            }
+        }
+    }
+    let channel = serde_json::from_value(value)
+        .map_err(|e| ApiError::BadRequest(format!("invalid alert channel: {e}")))?;
+    Ok((channel, secrets))
+}
+
+/// Creates (`path_name` none) or replaces a channel for `caller`, audited; returns it with the
+/// names of its stored secrets.
+pub(crate) async fn save_channel(
+    state: &AlertsState,
+    caller: &Caller,
+    client: &crate::people::Client,
+    org: &str,
+    path_name: Option<&str>,
+    channel: ChannelConfig,
+    secrets: ChannelSecrets,
+) -> Result<(ChannelConfig, Vec<&'static str>), ApiError> {
+    check(caller, org, Scope::AlertsWrite)?;
     if let Some(name) = path_name {
         same_name(name, &channel.name)?;
     }
     let create = path_name.is_none();
-    state.alerts.put_channel(channel.clone(), create).await?;
+    let typed = secrets.names();
+    let stored = state
+        .alerts
+        .put_channel(channel.clone(), secrets, create)
+        .await?;
     let event = if create {
         "alert_channel.create"
     } else {
@@ -305,17 +390,15 @@ async fn put_channel(
     };
     state
         .audit(
-            &caller,
+            caller,
             client,
             org,
             event,
             ("alert_channel", &channel.name),
-            json!({"kind": channel.kind.as_str()}),
+            json!({"kind": channel.kind.as_str(), "secrets_typed": typed}),
         )
         .await;
-    let mut body = serde_json::to_value(&channel).unwrap_or_default();
-    body["source"] = json!("api");
-    Ok(Json(body))
+    Ok((channel, stored))
 }
 
 pub(super) async fn create_channel(
@@ -346,17 +429,7 @@ pub(super) async fn delete_channel(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let caller = state.caller(&headers, &org, Scope::AlertsWrite).await?;
-    state.alerts.remove(Kind::Channel, &name).await?;
-    state
-        .audit(
-            &caller,
-            &client,
-            &org,
-            "alert_channel.delete",
-            ("alert_channel", &name),
-            json!({}),
-        )
-        .await;
+    remove(&state, &caller, &client, &org, Kind::Channel, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -369,17 +442,7 @@ pub(super) async fn test_channel(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.caller(&headers, &org, Scope::AlertsWrite).await?;
-    let attempt = state.alerts.test_channel(&name).await?;
-    state
-        .audit(
-            &caller,
-            &client,
-            &org,
-            "alert_channel.test",
-            ("alert_channel", &name),
-            json!({"status": attempt.status.as_str()}),
-        )
-        .await;
+    let attempt = test(&state, &caller, &client, &org, &name).await?;
     Ok(Json(json!({
         "channel": attempt.channel,
         "kind": attempt.kind,
@@ -388,4 +451,27 @@ pub(super) async fn test_channel(
         "response_code": attempt.response_code,
         "error": attempt.error,
     })))
+}
+
+/// Sends a test notification through channel `name` for `caller`, audited.
+pub(crate) async fn test(
+    state: &AlertsState,
+    caller: &Caller,
+    client: &crate::people::Client,
+    org: &str,
+    name: &str,
+) -> Result<crate::alerts::outbox::Attempt, ApiError> {
+    check(caller, org, Scope::AlertsWrite)?;
+    let attempt = state.alerts.test_channel(name).await?;
+    state
+        .audit(
+            caller,
+            client,
+            org,
+            "alert_channel.test",
+            ("alert_channel", name),
+            json!({"status": attempt.status.as_str()}),
+        )
+        .await;
+    Ok(attempt)
 }

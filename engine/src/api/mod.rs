@@ -1,7 +1,7 @@
 //! HTTP: the only module that knows axum. One router per listener; handlers take the request
 //! apart, call one domain function and turn its result into a response.
 
-mod alerts;
+pub(crate) mod alerts;
 mod auth;
 mod error;
 mod ingest;
@@ -143,6 +143,14 @@ pub fn session_cookie_name(node: &Node) -> &'static str {
 }
 
 /// What member and team changes need (the API's handlers and the web UI's forms).
+pub(crate) fn alerts_state(node: &Arc<Node>) -> alerts::AlertsState {
+    alerts::AlertsState {
+        auth: auth_of(node),
+        alerts: Arc::clone(&node.alerts),
+        projects: Arc::clone(&node.projects),
+    }
+}
+
 pub(crate) fn members_state(node: &Arc<Node>) -> MembersState {
     MembersState {
         auth: auth_of(node),
@@ -401,11 +409,7 @@ fn sentry_routes() -> Router<query::QueryState> {
 
 /// Alert rules and channels (`api/alerts.rs`), each path with and without its trailing slash.
 fn alert_routes(node: &Arc<Node>) -> Router {
-    let state = alerts::AlertsState {
-        auth: auth_of(node),
-        alerts: Arc::clone(&node.alerts),
-        projects: Arc::clone(&node.projects),
-    };
+    let state = alerts_state(node);
     let org = "/api/0/organizations/{org}";
     let routes: [(String, MethodRouter<alerts::AlertsState>); 6] = [
         (

@@ -55,6 +55,8 @@ pub struct RetentionReport {
     pub dropped: Vec<retention::Dropped>,
     /// Objects deleted by this run (retired files past `delete_after` and their siblings).
     pub deleted: usize,
+    /// Alert delivery records older than `alerts.retention` deleted by this run.
+    pub alerts_expired: crate::alerts::outbox::Expired,
 }
 
 /// Runs the maintenance jobs against one object store.
@@ -205,6 +207,7 @@ impl Maintenance {
             dry_run,
             dropped,
             deleted: 0,
+            alerts_expired: Default::default(),
         };
         if dry_run {
             return Ok(report);
@@ -233,6 +236,19 @@ impl Maintenance {
                 events = dropped.events, reason = dropped.reason, "retention dropped a partition");
         }
         report.deleted = self.purge().await?;
+        let keep = chrono::Duration::from_std(self.config.alerts.retention)
+            .unwrap_or(chrono::Duration::MAX);
+        let cutoff = Utc::now()
+            .checked_sub_signed(keep)
+            .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+        report.alerts_expired = crate::alerts::outbox::expire(&self.store, cutoff).await?;
+        if report.alerts_expired != Default::default() {
+            tracing::info!(
+                deliveries = report.alerts_expired.deliveries,
+                markers = report.alerts_expired.markers,
+                "retention removed alert delivery records older than alerts.retention"
+            );
+        }
         Ok(report)
     }
 

@@ -345,3 +345,57 @@ async fn rollup_files_of_a_day_are_merged_with_their_tag_rollups() {
         after.1
     );
 }
+
+#[tokio::test]
+async fn retention_removes_alert_deliveries_older_than_the_alert_retention() {
+    use crate::alerts::outbox::{Attempt, Status, attempt_path, outbox_path};
+    let store = Store::memory();
+    let at = |days: i64| chrono::Utc::now() - chrono::Duration::days(days);
+    for (id, days) in [("old", 8), ("new", 6)] {
+        store
+            .create_durable(&outbox_path(1, id), "{}".into())
+            .await
+            .unwrap();
+        let attempt = Attempt {
+            delivery_id: id.to_owned(),
+            attempt: 1,
+            at: at(days),
+            status: Status::Delivered,
+            response_code: Some(200),
+            error: None,
+            next_attempt: None,
+            org: "default".into(),
+            project_id: 1,
+            project: "shop".into(),
+            rule: "r".into(),
+            channel: "hook".into(),
+            kind: "webhook".into(),
+            issue_id: 7,
+            trigger: "new_issue".into(),
+        };
+        store
+            .create_durable(
+                &attempt_path(1, id, 1),
+                serde_json::to_vec(&attempt).unwrap().into(),
+            )
+            .await
+            .unwrap();
+    }
+    let mut config = Config::default();
+    config.alerts.retention = Duration::from_secs(7 * 86_400);
+    let maintenance = Maintenance::new(config, store.clone(), None);
+    // a dry run removes nothing
+    let dry = maintenance.retention(true).await.unwrap();
+    assert_eq!(dry.alerts_expired.deliveries, 0);
+    let report = maintenance.retention(false).await.unwrap();
+    assert_eq!(report.alerts_expired.deliveries, 1);
+    let left: Vec<String> = store
+        .list(&object_store::path::Path::from("alerts"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.location.to_string())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|p| p.contains("new")), "{left:?}");
+}

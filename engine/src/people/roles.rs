@@ -44,7 +44,6 @@ const MEMBER: &[Scope] = &[
     MemberRead,
     TeamRead,
     AlertsRead,
-    AlertsWrite,
 ];
 
 const ADMIN: &[Scope] = &[

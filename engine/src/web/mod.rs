@@ -12,6 +12,7 @@
 //! request's extensions (see docs/ui.md).
 
 mod account;
+mod alerts;
 mod assets;
 mod console;
 mod event;
@@ -99,6 +100,27 @@ pub fn router(node: &Arc<Node>) -> Router {
             post(settings::team_change),
         )
         .route("/organizations/{org}/settings/audit/", get(settings::audit))
+        .route("/organizations/{org}/alerts/", get(alerts::page))
+        .route(
+            "/organizations/{org}/alerts/rules/",
+            post(alerts::save_rule),
+        )
+        .route(
+            "/organizations/{org}/alerts/rules/{name}/delete/",
+            post(alerts::delete_rule),
+        )
+        .route(
+            "/organizations/{org}/alerts/channels/",
+            post(alerts::save_channel),
+        )
+        .route(
+            "/organizations/{org}/alerts/channels/{name}/delete/",
+            post(alerts::delete_channel),
+        )
+        .route(
+            "/organizations/{org}/alerts/channels/{name}/test/",
+            post(alerts::test_channel),
+        )
         .route("/account/", get(account::page))
         .route("/account/password/", post(account::password))
         .route("/account/totp/", post(account::totp_enrol))
@@ -138,6 +160,7 @@ pub fn router(node: &Arc<Node>) -> Router {
         "/organizations/{org}/projects",
         "/organizations/{org}/settings",
         "/organizations/{org}/settings/audit",
+        "/organizations/{org}/alerts",
         "/account",
     ] {
         router = router.route(path, get(add_slash));

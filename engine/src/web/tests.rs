@@ -2137,3 +2137,248 @@ async fn the_issue_chart_marks_releases_seen_later_in_the_period() {
     );
     assert!(!page.contains("Release shop@0.9 first seen"), "{page}");
 }
+
+// ---- alerts ----
+
+#[tokio::test]
+async fn the_alerts_page_acts_for_admins_and_owners_and_reads_for_members() {
+    let h = harness().await;
+    h.person(OWNER_EMAIL, crate::people::OrgRole::Owner).await;
+    h.person("adam@example.com", crate::people::OrgRole::Admin)
+        .await;
+    h.person("mia@example.com", crate::people::OrgRole::Member)
+        .await;
+    let owner = h.login(OWNER_EMAIL, OWNER_PASSWORD, None).await;
+    let admin = h.login("adam@example.com", OWNER_PASSWORD, None).await;
+    let member = h.login("mia@example.com", OWNER_PASSWORD, None).await;
+    let alerts = "/organizations/default/alerts/";
+    let actions = [
+        "action=\"/organizations/default/alerts/rules/\"",
+        "action=\"/organizations/default/alerts/channels/\"",
+    ];
+
+    // an owner and an admin get the forms, a member reads only
+    for cookie in [&owner, &admin] {
+        let page = h.person_page(alerts, cookie).await;
+        assert!(page.contains("No rules yet"), "{page}");
+        for action in actions {
+            assert!(page.contains(action), "{action}: {page}");
+        }
+        assert!(page.contains(">Alerts</a>") && page.contains("aria-current=\"page\">Alerts"));
+    }
+    let page = h.person_page(alerts, &member).await;
+    assert!(page.contains("No channels yet"));
+    for action in actions {
+        assert!(!page.contains(action), "{action}: {page}");
+    }
+    let refused = h
+        .with_cookie(
+            Method::POST,
+            &format!("{alerts}channels/"),
+            &member,
+            "name=m&kind=email&to=x%40example.com",
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(h.node.alerts.ruleset().channels.is_empty());
+
+    // a channel to a private address is refused naming the field; the form keeps what was typed
+    let private = h
+        .with_cookie(
+            Method::POST,
+            &format!("{alerts}channels/"),
+            &admin,
+            "name=internal&kind=webhook&url=http%3A%2F%2F127.0.0.1%3A9%2Fhook",
+        )
+        .await;
+    assert_eq!(private.status, StatusCode::BAD_REQUEST, "{}", private.body);
+    assert!(
+        private
+            .body
+            .contains("url: 127.0.0.1 resolves to 127.0.0.1, a loopback address"),
+        "{}",
+        private.body
+    );
+    assert!(private.body.contains("value=\"internal\""));
+    assert_csp_clean("refused channel", &private.body);
+
+    // an admin makes a channel and a rule through the forms
+    let made = h
+        .with_cookie(
+            Method::POST,
+            &format!("{alerts}channels/"),
+            &admin,
+            "editing=&name=ops-mail&kind=email&to=ops%40example.com&max_per_hour=5",
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    assert_eq!(made.location(), format!("{alerts}?done=channel"));
+    let rule = "editing=&name=prod-errors&projects=shop&new_issue=1&unmuted=1\
+                &users_count=10&users_window=1h&levels=error%2C+fatal\
+                &tags=browser%3DFirefox&min_events=&channel=ops-mail&interval=1h";
+    let made = h
+        .with_cookie(Method::POST, &format!("{alerts}rules/"), &admin, rule)
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let stored = h.node.alerts.ruleset().rules[0].clone();
+    assert_eq!(stored.levels, ["error", "fatal"]);
+    assert_eq!(stored.tags, ["browser=Firefox"]);
+    assert_eq!(stored.interval, std::time::Duration::from_secs(3600));
+    let bad = h
+        .with_cookie(
+            Method::POST,
+            &format!("{alerts}rules/"),
+            &admin,
+            "name=broken&new_issue=1&channel=ops-mail&tags=browser",
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(
+        bad.body
+            .contains("tags: &#34;browser&#34; is not key=value"),
+        "{}",
+        bad.body
+    );
+
+    // a secret typed into the form is stored, used, and never shown again
+    let made = h
+        .with_cookie(
+            Method::POST,
+            &format!("{alerts}channels/"),
+            &admin,
+            "name=team-slack&kind=slack&url_secret=https%3A%2F%2F8.8.8.8%2Fservices%2FT0%2FB0%2Fs3cr3t",
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let page = h
+        .person_page(&format!("{alerts}?edit_channel=team-slack"), &admin)
+        .await;
+    assert!(!page.contains("s3cr3t"), "{page}");
+    assert!(
+        page.contains("url stored by the server") && page.contains("stored, blank keeps it"),
+        "{page}"
+    );
+    let gone = h
+        .with_cookie(
+            Method::POST,
+            &format!("{alerts}channels/team-slack/delete/"),
+            &admin,
+            "",
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::SEE_OTHER);
+
+    // everyone who may read sees them, with the channel's state
+    let page = h.person_page(alerts, &member).await;
+    for expected in [
+        "data-rule=\"prod-errors\"",
+        "new issue; ignore ran out; more than 10 users in 1h",
+        "level: error, fatal; tags: browser=Firefox",
+        "data-channel=\"ops-mail\"",
+        "to ops@example.com",
+        "never sent",
+    ] {
+        assert!(page.contains(expected), "{expected}: {page}");
+    }
+    assert!(!page.contains("Send test notification"));
+
+    // a test notification: without [smtp] it fails, and the channel shows its last error
+    let tested = h
+        .with_cookie(
+            Method::POST,
+            &format!("{alerts}channels/ops-mail/test/"),
+            &owner,
+            "",
+        )
+        .await;
+    assert_eq!(tested.status, StatusCode::OK, "{}", tested.body);
+    assert!(
+        tested.body.contains(
+            "Test notification to ops-mail: gave_up: email channels need the [smtp] section"
+        ),
+        "{}",
+        tested.body
+    );
+    let page = h.person_page(alerts, &member).await;
+    assert!(page.contains("gave_up"), "{page}");
+
+    // recent deliveries: the rows of the projects the caller may read
+    let attempt = crate::alerts::outbox::Attempt {
+        delivery_id: "d".repeat(32),
+        attempt: 1,
+        at: chrono::Utc::now(),
+        status: crate::alerts::outbox::Status::Failed,
+        response_code: Some(503),
+        error: Some("the receiver answered 503: busy".into()),
+        next_attempt: None,
+        org: DEFAULT_ORG.into(),
+        project_id: 1,
+        project: "shop".into(),
+        rule: "prod-errors".into(),
+        channel: "ops-mail".into(),
+        kind: "email".into(),
+        issue_id: 4242,
+        trigger: "new_issue".into(),
+    };
+    h.node
+        .store
+        .create_durable(
+            &crate::alerts::outbox::attempt_path(1, &attempt.delivery_id, 1),
+            serde_json::to_vec(&attempt).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let page = h.person_page(alerts, &owner).await;
+    assert!(
+        page.contains("/organizations/default/issues/4242/")
+            && page.contains("the receiver answered 503: busy"),
+        "{page}"
+    );
+    // a member of no team reads no project, and so no delivery of one
+    let page = h.person_page(alerts, &member).await;
+    assert!(!page.contains("4242") && page.contains("Nothing was sent yet"));
+    let billing_only = h
+        .token(&[Scope::EventRead, Scope::AlertsRead], Some(vec![2]))
+        .await;
+    let page = h.page(alerts, &billing_only).await;
+    assert!(!page.contains("4242") && page.contains("Nothing was sent yet"));
+
+    // edit prefills the form; a channel in use cannot go; the rule, then the channel can
+    let page = h
+        .person_page(&format!("{alerts}?edit_rule=prod-errors"), &admin)
+        .await;
+    assert!(page.contains("Edit rule prod-errors") && page.contains("value=\"error, fatal\""));
+    let in_use = h
+        .with_cookie(
+            Method::POST,
+            &format!("{alerts}channels/ops-mail/delete/"),
+            &admin,
+            "",
+        )
+        .await;
+    assert_eq!(in_use.status, StatusCode::CONFLICT);
+    assert!(in_use.body.contains("used by rule &#34;prod-errors&#34;"));
+    for (path, done) in [
+        ("rules/prod-errors/delete/", "rule-deleted"),
+        ("channels/ops-mail/delete/", "channel-deleted"),
+    ] {
+        let gone = h
+            .with_cookie(Method::POST, &format!("{alerts}{path}"), &admin, "")
+            .await;
+        assert_eq!(gone.location(), format!("{alerts}?done={done}"));
+    }
+    assert!(h.node.alerts.ruleset().rules.is_empty());
+    // every change is in the audit log
+    let audited = h
+        .one(
+            "SELECT string_agg(event, ' ' ORDER BY ts) AS events FROM audit_log \
+             WHERE event LIKE 'alert_%'",
+        )
+        .await;
+    assert_eq!(
+        audited["events"],
+        "alert_channel.create alert_rule.create alert_channel.create alert_channel.delete \
+         alert_channel.test alert_rule.delete alert_channel.delete",
+        "{audited}"
+    );
+}

@@ -155,6 +155,7 @@ fn config(dir: &std::path::Path, receiver: &Receiver, extra: &str) -> Result<Str
     Ok(format!(
         r#"
 [alerts]
+allow_private_targets = true
 check_interval = "200ms"
 min_backoff = "100ms"
 max_backoff = "1s"
@@ -786,7 +787,7 @@ async fn two_nodes_on_one_s3_store_send_one_alert_per_new_issue() -> Result<()> 
             format!(
                 "[storage]\nnode_id = \"{name}\"\n\n[flush]\ninterval = \"1s\"\n\n\
                  [storage.s3]\nregion = \"us-east-1\"\nallow_http = true\nforce_path_style = true\n\n\
-                 [alerts]\ncheck_interval = \"200ms\"\n\n\
+                 [alerts]\nallow_private_targets = true\ncheck_interval = \"200ms\"\n\n\
                  [[alerts.channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n\n\
                  [[alerts.rules]]\nname = \"everything-new\"\ntriggers = [{{ type = \"new_issue\" }}]\n\
                  channels = [\"hook\"]\n",
@@ -967,7 +968,7 @@ async fn a_delivery_of_a_node_that_is_gone_is_taken_over_by_another() -> Result<
             format!(
                 "[storage]\nnode_id = \"{name}\"\n\n\
                  [storage.s3]\nregion = \"us-east-1\"\nallow_http = true\nforce_path_style = true\n\n\
-                 [alerts]\ncheck_interval = \"200ms\"\ntakeover_after = \"1s\"\n\
+                 [alerts]\nallow_private_targets = true\ncheck_interval = \"200ms\"\ntakeover_after = \"1s\"\n\
                  min_backoff = \"{backoff}\"\nmax_backoff = \"{backoff}\"\n\n\
                  [[alerts.channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n\n\
                  [[alerts.rules]]\nname = \"everything-new\"\ntriggers = [{{ type = \"new_issue\" }}]\n\

@@ -34,6 +34,135 @@ pub(crate) const RESTORE_SOURCE_DIR: &str = "/var/lib/faultline-restore";
 pub const OIDC_SECRET_DIR: &str = "/etc/faultline-oidc";
 /// File name of the OIDC client secret under [`OIDC_SECRET_DIR`].
 pub const OIDC_SECRET_FILE: &str = "client-secret";
+/// Where the alert channels' secrets and the SMTP password are mounted (only the referenced
+/// keys, as the paths [`alert_secret_files`] names).
+pub(crate) const ALERT_SECRETS_DIR: &str = "/etc/faultline-alerts";
+
+/// Every Secret key `spec.alerts` references, with the path (under [`ALERT_SECRETS_DIR`]) it
+/// is mounted as: `channels/<channel>/url`, `.../routing-key`, `.../signing-secret`,
+/// `smtp/password`.
+pub(crate) fn alert_secret_files(
+    alerts: &crate::crd::AlertsSpec,
+) -> Vec<(&crate::crd::AlertSecretRef, String)> {
+    let mut files = Vec::new();
+    for channel in &alerts.channels {
+        for (reference, file) in [
+            (&channel.url_secret_ref, "url"),
+            (&channel.routing_key_secret_ref, "routing-key"),
+            (&channel.signing_secret_ref, "signing-secret"),
+        ] {
+            if let Some(reference) = reference {
+                files.push((reference, format!("channels/{}/{file}", channel.name)));
+            }
+        }
+    }
+    if let Some(reference) = alerts
+        .smtp
+        .as_ref()
+        .and_then(|s| s.password_secret_ref.as_ref())
+    {
+        files.push((reference, "smtp/password".to_owned()));
+    }
+    files
+}
+
+/// `[alerts]` and `[smtp]` from `spec.alerts`: the same fields as the engine's, with every
+/// secret as a file under [`ALERT_SECRETS_DIR`].
+fn alerts_config(spec: &crate::crd::AlertsSpec, config: &mut Config) -> Result<()> {
+    let invalid = |field: String, message: String| Error::InvalidAlerts { field, message };
+    let file = |path: String| PathBuf::from(ALERT_SECRETS_DIR).join(path);
+    if let Some(n) = spec.max_per_hour {
+        config.alerts.max_per_hour = n;
+    }
+    config.alerts.allow_private_targets = spec.allow_private_targets;
+    for (i, channel) in spec.channels.iter().enumerate() {
+        let mut body = serde_json::json!({
+            "name": channel.name,
+            "kind": channel.kind,
+            "to": channel.to,
+            "format": channel.format.as_deref().unwrap_or("faultline"),
+        });
+        for (reference, field, name) in [
+            (&channel.url_secret_ref, "url_file", "url"),
+            (
+                &channel.routing_key_secret_ref,
+                "routing_key_file",
+                "routing-key",
+            ),
+            (&channel.signing_secret_ref, "secret_file", "signing-secret"),
+        ] {
+            if reference.is_some() {
+                body[field] = serde_json::json!(file(format!("channels/{}/{name}", channel.name)));
+            }
+        }
+        if let Some(n) = channel.max_per_hour {
+            body["max_per_hour"] = serde_json::json!(n);
+        }
+        let parsed = serde_json::from_value(body)
+            .map_err(|e| invalid(format!("alerts.channels[{i}]"), e.to_string()))?;
+        config.alerts.channels.push(parsed);
+    }
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let triggers: Vec<serde_json::Value> = rule
+            .triggers
+            .iter()
+            .map(|t| {
+                let mut trigger = serde_json::json!({ "type": t.type_ });
+                if let Some(count) = t.count {
+                    trigger["count"] = serde_json::json!(count);
+                }
+                if let Some(window) = &t.window {
+                    trigger["window"] = serde_json::json!(window);
+                }
+                if !t.monitors.is_empty() {
+                    trigger["monitors"] = serde_json::json!(t.monitors);
+                }
+                trigger
+            })
+            .collect();
+        let mut body = serde_json::json!({
+            "name": rule.name,
+            "org": rule.org.as_deref().unwrap_or("default"),
+            "projects": rule.projects,
+            "triggers": triggers,
+            "levels": rule.levels,
+            "environments": rule.environments,
+            "releases": rule.releases,
+            "tags": rule.tags,
+            "channels": rule.channels,
+            "interval": rule.interval.as_deref().unwrap_or("30m"),
+        });
+        for (field, value) in [
+            ("issue_older_than", &rule.issue_older_than),
+            ("issue_newer_than", &rule.issue_newer_than),
+        ] {
+            if let Some(value) = value {
+                body[field] = serde_json::json!(value);
+            }
+        }
+        if let Some(n) = rule.min_events {
+            body["min_events"] = serde_json::json!(n);
+        }
+        let parsed = serde_json::from_value(body)
+            .map_err(|e| invalid(format!("alerts.rules[{i}]"), e.to_string()))?;
+        config.alerts.rules.push(parsed);
+    }
+    if let Some(smtp) = &spec.smtp {
+        let body = serde_json::json!({
+            "host": smtp.host,
+            "port": smtp.port,
+            "tls": smtp.tls.as_deref().unwrap_or("starttls"),
+            "username": smtp.username,
+            "password_file": smtp.password_secret_ref.as_ref().map(|_| file("smtp/password".to_owned())),
+            "from": smtp.from,
+        });
+        config.smtp = Some(
+            serde_json::from_value(body)
+                .map_err(|e| invalid("alerts.smtp".to_owned(), e.to_string()))?,
+        );
+    }
+    Ok(())
+}
 
 /// The engine config for a tracker. `storage.node_id` keeps its default: each pod gets its
 /// name through the `FAULTLINE_NODE_ID` environment variable, so one ConfigMap serves all pods.
@@ -61,6 +190,9 @@ pub(crate) fn engine_config(
             );
         }
         None => config.storage.object_store = Some(format!("file://{OBJECTS_DIR}")),
+    }
+    if let Some(alerts) = &spec.alerts {
+        alerts_config(alerts, &mut config)?;
     }
     config.retention.default_days = spec.retention.default_days;
     config.retention.max_events_per_project = spec.retention.max_events_per_project;

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::crd::{ErrorTracker, ProjectSpec};
 
+pub(crate) use config::alert_secret_files;
 use config::engine_config;
 pub use config::{
     CONFIG_FILE, CONFIG_MOUNT, DATA_DIR, OIDC_SECRET_DIR, OIDC_SECRET_FILE, RESTORE_CONFIG_FILE,
@@ -66,6 +67,8 @@ pub enum Error {
         field: &'static str,
         message: String,
     },
+    #[error("spec.{field}: {message}")]
+    InvalidAlerts { field: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
-    SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecretProjection, SecretVolumeSource, SecurityContext, ServiceAccount,
+    Volume, VolumeMount, VolumeProjection, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -21,8 +21,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use super::config::{
-    BACKUPS_DIR, OBJECTS_DIR, OIDC_SECRET_DIR, OIDC_SECRET_FILE, RESTORE_CONFIG_FILE,
-    RESTORE_SOURCE_DIR, config_map_name, store_location,
+    ALERT_SECRETS_DIR, BACKUPS_DIR, OBJECTS_DIR, OIDC_SECRET_DIR, OIDC_SECRET_FILE,
+    RESTORE_CONFIG_FILE, RESTORE_SOURCE_DIR, config_map_name, store_location,
 };
 use super::network::headless_service_name;
 use super::{
@@ -130,6 +130,37 @@ pub(crate) fn stateful_set(
             ..Volume::default()
         });
         mounts.push(mount("oidc-client-secret", OIDC_SECRET_DIR, true));
+    }
+    if let Some(alerts) = &spec.alerts {
+        // One projected volume of exactly the referenced keys, each under its channel's
+        // name; the engine reads them again on its alert timer, so a changed Secret is used
+        // without a restart once the kubelet has updated the files.
+        let sources: Vec<VolumeProjection> = super::config::alert_secret_files(alerts)
+            .into_iter()
+            .map(|(reference, path)| VolumeProjection {
+                secret: Some(SecretProjection {
+                    name: reference.name.clone(),
+                    items: Some(vec![KeyToPath {
+                        key: reference.key.clone(),
+                        path,
+                        mode: None,
+                    }]),
+                    optional: Some(false),
+                }),
+                ..VolumeProjection::default()
+            })
+            .collect();
+        if !sources.is_empty() {
+            volumes.push(Volume {
+                name: "alert-secrets".into(),
+                projected: Some(ProjectedVolumeSource {
+                    sources: Some(sources),
+                    default_mode: Some(0o440),
+                }),
+                ..Volume::default()
+            });
+            mounts.push(mount("alert-secrets", ALERT_SECRETS_DIR, true));
+        }
     }
     let init_containers = spec.bootstrap.as_ref().map(|bootstrap| {
         let source = &bootstrap.backup.source;

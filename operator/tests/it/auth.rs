@@ -358,7 +358,11 @@ fn cel_rules_check_the_issuer_and_password_login() {
 // ---- rung 5: the reconciler on kube-fake-client ------------------------------------------
 
 async fn fake(secrets: Vec<Secret>) -> Client {
-    let mut tracker = tracker("oidc.yaml");
+    fake_with("oidc.yaml", secrets).await
+}
+
+async fn fake_with(fixture: &str, secrets: Vec<Secret>) -> Client {
+    let mut tracker = tracker(fixture);
     tracker.metadata.uid = None;
     tracker.metadata.finalizers = Some(vec!["example.com/other".to_owned()]);
     let mut builder = ClientBuilder::new()
@@ -609,4 +613,83 @@ fn a_secret_wakes_only_the_trackers_that_name_it() {
     let mut other = oidc_secret(&[]);
     other.metadata.name = Some("s3-creds".into());
     assert!(trackers_naming(&other, &trackers).is_empty());
+}
+
+fn secret_named(name: &str, data: &[(&str, &str)]) -> Secret {
+    let mut secret = oidc_secret(data);
+    secret.metadata.name = Some(name.to_owned());
+    secret
+}
+
+#[tokio::test]
+async fn alert_secrets_must_exist_before_anything_is_applied() {
+    let client = fake_with("alerts.yaml", Vec::new()).await;
+    let ctx = Arc::new(Context::new(client.clone(), Arc::new(Metrics::default())));
+    reconcile_once(&client, &ctx).await.unwrap_err();
+    let (_, reason, message) = degraded(&*current(&client).await);
+    assert_eq!(reason, "SecretMissing");
+    assert_eq!(
+        message,
+        "Secret \"alert-hooks\" named by spec.alerts does not exist in namespace \"team-a\": the pods keep their current config until it does"
+    );
+    assert!(
+        Api::<StatefulSet>::namespaced(client.clone(), "team-a")
+            .get_opt("errors")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "team-a");
+    let hooks = [
+        ("slack-url", "https://hooks.example.com/slack"),
+        ("webhook-url", "https://hooks.example.com/in"),
+    ];
+    for secret in [
+        secret_named("alert-hooks", &hooks),
+        secret_named("pagerduty", &[("routing-key", "R0UT1NG")]),
+        secret_named("smtp", &[("password", "pw")]),
+    ] {
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+    // one key is still missing
+    reconcile_once(&client, &ctx).await.unwrap_err();
+    let (_, reason, message) = degraded(&*current(&client).await);
+    assert_eq!(reason, "SecretMissing");
+    assert!(
+        message.contains("\"alert-hooks\" named by spec.alerts has no key \"webhook-secret\""),
+        "{message}"
+    );
+    let mut complete = hooks.to_vec();
+    complete.push(("webhook-secret", "whsec_c2VjcmV0"));
+    secrets
+        .replace(
+            "alert-hooks",
+            &PostParams::default(),
+            &with_version(&secrets, secret_named("alert-hooks", &complete)).await,
+        )
+        .await
+        .unwrap();
+    reconcile_once(&client, &ctx).await.unwrap();
+    let (status, reason, _) = degraded(&*current(&client).await);
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Reconciled"));
+    let text = &Api::<ConfigMap>::namespaced(client.clone(), "team-a")
+        .get("errors-config")
+        .await
+        .unwrap()
+        .data
+        .unwrap()[CONFIG_FILE];
+    assert!(
+        !text.contains("hooks.example.com") && !text.contains("R0UT1NG"),
+        "{text}"
+    );
+    // a change of one of them wakes this tracker
+    let trackers = [current(&client).await];
+    assert_eq!(
+        trackers_naming(&secret_named("pagerduty", &[]), &trackers).len(),
+        1
+    );
+    assert!(trackers_naming(&secret_named("unrelated", &[]), &trackers).is_empty());
 }

@@ -811,3 +811,152 @@ fn a_bootstrap_from_a_volume_mounts_it_read_only_and_restores_latest() {
         ("old-backups", Some(true))
     );
 }
+
+#[test]
+fn alert_channels_get_their_secrets_as_mounted_files_and_nothing_else() {
+    let desired = build("alerts.yaml");
+    let text = &desired.config_map.data.as_ref().unwrap()[CONFIG_FILE];
+    let config = faultline_config::Config::parse(text).expect("the engine accepts the config");
+    let alerts = &config.alerts;
+    assert_eq!(alerts.max_per_hour, 30);
+    assert!(!alerts.allow_private_targets);
+    let file = |channel: usize| {
+        let c = &alerts.channels[channel];
+        (
+            c.url_file.as_ref().map(|p| p.display().to_string()),
+            c.routing_key_file.as_ref().map(|p| p.display().to_string()),
+            c.secret_file.as_ref().map(|p| p.display().to_string()),
+        )
+    };
+    let path = |p: &str| Some(format!("/etc/faultline-alerts/channels/{p}"));
+    assert_eq!(file(0), (path("ops-slack/url"), None, None));
+    assert_eq!(file(1), (None, path("on-call/routing-key"), None));
+    assert_eq!(
+        file(2),
+        (
+            path("audit-hook/url"),
+            None,
+            path("audit-hook/signing-secret")
+        )
+    );
+    assert_eq!(file(3), (None, None, None));
+    assert_eq!(alerts.channels[1].max_per_hour, Some(0));
+    assert_eq!(alerts.channels[3].to, ["oncall@example.com"]);
+    assert_eq!(
+        alerts.channels[2].format,
+        faultline_config::WebhookFormat::Sentry
+    );
+    // no URL or key is in the ConfigMap, only where the pod finds it
+    assert!(
+        !text.lines().any(|l| l.starts_with("url =")) && !text.contains("hooks."),
+        "{text}"
+    );
+    let busy = &alerts.rules[1];
+    assert_eq!(
+        busy.triggers,
+        [
+            faultline_config::TriggerConfig::Frequency {
+                count: 100,
+                window: std::time::Duration::from_secs(300)
+            },
+            faultline_config::TriggerConfig::Users {
+                count: 20,
+                window: std::time::Duration::from_secs(3600)
+            },
+        ]
+    );
+    assert_eq!(
+        busy.issue_older_than,
+        Some(std::time::Duration::from_secs(86_400))
+    );
+    assert_eq!(busy.interval, std::time::Duration::from_secs(3600));
+    assert_eq!(alerts.rules[0].tags, ["region=eu"]);
+    assert_eq!(
+        alerts.rules[0].interval,
+        std::time::Duration::from_secs(1800)
+    );
+    let smtp = config.smtp.as_ref().unwrap();
+    assert_eq!(
+        smtp.password_file.as_ref().map(|p| p.display().to_string()),
+        Some("/etc/faultline-alerts/smtp/password".to_owned())
+    );
+
+    // exactly the referenced keys are projected, read-only
+    let pod = pod_spec(&desired);
+    let volume = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "alert-secrets")
+        .expect("an alert-secrets volume");
+    let projected: Vec<(String, String, String)> = volume
+        .projected
+        .as_ref()
+        .unwrap()
+        .sources
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let secret = s.secret.as_ref().unwrap();
+            let item = &secret.items.as_ref().unwrap()[0];
+            (secret.name.clone(), item.key.clone(), item.path.clone())
+        })
+        .collect();
+    let row = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        projected,
+        [
+            row("alert-hooks", "slack-url", "channels/ops-slack/url"),
+            row("pagerduty", "routing-key", "channels/on-call/routing-key"),
+            row("alert-hooks", "webhook-url", "channels/audit-hook/url"),
+            row(
+                "alert-hooks",
+                "webhook-secret",
+                "channels/audit-hook/signing-secret"
+            ),
+            row("smtp", "password", "smtp/password"),
+        ]
+    );
+    let mount = engine_container(&desired.stateful_set)
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.name == "alert-secrets")
+        .unwrap();
+    assert_eq!(mount.mount_path, "/etc/faultline-alerts");
+    assert_eq!(mount.read_only, Some(true));
+    // a tracker without alerts mounts none
+    assert!(
+        pod_spec(&build("minimal.yaml"))
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|v| v.name != "alert-secrets")
+    );
+}
+
+#[test]
+fn a_bad_alerts_spec_is_refused_naming_the_field() {
+    let mut tracker = tracker("alerts.yaml");
+    let alerts = tracker.spec.alerts.as_mut().unwrap();
+    alerts.rules[1].triggers[0].window = Some("soon".into());
+    let err = builders::build(&tracker, &credentials(&tracker))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("spec.alerts.rules[1]: "), "{err}");
+
+    let mut tracker = self::tracker("alerts.yaml");
+    let alerts = tracker.spec.alerts.as_mut().unwrap();
+    alerts.channels[0].url_secret_ref = None;
+    let err = builders::build(&tracker, &credentials(&tracker))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("alerts.channels[0].url_file") && err.contains("required"),
+        "{err}"
+    );
+}
