@@ -15,6 +15,7 @@ mod passkeys;
 mod query;
 mod security;
 mod sentry;
+mod sentry_issues;
 mod sso;
 #[cfg(test)]
 mod tests;
@@ -291,6 +292,7 @@ fn query_routes(node: &Arc<Node>) -> Router {
         tokens: Arc::clone(&node.tokens),
         projects: Arc::clone(&node.projects),
         auth: auth_of(node),
+        public_url: public_url(node),
     };
     let admin = maintenance::AdminState {
         node: Arc::clone(node),
@@ -362,7 +364,7 @@ fn query_routes(node: &Arc<Node>) -> Router {
 /// with and without its trailing slash.
 fn sentry_routes() -> Router<query::QueryState> {
     let org = "/api/0/organizations/{org}";
-    let routes: [(String, MethodRouter<query::QueryState>); 9] = [
+    let routes: [(String, MethodRouter<query::QueryState>); 15] = [
         ("/api/0/".to_owned(), get(sentry::root)),
         ("/api/0/auth/".to_owned(), get(sentry::whoami)),
         (
@@ -394,6 +396,30 @@ fn sentry_routes() -> Router<query::QueryState> {
         (
             format!("{org}/releases/{{version}}/deploys/"),
             get(sentry::list_deploys).post(sentry::create_deploy),
+        ),
+        (
+            format!("{org}/issues/"),
+            get(sentry_issues::org_issues).put(sentry_issues::update_org_issues),
+        ),
+        (
+            "/api/0/projects/{org}/{project}/issues/".to_owned(),
+            get(sentry_issues::project_issues).put(sentry_issues::update_project_issues),
+        ),
+        (
+            format!("{org}/issues/{{issue}}/"),
+            get(sentry_issues::get_issue).put(sentry_issues::update_issue),
+        ),
+        (
+            format!("{org}/issues/{{issue}}/events/"),
+            get(sentry_issues::issue_events),
+        ),
+        (
+            format!("{org}/issues/{{issue}}/events/{{event}}/"),
+            get(sentry_issues::issue_event),
+        ),
+        (
+            format!("{org}/issues/{{issue}}/tags/{{key}}/"),
+            get(sentry_issues::issue_tag),
         ),
     ];
     let mut router = Router::new();

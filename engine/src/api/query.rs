@@ -20,6 +20,8 @@ pub(super) struct QueryState {
     pub(super) tokens: Arc<Tokens>,
     pub(super) projects: Arc<Projects>,
     pub(super) auth: Auth,
+    /// The server's public base URL, for absolute links (`permalink`).
+    pub(super) public_url: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -17,7 +17,7 @@ mod assets;
 mod console;
 mod event;
 mod issue;
-mod search;
+pub(crate) mod search;
 mod settings;
 mod stream;
 mod svg;
