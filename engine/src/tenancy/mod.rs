@@ -43,6 +43,12 @@ pub enum Error {
     LastActiveKey { project: String },
     #[error("invalid rate limit: events and window must be greater than zero")]
     InvalidRateLimit,
+    #[error("project {project:?}: {field} is not valid at {source}")]
+    GroupingRules {
+        project: String,
+        field: &'static str,
+        source: faultline_protocol::grouping::RuleError,
+    },
     #[error("invalid project name {name:?}: use 1-64 lowercase letters, digits or '-'")]
     InvalidName { name: String },
     #[error("a project named {name:?} already exists")]

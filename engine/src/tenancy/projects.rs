@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use faultline_config::{Config, KeyConfig, ProjectConfig, RateLimit};
+use faultline_protocol::grouping::GroupingConfig;
 use object_store::path::Path as ObjectPath;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -107,14 +108,33 @@ pub(super) fn project_path(id: u64) -> ObjectPath {
 pub struct Projects {
     pub(super) store: Store,
     from_config: Vec<Project>,
+    /// Grouping rules of the projects that declare their own in the config file, by id.
+    grouping: HashMap<u64, Arc<GroupingConfig>>,
     by_id: RwLock<Arc<HashMap<u64, Arc<Project>>>>,
     last_reload: Mutex<Instant>,
 }
 
 impl Projects {
     pub async fn load(store: Store, config: &Config) -> Result<Self> {
+        let mut grouping = HashMap::new();
+        for p in &config.projects {
+            if p.grouping_enhancements.is_none() && p.fingerprinting_rules.is_none() {
+                continue;
+            }
+            let rules = GroupingConfig::for_project(
+                p.grouping_enhancements.as_deref().unwrap_or(""),
+                p.fingerprinting_rules.as_deref().unwrap_or(""),
+            )
+            .map_err(|(field, source)| Error::GroupingRules {
+                project: p.name.clone(),
+                field,
+                source,
+            })?;
+            grouping.insert(p.id, Arc::new(rules));
+        }
         let projects = Self {
             store,
+            grouping,
             from_config: config.projects.iter().map(Project::from).collect(),
             by_id: RwLock::new(Arc::new(HashMap::new())),
             last_reload: Mutex::new(Instant::now()),
@@ -265,6 +285,11 @@ impl Projects {
             });
         }
         Ok(found)
+    }
+
+    /// The grouping rules of project `id`, when it has its own (else the built-in ones apply).
+    pub fn grouping(&self, id: u64) -> Option<Arc<GroupingConfig>> {
+        self.grouping.get(&id).map(Arc::clone)
     }
 
     /// Every project, by id.
