@@ -3,8 +3,8 @@
 //! over the contributing values, concatenated without separator).
 
 use faultline_protocol::grouping::{
-    FALLBACK_HASH, Grouping, GroupingConfig, GroupingMethod, explain, group, group_with,
-    hash_values, issue_id,
+    FALLBACK_HASH, Grouping, GroupingConfig, GroupingMethod, explain, explain_stored, group,
+    group_with, hash_values, issue_id,
 };
 use faultline_protocol::normalize::normalize_event;
 use serde_json::{Value, json};
@@ -655,6 +655,16 @@ fn explain_shows_the_component_tree_with_hints() {
     let django_frame = &exception["values"][2]["values"][0];
     assert_eq!(django_frame["contributes"], false);
     assert_eq!(django_frame["hint"], "non app frame");
+}
+
+#[test]
+fn the_explanation_of_a_stored_event_is_the_one_computed_at_ingest() {
+    let payload = python_error("ZeroDivisionError", "division by zero", "checkout", 10);
+    let event = normalize_event(payload.to_string().as_bytes(), &ctx()).unwrap();
+    let at_ingest = explain(&group(&event));
+    let later = explain_stored(&event.json, &GroupingConfig::default()).unwrap();
+    assert_eq!(at_ingest, later);
+    assert!(explain_stored("[1]", &GroupingConfig::default()).is_none());
 }
 
 #[test]

@@ -131,8 +131,16 @@ async fn python_sdk_events_are_stored_grouped_and_queryable() -> anyhow::Result<
     let issue = |label: &str| events[&sent[label].id].int("issue_id").expect("issue_id");
     let lines = issue("lines_legacy_0");
     let current = issue("lines_current_0");
-    assert_eq!(issue("lines_legacy_1"), lines, "the same raise, another SKU");
-    assert_eq!(issue("lines_current_1"), current, "the same raise, another SKU");
+    assert_eq!(
+        issue("lines_legacy_1"),
+        lines,
+        "the same raise, another SKU"
+    );
+    assert_eq!(
+        issue("lines_current_1"),
+        current,
+        "the same raise, another SKU"
+    );
     assert_eq!(
         issue("fingerprint_refused"),
         issue("fingerprint_timeout"),
@@ -163,7 +171,10 @@ async fn python_sdk_events_are_stored_grouped_and_queryable() -> anyhow::Result<
         .await?;
     assert_eq!(issues.len(), 6, "six issues: {issues:?}");
     // three issues of two events each, ordered by issue id
-    let pairs: Vec<i64> = issues[..3].iter().filter_map(|r| r.int("issue_id")).collect();
+    let pairs: Vec<i64> = issues[..3]
+        .iter()
+        .filter_map(|r| r.int("issue_id"))
+        .collect();
     let mut expected = vec![lines, current, issue("fingerprint_refused")];
     expected.sort_unstable();
     assert_eq!(pairs, expected);
@@ -189,7 +200,10 @@ async fn python_sdk_events_are_stored_grouped_and_queryable() -> anyhow::Result<
         issues[keyerror]
     );
     assert_eq!(issues[keyerror].str("status"), Some("unresolved"));
-    assert!(issues[..3].iter().all(|r| r.int("event_count") == Some(2)), "{issues:?}");
+    assert!(
+        issues[..3].iter().all(|r| r.int("event_count") == Some(2)),
+        "{issues:?}"
+    );
     let total: i64 = issues.iter().filter_map(|r| r.int("event_count")).sum();
     assert_eq!(total, 9);
 

@@ -63,6 +63,32 @@ enum MatchKind {
 struct Matcher {
     negated: bool,
     kind: MatchKind,
+    /// For path, module, function and package globs: the index of the glob in the per-field
+    /// regex sets, which are run once per frame ([`Hits`]).
+    id: usize,
+}
+
+/// The globs of one frame field, as one set run once per frame.
+#[derive(Debug, Clone)]
+struct FieldSet {
+    set: regex::RegexSet,
+    /// The glob id of each pattern of the set.
+    ids: Vec<usize>,
+}
+
+/// Which path, module, function and package globs match each frame of a stack trace.
+pub(crate) struct Hits {
+    globs: usize,
+    hit: Vec<bool>,
+}
+
+impl Hits {
+    fn get(&self, frame: usize, id: usize) -> bool {
+        self.hit
+            .get(frame * self.globs + id)
+            .copied()
+            .unwrap_or(false)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +123,9 @@ struct Rule {
 #[derive(Debug, Clone, Default)]
 pub struct Enhancements {
     rules: Vec<Rule>,
+    globs: usize,
+    /// Path, module, function, package.
+    sets: Vec<FieldSet>,
 }
 
 /// What the rules see of a frame.
@@ -169,14 +198,90 @@ impl Enhancements {
                 rules.push(rule);
             }
         }
-        Ok(Self { rules })
+        Ok(Self::indexed(rules))
+    }
+
+    /// The rules with their frame globs numbered and gathered in one regex set per field.
+    fn indexed(mut rules: Vec<Rule>) -> Self {
+        let mut patterns: [(Vec<String>, Vec<usize>); 4] = Default::default();
+        let mut globs = 0;
+        for rule in &mut rules {
+            for m in rule
+                .caller
+                .iter_mut()
+                .chain(rule.frame.iter_mut())
+                .chain(rule.callee.iter_mut())
+            {
+                let (field, glob) = match &m.kind {
+                    MatchKind::Path(g) => (0, g),
+                    MatchKind::Module(g) => (1, g),
+                    MatchKind::Function(g) => (2, g),
+                    MatchKind::Package(g) => (3, g),
+                    _ => continue,
+                };
+                m.id = globs;
+                patterns[field].0.push(glob.regex().to_owned());
+                patterns[field].1.push(globs);
+                globs += 1;
+            }
+        }
+        let sets = patterns
+            .into_iter()
+            .map(|(patterns, ids)| FieldSet {
+                set: regex::RegexSet::new(&patterns)
+                    .expect("patterns that compiled one by one compile as a set"),
+                ids,
+            })
+            .collect();
+        Self { rules, globs, sets }
+    }
+
+    /// Runs every frame glob over every frame once.
+    pub(crate) fn hits(&self, frames: &[MatchFrame]) -> Hits {
+        let mut hit = vec![false; self.globs * frames.len()];
+        for (i, frame) in frames.iter().enumerate() {
+            let row = &mut hit[i * self.globs..(i + 1) * self.globs];
+            let mut mark = |field: usize, value: &str| {
+                if let Some(set) = self.sets.get(field) {
+                    for m in set.set.matches(value).iter() {
+                        row[set.ids[m]] = true;
+                    }
+                }
+            };
+            if let Some(path) = &frame.path {
+                mark(0, path);
+                if !path.starts_with('/') {
+                    mark(0, &format!("/{path}"));
+                }
+            }
+            if let Some(module) = &frame.module {
+                mark(1, module);
+            }
+            if let Some(function) = &frame.function {
+                mark(2, function);
+            }
+            if let Some(package) = &frame.package {
+                mark(3, package);
+                if let Some(base) = package
+                    .rsplit('/')
+                    .next()
+                    .filter(|b| b.len() < package.len())
+                {
+                    mark(3, base);
+                }
+            }
+        }
+        Hits {
+            globs: self.globs,
+            hit,
+        }
     }
 
     /// These rules followed by `other`'s (which then win where both match).
     pub fn extended_by(&self, other: &Self) -> Self {
         let mut rules = self.rules.clone();
         rules.extend(other.rules.iter().cloned());
-        Self { rules }
+        Self::indexed(rules)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -188,7 +293,12 @@ impl Enhancements {
     }
 
     /// Applies `+app`/`-app` and `category=` to the frames (oldest call first).
-    pub(crate) fn apply_modifications(&self, frames: &mut [MatchFrame], exc: &ExceptionData<'_>) {
+    pub(crate) fn apply_modifications(
+        &self,
+        frames: &mut [MatchFrame],
+        exc: &ExceptionData<'_>,
+        hits: &Hits,
+    ) {
         for rule in &self.rules {
             let modifies = rule
                 .actions
@@ -198,7 +308,7 @@ impl Enhancements {
                 continue;
             }
             for idx in 0..frames.len() {
-                if !rule.matches_frame(frames, idx) {
+                if !rule.matches_frame(frames, idx, hits) {
                     continue;
                 }
                 for action in &rule.actions {
@@ -224,6 +334,7 @@ impl Enhancements {
         &self,
         frames: &[MatchFrame],
         exc: &ExceptionData<'_>,
+        hits: &Hits,
         components: &mut [Component],
     ) -> StackLimits {
         let mut limits = StackLimits::default();
@@ -241,7 +352,7 @@ impl Enhancements {
             }
             let mut matched_any = false;
             for idx in 0..frames.len() {
-                if !rule.matches_frame(frames, idx) {
+                if !rule.matches_frame(frames, idx, hits) {
                     continue;
                 }
                 matched_any = true;
@@ -295,21 +406,23 @@ impl Rule {
         })
     }
 
-    fn matches_frame(&self, frames: &[MatchFrame], idx: usize) -> bool {
-        let all = |matchers: &[Matcher], frame: &MatchFrame| {
-            matchers.iter().all(|m| m.matches_frame(frame))
+    fn matches_frame(&self, frames: &[MatchFrame], idx: usize, hits: &Hits) -> bool {
+        let all = |matchers: &[Matcher], at: usize| {
+            matchers
+                .iter()
+                .all(|m| m.matches_frame(&frames[at], at, hits))
         };
-        if !all(&self.frame, &frames[idx]) {
+        if !all(&self.frame, idx) {
             return false;
         }
         if !self.caller.is_empty() {
-            match idx.checked_sub(1).and_then(|i| frames.get(i)) {
+            match idx.checked_sub(1) {
                 Some(caller) if all(&self.caller, caller) => {}
                 _ => return false,
             }
         }
         if !self.callee.is_empty() {
-            match frames.get(idx + 1) {
+            match (idx + 1 < frames.len()).then_some(idx + 1) {
                 Some(callee) if all(&self.callee, callee) => {}
                 _ => return false,
             }
@@ -319,17 +432,13 @@ impl Rule {
 }
 
 impl Matcher {
-    fn matches_frame(&self, frame: &MatchFrame) -> bool {
+    fn matches_frame(&self, frame: &MatchFrame, at: usize, hits: &Hits) -> bool {
         let hit = match &self.kind {
             MatchKind::Family(families) => families.iter().any(|f| f == "all" || f == frame.family),
-            MatchKind::Path(g) => frame.path.as_deref().is_some_and(|p| {
-                g.is_match(p) || (!p.starts_with('/') && g.is_match(&format!("/{p}")))
-            }),
-            MatchKind::Module(g) => frame.module.as_deref().is_some_and(|m| g.is_match(m)),
-            MatchKind::Function(g) => frame.function.as_deref().is_some_and(|f| g.is_match(f)),
-            MatchKind::Package(g) => frame.package.as_deref().is_some_and(|p| {
-                g.is_match(p) || p.rsplit('/').next().is_some_and(|base| g.is_match(base))
-            }),
+            MatchKind::Path(_)
+            | MatchKind::Module(_)
+            | MatchKind::Function(_)
+            | MatchKind::Package(_) => hits.get(at, self.id),
             MatchKind::Category(g) => frame.category.as_deref().is_some_and(|c| g.is_match(c)),
             MatchKind::App(flag) => frame.in_app.unwrap_or(false) == *flag,
             // exception matchers are checked once per stack trace
@@ -590,7 +699,11 @@ fn parse_matcher(token: &str) -> Result<Matcher, String> {
             ));
         }
     };
-    Ok(Matcher { negated, kind })
+    Ok(Matcher {
+        negated,
+        kind,
+        id: usize::MAX,
+    })
 }
 
 /// `Some` when the token is an action (valid or not).
@@ -690,7 +803,8 @@ mod tests {
         ];
         frames[0].in_app = Some(true);
         frames[2].in_app = Some(true);
-        rules.apply_modifications(&mut frames, &ExceptionData::default());
+        let hits = rules.hits(&frames);
+        rules.apply_modifications(&mut frames, &ExceptionData::default(), &hits);
         assert_eq!(frames[0].in_app, Some(false));
         assert_eq!(frames[1].category.as_deref(), Some("throw"));
         assert_eq!(
@@ -710,7 +824,8 @@ mod tests {
             frame("other", "x", "c"),
             frame("other", "x", "b"),
         ];
-        rules.apply_modifications(&mut frames, &ExceptionData::default());
+        let hits = rules.hits(&frames);
+        rules.apply_modifications(&mut frames, &ExceptionData::default(), &hits);
         assert_eq!(frames[1].in_app, Some(false));
         assert_eq!(frames[3].in_app, None, "its caller is no `a`");
     }

@@ -73,6 +73,11 @@ impl Glob {
     pub(crate) fn is_match(&self, value: &str) -> bool {
         self.regex.is_match(value)
     }
+
+    /// The regex the glob compiled to.
+    pub(crate) fn regex(&self) -> &str {
+        self.regex.as_str()
+    }
 }
 
 #[cfg(test)]

@@ -247,6 +247,16 @@ pub fn explain(grouping: &Grouping) -> Value {
     })
 }
 
+/// "Why grouped" for a stored event: its normalized JSON (the `event` column) grouped again
+/// under `config`, as [`explain`] renders it. Normalized events group the same way every time,
+/// so this is the explanation of the issue the event was given, as long as the project's rules
+/// did not change since. `None` when the text is not a JSON object.
+pub fn explain_stored(event_json: &str, config: &GroupingConfig) -> Option<Value> {
+    let root: Map<String, Value> = serde_json::from_str(event_json).ok()?;
+    let view = EventView::new(&root);
+    Some(explain(&compute_with(&root, &view, config)))
+}
+
 static GROUPED_EVENTS: AtomicU64 = AtomicU64::new(0);
 static GROUPING_NANOS: AtomicU64 = AtomicU64::new(0);
 

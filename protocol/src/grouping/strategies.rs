@@ -10,7 +10,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::component::{Component, Node};
-use super::enhancers::{Enhancements, ExceptionData, MatchFrame, family};
+use super::enhancers::{Enhancements, ExceptionData, Hits, MatchFrame, family};
 use super::message;
 use crate::view::EventView;
 
@@ -382,21 +382,23 @@ pub(crate) fn in_app_flags(
     frames: &[Value],
     exc: &ExceptionData<'_>,
     ctx: &Ctx<'_>,
-) -> (Vec<MatchFrame>, Vec<bool>) {
+) -> (Vec<MatchFrame>, Vec<bool>, Hits) {
     let mut matched: Vec<MatchFrame> = frames
         .iter()
         .filter_map(Value::as_object)
         .map(|f| match_frame(f, ctx.platform))
         .collect();
-    ctx.enhancements.apply_modifications(&mut matched, exc);
+    let hits = ctx.enhancements.hits(&matched);
+    ctx.enhancements
+        .apply_modifications(&mut matched, exc, &hits);
     let in_app = matched.iter().map(|f| f.in_app.unwrap_or(false)).collect();
-    (matched, in_app)
+    (matched, in_app, hits)
 }
 
 /// Sentry's `stacktrace:v1`: the `app` and `system` components of one stack trace.
 fn stacktrace_variants(frames: &[Value], exc: &ExceptionData<'_>, ctx: &Ctx<'_>) -> Variants {
     let objects: Vec<&Map<String, Value>> = frames.iter().filter_map(Value::as_object).collect();
-    let (matched, in_app) = in_app_flags(frames, exc, ctx);
+    let (matched, in_app, hits) = in_app_flags(frames, exc, ctx);
     let mut out: Variants = Vec::with_capacity(2);
     for variant in ["app", "system"] {
         let mut components: Vec<Component> = Vec::with_capacity(objects.len());
@@ -424,7 +426,7 @@ fn stacktrace_variants(frames: &[Value], exc: &ExceptionData<'_>, ctx: &Ctx<'_>)
         }
         let limits = ctx
             .enhancements
-            .apply_contributions(&matched, exc, &mut components);
+            .apply_contributions(&matched, exc, &hits, &mut components);
         if variant == "app" {
             // a rule's +group does not bring a system frame into the app variant
             for (c, in_app) in components.iter_mut().zip(&in_app) {
