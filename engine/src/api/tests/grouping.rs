@@ -161,3 +161,110 @@ async fn issues_stored_before_the_upgrade_keep_receiving_their_events() {
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(issues(&rows), [old_issue]);
 }
+
+async fn project_call(
+    h: &super::Harness,
+    method: axum::http::Method,
+    token: &str,
+    body: Option<Value>,
+) -> super::Reply {
+    let request = axum::http::Request::builder()
+        .method(method)
+        .uri("/api/0/projects/default/shop/")
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json");
+    let body = body.map_or_else(axum::body::Body::empty, |b| {
+        axum::body::Body::from(b.to_string())
+    });
+    h.send(request.body(body).unwrap()).await
+}
+
+#[tokio::test]
+async fn grouping_rules_set_through_the_api_apply_to_new_events() {
+    use axum::http::Method;
+    let h = harness().await;
+    let admin = h.token(&["projects:admin"], None).await;
+    let reader = h.token(&["events:read"], None).await;
+    let event = || {
+        json!({"platform": "python", "exception": {"values": [
+            {"type": "DatabaseUnavailable", "value": "primary down"}]}})
+        .to_string()
+    };
+    assert_eq!(h.store(event()).await.status, StatusCode::OK);
+
+    let reply = project_call(&h, Method::GET, &reader, None).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
+    let reply = project_call(&h, Method::GET, &admin, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["groupingConfig"], "newstyle:2026-01-20");
+    assert_eq!(reply.body["fingerprintingRules"], "");
+
+    // a rule that does not parse: 400 naming the field, line and column
+    let reply = project_call(
+        &h,
+        Method::PUT,
+        &admin,
+        Some(json!({"fingerprintingRules": "error.type:X\nerror.type:DatabaseUnavailable system-down"})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
+    let detail = reply.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("fingerprintingRules is not valid at line 1"),
+        "{detail}"
+    );
+    // an unknown field is named (as for every JSON body: 422)
+    let reply = project_call(&h, Method::PUT, &admin, Some(json!({"colour": "red"}))).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{:?}",
+        reply.body
+    );
+    assert!(
+        reply.body.to_string().contains("unknown field `colour`"),
+        "{:?}",
+        reply.body
+    );
+
+    let rules = "error.type:DatabaseUnavailable -> system-down";
+    let reply = project_call(
+        &h,
+        Method::PUT,
+        &admin,
+        Some(json!({"fingerprintingRules": rules})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["fingerprintingRules"], rules);
+    assert_eq!(h.store(event()).await.status, StatusCode::OK);
+
+    // the first event kept its issue; the new one is grouped by the rule
+    let rows = h.sql("SELECT issue_id FROM events").await;
+    let ids = issues(&rows);
+    assert_eq!(ids.len(), 2, "{rows}");
+    assert!(ids.contains(&issue_id(1, &hash_values(["system-down"]))));
+    // a node that starts now reads the rules from the store
+    h.node.projects.reload_now().await.unwrap();
+    assert!(h.node.projects.grouping(1).is_some());
+}
+
+#[tokio::test]
+async fn rules_declared_in_the_config_are_changed_there() {
+    let h = harness_with(|config: &mut Config| {
+        config.projects[0].grouping_enhancements = Some("path:**/vendor/** -app".into());
+    })
+    .await;
+    let admin = h.token(&["projects:admin"], None).await;
+    let reply = project_call(&h, axum::http::Method::GET, &admin, None).await;
+    assert_eq!(reply.body["groupingEnhancements"], "path:**/vendor/** -app");
+    assert_eq!(reply.body["groupingRulesFromConfig"], true);
+    let reply = project_call(
+        &h,
+        axum::http::Method::PUT,
+        &admin,
+        Some(json!({"groupingEnhancements": ""})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+}
