@@ -80,6 +80,9 @@ impl ProjectHashes {
 /// Hashes waiting to be written: (project, hash, issue).
 type Pending = Vec<(u64, Box<str>, i64)>;
 
+/// Per project whose index is not loaded: the last attempt, and what was recorded since.
+type Failed = HashMap<u64, (Option<std::time::Instant>, Arc<ProjectHashes>)>;
+
 /// Hashes recorded per project before the project was loaded.
 type Early = HashMap<u64, Vec<(Box<str>, i64)>>;
 
@@ -95,7 +98,15 @@ pub struct GroupHashes {
     pending: Mutex<Pending>,
     seq: AtomicU64,
     query: OnceLock<Arc<QueryService>>,
+    /// Projects whose index could not be loaded: when, and what was recorded since.
+    failed: Mutex<Failed>,
 }
+
+/// How long after a failed load of a project's index ingest tries again.
+const RETRY_LOAD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Segments of a project beyond which loading it merges them into one.
+const MERGE_SEGMENTS: usize = 64;
 
 fn prefix(project_id: u64) -> String {
     format!("meta/grouphashes/project={project_id}")
@@ -112,6 +123,7 @@ impl GroupHashes {
             pending: Mutex::new(Vec::new()),
             seq: AtomicU64::new(0),
             query: OnceLock::new(),
+            failed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -119,6 +131,48 @@ impl GroupHashes {
     /// without it, projects load without that migration and try it again later).
     pub fn set_query(&self, query: Arc<QueryService>) {
         let _ = self.query.set(query);
+    }
+
+    /// The index of `project_id` for ingest: loaded on first use; while the store cannot be
+    /// read (an outage), a provisional index that holds what this process records meanwhile,
+    /// with a new attempt to load at most every [`RETRY_LOAD`]. Events keep being accepted: an
+    /// issue then comes from the primary hash, or from a hash recorded since.
+    pub async fn project_for_ingest(&self, project_id: u64) -> Arc<ProjectHashes> {
+        if let Some(found) = self.projects.read().get(&project_id) {
+            return Arc::clone(found);
+        }
+        // one attempt at a time per project: the others meanwhile use the provisional index
+        let retry = {
+            let mut failed = self.failed.lock();
+            let entry = failed
+                .entry(project_id)
+                .or_insert_with(|| (None, Arc::default()));
+            let due = entry.0.is_none_or(|at| at.elapsed() >= RETRY_LOAD);
+            if due {
+                entry.0 = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if retry {
+            match self.project(project_id).await {
+                Ok(index) => return index,
+                Err(err) => {
+                    tracing::warn!(project_id, cause = %err,
+                        "grouping index not loaded; events are grouped by their own hashes until it is");
+                    let mut failed = self.failed.lock();
+                    let entry = failed
+                        .entry(project_id)
+                        .or_insert_with(|| (None, Arc::default()));
+                    entry.0 = Some(std::time::Instant::now());
+                    return Arc::clone(&entry.1);
+                }
+            }
+        }
+        let failed = self.failed.lock();
+        failed
+            .get(&project_id)
+            .map(|(_, index)| Arc::clone(index))
+            .unwrap_or_default()
     }
 
     /// The index of `project_id`, loaded on first use.
@@ -131,6 +185,14 @@ impl GroupHashes {
             return Ok(Arc::clone(found));
         }
         let loaded = Arc::new(self.load(project_id).await?);
+        // what was recorded while the index could not be loaded
+        if let Some((_, provisional)) = self.failed.lock().remove(&project_id) {
+            for (hash, issue) in provisional.map.read().iter() {
+                if loaded.map.read().get(hash).is_none() {
+                    loaded.insert_smallest(hash, *issue);
+                }
+            }
+        }
         if let Some(early) = self.early.lock().remove(&project_id) {
             for (hash, issue) in early {
                 if loaded.map.read().get(&hash).is_none() {
@@ -151,9 +213,19 @@ impl GroupHashes {
             .list(&ObjectPath::from(prefix(project_id)))
             .await?;
         let mut migrated = false;
+        let mut merged = Vec::new();
         for meta in &listed {
-            migrated |= meta.location.filename() == Some("legacy.json");
-            let bytes = self.store.get(&meta.location).await?;
+            let name = meta.location.filename().unwrap_or_default();
+            migrated |= name == "legacy.json";
+            let bytes = match self.store.get(&meta.location).await {
+                Ok(bytes) => bytes,
+                // merged into a newer segment by another node meanwhile (see below)
+                Err(store::Error::Request {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) => continue,
+                Err(err) => return Err(err.into()),
+            };
             let pairs: Vec<(String, i64)> =
                 serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
                     path: meta.location.to_string(),
@@ -162,6 +234,12 @@ impl GroupHashes {
             for (hash, issue) in pairs {
                 index.insert_smallest(&hash, issue);
             }
+            if name != "legacy.json" {
+                merged.push(meta.location.clone());
+            }
+        }
+        if merged.len() > MERGE_SEGMENTS {
+            self.merge(project_id, &index, &merged).await;
         }
         if !migrated && let Some(query) = self.query.get() {
             // Not fatal: without it, issues from before keep only the events that also share a
@@ -191,6 +269,40 @@ impl GroupHashes {
             }
         }
         Ok(index)
+    }
+
+    /// Replaces many small segments by one: writes every pair known (create-only), then deletes
+    /// the segments it covers. Failures only leave the segments as they were.
+    async fn merge(&self, project_id: u64, index: &ProjectHashes, segments: &[ObjectPath]) {
+        let pairs: Vec<(String, i64)> = index
+            .map
+            .read()
+            .iter()
+            .map(|(hash, issue)| (hash.to_string(), *issue))
+            .collect();
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let millis = chrono::Utc::now().timestamp_millis();
+        let path = ObjectPath::from(format!(
+            "{}/{millis:015}-{}-{seq}.json",
+            prefix(project_id),
+            self.node
+        ));
+        let body = serde_json::to_vec(&pairs).unwrap_or_default();
+        if let Err(err) = self.store.create_durable(&path, Bytes::from(body)).await {
+            tracing::warn!(project_id, cause = %err, "grouping index segments not merged");
+            return;
+        }
+        for segment in segments {
+            if let Err(err) = self.store.delete(segment).await {
+                tracing::warn!(project_id, cause = %err, "a merged grouping index segment stays");
+            }
+        }
+        tracing::info!(
+            project_id,
+            segments = segments.len(),
+            hashes = pairs.len(),
+            "merged the grouping index segments"
+        );
     }
 
     /// The issue of an event of `project` with `grouping`: the issue of its first known hash,
@@ -414,6 +526,121 @@ mod tests {
         let hashes = GroupHashes::new(store, "c");
         let index = hashes.project(3).await.unwrap();
         assert_eq!(hashes.assign(3, &index, &g), 4);
+    }
+
+    #[tokio::test]
+    async fn many_segments_are_merged_into_one_on_load() {
+        let store = Store::memory();
+        let writer = GroupHashes::new(store.clone(), "w");
+        let index = writer.project(9).await.unwrap();
+        let mut seen = Vec::new();
+        for n in 0..(MERGE_SEGMENTS + 6) {
+            let g = grouping_of(&format!(r#"{{"logentry":{{"formatted":"m{n}x"}}}}"#));
+            seen.push((writer.assign(9, &index, &g), g));
+            writer.persist().await.unwrap();
+        }
+        let listed = |store: Store| async move {
+            store
+                .list(&ObjectPath::from(prefix(9)))
+                .await
+                .unwrap()
+                .len()
+        };
+        assert!(listed(store.clone()).await > MERGE_SEGMENTS);
+        let total = index.len();
+        let reader = GroupHashes::new(store.clone(), "r");
+        let index = reader.project(9).await.unwrap();
+        for (issue, g) in &seen {
+            assert_eq!(index.known_issue(g), Some(*issue));
+        }
+        // one segment (no legacy.json without a query service)
+        assert_eq!(listed(store.clone()).await, 1);
+        let again = GroupHashes::new(store, "s");
+        let index = again.project(9).await.unwrap();
+        assert_eq!(index.len(), total);
+    }
+
+    #[tokio::test]
+    async fn without_the_store_events_are_grouped_by_their_own_hashes_and_recorded_later() {
+        // an object store that refuses every request
+        let broken = Store::memory().with_objects(Arc::new(Refusing));
+        let hashes = GroupHashes::new(broken, "n");
+        let g = grouping_of(r#"{"logentry":{"formatted":"m"}}"#);
+        let index = hashes.project_for_ingest(4).await;
+        assert_eq!(hashes.assign(4, &index, &g), grouping::issue_id(4, &g.hash));
+        // the next request does not wait for the store again, and knows the hash
+        let again = hashes.project_for_ingest(4).await;
+        assert_eq!(again.known_issue(&g), Some(grouping::issue_id(4, &g.hash)));
+        assert!(hashes.persist().await.is_err(), "kept for the next attempt");
+    }
+
+    #[derive(Debug)]
+    struct Refusing;
+
+    impl std::fmt::Display for Refusing {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Refusing")
+        }
+    }
+
+    fn refused<T>() -> object_store::Result<T> {
+        Err(object_store::Error::Generic {
+            store: "refusing",
+            source: "the store is down".into(),
+        })
+    }
+
+    #[async_trait::async_trait]
+    impl object_store::ObjectStore for Refusing {
+        async fn put_opts(
+            &self,
+            _: &ObjectPath,
+            _: object_store::PutPayload,
+            _: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            refused()
+        }
+        async fn put_multipart_opts(
+            &self,
+            _: &ObjectPath,
+            _: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            refused()
+        }
+        async fn get_opts(
+            &self,
+            _: &ObjectPath,
+            _: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            refused()
+        }
+        fn delete_stream(
+            &self,
+            _: futures::stream::BoxStream<'static, object_store::Result<ObjectPath>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectPath>> {
+            Box::pin(futures::stream::once(async { refused() }))
+        }
+        fn list(
+            &self,
+            _: Option<&ObjectPath>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            Box::pin(futures::stream::once(async { refused() }))
+        }
+        async fn list_with_delimiter(
+            &self,
+            _: Option<&ObjectPath>,
+        ) -> object_store::Result<object_store::ListResult> {
+            refused()
+        }
+        async fn copy_opts(
+            &self,
+            _: &ObjectPath,
+            _: &ObjectPath,
+            _: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            refused()
+        }
     }
 
     #[tokio::test]

@@ -119,8 +119,6 @@ pub enum Error {
     Worker(String),
     #[error("cannot log events: {0}")]
     Wal(#[from] wal::Error),
-    #[error("cannot read the project's grouping index, retry later: {0}")]
-    Grouping(#[from] crate::grouphash::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -482,7 +480,7 @@ impl Ingest {
         let mut reserved = Vec::with_capacity(normalized.len());
         // one lookup per request: the project's hash index (loaded on its first event) and
         // its own rules, if any
-        let index = self.hashes.project(project.id).await?;
+        let index = self.hashes.project_for_ingest(project.id).await;
         let rules = self.projects.grouping(project.id);
         for event in normalized {
             first_id.get_or_insert(event.event_id);
