@@ -139,6 +139,7 @@ fn main() -> Result<()> {
     );
 
     let cpu_before = server.cpu()?;
+    let grouping_before = server.grouping_cost()?;
     let run = load::run(
         server.addr,
         &project.envelope_path,
@@ -146,6 +147,7 @@ fn main() -> Result<()> {
         args.connections,
     )?;
     let cpu_at_last_ack = server.cpu()?;
+    let grouping_after = server.grouping_cost()?;
     let rss_at_last_ack = server.peak_rss()?;
 
     // Freshness: how long after the last acknowledgement a query sees every accepted event.
@@ -186,6 +188,10 @@ fn main() -> Result<()> {
         disk,
         restart_ready,
         queries,
+        grouping: (
+            grouping_after.0.saturating_sub(grouping_before.0),
+            grouping_after.1 - grouping_before.1,
+        ),
         wire_bytes: captured.mean_wire(),
         uncompressed_bytes: captured.mean_uncompressed(),
     };

@@ -61,6 +61,8 @@ pub(crate) struct Report {
     pub(crate) queries: Vec<(String, Duration, usize)>,
     pub(crate) wire_bytes: f64,
     pub(crate) uncompressed_bytes: f64,
+    /// Events grouped during the run and the seconds the server spent grouping them.
+    pub(crate) grouping: (u64, f64),
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -94,6 +96,12 @@ impl Report {
             w,
             "  throughput           {rate:.0} events/s   target >= 5000: {}",
             verdict(rate >= 5000.0)
+        );
+        let (grouped, grouping_seconds) = self.grouping;
+        let _ = writeln!(
+            w,
+            "  grouping / event     {:.1} us over {grouped} events (faultline_grouping_seconds / faultline_grouped_events)",
+            grouping_seconds * 1e6 / grouped.max(1) as f64
         );
         let _ = writeln!(
             w,

@@ -220,6 +220,22 @@ impl Server {
         }
     }
 
+    /// Events grouped so far and the seconds spent on it, from `GET /metrics`
+    /// (`faultline_grouped_events`, `faultline_grouping_seconds`).
+    pub(crate) fn grouping_cost(&self) -> Result<(u64, f64)> {
+        let (status, bytes) = self.request("GET", "/metrics", None, Bytes::new())?;
+        ensure!(status == 200, "/metrics answered {status}");
+        let text = String::from_utf8_lossy(&bytes);
+        let value = |name: &str| -> Result<f64> {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+                .with_context(|| format!("{name} in /metrics"))
+        };
+        let events = value("faultline_grouped_events")?;
+        Ok((events as u64, value("faultline_grouping_seconds")?))
+    }
+
     pub(crate) fn cpu(&self) -> Result<Duration> {
         process_cpu(&self.child.id().to_string())
     }

@@ -598,6 +598,14 @@ pub struct ProjectConfig {
     /// Days of retention; overrides `retention.default_days` and `retention.projects`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
+    /// Stack trace rules in Sentry's syntax (`family:javascript path:**/vendor/** -app`, one
+    /// per line), applied after the built-in ones to new events (docs/grouping.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grouping_enhancements: Option<String>,
+    /// Server-side fingerprint rules in Sentry's syntax (`error.type:Timeout -> timeouts`, one
+    /// per line), tried before the built-in ones on new events (docs/grouping.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprinting_rules: Option<String>,
 }
 
 /// One DSN key of a project declared in the config file.
@@ -988,6 +996,8 @@ mod tests {
                 window: Duration::from_secs(60),
             }),
             retention_days: Some(30),
+            grouping_enhancements: Some("path:**/vendor/** -app".into()),
+            fingerprinting_rules: Some("error.type:Timeout -> timeouts".into()),
         });
         config.retention.projects.insert("shop".into(), 14);
         let text = config.to_toml();

@@ -25,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::events::StoredEvent;
+use crate::grouphash::GroupHashes;
 use crate::tenancy::{self, Authorized, Project, Projects};
 use crate::wal::{self, Record, Wal};
 
@@ -263,6 +264,8 @@ pub struct Ingest {
     decoding: Arc<Semaphore>,
     /// Which logged events the alert worker must look at.
     alerts: Arc<crate::alerts::Watch>,
+    /// Which issue each grouping hash belongs to.
+    hashes: Arc<GroupHashes>,
 }
 
 /// Ids of recently accepted events remembered for de-duplication.
@@ -275,9 +278,11 @@ impl Ingest {
         limits: LimitsConfig,
         max_unflushed: u64,
         alerts: Arc<crate::alerts::Watch>,
+        hashes: Arc<GroupHashes>,
     ) -> Self {
         Self {
             alerts,
+            hashes,
             projects,
             wal,
             max_unflushed,
@@ -473,6 +478,10 @@ impl Ingest {
         let mut data = Vec::new();
         let mut events = Vec::with_capacity(normalized.len());
         let mut reserved = Vec::with_capacity(normalized.len());
+        // one lookup per request: the project's hash index (loaded on its first event) and
+        // its own rules, if any
+        let index = self.hashes.project_for_ingest(project.id).await;
+        let rules = self.projects.grouping(project.id);
         for event in normalized {
             first_id.get_or_insert(event.event_id);
             if !self.dedup.insert(project.id, event.event_id) {
@@ -480,7 +489,23 @@ impl Ingest {
                 continue;
             }
             reserved.push(event.event_id);
-            let stored = stored_event(project, event);
+            let own;
+            let grouping = match &rules {
+                Some(rules) => {
+                    own = grouping::group_with(&event, rules);
+                    &own
+                }
+                None => grouping::grouping_of(&event),
+            };
+            let issue_id = self.hashes.assign(project.id, &index, grouping);
+            let grouping_hash = grouping.hash.clone();
+            let stored = StoredEvent {
+                project_id: project.id,
+                project: project.name.clone(),
+                issue_id,
+                grouping_hash,
+                event,
+            };
             wal::encode(
                 &mut data,
                 wal::Fields {
@@ -637,7 +662,8 @@ fn decode_events(
     })
 }
 
-/// Groups a normalized event of `project`.
+/// Groups a normalized event of `project` by its primary hash alone (no index of the hashes
+/// seen before: for tools and tests; ingest assigns issues through [`GroupHashes`]).
 pub fn stored_event(project: &Project, event: faultline_protocol::Event) -> StoredEvent {
     let grouping = grouping::group(&event);
     StoredEvent {

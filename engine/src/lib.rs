@@ -39,6 +39,7 @@ pub mod buffer;
 pub mod cli;
 pub mod commands;
 pub mod events;
+pub mod grouphash;
 pub mod ingest;
 pub mod issues;
 pub mod lock;

@@ -93,6 +93,8 @@ struct Metrics {
     store_requests: Family<OperationOutcomeLabels, Counter>,
     store_duration: HistogramFamily<OperationLabels>,
     queries: Family<QueryLabels, Counter>,
+    grouped_events: Gauge,
+    grouping_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Metrics {
@@ -189,6 +191,18 @@ impl Metrics {
             "SQL queries by protocol (http, postgres, flight) and outcome (ok, invalid, timeout, limit, error)",
             queries.clone(),
         );
+        let grouped_events = Gauge::default();
+        registry.register(
+            "grouped_events",
+            "Events grouped by this process (normalization and per-project rules)",
+            grouped_events.clone(),
+        );
+        let grouping_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "grouping_seconds",
+            "Time spent grouping events in this process; divided by faultline_grouped_events it is the grouping cost per event",
+            grouping_seconds.clone(),
+        );
         // Series that alerts and dashboards divide by exist from the start, at 0, rather than
         // appearing with the first event (a family without series is not written at all).
         for scope in ["project", "key"] {
@@ -225,6 +239,8 @@ impl Metrics {
             store_requests,
             store_duration,
             queries,
+            grouped_events,
+            grouping_seconds,
         }
     }
 }
@@ -255,6 +271,9 @@ fn encode(m: &Metrics, levels: Levels) -> String {
     m.buffer_rows.set(gauge(levels.buffer_rows as u64));
     m.buffer_bytes.set(gauge(levels.buffer_bytes as u64));
     m.wal_unflushed.set(gauge(levels.wal_unflushed_bytes));
+    let cost = faultline_protocol::grouping::cost();
+    m.grouped_events.set(gauge(cost.events));
+    m.grouping_seconds.set(cost.nanos as f64 / 1e9);
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &m.registry)
         .expect("writing to a String cannot fail");

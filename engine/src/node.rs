@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::{self, Alerts, AlertsParts, Ruleset, Watch};
 use crate::backup::Backups;
 use crate::buffer::{Buffer, FlushThresholds};
+use crate::grouphash::GroupHashes;
 use crate::ingest::{self, Ingest};
 use crate::issues;
 use crate::lock::WriterLock;
@@ -86,6 +87,8 @@ pub struct Node {
     pub query: Arc<QueryService>,
     /// Alert rules, channels and the delivery worker.
     pub alerts: Arc<Alerts>,
+    /// Which issue each grouping hash belongs to, per project.
+    pub hashes: Arc<GroupHashes>,
     unfinished_flushes: tokio::sync::Mutex<Vec<PendingFlush>>,
     backups: std::sync::OnceLock<Arc<Backups>>,
     /// This process's exclusive hold on the WAL directory.
@@ -151,6 +154,7 @@ fn replay(
     trim: bool,
     unreadable: Unreadable,
     alerts: Option<&Watch>,
+    hashes: Option<&GroupHashes>,
 ) -> Result<Replayed> {
     let mut replayed = Replayed::default();
     for (seq, path) in wal::list_segments(dir)? {
@@ -173,6 +177,10 @@ fn replay(
             match ingest::replay_record(record) {
                 Ok(event) => {
                     replayed.ids.push((event.project_id, event.event.event_id));
+                    if let Some(hashes) = hashes {
+                        let grouping = faultline_protocol::grouping::grouping_of(&event.event);
+                        hashes.observe(event.project_id, event.issue_id, grouping);
+                    }
                     events.push(event);
                 }
                 Err(err) => {
@@ -248,6 +256,7 @@ impl Node {
         let secrets = alerts::declared::load_secrets(&store).await?;
         let ruleset = Ruleset::assemble(&config.alerts, api_channels, api_rules, &secrets);
         let watch = Arc::new(Watch::new(!ruleset.is_empty()));
+        let hashes = Arc::new(GroupHashes::new(store.clone(), &node_id));
         let replayed = replay(
             &wal_dir,
             wal_upto,
@@ -255,6 +264,7 @@ impl Node {
             true,
             Unreadable::Quarantine,
             Some(&watch),
+            Some(&hashes),
         )?;
         if !replayed.ids.is_empty() {
             tracing::info!(events = replayed.ids.len(), "replayed events from the wal");
@@ -302,6 +312,7 @@ impl Node {
             config.limits.clone(),
             config.wal.max_unflushed.as_u64(),
             Arc::clone(&watch),
+            Arc::clone(&hashes),
         ));
         for (project, id) in replayed.ids {
             ingest.remember(project, id);
@@ -312,6 +323,7 @@ impl Node {
             node_id,
             config.query.clone(),
         )?);
+        hashes.set_query(Arc::clone(&query));
         let alerts = Arc::new(Alerts::new(AlertsParts {
             watch,
             ruleset,
@@ -336,6 +348,7 @@ impl Node {
             ingest,
             query,
             alerts,
+            hashes,
             unfinished_flushes: tokio::sync::Mutex::new(Vec::new()),
             backups: std::sync::OnceLock::new(),
             _lock: lock,
@@ -546,6 +559,7 @@ pub async fn open_reader(config: &Config) -> Result<QueryService> {
         &buffer,
         false,
         Unreadable::Skip,
+        None,
         None,
     )?;
     Ok(QueryService::new(

@@ -110,6 +110,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let flusher = tokio::spawn(Arc::clone(&node).run_flusher(flusher_stop.clone()));
     tokio::spawn(Arc::clone(&node.projects).refresh(shutdown.clone()));
     tokio::spawn(Arc::clone(&node.alerts).run(shutdown.clone()));
+    tokio::spawn(Arc::clone(&node.hashes).persist_loop(shutdown.clone()));
     // Reads the issue rollups once in the background, so the first issues list is fast too.
     tokio::spawn({
         let query = Arc::clone(&node.query);

@@ -144,6 +144,8 @@ fn summary(event: &Event, grouping: &Grouping) -> Value {
         "grouping": {
             "method": grouping.method,
             "hash": grouping.hash,
+            "hashes": grouping.hashes,
+            "legacy_hash": grouping.legacy_hash,
             "components": grouping.components,
         },
     })
@@ -210,8 +212,59 @@ fn the_third_party_fixture_set_normalizes_groups_and_survives_odd_values() {
     };
     check_well_formed(&fixtures);
     check_idempotent(&fixtures);
+    print_grouping_change(&fixtures);
     let checked = check_odd_values(&fixtures);
     assert!(checked > 0, "{checked}");
+}
+
+/// Prints (does not assert) how the set groups under Sentry's grouping and under faultline's
+/// earlier one: issues (distinct hashes), pairs of payloads that share an issue, and how many of
+/// those pairs both agree on.
+fn print_grouping_change(fixtures: &[(String, Vec<u8>)]) {
+    let groupings: Vec<Grouping> = fixtures
+        .iter()
+        .map(|(_, payload)| group(&normalize_event(payload, &ctx()).unwrap()))
+        .collect();
+    let pairs = |key: &dyn Fn(&Grouping) -> &str| {
+        let mut out = Vec::new();
+        for i in 0..groupings.len() {
+            for j in i + 1..groupings.len() {
+                if key(&groupings[i]) == key(&groupings[j]) {
+                    out.push((i, j));
+                }
+            }
+        }
+        out
+    };
+    let before = pairs(&|g| g.legacy_hash.as_str());
+    let after = pairs(&|g| g.hash.as_str());
+    let distinct = |key: &dyn Fn(&Grouping) -> &str| {
+        let mut hashes: Vec<&str> = groupings.iter().map(key).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        hashes.len()
+    };
+    let common = before.iter().filter(|p| after.contains(p)).count();
+    eprintln!(
+        "grouping of {} payloads: {} issues before (faultline's first grouping), {} after \
+         (Sentry's newstyle:2026-01-20); pairs in one issue: {} before, {} after, {} in both",
+        groupings.len(),
+        distinct(&|g| g.legacy_hash.as_str()),
+        distinct(&|g| g.hash.as_str()),
+        before.len(),
+        after.len(),
+        common
+    );
+    for (i, j) in &before {
+        if !after.contains(&(*i, *j)) {
+            eprintln!("  split now: {} / {}", fixtures[*i].0, fixtures[*j].0);
+        }
+    }
+    for (i, j) in &after {
+        if !before.contains(&(*i, *j)) {
+            eprintln!("  together now: {} / {}", fixtures[*i].0, fixtures[*j].0);
+        }
+    }
 }
 
 /// Every path of `value` (object keys, the first few array elements) down to `depth`.

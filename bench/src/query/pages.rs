@@ -62,6 +62,8 @@ pub(crate) async fn time_pages(
         keys: vec![faultline_config::KeyConfig::new("0".repeat(32))],
         rate_limit: None,
         retention_days: None,
+        grouping_enhancements: None,
+        fingerprinting_rules: None,
     });
     let node = Arc::new(
         Node::open(config)

@@ -233,8 +233,10 @@ fn tenancy_status(err: &tenancy::Error) -> StatusCode {
         T::UnknownProject { .. } => StatusCode::FORBIDDEN,
         T::BadKey { .. } | T::DisabledKey { .. } | T::BadToken => StatusCode::UNAUTHORIZED,
         T::UnknownKey { .. } => StatusCode::NOT_FOUND,
-        T::ConfigKey { .. } | T::LastActiveKey { .. } => StatusCode::CONFLICT,
-        T::InvalidRateLimit => StatusCode::BAD_REQUEST,
+        T::ConfigKey { .. } | T::LastActiveKey { .. } | T::ConfigGrouping { .. } => {
+            StatusCode::CONFLICT
+        }
+        T::InvalidRateLimit | T::GroupingRules { .. } => StatusCode::BAD_REQUEST,
         T::MissingScope { .. } | T::ScopeNotHeld { .. } => StatusCode::FORBIDDEN,
         T::UnknownToken { .. } | T::UnknownProjectName { .. } => StatusCode::NOT_FOUND,
         T::InvalidName { .. } | T::InvalidScope { .. } | T::NoScopes | T::InvalidTokenName => {

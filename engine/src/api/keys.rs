@@ -95,8 +95,8 @@ impl KeysState {
         }
     }
 
-    /// The caller, if it may manage the keys of `project` of `org`.
-    async fn admin(
+    /// The caller, if it may manage the keys (and settings) of `project` of `org`.
+    pub(super) async fn admin(
         &self,
         headers: &HeaderMap,
         org: &str,

@@ -12,6 +12,7 @@ mod maintenance;
 pub(crate) mod members;
 mod metrics;
 mod passkeys;
+mod projects;
 mod query;
 mod security;
 mod sentry;
@@ -338,6 +339,14 @@ fn query_routes(node: &Arc<Node>) -> Router {
         )
         .merge(
             Router::new()
+                .route(
+                    "/api/0/projects/{org}/{project}/",
+                    get(projects::get_project).put(projects::put_project),
+                )
+                .route(
+                    "/api/0/projects/{org}/{project}",
+                    get(projects::get_project).put(projects::put_project),
+                )
                 .route("/api/0/projects/{org}/{project}/keys/", key_list.clone())
                 .route("/api/0/projects/{org}/{project}/keys", key_list)
                 .route(

@@ -18,6 +18,7 @@ use tower::ServiceExt;
 use crate::node::Node;
 use crate::tenancy::{DEFAULT_ORG, NewToken, Scope};
 
+mod grouping;
 mod hardening;
 mod issues;
 mod keys;
@@ -46,6 +47,8 @@ async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         keys: vec![KEY.into()],
         rate_limit: None,
         retention_days: None,
+        grouping_enhancements: None,
+        fingerprinting_rules: None,
     });
     edit(&mut config);
     let node = Arc::new(Node::open(config).await.unwrap());

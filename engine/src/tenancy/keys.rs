@@ -318,6 +318,8 @@ mod tests {
             keys: vec![CONFIG_KEY.into()],
             rate_limit: None,
             retention_days: None,
+            grouping_enhancements: None,
+            fingerprinting_rules: None,
         });
         config
     }

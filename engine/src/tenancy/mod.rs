@@ -11,7 +11,7 @@ pub mod tokens;
 use std::path::PathBuf;
 
 pub use keys::{KeyInfo, KeySource, KeyUpdate};
-pub use projects::{Authorized, Project, Projects};
+pub use projects::{Authorized, Project, ProjectRules, Projects};
 pub use tokens::{ALL_SCOPES, NewToken, Principal, Scope, TokenRecord, Tokens};
 
 /// The organization of projects from the config file and of tokens that name none.
@@ -43,6 +43,16 @@ pub enum Error {
     LastActiveKey { project: String },
     #[error("invalid rate limit: events and window must be greater than zero")]
     InvalidRateLimit,
+    #[error(
+        "the grouping rules of project {project:?} are declared in the config file; change them there"
+    )]
+    ConfigGrouping { project: String },
+    #[error("project {project:?}: {field} is not valid at {source}")]
+    GroupingRules {
+        project: String,
+        field: &'static str,
+        source: faultline_protocol::grouping::RuleError,
+    },
     #[error("invalid project name {name:?}: use 1-64 lowercase letters, digits or '-'")]
     InvalidName { name: String },
     #[error("a project named {name:?} already exists")]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use faultline_config::{Config, KeyConfig, ProjectConfig, RateLimit};
+use faultline_protocol::grouping::GroupingConfig;
 use object_store::path::Path as ObjectPath;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,23 @@ fn default_org() -> String {
     DEFAULT_ORG.to_owned()
 }
 
+/// Where the grouping rules set through the API are kept.
+const GROUPING_PREFIX: &str = "meta/grouping";
+
+fn grouping_path(id: u64) -> ObjectPath {
+    ObjectPath::from(format!("{GROUPING_PREFIX}/{id}.json"))
+}
+
+/// A project's own grouping rules, in Sentry's syntax (empty: none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectRules {
+    #[serde(default)]
+    pub grouping_enhancements: String,
+    #[serde(default)]
+    pub fingerprinting_rules: String,
+}
+
 pub(super) fn project_path(id: u64) -> ObjectPath {
     ObjectPath::from(format!("meta/projects/{id}.json"))
 }
@@ -107,14 +125,52 @@ pub(super) fn project_path(id: u64) -> ObjectPath {
 pub struct Projects {
     pub(super) store: Store,
     from_config: Vec<Project>,
+    /// The grouping rule texts of the config file, by project id.
+    config_projects: Vec<(u64, ProjectRules)>,
+    /// Grouping rules of the projects that declare their own in the config file, by id.
+    grouping: HashMap<u64, Arc<GroupingConfig>>,
+    /// Grouping rules set through the API (`meta/grouping/<id>.json`), by id.
+    grouping_api: RwLock<HashMap<u64, (ProjectRules, Arc<GroupingConfig>)>>,
     by_id: RwLock<Arc<HashMap<u64, Arc<Project>>>>,
     last_reload: Mutex<Instant>,
 }
 
 impl Projects {
     pub async fn load(store: Store, config: &Config) -> Result<Self> {
+        let mut grouping = HashMap::new();
+        for p in &config.projects {
+            if p.grouping_enhancements.is_none() && p.fingerprinting_rules.is_none() {
+                continue;
+            }
+            let rules = GroupingConfig::for_project(
+                p.grouping_enhancements.as_deref().unwrap_or(""),
+                p.fingerprinting_rules.as_deref().unwrap_or(""),
+            )
+            .map_err(|(field, source)| Error::GroupingRules {
+                project: p.name.clone(),
+                field,
+                source,
+            })?;
+            grouping.insert(p.id, Arc::new(rules));
+        }
+        let config_projects = config
+            .projects
+            .iter()
+            .map(|p| {
+                (
+                    p.id,
+                    ProjectRules {
+                        grouping_enhancements: p.grouping_enhancements.clone().unwrap_or_default(),
+                        fingerprinting_rules: p.fingerprinting_rules.clone().unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
         let projects = Self {
             store,
+            grouping,
+            grouping_api: RwLock::new(HashMap::new()),
+            config_projects,
             from_config: config.projects.iter().map(Project::from).collect(),
             by_id: RwLock::new(Arc::new(HashMap::new())),
             last_reload: Mutex::new(Instant::now()),
@@ -164,6 +220,7 @@ impl Projects {
         }
         let map = map.into_iter().map(|(id, p)| (id, Arc::new(p))).collect();
         *self.by_id.write() = Arc::new(map);
+        self.read_grouping().await?;
         Ok(())
     }
 
@@ -265,6 +322,99 @@ impl Projects {
             });
         }
         Ok(found)
+    }
+
+    /// The grouping rules of project `id`, when it has its own (else the built-in ones apply):
+    /// those of the config file, else those set through the API.
+    pub fn grouping(&self, id: u64) -> Option<Arc<GroupingConfig>> {
+        if let Some(found) = self.grouping.get(&id) {
+            return Some(Arc::clone(found));
+        }
+        self.grouping_api
+            .read()
+            .get(&id)
+            .map(|(_, config)| Arc::clone(config))
+    }
+
+    /// The rule texts of project `id` and whether they come from the config file.
+    pub fn grouping_rules(&self, id: u64) -> (ProjectRules, bool) {
+        if let Some(p) = self.config_rules(id) {
+            return (p, true);
+        }
+        let api = self.grouping_api.read();
+        (
+            api.get(&id).map(|(r, _)| r.clone()).unwrap_or_default(),
+            false,
+        )
+    }
+
+    fn config_rules(&self, id: u64) -> Option<ProjectRules> {
+        self.grouping.contains_key(&id).then(|| {
+            let p = self.config_projects.iter().find(|p| p.0 == id);
+            p.map(|(_, rules)| rules.clone()).unwrap_or_default()
+        })
+    }
+
+    /// Sets the grouping rules of project `name` of `org` (applied to new events from now on).
+    /// Refused for rules declared in the config file.
+    pub async fn set_grouping_rules(
+        &self,
+        org: &str,
+        name: &str,
+        rules: ProjectRules,
+    ) -> Result<ProjectRules> {
+        let id = self.ids_by_name(org, &[name.to_owned()]).await?[0];
+        if self.grouping.contains_key(&id) {
+            return Err(Error::ConfigGrouping {
+                project: name.to_owned(),
+            });
+        }
+        let config =
+            GroupingConfig::for_project(&rules.grouping_enhancements, &rules.fingerprinting_rules)
+                .map_err(|(field, source)| Error::GroupingRules {
+                    project: name.to_owned(),
+                    field: match field {
+                        "grouping_enhancements" => "groupingEnhancements",
+                        _ => "fingerprintingRules",
+                    },
+                    source,
+                })?;
+        let body = serde_json::to_vec(&rules).unwrap_or_default();
+        self.store
+            .put_durable(&grouping_path(id), Bytes::from(body))
+            .await?;
+        self.grouping_api
+            .write()
+            .insert(id, (rules.clone(), Arc::new(config)));
+        Ok(rules)
+    }
+
+    async fn read_grouping(&self) -> Result<()> {
+        let mut map = HashMap::new();
+        for meta in self.store.list(&ObjectPath::from(GROUPING_PREFIX)).await? {
+            let id = meta
+                .location
+                .filename()
+                .and_then(|f| f.strip_suffix(".json"))
+                .and_then(|id| id.parse::<u64>().ok());
+            let Some(id) = id else {
+                continue;
+            };
+            let rules: ProjectRules = self.store.get_json(&meta.location).await?;
+            match GroupingConfig::for_project(
+                &rules.grouping_enhancements,
+                &rules.fingerprinting_rules,
+            ) {
+                Ok(config) => {
+                    map.insert(id, (rules, Arc::new(config)));
+                }
+                Err((field, err)) => {
+                    tracing::warn!(project_id = id, field, cause = %err, "stored grouping rules do not parse; the built-in rules apply");
+                }
+            }
+        }
+        *self.grouping_api.write() = map;
+        Ok(())
     }
 
     /// Every project, by id.

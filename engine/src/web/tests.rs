@@ -76,6 +76,8 @@ async fn harness() -> Harness {
             keys: vec![key.into()],
             rate_limit: None,
             retention_days: None,
+            grouping_enhancements: None,
+            fingerprinting_rules: None,
         });
     }
     let node = Arc::new(Node::open(config).await.unwrap());
@@ -806,6 +808,8 @@ async fn a_new_organization_is_told_how_to_send_its_first_event() {
         keys: vec![SHOP_KEY.into()],
         rate_limit: None,
         retention_days: None,
+        grouping_enhancements: None,
+        fingerprinting_rules: None,
     });
     let node = Arc::new(Node::open(config).await.unwrap());
     let h = Harness {

@@ -126,16 +126,21 @@ async fn python_sdk_events_are_stored_grouped_and_queryable() -> anyhow::Result<
             .contains("charge_card")
     );
 
-    // Grouping: one issue per error, whatever the line it was raised from.
+    // Grouping as Sentry's: the same KeyError raised again by the same code is one issue; raised
+    // by another line of code (Python source lines count) it is another.
     let issue = |label: &str| events[&sent[label].id].int("issue_id").expect("issue_id");
     let lines = issue("lines_legacy_0");
-    for label in ["lines_legacy_1", "lines_current_0", "lines_current_1"] {
-        assert_eq!(
-            issue(label),
-            lines,
-            "{label}: the same KeyError from another line is the same issue"
-        );
-    }
+    let current = issue("lines_current_0");
+    assert_eq!(
+        issue("lines_legacy_1"),
+        lines,
+        "the same raise, another SKU"
+    );
+    assert_eq!(
+        issue("lines_current_1"),
+        current,
+        "the same raise, another SKU"
+    );
     assert_eq!(
         issue("fingerprint_refused"),
         issue("fingerprint_timeout"),
@@ -146,6 +151,7 @@ async fn python_sdk_events_are_stored_grouped_and_queryable() -> anyhow::Result<
         issue("message"),
         issue("declined"),
         lines,
+        current,
         issue("fingerprint_refused"),
     ];
     for (i, a) in distinct.iter().enumerate() {
@@ -163,31 +169,41 @@ async fn python_sdk_events_are_stored_grouped_and_queryable() -> anyhow::Result<
              WHERE project = 'shop' ORDER BY event_count DESC, issue_id",
         )
         .await?;
-    assert_eq!(issues.len(), 5, "five issues: {issues:?}");
-    assert_eq!(issues[0].int("issue_id"), Some(lines));
-    assert_eq!(issues[0].int("event_count"), Some(4));
+    assert_eq!(issues.len(), 6, "six issues: {issues:?}");
+    // three issues of two events each, ordered by issue id
+    let pairs: Vec<i64> = issues[..3]
+        .iter()
+        .filter_map(|r| r.int("issue_id"))
+        .collect();
+    let mut expected = vec![lines, current, issue("fingerprint_refused")];
+    expected.sort_unstable();
+    assert_eq!(pairs, expected);
+    let keyerror = issues
+        .iter()
+        .position(|r| r.int("issue_id") == Some(lines))
+        .expect("the KeyError issue");
+    assert_eq!(issues[keyerror].int("event_count"), Some(2));
     assert!(
-        issues[0]
+        issues[keyerror]
             .str("title")
             .unwrap_or_default()
             .contains("KeyError"),
         "{:?}",
-        issues[0]
+        issues[keyerror]
     );
     assert!(
-        issues[0]
+        issues[keyerror]
             .str("culprit")
             .unwrap_or_default()
             .contains("lookup_price"),
         "{:?}",
-        issues[0]
+        issues[keyerror]
     );
-    assert_eq!(issues[0].str("status"), Some("unresolved"));
-    assert_eq!(
-        issues[1].int("issue_id"),
-        Some(issue("fingerprint_refused"))
+    assert_eq!(issues[keyerror].str("status"), Some("unresolved"));
+    assert!(
+        issues[..3].iter().all(|r| r.int("event_count") == Some(2)),
+        "{issues:?}"
     );
-    assert_eq!(issues[1].int("event_count"), Some(2));
     let total: i64 = issues.iter().filter_map(|r| r.int("event_count")).sum();
     assert_eq!(total, 9);
 

@@ -215,6 +215,8 @@ pub(crate) fn engine_config(
                 window: Duration::from_secs(limit.window_seconds),
             }),
             retention_days: p.spec.retention_days,
+            grouping_enhancements: None,
+            fingerprinting_rules: None,
         })
         .collect();
     config.validate().map_err(Error::InvalidConfig)?;
@@ -527,6 +529,8 @@ mod tests {
             keys: vec!["0123456789abcdef0123456789abcdef".into()],
             rate_limit: None,
             retention_days: None,
+            grouping_enhancements: None,
+            fingerprinting_rules: None,
         });
         let text = minimal_toml(&config);
         assert_eq!(Config::parse(&text).unwrap(), config);

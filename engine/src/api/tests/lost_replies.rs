@@ -15,6 +15,8 @@ fn config(dir: &std::path::Path) -> Config {
         keys: vec![KEY.into()],
         rate_limit: None,
         retention_days: None,
+        grouping_enhancements: None,
+        fingerprinting_rules: None,
     });
     config
 }

@@ -20,6 +20,8 @@ async fn tenants(edit: impl FnOnce(&mut faultline_config::Config)) -> (Harness, 
             keys: vec![WEB_KEY.into()],
             rate_limit: None,
             retention_days: None,
+            grouping_enhancements: None,
+            fingerprinting_rules: None,
         });
         edit(config);
     })

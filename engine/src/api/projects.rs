@@ -1,0 +1,89 @@
+//! A project's settings over HTTP, in the shape of Sentry's project details API:
+//! `GET|PUT /api/0/projects/{org}/{project}/` with the grouping fields Sentry names
+//! `groupingEnhancements` (stack trace rules) and `fingerprintingRules`. Needs a token with the
+//! `project:write` scope that covers the project. New rules apply to new events only.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use faultline_protocol::grouping::CONFIG_ID;
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::keys::KeysState;
+use crate::tenancy::ProjectRules;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ProjectBody {
+    id: String,
+    slug: String,
+    name: String,
+    grouping_config: &'static str,
+    grouping_enhancements: String,
+    fingerprinting_rules: String,
+    /// Whether the rules come from the config file (then they are changed there).
+    grouping_rules_from_config: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct UpdateBody {
+    #[serde(default)]
+    grouping_enhancements: Option<String>,
+    #[serde(default)]
+    fingerprinting_rules: Option<String>,
+}
+
+async fn body(state: &KeysState, org: &str, project: &str) -> Result<ProjectBody, ApiError> {
+    let id = state
+        .projects
+        .ids_by_name(org, &[project.to_owned()])
+        .await?[0];
+    let (rules, from_config) = state.projects.grouping_rules(id);
+    Ok(ProjectBody {
+        id: id.to_string(),
+        slug: project.to_owned(),
+        name: project.to_owned(),
+        grouping_config: CONFIG_ID,
+        grouping_enhancements: rules.grouping_enhancements,
+        fingerprinting_rules: rules.fingerprinting_rules,
+        grouping_rules_from_config: from_config,
+    })
+}
+
+pub(super) async fn get_project(
+    State(state): State<KeysState>,
+    Path((org, project)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<ProjectBody>, ApiError> {
+    state.admin(&headers, &org, &project).await?;
+    Ok(Json(body(&state, &org, &project).await?))
+}
+
+pub(super) async fn put_project(
+    State(state): State<KeysState>,
+    Path((org, project)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(update): Json<UpdateBody>,
+) -> Result<Json<ProjectBody>, ApiError> {
+    state.admin(&headers, &org, &project).await?;
+    let id = state
+        .projects
+        .ids_by_name(&org, std::slice::from_ref(&project))
+        .await?[0];
+    let (current, _) = state.projects.grouping_rules(id);
+    let rules = ProjectRules {
+        grouping_enhancements: update
+            .grouping_enhancements
+            .unwrap_or(current.grouping_enhancements),
+        fingerprinting_rules: update
+            .fingerprinting_rules
+            .unwrap_or(current.fingerprinting_rules),
+    };
+    state
+        .projects
+        .set_grouping_rules(&org, &project, rules)
+        .await?;
+    Ok(Json(body(&state, &org, &project).await?))
+}
