@@ -49,6 +49,8 @@ async fn harness_config(text: &str) -> Harness {
         keys: vec![KEY.into()],
         rate_limit: None,
         retention_days: None,
+        grouping_enhancements: None,
+        fingerprinting_rules: None,
     });
     let node = Arc::new(Node::open(config).await.unwrap());
     let router =

@@ -102,9 +102,21 @@ impl KeysState {
         org: &str,
         project: &str,
     ) -> Result<Caller, ApiError> {
+        self.member(headers, org, project, Scope::ProjectWrite)
+            .await
+    }
+
+    /// The caller, when it holds `scope` and covers `project` of `org`.
+    pub(super) async fn member(
+        &self,
+        headers: &HeaderMap,
+        org: &str,
+        project: &str,
+        scope: Scope,
+    ) -> Result<Caller, ApiError> {
         let who = self.auth.caller(headers).await?;
         let caller = &who.principal;
-        caller.require(Scope::ProjectWrite)?;
+        caller.require(scope)?;
         let id = self
             .projects
             .ids_by_name(org, &[project.to_owned()])

@@ -373,7 +373,7 @@ fn query_routes(node: &Arc<Node>) -> Router {
 /// with and without its trailing slash.
 fn sentry_routes() -> Router<query::QueryState> {
     let org = "/api/0/organizations/{org}";
-    let routes: [(String, MethodRouter<query::QueryState>); 15] = [
+    let routes: [(String, MethodRouter<query::QueryState>); 14] = [
         ("/api/0/".to_owned(), get(sentry::root)),
         ("/api/0/auth/".to_owned(), get(sentry::whoami)),
         (
@@ -383,10 +383,6 @@ fn sentry_routes() -> Router<query::QueryState> {
         (
             format!("{org}/projects/"),
             get(sentry::organization_projects),
-        ),
-        (
-            "/api/0/projects/{org}/{project}/".to_owned(),
-            get(sentry::project),
         ),
         (
             "/api/0/projects/{org}/{project}/releases/".to_owned(),

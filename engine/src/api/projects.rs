@@ -1,7 +1,9 @@
 //! A project's settings over HTTP, in the shape of Sentry's project details API:
 //! `GET|PUT /api/0/projects/{org}/{project}/` with the grouping fields Sentry names
 //! `groupingEnhancements` (stack trace rules) and `fingerprintingRules`. Needs a token with the
-//! `project:write` scope that covers the project. New rules apply to new events only.
+//! `project:write` scope that covers the project to change them (`project:read` to read). New
+//! rules apply to new events only. The answer also carries the fields Sentry's clients read of
+//! a project (`platform`, `dateCreated`, `isMember`, `hasAccess`, `status`, ...).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -24,6 +26,14 @@ pub(super) struct ProjectBody {
     fingerprinting_rules: String,
     /// Whether the rules come from the config file (then they are changed there).
     grouping_rules_from_config: bool,
+    platform: Option<String>,
+    date_created: &'static str,
+    is_member: bool,
+    has_access: bool,
+    status: &'static str,
+    environments: Vec<String>,
+    features: Vec<String>,
+    organization: serde_json::Value,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +59,14 @@ async fn body(state: &KeysState, org: &str, project: &str) -> Result<ProjectBody
         grouping_enhancements: rules.grouping_enhancements,
         fingerprinting_rules: rules.fingerprinting_rules,
         grouping_rules_from_config: from_config,
+        platform: None,
+        date_created: "1970-01-01T00:00:00.000Z",
+        is_member: true,
+        has_access: true,
+        status: "active",
+        environments: Vec::new(),
+        features: Vec::new(),
+        organization: serde_json::json!({"id": org, "slug": org, "name": org}),
     })
 }
 
@@ -57,7 +75,9 @@ pub(super) async fn get_project(
     Path((org, project)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<ProjectBody>, ApiError> {
-    state.admin(&headers, &org, &project).await?;
+    state
+        .member(&headers, &org, &project, crate::tenancy::Scope::ProjectRead)
+        .await?;
     Ok(Json(body(&state, &org, &project).await?))
 }
 

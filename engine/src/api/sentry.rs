@@ -1,6 +1,6 @@
 //! The part of Sentry's web API that `sentry-cli` and other tools built for Sentry call first:
-//! who the token is (`GET /api/0/`, `/api/0/auth/`), organizations, projects, and releases with
-//! their deploys. Field names and types are Sentry's, since clients decode them strictly.
+//! who the token is (`GET /api/0/`, `/api/0/auth/`), organizations, their projects, and
+//! releases with their deploys (one project's details are in `api/projects.rs`). Field names and types are Sentry's, since clients decode them strictly.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -144,22 +144,6 @@ pub(super) async fn organization_projects(
     Ok(Json(Value::Array(
         projects.iter().map(|p| project_json(p)).collect(),
     )))
-}
-
-/// `GET /api/0/projects/{org}/{project}/`.
-pub(super) async fn project(
-    State(state): State<QueryState>,
-    Path((org, project)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let caller = state.auth.caller(&headers).await?;
-    check_in(&caller, &org, Scope::ProjectRead)?;
-    let projects = projects_of(&state, &caller, &org).await?;
-    let found = projects
-        .iter()
-        .find(|p| p.name == project)
-        .ok_or_else(|| ApiError::NotFound(format!("no project {project:?} in {org:?}")))?;
-    Ok(Json(project_json(found)))
 }
 
 fn release_json(release: &Release, projects: &[std::sync::Arc<Project>]) -> Value {

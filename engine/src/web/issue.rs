@@ -558,8 +558,91 @@ pub(crate) struct EventRow {
     pub(crate) current: bool,
 }
 
+/// "Why grouped": the event's grouping variants, each with its hash (or why it does not count)
+/// and its component tree as indented lines (`*` marks what counts for the hash).
+pub(crate) struct GroupingView {
+    pub(crate) config: String,
+    pub(crate) variants: Vec<(String, String, String)>,
+}
+
+/// The grouping of a stored event under the project's rules, as [`GroupingView`].
+fn why_grouped(
+    event_json: &str,
+    config: &faultline_protocol::grouping::GroupingConfig,
+) -> Option<GroupingView> {
+    let explained = faultline_protocol::grouping::explain_stored(event_json, config)?;
+    fn lines(node: &serde_json::Value, depth: usize, out: &mut String) {
+        match node {
+            serde_json::Value::String(v) => {
+                out.push_str(&format!("{}{v:?}\n", "  ".repeat(depth)));
+            }
+            serde_json::Value::Object(c) => {
+                let id = c.get("id").and_then(|v| v.as_str()).unwrap_or("?");
+                let counts = c.get("contributes").and_then(|v| v.as_bool()) == Some(true);
+                let hint = c
+                    .get("hint")
+                    .and_then(|v| v.as_str())
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "{}{id}{}{hint}\n",
+                    "  ".repeat(depth),
+                    if counts { "*" } else { "" }
+                ));
+                for child in c
+                    .get("values")
+                    .and_then(|v| v.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    lines(child, depth + 1, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let variants = explained
+        .get("variants")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            let name = v
+                .get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or("?")
+                .to_owned();
+            let hash = v
+                .get("hash")
+                .and_then(|h| h.as_str())
+                .map_or_else(|| "does not count".to_owned(), str::to_owned);
+            let mut tree = String::new();
+            if let Some(fingerprint) = v.get("fingerprint").and_then(|f| f.as_array()) {
+                tree.push_str(&format!(
+                    "fingerprint {}\n",
+                    serde_json::Value::Array(fingerprint.clone())
+                ));
+            }
+            if let Some(component) = v.get("component") {
+                lines(component, 0, &mut tree);
+            }
+            (name, hash, tree)
+        })
+        .collect();
+    Some(GroupingView {
+        config: explained
+            .get("config")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        variants,
+    })
+}
+
 /// The event view inside the issue page.
 pub(crate) struct EventBlock {
+    /// Why the event is in this issue (`None` when its JSON cannot be read).
+    pub(crate) grouping: Option<GroupingView>,
     pub(crate) id: String,
     pub(crate) when: When,
     pub(crate) view: EventView,
@@ -799,7 +882,16 @@ async fn render(
     let event = load_event(&session, &issue, event_id, at).await?;
     let event = match event {
         Some(stored) => {
-            Some(event_block(&session, &issue, stored, &base, &period, &options, now).await?)
+            let config = state
+                .node
+                .projects
+                .grouping(issue.project_id as u64)
+                .unwrap_or_default();
+            let grouping = why_grouped(&stored.json, &config);
+            let mut block =
+                event_block(&session, &issue, stored, &base, &period, &options, now).await?;
+            block.grouping = grouping;
+            Some(block)
         }
         None => None,
     };
@@ -982,6 +1074,7 @@ async fn event_block(
     ];
     let levels = ["fatal", "error", "warning", "info", "debug"];
     Ok(EventBlock {
+        grouping: None,
         json_href: format!("{here}json/?{here_at}"),
         md_href: format!("{here}event.md?{here_at}"),
         frames_href: link(&here, &here_at, !options.app_only, options.oldest_first),

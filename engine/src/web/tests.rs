@@ -376,6 +376,11 @@ async fn every_page_renders_for_a_token_with_full_access() {
         assert!(issue.contains(text), "issue page lacks {text:?}");
     }
     assert!(!issue.contains("<script>alert") && !issue.contains("<b>42"));
+    // Why grouped: the event's variants with their component trees.
+    assert!(issue.contains("Why grouped"), "{issue}");
+    assert!(issue.contains("newstyle:2026-01-20"), "{issue}");
+    assert!(issue.contains("exception*"), "{issue}");
+    assert!(issue.contains("&#34;ValueError&#34;"), "{issue}");
     // the latest event is shown; the older one is a link
     assert!(
         issue.contains(&format!("Event <code>{SHOP_EVENT_2}</code>")),
