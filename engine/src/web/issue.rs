@@ -314,10 +314,7 @@ async fn neighbours(
         ),
     ]
     .join(" UNION ALL ");
-    let t = session.table(&sql).await?;
-    let mut found: HashMap<String, (String, i64)> = (0..t.rows.len())
-        .map(|r| (t.text(r, "which"), (t.text(r, "event_id"), t.int(r, "ms"))))
-        .collect();
+    let ends = session.table(&sql);
     // The newer one: looked for in the day after this event first, then up to the last
     // sighting (an old event of a busy issue would otherwise read every file since).
     let newer = |until: Option<i64>| {
@@ -332,15 +329,15 @@ async fn neighbours(
         )
     };
     let window_end = event.ms.saturating_add(RECENT_MS);
-    let mut t = session
-        .table(&newer((window_end < issue.last_ms).then_some(window_end)))
-        .await?;
-    if t.rows.is_empty() && window_end < issue.last_ms {
-        t = session.table(&newer(None)).await?;
-    }
-    if !t.rows.is_empty() {
-        found.insert("newer".to_owned(), (t.text(0, "event_id"), t.int(0, "ms")));
-    }
+    let newer_one = async {
+        let mut t = session
+            .table(&newer((window_end < issue.last_ms).then_some(window_end)))
+            .await?;
+        if t.rows.is_empty() && window_end < issue.last_ms {
+            t = session.table(&newer(None)).await?;
+        }
+        Ok::<_, WebError>(t)
+    };
     // The older one: looked for in the day before this event first.
     let older = |from: &str| {
         one(
@@ -353,16 +350,30 @@ async fn neighbours(
         )
     };
     let window = event.ms.saturating_sub(RECENT_MS);
-    let mut t = if window > issue.first_ms {
-        session.table(&older(&events_since(issue, window))).await?
-    } else {
-        super::Table::default()
+    let older_one = async {
+        let mut t = if window > issue.first_ms {
+            session.table(&older(&events_since(issue, window))).await?
+        } else {
+            super::Table::default()
+        };
+        if t.rows.is_empty() {
+            t = session.table(&older(&events_of(issue))).await?;
+        }
+        Ok::<_, WebError>(t)
     };
-    if t.rows.is_empty() {
-        t = session.table(&older(&events_of(issue))).await?;
-    }
-    if !t.rows.is_empty() {
-        found.insert("older".to_owned(), (t.text(0, "event_id"), t.int(0, "ms")));
+    let (ends, newer, older) = (ends.await?, newer_one.await?, older_one.await?);
+    let mut found: HashMap<String, (String, i64)> = (0..ends.rows.len())
+        .map(|r| {
+            (
+                ends.text(r, "which"),
+                (ends.text(r, "event_id"), ends.int(r, "ms")),
+            )
+        })
+        .collect();
+    for (which, t) in [("newer", newer), ("older", older)] {
+        if !t.rows.is_empty() {
+            found.insert(which.to_owned(), (t.text(0, "event_id"), t.int(0, "ms")));
+        }
     }
     Ok(found)
 }
@@ -879,24 +890,23 @@ async fn render(
     let now = Utc::now();
     let base = format!("/organizations/{}/issues/{id}/", encode_path(&ctx.org));
     let at = params.at()?;
-    let event = load_event(&session, &issue, event_id, at).await?;
-    let event = match event {
-        Some(stored) => {
-            let config = state
-                .node
-                .projects
-                .grouping(issue.project_id as u64)
-                .unwrap_or_default();
-            let grouping = why_grouped(&stored.json, &config);
-            let mut block =
-                event_block(&session, &issue, stored, &base, &period, &options, now).await?;
-            block.grouping = grouping;
-            Some(block)
-        }
-        None => None,
+    // The event with its neighbours, and the chart, tags and event list, are independent
+    // reads: the two run together.
+    let event = async {
+        let Some(stored) = load_event(&session, &issue, event_id, at).await? else {
+            return Ok::<_, WebError>(None);
+        };
+        let config = state
+            .node
+            .projects
+            .grouping(issue.project_id as u64)
+            .unwrap_or_default();
+        let grouping = why_grouped(&stored.json, &config);
+        let mut block =
+            event_block(&session, &issue, stored, &base, &period, &options, now).await?;
+        block.grouping = grouping;
+        Ok(Some(block))
     };
-    let chart = chart(&session, &issue, &period, seconds).await?;
-    let tags = tags(&session, &ctx.org, &issue, seconds).await?;
     let list = newest(&session, &issue, EVENTS_PAGE + 1, |from| {
         format!(
             "SELECT event_id, CAST(timestamp AS BIGINT) AS ms, release, environment, \
@@ -906,8 +916,15 @@ async fn render(
             EVENTS_PAGE + 1,
             page * EVENTS_PAGE
         )
-    })
-    .await?;
+    });
+    // Two at a time: a page takes at most two of the token's concurrent queries
+    // (`query.max_concurrent_per_token`), so a second tab still gets its page.
+    let rest = async {
+        let chart = chart(&session, &issue, &period, seconds).await?;
+        let tags = tags(&session, &ctx.org, &issue, seconds).await?;
+        Ok::<_, WebError>((chart, tags, list.await?))
+    };
+    let (event, (chart, tags, list)) = futures::try_join!(event, rest)?;
     let current = event.as_ref().map(|e| e.id.clone()).unwrap_or_default();
     let keep = if period == DEFAULT_PERIOD {
         String::new()

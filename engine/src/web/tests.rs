@@ -2391,3 +2391,16 @@ async fn the_alerts_page_acts_for_admins_and_owners_and_reads_for_members() {
         "{audited}"
     );
 }
+
+/// An issue page runs two of its reads at a time: two tabs of one token opening issue pages at
+/// once both get their page within the token's concurrent query limit (4 by default).
+#[tokio::test]
+async fn two_issue_pages_of_one_token_at_once_both_render() {
+    let h = harness().await;
+    let token = h.full().await;
+    let shop = h.issue_of(SHOP_EVENT).await;
+    let uri = format!("/organizations/default/issues/{shop}/");
+    let event = format!("/organizations/default/issues/{shop}/events/{SHOP_EVENT}/");
+    let (a, b) = futures::join!(h.page(&uri, &token), h.page(&event, &token));
+    assert!(a.contains("Why grouped") && b.contains("Why grouped"));
+}
