@@ -192,7 +192,18 @@ async fn grouping_rules_set_through_the_api_apply_to_new_events() {
     };
     assert_eq!(h.store(event()).await.status, StatusCode::OK);
 
+    // Reading a project needs project:read (as Sentry's project details); changing its rules
+    // needs project:write.
     let reply = project_call(&h, Method::GET, &reader, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["slug"], "shop");
+    let reply = project_call(
+        &h,
+        Method::PUT,
+        &reader,
+        Some(json!({"fingerprintingRules": "error.type:X -> x"})),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
     let reply = project_call(&h, Method::GET, &admin, None).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
