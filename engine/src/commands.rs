@@ -261,7 +261,8 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
 }
 
 /// What `faultline compact run` prints: one line per merge on stdout (tab-separated: node,
-/// partition, files, events, merged file or "dry run") and a summary line for stderr.
+/// partition, files, events, merged file or "dry run"; for issue rollups: node, `rollups` and
+/// the project and day, files, rollup rows, merged file) and a summary line for stderr.
 fn compaction_output(report: &maintenance::compaction::CompactionReport) -> (String, String) {
     let mut rows = String::new();
     for m in &report.merged {
@@ -270,10 +271,17 @@ fn compaction_output(report: &maintenance::compaction::CompactionReport) -> (Str
             (Some(path), false) => path.as_str(),
             (None, false) => "skipped: inputs changed",
         };
-        rows.push_str(&format!(
-            "{}\tproj={}/date={}/hour={:02}\t{} files\t{} events\t{output}\n",
-            m.node, m.project_id, m.date, m.hour, m.inputs, m.rows,
-        ));
+        rows.push_str(&if m.kind == "rollups" {
+            format!(
+                "{}\trollups proj={}/date={}\t{} files\t{} rows\t{output}\n",
+                m.node, m.project_id, m.date, m.inputs, m.rows,
+            )
+        } else {
+            format!(
+                "{}\tproj={}/date={}/hour={:02}\t{} files\t{} events\t{output}\n",
+                m.node, m.project_id, m.date, m.hour, m.inputs, m.rows,
+            )
+        });
     }
     let n = report.merged.len();
     let merges = if n == 1 { "merge" } else { "merges" };
@@ -858,6 +866,7 @@ mod tests {
 
     fn merge(output: Option<&str>) -> Merge {
         Merge {
+            kind: "events",
             node: "node-0".into(),
             project_id: 1,
             date: "2026-12-04".into(),

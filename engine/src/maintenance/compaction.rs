@@ -38,6 +38,9 @@ pub struct CompactionReport {
 /// One merge: `inputs` files of a partition became one.
 #[derive(Debug, Clone, Serialize)]
 pub struct Merge {
+    /// What was merged: `events` (files of a project and hour) or `rollups` (the issue rollups
+    /// of a project and day, with their tag rollups).
+    pub kind: &'static str,
     pub node: String,
     pub project_id: u64,
     pub date: String,
@@ -141,6 +144,7 @@ impl Maintenance {
         for (node, group) in work {
             let first = &group[0];
             let mut merge = Merge {
+                kind: "events",
                 node: node.clone(),
                 project_id: first.project_id,
                 date: first.date.clone(),
@@ -161,6 +165,7 @@ impl Maintenance {
             for group in plan_rollups(manifest, min_files) {
                 let first = &group[0];
                 let mut merge = Merge {
+                    kind: "rollups",
                     node: manifest.node.clone(),
                     project_id: first.project_id,
                     date: first.date.clone(),

@@ -291,10 +291,13 @@ async fn pruning_never_deletes_a_file_a_kept_backup_needs() -> Result<()> {
     assert_eq!(files_under(&dest.join("files/events")), after_b2);
     setup.cli(&["backup", "verify", &b2])?;
 
-    // Compaction merges the two files into one; the next backup names only that, and
-    // pruning b2 then deletes exactly the two files nothing kept names any more.
+    // Compaction merges the two files into one (and the day's two rollup files into one); the
+    // next backup names only that, and pruning b2 then deletes exactly the two files nothing
+    // kept names any more.
     let compacted = setup.cli(&["compact", "run"])?;
-    assert_eq!(compacted.lines().count(), 1, "{compacted}");
+    let (rollups, events): (Vec<&str>, Vec<&str>) =
+        compacted.lines().partition(|l| l.contains("\trollups "));
+    assert_eq!((events.len(), rollups.len()), (1, 1), "{compacted}");
     let b3 = setup.cli(&["backup", "create"])?.trim().to_owned();
     setup.cli(&["backup", "prune"])?;
     assert_eq!(listed_ids(&backup_list(&setup, &[])?), [b3.as_str()]);

@@ -105,21 +105,30 @@ async fn duckdb_counts_every_event_once_after_a_compaction_and_sees_project_name
     });
     assert_eq!(before, want);
 
+    // One merge of event files per project, and one of each project's three rollup files.
     let planned = setup.cli(&["compact", "run", "--dry-run"])?;
-    assert_eq!(planned.lines().count(), 2, "{planned}");
+    let (rollups, events): (Vec<&str>, Vec<&str>) =
+        planned.lines().partition(|l| l.contains("\trollups "));
+    assert_eq!((events.len(), rollups.len()), (2, 2), "{planned}");
     assert!(
-        planned
-            .lines()
+        events
+            .iter()
             .all(|l| l.ends_with("\t3 files\t12 events\tdry run")
                 || l.ends_with("\t3 files\t3 events\tdry run")),
+        "{planned}"
+    );
+    assert!(
+        rollups
+            .iter()
+            .all(|l| l.ends_with("\t3 files\t3 rows\tdry run")),
         "{planned}"
     );
     assert_eq!(duckdb_reads(&setup)?, want, "a dry run changes nothing");
     let compacted = setup.cli(&["compact", "run"])?;
     assert_eq!(
         compacted.lines().count(),
-        2,
-        "one merge per project: {compacted}"
+        4,
+        "one merge of events and one of rollups per project: {compacted}"
     );
     // Right after the compaction, with the replaced files still kept for running queries.
     assert_eq!(duckdb_reads(&setup)?, want);
