@@ -648,16 +648,29 @@ async fn one_issue(
     .ok_or_else(|| ApiError::NotFound(format!("no issue {raw:?}")))
 }
 
+/// The caller (holding `scope` in `org`), its projects and the issue `raw` (id or short id):
+/// what every one-issue endpoint starts with.
+async fn issue_in(
+    state: &QueryState,
+    headers: &HeaderMap,
+    org: &str,
+    raw: &str,
+    scope_needed: Scope,
+) -> Result<(Caller, ProjectFilter, Row), ApiError> {
+    let caller = state.auth.caller(headers).await?;
+    check_in(&caller, org, scope_needed)?;
+    let (projects, _) = scope(state, &caller, org, None).await?;
+    let row = one_issue(state, &projects, raw).await?;
+    Ok((caller, projects, row))
+}
+
 /// `GET /api/0/organizations/{org}/issues/{id}/` (numeric id or short id).
 pub(super) async fn get_issue(
     State(state): State<QueryState>,
     Path((org, issue)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.auth.caller(&headers).await?;
-    check_in(&caller, &org, Scope::EventRead)?;
-    let (projects, _) = scope(&state, &caller, &org, None).await?;
-    let row = one_issue(&state, &projects, &issue).await?;
+    let (_, _, row) = issue_in(&state, &headers, &org, &issue, Scope::EventRead).await?;
     let mut value = issue_json(&state, &org, &row);
     if let Some(object) = value.as_object_mut() {
         object.insert("activity".to_owned(), json!([]));
@@ -674,10 +687,8 @@ pub(super) async fn update_issue(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.auth.caller(&headers).await?;
-    check_in(&caller, &org, Scope::EventWrite)?;
-    let (projects, _) = scope(&state, &caller, &org, None).await?;
-    let row = one_issue(&state, &projects, &issue).await?;
+    let (caller, projects, row) =
+        issue_in(&state, &headers, &org, &issue, Scope::EventWrite).await?;
     let body = parse_body(&bytes)?;
     let id = int(&row, "issue_id");
     update(&state, &caller, &client, &org, &projects, &[id], &body).await?;
@@ -839,10 +850,7 @@ pub(super) async fn issue_events(
     Query(params): Query<EventsParams>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.auth.caller(&headers).await?;
-    check_in(&caller, &org, Scope::EventRead)?;
-    let (projects, _) = scope(&state, &caller, &org, None).await?;
-    let row = one_issue(&state, &projects, &issue).await?;
+    let (_, projects, row) = issue_in(&state, &headers, &org, &issue, Scope::EventRead).await?;
     let id = int(&row, "issue_id");
     let limit = params.per_page.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let offset = cursor_offset(params.cursor.as_deref())?;
@@ -888,10 +896,7 @@ pub(super) async fn issue_event(
     Path((org, issue, event)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.auth.caller(&headers).await?;
-    check_in(&caller, &org, Scope::EventRead)?;
-    let (projects, _) = scope(&state, &caller, &org, None).await?;
-    let row = one_issue(&state, &projects, &issue).await?;
+    let (_, projects, row) = issue_in(&state, &headers, &org, &issue, Scope::EventRead).await?;
     let id = int(&row, "issue_id");
     let (first, last) = (int(&row, "first_ms"), int(&row, "last_ms"));
     let select = "SELECT event_id, project_id, CAST(timestamp AS BIGINT) AS ms, \
@@ -945,10 +950,7 @@ pub(super) async fn issue_tag(
     Path((org, issue, key)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = state.auth.caller(&headers).await?;
-    check_in(&caller, &org, Scope::EventRead)?;
-    let (projects, _) = scope(&state, &caller, &org, None).await?;
-    let row = one_issue(&state, &projects, &issue).await?;
+    let (_, projects, row) = issue_in(&state, &headers, &org, &issue, Scope::EventRead).await?;
     let id = int(&row, "issue_id");
     let found = rows(
         &state,
