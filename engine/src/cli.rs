@@ -367,6 +367,12 @@ pub enum IssueCommand {
         #[arg(allow_hyphen_values = true)]
         issue_id: i64,
     },
+    /// Delete an issue (and the issues merged into it): it leaves every list at once, and
+    /// maintenance erases its events from the object store shortly after.
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        issue_id: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -180,12 +180,36 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
             .await?;
             eprintln!("revoked API token {:?} (id {})", record.name, record.id);
         }
+        Command::Issue(IssueCommand::Delete { issue_id }) => {
+            let service = node::open_reader(&config).await?;
+            let deletion = issues::delete(&service, &ProjectFilter::All, issue_id, "cli").await?;
+            let projects = Projects::load(Store::open(&config)?, &config).await?;
+            let org = projects
+                .list()
+                .await?
+                .into_iter()
+                .find(|p| p.id == deletion.project_id)
+                .map_or_else(|| tenancy::DEFAULT_ORG.to_owned(), |p| p.org.clone());
+            cli_audit(
+                &config,
+                &org,
+                "issue.delete",
+                ("issue", &issue_id.to_string()),
+                serde_json::json!({ "issues": deletion.issues }),
+            )
+            .await?;
+            eprintln!(
+                "deleted issue(s) {:?}; the server's maintenance erases their events shortly",
+                deletion.issues
+            );
+        }
         Command::Issue(command) => {
             let (issue_id, change) = match command {
                 IssueCommand::Resolve { issue_id } => (issue_id, Change::Resolve),
                 IssueCommand::Reopen { issue_id } => (issue_id, Change::Reopen),
                 IssueCommand::Merge { issue_id, into } => (issue_id, Change::Merge { into }),
                 IssueCommand::Unmerge { issue_id } => (issue_id, Change::Unmerge),
+                IssueCommand::Delete { .. } => unreachable!("handled above"),
                 IssueCommand::Ignore {
                     issue_id,
                     until,

@@ -20,7 +20,7 @@
 //!   not record their earlier hash: it would merge errors Sentry keeps apart.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -51,14 +51,34 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Default)]
 pub struct ProjectHashes {
     map: RwLock<HashMap<Box<str>, i64>>,
+    /// Whether the project has issues from before Sentry's grouping (a non-empty
+    /// `legacy.json`): only then is an event's earlier hash worked out and looked up.
+    legacy: AtomicBool,
 }
 
 impl ProjectHashes {
     /// The issue of the first known hash of `grouping`, if any: its own hashes first, then
-    /// faultline's earlier hash, which only events stored before the upgrade recorded.
-    pub fn known_issue(&self, grouping: &Grouping) -> Option<i64> {
-        let map = self.map.read();
-        grouping.all_hashes().find_map(|h| map.get(h).copied())
+    /// faultline's earlier hash (from `legacy`, asked only when the project has issues from
+    /// before the upgrade and none of the event's own hashes is known).
+    pub fn known_issue(
+        &self,
+        grouping: &Grouping,
+        legacy: impl FnOnce() -> Option<String>,
+    ) -> Option<i64> {
+        let found = {
+            let map = self.map.read();
+            grouping.all_hashes().find_map(|h| map.get(h).copied())
+        };
+        if found.is_some() || !self.legacy.load(Ordering::Relaxed) {
+            return found;
+        }
+        let legacy = legacy()?;
+        self.map.read().get(legacy.as_str()).copied()
+    }
+
+    /// Whether the project has issues from before Sentry's grouping.
+    pub fn has_legacy(&self) -> bool {
+        self.legacy.load(Ordering::Relaxed)
     }
 
     fn insert_smallest(&self, hash: &str, issue: i64) {
@@ -231,6 +251,9 @@ impl GroupHashes {
                     path: meta.location.to_string(),
                     message: e.to_string(),
                 })?;
+            if name == "legacy.json" && !pairs.is_empty() {
+                index.legacy.store(true, Ordering::Relaxed);
+            }
             for (hash, issue) in pairs {
                 index.insert_smallest(&hash, issue);
             }
@@ -246,6 +269,9 @@ impl GroupHashes {
             // new hash; the next start of the process tries again.
             match legacy_pairs(query, project_id).await {
                 Ok(pairs) => {
+                    if !pairs.is_empty() {
+                        index.legacy.store(true, Ordering::Relaxed);
+                    }
                     for (hash, issue) in &pairs {
                         index.insert_smallest(hash, *issue);
                     }
@@ -308,8 +334,14 @@ impl GroupHashes {
     /// The issue of an event of `project` with `grouping`: the issue of its first known hash,
     /// else a new one from its primary hash. Records every hash of the event that the project
     /// did not know yet (in memory at once; in the store with the next segment).
-    pub fn assign(&self, project_id: u64, index: &ProjectHashes, grouping: &Grouping) -> i64 {
-        let known = index.known_issue(grouping);
+    pub fn assign(
+        &self,
+        project_id: u64,
+        index: &ProjectHashes,
+        grouping: &Grouping,
+        legacy: impl FnOnce() -> Option<String>,
+    ) -> i64 {
+        let known = index.known_issue(grouping, legacy);
         let issue = known.unwrap_or_else(|| grouping::issue_id(project_id, &grouping.hash));
         // Only Sentry's hashes are recorded: the earlier hash is coarser (no source lines, for
         // one), so recording it for new events would merge what Sentry keeps apart.
@@ -489,7 +521,7 @@ mod tests {
         let hashes = GroupHashes::new(store.clone(), "n1");
         let index = hashes.project(7).await.unwrap();
         let first = grouping_of(r#"{"exception":{"values":[{"type":"E","value":"x"}]}}"#);
-        let issue = hashes.assign(7, &index, &first);
+        let issue = hashes.assign(7, &index, &first, || None);
         assert_eq!(
             issue,
             grouping::issue_id(7, &first.hash),
@@ -498,17 +530,20 @@ mod tests {
         // a new event's earlier faultline hash is not recorded: sharing it opens no link
         let mut other = grouping_of(r#"{"exception":{"values":[{"type":"F","value":"y"}]}}"#);
         other.legacy_hash = first.legacy_hash.clone();
-        assert_ne!(hashes.assign(7, &index, &other), issue);
+        assert_ne!(
+            hashes.assign(7, &index, &other, || other.legacy_hash.clone()),
+            issue
+        );
         // a secondary hash in common does link
         let mut third = grouping_of(r#"{"exception":{"values":[{"type":"G","value":"z"}]}}"#);
         third.hashes.push(first.hash.clone());
-        assert_eq!(hashes.assign(7, &index, &third), issue);
+        assert_eq!(hashes.assign(7, &index, &third, || None), issue);
         assert_eq!(hashes.persist().await.unwrap(), index.len());
         // another process reads the same index
         let again = GroupHashes::new(store, "n2");
         let index = again.project(7).await.unwrap();
-        assert_eq!(index.known_issue(&first), Some(issue));
-        assert_eq!(index.known_issue(&third), Some(issue));
+        assert_eq!(index.known_issue(&first, || None), Some(issue));
+        assert_eq!(index.known_issue(&third, || None), Some(issue));
     }
 
     #[tokio::test]
@@ -525,7 +560,7 @@ mod tests {
         }
         let hashes = GroupHashes::new(store, "c");
         let index = hashes.project(3).await.unwrap();
-        assert_eq!(hashes.assign(3, &index, &g), 4);
+        assert_eq!(hashes.assign(3, &index, &g, || None), 4);
     }
 
     #[tokio::test]
@@ -536,7 +571,7 @@ mod tests {
         let mut seen = Vec::new();
         for n in 0..(MERGE_SEGMENTS + 6) {
             let g = grouping_of(&format!(r#"{{"logentry":{{"formatted":"m{n}x"}}}}"#));
-            seen.push((writer.assign(9, &index, &g), g));
+            seen.push((writer.assign(9, &index, &g, || None), g));
             writer.persist().await.unwrap();
         }
         let listed = |store: Store| async move {
@@ -551,7 +586,7 @@ mod tests {
         let reader = GroupHashes::new(store.clone(), "r");
         let index = reader.project(9).await.unwrap();
         for (issue, g) in &seen {
-            assert_eq!(index.known_issue(g), Some(*issue));
+            assert_eq!(index.known_issue(g, || None), Some(*issue));
         }
         // one segment (no legacy.json without a query service)
         assert_eq!(listed(store.clone()).await, 1);
@@ -567,10 +602,16 @@ mod tests {
         let hashes = GroupHashes::new(broken, "n");
         let g = grouping_of(r#"{"logentry":{"formatted":"m"}}"#);
         let index = hashes.project_for_ingest(4).await;
-        assert_eq!(hashes.assign(4, &index, &g), grouping::issue_id(4, &g.hash));
+        assert_eq!(
+            hashes.assign(4, &index, &g, || None),
+            grouping::issue_id(4, &g.hash)
+        );
         // the next request does not wait for the store again, and knows the hash
         let again = hashes.project_for_ingest(4).await;
-        assert_eq!(again.known_issue(&g), Some(grouping::issue_id(4, &g.hash)));
+        assert_eq!(
+            again.known_issue(&g, || None),
+            Some(grouping::issue_id(4, &g.hash))
+        );
         assert!(hashes.persist().await.is_err(), "kept for the next attempt");
     }
 
@@ -649,7 +690,40 @@ mod tests {
         let g = grouping_of(r#"{"logentry":{"formatted":"m"}}"#);
         hashes.observe(5, 1234, &g);
         let index = hashes.project(5).await.unwrap();
-        assert_eq!(index.known_issue(&g), Some(1234));
+        assert_eq!(index.known_issue(&g, || None), Some(1234));
         assert!(hashes.persist().await.unwrap() > 0);
+    }
+
+    #[tokio::test]
+    async fn the_earlier_hash_is_worked_out_only_for_projects_with_issues_from_before() {
+        let store = Store::memory();
+        let old = grouping_of(r#"{"logentry":{"formatted":"before"}}"#);
+        let earlier = old.legacy_hash.clone().unwrap();
+        let path = ObjectPath::from(format!("{}/legacy.json", prefix(2)));
+        let body = serde_json::to_vec(&[(earlier.clone(), 77_i64)]).unwrap();
+        store.put_durable(&path, Bytes::from(body)).await.unwrap();
+        let hashes = GroupHashes::new(store, "n");
+        let asked = std::cell::Cell::new(0);
+        let ask = || {
+            asked.set(asked.get() + 1);
+            Some(earlier.clone())
+        };
+        // project 2 has an issue from before: an event whose own hashes are new finds it
+        let index = hashes.project(2).await.unwrap();
+        assert!(index.has_legacy());
+        // as ingest has it: without the earlier hash, which is asked for
+        let mut g = grouping_of(r#"{"logentry":{"formatted":"before"}}"#);
+        g.legacy_hash = None;
+        assert_eq!(hashes.assign(2, &index, &g, ask), 77);
+        assert_eq!(asked.get(), 1);
+        // its own hashes now point there, so the next event needs no earlier hash
+        assert_eq!(hashes.assign(2, &index, &g, ask), 77);
+        assert_eq!(asked.get(), 1);
+        // a project without issues from before never works it out
+        let fresh = hashes.project(3).await.unwrap();
+        assert!(!fresh.has_legacy());
+        let issue = hashes.assign(3, &fresh, &g, ask);
+        assert_eq!(issue, grouping::issue_id(3, &g.hash));
+        assert_eq!(asked.get(), 1);
     }
 }

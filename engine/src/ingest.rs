@@ -497,7 +497,9 @@ impl Ingest {
                 }
                 None => grouping::grouping_of(&event),
             };
-            let issue_id = self.hashes.assign(project.id, &index, grouping);
+            let issue_id = self.hashes.assign(project.id, &index, grouping, || {
+                Some(grouping::legacy_hash(&event))
+            });
             let grouping_hash = grouping.hash.clone();
             let stored = StoredEvent {
                 project_id: project.id,
@@ -665,12 +667,12 @@ fn decode_events(
 /// Groups a normalized event of `project` by its primary hash alone (no index of the hashes
 /// seen before: for tools and tests; ingest assigns issues through [`GroupHashes`]).
 pub fn stored_event(project: &Project, event: faultline_protocol::Event) -> StoredEvent {
-    let grouping = grouping::group(&event);
+    let hash = grouping::grouping_of(&event).hash.clone();
     StoredEvent {
         project_id: project.id,
         project: project.name.clone(),
-        issue_id: grouping::issue_id(project.id, &grouping.hash),
-        grouping_hash: grouping.hash,
+        issue_id: grouping::issue_id(project.id, &hash),
+        grouping_hash: hash,
         event,
     }
 }

@@ -1,5 +1,6 @@
 //! `POST /api/issues/{issue_id}/resolve | ignore | reopen | assign | merge | unmerge`: change
-//! an issue's state.
+//! an issue's state. `DELETE /api/issues/{issue_id}` (scope `event:admin`): delete it and erase
+//! its events.
 //! Needs the `event:write` scope and an issue in a project the token covers; answers with the
 //! issue's row of `issues` as it reads afterwards.
 
@@ -67,6 +68,69 @@ pub(crate) async fn change_audited(
         ))
         .await;
     Ok(output)
+}
+
+/// Deletes an issue for `who` (who must hold `event:admin`) with the issues merged into it,
+/// and records it in the organization's audit log: the one way the API and the web UI delete.
+pub(crate) async fn delete_audited(
+    query: &crate::query::QueryService,
+    people: &crate::people::People,
+    who: &Caller,
+    projects: &ProjectFilter,
+    client: &crate::people::Client,
+    issue_id: i64,
+) -> Result<issues::Deletion, ApiError> {
+    let caller = &who.principal;
+    caller.require(Scope::EventAdmin)?;
+    let by = who
+        .actor
+        .as_ref()
+        .map_or(caller.name.as_str(), |a| a.email.as_str());
+    let deletion = issues::delete(query, projects, issue_id, by).await?;
+    people
+        .audit
+        .record(caller_entry(
+            people,
+            who,
+            caller.org.as_deref().unwrap_or(crate::tenancy::DEFAULT_ORG),
+            client,
+            "issue.delete",
+            Some(("issue", &issue_id.to_string())),
+            serde_json::json!({ "issues": deletion.issues }),
+        ))
+        .await;
+    Ok(deletion)
+}
+
+/// `DELETE /api/issues/{issue_id}`: `202 Accepted` with the deleted issues; their events are
+/// erased by maintenance shortly after.
+pub(super) async fn delete(
+    State(state): State<QueryState>,
+    Path(issue_id): Path<i64>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = state.auth.caller(&headers).await?;
+    who.principal.require(Scope::EventAdmin)?;
+    let projects = ProjectFilter::covering(&state.projects, &who.principal).await?;
+    let deletion = delete_audited(
+        &state.query,
+        &state.auth.people,
+        &who,
+        &projects,
+        &client,
+        issue_id,
+    )
+    .await?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(serde_json::json!({
+            "project_id": deletion.project_id,
+            "deleted": deletion.issues,
+            "at": deletion.at,
+        })),
+    )
+        .into_response())
 }
 
 async fn apply(

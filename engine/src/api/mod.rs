@@ -23,7 +23,9 @@ mod tests;
 mod tokens;
 
 pub(crate) use auth::{Caller, ClientInfo, entry as audit_entry};
-pub(crate) use issues::{assignee as check_assignee, change_audited as change_issue};
+pub(crate) use issues::{
+    assignee as check_assignee, change_audited as change_issue, delete_audited as delete_issue,
+};
 pub(crate) use members::MembersState;
 
 use std::sync::Arc;
@@ -319,6 +321,7 @@ fn query_routes(node: &Arc<Node>) -> Router {
             delete(tokens::revoke_personal_id),
         )
         .route("/api/0/api-tokens/{id}", delete(tokens::revoke_personal_id))
+        .route("/api/issues/{issue_id}", delete(issues::delete))
         .route("/api/issues/{issue_id}/resolve", post(issues::resolve))
         .route("/api/issues/{issue_id}/ignore", post(issues::ignore))
         .route("/api/issues/{issue_id}/reopen", post(issues::reopen))
@@ -412,7 +415,9 @@ fn sentry_routes() -> Router<query::QueryState> {
         ),
         (
             format!("{org}/issues/{{issue}}/"),
-            get(sentry_issues::get_issue).put(sentry_issues::update_issue),
+            get(sentry_issues::get_issue)
+                .put(sentry_issues::update_issue)
+                .delete(sentry_issues::delete_issue),
         ),
         (
             format!("{org}/issues/{{issue}}/events/"),

@@ -696,6 +696,29 @@ pub(super) async fn update_issue(
     Ok(Json(issue_json(&state, &org, &row)))
 }
 
+/// `DELETE /api/0/organizations/{org}/issues/{id}/` (scope `event:admin`): `202 Accepted`, as
+/// Sentry answers; the events are erased shortly after.
+pub(super) async fn delete_issue(
+    State(state): State<QueryState>,
+    Path((org, issue)): Path<(String, String)>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let (caller, projects, row) =
+        issue_in(&state, &headers, &org, &issue, Scope::EventAdmin).await?;
+    let id = int(&row, "issue_id");
+    super::issues::delete_audited(
+        &state.query,
+        &state.auth.people,
+        &caller,
+        &projects,
+        &client,
+        id,
+    )
+    .await?;
+    Ok(axum::http::StatusCode::ACCEPTED)
+}
+
 /// The frames of a stack trace in Sentry's API shape.
 fn frames(stacktrace: Option<&Value>) -> Value {
     let Some(frames) = stacktrace

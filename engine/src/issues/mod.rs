@@ -207,6 +207,7 @@ pub async fn change(
         resolved_in_release: None,
         action,
         merged_into: None,
+        erased_at: None,
     };
     match change {
         Change::Resolve => next.status = Status::Resolved,
@@ -260,4 +261,101 @@ pub async fn change(
             &format!("SELECT {ISSUE_COLUMNS} FROM issues WHERE issue_id = {issue_id}"),
         )
         .await?)
+}
+
+/// An issue deletion: what [`delete`] did, and the marker maintenance erases the events by
+/// (`meta/deletions/...`, see [`crate::maintenance::erase`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Deletion {
+    pub project_id: u64,
+    /// The issue and the issues that were merged into it, which go with it.
+    pub issues: Vec<i64>,
+    /// Events received up to this time are erased.
+    pub at: DateTime<Utc>,
+}
+
+/// Deletes `issue_id` (which must be in a project `projects` allows) and the issues merged
+/// into it: they leave every list at once, and maintenance erases their events received until
+/// now from the object store ([`crate::maintenance::Maintenance::erase_deleted`]). Events that
+/// arrive afterwards start the issue afresh, as a new issue does.
+pub async fn delete(
+    query: &QueryService,
+    projects: &ProjectFilter,
+    issue_id: i64,
+    by: &str,
+) -> Result<Deletion> {
+    let found = query
+        .run(
+            projects,
+            &format!(
+                "SELECT project_id, merged_into, event_count FROM issues \
+                 WHERE issue_id = {issue_id}"
+            ),
+        )
+        .await?;
+    let Some(batch) = found.batches.iter().find(|b| b.num_rows() > 0) else {
+        return Err(Error::UnknownIssue { issue_id });
+    };
+    let project_id = batch.column(0).as_primitive::<Int64Type>().value(0) as u64;
+    use datafusion::arrow::array::Array as _;
+    let merged = batch.column(1).as_primitive::<Int64Type>();
+    if merged.is_valid(0) {
+        return Err(Error::IsMerged {
+            issue_id,
+            into: merged.value(0),
+        });
+    }
+    let members = query
+        .run(
+            projects,
+            &format!(
+                "SELECT issue_id, event_count FROM issues WHERE merged_into = {issue_id} \
+                 ORDER BY issue_id"
+            ),
+        )
+        .await?;
+    let mut issues = vec![(
+        issue_id,
+        batch.column(2).as_primitive::<Int64Type>().value(0) as u64,
+    )];
+    for batch in &members.batches {
+        let ids = batch.column(0).as_primitive::<Int64Type>();
+        let counts = batch.column(1).as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            issues.push((ids.value(row), counts.value(row) as u64));
+        }
+    }
+    let at = Utc::now();
+    for (issue, count) in &issues {
+        let stored = state::current(query.store(), project_id, *issue).await?;
+        let next = IssueState {
+            project_id,
+            issue_id: *issue,
+            version: 0,
+            status: Status::Deleted,
+            changed: at,
+            by: by.to_owned(),
+            ignore_until: None,
+            ignore_until_count: None,
+            count_at_change: *count,
+            assignee: None,
+            resolved_in_release: None,
+            action: Some("delete".to_owned()),
+            merged_into: None,
+            erased_at: None,
+        };
+        state::save_after(query.store(), next, stored.as_ref()).await?;
+    }
+    let deletion = Deletion {
+        project_id,
+        issues: issues.into_iter().map(|(id, _)| id).collect(),
+        at,
+    };
+    let marker = crate::store::keys::issue_deletion(project_id, issue_id);
+    let body = serde_json::to_vec(&deletion).unwrap_or_default();
+    query
+        .store()
+        .put_durable(&marker, bytes::Bytes::from(body))
+        .await?;
+    Ok(deletion)
 }

@@ -30,6 +30,10 @@ pub enum Status {
     Ignored,
     /// Merged into another issue (see [`IssueState::merged_into`]).
     Merged,
+    /// Deleted: the issue is gone from every list, and maintenance erases its events received
+    /// up to [`IssueState::changed`] (see [`IssueState::erased_at`]). Events after that start
+    /// it afresh.
+    Deleted,
 }
 
 impl Status {
@@ -39,6 +43,7 @@ impl Status {
             Self::Resolved => "resolved",
             Self::Ignored => "ignored",
             Self::Merged => "merged",
+            Self::Deleted => "deleted",
         }
     }
 }
@@ -73,6 +78,9 @@ pub struct IssueState {
     /// that issue until it is unmerged. Events are never rewritten, so unmerging is exact.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<i64>,
+    /// Deleted issues: when maintenance erased the events received up to the deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<DateTime<Utc>>,
 }
 
 fn issue_prefix(project_id: u64, issue_id: i64) -> ObjectPath {
@@ -301,6 +309,7 @@ mod tests {
             resolved_in_release: None,
             action: None,
             merged_into: None,
+            erased_at: None,
         }
     }
 

@@ -429,6 +429,8 @@ fn status(
         {
             (Status::Unresolved, false)
         }
+        // events after the deletion (the others are gone, or about to be)
+        Status::Deleted => (Status::Unresolved, false),
         other => (other, false),
     }
 }
@@ -459,7 +461,16 @@ pub fn issues_batch(
         into.merge(&summaries[member]);
         (into.title, into.culprit, into.level) = (title, culprit, level);
     }
-    let mut keys: Vec<_> = summaries.keys().copied().collect();
+    // A deleted issue is gone, unless events came after its deletion: then it starts afresh.
+    let mut keys: Vec<_> = summaries
+        .iter()
+        .filter(|(key, s)| {
+            states.get(key).is_none_or(|st| {
+                st.status != Status::Deleted || s.last_received > st.changed.timestamp_millis()
+            })
+        })
+        .map(|(key, _)| *key)
+        .collect();
     keys.sort_unstable();
     let n = keys.len();
     let ts = || TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
@@ -646,6 +657,7 @@ mod tests {
             resolved_in_release: None,
             action: None,
             merged_into: None,
+            erased_at: None,
         };
         let batch = issues_batch(&summaries, &[resolved_before], now);
         let text = datafusion::arrow::util::pretty::pretty_format_batches(&[batch

@@ -83,7 +83,7 @@ fn plan(manifest: &Manifest, target: u64, min_files: usize) -> Vec<Vec<DataFile>
     groups
 }
 
-fn decode(path: &str, data: Bytes) -> Result<Vec<RecordBatch>> {
+pub(super) fn decode(path: &str, data: Bytes) -> Result<Vec<RecordBatch>> {
     let error = |message: String| Error::Compact {
         path: path.to_owned(),
         message,

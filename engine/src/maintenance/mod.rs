@@ -11,6 +11,7 @@
 //! (`faultline retention run`, `faultline compact run`) runs them once, without the lease.
 
 pub mod compaction;
+pub mod erase;
 pub mod progress;
 pub mod retention;
 pub mod schedule;
@@ -38,6 +39,12 @@ pub enum Error {
     Tenancy(#[from] tenancy::Error),
     #[error("cannot compact {path}: {message}")]
     Compact { path: String, message: String },
+    #[error("cannot erase the events of deleted issues ({what}): {source}")]
+    Erase {
+        what: String,
+        #[source]
+        source: Box<crate::issues::Error>,
+    },
     #[error("cannot write the issue tag rollups of {path}: {source}")]
     TagRollups {
         path: String,

@@ -101,6 +101,10 @@ pub async fn run(node: Arc<Node>, backups: Option<Arc<Backups>>, shutdown: Cance
         {
             tracing::error!(cause = %err, "writing the tag rollups of older rollup files failed");
         }
+        // deleted issues: one listing per tick, work only once a deletion has settled
+        if let Err(err) = maintenance.erase_deleted().await {
+            tracing::error!(cause = %err, "erasing the events of deleted issues failed");
+        }
         if let (Some(backups), Some(at)) = (&backups, next_backup)
             && now >= at
         {

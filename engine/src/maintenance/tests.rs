@@ -399,3 +399,135 @@ async fn retention_removes_alert_deliveries_older_than_the_alert_retention() {
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(left.iter().all(|p| p.contains("new")), "{left:?}");
 }
+
+/// Writes one flush's worth of files for `events` as the flusher does: event files, their
+/// rollups and tag rollups, in one manifest version.
+async fn flush_like(store: &Store, node: &str, events: &[StoredEvent]) {
+    let mut builder = EventBuilder::new();
+    for event in events {
+        builder.append(event);
+    }
+    let batch = builder.finish();
+    let mut manifest = Manifest::load_latest(store, node).await.unwrap();
+    manifest.node = node.into();
+    let written = write_partitions(store, std::slice::from_ref(&batch), 1)
+        .await
+        .unwrap();
+    let rollups = crate::issues::rollup::compute(&[batch]).unwrap();
+    let files = crate::issues::rollup::write(store, &rollups, 1)
+        .await
+        .unwrap();
+    let tags = crate::issues::tag_rollup::compute(&rollups).unwrap();
+    let tag_files = crate::issues::tag_rollup::write(store, &tags, 1, &files)
+        .await
+        .unwrap();
+    let mut next = manifest.with_files(written, 0);
+    next.rollups.extend(files);
+    next.tag_rollups.extend(tag_files);
+    next.commit(store).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_deleted_issue_leaves_the_lists_at_once_and_its_events_are_erased_after_settling() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(dir.path()).unwrap();
+    let tagged = |issue: i64, at: &str| {
+        StoredEvent::for_test(
+            1,
+            issue,
+            &format!(
+                r#"{{"message":"m{issue}","timestamp":"{at}","tags":{{"browser":"Firefox"}}}}"#
+            ),
+        )
+    };
+    // issue 7 on two days (and in a file it shares with issue 9), issue 9 on one
+    flush_like(
+        &store,
+        "n",
+        &[
+            tagged(7, "2026-11-24T10:05:00Z"),
+            tagged(9, "2026-11-24T10:06:00Z"),
+        ],
+    )
+    .await;
+    flush_like(&store, "n", &[tagged(7, "2026-11-25T08:00:00Z")]).await;
+    let query = reader(&store);
+    let read = |sql: &'static str| {
+        let query = &query;
+        async move {
+            let out = query.run(&ProjectFilter::All, sql).await.unwrap();
+            datafusion::arrow::util::pretty::pretty_format_batches(&out.batches)
+                .unwrap()
+                .to_string()
+        }
+    };
+    let per_issue = "SELECT issue_id, count(*) AS n FROM events GROUP BY 1 ORDER BY 1";
+    assert!(read(per_issue).await.contains("| 7        | 2 |"));
+
+    let deletion = crate::issues::delete(&query, &ProjectFilter::All, 7, "test")
+        .await
+        .unwrap();
+    assert_eq!(deletion.issues, [7]);
+    // gone from the issue list at once
+    let issues = read("SELECT issue_id FROM issues ORDER BY 1").await;
+    assert!(!issues.contains("| 7 "), "{issues}");
+    assert!(issues.contains("| 9 "), "{issues}");
+    // deleting it again: it is no longer there
+    assert!(matches!(
+        crate::issues::delete(&query, &ProjectFilter::All, 7, "test").await,
+        Err(crate::issues::Error::UnknownIssue { issue_id: 7 })
+    ));
+
+    let maintenance = Maintenance::new(Config::default(), store.clone(), None);
+    // events acknowledged just before the deletion may still be on their way to a file
+    let report = maintenance.erase_deleted().await.unwrap();
+    assert_eq!((report.erased, report.waiting), (0, 1));
+    assert!(read(per_issue).await.contains("| 7        | 2 |"));
+
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let report = maintenance.erase_deleted_as_of(later).await.unwrap();
+    assert_eq!((report.erased, report.waiting, report.rows), (1, 0, 2));
+    let events = read(per_issue).await;
+    assert!(!events.contains("| 7 "), "{events}");
+    assert!(events.contains("| 9        | 1 |"), "{events}");
+    for sql in [
+        "SELECT DISTINCT issue_id FROM issue_hours ORDER BY 1",
+        "SELECT DISTINCT issue_id FROM issue_tags ORDER BY 1",
+    ] {
+        let out = read(sql).await;
+        assert!(!out.contains("| 7 "), "{sql}: {out}");
+        assert!(out.contains("| 9 "), "{sql}: {out}");
+    }
+    // the file of 25 November held only issue 7: dropped; the shared one rewritten
+    let manifest = Manifest::load_latest(&store, "n").await.unwrap();
+    assert_eq!(manifest.files.len(), 1);
+    assert_eq!(manifest.files[0].rows, 1);
+    assert!(manifest.rollups.iter().all(|f| f.date == "2026-11-24"));
+    // the marker is gone and the issue's state says when
+    assert!(
+        store
+            .list(&object_store::path::Path::from(
+                crate::store::keys::ISSUE_DELETIONS
+            ))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let state = crate::issues::state::current(&store, 1, 7)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(state.erased_at.is_some());
+    assert_eq!(
+        maintenance.erase_deleted_as_of(later).await.unwrap().erased,
+        0
+    );
+
+    // an event after the deletion starts the issue afresh
+    flush_like(&store, "n", &[tagged(7, "2026-11-26T09:00:00Z")]).await;
+    let issues = read("SELECT issue_id, event_count, status FROM issues ORDER BY 1").await;
+    assert!(
+        issues.contains("| 7        | 1           | unresolved |"),
+        "{issues}"
+    );
+}

@@ -107,6 +107,16 @@ pub fn manifest_version_of(path: &ObjectPath) -> Option<u64> {
     name.parse::<u64>().ok().map(|inverted| u64::MAX - inverted)
 }
 
+/// Markers of deleted issues whose events maintenance has yet to erase.
+pub const ISSUE_DELETIONS: &str = "meta/deletions";
+
+/// The marker of a deleted issue (see `maintenance::erase`).
+pub fn issue_deletion(project_id: u64, issue_id: i64) -> ObjectPath {
+    ObjectPath::from(format!(
+        "{ISSUE_DELETIONS}/project={project_id}/issue={issue_id}.json"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +127,10 @@ mod tests {
         assert_eq!(
             event_file(7, "2026-12-04", 5, id),
             "events/proj=7/date=2026-12-04/hour=05/01KBR4S1GAJ6Y6B2FQ6Q8Y4R3M.parquet"
+        );
+        assert_eq!(
+            issue_deletion(7, 42).as_ref(),
+            "meta/deletions/project=7/issue=42.json"
         );
         assert_eq!(
             rollup_file(7, "2026-12-04", id),

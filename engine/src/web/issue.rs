@@ -697,6 +697,8 @@ struct IssuePage {
     issues_base: String,
     back: String,
     can_act: bool,
+    /// Whether the caller may delete the issue (`event:admin`).
+    can_delete: bool,
     stream_href: String,
     /// Who the issue can be assigned to: (value, label, selected).
     assignable: Vec<Choice>,
@@ -720,6 +722,7 @@ fn activity_text(s: &crate::issues::IssueState) -> String {
         Some("assign") => format!("Assigned to {}", s.assignee.as_deref().unwrap_or("nobody")),
         Some("unassign") => "Unassigned".to_owned(),
         Some("unmerge") => "Unmerged".to_owned(),
+        Some("erase") => "Events received before the deletion erased".to_owned(),
         Some("resolve_in_next_release") => format!(
             "Resolved in the release after {}",
             s.resolved_in_release
@@ -729,6 +732,7 @@ fn activity_text(s: &crate::issues::IssueState) -> String {
         _ => match s.status {
             Status::Resolved => "Resolved".to_owned(),
             Status::Unresolved => "Reopened".to_owned(),
+            Status::Deleted => "Deleted, with its events".to_owned(),
             Status::Merged => format!(
                 "Merged into issue {}",
                 s.merged_into.map_or_else(String::new, |i| i.to_string())
@@ -1032,6 +1036,7 @@ async fn render(
         act_base: base,
         back,
         can_act,
+        can_delete: ctx.principal.require(Scope::EventAdmin).is_ok(),
         stream_href: format!(
             "/organizations/{}/issues/?project={}",
             encode_path(&ctx.org),
@@ -1213,8 +1218,9 @@ pub(crate) async fn event_markdown(
     Ok(response)
 }
 
-/// `POST /organizations/{org}/issues/{id}/{resolve|resolve-next|ignore|reopen|assign}/`: form
-/// with optional `for` (ignore), `assignee` (assign) and `next`.
+/// `POST /organizations/{org}/issues/{id}/{resolve|resolve-next|ignore|reopen|assign|merge|
+/// delete}/`: form with optional `for` (ignore), `assignee` (assign), `into` (merge),
+/// `confirm=yes` (delete, required) and `next`.
 pub(crate) async fn act(
     State(state): State<WebState>,
     Extension(principal): Extension<Arc<Principal>>,
@@ -1232,6 +1238,29 @@ pub(crate) async fn act(
             .map(|(_, v)| v.as_str())
     };
     let actor = actor.map(|Extension(a)| a);
+    if action == "delete" {
+        if get("confirm") != Some("yes") {
+            return Err(WebError::BadRequest(
+                "deleting an issue erases its events for good: tick \"Erase its events\" to confirm"
+                    .to_owned(),
+            ));
+        }
+        let who = crate::api::Caller {
+            principal: Arc::clone(&ctx.principal),
+            actor,
+        };
+        crate::api::delete_issue(
+            &state.node.query,
+            &state.node.people,
+            &who,
+            &ctx.filter,
+            &client,
+            id,
+        )
+        .await?;
+        let stream = format!("/organizations/{}/issues/", encode_path(&ctx.org));
+        return Ok(Redirect::to(&stream).into_response());
+    }
     let change = if action == "merge" {
         let raw = get("into").unwrap_or("").trim().trim_start_matches('#');
         let into = raw.parse::<i64>().map_err(|_| {

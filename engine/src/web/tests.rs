@@ -2404,3 +2404,46 @@ async fn two_issue_pages_of_one_token_at_once_both_render() {
     let (a, b) = futures::join!(h.page(&uri, &token), h.page(&event, &token));
     assert!(a.contains("Why grouped") && b.contains("Why grouped"));
 }
+
+#[tokio::test]
+async fn an_issue_is_deleted_from_its_page_after_confirming() {
+    let h = harness().await;
+    let token = h
+        .token(
+            &[Scope::EventRead, Scope::EventWrite, Scope::EventAdmin],
+            None,
+        )
+        .await;
+    let writer = h.full().await;
+    let shop = h.issue_of(SHOP_EVENT).await;
+    let page = format!("/organizations/default/issues/{shop}/");
+    let html = h.page(&page, &token).await;
+    assert!(html.contains("Delete issue") && html.contains("name=\"confirm\""));
+    assert!(
+        !h.page(&page, &writer).await.contains("Delete issue"),
+        "deleting needs event:admin"
+    );
+    let action = format!("/organizations/default/issues/{shop}/delete/");
+    let refused = h.post_form(&action, Some(&writer), "confirm=yes").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let unconfirmed = h.post_form(&action, Some(&token), "").await;
+    assert_eq!(unconfirmed.status, StatusCode::BAD_REQUEST);
+    assert!(
+        unconfirmed.body.contains("Erase its events"),
+        "{}",
+        unconfirmed.body
+    );
+    assert!(h.page(&page, &token).await.contains("ValueError"));
+
+    let reply = h.post_form(&action, Some(&token), "confirm=yes").await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    assert_eq!(reply.location(), "/organizations/default/issues/");
+    let stream = h
+        .page("/organizations/default/issues/?query=", &token)
+        .await;
+    assert!(!stream.contains("ValueError"), "gone from every list");
+    assert_eq!(
+        h.get(&page, Some(&token)).await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -175,8 +175,10 @@ pub struct Grouping {
     /// Every hash Sentry would keep for the event, primary first, no duplicates.
     pub hashes: Vec<String>,
     /// faultline's hash before this grouping (md5 of NUL-terminated components): a secondary
-    /// hash so that issues created before keep receiving their events.
-    pub legacy_hash: String,
+    /// hash so that issues created before keep receiving their events. Only the full grouping
+    /// ([`group`], [`explain_stored`]) has it; ingest asks [`legacy_hash`] when a project has
+    /// such issues.
+    pub legacy_hash: Option<String>,
     pub method: GroupingMethod,
     /// The contributing values of the primary variant, for display.
     pub components: Vec<String>,
@@ -187,36 +189,74 @@ pub struct Grouping {
 }
 
 impl Grouping {
-    /// Every hash the event is known by: Sentry's, then the legacy one (when different).
+    /// Every hash the event is known by: Sentry's, then the legacy one (when known and
+    /// different).
     pub fn all_hashes(&self) -> impl Iterator<Item = &str> {
-        let legacy =
-            (!self.hashes.contains(&self.legacy_hash)).then_some(self.legacy_hash.as_str());
+        let legacy = self
+            .legacy_hash
+            .as_deref()
+            .filter(|legacy| !self.hashes.iter().any(|h| h == legacy));
         self.hashes.iter().map(String::as_str).chain(legacy)
     }
 }
 
-/// The grouping of a normalized event with the built-in rules (computed during normalization).
-pub fn group(event: &Event) -> Grouping {
-    event.grouping.clone()
+/// How much of the grouping is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    /// What ingest needs: the hashes, the method, the title. Strategies after the one that
+    /// decides are not run, the component trees are dropped once hashed, and the legacy hash is
+    /// not computed (none of these change a hash).
+    Hashes,
+    /// Everything "why grouped" shows: every strategy's tree, and the legacy hash.
+    Full,
 }
 
-/// [`group`] without the copy.
+/// The full grouping of a normalized event with the built-in rules: every variant with its
+/// component tree and the legacy hash ("why grouped"). Reads the stored JSON again; ingest uses
+/// [`grouping_of`].
+pub fn group(event: &Event) -> Grouping {
+    group_full(event, &DEFAULT_CONFIG)
+}
+
+/// [`group`] under a project's rules.
+pub fn group_full(event: &Event, config: &GroupingConfig) -> Grouping {
+    match serde_json::from_str::<Map<String, Value>>(&event.json) {
+        Ok(root) => {
+            let view = EventView::new(&root);
+            compute_with(&root, &view, config, Detail::Full)
+        }
+        Err(_) => event.grouping.clone(),
+    }
+}
+
+/// The grouping computed during normalization with the built-in rules: the hashes, without
+/// component trees.
 pub fn grouping_of(event: &Event) -> &Grouping {
     &event.grouping
 }
 
-/// The grouping of a normalized event under a project's rules. With the default config this is
-/// [`group`]; otherwise the stored JSON is read again (only projects with own rules pay this).
+/// The grouping of a normalized event under a project's rules, as ingest needs it (hashes,
+/// no trees). With the default config this is a copy of [`grouping_of`]; otherwise the stored
+/// JSON is read again (only projects with own rules pay this).
 pub fn group_with(event: &Event, config: &GroupingConfig) -> Grouping {
     if config.is_default() {
-        return group(event);
+        return event.grouping.clone();
     }
     match serde_json::from_str::<Map<String, Value>>(&event.json) {
         Ok(root) => {
             let view = EventView::new(&root);
-            compute_with(&root, &view, config)
+            compute_with(&root, &view, config, Detail::Hashes)
         }
-        Err(_) => group(event),
+        Err(_) => event.grouping.clone(),
+    }
+}
+
+/// faultline's hash from before Sentry's grouping, for a project with issues from then. Reads
+/// the stored JSON again (ingest asks only when none of the event's own hashes is known).
+pub fn legacy_hash(event: &Event) -> String {
+    match serde_json::from_str::<Map<String, Value>>(&event.json) {
+        Ok(root) => legacy::compute(&root, &EventView::new(&root)).hash,
+        Err(_) => FALLBACK_HASH.to_owned(),
     }
 }
 
@@ -254,7 +294,7 @@ pub fn explain(grouping: &Grouping) -> Value {
 pub fn explain_stored(event_json: &str, config: &GroupingConfig) -> Option<Value> {
     let root: Map<String, Value> = serde_json::from_str(event_json).ok()?;
     let view = EventView::new(&root);
-    Some(explain(&compute_with(&root, &view, config)))
+    Some(explain(&compute_with(&root, &view, config, Detail::Full)))
 }
 
 static GROUPED_EVENTS: AtomicU64 = AtomicU64::new(0);
@@ -276,18 +316,19 @@ pub fn cost() -> GroupingCost {
     }
 }
 
-/// Groups a normalized event value with the built-in rules.
+/// Groups a normalized event value with the built-in rules, as ingest needs it.
 pub(crate) fn compute(root: &Map<String, Value>, view: &EventView<'_>) -> Grouping {
-    compute_with(root, view, &DEFAULT_CONFIG)
+    compute_with(root, view, &DEFAULT_CONFIG, Detail::Hashes)
 }
 
 fn compute_with(
     root: &Map<String, Value>,
     view: &EventView<'_>,
     config: &GroupingConfig,
+    detail: Detail,
 ) -> Grouping {
     let started = Instant::now();
-    let grouping = compute_timed(root, view, config);
+    let grouping = compute_timed(root, view, config, detail);
     let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     GROUPED_EVENTS.fetch_add(1, Ordering::Relaxed);
     GROUPING_NANOS.fetch_add(nanos, Ordering::Relaxed);
@@ -298,8 +339,8 @@ fn compute_timed(
     root: &Map<String, Value>,
     view: &EventView<'_>,
     config: &GroupingConfig,
+    detail: Detail,
 ) -> Grouping {
-    let legacy = legacy::compute(root, view);
     let platform = root
         .get("platform")
         .and_then(Value::as_str)
@@ -309,8 +350,9 @@ fn compute_timed(
         view,
         platform,
         enhancements: &config.enhancements,
+        explain: detail == Detail::Full,
     };
-    let (method, variants) = component_variants(&ctx);
+    let (method, variants) = component_variants(&ctx, detail);
 
     // the fingerprint: a rule's, else the SDK's
     let client: Option<Vec<String>> = root
@@ -447,6 +489,7 @@ fn compute_timed(
     }
     let primary = out.iter().find(|v| v.hash.is_some());
     let components = match primary {
+        _ if detail == Detail::Hashes => Vec::new(),
         Some(Variant {
             component: Some(c), ..
         }) if primary.and_then(|p| p.fingerprint.as_ref()).is_none() => c
@@ -457,13 +500,23 @@ fn compute_timed(
         Some(v) => v.fingerprint.clone().unwrap_or_default(),
         None => Vec::new(),
     };
+    let legacy_hash = match detail {
+        Detail::Full => Some(legacy::compute(root, view).hash),
+        Detail::Hashes => {
+            // the trees are only for "why grouped"; an event waiting for its flush keeps less
+            for variant in &mut out {
+                variant.component = None;
+            }
+            None
+        }
+    };
     Grouping {
         hash: hashes
             .first()
             .cloned()
             .unwrap_or_else(|| FALLBACK_HASH.to_owned()),
         hashes,
-        legacy_hash: legacy.hash,
+        legacy_hash,
         method,
         components,
         variants: out,
@@ -474,64 +527,54 @@ fn compute_timed(
 /// The strategies in Sentry's order of precedence; the first that contributes wins, the
 /// others are kept (for "why grouped") as not contributing. Returns the root component per
 /// variant, the priority variant first and a system variant whose hash equals it marked.
-fn component_variants(ctx: &Ctx<'_>) -> (GroupingMethod, Variants) {
+fn component_variants(ctx: &Ctx<'_>, detail: Detail) -> (GroupingMethod, Variants) {
     let root = ctx.root;
     let object = |key: &str| root.get(key).and_then(Value::as_object);
     let mut strategies: Vec<(GroupingMethod, Variants)> = Vec::new();
-    if !ctx.view.exceptions.is_empty() {
-        strategies.push((
-            GroupingMethod::Exception,
-            strategies::chained_exception_strategy(ctx),
-        ));
-    }
-    if let Some(threads) = root
-        .get("threads")
-        .and_then(|t| t.get("values"))
-        .and_then(Value::as_array)
-        .filter(|t| !t.is_empty())
-    {
-        strategies.push((
-            GroupingMethod::Threads,
-            strategies::threads_strategy(threads, ctx),
-        ));
-    }
-    if let Some(frames) = root
-        .get("stacktrace")
-        .and_then(|s| s.get("frames"))
-        .and_then(Value::as_array)
-    {
-        strategies.push((
-            GroupingMethod::Stacktrace,
-            strategies::stacktrace_strategy(frames, ctx),
-        ));
-    }
-    if let Some(template) = object("template") {
-        strategies.push((
-            GroupingMethod::Template,
-            strategies::template_strategy(template),
-        ));
-    }
-    if let Some(csp) = object("csp") {
-        strategies.push((GroupingMethod::Csp, strategies::csp_strategy(csp)));
-    }
-    for (key, id, method) in [
-        ("hpkp", "hpkp", GroupingMethod::Hpkp),
-        (
-            "expectstaple",
-            "expect-staple",
-            GroupingMethod::ExpectStaple,
-        ),
-        ("expectct", "expect-ct", GroupingMethod::ExpectCt),
+    for method in [
+        GroupingMethod::Exception,
+        GroupingMethod::Threads,
+        GroupingMethod::Stacktrace,
+        GroupingMethod::Template,
+        GroupingMethod::Csp,
+        GroupingMethod::Hpkp,
+        GroupingMethod::ExpectStaple,
+        GroupingMethod::ExpectCt,
+        GroupingMethod::Message,
     ] {
-        if let Some(report) = object(key) {
-            strategies.push((method, strategies::hostname_report_strategy(id, report)));
+        let variants = match method {
+            GroupingMethod::Exception => (!ctx.view.exceptions.is_empty())
+                .then(|| strategies::chained_exception_strategy(ctx)),
+            GroupingMethod::Threads => root
+                .get("threads")
+                .and_then(|t| t.get("values"))
+                .and_then(Value::as_array)
+                .filter(|t| !t.is_empty())
+                .map(|threads| strategies::threads_strategy(threads, ctx)),
+            GroupingMethod::Stacktrace => root
+                .get("stacktrace")
+                .and_then(|s| s.get("frames"))
+                .and_then(Value::as_array)
+                .map(|frames| strategies::stacktrace_strategy(frames, ctx)),
+            GroupingMethod::Template => object("template").map(strategies::template_strategy),
+            GroupingMethod::Csp => object("csp").map(strategies::csp_strategy),
+            GroupingMethod::Hpkp => {
+                object("hpkp").map(|report| strategies::hostname_report_strategy("hpkp", report))
+            }
+            GroupingMethod::ExpectStaple => object("expectstaple")
+                .map(|report| strategies::hostname_report_strategy("expect-staple", report)),
+            GroupingMethod::ExpectCt => object("expectct")
+                .map(|report| strategies::hostname_report_strategy("expect-ct", report)),
+            GroupingMethod::Message => object("logentry").map(strategies::message_strategy),
+            GroupingMethod::Fingerprint | GroupingMethod::Fallback => None,
+        };
+        let Some(variants) = variants else { continue };
+        let decides = variants.iter().any(|(_, c)| c.contributes);
+        strategies.push((method, variants));
+        // the strategies after the deciding one contribute nothing: only "why grouped" shows them
+        if decides && detail == Detail::Hashes {
+            break;
         }
-    }
-    if let Some(logentry) = object("logentry") {
-        strategies.push((
-            GroupingMethod::Message,
-            strategies::message_strategy(logentry),
-        ));
     }
 
     let mut winner: Option<GroupingMethod> = None;

@@ -37,6 +37,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) view: &'a EventView<'a>,
     pub(crate) platform: &'a str,
     pub(crate) enhancements: &'a Enhancements,
+    /// Whether the parts that cannot count are still worked out ("why grouped"); otherwise
+    /// they are left empty.
+    pub(crate) explain: bool,
 }
 
 fn text<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
@@ -399,42 +402,41 @@ pub(crate) fn in_app_flags(
 fn stacktrace_variants(frames: &[Value], exc: &ExceptionData<'_>, ctx: &Ctx<'_>) -> Variants {
     let objects: Vec<&Map<String, Value>> = frames.iter().filter_map(Value::as_object).collect();
     let (matched, in_app, hits) = in_app_flags(frames, exc, ctx);
+    // The frames are built and the rules applied once, for the system variant; the app variant
+    // is the same with the frames that are not in-app left out. (Built for each variant on its
+    // own, a non-app frame would end as "non app frame" whatever a rule did to it, and an in-app
+    // frame goes through the same steps in both.)
+    let mut system: Vec<Component> = Vec::with_capacity(objects.len());
+    let mut previous = None;
+    for (i, frame) in objects.iter().enumerate() {
+        let mut c = frame_component(frame, ctx.platform, in_app[i]);
+        if is_recursion(frame, previous) {
+            c.set(false, "ignored due to recursion");
+        }
+        system.push(c);
+        previous = Some(*frame);
+    }
+    if let ([frame], [c]) = (objects.as_slice(), system.as_mut_slice()) {
+        let platform = non_empty(frame, "platform").unwrap_or(ctx.platform);
+        if c.contributes
+            && family(platform) == "javascript"
+            && non_empty(frame, "function").is_none()
+            && !has_url_origin(text(frame, "abs_path"), true)
+        {
+            c.set(false, "ignored single non-URL JavaScript frame");
+        }
+    }
+    let limits = ctx
+        .enhancements
+        .apply_contributions(&matched, exc, &hits, &mut system);
+    let mut app = system.clone();
+    for (c, in_app) in app.iter_mut().zip(&in_app) {
+        if !in_app {
+            c.set(false, "non app frame");
+        }
+    }
     let mut out: Variants = Vec::with_capacity(2);
-    for variant in ["app", "system"] {
-        let mut components: Vec<Component> = Vec::with_capacity(objects.len());
-        let mut previous = None;
-        for (i, frame) in objects.iter().enumerate() {
-            let mut c = frame_component(frame, ctx.platform, in_app[i]);
-            if is_recursion(frame, previous) {
-                c.set(false, "ignored due to recursion");
-            }
-            if variant == "app" && !in_app[i] {
-                c.set(false, "non app frame");
-            }
-            components.push(c);
-            previous = Some(*frame);
-        }
-        if let ([frame], [c]) = (objects.as_slice(), components.as_mut_slice()) {
-            let platform = non_empty(frame, "platform").unwrap_or(ctx.platform);
-            if c.contributes
-                && family(platform) == "javascript"
-                && non_empty(frame, "function").is_none()
-                && !has_url_origin(text(frame, "abs_path"), true)
-            {
-                c.set(false, "ignored single non-URL JavaScript frame");
-            }
-        }
-        let limits = ctx
-            .enhancements
-            .apply_contributions(&matched, exc, &hits, &mut components);
-        if variant == "app" {
-            // a rule's +group does not bring a system frame into the app variant
-            for (c, in_app) in components.iter_mut().zip(&in_app) {
-                if !in_app && c.contributes {
-                    c.set(false, "non app frame");
-                }
-            }
-        }
+    for (variant, mut components) in [("app", app), ("system", system)] {
         if let Some(max) = limits.max_frames {
             let mut kept = 0;
             for c in components.iter_mut().rev().filter(|c| c.contributes) {
@@ -572,7 +574,11 @@ fn single_exception(exc: &Map<String, Value>, ctx: &Ctx<'_>) -> Variants {
         None => vec![("app", Component::empty("stacktrace"))],
     };
     let raw = text(exc, "value");
-    let normalized = raw.map(message::normalize);
+    // the value counts only beside a stack trace (or ns-error) that does not
+    let value_can_count = ctx.explain
+        || !ns_error.as_ref().is_some_and(|n| n.contributes)
+            && stacktraces.iter().any(|(_, s)| !s.contributes);
+    let normalized = raw.filter(|_| value_can_count).map(message::normalize);
     stacktraces
         .into_iter()
         .map(|(variant, stacktrace)| {
@@ -719,22 +725,20 @@ pub(crate) fn chained_exception_strategy(ctx: &Ctx<'_>) -> Variants {
         .map(|e| single_exception(e, ctx))
         .collect();
     let chosen = filter_exception_groups(exceptions, &components, ctx);
+    let mut components: Vec<Option<Variants>> = components.into_iter().map(Some).collect();
     if let [only] = chosen.as_slice() {
-        let mut variants = components[*only].clone();
+        let mut variants = components[*only].take().unwrap_or_default();
         remove_non_stacktrace_variants(&mut variants);
         return variants;
     }
     let mut by_variant: Variants = Vec::new();
     for index in chosen {
-        for (variant, component) in &components[index] {
-            match by_variant.iter_mut().find(|(v, _)| v == variant) {
-                Some((_, chain)) => chain.values.push(Node::Component(component.clone())),
+        for (variant, component) in components[index].take().unwrap_or_default() {
+            match by_variant.iter_mut().find(|(v, _)| *v == variant) {
+                Some((_, chain)) => chain.values.push(Node::Component(component)),
                 None => by_variant.push((
                     variant,
-                    Component::new(
-                        "chained-exception",
-                        vec![Node::Component(component.clone())],
-                    ),
+                    Component::new("chained-exception", vec![Node::Component(component)]),
                 )),
             }
         }

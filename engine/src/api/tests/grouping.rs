@@ -135,9 +135,7 @@ async fn issues_stored_before_the_upgrade_keep_receiving_their_events() {
         event_id: None,
     };
     let old = faultline_protocol::normalize::normalize_event(payload.as_bytes(), &ctx).unwrap();
-    let legacy = faultline_protocol::grouping::grouping_of(&old)
-        .legacy_hash
-        .clone();
+    let legacy = faultline_protocol::grouping::legacy_hash(&old);
     let old_issue = issue_id(1, &legacy);
     h.node.buffer.append(&[crate::events::StoredEvent {
         project_id: 1,

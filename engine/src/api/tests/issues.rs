@@ -315,3 +315,90 @@ async fn merge_and_unmerge_issues() {
     );
     assert_eq!(audit[1]["event"], "issue.unmerge");
 }
+
+/// Deleting an issue takes it (and the issues merged into it) out of every list at once; only
+/// `event:admin` may; the audit log says who; its events are erased once the deletion settles,
+/// and an event after it starts the issue afresh.
+#[tokio::test]
+async fn delete_an_issue_with_its_events() {
+    let h = harness().await;
+    let admin = h.token(&["events:read", "projects:admin"], None).await;
+    let reader = h.token(&["events:read"], None).await;
+    h.crash("ann", "1.0").await;
+    h.crash("bob", "1.0").await;
+    let other = r#"{"message":"card declined","user":{"id":"cid"},"release":"1.1"}"#;
+    assert_eq!(h.store(other).await.status, StatusCode::OK);
+    let kept = r#"{"message":"stock low"}"#;
+    assert_eq!(h.store(kept).await.status, StatusCode::OK);
+    let id_of = |title: &str| {
+        let h = &h;
+        let admin = &admin;
+        let sql = format!("SELECT issue_id FROM issues WHERE title = '{title}'");
+        async move { h.sql_as(admin, &sql).await.body[0]["issue_id"].clone() }
+    };
+    let (payment, declined) = (id_of("payment failed").await, id_of("card declined").await);
+    let reply = h
+        .issue_action(
+            &admin,
+            &declined,
+            "merge",
+            &format!(r#"{{"into": {payment}}}"#),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(h.node.flush().await.unwrap(), 4);
+
+    let delete = |token: &str, id: &Value| {
+        axum::http::Request::builder()
+            .method("DELETE")
+            .uri(format!("/api/issues/{id}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let reply = h.send(delete(&reader, &payment)).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
+    // a merged issue goes with the one it is merged into, not on its own
+    let reply = h.send(delete(&admin, &declined)).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+
+    let reply = h.send(delete(&admin, &payment)).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    assert_eq!(reply.body["deleted"], json!([payment, declined]));
+    let titles = h.sql_as(&admin, "SELECT title FROM issues").await.body;
+    assert_eq!(titles, json!([{"title": "stock low"}]));
+    let reply = h.send(delete(&admin, &payment)).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{:?}", reply.body);
+    let audit = h
+        .sql("SELECT event, data FROM audit_log WHERE event = 'issue.delete'")
+        .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(audit[0]["data"].as_str().unwrap()).unwrap(),
+        json!({"issues": [payment, declined]})
+    );
+
+    let maintenance = crate::maintenance::Maintenance::for_node(&h.node);
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let report = maintenance.erase_deleted_as_of(later).await.unwrap();
+    assert_eq!((report.erased, report.rows), (1, 3));
+    let left = h
+        .sql_as(&admin, "SELECT message FROM events ORDER BY message")
+        .await
+        .body;
+    assert_eq!(left, json!([{"message": "stock low"}]));
+
+    // the same error again: a fresh issue with only the new event
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    h.crash("cy", "1.2").await;
+    let row = h
+        .sql_as(
+            &admin,
+            &format!("SELECT status, event_count, users FROM issues WHERE issue_id = {payment}"),
+        )
+        .await
+        .body;
+    assert_eq!(
+        row,
+        json!([{"status": "unresolved", "event_count": 1, "users": 1}])
+    );
+}
