@@ -214,7 +214,7 @@ async fn sentry_cli_uploads_resolve_node_frames_and_two_builds_are_one_issue() -
             frame["context_line"],
             r#"    throw new Error("cannot check out an empty cart");"#
         );
-        assert_eq!(frame["pre_context"][3], "  if (!items.length) {");
+        assert_eq!(frame["pre_context"][2], "  if (!items.length) {");
         assert!(frame["data"]["sourcemap"].is_string(), "{frame}");
         let raw = innermost(&exception["raw_stacktrace"]["frames"])?;
         assert!(
