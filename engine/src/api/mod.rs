@@ -379,7 +379,10 @@ fn sentry_routes() -> Router<query::QueryState> {
     let chunk_limit = axum::extract::DefaultBodyLimit::max(
         usize::try_from(sentry_files::MAX_REQUEST_SIZE + 1024 * 1024).unwrap_or(usize::MAX),
     );
-    let routes: [(String, MethodRouter<query::QueryState>); 16] = [
+    let file_limit = axum::extract::DefaultBodyLimit::max(
+        usize::try_from(sentry_files::MAX_RELEASE_FILE_REQUEST).unwrap_or(usize::MAX),
+    );
+    let routes: [(String, MethodRouter<query::QueryState>); 17] = [
         ("/api/0/".to_owned(), get(sentry::root)),
         ("/api/0/auth/".to_owned(), get(sentry::whoami)),
         (
@@ -417,6 +420,10 @@ fn sentry_routes() -> Router<query::QueryState> {
         (
             format!("{org}/artifactbundle/assemble/"),
             post(sentry_files::assemble_bundle),
+        ),
+        (
+            "/api/0/projects/{org}/{project}/releases/{version}/files/".to_owned(),
+            post(sentry_files::upload_release_file).layer(file_limit),
         ),
         (
             format!("{org}/issues/"),

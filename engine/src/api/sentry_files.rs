@@ -198,3 +198,100 @@ pub(super) async fn assemble_bundle(
     }
     Ok(Json(serde_json::to_value(answer).unwrap_or_default()))
 }
+
+/// Largest release-file upload request (the file itself is checked against
+/// `sourcemaps.max_file_size`).
+pub(super) const MAX_RELEASE_FILE_REQUEST: u64 = 64 * 1024 * 1024;
+
+/// `POST /api/0/projects/{org}/{project}/releases/{version}/files/`: the older upload of one
+/// file of a release (multipart: `file`, `name` such as `~/static/app.min.js`, optional
+/// `dist` and `header` fields `Name: value`) → 201. The release must exist.
+pub(super) async fn upload_release_file(
+    State(state): State<QueryState>,
+    Path((org, project, version)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let caller = uploader(&state, &headers, &org).await?;
+    checked_projects(&state, &caller, &org, std::slice::from_ref(&project)).await?;
+    if crate::releases::get(state.sourcemaps.store(), &org, &version)
+        .await?
+        .is_none_or(|r| !r.projects.contains(&project))
+    {
+        return Err(crate::releases::Error::Unknown { version }.into());
+    }
+    let mut content = None;
+    let mut file_name = None;
+    let mut name = None;
+    let mut dist = None;
+    let mut file_headers = Vec::new();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("invalid multipart body: {e}")))?
+    {
+        let field_name = field.name().unwrap_or_default().to_owned();
+        if field_name == "file" {
+            file_name = field.file_name().map(str::to_owned);
+        }
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("{field_name}: {e}")))?;
+        let text = || String::from_utf8_lossy(&data).trim().to_owned();
+        match field_name.as_str() {
+            "file" => content = Some(data.clone()),
+            "name" => name = Some(text()),
+            "dist" => dist = Some(text()).filter(|d| !d.is_empty()),
+            "header" => {
+                let header = text();
+                let (key, value) = header.split_once(':').ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "header: {header:?} is not `Name: value` (e.g. `Sourcemap: app.js.map`)"
+                    ))
+                })?;
+                file_headers.push((key.trim().to_owned(), value.trim().to_owned()));
+            }
+            _ => {}
+        }
+    }
+    let content = content
+        .ok_or_else(|| ApiError::BadRequest("file: the request has no `file` part".into()))?;
+    let name = name
+        .or_else(|| file_name.map(|f| format!("~/{f}")))
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("name: the file's URL (e.g. ~/app.min.js)".into()))?;
+    let sha1 = sourcemaps::bundles::sha1_hex(&content);
+    let size = content.len();
+    let record = sourcemaps::bundles::put_release_file(
+        state.sourcemaps.store(),
+        &org,
+        &project,
+        &version,
+        sourcemaps::bundles::ReleaseFile {
+            name: name.clone(),
+            dist: dist.clone(),
+            headers: file_headers.clone(),
+            content,
+        },
+        state.sourcemaps.config().max_file_size.as_u64(),
+    )
+    .await?;
+    state.sourcemaps.uploaded();
+    let headers: serde_json::Map<String, Value> = file_headers
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": record.checksum,
+            "name": name,
+            "dist": dist,
+            "headers": headers,
+            "size": size,
+            "sha1": sha1,
+            "dateCreated": record.created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })),
+    ))
+}

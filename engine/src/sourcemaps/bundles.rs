@@ -244,27 +244,55 @@ pub async fn assemble(
         Ok(files) => files,
         Err(err) => return Ok(error(err.to_string())),
     };
-    let mut projects = request.projects;
+    store_bundle(
+        store,
+        org,
+        &checksum,
+        data,
+        files,
+        request.projects,
+        request.release,
+        request.dist,
+    )
+    .await?;
+    for chunk in &chunks {
+        store.delete(&keys::chunk(org, chunk)).await?;
+    }
+    Ok(ok())
+}
+
+/// Stores a checked bundle, its record, then its index entries.
+#[allow(clippy::too_many_arguments)]
+async fn store_bundle(
+    store: &Store,
+    org: &str,
+    checksum: &str,
+    data: Bytes,
+    files: Vec<BundleFile>,
+    mut projects: Vec<String>,
+    release: Option<String>,
+    dist: Option<String>,
+) -> Result<BundleRecord> {
     projects.sort();
     projects.dedup();
     let record = BundleRecord {
-        checksum: checksum.clone(),
+        checksum: checksum.to_owned(),
         org: org.to_owned(),
         bytes: data.len() as u64,
         projects,
-        release: request.release.filter(|r| !r.is_empty()),
-        dist: request.dist.filter(|d| !d.is_empty()),
+        release: release.filter(|r| !r.is_empty()),
+        dist: dist.filter(|d| !d.is_empty()),
         created: Utc::now(),
         last_used: Utc::now().date_naive(),
         files,
     };
     store
-        .put_durable(&keys::sourcemap_bundle(org, &checksum), data)
+        .put_durable(&keys::sourcemap_bundle(org, checksum), data)
         .await?;
     // the record first: an index entry always names a bundle that has one
-    put_json(store, &keys::sourcemap_record(org, &checksum), &record).await?;
+    put_json(store, &keys::sourcemap_record(org, checksum), &record).await?;
     let entry = IndexEntry {
-        bundle: checksum.clone(),
+        bundle: checksum.to_owned(),
     };
     let mut ids = HashSet::new();
     for file in &record.files {
@@ -278,12 +306,108 @@ pub async fn assemble(
             put_json(store, &keys::sourcemap_release_url(org, &key), &entry).await?;
         }
     }
-    for chunk in &chunks {
-        store.delete(&keys::chunk(org, chunk)).await?;
-    }
     tracing::info!(org, bundle = %checksum, files = record.files.len(), bytes = record.bytes,
-        "artifact bundle assembled");
-    Ok(ok())
+        "artifact bundle stored");
+    Ok(record)
+}
+
+/// One file of the older release-file upload (`POST .../releases/{version}/files/`).
+#[derive(Debug, Clone)]
+pub struct ReleaseFile {
+    /// Its URL, e.g. `~/static/app.min.js`.
+    pub name: String,
+    pub dist: Option<String>,
+    /// `Name: value` headers, e.g. `Sourcemap: app.min.js.map`.
+    pub headers: Vec<(String, String)>,
+    pub content: Bytes,
+}
+
+/// Stores a release file as a bundle of its own (one file, `project` only) and indexes it by
+/// release, dist and URL. The same file uploaded again adds the project.
+pub async fn put_release_file(
+    store: &Store,
+    org: &str,
+    project: &str,
+    release: &str,
+    file: ReleaseFile,
+    max_file: u64,
+) -> Result<BundleRecord> {
+    if file.content.len() as u64 > max_file {
+        return Err(Error::FileTooLarge {
+            path: file.name,
+            size: file.content.len() as u64,
+            limit: max_file,
+        });
+    }
+    let kind = if file.name.ends_with(".map") {
+        "source_map"
+    } else if [".js", ".mjs", ".cjs"]
+        .iter()
+        .any(|e| file.name.ends_with(e))
+    {
+        "minified_source"
+    } else {
+        "source"
+    };
+    let headers: BTreeMap<&str, &str> = file
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let manifest = serde_json::json!({
+        "files": {"files/0": {"type": kind, "url": file.name, "headers": headers}},
+        "release": release,
+        "dist": file.dist,
+    });
+    let zipped = {
+        let manifest =
+            serde_json::to_vec(&manifest).map_err(|e| Error::BadBundle(e.to_string()))?;
+        let content = file.content.clone();
+        tokio::task::spawn_blocking(move || zip_two(&manifest, &content))
+            .await
+            .map_err(|e| Error::BadBundle(e.to_string()))??
+    };
+    let checksum = sha1_hex(&zipped);
+    if let Some(mut existing) = record(store, org, &checksum).await? {
+        if !existing.projects.iter().any(|p| p == project) {
+            existing.projects.push(project.to_owned());
+            existing.projects.sort();
+            put_json(store, &keys::sourcemap_record(org, &checksum), &existing).await?;
+        }
+        return Ok(existing);
+    }
+    let files = {
+        let zipped = zipped.clone();
+        tokio::task::spawn_blocking(move || read_manifest(&zipped))
+            .await
+            .map_err(|e| Error::BadBundle(e.to_string()))??
+    };
+    store_bundle(
+        store,
+        org,
+        &checksum,
+        Bytes::from(zipped),
+        files,
+        vec![project.to_owned()],
+        Some(release.to_owned()),
+        file.dist,
+    )
+    .await
+}
+
+/// A zip of `manifest.json` and `files/0` (stored, deterministic: no timestamps vary).
+fn zip_two(manifest: &[u8], content: &[u8]) -> Result<Vec<u8>> {
+    use std::io::Write;
+    let bad = |e: &dyn std::fmt::Display| Error::BadBundle(e.to_string());
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(zip::DateTime::default());
+    for (path, data) in [("manifest.json", manifest), ("files/0", content)] {
+        zip.start_file(path, options).map_err(|e| bad(&e))?;
+        zip.write_all(data).map_err(|e| bad(&e))?;
+    }
+    Ok(zip.finish().map_err(|e| bad(&e))?.into_inner())
 }
 
 fn ok() -> Assembled {

@@ -504,15 +504,56 @@ pub(crate) async fn load(
                     .await?;
                 let max = maps.config().max_file_size.as_u64();
                 let bundle = record.checksum.clone();
-                return tokio::task::spawn_blocking(move || {
+                let found = tokio::task::spawn_blocking(move || {
                     load_by_url(&data, &record, &file, max, bundle)
                 })
                 .await
-                .map_err(|e| Error::BadBundle(e.to_string()))?;
+                .map_err(|e| Error::BadBundle(e.to_string()))??;
+                let (map_url, minified) = match found {
+                    ByUrl::Loaded(loaded) => return Ok(Some(*loaded)),
+                    ByUrl::Nothing => return Ok(None),
+                    ByUrl::MapElsewhere { map_url, minified } => (map_url, minified),
+                };
+                // the map was uploaded on its own (release files, or another upload)
+                let index = bundles::release_url_key(release, dist.as_deref(), &map_url);
+                let entry: Option<IndexEntry> =
+                    bundles::get_optional(store, &keys::sourcemap_release_url(org, &index)).await?;
+                let Some(entry) = entry else {
+                    return Ok(None);
+                };
+                let Some(other) = usable_record(maps, org, project, &entry.bundle).await? else {
+                    return Ok(None);
+                };
+                let Some(map_file) = other.by_url(&map_url).cloned() else {
+                    return Ok(None);
+                };
+                let data = store
+                    .get(&keys::sourcemap_bundle(org, &other.checksum))
+                    .await?;
+                let bundle = other.checksum.clone();
+                let loaded = tokio::task::spawn_blocking(move || {
+                    let map = bundles::read_file(&data, &map_file.path, max)?;
+                    parse(&map, Some(minified), map_url, bundle, "release")
+                })
+                .await
+                .map_err(|e| Error::BadBundle(e.to_string()))??;
+                return Ok(Some(loaded));
             }
             Ok(None)
         }
     }
+}
+
+/// What a minified file's bundle says about its map.
+enum ByUrl {
+    Loaded(Box<Loaded>),
+    /// No map is named.
+    Nothing,
+    /// The map is named but not in this bundle.
+    MapElsewhere {
+        map_url: String,
+        minified: Vec<u8>,
+    },
 }
 
 async fn usable_record(
@@ -534,10 +575,11 @@ fn load_by_url(
     file: &bundles::BundleFile,
     max: u64,
     bundle: String,
-) -> Result<Option<Loaded>> {
+) -> Result<ByUrl> {
     if file.kind == "source_map" {
         let map = bundles::read_file(data, &file.path, max)?;
-        return parse(&map, None, file.url.clone(), bundle, "release").map(Some);
+        let loaded = parse(&map, None, file.url.clone(), bundle, "release")?;
+        return Ok(ByUrl::Loaded(Box::new(loaded)));
     }
     let minified = bundles::read_file(data, &file.path, max)?;
     let reference = match &file.sourcemap {
@@ -548,13 +590,13 @@ fn load_by_url(
             .map(|r| r.get_url().to_owned()),
     };
     let Some(reference) = reference else {
-        return Ok(None);
+        return Ok(ByUrl::Nothing);
     };
     if reference.starts_with("data:") {
         let map = sourcemap::decode_data_url(&reference)
             .map_err(|e| Error::BadBundle(format!("{}: inline source map: {e}", file.url)))?;
         let weight = minified.len() * 3;
-        return Ok(Some(Loaded {
+        return Ok(ByUrl::Loaded(Box::new(Loaded {
             map,
             minified: std::str::from_utf8(&minified)
                 .ok()
@@ -563,14 +605,15 @@ fn load_by_url(
             bundle,
             weight,
             via: "release",
-        }));
+        })));
     }
     let map_url = join_url(&file.url, &reference);
     let Some(map_file) = record.by_url(&map_url) else {
-        return Ok(None);
+        return Ok(ByUrl::MapElsewhere { map_url, minified });
     };
     let map = bundles::read_file(data, &map_file.path, max)?;
-    parse(&map, Some(minified), map_url, bundle, "release").map(Some)
+    let loaded = parse(&map, Some(minified), map_url, bundle, "release")?;
+    Ok(ByUrl::Loaded(Box::new(loaded)))
 }
 
 fn parse(

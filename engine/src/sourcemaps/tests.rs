@@ -535,3 +535,124 @@ fn the_cache_keeps_the_most_recently_used_within_its_bytes() {
     cache.forget_negative();
     assert!(cache.get("missing").is_none());
 }
+
+#[tokio::test]
+async fn backups_carry_the_bundles_and_their_indexes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = Store::local(&tmp.path().join("src")).unwrap();
+    let (min_a, map_a, _) = build("", "a");
+    let data = bundle(ID_A, &min_a, &map_a);
+    assert_eq!(upload(&source, &data, 1000).await.state, "ok");
+    let url = format!("file://{}", tmp.path().join("dest").display());
+    std::fs::create_dir_all(tmp.path().join("dest")).unwrap();
+    let dest = crate::backup::Destination {
+        store: Store::open_url(&url, &Default::default(), None).unwrap(),
+        url,
+    };
+    let record = crate::backup::create(
+        "b1",
+        &crate::backup::Source {
+            store: &source,
+            node: "node-0",
+            wal_dir: &tmp.path().join("no-wal"),
+        },
+        &dest,
+        false,
+    )
+    .await
+    .unwrap();
+    let checksum = sha1_hex(&data);
+    for key in [
+        keys::sourcemap_bundle("acme", &checksum),
+        keys::sourcemap_record("acme", &checksum),
+        keys::sourcemap_debug_id("acme", ID_A),
+    ] {
+        assert!(
+            record.meta.iter().any(|m| m.path == key.as_ref()),
+            "{key} is in the backup"
+        );
+        let copy = dest
+            .store
+            .get(&object_store::path::Path::from(format!("backups/b1/{key}")))
+            .await
+            .unwrap();
+        assert_eq!(copy, source.get(&key).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn release_files_uploaded_one_by_one_resolve_by_release_and_url() {
+    let store = Store::memory();
+    let maps = SourceMaps::new(store.clone(), SourcemapsConfig::default());
+    let (minified, map, column) = build("", "a");
+    let file =
+        |name: &str, headers: Vec<(String, String)>, content: Vec<u8>| bundles::ReleaseFile {
+            name: name.to_owned(),
+            dist: None,
+            headers,
+            content: Bytes::from(content),
+        };
+    let min_file = file(
+        "~/assets/app.min.js",
+        vec![("Sourcemap".to_owned(), "app.min.js.map".to_owned())],
+        minified.clone().into_bytes(),
+    );
+    bundles::put_release_file(&store, "acme", "web", "shop@1", min_file.clone(), 1 << 20)
+        .await
+        .unwrap();
+    // again: the same bundle, not a second one
+    bundles::put_release_file(&store, "acme", "web", "shop@1", min_file, 1 << 20)
+        .await
+        .unwrap();
+    let map_file = file("~/assets/app.min.js.map", Vec::new(), map.clone());
+    let over =
+        bundles::put_release_file(&store, "acme", "web", "shop@1", map_file.clone(), 10).await;
+    assert!(matches!(over, Err(Error::FileTooLarge { .. })), "{over:?}");
+    bundles::put_release_file(&store, "acme", "web", "shop@1", map_file, 1 << 20)
+        .await
+        .unwrap();
+    let records = store
+        .list(&object_store::path::Path::from(
+            "meta/sourcemaps/org=acme/records",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 2);
+
+    let url = "http://localhost:8080/assets/app.min.js?v=3";
+    let payload = json!({
+        "platform": "javascript",
+        "release": "shop@1",
+        "exception": {"values": [{"type": "Error", "value": "empty cart",
+            "stacktrace": {"frames": [
+                {"abs_path": url, "function": "a", "lineno": 1, "colno": column, "in_app": true},
+                {"abs_path": "http://localhost:8080/vendor.js", "function": "x", "lineno": 1,
+                 "colno": 5, "in_app": false},
+            ]}}]},
+    });
+    let ctx = NormalizeContext {
+        received: Utc::now(),
+        client_ip: None,
+        event_id: None,
+    };
+    let event = normalize_event(&serde_json::to_vec(&payload).unwrap(), &ctx).unwrap();
+    let resolved = maps.resolve_event("acme", "web", event.clone()).await;
+    let json: Value = serde_json::from_str(&resolved.json).unwrap();
+    let frames = &json["exception"]["values"][0]["stacktrace"]["frames"];
+    assert_eq!(frames[0]["function"], "checkoutTotal", "{frames}");
+    assert_eq!(frames[0]["abs_path"], "~/src/cart.js");
+    assert_eq!(frames[0]["data"]["resolved_with"], "release");
+    assert_eq!(
+        frames[1]["function"], "x",
+        "a file not uploaded stays as sent"
+    );
+    assert!(
+        json.get("errors").is_none(),
+        "no error for files not uploaded: {json}"
+    );
+    // another release finds nothing
+    let mut other: Value = serde_json::from_str(&event.json).unwrap();
+    other["release"] = json!("shop@2");
+    let root = other.as_object_mut().unwrap();
+    assert!(!maps.resolve_value("acme", "web", root).await);
+}
