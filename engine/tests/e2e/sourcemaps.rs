@@ -283,6 +283,57 @@ async fn sentry_cli_uploads_resolve_node_frames_and_two_builds_are_one_issue() -
         view["errors"]
     );
 
+    // the older release-file upload: one file per multipart request, for an existing release
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("{base}/api/0/organizations/default/releases/"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"version": "shop@1.0", "projects": ["shop"]}))
+        .send()
+        .await?;
+    assert_eq!(created.status(), 201);
+    let map = std::fs::read(app.join("build-a/app.js.map"))?;
+    let upload = |version: &str| {
+        let boundary = "faultline-e2e-boundary";
+        let mut body = Vec::new();
+        for (name, value) in [("name", "~/app.js.map"), ("header", "X-Origin: e2e")] {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"app.js.map\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&map);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        client
+            .post(format!(
+                "{base}/api/0/projects/default/shop/releases/{version}/files/"
+            ))
+            .bearer_auth(&token)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+    };
+    let response = upload("shop@1.0").await?;
+    assert_eq!(response.status(), 201);
+    let file: Value = response.json().await?;
+    assert_eq!(file["name"], "~/app.js.map");
+    assert_eq!(file["size"], map.len());
+    assert_eq!(file["headers"]["X-Origin"], "e2e");
+    let response = upload("shop@0.9").await?;
+    assert_eq!(response.status(), 404, "no such release");
+
     // a token without project:releases or project:write may not upload
     let reader = setup.cli(&[
         "token",
