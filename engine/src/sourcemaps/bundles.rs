@@ -492,7 +492,7 @@ pub(super) fn read_manifest(data: &[u8]) -> Result<Vec<BundleFile>> {
         files.push(BundleFile {
             url: file.url.unwrap_or_else(|| format!("~/{path}")),
             kind: file.kind.unwrap_or_else(|| "source".to_owned()),
-            debug_id: header("debug-id").map(|id| normalize_debug_id(&id)),
+            debug_id: header("debug-id").and_then(|id| normalize_debug_id(&id)),
             sourcemap: header("sourcemap").or_else(|| header("x-sourcemap")),
             bytes,
             path,
@@ -501,13 +501,12 @@ pub(super) fn read_manifest(data: &[u8]) -> Result<Vec<BundleFile>> {
     Ok(files)
 }
 
-/// A debug id as the indexes spell it: lowercase, dashed (a UUID; anything else as sent,
-/// lowercased).
-pub fn normalize_debug_id(id: &str) -> String {
-    match uuid::Uuid::try_parse(id.trim()) {
-        Ok(uuid) => uuid.hyphenated().to_string(),
-        Err(_) => id.trim().to_ascii_lowercase(),
-    }
+/// A debug id as the indexes spell it: a UUID, lowercase and dashed; `None` for anything else
+/// (source map debug ids are UUIDs, and the id becomes part of an object key).
+pub fn normalize_debug_id(id: &str) -> Option<String> {
+    uuid::Uuid::try_parse(id.trim())
+        .ok()
+        .map(|uuid| uuid.hyphenated().to_string())
 }
 
 /// Reads one file of a bundle, refusing one over `max` bytes.

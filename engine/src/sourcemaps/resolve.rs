@@ -104,7 +104,7 @@ fn images(root: &Map<String, Value>) -> HashMap<String, String> {
         .filter_map(|image| {
             let file = image.get("code_file")?.as_str()?;
             let id = image.get("debug_id")?.as_str()?;
-            Some((file.to_owned(), bundles::normalize_debug_id(id)))
+            Some((file.to_owned(), bundles::normalize_debug_id(id)?))
         })
         .collect()
 }

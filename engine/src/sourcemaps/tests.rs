@@ -475,7 +475,8 @@ async fn retention_deletes_bundles_unused_for_unused_days_and_old_chunks() {
             .unwrap()
             .is_some()
     );
-    let id_b = bundles::normalize_debug_id(ID_B);
+    let id_b = bundles::normalize_debug_id(ID_B).unwrap();
+    assert_eq!(bundles::normalize_debug_id("../../x"), None);
     assert!(
         store
             .get(&keys::sourcemap_debug_id("acme", &id_b))
