@@ -121,6 +121,29 @@ impl SourceMaps {
         }
     }
 
+    /// A stored event's JSON with the frames still minified resolved (for display, when the
+    /// map came after the event); `None` when nothing changed. `project_id` is looked up in
+    /// `projects` for its organization and name.
+    pub async fn resolve_stored(
+        &self,
+        projects: &crate::tenancy::Projects,
+        project_id: u64,
+        json: &str,
+    ) -> Option<String> {
+        let list = projects.list().await.ok()?;
+        let project = list.iter().find(|p| p.id == project_id)?;
+        let Ok(Value::Object(mut root)) = serde_json::from_str::<Value>(json) else {
+            return None;
+        };
+        if !self
+            .resolve_value(&project.org, &project.name, &mut root)
+            .await
+        {
+            return None;
+        }
+        serde_json::to_string(&root).ok()
+    }
+
     /// Resolves the frames of a stored or normalized event's JSON in place; true if it
     /// changed (frames rewritten or errors recorded).
     pub async fn resolve_value(
@@ -319,4 +342,4 @@ impl Cache {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -16,7 +16,7 @@ use crate::store::keys;
 const ORIGINAL: &str = "// cart\nfunction checkoutTotal(items) {\n  if (!items.length) {\n    throw new Error(\"empty cart\");\n  }\n  return items.length;\n}\n";
 
 /// A "minified build" of [`ORIGINAL`]: `prefix` before the function, the function named `name`.
-fn build(prefix: &str, name: &str) -> (String, Vec<u8>, u32) {
+pub(crate) fn build(prefix: &str, name: &str) -> (String, Vec<u8>, u32) {
     let minified = format!(
         "{prefix}function {name}(b){{if(!b.length)throw new Error(\"empty cart\");return b.length}}"
     );
@@ -44,7 +44,7 @@ fn build(prefix: &str, name: &str) -> (String, Vec<u8>, u32) {
 }
 
 /// sentry-cli's bundle: a zip with `manifest.json`.
-fn bundle(debug_id: &str, minified: &str, map: &[u8]) -> Vec<u8> {
+pub(crate) fn bundle(debug_id: &str, minified: &str, map: &[u8]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
