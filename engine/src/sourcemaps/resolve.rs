@@ -277,7 +277,12 @@ fn rewrite(frame: &mut Map<String, Value>, map: &Loaded) -> std::result::Result<
     let Some((line, col)) = position(frame) else {
         return Ok(());
     };
-    let token = map.map.lookup_token(line, col).ok_or((line, col))?;
+    let token = map
+        .map
+        .lookup_token(line, col)
+        // the closest mapping before the position may be on an earlier line: that is none
+        .filter(|t| t.get_dst_line() == line)
+        .ok_or((line, col))?;
     let Some(source) = token.get_source() else {
         return Err((line, col));
     };

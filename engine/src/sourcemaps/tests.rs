@@ -657,3 +657,40 @@ async fn release_files_uploaded_one_by_one_resolve_by_release_and_url() {
     let root = other.as_object_mut().unwrap();
     assert!(!maps.resolve_value("acme", "web", root).await);
 }
+
+#[test]
+fn library_frames_under_node_modules_are_not_in_app_and_a_position_without_mapping_is_an_error() {
+    let minified = "function q(){throw new Error(\"x\")}";
+    let mut builder = SourceMapBuilder::new(Some("vendor.min.js"));
+    let source = "../node_modules/left-pad/index.js";
+    builder.add(0, 13, 2, 4, Some(source), None, false);
+    let id = builder.add_source(source);
+    builder.set_source_contents(id, Some("a\nb\n    throw new Error(\"x\")\n"));
+    let mut map = Vec::new();
+    builder.into_sourcemap().to_writer(&mut map).unwrap();
+    let loaded = super::resolve::loaded_for_tests(&map, Some(minified), "~/vendor.min.js.map");
+    let id = "c0ffee00-0000-4000-8000-0000000000cc";
+    let url = "http://localhost/vendor.min.js";
+    let mut root = json!({
+        "platform": "javascript",
+        "exception": {"values": [{"type": "Error", "value": "x", "stacktrace": {"frames": [
+            {"abs_path": url, "function": "q", "lineno": 1, "colno": 14, "in_app": true},
+            {"abs_path": url, "function": "q", "lineno": 7, "colno": 1, "in_app": true},
+        ]}}]},
+        "debug_meta": {"images": [{"type": "sourcemap", "code_file": url, "debug_id": id}]},
+    });
+    let root = root.as_object_mut().unwrap();
+    let found = std::collections::HashMap::from([(
+        super::resolve::Key::DebugId(id.to_owned()),
+        Lookup::Found(loaded),
+    )]);
+    assert!(super::resolve::apply(root, &found));
+    let frames = &root["exception"]["values"][0]["stacktrace"]["frames"];
+    assert_eq!(frames[0]["abs_path"], "~/node_modules/left-pad/index.js");
+    assert_eq!(frames[0]["in_app"], false, "{frames}");
+    assert_eq!(frames[0]["lineno"], 3);
+    // line 7 of a one-line file has no mapping: kept as sent, with the reason
+    assert_eq!(frames[1]["lineno"], 7);
+    assert_eq!(root["errors"][0]["type"], "js_invalid_sourcemap_location");
+    assert_eq!(root["errors"][0]["row"], 7);
+}
