@@ -66,6 +66,8 @@ pub struct Config {
     /// Alert channels and rules (see docs/alerts.md).
     #[serde(skip_serializing_if = "AlertsConfig::is_default")]
     pub alerts: AlertsConfig,
+    /// Source map uploads (sentry-cli) and their use at ingest (see docs/sourcemaps.md).
+    pub sourcemaps: SourcemapsConfig,
     /// Projects declared in the config (the operator declares them here). Projects created
     /// with `faultline project create` live in the object store instead; both are served.
     #[serde(rename = "project", skip_serializing_if = "Vec::is_empty")]
@@ -538,6 +540,38 @@ impl Default for RetentionConfig {
     }
 }
 
+/// Source maps: uploaded artifact bundles and how events are resolved with them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourcemapsConfig {
+    /// An artifact bundle no event used for this many days is deleted by the retention job
+    /// (as Sentry does after 90 days).
+    pub unused_days: u32,
+    /// Largest artifact bundle accepted (the zip sentry-cli uploads, all chunks together).
+    pub max_bundle_size: ByteSize,
+    /// Largest single file (minified source or source map) used to resolve frames; larger ones
+    /// are skipped and the event says so in `errors`.
+    pub max_file_size: ByteSize,
+    /// Memory for parsed source maps kept between events (least recently used go first).
+    pub cache_size: ByteSize,
+    /// How long resolving one event may take at ingest; past it the event is stored as sent,
+    /// with an error in `errors`, and is resolved when viewed.
+    #[serde(with = "humantime_serde")]
+    pub resolve_timeout: Duration,
+}
+
+impl Default for SourcemapsConfig {
+    fn default() -> Self {
+        Self {
+            unused_days: 90,
+            max_bundle_size: ByteSize::mib(256),
+            max_file_size: ByteSize::mib(40),
+            cache_size: ByteSize::mib(256),
+            resolve_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Merging the small files of a partition into larger ones.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -808,6 +842,12 @@ impl Config {
         if self.auth.login_max_failures == 0 {
             return Err(invalid(
                 "auth.login_max_failures",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if self.sourcemaps.unused_days == 0 {
+            return Err(invalid(
+                "sourcemaps.unused_days",
                 "must be at least 1".to_owned(),
             ));
         }

@@ -266,6 +266,8 @@ pub struct Ingest {
     alerts: Arc<crate::alerts::Watch>,
     /// Which issue each grouping hash belongs to.
     hashes: Arc<GroupHashes>,
+    /// Resolves minified JavaScript frames before grouping, once set.
+    sourcemaps: std::sync::OnceLock<Arc<crate::sourcemaps::SourceMaps>>,
 }
 
 /// Ids of recently accepted events remembered for de-duplication.
@@ -291,7 +293,13 @@ impl Ingest {
             in_flight: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
             decoding: Arc::new(Semaphore::new(limits.max_concurrent_decodes.max(1))),
             limits,
+            sourcemaps: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Resolves JavaScript frames with uploaded source maps before grouping from now on.
+    pub fn set_sourcemaps(&self, sourcemaps: Arc<crate::sourcemaps::SourceMaps>) {
+        let _ = self.sourcemaps.set(sourcemaps);
     }
 
     /// Marks an event id as already stored (used when replaying the WAL).
@@ -489,6 +497,11 @@ impl Ingest {
                 continue;
             }
             reserved.push(event.event_id);
+            // before grouping, so the same bug in two builds is one issue
+            let event = match self.sourcemaps.get() {
+                Some(maps) => maps.resolve_event(&project.org, &project.name, event).await,
+                None => event,
+            };
             let own;
             let grouping = match &rules {
                 Some(rules) => {

@@ -51,6 +51,7 @@ pub mod people;
 pub mod query;
 pub mod releases;
 pub mod server;
+pub mod sourcemaps;
 pub mod sqlwire;
 pub mod store;
 pub mod tenancy;

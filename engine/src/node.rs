@@ -89,6 +89,8 @@ pub struct Node {
     pub alerts: Arc<Alerts>,
     /// Which issue each grouping hash belongs to, per project.
     pub hashes: Arc<GroupHashes>,
+    /// Uploaded source maps, used at ingest and when events are viewed.
+    pub sourcemaps: Arc<crate::sourcemaps::SourceMaps>,
     unfinished_flushes: tokio::sync::Mutex<Vec<PendingFlush>>,
     backups: std::sync::OnceLock<Arc<Backups>>,
     /// This process's exclusive hold on the WAL directory.
@@ -314,6 +316,11 @@ impl Node {
             Arc::clone(&watch),
             Arc::clone(&hashes),
         ));
+        let sourcemaps = Arc::new(crate::sourcemaps::SourceMaps::new(
+            store.clone(),
+            config.sourcemaps.clone(),
+        ));
+        ingest.set_sourcemaps(Arc::clone(&sourcemaps));
         for (project, id) in replayed.ids {
             ingest.remember(project, id);
         }
@@ -349,6 +356,7 @@ impl Node {
             query,
             alerts,
             hashes,
+            sourcemaps,
             unfinished_flushes: tokio::sync::Mutex::new(Vec::new()),
             backups: std::sync::OnceLock::new(),
             _lock: lock,

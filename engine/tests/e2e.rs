@@ -7,7 +7,7 @@
 //!
 //! Needs (installed by `scripts/test`): a Python venv with `tests/requirements.txt`
 //! (`FAULTLINE_TEST_PYTHON`, default `<workspace>/.venv/bin/python`; `moto_server` next to it)
-//! (including `adbc-driver-flightsql`, `pyarrow`, `psycopg`, `asyncpg` and `sqlalchemy`), `npm ci` in `tests/node` (`node` on PATH),
+//! (including `adbc-driver-flightsql`, `pyarrow`, `psycopg`, `asyncpg` and `sqlalchemy`), `npm ci` in `tests/node` (`node` on PATH; `@sentry/node`, `esbuild`),
 //! and `psql` (Debian package postgresql-client); `pyotp` for the TOTP test, `aiosmtpd` for the
 //! mail test and npm `oidc-provider` (in `tests/node`) for single sign-on.
 //! A missing tool fails the test; nothing is skipped.
@@ -45,6 +45,8 @@ mod retention;
 mod s3;
 #[path = "e2e/sentry_cli.rs"]
 mod sentry_cli;
+#[path = "e2e/sourcemaps.rs"]
+mod sourcemaps;
 #[path = "e2e/sql_everywhere.rs"]
 mod sql_everywhere;
 #[path = "e2e/sso.rs"]

@@ -61,7 +61,11 @@ fn bench(paths: &[PathBuf], ctx: &NormalizeContext) {
         let rounds = (2_000_000 / payload.len().max(1000)).clamp(20, 2000);
         // warm up
         for _ in 0..rounds / 10 + 1 {
-            black_box(grouping_of(&normalize_event(&payload, ctx).unwrap()).hash.len());
+            black_box(
+                grouping_of(&normalize_event(&payload, ctx).unwrap())
+                    .hash
+                    .len(),
+            );
         }
         let before = cost();
         let start = Instant::now();

@@ -390,6 +390,30 @@ test("the same flow with JavaScript off", async () => {
   await ctx.close();
 });
 
+test("delete an issue from its page, with its events", async () => {
+  const { ctx, problems, page } = await loggedIn();
+  const coupon = structuredClone(EVENT);
+  coupon.exception.values[0].type = "CouponExpired";
+  coupon.exception.values[0].value = "coupon SUMMER expired";
+  await sendEvent("5b2cbd0d6f4a4c8e9a0b1c2d3e4f5a6b", coupon);
+  await page.goto(`${base}/organizations/default/issues/?query=CouponExpired`);
+  await page.click("a[data-open]");
+  await page.waitForURL(/\/issues\/-?\d+\/$/);
+  const issueUrl = page.url();
+  // the form asks to confirm that the events go too
+  await page.click("button:has-text('Delete issue')");
+  assert.equal(page.url(), issueUrl, "nothing happens without ticking the box");
+  await page.check("text=Erase its 1 events");
+  await page.click("button:has-text('Delete issue')");
+  await page.waitForURL(/\/organizations\/default\/issues\/$/);
+  await page.goto(`${base}/organizations/default/issues/?query=CouponExpired`);
+  assert.ok((await page.textContent("main")).includes("No issues match"));
+  const gone = await ctx.request.get(issueUrl);
+  assert.equal(gone.status(), 404);
+  assert.deepEqual(problems, []);
+  await ctx.close();
+});
+
 test("on a phone in dark mode", async () => {
   const { ctx, problems, page } = await loggedIn({
     viewport: { width: 375, height: 800 },

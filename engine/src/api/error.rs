@@ -31,6 +31,8 @@ pub enum ApiError {
     Releases(#[from] crate::releases::Error),
     #[error(transparent)]
     Alerts(#[from] alerts::Error),
+    #[error(transparent)]
+    Sourcemaps(#[from] crate::sourcemaps::Error),
     #[error("the session has ended or expired: log in again")]
     SessionEnded,
     #[error("{0}")]
@@ -133,6 +135,16 @@ impl ApiError {
             Self::Backup(_) | Self::Maintenance(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::People(e) => people_status(e),
             Self::Alerts(e) => alerts_status(e),
+            Self::Sourcemaps(crate::sourcemaps::Error::Store(e)) if e.is_unavailable() => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Sourcemaps(crate::sourcemaps::Error::Store(_)) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            Self::Sourcemaps(crate::sourcemaps::Error::ChunkTooLarge { .. }) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::Sourcemaps(_) => StatusCode::BAD_REQUEST,
             Self::SessionEnded => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MissingToken => StatusCode::UNAUTHORIZED,

@@ -16,6 +16,7 @@ mod projects;
 mod query;
 mod security;
 mod sentry;
+mod sentry_files;
 mod sentry_issues;
 mod sso;
 #[cfg(test)]
@@ -296,6 +297,7 @@ fn query_routes(node: &Arc<Node>) -> Router {
         projects: Arc::clone(&node.projects),
         auth: auth_of(node),
         public_url: public_url(node),
+        sourcemaps: Arc::clone(&node.sourcemaps),
     };
     let admin = maintenance::AdminState {
         node: Arc::clone(node),
@@ -376,7 +378,14 @@ fn query_routes(node: &Arc<Node>) -> Router {
 /// with and without its trailing slash.
 fn sentry_routes() -> Router<query::QueryState> {
     let org = "/api/0/organizations/{org}";
-    let routes: [(String, MethodRouter<query::QueryState>); 14] = [
+    // a chunk upload request carries up to MAX_REQUEST_SIZE of chunks plus multipart framing
+    let chunk_limit = axum::extract::DefaultBodyLimit::max(
+        usize::try_from(sentry_files::MAX_REQUEST_SIZE + 1024 * 1024).unwrap_or(usize::MAX),
+    );
+    let file_limit = axum::extract::DefaultBodyLimit::max(
+        usize::try_from(sentry_files::MAX_RELEASE_FILE_REQUEST).unwrap_or(usize::MAX),
+    );
+    let routes: [(String, MethodRouter<query::QueryState>); 17] = [
         ("/api/0/".to_owned(), get(sentry::root)),
         ("/api/0/auth/".to_owned(), get(sentry::whoami)),
         (
@@ -404,6 +413,20 @@ fn sentry_routes() -> Router<query::QueryState> {
         (
             format!("{org}/releases/{{version}}/deploys/"),
             get(sentry::list_deploys).post(sentry::create_deploy),
+        ),
+        (
+            format!("{org}/chunk-upload/"),
+            get(sentry_files::chunk_upload_options)
+                .post(sentry_files::upload_chunks)
+                .layer(chunk_limit),
+        ),
+        (
+            format!("{org}/artifactbundle/assemble/"),
+            post(sentry_files::assemble_bundle),
+        ),
+        (
+            "/api/0/projects/{org}/{project}/releases/{version}/files/".to_owned(),
+            post(sentry_files::upload_release_file).layer(file_limit),
         ),
         (
             format!("{org}/issues/"),

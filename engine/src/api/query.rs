@@ -22,6 +22,8 @@ pub(super) struct QueryState {
     pub(super) auth: Auth,
     /// The server's public base URL, for absolute links (`permalink`).
     pub(super) public_url: String,
+    /// Uploaded source maps (uploads, and resolving events when they are viewed).
+    pub(super) sourcemaps: Arc<crate::sourcemaps::SourceMaps>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -201,7 +201,7 @@ pub(super) struct ReleaseBody {
 
 /// The names in `wanted` as projects of `org` the caller may use, or the error naming the first
 /// one it may not.
-async fn checked_projects(
+pub(super) async fn checked_projects(
     state: &QueryState,
     caller: &Caller,
     org: &str,

@@ -794,6 +794,8 @@ fn event_json(
                     "module": e.get("module"),
                     "mechanism": e.get("mechanism"),
                     "stacktrace": frames(e.get("stacktrace")),
+                    // the frames as sent, when source maps rewrote them
+                    "rawStacktrace": e.get("raw_stacktrace").map(|raw| frames(Some(raw))),
                 })
             })
             .collect();
@@ -857,6 +859,7 @@ fn event_json(
         "release": stored.get("release"),
         "environment": stored.get("environment"),
         "entries": entries,
+        "errors": stored.get("errors").cloned().unwrap_or_else(|| json!([])),
     })
 }
 
@@ -953,9 +956,23 @@ pub(super) async fn issue_event(
     let r = found
         .first()
         .ok_or_else(|| ApiError::NotFound(format!("issue {id} has no event {event:?}")))?;
-    let stored: Value = text(r, "event")
+    let mut stored: Value = text(r, "event")
         .and_then(|e| serde_json::from_str(e).ok())
         .unwrap_or_default();
+    // frames whose source map was uploaded after the event are resolved now
+    let project_id = u64::try_from(int(r, "project_id")).unwrap_or_default();
+    let project = state
+        .projects
+        .list()
+        .await?
+        .into_iter()
+        .find(|p| p.id == project_id);
+    if let (Some(project), Some(root)) = (project, stored.as_object_mut()) {
+        state
+            .sourcemaps
+            .resolve_value(&project.org, &project.name, root)
+            .await;
+    }
     Ok(Json(event_json(
         id,
         int(r, "project_id"),

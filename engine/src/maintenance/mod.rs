@@ -64,6 +64,8 @@ pub struct RetentionReport {
     pub deleted: usize,
     /// Alert delivery records older than `alerts.retention` deleted by this run.
     pub alerts_expired: crate::alerts::outbox::Expired,
+    /// Artifact bundles unused for `sourcemaps.unused_days` and stale chunks deleted by this run.
+    pub sourcemaps_expired: crate::sourcemaps::Expired,
 }
 
 /// Runs the maintenance jobs against one object store.
@@ -215,6 +217,7 @@ impl Maintenance {
             dropped,
             deleted: 0,
             alerts_expired: Default::default(),
+            sourcemaps_expired: Default::default(),
         };
         if dry_run {
             return Ok(report);
@@ -249,6 +252,17 @@ impl Maintenance {
             .checked_sub_signed(keep)
             .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         report.alerts_expired = crate::alerts::outbox::expire(&self.store, cutoff).await?;
+        match crate::sourcemaps::bundles::expire(
+            &self.store,
+            self.config.sourcemaps.unused_days,
+            Utc::now(),
+        )
+        .await
+        {
+            Ok(expired) => report.sourcemaps_expired = expired,
+            // the events' retention is done; the next run deletes what is left
+            Err(err) => tracing::warn!(cause = %err, "cannot expire unused artifact bundles"),
+        }
         if report.alerts_expired != Default::default() {
             tracing::info!(
                 deliveries = report.alerts_expired.deliveries,

@@ -6,6 +6,11 @@
 //! issue-tags/proj=<id>/date=<YYYY-MM-DD>/<ulid>.parquet         live issue tag rollups
 //! retired/events/..., retired/rollups/..., retired/issue-tags/...     replaced or expired files
 //! manifest/<node>/<u64::MAX - version, 20 digits>.json                manifest versions
+//! uploads/chunks/org=<org>/<sha1>                                     uploaded chunks, until assembled
+//! meta/sourcemaps/org=<org>/bundles/<sha1>.zip                        artifact bundles (in backups)
+//! meta/sourcemaps/org=<org>/records/<sha1>.json                       what a bundle holds, when last used
+//! meta/sourcemaps/org=<org>/debug-ids/<debug id>.json                 which bundle holds a debug id's files
+//! meta/sourcemaps/org=<org>/release-urls/<sha1 of release, dist, url>.json  the same by release and URL
 //! ```
 //!
 //! The live prefixes hold exactly the files some manifest lists, so any Parquet reader that globs
@@ -117,6 +122,58 @@ pub fn issue_deletion(project_id: u64, issue_id: i64) -> ObjectPath {
     ))
 }
 
+/// Uploaded chunks not assembled into a bundle yet (not backed up: sentry-cli uploads them again).
+pub const CHUNKS: &str = "uploads/chunks";
+/// Artifact bundles and their indexes, under `meta/` so backups carry them.
+pub const SOURCEMAPS: &str = "meta/sourcemaps";
+
+/// One uploaded chunk of `org`, named by the SHA-1 of its content.
+pub fn chunk(org: &str, sha1: &str) -> ObjectPath {
+    ObjectPath::from(format!("{CHUNKS}/org={org}/{sha1}"))
+}
+
+/// The folder of `org`'s chunks.
+pub fn chunk_prefix(org: &str) -> ObjectPath {
+    ObjectPath::from(format!("{CHUNKS}/org={org}"))
+}
+
+/// Every organization's chunks.
+pub fn chunks_root() -> ObjectPath {
+    ObjectPath::from(CHUNKS)
+}
+
+/// An assembled artifact bundle (the zip sentry-cli built), named by its SHA-1.
+pub fn sourcemap_bundle(org: &str, sha1: &str) -> ObjectPath {
+    ObjectPath::from(format!("{SOURCEMAPS}/org={org}/bundles/{sha1}.zip"))
+}
+
+/// The record of a bundle: its files, projects, release, when it was last used.
+pub fn sourcemap_record(org: &str, sha1: &str) -> ObjectPath {
+    ObjectPath::from(format!("{SOURCEMAPS}/org={org}/records/{sha1}.json"))
+}
+
+/// Every organization's bundle records.
+pub fn sourcemap_records_root() -> ObjectPath {
+    ObjectPath::from(SOURCEMAPS)
+}
+
+/// Which bundle holds the files of a debug id (lowercase, dashed).
+pub fn sourcemap_debug_id(org: &str, debug_id: &str) -> ObjectPath {
+    ObjectPath::from(format!("{SOURCEMAPS}/org={org}/debug-ids/{debug_id}.json"))
+}
+
+/// Which bundle holds a file by release, dist and URL; `key` is the hex SHA-1 of the three.
+pub fn sourcemap_release_url(org: &str, key: &str) -> ObjectPath {
+    ObjectPath::from(format!("{SOURCEMAPS}/org={org}/release-urls/{key}.json"))
+}
+
+/// The organization a key under [`SOURCEMAPS`] or [`CHUNKS`] belongs to.
+pub fn org_of(path: &ObjectPath) -> Option<&str> {
+    path.as_ref()
+        .split('/')
+        .find_map(|part| part.strip_prefix("org="))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +225,34 @@ mod tests {
         assert!(prefixes.contains(&"retired/rollups/proj=7/date=2026-12-04".to_owned()));
         assert!(prefixes.contains(&"issue-tags/proj=7/date=2026-12-04".to_owned()));
         assert_eq!(prefixes.len(), 12);
+    }
+
+    #[test]
+    fn sourcemap_keys_have_the_documented_shape() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            chunk("acme", sha).as_ref(),
+            format!("uploads/chunks/org=acme/{sha}")
+        );
+        assert_eq!(
+            sourcemap_bundle("acme", sha).as_ref(),
+            format!("meta/sourcemaps/org=acme/bundles/{sha}.zip")
+        );
+        let record = sourcemap_record("acme", sha);
+        assert_eq!(
+            record.as_ref(),
+            format!("meta/sourcemaps/org=acme/records/{sha}.json")
+        );
+        assert_eq!(org_of(&record), Some("acme"));
+        assert_eq!(
+            sourcemap_debug_id("acme", "c0ffee00-0000-4000-8000-000000000001").as_ref(),
+            "meta/sourcemaps/org=acme/debug-ids/c0ffee00-0000-4000-8000-000000000001.json"
+        );
+        assert!(
+            sourcemap_release_url("acme", sha)
+                .as_ref()
+                .ends_with("release-urls/0123456789abcdef0123456789abcdef01234567.json")
+        );
     }
 
     #[test]

@@ -906,6 +906,16 @@ async fn render(
             .grouping(issue.project_id as u64)
             .unwrap_or_default();
         let grouping = why_grouped(&stored.json, &config);
+        // frames whose source map was uploaded after the event are shown resolved
+        let mut stored = stored;
+        if let Some(json) = state
+            .node
+            .sourcemaps
+            .resolve_stored(&state.node.projects, issue.project_id as u64, &stored.json)
+            .await
+        {
+            stored.json = json;
+        }
         let mut block =
             event_block(&session, &issue, stored, &base, &period, &options, now).await?;
         block.grouping = grouping;

@@ -2447,3 +2447,56 @@ async fn an_issue_is_deleted_from_its_page_after_confirming() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn the_issue_page_resolves_frames_whose_source_map_came_after_the_event() {
+    use crate::sourcemaps::bundles;
+    let h = harness().await;
+    let token = h.full().await;
+    let debug_id = "c0ffee00-0000-4000-8000-0000000000aa";
+    let (minified, map, column) = crate::sourcemaps::tests::build("", "a");
+    let url = "http://localhost:8080/assets/app.min.js";
+    let event = serde_json::json!({
+        "platform": "javascript",
+        "exception": {"values": [{"type": "Error", "value": "empty cart",
+            "stacktrace": {"frames": [{"abs_path": url, "function": "a", "lineno": 1,
+                "colno": column, "in_app": true}]}}]},
+        "debug_meta": {"images": [{"type": "sourcemap", "code_file": url, "debug_id": debug_id}]},
+    });
+    let id = "5f0c0ffee0000000000000000000aaaa";
+    h.ingest(1, SHOP_KEY, id, &event.to_string()).await;
+    let issue = h.issue_of(id).await;
+    let page_uri = format!("/organizations/default/issues/{issue}/");
+    let before = h.page(&page_uri, &token).await;
+    assert!(!before.contains("checkoutTotal"), "no map yet");
+
+    let data = crate::sourcemaps::tests::bundle(debug_id, &minified, &map);
+    let chunk = bundles::sha1_hex(&data);
+    bundles::put_chunk(&h.node.store, "default", &chunk, bytes::Bytes::from(data))
+        .await
+        .unwrap();
+    let assembled = bundles::assemble(
+        &h.node.store,
+        "default",
+        bundles::AssembleRequest {
+            checksum: chunk.clone(),
+            chunks: vec![chunk],
+            projects: vec!["shop".to_owned()],
+            release: None,
+            dist: None,
+        },
+        1 << 30,
+    )
+    .await
+    .unwrap();
+    assert_eq!(assembled.state, "ok");
+    h.node.sourcemaps.uploaded();
+    let after = h.page(&page_uri, &token).await;
+    assert!(after.contains("checkoutTotal"), "resolved for display");
+    assert!(after.contains("src/cart.js"));
+    // the stored event is left as it was grouped
+    let stored = h
+        .one(&format!("SELECT event FROM events WHERE event_id = '{id}'"))
+        .await;
+    assert!(!stored["event"].as_str().unwrap().contains("checkoutTotal"));
+}
