@@ -291,6 +291,12 @@ async fn store_bundle(
         .await?;
     // the record first: an index entry always names a bundle that has one
     put_json(store, &keys::sourcemap_record(org, checksum), &record).await?;
+    put_json(
+        store,
+        &keys::sourcemap_uploads(org),
+        &serde_json::json!({ "last": record.created }),
+    )
+    .await?;
     let entry = IndexEntry {
         bundle: checksum.to_owned(),
     };

@@ -62,6 +62,9 @@ pub struct SourceMaps {
     cache: Mutex<Cache>,
     /// The day each bundle was last marked as used, so it is written at most daily.
     touched: Mutex<HashMap<String, NaiveDate>>,
+    /// Per organization: whether it has uploaded any bundle, and when that was checked (a
+    /// "no" is checked again after [`NEGATIVE_TTL`]).
+    orgs: Mutex<HashMap<String, (bool, Instant)>>,
 }
 
 impl std::fmt::Debug for SourceMaps {
@@ -78,6 +81,7 @@ impl SourceMaps {
             config,
             cache: Mutex::new(Cache::new(capacity)),
             touched: Mutex::new(HashMap::new()),
+            orgs: Mutex::new(HashMap::new()),
         }
     }
 
@@ -94,7 +98,7 @@ impl SourceMaps {
     /// resolve comes back unchanged; one whose maps are missing or broken comes back with
     /// the reason in `errors`.
     pub async fn resolve_event(&self, org: &str, project: &str, event: Event) -> Event {
-        if !resolve::is_candidate(&event) {
+        if !resolve::is_candidate(&event) || !self.has_uploads(org).await {
             return event;
         }
         let Ok(Value::Object(mut root)) = serde_json::from_str::<Value>(&event.json) else {
@@ -132,6 +136,9 @@ impl SourceMaps {
     ) -> Option<String> {
         let list = projects.list().await.ok()?;
         let project = list.iter().find(|p| p.id == project_id)?;
+        if !self.has_uploads(&project.org).await {
+            return None;
+        }
         let Ok(Value::Object(mut root)) = serde_json::from_str::<Value>(json) else {
             return None;
         };
@@ -167,6 +174,32 @@ impl SourceMaps {
             found.insert(key, lookup);
         }
         resolve::apply(root, &found)
+    }
+
+    /// Whether `org` ever uploaded a bundle: an organization that never did has its events
+    /// stored as sent, without a second parse and normalization each (nor `js_no_source`
+    /// errors on every event).
+    async fn has_uploads(&self, org: &str) -> bool {
+        if let Some((known, at)) = self.orgs.lock().get(org).copied()
+            && (known || at.elapsed() < NEGATIVE_TTL)
+        {
+            return known;
+        }
+        let known = match self.store.get(&crate::store::keys::sourcemap_uploads(org)).await {
+            Ok(_) => true,
+            Err(store::Error::Request {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => false,
+            // the store may answer next time; resolution handles its errors itself
+            Err(_) => return true,
+        };
+        let mut orgs = self.orgs.lock();
+        if orgs.len() > 100_000 {
+            orgs.clear();
+        }
+        orgs.insert(org.to_owned(), (known, Instant::now()));
+        known
     }
 
     /// The map of `key`, from the cache or the store.
@@ -222,6 +255,7 @@ impl SourceMaps {
     /// Forgets the lookups that found nothing, after a bundle was uploaded: the next event
     /// (or view) looks again.
     pub fn uploaded(&self) {
+        self.orgs.lock().retain(|_, (known, _)| *known);
         self.cache.lock().forget_negative();
     }
 

@@ -157,6 +157,12 @@ pub fn sourcemap_records_root() -> ObjectPath {
     ObjectPath::from(SOURCEMAPS)
 }
 
+/// Written with every bundle of `org`: whether it ever uploaded any (so the events of an
+/// organization without source maps are not looked at).
+pub fn sourcemap_uploads(org: &str) -> ObjectPath {
+    ObjectPath::from(format!("{SOURCEMAPS}/org={org}/uploads.json"))
+}
+
 /// Which bundle holds the files of a debug id (lowercase, dashed).
 pub fn sourcemap_debug_id(org: &str, debug_id: &str) -> ObjectPath {
     ObjectPath::from(format!("{SOURCEMAPS}/org={org}/debug-ids/{debug_id}.json"))
