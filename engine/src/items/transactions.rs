@@ -111,7 +111,9 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
     let mut own = trace.clone();
     own.insert("start_timestamp".into(), millis_secs(start));
     own.insert("timestamp".into(), millis_secs(Some(end)));
-    own.entry("description").or_insert_with(|| name.clone());
+    if own.get("description").is_none_or(Value::is_null) {
+        own.insert("description".into(), name.clone());
+    }
     spans::push_span(&mut span_rows, &own, &segment, true)?;
     for child in children {
         let child = child.as_object().ok_or(Error::Field {
