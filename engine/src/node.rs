@@ -61,7 +61,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What is acknowledged but not yet in the object store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unflushed {
-    /// Events in memory that no manifest covers yet.
+    /// Events and item rows in memory that no manifest covers yet.
     pub events: usize,
     /// WAL bytes logged but not flushed.
     pub bytes: u64,
@@ -367,13 +367,14 @@ impl Node {
 
     /// The events not flushed yet, and the WAL that holds them (for the shutdown log).
     pub fn unflushed(&self) -> Unflushed {
-        let events = self
-            .buffer
-            .snapshot()
-            .batches
-            .iter()
-            .map(|b| b.num_rows())
-            .sum();
+        let snapshot = self.buffer.snapshot();
+        let events = snapshot.batches.iter().map(|b| b.num_rows()).sum::<usize>()
+            + snapshot
+                .items
+                .values()
+                .flatten()
+                .map(|b| b.num_rows())
+                .sum::<usize>();
         Unflushed {
             events,
             bytes: self.wal.unflushed_bytes(),
