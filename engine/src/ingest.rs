@@ -530,6 +530,30 @@ impl Ingest {
             );
             events.push(stored);
         }
+        let accepted = reserved.len() as u64;
+        // Transactions and feedback an SDK sends again (a retry) are stored once, like events.
+        let mut item_batches = item_batches;
+        let mut rows = rows;
+        let mut item_ids: Vec<Uuid> = rows.iter().filter_map(|r| r.item_id).collect();
+        item_ids.sort_unstable();
+        item_ids.dedup();
+        let repeated: Vec<Uuid> = item_ids
+            .into_iter()
+            .filter(|id| {
+                if self.dedup.insert(project.id, *id) {
+                    reserved.push(*id);
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect();
+        if !repeated.is_empty() {
+            tracing::debug!(items = repeated.len(), "duplicate items dropped");
+            rows.retain(|r| r.item_id.is_none_or(|id| !repeated.contains(&id)));
+            // What is left decoded before, as part of the whole.
+            item_batches = batches_of(&rows).map(merge_batches).unwrap_or_default();
+        }
         for row in &rows {
             wal::encode(
                 &mut data,
@@ -557,7 +581,6 @@ impl Ingest {
             return Err(err.into());
         }
         self.alerts.commit(candidates);
-        let accepted = reserved.len() as u64;
         if total > 0 {
             crate::metrics::ingest_items(&ItemType::Event, "accepted", accepted);
             crate::metrics::ingest_items(&ItemType::Event, "duplicate", total - accepted);

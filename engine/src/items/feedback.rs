@@ -43,8 +43,9 @@ pub fn feedback_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>
             expected: "a text",
         });
     }
+    let event_id = uuid(item.get("event_id"));
     let mut row = Map::new();
-    row.insert("event_id".into(), uuid(item.get("event_id")));
+    row.insert("event_id".into(), event_id.clone());
     row.insert("source".into(), "feedback".into());
     row.insert("message".into(), message);
     row.insert("name".into(), text(feedback.get("name")));
@@ -59,7 +60,7 @@ pub fn feedback_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>
     row.insert("environment".into(), text(item.get("environment")));
     row.insert("user_id".into(), text(at(&item, &["user", "id"])));
     row.insert("tags".into(), tags(item.get("tags")));
-    let mut rows = Rows::new(&TABLE, ctx);
+    let mut rows = Rows::new(&TABLE, ctx).of_item(&event_id);
     rows.push(time(item.get("timestamp")).unwrap_or(ctx.received), row);
     Ok(rows.finish())
 }

@@ -199,6 +199,9 @@ pub struct ItemRow {
     pub project_id: u64,
     pub received_ms: i64,
     pub json: Vec<u8>,
+    /// The id of the item the row came from, when it has one (a transaction's or feedback's
+    /// event id): an SDK that retries sends it again, and ingest stores it once.
+    pub item_id: Option<uuid::Uuid>,
 }
 
 impl PartialEq for ItemTable {
@@ -219,6 +222,7 @@ pub(crate) struct Rows<'a> {
     table: &'static ItemTable,
     ctx: RowContext<'a>,
     rows: Vec<ItemRow>,
+    item_id: Option<uuid::Uuid>,
 }
 
 impl<'a> Rows<'a> {
@@ -227,7 +231,14 @@ impl<'a> Rows<'a> {
             table,
             ctx,
             rows: Vec::new(),
+            item_id: None,
         }
+    }
+
+    /// Marks the rows as those of the item with this id (see [`ItemRow::item_id`]).
+    pub(crate) fn of_item(mut self, id: &Value) -> Self {
+        self.item_id = id.as_str().and_then(|s| uuid::Uuid::parse_str(s).ok());
+        self
     }
 
     /// Adds a row of `columns` (the common columns other than `timestamp` are filled in).
@@ -245,6 +256,7 @@ impl<'a> Rows<'a> {
             project_id: self.ctx.project_id,
             received_ms: self.ctx.received.timestamp_millis(),
             json,
+            item_id: self.item_id,
         });
     }
 

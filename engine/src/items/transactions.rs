@@ -96,7 +96,7 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
     row.insert("tags".into(), tags(item.get("tags")));
     row.insert("data".into(), string_map(trace.get("data")));
     row.insert("measurements".into(), json_text(item.get("measurements")));
-    let mut out = Rows::new(&TABLE, ctx);
+    let mut out = Rows::new(&TABLE, ctx).of_item(&event_id);
     out.push(end, row);
 
     let segment = Segment {
@@ -106,7 +106,7 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
         release: &release,
         environment: &environment,
     };
-    let mut span_rows = Rows::new(&spans::TABLE, ctx);
+    let mut span_rows = Rows::new(&spans::TABLE, ctx).of_item(&event_id);
     // The transaction's own span: its times are the transaction's, its description the name.
     let mut own = trace.clone();
     own.insert("start_timestamp".into(), millis_secs(start));

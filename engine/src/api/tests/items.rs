@@ -181,3 +181,24 @@ async fn an_envelope_of_only_malformed_or_unstored_items_is_accepted_and_stores_
         json!([{"transactions": 0, "spans": 0, "logs": 0, "feedback": 0, "events": 0}])
     );
 }
+
+#[tokio::test]
+async fn a_retried_transaction_or_feedback_is_stored_once() {
+    let h = harness().await;
+    for _ in 0..2 {
+        let reply = h.envelope(envelope()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    }
+    let counts = h
+        .sql(
+            "SELECT (SELECT count(*) FROM transactions) AS transactions, \
+             (SELECT count(*) FROM spans WHERE transaction_id IS NOT NULL) AS transaction_spans, \
+             (SELECT count(*) FROM feedback WHERE source = 'feedback') AS feedback, \
+             (SELECT count(*) FROM events) AS events",
+        )
+        .await;
+    assert_eq!(
+        counts,
+        json!([{"transactions": 1, "transaction_spans": 3, "feedback": 1, "events": 1}])
+    );
+}
