@@ -254,3 +254,40 @@ async fn node_sdk_transaction_spans_logs_and_feedback() -> anyhow::Result<()> {
 async fn node_sdk_streamed_spans_logs_and_feedback() -> anyhow::Result<()> {
     node_sdk_items("stream").await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_items_survive_sigkill() -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let setup = Setup::new(tmp.path(), "data", "");
+    let server = setup.start()?;
+    let dsn = setup.create_project("reports")?;
+    let token = setup.create_token()?;
+    printed(&python_client("send_items.py", &[&dsn])?)?;
+    let counts = "SELECT (SELECT count(*) FROM transactions) AS transactions, \
+                  (SELECT count(*) FROM spans) AS spans, (SELECT count(*) FROM logs) AS logs, \
+                  (SELECT count(*) FROM feedback) AS feedback";
+    // The SDK may deliver its last envelope after its flush returns: wait for all of it.
+    rows_at_least(
+        &server,
+        &token,
+        "SELECT 1 FROM logs UNION ALL SELECT 1 FROM feedback UNION ALL SELECT 1 FROM transactions",
+        4,
+    )
+    .await?;
+    let before = server.sql(&token, counts).await?;
+    server.kill()?;
+    let server = setup.start()?;
+    let after = server.sql(&token, counts).await?;
+    assert_eq!(after, before, "server log:\n{}", server.log_text());
+    let row = &after[0];
+    assert_eq!(
+        (
+            row.int("transactions"),
+            row.int("spans"),
+            row.int("logs"),
+            row.int("feedback")
+        ),
+        (Some(1), Some(3), Some(2), Some(1))
+    );
+    Ok(())
+}
