@@ -612,6 +612,8 @@ async fn restore_item_files(
     progress: &Progress,
 ) -> Result<BTreeMap<String, Vec<DataFile>>> {
     let mut restored: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
+    let copies: std::collections::HashMap<&str, &Copied> =
+        record.files.iter().map(|f| (f.path.as_str(), f)).collect();
     for (name, files) in &manifest.tables {
         let Some(table) = crate::items::by_name(name) else {
             return Err(Error::Verify {
@@ -622,10 +624,8 @@ async fn restore_item_files(
             });
         };
         for file in files {
-            let copied = record
-                .files
-                .iter()
-                .find(|f| f.path == file.path)
+            let copied = copies
+                .get(file.path.as_str())
                 .ok_or_else(|| Error::Verify {
                     id: record.id.clone(),
                     problems: vec![format!(
