@@ -1,4 +1,5 @@
-//! Events that are in the WAL but not yet in Parquet, as Arrow batches queries can read at once.
+//! Events and item rows that are in the WAL but not yet in Parquet, as Arrow batches queries
+//! can read at once.
 //!
 //! Rows are appended to open column builders by the WAL thread; a query or a flush seals them
 //! into a batch. A flush moves the sealed batches to a "flushing" set that stays visible until
@@ -13,7 +14,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::events::{EventBuilder, StoredEvent};
+use crate::items::{ItemBatch, ItemTable};
 use crate::store::manifest::Manifest;
+use crate::wal::Logged;
 
 /// Rows per sealed batch at most.
 const SEAL_ROWS: usize = 4096;
@@ -39,10 +42,21 @@ pub struct Buffer {
 struct Inner {
     open: EventBuilder,
     sealed: Vec<RecordBatch>,
+    /// Item rows per table (by code): the batches of the requests since the last seal, and
+    /// sealed batches.
+    items_open: BTreeMap<u8, (&'static ItemTable, Vec<RecordBatch>)>,
+    items_sealed: BTreeMap<u8, (&'static ItemTable, Vec<RecordBatch>)>,
     rows: usize,
     bytes: usize,
-    flushing: BTreeMap<u64, Vec<RecordBatch>>,
+    flushing: BTreeMap<u64, Taken>,
     manifest: Arc<Manifest>,
+}
+
+/// The rows one flush takes: events, and item rows with one batch per table.
+#[derive(Debug, Clone, Default)]
+pub struct Taken {
+    pub events: Vec<RecordBatch>,
+    pub items: Vec<ItemBatch>,
 }
 
 impl Inner {
@@ -55,6 +69,18 @@ impl Inner {
             let batch = self.open.finish();
             self.sealed.push(batch);
         }
+        for (code, (table, batches)) in std::mem::take(&mut self.items_open) {
+            let sealed = &mut self
+                .items_sealed
+                .entry(code)
+                .or_insert((table, Vec::new()))
+                .1;
+            // The batches of one table share its schema, so concatenating cannot fail.
+            match datafusion::arrow::compute::concat_batches(&table.schema(), &batches) {
+                Ok(batch) => sealed.push(batch),
+                Err(_) => sealed.extend(batches),
+            }
+        }
     }
 }
 
@@ -63,6 +89,8 @@ impl Inner {
 pub struct Snapshot {
     pub manifest: Arc<Manifest>,
     pub batches: Vec<RecordBatch>,
+    /// Unflushed item rows by table name.
+    pub items: BTreeMap<&'static str, Vec<RecordBatch>>,
 }
 
 impl Buffer {
@@ -71,6 +99,8 @@ impl Buffer {
             inner: Mutex::new(Inner {
                 open: EventBuilder::with_event_capacity(SEAL_BYTES + SEAL_HEADROOM),
                 sealed: Vec::new(),
+                items_open: BTreeMap::new(),
+                items_sealed: BTreeMap::new(),
                 rows: 0,
                 bytes: 0,
                 flushing: BTreeMap::new(),
@@ -81,10 +111,29 @@ impl Buffer {
         }
     }
 
-    /// Appends events (called by the WAL thread after they are durable).
+    /// Appends events (called by replay and tests).
     pub fn append(&self, events: &[StoredEvent]) {
+        self.append_rows(events, &[]);
+    }
+
+    /// Appends what one WAL append logged (called by the WAL thread after it is durable).
+    pub fn append_logged(&self, logged: &Logged) {
+        self.append_rows(&logged.events, &logged.items);
+    }
+
+    fn append_rows(&self, events: &[StoredEvent], items: &[ItemBatch]) {
         let wanted = {
             let mut inner = self.inner.lock();
+            for item in items.iter().filter(|i| i.batch.num_rows() > 0) {
+                inner.rows += item.batch.num_rows();
+                inner.bytes += item.batch.get_array_memory_size();
+                inner
+                    .items_open
+                    .entry(item.table.code)
+                    .or_insert((item.table, Vec::new()))
+                    .1
+                    .push(item.batch.clone());
+            }
             for event in events {
                 inner.open.append(event);
                 inner.rows += 1;
@@ -112,16 +161,26 @@ impl Buffer {
     }
 
     /// Moves every unflushed row to the flushing set under `flush_id` and returns it.
-    pub fn take_for_flush(&self, flush_id: u64) -> Vec<RecordBatch> {
+    pub fn take_for_flush(&self, flush_id: u64) -> Taken {
         let mut inner = self.inner.lock();
         inner.seal();
-        let batches = std::mem::take(&mut inner.sealed);
+        let taken = Taken {
+            events: std::mem::take(&mut inner.sealed),
+            items: std::mem::take(&mut inner.items_sealed)
+                .into_values()
+                .flat_map(|(table, batches)| {
+                    batches
+                        .into_iter()
+                        .map(move |batch| ItemBatch { table, batch })
+                })
+                .collect(),
+        };
         inner.rows = 0;
         inner.bytes = 0;
-        if !batches.is_empty() {
-            inner.flushing.insert(flush_id, batches.clone());
+        if !taken.events.is_empty() || !taken.items.is_empty() {
+            inner.flushing.insert(flush_id, taken.clone());
         }
-        batches
+        taken
     }
 
     /// The flush `flush_id` is in `manifest`: stop serving its rows from memory.
@@ -139,11 +198,25 @@ impl Buffer {
     pub fn snapshot(&self) -> Snapshot {
         let mut inner = self.inner.lock();
         inner.seal();
-        let mut batches: Vec<RecordBatch> = inner.flushing.values().flatten().cloned().collect();
+        let mut batches: Vec<RecordBatch> = inner
+            .flushing
+            .values()
+            .flat_map(|t| t.events.iter().cloned())
+            .collect();
         batches.extend(inner.sealed.iter().cloned());
+        let mut items: BTreeMap<&'static str, Vec<RecordBatch>> = BTreeMap::new();
+        let flushing = inner.flushing.values().flat_map(|t| &t.items);
+        let sealed = inner
+            .items_sealed
+            .values()
+            .flat_map(|(table, batches)| batches.iter().map(move |batch| (*table, batch)));
+        for (table, batch) in flushing.map(|i| (i.table, &i.batch)).chain(sealed) {
+            items.entry(table.name).or_default().push(batch.clone());
+        }
         Snapshot {
             manifest: Arc::clone(&inner.manifest),
             batches,
+            items,
         }
     }
 }
@@ -174,7 +247,12 @@ mod tests {
         buffer.append(&events(1));
         buffer.append(&events(1));
         assert!(buffer.over_threshold());
-        let taken: usize = buffer.take_for_flush(1).iter().map(|b| b.num_rows()).sum();
+        let taken: usize = buffer
+            .take_for_flush(1)
+            .events
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
         assert_eq!(taken, 4);
         assert!(
             !buffer.over_threshold(),

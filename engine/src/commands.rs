@@ -285,8 +285,9 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> Result<()> {
 }
 
 /// What `faultline compact run` prints: one line per merge on stdout (tab-separated: node,
-/// partition, files, events, merged file or "dry run"; for issue rollups: node, `rollups` and
-/// the project and day, files, rollup rows, merged file) and a summary line for stderr.
+/// partition, files, events, merged file or "dry run"; for issue rollups and item tables: node,
+/// `rollups` or the table's name and the project and day, files, rows, merged file) and a
+/// summary line for stderr.
 fn compaction_output(report: &maintenance::compaction::CompactionReport) -> (String, String) {
     let mut rows = String::new();
     for m in &report.merged {
@@ -295,10 +296,10 @@ fn compaction_output(report: &maintenance::compaction::CompactionReport) -> (Str
             (Some(path), false) => path.as_str(),
             (None, false) => "skipped: inputs changed",
         };
-        rows.push_str(&if m.kind == "rollups" {
+        rows.push_str(&if m.kind != "events" {
             format!(
-                "{}\trollups proj={}/date={}\t{} files\t{} rows\t{output}\n",
-                m.node, m.project_id, m.date, m.inputs, m.rows,
+                "{}\t{} proj={}/date={}\t{} files\t{} rows\t{output}\n",
+                m.node, m.kind, m.project_id, m.date, m.inputs, m.rows,
             )
         } else {
             format!(

@@ -1,8 +1,12 @@
 //! The ingest pipeline, below HTTP: authenticate, decode, parse, normalize, group, deduplicate,
 //! log durably, and answer with the event id.
 //!
-//! [`Ingest::submit`] returns only after the events are fsynced in the WAL and visible to SQL.
-//! A request that fails leaves nothing behind: events are logged all together or not at all.
+//! [`Ingest::submit`] returns only after the events and item rows are fsynced in the WAL and
+//! visible to SQL. A request that fails leaves nothing behind: what it carried is logged all
+//! together or not at all. Every envelope item type is handled by name in one `match`
+//! ([`decode_envelope_item`]): events are normalized and grouped, the item types with a table
+//! (`crate::items`) become rows, and the others are counted and logged as not stored. An item
+//! that cannot be read is counted as invalid and the envelope's other items are kept.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
@@ -26,8 +30,9 @@ use uuid::Uuid;
 
 use crate::events::StoredEvent;
 use crate::grouphash::GroupHashes;
+use crate::items::{self, ItemBatch, ItemRow, RowContext};
 use crate::tenancy::{self, Authorized, Project, Projects};
-use crate::wal::{self, Record, Wal};
+use crate::wal::{self, Logged, Wal};
 
 /// Which endpoint a request came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,12 +404,13 @@ impl Ingest {
                     .await??
             }
         };
-        if decoded.events.is_empty() {
+        if decoded.events.is_empty() && decoded.rows.is_empty() {
             return Ok(decoded.header_event_id);
         }
-        self.log(&project.project, decoded.events)
+        let header_event_id = decoded.header_event_id;
+        self.log(&project.project, decoded)
             .await
-            .map(|first| first.or(decoded.header_event_id))
+            .map(|first| first.or(header_event_id))
     }
 
     /// The project of an envelope whose only credential is its header's `dsn`.
@@ -475,12 +481,16 @@ impl Ingest {
         .map_err(|e| Error::Worker(e.to_string()))
     }
 
-    /// Deduplicates and logs normalized events of `project`; returns the first event's id.
-    async fn log(
-        &self,
-        project: &Project,
-        normalized: Vec<faultline_protocol::Event>,
-    ) -> Result<Option<Uuid>> {
+    /// Deduplicates and logs the normalized events of `project` with the item rows of the same
+    /// request; returns the first event's id.
+    async fn log(&self, project: &Project, decoded: Decoded) -> Result<Option<Uuid>> {
+        let Decoded {
+            events: normalized,
+            rows,
+            item_batches,
+            item_counts,
+            ..
+        } = decoded;
         let total = normalized.len() as u64;
         let mut first_id = None;
         let mut data = Vec::new();
@@ -524,6 +534,7 @@ impl Ingest {
             wal::encode(
                 &mut data,
                 wal::Fields {
+                    kind: wal::EVENT,
                     project_id: stored.project_id,
                     issue_id: stored.issue_id,
                     received_ms: stored.event.received.timestamp_millis(),
@@ -534,18 +545,64 @@ impl Ingest {
             );
             events.push(stored);
         }
+        let accepted = reserved.len() as u64;
+        // Transactions and feedback an SDK sends again (a retry) are stored once, like events.
+        let mut item_batches = item_batches;
+        let mut rows = rows;
+        let mut item_ids: Vec<Uuid> = rows.iter().filter_map(|r| r.item_id).collect();
+        item_ids.sort_unstable();
+        item_ids.dedup();
+        let repeated: Vec<Uuid> = item_ids
+            .into_iter()
+            .filter(|id| {
+                if self.dedup.insert(project.id, *id) {
+                    reserved.push(*id);
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect();
+        if !repeated.is_empty() {
+            tracing::debug!(items = repeated.len(), "duplicate items dropped");
+            rows.retain(|r| r.item_id.is_none_or(|id| !repeated.contains(&id)));
+            // What is left decoded before, as part of the whole.
+            item_batches = batches_of(&rows).map(merge_batches).unwrap_or_default();
+        }
+        for row in &rows {
+            wal::encode(
+                &mut data,
+                wal::Fields {
+                    kind: row.table.code,
+                    project_id: row.project_id,
+                    issue_id: 0,
+                    received_ms: row.received_ms,
+                    grouping_hash: "",
+                    project: &project.name,
+                    json: &row.json,
+                },
+            );
+        }
         // An in-memory lookup per event; candidates go to the alert worker once logged.
         let candidates = self.alerts.candidates(&events);
-        if !events.is_empty()
-            && let Err(err) = self.wal.append(data, events).await
+        let logged = Logged {
+            events,
+            items: item_batches,
+        };
+        if logged.rows() > 0
+            && let Err(err) = self.wal.append(data, logged).await
         {
             self.release(project.id, &reserved);
             return Err(err.into());
         }
         self.alerts.commit(candidates);
-        let accepted = reserved.len() as u64;
-        crate::metrics::ingest_items(&ItemType::Event, "accepted", accepted);
-        crate::metrics::ingest_items(&ItemType::Event, "duplicate", total - accepted);
+        if total > 0 {
+            crate::metrics::ingest_items(&ItemType::Event, "accepted", accepted);
+            crate::metrics::ingest_items(&ItemType::Event, "duplicate", total - accepted);
+        }
+        for (ty, count) in &item_counts {
+            crate::metrics::ingest_items(ty, "accepted", *count);
+        }
         Ok(first_id)
     }
 
@@ -596,7 +653,11 @@ impl DecodeRequest {
             self.encoding.as_deref(),
             body,
             limits,
-            self.received,
+            RowContext {
+                project_id: self.project.project.id,
+                project: &self.project.project.name,
+                received: self.received,
+            },
             self.client_ip,
             // Counted once the events are found and before they are normalized, so events over
             // a rate limit cost no normalization.
@@ -605,10 +666,111 @@ impl DecodeRequest {
     }
 }
 
-/// The events of one request, normalized.
+/// The events of one request, normalized, and its item rows.
+#[derive(Default)]
 struct Decoded {
     header_event_id: Option<Uuid>,
     events: Vec<faultline_protocol::Event>,
+    /// Item rows as the WAL logs them.
+    rows: Vec<ItemRow>,
+    /// The same rows as batches, one per table.
+    item_batches: Vec<ItemBatch>,
+    /// Items turned into rows, per type (counted as accepted once logged).
+    item_counts: Vec<(ItemType, u64)>,
+}
+
+/// What one envelope item is, for the request it came in.
+enum Handled {
+    /// An event: normalized and grouped with the request's other events.
+    Event,
+    /// An item of a type with a table: its rows, as logged and as batches.
+    Rows(Vec<ItemRow>, Vec<ItemBatch>),
+    /// A type faultline does not store (yet).
+    NotStored,
+}
+
+/// Handles one envelope item by its type. Every type is named, so a new `ItemType` does not
+/// compile until it is handled here.
+fn decode_envelope_item(
+    ty: &ItemType,
+    payload: &[u8],
+    ctx: RowContext<'_>,
+) -> Result<Handled, items::Error> {
+    use crate::items::{feedback, logs, spans, transactions};
+    let rows = |rows: Vec<ItemRow>| {
+        let batches = batches_of(&rows)?;
+        Ok::<_, items::Error>(Handled::Rows(rows, batches))
+    };
+    Ok(match ty {
+        ItemType::Event => Handled::Event,
+        ItemType::Transaction => rows(transactions::rows(payload, ctx)?)?,
+        ItemType::Span => rows(spans::rows(payload, ctx)?)?,
+        ItemType::Log => rows(logs::rows(payload, ctx)?)?,
+        ItemType::Feedback => rows(feedback::feedback_rows(payload, ctx)?)?,
+        ItemType::UserReport => rows(feedback::user_report_rows(payload, ctx)?)?,
+        ItemType::Attachment
+        | ItemType::Session
+        | ItemType::Sessions
+        | ItemType::ClientReport
+        | ItemType::CheckIn
+        | ItemType::Profile
+        | ItemType::ReplayEvent
+        | ItemType::ReplayRecording
+        | ItemType::Security
+        | ItemType::FormData
+        | ItemType::RawSecurity
+        | ItemType::Other(_) => Handled::NotStored,
+    })
+}
+
+/// The rows of one item as batches of their tables: proves they fit the schemas before they
+/// are logged.
+fn batches_of(rows: &[ItemRow]) -> Result<Vec<ItemBatch>, items::Error> {
+    let mut tables: Vec<&'static items::ItemTable> = Vec::new();
+    for row in rows {
+        if !tables.contains(&row.table) {
+            tables.push(row.table);
+        }
+    }
+    tables
+        .into_iter()
+        .map(|table| {
+            let json = rows
+                .iter()
+                .filter(|r| r.table == table)
+                .map(|r| r.json.as_slice());
+            Ok(ItemBatch {
+                table,
+                batch: table.decode(json)?,
+            })
+        })
+        .collect()
+}
+
+/// The batches of a request, one per table.
+fn merge_batches(batches: Vec<ItemBatch>) -> Vec<ItemBatch> {
+    let mut merged: Vec<(
+        &'static items::ItemTable,
+        Vec<datafusion::arrow::array::RecordBatch>,
+    )> = Vec::new();
+    for ItemBatch { table, batch } in batches {
+        match merged.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, list)) => list.push(batch),
+            None => merged.push((table, vec![batch])),
+        }
+    }
+    merged
+        .into_iter()
+        .flat_map(|(table, list)| {
+            match datafusion::arrow::compute::concat_batches(&table.schema(), &list) {
+                Ok(batch) => vec![ItemBatch { table, batch }],
+                Err(_) => list
+                    .into_iter()
+                    .map(|batch| ItemBatch { table, batch })
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 /// Decompresses, parses and normalizes a request body (CPU-bound: runs off the async threads).
@@ -617,10 +779,12 @@ fn decode_events(
     content_encoding: Option<&str>,
     body: &[u8],
     limits: &DecodeLimits,
-    received: chrono::DateTime<Utc>,
+    rows_ctx: RowContext<'_>,
     client_ip: Option<IpAddr>,
     admit_events: impl FnOnce(u64) -> Result<()>,
 ) -> Result<Decoded> {
+    let received = rows_ctx.received;
+    let mut decoded = Decoded::default();
     let (body, ranges, header_event_id) = match endpoint {
         Endpoint::Store => {
             let body = decode_body(content_encoding, body, limits.max_event)?;
@@ -637,15 +801,31 @@ fn decode_events(
                     max_attachment_size: limits.max_attachment,
                 },
             )?;
-            for item in envelope.items.iter().filter(|i| i.ty != ItemType::Event) {
-                crate::metrics::ingest_items(&item.ty, "discarded", 1);
+            let mut ranges = Vec::new();
+            let mut batches = Vec::new();
+            for item in &envelope.items {
+                let payload = &body[item.range.clone()];
+                match decode_envelope_item(&item.ty, payload, rows_ctx) {
+                    Ok(Handled::Event) => ranges.push(item.range.clone()),
+                    Ok(Handled::Rows(rows, item_batches)) => {
+                        match decoded.item_counts.iter_mut().find(|(t, _)| *t == item.ty) {
+                            Some((_, count)) => *count += 1,
+                            None => decoded.item_counts.push((item.ty.clone(), 1)),
+                        }
+                        decoded.rows.extend(rows);
+                        batches.extend(item_batches);
+                    }
+                    Ok(Handled::NotStored) => {
+                        tracing::debug!(item_type = %item.ty, bytes = payload.len(), "item not stored");
+                        crate::metrics::ingest_items(&item.ty, "not_stored", 1);
+                    }
+                    Err(err) => {
+                        tracing::debug!(item_type = %item.ty, cause = %err, "invalid item skipped");
+                        crate::metrics::ingest_items(&item.ty, "invalid", 1);
+                    }
+                }
             }
-            let ranges: Vec<_> = envelope
-                .items
-                .iter()
-                .filter(|item| item.ty == ItemType::Event)
-                .map(|item| item.range.clone())
-                .collect();
+            decoded.item_batches = merge_batches(batches);
             (body.into_owned(), ranges, envelope.headers.event_id)
         }
     };
@@ -671,10 +851,9 @@ fn decode_events(
     for range in ranges {
         events.push(normalize_event(&body[range], &ctx)?);
     }
-    Ok(Decoded {
-        header_event_id,
-        events,
-    })
+    decoded.header_event_id = header_event_id;
+    decoded.events = events;
+    Ok(decoded)
 }
 
 /// Groups a normalized event of `project` by its primary hash alone (no index of the hashes
@@ -688,27 +867,6 @@ pub fn stored_event(project: &Project, event: faultline_protocol::Event) -> Stor
         grouping_hash: hash,
         event,
     }
-}
-
-/// Rebuilds a stored event from a WAL record (normalizing an already normalized event is a
-/// no-op, so the row is the one that was acknowledged).
-pub fn replay_record(record: &Record) -> Result<StoredEvent> {
-    let received = chrono::DateTime::from_timestamp_millis(record.received_ms).unwrap_or_default();
-    let event = normalize_event(
-        &record.json,
-        &NormalizeContext {
-            received,
-            client_ip: None,
-            event_id: None,
-        },
-    )?;
-    Ok(StoredEvent {
-        project_id: record.project_id,
-        project: record.project.clone(),
-        issue_id: record.issue_id,
-        grouping_hash: record.grouping_hash.clone(),
-        event,
-    })
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub mod events;
 pub mod grouphash;
 pub mod ingest;
 pub mod issues;
+pub mod items;
 pub mod lock;
 pub mod mail;
 pub mod maintenance;

@@ -109,7 +109,7 @@ impl Metrics {
         let ingest_items = Family::default();
         registry.register(
             "ingest_items",
-            "Envelope items and store events by item type and outcome (accepted, duplicate, rate_limited, discarded)",
+            "Envelope items and store events by item type and outcome (accepted, duplicate, rate_limited, not_stored, invalid)",
             ingest_items.clone(),
         );
         let rate_limited: Family<ScopeLabels, Counter> = Family::default();
@@ -334,6 +334,7 @@ fn item_type_name(item_type: &faultline_protocol::envelope::ItemType) -> &'stati
         T::ReplayEvent => "replay_event",
         T::ReplayRecording => "replay_recording",
         T::UserReport => "user_report",
+        T::Feedback => "feedback",
         T::Security => "security",
         T::FormData => "form_data",
         T::RawSecurity => "raw_security",

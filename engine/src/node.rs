@@ -18,7 +18,7 @@ use crate::alerts::{self, Alerts, AlertsParts, Ruleset, Watch};
 use crate::backup::Backups;
 use crate::buffer::{Buffer, FlushThresholds};
 use crate::grouphash::GroupHashes;
-use crate::ingest::{self, Ingest};
+use crate::ingest::Ingest;
 use crate::issues;
 use crate::lock::WriterLock;
 use crate::mail::{self, Mailer};
@@ -61,7 +61,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// What is acknowledged but not yet in the object store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unflushed {
-    /// Events in memory that no manifest covers yet.
+    /// Events and item rows in memory that no manifest covers yet.
     pub events: usize,
     /// WAL bytes logged but not flushed.
     pub bytes: u64,
@@ -106,8 +106,18 @@ pub struct Node {
 struct PendingFlush {
     rotation: Rotation,
     commit_id: String,
-    /// Event files, issue rollups and issue tag rollups written by an earlier attempt.
-    written: Option<(Vec<DataFile>, Vec<DataFile>, Vec<DataFile>)>,
+    /// What an earlier attempt wrote.
+    written: Option<Written>,
+}
+
+/// The files one flush writes.
+#[derive(Debug, Clone, Default)]
+struct Written {
+    events: Vec<DataFile>,
+    rollups: Vec<DataFile>,
+    tag_rollups: Vec<DataFile>,
+    /// Item files per table name.
+    tables: std::collections::BTreeMap<String, Vec<DataFile>>,
 }
 
 impl PendingFlush {
@@ -141,6 +151,8 @@ enum Unreadable {
 struct Replayed {
     /// (project, event id) of every replayed event.
     ids: Vec<(u64, uuid::Uuid)>,
+    /// Item rows replayed.
+    rows: usize,
     /// Records that could not be replayed (quarantined or skipped).
     unreadable: u64,
 }
@@ -159,42 +171,35 @@ fn replay(
     hashes: Option<&GroupHashes>,
 ) -> Result<Replayed> {
     let mut replayed = Replayed::default();
-    for (seq, path) in wal::list_segments(dir)? {
-        if wal_upto.is_some_and(|upto| seq <= upto) {
-            if trim {
-                std::fs::remove_file(&path).map_err(|source| wal::Error::Remove {
-                    path: path.clone(),
-                    source,
-                })?;
-            }
-            continue;
-        }
+    for (seq, path) in wal::replay::pending_segments(dir, wal_upto, trim)? {
         let contents = wal::read_segment(&path)?;
         if contents.torn {
             tracing::warn!(segment = %path.display(), valid_bytes = contents.valid_len,
                 "wal segment ends in a torn record (an unacknowledged write); ignoring the tail");
         }
-        let mut events = Vec::with_capacity(contents.records.len());
-        for (record, offset) in contents.records.iter().zip(&contents.offsets) {
-            match ingest::replay_record(record) {
-                Ok(event) => {
-                    replayed.ids.push((event.project_id, event.event.event_id));
-                    if let Some(hashes) = hashes {
-                        let grouping = faultline_protocol::grouping::grouping_of(&event.event);
-                        hashes.observe(event.project_id, event.issue_id, grouping);
-                    }
-                    events.push(event);
-                }
-                Err(err) => {
-                    replayed.unreadable += 1;
-                    set_aside(dir, seq, *offset, record, &err, unreadable)?;
-                }
+        let logged = wal::replay::rebuild(&contents.records, |i, err| {
+            replayed.unreadable += 1;
+            set_aside(
+                dir,
+                seq,
+                contents.offsets[i],
+                &contents.records[i],
+                err,
+                unreadable,
+            )
+        })?;
+        for event in &logged.events {
+            replayed.ids.push((event.project_id, event.event.event_id));
+            if let Some(hashes) = hashes {
+                let grouping = faultline_protocol::grouping::grouping_of(&event.event);
+                hashes.observe(event.project_id, event.issue_id, grouping);
             }
         }
-        buffer.append(&events);
+        replayed.rows += logged.rows() - logged.events.len();
+        buffer.append_logged(&logged);
         if let Some(watch) = alerts {
             // Decided again after a crash: the worker's deliveries are idempotent.
-            watch.observe(&events);
+            watch.observe(&logged.events);
         }
     }
     Ok(replayed)
@@ -206,7 +211,7 @@ fn set_aside(
     seq: u64,
     offset: u64,
     record: &wal::Record,
-    err: &ingest::Error,
+    err: &wal::ReplayError,
     unreadable: Unreadable,
 ) -> Result<()> {
     match unreadable {
@@ -268,8 +273,12 @@ impl Node {
             Some(&watch),
             Some(&hashes),
         )?;
-        if !replayed.ids.is_empty() {
-            tracing::info!(events = replayed.ids.len(), "replayed events from the wal");
+        if !replayed.ids.is_empty() || replayed.rows > 0 {
+            tracing::info!(
+                events = replayed.ids.len(),
+                item_rows = replayed.rows,
+                "replayed events from the wal"
+            );
         }
         let wal = Wal::start(
             &wal_dir,
@@ -366,13 +375,14 @@ impl Node {
 
     /// The events not flushed yet, and the WAL that holds them (for the shutdown log).
     pub fn unflushed(&self) -> Unflushed {
-        let events = self
-            .buffer
-            .snapshot()
-            .batches
-            .iter()
-            .map(|b| b.num_rows())
-            .sum();
+        let snapshot = self.buffer.snapshot();
+        let events = snapshot.batches.iter().map(|b| b.num_rows()).sum::<usize>()
+            + snapshot
+                .items
+                .values()
+                .flatten()
+                .map(|b| b.num_rows())
+                .sum::<usize>();
         Unflushed {
             events,
             bytes: self.wal.unflushed_bytes(),
@@ -412,33 +422,20 @@ impl Node {
 
     async fn write_rotation(&self, pending: &mut PendingFlush) -> Result<usize> {
         let rotation = &pending.rotation;
-        let rows: usize = rotation.batches.iter().map(|b| b.num_rows()).sum();
+        let rows: usize = rotation.batches.iter().map(|b| b.num_rows()).sum::<usize>()
+            + rotation
+                .items
+                .iter()
+                .map(|i| i.batch.num_rows())
+                .sum::<usize>();
         let started = std::time::Instant::now();
         if rows > 0 {
-            let (files, rollup_files, tag_files) = match &pending.written {
+            let written = match &pending.written {
                 Some(written) => written.clone(),
                 None => {
-                    let files = store::parquet::write_partitions(
-                        &self.store,
-                        &rotation.batches,
-                        self.config.flush.zstd_level,
-                    )
-                    .await?;
-                    let rollups = issues::rollup::compute(&rotation.batches)?;
-                    let rollup_files =
-                        issues::rollup::write(&self.store, &rollups, self.config.flush.zstd_level)
-                            .await?;
-                    let tags = issues::tag_rollup::compute(&rollups)?;
-                    let tag_files = issues::tag_rollup::write(
-                        &self.store,
-                        &tags,
-                        self.config.flush.zstd_level,
-                        &rollup_files,
-                    )
-                    .await?;
-                    pending.written =
-                        Some((files.clone(), rollup_files.clone(), tag_files.clone()));
-                    (files, rollup_files, tag_files)
+                    let written = self.write_files(rotation).await?;
+                    pending.written = Some(written.clone());
+                    written
                 }
             };
             let base = (*self.buffer.manifest()).clone();
@@ -451,9 +448,15 @@ impl Node {
                 Some(base),
                 &pending.commit_id,
                 |current| {
-                    let mut next = current.with_files(files.clone(), rotation.upto);
-                    next.rollups.extend(rollup_files.iter().cloned());
-                    next.tag_rollups.extend(tag_files.iter().cloned());
+                    let mut next = current.with_files(written.events.clone(), rotation.upto);
+                    next.rollups.extend(written.rollups.iter().cloned());
+                    next.tag_rollups.extend(written.tag_rollups.iter().cloned());
+                    for (table, files) in &written.tables {
+                        next.tables
+                            .entry(table.clone())
+                            .or_default()
+                            .extend(files.iter().cloned());
+                    }
                     Some(next)
                 },
             )
@@ -464,6 +467,37 @@ impl Node {
         }
         self.wal.remove_upto(rotation.upto)?;
         Ok(rows)
+    }
+
+    /// Writes the Parquet files of a rotation: events with their issue rollups, and each item
+    /// table's rows.
+    async fn write_files(&self, rotation: &Rotation) -> Result<Written> {
+        let level = self.config.flush.zstd_level;
+        let mut written = Written::default();
+        if rotation.batches.iter().any(|b| b.num_rows() > 0) {
+            written.events =
+                store::parquet::write_partitions(&self.store, &rotation.batches, level).await?;
+            let rollups = issues::rollup::compute(&rotation.batches)?;
+            written.rollups = issues::rollup::write(&self.store, &rollups, level).await?;
+            let tags = issues::tag_rollup::compute(&rollups)?;
+            written.tag_rollups =
+                issues::tag_rollup::write(&self.store, &tags, level, &written.rollups).await?;
+        }
+        for item in &rotation.items {
+            let files = store::parquet::write_item_files(
+                &self.store,
+                item.table,
+                std::slice::from_ref(&item.batch),
+                level,
+            )
+            .await?;
+            written
+                .tables
+                .entry(item.table.name.to_owned())
+                .or_default()
+                .extend(files);
+        }
+        Ok(written)
     }
 
     /// Swaps in the newest version of this node's manifest if another process committed one.

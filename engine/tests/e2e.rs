@@ -25,6 +25,8 @@ mod durability;
 mod flight_sql;
 #[path = "e2e/ingest_limits.rs"]
 mod ingest_limits;
+#[path = "e2e/items.rs"]
+mod items;
 #[path = "e2e/mail.rs"]
 mod mail;
 #[path = "e2e/node_sdk.rs"]

@@ -21,6 +21,7 @@ use crate::tenancy::{DEFAULT_ORG, NewToken, Scope};
 mod grouping;
 mod hardening;
 mod issues;
+mod items;
 mod keys;
 mod limits;
 mod lost_replies;

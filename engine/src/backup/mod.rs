@@ -44,7 +44,7 @@ use crate::maintenance::progress::Progress;
 use crate::store::lease::{self, Lease};
 use crate::store::manifest::Manifest;
 use crate::store::{self, Store};
-use crate::{ingest, wal};
+use crate::wal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -53,7 +53,7 @@ pub enum Error {
     #[error(transparent)]
     Wal(#[from] wal::Error),
     #[error("cannot replay a backed-up WAL record: {0}")]
-    Replay(#[source] Box<ingest::Error>),
+    Replay(String),
     #[error("no backup destination: set backup.destination or pass --to/--from")]
     NoDestination,
     #[error("the server is shutting down")]
@@ -309,17 +309,15 @@ fn read_wal(dir: &Path) -> Result<Vec<(u64, Vec<u8>)>> {
     Ok(out)
 }
 
-/// Decodes a backed-up WAL segment into events (through a temporary file, the WAL reader's
-/// input).
-pub(crate) fn wal_events(data: &[u8]) -> Result<Vec<crate::events::StoredEvent>> {
+/// Decodes a backed-up WAL segment into events and item rows (through a temporary file, the
+/// WAL reader's input).
+pub(crate) fn wal_events(data: &[u8]) -> Result<wal::Logged> {
     let mut file = tempfile::NamedTempFile::new().map_err(Error::Temp)?;
     std::io::Write::write_all(&mut file, data).map_err(Error::Temp)?;
     let contents = wal::read_segment(file.path())?;
-    contents
-        .records
-        .iter()
-        .map(|r| ingest::replay_record(r).map_err(|e| Error::Replay(Box::new(e))))
-        .collect()
+    wal::replay::rebuild(&contents.records, |_, err| {
+        Err(Error::Replay(err.to_string()))
+    })
 }
 
 /// Copies one data file unless the destination has it; returns its checksum and whether it
@@ -444,7 +442,7 @@ pub async fn create(
     }
     let mut wal_copies = Vec::new();
     for (seq, data) in segments {
-        for event in wal_events(&data)? {
+        for event in wal_events(&data)?.events {
             let date = event.event.timestamp.format("%Y-%m-%d").to_string();
             *counts.entry((event.project_id, date)).or_default() += 1;
         }

@@ -21,14 +21,19 @@
 //! `until` the backed-up rollup files are restored as they are and only the events of the carried
 //! WAL get new ones; with `until` every rollup is rebuilt from the events kept (a backed-up
 //! rollup file cannot be cut at `until`, and compaction moves events into later files).
+//!
+//! Files of the item tables (transactions, spans, logs, feedback) are restored like event
+//! files: as they are, or with `until` cut to the rows received by then; their rows in the
+//! carried WAL become files of their tables.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use datafusion::arrow::array::{BooleanArray, RecordBatch};
+use datafusion::arrow::array::{AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::TimestampMillisecondType;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use faultline_config::Config;
 use object_store::path::Path as ObjectPath;
@@ -218,7 +223,7 @@ async fn choose(
 }
 
 async fn ensure_empty(config: &Config, target: &Store) -> Result<()> {
-    for prefix in ["manifest", "events", "rollups"] {
+    for prefix in ["manifest", "events", "rollups", crate::store::keys::ITEMS] {
         if let Some(object) = target.list(&ObjectPath::from(prefix)).await?.first() {
             return Err(Error::NotEmpty {
                 location: target.location.clone(),
@@ -343,10 +348,19 @@ async fn restore_record(
     let mut manifests: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
     // Rollups written by this restore, per node (see the module docs).
     let mut rollups: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
+    // Item table files restored, per node and table.
+    let mut tables: BTreeMap<String, BTreeMap<String, Vec<DataFile>>> = BTreeMap::new();
     for manifest in &record.manifests {
-        // Other listed objects than event files (issue rollups) are copied as they are.
-        let event_paths: std::collections::HashSet<&str> =
-            manifest.files.iter().map(|f| f.path.as_str()).collect();
+        let restored =
+            restore_item_files(target, dest, record, manifest, until_ms, level, &progress).await?;
+        tables.insert(manifest.node.clone(), restored);
+        // Other listed objects than event and item files (issue rollups) are copied as they are.
+        let event_paths: std::collections::HashSet<&str> = manifest
+            .files
+            .iter()
+            .chain(manifest.item_files())
+            .map(|f| f.path.as_str())
+            .collect();
         for other in manifest
             .live_files()
             .filter(|f| until_ms.is_none() && !event_paths.contains(f.path.as_str()))
@@ -427,11 +441,31 @@ async fn restore_record(
         let path = format!("backups/{}/{}", record.id, segment.object.path);
         let data = fetch(dest, &path, &segment.object).await?;
         progress.file_done(segment.object.bytes);
+        let logged = wal_events(&data)?;
         events.extend(
-            wal_events(&data)?.into_iter().filter(|e| {
+            logged.events.into_iter().filter(|e| {
                 until_ms.is_none_or(|until| e.event.received.timestamp_millis() <= until)
             }),
         );
+        for item in logged.items {
+            let batch = received_until(&path, item.batch, until_ms)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let written = store::parquet::write_item_files(
+                target,
+                item.table,
+                &[batch],
+                config.flush.zstd_level,
+            )
+            .await?;
+            tables
+                .entry(record.node.clone())
+                .or_default()
+                .entry(item.table.name.to_owned())
+                .or_default()
+                .extend(written);
+        }
     }
     if !events.is_empty() {
         let mut builder = EventBuilder::new();
@@ -509,6 +543,8 @@ async fn restore_record(
         restored.version = 1;
         restored.wal_upto = None;
         restored.files = files;
+        restored.tables = tables.remove(&restored.node).unwrap_or_default();
+        restored.tables.retain(|_, files| !files.is_empty());
         restored.retired.clear();
         let rebuilt = rollups.remove(&restored.node).unwrap_or_default();
         if until.is_some() {
@@ -546,6 +582,85 @@ async fn restore_record(
             })
             .collect(),
     })
+}
+
+/// The rows of `batch` received up to `until_ms` (all of them without it).
+fn received_until(path: &str, batch: RecordBatch, until_ms: Option<i64>) -> Result<RecordBatch> {
+    let Some(until) = until_ms else {
+        return Ok(batch);
+    };
+    let Some(received) = batch
+        .column_by_name("received")
+        .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>())
+    else {
+        return Err(parquet_error(path, "no received column"));
+    };
+    let mask: BooleanArray = received.iter().map(|v| v.map(|v| v <= until)).collect();
+    filter_record_batch(&batch, &mask).map_err(|e| parquet_error(path, e))
+}
+
+/// Restores the item table files of one backed-up manifest: copied as they are, or with
+/// `until_ms` cut to the rows received by then (see the module docs). Returns the restored
+/// files per table.
+async fn restore_item_files(
+    target: &Store,
+    dest: &Destination,
+    record: &BackupRecord,
+    manifest: &crate::store::manifest::Manifest,
+    until_ms: Option<i64>,
+    level: i32,
+    progress: &Progress,
+) -> Result<BTreeMap<String, Vec<DataFile>>> {
+    let mut restored: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
+    let copies: std::collections::HashMap<&str, &Copied> =
+        record.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    for (name, files) in &manifest.tables {
+        let Some(table) = crate::items::by_name(name) else {
+            return Err(Error::Verify {
+                id: record.id.clone(),
+                problems: vec![format!(
+                    "unknown item table {name} (a newer version's backup?)"
+                )],
+            });
+        };
+        for file in files {
+            let copied = copies
+                .get(file.path.as_str())
+                .ok_or_else(|| Error::Verify {
+                    id: record.id.clone(),
+                    problems: vec![format!(
+                        "{} is in a manifest but not in the backup",
+                        file.path
+                    )],
+                })?;
+            let data = fetch(dest, &format!("files/{}", file.path), copied).await?;
+            progress.file_done(copied.bytes);
+            let whole = match (until_ms, created_ms(&file.path)) {
+                (None, _) => true,
+                (Some(until), Some(created)) => created <= until,
+                (Some(_), None) => false,
+            };
+            let out = restored.entry(name.clone()).or_default();
+            if whole {
+                target
+                    .put_durable(&ObjectPath::from(file.path.as_str()), data)
+                    .await?;
+                out.push(file.clone());
+                continue;
+            }
+            let mut kept = Vec::new();
+            for batch in read_batches(&file.path, data)? {
+                let batch = received_until(&file.path, batch, until_ms)?;
+                if batch.num_rows() > 0 {
+                    kept.push(batch);
+                }
+            }
+            if !kept.is_empty() {
+                out.extend(store::parquet::write_item_files(target, table, &kept, level).await?);
+            }
+        }
+    }
+    Ok(restored)
 }
 
 fn count_mismatch(id: &str, expected: &Counts, found: &Counts) -> Error {

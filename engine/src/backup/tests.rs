@@ -213,3 +213,112 @@ async fn a_restore_killed_midway_is_resumed_by_the_same_command_only() {
     let manifests = Manifest::load_all(&store).await.unwrap();
     assert_eq!(manifests[0].files.iter().map(|f| f.rows).sum::<u64>(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_tables_are_backed_up_and_restored_whole_or_until_a_time() {
+    use crate::items::{RowContext, logs};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let source = Store::local(&root.join("src")).unwrap();
+    let now = chrono::Utc::now();
+    let log_rows = |body: &str, received| {
+        let payload = format!(
+            r#"{{"items":[{{"timestamp":{},"level":"info","body":"{body}"}}]}}"#,
+            now.timestamp()
+        );
+        let ctx = RowContext {
+            project_id: 3,
+            project: "p",
+            received,
+        };
+        logs::rows(payload.as_bytes(), ctx).unwrap()
+    };
+    // One log row flushed two hours ago, one still in the WAL (received now).
+    let flushed = log_rows("flushed", now - chrono::Duration::hours(2));
+    let batch = logs::TABLE
+        .decode(flushed.iter().map(|r| r.json.as_slice()))
+        .unwrap();
+    let log_files = crate::store::parquet::write_item_files(&source, &logs::TABLE, &[batch], 1)
+        .await
+        .unwrap();
+    let mut manifest = Manifest {
+        node: "node-0".into(),
+        ..Manifest::default()
+    }
+    .with_files(Vec::new(), 1);
+    manifest.tables.insert("logs".into(), log_files);
+    manifest.commit(&source).await.unwrap();
+    let wal_dir = root.join("wal");
+    std::fs::create_dir_all(&wal_dir).unwrap();
+    let mut segment = Vec::new();
+    for row in log_rows("in the wal", now) {
+        crate::wal::encode(
+            &mut segment,
+            crate::wal::Fields {
+                kind: row.table.code,
+                project_id: row.project_id,
+                issue_id: 0,
+                received_ms: row.received_ms,
+                grouping_hash: "",
+                project: "p",
+                json: &row.json,
+            },
+        );
+    }
+    std::fs::write(wal_dir.join(format!("{:020}.wal", 2)), segment).unwrap();
+
+    let url = format!("file://{}", root.join("dest").display());
+    std::fs::create_dir_all(root.join("dest")).unwrap();
+    let dest = Destination {
+        store: Store::open_url(&url, &Default::default(), None).unwrap(),
+        url,
+    };
+    let source_of = Source {
+        store: &source,
+        node: "node-0",
+        wal_dir: &wal_dir,
+    };
+    let record = create("b1", &source_of, &dest, false).await.unwrap();
+    assert_eq!(record.files.len(), 1, "the log file is copied");
+    assert_eq!(record.wal.len(), 1, "the WAL segment is carried");
+
+    for (name, until, bodies) in [
+        ("whole", None, vec!["flushed", "in the wal"]),
+        (
+            "until",
+            Some(now - chrono::Duration::hours(1)),
+            vec!["flushed"],
+        ),
+    ] {
+        let config = target(root, name);
+        restore(&config, &dest, "latest", until, false)
+            .await
+            .unwrap();
+        let store = Store::open(&config).unwrap();
+        let manifests = Manifest::load_all(&store).await.unwrap();
+        let files = &manifests[0].tables["logs"];
+        let mut restored = Vec::new();
+        for file in files {
+            assert!(file.path.starts_with("items/logs/proj=3/"), "{}", file.path);
+            let data = store
+                .get(&object_store::path::Path::from(file.path.as_str()))
+                .await
+                .unwrap();
+            let reader =
+                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    data,
+                )
+                .unwrap()
+                .build()
+                .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let body = batch.column_by_name("body").unwrap();
+                let body = datafusion::arrow::array::AsArray::as_string::<i32>(body.as_ref());
+                restored.extend(body.iter().flatten().map(str::to_owned));
+            }
+        }
+        restored.sort();
+        assert_eq!(restored, bodies, "{name}");
+    }
+}

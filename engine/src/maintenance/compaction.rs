@@ -10,6 +10,9 @@
 //! one, never both: its file list comes from one manifest version. The inputs are retired, not
 //! deleted: they move under `retired/` right after the commit, out of the live prefix other
 //! Parquet readers glob, and a query that planned with them still finds them there.
+//!
+//! The small files of an item table (one per flush, table, project and day) are merged the same
+//! way, per (table, project, day), into one file in time order.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -38,8 +41,9 @@ pub struct CompactionReport {
 /// One merge: `inputs` files of a partition became one.
 #[derive(Debug, Clone, Serialize)]
 pub struct Merge {
-    /// What was merged: `events` (files of a project and hour) or `rollups` (the issue rollups
-    /// of a project and day, with their tag rollups).
+    /// What was merged: `events` (files of a project and hour), `rollups` (the issue rollups
+    /// of a project and day, with their tag rollups), or an item table's name (its files of a
+    /// project and day).
     pub kind: &'static str,
     pub node: String,
     pub project_id: u64,
@@ -113,6 +117,35 @@ fn plan_rollups(manifest: &Manifest, min_files: usize) -> Vec<Vec<DataFile>> {
         .collect()
 }
 
+/// Groups of small item table files to merge: per (table, project, day) of one manifest, all
+/// of those below the target once there are at least `min_files`.
+fn plan_items(
+    manifest: &Manifest,
+    target: u64,
+    min_files: usize,
+) -> Vec<(&'static crate::items::ItemTable, Vec<DataFile>)> {
+    let mut groups = Vec::new();
+    for (name, files) in &manifest.tables {
+        let Some(table) = crate::items::by_name(name) else {
+            continue;
+        };
+        let mut partitions: BTreeMap<(u64, &str), Vec<&DataFile>> = BTreeMap::new();
+        for file in files.iter().filter(|f| f.bytes < target) {
+            partitions
+                .entry((file.project_id, file.date.as_str()))
+                .or_default()
+                .push(file);
+        }
+        groups.extend(
+            partitions
+                .into_values()
+                .filter(|files| files.len() >= min_files.max(2))
+                .map(|files| (table, files.into_iter().cloned().collect())),
+        );
+    }
+    groups
+}
+
 impl Maintenance {
     /// Merges the small files of every node's manifest.
     #[tracing::instrument(level = "info", skip(self))]
@@ -180,11 +213,105 @@ impl Maintenance {
                 report.merged.push(merge);
             }
         }
+        let target = self.config.compaction.target_size.as_u64();
+        for manifest in &manifests {
+            for (table, group) in plan_items(manifest, target, min_files) {
+                let first = &group[0];
+                let mut merge = Merge {
+                    kind: table.name,
+                    node: manifest.node.clone(),
+                    project_id: first.project_id,
+                    date: first.date.clone(),
+                    hour: 0,
+                    inputs: group.len(),
+                    rows: group.iter().map(|f| f.rows).sum(),
+                    output: None,
+                };
+                if !dry_run {
+                    merge.output = self.merge_items(&manifest.node, table, &group).await?;
+                }
+                report.merged.push(merge);
+            }
+        }
         if !dry_run {
             self.purge().await?;
             crate::metrics::compacted(started);
         }
         Ok(report)
+    }
+
+    /// Merges the files `group` of one item table, project and day into one.
+    async fn merge_items(
+        &self,
+        node: &str,
+        table: &'static crate::items::ItemTable,
+        group: &[DataFile],
+    ) -> Result<Option<String>> {
+        let mut batches = Vec::new();
+        for file in group {
+            let data = self
+                .store
+                .get(&ObjectPath::from(file.path.as_str()))
+                .await?;
+            let path = file.path.clone();
+            let decoded = tokio::task::spawn_blocking(move || decode(&path, data))
+                .await
+                .expect("decoding does not panic")?;
+            if decoded
+                .iter()
+                .any(|b| b.schema().fields() != table.schema().fields())
+            {
+                tracing::info!(path = %file.path, "item file of another layout; not merged");
+                return Ok(None);
+            }
+            batches.extend(decoded);
+        }
+        let level = self.config.compaction.zstd_level;
+        let outputs =
+            crate::store::parquet::write_item_files(&self.store, table, &batches, level).await?;
+        let inputs: HashSet<&str> = group.iter().map(|f| f.path.as_str()).collect();
+        let now_ms = Utc::now().timestamp_millis();
+        let edited = self
+            .edit(node, |current| {
+                let listed = current.tables.get(table.name)?;
+                let live = listed
+                    .iter()
+                    .filter(|f| inputs.contains(f.path.as_str()))
+                    .count();
+                if live != inputs.len() {
+                    return None;
+                }
+                let mut next = current.clone();
+                let files = next.tables.entry(table.name.to_owned()).or_default();
+                files.retain(|f| !inputs.contains(f.path.as_str()));
+                files.extend(outputs.iter().cloned());
+                next.retired.extend(group.iter().map(|f| Retired {
+                    path: f.path.clone(),
+                    project_id: f.project_id,
+                    date: f.date.clone(),
+                    since_ms: now_ms,
+                }));
+                Some(next)
+            })
+            .await?;
+        if edited.is_none() {
+            tracing::info!(
+                node,
+                table = table.name,
+                "item inputs changed during compaction; discarding the merged file"
+            );
+            for file in &outputs {
+                self.store
+                    .delete(&ObjectPath::from(file.path.as_str()))
+                    .await?;
+            }
+            return Ok(None);
+        }
+        self.retire_files(group.iter().map(|f| f.path.as_str()))
+            .await;
+        let output = outputs.first().map(|f| f.path.clone());
+        tracing::info!(node, table = table.name, inputs = group.len(), output = ?output, "compacted item files");
+        Ok(output)
     }
 
     /// Merges the rollup files `group` of one (project, day) into one, with new tag rollups.

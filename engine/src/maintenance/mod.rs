@@ -354,7 +354,7 @@ impl Maintenance {
             .await?;
         }
         for (project, date) in emptied {
-            for prefix in keys::partition_prefixes(project, &date) {
+            for prefix in keys::partition_prefixes(project, &date, crate::items::names()) {
                 for object in self.store.list(&prefix).await? {
                     if !live.contains(object.location.as_ref())
                         && object.last_modified.timestamp_millis() <= cutoff

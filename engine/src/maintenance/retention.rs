@@ -53,15 +53,17 @@ pub fn plan(
     names: &BTreeMap<u64, String>,
     today: NaiveDate,
 ) -> Vec<Dropped> {
-    // (project, date) -> (files, events)
+    // (project, date) -> (files, events); the files of item tables (spans, logs, ...) are
+    // dropped with their day, but only events count towards `max_events_per_project`.
     let mut partitions: BTreeMap<(u64, String), (usize, u64)> = BTreeMap::new();
     for manifest in manifests {
-        for file in &manifest.files {
+        let events = manifest.files.iter().map(|f| (f, f.rows));
+        for (file, rows) in events.chain(manifest.item_files().map(|f| (f, 0))) {
             let entry = partitions
                 .entry((file.project_id, file.date.clone()))
                 .or_default();
             entry.0 += 1;
-            entry.1 += file.rows;
+            entry.1 += rows;
         }
     }
     let name = |id: u64| names.get(&id).cloned().unwrap_or_else(|| id.to_string());
@@ -179,6 +181,39 @@ mod tests {
         assert_eq!(
             dropped[1].project, "2",
             "an unknown project is named by its id"
+        );
+    }
+
+    #[test]
+    fn days_of_item_tables_expire_with_the_same_policy() {
+        let today = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        let mut old = manifest(vec![file(1, "2026-11-24", 3)]);
+        let mut span = file(1, "2026-11-19", 40);
+        span.path = "items/spans/proj=1/date=2026-11-19/x.parquet".into();
+        let mut log = file(1, "2026-11-24", 9);
+        log.path = "items/logs/proj=1/date=2026-11-24/x.parquet".into();
+        old.tables.insert("spans".into(), vec![span]);
+        old.tables.insert("logs".into(), vec![log]);
+        let dropped = plan(
+            std::slice::from_ref(&old),
+            &policy(),
+            &BTreeMap::new(),
+            today,
+        );
+        assert_eq!(dates(&dropped), [(1, "2026-11-19")]);
+        assert_eq!(dropped[0].files, 1);
+        assert_eq!(dropped[0].events, 0, "spans are not events");
+        let expired = dropped
+            .iter()
+            .map(|d| (d.project_id, d.date.clone()))
+            .collect();
+        let next = old.retire_partitions(&expired, 5).unwrap();
+        assert!(!next.tables.contains_key("spans"));
+        assert_eq!(next.tables["logs"].len(), 1);
+        assert_eq!(next.retired.len(), 1);
+        assert_eq!(
+            next.retired[0].path,
+            "items/spans/proj=1/date=2026-11-19/x.parquet"
         );
     }
 

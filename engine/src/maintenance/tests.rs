@@ -531,3 +531,52 @@ async fn a_deleted_issue_leaves_the_lists_at_once_and_its_events_are_erased_afte
         "{issues}"
     );
 }
+
+#[tokio::test]
+async fn small_files_of_an_item_table_are_merged_per_project_and_day() {
+    use crate::items::{RowContext, logs};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(dir.path()).unwrap();
+    let mut manifest = Manifest::load_latest(&store, "node-0").await.unwrap();
+    for i in 0..3 {
+        let payload = format!(
+            r#"{{"items":[{{"timestamp":"2026-11-24T10:0{i}:00Z","level":"info","body":"line {i}"}}]}}"#
+        );
+        let ctx = RowContext {
+            project_id: 1,
+            project: "shop",
+            received: chrono::Utc::now(),
+        };
+        let rows = logs::rows(payload.as_bytes(), ctx).unwrap();
+        let batch = logs::TABLE
+            .decode(rows.iter().map(|r| r.json.as_slice()))
+            .unwrap();
+        let files = crate::store::parquet::write_item_files(&store, &logs::TABLE, &[batch], 1)
+            .await
+            .unwrap();
+        let mut next = manifest.with_files(Vec::new(), 0);
+        next.tables.entry("logs".into()).or_default().extend(files);
+        next.commit(&store).await.unwrap();
+        manifest = next;
+    }
+    let mut config = Config::default();
+    config.compaction.min_files = 3;
+    let report = Maintenance::new(config, store.clone(), None)
+        .compact(false, false)
+        .await
+        .unwrap();
+    let merges: Vec<_> = report.merged.iter().filter(|m| m.kind == "logs").collect();
+    assert_eq!(merges.len(), 1, "{:?}", report.merged);
+    assert_eq!((merges[0].inputs, merges[0].rows), (3, 3));
+    let manifest = Manifest::load_latest(&store, "node-0").await.unwrap();
+    let files = &manifest.tables["logs"];
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].rows, 3);
+    assert_eq!(merges[0].output.as_deref(), Some(files[0].path.as_str()));
+    let reader = reader(&store);
+    let out = reader
+        .run(&ProjectFilter::All, "SELECT count(*) AS n FROM logs")
+        .await
+        .unwrap();
+    assert_eq!(scalar(&out.batches, 0), 3);
+}

@@ -86,6 +86,26 @@ impl EventsTable {
         })
     }
 
+    /// An item table (`crate::items`): its files and buffered rows of the projects `projects`
+    /// allows, pruned by the manifest's range of the `timestamp` column.
+    pub(crate) fn items(
+        schema: SchemaRef,
+        files: Vec<DataFile>,
+        batches: Vec<RecordBatch>,
+        projects: &ProjectFilter,
+        target_partitions: usize,
+    ) -> Result<Self> {
+        let (files, batches) = restrict(files, batches, projects)?;
+        Ok(Self {
+            schema,
+            files,
+            batches,
+            target_partitions: target_partitions.max(1),
+            time_column: TIME_COLUMN,
+            wide_column: None,
+        })
+    }
+
     /// The rollup files (of `schema`, with an `hour` column) of the projects `projects`
     /// allows, as one table (the rows still in memory are added by the caller).
     pub(crate) fn rollups(

@@ -339,11 +339,15 @@ impl QueryService {
         let mut files = snapshot.manifest.files.clone();
         let mut rollups = snapshot.manifest.rollups.clone();
         let mut tag_rollups = snapshot.manifest.tag_rollups.clone();
+        let mut item_files = snapshot.manifest.tables.clone();
         for manifest in Manifest::load_all(&self.store).await? {
             if manifest.node != self.node {
                 files.extend(manifest.files);
                 rollups.extend(manifest.rollups);
                 tag_rollups.extend(manifest.tag_rollups);
+                for (table, listed) in manifest.tables {
+                    item_files.entry(table).or_default().extend(listed);
+                }
             }
         }
         let states = self
@@ -409,15 +413,15 @@ impl QueryService {
             rollups,
             tag_rollups,
             batches: snapshot.batches.clone(),
+            item_files,
+            item_batches: snapshot.items.clone(),
             states,
             projects: projects.clone(),
             audit,
         };
-        for table in &tables::TABLES {
-            if let Some(provider) = table.build(self, &inputs).map_err(|e| self.sql_error(e))? {
-                ctx.register_table(table.name, provider)
-                    .map_err(|e| self.sql_error(e))?;
-            }
+        for (name, provider) in tables::build_all(self, &inputs).map_err(|e| self.sql_error(e))? {
+            ctx.register_table(name, provider)
+                .map_err(|e| self.sql_error(e))?;
         }
         catalog::register(&ctx)
             .await

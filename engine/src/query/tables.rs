@@ -2,8 +2,11 @@
 //! them, with how a session builds it. The plan guard, `information_schema`, and the PostgreSQL
 //! and Flight SQL catalogs all read [`TABLES`]; a session registers exactly what
 //! [`Table::build`] gives. Adding a table is its provider's file plus one entry here (see the
-//! recipe in docs/development.md).
+//! recipe in docs/development.md). The item tables (`crate::items::TABLES`) follow these, all
+//! built the same way: their manifest files and buffered rows, restricted to the session's
+//! projects.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -25,6 +28,10 @@ pub(crate) struct Inputs {
     pub(crate) rollups: Vec<DataFile>,
     pub(crate) tag_rollups: Vec<DataFile>,
     pub(crate) batches: Vec<RecordBatch>,
+    /// Files of the item tables by table name.
+    pub(crate) item_files: BTreeMap<String, Vec<DataFile>>,
+    /// Buffered item rows by table name.
+    pub(crate) item_batches: BTreeMap<&'static str, Vec<RecordBatch>>,
     pub(crate) states: Vec<IssueState>,
     pub(crate) projects: ProjectFilter,
     pub(crate) audit: AuditView,
@@ -122,5 +129,37 @@ pub(crate) const TABLES: [Table; 6] = [
 
 /// The names of every table, in `SHOW TABLES` order.
 pub(crate) fn names() -> impl Iterator<Item = &'static str> {
-    TABLES.iter().map(|t| t.name)
+    TABLES.iter().map(|t| t.name).chain(crate::items::names())
+}
+
+/// Every table of one session: those of [`TABLES`] it may have, then the item tables.
+pub(crate) fn build_all(
+    service: &QueryService,
+    inputs: &Inputs,
+) -> Result<Vec<(&'static str, Arc<dyn TableProvider>)>> {
+    let mut built = Vec::with_capacity(TABLES.len() + crate::items::TABLES.len());
+    for table in &TABLES {
+        if let Some(provider) = table.build(service, inputs)? {
+            built.push((table.name, provider));
+        }
+    }
+    for table in crate::items::TABLES {
+        let provider = EventsTable::items(
+            table.schema(),
+            inputs
+                .item_files
+                .get(table.name)
+                .cloned()
+                .unwrap_or_default(),
+            inputs
+                .item_batches
+                .get(table.name)
+                .cloned()
+                .unwrap_or_default(),
+            &inputs.projects,
+            PARTITIONS,
+        )?;
+        built.push((table.name, Arc::new(provider)));
+    }
+    Ok(built)
 }

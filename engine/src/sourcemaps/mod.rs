@@ -185,7 +185,11 @@ impl SourceMaps {
         {
             return known;
         }
-        let known = match self.store.get(&crate::store::keys::sourcemap_uploads(org)).await {
+        let known = match self
+            .store
+            .get(&crate::store::keys::sourcemap_uploads(org))
+            .await
+        {
             Ok(_) => true,
             Err(store::Error::Request {
                 source: object_store::Error::NotFound { .. },

@@ -4,7 +4,9 @@
 //! events/proj=<id>/date=<YYYY-MM-DD>/hour=<HH>/<ulid>.parquet   live event files
 //! rollups/proj=<id>/date=<YYYY-MM-DD>/<ulid>.parquet            live issue rollups
 //! issue-tags/proj=<id>/date=<YYYY-MM-DD>/<ulid>.parquet         live issue tag rollups
-//! retired/events/..., retired/rollups/..., retired/issue-tags/...     replaced or expired files
+//! items/<table>/proj=<id>/date=<YYYY-MM-DD>/<ulid>.parquet      live rows of an item table
+//! retired/events/..., retired/rollups/..., retired/issue-tags/..., retired/items/...
+//!                                                                     replaced or expired files
 //! manifest/<node>/<u64::MAX - version, 20 digits>.json                manifest versions
 //! uploads/chunks/org=<org>/<sha1>                                     uploaded chunks, until assembled
 //! meta/sourcemaps/org=<org>/bundles/<sha1>.zip                        artifact bundles (in backups)
@@ -33,6 +35,8 @@ pub const EVENTS: &str = "events";
 pub const ROLLUPS: &str = "rollups";
 /// Live issue tag rollups.
 pub const TAG_ROLLUPS: &str = "issue-tags";
+/// Live files of the item tables (transactions, spans, logs, feedback), one folder per table.
+pub const ITEMS: &str = "items";
 /// Files no manifest lists any more, until they are deleted.
 pub const RETIRED: &str = "retired";
 /// Manifest versions.
@@ -58,6 +62,11 @@ pub fn tag_rollup_file(project_id: u64, date: &str, id: ulid::Ulid) -> String {
     format!("{TAG_ROLLUPS}/{PROJECT_KEY}={project_id}/date={date}/{id}.parquet")
 }
 
+/// A new file of the item table `table` for (project, date).
+pub fn item_file(table: &str, project_id: u64, date: &str, id: ulid::Ulid) -> String {
+    format!("{ITEMS}/{table}/{PROJECT_KEY}={project_id}/date={date}/{id}.parquet")
+}
+
 /// The tag rollup file that belongs to the rollup file `rollup` (same partition and name).
 pub fn tag_rollup_of(rollup: &str) -> Option<String> {
     rollup
@@ -68,16 +77,21 @@ pub fn tag_rollup_of(rollup: &str) -> Option<String> {
 
 /// Where a live file goes when it is retired; `None` for a key outside the live prefixes.
 pub fn retired(live: &str) -> Option<String> {
-    let under_live = [EVENTS, ROLLUPS, TAG_ROLLUPS]
+    let under_live = [EVENTS, ROLLUPS, TAG_ROLLUPS, ITEMS]
         .iter()
         .any(|root| live.strip_prefix(root).is_some_and(|r| r.starts_with('/')));
     under_live.then(|| format!("{RETIRED}/{live}"))
 }
 
 /// Every prefix that can hold objects of the partition (project, date): live and retired, in
-/// the current and the first layout.
-pub fn partition_prefixes(project_id: u64, date: &str) -> Vec<ObjectPath> {
-    let mut prefixes = Vec::with_capacity(12);
+/// the current and the first layout, and those of the item tables `tables`.
+pub fn partition_prefixes<'a>(
+    project_id: u64,
+    date: &str,
+    tables: impl IntoIterator<Item = &'a str>,
+) -> Vec<ObjectPath> {
+    let mut prefixes = Vec::with_capacity(16);
+    let tables: Vec<&str> = tables.into_iter().collect();
     for retired in ["", "retired/"] {
         for root in [EVENTS, ROLLUPS, TAG_ROLLUPS] {
             for key in [PROJECT_KEY, LEGACY_PROJECT_KEY] {
@@ -85,6 +99,11 @@ pub fn partition_prefixes(project_id: u64, date: &str) -> Vec<ObjectPath> {
                     "{retired}{root}/{key}={project_id}/date={date}"
                 )));
             }
+        }
+        for table in &tables {
+            prefixes.push(ObjectPath::from(format!(
+                "{retired}{ITEMS}/{table}/{PROJECT_KEY}={project_id}/date={date}"
+            )));
         }
     }
     prefixes
@@ -222,7 +241,23 @@ mod tests {
         assert_eq!(tag_rollup_of("events/proj=7/a.parquet"), None);
         assert_eq!(retired("manifest/n/1.json"), None);
         assert_eq!(retired("eventsx/a.parquet"), None);
-        let prefixes: Vec<String> = partition_prefixes(7, "2026-12-04")
+        assert_eq!(
+            item_file("spans", 7, "2026-12-04", id),
+            "items/spans/proj=7/date=2026-12-04/01KBR4S1GAJ6Y6B2FQ6Q8Y4R3M.parquet"
+        );
+        assert_eq!(
+            retired("items/logs/proj=7/date=2026-12-04/a.parquet").as_deref(),
+            Some("retired/items/logs/proj=7/date=2026-12-04/a.parquet")
+        );
+        assert_eq!(retired("itemsx/a.parquet"), None);
+        let with_items: Vec<String> = partition_prefixes(7, "2026-12-04", ["spans", "logs"])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(with_items.len(), 16);
+        assert!(with_items.contains(&"items/spans/proj=7/date=2026-12-04".to_owned()));
+        assert!(with_items.contains(&"retired/items/logs/proj=7/date=2026-12-04".to_owned()));
+        let prefixes: Vec<String> = partition_prefixes(7, "2026-12-04", [])
             .iter()
             .map(ToString::to_string)
             .collect();

@@ -57,6 +57,10 @@ pub struct Manifest {
     /// rollups; `hour` is 0. Versions written before they existed have none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tag_rollups: Vec<DataFile>,
+    /// Files of the item tables (`items/<table>/proj=<id>/date=<day>/<ulid>.parquet`) by table
+    /// name; `hour` is 0. Versions written before item tables existed have none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables: BTreeMap<String, Vec<DataFile>>,
     /// Ids of the newest changes contained in this version, oldest first (at most
     /// [`KEEP_COMMIT_IDS`]); how a retried commit recognises that it is already in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -159,6 +163,7 @@ impl Manifest {
             files,
             rollups: self.rollups.clone(),
             tag_rollups: self.tag_rollups.clone(),
+            tables: self.tables.clone(),
             retired: self.retired.clone(),
             commits: self.commits.clone(),
         }
@@ -177,6 +182,12 @@ impl Manifest {
             .iter()
             .chain(&self.rollups)
             .chain(&self.tag_rollups)
+            .chain(self.item_files())
+    }
+
+    /// The live files of every item table.
+    pub fn item_files(&self) -> impl Iterator<Item = &DataFile> {
+        self.tables.values().flatten()
     }
 
     /// The next content with every live file of the given (project, date) partitions moved to
@@ -201,6 +212,12 @@ impl Manifest {
             next.tag_rollups.drain(..).partition(gone);
         next.tag_rollups = kept_tags;
         retired.extend(retired_tags);
+        for files in next.tables.values_mut() {
+            let (gone_files, kept): (Vec<_>, Vec<_>) = files.drain(..).partition(gone);
+            *files = kept;
+            retired.extend(gone_files);
+        }
+        next.tables.retain(|_, files| !files.is_empty());
         next.retired.extend(retired.into_iter().map(|f| Retired {
             path: f.path,
             project_id: f.project_id,

@@ -2,12 +2,17 @@
 //!
 //! Files are sorted by (issue id, timestamp) within their project, compressed with zstd, with
 //! dictionaries on low-cardinality strings (not on ids, timestamps or the event JSON), bloom
-//! filters on id-like columns, and statistics truncated to 64 bytes.
+//! filters on id-like columns, and statistics truncated to 64 bytes. Rows of item tables
+//! (`crate::items`) are written one file per (project, date), in time order.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Timelike};
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::interleave_record_batch;
+use datafusion::arrow::datatypes::{Int64Type, SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::error::ArrowError;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::metadata::SortingColumn;
@@ -18,6 +23,7 @@ use object_store::path::Path as ObjectPath;
 use super::manifest::DataFile;
 use super::{Error, Result, Store};
 use crate::events::{column_index, int64_column, time_column};
+use crate::items::ItemTable;
 
 fn sorting(name: &str) -> SortingColumn {
     SortingColumn {
@@ -215,6 +221,112 @@ pub async fn write_partitions(
             project_id: project as u64,
             date,
             hour: at.hour() as u8,
+            rows: rows as u64,
+            bytes,
+            min_timestamp_ms: min,
+            max_timestamp_ms: max,
+        });
+    }
+    Ok(described)
+}
+
+/// Writer settings for a file of an item table: zstd, rows in time order, bloom filters on
+/// the id columns the table has.
+fn item_writer_properties(schema: &SchemaRef, zstd_level: i32, rows: usize) -> WriterProperties {
+    let level = ZstdLevel::try_new(zstd_level).unwrap_or_default();
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
+        .set_statistics_truncate_length(Some(64))
+        .set_column_index_truncate_length(Some(64));
+    if let Ok(index) = schema.index_of("timestamp") {
+        builder = builder.set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: index as i32,
+            descending: false,
+            nulls_first: false,
+        }]));
+    }
+    let distinct = rows.clamp(1, MAX_ROW_GROUP_ROWS) as u64;
+    for name in ["trace_id", "event_id", "span_id"] {
+        if schema.index_of(name).is_ok() {
+            let col = ColumnPath::from(name);
+            builder = builder
+                .set_column_bloom_filter_enabled(col.clone(), true)
+                .set_column_bloom_filter_max_ndv(col, distinct);
+        }
+    }
+    builder.build()
+}
+
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// Writes rows of an item table as Parquet files (durably), one per project and day (UTC, of
+/// the `timestamp` column), rows in time order, and describes them for the manifest.
+pub async fn write_item_files(
+    store: &Store,
+    table: &'static ItemTable,
+    batches: &[RecordBatch],
+    zstd_level: i32,
+) -> Result<Vec<DataFile>> {
+    let batches = batches.to_vec();
+    let schema = table.schema();
+    let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<_>> {
+        let mut keys: Vec<(i64, i64, i64, usize, usize)> = Vec::new();
+        for (b, batch) in batches.iter().enumerate() {
+            let projects = batch
+                .column_by_name("project_id")
+                .and_then(|c| c.as_primitive_opt::<Int64Type>());
+            let times = batch
+                .column_by_name("timestamp")
+                .and_then(|c| c.as_primitive_opt::<TimestampMillisecondType>());
+            let (Some(projects), Some(times)) = (projects, times) else {
+                return Err(arrow_error(ArrowError::SchemaError(
+                    "an item batch without project_id or timestamp".into(),
+                )));
+            };
+            for row in 0..batch.num_rows() {
+                let ts = times.value(row);
+                keys.push((projects.value(row), ts.div_euclid(DAY_MS), ts, b, row));
+            }
+        }
+        keys.sort_unstable();
+        let mut files = Vec::new();
+        for group in keys.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+            let rows: Vec<(usize, usize)> = group.iter().map(|k| (k.3, k.4)).collect();
+            let props = item_writer_properties(&schema, zstd_level, rows.len());
+            let mut data = Vec::new();
+            let mut writer = ArrowWriter::try_new(&mut data, Arc::clone(&schema), Some(props))
+                .map_err(|e| Error::Parquet(Box::new(e)))?;
+            for chunk in rows.chunks(CHUNK_ROWS) {
+                writer
+                    .write(&take_rows(&batches, chunk)?)
+                    .map_err(|e| Error::Parquet(Box::new(e)))?;
+            }
+            writer.close().map_err(|e| Error::Parquet(Box::new(e)))?;
+            let (first, last) = (group[0], group[group.len() - 1]);
+            files.push((first.0, first.1, rows.len(), first.2, last.2, data));
+        }
+        Ok(files)
+    })
+    .await
+    .expect("parquet encoding does not panic")?;
+
+    let mut described = Vec::with_capacity(encoded.len());
+    for (project, day, rows, min, max, data) in encoded {
+        let date = DateTime::from_timestamp_millis(day * DAY_MS)
+            .unwrap_or_default()
+            .format("%Y-%m-%d")
+            .to_string();
+        let path = super::keys::item_file(table.name, project as u64, &date, ulid::Ulid::new());
+        let bytes = data.len() as u64;
+        store
+            .put_durable(&ObjectPath::from(path.as_str()), Bytes::from(data))
+            .await?;
+        described.push(DataFile {
+            path,
+            project_id: project as u64,
+            date,
+            hour: 0,
             rows: rows as u64,
             bytes,
             min_timestamp_ms: min,

@@ -12,6 +12,7 @@
 
 pub mod quarantine;
 mod record;
+pub mod replay;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -24,10 +25,10 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use tokio::sync::oneshot;
 
-pub use record::{Fields, Record, SegmentContents, encode, read_segment};
+pub use record::{EVENT, Fields, Record, SegmentContents, encode, read_segment};
+pub use replay::{Logged, ReplayError};
 
-use crate::buffer::Buffer;
-use crate::events::StoredEvent;
+use crate::buffer::{Buffer, Taken};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -102,11 +103,13 @@ pub struct WalOptions {
     pub segment_size: u64,
 }
 
-/// The events handed to the flusher by a rotation.
+/// The events and item rows handed to the flusher by a rotation.
 #[derive(Debug)]
 pub struct Rotation {
     pub flush_id: u64,
     pub batches: Vec<RecordBatch>,
+    /// The item rows, one entry per table.
+    pub items: Vec<crate::items::ItemBatch>,
     /// Every segment with a sequence number up to this one is covered by `batches`
     /// (and by earlier rotations).
     pub upto: u64,
@@ -115,7 +118,7 @@ pub struct Rotation {
 enum Command {
     Append {
         data: Vec<u8>,
-        events: Vec<StoredEvent>,
+        logged: Logged,
         reply: oneshot::Sender<Result<()>>,
     },
     Rotate {
@@ -217,14 +220,14 @@ impl Wal {
         })
     }
 
-    /// Logs the events. When this returns `Ok`, the records are fsynced and the events are in
-    /// the buffer (visible to queries).
-    pub async fn append(&self, data: Vec<u8>, events: Vec<StoredEvent>) -> Result<()> {
+    /// Logs the events and item rows encoded in `data`. When this returns `Ok`, the records
+    /// are fsynced and `logged` is in the buffer (visible to queries).
+    pub async fn append(&self, data: Vec<u8>, logged: Logged) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Append {
                 data,
-                events,
+                logged,
                 reply,
             })
             .map_err(|_| Error::Stopped)?;
@@ -354,7 +357,7 @@ struct Writer {
 }
 
 struct Pending {
-    events: Vec<StoredEvent>,
+    logged: Logged,
     reply: oneshot::Sender<Result<()>>,
 }
 
@@ -370,11 +373,11 @@ impl Writer {
                 match next.take() {
                     Some(Command::Append {
                         data: d,
-                        events,
+                        logged,
                         reply,
                     }) => {
                         data.extend_from_slice(&d);
-                        pending.push(Pending { events, reply });
+                        pending.push(Pending { logged, reply });
                     }
                     Some(Command::Rotate { reply }) => rotate.push(reply),
                     None => {}
@@ -417,7 +420,7 @@ impl Writer {
                 self.unflushed
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
                 for p in pending.iter() {
-                    self.buffer.append(&p.events);
+                    self.buffer.append_logged(&p.logged);
                 }
                 for p in pending.drain(..) {
                     let _ = p.reply.send(Ok(()));
@@ -454,10 +457,11 @@ impl Writer {
         let upto = self.segment.seq;
         self.next_segment()?;
         self.flush_id += 1;
-        let batches = self.buffer.take_for_flush(self.flush_id);
+        let Taken { events, items } = self.buffer.take_for_flush(self.flush_id);
         Ok(Rotation {
             flush_id: self.flush_id,
-            batches,
+            batches: events,
+            items,
             upto,
         })
     }
@@ -494,8 +498,12 @@ mod tests {
         let appends = (0..8).map(|_| {
             let wal = wal.clone();
             async move {
-                let event = StoredEvent::for_test(1, 1, r#"{"message":"m"}"#);
-                wal.append(vec![7; 100], vec![event]).await.unwrap();
+                let event = crate::events::StoredEvent::for_test(1, 1, r#"{"message":"m"}"#);
+                let logged = Logged {
+                    events: vec![event],
+                    items: Vec::new(),
+                };
+                wal.append(vec![7; 100], logged).await.unwrap();
                 started.elapsed()
             }
         });

@@ -91,6 +91,7 @@ pub fn quarantine(
     encode(
         &mut framed,
         Fields {
+            kind: record.kind,
             project_id: record.project_id,
             issue_id: record.issue_id,
             received_ms: record.received_ms,
@@ -170,6 +171,7 @@ mod tests {
     fn a_quarantined_record_is_listed_and_read_back_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let record = Record {
+            kind: super::super::EVENT,
             project_id: 3,
             issue_id: -9,
             received_ms: 1_700_000_000_000,

@@ -2,10 +2,14 @@
 //!
 //! ```text
 //! record  = len:u32le crc32(payload):u32le payload
-//! payload = version:u8(=1) project_id:u64le issue_id:i64le received_ms:i64le
-//!           grouping_hash:[u8;16] name_len:u16le name json
+//! payload = version:u8(=2) kind:u8 body          (written now)
+//!         | version:u8(=1) body                  (written before items had tables: an event)
+//! body    = project_id:u64le issue_id:i64le received_ms:i64le grouping_hash:[u8;16]
+//!           name_len:u16le name json
 //! ```
-//! A segment is records back to back. A crash can leave a torn record at the end of the newest
+//! `kind` is 0 for an event (its normalized JSON, with its issue and grouping hash) and the
+//! code of an item table for a row of that table (`items::ItemTable::code`; the JSON is the
+//! row, issue and hash are zero). A segment is records back to back. A crash can leave a torn record at the end of the newest
 //! segment; reading stops there (its request was never acknowledged).
 
 use std::io::Read;
@@ -13,13 +17,21 @@ use std::path::Path;
 
 use super::{Error, Result};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The first version: every record an event, no kind byte.
+const VERSION_1: u8 = 1;
 const HEADER: usize = 8;
-const FIXED: usize = 1 + 8 + 8 + 8 + 16 + 2;
+/// Bytes of `body` before the name.
+const BODY_FIXED: usize = 8 + 8 + 8 + 16 + 2;
 
-/// One logged event.
+/// The kind of a record that holds an event.
+pub const EVENT: u8 = 0;
+
+/// One logged event or item row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
+    /// [`EVENT`], or the code of the item table the row belongs to.
+    pub kind: u8,
     pub project_id: u64,
     pub issue_id: i64,
     pub received_ms: i64,
@@ -32,22 +44,30 @@ pub struct Record {
 
 impl Record {
     fn decode(payload: &[u8]) -> Option<Self> {
-        if payload.len() < FIXED || payload[0] != VERSION {
+        let (kind, body) = match payload.split_first()? {
+            (&VERSION, rest) => rest.split_first().map(|(kind, body)| (*kind, body))?,
+            (&VERSION_1, body) => (EVENT, body),
+            _ => return None,
+        };
+        if body.len() < BODY_FIXED {
             return None;
         }
-        let u64_at = |at: usize| u64::from_le_bytes(payload[at..at + 8].try_into().unwrap());
-        let name_len = u16::from_le_bytes(payload[41..43].try_into().unwrap()) as usize;
-        if payload.len() < FIXED + name_len {
-            return None;
-        }
-        let project = std::str::from_utf8(&payload[FIXED..FIXED + name_len]).ok()?;
+        let u64_at = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&body[at..at + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        let name_len = usize::from(u16::from_le_bytes([body[40], body[41]]));
+        let name = body.get(BODY_FIXED..BODY_FIXED + name_len)?;
+        let project = std::str::from_utf8(name).ok()?;
         Some(Self {
-            project_id: u64_at(1),
-            issue_id: u64_at(9) as i64,
-            received_ms: u64_at(17) as i64,
-            grouping_hash: hex::encode(&payload[25..41]),
+            kind,
+            project_id: u64_at(0),
+            issue_id: u64_at(8) as i64,
+            received_ms: u64_at(16) as i64,
+            grouping_hash: hex::encode(&body[24..40]),
             project: project.to_owned(),
-            json: payload[FIXED + name_len..].to_vec(),
+            json: body[BODY_FIXED + name_len..].to_vec(),
         })
     }
 }
@@ -55,6 +75,8 @@ impl Record {
 /// The fields of a record, borrowed: ingest encodes straight from the event, without copies.
 #[derive(Debug, Clone, Copy)]
 pub struct Fields<'a> {
+    /// [`EVENT`] or an item table's code.
+    pub kind: u8,
     pub project_id: u64,
     pub issue_id: i64,
     pub received_ms: i64,
@@ -70,12 +92,13 @@ pub fn encode(out: &mut Vec<u8>, fields: Fields<'_>) {
     let _ = hex::decode_to_slice(fields.grouping_hash, &mut hash);
     let name = fields.project.as_bytes();
     let name_len = name.len().min(u16::MAX as usize);
-    let payload_len = FIXED + name_len + fields.json.len();
+    let payload_len = 2 + BODY_FIXED + name_len + fields.json.len();
     out.reserve(HEADER + payload_len);
     let start = out.len();
     out.extend_from_slice(&(payload_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.push(VERSION);
+    out.push(fields.kind);
     out.extend_from_slice(&fields.project_id.to_le_bytes());
     out.extend_from_slice(&fields.issue_id.to_le_bytes());
     out.extend_from_slice(&fields.received_ms.to_le_bytes());
@@ -144,6 +167,7 @@ mod tests {
         encode(
             out,
             Fields {
+                kind: record.kind,
                 project_id: record.project_id,
                 issue_id: record.issue_id,
                 received_ms: record.received_ms,
@@ -156,6 +180,7 @@ mod tests {
 
     fn record(i: u8) -> Record {
         Record {
+            kind: i % 3,
             project_id: 7,
             issue_id: -3 + i as i64,
             received_ms: 1_700_000_000_000,
@@ -191,6 +216,62 @@ mod tests {
         let first = data.len();
         encode_record(&record(2), &mut data);
         data[first + 20] ^= 1;
+        std::fs::write(&path, &data).unwrap();
+        let contents = read_segment(&path).unwrap();
+        assert_eq!(contents.records, vec![record(1)]);
+        assert!(contents.torn);
+    }
+
+    /// A record as the first version of the encoder wrote it (version 1, no kind byte).
+    fn encode_v1(record: &Record, out: &mut Vec<u8>) {
+        let mut payload = vec![1u8];
+        payload.extend_from_slice(&record.project_id.to_le_bytes());
+        payload.extend_from_slice(&record.issue_id.to_le_bytes());
+        payload.extend_from_slice(&record.received_ms.to_le_bytes());
+        payload.extend_from_slice(&hex::decode(&record.grouping_hash).unwrap());
+        payload.extend_from_slice(&(record.project.len() as u16).to_le_bytes());
+        payload.extend_from_slice(record.project.as_bytes());
+        payload.extend_from_slice(&record.json);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+    }
+
+    #[test]
+    fn version_1_records_read_as_events_beside_version_2_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.wal");
+        let mut data = Vec::new();
+        let old = Record {
+            kind: EVENT,
+            ..record(4)
+        };
+        encode_v1(&old, &mut data);
+        // The bytes of a version 1 record, as the first encoder laid them out.
+        assert_eq!(data[8], 1);
+        assert_eq!(data.len(), 8 + 1 + 8 + 8 + 8 + 16 + 2 + 4 + old.json.len());
+        let new = Record {
+            kind: 3,
+            ..record(5)
+        };
+        encode_record(&new, &mut data);
+        std::fs::write(&path, &data).unwrap();
+        let contents = read_segment(&path).unwrap();
+        assert_eq!(contents.records, vec![old, new]);
+        assert!(!contents.torn);
+    }
+
+    #[test]
+    fn an_unknown_version_stops_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.wal");
+        let mut data = Vec::new();
+        encode_record(&record(1), &mut data);
+        let first = data.len();
+        encode_record(&record(2), &mut data);
+        data[first + 8] = 3;
+        let crc = crc32fast::hash(&data[first + 8..]);
+        data[first + 4..first + 8].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(&path, &data).unwrap();
         let contents = read_segment(&path).unwrap();
         assert_eq!(contents.records, vec![record(1)]);

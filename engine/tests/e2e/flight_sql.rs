@@ -94,9 +94,13 @@ async fn adbc_binds_parameters_and_lists_the_catalog() -> Result<()> {
         [
             &json!("alert_deliveries"),
             &json!("events"),
+            &json!("feedback"),
             &json!("issue_hours"),
             &json!("issue_tags"),
-            &json!("issues")
+            &json!("issues"),
+            &json!("logs"),
+            &json!("spans"),
+            &json!("transactions")
         ],
         "{out}"
     );

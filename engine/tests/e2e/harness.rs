@@ -376,6 +376,20 @@ fn run_client(cmd: Command, what: &str) -> Result<BTreeMap<String, Sent>> {
     serde_json::from_str(&stdout).with_context(|| format!("{what} printed no JSON: {stdout}"))
 }
 
+/// Runs `tests/node/<script> ARGS...` with the installed SDK; what it printed, or an error with
+/// its stderr.
+pub(crate) fn node_client(script: &str, args: &[&str]) -> Result<String> {
+    let dir = workspace_root().join("tests/node");
+    let modules = std::env::var_os("FAULTLINE_TEST_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("node_modules"));
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join(script))
+        .args(args)
+        .env("NODE_PATH", &modules);
+    stdout_of(cmd, &format!("node {script} {}", args.join(" ")))
+}
+
 /// Runs `tests/clients/python/<script> ARGS...`; what it printed, or an error with its stderr.
 pub(crate) fn python_client(script: &str, args: &[&str]) -> Result<String> {
     let mut cmd = Command::new(python());

@@ -89,6 +89,7 @@ async fn a_poisoned_wal_is_quarantined_and_deep_events_are_refused() -> Result<(
         faultline_engine::wal::encode(
             &mut segment,
             faultline_engine::wal::Fields {
+                kind: faultline_engine::wal::EVENT,
                 project_id: 1,
                 issue_id: 1,
                 received_ms: chrono::Utc::now().timestamp_millis(),

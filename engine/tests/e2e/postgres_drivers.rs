@@ -79,9 +79,13 @@ async fn psycopg_binds_parameters_on_the_server_and_reads_binary_rows() -> Resul
         json!([
             "alert_deliveries",
             "events",
+            "feedback",
             "issue_hours",
             "issue_tags",
-            "issues"
+            "issues",
+            "logs",
+            "spans",
+            "transactions"
         ])
     );
     assert_eq!(
@@ -89,9 +93,13 @@ async fn psycopg_binds_parameters_on_the_server_and_reads_binary_rows() -> Resul
         json!([
             "alert_deliveries",
             "events",
+            "feedback",
             "issue_hours",
             "issue_tags",
-            "issues"
+            "issues",
+            "logs",
+            "spans",
+            "transactions"
         ])
     );
     // PostgreSQL always has a `postgres` database; pg_catalog lists it too.
@@ -177,9 +185,13 @@ async fn sqlalchemy_inspects_the_catalog_and_queries_like_a_bi_tool() -> Result<
         json!([
             "alert_deliveries",
             "events",
+            "feedback",
             "issue_hours",
             "issue_tags",
-            "issues"
+            "issues",
+            "logs",
+            "spans",
+            "transactions"
         ]),
         "server log:\n{}",
         server.log_text()

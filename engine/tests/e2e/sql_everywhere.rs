@@ -158,6 +158,10 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "issue_hours", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "issue_tags", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "alert_deliveries", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "transactions", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "spans", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "logs", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "feedback", "table_type": "BASE TABLE"},
     ]);
 
     // HTTP: every column of every table as CSV; tags (a map, a list of structs) as JSON text.
@@ -216,7 +220,11 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
         "faultline,public,events,BASE TABLE\nfaultline,public,issues,BASE TABLE\n\
          faultline,public,issue_hours,BASE TABLE\n\
          faultline,public,issue_tags,BASE TABLE\n\
-         faultline,public,alert_deliveries,BASE TABLE\n"
+         faultline,public,alert_deliveries,BASE TABLE\n\
+         faultline,public,transactions,BASE TABLE\n\
+         faultline,public,spans,BASE TABLE\n\
+         faultline,public,logs,BASE TABLE\n\
+         faultline,public,feedback,BASE TABLE\n"
     );
     assert_eq!(
         e.psql("SELECT event->'contexts'->'os'->>'version' FROM events")?,

@@ -28,6 +28,8 @@ pub(crate) mod level;
 pub mod logentry;
 pub(crate) mod time;
 
+pub use time::parse as parse_timestamp;
+
 use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};

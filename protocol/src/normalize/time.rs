@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Number, Value};
 
 /// Parses a timestamp value; `None` if it is not one.
-pub(crate) fn parse(value: &Value) -> Option<DateTime<Utc>> {
+pub fn parse(value: &Value) -> Option<DateTime<Utc>> {
     match value {
         Value::Number(n) => from_secs(n.as_f64()?),
         Value::String(s) => parse_str(s.trim()),

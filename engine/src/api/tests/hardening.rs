@@ -69,6 +69,7 @@ fn record(out: &mut Vec<u8>, json: &str) {
     wal::encode(
         out,
         wal::Fields {
+            kind: wal::EVENT,
             project_id: 1,
             issue_id: 42,
             received_ms: chrono::Utc::now().timestamp_millis(),

@@ -96,7 +96,7 @@ async fn metrics_move_with_ingest_flush_and_queries() {
             1.0,
         ),
         (
-            r#"faultline_ingest_items_total{item_type="session",outcome="discarded"}"#,
+            r#"faultline_ingest_items_total{item_type="session",outcome="not_stored"}"#,
             1.0,
         ),
         ("faultline_wal_commits_total", 1.0),

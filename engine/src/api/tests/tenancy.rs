@@ -43,9 +43,49 @@ async fn tenants(edit: impl FnOnce(&mut faultline_config::Config)) -> (Harness, 
             )
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        let reply = h
+            .send(
+                post(&format!("/api/{id}/envelope/"))
+                    .header("x-sentry-auth", format!("Sentry sentry_key={key}"))
+                    .body(Body::from(items_envelope(message)))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     }
     let token = h.token(&["events:read"], Some(vec![1])).await;
     (h, token)
+}
+
+/// An envelope with a row for every item table, each naming `message`.
+fn items_envelope(message: &str) -> String {
+    let now = chrono::Utc::now().timestamp() as f64;
+    let items = [
+        (
+            "transaction",
+            json!({"transaction": message, "start_timestamp": now - 1.0, "timestamp": now,
+                   "contexts": {"trace": {"trace_id": "0af7651916cd43dd8448eb211c80319c",
+                                          "span_id": "b7ad6b7169203331", "op": "task"}}}),
+        ),
+        (
+            "span",
+            json!({"items": [{"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "c7ad6b7169203331",
+                              "name": message, "start_timestamp": now - 1.0, "end_timestamp": now}]}),
+        ),
+        (
+            "log",
+            json!({"items": [{"timestamp": now, "level": "info", "body": message}]}),
+        ),
+        (
+            "feedback",
+            json!({"contexts": {"feedback": {"message": message}}}),
+        ),
+    ];
+    let mut envelope = "{}\n".to_owned();
+    for (ty, payload) in items {
+        envelope.push_str(&format!("{{\"type\":\"{ty}\"}}\n{payload}\n"));
+    }
+    envelope
 }
 
 enum Expect {
@@ -98,13 +138,35 @@ async fn a_token_limited_to_one_project_cannot_escape_it() {
             Rows(json!([{"n": 0}])),
         ),
         (
+            "SELECT transaction AS t FROM transactions UNION ALL SELECT description FROM spans \
+             UNION ALL SELECT body FROM logs UNION ALL SELECT message FROM feedback ORDER BY 1",
+            Rows(
+                json!([{"t": "shop broke"}, {"t": "shop broke"}, {"t": "shop broke"},
+                        {"t": "shop broke"}, {"t": "shop broke"}]),
+            ),
+        ),
+        (
+            "SELECT count(*) AS n FROM spans s JOIN transactions t ON s.project_id <> t.project_id \
+             WHERE s.project_id = 2 OR t.project = 'ledger'",
+            Rows(json!([{"n": 0}])),
+        ),
+        (
+            "SELECT (SELECT count(*) FROM logs WHERE project_id = 3) + \
+             (SELECT count(*) FROM feedback WHERE project_id <> 1) AS n",
+            Rows(json!([{"n": 0}])),
+        ),
+        (
             "SELECT table_name FROM information_schema.tables ORDER BY 1",
             Rows(json!([
                 {"table_name": "alert_deliveries"},
                 {"table_name": "events"},
+                {"table_name": "feedback"},
                 {"table_name": "issue_hours"},
                 {"table_name": "issue_tags"},
                 {"table_name": "issues"},
+                {"table_name": "logs"},
+                {"table_name": "spans"},
+                {"table_name": "transactions"},
             ])),
         ),
         (
@@ -112,9 +174,13 @@ async fn a_token_limited_to_one_project_cannot_escape_it() {
             Rows(json!([
                 {"table_name": "alert_deliveries"},
                 {"table_name": "events"},
+                {"table_name": "feedback"},
                 {"table_name": "issue_hours"},
                 {"table_name": "issue_tags"},
                 {"table_name": "issues"},
+                {"table_name": "logs"},
+                {"table_name": "spans"},
+                {"table_name": "transactions"},
             ])),
         ),
         (

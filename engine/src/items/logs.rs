@@ -1,0 +1,108 @@
+//! The `logs` table: one row per record of a `log` item (`{"items": [...]}`, the shape of
+//! OpenTelemetry log records with Sentry's attributes).
+
+use serde_json::{Map, Value};
+
+use super::{
+    Column, Error, ItemRow, ItemTable, MAX_ROWS_PER_ITEM, Result, RowContext, Rows, attribute,
+    attributes, text, time,
+};
+
+pub static TABLE: ItemTable = ItemTable::new(
+    "logs",
+    3,
+    &[
+        ("trace_id", Column::Text),
+        ("span_id", Column::Text),
+        ("level", Column::Text),
+        ("severity_number", Column::Int),
+        ("body", Column::Text),
+        ("template", Column::Text),
+        ("release", Column::Text),
+        ("environment", Column::Text),
+        ("sdk_name", Column::Text),
+        ("attributes", Column::Map),
+    ],
+);
+
+/// The rows of one `log` item.
+pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
+    let item = super::object(payload)?;
+    let Some(Value::Array(records)) = item.get("items") else {
+        return Err(Error::Field {
+            field: "items",
+            expected: "a list",
+        });
+    };
+    if records.len() > MAX_ROWS_PER_ITEM {
+        return Err(Error::TooMany {
+            what: "log records",
+            limit: MAX_ROWS_PER_ITEM,
+        });
+    }
+    let mut rows = Rows::new(&TABLE, ctx);
+    for record in records {
+        let record = record.as_object().ok_or(Error::Field {
+            field: "items",
+            expected: "a list of log objects",
+        })?;
+        let at = time(record.get("timestamp")).ok_or(Error::Field {
+            field: "timestamp",
+            expected: "a time",
+        })?;
+        let attrs = attributes(record.get("attributes"));
+        let severity = record.get("severity_number").and_then(Value::as_i64);
+        let mut row = Map::new();
+        row.insert("trace_id".into(), text(record.get("trace_id")));
+        row.insert("span_id".into(), text(record.get("span_id")));
+        row.insert("level".into(), text(record.get("level")));
+        row.insert("severity_number".into(), severity.into());
+        row.insert("body".into(), text(record.get("body")));
+        row.insert(
+            "template".into(),
+            attribute(&attrs, "sentry.message.template"),
+        );
+        row.insert("release".into(), attribute(&attrs, "sentry.release"));
+        row.insert(
+            "environment".into(),
+            attribute(&attrs, "sentry.environment"),
+        );
+        row.insert("sdk_name".into(), attribute(&attrs, "sentry.sdk.name"));
+        row.insert("attributes".into(), attrs);
+        rows.push(at, row);
+    }
+    Ok(rows.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{ctx, printed};
+    use super::*;
+
+    #[test]
+    fn log_records_become_rows() {
+        let payload = br#"{"items":[
+            {"timestamp":1796464800.5,"trace_id":"aaaabbbbccccddddeeeeffff00001111","level":"warn",
+             "severity_number":13,"body":"cart 42 is empty",
+             "attributes":{"sentry.message.template":{"type":"string","value":"cart {} is empty"},
+                           "sentry.environment":{"type":"string","value":"prod"},
+                           "cart":{"type":"integer","value":42}}},
+            {"timestamp":"2026-12-05T10:00:01Z","level":"info","body":"ok"}]}"#;
+        let rows = rows(payload, ctx()).unwrap();
+        assert_eq!(rows.len(), 2);
+        let text = printed(&rows);
+        assert!(text.contains("cart 42 is empty"), "{text}");
+        assert!(text.contains("cart {} is empty"), "{text}");
+        assert!(text.contains("| 13 "), "{text}");
+        assert!(text.contains("cart: 42"), "{text}");
+        assert!(text.contains("2026-12-05T10:00:00.500Z"), "{text}");
+    }
+
+    #[test]
+    fn a_record_without_a_time_is_refused_by_name() {
+        let err = rows(br#"{"items":[{"body":"x"}]}"#, ctx()).unwrap_err();
+        assert_eq!(err.to_string(), "`timestamp` is missing or not a time");
+        let err = rows(br#"{"body":"x"}"#, ctx()).unwrap_err();
+        assert_eq!(err.to_string(), "`items` is missing or not a list");
+    }
+}
