@@ -606,6 +606,46 @@ pub struct ProjectConfig {
     /// per line), tried before the built-in ones on new events (docs/grouping.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprinting_rules: Option<String>,
+    /// Data scrubbing before events are stored (Sentry's "Security & Privacy" settings). Not
+    /// set: the defaults (scrubbing on, default scrubbers on, IP addresses kept), changeable
+    /// through the project API; set here, the API cannot change them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyConfig>,
+}
+
+/// A project's data scrubbing settings (docs/privacy.md), applied to every event before it is
+/// written anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Sentry's "Data Scrubber": off, only `pii_config` applies. Default on.
+    pub scrub_data: bool,
+    /// Sentry's "Use Default Scrubbers": passwords, secrets, tokens, credit cards, IBANs,
+    /// private keys, passwords in URLs, session and CSRF cookies. Default on.
+    pub scrub_defaults: bool,
+    /// Remove user IP addresses and replace IP addresses in text by `[ip]`. Default off.
+    pub scrub_ip_addresses: bool,
+    /// Extra key names whose values are removed.
+    pub sensitive_fields: Vec<String>,
+    /// Key names (or selectors) the data scrubber leaves alone.
+    pub safe_fields: Vec<String>,
+    /// Advanced rules in Relay's PII config format, as JSON text
+    /// (`{"rules": {...}, "applications": {"$string": ["@ip:mask"]}}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pii_config: Option<String>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            scrub_data: true,
+            scrub_defaults: true,
+            scrub_ip_addresses: false,
+            sensitive_fields: Vec::new(),
+            safe_fields: Vec::new(),
+            pii_config: None,
+        }
+    }
 }
 
 /// One DSN key of a project declared in the config file.

@@ -19,7 +19,10 @@ use faultline_protocol::decode::{
 };
 use faultline_protocol::envelope::{Envelope, EnvelopeLimits, ItemType, parse_header_line};
 use faultline_protocol::grouping;
-use faultline_protocol::normalize::{NormalizeContext, normalize_event};
+use faultline_protocol::normalize::{
+    NormalizeContext, Processing, normalize_stored, process_event,
+};
+use faultline_protocol::scrub::Scrubber;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
@@ -373,6 +376,7 @@ impl Ingest {
             received: admitted.received,
             client_ip: admitted.client_ip,
             rate: Arc::clone(&self.rate),
+            scrubber: self.projects.scrubber(project.id),
             project: Arc::clone(&project),
         };
         // Nearly every SDK request is a few KiB: decoding it here costs less than handing it to
@@ -572,6 +576,8 @@ struct DecodeRequest {
     client_ip: Option<IpAddr>,
     rate: Arc<RateLimiter>,
     project: Arc<Authorized>,
+    /// The project's data scrubbing rules, applied before anything is written.
+    scrubber: Arc<Scrubber>,
 }
 
 impl DecodeRequest {
@@ -583,6 +589,7 @@ impl DecodeRequest {
             limits,
             self.received,
             self.client_ip,
+            &self.scrubber,
             // Counted once the events are found and before they are normalized, so events over
             // a rate limit cost no normalization.
             |events| self.rate.check(&self.project, events),
@@ -604,14 +611,15 @@ fn decode_events(
     limits: &DecodeLimits,
     received: chrono::DateTime<Utc>,
     client_ip: Option<IpAddr>,
+    scrubber: &Scrubber,
     admit_events: impl FnOnce(u64) -> Result<()>,
 ) -> Result<Decoded> {
-    let (body, ranges, header_event_id) = match endpoint {
+    let (body, ranges, header_event_id, sent_at) = match endpoint {
         Endpoint::Store => {
             let body = decode_body(content_encoding, body, limits.max_event)?;
             let body = decode_store_body(&body, limits.max_event)?.into_owned();
             let whole = 0..body.len();
-            (body, vec![whole], None)
+            (body, vec![whole], None, None)
         }
         Endpoint::Envelope => {
             let body = decode_body(content_encoding, body, limits.max_envelope)?;
@@ -631,7 +639,13 @@ fn decode_events(
                 .filter(|item| item.ty == ItemType::Event)
                 .map(|item| item.range.clone())
                 .collect();
-            (body.into_owned(), ranges, envelope.headers.event_id)
+            let sent_at = envelope.headers.sent_at;
+            (
+                body.into_owned(),
+                ranges,
+                envelope.headers.event_id,
+                sent_at,
+            )
         }
     };
     if let Some(size) = ranges
@@ -652,9 +666,14 @@ fn decode_events(
         client_ip,
         event_id: header_event_id,
     };
+    // scrubbed here, before the events reach the WAL: nothing unscrubbed is ever written
+    let processing = Processing {
+        scrubber: Some(scrubber),
+        sent_at,
+    };
     let mut events = Vec::with_capacity(ranges.len());
     for range in ranges {
-        events.push(normalize_event(&body[range], &ctx)?);
+        events.push(process_event(&body[range], &ctx, &processing)?);
     }
     Ok(Decoded {
         header_event_id,
@@ -676,10 +695,10 @@ pub fn stored_event(project: &Project, event: faultline_protocol::Event) -> Stor
 }
 
 /// Rebuilds a stored event from a WAL record (normalizing an already normalized event is a
-/// no-op, so the row is the one that was acknowledged).
+/// no-op, so the row is the one that was acknowledged; its `_meta` is kept).
 pub fn replay_record(record: &Record) -> Result<StoredEvent> {
     let received = chrono::DateTime::from_timestamp_millis(record.received_ms).unwrap_or_default();
-    let event = normalize_event(
+    let event = normalize_stored(
         &record.json,
         &NormalizeContext {
             received,

@@ -374,10 +374,11 @@ fn whole_value(rule: &Rule, path: &Path<'_>) -> bool {
     }
 }
 
+/// `request.query_string`, or a `QUERY_STRING` anywhere (a WSGI or CGI environment in the
+/// local variables of a frame).
 fn is_query_key(path: &Path<'_>) -> bool {
-    path.kind == path::Kind::Other
-        && path.key() == Some("query_string")
-        && path.parent.is_some_and(|p| p.kind == path::Kind::Http)
+    path.key()
+        .is_some_and(|k| k.eq_ignore_ascii_case("query_string"))
 }
 
 /// How a string splits into `name=value` pieces, if it does: cookies by `;`, query strings
@@ -385,14 +386,8 @@ fn is_query_key(path: &Path<'_>) -> bool {
 fn pieces_separator(path: &Path<'_>, text: &str) -> Option<&'static str> {
     let parent_http = path.parent.is_some_and(|p| p.kind == path::Kind::Http);
     let key = path.key()?;
-    if parent_http && key == "cookies" {
-        return Some(";");
-    }
-    if key.eq_ignore_ascii_case("cookie")
-        && path.parent.is_some_and(|p| {
-            p.key() == Some("headers") && p.parent.is_some_and(|h| h.kind == path::Kind::Http)
-        })
-    {
+    // `request.cookies`, a `Cookie` header, an `HTTP_COOKIE` in a WSGI environment
+    if ends_with_ignore_case(key, "cookie") || ends_with_ignore_case(key, "cookies") {
         return Some(";");
     }
     if is_query_key(path) || (parent_http && key == "data") {
@@ -401,6 +396,11 @@ fn pieces_separator(path: &Path<'_>, text: &str) -> Option<&'static str> {
     // a URL with a query string anywhere
     let query = text.split_once('?')?.1;
     (query.contains('=') && (text.contains("://") || text.starts_with('/'))).then_some("&")
+}
+
+fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
+    text.len() >= suffix.len()
+        && text.as_bytes()[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 /// A request body sent as a JSON string becomes the JSON value it holds, so its members are

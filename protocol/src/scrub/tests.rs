@@ -440,3 +440,21 @@ fn browser_os_and_device_from_the_user_agent() {
             .is_none_or(|c| c.get("browser").is_none())
     );
 }
+
+#[test]
+fn a_wsgi_environment_in_local_variables_is_scrubbed_by_its_names() {
+    let out = scrub(
+        json!({"message": "m", "exception": {"values": [{"type": "E",
+        "stacktrace": {"frames": [{"function": "app", "vars": {"environ": {
+            "QUERY_STRING": "'api_key=Q1&page=2'",
+            "HTTP_COOKIE": "'sessionid=C1; theme=dark'",
+            "HTTP_AUTHORIZATION": "'Bearer B1'",
+            "PATH_INFO": "'/pay'"
+        }}}]}}]}}),
+    );
+    let environ = &out["exception"]["values"][0]["stacktrace"]["frames"][0]["vars"]["environ"];
+    assert_eq!(environ["QUERY_STRING"], "'api_key=[Filtered]&page=2'");
+    assert_eq!(environ["HTTP_COOKIE"], "'sessionid=[Filtered]; theme=dark'");
+    assert_eq!(environ["HTTP_AUTHORIZATION"], "[Filtered]");
+    assert_eq!(environ["PATH_INFO"], "'/pay'");
+}
