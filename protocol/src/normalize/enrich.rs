@@ -16,9 +16,9 @@ const MAX_USER_AGENT: usize = 512;
 /// missing.
 pub(super) fn enrich(root: &mut Map<String, Value>) {
     if let Some(agent) = user_agent(root) {
-        from_user_agent(root, &agent);
+        let derived = from_user_agent(root, &agent);
+        context_tags(root, &derived);
     }
-    context_tags(root);
 }
 
 fn user_agent(root: &Map<String, Value>) -> Option<String> {
@@ -47,27 +47,37 @@ fn known(text: &str) -> Option<&str> {
     (!text.is_empty() && text != woothee::woothee::VALUE_UNKNOWN).then_some(text)
 }
 
-fn from_user_agent(root: &mut Map<String, Value>, agent: &str) {
+/// The names of the contexts filled in.
+fn from_user_agent(root: &mut Map<String, Value>, agent: &str) -> Vec<&'static str> {
+    let mut derived = Vec::new();
     let Some(parsed) = PARSER.parse(agent) else {
-        return;
+        return derived;
     };
     let contexts = root
         .entry("contexts")
         .or_insert_with(|| Value::Object(Map::new()));
     let Value::Object(contexts) = contexts else {
-        return;
+        return derived;
     };
-    if parsed.category == "crawler" {
-        return;
+    // HTTP libraries, crawlers and unknown agents are no browser, and tell no OS
+    if !matches!(
+        parsed.category,
+        "pc" | "smartphone" | "mobilephone" | "appliance"
+    ) {
+        if contexts.is_empty() {
+            root.remove("contexts");
+        }
+        return derived;
     }
     if let Some(name) = known(parsed.name)
         && !contexts.contains_key("browser")
     {
         let mut browser = json!({"name": name, "type": "browser"});
-        if let Some(version) = known(&parsed.version) {
+        if let Some(version) = known(parsed.version) {
             browser["version"] = json!(version);
         }
         contexts.insert("browser".into(), browser);
+        derived.push("browser");
     }
     if let Some(os) = known(parsed.os) {
         let key = if contexts.contains_key("os") {
@@ -81,6 +91,7 @@ fn from_user_agent(root: &mut Map<String, Value>, agent: &str) {
                 context["version"] = json!(version);
             }
             contexts.insert(key.into(), context);
+            derived.push(key);
         }
         if matches!(parsed.category, "smartphone" | "mobilephone")
             && !contexts.contains_key("device")
@@ -89,11 +100,13 @@ fn from_user_agent(root: &mut Map<String, Value>, agent: &str) {
                 "device".into(),
                 json!({"family": os, "type": "device", "model": os}),
             );
+            derived.push("device");
         }
     }
     if contexts.is_empty() {
         root.remove("contexts");
     }
+    derived
 }
 
 /// `name version` of a context, or its name.
@@ -109,21 +122,26 @@ fn described(context: &Value, name_key: &str) -> Option<(String, String)> {
     Some((name.to_owned(), full))
 }
 
-fn context_tags(root: &mut Map<String, Value>) {
+fn context_tags(root: &mut Map<String, Value>, derived: &[&str]) {
     let Some(Value::Object(contexts)) = root.get("contexts") else {
         return;
     };
+    let context = |name: &str| {
+        derived
+            .contains(&name)
+            .then(|| contexts.get(name))
+            .flatten()
+    };
     let mut add: Vec<(&str, String)> = Vec::new();
-    if let Some((name, full)) = contexts.get("browser").and_then(|c| described(c, "name")) {
+    if let Some((name, full)) = context("browser").and_then(|c| described(c, "name")) {
         add.push(("browser", full));
         add.push(("browser.name", name));
     }
-    if let Some((name, full)) = contexts.get("os").and_then(|c| described(c, "name")) {
+    if let Some((name, full)) = context("os").and_then(|c| described(c, "name")) {
         add.push(("os", full));
         add.push(("os.name", name));
     }
-    if let Some(device) = contexts
-        .get("device")
+    if let Some(device) = context("device")
         .and_then(|d| d.get("model").or(d.get("family")))
         .and_then(Value::as_str)
         .filter(|d| !d.is_empty())
