@@ -1013,6 +1013,39 @@ mod tests {
     }
 
     #[test]
+    fn project_privacy_settings_default_on_and_read_from_a_table() {
+        let config = Config::parse(
+            r#"
+            [[project]]
+            id = 1
+            name = "shop"
+            keys = ["0123456789abcdef0123456789abcdef"]
+
+            [[project]]
+            id = 2
+            name = "blog"
+            keys = ["00112233445566778899aabbccddeeff"]
+            [project.privacy]
+            scrub_ip_addresses = true
+            safe_fields = ["order_token"]
+            pii_config = '{"applications": {"$string": ["@email:mask"]}}'
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.projects[0].privacy, None);
+        let privacy = config.projects[1].privacy.clone().unwrap();
+        assert!(privacy.scrub_data && privacy.scrub_defaults && privacy.scrub_ip_addresses);
+        assert_eq!(privacy.safe_fields, ["order_token"]);
+        assert!(privacy.pii_config.unwrap().contains("@email:mask"));
+        let err = Config::parse(
+            "[[project]]\nid = 1\nname = \"a\"\nkeys = []\n[project.privacy]\nscrub = true\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `scrub`"), "{err}");
+    }
+
+    #[test]
     fn round_trips_through_toml() {
         let mut config = Config::default();
         config.storage.object_store = Some("s3://bucket/prefix".into());
@@ -1038,6 +1071,11 @@ mod tests {
             retention_days: Some(30),
             grouping_enhancements: Some("path:**/vendor/** -app".into()),
             fingerprinting_rules: Some("error.type:Timeout -> timeouts".into()),
+            privacy: Some(PrivacyConfig {
+                sensitive_fields: vec!["pin".into()],
+                pii_config: Some(r#"{"applications": {"$string": ["@ip"]}}"#.into()),
+                ..PrivacyConfig::default()
+            }),
         });
         config.retention.projects.insert("shop".into(), 14);
         let text = config.to_toml();

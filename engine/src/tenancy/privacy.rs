@@ -1,5 +1,5 @@
 //! Each project's data scrubbing settings (docs/privacy.md): from the config file
-//! (`[projects.privacy]`), else set through the project API (`meta/privacy/<id>.json`), else the
+//! (`[project.privacy]`), else set through the project API (`meta/privacy/<id>.json`), else the
 //! defaults. Compiled once into a [`Scrubber`] that ingest applies to every event.
 
 use std::collections::HashMap;
