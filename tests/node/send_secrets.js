@@ -10,7 +10,7 @@ const Sentry = require('@sentry/node');
 
 // Built at run time: the SDK also sends the source lines around each frame, and those must not
 // hold the planted secrets themselves.
-const CARD = Array(4).fill('4111').join(' ');
+const CARD = ['4111', ...Array(3).fill('1111')].join(' ');
 const planted = (name) => `NODESECRET${name}`;
 
 async function main(argv) {

@@ -17,7 +17,7 @@ from sentry_sdk.integrations.wsgi import SentryWsgiMiddleware
 
 # Built at run time: the SDK also sends the source lines around each frame, and those must not
 # hold the planted secrets themselves.
-CARD = " ".join(["4111"] * 4)
+CARD = " ".join(["4111"] + ["1111"] * 3)
 
 
 def planted(name):
