@@ -587,9 +587,11 @@ impl DecodeRequest {
             self.encoding.as_deref(),
             body,
             limits,
-            self.received,
-            self.client_ip,
-            &self.scrubber,
+            &Origin {
+                received: self.received,
+                client_ip: self.client_ip,
+                scrubber: &self.scrubber,
+            },
             // Counted once the events are found and before they are normalized, so events over
             // a rate limit cost no normalization.
             |events| self.rate.check(&self.project, events),
@@ -603,15 +605,21 @@ struct Decoded {
     events: Vec<faultline_protocol::Event>,
 }
 
-/// Decompresses, parses and normalizes a request body (CPU-bound: runs off the async threads).
+/// Where and when a request came from, and how its project wants its events scrubbed.
+struct Origin<'a> {
+    received: chrono::DateTime<Utc>,
+    client_ip: Option<IpAddr>,
+    scrubber: &'a Scrubber,
+}
+
+/// Decompresses, parses, normalizes and scrubs a request body (CPU-bound: runs off the async
+/// threads).
 fn decode_events(
     endpoint: Endpoint,
     content_encoding: Option<&str>,
     body: &[u8],
     limits: &DecodeLimits,
-    received: chrono::DateTime<Utc>,
-    client_ip: Option<IpAddr>,
-    scrubber: &Scrubber,
+    origin: &Origin<'_>,
     admit_events: impl FnOnce(u64) -> Result<()>,
 ) -> Result<Decoded> {
     let (body, ranges, header_event_id, sent_at) = match endpoint {
@@ -662,13 +670,13 @@ fn decode_events(
         admit_events(ranges.len() as u64)?;
     }
     let ctx = NormalizeContext {
-        received,
-        client_ip,
+        received: origin.received,
+        client_ip: origin.client_ip,
         event_id: header_event_id,
     };
     // scrubbed here, before the events reach the WAL: nothing unscrubbed is ever written
     let processing = Processing {
-        scrubber: Some(scrubber),
+        scrubber: Some(origin.scrubber),
         sent_at,
     };
     let mut events = Vec::with_capacity(ranges.len());
