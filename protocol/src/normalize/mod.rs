@@ -315,6 +315,7 @@ fn normalize_with(payload: &[u8], ctx: &NormalizeContext, mode: Mode<'_>) -> Res
         let started = std::time::Instant::now();
         enrich::enrich(&mut root);
         let mut meta = Meta::default();
+        record_limits(&root, &mut meta);
         if let Some(scrubber) = processing.scrubber {
             scrubber.scrub(&mut root, &mut meta);
         }
@@ -508,6 +509,47 @@ fn normalize_root(
         event_id,
         timestamp,
         level,
+    }
+}
+
+/// Records in `_meta` the strings normalization cut to Relay's length limits (a `!limit`
+/// remark on the `...` that ends them, as Relay writes it; the original length is not kept).
+fn record_limits(root: &Map<String, Value>, meta: &mut Meta) {
+    let mut check = |path: Vec<String>, value: Option<&Value>, max: usize| {
+        if let Some(Value::String(text)) = value
+            && text.ends_with("...")
+            && text.chars().count() == max
+        {
+            meta.push(path, serde_json::json!(["!limit", "s", max - 3, max]), None);
+        }
+    };
+    check(
+        vec!["transaction".into()],
+        root.get("transaction"),
+        MAX_TRANSACTION_CHARS,
+    );
+    if let Some(Value::Object(entry)) = root.get("logentry") {
+        for key in ["formatted", "message"] {
+            check(
+                vec!["logentry".into(), key.into()],
+                entry.get(key),
+                MAX_MESSAGE_CHARS,
+            );
+        }
+    }
+    if let Some(Value::Array(values)) = root.get("exception").and_then(|e| e.get("values")) {
+        for (i, exception) in values.iter().enumerate() {
+            check(
+                vec![
+                    "exception".into(),
+                    "values".into(),
+                    i.to_string(),
+                    "value".into(),
+                ],
+                exception.get("value"),
+                MAX_MESSAGE_CHARS,
+            );
+        }
     }
 }
 

@@ -458,3 +458,28 @@ fn a_wsgi_environment_in_local_variables_is_scrubbed_by_its_names() {
     assert_eq!(environ["HTTP_AUTHORIZATION"], "[Filtered]");
     assert_eq!(environ["PATH_INFO"], "'/pay'");
 }
+
+#[test]
+fn strings_cut_to_relays_limits_are_recorded_in_meta() {
+    let long = "x".repeat(9000);
+    let out = scrub(json!({"message": long, "transaction": "t".repeat(300),
+        "exception": {"values": [{"type": "E", "value": "short"}, {"type": "F", "value": long}]}}));
+    let formatted = out["logentry"]["formatted"].as_str().unwrap();
+    assert_eq!(formatted.chars().count(), 8192);
+    assert_eq!(
+        out["_meta"]["logentry"]["formatted"][""]["rem"],
+        json!([["!limit", "s", 8189, 8192]])
+    );
+    assert_eq!(
+        out["_meta"]["exception"]["values"]["1"]["value"][""]["rem"],
+        json!([["!limit", "s", 8189, 8192]])
+    );
+    assert!(out["_meta"]["exception"]["values"].get("0").is_none());
+    assert_eq!(
+        out["_meta"]["transaction"][""]["rem"],
+        json!([["!limit", "s", 197, 200]])
+    );
+    // at the limit exactly, nothing was cut
+    let out = scrub(json!({"message": "y".repeat(8192)}));
+    assert!(out.get("_meta").is_none());
+}
