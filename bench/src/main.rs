@@ -140,6 +140,7 @@ fn main() -> Result<()> {
 
     let cpu_before = server.cpu()?;
     let grouping_before = server.grouping_cost()?;
+    let processing_before = server.processing_cost()?;
     let run = load::run(
         server.addr,
         &project.envelope_path,
@@ -148,6 +149,7 @@ fn main() -> Result<()> {
     )?;
     let cpu_at_last_ack = server.cpu()?;
     let grouping_after = server.grouping_cost()?;
+    let processing_after = server.processing_cost()?;
     let rss_at_last_ack = server.peak_rss()?;
 
     // Freshness: how long after the last acknowledgement a query sees every accepted event.
@@ -191,6 +193,10 @@ fn main() -> Result<()> {
         grouping: (
             grouping_after.0.saturating_sub(grouping_before.0),
             grouping_after.1 - grouping_before.1,
+        ),
+        processing: (
+            processing_after.0.saturating_sub(processing_before.0),
+            processing_after.1 - processing_before.1,
         ),
         wire_bytes: captured.mean_wire(),
         uncompressed_bytes: captured.mean_uncompressed(),

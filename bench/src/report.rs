@@ -63,6 +63,8 @@ pub(crate) struct Report {
     pub(crate) uncompressed_bytes: f64,
     /// Events grouped during the run and the seconds the server spent grouping them.
     pub(crate) grouping: (u64, f64),
+    /// Events scrubbed and enriched during the run and the seconds the server spent on it.
+    pub(crate) processing: (u64, f64),
 }
 
 fn verdict(ok: bool) -> &'static str {
@@ -102,6 +104,12 @@ impl Report {
             w,
             "  grouping / event     {:.1} us over {grouped} events (faultline_grouping_seconds / faultline_grouped_events)",
             grouping_seconds * 1e6 / grouped.max(1) as f64
+        );
+        let (processed, processing_seconds) = self.processing;
+        let _ = writeln!(
+            w,
+            "  scrub+enrich / event {:.1} us over {processed} events (faultline_processing_seconds / faultline_processed_events)",
+            processing_seconds * 1e6 / processed.max(1) as f64
         );
         let _ = writeln!(
             w,

@@ -223,6 +223,17 @@ impl Server {
     /// Events grouped so far and the seconds spent on it, from `GET /metrics`
     /// (`faultline_grouped_events`, `faultline_grouping_seconds`).
     pub(crate) fn grouping_cost(&self) -> Result<(u64, f64)> {
+        self.cost("faultline_grouped_events", "faultline_grouping_seconds")
+    }
+
+    /// Events scrubbed and enriched so far and the seconds spent on it, from `GET /metrics`
+    /// (`faultline_processed_events`, `faultline_processing_seconds`).
+    pub(crate) fn processing_cost(&self) -> Result<(u64, f64)> {
+        self.cost("faultline_processed_events", "faultline_processing_seconds")
+    }
+
+    /// A count and a number of seconds from `GET /metrics`.
+    fn cost(&self, count: &str, seconds: &str) -> Result<(u64, f64)> {
         let (status, bytes) = self.request("GET", "/metrics", None, Bytes::new())?;
         ensure!(status == 200, "/metrics answered {status}");
         let text = String::from_utf8_lossy(&bytes);
@@ -232,8 +243,8 @@ impl Server {
                 .and_then(|v| v.trim().parse().ok())
                 .with_context(|| format!("{name} in /metrics"))
         };
-        let events = value("faultline_grouped_events")?;
-        Ok((events as u64, value("faultline_grouping_seconds")?))
+        let events = value(count)?;
+        Ok((events as u64, value(seconds)?))
     }
 
     pub(crate) fn cpu(&self) -> Result<Duration> {

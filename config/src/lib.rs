@@ -640,6 +640,46 @@ pub struct ProjectConfig {
     /// per line), tried before the built-in ones on new events (docs/grouping.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprinting_rules: Option<String>,
+    /// Data scrubbing before events are stored (Sentry's "Security & Privacy" settings). Not
+    /// set: the defaults (scrubbing on, default scrubbers on, IP addresses kept), changeable
+    /// through the project API; set here, the API cannot change them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyConfig>,
+}
+
+/// A project's data scrubbing settings (docs/privacy.md), applied to every event before it is
+/// written anywhere.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Sentry's "Data Scrubber": off, only `pii_config` applies. Default on.
+    pub scrub_data: bool,
+    /// Sentry's "Use Default Scrubbers": passwords, secrets, tokens, credit cards, IBANs,
+    /// private keys, passwords in URLs, session and CSRF cookies. Default on.
+    pub scrub_defaults: bool,
+    /// Remove user IP addresses and replace IP addresses in text by `[ip]`. Default off.
+    pub scrub_ip_addresses: bool,
+    /// Extra key names whose values are removed.
+    pub sensitive_fields: Vec<String>,
+    /// Key names (or selectors) the data scrubber leaves alone.
+    pub safe_fields: Vec<String>,
+    /// Advanced rules in Relay's PII config format, as JSON text
+    /// (`{"rules": {...}, "applications": {"$string": ["@ip:mask"]}}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pii_config: Option<String>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self {
+            scrub_data: true,
+            scrub_defaults: true,
+            scrub_ip_addresses: false,
+            sensitive_fields: Vec::new(),
+            safe_fields: Vec::new(),
+            pii_config: None,
+        }
+    }
 }
 
 /// One DSN key of a project declared in the config file.
@@ -1013,6 +1053,39 @@ mod tests {
     }
 
     #[test]
+    fn project_privacy_settings_default_on_and_read_from_a_table() {
+        let config = Config::parse(
+            r#"
+            [[project]]
+            id = 1
+            name = "shop"
+            keys = ["0123456789abcdef0123456789abcdef"]
+
+            [[project]]
+            id = 2
+            name = "blog"
+            keys = ["00112233445566778899aabbccddeeff"]
+            [project.privacy]
+            scrub_ip_addresses = true
+            safe_fields = ["order_token"]
+            pii_config = '{"applications": {"$string": ["@email:mask"]}}'
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.projects[0].privacy, None);
+        let privacy = config.projects[1].privacy.clone().unwrap();
+        assert!(privacy.scrub_data && privacy.scrub_defaults && privacy.scrub_ip_addresses);
+        assert_eq!(privacy.safe_fields, ["order_token"]);
+        assert!(privacy.pii_config.unwrap().contains("@email:mask"));
+        let err = Config::parse(
+            "[[project]]\nid = 1\nname = \"a\"\nkeys = []\n[project.privacy]\nscrub = true\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `scrub`"), "{err}");
+    }
+
+    #[test]
     fn round_trips_through_toml() {
         let mut config = Config::default();
         config.storage.object_store = Some("s3://bucket/prefix".into());
@@ -1038,6 +1111,11 @@ mod tests {
             retention_days: Some(30),
             grouping_enhancements: Some("path:**/vendor/** -app".into()),
             fingerprinting_rules: Some("error.type:Timeout -> timeouts".into()),
+            privacy: Some(PrivacyConfig {
+                sensitive_fields: vec!["pin".into()],
+                pii_config: Some(r#"{"applications": {"$string": ["@ip"]}}"#.into()),
+                ..PrivacyConfig::default()
+            }),
         });
         config.retention.projects.insert("shop".into(), 14);
         let text = config.to_toml();

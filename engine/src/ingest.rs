@@ -23,7 +23,8 @@ use faultline_protocol::decode::{
 };
 use faultline_protocol::envelope::{Envelope, EnvelopeLimits, ItemType, parse_header_line};
 use faultline_protocol::grouping;
-use faultline_protocol::normalize::{NormalizeContext, normalize_event};
+use faultline_protocol::normalize::{NormalizeContext, Processing, process_event};
+use faultline_protocol::scrub::Scrubber;
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
@@ -386,6 +387,7 @@ impl Ingest {
             received: admitted.received,
             client_ip: admitted.client_ip,
             rate: Arc::clone(&self.rate),
+            scrubber: self.projects.scrubber(project.id),
             project: Arc::clone(&project),
         };
         // Nearly every SDK request is a few KiB: decoding it here costs less than handing it to
@@ -644,6 +646,8 @@ struct DecodeRequest {
     client_ip: Option<IpAddr>,
     rate: Arc<RateLimiter>,
     project: Arc<Authorized>,
+    /// The project's data scrubbing rules, applied before anything is written.
+    scrubber: Arc<Scrubber>,
 }
 
 impl DecodeRequest {
@@ -658,7 +662,11 @@ impl DecodeRequest {
                 project: &self.project.project.name,
                 received: self.received,
             },
-            self.client_ip,
+            &Origin {
+                received: self.received,
+                client_ip: self.client_ip,
+                scrubber: &self.scrubber,
+            },
             // Counted once the events are found and before they are normalized, so events over
             // a rate limit cost no normalization.
             |events| self.rate.check(&self.project, events),
@@ -773,24 +781,31 @@ fn merge_batches(batches: Vec<ItemBatch>) -> Vec<ItemBatch> {
         .collect()
 }
 
-/// Decompresses, parses and normalizes a request body (CPU-bound: runs off the async threads).
+/// Where and when a request came from, and how its project wants its events scrubbed.
+struct Origin<'a> {
+    received: chrono::DateTime<Utc>,
+    client_ip: Option<IpAddr>,
+    scrubber: &'a Scrubber,
+}
+
+/// Decompresses, parses, normalizes and scrubs a request body (CPU-bound: runs off the async
+/// threads).
 fn decode_events(
     endpoint: Endpoint,
     content_encoding: Option<&str>,
     body: &[u8],
     limits: &DecodeLimits,
     rows_ctx: RowContext<'_>,
-    client_ip: Option<IpAddr>,
+    origin: &Origin<'_>,
     admit_events: impl FnOnce(u64) -> Result<()>,
 ) -> Result<Decoded> {
-    let received = rows_ctx.received;
     let mut decoded = Decoded::default();
-    let (body, ranges, header_event_id) = match endpoint {
+    let (body, ranges, header_event_id, sent_at) = match endpoint {
         Endpoint::Store => {
             let body = decode_body(content_encoding, body, limits.max_event)?;
             let body = decode_store_body(&body, limits.max_event)?.into_owned();
             let whole = 0..body.len();
-            (body, vec![whole], None)
+            (body, vec![whole], None, None)
         }
         Endpoint::Envelope => {
             let body = decode_body(content_encoding, body, limits.max_envelope)?;
@@ -826,7 +841,13 @@ fn decode_events(
                 }
             }
             decoded.item_batches = merge_batches(batches);
-            (body.into_owned(), ranges, envelope.headers.event_id)
+            let sent_at = envelope.headers.sent_at;
+            (
+                body.into_owned(),
+                ranges,
+                envelope.headers.event_id,
+                sent_at,
+            )
         }
     };
     if let Some(size) = ranges
@@ -843,13 +864,18 @@ fn decode_events(
         admit_events(ranges.len() as u64)?;
     }
     let ctx = NormalizeContext {
-        received,
-        client_ip,
+        received: origin.received,
+        client_ip: origin.client_ip,
         event_id: header_event_id,
+    };
+    // scrubbed here, before the events reach the WAL: nothing unscrubbed is ever written
+    let processing = Processing {
+        scrubber: Some(origin.scrubber),
+        sent_at,
     };
     let mut events = Vec::with_capacity(ranges.len());
     for range in ranges {
-        events.push(normalize_event(&body[range], &ctx)?);
+        events.push(process_event(&body[range], &ctx, &processing)?);
     }
     decoded.header_event_id = header_event_id;
     decoded.events = events;

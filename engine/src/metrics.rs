@@ -95,6 +95,8 @@ struct Metrics {
     queries: Family<QueryLabels, Counter>,
     grouped_events: Gauge,
     grouping_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    processed_events: Gauge,
+    processing_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Metrics {
@@ -203,6 +205,18 @@ impl Metrics {
             "Time spent grouping events in this process; divided by faultline_grouped_events it is the grouping cost per event",
             grouping_seconds.clone(),
         );
+        let processed_events = Gauge::default();
+        registry.register(
+            "processed_events",
+            "Events scrubbed and enriched (User-Agent, _meta) by this process",
+            processed_events.clone(),
+        );
+        let processing_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "processing_seconds",
+            "Time spent scrubbing and enriching events in this process; divided by faultline_processed_events it is the cost per event",
+            processing_seconds.clone(),
+        );
         // Series that alerts and dashboards divide by exist from the start, at 0, rather than
         // appearing with the first event (a family without series is not written at all).
         for scope in ["project", "key"] {
@@ -241,6 +255,8 @@ impl Metrics {
             queries,
             grouped_events,
             grouping_seconds,
+            processed_events,
+            processing_seconds,
         }
     }
 }
@@ -274,6 +290,9 @@ fn encode(m: &Metrics, levels: Levels) -> String {
     let cost = faultline_protocol::grouping::cost();
     m.grouped_events.set(gauge(cost.events));
     m.grouping_seconds.set(cost.nanos as f64 / 1e9);
+    let processing = faultline_protocol::normalize::processing_cost();
+    m.processed_events.set(gauge(processing.events));
+    m.processing_seconds.set(processing.nanos as f64 / 1e9);
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &m.registry)
         .expect("writing to a String cannot fail");

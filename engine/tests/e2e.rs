@@ -39,6 +39,8 @@ mod people;
 mod postgres;
 #[path = "e2e/postgres_drivers.rs"]
 mod postgres_drivers;
+#[path = "e2e/privacy.rs"]
+mod privacy;
 #[path = "e2e/python_sdk.rs"]
 mod python_sdk;
 #[path = "e2e/retention.rs"]

@@ -15,6 +15,8 @@
 //!   accepts legacy shapes (`sentry.interfaces.*`, bare lists, tags as pairs), fixes or drops
 //!   invalid fields, and extracts the columns the engine stores. Normalizing `Event::json`
 //!   again yields the same `Event`.
+//! - [`scrub`]: personal data removed from normalized events by a project's rules (Relay's
+//!   data scrubber and PII config), with what was removed recorded in `_meta`.
 //! - [`grouping`]: the grouping hash of an event (fingerprint, exception and in-app frames,
 //!   message, fallback) and the stable issue id derived from it.
 //!
@@ -32,6 +34,7 @@ pub mod envelope;
 mod event;
 pub mod grouping;
 pub mod normalize;
+pub mod scrub;
 mod view;
 
 pub use event::Event;

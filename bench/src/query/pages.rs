@@ -64,6 +64,7 @@ pub(crate) async fn time_pages(
         retention_days: None,
         grouping_enhancements: None,
         fingerprinting_rules: None,
+        privacy: None,
     });
     let node = Arc::new(
         Node::open(config)

@@ -51,6 +51,7 @@ async fn harness_config(text: &str) -> Harness {
         retention_days: None,
         grouping_enhancements: None,
         fingerprinting_rules: None,
+        privacy: None,
     });
     let node = Arc::new(Node::open(config).await.unwrap());
     let router =

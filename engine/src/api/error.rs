@@ -245,10 +245,13 @@ fn tenancy_status(err: &tenancy::Error) -> StatusCode {
         T::UnknownProject { .. } => StatusCode::FORBIDDEN,
         T::BadKey { .. } | T::DisabledKey { .. } | T::BadToken => StatusCode::UNAUTHORIZED,
         T::UnknownKey { .. } => StatusCode::NOT_FOUND,
-        T::ConfigKey { .. } | T::LastActiveKey { .. } | T::ConfigGrouping { .. } => {
-            StatusCode::CONFLICT
+        T::ConfigKey { .. }
+        | T::LastActiveKey { .. }
+        | T::ConfigGrouping { .. }
+        | T::ConfigPrivacy { .. } => StatusCode::CONFLICT,
+        T::InvalidRateLimit | T::GroupingRules { .. } | T::PrivacyRules { .. } => {
+            StatusCode::BAD_REQUEST
         }
-        T::InvalidRateLimit | T::GroupingRules { .. } => StatusCode::BAD_REQUEST,
         T::MissingScope { .. } | T::ScopeNotHeld { .. } => StatusCode::FORBIDDEN,
         T::UnknownToken { .. } | T::UnknownProjectName { .. } => StatusCode::NOT_FOUND,
         T::InvalidName { .. } | T::InvalidScope { .. } | T::NoScopes | T::InvalidTokenName => {

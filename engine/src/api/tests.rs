@@ -27,6 +27,7 @@ mod limits;
 mod lost_replies;
 mod metrics;
 mod people;
+mod privacy;
 mod sql;
 mod tenancy;
 
@@ -50,6 +51,7 @@ async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         retention_days: None,
         grouping_enhancements: None,
         fingerprinting_rules: None,
+        privacy: None,
     });
     edit(&mut config);
     let node = Arc::new(Node::open(config).await.unwrap());

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use chrono::{NaiveDate, Utc};
 use faultline_config::SourcemapsConfig;
 use faultline_protocol::Event;
-use faultline_protocol::normalize::{NormalizeContext, normalize_event};
+use faultline_protocol::normalize::{NormalizeContext, normalize_stored};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 
@@ -115,7 +115,7 @@ impl SourceMaps {
             client_ip: None,
             event_id: None,
         };
-        match normalize_event(&json, &ctx) {
+        match normalize_stored(&json, &ctx) {
             Ok(resolved) => resolved,
             Err(err) => {
                 tracing::warn!(event_id = %event.event_id.simple(), cause = %err,

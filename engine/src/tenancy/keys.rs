@@ -320,6 +320,7 @@ mod tests {
             retention_days: None,
             grouping_enhancements: None,
             fingerprinting_rules: None,
+            privacy: None,
         });
         config
     }

@@ -5,6 +5,7 @@
 //! config file belong to [`DEFAULT_ORG`].
 
 pub mod keys;
+mod privacy;
 pub mod projects;
 pub mod tokens;
 
@@ -52,6 +53,15 @@ pub enum Error {
         project: String,
         field: &'static str,
         source: faultline_protocol::grouping::RuleError,
+    },
+    #[error(
+        "the data scrubbing settings of project {project:?} are declared in the config file; change them there"
+    )]
+    ConfigPrivacy { project: String },
+    #[error("project {project:?}: {source}")]
+    PrivacyRules {
+        project: String,
+        source: faultline_protocol::scrub::ConfigError,
     },
     #[error("invalid project name {name:?}: use 1-64 lowercase letters, digits or '-'")]
     InvalidName { name: String },

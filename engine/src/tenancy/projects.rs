@@ -133,6 +133,8 @@ pub struct Projects {
     grouping_api: RwLock<HashMap<u64, (ProjectRules, Arc<GroupingConfig>)>>,
     by_id: RwLock<Arc<HashMap<u64, Arc<Project>>>>,
     last_reload: Mutex<Instant>,
+    /// Data scrubbing settings of the config file and of the API, by project id.
+    pub(super) privacy: super::privacy::PrivacyRules,
 }
 
 impl Projects {
@@ -166,7 +168,9 @@ impl Projects {
                 )
             })
             .collect();
+        let privacy = super::privacy::PrivacyRules::load(&config.projects)?;
         let projects = Self {
+            privacy,
             store,
             grouping,
             grouping_api: RwLock::new(HashMap::new()),
@@ -221,6 +225,7 @@ impl Projects {
         let map = map.into_iter().map(|(id, p)| (id, Arc::new(p))).collect();
         *self.by_id.write() = Arc::new(map);
         self.read_grouping().await?;
+        self.privacy.read(&self.store).await?;
         Ok(())
     }
 

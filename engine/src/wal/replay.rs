@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use faultline_protocol::normalize::{NormalizeContext, normalize_event};
+use faultline_protocol::normalize::{NormalizeContext, normalize_stored};
 
 use super::record::EVENT;
 use super::{Record, Result};
@@ -41,7 +41,7 @@ impl Logged {
 /// no-op, so the row is the one that was acknowledged).
 pub fn event(record: &Record) -> Result<StoredEvent, ReplayError> {
     let received = chrono::DateTime::from_timestamp_millis(record.received_ms).unwrap_or_default();
-    let event = normalize_event(
+    let event = normalize_stored(
         &record.json,
         &NormalizeContext {
             received,

@@ -78,6 +78,7 @@ async fn harness() -> Harness {
             retention_days: None,
             grouping_enhancements: None,
             fingerprinting_rules: None,
+            privacy: None,
         });
     }
     let node = Arc::new(Node::open(config).await.unwrap());
@@ -815,6 +816,7 @@ async fn a_new_organization_is_told_how_to_send_its_first_event() {
         retention_days: None,
         grouping_enhancements: None,
         fingerprinting_rules: None,
+        privacy: None,
     });
     let node = Arc::new(Node::open(config).await.unwrap());
     let h = Harness {

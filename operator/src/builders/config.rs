@@ -217,6 +217,7 @@ pub(crate) fn engine_config(
             retention_days: p.spec.retention_days,
             grouping_enhancements: None,
             fingerprinting_rules: None,
+            privacy: None,
         })
         .collect();
     config.validate().map_err(Error::InvalidConfig)?;
@@ -531,6 +532,7 @@ mod tests {
             retention_days: None,
             grouping_enhancements: None,
             fingerprinting_rules: None,
+            privacy: None,
         });
         let text = minimal_toml(&config);
         assert_eq!(Config::parse(&text).unwrap(), config);

@@ -22,6 +22,7 @@
 //! [`crate::depth::MAX_JSON_DEPTH`] (before or after normalization), are rejected. Normalizing [`Event::json`] again
 //! (with the same `received`) gives an equal [`Event`].
 
+mod enrich;
 mod extract;
 mod interfaces;
 pub(crate) mod level;
@@ -31,12 +32,14 @@ pub(crate) mod time;
 pub use time::parse as parse_timestamp;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::depth::{MAX_JSON_DEPTH, check_depth, value_depth};
+use crate::scrub::{Meta, Scrubber};
 use crate::{ErrorKind, Event};
 
 /// What the server knows about the request an event came in.
@@ -207,8 +210,71 @@ const SERVER_ONLY: &[&str] = &[
     "scraping_attempts",
 ];
 
-/// Normalizes an event payload (the JSON of an `event` item or a store request).
+/// What ingest does to an event besides normalizing it (see [`process_event`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Processing<'a> {
+    /// The project's compiled scrubbing rules; `None` scrubs nothing.
+    pub scrubber: Option<&'a Scrubber>,
+    /// When the SDK sent the envelope (its `sent_at` header), to correct the client's clock.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+static PROCESSED_EVENTS: AtomicU64 = AtomicU64::new(0);
+static PROCESSING_NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// What the processing of [`process_event`] beyond normalization (User-Agent enrichment,
+/// scrubbing, `_meta`) has cost this process so far: events and nanoseconds (read by the
+/// engine's `/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProcessingCost {
+    pub events: u64,
+    pub nanos: u64,
+}
+
+/// The processing cost so far.
+pub fn processing_cost() -> ProcessingCost {
+    ProcessingCost {
+        events: PROCESSED_EVENTS.load(Ordering::Relaxed),
+        nanos: PROCESSING_NANOS.load(Ordering::Relaxed),
+    }
+}
+
+/// Smallest difference between the client's and the server's clocks that is corrected
+/// (Relay's threshold): SDK timestamps are shifted by it.
+const MIN_CLOCK_DRIFT_SECS: i64 = 55 * 60;
+
+/// Normalizes an event payload (the JSON of an `event` item or a store request) and processes
+/// it as ingest does before anything is written: clock drift corrected from `sent_at`; the
+/// browser, OS and device derived from the `User-Agent` (and their tags); personal data
+/// scrubbed; what was changed recorded in `_meta`.
+pub fn process_event(
+    payload: &[u8],
+    ctx: &NormalizeContext,
+    processing: &Processing<'_>,
+) -> Result<Event> {
+    normalize_with(payload, ctx, Mode::Ingest(processing))
+}
+
+/// Normalizes an event as stored (a WAL record): like [`normalize_event`], but the server's
+/// `_meta` is kept.
+pub fn normalize_stored(payload: &[u8], ctx: &NormalizeContext) -> Result<Event> {
+    normalize_with(payload, ctx, Mode::Stored)
+}
+
+/// Normalizes an event payload (the JSON of an `event` item or a store request), without the
+/// processing of [`process_event`]; an SDK's `_meta` is dropped.
 pub fn normalize_event(payload: &[u8], ctx: &NormalizeContext) -> Result<Event> {
+    normalize_with(payload, ctx, Mode::Plain)
+}
+
+#[derive(Clone, Copy)]
+enum Mode<'p> {
+    Plain,
+    Ingest(&'p Processing<'p>),
+    Stored,
+}
+
+fn normalize_with(payload: &[u8], ctx: &NormalizeContext, mode: Mode<'_>) -> Result<Event> {
     // a UTF-8 byte order mark, as some Windows clients write one, is no JSON
     let payload = payload.strip_prefix(b"\xef\xbb\xbf").unwrap_or(payload);
     // every step below recurses per level of nesting: bound it first, without recursion
@@ -232,7 +298,34 @@ pub fn normalize_event(payload: &[u8], ctx: &NormalizeContext) -> Result<Event> 
         }
     };
     let received = time::truncate_millis(ctx.received);
-    let facts = normalize_root(&mut root, ctx, received);
+    let kept_meta = match mode {
+        Mode::Stored => root.remove("_meta").filter(Value::is_object),
+        _ => None,
+    };
+    let drift = match mode {
+        Mode::Ingest(p) => p
+            .sent_at
+            .map(|sent| received - time::truncate_millis(sent))
+            .filter(|d| d.num_seconds().abs() >= MIN_CLOCK_DRIFT_SECS),
+        _ => None,
+    };
+    let facts = normalize_root(&mut root, ctx, received, drift);
+    if let Some(meta) = kept_meta {
+        root.insert("_meta".into(), meta);
+    }
+    if let Mode::Ingest(processing) = mode {
+        let started = std::time::Instant::now();
+        enrich::enrich(&mut root);
+        let mut meta = Meta::default();
+        record_limits(&root, &mut meta);
+        if let Some(scrubber) = processing.scrubber {
+            scrubber.scrub(&mut root, &mut meta);
+        }
+        meta.write_into(&mut root);
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        PROCESSED_EVENTS.fetch_add(1, Ordering::Relaxed);
+        PROCESSING_NANOS.fetch_add(nanos, Ordering::Relaxed);
+    }
     // What is stored must parse again under the same limit (the WAL replay normalizes it).
     // The root object is level 1, so its members may nest one level less.
     if root
@@ -268,6 +361,7 @@ fn normalize_root(
     root: &mut Map<String, Value>,
     ctx: &NormalizeContext,
     received: DateTime<Utc>,
+    drift: Option<Duration>,
 ) -> Facts {
     let mut errors: Vec<Value> = match root.remove("errors") {
         Some(Value::Array(errors)) => errors.into_iter().filter(Value::is_object).collect(),
@@ -286,6 +380,9 @@ fn normalize_root(
     .unwrap_or_else(Uuid::new_v4);
     set_string(root, "event_id", event_id.simple().to_string());
 
+    if let Some(drift) = drift {
+        correct_clock_drift(root, drift, received, &mut errors);
+    }
     let timestamp = normalize_timestamp(root, received, &mut errors);
     root.insert("received".into(), time::to_value(received));
     if let Some(start) = root.get("start_timestamp") {
@@ -415,6 +512,96 @@ fn normalize_root(
         timestamp,
         level,
     }
+}
+
+/// Records in `_meta` the strings normalization cut to Relay's length limits (a `!limit`
+/// remark on the `...` that ends them, as Relay writes it; the original length is not kept).
+fn record_limits(root: &Map<String, Value>, meta: &mut Meta) {
+    let mut check = |path: Vec<String>, value: Option<&Value>, max: usize| {
+        if let Some(Value::String(text)) = value
+            && text.ends_with("...")
+            && text.chars().count() == max
+        {
+            meta.push(path, serde_json::json!(["!limit", "s", max - 3, max]), None);
+        }
+    };
+    check(
+        vec!["transaction".into()],
+        root.get("transaction"),
+        MAX_TRANSACTION_CHARS,
+    );
+    if let Some(Value::Object(entry)) = root.get("logentry") {
+        for key in ["formatted", "message"] {
+            check(
+                vec!["logentry".into(), key.into()],
+                entry.get(key),
+                MAX_MESSAGE_CHARS,
+            );
+        }
+    }
+    if let Some(Value::Array(values)) = root.get("exception").and_then(|e| e.get("values")) {
+        for (i, exception) in values.iter().enumerate() {
+            check(
+                vec![
+                    "exception".into(),
+                    "values".into(),
+                    i.to_string(),
+                    "value".into(),
+                ],
+                exception.get("value"),
+                MAX_MESSAGE_CHARS,
+            );
+        }
+    }
+}
+
+/// Shifts the SDK's timestamps by the difference between its clock and the server's, as Relay
+/// does when they differ by more than [`MIN_CLOCK_DRIFT_SECS`], and says so in `errors`.
+fn correct_clock_drift(
+    root: &mut Map<String, Value>,
+    drift: Duration,
+    received: DateTime<Utc>,
+    errors: &mut Vec<Value>,
+) {
+    let shift = |value: &mut Value| {
+        if let Some(t) = time::parse(value)
+            && let Some(moved) = t.checked_add_signed(drift)
+        {
+            *value = time::to_value(moved);
+        }
+    };
+    for key in ["timestamp", "start_timestamp"] {
+        if let Some(value) = root.get_mut(key) {
+            shift(value);
+        }
+    }
+    if let Some(crumbs) = root.get_mut("breadcrumbs") {
+        let list = match crumbs {
+            Value::Object(map) => map.get_mut("values"),
+            other => Some(other),
+        };
+        match list {
+            Some(Value::Array(items)) => {
+                for crumb in items.iter_mut().filter_map(Value::as_object_mut) {
+                    if let Some(ts) = crumb.get_mut("timestamp") {
+                        shift(ts);
+                    }
+                }
+            }
+            Some(Value::Object(crumb)) => {
+                if let Some(ts) = crumb.get_mut("timestamp") {
+                    shift(ts);
+                }
+            }
+            _ => {}
+        }
+    }
+    errors.push(serde_json::json!({
+        "type": "clock_drift",
+        "name": "timestamp",
+        "sdk_time": time::to_value(received - drift),
+        "server_time": time::to_value(received),
+    }));
 }
 
 fn invalid_data(name: &str) -> Value {

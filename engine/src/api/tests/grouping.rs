@@ -84,6 +84,7 @@ async fn invalid_rules_in_the_config_name_project_field_line_and_column() {
         retention_days: None,
         grouping_enhancements: Some("path:**/vendor/** -app\nfamily:javascript +frobnicate".into()),
         fingerprinting_rules: None,
+        privacy: None,
     });
     let err = crate::node::Node::open(config)
         .await

@@ -17,6 +17,7 @@ fn config(dir: &std::path::Path) -> Config {
         retention_days: None,
         grouping_enhancements: None,
         fingerprinting_rules: None,
+        privacy: None,
     });
     config
 }

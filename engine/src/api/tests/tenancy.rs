@@ -22,6 +22,7 @@ async fn tenants(edit: impl FnOnce(&mut faultline_config::Config)) -> (Harness, 
             retention_days: None,
             grouping_enhancements: None,
             fingerprinting_rules: None,
+            privacy: None,
         });
         edit(config);
     })
