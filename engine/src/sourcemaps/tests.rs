@@ -271,16 +271,12 @@ async fn frames_are_resolved_before_grouping_so_two_builds_are_one_issue() {
     let (min_b, map_b, col_b) = build("var x=1;", "q");
     assert_ne!(col_a, col_b);
 
-    // before any upload: stored as sent, with js_no_source
+    // an organization that never uploaded a bundle: stored as sent, not even looked at
     let before = maps
         .resolve_event("acme", "web", event("a", col_a, ID_A))
         .await;
     let json: Value = serde_json::from_str(&before.json).unwrap();
-    assert_eq!(json["errors"][0]["type"], "js_no_source", "{json}");
-    assert_eq!(
-        json["errors"][0]["url"],
-        "http://localhost:8080/assets/app.min.js"
-    );
+    assert_eq!(json["errors"], Value::Null, "{json}");
     let frame = &json["exception"]["values"][0]["stacktrace"]["frames"][0];
     assert_eq!(frame["function"], "a");
     let unresolved_a = grouping::grouping_of(&before).hash.clone();
@@ -295,6 +291,17 @@ async fn frames_are_resolved_before_grouping_so_two_builds_are_one_issue() {
             .await
             .state,
         "ok"
+    );
+    maps.uploaded();
+    // once it uploads: a debug id no bundle has is stored as sent, with js_no_source
+    let missing = maps
+        .resolve_event("acme", "web", event("q", col_b, ID_B))
+        .await;
+    let json: Value = serde_json::from_str(&missing.json).unwrap();
+    assert_eq!(json["errors"][0]["type"], "js_no_source", "{json}");
+    assert_eq!(
+        json["errors"][0]["url"],
+        "http://localhost:8080/assets/app.min.js"
     );
     assert_eq!(
         upload(&store, &bundle(ID_B, &min_b, &map_b), 1000)
