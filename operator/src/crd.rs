@@ -694,6 +694,51 @@ pub struct ProjectSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub keys: Vec<ProjectKeySpec>,
+    /// Stack trace rules in Sentry's syntax, one per line (`family:javascript
+    /// path:**/vendor/** -app`), applied after the built-in ones to new events. The engine
+    /// refuses rules that do not parse, naming the line and column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub grouping_enhancements: Option<String>,
+    /// Server-side fingerprint rules in Sentry's syntax, one per line
+    /// (`error.type:DatabaseUnavailable -> system-down`), tried before the built-in ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub fingerprinting_rules: Option<String>,
+    /// Data scrubbing before events are stored (Sentry's "Security & Privacy"). Unset: the
+    /// defaults (scrubbing and default scrubbers on, IP addresses kept), changeable through
+    /// the project API; set here, the API cannot change them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacySpec>,
+}
+
+/// A project's data scrubbing settings (the engine's docs/privacy.md).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivacySpec {
+    /// Sentry's "Data Scrubber"; off leaves only `piiConfig`.
+    #[serde(default = "default_true")]
+    pub scrub_data: bool,
+    /// Sentry's "Use Default Scrubbers": passwords, secrets, tokens, credit cards, IBANs,
+    /// private keys, passwords in URLs, session and CSRF cookies.
+    #[serde(default = "default_true")]
+    pub scrub_defaults: bool,
+    /// Remove user IP addresses and replace IP addresses in text by `[ip]`.
+    #[serde(default)]
+    pub scrub_ip_addresses: bool,
+    /// Extra key names whose values are removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 200))]
+    pub sensitive_fields: Vec<String>,
+    /// Key names the data scrubber leaves alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 200))]
+    pub safe_fields: Vec<String>,
+    /// Advanced rules in Relay's PII config format, as JSON text
+    /// (`{"applications": {"$string": ["@ip:mask"]}}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub pii_config: Option<String>,
 }
 
 /// One DSN key of a project.

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use faultline_config::{
-    AuthConfig, BackupConfig, Config, KeyConfig, OidcConfig, ProjectConfig, RateLimit, S3Config,
+    AuthConfig, BackupConfig, Config, KeyConfig, OidcConfig, PrivacyConfig, ProjectConfig,
+    RateLimit, S3Config,
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 
@@ -215,9 +216,16 @@ pub(crate) fn engine_config(
                 window: Duration::from_secs(limit.window_seconds),
             }),
             retention_days: p.spec.retention_days,
-            grouping_enhancements: None,
-            fingerprinting_rules: None,
-            privacy: None,
+            grouping_enhancements: p.spec.grouping_enhancements.clone(),
+            fingerprinting_rules: p.spec.fingerprinting_rules.clone(),
+            privacy: p.spec.privacy.as_ref().map(|privacy| PrivacyConfig {
+                scrub_data: privacy.scrub_data,
+                scrub_defaults: privacy.scrub_defaults,
+                scrub_ip_addresses: privacy.scrub_ip_addresses,
+                sensitive_fields: privacy.sensitive_fields.clone(),
+                safe_fields: privacy.safe_fields.clone(),
+                pii_config: privacy.pii_config.clone(),
+            }),
         })
         .collect();
     config.validate().map_err(Error::InvalidConfig)?;

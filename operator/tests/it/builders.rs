@@ -219,7 +219,30 @@ fn engine_config_is_read_back_by_the_engine_parser() {
     assert_eq!(shop.keys, vec![KeyConfig::new(keys["shop"].as_str())]);
     assert_eq!(shop.rate_limit.as_ref().unwrap().events, 1000);
     assert_eq!(config.retention_days("shop"), 14);
+    // the grouping rules and scrubbing settings reach the engine as written
+    assert_eq!(
+        shop.grouping_enhancements.as_deref(),
+        Some("family:javascript path:**/vendor/** -app\n")
+    );
+    assert_eq!(
+        shop.fingerprinting_rules.as_deref(),
+        Some("error.type:DatabaseUnavailable -> system-down\n")
+    );
+    let privacy = shop.privacy.as_ref().unwrap();
+    assert!(privacy.scrub_data && privacy.scrub_defaults && privacy.scrub_ip_addresses);
+    assert_eq!(privacy.sensitive_fields, ["order_token"]);
+    assert!(
+        privacy
+            .pii_config
+            .as_deref()
+            .unwrap()
+            .contains("@email:mask")
+    );
     let api = config.projects.iter().find(|p| p.name == "api").unwrap();
+    assert_eq!(
+        (api.grouping_enhancements.as_ref(), api.privacy.as_ref()),
+        (None, None)
+    );
     assert_eq!(
         (api.id, api.keys.clone()),
         (42, vec![KeyConfig::new(keys["api"].as_str())])
@@ -345,6 +368,9 @@ fn project_ids_are_stable_and_collisions_are_refused() {
             rate_limit: None,
             retention_days: None,
             keys: Vec::new(),
+            grouping_enhancements: None,
+            fingerprinting_rules: None,
+            privacy: None,
         },
         ProjectSpec {
             name: "other".into(),
@@ -352,6 +378,9 @@ fn project_ids_are_stable_and_collisions_are_refused() {
             rate_limit: None,
             retention_days: None,
             keys: Vec::new(),
+            grouping_enhancements: None,
+            fingerprinting_rules: None,
+            privacy: None,
         },
     ];
     let err = builders::resolve_projects(&projects)

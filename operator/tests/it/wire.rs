@@ -286,6 +286,9 @@ async fn project_added_and_removed() {
             rate_limit: None,
             retention_days: None,
             keys: Vec::new(),
+            grouping_enhancements: None,
+            fingerprinting_rules: None,
+            privacy: None,
         });
     let web_key = "0123456789abcdef0123456789abcdef";
     let script = Script {
