@@ -403,7 +403,7 @@ test("delete an issue from its page, with its events", async () => {
   // the form asks to confirm that the events go too
   await page.click("button:has-text('Delete issue')");
   assert.equal(page.url(), issueUrl, "nothing happens without ticking the box");
-  await page.check("text=Erase its 1 events");
+  await page.check("text=Erase its events (1)");
   await page.click("button:has-text('Delete issue')");
   await page.waitForURL(/\/organizations\/default\/issues\/$/);
   await page.goto(`${base}/organizations/default/issues/?query=CouponExpired`);
