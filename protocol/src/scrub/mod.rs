@@ -88,6 +88,8 @@ struct Application {
 #[derive(Debug, Clone, Default)]
 pub struct Scrubber {
     applications: Vec<Application>,
+    /// The prefixes of the selectors compiled to [`Selector::Below`].
+    below: selector::BelowPrefixes,
 }
 
 /// Values no default rule touches: not personal data, or needed as sent.
@@ -120,7 +122,7 @@ impl Scrubber {
             applications.extend(advanced(text)?);
         }
         if !settings.scrub_data {
-            return Ok(Self { applications });
+            return Ok(Self::compiled(applications));
         }
         let mut excluded = vec![parse(NOT_PERSONAL)?];
         for field in settings.safe_fields.iter().map(|f| f.trim()) {
@@ -199,7 +201,24 @@ impl Scrubber {
                 rules: builtin("@ip:replace"),
             });
         }
-        Ok(Self { applications })
+        Ok(Self::compiled(applications))
+    }
+
+    /// The applications with their `**`-ending paths compiled, so a value's selectors cost
+    /// no walk up its path for them.
+    fn compiled(applications: Vec<Application>) -> Self {
+        let mut below = Vec::new();
+        let applications = applications
+            .into_iter()
+            .map(|app| Application {
+                selector: app.selector.compile_below(&mut below),
+                rules: app.rules,
+            })
+            .collect();
+        Self {
+            applications,
+            below,
+        }
     }
 
     /// True when no rule applies to any value.
@@ -218,8 +237,9 @@ impl Scrubber {
             parse_json_body(request);
         }
         let mut removed = Vec::new();
+        let below = selector::below_bits(&self.below, &top);
         for (key, value) in root.iter_mut() {
-            if key != "_meta" && self.walk(value, &top.child(Step::Key(key)), meta) {
+            if key != "_meta" && self.walk(value, &top.child(Step::Key(key), below), meta) {
                 removed.push(key.clone());
             }
         }
@@ -260,6 +280,7 @@ impl Scrubber {
                 }
             }
             Value::Array(items) => {
+                let below = selector::below_bits(&self.below, path);
                 let pairs = !items.is_empty()
                     && items.iter().all(
                         |item| matches!(item, Value::Array(p) if p.len() == 2 && p[0].is_string()),
@@ -270,12 +291,12 @@ impl Scrubber {
                         let (name, rest) = pair.split_at_mut(1);
                         if let (Value::String(name), Some(value)) = (&name[0], rest.first_mut()) {
                             removed_pairs |=
-                                self.walk(value, &path.child(Step::Pair(i, name)), meta);
+                                self.walk(value, &path.child(Step::Pair(i, name), below), meta);
                         }
                         continue;
                     }
                     // an element removed stays as `null`, so the indices in `_meta` hold
-                    self.walk(item, &path.child(Step::Index(i)), meta);
+                    self.walk(item, &path.child(Step::Index(i), below), meta);
                 }
                 if removed_pairs {
                     // a pair without value is no pair: the list drops it (after the walk,
@@ -284,9 +305,10 @@ impl Scrubber {
                 }
             }
             Value::Object(map) => {
+                let below = selector::below_bits(&self.below, path);
                 let mut removed = Vec::new();
                 for (key, value) in map.iter_mut() {
-                    if self.walk(value, &path.child(Step::Key(key)), meta) {
+                    if self.walk(value, &path.child(Step::Key(key), below), meta) {
                         removed.push(key.clone());
                     }
                 }
@@ -322,6 +344,7 @@ impl Scrubber {
         let mut out = String::with_capacity(text.len());
         out.push_str(head);
         let mut changed = false;
+        let below = selector::below_bits(&self.below, path);
         for (i, piece) in query.split(sep).enumerate() {
             if i > 0 {
                 out.push_str(sep);
@@ -331,7 +354,7 @@ impl Scrubber {
                 continue;
             };
             let key = name.trim();
-            let piece_path = path.child(Step::Piece(key));
+            let piece_path = path.child(Step::Piece(key), below);
             let matched = self.matched(&piece_path, ValueType::String);
             out.push_str(name);
             out.push('=');

@@ -95,6 +95,8 @@ pub(crate) struct Path<'a> {
     pub(crate) parent: Option<&'a Path<'a>>,
     pub(crate) kind: Kind,
     pub(crate) step: Step<'a>,
+    /// Which compiled `Below` selectors select this value (see `selector::below_bits`).
+    pub(crate) below: u64,
 }
 
 impl<'a> Path<'a> {
@@ -103,10 +105,13 @@ impl<'a> Path<'a> {
             parent: None,
             kind: Kind::Event,
             step: Step::Root,
+            below: 0,
         }
     }
 
-    pub(crate) fn child(&'a self, step: Step<'a>) -> Path<'a> {
+    /// The path of a member or element of this value; `below` is what
+    /// `selector::below_bits` says for this value.
+    pub(crate) fn child(&'a self, step: Step<'a>, below: u64) -> Path<'a> {
         let key = match step {
             Step::Key(k) => Some(k),
             _ => None,
@@ -115,6 +120,7 @@ impl<'a> Path<'a> {
             parent: Some(self),
             kind: self.kind.child(key),
             step,
+            below,
         }
     }
 

@@ -37,10 +37,21 @@ pub(crate) enum Item {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Selector {
     Path(Vec<Item>),
+    /// A path whose only `**` is its last item, compiled ([`Self::compile_below`]): it
+    /// selects what is below a value its prefix selects, which the walk works out once per
+    /// container and carries down in [`Path::below`] (bit `n`).
+    Below(u32),
     Not(Box<Selector>),
     And(Vec<Selector>),
     Or(Vec<Selector>),
 }
+
+/// The prefixes of the compiled [`Selector::Below`] paths, by bit: (items without the
+/// trailing `**`, anchored at the top).
+pub(crate) type BelowPrefixes = Vec<(Vec<Item>, bool)>;
+
+/// At most this many `Below` selectors per scrubber (one bit each); the others stay paths.
+const MAX_BELOW: usize = 64;
 
 impl Selector {
     pub(crate) fn parse(text: &str) -> Result<Self, SelectorError> {
@@ -57,10 +68,43 @@ impl Selector {
         Ok(selector)
     }
 
+    /// Compiles the paths ending in their only `**` into [`Self::Below`] bits, adding their
+    /// prefixes to `prefixes` (equal prefixes share a bit).
+    pub(crate) fn compile_below(self, prefixes: &mut BelowPrefixes) -> Self {
+        match self {
+            Self::Path(items)
+                if items.last() == Some(&Item::Deep)
+                    && items.iter().filter(|i| **i == Item::Deep).count() == 1 =>
+            {
+                let anchored = matches!(
+                    items.first(),
+                    Some(Item::Key(_) | Item::KeyIn(_) | Item::Any)
+                );
+                let prefix = items[..items.len() - 1].to_vec();
+                let entry = (prefix, anchored);
+                if let Some(at) = prefixes.iter().position(|p| *p == entry) {
+                    return Self::Below(at as u32);
+                }
+                if prefixes.len() >= MAX_BELOW {
+                    return Self::Path(items);
+                }
+                prefixes.push(entry);
+                Self::Below((prefixes.len() - 1) as u32)
+            }
+            Self::Not(inner) => Self::Not(Box::new(inner.compile_below(prefixes))),
+            Self::And(all) => {
+                Self::And(all.into_iter().map(|s| s.compile_below(prefixes)).collect())
+            }
+            Self::Or(any) => Self::Or(any.into_iter().map(|s| s.compile_below(prefixes)).collect()),
+            other => other,
+        }
+    }
+
     /// Whether the value at `path` (of type `ty`) is selected.
     pub(crate) fn matches(&self, path: &Path<'_>, ty: ValueType) -> bool {
         match self {
             Self::Path(items) => path_matches(items, path, ty),
+            Self::Below(bit) => path.below >> bit & 1 == 1,
             Self::Not(inner) => !inner.matches(path, ty),
             Self::And(all) => all.iter().all(|s| s.matches(path, ty)),
             Self::Or(any) => any.iter().any(|s| s.matches(path, ty)),
@@ -74,6 +118,20 @@ fn path_matches(items: &[Item], path: &Path<'_>, ty: ValueType) -> bool {
         Some(Item::Key(_) | Item::KeyIn(_) | Item::Any)
     );
     match_rev(items, Some(path), ty, true, anchored)
+}
+
+/// The bits of the `Below` selectors that select the children of the value at `path`: those
+/// of its ancestors, and those whose prefix selects this value itself (as the trailing `**`
+/// of the path would find it, looking up from a child).
+pub(crate) fn below_bits(prefixes: &BelowPrefixes, path: &Path<'_>) -> u64 {
+    let mut bits = path.below;
+    for (bit, (prefix, anchored)) in prefixes.iter().enumerate() {
+        if bits >> bit & 1 == 0 && match_rev(prefix, Some(path), ValueType::Null, false, *anchored)
+        {
+            bits |= 1 << bit;
+        }
+    }
+    bits
 }
 
 /// Matches `items` from their end against `path` from the current value upwards.

@@ -329,10 +329,10 @@ fn bad_advanced_rules_name_the_problem() {
 #[test]
 fn selectors_anchor_keys_at_the_top_and_types_anywhere() {
     let root = Path::root();
-    let extra = root.child(Step::Key("extra"));
-    let foo = extra.child(Step::Key("foo"));
-    let nested = foo.child(Step::Key("extra"));
-    let deep = nested.child(Step::Key("foo"));
+    let extra = root.child(Step::Key("extra"), 0);
+    let foo = extra.child(Step::Key("foo"), 0);
+    let nested = foo.child(Step::Key("extra"), 0);
+    let deep = nested.child(Step::Key("foo"), 0);
     let sel = |s: &str| Selector::parse(s).unwrap();
     assert!(sel("extra.foo").matches(&foo, ValueType::String));
     assert!(sel("EXTRA.Foo").matches(&foo, ValueType::String));
@@ -354,10 +354,10 @@ fn selectors_anchor_keys_at_the_top_and_types_anywhere() {
     assert!(sel("$string && !extra.foo").matches(&deep, ValueType::String));
     assert!(sel("extra.'foo'").matches(&foo, ValueType::String));
     assert!(sel("(extra.bar || extra.foo)").matches(&foo, ValueType::String));
-    let exception = root.child(Step::Key("exception"));
-    let exc = exception.child(Step::Key("values"));
-    let error = exc.child(Step::Index(0));
-    let value = error.child(Step::Key("value"));
+    let exception = root.child(Step::Key("exception"), 0);
+    let exc = exception.child(Step::Key("values"), 0);
+    let error = exc.child(Step::Index(0), 0);
+    let value = error.child(Step::Key("value"), 0);
     assert!(sel("$error.value").matches(&value, ValueType::String));
     assert!(!sel("$frame.value").matches(&value, ValueType::String));
     for bad in ["", "extra.", "(extra", "$nothing", "'open"] {
@@ -482,4 +482,69 @@ fn strings_cut_to_relays_limits_are_recorded_in_meta() {
     // at the limit exactly, nothing was cut
     let out = scrub(json!({"message": "y".repeat(8192)}));
     assert!(out.get("_meta").is_none());
+}
+
+/// Paths ending in `**` are compiled into bits carried down the walk; they select exactly what
+/// the paths select when matched from the value upwards.
+#[test]
+fn compiled_trailing_deep_selectors_select_what_the_paths_select() {
+    let texts = [
+        "debug_meta.**",
+        "contexts.trace.**",
+        "$error.mechanism.**",
+        "**",
+        "extra.**",
+        "$frame.vars.**",
+        "*.**",
+        "$http.headers.**",
+        "!(sdk.** || extra.foo.**) && $string",
+    ];
+    let mut prefixes = Vec::new();
+    let compiled: Vec<(Selector, Selector)> = texts
+        .iter()
+        .map(|t| {
+            let s = Selector::parse(t).unwrap();
+            (s.clone(), s.compile_below(&mut prefixes))
+        })
+        .collect();
+    assert!(compiled.iter().all(|(a, b)| a != b), "every one compiles");
+    let below = |path: &Path<'_>| super::selector::below_bits(&prefixes, path);
+    // build paths as the walk does, carrying the bits down
+    let root = Path::root();
+    let b0 = below(&root);
+    let keys = [
+        "debug_meta",
+        "contexts",
+        "exception",
+        "extra",
+        "sdk",
+        "request",
+    ];
+    for top_key in keys {
+        let top = root.child(Step::Key(top_key), b0);
+        let b1 = below(&top);
+        for second in ["trace", "values", "foo", "headers", "images"] {
+            let two = top.child(Step::Key(second), b1);
+            let b2 = below(&two);
+            let three = two.child(Step::Index(0), b2);
+            let b3 = below(&three);
+            for fourth in ["mechanism", "stacktrace", "vars", "span_id"] {
+                let four = three.child(Step::Key(fourth), b3);
+                let b4 = below(&four);
+                let five = four.child(Step::Key("x"), b4);
+                for path in [&top, &two, &three, &four, &five] {
+                    for ty in [ValueType::String, ValueType::Object] {
+                        for (text, (plain, fast)) in texts.iter().zip(&compiled) {
+                            assert_eq!(
+                                plain.matches(path, ty),
+                                fast.matches(path, ty),
+                                "{text} at {:?}",
+                                path.meta_path()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
