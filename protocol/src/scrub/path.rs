@@ -97,6 +97,8 @@ pub(crate) struct Path<'a> {
     pub(crate) step: Step<'a>,
     /// Which compiled `Below` selectors select this value (see `selector::below_bits`).
     pub(crate) below: u64,
+    /// Levels below the event (a top-level member is 1).
+    pub(crate) depth: u32,
 }
 
 impl<'a> Path<'a> {
@@ -106,6 +108,7 @@ impl<'a> Path<'a> {
             kind: Kind::Event,
             step: Step::Root,
             below: 0,
+            depth: 0,
         }
     }
 
@@ -121,6 +124,7 @@ impl<'a> Path<'a> {
             kind: self.kind.child(key),
             step,
             below,
+            depth: self.depth + 1,
         }
     }
 

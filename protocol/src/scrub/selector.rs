@@ -117,6 +117,11 @@ fn path_matches(items: &[Item], path: &Path<'_>, ty: ValueType) -> bool {
         items.first(),
         Some(Item::Key(_) | Item::KeyIn(_) | Item::Any)
     );
+    // each item but `**` stands for one level: an anchored path without `**` selects values
+    // at exactly its length below the event
+    if anchored && path.depth as usize != items.len() && !items.contains(&Item::Deep) {
+        return false;
+    }
     match_rev(items, Some(path), ty, true, anchored)
 }
 

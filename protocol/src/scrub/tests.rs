@@ -498,6 +498,7 @@ fn compiled_trailing_deep_selectors_select_what_the_paths_select() {
         "*.**",
         "$http.headers.**",
         "!(sdk.** || extra.foo.**) && $string",
+        "event_id || extra.foo || contexts.trace.span_id || *.values.*",
     ];
     let mut prefixes = Vec::new();
     let compiled: Vec<(Selector, Selector)> = texts
@@ -507,7 +508,10 @@ fn compiled_trailing_deep_selectors_select_what_the_paths_select() {
             (s.clone(), s.compile_below(&mut prefixes))
         })
         .collect();
-    assert!(compiled.iter().all(|(a, b)| a != b), "every one compiles");
+    assert!(
+        compiled.iter().take(9).all(|(a, b)| a != b),
+        "every one with ** compiles"
+    );
     let below = |path: &Path<'_>| super::selector::below_bits(&prefixes, path);
     // build paths as the walk does, carrying the bits down
     let root = Path::root();
