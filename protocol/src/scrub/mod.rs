@@ -33,7 +33,7 @@ pub use self::meta::Meta;
 use self::path::{Path, Step, ValueType};
 use self::rules::{Matcher, Redaction, Rule};
 pub use self::selector::SelectorError;
-use self::selector::{Item, Selector};
+use self::selector::{Automaton, Item, Selector};
 
 /// A project's scrubbing settings, named as Sentry names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,8 +88,8 @@ struct Application {
 #[derive(Debug, Clone, Default)]
 pub struct Scrubber {
     applications: Vec<Application>,
-    /// The prefixes of the selectors compiled to [`Selector::Below`].
-    below: selector::BelowPrefixes,
+    /// The paths of the selectors, compiled.
+    automaton: Automaton,
 }
 
 /// Values no default rule touches: not personal data, or needed as sent.
@@ -204,20 +204,20 @@ impl Scrubber {
         Ok(Self::compiled(applications))
     }
 
-    /// The applications with their `**`-ending paths compiled, so a value's selectors cost
-    /// no walk up its path for them.
+    /// The applications with their paths compiled into one automaton, so a value's
+    /// selectors cost a few bit tests instead of walks up its path.
     fn compiled(applications: Vec<Application>) -> Self {
-        let mut below = Vec::new();
+        let mut automaton = Automaton::default();
         let applications = applications
             .into_iter()
             .map(|app| Application {
-                selector: app.selector.compile_below(&mut below),
+                selector: app.selector.compile(&mut automaton),
                 rules: app.rules,
             })
             .collect();
         Self {
             applications,
-            below,
+            automaton,
         }
     }
 
@@ -231,15 +231,18 @@ impl Scrubber {
         if self.is_empty() {
             return;
         }
-        let top = Path::root();
+        let top = Path::root(&self.automaton);
         // a JSON request body sent as a string is scrubbed as the data it holds
         if let Some(Value::Object(request)) = root.get_mut("request") {
             parse_json_body(request);
         }
         let mut removed = Vec::new();
-        let below = selector::below_bits(&self.below, &top);
         for (key, value) in root.iter_mut() {
-            if key != "_meta" && self.walk(value, &top.child(Step::Key(key), below), meta) {
+            if key == "_meta" {
+                continue;
+            }
+            let path = top.child(Step::Key(key), &self.automaton, ValueType::of(value));
+            if self.walk(value, &path, meta) {
                 removed.push(key.clone());
             }
         }
@@ -248,14 +251,20 @@ impl Scrubber {
         }
     }
 
-    fn matched(&self, path: &Path<'_>, ty: ValueType) -> Vec<&Rule> {
-        let mut out = Vec::new();
-        for app in &self.applications {
+    /// The applications whose selectors select the value at `path`.
+    fn matched<'s>(&'s self, path: &'s Path<'_>, ty: ValueType) -> Matched<'s> {
+        let mut first = 0u64;
+        for (i, app) in self.applications.iter().take(64).enumerate() {
             if app.selector.matches(path, ty) {
-                out.extend(app.rules.iter());
+                first |= 1 << i;
             }
         }
-        out
+        Matched {
+            scrubber: self,
+            first,
+            path,
+            ty,
+        }
     }
 
     /// Scrubs one value; true when it was removed (its parent drops it).
@@ -265,7 +274,7 @@ impl Scrubber {
             return false;
         }
         let matched = self.matched(path, ty);
-        if let Some(rule) = matched.iter().find(|r| whole_value(r, path)) {
+        if let Some(rule) = matched.rules().find(|r| whole_value(r, path)) {
             return redact_value(value, rule, path, meta);
         }
         match value {
@@ -274,13 +283,12 @@ impl Scrubber {
                 if let Some(sep) = pieces_separator(path, text) {
                     self.scrub_pieces(text, sep, path, &mut remarks);
                 }
-                apply_patterns(text, &matched, &mut remarks);
+                apply_patterns(text, matched.rules(), &mut remarks);
                 if !remarks.is_empty() {
                     meta.add_text(path, text, remarks);
                 }
             }
             Value::Array(items) => {
-                let below = selector::below_bits(&self.below, path);
                 let pairs = !items.is_empty()
                     && items.iter().all(
                         |item| matches!(item, Value::Array(p) if p.len() == 2 && p[0].is_string()),
@@ -290,13 +298,15 @@ impl Scrubber {
                     if pairs && let Value::Array(pair) = item {
                         let (name, rest) = pair.split_at_mut(1);
                         if let (Value::String(name), Some(value)) = (&name[0], rest.first_mut()) {
-                            removed_pairs |=
-                                self.walk(value, &path.child(Step::Pair(i, name), below), meta);
+                            let ty = ValueType::of(value);
+                            let child = path.child(Step::Pair(i, name), &self.automaton, ty);
+                            removed_pairs |= self.walk(value, &child, meta);
                         }
                         continue;
                     }
                     // an element removed stays as `null`, so the indices in `_meta` hold
-                    self.walk(item, &path.child(Step::Index(i), below), meta);
+                    let child = path.child(Step::Index(i), &self.automaton, ValueType::of(item));
+                    self.walk(item, &child, meta);
                 }
                 if removed_pairs {
                     // a pair without value is no pair: the list drops it (after the walk,
@@ -305,10 +315,10 @@ impl Scrubber {
                 }
             }
             Value::Object(map) => {
-                let below = selector::below_bits(&self.below, path);
                 let mut removed = Vec::new();
                 for (key, value) in map.iter_mut() {
-                    if self.walk(value, &path.child(Step::Key(key), below), meta) {
+                    let child = path.child(Step::Key(key), &self.automaton, ValueType::of(value));
+                    if self.walk(value, &child, meta) {
                         removed.push(key.clone());
                     }
                 }
@@ -344,7 +354,6 @@ impl Scrubber {
         let mut out = String::with_capacity(text.len());
         out.push_str(head);
         let mut changed = false;
-        let below = selector::below_bits(&self.below, path);
         for (i, piece) in query.split(sep).enumerate() {
             if i > 0 {
                 out.push_str(sep);
@@ -354,11 +363,14 @@ impl Scrubber {
                 continue;
             };
             let key = name.trim();
-            let piece_path = path.child(Step::Piece(key), below);
-            let matched = self.matched(&piece_path, ValueType::String);
+            let piece_path = path.child(Step::Piece(key), &self.automaton, ValueType::String);
             out.push_str(name);
             out.push('=');
-            match matched.iter().find(|r| whole_value(r, &piece_path)) {
+            let whole = self
+                .matched(&piece_path, ValueType::String)
+                .rules()
+                .find(|r| whole_value(r, &piece_path));
+            match whole {
                 Some(rule) if !value.is_empty() => {
                     let start = out.len();
                     let (leading, trimmed) = split_leading_space(value);
@@ -380,6 +392,29 @@ impl Scrubber {
             out.push_str(fragment);
             *text = out;
         }
+    }
+}
+
+/// The applications that select a value: the first 64 worked out once, any others when asked.
+struct Matched<'s> {
+    scrubber: &'s Scrubber,
+    first: u64,
+    path: &'s Path<'s>,
+    ty: ValueType,
+}
+
+impl<'s> Matched<'s> {
+    /// Their rules, in order.
+    fn rules(&self) -> impl Iterator<Item = &'s Rule> + '_ {
+        self.scrubber
+            .applications
+            .iter()
+            .enumerate()
+            .filter(|(i, app)| match u32::try_from(*i) {
+                Ok(bit) if bit < 64 => self.first >> bit & 1 == 1,
+                _ => app.selector.matches(self.path, self.ty),
+            })
+            .flat_map(|(_, app)| app.rules.iter())
     }
 }
 
@@ -480,7 +515,11 @@ fn redact_value(value: &mut Value, rule: &Rule, path: &Path<'_>, meta: &mut Meta
 
 /// Applies the pattern rules to a string, rule after rule; the ranges of earlier remarks
 /// move with the text.
-fn apply_patterns(text: &mut String, matched: &[&Rule], remarks: &mut Vec<Remark>) {
+fn apply_patterns<'r>(
+    text: &mut String,
+    matched: impl Iterator<Item = &'r Rule>,
+    remarks: &mut Vec<Remark>,
+) {
     for rule in matched {
         let Matcher::Pattern {
             regex,

@@ -1,6 +1,8 @@
 //! Where a value sits in an event while it is scrubbed: a chain of links from the value up to
 //! the event, on the stack (no allocation per value).
 
+use super::selector::{Automaton, States};
+
 /// Which part of Sentry's event schema a value is, for `$frame`, `$error`, ... selectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -21,12 +23,19 @@ pub(crate) enum Kind {
     BreadcrumbsRoot,
     BreadcrumbValues,
     Breadcrumb,
+    // the last: `Kind::COUNT` counts up to it
     Sdk,
 }
 
 impl Kind {
+    /// How many kinds there are.
+    pub(crate) const COUNT: usize = Self::Sdk as usize + 1;
+
     /// The kind of the member `key` (or an element, for `None`) of a value of this kind.
     pub(crate) fn child(self, key: Option<&str>) -> Self {
+        if self == Self::Other {
+            return Self::Other;
+        }
         match (self, key) {
             (Self::Event, Some("exception")) => Self::ExceptionRoot,
             (Self::Event, Some("threads")) => Self::ThreadsRoot,
@@ -95,35 +104,44 @@ pub(crate) struct Path<'a> {
     pub(crate) parent: Option<&'a Path<'a>>,
     pub(crate) kind: Kind,
     pub(crate) step: Step<'a>,
-    /// Which compiled `Below` selectors select this value (see `selector::below_bits`).
-    pub(crate) below: u64,
+    /// The scrubber's automaton states at this value (see [`Automaton`]).
+    pub(crate) states: States,
     /// Levels below the event (a top-level member is 1).
     pub(crate) depth: u32,
 }
 
 impl<'a> Path<'a> {
-    pub(crate) fn root() -> Self {
+    pub(crate) fn root(automaton: &Automaton) -> Self {
         Self {
             parent: None,
             kind: Kind::Event,
             step: Step::Root,
-            below: 0,
+            states: automaton.root(),
             depth: 0,
         }
     }
 
-    /// The path of a member or element of this value; `below` is what
-    /// `selector::below_bits` says for this value.
-    pub(crate) fn child(&'a self, step: Step<'a>, below: u64) -> Path<'a> {
-        let key = match step {
+    /// The path of a member or element (of type `ty`) of this value.
+    pub(crate) fn child(
+        &'a self,
+        step: Step<'a>,
+        automaton: &Automaton,
+        ty: ValueType,
+    ) -> Path<'a> {
+        let member = match step {
             Step::Key(k) => Some(k),
             _ => None,
         };
+        let kind = self.kind.child(member);
+        let key = match step {
+            Step::Key(k) | Step::Pair(_, k) | Step::Piece(k) => Some(k),
+            Step::Root | Step::Index(_) => None,
+        };
         Path {
             parent: Some(self),
-            kind: self.kind.child(key),
+            kind,
             step,
-            below,
+            states: automaton.step(&self.states, key, kind, false, ty),
             depth: self.depth + 1,
         }
     }

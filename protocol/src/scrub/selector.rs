@@ -11,6 +11,9 @@
 //! top-level `extra`); one that starts with a type or `**` may match at any depth
 //! (`$frame.vars` is the `vars` of every frame). A trailing `**` selects what is below a value,
 //! not the value itself (`$frame.vars.**` is every local variable).
+//!
+//! A scrubber compiles its selectors' paths into one [`Automaton`] that runs down the event
+//! as it is walked, so a selector costs a few bit tests per value.
 
 use super::path::{Kind, Path, ValueType};
 
@@ -37,21 +40,16 @@ pub(crate) enum Item {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Selector {
     Path(Vec<Item>),
-    /// A path whose only `**` is its last item, compiled ([`Self::compile_below`]): it
-    /// selects what is below a value its prefix selects, which the walk works out once per
-    /// container and carries down in [`Path::below`] (bit `n`).
-    Below(u32),
+    /// A path compiled into the scrubber's [`Automaton`]: selected when its accepting state
+    /// is among the states of the value's [`Path`].
+    Accept(u16),
+    /// Paths compiled into the automaton, any of which selects: one of these accepting
+    /// states is among the value's.
+    AnyOf(Box<States>),
     Not(Box<Selector>),
     And(Vec<Selector>),
     Or(Vec<Selector>),
 }
-
-/// The prefixes of the compiled [`Selector::Below`] paths, by bit: (items without the
-/// trailing `**`, anchored at the top).
-pub(crate) type BelowPrefixes = Vec<(Vec<Item>, bool)>;
-
-/// At most this many `Below` selectors per scrubber (one bit each); the others stay paths.
-const MAX_BELOW: usize = 64;
 
 impl Selector {
     pub(crate) fn parse(text: &str) -> Result<Self, SelectorError> {
@@ -68,34 +66,36 @@ impl Selector {
         Ok(selector)
     }
 
-    /// Compiles the paths ending in their only `**` into [`Self::Below`] bits, adding their
-    /// prefixes to `prefixes` (equal prefixes share a bit).
-    pub(crate) fn compile_below(self, prefixes: &mut BelowPrefixes) -> Self {
+    /// Compiles its paths into `automaton`, as far as its states reach; a path that does not
+    /// fit stays a path, matched from the value upwards.
+    pub(crate) fn compile(self, automaton: &mut Automaton) -> Self {
         match self {
-            Self::Path(items)
-                if items.last() == Some(&Item::Deep)
-                    && items.iter().filter(|i| **i == Item::Deep).count() == 1 =>
-            {
-                let anchored = matches!(
-                    items.first(),
-                    Some(Item::Key(_) | Item::KeyIn(_) | Item::Any)
-                );
-                let prefix = items[..items.len() - 1].to_vec();
-                let entry = (prefix, anchored);
-                if let Some(at) = prefixes.iter().position(|p| *p == entry) {
-                    return Self::Below(at as u32);
+            Self::Path(items) => match automaton.add(&items) {
+                Some(accept) => Self::Accept(accept),
+                None => Self::Path(items),
+            },
+            Self::Not(inner) => Self::Not(Box::new(inner.compile(automaton))),
+            Self::And(all) => Self::And(all.into_iter().map(|s| s.compile(automaton)).collect()),
+            Self::Or(any) => {
+                // the compiled paths among them become one set of states
+                let mut states = States::default();
+                let mut rest = Vec::new();
+                for selector in any.into_iter().map(|s| s.compile(automaton)) {
+                    match selector {
+                        Self::Accept(state) => states.insert(state),
+                        Self::AnyOf(more) => states = states.union(&more),
+                        other => rest.push(other),
+                    }
                 }
-                if prefixes.len() >= MAX_BELOW {
-                    return Self::Path(items);
+                if states != States::default() {
+                    rest.push(Self::AnyOf(Box::new(states)));
                 }
-                prefixes.push(entry);
-                Self::Below((prefixes.len() - 1) as u32)
+                if rest.len() == 1 {
+                    rest.remove(0)
+                } else {
+                    Self::Or(rest)
+                }
             }
-            Self::Not(inner) => Self::Not(Box::new(inner.compile_below(prefixes))),
-            Self::And(all) => {
-                Self::And(all.into_iter().map(|s| s.compile_below(prefixes)).collect())
-            }
-            Self::Or(any) => Self::Or(any.into_iter().map(|s| s.compile_below(prefixes)).collect()),
             other => other,
         }
     }
@@ -104,7 +104,8 @@ impl Selector {
     pub(crate) fn matches(&self, path: &Path<'_>, ty: ValueType) -> bool {
         match self {
             Self::Path(items) => path_matches(items, path, ty),
-            Self::Below(bit) => path.below >> bit & 1 == 1,
+            Self::Accept(state) => path.states.contains(*state),
+            Self::AnyOf(states) => path.states.intersects(states),
             Self::Not(inner) => !inner.matches(path, ty),
             Self::And(all) => all.iter().all(|s| s.matches(path, ty)),
             Self::Or(any) => any.iter().any(|s| s.matches(path, ty)),
@@ -112,31 +113,21 @@ impl Selector {
     }
 }
 
-fn path_matches(items: &[Item], path: &Path<'_>, ty: ValueType) -> bool {
-    let anchored = matches!(
+fn is_anchored(items: &[Item]) -> bool {
+    matches!(
         items.first(),
         Some(Item::Key(_) | Item::KeyIn(_) | Item::Any)
-    );
+    )
+}
+
+fn path_matches(items: &[Item], path: &Path<'_>, ty: ValueType) -> bool {
+    let anchored = is_anchored(items);
     // each item but `**` stands for one level: an anchored path without `**` selects values
     // at exactly its length below the event
     if anchored && path.depth as usize != items.len() && !items.contains(&Item::Deep) {
         return false;
     }
     match_rev(items, Some(path), ty, true, anchored)
-}
-
-/// The bits of the `Below` selectors that select the children of the value at `path`: those
-/// of its ancestors, and those whose prefix selects this value itself (as the trailing `**`
-/// of the path would find it, looking up from a child).
-pub(crate) fn below_bits(prefixes: &BelowPrefixes, path: &Path<'_>) -> u64 {
-    let mut bits = path.below;
-    for (bit, (prefix, anchored)) in prefixes.iter().enumerate() {
-        if bits >> bit & 1 == 0 && match_rev(prefix, Some(path), ValueType::Null, false, *anchored)
-        {
-            bits |= 1 << bit;
-        }
-    }
-    bits
 }
 
 /// Matches `items` from their end against `path` from the current value upwards.
@@ -175,17 +166,213 @@ fn match_rev(
         return false;
     };
     let ok = match last {
-        Item::Key(key) => node.key().is_some_and(|k| k.eq_ignore_ascii_case(key)),
-        Item::KeyIn(keys) => node
-            .key()
-            .is_some_and(|k| keys.iter().any(|key| k.eq_ignore_ascii_case(key))),
-        Item::Kind(kind) => node.kind == *kind,
-        // a value type describes the selected value itself
         Item::Type(want) => current && ty == *want,
-        Item::Any => node.parent.is_some(),
-        Item::Deep => false,
+        other => item_matches(other, node.key(), node.kind, node.parent.is_none()),
     };
     ok && match_rev(rest, node.parent, ty, false, anchored)
+}
+
+/// Whether `item` (not `**`, not a type) matches a value with this key and kind.
+fn item_matches(item: &Item, key: Option<&str>, kind: Kind, root: bool) -> bool {
+    match item {
+        Item::Key(want) => key.is_some_and(|k| k.eq_ignore_ascii_case(want)),
+        Item::KeyIn(keys) => {
+            key.is_some_and(|k| keys.iter().any(|want| k.eq_ignore_ascii_case(want)))
+        }
+        Item::Kind(want) => kind == *want,
+        Item::Any => !root,
+        Item::Type(_) | Item::Deep => false,
+    }
+}
+
+/// Room for this many states: the default scrubber needs about a hundred, each safe field
+/// adds eight; paths beyond stay paths (slower, not wrong).
+const MAX_STATES: usize = 64 * WORDS;
+const WORDS: usize = 4;
+
+/// A set of automaton states, carried by each [`Path`] of the walk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct States([u64; WORDS]);
+
+impl States {
+    fn insert(&mut self, state: u16) {
+        self.0[usize::from(state) / 64] |= 1 << (state % 64);
+    }
+
+    pub(crate) fn contains(&self, state: u16) -> bool {
+        self.0[usize::from(state) / 64] >> (state % 64) & 1 == 1
+    }
+
+    fn intersects(&self, other: &Self) -> bool {
+        self.0.iter().zip(&other.0).any(|(a, b)| a & b != 0)
+    }
+
+    fn union(mut self, other: &Self) -> Self {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a |= b;
+        }
+        self
+    }
+
+    /// The states in increasing order.
+    fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        self.0.iter().enumerate().flat_map(|(word, bits)| {
+            let mut bits = *bits;
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let bit = bits.trailing_zeros();
+                    bits &= bits - 1;
+                    (word * 64) as u16 + bit as u16
+                })
+            })
+        })
+    }
+}
+
+/// The paths of a scrubber's selectors as one nondeterministic automaton over the steps from
+/// the event down to a value, run forward while the scrubber walks the event: each value's
+/// states follow from its parent's and its own key and kind, so whether a path selects a value
+/// is one bit, whatever its depth.
+///
+/// A path of `n` items has states `0..=n`: state `k` waits for item `k`, state `n` accepts. A
+/// `**` waits in its state while it takes levels and may pass to the next state without
+/// taking any; a trailing `**` takes at least one level (it is compiled as `*` then `**`).
+/// Paths that start with a key or `*` are anchored: they start below the event; the others
+/// start at every value.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Automaton {
+    /// The item each state waits for; `None` for an accepting state.
+    items: Vec<Option<Item>>,
+    /// Whether the state's item is the last of its path (a type only matches there).
+    last: Vec<bool>,
+    /// The start states of anchored paths, with the `**` that follow them passed.
+    anchored: States,
+    /// Of the paths that start anywhere: for each [`Kind`], the states after a value of that
+    /// kind when their first item is that kind (most are: `$frame.filename`, ...).
+    kind_starts: Vec<States>,
+    /// The start states of the other paths that start anywhere (a key after `**`, a type).
+    anywhere: States,
+    /// The paths added, with their accepting states (a path used by several selectors is
+    /// compiled once).
+    added: Vec<(Vec<Item>, u16)>,
+}
+
+impl Automaton {
+    /// Adds a path; its accepting state, or `None` when the automaton is full.
+    fn add(&mut self, items: &[Item]) -> Option<u16> {
+        if let Some((_, accept)) = self.added.iter().find(|(known, _)| known == items) {
+            return Some(*accept);
+        }
+        let mut compiled = items.to_vec();
+        if compiled.last() == Some(&Item::Deep) {
+            compiled.insert(compiled.len() - 1, Item::Any);
+        }
+        let first = self.items.len();
+        if first + compiled.len() + 1 > MAX_STATES {
+            return None;
+        }
+        let n = compiled.len();
+        for (i, item) in compiled.into_iter().enumerate() {
+            self.items.push(Some(item));
+            // the trailing `**` compiled as `* **` ends where the path's last item did
+            self.last.push(i + 1 == n);
+        }
+        self.items.push(None);
+        self.last.push(false);
+        let start = first as u16;
+        let mut starts = States::default();
+        starts.insert(start);
+        let starts = self.passed_deep(starts);
+        if is_anchored(items) {
+            self.anchored = self.anchored.union(&starts);
+        } else {
+            if self.kind_starts.is_empty() {
+                self.kind_starts = vec![States::default(); Kind::COUNT];
+            }
+            for state in starts.iter() {
+                match &self.items[usize::from(state)] {
+                    Some(Item::Kind(kind)) => {
+                        let mut after = States::default();
+                        after.insert(state + 1);
+                        let after = self.passed_deep(after);
+                        let slot = &mut self.kind_starts[*kind as usize];
+                        *slot = slot.union(&after);
+                    }
+                    _ => self.anywhere.insert(state),
+                }
+            }
+        }
+        let accept = (first + n) as u16;
+        self.added.push((items.to_vec(), accept));
+        Some(accept)
+    }
+
+    /// Adds the states a `**` passes to without taking a level.
+    fn passed_deep(&self, mut states: States) -> States {
+        loop {
+            let before = states;
+            for state in before.iter() {
+                if matches!(self.items.get(usize::from(state)), Some(Some(Item::Deep))) {
+                    states.insert(state + 1);
+                }
+            }
+            if states == before {
+                return states;
+            }
+        }
+    }
+
+    /// The states of the event itself.
+    pub(crate) fn root(&self) -> States {
+        let states = self.step(
+            &States::default(),
+            None,
+            Kind::Event,
+            true,
+            ValueType::Object,
+        );
+        // anchored paths start with the event's members
+        states.union(&self.anchored)
+    }
+
+    /// The states of a value with this key (or none) and kind, below a value with `parent`.
+    pub(crate) fn step(
+        &self,
+        parent: &States,
+        key: Option<&str>,
+        kind: Kind,
+        root: bool,
+        ty: ValueType,
+    ) -> States {
+        let mut out = self
+            .kind_starts
+            .get(kind as usize)
+            .copied()
+            .unwrap_or_default();
+        let mut deep = false;
+        for state in parent.union(&self.anywhere).iter() {
+            let Some(Some(item)) = self.items.get(usize::from(state)) else {
+                continue;
+            };
+            let next = match item {
+                Item::Deep => {
+                    deep = true;
+                    out.insert(state);
+                    continue;
+                }
+                Item::Type(want) => self.last[usize::from(state)] && ty == *want,
+                other => item_matches(other, key, kind, root),
+            };
+            if next {
+                out.insert(state + 1);
+                deep |= matches!(
+                    self.items.get(usize::from(state) + 1),
+                    Some(Some(Item::Deep))
+                );
+            }
+        }
+        if deep { self.passed_deep(out) } else { out }
+    }
 }
 
 struct Parser<'t> {

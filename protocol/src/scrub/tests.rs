@@ -2,7 +2,7 @@ use chrono::{TimeZone, Utc};
 use serde_json::{Value, json};
 
 use super::path::{Path, Step, ValueType};
-use super::selector::Selector;
+use super::selector::{Automaton, Selector};
 use super::{ScrubSettings, Scrubber};
 use crate::normalize::{NormalizeContext, Processing, normalize_stored, process_event};
 
@@ -328,11 +328,12 @@ fn bad_advanced_rules_name_the_problem() {
 
 #[test]
 fn selectors_anchor_keys_at_the_top_and_types_anywhere() {
-    let root = Path::root();
-    let extra = root.child(Step::Key("extra"), 0);
-    let foo = extra.child(Step::Key("foo"), 0);
-    let nested = foo.child(Step::Key("extra"), 0);
-    let deep = nested.child(Step::Key("foo"), 0);
+    let a = Automaton::default();
+    let root = Path::root(&a);
+    let extra = root.child(Step::Key("extra"), &a, ValueType::Object);
+    let foo = extra.child(Step::Key("foo"), &a, ValueType::Object);
+    let nested = foo.child(Step::Key("extra"), &a, ValueType::Object);
+    let deep = nested.child(Step::Key("foo"), &a, ValueType::Object);
     let sel = |s: &str| Selector::parse(s).unwrap();
     assert!(sel("extra.foo").matches(&foo, ValueType::String));
     assert!(sel("EXTRA.Foo").matches(&foo, ValueType::String));
@@ -354,10 +355,10 @@ fn selectors_anchor_keys_at_the_top_and_types_anywhere() {
     assert!(sel("$string && !extra.foo").matches(&deep, ValueType::String));
     assert!(sel("extra.'foo'").matches(&foo, ValueType::String));
     assert!(sel("(extra.bar || extra.foo)").matches(&foo, ValueType::String));
-    let exception = root.child(Step::Key("exception"), 0);
-    let exc = exception.child(Step::Key("values"), 0);
-    let error = exc.child(Step::Index(0), 0);
-    let value = error.child(Step::Key("value"), 0);
+    let exception = root.child(Step::Key("exception"), &a, ValueType::Object);
+    let exc = exception.child(Step::Key("values"), &a, ValueType::Object);
+    let error = exc.child(Step::Index(0), &a, ValueType::Object);
+    let value = error.child(Step::Key("value"), &a, ValueType::Object);
     assert!(sel("$error.value").matches(&value, ValueType::String));
     assert!(!sel("$frame.value").matches(&value, ValueType::String));
     for bad in ["", "extra.", "(extra", "$nothing", "'open"] {
@@ -484,10 +485,10 @@ fn strings_cut_to_relays_limits_are_recorded_in_meta() {
     assert!(out.get("_meta").is_none());
 }
 
-/// Paths ending in `**` are compiled into bits carried down the walk; they select exactly what
-/// the paths select when matched from the value upwards.
+/// Paths compiled into the automaton select exactly what the paths select when matched from
+/// the value upwards.
 #[test]
-fn compiled_trailing_deep_selectors_select_what_the_paths_select() {
+fn compiled_selectors_select_what_the_paths_select() {
     let texts = [
         "debug_meta.**",
         "contexts.trace.**",
@@ -499,23 +500,21 @@ fn compiled_trailing_deep_selectors_select_what_the_paths_select() {
         "$http.headers.**",
         "!(sdk.** || extra.foo.**) && $string",
         "event_id || extra.foo || contexts.trace.span_id || *.values.*",
+        "**.foo || **.foo.** || extra.**.x || $error.** || **.**.x",
+        "$string || $object || $object.** || extra.$string || *.*",
+        "$http.headers.x || $frame.vars.** || $exception.stacktrace.frames.*.vars",
+        "extra.'foo'.x.** || contexts.**.span_id || $event.extra",
     ];
-    let mut prefixes = Vec::new();
+    let mut automaton = Automaton::default();
     let compiled: Vec<(Selector, Selector)> = texts
         .iter()
         .map(|t| {
             let s = Selector::parse(t).unwrap();
-            (s.clone(), s.compile_below(&mut prefixes))
+            (s.clone(), s.compile(&mut automaton))
         })
         .collect();
-    assert!(
-        compiled.iter().take(9).all(|(a, b)| a != b),
-        "every one with ** compiles"
-    );
-    let below = |path: &Path<'_>| super::selector::below_bits(&prefixes, path);
-    // build paths as the walk does, carrying the bits down
-    let root = Path::root();
-    let b0 = below(&root);
+    assert!(compiled.iter().all(|(a, b)| a != b), "every one compiles");
+    let root = Path::root(&automaton);
     let keys = [
         "debug_meta",
         "contexts",
@@ -524,31 +523,56 @@ fn compiled_trailing_deep_selectors_select_what_the_paths_select() {
         "sdk",
         "request",
     ];
+    let mut checked = 0;
+    let mut selected = 0;
+    let obj = ValueType::Object;
     for top_key in keys {
-        let top = root.child(Step::Key(top_key), b0);
-        let b1 = below(&top);
-        for second in ["trace", "values", "foo", "headers", "images"] {
-            let two = top.child(Step::Key(second), b1);
-            let b2 = below(&two);
-            let three = two.child(Step::Index(0), b2);
-            let b3 = below(&three);
-            for fourth in ["mechanism", "stacktrace", "vars", "span_id"] {
-                let four = three.child(Step::Key(fourth), b3);
-                let b4 = below(&four);
-                let five = four.child(Step::Key("x"), b4);
-                for path in [&top, &two, &three, &four, &five] {
-                    for ty in [ValueType::String, ValueType::Object] {
+        let top = root.child(Step::Key(top_key), &automaton, obj);
+        for second in ["trace", "values", "foo", "headers", "images", "x"] {
+            let two = top.child(Step::Key(second), &automaton, obj);
+            let three = two.child(Step::Index(0), &automaton, obj);
+            for fourth in ["mechanism", "stacktrace", "vars", "span_id", "x", "foo"] {
+                let four = three.child(Step::Key(fourth), &automaton, obj);
+                let frames = four.child(Step::Key("frames"), &automaton, obj);
+                let frame = frames.child(Step::Index(1), &automaton, obj);
+                for ty in [ValueType::String, ValueType::Object] {
+                    let five = four.child(Step::Key("x"), &automaton, ty);
+                    let vars = frame.child(Step::Key("vars"), &automaton, obj);
+                    let var = vars.child(Step::Pair(0, "x"), &automaton, ty);
+                    let piece = var.child(Step::Piece("foo"), &automaton, ty);
+                    let at_ty = |p: &Path<'_>| {
+                        if std::ptr::eq(p, &five)
+                            || std::ptr::eq(p, &var)
+                            || std::ptr::eq(p, &piece)
+                        {
+                            ty
+                        } else {
+                            obj
+                        }
+                    };
+                    for path in [
+                        &root, &top, &two, &three, &four, &five, &frames, &frame, &vars, &var,
+                        &piece,
+                    ] {
                         for (text, (plain, fast)) in texts.iter().zip(&compiled) {
+                            let want = plain.matches(path, at_ty(path));
                             assert_eq!(
-                                plain.matches(path, ty),
-                                fast.matches(path, ty),
-                                "{text} at {:?}",
+                                want,
+                                fast.matches(path, at_ty(path)),
+                                "{text} at {:?} ({ty:?})",
                                 path.meta_path()
                             );
+                            checked += 1;
+                            selected += usize::from(want);
                         }
                     }
                 }
             }
         }
     }
+    // both answers occur, so the comparison is not of two constant functions
+    assert!(
+        selected > 1000 && checked - selected > 1000,
+        "{selected} of {checked}"
+    );
 }
