@@ -340,6 +340,8 @@ impl Node {
             config.query.clone(),
         )?);
         hashes.set_query(Arc::clone(&query));
+        let rules = Arc::clone(&projects);
+        query.set_grouping_rules(Arc::new(move |id| rules.grouping(id)));
         let alerts = Arc::new(Alerts::new(AlertsParts {
             watch,
             ruleset,

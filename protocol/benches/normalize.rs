@@ -140,7 +140,9 @@ fn bench(payloads: &[(String, Vec<u8>)], ctx: &NormalizeContext, scrubber: &Scru
         }
         let after = processing_cost();
         let scrub_us = processing_us
-            - (after.nanos - before.nanos) as f64 / (after.events - before.events).max(1) as f64 / 1e3;
+            - (after.nanos - before.nanos) as f64
+                / (after.events - before.events).max(1) as f64
+                / 1e3;
         total_grouping += grouping_us;
         total_processing += processing_us;
         total_scrub += scrub_us;

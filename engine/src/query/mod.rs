@@ -26,6 +26,7 @@ pub mod catalog;
 mod events_table;
 pub mod format;
 mod functions;
+pub mod grouping_fn;
 mod guard;
 mod issue_hours_table;
 mod issues_table;
@@ -146,7 +147,7 @@ impl Error {
 }
 
 /// The projects a session may read.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProjectFilter {
     /// Every project: only for `faultline query` on a data directory the caller can read anyway.
     All,
@@ -197,6 +198,8 @@ pub struct QueryService {
     runtime: QueryRuntime,
     /// The cap on concurrent queries.
     admission: Arc<Admission>,
+    /// Projects' own grouping rules, for `grouping_explain` (the built-in ones without).
+    grouping: parking_lot::RwLock<Option<grouping_fn::GroupingRules>>,
 }
 
 /// How many result batches wait between the query threads and the caller.
@@ -238,7 +241,13 @@ impl QueryService {
             metadata_cache: Arc::new(DefaultCache::new(METADATA_CACHE_BYTES)),
             runtime,
             admission,
+            grouping: parking_lot::RwLock::new(None),
         })
+    }
+
+    /// Where `grouping_explain` finds a project's own grouping rules.
+    pub fn set_grouping_rules(&self, rules: grouping_fn::GroupingRules) {
+        *self.grouping.write() = Some(rules);
     }
 
     /// How many queries run now (admitted and not finished).
@@ -403,6 +412,8 @@ impl QueryService {
         // JSON functions and operators (their output is bounded by their input, the event JSON).
         json::register(&mut state).map_err(|e| self.sql_error(e))?;
         let ctx = SessionContext::new_with_state(state);
+        let explain = grouping_fn::udf(self.grouping.read().clone(), projects.clone());
+        ctx.register_udf(functions::limit(&explain, caps, &budget));
         ctx.register_object_store(
             &url::Url::parse(STORE_URL).expect("store URL is valid"),
             Arc::clone(&self.store.objects),

@@ -63,6 +63,11 @@ pub struct GroupingConfig {
     fingerprints: FingerprintRules,
 }
 
+/// The built-in rules alone (what a project without rules of its own groups by).
+pub fn default_config() -> &'static GroupingConfig {
+    &DEFAULT_CONFIG
+}
+
 impl Default for GroupingConfig {
     fn default() -> Self {
         DEFAULT_CONFIG.clone()

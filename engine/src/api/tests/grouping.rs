@@ -72,6 +72,110 @@ async fn fingerprint_rules_from_the_config_set_the_issue_of_new_events() {
 }
 
 #[tokio::test]
+async fn why_an_event_was_grouped_is_one_sql_function_away() {
+    let h = harness_with(|config: &mut Config| {
+        config.projects[0].fingerprinting_rules =
+            Some("error.type:DatabaseUnavailable -> system-down".into());
+    })
+    .await;
+    let ruled = json!({"platform": "python", "exception": {"values": [
+        {"type": "DatabaseUnavailable", "value": "primary down"}]}});
+    assert_eq!(h.store(ruled.to_string()).await.status, StatusCode::OK);
+    assert_eq!(
+        h.store(python_error("price = int(text)", "bad"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let rows = h
+        .sql(
+            "SELECT exception_type, fingerprint, grouping_explain(project_id, event) AS why \
+             FROM events ORDER BY exception_type",
+        )
+        .await;
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let why =
+        |row: &Value| -> Value { serde_json::from_str(row["why"].as_str().unwrap()).unwrap() };
+
+    // the rule decided the first: its variant names the rule and the values hashed
+    let first = why(&rows[0]);
+    assert_eq!(rows[0]["exception_type"], "DatabaseUnavailable");
+    assert_eq!(first["config"], "newstyle:2026-01-20");
+    assert_eq!(first["method"], "fingerprint");
+    assert_eq!(first["hash"], rows[0]["fingerprint"]);
+    let custom = first["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["matched_rule"].is_string())
+        .unwrap_or_else(|| panic!("no variant names the rule: {first}"));
+    assert_eq!(
+        custom["matched_rule"],
+        "error.type:DatabaseUnavailable -> system-down"
+    );
+    assert_eq!(custom["fingerprint"], json!(["system-down"]));
+
+    // the exception decided the second: the app variant's tree shows what counted
+    let second = why(&rows[1]);
+    assert_eq!(second["method"], "exception");
+    assert_eq!(second["hash"], rows[1]["fingerprint"]);
+    let app = second["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "app")
+        .unwrap_or_else(|| panic!("no app variant: {second}"));
+    assert_eq!(app["hash"], rows[1]["fingerprint"]);
+    let tree = app["component"].to_string();
+    for part in [
+        "\"exception\"",
+        "\"stacktrace\"",
+        "\"type\"",
+        "ValueError",
+        "\"context-line\"",
+        "price = int(text)",
+        "ignored because stacktrace takes precedence",
+    ] {
+        assert!(tree.contains(part), "{part} missing from {tree}");
+    }
+
+    // JSON functions read it like any JSON text
+    let methods = h
+        .sql(
+            "SELECT json_get_str(grouping_explain(project_id, event), 'method') AS method, \
+             count(*) AS n FROM events GROUP BY 1 ORDER BY 1",
+        )
+        .await;
+    assert_eq!(
+        methods,
+        json!([{"method": "exception", "n": 1}, {"method": "fingerprint", "n": 1}])
+    );
+
+    // a session that may not read the project groups with the built-in rules only: another
+    // tenant's rules are not learned by passing its project id
+    let stored = h
+        .sql("SELECT event FROM events WHERE exception_type = 'DatabaseUnavailable'")
+        .await;
+    let text = stored[0]["event"].as_str().unwrap().replace('\'', "''");
+    let other = crate::query::ProjectFilter::Only(std::sync::Arc::new([2].into_iter().collect()));
+    let output = h
+        .node
+        .query
+        .run(
+            &other,
+            &format!("SELECT grouping_explain(1, '{text}') AS why"),
+        )
+        .await
+        .unwrap();
+    let bytes = crate::query::format::encode(&output, crate::query::format::Format::Json).unwrap();
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    let why: Value = serde_json::from_str(answer[0]["why"].as_str().unwrap()).unwrap();
+    assert_eq!(why["method"], "exception", "{why}");
+    assert!(!why.to_string().contains("system-down"), "{why}");
+}
+
+#[tokio::test]
 async fn invalid_rules_in_the_config_name_project_field_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
