@@ -93,12 +93,14 @@ async fn adbc_binds_parameters_and_lists_the_catalog() -> Result<()> {
         names,
         [
             &json!("alert_deliveries"),
+            &json!("attachments"),
             &json!("events"),
             &json!("feedback"),
             &json!("issue_hours"),
             &json!("issue_tags"),
             &json!("issues"),
             &json!("logs"),
+            &json!("outcomes"),
             &json!("spans"),
             &json!("transactions")
         ],
