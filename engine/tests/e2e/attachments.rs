@@ -27,6 +27,14 @@ async fn rows_at_least(
 
 const BIG: usize = 2048;
 
+/// Four columns of a row, as a test compares them.
+type Four<'a> = (
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<i64>,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_attachments_are_downloaded_as_sent_and_outcomes_say_where_events_went()
 -> anyhow::Result<()> {
@@ -53,7 +61,7 @@ async fn python_sdk_attachments_are_downloaded_as_sent_and_outcomes_say_where_ev
         2,
     )
     .await?;
-    let seen: Vec<(Option<&str>, Option<&str>, Option<&str>, Option<i64>)> = rows
+    let seen: Vec<Four<'_>> = rows
         .iter()
         .map(|r| {
             (
@@ -146,7 +154,7 @@ async fn python_sdk_attachments_are_downloaded_as_sent_and_outcomes_say_where_ev
         4,
     )
     .await?;
-    let seen: Vec<(Option<&str>, Option<&str>, Option<&str>, Option<i64>)> = outcomes
+    let seen: Vec<Four<'_>> = outcomes
         .iter()
         .map(|r| {
             (
