@@ -265,8 +265,13 @@ pub struct LimitsConfig {
     pub max_envelope_size: ByteSize,
     /// Largest single event item or store body (Relay: `max_event_size`, 1 MiB).
     pub max_event_size: ByteSize,
-    /// Largest attachment item (Relay: `max_attachment_size`, 100 MiB).
+    /// Largest attachment item (Relay: `max_attachment_size`, 100 MiB). A larger attachment
+    /// is refused alone (outcome `too_large`); the envelope's other items are kept.
     pub max_attachment_size: ByteSize,
+    /// Largest sum of the attachments of one envelope (Relay: `max_attachments_size`,
+    /// 100 MiB). The attachments beyond it are refused (outcome `too_large`), in the order
+    /// they come; the envelope's other items are kept.
+    pub max_attachments_size: ByteSize,
     /// Largest number of in-flight ingest requests before 503.
     pub max_concurrent_requests: usize,
     /// Largest number of request bodies decompressed and parsed at the same time, on threads
@@ -281,6 +286,7 @@ impl Default for LimitsConfig {
             max_envelope_size: ByteSize::mib(100),
             max_event_size: ByteSize::mib(1),
             max_attachment_size: ByteSize::mib(100),
+            max_attachments_size: ByteSize::mib(100),
             max_concurrent_requests: 1024,
             max_concurrent_decodes: 4,
         }

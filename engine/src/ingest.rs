@@ -32,6 +32,8 @@ use uuid::Uuid;
 use crate::events::StoredEvent;
 use crate::grouphash::GroupHashes;
 use crate::items::{self, ItemBatch, ItemRow, RowContext};
+use crate::outcomes::{Outcome, Outcomes};
+use crate::store::{Store, keys};
 use crate::tenancy::{self, Authorized, Project, Projects};
 use crate::wal::{self, Logged, Wal};
 
@@ -125,6 +127,8 @@ pub enum Error {
     Worker(String),
     #[error("cannot log events: {0}")]
     Wal(#[from] wal::Error),
+    #[error("cannot store an attachment: {0}")]
+    Attachment(#[source] crate::store::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -274,6 +278,10 @@ pub struct Ingest {
     hashes: Arc<GroupHashes>,
     /// Resolves minified JavaScript frames before grouping, once set.
     sourcemaps: std::sync::OnceLock<Arc<crate::sourcemaps::SourceMaps>>,
+    /// Where attachments' bytes are written, before their rows are logged.
+    store: Store,
+    /// What became of the items, counted until the next flush logs them.
+    outcomes: Arc<Outcomes>,
 }
 
 /// Ids of recently accepted events remembered for de-duplication.
@@ -287,8 +295,11 @@ impl Ingest {
         max_unflushed: u64,
         alerts: Arc<crate::alerts::Watch>,
         hashes: Arc<GroupHashes>,
+        store: Store,
     ) -> Self {
         Self {
+            store,
+            outcomes: Arc::default(),
             alerts,
             hashes,
             projects,
@@ -375,6 +386,8 @@ impl Ingest {
                 .unwrap_or(usize::MAX),
             max_attachment: usize::try_from(self.limits.max_attachment_size.as_u64())
                 .unwrap_or(usize::MAX),
+            max_attachments: usize::try_from(self.limits.max_attachments_size.as_u64())
+                .unwrap_or(usize::MAX),
         };
         if self.wal.unflushed_bytes() > self.max_unflushed {
             return Err(Error::Backpressure {
@@ -389,6 +402,7 @@ impl Ingest {
             rate: Arc::clone(&self.rate),
             scrubber: self.projects.scrubber(project.id),
             project: Arc::clone(&project),
+            outcomes: Arc::clone(&self.outcomes),
         };
         // Nearly every SDK request is a few KiB: decoding it here costs less than handing it to
         // the blocking pool. Here, decompression stops at INLINE_DECODE_BYTES; a body that
@@ -397,14 +411,16 @@ impl Ingest {
             .then(|| request.decode(&body, &limits.capped(INLINE_DECODE_BYTES)));
         let decoded = match inline {
             Some(Err(e)) if e.is_too_large() => None,
-            other => other.transpose()?,
+            other => other
+                .transpose()
+                .inspect_err(|err| self.count_refused(&project, admitted.received, err))?,
         };
         let decoded = match decoded {
             Some(decoded) => decoded,
-            None => {
-                self.off_thread(move || request.decode(&body, &limits))
-                    .await??
-            }
+            None => self
+                .off_thread(move || request.decode(&body, &limits))
+                .await?
+                .inspect_err(|err| self.count_refused(&project, admitted.received, err))?,
         };
         if decoded.events.is_empty() && decoded.rows.is_empty() {
             return Ok(decoded.header_event_id);
@@ -413,6 +429,73 @@ impl Ingest {
         self.log(&project.project, decoded)
             .await
             .map(|first| first.or(header_event_id))
+    }
+
+    /// Counts a request refused as a whole (too large, unreadable) as an outcome of its
+    /// project. Rate limits are counted where they are checked, with their quantity.
+    fn count_refused(&self, project: &Authorized, received: chrono::DateTime<Utc>, err: &Error) {
+        let (outcome, reason) = match err {
+            Error::EventTooLarge { .. } => (Outcome::TooLarge, "max_event_size"),
+            Error::Decode(e) if e.is_too_large() => (Outcome::TooLarge, "max_envelope_size"),
+            Error::Envelope(e) if e.is_too_large() => (Outcome::TooLarge, "max_item_size"),
+            Error::Decode(_) => (Outcome::Invalid, "payload"),
+            Error::Envelope(_) => (Outcome::Invalid, "envelope"),
+            Error::Normalize(_) => (Outcome::Invalid, "event"),
+            _ => return,
+        };
+        self.outcomes.add(
+            project.project.id,
+            &project.project.name,
+            received,
+            "error",
+            outcome,
+            reason,
+            1,
+        );
+    }
+
+    /// Logs the outcomes counted since the last call as rows of the `outcomes` table (called
+    /// before every scheduled flush and the one at shutdown, `Node::flush_with_outcomes`, so
+    /// they reach storage with the rows logged before them). Returns the number of rows; on
+    /// failure the counts are kept for the next call.
+    pub async fn log_outcomes(&self) -> Result<usize> {
+        let counted = self.outcomes.take();
+        if counted.is_empty() {
+            return Ok(0);
+        }
+        let now = Utc::now();
+        let rows: Vec<ItemRow> = counted.iter().map(|c| c.row(now)).collect();
+        let mut data = Vec::new();
+        for (row, counted) in rows.iter().zip(&counted) {
+            wal::encode(
+                &mut data,
+                wal::Fields {
+                    kind: row.table.code,
+                    project_id: row.project_id,
+                    issue_id: 0,
+                    received_ms: row.received_ms,
+                    grouping_hash: "",
+                    project: &counted.project,
+                    json: &row.json,
+                },
+            );
+        }
+        let logged = match batches_of(&rows) {
+            Ok(items) => Logged {
+                events: Vec::new(),
+                items,
+            },
+            Err(err) => {
+                // cannot happen for rows built here; dropping them beats stopping flushes
+                tracing::error!(cause = %err, "outcome rows do not fit their table; dropped");
+                return Ok(0);
+            }
+        };
+        if let Err(err) = self.wal.append(data, logged).await {
+            self.outcomes.put_back(counted);
+            return Err(err.into());
+        }
+        Ok(rows.len())
     }
 
     /// The project of an envelope whose only credential is its header's `dsn`.
@@ -491,6 +574,8 @@ impl Ingest {
             rows,
             item_batches,
             item_counts,
+            attachments,
+            received,
             ..
         } = decoded;
         let total = normalized.len() as u64;
@@ -571,6 +656,19 @@ impl Ingest {
             // What is left decoded before, as part of the whole.
             item_batches = batches_of(&rows).map(merge_batches).unwrap_or_default();
         }
+        // Attachments' bytes are durable objects before their rows are logged: a row in the
+        // WAL always has its object. An object whose row is not logged after all (the WAL
+        // failed) is named by an id only a retry of the same envelope produces, and goes with
+        // its day's partition.
+        let attachments: Vec<Blob> = attachments
+            .into_iter()
+            .filter(|a| !repeated.contains(&a.id))
+            .collect();
+        let stored_attachments = attachments.len() as u64;
+        if let Err(err) = self.write_attachments(attachments).await {
+            self.release(project.id, &reserved);
+            return Err(err);
+        }
         for row in &rows {
             wal::encode(
                 &mut data,
@@ -598,14 +696,45 @@ impl Ingest {
             return Err(err.into());
         }
         self.alerts.commit(candidates);
+        let accepted_as = |category, quantity| {
+            self.outcomes.add(
+                project.id,
+                &project.name,
+                received,
+                category,
+                Outcome::Accepted,
+                "",
+                quantity,
+            );
+        };
         if total > 0 {
             crate::metrics::ingest_items(&ItemType::Event, "accepted", accepted);
             crate::metrics::ingest_items(&ItemType::Event, "duplicate", total - accepted);
+            accepted_as("error", accepted);
         }
         for (ty, count) in &item_counts {
             crate::metrics::ingest_items(ty, "accepted", *count);
+            if *ty != ItemType::ClientReport {
+                accepted_as(crate::outcomes::category(ty), *count);
+            }
+        }
+        if stored_attachments > 0 {
+            crate::metrics::ingest_items(&ItemType::Attachment, "accepted", stored_attachments);
+            accepted_as("attachment", stored_attachments);
         }
         Ok(first_id)
+    }
+
+    /// Writes the bytes of attachments as durable objects, a few at a time.
+    async fn write_attachments(&self, attachments: Vec<Blob>) -> Result<()> {
+        use futures::{StreamExt, TryStreamExt};
+        futures::stream::iter(attachments)
+            .map(|blob| async move { self.store.create_durable(&blob.key, blob.data).await })
+            .buffer_unordered(4)
+            .try_collect::<Vec<()>>()
+            .await
+            .map_err(Error::Attachment)?;
+        Ok(())
     }
 
     fn release(&self, project_id: u64, ids: &[Uuid]) {
@@ -621,6 +750,8 @@ struct DecodeLimits {
     max_event: usize,
     max_envelope: usize,
     max_attachment: usize,
+    /// The attachments of one envelope together.
+    max_attachments: usize,
 }
 
 impl DecodeLimits {
@@ -630,6 +761,7 @@ impl DecodeLimits {
             max_event: self.max_event.min(bytes),
             max_envelope: self.max_envelope.min(bytes),
             max_attachment: self.max_attachment.min(bytes),
+            max_attachments: self.max_attachments.min(bytes),
         }
     }
 }
@@ -648,6 +780,7 @@ struct DecodeRequest {
     project: Arc<Authorized>,
     /// The project's data scrubbing rules, applied before anything is written.
     scrubber: Arc<Scrubber>,
+    outcomes: Arc<Outcomes>,
 }
 
 impl DecodeRequest {
@@ -666,10 +799,29 @@ impl DecodeRequest {
                 received: self.received,
                 client_ip: self.client_ip,
                 scrubber: &self.scrubber,
+                outcomes: &self.outcomes,
             },
             // Counted once the events are found and before they are normalized, so events over
             // a rate limit cost no normalization.
-            |events| self.rate.check(&self.project, events),
+            |events| {
+                self.rate.check(&self.project, events).inspect_err(|err| {
+                    if let Error::RateLimited { per_key, .. } = err {
+                        self.outcomes.add(
+                            self.project.project.id,
+                            &self.project.project.name,
+                            self.received,
+                            "error",
+                            Outcome::RateLimited,
+                            if *per_key {
+                                "key_quota"
+                            } else {
+                                "project_quota"
+                            },
+                            events,
+                        );
+                    }
+                })
+            },
         )
     }
 }
@@ -685,6 +837,17 @@ struct Decoded {
     item_batches: Vec<ItemBatch>,
     /// Items turned into rows, per type (counted as accepted once logged).
     item_counts: Vec<(ItemType, u64)>,
+    /// Attachments to write before their rows (which are in `rows`) are logged.
+    attachments: Vec<Blob>,
+    /// When the request arrived.
+    received: chrono::DateTime<Utc>,
+}
+
+/// The bytes of one attachment and the object they go to.
+struct Blob {
+    id: Uuid,
+    key: object_store::path::Path,
+    data: Bytes,
 }
 
 /// What one envelope item is, for the request it came in.
@@ -693,6 +856,9 @@ enum Handled {
     Event,
     /// An item of a type with a table: its rows, as logged and as batches.
     Rows(Vec<ItemRow>, Vec<ItemBatch>),
+    /// An attachment: its bytes become an object, its headers a row (needs the item's headers
+    /// and the envelope's event id, see [`decode_events`]).
+    Attachment,
     /// A type faultline does not store (yet).
     NotStored,
 }
@@ -704,7 +870,7 @@ fn decode_envelope_item(
     payload: &[u8],
     ctx: RowContext<'_>,
 ) -> Result<Handled, items::Error> {
-    use crate::items::{feedback, logs, spans, transactions};
+    use crate::items::{feedback, logs, outcomes, spans, transactions};
     let rows = |rows: Vec<ItemRow>| {
         let batches = batches_of(&rows)?;
         Ok::<_, items::Error>(Handled::Rows(rows, batches))
@@ -716,10 +882,10 @@ fn decode_envelope_item(
         ItemType::Log => rows(logs::rows(payload, ctx)?)?,
         ItemType::Feedback => rows(feedback::feedback_rows(payload, ctx)?)?,
         ItemType::UserReport => rows(feedback::user_report_rows(payload, ctx)?)?,
-        ItemType::Attachment
-        | ItemType::Session
+        ItemType::ClientReport => rows(outcomes::client_report_rows(payload, ctx)?)?,
+        ItemType::Attachment => Handled::Attachment,
+        ItemType::Session
         | ItemType::Sessions
-        | ItemType::ClientReport
         | ItemType::CheckIn
         | ItemType::Profile
         | ItemType::ReplayEvent
@@ -786,6 +952,7 @@ struct Origin<'a> {
     received: chrono::DateTime<Utc>,
     client_ip: Option<IpAddr>,
     scrubber: &'a Scrubber,
+    outcomes: &'a Outcomes,
 }
 
 /// Decompresses, parses, normalizes and scrubs a request body (CPU-bound: runs off the async
@@ -799,11 +966,25 @@ fn decode_events(
     origin: &Origin<'_>,
     admit_events: impl FnOnce(u64) -> Result<()>,
 ) -> Result<Decoded> {
-    let mut decoded = Decoded::default();
+    let mut decoded = Decoded {
+        received: origin.received,
+        ..Decoded::default()
+    };
+    let count = |ty: &ItemType, outcome, reason| {
+        origin.outcomes.add(
+            rows_ctx.project_id,
+            rows_ctx.project,
+            origin.received,
+            crate::outcomes::category(ty),
+            outcome,
+            reason,
+            1,
+        );
+    };
     let (body, ranges, header_event_id, sent_at) = match endpoint {
         Endpoint::Store => {
             let body = decode_body(content_encoding, body, limits.max_event)?;
-            let body = decode_store_body(&body, limits.max_event)?.into_owned();
+            let body = Bytes::from(decode_store_body(&body, limits.max_event)?.into_owned());
             let whole = 0..body.len();
             (body, vec![whole], None, None)
         }
@@ -818,10 +999,51 @@ fn decode_events(
             )?;
             let mut ranges = Vec::new();
             let mut batches = Vec::new();
-            for item in &envelope.items {
+            let mut attachments = Vec::new();
+            let mut attachments_size = 0usize;
+            for (index, item) in envelope.items.iter().enumerate() {
                 let payload = &body[item.range.clone()];
                 match decode_envelope_item(&item.ty, payload, rows_ctx) {
                     Ok(Handled::Event) => ranges.push(item.range.clone()),
+                    Ok(Handled::Attachment) => {
+                        let size = payload.len();
+                        let over = if size > limits.max_attachment {
+                            Some(("max_attachment_size", limits.max_attachment))
+                        } else if attachments_size + size > limits.max_attachments {
+                            Some(("max_attachments_size", limits.max_attachments))
+                        } else {
+                            None
+                        };
+                        if let Some((limit_name, limit)) = over {
+                            tracing::info!(
+                                project = rows_ctx.project_id,
+                                filename = item.header_str("filename").unwrap_or_default(),
+                                bytes = size,
+                                "attachment refused: over limits.{limit_name} of {limit} bytes; \
+                                 the envelope's other items are kept"
+                            );
+                            crate::metrics::ingest_items(&item.ty, "too_large", 1);
+                            count(&item.ty, Outcome::TooLarge, limit_name);
+                            continue;
+                        }
+                        match items::attachments::attachment(
+                            envelope.headers.event_id,
+                            index,
+                            &item.headers,
+                            payload,
+                            rows_ctx,
+                        ) {
+                            Ok(attachment) => {
+                                attachments_size += size;
+                                attachments.push((attachment, item.range.clone()));
+                            }
+                            Err(err) => {
+                                tracing::debug!(item_type = %item.ty, cause = %err, "invalid item skipped");
+                                crate::metrics::ingest_items(&item.ty, "invalid", 1);
+                                count(&item.ty, Outcome::Invalid, "invalid_item");
+                            }
+                        }
+                    }
                     Ok(Handled::Rows(rows, item_batches)) => {
                         match decoded.item_counts.iter_mut().find(|(t, _)| *t == item.ty) {
                             Some((_, count)) => *count += 1,
@@ -833,21 +1055,46 @@ fn decode_events(
                     Ok(Handled::NotStored) => {
                         tracing::debug!(item_type = %item.ty, bytes = payload.len(), "item not stored");
                         crate::metrics::ingest_items(&item.ty, "not_stored", 1);
+                        count(&item.ty, Outcome::Filtered, "item_type_not_stored");
                     }
                     Err(err) => {
                         tracing::debug!(item_type = %item.ty, cause = %err, "invalid item skipped");
                         crate::metrics::ingest_items(&item.ty, "invalid", 1);
+                        count(&item.ty, Outcome::Invalid, "invalid_item");
                     }
                 }
             }
-            decoded.item_batches = merge_batches(batches);
             let sent_at = envelope.headers.sent_at;
-            (
-                body.into_owned(),
-                ranges,
-                envelope.headers.event_id,
-                sent_at,
-            )
+            let event_id = envelope.headers.event_id;
+            drop(envelope);
+            let body = Bytes::from(body.into_owned());
+            if !attachments.is_empty() {
+                let date = rows_ctx.received.format("%Y-%m-%d").to_string();
+                for (attachment, range) in attachments {
+                    let rows = vec![attachment.row];
+                    match batches_of(&rows) {
+                        Ok(item_batches) => batches.extend(item_batches),
+                        Err(err) => {
+                            tracing::debug!(cause = %err, "invalid attachment skipped");
+                            count(&ItemType::Attachment, Outcome::Invalid, "invalid_item");
+                            continue;
+                        }
+                    }
+                    decoded.rows.extend(rows);
+                    decoded.attachments.push(Blob {
+                        id: attachment.id,
+                        key: keys::attachment_object(
+                            rows_ctx.project_id,
+                            &date,
+                            &attachment.event_id,
+                            &attachment.id,
+                        ),
+                        data: body.slice(range),
+                    });
+                }
+            }
+            decoded.item_batches = merge_batches(batches);
+            (body, ranges, event_id, sent_at)
         }
     };
     if let Some(size) = ranges

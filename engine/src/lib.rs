@@ -34,6 +34,7 @@
 pub mod alerts;
 pub mod allocator;
 pub mod api;
+pub mod attachments;
 pub mod backup;
 pub mod buffer;
 pub mod cli;
@@ -48,6 +49,7 @@ pub mod mail;
 pub mod maintenance;
 pub mod metrics;
 pub mod node;
+pub mod outcomes;
 pub mod people;
 pub mod query;
 pub mod releases;

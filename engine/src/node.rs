@@ -324,6 +324,7 @@ impl Node {
             config.wal.max_unflushed.as_u64(),
             Arc::clone(&watch),
             Arc::clone(&hashes),
+            store.clone(),
         ));
         let sourcemaps = Arc::new(crate::sourcemaps::SourceMaps::new(
             store.clone(),
@@ -536,6 +537,16 @@ impl Node {
         Ok(edited)
     }
 
+    /// Logs the outcomes counted since the last call (as rows of `outcomes`, see
+    /// `crate::outcomes`), then flushes: what the scheduled flushes and shutdown run. Returns
+    /// the rows flushed.
+    pub async fn flush_with_outcomes(&self) -> Result<usize> {
+        if let Err(err) = self.ingest.log_outcomes().await {
+            tracing::warn!(cause = %err, "cannot log outcomes yet; they are kept for the next flush");
+        }
+        self.flush().await
+    }
+
     /// Flushes on the configured interval or when the buffer asks, until `shutdown`.
     pub async fn run_flusher(self: Arc<Self>, shutdown: CancellationToken) {
         let interval = self.config.flush.interval;
@@ -565,7 +576,7 @@ impl Node {
                     () = tokio::time::sleep(backoff) => {}
                 }
             }
-            match self.flush().await {
+            match self.flush_with_outcomes().await {
                 Ok(0) => failures = 0,
                 Ok(rows) => {
                     failures = 0;

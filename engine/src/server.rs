@@ -206,7 +206,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     // outage both would otherwise retry for as long as the store stays away.
     let flushed = tokio::time::timeout(flush_timeout, async {
         let _ = flusher.await;
-        node.flush().await
+        node.flush_with_outcomes().await
     })
     .await;
     match flushed {

@@ -17,6 +17,8 @@ mod harness;
 
 #[path = "e2e/alerts.rs"]
 mod alerts;
+#[path = "e2e/attachments.rs"]
+mod attachments;
 #[path = "e2e/backup.rs"]
 mod backup;
 #[path = "e2e/durability.rs"]

@@ -29,7 +29,9 @@ pub struct EnvelopeLimits {
     /// Limit for event-like items (events, transactions, security reports, check-ins, logs,
     /// spans, sessions, user reports, replay events, client reports). Relay's default: 1 MiB.
     pub max_event_size: usize,
-    /// Limit for attachments, replay recordings and profiles. Relay's default: 100 MiB.
+    /// Limit for replay recordings, profiles and items of unknown types. Relay's default:
+    /// 100 MiB. `attachment` items are not checked here: the caller refuses one over its limit
+    /// alone and keeps the rest of the envelope.
     pub max_attachment_size: usize,
 }
 
@@ -384,6 +386,11 @@ fn parse_item(
             (payload_start..end, next)
         }
     };
+    // An attachment over its limit is refused alone by the caller (Relay's limits count per
+    // attachment and per envelope), so one large file does not cost the envelope its event.
+    if ty == ItemType::Attachment {
+        return Ok((Item { ty, headers, range }, next));
+    }
     let (limit_name, limit) = if ty.is_attachment_like() {
         ("max_attachment_size", limits.max_attachment_size)
     } else {

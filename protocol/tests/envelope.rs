@@ -198,9 +198,16 @@ fn item_over_max_event_size_is_too_large() {
     );
     assert_eq!(parse(data.as_bytes()).unwrap().items[0].len(), event.len());
     let big = "y".repeat(5001);
-    let data = format!("{{}}\n{{\"type\":\"attachment\",\"length\":5001}}\n{big}\n");
+    let data = format!("{{}}\n{{\"type\":\"profile\",\"length\":5001}}\n{big}\n");
     assert_eq!(
         parse(data.as_bytes()).unwrap_err().to_string(),
-        "item 1 (attachment) exceeds max_attachment_size of 5000 bytes"
+        "item 1 (profile) exceeds max_attachment_size of 5000 bytes"
     );
+    // an attachment over the limit is left to the caller, which refuses it alone
+    let data = format!(
+        "{{}}\n{{\"type\":\"attachment\",\"length\":5001}}\n{big}\n{{\"type\":\"event\"}}\n{{}}\n"
+    );
+    let envelope = parse(data.as_bytes()).unwrap();
+    assert_eq!(envelope.items.len(), 2);
+    assert_eq!(envelope.items[0].len(), 5001);
 }

@@ -33,6 +33,8 @@ pub enum ApiError {
     Alerts(#[from] alerts::Error),
     #[error(transparent)]
     Sourcemaps(#[from] crate::sourcemaps::Error),
+    #[error(transparent)]
+    Attachments(#[from] crate::attachments::Error),
     #[error("the session has ended or expired: log in again")]
     SessionEnded,
     #[error("{0}")]
@@ -99,7 +101,7 @@ impl ApiError {
             Self::Ingest(I::Backpressure { .. } | I::Busy { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Ingest(I::Wal(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Ingest(I::Wal(_) | I::Attachment(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Ingest(I::Worker(_)) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Ingest(_) => StatusCode::BAD_REQUEST,
             Self::Query(e) => query_status(e),
@@ -145,6 +147,7 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::Sourcemaps(_) => StatusCode::BAD_REQUEST,
+            Self::Attachments(e) => attachments_status(e),
             Self::SessionEnded => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::MissingToken => StatusCode::UNAUTHORIZED,
@@ -262,6 +265,16 @@ fn tenancy_status(err: &tenancy::Error) -> StatusCode {
     }
 }
 
+fn attachments_status(e: &crate::attachments::Error) -> StatusCode {
+    use crate::attachments::Error as A;
+    match e {
+        A::BadId { .. } | A::NotFound { .. } => StatusCode::NOT_FOUND,
+        A::Query(e) => query_status(e),
+        A::Store(e) if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+        A::Store(_) | A::Shape(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -273,6 +286,9 @@ impl IntoResponse for ApiError {
                     "the server cannot write events to its disk right now ({}); retry later",
                     err.client_reason()
                 ),
+                (Self::Ingest(ingest::Error::Attachment(_)), _) => {
+                    "the server cannot store attachments right now; retry later".to_owned()
+                }
                 (_, StatusCode::SERVICE_UNAVAILABLE) => self.to_string(),
                 // what the identity provider answered helps whoever configures it
                 (Self::People(people::Error::Sso(_)), StatusCode::BAD_GATEWAY) => self.to_string(),

@@ -2,6 +2,7 @@
 //! apart, call one domain function and turn its result into a response.
 
 pub(crate) mod alerts;
+mod attachments;
 mod auth;
 mod error;
 mod ingest;
@@ -371,6 +372,7 @@ fn query_routes(node: &Arc<Node>) -> Router {
         )
         .merge(people_routes(node))
         .merge(alert_routes(node))
+        .merge(attachment_routes(node))
         .layer(body_timeout)
 }
 
@@ -464,6 +466,24 @@ fn sentry_routes() -> Router<query::QueryState> {
         }
     }
     router
+}
+
+/// An event's attachments (`api/attachments.rs`), each path with and without its trailing
+/// slash.
+fn attachment_routes(node: &Arc<Node>) -> Router {
+    let state = attachments::AttachmentsState {
+        auth: auth_of(node),
+        projects: Arc::clone(&node.projects),
+        query: Arc::clone(&node.query),
+        store: node.store.clone(),
+    };
+    let base = "/api/0/projects/{org}/{project}/events/{event_id}/attachments";
+    Router::new()
+        .route(&format!("{base}/"), get(attachments::list))
+        .route(base, get(attachments::list))
+        .route(&format!("{base}/{{id}}/"), get(attachments::get))
+        .route(&format!("{base}/{{id}}"), get(attachments::get))
+        .with_state(state)
 }
 
 /// Alert rules and channels (`api/alerts.rs`), each path with and without its trailing slash.

@@ -18,6 +18,7 @@ use tower::ServiceExt;
 use crate::node::Node;
 use crate::tenancy::{DEFAULT_ORG, NewToken, Scope};
 
+mod attachments;
 mod grouping;
 mod hardening;
 mod issues;

@@ -389,9 +389,21 @@ pub async fn create(
         .into_iter()
         .flat_map(|r| r.files.into_iter().map(|f| (f.path, f.sha256)))
         .collect();
+    // Attachments' bytes are objects no manifest lists (their rows are in item files): copied
+    // with the data files, once each (their keys never change).
+    let attachments: Vec<(String, u64)> = source
+        .store
+        .list(&ObjectPath::from(crate::store::keys::ATTACHMENTS))
+        .await?
+        .into_iter()
+        .map(|o| (o.location.to_string(), o.size))
+        .collect();
     let mut paths: BTreeMap<&str, u64> = BTreeMap::new();
     for file in manifests.iter().flat_map(|m| m.live_files()) {
         paths.insert(&file.path, file.bytes);
+    }
+    for (path, bytes) in &attachments {
+        paths.insert(path, *bytes);
     }
     let progress = Progress::new(
         "backup",

@@ -435,6 +435,20 @@ async fn restore_record(
         }
     }
 
+    // Attachments' bytes, as they were (a row restored names its object; an object whose
+    // rows a point-in-time restore leaves out is harmless and goes with its day).
+    for copied in record.files.iter().filter(|f| {
+        f.path
+            .strip_prefix(crate::store::keys::ATTACHMENTS)
+            .is_some_and(|rest| rest.starts_with('/'))
+    }) {
+        let data = fetch(dest, &format!("files/{}", copied.path), copied).await?;
+        progress.file_done(copied.bytes);
+        target
+            .put_durable(&ObjectPath::from(copied.path.as_str()), data)
+            .await?;
+    }
+
     // The carried WAL segments become Parquet files of the node that wrote them.
     let mut events = Vec::new();
     for segment in &record.wal {

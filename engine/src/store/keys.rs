@@ -5,6 +5,7 @@
 //! rollups/proj=<id>/date=<YYYY-MM-DD>/<ulid>.parquet            live issue rollups
 //! issue-tags/proj=<id>/date=<YYYY-MM-DD>/<ulid>.parquet         live issue tag rollups
 //! items/<table>/proj=<id>/date=<YYYY-MM-DD>/<ulid>.parquet      live rows of an item table
+//! attachments/proj=<id>/date=<YYYY-MM-DD>/<event id>/<attachment id>   attachment bytes
 //! retired/events/..., retired/rollups/..., retired/issue-tags/..., retired/items/...
 //!                                                                     replaced or expired files
 //! manifest/<node>/<u64::MAX - version, 20 digits>.json                manifest versions
@@ -37,6 +38,10 @@ pub const ROLLUPS: &str = "rollups";
 pub const TAG_ROLLUPS: &str = "issue-tags";
 /// Live files of the item tables (transactions, spans, logs, feedback), one folder per table.
 pub const ITEMS: &str = "items";
+/// The bytes of attachments, one object each, beside the `attachments` table's rows. They are
+/// written before the rows are acknowledged, no manifest lists them, and retention deletes a
+/// day's attachments with the rest of its partition ([`partition_prefixes`]).
+pub const ATTACHMENTS: &str = "attachments";
 /// Files no manifest lists any more, until they are deleted.
 pub const RETIRED: &str = "retired";
 /// Manifest versions.
@@ -65,6 +70,21 @@ pub fn tag_rollup_file(project_id: u64, date: &str, id: ulid::Ulid) -> String {
 /// A new file of the item table `table` for (project, date).
 pub fn item_file(table: &str, project_id: u64, date: &str, id: ulid::Ulid) -> String {
     format!("{ITEMS}/{table}/{PROJECT_KEY}={project_id}/date={date}/{id}.parquet")
+}
+
+/// The object holding the bytes of one attachment. `date` is the day the attachment was
+/// received (the day of its row in the `attachments` table); both ids are 32 hex digits.
+pub fn attachment_object(
+    project_id: u64,
+    date: &str,
+    event_id: &uuid::Uuid,
+    attachment_id: &uuid::Uuid,
+) -> ObjectPath {
+    ObjectPath::from(format!(
+        "{ATTACHMENTS}/{PROJECT_KEY}={project_id}/date={date}/{}/{}",
+        event_id.simple(),
+        attachment_id.simple()
+    ))
 }
 
 /// The tag rollup file that belongs to the rollup file `rollup` (same partition and name).
@@ -106,6 +126,9 @@ pub fn partition_prefixes<'a>(
             )));
         }
     }
+    prefixes.push(ObjectPath::from(format!(
+        "{ATTACHMENTS}/{PROJECT_KEY}={project_id}/date={date}"
+    )));
     prefixes
 }
 
@@ -254,7 +277,8 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(with_items.len(), 16);
+        assert_eq!(with_items.len(), 17);
+        assert!(with_items.contains(&"attachments/proj=7/date=2026-12-04".to_owned()));
         assert!(with_items.contains(&"items/spans/proj=7/date=2026-12-04".to_owned()));
         assert!(with_items.contains(&"retired/items/logs/proj=7/date=2026-12-04".to_owned()));
         let prefixes: Vec<String> = partition_prefixes(7, "2026-12-04", [])
@@ -265,7 +289,32 @@ mod tests {
         assert!(prefixes.contains(&"events/project=7/date=2026-12-04".to_owned()));
         assert!(prefixes.contains(&"retired/rollups/proj=7/date=2026-12-04".to_owned()));
         assert!(prefixes.contains(&"issue-tags/proj=7/date=2026-12-04".to_owned()));
-        assert_eq!(prefixes.len(), 12);
+        assert_eq!(prefixes.len(), 13);
+    }
+
+    #[test]
+    fn attachment_objects_sit_in_their_project_and_day() {
+        let event = uuid::Uuid::parse_str("9ec79c33-ec99-42ab-8353-589fcb2e04dc").unwrap();
+        let id = uuid::Uuid::parse_str("00000000000040008000000000000001").unwrap();
+        let key = attachment_object(7, "2026-12-04", &event, &id);
+        assert_eq!(
+            key.as_ref(),
+            "attachments/proj=7/date=2026-12-04/9ec79c33ec9942ab8353589fcb2e04dc/00000000000040008000000000000001"
+        );
+        // retention's sweep of the day covers it, and it is never taken for a live data file
+        let prefixes = partition_prefixes(7, "2026-12-04", []);
+        assert!(prefixes.iter().any(|p| key.prefix_matches(p)));
+        assert!(
+            !partition_prefixes(7, "2026-12-05", [])
+                .iter()
+                .any(|p| key.prefix_matches(p))
+        );
+        assert!(
+            !partition_prefixes(8, "2026-12-04", [])
+                .iter()
+                .any(|p| key.prefix_matches(p))
+        );
+        assert_eq!(retired(key.as_ref()), None);
     }
 
     #[test]

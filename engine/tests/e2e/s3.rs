@@ -303,10 +303,15 @@ async fn during_an_outage_queries_fail_with_the_store_named_ingest_answers_and_s
         tail.contains("events left in the wal; they are flushed at the next start"),
         "{tail}"
     );
-    assert!(
-        tail.contains("events=2"),
-        "both events stay in the WAL: {tail}"
-    );
+    // both events, and the rows of `outcomes` counted for them (one per attempt to flush
+    // that found new counts, so at least one)
+    let left: u64 = tail
+        .split("events=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .context("events=<n> logged")?;
+    assert!(left >= 3, "both events stay in the WAL: {tail}");
     Ok(())
 }
 

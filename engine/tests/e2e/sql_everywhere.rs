@@ -162,6 +162,8 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "spans", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "logs", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "feedback", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "attachments", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "outcomes", "table_type": "BASE TABLE"},
     ]);
 
     // HTTP: every column of every table as CSV; tags (a map, a list of structs) as JSON text.
@@ -224,7 +226,9 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
          faultline,public,transactions,BASE TABLE\n\
          faultline,public,spans,BASE TABLE\n\
          faultline,public,logs,BASE TABLE\n\
-         faultline,public,feedback,BASE TABLE\n"
+         faultline,public,feedback,BASE TABLE\n\
+         faultline,public,attachments,BASE TABLE\n\
+         faultline,public,outcomes,BASE TABLE\n"
     );
     assert_eq!(
         e.psql("SELECT event->'contexts'->'os'->>'version' FROM events")?,

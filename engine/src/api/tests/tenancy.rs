@@ -81,6 +81,10 @@ fn items_envelope(message: &str) -> String {
             "feedback",
             json!({"contexts": {"feedback": {"message": message}}}),
         ),
+        (
+            "client_report",
+            json!({"discarded_events": [{"reason": message, "category": "error", "quantity": 1}]}),
+        ),
     ];
     let mut envelope = "{}\n".to_owned();
     for (ty, payload) in items {
@@ -96,7 +100,7 @@ enum Expect {
 
 #[tokio::test]
 async fn a_token_limited_to_one_project_cannot_escape_it() {
-    let (h, token) = tenants(|c| c.query.max_rows = 10).await;
+    let (h, token) = tenants(|c| c.query.max_rows = 12).await;
     for _ in 0..3 {
         assert_eq!(
             h.store(r#"{"message":"shop broke"}"#).await.status,
@@ -157,15 +161,22 @@ async fn a_token_limited_to_one_project_cannot_escape_it() {
             Rows(json!([{"n": 0}])),
         ),
         (
+            "SELECT reason FROM outcomes UNION ALL SELECT reason FROM outcomes \
+             WHERE project_id <> 1 OR project = 'ledger'",
+            Rows(json!([{"reason": "shop broke"}])),
+        ),
+        (
             "SELECT table_name FROM information_schema.tables ORDER BY 1",
             Rows(json!([
                 {"table_name": "alert_deliveries"},
+                {"table_name": "attachments"},
                 {"table_name": "events"},
                 {"table_name": "feedback"},
                 {"table_name": "issue_hours"},
                 {"table_name": "issue_tags"},
                 {"table_name": "issues"},
                 {"table_name": "logs"},
+                {"table_name": "outcomes"},
                 {"table_name": "spans"},
                 {"table_name": "transactions"},
             ])),
@@ -174,12 +185,14 @@ async fn a_token_limited_to_one_project_cannot_escape_it() {
             "SELECT DISTINCT table_name FROM information_schema.columns ORDER BY 1",
             Rows(json!([
                 {"table_name": "alert_deliveries"},
+                {"table_name": "attachments"},
                 {"table_name": "events"},
                 {"table_name": "feedback"},
                 {"table_name": "issue_hours"},
                 {"table_name": "issue_tags"},
                 {"table_name": "issues"},
                 {"table_name": "logs"},
+                {"table_name": "outcomes"},
                 {"table_name": "spans"},
                 {"table_name": "transactions"},
             ])),
@@ -256,7 +269,7 @@ async fn a_token_limited_to_one_project_cannot_escape_it() {
             "SELECT a.title FROM events a, events b, events c, events d, events e",
             Refused(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "the query returned more than the row limit of 10 rows; add a LIMIT or narrow it",
+                "the query returned more than the row limit of 12 rows; add a LIMIT or narrow it",
             ),
         ),
     ];
