@@ -704,7 +704,7 @@ fn decode_envelope_item(
     payload: &[u8],
     ctx: RowContext<'_>,
 ) -> Result<Handled, items::Error> {
-    use crate::items::{feedback, logs, spans, transactions};
+    use crate::items::{check_ins, feedback, logs, sessions, spans, transactions};
     let rows = |rows: Vec<ItemRow>| {
         let batches = batches_of(&rows)?;
         Ok::<_, items::Error>(Handled::Rows(rows, batches))
@@ -716,11 +716,11 @@ fn decode_envelope_item(
         ItemType::Log => rows(logs::rows(payload, ctx)?)?,
         ItemType::Feedback => rows(feedback::feedback_rows(payload, ctx)?)?,
         ItemType::UserReport => rows(feedback::user_report_rows(payload, ctx)?)?,
+        ItemType::Session => rows(sessions::session_rows(payload, ctx)?)?,
+        ItemType::Sessions => rows(sessions::aggregate_rows(payload, ctx)?)?,
+        ItemType::CheckIn => rows(check_ins::rows(payload, ctx)?)?,
         ItemType::Attachment
-        | ItemType::Session
-        | ItemType::Sessions
         | ItemType::ClientReport
-        | ItemType::CheckIn
         | ItemType::Profile
         | ItemType::ReplayEvent
         | ItemType::ReplayRecording

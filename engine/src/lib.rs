@@ -47,6 +47,7 @@ pub mod lock;
 pub mod mail;
 pub mod maintenance;
 pub mod metrics;
+pub mod monitors;
 pub mod node;
 pub mod people;
 pub mod query;

@@ -1,5 +1,5 @@
-//! The tables of envelope items other than error events: transactions, spans, logs and
-//! feedback. One file per table gives its schema and turns an item's payload into rows; this
+//! The tables of envelope items other than error events: transactions, spans, logs,
+//! feedback, sessions and check-ins. One file per table gives its schema and turns an item's payload into rows; this
 //! module holds what they share and the registry [`TABLES`].
 //!
 //! A row is a flat JSON object whose keys are the table's columns (timestamps in
@@ -13,8 +13,10 @@
 //! backups and restore cover them; SQL reads them with the rows still in memory, restricted to
 //! the session's projects.
 
+pub mod check_ins;
 pub mod feedback;
 pub mod logs;
+pub mod sessions;
 pub mod spans;
 pub mod transactions;
 
@@ -38,11 +40,13 @@ pub struct ItemTable {
 }
 
 /// Every item table, in `SHOW TABLES` order (after the tables of `query/tables.rs`).
-pub static TABLES: [&ItemTable; 4] = [
+pub static TABLES: [&ItemTable; 6] = [
     &transactions::TABLE,
     &spans::TABLE,
     &logs::TABLE,
     &feedback::TABLE,
+    &sessions::TABLE,
+    &check_ins::TABLE,
 ];
 
 /// The names of every item table.
@@ -172,6 +176,8 @@ pub enum Error {
     },
     #[error("the item has more than {limit} {what}")]
     TooMany { what: &'static str, limit: usize },
+    #[error("invalid monitor_config: {0}")]
+    Config(String),
     #[error("the rows do not fit their table: {0}")]
     Decode(String),
 }

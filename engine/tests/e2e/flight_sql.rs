@@ -93,12 +93,17 @@ async fn adbc_binds_parameters_and_lists_the_catalog() -> Result<()> {
         names,
         [
             &json!("alert_deliveries"),
+            &json!("check_ins"),
             &json!("events"),
             &json!("feedback"),
             &json!("issue_hours"),
             &json!("issue_tags"),
             &json!("issues"),
             &json!("logs"),
+            &json!("monitors"),
+            &json!("release_health"),
+            &json!("release_health_hourly"),
+            &json!("sessions"),
             &json!("spans"),
             &json!("transactions")
         ],

@@ -78,12 +78,17 @@ async fn psycopg_binds_parameters_on_the_server_and_reads_binary_rows() -> Resul
         out["information_schema"],
         json!([
             "alert_deliveries",
+            "check_ins",
             "events",
             "feedback",
             "issue_hours",
             "issue_tags",
             "issues",
             "logs",
+            "monitors",
+            "release_health",
+            "release_health_hourly",
+            "sessions",
             "spans",
             "transactions"
         ])
@@ -92,12 +97,17 @@ async fn psycopg_binds_parameters_on_the_server_and_reads_binary_rows() -> Resul
         out["pg_class"],
         json!([
             "alert_deliveries",
+            "check_ins",
             "events",
             "feedback",
             "issue_hours",
             "issue_tags",
             "issues",
             "logs",
+            "monitors",
+            "release_health",
+            "release_health_hourly",
+            "sessions",
             "spans",
             "transactions"
         ])
@@ -184,12 +194,17 @@ async fn sqlalchemy_inspects_the_catalog_and_queries_like_a_bi_tool() -> Result<
         out["tables"],
         json!([
             "alert_deliveries",
+            "check_ins",
             "events",
             "feedback",
             "issue_hours",
             "issue_tags",
             "issues",
             "logs",
+            "monitors",
+            "release_health",
+            "release_health_hourly",
+            "sessions",
             "spans",
             "transactions"
         ]),
