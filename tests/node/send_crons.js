@@ -1,7 +1,7 @@
 // Cron check-ins with the official @sentry/node SDK: `Sentry.captureCheckIn` (in progress,
 // then ok, with a crontab monitor config) and `Sentry.withMonitor` around a job that fails
 // (an interval monitor config), so its check-in is `error`. The process's own session
-// (processSessionIntegration) is sent too.
+// (processSessionIntegration) is ended and sent too.
 //
 // Usage: node send_crons.js DSN
 //
@@ -38,6 +38,8 @@ async function main(argv) {
   } catch (_) {
     // the check-in says error
   }
+  // the process's session (started by processSessionIntegration) ends here, not at exit
+  Sentry.endSession();
   await Sentry.flush(10000);
   process.stdout.write(JSON.stringify({ check_in_id: checkInId }));
   return 0;

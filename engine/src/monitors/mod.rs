@@ -136,8 +136,13 @@ impl Monitor {
         self.next_expected = base.and_then(|t| config.next_after(t));
     }
 
+    /// Takes `status` if it is at least as recent; at the same time, a run's end (or the
+    /// checker's verdict) wins over its start, whatever order they are read in.
     fn set_status(&mut self, status: &str, at: DateTime<Utc>) {
-        if at >= self.status_at {
+        let starts = |s: &str| s == "in_progress" || s == "active";
+        if at > self.status_at
+            || (at == self.status_at && (starts(&self.status) || !starts(status)))
+        {
             self.status = status.to_owned();
             self.status_at = at;
         }
@@ -200,7 +205,15 @@ pub fn apply(monitors: &mut Monitors, seen: &SeenCheckIn, now: DateTime<Utc>) ->
         monitor.config = config.json.clone();
         monitor.config_at = at;
     }
-    if monitor.last_check_in.is_none_or(|last| at >= last) {
+    // SDKs send a run's check-ins without waiting, so its end may arrive before its start: the
+    // start of a run already closed says nothing new about the monitor
+    let stale_start = seen.status == "in_progress" && monitor.closed.contains(&seen.check_in_id);
+    let later = !stale_start
+        && monitor.last_check_in.is_none_or(|last| {
+            at > last
+                || (at == last && monitor.last_check_in_status.as_deref() == Some("in_progress"))
+        });
+    if later {
         monitor.last_check_in = Some(at);
         monitor.last_check_in_status = Some(seen.status.clone());
         monitor.environment = seen.environment.clone();
@@ -226,7 +239,9 @@ pub fn apply(monitors: &mut Monitors, seen: &SeenCheckIn, now: DateTime<Utc>) ->
         }
         _ => monitor.close(&seen.check_in_id),
     }
-    monitor.set_status(&seen.status, at);
+    if !stale_start {
+        monitor.set_status(&seen.status, at);
+    }
     if let Some(config) = monitor.config() {
         monitor.reschedule(&config);
     }

@@ -235,3 +235,44 @@ fn a_long_backlog_is_added_a_bounded_number_at_a_time() {
     );
     assert_ne!(first[0].check_in_id, first[1].check_in_id);
 }
+
+#[test]
+fn a_run_that_starts_and_ends_in_the_same_millisecond_ends_whatever_the_order() {
+    for order in [["in_progress", "error"], ["error", "in_progress"]] {
+        let mut monitors = Monitors::new();
+        for status in order {
+            apply(
+                &mut monitors,
+                &seen(status, RUN, "2026-12-05T10:00:00Z", hourly()),
+                at("2026-12-05T10:00:00Z"),
+            );
+        }
+        let m = monitor(&monitors);
+        assert_eq!(m.status, "error", "{order:?}");
+        assert_eq!(
+            m.last_check_in_status.as_deref(),
+            Some("error"),
+            "{order:?}"
+        );
+        assert!(m.open.is_empty(), "{order:?}");
+    }
+}
+
+#[test]
+fn the_start_of_a_run_that_arrives_after_its_end_changes_nothing() {
+    let mut monitors = Monitors::new();
+    apply(
+        &mut monitors,
+        &seen("error", RUN, "2026-12-05T10:00:00.100Z", hourly()),
+        at("2026-12-05T10:00:01Z"),
+    );
+    apply(
+        &mut monitors,
+        &seen("in_progress", RUN, "2026-12-05T10:00:00.200Z", hourly()),
+        at("2026-12-05T10:00:01Z"),
+    );
+    let m = monitor(&monitors);
+    assert_eq!(m.status, "error");
+    assert_eq!(m.last_check_in_status.as_deref(), Some("error"));
+    assert!(m.open.is_empty());
+}

@@ -112,7 +112,11 @@ async fn check(h: &Harness, now: DateTime<Utc>) -> crate::monitors::Report {
 #[tokio::test]
 async fn a_monitor_is_upserted_by_its_check_ins_and_its_missed_and_timed_out_runs_are_added() {
     let h = harness().await;
-    let config = json!({"schedule": {"type": "crontab", "value": "0 * * * *"},
+    // hourly, at the minute half an hour from now: the run's timeout (20 minutes) comes before
+    // the next expected run's margin ends, whatever the time the test runs at
+    let minute = (chrono::Timelike::minute(&Utc::now()) + 30) % 60;
+    let schedule = format!("{minute} * * * *");
+    let config = json!({"schedule": {"type": "crontab", "value": schedule},
                         "checkin_margin": 5, "max_runtime": 20});
     let items = [
         check_in(RUN, "in_progress", Some(config)),
@@ -152,7 +156,7 @@ async fn a_monitor_is_upserted_by_its_check_ins_and_its_missed_and_timed_out_run
     assert_eq!(
         monitors,
         json!([{"slug": "nightly-report", "status": "in_progress", "schedule_type": "crontab",
-                "schedule": "0 * * * *", "checkin_margin": 5, "max_runtime": 20,
+                "schedule": schedule, "checkin_margin": 5, "max_runtime": 20,
                 "in_progress": 1, "last": true}])
     );
 
@@ -173,12 +177,19 @@ async fn a_monitor_is_upserted_by_its_check_ins_and_its_missed_and_timed_out_run
                 "environment": "prod", "synthetic": true}])
     );
 
-    // nothing reported for the next full hour: missed at that hour, once
-    let next_hour = DateTime::from_timestamp(
-        received.timestamp() - received.timestamp().rem_euclid(3600) + 3600,
-        0,
-    )
-    .unwrap();
+    // nothing reported for the next expected run: missed at its time, once
+    let next_hour = {
+        let v = h
+            .sql("SELECT CAST(next_expected AS BIGINT) AS ms FROM monitors")
+            .await;
+        DateTime::from_timestamp_millis(v[0]["ms"].as_i64().unwrap()).unwrap()
+    };
+    let ahead = next_hour - received;
+    assert!(
+        ahead > Duration::minutes(28) && ahead <= Duration::minutes(31),
+        "{next_hour} after {received}"
+    );
+    assert_eq!(chrono::Timelike::minute(&next_hour), minute);
     assert!(
         check(&h, next_hour + Duration::minutes(4))
             .await
