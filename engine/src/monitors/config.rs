@@ -71,7 +71,10 @@ impl Unit {
 pub enum Schedule {
     /// A 5-field crontab (minute hour day-of-month month day-of-week) or `@hourly`,
     /// `@daily`, ... in the monitor's timezone.
-    Crontab { text: String, cron: croner::Cron },
+    Crontab {
+        text: String,
+        cron: Box<croner::Cron>,
+    },
     /// Every `value` `unit`s after the last check-in.
     Interval { value: u32, unit: Unit },
 }
@@ -126,8 +129,10 @@ impl MonitorConfig {
                     .ok_or_else(|| bad("monitor_config.schedule.value", "is not a crontab"))?;
                 Schedule::Crontab {
                     text: text.to_owned(),
-                    cron: parse_crontab(text)
-                        .map_err(|problem| bad("monitor_config.schedule.value", problem))?,
+                    cron: Box::new(
+                        parse_crontab(text)
+                            .map_err(|problem| bad("monitor_config.schedule.value", problem))?,
+                    ),
                 }
             }
             "interval" => {
