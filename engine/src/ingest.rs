@@ -870,7 +870,7 @@ fn decode_envelope_item(
     payload: &[u8],
     ctx: RowContext<'_>,
 ) -> Result<Handled, items::Error> {
-    use crate::items::{feedback, logs, outcomes, spans, transactions};
+    use crate::items::{check_ins, feedback, logs, outcomes, sessions, spans, transactions};
     let rows = |rows: Vec<ItemRow>| {
         let batches = batches_of(&rows)?;
         Ok::<_, items::Error>(Handled::Rows(rows, batches))
@@ -884,10 +884,10 @@ fn decode_envelope_item(
         ItemType::UserReport => rows(feedback::user_report_rows(payload, ctx)?)?,
         ItemType::ClientReport => rows(outcomes::client_report_rows(payload, ctx)?)?,
         ItemType::Attachment => Handled::Attachment,
-        ItemType::Session
-        | ItemType::Sessions
-        | ItemType::CheckIn
-        | ItemType::Profile
+        ItemType::Session => rows(sessions::session_rows(payload, ctx)?)?,
+        ItemType::Sessions => rows(sessions::aggregate_rows(payload, ctx)?)?,
+        ItemType::CheckIn => rows(check_ins::rows(payload, ctx)?)?,
+        ItemType::Profile
         | ItemType::ReplayEvent
         | ItemType::ReplayRecording
         | ItemType::Security

@@ -48,6 +48,7 @@ pub mod lock;
 pub mod mail;
 pub mod maintenance;
 pub mod metrics;
+pub mod monitors;
 pub mod node;
 pub mod outcomes;
 pub mod people;

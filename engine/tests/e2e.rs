@@ -45,6 +45,8 @@ mod postgres_drivers;
 mod privacy;
 #[path = "e2e/python_sdk.rs"]
 mod python_sdk;
+#[path = "e2e/release_health.rs"]
+mod release_health;
 #[path = "e2e/retention.rs"]
 mod retention;
 #[path = "e2e/s3.rs"]

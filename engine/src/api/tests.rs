@@ -29,6 +29,7 @@ mod lost_replies;
 mod metrics;
 mod people;
 mod privacy;
+mod release_health;
 mod sql;
 mod tenancy;
 

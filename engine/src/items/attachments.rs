@@ -16,7 +16,7 @@ use super::{Column, Error, ItemRow, ItemTable, Result, RowContext, Rows, text};
 
 pub static TABLE: ItemTable = ItemTable::new(
     "attachments",
-    10,
+    5,
     &[
         ("event_id", Column::Text),
         ("attachment_id", Column::Text),

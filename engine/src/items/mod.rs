@@ -1,5 +1,6 @@
 //! The tables of envelope items other than error events: transactions, spans, logs,
-//! feedback, attachments and outcomes. One file per table gives its schema and turns an item's payload into rows; this
+//! feedback, attachments, outcomes, sessions and check-ins. One file per table gives its
+//! schema and turns an item's payload into rows; this
 //! module holds what they share and the registry [`TABLES`].
 //!
 //! A row is a flat JSON object whose keys are the table's columns (timestamps in
@@ -14,9 +15,11 @@
 //! the session's projects.
 
 pub mod attachments;
+pub mod check_ins;
 pub mod feedback;
 pub mod logs;
 pub mod outcomes;
+pub mod sessions;
 pub mod spans;
 pub mod transactions;
 
@@ -40,13 +43,15 @@ pub struct ItemTable {
 }
 
 /// Every item table, in `SHOW TABLES` order (after the tables of `query/tables.rs`).
-pub static TABLES: [&ItemTable; 6] = [
+pub static TABLES: [&ItemTable; 8] = [
     &transactions::TABLE,
     &spans::TABLE,
     &logs::TABLE,
     &feedback::TABLE,
     &attachments::TABLE,
     &outcomes::TABLE,
+    &sessions::TABLE,
+    &check_ins::TABLE,
 ];
 
 /// The names of every item table.
@@ -176,6 +181,8 @@ pub enum Error {
     },
     #[error("the item has more than {limit} {what}")]
     TooMany { what: &'static str, limit: usize },
+    #[error("invalid monitor_config: {0}")]
+    Config(String),
     #[error("the rows do not fit their table: {0}")]
     Decode(String),
 }

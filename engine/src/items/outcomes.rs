@@ -19,7 +19,7 @@ use super::{Column, Error, ItemRow, ItemTable, MAX_ROWS_PER_ITEM, Result, RowCon
 
 pub static TABLE: ItemTable = ItemTable::new(
     "outcomes",
-    11,
+    6,
     &[
         ("category", Column::Text),
         ("outcome", Column::Text),

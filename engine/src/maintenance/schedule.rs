@@ -1,6 +1,7 @@
 //! The maintenance loop of a server: on the node holding the lease, retention every
-//! `retention.interval`, compaction every `compaction.interval`, and backups on
-//! `backup.schedule` (5-field cron, UTC) followed by pruning.
+//! `retention.interval`, compaction every `compaction.interval`, the cron monitors' missed and
+//! timed-out runs every tick (`crate::monitors`), and backups on `backup.schedule` (5-field
+//! cron, UTC) followed by pruning.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,6 +101,10 @@ pub async fn run(node: Arc<Node>, backups: Option<Arc<Backups>>, shutdown: Cance
             && let Err(err) = maintenance.backfill_tag_rollups().await
         {
             tracing::error!(cause = %err, "writing the tag rollups of older rollup files failed");
+        }
+        // cron monitors: every tick, so a missed run is found within a tick of its margin
+        if let Err(err) = crate::monitors::check(&node, now).await {
+            tracing::error!(cause = %err, "checking the cron monitors failed");
         }
         // deleted issues: one listing per tick, work only once a deletion has settled
         if let Err(err) = maintenance.erase_deleted().await {

@@ -580,3 +580,63 @@ async fn small_files_of_an_item_table_are_merged_per_project_and_day() {
         .unwrap();
     assert_eq!(scalar(&out.batches, 0), 3);
 }
+
+#[tokio::test]
+async fn retention_drops_an_expired_day_of_sessions_and_keeps_a_recent_one() {
+    use crate::items::{RowContext, sessions};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(dir.path()).unwrap();
+    let mut manifest = Manifest::load_latest(&store, "node-0").await.unwrap();
+    let today = chrono::Utc::now();
+    let old = today - chrono::Duration::days(120);
+    for (i, at) in [old, today].into_iter().enumerate() {
+        let payload = format!(
+            r#"{{"sid":"7c7b6585-f901-4351-bf8d-c7e8c3e7b5a{i}","started":"{}","timestamp":"{}",
+                "status":"crashed","attrs":{{"release":"shop@1.0"}}}}"#,
+            at.to_rfc3339(),
+            at.to_rfc3339()
+        );
+        let ctx = RowContext {
+            project_id: 1,
+            project: "shop",
+            received: at,
+        };
+        let rows = sessions::session_rows(payload.as_bytes(), ctx).unwrap();
+        let batch = sessions::TABLE
+            .decode(rows.iter().map(|r| r.json.as_slice()))
+            .unwrap();
+        let files = crate::store::parquet::write_item_files(&store, &sessions::TABLE, &[batch], 1)
+            .await
+            .unwrap();
+        let mut next = manifest.with_files(Vec::new(), 0);
+        next.tables
+            .entry("sessions".into())
+            .or_default()
+            .extend(files);
+        next.commit(&store).await.unwrap();
+        manifest = next;
+    }
+    let report = Maintenance::new(Config::default(), store.clone(), None)
+        .retention(false)
+        .await
+        .unwrap();
+    let old_day = old.format("%Y-%m-%d").to_string();
+    assert_eq!(report.dropped.len(), 1, "{:?}", report.dropped);
+    assert_eq!(report.dropped[0].date, old_day);
+    let manifest = Manifest::load_latest(&store, "node-0").await.unwrap();
+    let files = &manifest.tables["sessions"];
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].date, today.format("%Y-%m-%d").to_string());
+    let out = reader(&store)
+        .run(
+            &ProjectFilter::All,
+            "SELECT sessions, crashed FROM release_health",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&out.batches, 0),
+        1,
+        "only the recent session is left"
+    );
+}

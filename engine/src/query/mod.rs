@@ -434,6 +434,11 @@ impl QueryService {
             ctx.register_table(name, provider)
                 .map_err(|e| self.sql_error(e))?;
         }
+        for (name, sql) in tables::VIEWS {
+            ctx.sql(&format!("CREATE VIEW {name} AS {sql}"))
+                .await
+                .map_err(|e| self.sql_error(e))?;
+        }
         catalog::register(&ctx)
             .await
             .map_err(|e| self.sql_error(e))?;

@@ -58,7 +58,7 @@ impl Table {
 }
 
 /// Every table, in `SHOW TABLES` order.
-pub(crate) const TABLES: [Table; 6] = [
+pub(crate) const TABLES: [Table; 7] = [
     Table {
         name: "events",
         build: |_, i| {
@@ -125,12 +125,101 @@ pub(crate) const TABLES: [Table; 6] = [
             ))))
         },
     },
+    Table {
+        name: "monitors",
+        build: |service, i| {
+            Ok(Some(Arc::new(crate::monitors::table::MonitorsTable::new(
+                service.store.clone(),
+                i.projects.clone(),
+            ))))
+        },
+    },
 ];
 
-/// The names of every table, in `SHOW TABLES` order.
+/// The names of every table, in `SHOW TABLES` order: [`TABLES`], the item tables, [`VIEWS`].
 pub(crate) fn names() -> impl Iterator<Item = &'static str> {
-    TABLES.iter().map(|t| t.name).chain(crate::items::names())
+    TABLES
+        .iter()
+        .map(|t| t.name)
+        .chain(crate::items::names())
+        .chain(VIEWS.iter().map(|(name, _)| *name))
 }
+
+/// Views every session has, over the tables above (documented in docs/sql.md): their name and
+/// their query. A view reads its tables within the session, so it sees what the session may.
+pub(crate) const VIEWS: [(&str, &str); 2] = [
+    ("release_health", RELEASE_HEALTH),
+    ("release_health_hourly", RELEASE_HEALTH_HOURLY),
+];
+
+/// Every session counted once: an individual session (`session_id`) by the worst status any
+/// of its updates had, an aggregate bucket by its counts.
+macro_rules! counted_sessions {
+    () => {
+        "WITH per_session AS (\
+           SELECT project_id, project, release, environment, session_id, \
+                  min(started) AS started, max(distinct_id) AS distinct_id, \
+                  max(crashed) AS crashed, max(abnormal) AS abnormal, max(errored) AS errored \
+           FROM sessions WHERE session_id IS NOT NULL \
+           GROUP BY project_id, project, release, environment, session_id), \
+         counted AS (\
+           SELECT project_id, project, release, environment, started, distinct_id, \
+                  CAST(1 AS BIGINT) AS sessions, crashed, \
+                  CASE WHEN crashed > 0 THEN 0 ELSE abnormal END AS abnormal, \
+                  CASE WHEN crashed > 0 OR abnormal > 0 THEN 0 ELSE errored END AS errored \
+           FROM per_session \
+           UNION ALL \
+           SELECT project_id, project, release, environment, started, distinct_id, \
+                  exited + errored + abnormal + crashed AS sessions, crashed, abnormal, errored \
+           FROM sessions WHERE session_id IS NULL), "
+    };
+}
+
+/// The figures of [`RELEASE_HEALTH`] from the grouped `totals`.
+macro_rules! health_figures {
+    () => {
+        "sessions, crashed, abnormal, errored, \
+         CASE WHEN sessions > 0 THEN 1.0 - CAST(crashed AS DOUBLE) / CAST(sessions AS DOUBLE) END \
+           AS crash_free_sessions, \
+         users, crashed_users, \
+         CASE WHEN users > 0 THEN 1.0 - CAST(crashed_users AS DOUBLE) / CAST(users AS DOUBLE) END \
+           AS crash_free_users"
+    };
+}
+
+/// The sums of [`health_figures`].
+macro_rules! health_sums {
+    () => {
+        "sum(sessions) AS sessions, sum(crashed) AS crashed, sum(abnormal) AS abnormal, \
+         sum(errored) AS errored, count(DISTINCT distinct_id) AS users, \
+         count(DISTINCT CASE WHEN crashed > 0 THEN distinct_id END) AS crashed_users"
+    };
+}
+
+/// Release health per project, release and environment over every stored session.
+const RELEASE_HEALTH: &str = concat!(
+    counted_sessions!(),
+    "totals AS (SELECT project_id, project, release, environment, \
+       min(started) AS first_started, max(started) AS last_started, ",
+    health_sums!(),
+    " FROM counted GROUP BY project_id, project, release, environment) \
+     SELECT project_id, project, release, environment, first_started, last_started, ",
+    health_figures!(),
+    " FROM totals"
+);
+
+/// Release health per project, release, environment and hour the sessions started in.
+const RELEASE_HEALTH_HOURLY: &str = concat!(
+    counted_sessions!(),
+    "totals AS (SELECT project_id, project, release, environment, \
+       date_trunc('hour', started) AS hour, ",
+    health_sums!(),
+    " FROM counted GROUP BY project_id, project, release, environment, \
+       date_trunc('hour', started)) \
+     SELECT project_id, project, release, environment, hour, ",
+    health_figures!(),
+    " FROM totals"
+);
 
 /// Every table of one session: those of [`TABLES`] it may have, then the item tables.
 pub(crate) fn build_all(

@@ -14,6 +14,8 @@
 //! meta/sourcemaps/org=<org>/records/<sha1>.json                       what a bundle holds, when last used
 //! meta/sourcemaps/org=<org>/debug-ids/<debug id>.json                 which bundle holds a debug id's files
 //! meta/sourcemaps/org=<org>/release-urls/<sha1 of release, dist, url>.json  the same by release and URL
+//! meta/monitors/proj=<id>/<slug>.json                                 a cron monitor's state
+//! meta/monitors/cursor.json                                           the monitor checker's cursor
 //! ```
 //!
 //! The live prefixes hold exactly the files some manifest lists, so any Parquet reader that globs
@@ -162,6 +164,24 @@ pub fn issue_deletion(project_id: u64, issue_id: i64) -> ObjectPath {
     ObjectPath::from(format!(
         "{ISSUE_DELETIONS}/project={project_id}/issue={issue_id}.json"
     ))
+}
+
+/// Cron monitors and the monitor checker's cursor (written by the maintenance lease holder).
+pub const MONITORS: &str = "meta/monitors";
+
+/// The folder of every monitor.
+pub fn monitors_prefix() -> ObjectPath {
+    ObjectPath::from(MONITORS)
+}
+
+/// The monitor `slug` (a normalized slug: letters, digits, `-`, `_`) of a project.
+pub fn monitor(project_id: u64, slug: &str) -> ObjectPath {
+    ObjectPath::from(format!("{MONITORS}/proj={project_id}/{slug}.json"))
+}
+
+/// Where the monitor checker stopped reading check-ins.
+pub fn monitors_cursor() -> ObjectPath {
+    ObjectPath::from(format!("{MONITORS}/cursor.json"))
 }
 
 /// Uploaded chunks not assembled into a bundle yet (not backed up: sentry-cli uploads them again).

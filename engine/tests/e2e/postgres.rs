@@ -91,11 +91,13 @@ async fn psql_queries_with_a_token_as_password() -> Result<()> {
     assert_eq!(
         stdout(&out),
         "public|alert_deliveries|table|postgres\npublic|attachments|table|postgres\n\
-         public|events|table|postgres\n\
+         public|check_ins|table|postgres\npublic|events|table|postgres\n\
          public|feedback|table|postgres\npublic|issue_hours|table|postgres\n\
          public|issue_tags|table|postgres\npublic|issues|table|postgres\n\
-         public|logs|table|postgres\npublic|outcomes|table|postgres\n\
-         public|spans|table|postgres\n\
+         public|logs|table|postgres\npublic|monitors|table|postgres\n\
+         public|outcomes|table|postgres\n\
+         public|release_health|table|postgres\npublic|release_health_hourly|table|postgres\n\
+         public|sessions|table|postgres\npublic|spans|table|postgres\n\
          public|transactions|table|postgres\n"
     );
     let out = psql(pg_port, &token, "\\d events")?;

@@ -79,13 +79,18 @@ async fn psycopg_binds_parameters_on_the_server_and_reads_binary_rows() -> Resul
         json!([
             "alert_deliveries",
             "attachments",
+            "check_ins",
             "events",
             "feedback",
             "issue_hours",
             "issue_tags",
             "issues",
             "logs",
+            "monitors",
             "outcomes",
+            "release_health",
+            "release_health_hourly",
+            "sessions",
             "spans",
             "transactions"
         ])
@@ -95,13 +100,18 @@ async fn psycopg_binds_parameters_on_the_server_and_reads_binary_rows() -> Resul
         json!([
             "alert_deliveries",
             "attachments",
+            "check_ins",
             "events",
             "feedback",
             "issue_hours",
             "issue_tags",
             "issues",
             "logs",
+            "monitors",
             "outcomes",
+            "release_health",
+            "release_health_hourly",
+            "sessions",
             "spans",
             "transactions"
         ])
@@ -189,13 +199,18 @@ async fn sqlalchemy_inspects_the_catalog_and_queries_like_a_bi_tool() -> Result<
         json!([
             "alert_deliveries",
             "attachments",
+            "check_ins",
             "events",
             "feedback",
             "issue_hours",
             "issue_tags",
             "issues",
             "logs",
+            "monitors",
             "outcomes",
+            "release_health",
+            "release_health_hourly",
+            "sessions",
             "spans",
             "transactions"
         ]),

@@ -158,12 +158,17 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "issue_hours", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "issue_tags", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "alert_deliveries", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "monitors", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "transactions", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "spans", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "logs", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "feedback", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "attachments", "table_type": "BASE TABLE"},
         {"table_catalog": "faultline", "table_schema": "public", "table_name": "outcomes", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "sessions", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "check_ins", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "release_health", "table_type": "BASE TABLE"},
+        {"table_catalog": "faultline", "table_schema": "public", "table_name": "release_health_hourly", "table_type": "BASE TABLE"},
     ]);
 
     // HTTP: every column of every table as CSV; tags (a map, a list of structs) as JSON text.
@@ -223,12 +228,17 @@ async fn csv_json_functions_and_show_tables_on_every_client() -> Result<()> {
          faultline,public,issue_hours,BASE TABLE\n\
          faultline,public,issue_tags,BASE TABLE\n\
          faultline,public,alert_deliveries,BASE TABLE\n\
+         faultline,public,monitors,BASE TABLE\n\
          faultline,public,transactions,BASE TABLE\n\
          faultline,public,spans,BASE TABLE\n\
          faultline,public,logs,BASE TABLE\n\
          faultline,public,feedback,BASE TABLE\n\
          faultline,public,attachments,BASE TABLE\n\
-         faultline,public,outcomes,BASE TABLE\n"
+         faultline,public,outcomes,BASE TABLE\n\
+         faultline,public,sessions,BASE TABLE\n\
+         faultline,public,check_ins,BASE TABLE\n\
+         faultline,public,release_health,BASE TABLE\n\
+         faultline,public,release_health_hourly,BASE TABLE\n"
     );
     assert_eq!(
         e.psql("SELECT event->'contexts'->'os'->>'version' FROM events")?,

@@ -326,7 +326,7 @@ async fn client_reports_and_decisions_are_outcomes() {
     let report = json!({"timestamp": chrono::Utc::now().timestamp(),
         "discarded_events": [{"reason": "before_send", "category": "error", "quantity": 2}]});
     let body = format!(
-        "{{}}\n{{\"type\":\"client_report\"}}\n{report}\n{{\"type\":\"session\"}}\n{{\"sid\":\"x\"}}\n\
+        "{{}}\n{{\"type\":\"client_report\"}}\n{report}\n{{\"type\":\"profile\"}}\n{{\"version\":\"1\"}}\n\
          {{\"type\":\"log\"}}\nnot json\n"
     );
     let reply = h.envelope(body).await;
@@ -355,7 +355,7 @@ async fn client_reports_and_decisions_are_outcomes() {
             {"category": "error", "outcome": "client_discard", "reason": "before_send", "n": 2},
             {"category": "error", "outcome": "rate_limited", "reason": "project_quota", "n": 2},
             {"category": "log_item", "outcome": "invalid", "reason": "invalid_item", "n": 1},
-            {"category": "session", "outcome": "filtered", "reason": "item_type_not_stored", "n": 1},
+            {"category": "profile", "outcome": "filtered", "reason": "item_type_not_stored", "n": 1},
         ])
     );
     // two flushes, two rows of the same hour for the rate limited events: sum() adds them

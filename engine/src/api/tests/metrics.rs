@@ -45,6 +45,7 @@ async fn metrics_move_with_ingest_flush_and_queries() {
     let event = r#"{"message":"disk full"}"#;
     let id = "0123456789abcdef0123456789abcd01";
     let mut body = envelope(id, event);
+    body.extend_from_slice(b"{\"type\":\"profile\"}\n{}\n");
     body.extend_from_slice(b"{\"type\":\"session\"}\n{\"sid\":\"x\"}\n");
     assert_eq!(h.envelope(body).await.status, StatusCode::OK);
     assert_eq!(h.envelope(envelope(id, event)).await.status, StatusCode::OK);
@@ -96,7 +97,11 @@ async fn metrics_move_with_ingest_flush_and_queries() {
             1.0,
         ),
         (
-            r#"faultline_ingest_items_total{item_type="session",outcome="not_stored"}"#,
+            r#"faultline_ingest_items_total{item_type="profile",outcome="not_stored"}"#,
+            1.0,
+        ),
+        (
+            r#"faultline_ingest_items_total{item_type="session",outcome="invalid"}"#,
             1.0,
         ),
         ("faultline_wal_commits_total", 1.0),

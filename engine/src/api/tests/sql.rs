@@ -197,12 +197,17 @@ async fn show_tables_and_information_schema_list_only_the_tables_of_a_session() 
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "issue_hours", "table_type": "BASE TABLE"},
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "issue_tags", "table_type": "BASE TABLE"},
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "alert_deliveries", "table_type": "BASE TABLE"},
+            {"table_catalog": "faultline", "table_schema": "public", "table_name": "monitors", "table_type": "BASE TABLE"},
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "transactions", "table_type": "BASE TABLE"},
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "spans", "table_type": "BASE TABLE"},
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "logs", "table_type": "BASE TABLE"},
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "feedback", "table_type": "BASE TABLE"},
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "attachments", "table_type": "BASE TABLE"},
             {"table_catalog": "faultline", "table_schema": "public", "table_name": "outcomes", "table_type": "BASE TABLE"},
+            {"table_catalog": "faultline", "table_schema": "public", "table_name": "sessions", "table_type": "BASE TABLE"},
+            {"table_catalog": "faultline", "table_schema": "public", "table_name": "check_ins", "table_type": "BASE TABLE"},
+            {"table_catalog": "faultline", "table_schema": "public", "table_name": "release_health", "table_type": "BASE TABLE"},
+            {"table_catalog": "faultline", "table_schema": "public", "table_name": "release_health_hourly", "table_type": "BASE TABLE"},
         ])
     );
     let rows = h.rows(&token, "SHOW COLUMNS FROM events").await;
@@ -226,13 +231,18 @@ async fn show_tables_and_information_schema_list_only_the_tables_of_a_session() 
         rows,
         json!([{"table_schema": "public", "table_name": "alert_deliveries"},
                {"table_schema": "public", "table_name": "attachments"},
+               {"table_schema": "public", "table_name": "check_ins"},
                {"table_schema": "public", "table_name": "events"},
                {"table_schema": "public", "table_name": "feedback"},
                {"table_schema": "public", "table_name": "issue_hours"},
                {"table_schema": "public", "table_name": "issue_tags"},
                {"table_schema": "public", "table_name": "issues"},
                {"table_schema": "public", "table_name": "logs"},
+               {"table_schema": "public", "table_name": "monitors"},
                {"table_schema": "public", "table_name": "outcomes"},
+               {"table_schema": "public", "table_name": "release_health"},
+               {"table_schema": "public", "table_name": "release_health_hourly"},
+               {"table_schema": "public", "table_name": "sessions"},
                {"table_schema": "public", "table_name": "spans"},
                {"table_schema": "public", "table_name": "transactions"}])
     );

@@ -1,0 +1,251 @@
+//! Release health and cron monitors over the real router: sessions counted once by their final
+//! status in `release_health`, check-ins and their monitors, and the `missed` and `timeout`
+//! check-ins the monitor checker adds at a fixed "now".
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+
+use super::{Harness, harness};
+
+fn envelope(items: &[(&str, Value)]) -> String {
+    let mut envelope = "{}\n".to_owned();
+    for (ty, payload) in items {
+        envelope.push_str(&format!("{{\"type\":\"{ty}\"}}\n{payload}\n"));
+    }
+    envelope
+}
+
+fn session(sid: &str, did: &str, init: bool, status: &str, started: &str) -> (&'static str, Value) {
+    (
+        "session",
+        json!({"sid": sid, "did": did, "init": init, "status": status, "started": started,
+               "timestamp": started, "errors": 0,
+               "attrs": {"release": "shop@1.0", "environment": "prod"}}),
+    )
+}
+
+const A: &str = "7c7b6585-f901-4351-bf8d-c7e8c3e7b5a1";
+const B: &str = "8c7b6585-f901-4351-bf8d-c7e8c3e7b5a2";
+
+#[tokio::test]
+async fn release_health_counts_each_session_once_by_its_final_status() {
+    let h = harness().await;
+    let started = "2026-12-05T10:15:00Z";
+    // session A: started, then exited; session B (another user): started, an error, crashed
+    let items = [
+        session(A, "ann", true, "ok", started),
+        session(A, "ann", false, "exited", started),
+        session(B, "bo", true, "ok", started),
+        session(B, "bo", false, "crashed", started),
+        (
+            "session",
+            json!({"sid": "not a uuid", "started": started,
+                           "attrs": {"release": "shop@1.0"}}),
+        ),
+        (
+            "session",
+            json!({"sid": A, "started": started, "status": "sleeping",
+                           "attrs": {"release": "shop@1.0"}}),
+        ),
+    ];
+    let reply = h.envelope(envelope(&items)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(
+        h.sql("SELECT count(*) AS n FROM sessions").await,
+        json!([{"n": 4}]),
+        "the two malformed updates are skipped alone"
+    );
+    let health = "SELECT release, environment, sessions, crashed, crash_free_sessions, users, \
+                  crashed_users, crash_free_users FROM release_health";
+    assert_eq!(
+        h.sql(health).await,
+        json!([{"release": "shop@1.0", "environment": "prod", "sessions": 2, "crashed": 1,
+                "crash_free_sessions": 0.5, "users": 2, "crashed_users": 1,
+                "crash_free_users": 0.5}])
+    );
+
+    // aggregates of a server SDK: 3 sessions in one bucket, one of them crashed, one user more
+    let aggregate = (
+        "sessions",
+        json!({"attrs": {"release": "shop@1.0", "environment": "prod"},
+               "aggregates": [{"started": "2026-12-05T10:16:00Z", "did": "cy", "exited": 1,
+                               "errored": 1, "crashed": 1}]}),
+    );
+    let reply = h.envelope(envelope(&[aggregate])).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let expected = json!([{"release": "shop@1.0", "environment": "prod", "sessions": 5,
+                           "crashed": 2, "crash_free_sessions": 0.6, "users": 3,
+                           "crashed_users": 2, "crash_free_users": 1.0 - 2.0 / 3.0}]);
+    assert_eq!(h.sql(health).await, expected);
+    let hourly = h
+        .sql(
+            "SELECT CAST(hour AS VARCHAR) AS hour, sessions, crashed, errored \
+             FROM release_health_hourly",
+        )
+        .await;
+    assert_eq!(
+        hourly,
+        json!([{"hour": "2026-12-05T10:00:00Z", "sessions": 5, "crashed": 2, "errored": 1}])
+    );
+
+    // the same after the rows moved to Parquet
+    h.node.flush().await.unwrap();
+    assert_eq!(h.sql(health).await, expected);
+}
+
+fn check_in(id: &str, status: &str, config: Option<Value>) -> (&'static str, Value) {
+    let mut payload = json!({"check_in_id": id, "monitor_slug": "Nightly Report",
+                             "status": status, "environment": "prod", "release": "shop@1.0"});
+    if let Some(config) = config {
+        payload["monitor_config"] = config;
+    }
+    ("check_in", payload)
+}
+
+const RUN: &str = "83a7c03e-d1ab-4a2e-9f0c-2c4f6f1b8a11";
+
+async fn check(h: &Harness, now: DateTime<Utc>) -> crate::monitors::Report {
+    crate::monitors::check(&h.node, now).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_monitor_is_upserted_by_its_check_ins_and_its_missed_and_timed_out_runs_are_added() {
+    let h = harness().await;
+    // hourly, at the minute half an hour from now: the run's timeout (20 minutes) comes before
+    // the next expected run's margin ends, whatever the time the test runs at
+    let minute = (chrono::Timelike::minute(&Utc::now()) + 30) % 60;
+    let schedule = format!("{minute} * * * *");
+    let config = json!({"schedule": {"type": "crontab", "value": schedule},
+                        "checkin_margin": 5, "max_runtime": 20});
+    let items = [
+        check_in(RUN, "in_progress", Some(config)),
+        check_in(RUN, "paused", None),
+        (
+            "check_in",
+            json!({"check_in_id": RUN, "monitor_slug": "x", "status": "ok",
+                   "monitor_config": {"schedule": {"type": "crontab", "value": "* * *"}}}),
+        ),
+    ];
+    let reply = h.envelope(envelope(&items)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let rows = h
+        .sql("SELECT monitor_slug, status, synthetic FROM check_ins")
+        .await;
+    assert_eq!(
+        rows,
+        json!([{"monitor_slug": "nightly-report", "status": "in_progress", "synthetic": false}]),
+        "an unknown status and a bad crontab are skipped"
+    );
+    let received: DateTime<Utc> = {
+        let v = h
+            .sql("SELECT CAST(received AS BIGINT) AS ms FROM check_ins")
+            .await;
+        DateTime::from_timestamp_millis(v[0]["ms"].as_i64().unwrap()).unwrap()
+    };
+
+    let report = check(&h, received).await;
+    assert_eq!((report.read, report.added.len()), (1, 0));
+    let monitors = h
+        .sql(
+            "SELECT slug, status, schedule_type, schedule, checkin_margin, max_runtime, \
+             in_progress, last_check_in = (SELECT max(timestamp) FROM check_ins) AS last \
+             FROM monitors",
+        )
+        .await;
+    assert_eq!(
+        monitors,
+        json!([{"slug": "nightly-report", "status": "in_progress", "schedule_type": "crontab",
+                "schedule": schedule, "checkin_margin": 5, "max_runtime": 20,
+                "in_progress": 1, "last": true}])
+    );
+
+    // 20 minutes later the run has not closed: a timeout at its deadline
+    let report = check(&h, received + Duration::minutes(20)).await;
+    assert_eq!(report.read, 1, "read again from the cursor, applied once");
+    assert_eq!(report.added.len(), 1, "{:?}", report.added);
+    let deadline = received + Duration::minutes(20);
+    let timeout = h
+        .sql(
+            "SELECT status, CAST(timestamp AS BIGINT) AS at, duration, environment, synthetic \
+             FROM check_ins WHERE synthetic",
+        )
+        .await;
+    assert_eq!(
+        timeout,
+        json!([{"status": "timeout", "at": deadline.timestamp_millis(), "duration": 1200.0,
+                "environment": "prod", "synthetic": true}])
+    );
+
+    // nothing reported for the next expected run: missed at its time, once
+    let next_hour = {
+        let v = h
+            .sql("SELECT CAST(next_expected AS BIGINT) AS ms FROM monitors")
+            .await;
+        DateTime::from_timestamp_millis(v[0]["ms"].as_i64().unwrap()).unwrap()
+    };
+    let ahead = next_hour - received;
+    assert!(
+        ahead > Duration::minutes(28) && ahead <= Duration::minutes(31),
+        "{next_hour} after {received}"
+    );
+    assert_eq!(chrono::Timelike::minute(&next_hour), minute);
+    assert!(
+        check(&h, next_hour + Duration::minutes(4))
+            .await
+            .added
+            .is_empty()
+    );
+    let report = check(&h, next_hour + Duration::minutes(5)).await;
+    assert_eq!(report.added.len(), 1, "{:?}", report.added);
+    assert!(
+        check(&h, next_hour + Duration::minutes(6))
+            .await
+            .added
+            .is_empty()
+    );
+    let missed = h
+        .sql(
+            "SELECT status, CAST(timestamp AS BIGINT) AS at, CAST(expected_time AS BIGINT) AS expected \
+             FROM check_ins WHERE status = 'missed'",
+        )
+        .await;
+    let ms = next_hour.timestamp_millis();
+    assert_eq!(
+        missed,
+        json!([{"status": "missed", "at": ms, "expected": ms}])
+    );
+    let state = h
+        .sql("SELECT status, CAST(next_expected AS BIGINT) AS next FROM monitors")
+        .await;
+    assert_eq!(
+        state,
+        json!([{"status": "missed", "next": (next_hour + Duration::hours(1)).timestamp_millis()}])
+    );
+
+    // the added rows are in the WAL: they survive a restart
+    let config = h.node.config.clone();
+    let super::Harness {
+        _dir: dir,
+        node,
+        router,
+    } = h;
+    drop(router);
+    drop(node);
+    let node = std::sync::Arc::new(crate::node::Node::open(config).await.unwrap());
+    let out = node
+        .query
+        .run(
+            &crate::query::ProjectFilter::All,
+            "SELECT count(*) AS n FROM check_ins WHERE synthetic",
+        )
+        .await
+        .unwrap();
+    let n = datafusion::arrow::array::AsArray::as_primitive::<
+        datafusion::arrow::datatypes::Int64Type,
+    >(out.batches[0].column(0))
+    .value(0);
+    assert_eq!(n, 2);
+    drop(node);
+    drop(dir);
+}
