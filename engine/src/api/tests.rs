@@ -28,6 +28,7 @@ mod lost_replies;
 mod metrics;
 mod people;
 mod privacy;
+mod sentry_clients;
 mod sql;
 mod tenancy;
 
