@@ -75,7 +75,6 @@ async function main() {
   server.stdin.write(JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) + "\n");
   const list = await request("tools/list", {});
   const tools = (list.result?.tools ?? []).map((t) => t.name);
-  if (process.env.MCP_DUMP_TOOLS) console.error(JSON.stringify(list.result, null, 1));
   const results = [];
   for (const call of calls) {
     const answer = await request("tools/call", call);
