@@ -7,7 +7,8 @@
 //!
 //! Needs (installed by `scripts/test`): a Python venv with `tests/requirements.txt`
 //! (`FAULTLINE_TEST_PYTHON`, default `<workspace>/.venv/bin/python`; `moto_server` next to it)
-//! (including `adbc-driver-flightsql`, `pyarrow`, `psycopg`, `asyncpg` and `sqlalchemy`), `npm ci` in `tests/node` (`node` on PATH; `@sentry/node`, `esbuild`),
+//! (including `adbc-driver-flightsql`, `pyarrow`, `psycopg`, `asyncpg` and `sqlalchemy`), `npm ci` in `tests/node` (`node` on PATH; `@sentry/node`, `@sentry/browser`, `esbuild`, `@sentry/mcp-server`),
+//! `npm ci` in `tests/browser` (playwright-core) with Debian's `chromium` for the browser SDK,
 //! and `psql` (Debian package postgresql-client); `pyotp` for the TOTP test, `aiosmtpd` for the
 //! mail test and npm `oidc-provider` (in `tests/node`) for single sign-on.
 //! A missing tool fails the test; nothing is skipped.
@@ -21,6 +22,8 @@ mod alerts;
 mod attachments;
 #[path = "e2e/backup.rs"]
 mod backup;
+#[path = "e2e/browser_sdk.rs"]
+mod browser_sdk;
 #[path = "e2e/durability.rs"]
 mod durability;
 #[path = "e2e/flight_sql.rs"]
@@ -31,6 +34,8 @@ mod ingest_limits;
 mod items;
 #[path = "e2e/mail.rs"]
 mod mail;
+#[path = "e2e/mcp_server.rs"]
+mod mcp_server;
 #[path = "e2e/node_sdk.rs"]
 mod node_sdk;
 #[path = "e2e/ops.rs"]

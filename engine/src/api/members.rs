@@ -20,7 +20,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::auth::{Auth, Caller, ClientInfo, Input, caller_entry};
 use super::error::ApiError;
@@ -417,13 +417,70 @@ pub(super) async fn remove_team_member(
     Ok(Json(updated))
 }
 
+/// A team in Sentry's shape (`id`, `slug`, `name`, `dateCreated`, `memberCount`, ...), with
+/// faultline's own fields (`org`, `projects` as ids, `members`, `created`) kept beside them.
+pub(super) fn team_json(team: &Team, caller: &Caller) -> Value {
+    let mut value = serde_json::to_value(team).unwrap_or_else(|_| json!({}));
+    let is_member = caller
+        .actor
+        .as_ref()
+        .is_some_and(|a| team.members.iter().any(|m| m.user_id == a.user_id));
+    if let Some(object) = value.as_object_mut() {
+        for (key, field) in [
+            ("id", json!(team.slug)),
+            ("slug", json!(team.slug)),
+            ("name", json!(team.slug)),
+            (
+                "dateCreated",
+                json!(
+                    team.created
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ),
+            ),
+            ("isMember", json!(is_member)),
+            ("hasAccess", json!(true)),
+            ("isPending", json!(false)),
+            ("memberCount", json!(team.members.len())),
+            (
+                "avatar",
+                json!({"avatarType": "letter_avatar", "avatarUuid": null}),
+            ),
+        ] {
+            object.insert(key.to_owned(), field);
+        }
+    }
+    value
+}
+
+/// `GET /api/0/organizations/{org}/teams/` (scope `team:read`).
 pub(super) async fn list_teams(
     State(state): State<MembersState>,
     Path(org): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Vec<Team>>, ApiError> {
-    caller_in(&state, &headers, &org, Scope::TeamRead).await?;
-    Ok(Json(state.auth.people.teams(&org).await?))
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let caller = caller_in(&state, &headers, &org, Scope::TeamRead).await?;
+    let teams = state.auth.people.teams(&org).await?;
+    Ok(Json(teams.iter().map(|t| team_json(t, &caller)).collect()))
+}
+
+/// `GET /api/0/teams/{org}/{team}/projects/` (scope `project:read`): the team's projects the
+/// caller may read, in the shape of the organization's project list.
+pub(super) async fn team_projects(
+    State(state): State<MembersState>,
+    Path((org, team)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let caller = caller_in(&state, &headers, &org, Scope::ProjectRead).await?;
+    let team = state.auth.people.team(&org, &team).await?;
+    let projects = state.projects.readable(&caller.principal).await?;
+    let teams = [team];
+    Ok(Json(
+        projects
+            .iter()
+            .filter(|p| p.org == org && teams[0].projects.contains(&p.id))
+            .map(|p| super::sentry::project_json(p, &teams))
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -438,10 +495,10 @@ pub(super) async fn create_team(
     ClientInfo(client): ClientInfo,
     headers: HeaderMap,
     Json(body): Json<TeamBody>,
-) -> Result<(StatusCode, Json<Team>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = caller_in(&state, &headers, &org, Scope::TeamWrite).await?;
     let team = new_team(&state, &caller, &client, &org, &body.slug).await?;
-    Ok((StatusCode::CREATED, Json(team)))
+    Ok((StatusCode::CREATED, Json(team_json(&team, &caller))))
 }
 
 /// Creates a team (`team:write`).
@@ -557,12 +614,24 @@ pub(super) async fn get_org(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller_in(&state, &headers, &org, Scope::OrgRead).await?;
     let settings = state.auth.people.org_settings(&org).await?;
-    Ok(Json(org_json(&org, &settings, &state.auth.people)))
+    Ok(Json(org_json(
+        &org,
+        &settings,
+        &state.auth.people,
+        &state.public_url,
+    )))
 }
 
-fn org_json(org: &str, settings: &OrgSettings, people: &People) -> serde_json::Value {
+fn org_json(
+    org: &str,
+    settings: &OrgSettings,
+    people: &People,
+    public_url: &str,
+) -> serde_json::Value {
     json!({
+        "id": org,
         "slug": org,
+        "links": super::sentry::org_links(org, public_url),
         "name": org,
         "openMembership": settings.open_membership,
         // what holds, whether the organization or the server's `auth.require_mfa` requires it
@@ -608,5 +677,10 @@ pub(super) async fn update_org(
             json!({"openMembership": settings.open_membership, "require2FA": settings.require_mfa}),
         ))
         .await;
-    Ok(Json(org_json(&org, &settings, &state.auth.people)))
+    Ok(Json(org_json(
+        &org,
+        &settings,
+        &state.auth.people,
+        &state.public_url,
+    )))
 }

@@ -17,6 +17,7 @@ mod projects;
 mod query;
 mod security;
 mod sentry;
+mod sentry_discover;
 mod sentry_files;
 mod sentry_issues;
 mod sso;
@@ -224,6 +225,11 @@ fn people_routes(node: &Arc<Node>) -> Router {
     );
     let people = both(
         people,
+        "/api/0/teams/{org}/{team}/projects/",
+        get(members::team_projects),
+    );
+    let people = both(
+        people,
         "/api/0/projects/{org}/{project}/teams/{team}/",
         post(members::add_project_team).delete(members::remove_project_team),
     );
@@ -387,7 +393,7 @@ fn sentry_routes() -> Router<query::QueryState> {
     let file_limit = axum::extract::DefaultBodyLimit::max(
         usize::try_from(sentry_files::MAX_RELEASE_FILE_REQUEST).unwrap_or(usize::MAX),
     );
-    let routes: [(String, MethodRouter<query::QueryState>); 17] = [
+    let routes: [(String, MethodRouter<query::QueryState>); 21] = [
         ("/api/0/".to_owned(), get(sentry::root)),
         ("/api/0/auth/".to_owned(), get(sentry::whoami)),
         (
@@ -455,6 +461,19 @@ fn sentry_routes() -> Router<query::QueryState> {
         (
             format!("{org}/issues/{{issue}}/tags/{{key}}/"),
             get(sentry_issues::issue_tag),
+        ),
+        (
+            format!("{org}/issues/{{issue}}/tags/"),
+            get(sentry_discover::issue_tags),
+        ),
+        (format!("{org}/events/"), get(sentry_discover::events)),
+        (
+            format!("{org}/events-stats/"),
+            get(sentry_discover::events_stats),
+        ),
+        (
+            format!("{org}/tags/"),
+            get(sentry_discover::organization_tags),
         ),
     ];
     let mut router = Router::new();

@@ -30,7 +30,14 @@ fn org_of(caller: &Caller) -> String {
         .unwrap_or_else(|| DEFAULT_ORG.to_owned())
 }
 
-fn org_json(org: &str) -> Value {
+/// Sentry's `links` of an organization: absolute URLs (clients such as the MCP server check
+/// that they are URLs).
+pub(super) fn org_links(org: &str, public_url: &str) -> Value {
+    let base = public_url.trim_end_matches('/');
+    json!({"organizationUrl": format!("{base}/organizations/{org}/"), "regionUrl": base})
+}
+
+fn org_json(org: &str, public_url: &str) -> Value {
     json!({
         "id": org,
         "slug": org,
@@ -42,12 +49,21 @@ fn org_json(org: &str) -> Value {
         "features": [],
         "status": {"id": "active", "name": "active"},
         "avatar": {"avatarType": "letter_avatar", "avatarUuid": null},
-        "links": {"organizationUrl": "", "regionUrl": ""},
+        "links": org_links(org, public_url),
     })
 }
 
-fn project_json(p: &Project) -> Value {
+/// A project in Sentry's shape; `team` and `teams` are the `teams` owning it.
+pub(super) fn project_json(p: &Project, teams: &[crate::people::Team]) -> Value {
+    let owners: Vec<Value> = teams
+        .iter()
+        .filter(|t| t.org == p.org && t.projects.contains(&p.id))
+        .map(|t| json!({"id": t.slug, "slug": t.slug, "name": t.slug}))
+        .collect();
     json!({
+        "team": owners.first(),
+        "teams": owners,
+        "isBookmarked": false,
         "id": p.id.to_string(),
         "slug": p.name,
         "name": p.name,
@@ -79,31 +95,39 @@ pub(super) async fn root(
     Ok(Json(json!({
         "version": "0",
         "auth": {"scopes": scopes},
-        "user": user_json(&caller),
+        "user": user_json(&state, &caller).await,
     })))
 }
 
-fn user_json(caller: &Caller) -> Value {
-    match &caller.actor {
-        Some(a) => json!({"id": a.user_id, "name": a.name, "email": a.email, "username": a.email}),
-        None => Value::Null,
+/// The person behind the caller: the session's, or the owner of a person's API token; null
+/// for a token of no person (or whose owner is gone).
+async fn user_json(state: &QueryState, caller: &Caller) -> Value {
+    if let Some(a) = &caller.actor {
+        return json!({"id": a.user_id, "name": a.name, "email": a.email, "username": a.email});
+    }
+    let Some(owner) = &caller.principal.owner else {
+        return Value::Null;
+    };
+    match state.auth.people.user(owner).await {
+        Ok(u) => json!({"id": u.id, "name": u.name, "email": u.email, "username": u.email}),
+        Err(_) => Value::Null,
     }
 }
 
-/// `GET /api/0/auth/`: the person behind the token; a token of no person answers with its own
-/// id and name and no email.
+/// `GET /api/0/auth/`: the person behind the session or the person's API token; a token of no
+/// person answers with its own id and name and no email.
 pub(super) async fn whoami(
     State(state): State<QueryState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.auth.caller(&headers).await?;
-    Ok(Json(match &caller.actor {
-        Some(_) => user_json(&caller),
-        None => json!({
+    Ok(Json(match user_json(&state, &caller).await {
+        Value::Null => json!({
             "id": caller.principal.token_id,
             "name": caller.principal.name,
             "email": null,
         }),
+        person => person,
     }))
 }
 
@@ -114,7 +138,7 @@ pub(super) async fn organizations(
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.auth.caller(&headers).await?;
     caller.principal.require(Scope::OrgRead)?;
-    Ok(Json(json!([org_json(&org_of(&caller))])))
+    Ok(Json(json!([org_json(&org_of(&caller), &state.public_url)])))
 }
 
 /// The projects of `org` the caller may read.
@@ -141,8 +165,9 @@ pub(super) async fn organization_projects(
     let caller = state.auth.caller(&headers).await?;
     check_in(&caller, &org, Scope::ProjectRead)?;
     let projects = projects_of(&state, &caller, &org).await?;
+    let teams = state.auth.people.teams(&org).await?;
     Ok(Json(Value::Array(
-        projects.iter().map(|p| project_json(p)).collect(),
+        projects.iter().map(|p| project_json(p, &teams)).collect(),
     )))
 }
 

@@ -30,10 +30,10 @@ const MAX_LIMIT: usize = 100;
 /// Issues one bulk update without ids changes at most.
 const MAX_BULK: usize = 1000;
 
-type Row = Map<String, Value>;
+pub(super) type Row = Map<String, Value>;
 
 /// Runs `sql` for `projects` and answers its rows as JSON objects.
-async fn rows(
+pub(super) async fn rows(
     state: &QueryState,
     projects: &ProjectFilter,
     sql: &str,
@@ -53,22 +53,22 @@ async fn rows(
     })
 }
 
-fn text<'a>(row: &'a Row, key: &str) -> Option<&'a str> {
+pub(super) fn text<'a>(row: &'a Row, key: &str) -> Option<&'a str> {
     row.get(key).and_then(Value::as_str)
 }
 
-fn int(row: &Row, key: &str) -> i64 {
+pub(super) fn int(row: &Row, key: &str) -> i64 {
     row.get(key).and_then(Value::as_i64).unwrap_or_default()
 }
 
-fn date_ms(ms: i64) -> String {
+pub(super) fn date_ms(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// The short id of an issue: the project's name in capitals and the id in base 36.
-fn short_id(project: &str, issue_id: i64) -> String {
+pub(super) fn short_id(project: &str, issue_id: i64) -> String {
     let mut n = issue_id as u64;
     let mut digits = Vec::new();
     loop {
@@ -148,6 +148,8 @@ fn issue_json(state: &QueryState, org: &str, row: &Row) -> Value {
 pub(super) struct ListParams {
     query: Option<String>,
     stats_period: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
     environment: Option<String>,
     sort: Option<String>,
     limit: Option<String>,
@@ -177,32 +179,6 @@ async fn scope(
     }
     let filter = ProjectFilter::Only(std::sync::Arc::new(projects.iter().map(|p| p.id).collect()));
     Ok((filter, projects))
-}
-
-/// `statsPeriod` (`24h`, `14d`, ...) as a SQL time; `None` for all time.
-fn since(period: Option<&str>) -> Result<Option<String>, ApiError> {
-    let Some(period) = period.map(str::trim).filter(|p| !p.is_empty()) else {
-        return Ok(None);
-    };
-    let (number, unit) = period.split_at(period.len() - 1);
-    let n: i64 = number.parse().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "statsPeriod {period:?}: give a number and a unit, e.g. 24h or 14d"
-        ))
-    })?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "w" => n * 604_800,
-        _ => {
-            return Err(ApiError::BadRequest(format!(
-                "statsPeriod {period:?}: the unit is one of s, m, h, d, w"
-            )));
-        }
-    };
-    Ok(Some(format!("now() - INTERVAL '{seconds} seconds'")))
 }
 
 /// The `WHERE` clause of a Sentry issue search over `issues`.
@@ -239,20 +215,21 @@ async fn search_clause(
 
 fn order(sort: Option<&str>) -> Result<&'static str, ApiError> {
     Ok(match sort.unwrap_or("date") {
-        "date" | "" => "last_seen DESC",
+        // Sentry's ranking by recency and trend is approximated by the last event
+        "date" | "" | "recommended" | "trends" | "priority" => "last_seen DESC",
         "new" => "first_seen DESC",
         "freq" => "event_count DESC",
         "user" => "users DESC",
         other => {
             return Err(ApiError::BadRequest(format!(
-                "sort {other:?} is not one of date, new, freq, user"
+                "sort {other:?} is not one of date, new, freq, user, recommended, trends"
             )));
         }
     })
 }
 
 /// A cursor as Sentry writes them (`<value>:<offset>:<is previous>`); faultline uses the offset.
-fn cursor_offset(cursor: Option<&str>) -> Result<usize, ApiError> {
+pub(super) fn cursor_offset(cursor: Option<&str>) -> Result<usize, ApiError> {
     let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
         return Ok(0);
     };
@@ -266,7 +243,7 @@ fn cursor_offset(cursor: Option<&str>) -> Result<usize, ApiError> {
         })
 }
 
-fn link_header(
+pub(super) fn link_header(
     url: &str,
     params: &[(String, String)],
     offset: usize,
@@ -303,21 +280,32 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let caller = state.auth.caller(&headers).await?;
     check_in(&caller, &org, Scope::EventRead)?;
-    let (projects, _) = scope(&state, &caller, &org, project.as_deref()).await?;
+    let (_, readable) = scope(&state, &caller, &org, project.as_deref()).await?;
+    let projects = super::sentry_discover::only_ids(&readable, &raw)?;
     let limit = match params.limit.as_deref() {
         None | Some("") => DEFAULT_LIMIT,
         Some(l) => l
             .parse::<usize>()
             .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .filter(|l| *l >= 1)
+            // larger pages are cut to the most a page holds, as Sentry does
+            .map(|l| l.min(MAX_LIMIT))
             .ok_or_else(|| {
-                ApiError::BadRequest(format!("limit {l:?} is not a number from 1 to {MAX_LIMIT}"))
+                ApiError::BadRequest(format!("limit {l:?} is not a number of 1 or more"))
             })?,
     };
     let offset = cursor_offset(params.cursor.as_deref())?;
-    let since = since(params.stats_period.as_deref())?;
+    let window = super::sentry_discover::Window::parse(
+        params.stats_period.as_deref(),
+        params.start.as_deref(),
+        params.end.as_deref(),
+        None,
+    )?;
+    let since = window
+        .as_ref()
+        .map(|w| format!("to_timestamp_millis({})", w.start_ms));
     let me = caller.actor.as_ref().map(|a| a.email.clone());
-    let clause = search_clause(
+    let mut clause = search_clause(
         &state,
         &projects,
         params.query.as_deref().unwrap_or("is:unresolved"),
@@ -326,6 +314,12 @@ async fn list(
         params.environment.as_deref(),
     )
     .await?;
+    if let Some(w) = &window {
+        clause.push_str(&format!(
+            " AND first_seen <= to_timestamp_millis({})",
+            w.end_ms
+        ));
+    }
     let found = rows(
         &state,
         &projects,
@@ -650,7 +644,7 @@ async fn one_issue(
 
 /// The caller (holding `scope` in `org`), its projects and the issue `raw` (id or short id):
 /// what every one-issue endpoint starts with.
-async fn issue_in(
+pub(super) async fn issue_in(
     state: &QueryState,
     headers: &HeaderMap,
     org: &str,
@@ -848,6 +842,8 @@ fn event_json(
         "projectID": project_id.to_string(),
         "title": title,
         "message": message,
+        "type": if stored.get("exception").is_some() { "error" } else { "default" },
+        "culprit": stored.get("culprit").or_else(|| stored.get("transaction")).and_then(Value::as_str),
         "platform": stored.get("platform"),
         "dateCreated": date_ms(ms),
         "dateReceived": date_ms(received_ms),
@@ -856,7 +852,10 @@ fn event_json(
         "contexts": stored.get("contexts").cloned().unwrap_or_else(|| json!({})),
         "context": stored.get("extra").cloned().unwrap_or_else(|| json!({})),
         "sdk": stored.get("sdk"),
-        "release": stored.get("release"),
+        // an object in Sentry's event API (clients decode `release.version`)
+        "release": stored.get("release").and_then(Value::as_str).map(|v| json!({
+            "version": v, "shortVersion": v, "dateCreated": null, "lastCommit": null,
+        })),
         "environment": stored.get("environment"),
         "entries": entries,
         "errors": stored.get("errors").cloned().unwrap_or_else(|| json!([])),

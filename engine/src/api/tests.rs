@@ -30,6 +30,7 @@ mod metrics;
 mod people;
 mod privacy;
 mod release_health;
+mod sentry_clients;
 mod sql;
 mod tenancy;
 

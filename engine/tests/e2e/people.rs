@@ -13,14 +13,15 @@ use crate::harness::{Setup, free_port, python_client};
 
 const PASSWORD: &str = "correct horse battery";
 
-struct Browser {
+/// An HTTP client that keeps the session cookie, as a page of the site would.
+pub(crate) struct Browser {
     base: String,
     client: reqwest::Client,
     cookie: Option<String>,
 }
 
 impl Browser {
-    fn new(base: &str) -> Self {
+    pub(crate) fn new(base: &str) -> Self {
         Self {
             base: base.to_owned(),
             client: reqwest::Client::builder()
@@ -32,7 +33,7 @@ impl Browser {
     }
 
     /// Sends like a page of the site would: the cookie and `Sec-Fetch-Site: same-origin`.
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         method: reqwest::Method,
         path: &str,

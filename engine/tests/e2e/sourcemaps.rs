@@ -41,13 +41,13 @@ try {
 Sentry.flush(10000).then(() => process.exit(0));
 "#;
 
-fn node_modules() -> PathBuf {
+pub(crate) fn node_modules() -> PathBuf {
     std::env::var_os("FAULTLINE_TEST_NODE_MODULES")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("tests/node/node_modules"))
 }
 
-fn run(mut command: Command, what: &str) -> Result<String> {
+pub(crate) fn run(mut command: Command, what: &str) -> Result<String> {
     let output = command
         .output()
         .with_context(|| format!("cannot run {what}"))?;
@@ -86,7 +86,7 @@ fn esbuild(dir: &Path, out: &str, flags: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn sentry_cli(base: &str, token: &str, dir: &Path, args: &[&str]) -> Result<String> {
+pub(crate) fn sentry_cli(base: &str, token: &str, dir: &Path, args: &[&str]) -> Result<String> {
     let bin = python()
         .parent()
         .context("venv bin dir")?
@@ -130,7 +130,7 @@ fn stored(setup: &Setup, id: &str) -> Result<(i64, Value)> {
 }
 
 /// The frame of the error's innermost application function (the last in-app frame).
-fn innermost(frames: &Value) -> Result<&Value> {
+pub(crate) fn innermost(frames: &Value) -> Result<&Value> {
     frames
         .as_array()
         .context("frames")?
