@@ -26,11 +26,13 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
+use crate::FIELD_MANAGER;
 use crate::builders::{ADMIN_TOKEN_KEY, admin_token_secret_name};
-use crate::controller::{Context, condition_with, list};
+use crate::cluster::{self, list};
+use crate::conditions::condition_with;
+use crate::context::Context;
 use crate::crd::{Backup, BackupPhase, BackupStatus, ErrorTracker, ErrorTrackerStatus, LastBackup};
 use crate::engine_api::{self, AdminApi, BackupInfo, BackupState};
-use crate::{FIELD_MANAGER, controller};
 
 /// Type of the condition on a `Backup`.
 pub const SUCCEEDED: &str = "Succeeded";
@@ -49,7 +51,7 @@ pub enum Error {
         source: kube::Error,
     },
     #[error("cannot read the admin token: {0}")]
-    ReadToken(#[source] controller::Error),
+    ReadToken(#[source] cluster::Error),
     #[error("{0}")]
     Engine(#[from] engine_api::Error),
     #[error("cannot write status: {0}")]

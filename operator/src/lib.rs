@@ -7,11 +7,16 @@
 //! - [`builders`]: pure functions from an `ErrorTracker` (plus the DSN keys already stored) to
 //!   every Kubernetes object: ServiceAccount, ConfigMap with the engine config, DSN Secrets,
 //!   StatefulSet, Services, PodDisruptionBudget, NetworkPolicy, Ingress.
-//! - [`controller`]: the reconciler. It reads existing DSN keys, applies the built objects by
-//!   server-side apply under one field manager, deletes objects the spec dropped, writes the
-//!   status, and runs a finalizer for cleanup. Errors requeue with exponential backoff.
+//! - [`tracker`]: the `ErrorTracker` reconciler. It reads existing DSN keys, applies the built
+//!   objects by server-side apply under one field manager, deletes objects the spec dropped,
+//!   writes the status, and runs a finalizer for cleanup. Errors requeue with exponential
+//!   backoff.
 //! - [`backup`]: the `Backup` reconciler (an on-demand backup through the engine's admin API)
 //!   and the backup part of the tracker's status; [`engine_api`] is the admin API client.
+//! - [`controller`] only runs the reconcilers, on the shared [`context`], the server-side
+//!   apply helpers of [`cluster`] and the condition helpers of [`conditions`]. Arrows point
+//!   one way: `tracker` uses `backup` (for the tracker's backup status); no reconciler uses
+//!   `controller`.
 //! - [`metrics`]: Prometheus counters served on `/metrics`.
 //! - [`leader`]: a `coordination.k8s.io` Lease so that only one operator replica acts.
 //! - [`render`]: the objects of one tracker as a YAML stream, without a cluster.
@@ -22,12 +27,16 @@
 
 pub mod backup;
 pub mod builders;
+pub mod cluster;
+pub mod conditions;
+pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod engine_api;
 pub mod leader;
 pub mod metrics;
 pub mod render;
+pub mod tracker;
 
 pub use controller::{Context, run};
 pub use crd::{Backup, ErrorTracker, ErrorTrackerSpec, ErrorTrackerStatus};

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use faultline_operator::controller::{error_policy, reconcile};
 use faultline_operator::metrics::Metrics;
+use faultline_operator::tracker::{error_policy, reconcile};
 use faultline_operator::{ErrorTracker, FINALIZER};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
