@@ -28,6 +28,7 @@ mod lost_replies;
 mod metrics;
 mod people;
 mod privacy;
+mod projects;
 mod sql;
 mod tenancy;
 
