@@ -11,8 +11,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::info;
 
+use k8s_openapi::api::core::v1::Secret;
+
 use crate::FIELD_MANAGER;
-use crate::builders::managed_selector;
+use crate::builders::{ADMIN_TOKEN_KEY, admin_token_secret_name, managed_selector};
 
 /// Errors of talking to the API server.
 #[derive(Debug, thiserror::Error)]
@@ -118,4 +120,23 @@ where
 
 pub fn kind_of<K: k8s_openapi::Resource>() -> &'static str {
     K::KIND
+}
+
+/// The admin token of tracker `tracker` in `namespace`, from its Secret (listed by label: the
+/// operator's RBAC has no `get` on Secrets outside the namespaces of `FaultlineProject`s).
+/// None while the tracker has not been reconciled yet.
+pub async fn admin_token(
+    client: &Client,
+    namespace: &str,
+    tracker: &str,
+) -> Result<Option<String>> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secrets = list(&api, tracker, "Secret").await?;
+    let wanted = admin_token_secret_name(tracker);
+    Ok(secrets
+        .iter()
+        .find(|s| s.name_any() == wanted)
+        .and_then(|s| s.data.as_ref()?.get(ADMIN_TOKEN_KEY))
+        .and_then(|value| String::from_utf8(value.0.clone()).ok())
+        .filter(|token| !token.is_empty()))
 }

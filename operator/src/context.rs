@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::DynamicObject;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
 
@@ -51,6 +52,8 @@ pub struct Context {
     pub admin_url: Option<String>,
     /// How often a running `Backup` is polled (10 s) and a pending one looked at again (15 s).
     pub backup_intervals: crate::backup::Intervals,
+    /// Publishes Kubernetes Events about the resources the operator acts on.
+    pub recorder: Recorder,
     failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
     /// Backup id the engine gave, by `Backup` uid, until the backup is over.
     started_backups: Mutex<HashMap<String, String>>,
@@ -58,7 +61,12 @@ pub struct Context {
 
 impl Context {
     pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter {
+            controller: crate::FIELD_MANAGER.to_owned(),
+            instance: None,
+        };
         Self {
+            recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
             backoff: Backoff::default(),
@@ -88,6 +96,20 @@ impl Context {
             .expect("started backups lock")
             .get(uid)
             .cloned()
+    }
+
+    /// Base URL of the admin API of tracker `name` in `namespace` through its load-balanced
+    /// `<tracker>-admin` Service: for requests any pod answers alike (projects live in the
+    /// object store).
+    pub fn admin_service(&self, namespace: &str, name: &str) -> String {
+        match &self.admin_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "http://{}.{namespace}.svc:{}",
+                builders::admin_service_name(name),
+                builders::ADMIN_PORT
+            ),
+        }
     }
 
     /// Base URL of the admin API of pod `ordinal` of tracker `name` in `namespace`, through
