@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -26,11 +25,13 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use crate::builders::{ADMIN_TOKEN_KEY, admin_token_secret_name};
-use crate::controller::{Context, condition_with, list};
+use crate::FIELD_MANAGER;
+use crate::builders::admin_token_secret_name;
+use crate::cluster;
+use crate::conditions::condition_with;
+use crate::context::Context;
 use crate::crd::{Backup, BackupPhase, BackupStatus, ErrorTracker, ErrorTrackerStatus, LastBackup};
 use crate::engine_api::{self, AdminApi, BackupInfo, BackupState};
-use crate::{FIELD_MANAGER, controller};
 
 /// Type of the condition on a `Backup`.
 pub const SUCCEEDED: &str = "Succeeded";
@@ -49,7 +50,7 @@ pub enum Error {
         source: kube::Error,
     },
     #[error("cannot read the admin token: {0}")]
-    ReadToken(#[source] controller::Error),
+    ReadToken(#[source] cluster::Error),
     #[error("{0}")]
     Engine(#[from] engine_api::Error),
     #[error("cannot write status: {0}")]
@@ -300,20 +301,11 @@ async fn patch_status(backup: &Backup, ctx: &Context, status: &BackupStatus) -> 
     Ok(())
 }
 
-/// The tracker's admin token, from its Secret (listed by label: the operator's RBAC has no
-/// `get` on Secrets). None while the tracker has not been reconciled yet.
+/// The tracker's admin token (see [`cluster::admin_token`]).
 async fn admin_token(ctx: &Context, namespace: &str, tracker: &str) -> Result<Option<String>> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let secrets = list(&api, tracker, "Secret")
+    cluster::admin_token(&ctx.client, namespace, tracker)
         .await
-        .map_err(Error::ReadToken)?;
-    let wanted = admin_token_secret_name(tracker);
-    Ok(secrets
-        .iter()
-        .find(|s| s.name_any() == wanted)
-        .and_then(|s| s.data.as_ref()?.get(ADMIN_TOKEN_KEY))
-        .and_then(|value| String::from_utf8(value.0.clone()).ok())
-        .filter(|token| !token.is_empty()))
+        .map_err(Error::ReadToken)
 }
 
 fn parse_time(text: &str) -> Option<Time> {

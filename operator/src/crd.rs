@@ -5,20 +5,23 @@
 //! span fields are CEL `x-kubernetes-validations` on the spec: the API server rejects a bad
 //! spec with the rule's message before the operator ever sees it.
 //!
-//! The on-demand [`Backup`] resource is defined in `crd/backup.rs`.
+//! The on-demand [`Backup`] resource is defined in `crd/backup.rs`, the team-owned
+//! [`FaultlineProject`] in `crd/project.rs`.
 
 // The KubeSchema derive copies the spec struct, `pub` and without our attributes, into a
 // function body; the lint cannot be silenced on that copy alone.
 #![allow(unreachable_pub)]
 
 mod backup;
+mod project;
 
 pub use backup::{Backup, BackupPhase, BackupSpec, BackupStatus};
+pub use project::{DeletionPolicy, FaultlineProject, FaultlineProjectSpec, FaultlineProjectStatus};
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -147,6 +150,22 @@ pub struct ErrorTrackerSpec {
     /// the engine pods and never written into the ConfigMap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<AlertsSpec>,
+    /// Namespaces whose `FaultlineProject`s this tracker serves, by their labels. Unset: none
+    /// (only `projects` above); `{}`: every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_namespace_selector: Option<LabelSelector>,
+    /// The namespace label whose value names the organization of the `FaultlineProject`s in
+    /// that namespace (teams are organizations, isolated from each other). Unset: the
+    /// namespace's name. A namespace without the label, or with a value that is no
+    /// organization name (lowercase letters, digits, '-'), attaches no project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(
+            pattern = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+        ),
+        length(min = 1, max = 317)
+    )]
+    pub organization_label: Option<String>,
 }
 
 /// Alerting: where alerts go (`channels`), when (`rules`), and the mail server of email

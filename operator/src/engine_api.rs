@@ -1,5 +1,6 @@
 //! Client of the engine's admin API, as far as the operator uses it: start a backup, read one,
-//! list them (`POST/GET /api/0/backups[/{id}]`, bearer admin token, JSON).
+//! list them (`POST/GET /api/0/backups[/{id}]`), and register or unregister a project
+//! (`PUT/DELETE /api/0/organizations/{org}/projects/{project}/`); bearer admin token, JSON.
 //!
 //! The operator reaches it on the tracker's `<tracker>-admin` Service, plain HTTP inside the
 //! cluster. Every request has a time limit, so an engine that does not answer delays a
@@ -13,8 +14,8 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Longest time one request may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +51,21 @@ pub enum Error {
     },
     #[error("the engine returned a backup id the operator will not put in a URL: {0:?}")]
     BadId(String),
+    #[error("the engine refused project {project:?} of organization {org:?} ({status}): {message}")]
+    Refused {
+        org: String,
+        project: String,
+        status: StatusCode,
+        message: String,
+    },
+}
+
+impl Error {
+    /// True when the engine understood the request and said no (a 4xx answer): trying again
+    /// with the same request gives the same answer.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Error::Refused { .. })
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -87,6 +103,64 @@ pub struct BackupInfo {
 pub struct StartedBackup {
     pub id: String,
     pub state: BackupState,
+}
+
+/// A Sentry-style rate limit: `count` events per `window` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub count: u64,
+    pub window: u64,
+}
+
+/// One DSN key of a project declaration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeclaredKey {
+    pub name: String,
+    pub public: String,
+    pub is_active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// What `PUT /api/0/organizations/{org}/projects/{project}/` declares (unset fields are left
+/// as they are).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectDeclaration {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    pub keys: Vec<DeclaredKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grouping_enhancements: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprinting_rules: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_scrubber: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_scrubber_defaults: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sensitive_fields: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub safe_fields: Option<Vec<String>>,
+    #[serde(rename = "scrubIPAddresses", skip_serializing_if = "Option::is_none")]
+    pub scrub_ip_addresses: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_pii_config: Option<String>,
+}
+
+/// The engine's answer to a declaration: the project as stored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisteredProject {
+    /// The numeric id, as a string (as Sentry's API gives ids).
+    pub id: String,
+    pub slug: String,
+    pub organization: String,
 }
 
 /// The admin API of one tracker.
@@ -151,14 +225,66 @@ impl AdminApi {
         decode(&url, &body)
     }
 
+    /// Creates project `project` of organization `org` in the engine, or brings it to
+    /// `declared`. Idempotent: the operator sends it on every reconcile.
+    pub async fn register_project(
+        &self,
+        org: &str,
+        project: &str,
+        declared: &ProjectDeclaration,
+    ) -> Result<RegisteredProject> {
+        check_id(org)?;
+        check_id(project)?;
+        let body = serde_json::to_vec(declared).map_err(|source| Error::Decode {
+            url: self.base.clone(),
+            source,
+        })?;
+        let path = format!("/api/0/organizations/{org}/projects/{project}/");
+        let (status, url, answer) = self
+            .send_body(Method::PUT, &path, Bytes::from(body))
+            .await?;
+        match status {
+            StatusCode::OK | StatusCode::CREATED => decode(&url, &answer),
+            s if s.is_client_error() => Err(refused(org, project, s, &answer)),
+            other => Err(status_error(url, other, &answer)),
+        }
+    }
+
+    /// Removes every DSN key of project `project` of `org`; a project the engine does not
+    /// know is no error.
+    pub async fn unregister_project(&self, org: &str, project: &str) -> Result<()> {
+        check_id(org)?;
+        check_id(project)?;
+        let path = format!("/api/0/organizations/{org}/projects/{project}/");
+        let (status, url, answer) = self.send(Method::DELETE, &path).await?;
+        match status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            s if s.is_client_error() => Err(refused(org, project, s, &answer)),
+            other => Err(status_error(url, other, &answer)),
+        }
+    }
+
     async fn send(&self, method: Method, path: &str) -> Result<(StatusCode, String, Bytes)> {
+        self.send_body(method, path, Bytes::new()).await
+    }
+
+    async fn send_body(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, String, Bytes)> {
         let url = format!("{}{path}", self.base);
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(&url)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
-            .header(header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::new()))
+            .header(header::ACCEPT, "application/json");
+        if !body.is_empty() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(body))
             .map_err(|_| Error::BadId(path.to_owned()))?;
         let exchange = async {
             let response = self
@@ -194,6 +320,22 @@ fn decode<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T> {
         url: url.to_owned(),
         source,
     })
+}
+
+/// A 4xx answer: the engine's `detail` (or the body) says why.
+fn refused(org: &str, project: &str, status: StatusCode, body: &[u8]) -> Error {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let mut message = message;
+    message.truncate(300);
+    Error::Refused {
+        org: org.to_owned(),
+        project: project.to_owned(),
+        status,
+        message,
+    }
 }
 
 fn status_error(url: String, status: StatusCode, body: &[u8]) -> Error {

@@ -7,11 +7,19 @@
 //! - [`builders`]: pure functions from an `ErrorTracker` (plus the DSN keys already stored) to
 //!   every Kubernetes object: ServiceAccount, ConfigMap with the engine config, DSN Secrets,
 //!   StatefulSet, Services, PodDisruptionBudget, NetworkPolicy, Ingress.
-//! - [`controller`]: the reconciler. It reads existing DSN keys, applies the built objects by
-//!   server-side apply under one field manager, deletes objects the spec dropped, writes the
-//!   status, and runs a finalizer for cleanup. Errors requeue with exponential backoff.
+//! - [`tracker`]: the `ErrorTracker` reconciler. It reads existing DSN keys, applies the built
+//!   objects by server-side apply under one field manager, deletes objects the spec dropped,
+//!   writes the status, and runs a finalizer for cleanup. Errors requeue with exponential
+//!   backoff.
 //! - [`backup`]: the `Backup` reconciler (an on-demand backup through the engine's admin API)
 //!   and the backup part of the tracker's status; [`engine_api`] is the admin API client.
+//! - [`project`]: the `FaultlineProject` reconciler: admits a team's project (tracker,
+//!   namespace selector, organization, name conflicts), registers it through the tracker's
+//!   admin API and writes its DSN Secret in the team's namespace.
+//! - [`controller`] only runs the reconcilers, on the shared [`context`], the server-side
+//!   apply helpers of [`cluster`] and the condition helpers of [`conditions`]. Arrows point
+//!   one way: `tracker` uses `backup` (for the tracker's backup status); no reconciler uses
+//!   `controller`.
 //! - [`metrics`]: Prometheus counters served on `/metrics`.
 //! - [`leader`]: a `coordination.k8s.io` Lease so that only one operator replica acts.
 //! - [`render`]: the objects of one tracker as a YAML stream, without a cluster.
@@ -22,15 +30,20 @@
 
 pub mod backup;
 pub mod builders;
+pub mod cluster;
+pub mod conditions;
+pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod engine_api;
 pub mod leader;
 pub mod metrics;
+pub mod project;
 pub mod render;
+pub mod tracker;
 
 pub use controller::{Context, run};
-pub use crd::{Backup, ErrorTracker, ErrorTrackerSpec, ErrorTrackerStatus};
+pub use crd::{Backup, ErrorTracker, ErrorTrackerSpec, ErrorTrackerStatus, FaultlineProject};
 
 /// Every CustomResourceDefinition as (file name in `crds/`, YAML): what
 /// `faultline-operator crd` prints (as one stream) or writes (`--out-dir`).
@@ -40,6 +53,7 @@ pub fn crd_files() -> Vec<(&'static str, String)> {
     vec![
         ("errortracker.yaml", yaml(ErrorTracker::crd())),
         ("backup.yaml", yaml(Backup::crd())),
+        ("faultlineproject.yaml", yaml(crd::FaultlineProject::crd())),
     ]
 }
 
@@ -101,3 +115,5 @@ pub fn install_crypto_provider() {
 pub const FIELD_MANAGER: &str = "faultline-operator";
 /// Finalizer the operator puts on every `ErrorTracker`.
 pub const FINALIZER: &str = "faultline.dev/cleanup";
+/// Finalizer the operator puts on every `FaultlineProject`: removes the project's keys.
+pub const PROJECT_FINALIZER: &str = "faultline.dev/project-keys";

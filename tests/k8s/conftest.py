@@ -25,8 +25,9 @@ CHART = ROOT / "charts" / "faultline-operator"
 EXAMPLES = ROOT / "examples"
 CRD_FILE = ROOT / "crds" / "errortracker.yaml"
 BACKUP_CRD_FILE = ROOT / "crds" / "backup.yaml"
+PROJECT_CRD_FILE = ROOT / "crds" / "faultlineproject.yaml"
 # Every CRD `faultline-operator crd` prints, in its order.
-CRD_FILES = (CRD_FILE, BACKUP_CRD_FILE)
+CRD_FILES = (CRD_FILE, BACKUP_CRD_FILE, PROJECT_CRD_FILE)
 HARDENED_VALUES = Path(__file__).resolve().parent / "values-hardened.yaml"
 
 RELEASE = "faultline-operator"
@@ -134,6 +135,12 @@ def crd() -> dict[str, Any]:
 def backup_crd() -> dict[str, Any]:
     """The committed Backup CRD (crds/backup.yaml)."""
     return load_crd(BACKUP_CRD_FILE)
+
+
+@pytest.fixture(scope="session")
+def project_crd() -> dict[str, Any]:
+    """The committed FaultlineProject CRD (crds/faultlineproject.yaml)."""
+    return load_crd(PROJECT_CRD_FILE)
 
 
 @pytest.fixture(scope="session")

@@ -215,6 +215,8 @@ RESOURCES = {
     "Ingress": ("networking.k8s.io", "ingresses"),
     "Lease": ("coordination.k8s.io", "leases"),
     "Event": ("events.k8s.io", "events"),
+    "FaultlineProject": ("faultline.dev", "faultlineprojects"),
+    "Namespace": ("", "namespaces"),
 }
 
 
@@ -240,7 +242,9 @@ def source_kinds() -> tuple[set[str], set[str]]:
 
 def test_rbac_grants_exactly_what_the_operator_uses(chart_objects, rendered_examples):
     objects = chart_objects["default"]
-    cluster = grants(the(objects, "ClusterRole"))
+    [operator_role] = [r for r in by_kind(objects, "ClusterRole")
+                       if r["metadata"]["name"] == "faultline-operator"]
+    cluster = grants(operator_role)
     leader = grants(the(objects, "Role"))
     used, watched = source_kinds()
     applied = {o["kind"] for objs in rendered_examples.values() for o in objs}
@@ -249,7 +253,8 @@ def test_rbac_grants_exactly_what_the_operator_uses(chart_objects, rendered_exam
     assert not unknown, f"add the API group and resource of {unknown} to RESOURCES"
 
     needed = {RESOURCES[k] for k in used | applied} | {("faultline.dev", "errortrackers/status"),
-                                                       ("faultline.dev", "backups/status")}
+                                                       ("faultline.dev", "backups/status"),
+                                                       ("faultline.dev", "faultlineprojects/status")}
     # The OwnerReferencesPermissionEnforcement admission plugin wants update on the owner's
     # finalizers for owner references that block the owner's deletion.
     blocking = [ref for objs in rendered_examples.values() for o in objs
@@ -276,6 +281,22 @@ def test_rbac_has_no_wildcards_or_escalation(chart_objects):
                 assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
             assert not any(r for r in grants(role) if r[1] in ("pods", "nodes", "clusterroles",
                                                                 "roles", "rolebindings"))
+
+
+def test_app_teams_get_faultline_projects_through_the_built_in_roles(chart_objects):
+    roles = {r["metadata"]["name"]: r for r in by_kind(chart_objects["default"], "ClusterRole")}
+    edit = roles["faultline-operator-projects-edit"]
+    view = roles["faultline-operator-projects-view"]
+    labels = edit["metadata"]["labels"]
+    assert labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert labels["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert grants(edit) == {("faultline.dev", "faultlineprojects"):
+                            {"get", "list", "watch", "create", "update", "patch", "delete"}}
+    # app teams never touch the platform team's trackers or backups, nor write status
+    assert set(grants(view)) == {("faultline.dev", "faultlineprojects"),
+                                 ("faultline.dev", "faultlineprojects/status")}
+    assert grants(view)[("faultline.dev", "faultlineprojects")] == {"get", "list", "watch"}
 
 
 def test_lease_rules_are_limited_to_the_lease_name(chart_objects):

@@ -32,8 +32,9 @@ from conftest import (EXAMPLES, KUBE_VERSIONS, VALUE_SETS, example_documents, ex
 
 ERROR_TRACKER = "ErrorTracker"
 BACKUP = "Backup"
+PROJECT = "FaultlineProject"
 # Kinds the operator's CRDs define (validated against those, not against Kubernetes' schemas).
-CUSTOM_KINDS = (ERROR_TRACKER, BACKUP)
+CUSTOM_KINDS = (ERROR_TRACKER, BACKUP, PROJECT)
 
 
 def tracker_documents() -> list[tuple[str, dict[str, Any]]]:
@@ -43,7 +44,7 @@ def tracker_documents() -> list[tuple[str, dict[str, Any]]]:
 def test_examples_named_in_the_docs_exist():
     names = {p.name for p in example_files()}
     assert {"minimal.yaml", "s3-retention-backup.yaml", "multi-tenant.yaml",
-            "backup-restore.yaml", "oidc.yaml"} <= names
+            "backup-restore.yaml", "oidc.yaml", "shared-tracker.yaml"} <= names
 
 
 def test_multi_tenant_example_has_two_trackers_in_two_namespaces():
@@ -74,9 +75,9 @@ def test_backup_example_backs_up_a_tracker_and_restores_one():
     assert source["bucket"] == s3()["spec"]["backup"]["destination"]["s3"]["bucket"]
 
 
-def test_committed_crds_are_what_the_operator_prints(operator_bin, crd, backup_crd):
+def test_committed_crds_are_what_the_operator_prints(operator_bin, crd, backup_crd, project_crd):
     printed = load_all(run_operator(operator_bin, "crd"))
-    assert printed == [crd, backup_crd], (
+    assert printed == [crd, backup_crd, project_crd], (
         "crds/ is stale: faultline-operator crd --out-dir crds")
 
 
@@ -85,6 +86,63 @@ def test_committed_crds_are_what_the_operator_prints(operator_bin, crd, backup_c
 def test_example_backup_validates_against_its_crd(backup_crd, ident, doc):
     assert crd_schema.validate(backup_crd, doc) == []
     assert crd_schema.cel_errors(backup_crd, doc) == []
+
+
+def project_documents() -> list[tuple[str, dict[str, Any]]]:
+    return [(i, d) for i, d in example_documents() if d.get("kind") == PROJECT]
+
+
+@pytest.mark.parametrize("ident,doc", project_documents(), ids=[i for i, _ in project_documents()])
+def test_example_project_validates_against_its_crd(project_crd, ident, doc):
+    assert crd_schema.validate(project_crd, doc) == []
+    assert crd_schema.cel_errors(project_crd, doc) == []
+
+
+def test_shared_tracker_example_selects_tenant_namespaces():
+    docs = load_all((EXAMPLES / "shared-tracker.yaml").read_text())
+    [tracker] = [d for d in docs if d["kind"] == ERROR_TRACKER]
+    selector = tracker["spec"]["projectNamespaceSelector"]["matchLabels"]
+    label = tracker["spec"]["organizationLabel"]
+    namespaces = {d["metadata"]["name"]: d["metadata"].get("labels", {})
+                  for d in docs if d["kind"] == "Namespace"}
+    served = {n for n, labels in namespaces.items() if selector.items() <= labels.items()}
+    ref = f'{tracker["metadata"]["namespace"]}/{tracker["metadata"]["name"]}'
+    projects = [d for d in docs if d["kind"] == PROJECT]
+    assert all(p["spec"]["tracker"] == ref for p in projects)
+    # two projects in served namespaces of one organization, one in a namespace that is not
+    assert [namespaces[p["metadata"]["namespace"]].get(label) for p in projects
+            if p["metadata"]["namespace"] in served] == ["shop", "shop"]
+    assert [p["metadata"]["namespace"] for p in projects
+            if p["metadata"]["namespace"] not in served] == ["sandbox"]
+
+
+def project() -> dict[str, Any]:
+    docs = load_all((EXAMPLES / "shared-tracker.yaml").read_text())
+    return copy.deepcopy(next(d for d in docs if d["kind"] == PROJECT))
+
+
+def test_project_crd_rejects_bad_fields(project_crd):
+    for path, value, words in [
+        ("spec.tracker", "errors", "does not match"),
+        ("spec.project", "Shop_API", "does not match"),
+        ("spec.retentionDays", 0, "minimum"),
+        ("spec.deletionPolicy", "Erase", "Retain"),
+    ]:
+        errors = crd_schema.validate(project_crd, _set(project(), path, value))
+        assert any(words in e for e in errors), (path, errors)
+    twice = _set(project(), "spec.keys", [{"name": "web"}, {"name": "web"}])
+    assert any("each name must be unique" in e for e in crd_schema.cel_errors(project_crd, twice))
+
+
+def test_project_tracker_and_name_cannot_change(project_crd):
+    old = project()
+    for path, value, words in [("spec.tracker", "other/errors", "tracker is immutable"),
+                               ("spec.project", "renamed", "project is immutable")]:
+        new = _set(project(), path, value)
+        assert crd_schema.cel_errors(project_crd, new) == []
+        assert any(words in e for e in crd_schema.cel_errors(project_crd, new, old=old)), path
+    changed = _set(project(), "spec.retentionDays", 7)
+    assert crd_schema.cel_errors(project_crd, changed, old=old) == []
 
 
 @pytest.mark.parametrize("ident,doc", tracker_documents(), ids=[i for i, _ in tracker_documents()])

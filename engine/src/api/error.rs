@@ -260,7 +260,10 @@ fn tenancy_status(err: &tenancy::Error) -> StatusCode {
         T::InvalidName { .. } | T::InvalidScope { .. } | T::NoScopes | T::InvalidTokenName => {
             StatusCode::BAD_REQUEST
         }
-        T::NameTaken { .. } => StatusCode::CONFLICT,
+        T::NameTaken { .. } | T::ConfigProject { .. } | T::IdTaken { .. } | T::IdChange { .. } => {
+            StatusCode::CONFLICT
+        }
+        T::InvalidRegistration { .. } => StatusCode::BAD_REQUEST,
         T::ReadTokenFile { .. } | T::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -15,6 +15,7 @@ mod metrics;
 mod passkeys;
 mod projects;
 mod query;
+mod registration;
 mod security;
 mod sentry;
 mod sentry_discover;
@@ -319,6 +320,7 @@ fn query_routes(node: &Arc<Node>) -> Router {
         .delete(tokens::revoke_personal);
     let key_list = get(keys::list).post(keys::create);
     let key_one = get(keys::get_key).put(keys::update).delete(keys::delete);
+    let registered = axum::routing::put(registration::put).delete(registration::delete);
     Router::new()
         .route("/api/sql", post(query::sql))
         .route("/api/tokens", post(tokens::create).get(tokens::list))
@@ -359,6 +361,11 @@ fn query_routes(node: &Arc<Node>) -> Router {
                     "/api/0/projects/{org}/{project}",
                     get(projects::get_project).put(projects::put_project),
                 )
+                .route(
+                    "/api/0/organizations/{org}/projects/{project}/",
+                    registered.clone(),
+                )
+                .route("/api/0/organizations/{org}/projects/{project}", registered)
                 .route("/api/0/projects/{org}/{project}/keys/", key_list.clone())
                 .route("/api/0/projects/{org}/{project}/keys", key_list)
                 .route(

@@ -29,6 +29,7 @@ mod lost_replies;
 mod metrics;
 mod people;
 mod privacy;
+mod projects;
 mod release_health;
 mod sentry_clients;
 mod sql;

@@ -116,7 +116,9 @@ impl Maintenance {
         let mut names = BTreeMap::new();
         let mut days = BTreeMap::new();
         for project in projects.list().await? {
-            days.insert(project.id, self.config.retention_days(&project.name));
+            let stored = project.retention_days;
+            let days_of = stored.unwrap_or_else(|| self.config.retention_days(&project.name));
+            days.insert(project.id, days_of);
             names.insert(project.id, project.name.clone());
         }
         let policy = retention::Policy {

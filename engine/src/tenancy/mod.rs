@@ -7,12 +7,14 @@
 pub mod keys;
 mod privacy;
 pub mod projects;
+mod registration;
 pub mod tokens;
 
 use std::path::PathBuf;
 
 pub use keys::{KeyInfo, KeySource, KeyUpdate};
 pub use projects::{Authorized, Project, ProjectRules, Projects};
+pub use registration::{DeclaredKey, Registration};
 pub use tokens::{ALL_SCOPES, NewToken, Principal, Scope, TokenRecord, Tokens};
 
 /// The organization of projects from the config file and of tokens that name none.
@@ -67,6 +69,25 @@ pub enum Error {
     InvalidName { name: String },
     #[error("a project named {name:?} already exists")]
     NameTaken { name: String },
+    #[error("project {name:?} is declared in the config file; change it there")]
+    ConfigProject { name: String },
+    #[error("project id {id} is taken by project {holder:?} of organization {org:?}")]
+    IdTaken {
+        id: u64,
+        holder: String,
+        org: String,
+    },
+    #[error(
+        "project {name:?} of organization {org:?} has id {current}; it cannot change to {wanted}"
+    )]
+    IdChange {
+        org: String,
+        name: String,
+        current: u64,
+        wanted: u64,
+    },
+    #[error("invalid {field}: {reason}")]
+    InvalidRegistration { field: String, reason: String },
     #[error("invalid API token")]
     BadToken,
     #[error("the API token lacks the scope {scope}")]

@@ -44,6 +44,12 @@ pub struct Project {
     pub keys: Vec<KeyConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Sentry's platform name (`python`, `javascript-react`), as registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Days its events are kept; unset: the config's `retention` applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
 
 impl From<&ProjectConfig> for Project {
@@ -54,6 +60,8 @@ impl From<&ProjectConfig> for Project {
             org: DEFAULT_ORG.to_owned(),
             keys: p.keys.clone(),
             rate_limit: p.rate_limit.clone(),
+            platform: None,
+            retention_days: p.retention_days,
         }
     }
 }
@@ -249,6 +257,11 @@ impl Projects {
                 tracing::warn!(cause = %err, "cannot re-read projects and keys");
             }
         }
+    }
+
+    /// True if the config file declares project `id`.
+    pub(super) fn config_has_project(&self, id: u64) -> bool {
+        self.from_config.iter().any(|p| p.id == id)
     }
 
     /// True if the config file declares `public` as a key of project `id`.
@@ -485,6 +498,8 @@ impl Projects {
                 org: org.to_owned(),
                 keys: vec![KeyConfig::new(new_key())],
                 rate_limit: None,
+                platform: None,
+                retention_days: None,
             };
             let data = serde_json::to_vec_pretty(&project).expect("project serializes");
             match self
@@ -563,6 +578,8 @@ mod tests {
                 KeyConfig::new("ab".repeat(16)),
             ],
             rate_limit: None,
+            platform: None,
+            retention_days: None,
         };
         assert_eq!(
             project.dsn("https://errors.example.com/"),

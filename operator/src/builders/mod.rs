@@ -7,6 +7,7 @@
 
 mod config;
 mod network;
+pub mod project;
 mod secrets;
 mod workload;
 
@@ -50,6 +51,8 @@ pub enum Error {
     MissingNamespace(String),
     #[error("ErrorTracker {0} has no uid (it was not read from the API server)")]
     MissingUid(String),
+    #[error("FaultlineProject {0} has no uid (it was not read from the API server)")]
+    MissingProjectUid(String),
     #[error(
         "projects {first:?} and {second:?} both have id {id}: set an explicit id on one of them"
     )]

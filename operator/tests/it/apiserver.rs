@@ -202,6 +202,9 @@ fn kind_of(collection: &str) -> &'static str {
         "networkpolicies" => "NetworkPolicy",
         "ingresses" => "Ingress",
         "leases" => "Lease",
+        "faultlineprojects" => "FaultlineProject",
+        "namespaces" => "Namespace",
+        "events" => "Event",
         _ => "Unknown",
     }
 }

@@ -13,9 +13,9 @@ use faultline_operator::builders::{
     self, CONFIG_FILE, Credentials, Desired, OIDC_SECRET_DIR, OIDC_SECRET_FILE,
     OIDC_SECRET_VERSION_ANNOTATION, parse_duration,
 };
-use faultline_operator::controller::{error_policy, reconcile, trackers_naming};
 use faultline_operator::crd::OidcSpec;
 use faultline_operator::metrics::Metrics;
+use faultline_operator::tracker::{error_policy, reconcile, trackers_naming};
 use faultline_operator::{Context, ErrorTracker};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -405,7 +405,7 @@ async fn current(client: &Client) -> Arc<ErrorTracker> {
 async fn reconcile_once(
     client: &Client,
     ctx: &Arc<Context>,
-) -> Result<Action, faultline_operator::controller::Error> {
+) -> Result<Action, faultline_operator::tracker::Error> {
     loop {
         let result = reconcile(current(client).await, Arc::clone(ctx)).await;
         if !matches!(result, Ok(ref a) if *a == Action::await_change()) {

@@ -114,12 +114,10 @@ impl Setup {
     /// Reconciles the tracker until one full apply ran.
     async fn reconcile_tracker(&self) {
         for _ in 0..3 {
-            let action = faultline_operator::controller::reconcile(
-                self.tracker().await,
-                Arc::clone(&self.ctx),
-            )
-            .await
-            .expect("tracker reconcile");
+            let action =
+                faultline_operator::tracker::reconcile(self.tracker().await, Arc::clone(&self.ctx))
+                    .await
+                    .expect("tracker reconcile");
             if action != Action::await_change() {
                 return;
             }

@@ -26,11 +26,19 @@ fn crd_prints_the_committed_crds() {
     };
     let tracker = committed("errortracker.yaml");
     let backup = committed("backup.yaml");
-    assert_eq!(operator(&["crd"]), format!("{tracker}---\n{backup}"));
+    let project = committed("faultlineproject.yaml");
+    assert_eq!(
+        operator(&["crd"]),
+        format!("{tracker}---\n{backup}---\n{project}")
+    );
 
     let dir = tempfile::tempdir().unwrap();
     operator(&["crd", "--out-dir", dir.path().to_str().unwrap()]);
-    for (file, want) in [("errortracker.yaml", &tracker), ("backup.yaml", &backup)] {
+    for (file, want) in [
+        ("errortracker.yaml", &tracker),
+        ("backup.yaml", &backup),
+        ("faultlineproject.yaml", &project),
+    ] {
         let written = std::fs::read_to_string(dir.path().join(file)).unwrap();
         assert_eq!(&written, want, "{file}");
     }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use faultline_operator::controller::{error_policy, reconcile};
 use faultline_operator::metrics::Metrics;
+use faultline_operator::tracker::{error_policy, reconcile};
 use faultline_operator::{Context, ErrorTracker};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};

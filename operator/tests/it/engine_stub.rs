@@ -4,7 +4,10 @@
 //! engine crate, and no pod runs here), so this server implements the backup part of the
 //! admin API contract (`docs/operator.md`, "Backups"): `POST /api/0/backups` -> 202
 //! `{"id","state":"running"}`, `GET /api/0/backups` (newest first) and
-//! `GET /api/0/backups/{id}` (404 for an unknown id), every route behind
+//! `GET /api/0/backups/{id}` (404 for an unknown id), and the project part:
+//! `PUT /api/0/organizations/{org}/projects/{project}/` (creates or updates, the same id for
+//! the same org and name, 200 with `{"id","slug","organization"}`) and `DELETE` on it (the
+//! keys are gone, 204; 404 for an unknown project); every route behind
 //! `Authorization: Bearer <admin token>` (401 otherwise). The test decides when a backup
 //! finishes, and reads back the requests the operator made.
 
@@ -25,6 +28,8 @@ struct Inner {
     requests: Vec<String>,
     /// Answer every request with this status instead (an engine in trouble).
     fail_with: Option<StatusCode>,
+    /// Registered projects by (org, name): their id and the last declaration received.
+    projects: std::collections::BTreeMap<(String, String), (u64, Value)>,
 }
 
 /// The stand-in engine; clones share state.
@@ -44,6 +49,10 @@ impl EngineStub {
         let app = Router::new()
             .route("/api/0/backups", get(list).post(create))
             .route("/api/0/backups/{id}", get(one))
+            .route(
+                "/api/0/organizations/{org}/projects/{project}/",
+                axum::routing::put(register).delete(unregister),
+            )
             .with_state(stub.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -54,6 +63,12 @@ impl EngineStub {
     /// The requests the operator made so far, as `METHOD path`.
     pub(crate) fn requests(&self) -> Vec<String> {
         self.inner.lock().unwrap().requests.clone()
+    }
+
+    /// The registered projects: (org, name) -> (id, last declaration; `keys` empty once
+    /// unregistered).
+    pub(crate) fn projects(&self) -> std::collections::BTreeMap<(String, String), (u64, Value)> {
+        self.inner.lock().unwrap().projects.clone()
     }
 
     /// Ends the backup `id` as the engine would.
@@ -145,5 +160,45 @@ async fn one(
     match inner.backups.iter().find(|b| b["id"] == id.as_str()) {
         Some(backup) => axum::Json(backup.clone()).into_response(),
         None => (StatusCode::NOT_FOUND, "unknown backup").into_response(),
+    }
+}
+
+async fn register(
+    State(stub): State<EngineStub>,
+    Path((org, project)): Path<(String, String)>,
+    headers: HeaderMap,
+    axum::Json(declared): axum::Json<Value>,
+) -> Response {
+    let request = format!("PUT /api/0/organizations/{org}/projects/{project}/");
+    if let Err(response) = stub.check(&headers, request) {
+        return response.into_response();
+    }
+    let mut inner = stub.inner.lock().unwrap();
+    let next = 100 + inner.projects.len() as u64;
+    let entry = inner
+        .projects
+        .entry((org.clone(), project.clone()))
+        .or_insert((next, Value::Null));
+    entry.1 = declared;
+    let id = entry.0;
+    axum::Json(json!({"id": id.to_string(), "slug": project, "organization": org})).into_response()
+}
+
+async fn unregister(
+    State(stub): State<EngineStub>,
+    Path((org, project)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let request = format!("DELETE /api/0/organizations/{org}/projects/{project}/");
+    if let Err(response) = stub.check(&headers, request) {
+        return response.into_response();
+    }
+    let mut inner = stub.inner.lock().unwrap();
+    match inner.projects.get_mut(&(org, project)) {
+        Some((_, declared)) => {
+            declared["keys"] = json!([]);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "unknown project").into_response(),
     }
 }

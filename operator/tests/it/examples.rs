@@ -1,8 +1,8 @@
-//! Rung 2, continued: every `ErrorTracker` (and `Backup`) in `examples/` is read by the Rust type without
+//! Rung 2, continued: every `ErrorTracker` (and `Backup`, `FaultlineProject`) in `examples/` is read by the Rust type without
 //! losing a field (a misspelt field would be silently pruned by the API server), passes the
 //! CEL rules, and builds into objects. No API server runs here.
 
-use faultline_operator::{Backup, ErrorTracker};
+use faultline_operator::{Backup, ErrorTracker, FaultlineProject};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -31,6 +31,7 @@ fn examples_parse_validate_and_build() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
     let mut seen = 0;
     let mut backups = 0;
+    let mut projects = 0;
     let mut paths: Vec<_> = std::fs::read_dir(dir)
         .expect("examples/ exists")
         .map(|e| e.unwrap().path())
@@ -55,6 +56,24 @@ fn examples_parse_validate_and_build() {
                     panic!("{what}: {errors:?}");
                 }
                 backups += 1;
+                continue;
+            }
+            if original["kind"] == "FaultlineProject" {
+                let what = format!("{} {}", path.display(), original["metadata"]["name"]);
+                let project: FaultlineProject = serde_json::from_value(original.clone())
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
+                let mut lost = Vec::new();
+                let parsed = serde_json::to_value(&project).unwrap();
+                lost_fields(&original, &parsed, "", &mut lost);
+                assert!(lost.is_empty(), "{what}: unknown fields {lost:?}");
+                if let Err(errors) = project.validate_cel() {
+                    panic!("{what}: {errors:?}");
+                }
+                assert!(
+                    project.spec.tracker_ref().is_some(),
+                    "{what}: tracker is namespace/name"
+                );
+                projects += 1;
                 continue;
             }
             if original["kind"] != "ErrorTracker" {
@@ -93,4 +112,8 @@ fn examples_parse_validate_and_build() {
         "expected the examples to hold at least 3 ErrorTrackers, found {seen}"
     );
     assert!(backups >= 1, "expected a Backup among the examples");
+    assert!(
+        projects >= 2,
+        "expected FaultlineProjects among the examples"
+    );
 }

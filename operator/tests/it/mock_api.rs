@@ -49,6 +49,11 @@ pub(crate) struct Script {
     pub(crate) backup: Option<Value>,
     /// Base URL of the admin API the operator calls (a stand-in for the engine).
     pub(crate) admin_url: Option<String>,
+    /// Single objects a GET returns, by path (`/api/v1/namespaces/shop`); other single GETs
+    /// of Secrets answer 404.
+    pub(crate) objects: BTreeMap<String, Value>,
+    /// The `FaultlineProject` whose patches are answered.
+    pub(crate) project: Option<Value>,
 }
 
 /// Runs `body` against a mock API server; returns its result and every request it sent.
@@ -126,6 +131,12 @@ fn answer(request: &Recorded, script: &Script, tracker: &Value) -> (u16, Value) 
     let path = request.uri.split('?').next().unwrap();
     let plural = path.rsplit('/').next().unwrap();
     match request.method.as_str() {
+        "GET" if script.objects.contains_key(path) => (200, script.objects[path].clone()),
+        "GET" if path.contains("/secrets/") => (
+            404,
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": "not found", "reason": "NotFound", "code": 404}),
+        ),
         // a single object: the tracker a Backup names
         "GET" if path.contains("/errortrackers/") => (200, tracker.clone()),
         "GET" => {
@@ -139,6 +150,21 @@ fn answer(request: &Recorded, script: &Script, tracker: &Value) -> (u16, Value) 
             200,
             json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}),
         ),
+        "POST" if path.ends_with("/events") => (201, request.body.clone()),
+        "PATCH" if path.contains("/faultlineprojects/") => {
+            let mut object = script.project.clone().expect("Script::project");
+            if request.content_type == "application/json-patch+json" {
+                if object["metadata"].get("finalizers").is_none() {
+                    object["metadata"]["finalizers"] = Value::Null;
+                }
+                let patch: json_patch::Patch =
+                    serde_json::from_value(request.body.clone()).unwrap();
+                json_patch::patch(&mut object, &patch).unwrap();
+            } else if path.ends_with("/status") {
+                object["status"] = request.body["status"].clone();
+            }
+            (200, object)
+        }
         "PATCH" if path.contains("/backups/") => {
             let mut object = script.backup.clone().expect("Script::backup");
             object["status"] = request.body["status"].clone();

@@ -16,7 +16,7 @@ fn crds_directory_and_chart_match_the_generated_crds() {
     let generated = faultline_operator::crd_files();
     assert_eq!(
         generated.iter().map(|(f, _)| *f).collect::<Vec<_>>(),
-        ["errortracker.yaml", "backup.yaml"]
+        ["errortracker.yaml", "backup.yaml", "faultlineproject.yaml"]
     );
     for dir in ["crds", "charts/faultline-operator/crds"] {
         for (file, yaml) in &generated {

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use faultline_operator::controller::{error_policy, reconcile};
 use faultline_operator::metrics::Metrics;
+use faultline_operator::tracker::{error_policy, reconcile};
 use faultline_operator::{ErrorTracker, FINALIZER};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
@@ -476,4 +476,90 @@ async fn a_backup_reads_its_tracker_and_token_then_applies_its_status() {
     );
     assert_eq!(status["status"]["conditions"][0]["observedGeneration"], 1);
     assert_eq!(engine.requests(), ["POST /api/0/backups"]);
+}
+
+#[tokio::test]
+async fn a_project_reads_its_tracker_namespace_and_claims_then_registers_and_writes_its_secret() {
+    let token = "c".repeat(64);
+    let (engine, url) = crate::engine_stub::EngineStub::start(&token).await;
+    let mut tracker = tracker("minimal.yaml");
+    tracker.metadata.namespace = Some("platform".into());
+    tracker.spec.project_namespace_selector = Some(Default::default());
+    let mut project: faultline_operator::FaultlineProject = serde_json::from_value(json!({
+        "apiVersion": "faultline.dev/v1alpha1", "kind": "FaultlineProject",
+        "metadata": {"name": "checkout", "namespace": "shop", "uid": "uid-checkout",
+                     "generation": 2, "creationTimestamp": "2026-01-01T00:00:00Z",
+                     "finalizers": [faultline_operator::PROJECT_FINALIZER]},
+        "spec": {"tracker": "platform/errors", "platform": "python"}
+    }))
+    .unwrap();
+    let project_json = serde_json::to_value(&project).unwrap();
+    let encoded = serde_json::to_value(k8s_openapi::ByteString(token.into_bytes())).unwrap();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": "errors-admin-token", "namespace": "platform"},
+                        "data": {"token": encoded}});
+    let script = Script {
+        lists: [
+            ("secrets", vec![secret]),
+            ("faultlineprojects", vec![project_json.clone()]),
+        ]
+        .into(),
+        objects: [(
+            "/api/v1/namespaces/shop".to_owned(),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+        )]
+        .into(),
+        project: Some(project_json),
+        admin_url: Some(url),
+        ..Script::default()
+    };
+    project.metadata.namespace = Some("shop".into());
+    let project = Arc::new(project);
+    let (action, recorded) = mock_api::run(&tracker, script, Arc::new(Metrics::default()), |ctx| {
+        faultline_operator::project::reconcile(Arc::clone(&project), ctx)
+    })
+    .await;
+    assert_eq!(
+        action.unwrap(),
+        Action::requeue(faultline_operator::project::REGISTERED_RETRY)
+    );
+    let lines = lines(&recorded);
+    let managed = "app.kubernetes.io/name=faultline,app.kubernetes.io/instance=errors,app.kubernetes.io/managed-by=faultline-operator";
+    assert_eq!(
+        lines[..7],
+        [
+            "GET /apis/faultline.dev/v1alpha1/namespaces/platform/errortrackers/errors".to_owned(),
+            "GET /api/v1/namespaces/shop".to_owned(),
+            "GET /apis/faultline.dev/v1alpha1/faultlineprojects?".to_owned(),
+            format!("GET /api/v1/namespaces/platform/secrets?&labelSelector={managed}"),
+            "GET /api/v1/namespaces/shop/secrets/checkout-dsn".to_owned(),
+            "PATCH /api/v1/namespaces/shop/secrets/checkout-dsn?&force=true&fieldManager=faultline-operator [application/apply-patch+yaml]".to_owned(),
+            "PATCH /apis/faultline.dev/v1alpha1/namespaces/shop/faultlineprojects/checkout/status?&force=true&fieldManager=faultline-operator [application/apply-patch+yaml]".to_owned(),
+        ]
+    );
+    // then the Normal Event of the first registration
+    assert_eq!(
+        lines[7..],
+        ["POST /apis/events.k8s.io/v1/namespaces/shop/events? [application/json]".to_owned()]
+    );
+    assert_eq!(
+        engine.requests(),
+        ["PUT /api/0/organizations/shop/projects/checkout/"]
+    );
+    let secret = applied(&recorded, "Secret", "checkout-dsn");
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["kind"],
+        "FaultlineProject"
+    );
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["uid"],
+        "uid-checkout"
+    );
+    let status = &status_patch(&recorded).body["status"];
+    assert_eq!(status["conditions"][0]["reason"], "Registered");
+    assert_eq!(status["conditions"][0]["observedGeneration"], 2);
+    assert_eq!(status["organization"], "shop");
+    assert_eq!(status["projectId"], 100);
+    assert_eq!(status["dsnSecret"], "checkout-dsn");
+    assert_eq!(status["ingestUrl"], "http://errors.platform.svc:8000");
 }

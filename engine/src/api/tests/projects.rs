@@ -1,0 +1,279 @@
+//! Projects registered over HTTP (`PUT|DELETE /api/0/organizations/{org}/projects/{slug}/`),
+//! as the Kubernetes operator does for each `FaultlineProject`: idempotent, refused without
+//! `project:admin` for the whole organization, and what an SDK then sees at ingest.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+
+use super::{Harness, harness, post};
+use crate::tenancy::{NewToken, Scope};
+
+const KEY_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const KEY_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+impl Harness {
+    async fn declare(
+        &self,
+        method: Method,
+        uri: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> super::Reply {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json");
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.send(request.body(body).unwrap()).await
+    }
+
+    /// A token of organization `org` with these scopes.
+    async fn org_token(&self, org: &str, scopes: &[&str]) -> String {
+        let new = NewToken {
+            name: "registrar".into(),
+            org: org.into(),
+            scopes: Scope::expand_all(scopes).unwrap(),
+            projects: None,
+            owner: None,
+        };
+        self.node.tokens.create(new).await.unwrap().0
+    }
+
+    async fn store_to(&self, project_id: &str, key: &str, message: &str) -> super::Reply {
+        self.send(
+            post(&format!("/api/{project_id}/store/"))
+                .header("x-sentry-auth", format!("Sentry sentry_key={key}"))
+                .body(Body::from(format!(r#"{{"message":"{message}"}}"#)))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+/// The message of an answer: Relay's `detail`, or the plain text of a rejection.
+fn message(reply: &super::Reply) -> String {
+    match &reply.body {
+        Value::String(text) => text.clone(),
+        body => body["detail"].as_str().unwrap_or_default().to_owned(),
+    }
+}
+
+fn declaration() -> Value {
+    json!({
+        "platform": "python",
+        "retentionDays": 30,
+        "rateLimit": {"count": 1000, "window": 60},
+        "keys": [
+            {"name": "default", "public": KEY_A},
+            {"name": "old", "public": KEY_B, "isActive": false, "rateLimit": {"count": 5, "window": 60}}
+        ],
+        "fingerprintingRules": "error.type:Timeout -> timeouts",
+        "scrubIPAddresses": true
+    })
+}
+
+const PATH: &str = "/api/0/organizations/team-a/projects/api/";
+
+#[tokio::test]
+async fn a_declared_project_is_created_once_and_the_same_answer_comes_back() {
+    let h = harness().await;
+    let admin = h
+        .org_token("team-a", &["project:admin", "project:read"])
+        .await;
+
+    let first = h
+        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    assert_eq!(first.body["slug"], "api");
+    assert_eq!(first.body["organization"], "team-a");
+    assert_eq!(first.body["platform"], "python");
+    assert_eq!(first.body["retentionDays"], 30);
+    assert_eq!(first.body["keys"][0]["public"], KEY_A);
+    assert_eq!(first.body["keys"][1]["isActive"], false);
+    let id = first.body["id"].as_str().unwrap().to_owned();
+    assert_ne!(id, "1", "project 1 is the config file's shop");
+    assert!(
+        first.body["keys"][0]["dsn"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/{id}")),
+        "{:?}",
+        first.body
+    );
+
+    let again = h
+        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body, first.body, "same declaration, same answer");
+
+    // the settings reach the project's other views
+    let details = h
+        .declare(Method::GET, "/api/0/projects/team-a/api/", &admin, None)
+        .await;
+    assert_eq!(details.status, StatusCode::OK, "{:?}", details.body);
+    assert_eq!(
+        details.body["fingerprintingRules"],
+        "error.type:Timeout -> timeouts"
+    );
+    assert_eq!(details.body["scrubIPAddresses"], true);
+
+    // the active key sends, the disabled one is refused
+    let sent = h.store_to(&id, KEY_A, "hello from team a").await;
+    assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
+    let refused = h.store_to(&id, KEY_B, "old key").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        refused.body
+    );
+
+    // a changed declaration changes the project, same id
+    let mut changed = declaration();
+    changed["retentionDays"] = json!(7);
+    changed["keys"] = json!([{"name": "default", "public": KEY_B}]);
+    let updated = h.declare(Method::PUT, PATH, &admin, Some(changed)).await;
+    assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
+    assert_eq!(updated.body["id"], id.as_str());
+    assert_eq!(updated.body["retentionDays"], 7);
+    assert_eq!(updated.body["keys"].as_array().unwrap().len(), 1);
+    let refused = h.store_to(&id, KEY_A, "dropped key").await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let sent = h.store_to(&id, KEY_B, "new key").await;
+    assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
+}
+
+#[tokio::test]
+async fn delete_removes_the_keys_and_a_new_declaration_gets_the_same_id_back() {
+    let h = harness().await;
+    let admin = h.org_token("team-a", &["project:admin"]).await;
+    let first = h
+        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .await;
+    let id = first.body["id"].as_str().unwrap().to_owned();
+
+    let gone = h.declare(Method::DELETE, PATH, &admin, None).await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT, "{:?}", gone.body);
+    let refused = h.store_to(&id, KEY_A, "after delete").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        refused.body
+    );
+    let missing = h
+        .declare(
+            Method::DELETE,
+            "/api/0/organizations/team-a/projects/nope/",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{:?}", missing.body);
+
+    let back = h
+        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .await;
+    assert_eq!(back.status, StatusCode::OK);
+    assert_eq!(back.body["id"], id.as_str());
+    let sent = h.store_to(&id, KEY_A, "back again").await;
+    assert_eq!(sent.status, StatusCode::OK, "{:?}", sent.body);
+}
+
+#[tokio::test]
+async fn registering_needs_project_admin_for_the_whole_organization() {
+    let h = harness().await;
+    let writer = h.org_token("team-a", &["project:write"]).await;
+    let other_org = h.org_token("team-b", &["project:admin"]).await;
+    let limited = h.token(&["project:admin"], Some(vec![1])).await;
+    for (token, what) in [
+        (&writer, "lacks the scope project:admin"),
+        (&other_org, "all of organization \"team-a\""),
+    ] {
+        let reply = h
+            .declare(Method::PUT, PATH, token, Some(declaration()))
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
+        assert!(message(&reply).contains(what), "{:?}", reply.body);
+        let reply = h.declare(Method::DELETE, PATH, token, None).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
+    }
+    let reply = h
+        .declare(
+            Method::PUT,
+            "/api/0/organizations/default/projects/web/",
+            &limited,
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
+    let reply = h
+        .declare(Method::PUT, PATH, "flt_nonsense", Some(json!({})))
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", reply.body);
+}
+
+#[tokio::test]
+async fn bad_declarations_are_refused_naming_the_field() {
+    let h = harness().await;
+    let admin = h.token(&["project:admin"], None).await;
+    let cases = [
+        (json!({"keys": [{"public": "xyz"}]}), "keys[0].public"),
+        (json!({"retentionDays": 0}), "retentionDays"),
+        (
+            json!({"rateLimit": {"count": 0, "window": 60}}),
+            "rateLimit",
+        ),
+        (json!({"platform": "Python 3"}), "platform"),
+        (json!({"keys": []}), "keys"),
+        (json!({"retention": 3}), "unknown field `retention`"),
+    ];
+    for (body, field) in cases {
+        let reply = h
+            .declare(
+                Method::PUT,
+                "/api/0/organizations/default/projects/web/",
+                &admin,
+                Some(body),
+            )
+            .await;
+        assert!(
+            reply.status == StatusCode::BAD_REQUEST
+                || reply.status == StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}: {} {:?}",
+            reply.status,
+            reply.body
+        );
+        assert!(message(&reply).contains(field), "{field}: {:?}", reply.body);
+    }
+    // the config file's project is changed there
+    let reply = h
+        .declare(
+            Method::PUT,
+            "/api/0/organizations/default/projects/shop/",
+            &admin,
+            Some(json!({"retentionDays": 3})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+    assert!(message(&reply).contains("config file"), "{:?}", reply.body);
+    // an id another project holds
+    let reply = h
+        .declare(
+            Method::PUT,
+            "/api/0/organizations/default/projects/web/",
+            &admin,
+            Some(json!({"id": 1})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{:?}", reply.body);
+    assert!(
+        message(&reply).contains("taken by project \"shop\""),
+        "{:?}",
+        reply.body
+    );
+}
