@@ -116,6 +116,8 @@ pub(crate) async fn generate(
         org: "default".into(),
         keys: vec![faultline_config::KeyConfig::new("0".repeat(32))],
         rate_limit: None,
+        platform: None,
+        retention_days: None,
     };
     let hours = days * 24;
     let per_hour = events / hours;
