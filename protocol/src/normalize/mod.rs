@@ -17,6 +17,7 @@
 //!   keys and values as Relay accepts them; an `environment` tag fills a missing environment),
 //!   user (`{{auto}}` IP), contexts (non-objects dropped), request, sdk, fingerprint.
 //! - Unknown top-level attributes are removed and recorded in `errors`, as Relay does.
+//! - At ingest, after scrubbing: Relay's limits on data bags and stack traces ([`trim`]).
 //!
 //! Only payloads that are not JSON objects, or that nest deeper than
 //! [`crate::depth::MAX_JSON_DEPTH`] (before or after normalization), are rejected. Normalizing [`Event::json`] again
@@ -28,6 +29,7 @@ mod interfaces;
 pub(crate) mod level;
 pub mod logentry;
 pub(crate) mod time;
+mod trim;
 
 pub use time::parse as parse_timestamp;
 
@@ -321,6 +323,8 @@ fn normalize_with(payload: &[u8], ctx: &NormalizeContext, mode: Mode<'_>) -> Res
         if let Some(scrubber) = processing.scrubber {
             scrubber.scrub(&mut root, &mut meta);
         }
+        // after scrubbing: a secret in a bag is removed by its key before the bag is cut
+        trim::trim_event(&mut root, &mut meta);
         meta.write_into(&mut root);
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         PROCESSED_EVENTS.fetch_add(1, Ordering::Relaxed);

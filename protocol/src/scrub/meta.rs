@@ -36,6 +36,19 @@ impl Meta {
         }
     }
 
+    /// Records the original length of the value at `path` (a string's characters, a list's
+    /// items or an object's members) that was cut.
+    pub fn set_len(&mut self, path: Vec<String>, original_len: usize) {
+        if path.len() > MAX_META_PATH {
+            return;
+        }
+        if let Some(entry) = self.entries.iter_mut().find(|e| e.0 == path) {
+            entry.2 = entry.2.or(Some(original_len));
+        } else {
+            self.entries.push((path, Vec::new(), Some(original_len)));
+        }
+    }
+
     /// Records changes to a string, with byte ranges in its new `text`.
     pub(crate) fn add(
         &mut self,
@@ -97,11 +110,13 @@ impl Meta {
             let Value::Object(leaf) = node else {
                 continue;
             };
-            let rem = leaf
-                .entry("rem")
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(rem) = rem {
-                rem.extend(remarks);
+            if !remarks.is_empty() {
+                let rem = leaf
+                    .entry("rem")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(rem) = rem {
+                    rem.extend(remarks);
+                }
             }
             if let Some(len) = len {
                 leaf.entry("len").or_insert(json!(len));
