@@ -794,6 +794,7 @@ impl DecodeRequest {
                 project_id: self.project.project.id,
                 project: &self.project.project.name,
                 received: self.received,
+                scrubber: Some(&self.scrubber),
             },
             &Origin {
                 received: self.received,

@@ -192,6 +192,7 @@ impl Counted {
                 project_id: self.project_id,
                 project: &self.project,
                 received: now,
+                scrubber: None,
             },
             self.hour,
             self.category,

@@ -1,6 +1,7 @@
 // Send an error with planted secrets through the official @sentry/node SDK, from inside a real
 // HTTP request handled by a node `http` server on loopback (the SDK's default HTTP integration
-// attaches the request's headers, cookies, query string and client IP).
+// attaches the request's headers, cookies, query string and client IP), with the request's
+// transaction and a log record with a secret attribute.
 //
 // Usage: node send_secrets.js DSN
 // Prints `{"id": <event id>}`.
@@ -22,6 +23,8 @@ async function main(argv) {
   Sentry.init({
     dsn: argv[0],
     sampleRate: 1.0,
+    tracesSampleRate: 1.0,
+    enableLogs: true,
     beforeSend(event) {
       sent.push(event.event_id);
       return event;
@@ -31,6 +34,7 @@ async function main(argv) {
   const http = require('http');
   const server = http.createServer((req, res) => {
     Sentry.addBreadcrumb({ category: 'login', message: 'signed in', data: { db_password: planted('CRUMB') } });
+    Sentry.logger.info('charging card', { db_password: planted('LOG') });
     Sentry.setExtra('billing', { card_number: CARD, db_password: planted('EXTRA'), note: `charge ${CARD}` });
     Sentry.captureException(new Error('payment backend refused the charge'));
     res.end('ok');

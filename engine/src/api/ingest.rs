@@ -1,4 +1,5 @@
-//! Sentry's ingest endpoints: `POST /api/{project_id}/envelope/` and `/store/`.
+//! Sentry's ingest endpoints: `POST /api/{project_id}/envelope/` and `/store/` (the HTTP
+//! check-in endpoint of cron monitors is in cron.rs).
 //!
 //! The body is taken as a stream: the request is admitted (concurrency limit, key from the
 //! headers or query string) before a byte of it is read, so a request with a wrong key costs
@@ -31,8 +32,16 @@ pub(super) struct IngestState {
     pub(super) body_read_timeout: Duration,
 }
 
-fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+pub(super) fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The client's address: the first of `X-Forwarded-For`, else the peer's.
+pub(super) fn client_ip(headers: &HeaderMap, peer: SocketAddr) -> std::net::IpAddr {
+    header_str(headers, "x-forwarded-for")
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(peer.ip())
 }
 
 /// `POST /api/{project_id}/{envelope|store}/`.
@@ -49,10 +58,6 @@ pub(super) async fn ingest(
         "store" => (Endpoint::Store, "store"),
         other => return Err(ApiError::NotFound(format!("no ingest endpoint {other:?}"))),
     };
-    let client_ip = header_str(&headers, "x-forwarded-for")
-        .and_then(|v| v.split(',').next())
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(peer.ip());
     let head = RequestHead {
         endpoint,
         project_id: &project_id,
@@ -62,7 +67,7 @@ pub(super) async fn ingest(
             query: query.as_deref(),
         },
         content_encoding: header_str(&headers, header::CONTENT_ENCODING),
-        client_ip: Some(client_ip),
+        client_ip: Some(client_ip(&headers, peer)),
     };
     let result = async {
         let mut admitted = state.ingest.admit(head).await?;
@@ -92,7 +97,7 @@ const EARLY_AUTH_STEP: usize = 4096;
 /// declared larger by its `Content-Length` is refused before any of it is read. A request not
 /// yet authenticated is authenticated by its envelope header as soon as that has arrived, so a
 /// wrong `dsn` stops the reading.
-async fn read_body(
+pub(super) async fn read_body(
     state: &IngestState,
     admitted: &mut Admitted,
     body: Body,

@@ -4,6 +4,7 @@
 pub(crate) mod alerts;
 mod attachments;
 mod auth;
+mod cron;
 mod error;
 mod ingest;
 mod issues;
@@ -21,6 +22,7 @@ mod sentry;
 mod sentry_discover;
 mod sentry_files;
 mod sentry_issues;
+mod settings;
 mod sso;
 #[cfg(test)]
 mod tests;
@@ -293,6 +295,14 @@ fn ingest_routes(node: &Arc<Node>) -> Router {
     Router::new()
         .route("/api/{project_id}/{endpoint}/", post(ingest::ingest))
         .route("/api/{project_id}/{endpoint}", post(ingest::ingest))
+        .route(
+            "/api/{project_id}/cron/{monitor_slug}/{sentry_key}/",
+            get(cron::check_in).post(cron::check_in),
+        )
+        .route(
+            "/api/{project_id}/cron/{monitor_slug}/",
+            get(cron::check_in).post(cron::check_in),
+        )
         .layer(ingest_cors())
         .with_state(state)
 }

@@ -11,11 +11,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use faultline_protocol::grouping::CONFIG_ID;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::error::ApiError;
 use super::keys::KeysState;
-use crate::tenancy::ProjectRules;
+use super::settings::SettingsChange;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -48,50 +48,6 @@ pub(super) struct ProjectBody {
     environments: Vec<String>,
     features: Vec<String>,
     organization: serde_json::Value,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct UpdateBody {
-    #[serde(default)]
-    grouping_enhancements: Option<String>,
-    #[serde(default)]
-    fingerprinting_rules: Option<String>,
-    #[serde(default)]
-    data_scrubber: Option<bool>,
-    #[serde(default)]
-    data_scrubber_defaults: Option<bool>,
-    #[serde(default)]
-    sensitive_fields: Option<Vec<String>>,
-    #[serde(default)]
-    safe_fields: Option<Vec<String>>,
-    #[serde(default, rename = "scrubIPAddresses")]
-    scrub_ip_addresses: Option<bool>,
-    /// `null` or `""` clears the advanced rules.
-    #[serde(default, deserialize_with = "some_nullable")]
-    relay_pii_config: Option<Option<String>>,
-}
-
-/// A field that may be absent (`None`), `null` (`Some(None)`) or set.
-fn some_nullable<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(deserializer).map(Some)
-}
-
-impl UpdateBody {
-    fn changes_grouping(&self) -> bool {
-        self.grouping_enhancements.is_some() || self.fingerprinting_rules.is_some()
-    }
-
-    fn changes_privacy(&self) -> bool {
-        self.data_scrubber.is_some()
-            || self.data_scrubber_defaults.is_some()
-            || self.sensitive_fields.is_some()
-            || self.safe_fields.is_some()
-            || self.scrub_ip_addresses.is_some()
-            || self.relay_pii_config.is_some()
-    }
 }
 
 async fn body(state: &KeysState, org: &str, project: &str) -> Result<ProjectBody, ApiError> {
@@ -142,54 +98,18 @@ pub(super) async fn put_project(
     State(state): State<KeysState>,
     Path((org, project)): Path<(String, String)>,
     headers: HeaderMap,
-    Json(update): Json<UpdateBody>,
+    Json(change): Json<SettingsChange>,
 ) -> Result<Json<ProjectBody>, ApiError> {
     state.admin(&headers, &org, &project).await?;
     let id = state
         .projects
         .ids_by_name(&org, std::slice::from_ref(&project))
         .await?[0];
-    let (changes_grouping, changes_privacy) = (update.changes_grouping(), update.changes_privacy());
-    if changes_privacy {
-        let (mut privacy, _) = state.projects.privacy_settings(id);
-        if let Some(on) = update.data_scrubber {
-            privacy.scrub_data = on;
-        }
-        if let Some(on) = update.data_scrubber_defaults {
-            privacy.scrub_defaults = on;
-        }
-        if let Some(fields) = update.sensitive_fields {
-            privacy.sensitive_fields = fields;
-        }
-        if let Some(fields) = update.safe_fields {
-            privacy.safe_fields = fields;
-        }
-        if let Some(on) = update.scrub_ip_addresses {
-            privacy.scrub_ip_addresses = on;
-        }
-        if let Some(config) = update.relay_pii_config {
-            privacy.pii_config = config.filter(|c| !c.trim().is_empty());
-        }
-        state
-            .projects
-            .set_privacy_settings(&org, &project, privacy)
-            .await?;
-    }
-    // a body without any field changes the grouping rules to what they are, as before
-    if changes_grouping || !changes_privacy {
-        let (current, _) = state.projects.grouping_rules(id);
-        let rules = ProjectRules {
-            grouping_enhancements: update
-                .grouping_enhancements
-                .unwrap_or(current.grouping_enhancements),
-            fingerprinting_rules: update
-                .fingerprinting_rules
-                .unwrap_or(current.fingerprinting_rules),
-        };
-        state
-            .projects
-            .set_grouping_rules(&org, &project, rules)
-            .await?;
-    }
+    // a body without any field sets the grouping rules to what they are, as before
+    let grouping = !change.changes_privacy();
+    change
+        .check(&state.projects, Some(id), &project, grouping)?
+        .apply(&state.projects, &org, &project)
+        .await?;
     Ok(Json(body(&state, &org, &project).await?))
 }

@@ -12,11 +12,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use faultline_config::RateLimit;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::keys::KeysState;
+use super::settings::SettingsChange;
 use crate::tenancy::projects::dsn;
-use crate::tenancy::{DeclaredKey, Project, ProjectRules, Registration, Scope};
+use crate::tenancy::{DeclaredKey, Project, Registration, Scope};
 
 /// Sentry's `rateLimit`: `count` events per `window` seconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,7 +60,8 @@ fn active() -> bool {
     true
 }
 
-/// The declared state; absent fields leave a setting as it is.
+/// The declared project itself; absent fields leave a setting as it is. The rest of a
+/// declaration are the grouping and data scrubbing fields of [`SettingsChange`].
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct Declaration {
@@ -72,23 +75,26 @@ pub(super) struct Declaration {
     rate_limit: Option<LimitBody>,
     #[serde(default)]
     keys: Option<Vec<KeyDeclaration>>,
-    #[serde(default)]
-    grouping_enhancements: Option<String>,
-    #[serde(default)]
-    fingerprinting_rules: Option<String>,
-    #[serde(default)]
-    data_scrubber: Option<bool>,
-    #[serde(default)]
-    data_scrubber_defaults: Option<bool>,
-    #[serde(default)]
-    sensitive_fields: Option<Vec<String>>,
-    #[serde(default)]
-    safe_fields: Option<Vec<String>>,
-    #[serde(default, rename = "scrubIPAddresses")]
-    scrub_ip_addresses: Option<bool>,
-    /// `""` clears the advanced rules.
-    #[serde(default)]
-    relay_pii_config: Option<String>,
+}
+
+/// The fields of [`Declaration`], as a declaration names them.
+const DECLARATION_FIELDS: [&str; 5] = ["id", "platform", "retentionDays", "rateLimit", "keys"];
+
+impl Declaration {
+    /// Splits a declaration into the project and its settings, each parsed strictly, so an
+    /// unknown or misspelt field is refused by name.
+    fn parse(body: serde_json::Map<String, Value>) -> Result<(Self, SettingsChange), ApiError> {
+        let (own, settings): (serde_json::Map<_, _>, serde_json::Map<_, _>) = body
+            .into_iter()
+            .partition(|(field, _)| DECLARATION_FIELDS.contains(&field.as_str()));
+        let invalid = |e: serde_json::Error| {
+            ApiError::BadRequest(format!("invalid project declaration: {e}"))
+        };
+        Ok((
+            serde_json::from_value(Value::Object(own)).map_err(invalid)?,
+            serde_json::from_value(Value::Object(settings)).map_err(invalid)?,
+        ))
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -155,9 +161,19 @@ pub(super) async fn put(
     State(state): State<KeysState>,
     Path((org, project)): Path<(String, String)>,
     headers: HeaderMap,
-    Json(declared): Json<Declaration>,
+    Json(body): Json<serde_json::Map<String, Value>>,
 ) -> Result<Json<ProjectAnswer>, ApiError> {
     state.registrar(&headers, &org).await?;
+    let (declared, settings) = Declaration::parse(body)?;
+    // everything is checked before the project is written, so a refusal changes nothing
+    let existing = state
+        .projects
+        .list()
+        .await?
+        .into_iter()
+        .find(|p| p.org == org && p.name == project)
+        .map(|p| p.id);
+    let settings = settings.check(&state.projects, existing, &project, false)?;
     let registration = Registration {
         id: declared.id,
         platform: declared.platform,
@@ -178,49 +194,10 @@ pub(super) async fn put(
         .projects
         .register(&org, &project, registration)
         .await?;
-    if declared.grouping_enhancements.is_some() || declared.fingerprinting_rules.is_some() {
-        let (current, _) = state.projects.grouping_rules(stored.id);
-        let rules = ProjectRules {
-            grouping_enhancements: declared
-                .grouping_enhancements
-                .unwrap_or_else(|| current.grouping_enhancements.clone()),
-            fingerprinting_rules: declared
-                .fingerprinting_rules
-                .unwrap_or_else(|| current.fingerprinting_rules.clone()),
-        };
-        if rules != current {
-            state
-                .projects
-                .set_grouping_rules(&org, &project, rules)
-                .await?;
-        }
-    }
-    let (current, _) = state.projects.privacy_settings(stored.id);
-    let mut privacy = current.clone();
-    if let Some(on) = declared.data_scrubber {
-        privacy.scrub_data = on;
-    }
-    if let Some(on) = declared.data_scrubber_defaults {
-        privacy.scrub_defaults = on;
-    }
-    if let Some(fields) = declared.sensitive_fields {
-        privacy.sensitive_fields = fields;
-    }
-    if let Some(fields) = declared.safe_fields {
-        privacy.safe_fields = fields;
-    }
-    if let Some(on) = declared.scrub_ip_addresses {
-        privacy.scrub_ip_addresses = on;
-    }
-    if let Some(config) = declared.relay_pii_config {
-        privacy.pii_config = Some(config).filter(|c| !c.trim().is_empty());
-    }
-    if privacy != current {
-        state
-            .projects
-            .set_privacy_settings(&org, &project, privacy)
-            .await?;
-    }
+    settings
+        .unchanged_left_out(&state.projects, stored.id)
+        .apply(&state.projects, &org, &project)
+        .await?;
     Ok(Json(state.answer(&stored)))
 }
 

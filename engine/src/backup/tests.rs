@@ -230,6 +230,7 @@ async fn item_tables_are_backed_up_and_restored_whole_or_until_a_time() {
             project_id: 3,
             project: "p",
             received,
+            scrubber: None,
         };
         logs::rows(payload.as_bytes(), ctx).unwrap()
     };

@@ -34,7 +34,7 @@ pub const MAX_SLUG: usize = 50;
 
 /// The row of one `check_in` item.
 pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
-    let item = super::object(payload)?;
+    let item = super::object(payload, ctx)?;
     let check_in_id = uuid(item.get("check_in_id"));
     if check_in_id.is_null() {
         return Err(Error::Field {

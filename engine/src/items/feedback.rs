@@ -29,7 +29,7 @@ pub static TABLE: ItemTable = ItemTable::new(
 
 /// The row of one `feedback` item.
 pub fn feedback_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
-    let item = super::object(payload)?;
+    let item = super::object(payload, ctx)?;
     let Some(Value::Object(feedback)) = at(&item, &["contexts", "feedback"]) else {
         return Err(Error::Field {
             field: "contexts.feedback",
@@ -67,7 +67,7 @@ pub fn feedback_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>
 
 /// The row of one legacy `user_report` item.
 pub fn user_report_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
-    let item = super::object(payload)?;
+    let item = super::object(payload, ctx)?;
     let associated = uuid(item.get("event_id"));
     if associated.is_null() {
         return Err(Error::Field {

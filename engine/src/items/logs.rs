@@ -27,7 +27,7 @@ pub static TABLE: ItemTable = ItemTable::new(
 
 /// The rows of one `log` item.
 pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
-    let item = super::object(payload)?;
+    let item = super::object(payload, ctx)?;
     let Some(Value::Array(records)) = item.get("items") else {
         return Err(Error::Field {
             field: "items",

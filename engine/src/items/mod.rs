@@ -201,6 +201,9 @@ pub struct RowContext<'a> {
     pub project_id: u64,
     pub project: &'a str,
     pub received: DateTime<Utc>,
+    /// The project's data scrubbing rules, applied to every item before a row is made of it
+    /// (`None` for rows faultline makes itself).
+    pub scrubber: Option<&'a faultline_protocol::scrub::Scrubber>,
 }
 
 /// One row for the WAL: its table and its JSON.
@@ -276,10 +279,17 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// Parses an item payload that must be a JSON object.
-pub(crate) fn object(payload: &[u8]) -> Result<Map<String, Value>> {
+/// Parses an item payload that must be a JSON object, scrubbed with the project's rules
+/// (`ctx.scrubber`) before anything is read from it: like an event's, an item's secrets never
+/// reach the WAL. What was removed is not recorded per row (item tables have no `_meta`).
+pub(crate) fn object(payload: &[u8], ctx: RowContext<'_>) -> Result<Map<String, Value>> {
     match serde_json::from_slice(payload)? {
-        Value::Object(map) => Ok(map),
+        Value::Object(mut map) => {
+            if let Some(scrubber) = ctx.scrubber {
+                scrubber.scrub(&mut map, &mut faultline_protocol::scrub::Meta::default());
+            }
+            Ok(map)
+        }
         _ => Err(Error::NotObject),
     }
 }
@@ -423,6 +433,7 @@ pub(crate) mod tests {
             received: DateTime::parse_from_rfc3339("2026-12-05T10:00:00Z")
                 .unwrap()
                 .with_timezone(&Utc),
+            scrubber: None,
         }
     }
 

@@ -83,7 +83,7 @@ const LISTS: [(&str, &str); 4] = [
 /// The rows of one `client_report` item: one per entry with a positive quantity, at the hour
 /// of the report's `timestamp` (or of its arrival).
 pub fn client_report_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
-    let item = super::object(payload)?;
+    let item = super::object(payload, ctx)?;
     let hour = hour_of(super::time(item.get("timestamp")).unwrap_or(ctx.received));
     let mut rows = Rows::new(&TABLE, ctx);
     let mut count = 0;

@@ -43,7 +43,7 @@ pub const STATUSES: [&str; 5] = ["ok", "exited", "crashed", "abnormal", "errored
 
 /// The row of one `session` item.
 pub fn session_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
-    let item = super::object(payload)?;
+    let item = super::object(payload, ctx)?;
     let sid = item
         .get("sid")
         .and_then(Value::as_str)
@@ -136,7 +136,7 @@ pub fn session_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>>
 
 /// The rows of one `sessions` item: one per bucket of `aggregates`.
 pub fn aggregate_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
-    let item = super::object(payload)?;
+    let item = super::object(payload, ctx)?;
     let release = release(&item)?;
     let environment = text(at(&item, &["attrs", "environment"]));
     let user_agent = text(at(&item, &["attrs", "user_agent"]));

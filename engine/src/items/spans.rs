@@ -116,7 +116,7 @@ fn push_v2(rows: &mut Rows<'_>, span: &Map<String, Value>) -> Result<()> {
 
 /// The rows of one `span` item.
 pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
-    let item = super::object(payload)?;
+    let item = super::object(payload, ctx)?;
     let mut rows = Rows::new(&TABLE, ctx);
     match item.get("items") {
         Some(Value::Array(spans)) => {

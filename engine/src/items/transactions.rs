@@ -39,7 +39,7 @@ pub static TABLE: ItemTable = ItemTable::new(
 
 /// The rows of one `transaction` item: one in `transactions`, the rest in `spans`.
 pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
-    let item = super::object(payload)?;
+    let item = super::object(payload, ctx)?;
     let end = time(item.get("timestamp")).ok_or(Error::Field {
         field: "timestamp",
         expected: "a time",

@@ -546,6 +546,7 @@ async fn small_files_of_an_item_table_are_merged_per_project_and_day() {
             project_id: 1,
             project: "shop",
             received: chrono::Utc::now(),
+            scrubber: None,
         };
         let rows = logs::rows(payload.as_bytes(), ctx).unwrap();
         let batch = logs::TABLE
@@ -600,6 +601,7 @@ async fn retention_drops_an_expired_day_of_sessions_and_keeps_a_recent_one() {
             project_id: 1,
             project: "shop",
             received: at,
+            scrubber: None,
         };
         let rows = sessions::session_rows(payload.as_bytes(), ctx).unwrap();
         let batch = sessions::TABLE

@@ -51,6 +51,8 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The empty check-in id, as stored (`check_in_id` of the `check_ins` table).
+const NIL_ID: &str = "00000000000000000000000000000000";
 /// `in_progress` runs kept open per monitor at most (the oldest are let go).
 const MAX_OPEN: usize = 100;
 /// Ids of closed runs remembered per monitor, so a late `in_progress` does not reopen them.
@@ -235,6 +237,13 @@ pub fn apply(monitors: &mut Monitors, seen: &SeenCheckIn, now: DateTime<Utc>) ->
                 if monitor.open.len() > MAX_OPEN {
                     monitor.open.remove(0);
                 }
+            }
+        }
+        // the empty id closes the latest open run (Sentry's rule for SDKs and for HTTP
+        // check-ins sent without an id)
+        _ if seen.check_in_id == NIL_ID => {
+            if let Some(run) = monitor.open.pop() {
+                monitor.close(&run.check_in_id);
             }
         }
         _ => monitor.close(&seen.check_in_id),
@@ -484,6 +493,7 @@ async fn log_added(node: &Node, added: &[Added], now: DateTime<Utc>) -> Result<(
                 project_id: a.project_id,
                 project: &a.project,
                 received: now,
+                scrubber: None,
             },
         ));
     }

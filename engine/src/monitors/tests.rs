@@ -192,6 +192,48 @@ fn a_run_not_closed_within_max_runtime_times_out_at_its_deadline() {
 }
 
 #[test]
+fn a_check_in_with_the_empty_id_closes_the_latest_open_run() {
+    let mut monitors = Monitors::new();
+    let first = "c3a7c03ed1ab4a2e9f0c2c4f6f1b8a11";
+    apply(
+        &mut monitors,
+        &seen("in_progress", first, "2026-12-05T10:00:00Z", hourly()),
+        at("2026-12-05T10:00:00Z"),
+    );
+    apply(
+        &mut monitors,
+        &seen("in_progress", RUN, "2026-12-05T10:01:00Z", None),
+        at("2026-12-05T10:01:00Z"),
+    );
+    // `curl ...?status=ok` without a check-in id, as the HTTP endpoint stores it
+    apply(
+        &mut monitors,
+        &seen("ok", NIL_ID, "2026-12-05T10:02:00Z", None),
+        at("2026-12-05T10:02:00Z"),
+    );
+    let m = monitors.get_mut(&(1, "nightly".to_owned())).unwrap();
+    assert_eq!(m.status, "ok");
+    let open: Vec<&str> = m.open.iter().map(|r| r.check_in_id.as_str()).collect();
+    assert_eq!(
+        open,
+        [first],
+        "the latest run is closed, the earlier one stays open"
+    );
+    let added = due(m, at("2026-12-05T10:10:00Z"));
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert_eq!(added[0].check_in_id.simple().to_string(), first);
+    // with no run open, it is a run of its own and closes nothing
+    apply(
+        &mut monitors,
+        &seen("error", NIL_ID, "2026-12-05T10:20:00Z", None),
+        at("2026-12-05T10:20:00Z"),
+    );
+    let m = monitor(&monitors);
+    assert_eq!(m.status, "error");
+    assert!(m.open.is_empty());
+}
+
+#[test]
 fn a_closed_run_does_not_time_out_whatever_order_its_check_ins_come_in() {
     for order in [["in_progress", "ok"], ["ok", "in_progress"]] {
         let mut monitors = Monitors::new();

@@ -126,12 +126,7 @@ impl Projects {
         settings: ScrubSettings,
     ) -> Result<ScrubSettings> {
         let id = self.ids_by_name(org, &[name.to_owned()]).await?[0];
-        if self.privacy.from_config.contains_key(&id) {
-            return Err(Error::ConfigPrivacy {
-                project: name.to_owned(),
-            });
-        }
-        let compiled = compile(name, settings)?;
+        let compiled = self.check_privacy_settings(id, name, settings)?;
         let body = serde_json::to_vec(&compiled.0).unwrap_or_default();
         self.store
             .put_durable(&privacy_path(id), Bytes::from(body))
@@ -139,5 +134,26 @@ impl Projects {
         let settings = compiled.0.clone();
         self.privacy.from_api.write().insert(id, compiled);
         Ok(settings)
+    }
+
+    /// Whether `settings` may become the data scrubbing settings of project `id` named `name`
+    /// (the rules compile, and the project's settings are not the config file's), without
+    /// changing anything: what [`Self::set_privacy_settings`] would refuse. `id` is `None` for
+    /// a project yet to be created.
+    pub fn check_privacy_settings(
+        &self,
+        id: impl Into<Option<u64>>,
+        name: &str,
+        settings: ScrubSettings,
+    ) -> Result<(ScrubSettings, Arc<Scrubber>)> {
+        if id
+            .into()
+            .is_some_and(|id| self.privacy.from_config.contains_key(&id))
+        {
+            return Err(Error::ConfigPrivacy {
+                project: name.to_owned(),
+            });
+        }
+        compile(name, settings)
     }
 }

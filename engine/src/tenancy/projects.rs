@@ -382,21 +382,7 @@ impl Projects {
         rules: ProjectRules,
     ) -> Result<ProjectRules> {
         let id = self.ids_by_name(org, &[name.to_owned()]).await?[0];
-        if self.grouping.contains_key(&id) {
-            return Err(Error::ConfigGrouping {
-                project: name.to_owned(),
-            });
-        }
-        let config =
-            GroupingConfig::for_project(&rules.grouping_enhancements, &rules.fingerprinting_rules)
-                .map_err(|(field, source)| Error::GroupingRules {
-                    project: name.to_owned(),
-                    field: match field {
-                        "grouping_enhancements" => "groupingEnhancements",
-                        _ => "fingerprintingRules",
-                    },
-                    source,
-                })?;
+        let config = self.check_grouping_rules(id, name, &rules)?;
         let body = serde_json::to_vec(&rules).unwrap_or_default();
         self.store
             .put_durable(&grouping_path(id), Bytes::from(body))
@@ -405,6 +391,31 @@ impl Projects {
             .write()
             .insert(id, (rules.clone(), Arc::new(config)));
         Ok(rules)
+    }
+
+    /// Whether `rules` may become the grouping rules of project `id` named `name` (they parse,
+    /// and the project's rules are not the config file's), without changing anything: what
+    /// [`Self::set_grouping_rules`] would refuse. `id` is `None` for a project yet to be created.
+    pub fn check_grouping_rules(
+        &self,
+        id: impl Into<Option<u64>>,
+        name: &str,
+        rules: &ProjectRules,
+    ) -> Result<GroupingConfig> {
+        if id.into().is_some_and(|id| self.grouping.contains_key(&id)) {
+            return Err(Error::ConfigGrouping {
+                project: name.to_owned(),
+            });
+        }
+        GroupingConfig::for_project(&rules.grouping_enhancements, &rules.fingerprinting_rules)
+            .map_err(|(field, source)| Error::GroupingRules {
+                project: name.to_owned(),
+                field: match field {
+                    "grouping_enhancements" => "groupingEnhancements",
+                    _ => "fingerprintingRules",
+                },
+                source,
+            })
     }
 
     async fn read_grouping(&self) -> Result<()> {

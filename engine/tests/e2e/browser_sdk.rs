@@ -3,7 +3,7 @@
 //! (debug-id bundles) against faultline, the page served from its own loopback origin and opened
 //! in headless Chromium (`tests/browser/sdk_page.mjs`). The error it throws arrives through the
 //! browser's CORS rules, and the stored event and the event API show the original files, lines
-//! and function names.
+//! and function names; the page's session is counted in `release_health`.
 
 use std::process::Command;
 
@@ -168,6 +168,18 @@ async fn browser_sdk_errors_in_chromium_are_resolved_with_uploaded_source_maps()
     );
     assert_ne!(raw["function"], "applyCoupon", "{raw}");
     assert!(event.get("errors").is_none(), "{}", event["errors"]);
+
+    // release health: the SDK opened a session when the page loaded, and the uncaught error
+    // counts against it
+    let health = setup.query(
+        "SELECT sessions, errored, crashed, crash_free_sessions FROM release_health \
+         WHERE release = 'shop-web@1.0.0'",
+    )?;
+    let health = health
+        .first()
+        .with_context(|| format!("no session of the page; server log:\n{}", server.log_text()))?;
+    assert_eq!(health["sessions"], 1, "{health:?}");
+    assert_eq!(health["errored"], 1, "{health:?}");
 
     // the same through Sentry's event API
     let view: Value = reqwest::Client::new()

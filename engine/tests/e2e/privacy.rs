@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::harness::{RowExt, Setup, lit, python_client, workspace_root};
 
-const PY_SECRETS: [&str; 7] = [
+const PY_SECRETS: [&str; 8] = [
     "PYSECRETBEARER",
     "PYSECRETHEADER",
     "PYSECRETCOOKIE",
@@ -18,15 +18,17 @@ const PY_SECRETS: [&str; 7] = [
     "PYSECRETCRUMB",
     "PYSECRETEXTRA",
     "PYSECRETLOCAL",
+    "PYSECRETLOG",
 ];
 
-const NODE_SECRETS: [&str; 6] = [
+const NODE_SECRETS: [&str; 7] = [
     "NODESECRETBEARER",
     "NODESECRETHEADER",
     "NODESECRETCOOKIE",
     "NODESECRETQUERY",
     "NODESECRETCRUMB",
     "NODESECRETEXTRA",
+    "NODESECRETLOG",
 ];
 
 const CARD: &str = "4111 1111 1111 1111";
@@ -166,6 +168,30 @@ async fn secrets_from_real_sdks_never_reach_the_wal_or_parquet() -> anyhow::Resu
         js["_meta"]
     );
     assert_eq!(row(&node).str("browser"), Some("Chrome 120.0.0.0"));
+
+    // the transactions and log records are scrubbed as the events are: the secret attribute
+    // is gone, the rest of the record is kept
+    let logs = setup.query(
+        "SELECT body, attributes['db_password'] AS secret, sdk_name AS sdk \
+         FROM logs WHERE body LIKE 'charging card%' ORDER BY sdk",
+    )?;
+    ensure!(logs.len() == 2, "a log record of each SDK: {logs:?}");
+    for log in &logs {
+        ensure!(
+            log.str("secret").is_none(),
+            "the secret attribute is kept: {log:?}"
+        );
+        ensure!(
+            log.str("sdk").is_some(),
+            "the other attributes are kept: {log:?}"
+        );
+    }
+    let transactions = setup.query("SELECT count(*) AS n FROM transactions")?;
+    let spans = setup.query("SELECT count(*) AS n FROM spans")?;
+    ensure!(
+        transactions[0].int("n").unwrap_or(0) + spans[0].int("n").unwrap_or(0) >= 2,
+        "each SDK's request span is stored: {transactions:?} {spans:?}"
+    );
 
     // a graceful stop writes the events to Parquet: no secret there either (decompressed)
     let status = server.terminate()?;

@@ -5,7 +5,8 @@ Usage: send_secrets.py DSN
 A WSGI request (run in-process, no server) carries an `Authorization: Bearer` header, a
 custom token header, a session cookie and an `api_key` query parameter; the handler records a
 breadcrumb and extra data with secrets and raises with secrets in its local variables (the SDK
-sends local variables by default). `send_default_pii=True`, so the SDK sends the request's
+sends local variables by default); the request's transaction and a log record with a secret
+attribute are sent too. `send_default_pii=True`, so the SDK sends the request's
 headers and cookies. Prints `{"id": <event id>}`.
 """
 
@@ -29,6 +30,7 @@ def app(environ, start_response):
         category="login", message="signed in", data={"db_password": planted("CRUMB")}
     )
     sentry_sdk.set_extra("billing", {"card_number": CARD, "db_password": planted("EXTRA")})
+    sentry_sdk.logger.info("charging card for {user}", user="ann", db_password=planted("LOG"))
     db_password = planted("LOCAL")  # noqa: F841 - a local variable the SDK sends
     note = f"charge {CARD}"  # noqa: F841
     raise RuntimeError("payment backend refused the charge")
@@ -42,6 +44,8 @@ def main(argv):
     sentry_sdk.init(
         dsn=argv[0],
         send_default_pii=True,
+        traces_sample_rate=1.0,
+        enable_logs=True,
         before_send=lambda event, hint: sent.append(event["event_id"]) or event,
     )
     environ = {

@@ -250,6 +250,69 @@ async fn bad_declarations_are_refused_naming_the_field() {
         );
         assert!(message(&reply).contains(field), "{field}: {:?}", reply.body);
     }
+    // rules that do not parse are refused before anything is written: no project "web" now
+    let bad_rules = [
+        (
+            json!({"platform": "python", "fingerprintingRules": "error.type:Timeout"}),
+            "fingerprintingRules is not valid",
+        ),
+        (
+            json!({"platform": "python", "relayPiiConfig": "{\"applications\": {\"$string\": [\"@nope\"]}}"}),
+            "\"@nope\"",
+        ),
+    ];
+    for (body, detail) in &bad_rules {
+        let reply = h
+            .declare(
+                Method::PUT,
+                "/api/0/organizations/default/projects/web/",
+                &admin,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
+        assert!(message(&reply).contains(detail), "{:?}", reply.body);
+    }
+    let projects = h.node.projects.list().await.unwrap();
+    assert!(
+        !projects.iter().any(|p| p.name == "web"),
+        "a refused declaration created the project"
+    );
+    // nor is an existing project changed in part
+    let team_a = h
+        .org_token("team-a", &["project:admin", "project:read"])
+        .await;
+    let created = h
+        .declare(Method::PUT, PATH, &team_a, Some(declaration()))
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
+    for (body, _) in bad_rules {
+        let mut changed = declaration();
+        changed["retentionDays"] = json!(7);
+        changed["keys"] = json!([{"public": KEY_B}]);
+        for (field, value) in body.as_object().unwrap() {
+            changed[field] = value.clone();
+        }
+        let reply = h.declare(Method::PUT, PATH, &team_a, Some(changed)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
+    }
+    let projects = h.node.projects.list().await.unwrap();
+    let api = projects.iter().find(|p| p.name == "api").unwrap();
+    assert_eq!(
+        api.retention_days,
+        Some(30),
+        "a refused change changed the project"
+    );
+    assert_eq!(api.keys.len(), 2, "{:?}", api.keys);
+    let details = h
+        .declare(Method::GET, "/api/0/projects/team-a/api/", &team_a, None)
+        .await;
+    assert_eq!(
+        details.body["fingerprintingRules"], "error.type:Timeout -> timeouts",
+        "{:?}",
+        details.body
+    );
+    assert_eq!(details.body["relayPiiConfig"], Value::Null);
     // the config file's project is changed there
     let reply = h
         .declare(

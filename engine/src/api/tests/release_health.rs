@@ -249,3 +249,104 @@ async fn a_monitor_is_upserted_by_its_check_ins_and_its_missed_and_timed_out_run
     drop(node);
     drop(dir);
 }
+
+#[tokio::test]
+async fn a_job_without_an_sdk_checks_in_over_http() {
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+
+    let h = harness().await;
+    let call = |method: Method, uri: String, auth: bool, body: &str| {
+        let mut request = Request::builder().method(method).uri(uri);
+        if auth {
+            request = request.header("x-sentry-auth", super::auth());
+        }
+        request.body(Body::from(body.to_owned())).unwrap()
+    };
+    let with_key = |query: &str| format!("/api/1/cron/db-backup/{}/?{query}", super::KEY);
+
+    // `curl .../cron/db-backup/<key>/?status=in_progress` at the start of the job
+    let reply = h
+        .send(call(
+            Method::GET,
+            with_key("status=in_progress&environment=prod"),
+            false,
+            "",
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    assert_eq!(reply.body, Value::String(String::new()), "no body");
+    let report = check(&h, Utc::now()).await;
+    assert_eq!(report.read, 1);
+
+    // the end, posted with the key in the header and the monitor's schedule in the body
+    let config = r#"{"monitor_config": {"schedule": {"type": "interval", "value": 1, "unit": "day"},
+                     "max_runtime": 30}}"#;
+    let reply = h
+        .send(call(
+            Method::POST,
+            "/api/1/cron/db-backup/?status=ok&duration=42".into(),
+            true,
+            config,
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    let rows = h
+        .sql(
+            "SELECT monitor_slug, status, duration, environment, check_in_id = '00000000000000000000000000000000' AS closes_latest \
+             FROM check_ins ORDER BY timestamp",
+        )
+        .await;
+    assert_eq!(
+        rows,
+        json!([
+            {"monitor_slug": "db-backup", "status": "in_progress", "duration": null,
+             "environment": "prod", "closes_latest": false},
+            {"monitor_slug": "db-backup", "status": "ok", "duration": 42.0, "environment": null,
+             "closes_latest": true}
+        ])
+    );
+    // the end closed the run the start opened: nothing times out
+    let report = check(&h, Utc::now()).await;
+    assert_eq!(report.read, 1);
+    let monitors = h
+        .sql("SELECT slug, status, schedule_type, in_progress FROM monitors")
+        .await;
+    assert_eq!(
+        monitors,
+        json!([{"slug": "db-backup", "status": "ok", "schedule_type": "interval", "in_progress": 0}])
+    );
+    let report = check(&h, Utc::now() + Duration::hours(1)).await;
+    assert!(report.added.is_empty(), "{:?}", report.added);
+
+    // refusals name the problem; nothing is stored for them
+    let cases = [
+        (with_key("status=done"), StatusCode::BAD_REQUEST, "`status`"),
+        (
+            with_key("status=ok&duration=soon"),
+            StatusCode::BAD_REQUEST,
+            "`duration`",
+        ),
+        (
+            "/api/1/cron/db-backup/ffffffffffffffffffffffffffffffff/?status=ok".into(),
+            StatusCode::UNAUTHORIZED,
+            "",
+        ),
+        (
+            "/api/1/cron/db-backup/?status=ok".into(),
+            StatusCode::UNAUTHORIZED,
+            "",
+        ),
+    ];
+    for (uri, status, named) in cases {
+        let reply = h.send(call(Method::GET, uri.clone(), false, "")).await;
+        assert_eq!(reply.status, status, "{uri}: {:?}", reply.body);
+        assert!(
+            reply.body.to_string().contains(named),
+            "{uri}: {:?}",
+            reply.body
+        );
+    }
+    let rows = h.sql("SELECT count(*) AS n FROM check_ins").await;
+    assert_eq!(rows, json!([{"n": 2}]));
+}
