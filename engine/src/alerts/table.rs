@@ -9,15 +9,12 @@ use datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{MemTable, Session, TableProvider};
-use datafusion::datasource::TableType;
-use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::error::Result;
 use object_store::path::Path as ObjectPath;
 
 use super::outbox::{Attempt, project_prefix};
 use crate::query::ProjectFilter;
+use crate::query::stored_table::{StoredRows, external};
 use crate::store::Store;
 
 pub(crate) fn schema() -> SchemaRef {
@@ -129,40 +126,23 @@ pub(crate) async fn read_attempts(
     Ok(rows)
 }
 
-/// Reads the attempts when a query scans the table.
+/// The delivery attempts of the projects a session may read.
 #[derive(Debug)]
-pub(crate) struct DeliveriesTable {
-    store: Store,
-    projects: ProjectFilter,
-}
-
-impl DeliveriesTable {
-    pub(crate) fn new(store: Store, projects: ProjectFilter) -> Self {
-        Self { store, projects }
-    }
+pub(crate) struct Deliveries {
+    pub(crate) store: Store,
+    pub(crate) projects: ProjectFilter,
 }
 
 #[async_trait]
-impl TableProvider for DeliveriesTable {
+impl StoredRows for Deliveries {
     fn schema(&self) -> SchemaRef {
         schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn read(&self) -> Result<RecordBatch> {
         let rows = read_attempts(&self.store, &self.projects)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let table = MemTable::try_new(schema(), vec![vec![batch(&rows)?]])?;
-        table.scan(state, projection, filters, limit).await
+            .map_err(external)?;
+        batch(&rows)
     }
 }

@@ -8,15 +8,12 @@ use datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{MemTable, Session, TableProvider};
-use datafusion::datasource::TableType;
-use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::error::Result;
 
 use super::Monitor;
 use super::config::MonitorConfig;
 use crate::query::ProjectFilter;
+use crate::query::stored_table::{StoredRows, external};
 use crate::store::Store;
 
 pub(crate) fn schema() -> SchemaRef {
@@ -127,40 +124,23 @@ fn batch(rows: &[Monitor]) -> Result<RecordBatch> {
     )?)
 }
 
-/// Reads the monitors when a query scans the table.
+/// The stored monitors of the projects a session may read.
 #[derive(Debug)]
-pub(crate) struct MonitorsTable {
-    store: Store,
-    projects: ProjectFilter,
-}
-
-impl MonitorsTable {
-    pub(crate) fn new(store: Store, projects: ProjectFilter) -> Self {
-        Self { store, projects }
-    }
+pub(crate) struct Monitors {
+    pub(crate) store: Store,
+    pub(crate) projects: ProjectFilter,
 }
 
 #[async_trait]
-impl TableProvider for MonitorsTable {
+impl StoredRows for Monitors {
     fn schema(&self) -> SchemaRef {
         schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn read(&self) -> Result<RecordBatch> {
         let rows = super::list(&self.store, &self.projects)
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let table = MemTable::try_new(schema(), vec![vec![batch(&rows)?]])?;
-        table.scan(state, projection, filters, limit).await
+            .map_err(external)?;
+        batch(&rows)
     }
 }

@@ -9,11 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::{MemTable, Session, TableProvider};
-use datafusion::datasource::TableType;
-use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::error::Result;
+
+use super::stored_table::{StoredRows, external};
 
 use crate::people::audit::{AuditEntry, read_entries};
 use crate::store::Store;
@@ -110,45 +108,26 @@ fn batch(entries: &[AuditEntry]) -> Result<RecordBatch> {
     )?)
 }
 
-/// Reads the entries when a query scans the table.
+/// The audit entries a session may read.
 #[derive(Debug)]
-pub(super) struct AuditTable {
-    store: Store,
-    view: AuditView,
-}
-
-impl AuditTable {
-    pub(super) fn new(store: Store, view: AuditView) -> Self {
-        Self { store, view }
-    }
+pub(super) struct Audit {
+    pub(super) store: Store,
+    pub(super) view: AuditView,
 }
 
 #[async_trait]
-impl TableProvider for AuditTable {
+impl StoredRows for Audit {
     fn schema(&self) -> SchemaRef {
         schema()
     }
 
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn read(&self) -> Result<RecordBatch> {
         let org = match &self.view {
-            AuditView::Denied => return Err(DataFusionError::External(Box::new(AuditDenied))),
+            AuditView::Denied => return Err(external(AuditDenied)),
             AuditView::Org(org) => Some(org.as_str()),
             AuditView::All => None,
         };
-        let entries = read_entries(&self.store, org)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let table = MemTable::try_new(schema(), vec![vec![batch(&entries)?]])?;
-        table.scan(state, projection, filters, limit).await
+        let entries = read_entries(&self.store, org).await.map_err(external)?;
+        batch(&entries)
     }
 }

@@ -33,6 +33,7 @@ mod issues_table;
 mod json;
 mod limits;
 mod runtime;
+pub(crate) mod stored_table;
 pub mod saved;
 mod tables;
 

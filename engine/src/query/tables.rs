@@ -13,7 +13,8 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::error::Result;
 
-use super::audit_table::{AuditTable, AuditView};
+use super::audit_table::{Audit, AuditView};
+use super::stored_table::StoredTable;
 use super::events_table::EventsTable;
 use super::issue_hours_table::{IssueHoursTable, Rollups};
 use super::issues_table::IssuesTable;
@@ -111,27 +112,29 @@ pub(crate) const TABLES: [Table; 7] = [
         name: "audit_log",
         build: |service, i| {
             Ok((i.audit != AuditView::Denied).then(|| {
-                Arc::new(AuditTable::new(service.store.clone(), i.audit.clone()))
-                    as Arc<dyn TableProvider>
+                Arc::new(StoredTable(Audit {
+                    store: service.store.clone(),
+                    view: i.audit.clone(),
+                })) as Arc<dyn TableProvider>
             }))
         },
     },
     Table {
         name: "alert_deliveries",
         build: |service, i| {
-            Ok(Some(Arc::new(crate::alerts::table::DeliveriesTable::new(
-                service.store.clone(),
-                i.projects.clone(),
-            ))))
+            Ok(Some(Arc::new(StoredTable(crate::alerts::table::Deliveries {
+                store: service.store.clone(),
+                projects: i.projects.clone(),
+            }))))
         },
     },
     Table {
         name: "monitors",
         build: |service, i| {
-            Ok(Some(Arc::new(crate::monitors::table::MonitorsTable::new(
-                service.store.clone(),
-                i.projects.clone(),
-            ))))
+            Ok(Some(Arc::new(StoredTable(crate::monitors::table::Monitors {
+                store: service.store.clone(),
+                projects: i.projects.clone(),
+            }))))
         },
     },
 ];

@@ -520,6 +520,7 @@ fn apply_patterns<'r>(
     matched: impl Iterator<Item = &'r Rule>,
     remarks: &mut Vec<Remark>,
 ) {
+    let mut traits: Option<rules::Traits> = None;
     for rule in matched {
         let Matcher::Pattern {
             regex,
@@ -530,8 +531,12 @@ fn apply_patterns<'r>(
         else {
             continue;
         };
-        if prefilter.is_some_and(|f| !f(text)) {
-            continue;
+        if let Some(prefilter) = prefilter {
+            // worked out again after a rule changed the text
+            let t = *traits.get_or_insert_with(|| rules::Traits::of(text));
+            if !prefilter(&t) {
+                continue;
+            }
         }
         let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
         for caps in regex.captures_iter(text) {
@@ -597,6 +602,7 @@ fn apply_patterns<'r>(
             remark.end = remark.end.saturating_add_signed(moved);
         }
         *text = out;
+        traits = None;
     }
 }
 

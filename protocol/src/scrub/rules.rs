@@ -56,8 +56,8 @@ pub(crate) enum Matcher {
     Pattern {
         regex: Regex,
         groups: Vec<usize>,
-        /// A cheap test that must pass before the regex runs.
-        prefilter: Option<fn(&str) -> bool>,
+        /// A cheap test of the string's [`Traits`] that must pass before the regex runs.
+        prefilter: Option<fn(&Traits) -> bool>,
         /// A check of each match (the Luhn checksum of card numbers).
         validate: Option<fn(&str) -> bool>,
     },
@@ -149,10 +149,6 @@ static UUID: LazyLock<Regex> = LazyLock::new(|| {
     regex(r"(?i)\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b")
 });
 
-fn digits(text: &str, at_least: usize) -> bool {
-    text.bytes().filter(u8::is_ascii_digit).count() >= at_least
-}
-
 /// The Luhn checksum of the digits of `text`.
 pub(crate) fn luhn(text: &str) -> bool {
     let mut sum = 0;
@@ -175,7 +171,7 @@ pub(crate) fn luhn(text: &str) -> bool {
 fn pattern(
     regex: &LazyLock<Regex>,
     groups: &[usize],
-    prefilter: Option<fn(&str) -> bool>,
+    prefilter: Option<fn(&Traits) -> bool>,
 ) -> Matcher {
     Matcher::Pattern {
         regex: Regex::clone(regex),
@@ -190,72 +186,56 @@ fn builtin(name: &str, legacy: bool) -> Option<(Vec<Matcher>, Redaction)> {
     let replace = |text: &str| Redaction::Replace(text.to_owned());
     Some(match name {
         "ip" => (
-            vec![pattern(
-                &IP,
-                &[],
-                Some(|t| t.contains('.') || t.contains(':')),
-            )],
+            vec![pattern(&IP, &[], Some(|t| t.dot || t.colon))],
             replace("[ip]"),
         ),
         "email" => (
-            vec![pattern(&EMAIL, &[], Some(|t| t.contains('@')))],
+            vec![pattern(&EMAIL, &[], Some(|t| t.at))],
             replace("[email]"),
         ),
         "creditcard" => (
             vec![Matcher::Pattern {
                 regex: Regex::clone(&CREDITCARD),
                 groups: Vec::new(),
-                prefilter: Some(|t| digits(t, 13)),
+                prefilter: Some(|t| t.digits >= 13),
                 validate: Some(luhn),
             }],
             replace("[creditcard]"),
         ),
         "iban" => (
-            vec![pattern(&IBAN, &[], Some(|t| digits(t, 4)))],
+            vec![pattern(&IBAN, &[], Some(|t| t.digits >= 4 && t.len >= 15))],
             replace("[iban]"),
         ),
         "pemkey" => (
-            vec![pattern(&PEMKEY, &[1], Some(|t| t.contains("-----BEGIN")))],
+            vec![pattern(&PEMKEY, &[1], Some(|t| t.pem))],
             replace("[pemkey]"),
         ),
         "urlauth" => (
             vec![pattern(
                 &URLAUTH,
                 if legacy { &[2] } else { &[1, 2] },
-                Some(|t| t.contains("://") && t.contains('@')),
+                Some(|t| t.scheme && t.at),
             )],
             replace("[auth]"),
         ),
         "usssn" => (
-            vec![pattern(
-                &USSSN,
-                &[],
-                Some(|t| t.contains('-') && digits(t, 9)),
-            )],
+            vec![pattern(&USSSN, &[], Some(|t| t.dash && t.digits >= 9))],
             Redaction::Mask,
         ),
         "userpath" => (
-            vec![pattern(
-                &USERPATH,
-                &[1],
-                Some(|t| t.contains('/') || t.contains('\\')),
-            )],
+            vec![pattern(&USERPATH, &[1], Some(|t| t.user_dir))],
             replace("[user]"),
         ),
         "mac" => (
-            vec![pattern(
-                &MAC,
-                &[],
-                Some(|t| t.contains(':') || t.contains('-')),
-            )],
+            vec![pattern(&MAC, &[], Some(|t| t.colon || t.dash))],
             Redaction::Mask,
         ),
         "uuid" => (
-            vec![pattern(&UUID, &[], Some(|t| t.len() >= 32))],
+            vec![pattern(&UUID, &[], Some(|t| t.len >= 32))],
             Redaction::Mask,
         ),
         "bearer" => (
-            vec![pattern(&BEARER, &[2], Some(has_bearer))],
+            vec![pattern(&BEARER, &[2], Some(|t| t.bearer))],
             replace("[token]"),
         ),
         "password" => (
@@ -263,7 +243,7 @@ fn builtin(name: &str, legacy: bool) -> Option<(Vec<Matcher>, Redaction)> {
                 Matcher::Pair {
                     key: Regex::clone(&PASSWORD_KEY),
                 },
-                pattern(&BEARER, &[2], Some(has_bearer)),
+                pattern(&BEARER, &[2], Some(|t| t.bearer)),
             ],
             Redaction::Remove,
         ),
@@ -272,12 +252,62 @@ fn builtin(name: &str, legacy: bool) -> Option<(Vec<Matcher>, Redaction)> {
     })
 }
 
-fn has_bearer(text: &str) -> bool {
-    text.len() > 7
-        && text
-            .as_bytes()
-            .windows(6)
-            .any(|w| w.eq_ignore_ascii_case(b"bearer"))
+/// What the prefilters of the built-in patterns ask of a string, worked out in one pass over
+/// its bytes instead of one scan per pattern.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Traits {
+    pub(crate) len: usize,
+    pub(crate) digits: usize,
+    pub(crate) dot: bool,
+    pub(crate) colon: bool,
+    pub(crate) dash: bool,
+    pub(crate) at: bool,
+    /// `://`
+    pub(crate) scheme: bool,
+    /// `bearer`, in any case
+    pub(crate) bearer: bool,
+    /// `-----BEGIN`
+    pub(crate) pem: bool,
+    /// A path segment `users`, `home` or `documents and settings` (any case) after `/` or `\`
+    pub(crate) user_dir: bool,
+}
+
+impl Traits {
+    pub(crate) fn of(text: &str) -> Self {
+        let bytes = text.as_bytes();
+        let mut t = Self {
+            len: bytes.len(),
+            ..Self::default()
+        };
+        let at = |i: usize, word: &[u8]| {
+            bytes
+                .get(i..i + word.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(word))
+        };
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'0'..=b'9' => t.digits += 1,
+                b'.' => t.dot = true,
+                b':' => {
+                    t.colon = true;
+                    t.scheme |= at(i + 1, b"//");
+                }
+                b'-' => {
+                    t.dash = true;
+                    t.pem |= at(i, b"-----BEGIN");
+                }
+                b'@' => t.at = true,
+                b'b' | b'B' => t.bearer |= at(i + 1, b"earer"),
+                b'/' | b'\\' => {
+                    t.user_dir |= [&b"users"[..], b"home", b"documents and settings"]
+                        .iter()
+                        .any(|dir| at(i + 1, dir) && matches!(bytes.get(i + 1 + dir.len()), Some(b'/' | b'\\')));
+                }
+                _ => {}
+            }
+        }
+        t
+    }
 }
 
 /// The rules of `@common`: what Sentry's "use default scrubbers" removes.
@@ -513,4 +543,71 @@ fn redaction(spec: &Value) -> Result<Redaction, String> {
             ));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prefilter may let through text its pattern does not match, never the reverse.
+    #[test]
+    fn a_prefilter_never_skips_text_its_pattern_matches() {
+        let texts = [
+            "4111 1111 1111 1111",
+            "card 4111-1111-1111-1111 charged",
+            "DE89370400440532013000",
+            "iban: GB82WEST12345698765432.",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
+            "postgres://admin:hunter2@db.internal:5432/shop",
+            "HTTPS://u:p@host/",
+            "078-05-1120",
+            "/home/ann/app/main.py",
+            "C:\\Users\\Ann\\app.exe",
+            "c:\\Documents and Settings\\bob\\x",
+            "/HOME/ann/x",
+            "Authorization: Bearer abc.def",
+            "BEARER xyz",
+            "ann@example.com",
+            "10.0.0.1 and ::1 and fe80::1:2:3:4",
+            "00:1A:2b:3c:4D:5e",
+            "550e8400-e29b-41d4-a716-446655440000",
+            "nothing here at all",
+            "",
+        ];
+        for name in [
+            "ip",
+            "email",
+            "creditcard",
+            "iban",
+            "pemkey",
+            "urlauth",
+            "usssn",
+            "userpath",
+            "mac",
+            "uuid",
+            "bearer",
+            "password",
+        ] {
+            let (matchers, _) = builtin(name, false).unwrap();
+            for matcher in matchers {
+                let Matcher::Pattern {
+                    regex, prefilter, ..
+                } = matcher
+                else {
+                    continue;
+                };
+                let Some(prefilter) = prefilter else {
+                    continue;
+                };
+                for text in texts {
+                    if regex.is_match(text) {
+                        assert!(
+                            prefilter(&Traits::of(text)),
+                            "{name}: the prefilter skips {text:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
