@@ -39,7 +39,16 @@ pub static TABLE: ItemTable = ItemTable::new(
 );
 
 /// The statuses of a session update (Relay's `SessionStatus`, without `unknown`).
-pub const STATUSES: [&str; 5] = ["ok", "exited", "crashed", "abnormal", "errored"];
+/// `unhandled` (an unhandled error that did not end the app, as browser SDKs report a page
+/// that threw) counts as errored.
+pub const STATUSES: [&str; 6] = [
+    "ok",
+    "exited",
+    "crashed",
+    "abnormal",
+    "errored",
+    "unhandled",
+];
 
 /// The row of one `session` item.
 pub fn session_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
@@ -63,7 +72,7 @@ pub fn session_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>>
         Some(_) => {
             return Err(Error::Field {
                 field: "status",
-                expected: "one of ok, exited, crashed, abnormal, errored",
+                expected: "one of ok, exited, crashed, abnormal, errored, unhandled",
             });
         }
     };
@@ -125,7 +134,10 @@ pub fn session_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>>
     row.insert("exited".into(), flag(status == "exited" && errors == 0));
     row.insert(
         "errored".into(),
-        flag(status == "errored" || (errors > 0 && matches!(status, "ok" | "exited"))),
+        flag(
+            matches!(status, "errored" | "unhandled")
+                || (errors > 0 && matches!(status, "ok" | "exited")),
+        ),
     );
     row.insert("abnormal".into(), flag(status == "abnormal"));
     row.insert("crashed".into(), flag(status == "crashed"));
@@ -183,6 +195,15 @@ pub fn aggregate_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow
             };
             row.insert(name.into(), count.into());
         }
+        // unhandled sessions are errored ones
+        if let Some(unhandled) = bucket.get("unhandled").filter(|v| !v.is_null()) {
+            let unhandled = unhandled.as_u64().ok_or(Error::Field {
+                field: "aggregates.unhandled",
+                expected: "a count",
+            })?;
+            let errored = row.get("errored").and_then(Value::as_u64).unwrap_or(0);
+            row.insert("errored".into(), (errored + unhandled).into());
+        }
         rows.push(started, row);
     }
     Ok(rows.finish())
@@ -235,6 +256,26 @@ mod tests {
         assert_eq!(json["exited"], 0);
         assert_eq!(json["seq"], 3);
         assert_eq!(json["environment"], "prod");
+    }
+
+    #[test]
+    fn an_unhandled_session_of_a_browser_counts_as_errored() {
+        // as @sentry/browser 11 sends a page that threw
+        let payload = br#"{"sid":"6e03251ccaeb47539af54bf39b18f7c8","init":true,
+            "started":"2026-12-05T18:00:41.115Z","timestamp":"2026-12-05T18:00:41.133Z",
+            "status":"unhandled","errors":1,
+            "attrs":{"release":"shop-web@1.0.0","environment":"production"}}"#;
+        let rows = session_rows(payload, ctx()).unwrap();
+        let json: Value = serde_json::from_slice(&rows[0].json).unwrap();
+        assert_eq!(json["status"], "unhandled");
+        assert_eq!(json["errored"], 1);
+        assert_eq!(json["crashed"], 0);
+        let aggregates = br#"{"attrs":{"release":"shop-web@1.0.0"},
+            "aggregates":[{"started":"2026-12-05T18:00:00Z","exited":2,"errored":1,"unhandled":3}]}"#;
+        let rows = aggregate_rows(aggregates, ctx()).unwrap();
+        let json: Value = serde_json::from_slice(&rows[0].json).unwrap();
+        assert_eq!(json["errored"], 4);
+        assert_eq!(json["exited"], 2);
     }
 
     #[test]

@@ -33,8 +33,8 @@ mod issues_table;
 mod json;
 mod limits;
 mod runtime;
-pub(crate) mod stored_table;
 pub mod saved;
+pub(crate) mod stored_table;
 mod tables;
 
 use std::collections::HashSet;

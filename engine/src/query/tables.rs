@@ -14,10 +14,10 @@ use datafusion::catalog::TableProvider;
 use datafusion::error::Result;
 
 use super::audit_table::{Audit, AuditView};
-use super::stored_table::StoredTable;
 use super::events_table::EventsTable;
 use super::issue_hours_table::{IssueHoursTable, Rollups};
 use super::issues_table::IssuesTable;
+use super::stored_table::StoredTable;
 use super::{ProjectFilter, QueryService};
 use crate::issues::state::IssueState;
 use crate::store::manifest::DataFile;
@@ -122,19 +122,23 @@ pub(crate) const TABLES: [Table; 7] = [
     Table {
         name: "alert_deliveries",
         build: |service, i| {
-            Ok(Some(Arc::new(StoredTable(crate::alerts::table::Deliveries {
-                store: service.store.clone(),
-                projects: i.projects.clone(),
-            }))))
+            Ok(Some(Arc::new(StoredTable(
+                crate::alerts::table::Deliveries {
+                    store: service.store.clone(),
+                    projects: i.projects.clone(),
+                },
+            ))))
         },
     },
     Table {
         name: "monitors",
         build: |service, i| {
-            Ok(Some(Arc::new(StoredTable(crate::monitors::table::Monitors {
-                store: service.store.clone(),
-                projects: i.projects.clone(),
-            }))))
+            Ok(Some(Arc::new(StoredTable(
+                crate::monitors::table::Monitors {
+                    store: service.store.clone(),
+                    projects: i.projects.clone(),
+                },
+            ))))
         },
     },
 ];

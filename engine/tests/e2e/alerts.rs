@@ -219,20 +219,10 @@ fn setup_with(dir: &std::path::Path, receiver: &Receiver, extra: &str) -> Result
 /// A token that may read events, change issues and manage alerts.
 fn token(setup: &Setup) -> Result<String> {
     Ok(setup
-        .cli(&[
-            "token",
-            "create",
-            "--name",
+        .token_with(
             "alerts",
-            "--scope",
-            "event:read",
-            "--scope",
-            "event:write",
-            "--scope",
-            "alerts:read",
-            "--scope",
-            "alerts:write",
-        ])?
+            &["event:read", "event:write", "alerts:read", "alerts:write"],
+        )?
         .trim()
         .to_owned())
 }
@@ -569,20 +559,10 @@ async fn rules_and_channels_made_through_the_api_mail_the_alert_and_are_audited(
     let dsn = setup.create_project("shop")?;
     let server = setup.start()?;
     let token = setup
-        .cli(&[
-            "token",
-            "create",
-            "--name",
+        .token_with(
             "platform",
-            "--scope",
-            "alerts:read",
-            "--scope",
-            "alerts:write",
-            "--scope",
-            "org:admin",
-            "--scope",
-            "event:read",
-        ])?
+            &["alerts:read", "alerts:write", "org:admin", "event:read"],
+        )?
         .trim()
         .to_owned();
 

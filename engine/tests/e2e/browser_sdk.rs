@@ -3,7 +3,8 @@
 //! (debug-id bundles) against faultline, the page served from its own loopback origin and opened
 //! in headless Chromium (`tests/browser/sdk_page.mjs`). The error it throws arrives through the
 //! browser's CORS rules, and the stored event and the event API show the original files, lines
-//! and function names; the page's session is counted in `release_health`.
+//! and function names; the page's session is counted in `release_health`, its page load is a
+//! span in the trace of the error, and the feedback it sends is in `feedback`.
 
 use std::process::Command;
 
@@ -28,6 +29,8 @@ import { applyCoupon } from "./checkout.js";
 Sentry.init({
   dsn: window.FAULTLINE_DSN,
   release: "shop-web@1.0.0",
+  integrations: [Sentry.browserTracingIntegration()],
+  tracesSampleRate: 1.0,
   beforeSend(event) {
     window.sentEventId = event.event_id;
     return event;
@@ -39,6 +42,18 @@ function onCheckout() {
 }
 
 setTimeout(onCheckout, 0);
+// the user reports what went wrong, about the error just sent
+const feedback = setInterval(() => {
+  if (!window.sentEventId) return;
+  clearInterval(feedback);
+  Sentry.captureFeedback({
+    name: "Ann",
+    email: "ann@example.com",
+    message: "The coupon field breaks the checkout",
+    url: window.location.href,
+    associatedEventId: window.sentEventId,
+  });
+}, 50);
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,16 +62,7 @@ async fn browser_sdk_errors_in_chromium_are_resolved_with_uploaded_source_maps()
     let setup = Setup::new(tmp.path(), "data", "");
     let dsn = setup.create_project("shop")?;
     let server = setup.start()?;
-    let token = setup.cli(&[
-        "token",
-        "create",
-        "--name",
-        "frontend-ci",
-        "--scope",
-        "project:releases",
-        "--scope",
-        "event:read",
-    ])?;
+    let token = setup.token_with("frontend-ci", &["project:releases", "event:read"])?;
     let token = token.trim().to_owned();
     let base = setup.base_url();
 
@@ -106,7 +112,8 @@ async fn browser_sdk_errors_in_chromium_are_resolved_with_uploaded_source_maps()
     let mut command = Command::new("node");
     command
         .arg(workspace_root().join("tests/browser/sdk_page.mjs"))
-        .arg(app.join("dist"));
+        .arg(app.join("dist"))
+        .arg("session,span,feedback");
     let report = run(command, "node tests/browser/sdk_page.mjs")
         .with_context(|| format!("server log:\n{}", server.log_text()))?;
     let report: Value = serde_json::from_str(report.trim()).context("sdk_page.mjs report")?;
@@ -169,8 +176,61 @@ async fn browser_sdk_errors_in_chromium_are_resolved_with_uploaded_source_maps()
     assert_ne!(raw["function"], "applyCoupon", "{raw}");
     assert!(event.get("errors").is_none(), "{}", event["errors"]);
 
-    // release health: the SDK opened a session when the page loaded, and the uncaught error
-    // counts against it
+    let types = &report["itemTypes"];
+    for ty in ["event", "session", "span", "feedback"] {
+        assert!(
+            types.as_array().is_some_and(|t| t.iter().any(|x| x == ty)),
+            "the page sent no {ty}: {report}"
+        );
+    }
+    assert!(
+        report["statuses"]
+            .as_array()
+            .is_some_and(|s| s.iter().all(|status| status == 200)),
+        "every envelope is accepted: {report}"
+    );
+
+    // the page load as a span (the browser SDK streams spans), in the trace of the error
+    let pageloads = setup.query(&format!(
+        "SELECT s.description, s.transaction, s.is_segment, s.release, e.event_id, s.data['url.full'] AS url FROM spans s \
+         LEFT JOIN events e ON e.trace_id = s.trace_id AND e.event_id = '{id}' \
+         WHERE s.op = 'pageload'"
+    ))?;
+    let pageload = pageloads
+        .first()
+        .with_context(|| format!("no pageload span; server log:\n{}", server.log_text()))?;
+    assert_eq!(
+        pageload["url"],
+        format!("{origin}/index.html"),
+        "{pageload:?}"
+    );
+    assert_eq!(pageload["is_segment"], true, "{pageload:?}");
+    assert_eq!(pageload["release"], "shop-web@1.0.0", "{pageload:?}");
+    assert_eq!(
+        pageload["event_id"],
+        id.as_str(),
+        "the error is in the page load's trace"
+    );
+    // the user's feedback
+    let feedback = setup.query(
+        "SELECT name, contact_email, message, release, url, associated_event_id FROM feedback",
+    )?;
+    assert_eq!(feedback.len(), 1, "{feedback:?}");
+    assert_eq!(feedback[0]["name"], "Ann");
+    assert_eq!(feedback[0]["contact_email"], "ann@example.com");
+    assert_eq!(
+        feedback[0]["message"],
+        "The coupon field breaks the checkout"
+    );
+    assert_eq!(feedback[0]["url"], format!("{origin}/index.html"));
+    assert_eq!(
+        feedback[0]["associated_event_id"],
+        id.as_str(),
+        "the feedback is linked to the error"
+    );
+
+    // release health: the SDK opened a session when the page loaded; the uncaught error made
+    // it `unhandled` (an error, not a crash: the page lives on)
     let health = setup.query(
         "SELECT sessions, errored, crashed, crash_free_sessions FROM release_health \
          WHERE release = 'shop-web@1.0.0'",
@@ -180,6 +240,8 @@ async fn browser_sdk_errors_in_chromium_are_resolved_with_uploaded_source_maps()
         .with_context(|| format!("no session of the page; server log:\n{}", server.log_text()))?;
     assert_eq!(health["sessions"], 1, "{health:?}");
     assert_eq!(health["errored"], 1, "{health:?}");
+    assert_eq!(health["crashed"], 0, "{health:?}");
+    assert_eq!(health["crash_free_sessions"], 1.0, "{health:?}");
 
     // the same through Sentry's event API
     let view: Value = reqwest::Client::new()

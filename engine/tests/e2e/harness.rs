@@ -123,6 +123,15 @@ impl Setup {
         Ok(dsn)
     }
 
+    /// A new API token named `name` with these scopes, as `faultline token create` prints it.
+    pub(crate) fn token_with(&self, name: &str, scopes: &[&str]) -> Result<String> {
+        let mut args = vec!["token", "create", "--name", name];
+        for scope in scopes {
+            args.extend(["--scope", scope]);
+        }
+        Ok(self.cli(&args)?.trim().to_owned())
+    }
+
     pub(crate) fn create_token(&self) -> Result<String> {
         let out = self.cli(&["token", "create", "--name", "e2e"])?;
         let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();

@@ -75,14 +75,7 @@ async fn an_invite_is_mailed_and_a_mail_server_outage_is_reported() -> Result<()
     let sink = Sink::start(smtp_port, &inbox)?;
     let _server = setup.start()?;
     let token = setup
-        .cli(&[
-            "token",
-            "create",
-            "--name",
-            "inviter",
-            "--scope",
-            "member:write",
-        ])?
+        .token_with("inviter", &["member:write"])?
         .trim()
         .to_owned();
 

@@ -230,16 +230,7 @@ async fn first_owner_invite_totp_and_the_audit_log_through_psql() -> Result<()> 
 
     // The audit log, through psql with a token holding org:admin, and refused without it.
     let auditor = setup
-        .cli(&[
-            "token",
-            "create",
-            "--name",
-            "auditor",
-            "--scope",
-            "event:read",
-            "--scope",
-            "org:admin",
-        ])?
+        .token_with("auditor", &["event:read", "org:admin"])?
         .trim()
         .to_owned();
     let rows = psql(

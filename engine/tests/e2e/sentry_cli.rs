@@ -56,22 +56,16 @@ async fn sentry_cli_registers_releases_and_deploys() -> Result<()> {
     // The project exists before the server starts, so its first answers already know it.
     let dsn = setup.create_project("shop")?;
     let server = setup.start()?;
-    let out = setup.cli(&[
-        "token",
-        "create",
-        "--name",
+    let out = setup.token_with(
         "ci",
-        "--scope",
-        "org:read",
-        "--scope",
-        "project:read",
-        "--scope",
-        "project:releases",
-        "--scope",
-        "event:read",
-        "--scope",
-        "event:write",
-    ])?;
+        &[
+            "org:read",
+            "project:read",
+            "project:releases",
+            "event:read",
+            "event:write",
+        ],
+    )?;
     let token = out.trim().to_owned();
     let base = setup.base_url();
     let cli = |args: &[&str]| sentry_cli(&base, &token, args);
@@ -165,14 +159,7 @@ async fn sentry_cli_registers_releases_and_deploys() -> Result<()> {
     assert_eq!(event["entries"][0]["data"]["formatted"], "checkout failed");
 
     // A token without project:releases is refused, naming the scope.
-    let reader = setup.cli(&[
-        "token",
-        "create",
-        "--name",
-        "reader",
-        "--scope",
-        "project:read",
-    ])?;
+    let reader = setup.token_with("reader", &["project:read"])?;
     let refused = sentry_cli(&base, reader.trim(), &["releases", "new", "shop@2"]);
     let message = format!("{:#}", refused.unwrap_err());
     assert!(message.contains("project:releases"), "{message}");

@@ -146,20 +146,10 @@ async fn sentry_cli_uploads_resolve_node_frames_and_two_builds_are_one_issue() -
     let setup = Setup::new(tmp.path(), "data", "");
     let dsn = setup.create_project("shop")?;
     let server = setup.start()?;
-    let token = setup.cli(&[
-        "token",
-        "create",
-        "--name",
+    let token = setup.token_with(
         "ci",
-        "--scope",
-        "org:read",
-        "--scope",
-        "project:read",
-        "--scope",
-        "project:releases",
-        "--scope",
-        "event:read",
-    ])?;
+        &["org:read", "project:read", "project:releases", "event:read"],
+    )?;
     let token = token.trim().to_owned();
     let base = setup.base_url();
 
@@ -335,14 +325,7 @@ async fn sentry_cli_uploads_resolve_node_frames_and_two_builds_are_one_issue() -
     assert_eq!(response.status(), 404, "no such release");
 
     // a token without project:releases or project:write may not upload
-    let reader = setup.cli(&[
-        "token",
-        "create",
-        "--name",
-        "reader",
-        "--scope",
-        "project:read",
-    ])?;
+    let reader = setup.token_with("reader", &["project:read"])?;
     let response = reqwest::Client::new()
         .get(format!("{base}/api/0/organizations/default/chunk-upload/"))
         .bearer_auth(reader.trim())

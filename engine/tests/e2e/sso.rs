@@ -168,16 +168,7 @@ async fn oidc_login_creates_an_account_once_and_refuses_a_replayed_state() -> Re
 
     // Each login and each refusal is in the audit log.
     let token = setup
-        .cli(&[
-            "token",
-            "create",
-            "--name",
-            "auditor",
-            "--scope",
-            "event:read",
-            "--scope",
-            "org:admin",
-        ])?
+        .token_with("auditor", &["event:read", "org:admin"])?
         .trim()
         .to_owned();
     let rows = server
@@ -338,16 +329,7 @@ async fn a_password_account_links_its_provider_login_which_no_other_account_can_
     );
 
     let token = setup
-        .cli(&[
-            "token",
-            "create",
-            "--name",
-            "auditor",
-            "--scope",
-            "event:read",
-            "--scope",
-            "org:admin",
-        ])?
+        .token_with("auditor", &["event:read", "org:admin"])?
         .trim()
         .to_owned();
     let rows = server

@@ -24,26 +24,20 @@ pub(crate) struct Bag {
     bytes: usize,
 }
 
+impl Bag {
+    const fn new(depth: usize, bytes: usize) -> Self {
+        Self { depth, bytes }
+    }
+}
+
 /// Relay's `BagSize::Medium`.
-pub(crate) const MEDIUM: Bag = Bag {
-    depth: 5,
-    bytes: 2048,
-};
+pub(crate) const MEDIUM: Bag = Bag::new(5, 2048);
 /// Relay's `BagSize::Large`.
-pub(crate) const LARGE: Bag = Bag {
-    depth: 7,
-    bytes: 8192,
-};
+pub(crate) const LARGE: Bag = Bag::new(7, 8192);
 /// Relay's `BagSize::Larger`.
-pub(crate) const LARGER: Bag = Bag {
-    depth: 7,
-    bytes: 16384,
-};
+pub(crate) const LARGER: Bag = Bag::new(7, 16384);
 /// Relay's `BagSize::Massive`.
-pub(crate) const MASSIVE: Bag = Bag {
-    depth: 7,
-    bytes: 262_144,
-};
+pub(crate) const MASSIVE: Bag = Bag::new(7, 262_144);
 
 /// Frames a stack trace keeps at most: the innermost (Relay's hard limit).
 pub(crate) const MAX_FRAMES: usize = 250;

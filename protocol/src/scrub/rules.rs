@@ -301,7 +301,10 @@ impl Traits {
                 b'/' | b'\\' => {
                     t.user_dir |= [&b"users"[..], b"home", b"documents and settings"]
                         .iter()
-                        .any(|dir| at(i + 1, dir) && matches!(bytes.get(i + 1 + dir.len()), Some(b'/' | b'\\')));
+                        .any(|dir| {
+                            at(i + 1, dir)
+                                && matches!(bytes.get(i + 1 + dir.len()), Some(b'/' | b'\\'))
+                        });
                 }
                 _ => {}
             }
