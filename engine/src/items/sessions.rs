@@ -323,7 +323,7 @@ mod tests {
         let cases = [
             (
                 format!(r#"{{{sid},"started":1,"status":"sleeping","attrs":{{"release":"r"}}}}"#),
-                "`status` is missing or not one of ok, exited, crashed, abnormal, errored",
+                "`status` is missing or not one of ok, exited, crashed, abnormal, errored, unhandled",
             ),
             (
                 format!(r#"{{{sid},"started":1}}"#),
