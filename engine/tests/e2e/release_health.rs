@@ -30,6 +30,13 @@ async fn rows_when(
     server.sql(token, sql).await
 }
 
+/// Each check-in's monitor and status.
+fn slugs_and_statuses(rows: &[Rows]) -> Vec<(Option<&str>, Option<&str>)> {
+    rows.iter()
+        .map(|r| (r.str("monitor_slug"), r.str("status")))
+        .collect()
+}
+
 fn float(row: &Rows, column: &str) -> Option<f64> {
     match row.get(column) {
         Some(Value::String(s)) => s.parse().ok(),
@@ -105,10 +112,7 @@ async fn python_sdk_sessions_give_crash_free_rates_and_check_ins_make_monitors()
         |rows| rows.len() >= 4,
     )
     .await?;
-    let seen: Vec<(Option<&str>, Option<&str>)> = check_ins
-        .iter()
-        .map(|r| (r.str("monitor_slug"), r.str("status")))
-        .collect();
+    let seen = slugs_and_statuses(&check_ins);
     assert_eq!(
         seen,
         [
@@ -191,10 +195,7 @@ async fn node_sdk_check_ins_make_monitors_and_its_session_is_kept() -> anyhow::R
         |rows| rows.len() >= 4,
     )
     .await?;
-    let seen: Vec<(Option<&str>, Option<&str>)> = check_ins
-        .iter()
-        .map(|r| (r.str("monitor_slug"), r.str("status")))
-        .collect();
+    let seen = slugs_and_statuses(&check_ins);
     assert_eq!(
         seen,
         [

@@ -473,16 +473,14 @@ async fn grafana_sentry_data_source_requests_decode_into_its_types() {
         ("project", "1".to_owned()),
     ];
     let mut params: Vec<(&str, &str)> = base.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    params.push(("field", "count()"));
-    let reply = h
-        .get_as(
-            &token,
-            &format!(
-                "/api/0/organizations/default/events-stats/?{}",
-                go_encode(&params)
-            ),
+    let stats_uri = |params: &[(&str, &str)]| {
+        format!(
+            "/api/0/organizations/default/events-stats/?{}",
+            go_encode(params)
         )
-        .await;
+    };
+    params.push(("field", "count()"));
+    let reply = h.get_as(&token, &stats_uri(&params)).await;
     let stats: Map<String, Value> = decode(&reply, "events-stats");
     let series = grafana_series(&Value::Object(stats));
     assert!((3..=5).contains(&series.len()), "{series:?}");
@@ -492,15 +490,7 @@ async fn grafana_sentry_data_source_requests_decode_into_its_types() {
     );
     assert_eq!(series.iter().filter_map(|(_, c)| *c).sum::<f64>(), 4.0);
     params.push(("field", "environment"));
-    let reply = h
-        .get_as(
-            &token,
-            &format!(
-                "/api/0/organizations/default/events-stats/?{}",
-                go_encode(&params)
-            ),
-        )
-        .await;
+    let reply = h.get_as(&token, &stats_uri(&params)).await;
     let stats: Map<String, Value> = decode(&reply, "grouped events-stats");
     let total = |name: &str| -> f64 {
         grafana_series(&stats[name])
