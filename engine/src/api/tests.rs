@@ -72,6 +72,29 @@ async fn harness() -> Harness {
     harness_with(|_| {}).await
 }
 
+impl Harness {
+    /// The node as after a crash: gone without a flush, then opened again on the same data
+    /// directory (its WAL is all there is of what was not flushed).
+    async fn reopened(self) -> Harness {
+        let config = self.node.config.clone();
+        let Harness {
+            _dir: dir,
+            node,
+            router,
+        } = self;
+        drop(router);
+        drop(node);
+        let node = Arc::new(Node::open(config).await.unwrap());
+        let router =
+            super::router(&node).layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 5000))));
+        Harness {
+            _dir: dir,
+            node,
+            router,
+        }
+    }
+}
+
 struct Reply {
     status: StatusCode,
     headers: axum::http::HeaderMap,

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::{Harness, harness, harness_with};
-use crate::node::Node;
 
 const EVENT: &str = "9ec79c33ec9942ab8353589fcb2e04dc";
 
@@ -130,23 +129,7 @@ async fn attachments_are_stored_listed_and_downloaded_as_sent() {
     assert_listed_and_downloaded(&h, &token, "acknowledged").await;
 
     // A crash: the rows come back from the WAL, the bytes were in the store already.
-    let config = h.node.config.clone();
-    let Harness {
-        _dir: dir,
-        node,
-        router,
-    } = h;
-    drop(router);
-    drop(node);
-    let node = std::sync::Arc::new(Node::open(config).await.unwrap());
-    let router = crate::api::router(&node).layer(axum::extract::connect_info::MockConnectInfo(
-        std::net::SocketAddr::from(([10, 1, 2, 3], 5000)),
-    ));
-    let h = Harness {
-        _dir: dir,
-        node,
-        router,
-    };
+    let h = h.reopened().await;
     assert_listed_and_downloaded(&h, &token, "after a restart").await;
 
     h.node.flush().await.unwrap();

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use super::{Harness, harness};
-use crate::node::Node;
 
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 
@@ -131,23 +130,7 @@ async fn items_are_stored_queryable_and_survive_a_crash_and_a_flush() {
     assert_rows(&h).await;
 
     // A crash: the node goes away without a flush; its WAL is all there is.
-    let config = h.node.config.clone();
-    let Harness {
-        _dir: dir,
-        node,
-        router,
-    } = h;
-    drop(router);
-    drop(node);
-    let node = std::sync::Arc::new(Node::open(config).await.unwrap());
-    let router = crate::api::router(&node).layer(axum::extract::connect_info::MockConnectInfo(
-        std::net::SocketAddr::from(([10, 1, 2, 3], 5000)),
-    ));
-    let h = Harness {
-        _dir: dir,
-        node,
-        router,
-    };
+    let h = h.reopened().await;
     assert_rows(&h).await;
 
     // A flush: the rows move to Parquet files of their tables, listed in the manifest.
