@@ -2,8 +2,9 @@
 //! project defines in Relay's JSON format (`pattern`, `redact_pair`, `anything`, `multiple`,
 //! `alias` and the built-in types), each with a redaction method.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 use serde_json::Value;
 
@@ -62,7 +63,7 @@ pub(crate) enum Matcher {
         validate: Option<fn(&str) -> bool>,
     },
     /// The whole value of a member whose key matches.
-    Pair { key: Regex },
+    Pair { key: KeyPattern },
     /// The whole value.
     Anything,
 }
@@ -77,7 +78,53 @@ pub(crate) struct Rule {
 
 /// Key names whose values are secrets: Relay's `@password` key pattern, plus session and CSRF
 /// names as Sentry's SDKs scrub them.
-const PASSWORD_KEYS: &str = r"(?i)password|secret|passwd|api_key|apikey|auth|credentials|mysql_pwd|privatekey|private_key|token|otp|two[-_]factor|session|csrf|xsrf";
+const PASSWORD_KEYS: &[&str] = &[
+    "password",
+    "secret",
+    "passwd",
+    "api_key",
+    "apikey",
+    "auth",
+    "credentials",
+    "mysql_pwd",
+    "privatekey",
+    "private_key",
+    "token",
+    "otp",
+    "two-factor",
+    "two_factor",
+    "session",
+    "csrf",
+    "xsrf",
+];
+
+/// What a key name must contain (in any case) for a [`Matcher::Pair`] rule to take its value.
+#[derive(Debug, Clone)]
+pub(crate) enum KeyPattern {
+    /// Any of these words: Sentry's sensitive keys and a project's sensitive fields, searched
+    /// as one automaton (no per-thread search cache as a regex needs, which ingest threads
+    /// would otherwise contend for on every key).
+    Words(Arc<AhoCorasick>),
+    /// A regular expression (`keyPattern` of an advanced `redact_pair` rule).
+    Regex(Regex),
+}
+
+impl KeyPattern {
+    fn words(words: &[&str]) -> Option<Self> {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(words)
+            .ok()
+            .map(|ac| Self::Words(Arc::new(ac)))
+    }
+
+    pub(crate) fn is_match(&self, key: &str) -> bool {
+        match self {
+            Self::Words(words) => words.is_match(key),
+            Self::Regex(regex) => regex.is_match(key),
+        }
+    }
+}
 
 /// Session and CSRF cookie names whose values are removed (Relay's list).
 pub(crate) const SENSITIVE_COOKIES: &[&str] = &[
@@ -111,7 +158,8 @@ fn regex(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| panic!("built-in pattern {pattern:?}: {e}"))
 }
 
-static PASSWORD_KEY: LazyLock<Regex> = LazyLock::new(|| regex(PASSWORD_KEYS));
+static PASSWORD_KEY: LazyLock<Option<KeyPattern>> =
+    LazyLock::new(|| KeyPattern::words(PASSWORD_KEYS));
 static BEARER: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\b(Bearer\s+)([^\s]+)"));
 static CREDITCARD: LazyLock<Regex> =
     LazyLock::new(|| regex(r"\b((?:3[47]\d|(?:4\d|5[1-5]|65)\d{2}|6011)(?:[-\s]?\d){9,12})\b"));
@@ -241,7 +289,7 @@ fn builtin(name: &str, legacy: bool) -> Option<(Vec<Matcher>, Redaction)> {
         "password" => (
             vec![
                 Matcher::Pair {
-                    key: Regex::clone(&PASSWORD_KEY),
+                    key: PASSWORD_KEY.clone()?,
                 },
                 pattern(&BEARER, &[2], Some(|t| t.bearer)),
             ],
@@ -370,16 +418,21 @@ pub(crate) fn resolve_builtin(reference: &str) -> Option<Vec<Rule>> {
 /// A rule that removes the values of members whose key matches one of `names` exactly
 /// (case-insensitively): the project's "additional sensitive fields".
 pub(crate) fn sensitive_fields(names: &[String]) -> Option<Rule> {
-    let names: Vec<String> = names
+    let names: Vec<&str> = names
         .iter()
         .map(|n| n.trim())
         .filter(|n| !n.is_empty())
-        .map(regex::escape)
         .collect();
     if names.is_empty() {
         return None;
     }
-    let key = Regex::new(&format!("(?i){}", names.join("|"))).ok()?;
+    // ASCII names in any case as words; others need Unicode case folding
+    let key = if names.iter().all(|n| n.is_ascii()) {
+        KeyPattern::words(&names)?
+    } else {
+        let escaped: Vec<String> = names.iter().map(|n| regex::escape(n)).collect();
+        KeyPattern::Regex(Regex::new(&format!("(?i){}", escaped.join("|"))).ok()?)
+    };
     Some(Rule {
         id: "strip-fields".to_owned(),
         matcher: Matcher::Pair { key },
@@ -471,7 +524,12 @@ pub(crate) fn resolve(
                 .ok_or_else(|| bad("a `redact_pair` rule needs `keyPattern`"))?;
             let key = Regex::new(&format!("(?i){text}"))
                 .map_err(|e| bad(&format!("invalid `keyPattern`: {e}")))?;
-            with(Matcher::Pair { key }, filtered)
+            with(
+                Matcher::Pair {
+                    key: KeyPattern::Regex(key),
+                },
+                filtered,
+            )
         }
         "anything" => with(Matcher::Anything, filtered),
         "multiple" | "alias" => {

@@ -226,6 +226,33 @@ fn safe_fields_sensitive_fields_and_switching_off() {
 }
 
 #[test]
+fn sensitive_keys_match_in_any_case_anywhere_in_the_name() {
+    let event = json!({"message": "m", "extra": {
+        "DB_PASSWORD": "a", "X_API_KEY": "b", "userSessionId": "c", "Two-Factor-Code": "d",
+        "my_Field_2": "e", "CONTRASEÑA": "f", "author": "g",
+        "filename": "kept", "X-Api-Key": "kept: not api_key nor apikey"}});
+    let settings = ScrubSettings {
+        sensitive_fields: vec!["MY_FIELD".into(), "contraseña".into()],
+        ..ScrubSettings::default()
+    };
+    let out = with(&settings, event);
+    let extra = &out["extra"];
+    for key in [
+        "DB_PASSWORD",
+        "X_API_KEY",
+        "userSessionId",
+        "Two-Factor-Code",
+        "my_Field_2",
+        "CONTRASEÑA",
+        "author",
+    ] {
+        assert_eq!(extra[key], "[Filtered]", "{key}: {extra}");
+    }
+    assert_eq!(extra["filename"], "kept");
+    assert_eq!(extra["X-Api-Key"], "kept: not api_key nor apikey");
+}
+
+#[test]
 fn ip_addresses_are_removed_when_asked() {
     let event = json!({"message": "seen from 10.1.2.3", "user": {"ip_address": "{{auto}}", "id": "7"},
         "request": {"env": {"REMOTE_ADDR": "203.0.113.9"}, "headers": {"X-Forwarded-For": "203.0.113.9"}}});
