@@ -24,6 +24,7 @@ mod sentry_files;
 mod sentry_issues;
 mod settings;
 mod sso;
+mod status;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -360,6 +361,15 @@ fn query_routes(node: &Arc<Node>) -> Router {
                 .route("/api/0/backups/{id}", get(maintenance::get_backup))
                 .route("/api/0/retention/run", post(maintenance::run_retention))
                 .with_state(admin),
+        )
+        .merge(
+            Router::new()
+                .route("/api/0/status/", get(status::get))
+                .route("/api/0/status", get(status::get))
+                .with_state(status::StatusState {
+                    auth: auth_of(node),
+                    node: Arc::clone(node),
+                }),
         )
         .merge(
             Router::new()
