@@ -1,6 +1,7 @@
 //! Client of the engine's admin API, as far as the operator uses it: start a backup, read one,
-//! list them (`POST/GET /api/0/backups[/{id}]`), and register or unregister a project
-//! (`PUT/DELETE /api/0/organizations/{org}/projects/{project}/`); bearer admin token, JSON.
+//! list them (`POST/GET /api/0/backups[/{id}]`), register or unregister a project
+//! (`PUT/DELETE /api/0/organizations/{org}/projects/{project}/`), and read the engine's status
+//! (`GET /api/0/status/`: object store, WAL, per-project figures); bearer admin token, JSON.
 //!
 //! The operator reaches it on the tracker's `<tracker>-admin` Service, plain HTTP inside the
 //! cluster. Every request has a time limit, so an engine that does not answer delays a
@@ -163,6 +164,46 @@ pub struct RegisteredProject {
     pub organization: String,
 }
 
+/// One check of `GET /api/0/status/`: passed, or the engine's error text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Check {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One project's figures in `GET /api/0/status/`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectFigures {
+    /// The numeric id, as a string.
+    pub id: String,
+    pub organization: String,
+    pub slug: String,
+    /// Error events accepted in the last sixty minutes; `None` when the engine could not
+    /// read its figures.
+    #[serde(default)]
+    pub events_last_hour: Option<u64>,
+    /// RFC 3339; `None` before the project's first event.
+    #[serde(default)]
+    pub last_event_seen: Option<String>,
+}
+
+/// The answer to `GET /api/0/status/`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineStatus {
+    /// RFC 3339.
+    pub checked_at: String,
+    pub object_store: Check,
+    pub wal: Check,
+    /// Why the figures are missing, when they are.
+    #[serde(default)]
+    pub figures_error: Option<String>,
+    #[serde(default)]
+    pub projects: Vec<ProjectFigures>,
+}
+
 /// The admin API of one tracker.
 #[derive(Clone)]
 pub struct AdminApi {
@@ -262,6 +303,15 @@ impl AdminApi {
             s if s.is_client_error() => Err(refused(org, project, s, &answer)),
             other => Err(status_error(url, other, &answer)),
         }
+    }
+
+    /// The engine's checks (object store, WAL) and every project's figures, in one call.
+    pub async fn status(&self) -> Result<EngineStatus> {
+        let (status, url, body) = self.send(Method::GET, "/api/0/status/").await?;
+        if status != StatusCode::OK {
+            return Err(status_error(url, status, &body));
+        }
+        decode(&url, &body)
     }
 
     async fn send(&self, method: Method, path: &str) -> Result<(StatusCode, String, Bytes)> {
@@ -393,6 +443,24 @@ mod tests {
         assert!(err.to_string().contains("not the expected JSON"), "{err}");
         let unknown_state = br#"[{"id":"b3","state":"exploded"}]"#;
         assert!(decode::<Vec<BackupInfo>>("u", unknown_state).is_err());
+    }
+
+    #[test]
+    fn the_engine_status_reads_as_documented() {
+        let body = br#"{"checkedAt":"2026-12-05T18:00:00Z","node":"node-0",
+            "objectStore":{"ok":false,"error":"s3://bucket: connection refused"},"wal":{"ok":true},
+            "projects":[{"id":"2","organization":"shop","slug":"api","eventsLastHour":12,"lastEventSeen":"2026-12-05T17:59:01.5Z"},
+                        {"id":"3","organization":"shop","slug":"web","eventsLastHour":0,"lastEventSeen":null}]}"#;
+        let status: EngineStatus = decode("u", body).unwrap();
+        assert!(!status.object_store.ok);
+        assert_eq!(
+            status.object_store.error.as_deref(),
+            Some("s3://bucket: connection refused")
+        );
+        assert!(status.wal.ok && status.wal.error.is_none());
+        assert_eq!(status.projects[0].events_last_hour, Some(12));
+        assert_eq!(status.projects[1].last_event_seen, None);
+        assert!(decode::<EngineStatus>("u", br#"{"projects":[]}"#).is_err());
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! 2. register the project through the tracker's admin API with the tracker's admin token
 //!    (`PUT /api/0/organizations/{org}/projects/{project}/`, idempotent);
 //! 3. apply the DSN Secret `<resource>-dsn` in the project's namespace, owned by the resource;
-//! 4. write the status (`Ready`, organization, project id, DSN Secret, ingest URL).
+//! 4. write the status (`Ready`, organization, project id, DSN Secret, ingest URL, and the
+//!    project's figures: events in the last hour and the last event seen, copied from the
+//!    tracker's `status.projects`, which the tracker's reconciler fills from the engine; a
+//!    tracker status change wakes the projects that name it).
 //!
 //! On deletion the finalizer removes the project's DSN keys in the engine (its events follow
 //! retention); the Secret goes with its owner. This reconciler depends on the shared
@@ -26,7 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -36,7 +39,9 @@ use crate::builders::{self, project as build};
 use crate::cluster::{self, apply_one};
 use crate::conditions::condition_with;
 use crate::context::Context;
-use crate::crd::{DeletionPolicy, ErrorTracker, FaultlineProject, FaultlineProjectStatus};
+use crate::crd::{
+    DeletionPolicy, ErrorTracker, FaultlineProject, FaultlineProjectStatus, ProjectFigures,
+};
 use crate::engine_api::{self, AdminApi};
 use crate::{FIELD_MANAGER, PROJECT_FINALIZER};
 
@@ -456,6 +461,7 @@ async fn register(
 
     let previous = project.status.clone().unwrap_or_default();
     let generation = project.metadata.generation;
+    let figures = figures(&admitted.tracker, &admitted.organization, &admitted.name);
     Ok(FaultlineProjectStatus {
         conditions: vec![condition_with(
             &previous.conditions,
@@ -474,7 +480,24 @@ async fn register(
         project_id: Some(id),
         dsn_secret: Some(secret_name),
         ingest_url: Some(builders::ingest_url(&admitted.tracker)),
+        events_last_hour: figures.and_then(|f| f.events_last_hour),
+        last_event_seen: figures.and_then(|f| f.last_event_seen.clone()),
     })
+}
+
+/// The figures of project `name` of `organization` in the status of `tracker` (which its
+/// reconciler fills from the engine): this reconciler never asks the engine for them.
+pub fn figures<'a>(
+    tracker: &'a ErrorTracker,
+    organization: &str,
+    name: &str,
+) -> Option<&'a ProjectFigures> {
+    tracker
+        .status
+        .as_ref()?
+        .projects
+        .iter()
+        .find(|p| p.organization == organization && p.name == name)
 }
 
 /// Marks the project `Ready=False` with the refusal and publishes a Warning Event when the
@@ -550,16 +573,7 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &project.object_ref(&())).await {
-        warn!(cause = %err, reason, "cannot publish event");
-    }
+    ctx.publish(project, type_, reason, note).await;
 }
 
 async fn patch_status(

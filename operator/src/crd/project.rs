@@ -7,7 +7,7 @@
 //! and gets a Secret with the DSN there. The operator registers the project through the
 //! tracker's admin API, so adding a project restarts nothing.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,8 @@ use super::{PrivacySpec, ProjectKeySpec, RateLimitSpec};
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "DSN Secret", type_ = "string", json_path = ".status.dsnSecret"),
+    printcolumn(name = "Events/h", type_ = "integer", json_path = ".status.eventsLastHour"),
+    printcolumn(name = "Last Event", type_ = "date", json_path = ".status.lastEventSeen"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 56").message(
         "metadata.name must be at most 56 characters: the DSN Secret is named <name>-dsn"
@@ -139,6 +141,14 @@ pub struct FaultlineProjectStatus {
     /// Base URL SDKs send events to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest_url: Option<String>,
+    /// Error events the tracker accepted for this project in the last sixty minutes, as of
+    /// the tracker's `status.engineCheckedAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_last_hour: Option<u64>,
+    /// When the project's newest event was seen, as of the tracker's
+    /// `status.engineCheckedAt` (unset before the first event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_seen: Option<Time>,
 }
 
 impl FaultlineProjectSpec {

@@ -7,7 +7,9 @@
 //! `GET /api/0/backups/{id}` (404 for an unknown id), and the project part:
 //! `PUT /api/0/organizations/{org}/projects/{project}/` (creates or updates, the same id for
 //! the same org and name, 200 with `{"id","slug","organization"}`) and `DELETE` on it (the
-//! keys are gone, 204; 404 for an unknown project); every route behind
+//! keys are gone, 204; 404 for an unknown project), and `GET /api/0/status/` (the object store
+//! check the test chooses, and every registered project with the figures the test sets);
+//! every route behind
 //! `Authorization: Bearer <admin token>` (401 otherwise). The test decides when a backup
 //! finishes, and reads back the requests the operator made.
 
@@ -30,6 +32,10 @@ struct Inner {
     fail_with: Option<StatusCode>,
     /// Registered projects by (org, name): their id and the last declaration received.
     projects: std::collections::BTreeMap<(String, String), (u64, Value)>,
+    /// The object store error `GET /api/0/status/` reports (None: reachable).
+    store_error: Option<String>,
+    /// Figures by (org, name): events in the last hour, last event seen.
+    figures: std::collections::BTreeMap<(String, String), (u64, String)>,
 }
 
 /// The stand-in engine; clones share state.
@@ -49,6 +55,7 @@ impl EngineStub {
         let app = Router::new()
             .route("/api/0/backups", get(list).post(create))
             .route("/api/0/backups/{id}", get(one))
+            .route("/api/0/status/", get(status))
             .route(
                 "/api/0/organizations/{org}/projects/{project}/",
                 axum::routing::put(register).delete(unregister),
@@ -63,6 +70,15 @@ impl EngineStub {
     /// The requests the operator made so far, as `METHOD path`.
     pub(crate) fn requests(&self) -> Vec<String> {
         self.inner.lock().unwrap().requests.clone()
+    }
+
+    /// The requests of the backup API so far (without the status calls every tracker
+    /// reconcile with a ready pod makes).
+    pub(crate) fn backup_requests(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r != "GET /api/0/status/")
+            .collect()
     }
 
     /// The registered projects: (org, name) -> (id, last declaration; `keys` empty once
@@ -93,6 +109,20 @@ impl EngineStub {
     /// Forgets every backup (an engine restarted mid-backup).
     pub(crate) fn forget(&self) {
         self.inner.lock().unwrap().backups.clear();
+    }
+
+    /// Makes `GET /api/0/status/` report the object store unreachable with `error` (None:
+    /// reachable).
+    pub(crate) fn set_store_error(&self, error: Option<&str>) {
+        self.inner.lock().unwrap().store_error = error.map(str::to_owned);
+    }
+
+    /// Sets the figures `GET /api/0/status/` reports for project `name` of `org`.
+    pub(crate) fn set_figures(&self, org: &str, name: &str, events: u64, last_seen: &str) {
+        self.inner.lock().unwrap().figures.insert(
+            (org.to_owned(), name.to_owned()),
+            (events, last_seen.to_owned()),
+        );
     }
 
     /// Makes every request fail with `status` (None: back to normal).
@@ -201,4 +231,33 @@ async fn unregister(
         }
         None => (StatusCode::NOT_FOUND, "unknown project").into_response(),
     }
+}
+
+async fn status(State(stub): State<EngineStub>, headers: HeaderMap) -> Response {
+    if let Err(response) = stub.check(&headers, "GET /api/0/status/".into()) {
+        return response.into_response();
+    }
+    let inner = stub.inner.lock().unwrap();
+    let projects: Vec<Value> = inner
+        .projects
+        .iter()
+        .map(|((org, name), (id, _))| {
+            let (events, seen) = inner
+                .figures
+                .get(&(org.clone(), name.clone()))
+                .map(|(e, s)| (json!(e), json!(s)))
+                .unwrap_or((json!(0), Value::Null));
+            json!({"id": id.to_string(), "organization": org, "slug": name,
+                   "eventsLastHour": events, "lastEventSeen": seen})
+        })
+        .collect();
+    let object_store = match &inner.store_error {
+        None => json!({"ok": true}),
+        Some(error) => json!({"ok": false, "error": error}),
+    };
+    axum::Json(json!({
+        "checkedAt": "2026-12-05T18:00:00Z", "node": "stub",
+        "objectStore": object_store, "wal": {"ok": true}, "projects": projects,
+    }))
+    .into_response()
 }

@@ -318,6 +318,64 @@ async fn a_project_applied_in_an_app_namespace_gets_a_dsn_that_stores_into_its_o
     let other = count_as("default").await;
     assert!(other.contains("\"n\":0"), "{other}");
 
+    // The engine's pod turns ready: the tracker asks the engine for its status, and shows the
+    // object store reachable and the project's figures; the project copies its own.
+    server
+        .wait_until("the tracker's StatefulSet exists", |s| {
+            s.get("apis/apps/v1/statefulsets", "platform", "errors")
+                .is_some()
+        })
+        .await;
+    let sts_api: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        kube::Api::namespaced(client.clone(), "platform");
+    let ready = json!({"status": {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}});
+    sts_api
+        .patch_status(
+            "errors",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&ready),
+        )
+        .await
+        .unwrap();
+    server
+        .wait_until("the tracker reports the object store reachable", |s| {
+            s.get(
+                "apis/faultline.dev/v1alpha1/errortrackers",
+                "platform",
+                "errors",
+            )
+            .is_some_and(|t| {
+                t["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter().any(|c| {
+                        c["type"] == "ObjectStoreReachable"
+                            && c["status"] == "True"
+                            && c["reason"] == "Reachable"
+                    })
+                })
+            })
+        })
+        .await;
+    let tracker = server
+        .get(
+            "apis/faultline.dev/v1alpha1/errortrackers",
+            "platform",
+            "errors",
+        )
+        .unwrap();
+    let listed = &tracker["status"]["projects"];
+    assert_eq!(listed[0]["name"], "checkout", "{listed}");
+    assert_eq!(listed[0]["organization"], "shop-team", "{listed}");
+    assert!(listed[0]["lastEventSeen"].is_string(), "{listed}");
+    server
+        .wait_until("the project shows its last event", |s| {
+            s.get(PROJECTS, "shop", "checkout")
+                .is_some_and(|p| p["status"]["lastEventSeen"].is_string())
+        })
+        .await;
+    let status = server.get(PROJECTS, "shop", "checkout").unwrap()["status"].clone();
+    assert_eq!(status["lastEventSeen"], listed[0]["lastEventSeen"]);
+    assert!(status["eventsLastHour"].is_u64(), "{status}");
+
     stop.send(()).unwrap();
     controller.await.unwrap();
 }

@@ -434,6 +434,36 @@ async fn projects_of_two_trackers_converge_and_refusals_say_why() {
     let declared = &engine.projects()[&("shop".to_owned(), "api".to_owned())].1;
     assert_eq!(&declared["keys"][0]["public"], key);
 
+    // the tracker's reconciler put the engine's figures in the tracker's status; a project
+    // takes its own (same organization and name), nothing of a namesake elsewhere
+    let trackers = Api::<ErrorTracker>::namespaced(client.clone(), "platform-a");
+    let mut shared = trackers.get("errors").await.unwrap();
+    shared.status = Some(
+        serde_json::from_value(json!({"projects": [
+            {"name": "api", "organization": "lab", "eventsLastHour": 99},
+            {"name": "api", "organization": "shop", "eventsLastHour": 5,
+             "lastEventSeen": "2026-12-05T17:00:00Z"}
+        ]}))
+        .unwrap(),
+    );
+    trackers
+        .replace("errors", &Default::default(), &shared)
+        .await
+        .unwrap();
+    converge(&client, &ctx, "shop", "api").await;
+    let figures = get(&client, "shop", "api").await.status.clone().unwrap();
+    assert_eq!(figures.events_last_hour, Some(5));
+    assert_eq!(
+        figures.last_event_seen.map(|t| t.0.to_string()),
+        Some("2026-12-05T17:00:00Z".to_owned())
+    );
+    let other = get(&client, "sandbox", "other")
+        .await
+        .status
+        .clone()
+        .unwrap();
+    assert_eq!(other.events_last_hour, None, "tracker b reported nothing");
+
     // the winner is deleted: its keys go, and the other claim takes the name over.
     // kube-fake-client deletes at once whatever the finalizers, so the reconcile sees the
     // deletion timestamp the API server would have set, then the object goes.
