@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 pub use keys::{KeyInfo, KeySource, KeyUpdate};
 pub use projects::{Authorized, Project, ProjectRules, Projects};
-pub use registration::{DeclaredKey, Registration};
+pub use registration::{DeclaredKey, Registered, Registration};
 pub use tokens::{ALL_SCOPES, NewToken, Principal, Scope, TokenRecord, Tokens};
 
 /// The organization of projects from the config file and of tokens that name none.

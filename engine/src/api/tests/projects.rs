@@ -340,3 +340,73 @@ async fn bad_declarations_are_refused_naming_the_field() {
         reply.body
     );
 }
+
+#[tokio::test]
+async fn declarations_that_change_something_are_audited_once() {
+    let h = harness().await;
+    let admin = h
+        .org_token("team-a", &["project:admin", "project:read"])
+        .await;
+    let audit = || async {
+        h.sql(
+            "SELECT event, org, actor_type, actor_label, target_type, target_id, data \
+             FROM audit_log WHERE event LIKE 'project.%' ORDER BY ts",
+        )
+        .await
+    };
+
+    let created = h
+        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    // the same declaration again: nothing changed, nothing audited
+    let again = h
+        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    let rows = audit().await;
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["event"], "project.register");
+    assert_eq!(rows[0]["org"], "team-a");
+    assert_eq!(rows[0]["actor_type"], "token");
+    assert_eq!(rows[0]["actor_label"], "registrar");
+    assert_eq!(
+        (
+            rows[0]["target_type"].as_str(),
+            rows[0]["target_id"].as_str()
+        ),
+        (Some("project"), Some(id.as_str()))
+    );
+    let data: Value = serde_json::from_str(rows[0]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        data,
+        json!({"project": "api", "changed": ["platform", "retentionDays", "rateLimit", "keys",
+                                              "groupingRules", "privacy"]})
+    );
+    assert!(
+        !rows.to_string().contains(KEY_A),
+        "no key values in the audit log"
+    );
+
+    // one field changed: one entry naming it
+    let mut changed = declaration();
+    changed["platform"] = json!("node");
+    let reply = h.declare(Method::PUT, PATH, &admin, Some(changed)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let rows = audit().await;
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    let data: Value = serde_json::from_str(rows[1]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, json!({"project": "api", "changed": ["platform"]}));
+
+    // removing the keys is audited once; removing them again is not
+    for _ in 0..2 {
+        let reply = h.declare(Method::DELETE, PATH, &admin, None).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{:?}", reply.body);
+    }
+    let rows = audit().await;
+    assert_eq!(rows.as_array().unwrap().len(), 3, "{rows}");
+    assert_eq!(rows[2]["event"], "project.unregister");
+    let data: Value = serde_json::from_str(rows[2]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, json!({"project": "api", "changed": ["keys"]}));
+}
