@@ -403,6 +403,25 @@ fn query_routes(node: &Arc<Node>) -> Router {
                 )
                 .with_state(keys),
         )
+        .merge(
+            Router::new()
+                .route(
+                    "/api/0/organizations/{org}/projects/{project}/erase/",
+                    post(registration::erase),
+                )
+                .route(
+                    "/api/0/organizations/{org}/projects/{project}/erase",
+                    post(registration::erase),
+                )
+                .with_state(registration::EraseState {
+                    keys: keys::KeysState {
+                        auth: auth_of(node),
+                        projects: Arc::clone(&node.projects),
+                        public_url: public_url(node),
+                    },
+                    node: Arc::clone(node),
+                }),
+        )
         .merge(people_routes(node))
         .merge(alert_routes(node))
         .merge(attachment_routes(node))

@@ -267,3 +267,66 @@ pub(super) async fn delete(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// What `POST .../erase/` needs: the registrar's checks and the node whose maintenance takes
+/// the rows out.
+#[derive(Clone)]
+pub(super) struct EraseState {
+    pub(super) keys: KeysState,
+    pub(super) node: std::sync::Arc<crate::node::Node>,
+}
+
+/// The answer to an erase.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct EraseAnswer {
+    id: String,
+    slug: String,
+    organization: String,
+    /// When the erase was first asked for.
+    erased_at: chrono::DateTime<chrono::Utc>,
+    /// Stored files taken out by this call (rows flushed later are taken out by maintenance).
+    files: usize,
+}
+
+/// `POST /api/0/organizations/{org}/projects/{project}/erase/`: erases the project (keys,
+/// project and every stored row; see `tenancy::erasure`). `202`, also when it was erased
+/// before (idempotent); `404` for a project that never existed.
+pub(super) async fn erase(
+    State(state): State<EraseState>,
+    Path((org, project)): Path<(String, String)>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<EraseAnswer>), ApiError> {
+    let caller = state.keys.registrar(&headers, &org).await?;
+    let (erasure, erased_now) = state.keys.projects.erase(&org, &project).await?;
+    if erased_now {
+        let people = &state.keys.auth.people;
+        let id = erasure.project_id.to_string();
+        people
+            .audit
+            .record(caller_entry(
+                people,
+                &caller,
+                &org,
+                &client,
+                "project.erase",
+                Some(("project", &id)),
+                serde_json::json!({"project": project}),
+            ))
+            .await;
+    }
+    let report = crate::maintenance::Maintenance::for_node(&state.node)
+        .erase_projects()
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(EraseAnswer {
+            id: erasure.project_id.to_string(),
+            slug: erasure.name,
+            organization: erasure.org,
+            erased_at: erasure.at,
+            files: report.files,
+        }),
+    ))
+}

@@ -512,7 +512,15 @@ impl Projects {
                     name: name.to_owned(),
                 });
             }
-            let id = existing.iter().map(|p| p.id).max().unwrap_or(0) + 1;
+            // ids of erased projects are never given again
+            let erased = self.erasures().await?;
+            let id = existing
+                .iter()
+                .map(|p| p.id)
+                .chain(erased.iter().map(|e| e.project_id))
+                .max()
+                .unwrap_or(0)
+                + 1;
             let project = Project {
                 id,
                 name: name.to_owned(),

@@ -217,6 +217,8 @@ impl Projects {
                     changed,
                 });
             }
+            // ids of erased projects are never given again
+            let erased = self.erasures().await?;
             let id = match declared.id {
                 Some(id) => {
                     if let Some(holder) = all.iter().find(|p| p.id == id) {
@@ -226,9 +228,23 @@ impl Projects {
                             org: holder.org.clone(),
                         });
                     }
+                    if let Some(holder) = erased.iter().find(|e| e.project_id == id) {
+                        return Err(Error::IdTaken {
+                            id,
+                            holder: format!("{} (erased)", holder.name),
+                            org: holder.org.clone(),
+                        });
+                    }
                     id
                 }
-                None => all.iter().map(|p| p.id).max().unwrap_or(0) + 1,
+                None => {
+                    all.iter()
+                        .map(|p| p.id)
+                        .chain(erased.iter().map(|e| e.project_id))
+                        .max()
+                        .unwrap_or(0)
+                        + 1
+                }
             };
             let project = Project {
                 id,

@@ -410,3 +410,137 @@ async fn declarations_that_change_something_are_audited_once() {
     let data: Value = serde_json::from_str(rows[2]["data"].as_str().unwrap()).unwrap();
     assert_eq!(data, json!({"project": "api", "changed": ["keys"]}));
 }
+
+/// The same node, stopped and opened again on its data directory (its WAL replayed).
+async fn reopen(h: Harness) -> Harness {
+    let Harness {
+        _dir: dir,
+        node,
+        router,
+    } = h;
+    let config = node.config.clone();
+    drop((node, router));
+    let node = std::sync::Arc::new(crate::node::Node::open(config).await.unwrap());
+    let router = crate::api::router(&node).layer(axum::extract::connect_info::MockConnectInfo(
+        std::net::SocketAddr::from(([10, 1, 2, 3], 5000)),
+    ));
+    Harness {
+        _dir: dir,
+        node,
+        router,
+    }
+}
+
+#[tokio::test]
+async fn erasing_a_project_takes_out_its_rows_also_after_a_flush_and_a_restart() {
+    let h = harness().await;
+    let admin = h
+        .org_token("team-a", &["project:admin", "project:read", "event:read"])
+        .await;
+    let declared = h
+        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .await;
+    assert_eq!(declared.status, StatusCode::OK, "{:?}", declared.body);
+    let id = declared.body["id"].as_str().unwrap().to_owned();
+    for message in ["flushed one", "flushed two"] {
+        let reply = h.store_to(&id, KEY_A, message).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    }
+    h.node.flush_with_outcomes().await.unwrap();
+    let reply = h.store_to(&id, KEY_A, "still in the WAL").await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    // another organization's project keeps its rows
+    assert_eq!(
+        h.store(r#"{"message":"shop"}"#).await.status,
+        StatusCode::OK
+    );
+    let counted = h
+        .sql_as(&admin, "SELECT count(*) AS n FROM events")
+        .await
+        .body;
+    assert_eq!(counted, json!([{"n": 3}]));
+
+    let erase = format!("{PATH}erase/");
+    let other_org = h.org_token("team-b", &["project:admin"]).await;
+    let refused = h.declare(Method::POST, &erase, &other_org, None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
+    let reply = h.declare(Method::POST, &erase, &admin, None).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    assert_eq!(reply.body["id"], id.as_str());
+    assert_eq!(reply.body["slug"], "api");
+    assert!(
+        reply.body["files"].as_u64().unwrap() >= 2,
+        "the flushed events and their rollups: {:?}",
+        reply.body
+    );
+    // the project is gone: its SDKs are refused, its rows are read by nobody
+    let refused = h.store_to(&id, KEY_A, "after").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
+    let counted = h
+        .sql_as(&admin, "SELECT count(*) AS n FROM events")
+        .await
+        .body;
+    assert_eq!(counted, json!([{"n": 0}]));
+    let again = h.declare(Method::POST, &erase, &admin, None).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "idempotent");
+    assert_eq!(again.body["erasedAt"], reply.body["erasedAt"]);
+
+    // A restart replays the WAL: the last event comes back into memory, is flushed, and the
+    // next maintenance run takes it out of the files.
+    let h = reopen(h).await;
+    let of_project = format!(
+        "SELECT (SELECT count(*) FROM events WHERE project_id = {id}) AS events, \
+                (SELECT count(*) FROM issues WHERE project_id = {id}) AS issues, \
+                (SELECT count(*) FROM outcomes WHERE project_id = {id}) AS outcomes"
+    );
+    let replayed = h
+        .sql(&format!(
+            "SELECT message FROM events WHERE project_id = {id}"
+        ))
+        .await;
+    assert_eq!(replayed, json!([{"message": "still in the WAL"}]));
+    h.node.flush_with_outcomes().await.unwrap();
+    let report = crate::maintenance::Maintenance::for_node(&h.node)
+        .erase_projects()
+        .await
+        .unwrap();
+    assert_eq!(report.projects, 1);
+    assert!(report.files >= 1, "the replayed event's file: {report:?}");
+    assert_eq!(
+        h.sql(&of_project).await,
+        json!([{"events": 0, "issues": 0, "outcomes": 0}])
+    );
+    let shop = h
+        .sql("SELECT count(*) AS n FROM events WHERE project_id = 1")
+        .await;
+    assert_eq!(shop, json!([{"n": 1}]), "other projects keep their rows");
+    let counted = h
+        .sql_as(&admin, "SELECT count(*) AS n FROM events")
+        .await
+        .body;
+    assert_eq!(counted, json!([{"n": 0}]));
+
+    // one audit entry; a new declaration of the name is a new project with a new id
+    let audit = h
+        .sql("SELECT event, target_id FROM audit_log WHERE event = 'project.erase'")
+        .await;
+    assert_eq!(audit, json!([{"event": "project.erase", "target_id": id}]));
+    let declared = h
+        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .await;
+    assert_eq!(declared.status, StatusCode::OK, "{:?}", declared.body);
+    assert_ne!(
+        declared.body["id"],
+        id.as_str(),
+        "an erased id is not given again"
+    );
+    let unknown = h
+        .declare(
+            Method::POST,
+            "/api/0/organizations/team-a/projects/never/erase/",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{:?}", unknown.body);
+}
