@@ -1,6 +1,7 @@
 //! Client of the engine's admin API, as far as the operator uses it: start a backup, read one,
-//! list them (`POST/GET /api/0/backups[/{id}]`), register or unregister a project
-//! (`PUT/DELETE /api/0/organizations/{org}/projects/{project}/`), and read the engine's status
+//! list them (`POST/GET /api/0/backups[/{id}]`), register, unregister or erase a project
+//! (`PUT/DELETE /api/0/organizations/{org}/projects/{project}/`, `POST .../erase/`), and read
+//! the engine's status
 //! (`GET /api/0/status/`: object store, WAL, per-project figures); bearer admin token, JSON.
 //!
 //! The operator reaches it on the tracker's `<tracker>-admin` Service, plain HTTP inside the
@@ -298,6 +299,20 @@ impl AdminApi {
         check_id(project)?;
         let path = format!("/api/0/organizations/{org}/projects/{project}/");
         let (status, url, answer) = self.send(Method::DELETE, &path).await?;
+        match status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            s if s.is_client_error() => Err(refused(org, project, s, &answer)),
+            other => Err(status_error(url, other, &answer)),
+        }
+    }
+
+    /// Erases project `project` of `org` with every stored row (keys, project, events); a
+    /// project the engine does not know (never registered, or erased before) is no error.
+    pub async fn erase_project(&self, org: &str, project: &str) -> Result<()> {
+        check_id(org)?;
+        check_id(project)?;
+        let path = format!("/api/0/organizations/{org}/projects/{project}/erase/");
+        let (status, url, answer) = self.send(Method::POST, &path).await?;
         match status {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
             s if s.is_client_error() => Err(refused(org, project, s, &answer)),

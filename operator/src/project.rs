@@ -16,7 +16,8 @@
 //!    tracker status change wakes the projects that name it).
 //!
 //! On deletion the finalizer removes the project's DSN keys in the engine (its events follow
-//! retention); the Secret goes with its owner. This reconciler depends on the shared
+//! retention), or with `deletionPolicy: Delete` erases the project and every stored event
+//! (`POST .../erase/`); the Secret goes with its owner. This reconciler depends on the shared
 //! [`crate::context`], [`crate::cluster`] and [`crate::conditions`] only, never on another
 //! reconciler.
 
@@ -598,8 +599,9 @@ async fn patch_status(
     Ok(())
 }
 
-/// Removes the project's keys in the engine when it was registered and its tracker still
-/// exists; the DSN Secret goes with its owner.
+/// Removes the project's keys in the engine (`Retain`), or erases the project with its events
+/// (`Delete`), when it was registered and its tracker still exists; the DSN Secret goes with
+/// its owner.
 async fn cleanup(project: &FaultlineProject, ctx: &Context) -> Result<Action> {
     let status = project.status.clone().unwrap_or_default();
     let registered = status.project_id.is_some();
@@ -630,17 +632,24 @@ async fn cleanup(project: &FaultlineProject, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let admin = AdminApi::new(ctx.admin_service(tracker_ns, tracker_name), token);
-    admin.unregister_project(org, name).await?;
-    let mut note = format!(
-        "the DSN keys of project {name:?} of organization {org:?} are removed; its events follow its retention"
-    );
-    if project.spec.deletion_policy == DeletionPolicy::Delete {
-        note.push_str(
-            " (deletionPolicy Delete: the engine cannot erase a project's events at once yet)",
-        );
+    match project.spec.deletion_policy {
+        DeletionPolicy::Retain => {
+            admin.unregister_project(org, name).await?;
+            let note = format!(
+                "the DSN keys of project {name:?} of organization {org:?} are removed; its events follow its retention"
+            );
+            info!(organization = org, project = name, "project keys removed");
+            publish(project, ctx, EventType::Normal, "KeysRemoved", note).await;
+        }
+        DeletionPolicy::Delete => {
+            admin.erase_project(org, name).await?;
+            let note = format!(
+                "project {name:?} of organization {org:?} is erased (deletionPolicy Delete): its DSN keys and every stored event are gone"
+            );
+            info!(organization = org, project = name, "project erased");
+            publish(project, ctx, EventType::Normal, "ProjectErased", note).await;
+        }
     }
-    info!(organization = org, project = name, "project keys removed");
-    publish(project, ctx, EventType::Normal, "KeysRemoved", note).await;
     ctx.metrics.cleanups.inc();
     Ok(Action::await_change())
 }

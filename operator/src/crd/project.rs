@@ -96,10 +96,10 @@ pub struct FaultlineProjectSpec {
     /// Data scrubbing before events are stored. Unset: the engine's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<PrivacySpec>,
-    /// What deleting this resource does. `Retain` (default) and `Delete` both remove the
-    /// project's DSN keys at once (SDKs get 401); the project's events follow its retention.
-    /// `Delete` is recorded for erasing the events at once, which the engine does not offer
-    /// yet: until it does, `Delete` acts as `Retain` and says so in an Event.
+    /// What deleting this resource does. `Retain` (default) removes the project's DSN keys at
+    /// once (SDKs get 401) and its events follow its retention; `Delete` erases the project
+    /// at once with every stored event (SDKs get 403; a later project of the same name gets a
+    /// new id).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -110,7 +110,7 @@ pub enum DeletionPolicy {
     /// Remove the keys; the events follow retention.
     #[default]
     Retain,
-    /// Remove the keys and erase the events (see `deletionPolicy`).
+    /// Erase the project and every stored event (see `deletionPolicy`).
     Delete,
 }
 

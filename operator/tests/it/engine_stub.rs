@@ -7,7 +7,8 @@
 //! `GET /api/0/backups/{id}` (404 for an unknown id), and the project part:
 //! `PUT /api/0/organizations/{org}/projects/{project}/` (creates or updates, the same id for
 //! the same org and name, 200 with `{"id","slug","organization"}`) and `DELETE` on it (the
-//! keys are gone, 204; 404 for an unknown project), and `GET /api/0/status/` (the object store
+//! keys are gone, 204; 404 for an unknown project), `POST .../erase/` (the project is
+//! forgotten, 202; 404 for an unknown one), and `GET /api/0/status/` (the object store
 //! check the test chooses, and every registered project with the figures the test sets);
 //! every route behind
 //! `Authorization: Bearer <admin token>` (401 otherwise). The test decides when a backup
@@ -56,6 +57,10 @@ impl EngineStub {
             .route("/api/0/backups", get(list).post(create))
             .route("/api/0/backups/{id}", get(one))
             .route("/api/0/status/", get(status))
+            .route(
+                "/api/0/organizations/{org}/projects/{project}/erase/",
+                axum::routing::post(erase),
+            )
             .route(
                 "/api/0/organizations/{org}/projects/{project}/",
                 axum::routing::put(register).delete(unregister),
@@ -260,4 +265,24 @@ async fn status(State(stub): State<EngineStub>, headers: HeaderMap) -> Response 
         "objectStore": object_store, "wal": {"ok": true}, "projects": projects,
     }))
     .into_response()
+}
+
+async fn erase(
+    State(stub): State<EngineStub>,
+    Path((org, project)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let request = format!("POST /api/0/organizations/{org}/projects/{project}/erase/");
+    if let Err(response) = stub.check(&headers, request) {
+        return response.into_response();
+    }
+    let mut inner = stub.inner.lock().unwrap();
+    match inner.projects.remove(&(org, project)) {
+        Some((id, _)) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"id": id.to_string()})),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "unknown project").into_response(),
+    }
 }

@@ -756,3 +756,83 @@ async fn an_engine_that_cannot_be_asked_leaves_object_store_reachable_unknown() 
         "the engine cannot be asked: no engine pod is ready"
     );
 }
+
+/// A registered `checkout` project of organization `shop` being deleted, with this policy.
+fn deleted_project(policy: &str) -> faultline_operator::FaultlineProject {
+    serde_json::from_value(json!({
+        "apiVersion": "faultline.dev/v1alpha1", "kind": "FaultlineProject",
+        "metadata": {"name": "checkout", "namespace": "shop", "uid": "uid-checkout",
+                     "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z",
+                     "deletionTimestamp": "2026-12-05T18:00:00Z",
+                     "finalizers": [faultline_operator::PROJECT_FINALIZER]},
+        "spec": {"tracker": "platform/errors", "deletionPolicy": policy},
+        "status": {"organization": "shop", "project": "checkout", "projectId": 100}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn deleting_a_project_erases_it_with_delete_and_removes_its_keys_with_retain() {
+    let token = "c".repeat(64);
+    let mut tracker = tracker("minimal.yaml");
+    tracker.metadata.namespace = Some("platform".into());
+    let encoded =
+        serde_json::to_value(k8s_openapi::ByteString(token.clone().into_bytes())).unwrap();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": "errors-admin-token", "namespace": "platform"},
+                        "data": {"token": encoded}});
+    for (policy, request, reason) in [
+        (
+            "Delete",
+            "POST /api/0/organizations/shop/projects/checkout/erase/",
+            "ProjectErased",
+        ),
+        (
+            "Retain",
+            "DELETE /api/0/organizations/shop/projects/checkout/",
+            "KeysRemoved",
+        ),
+    ] {
+        let (engine, url) = crate::engine_stub::EngineStub::start(&token).await;
+        let admin = faultline_operator::engine_api::AdminApi::new(url.clone(), token.clone());
+        admin
+            .register_project("shop", "checkout", &Default::default())
+            .await
+            .unwrap();
+        let project = deleted_project(policy);
+        let script = Script {
+            lists: [("secrets", vec![secret.clone()])].into(),
+            project: Some(serde_json::to_value(&project).unwrap()),
+            admin_url: Some(url),
+            ..Script::default()
+        };
+        let project = Arc::new(project);
+        let (action, recorded) =
+            mock_api::run(&tracker, script, Arc::new(Metrics::default()), |ctx| {
+                faultline_operator::project::reconcile(Arc::clone(&project), ctx)
+            })
+            .await;
+        assert_eq!(action.unwrap(), Action::await_change(), "{policy}");
+        assert_eq!(
+            engine.requests(),
+            ["PUT /api/0/organizations/shop/projects/checkout/", request],
+            "{policy}"
+        );
+        let event = recorded
+            .iter()
+            .find(|r| r.uri.contains("/events"))
+            .unwrap_or_else(|| panic!("{policy}: an Event in {:#?}", lines(&recorded)));
+        assert_eq!(event.body["reason"], reason, "{policy}");
+        assert_eq!(event.body["type"], "Normal");
+        let last = recorded.last().unwrap();
+        assert_eq!(
+            (last.method.as_str(), last.content_type.as_str()),
+            ("PATCH", "application/json-patch+json"),
+            "{policy}: the finalizer is removed last: {:#?}",
+            lines(&recorded)
+        );
+        if policy == "Delete" {
+            assert!(engine.projects().is_empty(), "the engine erased it");
+        }
+    }
+}
