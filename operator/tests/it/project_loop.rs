@@ -2,7 +2,9 @@
 //! loop (`faultline_operator::controller::run_with`) against the loopback API server of
 //! `apiserver.rs`, and the `faultline` engine binary on 127.0.0.1 as the tracker's admin API.
 //! A `FaultlineProject` applied in an app namespace yields a DSN Secret there; an event sent
-//! with that DSN's key is stored, and seen by a token of the project's organization only.
+//! with that DSN's key is stored, and seen by a token of the project's organization only; the
+//! tracker reports the engine's object store and the project's figures, which the project
+//! copies; deleting it with `deletionPolicy: Delete` erases it in the engine.
 //! No kube-apiserver runs here; the engine binary is built on first use (as `tests/k8s` builds
 //! the operator) unless `FAULTLINE_ENGINE_BIN` names one.
 
@@ -375,6 +377,42 @@ async fn a_project_applied_in_an_app_namespace_gets_a_dsn_that_stores_into_its_o
     let status = server.get(PROJECTS, "shop", "checkout").unwrap()["status"].clone();
     assert_eq!(status["lastEventSeen"], listed[0]["lastEventSeen"]);
     assert!(status["eventsLastHour"].is_u64(), "{status}");
+
+    // With deletionPolicy Delete, deleting the resource erases the project in the engine: its
+    // key is refused and its organization's token reads none of its events.
+    let mut erased = projects.get("checkout").await.unwrap();
+    erased.spec.deletion_policy = faultline_operator::crd::DeletionPolicy::Delete;
+    projects
+        .replace("checkout", &kube::api::PostParams::default(), &erased)
+        .await
+        .unwrap();
+    projects
+        .delete("checkout", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    server
+        .wait_until("the project resource is gone", |s| {
+            s.get(PROJECTS, "shop", "checkout").is_none()
+        })
+        .await;
+    let (status_code, body) = http
+        .send(
+            "POST",
+            &format!("{}/api/{id}/store/", engine.ingest),
+            &[
+                (
+                    "x-sentry-auth",
+                    format!("Sentry sentry_key={key}, sentry_version=7"),
+                ),
+                ("content-type", "application/json".to_owned()),
+            ],
+            r#"{"message":"after the erase"}"#.to_owned(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status_code, 403, "{body}");
+    let own = count_as("shop-team").await;
+    assert!(own.contains("\"n\":0"), "{own}");
 
     stop.send(()).unwrap();
     controller.await.unwrap();
