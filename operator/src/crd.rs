@@ -16,7 +16,10 @@ mod backup;
 mod project;
 
 pub use backup::{Backup, BackupPhase, BackupSpec, BackupStatus};
-pub use project::{DeletionPolicy, FaultlineProject, FaultlineProjectSpec, FaultlineProjectStatus};
+pub use project::{
+    DeletionPolicy, FaultlineProject, FaultlineProjectSpec, FaultlineProjectStatus,
+    ProjectAlertsSpec,
+};
 
 use std::collections::BTreeMap;
 

@@ -53,6 +53,16 @@ pub enum Error {
     },
     #[error("the engine returned a backup id the operator will not put in a URL: {0:?}")]
     BadId(String),
+    #[error(
+        "the engine refused alert {what} {name:?} of organization {org:?} ({status}): {message}"
+    )]
+    RefusedAlert {
+        what: &'static str,
+        org: String,
+        name: String,
+        status: StatusCode,
+        message: String,
+    },
     #[error("the engine refused project {project:?} of organization {org:?} ({status}): {message}")]
     Refused {
         org: String,
@@ -66,7 +76,7 @@ impl Error {
     /// True when the engine understood the request and said no (a 4xx answer): trying again
     /// with the same request gives the same answer.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Error::Refused { .. })
+        matches!(self, Error::Refused { .. } | Error::RefusedAlert { .. })
     }
 }
 
@@ -205,6 +215,22 @@ pub struct EngineStatus {
     pub projects: Vec<ProjectFigures>,
 }
 
+/// The alert API's collections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertCollection {
+    Channels,
+    Rules,
+}
+
+impl AlertCollection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Channels => "alert-channels",
+            Self::Rules => "alert-rules",
+        }
+    }
+}
+
 /// The admin API of one tracker.
 #[derive(Clone)]
 pub struct AdminApi {
@@ -320,6 +346,54 @@ impl AdminApi {
         }
     }
 
+    /// Creates or replaces alert channel or rule `name` of `org` (`collection` is
+    /// `alert-channels` or `alert-rules`) with `body`: `PUT` on it, `POST` to the collection
+    /// when the engine does not know it yet.
+    pub async fn put_alert(
+        &self,
+        collection: AlertCollection,
+        org: &str,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<()> {
+        check_id(org)?;
+        check_id(name)?;
+        let bytes = Bytes::from(body.to_string());
+        let base = format!("/api/0/organizations/{org}/{}/", collection.as_str());
+        let (status, url, answer) = self
+            .send_body(Method::PUT, &format!("{base}{name}/"), bytes.clone())
+            .await?;
+        let (status, url, answer) = if status == StatusCode::NOT_FOUND {
+            self.send_body(Method::POST, &base, bytes).await?
+        } else {
+            (status, url, answer)
+        };
+        match status {
+            s if s.is_success() => Ok(()),
+            s if s.is_client_error() => Err(refused_alert(collection, org, name, s, &answer)),
+            other => Err(status_error(url, other, &answer)),
+        }
+    }
+
+    /// Deletes alert channel or rule `name` of `org`; one the engine does not know is no
+    /// error.
+    pub async fn delete_alert(
+        &self,
+        collection: AlertCollection,
+        org: &str,
+        name: &str,
+    ) -> Result<()> {
+        check_id(org)?;
+        check_id(name)?;
+        let path = format!("/api/0/organizations/{org}/{}/{name}/", collection.as_str());
+        let (status, url, answer) = self.send(Method::DELETE, &path).await?;
+        match status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            s if s.is_client_error() => Err(refused_alert(collection, org, name, s, &answer)),
+            other => Err(status_error(url, other, &answer)),
+        }
+    }
+
     /// The engine's checks (object store, WAL) and every project's figures, in one call.
     pub async fn status(&self) -> Result<EngineStatus> {
         let (status, url, body) = self.send(Method::GET, "/api/0/status/").await?;
@@ -387,20 +461,50 @@ fn decode<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T> {
     })
 }
 
+/// A 4xx answer to an alert call.
+fn refused_alert(
+    collection: AlertCollection,
+    org: &str,
+    name: &str,
+    status: StatusCode,
+    body: &[u8],
+) -> Error {
+    let message = detail(body);
+    Error::RefusedAlert {
+        what: match collection {
+            AlertCollection::Channels => "channel",
+            AlertCollection::Rules => "rule",
+        },
+        org: org.to_owned(),
+        name: name.to_owned(),
+        status,
+        message,
+    }
+}
+
 /// A 4xx answer: the engine's `detail` (or the body) says why.
 fn refused(org: &str, project: &str, status: StatusCode, body: &[u8]) -> Error {
-    let message = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-    let mut message = message;
-    message.truncate(300);
+    let message = detail(body);
     Error::Refused {
         org: org.to_owned(),
         project: project.to_owned(),
         status,
         message,
     }
+}
+
+/// The engine's `detail` of an answer (or its body), at most 300 bytes.
+fn detail(body: &[u8]) -> String {
+    let mut message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let mut end = message.len().min(300);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message
 }
 
 fn status_error(url: String, status: StatusCode, body: &[u8]) -> Error {

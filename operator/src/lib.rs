@@ -17,7 +17,8 @@
 //!   `ObjectStoreReachable` condition, every project's figures).
 //! - [`project`]: the `FaultlineProject` reconciler: admits a team's project (tracker,
 //!   namespace selector, organization, name conflicts), registers it through the tracker's
-//!   admin API and writes its DSN Secret in the team's namespace.
+//!   admin API and writes its DSN Secret in the team's namespace; [`project_alerts`] declares
+//!   its own alert channels and rules.
 //! - [`controller`] only runs the reconcilers, on the shared [`context`], the server-side
 //!   apply helpers of [`cluster`] and the condition helpers of [`conditions`]. Arrows point
 //!   one way: `tracker` uses `backup` and `engine_status` (for its status); `project` reads
@@ -43,6 +44,7 @@ pub mod engine_status;
 pub mod leader;
 pub mod metrics;
 pub mod project;
+pub mod project_alerts;
 pub mod render;
 pub mod tracker;
 

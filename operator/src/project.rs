@@ -7,8 +7,11 @@
 //!    the same tracker claims the same project name in the same organization (oldest by
 //!    creation time, then uid, wins). A refusal sets `Ready=False` with the reason, publishes
 //!    a Warning Event and looks again a minute later;
+//!    Secrets that `spec.alerts` names must exist in the project's namespace (else
+//!    `SecretMissing`);
 //! 2. register the project through the tracker's admin API with the tracker's admin token
-//!    (`PUT /api/0/organizations/{org}/projects/{project}/`, idempotent);
+//!    (`PUT /api/0/organizations/{org}/projects/{project}/`, idempotent), and declare its
+//!    alert channels and rules ([`crate::project_alerts`]);
 //! 3. apply the DSN Secret `<resource>-dsn` in the project's namespace, owned by the resource;
 //! 4. write the status (`Ready`, organization, project id, DSN Secret, ingest URL, and the
 //!    project's figures: events in the last hour and the last event seen, copied from the
@@ -44,6 +47,7 @@ use crate::crd::{
     DeletionPolicy, ErrorTracker, FaultlineProject, FaultlineProjectStatus, ProjectFigures,
 };
 use crate::engine_api::{self, AdminApi};
+use crate::project_alerts;
 use crate::{FIELD_MANAGER, PROJECT_FINALIZER};
 
 /// A refused project looks again this often (a watch on trackers and namespaces wakes it
@@ -276,7 +280,23 @@ async fn apply(project: &FaultlineProject, ctx: &Context) -> Result<Action> {
             return Ok(Action::requeue(REFUSED_RETRY));
         }
     };
-    match register(project, ctx, &admitted).await {
+    let namespace = project.namespace().unwrap_or_default();
+    let alert_secrets =
+        match project_alerts::read_secrets(ctx, &namespace, project.spec.alerts.as_ref())
+            .await
+            .map_err(|source| Error::Get {
+                kind: "Secret",
+                name: format!("{namespace}/<spec.alerts>"),
+                source,
+            })? {
+            Ok(values) => values,
+            Err(missing) => {
+                let refusal = Refusal::new("SecretMissing", missing);
+                refuse(project, ctx, &refusal, Some(&admitted)).await?;
+                return Ok(Action::requeue(REFUSED_RETRY));
+            }
+        };
+    match register(project, ctx, &admitted, &alert_secrets).await {
         Ok(status) => {
             let changed = !same_ready(project, &status);
             patch_status(project, ctx, &status).await?;
@@ -423,6 +443,7 @@ async fn register(
     project: &FaultlineProject,
     ctx: &Context,
     admitted: &Admitted,
+    alert_secrets: &project_alerts::SecretValues,
 ) -> Result<FaultlineProjectStatus> {
     let tracker_ns = admitted.tracker.namespace().unwrap_or_default();
     let tracker_name = admitted.tracker.name_any();
@@ -461,6 +482,14 @@ async fn register(
     apply_one(&ctx.client, &namespace, &secret).await?;
 
     let previous = project.status.clone().unwrap_or_default();
+    let alerts = project_alerts::declared(
+        project.spec.alerts.as_ref(),
+        &namespace,
+        &admitted.organization,
+        &admitted.name,
+        alert_secrets,
+    );
+    project_alerts::sync(&admin, &admitted.organization, &alerts, &previous).await?;
     let generation = project.metadata.generation;
     let figures = figures(&admitted.tracker, &admitted.organization, &admitted.name);
     Ok(FaultlineProjectStatus {
@@ -483,6 +512,9 @@ async fn register(
         ingest_url: Some(builders::ingest_url(&admitted.tracker)),
         events_last_hour: figures.and_then(|f| f.events_last_hour),
         last_event_seen: figures.and_then(|f| f.last_event_seen.clone()),
+        alert_channels: alerts.channels.iter().map(|(n, _)| n.clone()).collect(),
+        alert_rules: alerts.rules.iter().map(|(n, _)| n.clone()).collect(),
+        alerts_digest: alerts.digest,
     })
 }
 
@@ -632,6 +664,7 @@ async fn cleanup(project: &FaultlineProject, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let admin = AdminApi::new(ctx.admin_service(tracker_ns, tracker_name), token);
+    project_alerts::remove(&admin, org, &status).await?;
     match project.spec.deletion_policy {
         DeletionPolicy::Retain => {
             admin.unregister_project(org, name).await?;
@@ -757,6 +790,7 @@ mod tests {
                 fingerprinting_rules: None,
                 privacy: None,
                 deletion_policy: DeletionPolicy::Retain,
+                alerts: None,
             },
         );
         p.metadata.uid = Some(uid.into());

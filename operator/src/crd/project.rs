@@ -12,7 +12,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{PrivacySpec, ProjectKeySpec, RateLimitSpec};
+use super::{AlertChannelSpec, AlertRuleSpec, PrivacySpec, ProjectKeySpec, RateLimitSpec};
 
 /// A project of the shared tracker named in `tracker`, declared in an application's namespace.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -49,6 +49,8 @@ use super::{PrivacySpec, ProjectKeySpec, RateLimitSpec};
         .message("tracker is immutable: the project's events stay in the tracker they were sent to"),
     validation = Rule::new("has(self.project) == has(oldSelf.project) && (!has(self.project) || self.project == oldSelf.project)")
         .message("project is immutable: the project's events stay under its name"),
+    validation = Rule::new("!has(self.alerts) || !has(self.alerts.rules) || self.alerts.rules.all(r, !has(r.org) && !has(r.projects))")
+        .message("alerts.rules: org and projects are this project's; leave them unset"),
     validation = Rule::new("!has(self.keys) || self.keys.all(k, self.keys.exists_one(q, q.name == k.name))")
         .message("keys: each name must be unique"),
 )]
@@ -102,6 +104,26 @@ pub struct FaultlineProjectSpec {
     /// new id).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Alert channels and rules of this project only, declared in the tracker's engine under
+    /// `<namespace>.<name>`. Channel secrets (`urlSecretRef`, `routingKeySecretRef`,
+    /// `signingSecretRef`) name Secrets of this namespace; rules cover this project and may
+    /// use this resource's channels only (by their names here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<ProjectAlertsSpec>,
+}
+
+/// A project's own alerting.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectAlertsSpec {
+    /// Where this project's alerts go.
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub channels: Vec<AlertChannelSpec>,
+    /// When they go out; `org` and `projects` stay unset (this project).
+    #[serde(default)]
+    #[schemars(length(max = 50))]
+    pub rules: Vec<AlertRuleSpec>,
 }
 
 /// What happens to a project when its `FaultlineProject` is deleted.
@@ -120,7 +142,7 @@ pub enum DeletionPolicy {
 pub struct FaultlineProjectStatus {
     /// `Ready`, with the generation it describes; when False, the reason says why
     /// (`TrackerNotFound`, `NamespaceNotAllowed`, `NoOrganization`, `NameConflict`,
-    /// `EngineUnavailable`, `Rejected`).
+    /// `SecretMissing`, `EngineUnavailable`, `Rejected`).
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The generation of the spec the operator last acted on.
@@ -149,6 +171,16 @@ pub struct FaultlineProjectStatus {
     /// `status.engineCheckedAt` (unset before the first event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event_seen: Option<Time>,
+    /// The alert channels and rules declared in the engine for `spec.alerts`, by their names
+    /// there (`<namespace>.<name>`): what a change or the deletion removes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert_channels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert_rules: Vec<String>,
+    /// Digest of the alerting last declared (secret values included), so an unchanged
+    /// declaration is not sent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts_digest: Option<String>,
 }
 
 impl FaultlineProjectSpec {

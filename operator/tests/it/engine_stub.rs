@@ -8,7 +8,9 @@
 //! `PUT /api/0/organizations/{org}/projects/{project}/` (creates or updates, the same id for
 //! the same org and name, 200 with `{"id","slug","organization"}`) and `DELETE` on it (the
 //! keys are gone, 204; 404 for an unknown project), `POST .../erase/` (the project is
-//! forgotten, 202; 404 for an unknown one), and `GET /api/0/status/` (the object store
+//! forgotten, 202; 404 for an unknown one), the alert API (`POST {org}/alert-channels/` and
+//! `alert-rules/` create, 409 when the name exists; `PUT` and `DELETE` on one, 404 when
+//! unknown), and `GET /api/0/status/` (the object store
 //! check the test chooses, and every registered project with the figures the test sets);
 //! every route behind
 //! `Authorization: Bearer <admin token>` (401 otherwise). The test decides when a backup
@@ -35,6 +37,8 @@ struct Inner {
     projects: std::collections::BTreeMap<(String, String), (u64, Value)>,
     /// The object store error `GET /api/0/status/` reports (None: reachable).
     store_error: Option<String>,
+    /// Alert channels and rules by (collection, org, name): the last body received.
+    alerts: std::collections::BTreeMap<(String, String, String), Value>,
     /// Figures by (org, name): events in the last hour, last event seen.
     figures: std::collections::BTreeMap<(String, String), (u64, String)>,
 }
@@ -57,6 +61,14 @@ impl EngineStub {
             .route("/api/0/backups", get(list).post(create))
             .route("/api/0/backups/{id}", get(one))
             .route("/api/0/status/", get(status))
+            .route(
+                "/api/0/organizations/{org}/{collection}/",
+                axum::routing::post(create_alert),
+            )
+            .route(
+                "/api/0/organizations/{org}/{collection}/{name}/",
+                axum::routing::put(replace_alert).delete(delete_alert),
+            )
             .route(
                 "/api/0/organizations/{org}/projects/{project}/erase/",
                 axum::routing::post(erase),
@@ -128,6 +140,11 @@ impl EngineStub {
             (org.to_owned(), name.to_owned()),
             (events, last_seen.to_owned()),
         );
+    }
+
+    /// The alert channels and rules declared: (collection, org, name) -> body.
+    pub(crate) fn alerts(&self) -> std::collections::BTreeMap<(String, String, String), Value> {
+        self.inner.lock().unwrap().alerts.clone()
     }
 
     /// Makes every request fail with `status` (None: back to normal).
@@ -284,5 +301,74 @@ async fn erase(
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "unknown project").into_response(),
+    }
+}
+
+fn alert_collection(collection: &str) -> bool {
+    matches!(collection, "alert-channels" | "alert-rules")
+}
+
+async fn create_alert(
+    State(stub): State<EngineStub>,
+    Path((org, collection)): Path<(String, String)>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    if !alert_collection(&collection) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let request = format!("POST /api/0/organizations/{org}/{collection}/");
+    if let Err(response) = stub.check(&headers, request) {
+        return response.into_response();
+    }
+    let name = body["name"].as_str().unwrap_or_default().to_owned();
+    let mut inner = stub.inner.lock().unwrap();
+    let key = (collection, org, name);
+    if inner.alerts.contains_key(&key) {
+        return (StatusCode::CONFLICT, "exists").into_response();
+    }
+    inner.alerts.insert(key, body.clone());
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+async fn replace_alert(
+    State(stub): State<EngineStub>,
+    Path((org, collection, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    if !alert_collection(&collection) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let request = format!("PUT /api/0/organizations/{org}/{collection}/{name}/");
+    if let Err(response) = stub.check(&headers, request) {
+        return response.into_response();
+    }
+    let mut inner = stub.inner.lock().unwrap();
+    match inner.alerts.get_mut(&(collection, org, name)) {
+        Some(stored) => {
+            *stored = body.clone();
+            axum::Json(body).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "unknown").into_response(),
+    }
+}
+
+async fn delete_alert(
+    State(stub): State<EngineStub>,
+    Path((org, collection, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !alert_collection(&collection) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let request = format!("DELETE /api/0/organizations/{org}/{collection}/{name}/");
+    if let Err(response) = stub.check(&headers, request) {
+        return response.into_response();
+    }
+    let mut inner = stub.inner.lock().unwrap();
+    match inner.alerts.remove(&(collection, org, name)) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => (StatusCode::NOT_FOUND, "unknown").into_response(),
     }
 }

@@ -80,7 +80,8 @@ async fn start_engine() -> Engine {
     let (ingest, admin) = (free_port(), free_port());
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{ingest}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
-         [storage]\ndata_dir = {:?}\n[auth]\nadmin_token_file = {:?}\n",
+         [storage]\ndata_dir = {:?}\n[auth]\nadmin_token_file = {:?}\n\
+         [alerts]\nallow_private_targets = true\n",
         dir.path().join("data"),
         token_file
     );
@@ -218,10 +219,23 @@ async fn a_project_applied_in_an_app_namespace_gets_a_dsn_that_stores_into_its_o
     // the app team applies its project
     let projects: kube::Api<faultline_operator::FaultlineProject> =
         kube::Api::namespaced(client.clone(), "shop");
+    // the team's webhook, in its own namespace (a loopback receiver: no DNS here, and the
+    // engine resolves a channel's host when it is declared)
+    server.seed(
+        SECRETS,
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "alerting", "namespace": "shop"},
+               "data": {"slack-url": base64_of("http://127.0.0.1:9/hook")}}),
+    );
     let project: faultline_operator::FaultlineProject = serde_json::from_value(json!({
         "apiVersion": "faultline.dev/v1alpha1", "kind": "FaultlineProject",
         "metadata": {"name": "checkout", "namespace": "shop"},
-        "spec": {"tracker": "platform/errors", "platform": "python", "retentionDays": 14}
+        "spec": {"tracker": "platform/errors", "platform": "python", "retentionDays": 14,
+                 "alerts": {
+                     "channels": [{"name": "slack", "kind": "slack",
+                                   "urlSecretRef": {"name": "alerting", "key": "slack-url"}}],
+                     "rules": [{"name": "new-issues", "triggers": [{"type": "new_issue"}],
+                                "channels": ["slack"]}]}}
     }))
     .unwrap();
     projects
@@ -245,6 +259,7 @@ async fn a_project_applied_in_an_app_namespace_gets_a_dsn_that_stores_into_its_o
         .await;
     let status = server.get(PROJECTS, "shop", "checkout").unwrap()["status"].clone();
     assert_eq!(status["organization"], "shop-team");
+    assert_eq!(status["alertRules"], json!(["shop.new-issues"]), "{status}");
     assert_eq!(status["dsnSecret"], "checkout-dsn");
     let secret = server.get(SECRETS, "shop", "checkout-dsn").unwrap();
     let key = decoded(&secret, "key");
@@ -317,6 +332,19 @@ async fn a_project_applied_in_an_app_namespace_gets_a_dsn_that_stores_into_its_o
     };
     let own = count_as("shop-team").await;
     assert!(own.contains("\"n\":1"), "{own}");
+    // the project's alert rule is in the engine, limited to the project, using its channel
+    let rules_url = format!(
+        "{}/api/0/organizations/shop-team/alert-rules/shop.new-issues/",
+        engine.admin
+    );
+    let (code, rule) = http
+        .send("GET", &rules_url, &auth, String::new())
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{rule}");
+    let rule: Value = serde_json::from_str(&rule).unwrap();
+    assert_eq!(rule["projects"], json!(["checkout"]), "{rule}");
+    assert_eq!(rule["channels"], json!(["shop.slack"]), "{rule}");
     let other = count_as("default").await;
     assert!(other.contains("\"n\":0"), "{other}");
 
@@ -413,6 +441,11 @@ async fn a_project_applied_in_an_app_namespace_gets_a_dsn_that_stores_into_its_o
     assert_eq!(status_code, 403, "{body}");
     let own = count_as("shop-team").await;
     assert!(own.contains("\"n\":0"), "{own}");
+    let (code, gone) = http
+        .send("GET", &rules_url, &auth, String::new())
+        .await
+        .unwrap();
+    assert_eq!(code, 404, "the finalizer removed the alert rule: {gone}");
 
     stop.send(()).unwrap();
     controller.await.unwrap();
