@@ -5,10 +5,10 @@
 //! deletion markers are deleted.
 //!
 //! It runs when the erase is asked for and on every maintenance tick after, because rows of
-//! the project still in some node's buffer or WAL reach a file only at that node's next flush
-//! (or, for a node that was down, after its restart and replay). The files are looked for in
-//! every tick for as long as the marker exists; the other objects for a day after the erase
-//! (nothing adds to them once the project is gone).
+//! the project still in some node's buffer reach a file only at that node's next flush (a
+//! restart's replay leaves them out, see `node.rs`). The files are looked for in every tick
+//! for as long as the marker exists; the other objects for a day after the erase (nothing adds
+//! to them once the project is gone).
 
 use std::collections::HashSet;
 
@@ -19,7 +19,6 @@ use serde::Serialize;
 use super::{Maintenance, Result};
 use crate::store::keys;
 use crate::store::manifest::Manifest;
-use crate::tenancy::Erasure;
 
 /// How long after an erase the project's other objects are looked for again.
 const OBJECTS_FOR: ChronoDuration = ChronoDuration::days(1);
@@ -47,19 +46,7 @@ impl Maintenance {
         now: DateTime<Utc>,
     ) -> Result<ProjectEraseReport> {
         let mut report = ProjectEraseReport::default();
-        let mut erased = Vec::new();
-        for meta in self
-            .store
-            .list(&ObjectPath::from(keys::PROJECT_ERASURES))
-            .await?
-        {
-            match self.store.get_json::<Erasure>(&meta.location).await {
-                Ok(erasure) => erased.push(erasure),
-                Err(err) => {
-                    tracing::warn!(path = %meta.location, cause = %err, "unreadable project erasure marker; left as it is");
-                }
-            }
-        }
+        let erased = crate::tenancy::erasure::erasures(&self.store).await?;
         if erased.is_empty() {
             return Ok(report);
         }

@@ -5,7 +5,9 @@
 //! node's files by maintenance (`maintenance::erase`), at once when the erase is asked for
 //! over HTTP and again on every maintenance tick, so rows that were still in a node's buffer or
 //! WAL and are flushed later (also after a restart) are erased too. The marker stays: the id
-//! is never given to another project, so no later project can see the old rows.
+//! is never given to another project, so no later project can see the old rows. A node's
+//! start-up replay of its WAL leaves out rows of erased projects, so they do not come back
+//! after a restart.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -14,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::projects::{Projects, project_path};
 use super::{Error, Result};
-use crate::store::{self, keys};
+use crate::store::{self, Store, keys};
 
 /// The marker of an erased project.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,19 +82,23 @@ impl Projects {
 
     /// Every erased project's marker.
     pub async fn erasures(&self) -> Result<Vec<Erasure>> {
-        let mut out = Vec::new();
-        for meta in self
-            .store
-            .list(&ObjectPath::from(keys::PROJECT_ERASURES))
-            .await?
-        {
-            match self.store.get_json::<Erasure>(&meta.location).await {
-                Ok(erasure) => out.push(erasure),
-                Err(err) => {
-                    tracing::warn!(path = %meta.location, cause = %err, "unreadable project erasure marker");
-                }
+        erasures(&self.store).await
+    }
+}
+
+/// Every erased project's marker in `store` (an unreadable one is logged and left out).
+pub async fn erasures(store: &Store) -> Result<Vec<Erasure>> {
+    let mut out = Vec::new();
+    for meta in store
+        .list(&ObjectPath::from(keys::PROJECT_ERASURES))
+        .await?
+    {
+        match store.get_json::<Erasure>(&meta.location).await {
+            Ok(erasure) => out.push(erasure),
+            Err(err) => {
+                tracing::warn!(path = %meta.location, cause = %err, "unreadable project erasure marker");
             }
         }
-        Ok(out)
     }
+    Ok(out)
 }

@@ -4,7 +4,7 @@
 //! Organizations are names: a project or token names its organization, and projects from the
 //! config file belong to [`DEFAULT_ORG`].
 
-mod erasure;
+pub mod erasure;
 pub mod keys;
 mod privacy;
 pub mod projects;

@@ -449,6 +449,19 @@ async fn erasing_a_project_takes_out_its_rows_also_after_a_flush_and_a_restart()
     h.node.flush_with_outcomes().await.unwrap();
     let reply = h.store_to(&id, KEY_A, "still in the WAL").await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    // an item row (a log) also still in the WAL
+    let now = chrono::Utc::now().timestamp();
+    let log = h
+        .send(
+            post(&format!("/api/{id}/envelope/"))
+                .header("x-sentry-auth", format!("Sentry sentry_key={KEY_A}"))
+                .body(Body::from(format!(
+                    "{{}}\n{{\"type\":\"log\"}}\n{{\"items\":[{{\"timestamp\":{now},\"level\":\"info\",\"body\":\"erase me\"}}]}}\n"
+                )))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(log.status, StatusCode::OK, "{:?}", log.body);
     // another organization's project keeps its rows
     assert_eq!(
         h.store(r#"{"message":"shop"}"#).await.status,
@@ -485,35 +498,38 @@ async fn erasing_a_project_takes_out_its_rows_also_after_a_flush_and_a_restart()
     assert_eq!(again.status, StatusCode::ACCEPTED, "idempotent");
     assert_eq!(again.body["erasedAt"], reply.body["erasedAt"]);
 
-    // A restart replays the WAL: the last event comes back into memory, is flushed, and the
-    // next maintenance run takes it out of the files.
-    let h = reopen(h).await;
+    // Until the node flushes, what is in its memory is there for a reader of every project
+    // (the CLI's view); no token reads it.
     let of_project = format!(
         "SELECT (SELECT count(*) FROM events WHERE project_id = {id}) AS events, \
+                (SELECT count(*) FROM logs WHERE project_id = {id}) AS logs, \
                 (SELECT count(*) FROM issues WHERE project_id = {id}) AS issues, \
                 (SELECT count(*) FROM outcomes WHERE project_id = {id}) AS outcomes"
     );
-    let replayed = h
-        .sql(&format!(
-            "SELECT message FROM events WHERE project_id = {id}"
-        ))
-        .await;
-    assert_eq!(replayed, json!([{"message": "still in the WAL"}]));
+    let in_memory = h.sql(&of_project).await;
+    assert_eq!(in_memory[0]["events"], 1, "{in_memory}");
+    assert_eq!(in_memory[0]["logs"], 1, "{in_memory}");
+
+    // A restart replays the WAL, leaving out the erased project's rows: they do not come back,
+    // neither after the restart nor after the next flush and maintenance run.
+    let h = reopen(h).await;
+    let nothing = json!([{"events": 0, "logs": 0, "issues": 0, "outcomes": 0}]);
+    assert_eq!(h.sql(&of_project).await, nothing);
     h.node.flush_with_outcomes().await.unwrap();
     let report = crate::maintenance::Maintenance::for_node(&h.node)
         .erase_projects()
         .await
         .unwrap();
     assert_eq!(report.projects, 1);
-    assert!(report.files >= 1, "the replayed event's file: {report:?}");
-    assert_eq!(
-        h.sql(&of_project).await,
-        json!([{"events": 0, "issues": 0, "outcomes": 0}])
-    );
+    assert_eq!(h.sql(&of_project).await, nothing);
     let shop = h
         .sql("SELECT count(*) AS n FROM events WHERE project_id = 1")
         .await;
-    assert_eq!(shop, json!([{"n": 1}]), "other projects keep their rows");
+    assert_eq!(
+        shop,
+        json!([{"n": 1}]),
+        "other projects keep their rows, replayed too"
+    );
     let counted = h
         .sql_as(&admin, "SELECT count(*) AS n FROM events")
         .await
