@@ -22,6 +22,7 @@
 //! - [`maintenance`]: retention and compaction of the stored files, run on the node holding
 //!   the maintenance lease; [`backup`]: backups, pruning and (point-in-time) restore.
 //! - [`tenancy`]: projects with DSN keys, API tokens.
+//! - [`status`]: the object store and WAL checks and per-project figures the operator reports.
 //! - [`sqlwire`]: SQL over the PostgreSQL wire protocol, with a token as the password.
 //! - [`server`], [`cli`]: the `faultline` binary's commands.
 //!
@@ -57,6 +58,7 @@ pub mod releases;
 pub mod server;
 pub mod sourcemaps;
 pub mod sqlwire;
+pub mod status;
 pub mod store;
 pub mod tenancy;
 pub mod wal;

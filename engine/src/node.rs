@@ -6,6 +6,7 @@
 //! passes its size thresholds), commits a new manifest, and only then deletes the WAL segments
 //! the manifest now covers.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -161,6 +162,7 @@ struct Replayed {
 /// already covers are deleted. A record that cannot be rebuilt (which ingest's limits should
 /// never let through) does not stop the replay: it is handled as `unreadable` says and logged
 /// at error level, and every other record is replayed.
+#[allow(clippy::too_many_arguments)]
 fn replay(
     dir: &Path,
     wal_upto: Option<u64>,
@@ -169,6 +171,7 @@ fn replay(
     unreadable: Unreadable,
     alerts: Option<&Watch>,
     hashes: Option<&GroupHashes>,
+    erased: &HashSet<u64>,
 ) -> Result<Replayed> {
     let mut replayed = Replayed::default();
     for (seq, path) in wal::replay::pending_segments(dir, wal_upto, trim)? {
@@ -177,7 +180,7 @@ fn replay(
             tracing::warn!(segment = %path.display(), valid_bytes = contents.valid_len,
                 "wal segment ends in a torn record (an unacknowledged write); ignoring the tail");
         }
-        let logged = wal::replay::rebuild(&contents.records, |i, err| {
+        let mut logged = wal::replay::rebuild(&contents.records, |i, err| {
             replayed.unreadable += 1;
             set_aside(
                 dir,
@@ -188,6 +191,9 @@ fn replay(
                 unreadable,
             )
         })?;
+        if !erased.is_empty() {
+            leave_out_erased(&mut logged, erased);
+        }
         for event in &logged.events {
             replayed.ids.push((event.project_id, event.event.event_id));
             if let Some(hashes) = hashes {
@@ -203,6 +209,48 @@ fn replay(
         }
     }
     Ok(replayed)
+}
+
+/// The ids of erased projects (`tenancy::erasure`), whose rows a replay leaves out.
+async fn erased_ids(store: &Store) -> Result<HashSet<u64>> {
+    Ok(tenancy::erasure::erasures(store)
+        .await?
+        .iter()
+        .map(|e| e.project_id)
+        .collect())
+}
+
+/// Drops the rows of erased projects (`tenancy::erasure`) from replayed records.
+fn leave_out_erased(logged: &mut wal::replay::Logged, erased: &HashSet<u64>) {
+    use datafusion::arrow::array::{Array, BooleanArray, Int64Array};
+    logged.events.retain(|e| !erased.contains(&e.project_id));
+    for item in &mut logged.items {
+        let Ok(column) = item.batch.schema().index_of("project_id") else {
+            continue;
+        };
+        let Some(ids) = item
+            .batch
+            .column(column)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+        else {
+            continue;
+        };
+        let keep: BooleanArray = ids
+            .iter()
+            .map(|id| Some(!id.is_some_and(|id| erased.contains(&(id as u64)))))
+            .collect();
+        if keep.true_count() == keep.len() {
+            continue;
+        }
+        match datafusion::arrow::compute::filter_record_batch(&item.batch, &keep) {
+            Ok(kept) => item.batch = kept,
+            Err(err) => {
+                tracing::warn!(table = item.table.name, cause = %err, "cannot leave out rows of erased projects");
+            }
+        }
+    }
+    logged.items.retain(|item| item.batch.num_rows() > 0);
 }
 
 /// Quarantines (or, read-only, skips) one record that replay could not read.
@@ -264,6 +312,7 @@ impl Node {
         let ruleset = Ruleset::assemble(&config.alerts, api_channels, api_rules, &secrets);
         let watch = Arc::new(Watch::new(!ruleset.is_empty()));
         let hashes = Arc::new(GroupHashes::new(store.clone(), &node_id));
+        let erased = erased_ids(&store).await?;
         let replayed = replay(
             &wal_dir,
             wal_upto,
@@ -272,6 +321,7 @@ impl Node {
             Unreadable::Quarantine,
             Some(&watch),
             Some(&hashes),
+            &erased,
         )?;
         if !replayed.ids.is_empty() || replayed.rows > 0 {
             tracing::info!(
@@ -608,6 +658,7 @@ pub async fn open_reader(config: &Config) -> Result<QueryService> {
     let manifest = Manifest::load_latest(&store, &config.storage.node_id).await?;
     let wal_upto = manifest.wal_upto;
     let buffer = Arc::new(Buffer::new(manifest, thresholds(config)));
+    let erased = erased_ids(&store).await?;
     replay(
         &config.wal_dir(),
         wal_upto,
@@ -616,6 +667,7 @@ pub async fn open_reader(config: &Config) -> Result<QueryService> {
         Unreadable::Skip,
         None,
         None,
+        &erased,
     )?;
     Ok(QueryService::new(
         store,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::DynamicObject;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
 
@@ -54,6 +54,9 @@ pub struct Context {
     pub backup_intervals: crate::backup::Intervals,
     /// Publishes Kubernetes Events about the resources the operator acts on.
     pub recorder: Recorder,
+    /// A tracker's engine is asked for its status at most this often (see
+    /// [`crate::engine_status`]).
+    pub engine_check_interval: Duration,
     failures: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
     /// Backup id the engine gave, by `Backup` uid, until the backup is over.
     started_backups: Mutex<HashMap<String, String>>,
@@ -73,6 +76,7 @@ impl Context {
             operator_namespace: builders::DEFAULT_OPERATOR_NAMESPACE.to_owned(),
             admin_url: None,
             backup_intervals: crate::backup::Intervals::default(),
+            engine_check_interval: crate::engine_status::CHECK_INTERVAL,
             failures: Mutex::new(HashMap::new()),
             started_backups: Mutex::new(HashMap::new()),
         }
@@ -124,6 +128,26 @@ impl Context {
                 builders::headless_service_name(name),
                 builders::ADMIN_PORT
             ),
+        }
+    }
+
+    /// Publishes a Kubernetes Event about `object`; a failure is logged, not fatal.
+    pub(crate) async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(cause = %err, reason, "cannot publish event");
         }
     }
 

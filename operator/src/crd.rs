@@ -16,7 +16,10 @@ mod backup;
 mod project;
 
 pub use backup::{Backup, BackupPhase, BackupSpec, BackupStatus};
-pub use project::{DeletionPolicy, FaultlineProject, FaultlineProjectSpec, FaultlineProjectStatus};
+pub use project::{
+    DeletionPolicy, FaultlineProject, FaultlineProjectSpec, FaultlineProjectStatus,
+    ProjectAlertsSpec,
+};
 
 use std::collections::BTreeMap;
 
@@ -51,6 +54,11 @@ pub const GROUP: &str = "faultline.dev";
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Ingest", type_ = "string", json_path = ".status.ingestUrl"),
+    printcolumn(
+        name = "Object Store",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"ObjectStoreReachable\")].reason"
+    ),
     printcolumn(name = "Last Backup", type_ = "date", json_path = ".status.lastBackup.finishedAt"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 40").message(
@@ -860,8 +868,10 @@ impl Default for NetworkPolicySpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorTrackerStatus {
-    /// `Ready`, `Progressing`, `Degraded` and (with `spec.backup`) `BackupSucceeded`, each
-    /// with the generation it describes.
+    /// `Ready`, `Progressing`, `Degraded`, `ObjectStoreReachable` (as the engine sees it:
+    /// `Reachable`, `Unreachable` with the engine's error, `Unknown` with `EngineUnavailable`
+    /// when no engine answered) and (with `spec.backup`) `BackupSucceeded`, each with the
+    /// generation it describes.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The generation of the spec the operator last acted on.
@@ -883,6 +893,30 @@ pub struct ErrorTrackerStatus {
     /// reported when `spec.backup` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<LastBackup>,
+    /// When the engine last answered the operator's status call (object store and figures);
+    /// asked on every reconcile with a ready pod, at most once a minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_checked_at: Option<Time>,
+    /// Every project the engine serves (its own `spec.projects` and the `FaultlineProject`s
+    /// attached to it), with its figures as of `engineCheckedAt`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub projects: Vec<ProjectFigures>,
+}
+
+/// A project's figures, as the engine reports them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectFigures {
+    /// Project name in its organization.
+    pub name: String,
+    pub organization: String,
+    /// Error events accepted in the last sixty minutes (unset when the engine could not read
+    /// its figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_last_hour: Option<u64>,
+    /// When the newest event of the project was seen (unset before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_seen: Option<Time>,
 }
 
 /// A backup that succeeded.

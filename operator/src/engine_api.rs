@@ -1,6 +1,8 @@
 //! Client of the engine's admin API, as far as the operator uses it: start a backup, read one,
-//! list them (`POST/GET /api/0/backups[/{id}]`), and register or unregister a project
-//! (`PUT/DELETE /api/0/organizations/{org}/projects/{project}/`); bearer admin token, JSON.
+//! list them (`POST/GET /api/0/backups[/{id}]`), register, unregister or erase a project
+//! (`PUT/DELETE /api/0/organizations/{org}/projects/{project}/`, `POST .../erase/`), and read
+//! the engine's status
+//! (`GET /api/0/status/`: object store, WAL, per-project figures); bearer admin token, JSON.
 //!
 //! The operator reaches it on the tracker's `<tracker>-admin` Service, plain HTTP inside the
 //! cluster. Every request has a time limit, so an engine that does not answer delays a
@@ -51,6 +53,16 @@ pub enum Error {
     },
     #[error("the engine returned a backup id the operator will not put in a URL: {0:?}")]
     BadId(String),
+    #[error(
+        "the engine refused alert {what} {name:?} of organization {org:?} ({status}): {message}"
+    )]
+    RefusedAlert {
+        what: &'static str,
+        org: String,
+        name: String,
+        status: StatusCode,
+        message: String,
+    },
     #[error("the engine refused project {project:?} of organization {org:?} ({status}): {message}")]
     Refused {
         org: String,
@@ -64,7 +76,7 @@ impl Error {
     /// True when the engine understood the request and said no (a 4xx answer): trying again
     /// with the same request gives the same answer.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Error::Refused { .. })
+        matches!(self, Error::Refused { .. } | Error::RefusedAlert { .. })
     }
 }
 
@@ -161,6 +173,62 @@ pub struct RegisteredProject {
     pub id: String,
     pub slug: String,
     pub organization: String,
+}
+
+/// One check of `GET /api/0/status/`: passed, or the engine's error text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Check {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One project's figures in `GET /api/0/status/`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectFigures {
+    /// The numeric id, as a string.
+    pub id: String,
+    pub organization: String,
+    pub slug: String,
+    /// Error events accepted in the last sixty minutes; `None` when the engine could not
+    /// read its figures.
+    #[serde(default)]
+    pub events_last_hour: Option<u64>,
+    /// RFC 3339; `None` before the project's first event.
+    #[serde(default)]
+    pub last_event_seen: Option<String>,
+}
+
+/// The answer to `GET /api/0/status/`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineStatus {
+    /// RFC 3339.
+    pub checked_at: String,
+    pub object_store: Check,
+    pub wal: Check,
+    /// Why the figures are missing, when they are.
+    #[serde(default)]
+    pub figures_error: Option<String>,
+    #[serde(default)]
+    pub projects: Vec<ProjectFigures>,
+}
+
+/// The alert API's collections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertCollection {
+    Channels,
+    Rules,
+}
+
+impl AlertCollection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Channels => "alert-channels",
+            Self::Rules => "alert-rules",
+        }
+    }
 }
 
 /// The admin API of one tracker.
@@ -264,6 +332,77 @@ impl AdminApi {
         }
     }
 
+    /// Erases project `project` of `org` with every stored row (keys, project, events); a
+    /// project the engine does not know (never registered, or erased before) is no error.
+    pub async fn erase_project(&self, org: &str, project: &str) -> Result<()> {
+        check_id(org)?;
+        check_id(project)?;
+        let path = format!("/api/0/organizations/{org}/projects/{project}/erase/");
+        let (status, url, answer) = self.send(Method::POST, &path).await?;
+        match status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            s if s.is_client_error() => Err(refused(org, project, s, &answer)),
+            other => Err(status_error(url, other, &answer)),
+        }
+    }
+
+    /// Creates or replaces alert channel or rule `name` of `org` (`collection` is
+    /// `alert-channels` or `alert-rules`) with `body`: `PUT` on it, `POST` to the collection
+    /// when the engine does not know it yet.
+    pub async fn put_alert(
+        &self,
+        collection: AlertCollection,
+        org: &str,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<()> {
+        check_id(org)?;
+        check_id(name)?;
+        let bytes = Bytes::from(body.to_string());
+        let base = format!("/api/0/organizations/{org}/{}/", collection.as_str());
+        let (status, url, answer) = self
+            .send_body(Method::PUT, &format!("{base}{name}/"), bytes.clone())
+            .await?;
+        let (status, url, answer) = if status == StatusCode::NOT_FOUND {
+            self.send_body(Method::POST, &base, bytes).await?
+        } else {
+            (status, url, answer)
+        };
+        match status {
+            s if s.is_success() => Ok(()),
+            s if s.is_client_error() => Err(refused_alert(collection, org, name, s, &answer)),
+            other => Err(status_error(url, other, &answer)),
+        }
+    }
+
+    /// Deletes alert channel or rule `name` of `org`; one the engine does not know is no
+    /// error.
+    pub async fn delete_alert(
+        &self,
+        collection: AlertCollection,
+        org: &str,
+        name: &str,
+    ) -> Result<()> {
+        check_id(org)?;
+        check_id(name)?;
+        let path = format!("/api/0/organizations/{org}/{}/{name}/", collection.as_str());
+        let (status, url, answer) = self.send(Method::DELETE, &path).await?;
+        match status {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            s if s.is_client_error() => Err(refused_alert(collection, org, name, s, &answer)),
+            other => Err(status_error(url, other, &answer)),
+        }
+    }
+
+    /// The engine's checks (object store, WAL) and every project's figures, in one call.
+    pub async fn status(&self) -> Result<EngineStatus> {
+        let (status, url, body) = self.send(Method::GET, "/api/0/status/").await?;
+        if status != StatusCode::OK {
+            return Err(status_error(url, status, &body));
+        }
+        decode(&url, &body)
+    }
+
     async fn send(&self, method: Method, path: &str) -> Result<(StatusCode, String, Bytes)> {
         self.send_body(method, path, Bytes::new()).await
     }
@@ -322,20 +461,50 @@ fn decode<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T> {
     })
 }
 
+/// A 4xx answer to an alert call.
+fn refused_alert(
+    collection: AlertCollection,
+    org: &str,
+    name: &str,
+    status: StatusCode,
+    body: &[u8],
+) -> Error {
+    let message = detail(body);
+    Error::RefusedAlert {
+        what: match collection {
+            AlertCollection::Channels => "channel",
+            AlertCollection::Rules => "rule",
+        },
+        org: org.to_owned(),
+        name: name.to_owned(),
+        status,
+        message,
+    }
+}
+
 /// A 4xx answer: the engine's `detail` (or the body) says why.
 fn refused(org: &str, project: &str, status: StatusCode, body: &[u8]) -> Error {
-    let message = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
-    let mut message = message;
-    message.truncate(300);
+    let message = detail(body);
     Error::Refused {
         org: org.to_owned(),
         project: project.to_owned(),
         status,
         message,
     }
+}
+
+/// The engine's `detail` of an answer (or its body), at most 300 bytes.
+fn detail(body: &[u8]) -> String {
+    let mut message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let mut end = message.len().min(300);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    message.truncate(end);
+    message
 }
 
 fn status_error(url: String, status: StatusCode, body: &[u8]) -> Error {
@@ -393,6 +562,24 @@ mod tests {
         assert!(err.to_string().contains("not the expected JSON"), "{err}");
         let unknown_state = br#"[{"id":"b3","state":"exploded"}]"#;
         assert!(decode::<Vec<BackupInfo>>("u", unknown_state).is_err());
+    }
+
+    #[test]
+    fn the_engine_status_reads_as_documented() {
+        let body = br#"{"checkedAt":"2026-12-05T18:00:00Z","node":"node-0",
+            "objectStore":{"ok":false,"error":"s3://bucket: connection refused"},"wal":{"ok":true},
+            "projects":[{"id":"2","organization":"shop","slug":"api","eventsLastHour":12,"lastEventSeen":"2026-12-05T17:59:01.5Z"},
+                        {"id":"3","organization":"shop","slug":"web","eventsLastHour":0,"lastEventSeen":null}]}"#;
+        let status: EngineStatus = decode("u", body).unwrap();
+        assert!(!status.object_store.ok);
+        assert_eq!(
+            status.object_store.error.as_deref(),
+            Some("s3://bucket: connection refused")
+        );
+        assert!(status.wal.ok && status.wal.error.is_none());
+        assert_eq!(status.projects[0].events_last_hour, Some(12));
+        assert_eq!(status.projects[1].last_event_seen, None);
+        assert!(decode::<EngineStatus>("u", br#"{"projects":[]}"#).is_err());
     }
 
     #[test]

@@ -13,12 +13,16 @@
 //!   backoff.
 //! - [`backup`]: the `Backup` reconciler (an on-demand backup through the engine's admin API)
 //!   and the backup part of the tracker's status; [`engine_api`] is the admin API client.
+//! - [`engine_status`]: the engine's own report in the tracker's status (the
+//!   `ObjectStoreReachable` condition, every project's figures).
 //! - [`project`]: the `FaultlineProject` reconciler: admits a team's project (tracker,
 //!   namespace selector, organization, name conflicts), registers it through the tracker's
-//!   admin API and writes its DSN Secret in the team's namespace.
+//!   admin API and writes its DSN Secret in the team's namespace; [`project_alerts`] declares
+//!   its own alert channels and rules.
 //! - [`controller`] only runs the reconcilers, on the shared [`context`], the server-side
 //!   apply helpers of [`cluster`] and the condition helpers of [`conditions`]. Arrows point
-//!   one way: `tracker` uses `backup` (for the tracker's backup status); no reconciler uses
+//!   one way: `tracker` uses `backup` and `engine_status` (for its status); `project` reads
+//!   its figures from the tracker's status, not from `tracker`; no reconciler uses
 //!   `controller`.
 //! - [`metrics`]: Prometheus counters served on `/metrics`.
 //! - [`leader`]: a `coordination.k8s.io` Lease so that only one operator replica acts.
@@ -36,9 +40,11 @@ pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod engine_api;
+pub mod engine_status;
 pub mod leader;
 pub mod metrics;
 pub mod project;
+pub mod project_alerts;
 pub mod render;
 pub mod tracker;
 

@@ -7,13 +7,20 @@
 //!    the same tracker claims the same project name in the same organization (oldest by
 //!    creation time, then uid, wins). A refusal sets `Ready=False` with the reason, publishes
 //!    a Warning Event and looks again a minute later;
+//!    Secrets that `spec.alerts` names must exist in the project's namespace (else
+//!    `SecretMissing`);
 //! 2. register the project through the tracker's admin API with the tracker's admin token
-//!    (`PUT /api/0/organizations/{org}/projects/{project}/`, idempotent);
+//!    (`PUT /api/0/organizations/{org}/projects/{project}/`, idempotent), and declare its
+//!    alert channels and rules ([`crate::project_alerts`]);
 //! 3. apply the DSN Secret `<resource>-dsn` in the project's namespace, owned by the resource;
-//! 4. write the status (`Ready`, organization, project id, DSN Secret, ingest URL).
+//! 4. write the status (`Ready`, organization, project id, DSN Secret, ingest URL, and the
+//!    project's figures: events in the last hour and the last event seen, copied from the
+//!    tracker's `status.projects`, which the tracker's reconciler fills from the engine; a
+//!    tracker status change wakes the projects that name it).
 //!
 //! On deletion the finalizer removes the project's DSN keys in the engine (its events follow
-//! retention); the Secret goes with its owner. This reconciler depends on the shared
+//! retention), or with `deletionPolicy: Delete` erases the project and every stored event
+//! (`POST .../erase/`); the Secret goes with its owner. This reconciler depends on the shared
 //! [`crate::context`], [`crate::cluster`] and [`crate::conditions`] only, never on another
 //! reconciler.
 
@@ -26,7 +33,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -36,8 +43,11 @@ use crate::builders::{self, project as build};
 use crate::cluster::{self, apply_one};
 use crate::conditions::condition_with;
 use crate::context::Context;
-use crate::crd::{DeletionPolicy, ErrorTracker, FaultlineProject, FaultlineProjectStatus};
+use crate::crd::{
+    DeletionPolicy, ErrorTracker, FaultlineProject, FaultlineProjectStatus, ProjectFigures,
+};
 use crate::engine_api::{self, AdminApi};
+use crate::project_alerts;
 use crate::{FIELD_MANAGER, PROJECT_FINALIZER};
 
 /// A refused project looks again this often (a watch on trackers and namespaces wakes it
@@ -270,7 +280,23 @@ async fn apply(project: &FaultlineProject, ctx: &Context) -> Result<Action> {
             return Ok(Action::requeue(REFUSED_RETRY));
         }
     };
-    match register(project, ctx, &admitted).await {
+    let namespace = project.namespace().unwrap_or_default();
+    let alert_secrets =
+        match project_alerts::read_secrets(ctx, &namespace, project.spec.alerts.as_ref())
+            .await
+            .map_err(|source| Error::Get {
+                kind: "Secret",
+                name: format!("{namespace}/<spec.alerts>"),
+                source,
+            })? {
+            Ok(values) => values,
+            Err(missing) => {
+                let refusal = Refusal::new("SecretMissing", missing);
+                refuse(project, ctx, &refusal, Some(&admitted)).await?;
+                return Ok(Action::requeue(REFUSED_RETRY));
+            }
+        };
+    match register(project, ctx, &admitted, &alert_secrets).await {
         Ok(status) => {
             let changed = !same_ready(project, &status);
             patch_status(project, ctx, &status).await?;
@@ -417,6 +443,7 @@ async fn register(
     project: &FaultlineProject,
     ctx: &Context,
     admitted: &Admitted,
+    alert_secrets: &project_alerts::SecretValues,
 ) -> Result<FaultlineProjectStatus> {
     let tracker_ns = admitted.tracker.namespace().unwrap_or_default();
     let tracker_name = admitted.tracker.name_any();
@@ -455,7 +482,16 @@ async fn register(
     apply_one(&ctx.client, &namespace, &secret).await?;
 
     let previous = project.status.clone().unwrap_or_default();
+    let alerts = project_alerts::declared(
+        project.spec.alerts.as_ref(),
+        &namespace,
+        &admitted.organization,
+        &admitted.name,
+        alert_secrets,
+    );
+    project_alerts::sync(&admin, &admitted.organization, &alerts, &previous).await?;
     let generation = project.metadata.generation;
+    let figures = figures(&admitted.tracker, &admitted.organization, &admitted.name);
     Ok(FaultlineProjectStatus {
         conditions: vec![condition_with(
             &previous.conditions,
@@ -474,7 +510,27 @@ async fn register(
         project_id: Some(id),
         dsn_secret: Some(secret_name),
         ingest_url: Some(builders::ingest_url(&admitted.tracker)),
+        events_last_hour: figures.and_then(|f| f.events_last_hour),
+        last_event_seen: figures.and_then(|f| f.last_event_seen.clone()),
+        alert_channels: alerts.channels.iter().map(|(n, _)| n.clone()).collect(),
+        alert_rules: alerts.rules.iter().map(|(n, _)| n.clone()).collect(),
+        alerts_digest: alerts.digest,
     })
+}
+
+/// The figures of project `name` of `organization` in the status of `tracker` (which its
+/// reconciler fills from the engine): this reconciler never asks the engine for them.
+pub fn figures<'a>(
+    tracker: &'a ErrorTracker,
+    organization: &str,
+    name: &str,
+) -> Option<&'a ProjectFigures> {
+    tracker
+        .status
+        .as_ref()?
+        .projects
+        .iter()
+        .find(|p| p.organization == organization && p.name == name)
 }
 
 /// Marks the project `Ready=False` with the refusal and publishes a Warning Event when the
@@ -550,16 +606,7 @@ async fn publish(
     reason: &str,
     note: String,
 ) {
-    let event = KubeEvent {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &project.object_ref(&())).await {
-        warn!(cause = %err, reason, "cannot publish event");
-    }
+    ctx.publish(project, type_, reason, note).await;
 }
 
 async fn patch_status(
@@ -584,8 +631,9 @@ async fn patch_status(
     Ok(())
 }
 
-/// Removes the project's keys in the engine when it was registered and its tracker still
-/// exists; the DSN Secret goes with its owner.
+/// Removes the project's keys in the engine (`Retain`), or erases the project with its events
+/// (`Delete`), when it was registered and its tracker still exists; the DSN Secret goes with
+/// its owner.
 async fn cleanup(project: &FaultlineProject, ctx: &Context) -> Result<Action> {
     let status = project.status.clone().unwrap_or_default();
     let registered = status.project_id.is_some();
@@ -616,17 +664,25 @@ async fn cleanup(project: &FaultlineProject, ctx: &Context) -> Result<Action> {
         return Ok(Action::await_change());
     };
     let admin = AdminApi::new(ctx.admin_service(tracker_ns, tracker_name), token);
-    admin.unregister_project(org, name).await?;
-    let mut note = format!(
-        "the DSN keys of project {name:?} of organization {org:?} are removed; its events follow its retention"
-    );
-    if project.spec.deletion_policy == DeletionPolicy::Delete {
-        note.push_str(
-            " (deletionPolicy Delete: the engine cannot erase a project's events at once yet)",
-        );
+    project_alerts::remove(&admin, org, &status).await?;
+    match project.spec.deletion_policy {
+        DeletionPolicy::Retain => {
+            admin.unregister_project(org, name).await?;
+            let note = format!(
+                "the DSN keys of project {name:?} of organization {org:?} are removed; its events follow its retention"
+            );
+            info!(organization = org, project = name, "project keys removed");
+            publish(project, ctx, EventType::Normal, "KeysRemoved", note).await;
+        }
+        DeletionPolicy::Delete => {
+            admin.erase_project(org, name).await?;
+            let note = format!(
+                "project {name:?} of organization {org:?} is erased (deletionPolicy Delete): its DSN keys and every stored event are gone"
+            );
+            info!(organization = org, project = name, "project erased");
+            publish(project, ctx, EventType::Normal, "ProjectErased", note).await;
+        }
     }
-    info!(organization = org, project = name, "project keys removed");
-    publish(project, ctx, EventType::Normal, "KeysRemoved", note).await;
     ctx.metrics.cleanups.inc();
     Ok(Action::await_change())
 }
@@ -734,6 +790,7 @@ mod tests {
                 fingerprinting_rules: None,
                 privacy: None,
                 deletion_policy: DeletionPolicy::Retain,
+                alerts: None,
             },
         );
         p.metadata.uid = Some(uid.into());

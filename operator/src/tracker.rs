@@ -10,7 +10,8 @@
 //! 3. delete the objects the spec no longer asks for (DSN Secrets of removed projects, a dropped
 //!    Ingress or NetworkPolicy), found by their labels;
 //! 4. write the status (conditions with `observedGeneration`, ready replicas, ingest URL, DSN
-//!    Secret names) by server-side apply on the status subresource.
+//!    Secret names, the backups and the engine's own report: see [`crate::backup`] and
+//!    [`crate::engine_status`]) by server-side apply on the status subresource.
 //!
 //! On deletion the cleanup deletes the pods' volumes when `storage.deleteVolumesOnDelete` is
 //! set (owner references cannot: PersistentVolumeClaims of a StatefulSet are not owned by it),
@@ -152,6 +153,7 @@ async fn apply(tracker: &ErrorTracker, ctx: &Context) -> Result<Action> {
         Ok((stateful_set, admin_token)) => {
             let mut status = status(tracker, Some(&stateful_set), None);
             crate::backup::report_backups(tracker, ctx, &admin_token, &mut status).await;
+            crate::engine_status::report_engine(tracker, ctx, &admin_token, &mut status).await;
             let ready = is_true(&status.conditions, "Ready");
             patch_status(tracker, ctx, &status).await?;
             info!(ready, "reconciled");
@@ -162,7 +164,14 @@ async fn apply(tracker: &ErrorTracker, ctx: &Context) -> Result<Action> {
             }))
         }
         Err(err) => {
-            let status = status(tracker, None, Some(&err));
+            let mut status = status(tracker, None, Some(&err));
+            // what the engine said last stands until it can be asked again
+            crate::engine_status::report(
+                &tracker.status.clone().unwrap_or_default(),
+                tracker.metadata.generation,
+                &crate::engine_status::Answer::Fresh,
+                &mut status,
+            );
             if let Err(status_err) = patch_status(tracker, ctx, &status).await {
                 warn!(cause = %status_err, "cannot mark tracker degraded");
             }
@@ -527,6 +536,8 @@ pub fn status(
         ingest_url: Some(builders::ingest_url(tracker)),
         admin_token_secret: Some(admin_token_secret_name(&name)),
         last_backup: None,
+        engine_checked_at: None,
+        projects: Vec::new(),
         dsn_secrets: tracker
             .spec
             .projects

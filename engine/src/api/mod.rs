@@ -24,6 +24,7 @@ mod sentry_files;
 mod sentry_issues;
 mod settings;
 mod sso;
+mod status;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -363,6 +364,15 @@ fn query_routes(node: &Arc<Node>) -> Router {
         )
         .merge(
             Router::new()
+                .route("/api/0/status/", get(status::get))
+                .route("/api/0/status", get(status::get))
+                .with_state(status::StatusState {
+                    auth: auth_of(node),
+                    node: Arc::clone(node),
+                }),
+        )
+        .merge(
+            Router::new()
                 .route(
                     "/api/0/projects/{org}/{project}/",
                     get(projects::get_project).put(projects::put_project),
@@ -392,6 +402,25 @@ fn query_routes(node: &Arc<Node>) -> Router {
                     post(keys::rotate),
                 )
                 .with_state(keys),
+        )
+        .merge(
+            Router::new()
+                .route(
+                    "/api/0/organizations/{org}/projects/{project}/erase/",
+                    post(registration::erase),
+                )
+                .route(
+                    "/api/0/organizations/{org}/projects/{project}/erase",
+                    post(registration::erase),
+                )
+                .with_state(registration::EraseState {
+                    keys: keys::KeysState {
+                        auth: auth_of(node),
+                        projects: Arc::clone(&node.projects),
+                        public_url: public_url(node),
+                    },
+                    node: Arc::clone(node),
+                }),
         )
         .merge(people_routes(node))
         .merge(alert_routes(node))

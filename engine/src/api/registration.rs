@@ -6,6 +6,10 @@
 //! its retention). Both need a token with the `project:admin` scope for the whole organization
 //! (not one limited to some projects), such as the admin token file. A faultline path: Sentry
 //! creates projects under a team instead.
+//!
+//! A declaration that changes something, and a removal of keys, is in the organization's audit
+//! log (`project.register`, `project.unregister`, with the caller and the changed fields'
+//! names, never key values); repeating a declaration writes no entry.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -14,6 +18,7 @@ use faultline_config::RateLimit;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::auth::{Caller, ClientInfo, caller_entry};
 use super::error::ApiError;
 use super::keys::KeysState;
 use super::settings::SettingsChange;
@@ -122,7 +127,7 @@ pub(super) struct ProjectAnswer {
 
 impl KeysState {
     /// The caller, when it may create and remove projects of `org`.
-    async fn registrar(&self, headers: &HeaderMap, org: &str) -> Result<(), ApiError> {
+    async fn registrar(&self, headers: &HeaderMap, org: &str) -> Result<Caller, ApiError> {
         let who = self.auth.caller(headers).await?;
         let caller = &who.principal;
         caller.require(Scope::ProjectAdmin)?;
@@ -131,7 +136,33 @@ impl KeysState {
                 "registering projects needs a token for all of organization {org:?}"
             )));
         }
-        Ok(())
+        Ok(who)
+    }
+
+    /// Records a change of project `project` in `org`'s audit log.
+    async fn audit_change(
+        &self,
+        caller: &Caller,
+        client: &crate::people::Client,
+        org: &str,
+        event: &str,
+        project: &Project,
+        changed: &[&str],
+    ) {
+        let people = &self.auth.people;
+        let id = project.id.to_string();
+        people
+            .audit
+            .record(caller_entry(
+                people,
+                caller,
+                org,
+                client,
+                event,
+                Some(("project", &id)),
+                serde_json::json!({"project": project.name, "changed": changed}),
+            ))
+            .await;
     }
 
     fn answer(&self, project: &Project) -> ProjectAnswer {
@@ -160,10 +191,11 @@ impl KeysState {
 pub(super) async fn put(
     State(state): State<KeysState>,
     Path((org, project)): Path<(String, String)>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
     Json(body): Json<serde_json::Map<String, Value>>,
 ) -> Result<Json<ProjectAnswer>, ApiError> {
-    state.registrar(&headers, &org).await?;
+    let caller = state.registrar(&headers, &org).await?;
     let (declared, settings) = Declaration::parse(body)?;
     // everything is checked before the project is written, so a refusal changes nothing
     let existing = state
@@ -190,23 +222,111 @@ pub(super) async fn put(
                 .collect()
         }),
     };
-    let (stored, _created) = state
+    let registered = state
         .projects
         .register(&org, &project, registration)
         .await?;
-    settings
-        .unchanged_left_out(&state.projects, stored.id)
-        .apply(&state.projects, &org, &project)
-        .await?;
-    Ok(Json(state.answer(&stored)))
+    let settings = settings.unchanged_left_out(&state.projects, registered.project.id);
+    let mut changed = registered.changed.clone();
+    changed.extend(settings.changed_fields());
+    settings.apply(&state.projects, &org, &project).await?;
+    if !changed.is_empty() {
+        state
+            .audit_change(
+                &caller,
+                &client,
+                &org,
+                "project.register",
+                &registered.project,
+                &changed,
+            )
+            .await;
+    }
+    Ok(Json(state.answer(&registered.project)))
 }
 
 pub(super) async fn delete(
     State(state): State<KeysState>,
     Path((org, project)): Path<(String, String)>,
+    ClientInfo(client): ClientInfo,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    state.registrar(&headers, &org).await?;
-    state.projects.unregister(&org, &project).await?;
+    let caller = state.registrar(&headers, &org).await?;
+    let (stored, removed) = state.projects.unregister(&org, &project).await?;
+    if removed {
+        state
+            .audit_change(
+                &caller,
+                &client,
+                &org,
+                "project.unregister",
+                &stored,
+                &["keys"],
+            )
+            .await;
+    }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// What `POST .../erase/` needs: the registrar's checks and the node whose maintenance takes
+/// the rows out.
+#[derive(Clone)]
+pub(super) struct EraseState {
+    pub(super) keys: KeysState,
+    pub(super) node: std::sync::Arc<crate::node::Node>,
+}
+
+/// The answer to an erase.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct EraseAnswer {
+    id: String,
+    slug: String,
+    organization: String,
+    /// When the erase was first asked for.
+    erased_at: chrono::DateTime<chrono::Utc>,
+    /// Stored files taken out by this call (rows flushed later are taken out by maintenance).
+    files: usize,
+}
+
+/// `POST /api/0/organizations/{org}/projects/{project}/erase/`: erases the project (keys,
+/// project and every stored row; see `tenancy::erasure`). `202`, also when it was erased
+/// before (idempotent); `404` for a project that never existed.
+pub(super) async fn erase(
+    State(state): State<EraseState>,
+    Path((org, project)): Path<(String, String)>,
+    ClientInfo(client): ClientInfo,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<EraseAnswer>), ApiError> {
+    let caller = state.keys.registrar(&headers, &org).await?;
+    let (erasure, erased_now) = state.keys.projects.erase(&org, &project).await?;
+    if erased_now {
+        let people = &state.keys.auth.people;
+        let id = erasure.project_id.to_string();
+        people
+            .audit
+            .record(caller_entry(
+                people,
+                &caller,
+                &org,
+                &client,
+                "project.erase",
+                Some(("project", &id)),
+                serde_json::json!({"project": project}),
+            ))
+            .await;
+    }
+    let report = crate::maintenance::Maintenance::for_node(&state.node)
+        .erase_projects()
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(EraseAnswer {
+            id: erasure.project_id.to_string(),
+            slug: erasure.name,
+            organization: erasure.org,
+            erased_at: erasure.at,
+            files: report.files,
+        }),
+    ))
 }

@@ -134,6 +134,19 @@ impl Checked {
         }
     }
 
+    /// The declaration fields this change writes (after [`Self::unchanged_left_out`]: those
+    /// that differ from what the project has).
+    pub(super) fn changed_fields(&self) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.grouping.is_some() {
+            changed.push("groupingRules");
+        }
+        if self.privacy.is_some() {
+            changed.push("privacy");
+        }
+        changed
+    }
+
     /// Writes the checked settings of project `name` of `org`.
     pub(super) async fn apply(
         self,

@@ -33,6 +33,7 @@ mod projects;
 mod release_health;
 mod sentry_clients;
 mod sql;
+mod status;
 mod tenancy;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";

@@ -12,6 +12,7 @@
 
 pub mod compaction;
 pub mod erase;
+pub mod erase_project;
 pub mod progress;
 pub mod retention;
 pub mod schedule;

@@ -110,6 +110,10 @@ pub async fn run(node: Arc<Node>, backups: Option<Arc<Backups>>, shutdown: Cance
         if let Err(err) = maintenance.erase_deleted().await {
             tracing::error!(cause = %err, "erasing the events of deleted issues failed");
         }
+        // erased projects: one listing per tick, work only when a late flush left rows
+        if let Err(err) = maintenance.erase_projects().await {
+            tracing::error!(cause = %err, "erasing the rows of erased projects failed");
+        }
         if let (Some(backups), Some(at)) = (&backups, next_backup)
             && now >= at
         {

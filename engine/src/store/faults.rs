@@ -21,6 +21,7 @@ pub(crate) struct LoseReplies {
     remaining: AtomicUsize,
     lost: AtomicUsize,
     failing_lists: AtomicUsize,
+    failing_delimited_lists: std::sync::atomic::AtomicBool,
 }
 
 impl LoseReplies {
@@ -31,6 +32,7 @@ impl LoseReplies {
             remaining: AtomicUsize::new(lose),
             lost: AtomicUsize::new(0),
             failing_lists: AtomicUsize::new(0),
+            failing_delimited_lists: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -42,6 +44,11 @@ impl LoseReplies {
     /// Loses the replies of the next `n` PUTs below the prefix.
     pub(crate) fn lose_next(&self, n: usize) {
         self.remaining.store(n, Ordering::SeqCst);
+    }
+
+    /// Fails every listing by directory (`list_with_delimiter`) while `fail` is set.
+    pub(crate) fn fail_delimited_lists(&self, fail: bool) {
+        self.failing_delimited_lists.store(fail, Ordering::SeqCst);
     }
 
     /// Fails the next `n` listings (the store becomes unreachable right after a write).
@@ -115,6 +122,12 @@ impl ObjectStore for LoseReplies {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        if self.failing_delimited_lists.load(Ordering::SeqCst) {
+            return Err(object_store::Error::Generic {
+                store: "LoseReplies",
+                source: "connection refused".into(),
+            });
+        }
         self.inner.list_with_delimiter(prefix).await
     }
 

@@ -166,6 +166,18 @@ pub fn issue_deletion(project_id: u64, issue_id: i64) -> ObjectPath {
     ))
 }
 
+/// Markers of erased projects (see `tenancy::erasure` and `maintenance::erase`): kept for good,
+/// so maintenance keeps erasing rows of the project that a late flush writes, and the id is
+/// never given to another project.
+pub const PROJECT_ERASURES: &str = "meta/erasures";
+
+/// The marker of erased project `project_id`.
+pub fn project_erasure(project_id: u64) -> ObjectPath {
+    ObjectPath::from(format!(
+        "{PROJECT_ERASURES}/{PROJECT_KEY}={project_id}.json"
+    ))
+}
+
 /// Cron monitors and the monitor checker's cursor (written by the maintenance lease holder).
 pub const MONITORS: &str = "meta/monitors";
 

@@ -197,7 +197,26 @@ impl Manifest {
         expired: &std::collections::HashSet<(u64, String)>,
         now_ms: i64,
     ) -> Option<Self> {
-        let gone = |f: &DataFile| expired.contains(&(f.project_id, f.date.clone()));
+        self.retire_where(
+            |f: &DataFile| expired.contains(&(f.project_id, f.date.clone())),
+            now_ms,
+        )
+    }
+
+    /// The next content with every live file of the given projects moved to `retired`;
+    /// `None` when there is none.
+    pub fn retire_projects(
+        &self,
+        projects: &std::collections::HashSet<u64>,
+        now_ms: i64,
+    ) -> Option<Self> {
+        self.retire_where(|f: &DataFile| projects.contains(&f.project_id), now_ms)
+    }
+
+    /// The next content with every live file `gone` selects moved to `retired`; `None` when
+    /// it selects none.
+    fn retire_where(&self, gone: impl Fn(&DataFile) -> bool, now_ms: i64) -> Option<Self> {
+        let gone = &gone;
         if !self.live_files().any(gone) {
             return None;
         }

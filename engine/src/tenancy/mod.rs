@@ -4,6 +4,7 @@
 //! Organizations are names: a project or token names its organization, and projects from the
 //! config file belong to [`DEFAULT_ORG`].
 
+pub mod erasure;
 pub mod keys;
 mod privacy;
 pub mod projects;
@@ -12,9 +13,10 @@ pub mod tokens;
 
 use std::path::PathBuf;
 
+pub use erasure::Erasure;
 pub use keys::{KeyInfo, KeySource, KeyUpdate};
 pub use projects::{Authorized, Project, ProjectRules, Projects};
-pub use registration::{DeclaredKey, Registration};
+pub use registration::{DeclaredKey, Registered, Registration};
 pub use tokens::{ALL_SCOPES, NewToken, Principal, Scope, TokenRecord, Tokens};
 
 /// The organization of projects from the config file and of tokens that name none.

@@ -455,6 +455,16 @@ impl Projects {
         Ok(list)
     }
 
+    /// Every project this node knows now, by id, without reading the store (the background
+    /// refresh keeps it within [`REFRESH_INTERVAL`]): for reports that must answer while the
+    /// object store does not.
+    pub fn known(&self) -> Vec<Arc<Project>> {
+        let map = Arc::clone(&self.by_id.read());
+        let mut list: Vec<_> = map.values().cloned().collect();
+        list.sort_by_key(|p| p.id);
+        list
+    }
+
     /// The projects a token may read, by id. Re-reads the store (at most every 250 ms) so a
     /// project created meanwhile is included.
     pub async fn readable(&self, principal: &Principal) -> Result<Vec<Arc<Project>>> {
@@ -502,7 +512,15 @@ impl Projects {
                     name: name.to_owned(),
                 });
             }
-            let id = existing.iter().map(|p| p.id).max().unwrap_or(0) + 1;
+            // ids of erased projects are never given again
+            let erased = self.erasures().await?;
+            let id = existing
+                .iter()
+                .map(|p| p.id)
+                .chain(erased.iter().map(|e| e.project_id))
+                .max()
+                .unwrap_or(0)
+                + 1;
             let project = Project {
                 id,
                 name: name.to_owned(),

@@ -50,6 +50,18 @@ pub struct Registration {
     pub keys: Option<Vec<DeclaredKey>>,
 }
 
+/// What [`Projects::register`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Registered {
+    /// The project as stored.
+    pub project: Project,
+    pub created: bool,
+    /// The declaration's fields whose stored value changed (`platform`, `retentionDays`,
+    /// `rateLimit`, `keys`), in that order; for a created project, those it set. Empty when
+    /// the declaration changed nothing.
+    pub changed: Vec<&'static str>,
+}
+
 fn invalid(field: &str, reason: impl Into<String>) -> Error {
     Error::InvalidRegistration {
         field: field.to_owned(),
@@ -131,14 +143,14 @@ impl Registration {
 }
 
 impl Projects {
-    /// Creates project `name` of `org`, or brings it to `declared`; returns it as stored, and
-    /// whether it was created.
+    /// Creates project `name` of `org`, or brings it to `declared`; returns it as stored,
+    /// whether it was created and which fields changed.
     pub async fn register(
         &self,
         org: &str,
         name: &str,
         declared: Registration,
-    ) -> Result<(Project, bool)> {
+    ) -> Result<Registered> {
         for slug in [name, org] {
             if !faultline_config::is_slug(slug) {
                 return Err(Error::InvalidName {
@@ -182,8 +194,14 @@ impl Projects {
                     retention_days: declared.retention_days.or(stored.retention_days),
                     ..stored.clone()
                 };
-                if keys.is_some() {
-                    self.remove_key_records(current.id).await?;
+                let removed_records = if keys.is_some() {
+                    self.remove_key_records(current.id).await?
+                } else {
+                    0
+                };
+                let mut changed = changed_fields(&stored, &updated);
+                if removed_records > 0 && !changed.contains(&"keys") {
+                    changed.push("keys");
                 }
                 if updated != stored {
                     let data = serde_json::to_vec_pretty(&updated).expect("project serializes");
@@ -193,8 +211,14 @@ impl Projects {
                     tracing::info!(org, project = name, id = current.id, "project updated");
                 }
                 self.reload_now().await?;
-                return Ok((updated, false));
+                return Ok(Registered {
+                    project: updated,
+                    created: false,
+                    changed,
+                });
             }
+            // ids of erased projects are never given again
+            let erased = self.erasures().await?;
             let id = match declared.id {
                 Some(id) => {
                     if let Some(holder) = all.iter().find(|p| p.id == id) {
@@ -204,9 +228,23 @@ impl Projects {
                             org: holder.org.clone(),
                         });
                     }
+                    if let Some(holder) = erased.iter().find(|e| e.project_id == id) {
+                        return Err(Error::IdTaken {
+                            id,
+                            holder: format!("{} (erased)", holder.name),
+                            org: holder.org.clone(),
+                        });
+                    }
                     id
                 }
-                None => all.iter().map(|p| p.id).max().unwrap_or(0) + 1,
+                None => {
+                    all.iter()
+                        .map(|p| p.id)
+                        .chain(erased.iter().map(|e| e.project_id))
+                        .max()
+                        .unwrap_or(0)
+                        + 1
+                }
             };
             let project = Project {
                 id,
@@ -230,7 +268,22 @@ impl Projects {
                     self.remove_key_records(id).await?;
                     self.reload_now().await?;
                     tracing::info!(org, project = name, id, "project registered");
-                    return Ok((project, true));
+                    let mut changed: Vec<&'static str> = Vec::new();
+                    for (field, set) in [
+                        ("platform", declared.platform.is_some()),
+                        ("retentionDays", declared.retention_days.is_some()),
+                        ("rateLimit", declared.rate_limit.is_some()),
+                        ("keys", true),
+                    ] {
+                        if set {
+                            changed.push(field);
+                        }
+                    }
+                    return Ok(Registered {
+                        project,
+                        created: true,
+                        changed,
+                    });
                 }
                 // Another creator took this id first: look again (an explicit id is then
                 // refused as taken, or found as this very project).
@@ -242,8 +295,9 @@ impl Projects {
 
     /// Removes every DSN key of project `name` of `org`: SDKs sending with them get 401 from
     /// now on. The project itself stays (its id, settings and events, which follow its
-    /// retention), so registering it again gives it the same id back.
-    pub async fn unregister(&self, org: &str, name: &str) -> Result<Project> {
+    /// retention), so registering it again gives it the same id back. Returns the project as
+    /// stored, and whether it had keys to remove.
+    pub async fn unregister(&self, org: &str, name: &str) -> Result<(Project, bool)> {
         let current = self
             .list()
             .await?
@@ -259,27 +313,48 @@ impl Projects {
             });
         }
         let mut stored: Project = self.store.get_json(&project_path(current.id)).await?;
-        if !stored.keys.is_empty() {
+        let had_keys = !stored.keys.is_empty();
+        if had_keys {
             stored.keys.clear();
             let data = serde_json::to_vec_pretty(&stored).expect("project serializes");
             self.store
                 .put_durable(&project_path(current.id), Bytes::from(data))
                 .await?;
         }
-        self.remove_key_records(current.id).await?;
+        let removed_records = self.remove_key_records(current.id).await?;
         self.reload_now().await?;
         tracing::info!(org, project = name, id = current.id, "project keys removed");
-        Ok(stored)
+        Ok((stored, had_keys || removed_records > 0))
     }
 
-    /// Deletes the key objects of project `id` (`meta/keys/<id>/`).
-    async fn remove_key_records(&self, id: u64) -> Result<()> {
+    /// Deletes the key objects of project `id` (`meta/keys/<id>/`); returns how many there
+    /// were.
+    async fn remove_key_records(&self, id: u64) -> Result<usize> {
         let prefix = ObjectPath::from(format!("{KEYS_PREFIX}/{id}"));
-        for meta in self.store.list(&prefix).await? {
+        let found = self.store.list(&prefix).await?;
+        for meta in &found {
             self.store.delete(&meta.location).await?;
         }
-        Ok(())
+        Ok(found.len())
     }
+}
+
+/// The declaration's fields whose value differs between `before` and `after`.
+fn changed_fields(before: &Project, after: &Project) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if before.platform != after.platform {
+        changed.push("platform");
+    }
+    if before.retention_days != after.retention_days {
+        changed.push("retentionDays");
+    }
+    if before.rate_limit != after.rate_limit {
+        changed.push("rateLimit");
+    }
+    if before.keys != after.keys {
+        changed.push("keys");
+    }
+    changed
 }
 
 #[cfg(test)]
@@ -309,17 +384,23 @@ mod tests {
             retention_days: Some(7),
             ..Registration::default()
         };
-        let (first, created) = operator_side
+        let registered = operator_side
             .register("team-a", "api", declared.clone())
             .await
             .unwrap();
-        assert!(created);
-        let (again, created) = operator_side
+        assert!(registered.created);
+        assert_eq!(registered.changed, ["retentionDays", "keys"]);
+        let first = registered.project;
+        let again = operator_side
             .register("team-a", "api", declared)
             .await
             .unwrap();
-        assert!(!created);
-        assert_eq!(first, again, "the same declaration, the same project");
+        assert!(!again.created);
+        assert!(again.changed.is_empty(), "{:?}", again.changed);
+        assert_eq!(
+            first, again.project,
+            "the same declaration, the same project"
+        );
         let found = other_node
             .authorize(first.id, &"ab".repeat(16))
             .await
@@ -330,13 +411,17 @@ mod tests {
         );
 
         // the same name in another organization is another project
-        let (other, _) = operator_side
+        let other = operator_side
             .register("team-b", "api", Registration::default())
             .await
-            .unwrap();
+            .unwrap()
+            .project;
         assert_ne!(other.id, first.id);
 
-        operator_side.unregister("team-a", "api").await.unwrap();
+        let (_, removed) = operator_side.unregister("team-a", "api").await.unwrap();
+        assert!(removed);
+        let (_, removed) = operator_side.unregister("team-a", "api").await.unwrap();
+        assert!(!removed, "nothing left to remove");
         // what the other node's periodic refresh does
         other_node.reload_now().await.unwrap();
         let err = other_node

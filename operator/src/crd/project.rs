@@ -7,12 +7,12 @@
 //! and gets a Secret with the DSN there. The operator registers the project through the
 //! tracker's admin API, so adding a project restarts nothing.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{PrivacySpec, ProjectKeySpec, RateLimitSpec};
+use super::{AlertChannelSpec, AlertRuleSpec, PrivacySpec, ProjectKeySpec, RateLimitSpec};
 
 /// A project of the shared tracker named in `tracker`, declared in an application's namespace.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -36,6 +36,8 @@ use super::{PrivacySpec, ProjectKeySpec, RateLimitSpec};
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "DSN Secret", type_ = "string", json_path = ".status.dsnSecret"),
+    printcolumn(name = "Events/h", type_ = "integer", json_path = ".status.eventsLastHour"),
+    printcolumn(name = "Last Event", type_ = "date", json_path = ".status.lastEventSeen"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("size(self.metadata.name) <= 56").message(
         "metadata.name must be at most 56 characters: the DSN Secret is named <name>-dsn"
@@ -47,6 +49,8 @@ use super::{PrivacySpec, ProjectKeySpec, RateLimitSpec};
         .message("tracker is immutable: the project's events stay in the tracker they were sent to"),
     validation = Rule::new("has(self.project) == has(oldSelf.project) && (!has(self.project) || self.project == oldSelf.project)")
         .message("project is immutable: the project's events stay under its name"),
+    validation = Rule::new("!has(self.alerts) || !has(self.alerts.rules) || self.alerts.rules.all(r, !has(r.org) && !has(r.projects))")
+        .message("alerts.rules: org and projects are this project's; leave them unset"),
     validation = Rule::new("!has(self.keys) || self.keys.all(k, self.keys.exists_one(q, q.name == k.name))")
         .message("keys: each name must be unique"),
 )]
@@ -94,12 +98,32 @@ pub struct FaultlineProjectSpec {
     /// Data scrubbing before events are stored. Unset: the engine's defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<PrivacySpec>,
-    /// What deleting this resource does. `Retain` (default) and `Delete` both remove the
-    /// project's DSN keys at once (SDKs get 401); the project's events follow its retention.
-    /// `Delete` is recorded for erasing the events at once, which the engine does not offer
-    /// yet: until it does, `Delete` acts as `Retain` and says so in an Event.
+    /// What deleting this resource does. `Retain` (default) removes the project's DSN keys at
+    /// once (SDKs get 401) and its events follow its retention; `Delete` erases the project
+    /// at once with every stored event (SDKs get 403; a later project of the same name gets a
+    /// new id).
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Alert channels and rules of this project only, declared in the tracker's engine under
+    /// `<namespace>.<name>`. Channel secrets (`urlSecretRef`, `routingKeySecretRef`,
+    /// `signingSecretRef`) name Secrets of this namespace; rules cover this project and may
+    /// use this resource's channels only (by their names here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<ProjectAlertsSpec>,
+}
+
+/// A project's own alerting.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectAlertsSpec {
+    /// Where this project's alerts go.
+    #[serde(default)]
+    #[schemars(length(max = 20))]
+    pub channels: Vec<AlertChannelSpec>,
+    /// When they go out; `org` and `projects` stay unset (this project).
+    #[serde(default)]
+    #[schemars(length(max = 50))]
+    pub rules: Vec<AlertRuleSpec>,
 }
 
 /// What happens to a project when its `FaultlineProject` is deleted.
@@ -108,7 +132,7 @@ pub enum DeletionPolicy {
     /// Remove the keys; the events follow retention.
     #[default]
     Retain,
-    /// Remove the keys and erase the events (see `deletionPolicy`).
+    /// Erase the project and every stored event (see `deletionPolicy`).
     Delete,
 }
 
@@ -118,7 +142,7 @@ pub enum DeletionPolicy {
 pub struct FaultlineProjectStatus {
     /// `Ready`, with the generation it describes; when False, the reason says why
     /// (`TrackerNotFound`, `NamespaceNotAllowed`, `NoOrganization`, `NameConflict`,
-    /// `EngineUnavailable`, `Rejected`).
+    /// `SecretMissing`, `EngineUnavailable`, `Rejected`).
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The generation of the spec the operator last acted on.
@@ -139,6 +163,24 @@ pub struct FaultlineProjectStatus {
     /// Base URL SDKs send events to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest_url: Option<String>,
+    /// Error events the tracker accepted for this project in the last sixty minutes, as of
+    /// the tracker's `status.engineCheckedAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_last_hour: Option<u64>,
+    /// When the project's newest event was seen, as of the tracker's
+    /// `status.engineCheckedAt` (unset before the first event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event_seen: Option<Time>,
+    /// The alert channels and rules declared in the engine for `spec.alerts`, by their names
+    /// there (`<namespace>.<name>`): what a change or the deletion removes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert_channels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert_rules: Vec<String>,
+    /// Digest of the alerting last declared (secret values included), so an unchanged
+    /// declaration is not sent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts_digest: Option<String>,
 }
 
 impl FaultlineProjectSpec {

@@ -179,7 +179,7 @@ async fn a_backup_runs_to_success_and_the_tracker_reports_it() {
         ("Unknown", "NoBackupYet")
     );
     assert_eq!(status.last_backup, None);
-    assert_eq!(s.engine.requests(), ["GET /api/0/backups"]);
+    assert_eq!(s.engine.backup_requests(), ["GET /api/0/backups"]);
 
     // the operator asks the engine for a backup and records its id
     let action = s.reconcile_backup("before-upgrade").await.unwrap();
@@ -216,7 +216,7 @@ async fn a_backup_runs_to_success_and_the_tracker_reports_it() {
     assert_eq!(condition(&done.conditions, SUCCEEDED).status, "True");
     let path = format!("GET /api/0/backups/{id}");
     assert_eq!(
-        s.engine.requests(),
+        s.engine.backup_requests(),
         [
             "GET /api/0/backups",
             "POST /api/0/backups",
@@ -313,7 +313,7 @@ async fn a_backup_waits_for_its_tracker_and_a_ready_pod() {
         assert_eq!(condition(&status.conditions, SUCCEEDED).reason, "Pending");
     }
     assert!(
-        s.engine.requests().is_empty(),
+        s.engine.backup_requests().is_empty(),
         "nothing asked of a tracker without ready pods"
     );
 
@@ -345,7 +345,7 @@ async fn a_tracker_without_a_backup_destination_keeps_the_backup_pending() {
             .all(|c| c.type_ != BACKUP_SUCCEEDED),
         "no backup condition without spec.backup"
     );
-    assert!(s.engine.requests().is_empty());
+    assert!(s.engine.backup_requests().is_empty());
 }
 
 #[tokio::test]

@@ -989,3 +989,43 @@ fn a_bad_alerts_spec_is_refused_naming_the_field() {
         "{err}"
     );
 }
+
+/// The engine's report as the tracker's status shows it, for each kind of answer.
+#[test]
+fn the_engine_report_in_the_tracker_status() {
+    use faultline_operator::ErrorTrackerStatus;
+    use faultline_operator::engine_api::EngineStatus;
+    use faultline_operator::engine_status::{Answer, report};
+    let engine: EngineStatus = serde_json::from_value(serde_json::json!({
+        "checkedAt": "2026-12-05T18:00:00Z", "node": "node-0",
+        "objectStore": {"ok": false, "error": "s3://events: connection refused"},
+        "wal": {"ok": true},
+        "projects": [
+            {"id": "3", "organization": "shop", "slug": "web", "eventsLastHour": 0, "lastEventSeen": null},
+            {"id": "2", "organization": "shop", "slug": "api", "eventsLastHour": 12,
+             "lastEventSeen": "2026-12-05T17:59:01Z"},
+            {"id": "1", "organization": "default", "slug": "web", "eventsLastHour": null}
+        ]
+    }))
+    .unwrap();
+    let at = k8s_openapi::jiff::Timestamp::from_second(1_796_493_600).unwrap();
+    let mut answered = ErrorTrackerStatus::default();
+    report(
+        &ErrorTrackerStatus::default(),
+        Some(4),
+        &Answer::Answered(engine, at),
+        &mut answered,
+    );
+    let mut unavailable = ErrorTrackerStatus::default();
+    report(
+        &answered,
+        Some(5),
+        &Answer::Unavailable("the engine did not answer within 10s".into()),
+        &mut unavailable,
+    );
+    insta::assert_yaml_snapshot!(
+        "engine_report",
+        serde_json::json!({"answered": answered, "unavailable": unavailable}),
+        {".**.lastTransitionTime" => "[time]"}
+    );
+}

@@ -7,7 +7,12 @@
 //! `GET /api/0/backups/{id}` (404 for an unknown id), and the project part:
 //! `PUT /api/0/organizations/{org}/projects/{project}/` (creates or updates, the same id for
 //! the same org and name, 200 with `{"id","slug","organization"}`) and `DELETE` on it (the
-//! keys are gone, 204; 404 for an unknown project); every route behind
+//! keys are gone, 204; 404 for an unknown project), `POST .../erase/` (the project is
+//! forgotten, 202; 404 for an unknown one), the alert API (`POST {org}/alert-channels/` and
+//! `alert-rules/` create, 409 when the name exists; `PUT` and `DELETE` on one, 404 when
+//! unknown), and `GET /api/0/status/` (the object store
+//! check the test chooses, and every registered project with the figures the test sets);
+//! every route behind
 //! `Authorization: Bearer <admin token>` (401 otherwise). The test decides when a backup
 //! finishes, and reads back the requests the operator made.
 
@@ -30,6 +35,12 @@ struct Inner {
     fail_with: Option<StatusCode>,
     /// Registered projects by (org, name): their id and the last declaration received.
     projects: std::collections::BTreeMap<(String, String), (u64, Value)>,
+    /// The object store error `GET /api/0/status/` reports (None: reachable).
+    store_error: Option<String>,
+    /// Alert channels and rules by (collection, org, name): the last body received.
+    alerts: std::collections::BTreeMap<(String, String, String), Value>,
+    /// Figures by (org, name): events in the last hour, last event seen.
+    figures: std::collections::BTreeMap<(String, String), (u64, String)>,
 }
 
 /// The stand-in engine; clones share state.
@@ -49,6 +60,19 @@ impl EngineStub {
         let app = Router::new()
             .route("/api/0/backups", get(list).post(create))
             .route("/api/0/backups/{id}", get(one))
+            .route("/api/0/status/", get(status))
+            .route(
+                "/api/0/organizations/{org}/{collection}/",
+                axum::routing::post(create_alert),
+            )
+            .route(
+                "/api/0/organizations/{org}/{collection}/{name}/",
+                axum::routing::put(replace_alert).delete(delete_alert),
+            )
+            .route(
+                "/api/0/organizations/{org}/projects/{project}/erase/",
+                axum::routing::post(erase),
+            )
             .route(
                 "/api/0/organizations/{org}/projects/{project}/",
                 axum::routing::put(register).delete(unregister),
@@ -63,6 +87,15 @@ impl EngineStub {
     /// The requests the operator made so far, as `METHOD path`.
     pub(crate) fn requests(&self) -> Vec<String> {
         self.inner.lock().unwrap().requests.clone()
+    }
+
+    /// The requests of the backup API so far (without the status calls every tracker
+    /// reconcile with a ready pod makes).
+    pub(crate) fn backup_requests(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r != "GET /api/0/status/")
+            .collect()
     }
 
     /// The registered projects: (org, name) -> (id, last declaration; `keys` empty once
@@ -93,6 +126,25 @@ impl EngineStub {
     /// Forgets every backup (an engine restarted mid-backup).
     pub(crate) fn forget(&self) {
         self.inner.lock().unwrap().backups.clear();
+    }
+
+    /// Makes `GET /api/0/status/` report the object store unreachable with `error` (None:
+    /// reachable).
+    pub(crate) fn set_store_error(&self, error: Option<&str>) {
+        self.inner.lock().unwrap().store_error = error.map(str::to_owned);
+    }
+
+    /// Sets the figures `GET /api/0/status/` reports for project `name` of `org`.
+    pub(crate) fn set_figures(&self, org: &str, name: &str, events: u64, last_seen: &str) {
+        self.inner.lock().unwrap().figures.insert(
+            (org.to_owned(), name.to_owned()),
+            (events, last_seen.to_owned()),
+        );
+    }
+
+    /// The alert channels and rules declared: (collection, org, name) -> body.
+    pub(crate) fn alerts(&self) -> std::collections::BTreeMap<(String, String, String), Value> {
+        self.inner.lock().unwrap().alerts.clone()
     }
 
     /// Makes every request fail with `status` (None: back to normal).
@@ -200,5 +252,123 @@ async fn unregister(
             StatusCode::NO_CONTENT.into_response()
         }
         None => (StatusCode::NOT_FOUND, "unknown project").into_response(),
+    }
+}
+
+async fn status(State(stub): State<EngineStub>, headers: HeaderMap) -> Response {
+    if let Err(response) = stub.check(&headers, "GET /api/0/status/".into()) {
+        return response.into_response();
+    }
+    let inner = stub.inner.lock().unwrap();
+    let projects: Vec<Value> = inner
+        .projects
+        .iter()
+        .map(|((org, name), (id, _))| {
+            let (events, seen) = inner
+                .figures
+                .get(&(org.clone(), name.clone()))
+                .map(|(e, s)| (json!(e), json!(s)))
+                .unwrap_or((json!(0), Value::Null));
+            json!({"id": id.to_string(), "organization": org, "slug": name,
+                   "eventsLastHour": events, "lastEventSeen": seen})
+        })
+        .collect();
+    let object_store = match &inner.store_error {
+        None => json!({"ok": true}),
+        Some(error) => json!({"ok": false, "error": error}),
+    };
+    axum::Json(json!({
+        "checkedAt": "2026-12-05T18:00:00Z", "node": "stub",
+        "objectStore": object_store, "wal": {"ok": true}, "projects": projects,
+    }))
+    .into_response()
+}
+
+async fn erase(
+    State(stub): State<EngineStub>,
+    Path((org, project)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let request = format!("POST /api/0/organizations/{org}/projects/{project}/erase/");
+    if let Err(response) = stub.check(&headers, request) {
+        return response.into_response();
+    }
+    let mut inner = stub.inner.lock().unwrap();
+    match inner.projects.remove(&(org, project)) {
+        Some((id, _)) => (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"id": id.to_string()})),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "unknown project").into_response(),
+    }
+}
+
+fn alert_collection(collection: &str) -> bool {
+    matches!(collection, "alert-channels" | "alert-rules")
+}
+
+async fn create_alert(
+    State(stub): State<EngineStub>,
+    Path((org, collection)): Path<(String, String)>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    if !alert_collection(&collection) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let request = format!("POST /api/0/organizations/{org}/{collection}/");
+    if let Err(response) = stub.check(&headers, request) {
+        return response.into_response();
+    }
+    let name = body["name"].as_str().unwrap_or_default().to_owned();
+    let mut inner = stub.inner.lock().unwrap();
+    let key = (collection, org, name);
+    if inner.alerts.contains_key(&key) {
+        return (StatusCode::CONFLICT, "exists").into_response();
+    }
+    inner.alerts.insert(key, body.clone());
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+async fn replace_alert(
+    State(stub): State<EngineStub>,
+    Path((org, collection, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    if !alert_collection(&collection) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let request = format!("PUT /api/0/organizations/{org}/{collection}/{name}/");
+    if let Err(response) = stub.check(&headers, request) {
+        return response.into_response();
+    }
+    let mut inner = stub.inner.lock().unwrap();
+    match inner.alerts.get_mut(&(collection, org, name)) {
+        Some(stored) => {
+            *stored = body.clone();
+            axum::Json(body).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "unknown").into_response(),
+    }
+}
+
+async fn delete_alert(
+    State(stub): State<EngineStub>,
+    Path((org, collection, name)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !alert_collection(&collection) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let request = format!("DELETE /api/0/organizations/{org}/{collection}/{name}/");
+    if let Err(response) = stub.check(&headers, request) {
+        return response.into_response();
+    }
+    let mut inner = stub.inner.lock().unwrap();
+    match inner.alerts.remove(&(collection, org, name)) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => (StatusCode::NOT_FOUND, "unknown").into_response(),
     }
 }

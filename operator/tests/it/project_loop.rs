@@ -2,7 +2,9 @@
 //! loop (`faultline_operator::controller::run_with`) against the loopback API server of
 //! `apiserver.rs`, and the `faultline` engine binary on 127.0.0.1 as the tracker's admin API.
 //! A `FaultlineProject` applied in an app namespace yields a DSN Secret there; an event sent
-//! with that DSN's key is stored, and seen by a token of the project's organization only.
+//! with that DSN's key is stored, and seen by a token of the project's organization only; the
+//! tracker reports the engine's object store and the project's figures, which the project
+//! copies; deleting it with `deletionPolicy: Delete` erases it in the engine.
 //! No kube-apiserver runs here; the engine binary is built on first use (as `tests/k8s` builds
 //! the operator) unless `FAULTLINE_ENGINE_BIN` names one.
 
@@ -78,7 +80,8 @@ async fn start_engine() -> Engine {
     let (ingest, admin) = (free_port(), free_port());
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:{ingest}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n\
-         [storage]\ndata_dir = {:?}\n[auth]\nadmin_token_file = {:?}\n",
+         [storage]\ndata_dir = {:?}\n[auth]\nadmin_token_file = {:?}\n\
+         [alerts]\nallow_private_targets = true\n",
         dir.path().join("data"),
         token_file
     );
@@ -216,10 +219,23 @@ async fn a_project_applied_in_an_app_namespace_gets_a_dsn_that_stores_into_its_o
     // the app team applies its project
     let projects: kube::Api<faultline_operator::FaultlineProject> =
         kube::Api::namespaced(client.clone(), "shop");
+    // the team's webhook, in its own namespace (a loopback receiver: no DNS here, and the
+    // engine resolves a channel's host when it is declared)
+    server.seed(
+        SECRETS,
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "alerting", "namespace": "shop"},
+               "data": {"slack-url": base64_of("http://127.0.0.1:9/hook")}}),
+    );
     let project: faultline_operator::FaultlineProject = serde_json::from_value(json!({
         "apiVersion": "faultline.dev/v1alpha1", "kind": "FaultlineProject",
         "metadata": {"name": "checkout", "namespace": "shop"},
-        "spec": {"tracker": "platform/errors", "platform": "python", "retentionDays": 14}
+        "spec": {"tracker": "platform/errors", "platform": "python", "retentionDays": 14,
+                 "alerts": {
+                     "channels": [{"name": "slack", "kind": "slack",
+                                   "urlSecretRef": {"name": "alerting", "key": "slack-url"}}],
+                     "rules": [{"name": "new-issues", "triggers": [{"type": "new_issue"}],
+                                "channels": ["slack"]}]}}
     }))
     .unwrap();
     projects
@@ -243,6 +259,7 @@ async fn a_project_applied_in_an_app_namespace_gets_a_dsn_that_stores_into_its_o
         .await;
     let status = server.get(PROJECTS, "shop", "checkout").unwrap()["status"].clone();
     assert_eq!(status["organization"], "shop-team");
+    assert_eq!(status["alertRules"], json!(["shop.new-issues"]), "{status}");
     assert_eq!(status["dsnSecret"], "checkout-dsn");
     let secret = server.get(SECRETS, "shop", "checkout-dsn").unwrap();
     let key = decoded(&secret, "key");
@@ -315,8 +332,120 @@ async fn a_project_applied_in_an_app_namespace_gets_a_dsn_that_stores_into_its_o
     };
     let own = count_as("shop-team").await;
     assert!(own.contains("\"n\":1"), "{own}");
+    // the project's alert rule is in the engine, limited to the project, using its channel
+    let rules_url = format!(
+        "{}/api/0/organizations/shop-team/alert-rules/shop.new-issues/",
+        engine.admin
+    );
+    let (code, rule) = http
+        .send("GET", &rules_url, &auth, String::new())
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{rule}");
+    let rule: Value = serde_json::from_str(&rule).unwrap();
+    assert_eq!(rule["projects"], json!(["checkout"]), "{rule}");
+    assert_eq!(rule["channels"], json!(["shop.slack"]), "{rule}");
     let other = count_as("default").await;
     assert!(other.contains("\"n\":0"), "{other}");
+
+    // The engine's pod turns ready: the tracker asks the engine for its status, and shows the
+    // object store reachable and the project's figures; the project copies its own.
+    server
+        .wait_until("the tracker's StatefulSet exists", |s| {
+            s.get("apis/apps/v1/statefulsets", "platform", "errors")
+                .is_some()
+        })
+        .await;
+    let sts_api: kube::Api<k8s_openapi::api::apps::v1::StatefulSet> =
+        kube::Api::namespaced(client.clone(), "platform");
+    let ready = json!({"status": {"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1}});
+    sts_api
+        .patch_status(
+            "errors",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&ready),
+        )
+        .await
+        .unwrap();
+    server
+        .wait_until("the tracker reports the object store reachable", |s| {
+            s.get(
+                "apis/faultline.dev/v1alpha1/errortrackers",
+                "platform",
+                "errors",
+            )
+            .is_some_and(|t| {
+                t["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter().any(|c| {
+                        c["type"] == "ObjectStoreReachable"
+                            && c["status"] == "True"
+                            && c["reason"] == "Reachable"
+                    })
+                })
+            })
+        })
+        .await;
+    let tracker = server
+        .get(
+            "apis/faultline.dev/v1alpha1/errortrackers",
+            "platform",
+            "errors",
+        )
+        .unwrap();
+    let listed = &tracker["status"]["projects"];
+    assert_eq!(listed[0]["name"], "checkout", "{listed}");
+    assert_eq!(listed[0]["organization"], "shop-team", "{listed}");
+    assert!(listed[0]["lastEventSeen"].is_string(), "{listed}");
+    server
+        .wait_until("the project shows its last event", |s| {
+            s.get(PROJECTS, "shop", "checkout")
+                .is_some_and(|p| p["status"]["lastEventSeen"].is_string())
+        })
+        .await;
+    let status = server.get(PROJECTS, "shop", "checkout").unwrap()["status"].clone();
+    assert_eq!(status["lastEventSeen"], listed[0]["lastEventSeen"]);
+    assert!(status["eventsLastHour"].is_u64(), "{status}");
+
+    // With deletionPolicy Delete, deleting the resource erases the project in the engine: its
+    // key is refused and its organization's token reads none of its events.
+    let mut erased = projects.get("checkout").await.unwrap();
+    erased.spec.deletion_policy = faultline_operator::crd::DeletionPolicy::Delete;
+    projects
+        .replace("checkout", &kube::api::PostParams::default(), &erased)
+        .await
+        .unwrap();
+    projects
+        .delete("checkout", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    server
+        .wait_until("the project resource is gone", |s| {
+            s.get(PROJECTS, "shop", "checkout").is_none()
+        })
+        .await;
+    let (status_code, body) = http
+        .send(
+            "POST",
+            &format!("{}/api/{id}/store/", engine.ingest),
+            &[
+                (
+                    "x-sentry-auth",
+                    format!("Sentry sentry_key={key}, sentry_version=7"),
+                ),
+                ("content-type", "application/json".to_owned()),
+            ],
+            r#"{"message":"after the erase"}"#.to_owned(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status_code, 403, "{body}");
+    let own = count_as("shop-team").await;
+    assert!(own.contains("\"n\":0"), "{own}");
+    let (code, gone) = http
+        .send("GET", &rules_url, &auth, String::new())
+        .await
+        .unwrap();
+    assert_eq!(code, 404, "the finalizer removed the alert rule: {gone}");
 
     stop.send(()).unwrap();
     controller.await.unwrap();

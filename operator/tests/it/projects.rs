@@ -170,6 +170,19 @@ fn the_crd_rules_refuse_what_would_lose_events() {
         format!("{errors:?}").contains("each name must be unique"),
         "{errors:?}"
     );
+    let elsewhere = project(
+        "shop",
+        "api",
+        json!({"tracker": "platform-a/errors", "alerts": {"rules": [
+            {"name": "all", "projects": ["billing"], "triggers": [{"type": "new_issue"}],
+             "channels": ["slack"]}]}}),
+        1,
+    );
+    let errors = elsewhere.validate_cel().unwrap_err();
+    assert!(
+        format!("{errors:?}").contains("org and projects are this project's"),
+        "{errors:?}"
+    );
     let fine = project(
         "shop",
         "api",
@@ -177,6 +190,9 @@ fn the_crd_rules_refuse_what_would_lose_events() {
         1,
     );
     fine.validate_cel_update(&old).unwrap();
+    project("shop", "api", alerting_spec(), 1)
+        .validate_cel()
+        .unwrap();
 }
 
 async fn fake(projects: Vec<FaultlineProject>) -> Client {
@@ -434,6 +450,36 @@ async fn projects_of_two_trackers_converge_and_refusals_say_why() {
     let declared = &engine.projects()[&("shop".to_owned(), "api".to_owned())].1;
     assert_eq!(&declared["keys"][0]["public"], key);
 
+    // the tracker's reconciler put the engine's figures in the tracker's status; a project
+    // takes its own (same organization and name), nothing of a namesake elsewhere
+    let trackers = Api::<ErrorTracker>::namespaced(client.clone(), "platform-a");
+    let mut shared = trackers.get("errors").await.unwrap();
+    shared.status = Some(
+        serde_json::from_value(json!({"projects": [
+            {"name": "api", "organization": "lab", "eventsLastHour": 99},
+            {"name": "api", "organization": "shop", "eventsLastHour": 5,
+             "lastEventSeen": "2026-12-05T17:00:00Z"}
+        ]}))
+        .unwrap(),
+    );
+    trackers
+        .replace("errors", &Default::default(), &shared)
+        .await
+        .unwrap();
+    converge(&client, &ctx, "shop", "api").await;
+    let figures = get(&client, "shop", "api").await.status.clone().unwrap();
+    assert_eq!(figures.events_last_hour, Some(5));
+    assert_eq!(
+        figures.last_event_seen.map(|t| t.0.to_string()),
+        Some("2026-12-05T17:00:00Z".to_owned())
+    );
+    let other = get(&client, "sandbox", "other")
+        .await
+        .status
+        .clone()
+        .unwrap();
+    assert_eq!(other.events_last_hour, None, "tracker b reported nothing");
+
     // the winner is deleted: its keys go, and the other claim takes the name over.
     // kube-fake-client deletes at once whatever the finalizers, so the reconcile sees the
     // deletion timestamp the API server would have set, then the object goes.
@@ -480,4 +526,124 @@ fn the_oldest_claim_wins_whatever_the_order() {
     let b = project("y", "b", json!({"tracker": "p/t"}), 100);
     assert_eq!(winner(&[&a, &b]).unwrap().name_any(), "b");
     assert_eq!(winner(&[&b, &a]).unwrap().name_any(), "b");
+}
+
+fn alerting_spec() -> Value {
+    json!({"tracker": "platform-a/errors", "alerts": {
+        "channels": [{"name": "slack", "kind": "slack",
+                      "urlSecretRef": {"name": "alerting", "key": "slack-url"}}],
+        "rules": [{"name": "new-issues", "triggers": [{"type": "new_issue"}],
+                   "channels": ["slack"]},
+                  {"name": "bursts", "triggers": [{"type": "frequency", "count": 100, "window": "5m"}],
+                   "channels": ["slack"], "levels": ["error"]}]
+    }})
+}
+
+#[tokio::test]
+async fn a_projects_alerts_are_declared_under_its_namespace_once_and_removed_with_it() {
+    let client = fake(vec![project("shop", "api", alerting_spec(), 100)]).await;
+    let (engine, url) = EngineStub::start(TOKEN).await;
+    let mut ctx = Context::new(client.clone(), Arc::new(Metrics::default()));
+    ctx.admin_url = Some(url);
+    let ctx = Arc::new(ctx);
+
+    // the Secret is not there yet: refused, naming it, and nothing is declared
+    converge(&client, &ctx, "shop", "api").await;
+    let (status, reason, message) = ready(&*get(&client, "shop", "api").await);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "SecretMissing")
+    );
+    assert!(
+        message.contains("Secret \"alerting\"") && message.contains("\"shop\""),
+        "{message}"
+    );
+    assert!(engine.requests().is_empty(), "{:?}", engine.requests());
+
+    let secrets = Api::<Secret>::namespaced(client.clone(), "shop");
+    let mut alerting = Secret {
+        metadata: ObjectMeta {
+            name: Some("alerting".into()),
+            namespace: Some("shop".into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            "other".to_owned(),
+            ByteString(b"x".to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    secrets
+        .create(&Default::default(), &alerting)
+        .await
+        .unwrap();
+    converge(&client, &ctx, "shop", "api").await;
+    let (_, reason, message) = ready(&*get(&client, "shop", "api").await);
+    assert_eq!(reason, "SecretMissing");
+    assert!(message.contains("has no key \"slack-url\""), "{message}");
+
+    alerting.data = Some(BTreeMap::from([(
+        "slack-url".to_owned(),
+        ByteString(b"https://hooks.slack.com/services/T0/B0/x\n".to_vec()),
+    )]));
+    alerting.metadata.resource_version = None;
+    secrets
+        .replace("alerting", &Default::default(), &alerting)
+        .await
+        .unwrap();
+    converge(&client, &ctx, "shop", "api").await;
+    let p = get(&client, "shop", "api").await;
+    assert_eq!(ready(&p).1, "Registered", "{:?}", ready(&p));
+    let declared = engine.alerts();
+    let key = |c: &str, n: &str| (c.to_owned(), "shop".to_owned(), n.to_owned());
+    let channel = &declared[&key("alert-channels", "shop.slack")];
+    assert_eq!(channel["kind"], "slack");
+    assert_eq!(
+        channel["url_secret"], "https://hooks.slack.com/services/T0/B0/x",
+        "the Secret's value, typed in"
+    );
+    let rule = &declared[&key("alert-rules", "shop.bursts")];
+    assert_eq!(rule["org"], "shop");
+    assert_eq!(rule["projects"], json!(["api"]), "the project only");
+    assert_eq!(rule["channels"], json!(["shop.slack"]));
+    assert_eq!(rule["triggers"][0]["count"], 100);
+    assert_eq!(declared.len(), 3);
+    let status = p.status.clone().unwrap();
+    assert_eq!(status.alert_channels, ["shop.slack"]);
+    assert_eq!(status.alert_rules, ["shop.new-issues", "shop.bursts"]);
+
+    // the same spec again: nothing is sent
+    let before = engine.requests().len();
+    converge(&client, &ctx, "shop", "api").await;
+    assert_eq!(
+        engine.requests()[before..],
+        ["PUT /api/0/organizations/shop/projects/api/"]
+    );
+
+    // a rule dropped from the spec is deleted, the rest replaced in place
+    let api = Api::<FaultlineProject>::namespaced(client.clone(), "shop");
+    let mut edited = (*get(&client, "shop", "api").await).clone();
+    edited.spec.alerts.as_mut().unwrap().rules.pop();
+    api.replace("api", &Default::default(), &edited)
+        .await
+        .unwrap();
+    let before = engine.requests().len();
+    converge(&client, &ctx, "shop", "api").await;
+    assert_eq!(
+        engine.requests()[before..],
+        [
+            "PUT /api/0/organizations/shop/projects/api/",
+            "PUT /api/0/organizations/shop/alert-channels/shop.slack/",
+            "PUT /api/0/organizations/shop/alert-rules/shop.new-issues/",
+            "DELETE /api/0/organizations/shop/alert-rules/shop.bursts/",
+        ]
+    );
+
+    // deleting the resource removes its rules, then its channels
+    let mut deleting = (*get(&client, "shop", "api").await).clone();
+    deleting.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+    reconcile(Arc::new(deleting), Arc::clone(&ctx))
+        .await
+        .unwrap();
+    assert!(engine.alerts().is_empty(), "{:?}", engine.alerts());
 }

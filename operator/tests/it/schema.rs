@@ -60,6 +60,7 @@ fn crd_names_versions_and_printer_columns() {
             "Ready",
             "Status",
             "Ingest",
+            "Object Store",
             "Last Backup",
             "Age"
         ]

@@ -485,6 +485,15 @@ async fn a_project_reads_its_tracker_namespace_and_claims_then_registers_and_wri
     let mut tracker = tracker("minimal.yaml");
     tracker.metadata.namespace = Some("platform".into());
     tracker.spec.project_namespace_selector = Some(Default::default());
+    // the figures the tracker's reconciler got from the engine
+    tracker.status = Some(
+        serde_json::from_value(json!({"projects": [
+            {"name": "checkout", "organization": "other-team", "eventsLastHour": 99},
+            {"name": "checkout", "organization": "shop", "eventsLastHour": 7,
+             "lastEventSeen": "2026-12-05T17:59:01Z"}
+        ]}))
+        .unwrap(),
+    );
     let mut project: faultline_operator::FaultlineProject = serde_json::from_value(json!({
         "apiVersion": "faultline.dev/v1alpha1", "kind": "FaultlineProject",
         "metadata": {"name": "checkout", "namespace": "shop", "uid": "uid-checkout",
@@ -562,4 +571,268 @@ async fn a_project_reads_its_tracker_namespace_and_claims_then_registers_and_wri
     assert_eq!(status["projectId"], 100);
     assert_eq!(status["dsnSecret"], "checkout-dsn");
     assert_eq!(status["ingestUrl"], "http://errors.platform.svc:8000");
+    assert_eq!(
+        status["eventsLastHour"], 7,
+        "from the tracker's status: {status}"
+    );
+    assert_eq!(status["lastEventSeen"], "2026-12-05T17:59:01Z");
+}
+
+/// A tracker with a ready pod, its stored admin token and the engine stand-in at `url`.
+fn ready_tracker_script(token: &str, url: String) -> Script {
+    let encoded = serde_json::to_value(k8s_openapi::ByteString(token.as_bytes().to_vec())).unwrap();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": "errors-admin-token", "namespace": "default"},
+                        "data": {"token": encoded}});
+    Script {
+        lists: [("secrets", vec![secret])].into(),
+        stateful_set_status: Some(
+            json!({"replicas": 1, "readyReplicas": 1, "updatedReplicas": 1, "observedGeneration": 1}),
+        ),
+        admin_url: Some(url),
+        ..Script::default()
+    }
+}
+
+fn condition_of<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no condition {type_} in {status}"))
+}
+
+#[tokio::test]
+async fn the_engine_status_sets_object_store_reachable_and_the_projects_figures() {
+    let token = "c".repeat(64);
+    let (engine, url) = crate::engine_stub::EngineStub::start(&token).await;
+    let admin = faultline_operator::engine_api::AdminApi::new(url.clone(), token.clone());
+    admin
+        .register_project("shop", "api", &Default::default())
+        .await
+        .unwrap();
+    engine.set_figures("shop", "api", 12, "2026-12-05T17:59:01Z");
+    engine.set_store_error(Some("s3://events: connection refused"));
+    let mut tracker = with_finalizer(tracker("minimal.yaml"));
+    let (action, recorded) = mock_api::run(
+        &tracker,
+        ready_tracker_script(&token, url.clone()),
+        Arc::new(Metrics::default()),
+        |ctx| reconcile(Arc::new(tracker.clone()), ctx),
+    )
+    .await;
+    assert_eq!(action.unwrap(), Action::requeue(Duration::from_secs(300)));
+    assert_eq!(
+        engine.requests(),
+        [
+            "PUT /api/0/organizations/shop/projects/api/",
+            "GET /api/0/status/"
+        ],
+        "the stand-in records only requests with the admin token"
+    );
+    let status = status_patch(&recorded).body["status"].clone();
+    let reachable = condition_of(&status, "ObjectStoreReachable");
+    assert_eq!(reachable["status"], "False");
+    assert_eq!(reachable["reason"], "Unreachable");
+    assert_eq!(
+        reachable["message"],
+        "the engine cannot reach the object store: s3://events: connection refused"
+    );
+    assert_eq!(reachable["observedGeneration"], 1);
+    assert_eq!(
+        status["projects"],
+        json!([{"name": "api", "organization": "shop", "eventsLastHour": 12,
+                "lastEventSeen": "2026-12-05T17:59:01Z"}])
+    );
+    assert!(status["engineCheckedAt"].is_string(), "{status}");
+    let events: Vec<&Recorded> = recorded
+        .iter()
+        .filter(|r| r.uri.contains("/events"))
+        .collect();
+    assert_eq!(events.len(), 1, "{:#?}", lines(&recorded));
+    assert_eq!(events[0].body["type"], "Warning");
+    assert_eq!(events[0].body["reason"], "ObjectStoreUnreachable");
+    assert_eq!(
+        events[0].body["note"],
+        "the engine cannot reach the object store: s3://events: connection refused"
+    );
+    // the Ready condition is not the object store's business
+    assert_eq!(condition_of(&status, "Ready")["status"], "True");
+
+    // The status write wakes the controller again at once: the fresh report stands, the
+    // engine is not asked and no second Event is published.
+    tracker.status = Some(serde_json::from_value(status.clone()).unwrap());
+    engine.set_store_error(None);
+    let (_, recorded) = mock_api::run(
+        &tracker,
+        ready_tracker_script(&token, url.clone()),
+        Arc::new(Metrics::default()),
+        |ctx| reconcile(Arc::new(tracker.clone()), ctx),
+    )
+    .await;
+    assert_eq!(engine.requests().len(), 2, "{:?}", engine.requests());
+    assert!(!recorded.iter().any(|r| r.uri.contains("/events")));
+    let again = &status_patch(&recorded).body["status"];
+    assert_eq!(again["projects"], status["projects"]);
+    assert_eq!(
+        condition_of(again, "ObjectStoreReachable")["reason"],
+        "Unreachable"
+    );
+
+    // A minute later the engine is asked again; the store answers, a Normal Event says so.
+    let mut old = tracker.status.clone().unwrap();
+    old.engine_checked_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(61),
+    ));
+    tracker.status = Some(old);
+    let (_, recorded) = mock_api::run(
+        &tracker,
+        ready_tracker_script(&token, url),
+        Arc::new(Metrics::default()),
+        |ctx| reconcile(Arc::new(tracker.clone()), ctx),
+    )
+    .await;
+    assert_eq!(engine.requests().len(), 3, "{:?}", engine.requests());
+    let status = &status_patch(&recorded).body["status"];
+    let reachable = condition_of(status, "ObjectStoreReachable");
+    assert_eq!(
+        (reachable["status"].as_str(), reachable["reason"].as_str()),
+        (Some("True"), Some("Reachable"))
+    );
+    let event = recorded
+        .iter()
+        .find(|r| r.uri.contains("/events"))
+        .expect("an Event");
+    assert_eq!(
+        (event.body["type"].as_str(), event.body["reason"].as_str()),
+        (Some("Normal"), Some("ObjectStoreReachable"))
+    );
+}
+
+#[tokio::test]
+async fn an_engine_that_cannot_be_asked_leaves_object_store_reachable_unknown() {
+    let token = "c".repeat(64);
+    let (engine, url) = crate::engine_stub::EngineStub::start(&token).await;
+    engine.fail_with(Some(http::StatusCode::SERVICE_UNAVAILABLE));
+    let tracker = with_finalizer(tracker("minimal.yaml"));
+    let (_, recorded) = mock_api::run(
+        &tracker,
+        ready_tracker_script(&token, url),
+        Arc::new(Metrics::default()),
+        |ctx| reconcile(Arc::new(tracker.clone()), ctx),
+    )
+    .await;
+    let status = &status_patch(&recorded).body["status"];
+    let reachable = condition_of(status, "ObjectStoreReachable");
+    assert_eq!(reachable["status"], "Unknown");
+    assert_eq!(reachable["reason"], "EngineUnavailable");
+    assert!(
+        reachable["message"]
+            .as_str()
+            .unwrap()
+            .contains("503 Service Unavailable"),
+        "{reachable}"
+    );
+    assert!(status.get("engineCheckedAt").is_none(), "{status}");
+    assert!(!recorded.iter().any(|r| r.uri.contains("/events")));
+
+    // without a ready pod the engine is not asked at all
+    let (_, recorded) = mock_api::run(
+        &tracker,
+        Script {
+            stateful_set_status: Some(json!({"replicas": 1, "readyReplicas": 0})),
+            ..Script::default()
+        },
+        Arc::new(Metrics::default()),
+        |ctx| reconcile(Arc::new(tracker.clone()), ctx),
+    )
+    .await;
+    let status = &status_patch(&recorded).body["status"];
+    let reachable = condition_of(status, "ObjectStoreReachable");
+    assert_eq!(reachable["reason"], "EngineUnavailable");
+    assert_eq!(
+        reachable["message"],
+        "the engine cannot be asked: no engine pod is ready"
+    );
+}
+
+/// A registered `checkout` project of organization `shop` being deleted, with this policy.
+fn deleted_project(policy: &str) -> faultline_operator::FaultlineProject {
+    serde_json::from_value(json!({
+        "apiVersion": "faultline.dev/v1alpha1", "kind": "FaultlineProject",
+        "metadata": {"name": "checkout", "namespace": "shop", "uid": "uid-checkout",
+                     "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z",
+                     "deletionTimestamp": "2026-12-05T18:00:00Z",
+                     "finalizers": [faultline_operator::PROJECT_FINALIZER]},
+        "spec": {"tracker": "platform/errors", "deletionPolicy": policy},
+        "status": {"organization": "shop", "project": "checkout", "projectId": 100}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn deleting_a_project_erases_it_with_delete_and_removes_its_keys_with_retain() {
+    let token = "c".repeat(64);
+    let mut tracker = tracker("minimal.yaml");
+    tracker.metadata.namespace = Some("platform".into());
+    let encoded =
+        serde_json::to_value(k8s_openapi::ByteString(token.clone().into_bytes())).unwrap();
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": "errors-admin-token", "namespace": "platform"},
+                        "data": {"token": encoded}});
+    for (policy, request, reason) in [
+        (
+            "Delete",
+            "POST /api/0/organizations/shop/projects/checkout/erase/",
+            "ProjectErased",
+        ),
+        (
+            "Retain",
+            "DELETE /api/0/organizations/shop/projects/checkout/",
+            "KeysRemoved",
+        ),
+    ] {
+        let (engine, url) = crate::engine_stub::EngineStub::start(&token).await;
+        let admin = faultline_operator::engine_api::AdminApi::new(url.clone(), token.clone());
+        admin
+            .register_project("shop", "checkout", &Default::default())
+            .await
+            .unwrap();
+        let project = deleted_project(policy);
+        let script = Script {
+            lists: [("secrets", vec![secret.clone()])].into(),
+            project: Some(serde_json::to_value(&project).unwrap()),
+            admin_url: Some(url),
+            ..Script::default()
+        };
+        let project = Arc::new(project);
+        let (action, recorded) =
+            mock_api::run(&tracker, script, Arc::new(Metrics::default()), |ctx| {
+                faultline_operator::project::reconcile(Arc::clone(&project), ctx)
+            })
+            .await;
+        assert_eq!(action.unwrap(), Action::await_change(), "{policy}");
+        assert_eq!(
+            engine.requests(),
+            ["PUT /api/0/organizations/shop/projects/checkout/", request],
+            "{policy}"
+        );
+        let event = recorded
+            .iter()
+            .find(|r| r.uri.contains("/events"))
+            .unwrap_or_else(|| panic!("{policy}: an Event in {:#?}", lines(&recorded)));
+        assert_eq!(event.body["reason"], reason, "{policy}");
+        assert_eq!(event.body["type"], "Normal");
+        let last = recorded.last().unwrap();
+        assert_eq!(
+            (last.method.as_str(), last.content_type.as_str()),
+            ("PATCH", "application/json-patch+json"),
+            "{policy}: the finalizer is removed last: {:#?}",
+            lines(&recorded)
+        );
+        if policy == "Delete" {
+            assert!(engine.projects().is_empty(), "the engine erased it");
+        }
+    }
 }

@@ -340,3 +340,223 @@ async fn bad_declarations_are_refused_naming_the_field() {
         reply.body
     );
 }
+
+#[tokio::test]
+async fn declarations_that_change_something_are_audited_once() {
+    let h = harness().await;
+    let admin = h
+        .org_token("team-a", &["project:admin", "project:read"])
+        .await;
+    let audit = || async {
+        h.sql(
+            "SELECT event, org, actor_type, actor_label, target_type, target_id, data \
+             FROM audit_log WHERE event LIKE 'project.%' ORDER BY ts",
+        )
+        .await
+    };
+
+    let created = h
+        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    // the same declaration again: nothing changed, nothing audited
+    let again = h
+        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    let rows = audit().await;
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    assert_eq!(rows[0]["event"], "project.register");
+    assert_eq!(rows[0]["org"], "team-a");
+    assert_eq!(rows[0]["actor_type"], "token");
+    assert_eq!(rows[0]["actor_label"], "registrar");
+    assert_eq!(
+        (
+            rows[0]["target_type"].as_str(),
+            rows[0]["target_id"].as_str()
+        ),
+        (Some("project"), Some(id.as_str()))
+    );
+    let data: Value = serde_json::from_str(rows[0]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        data,
+        json!({"project": "api", "changed": ["platform", "retentionDays", "rateLimit", "keys",
+                                              "groupingRules", "privacy"]})
+    );
+    assert!(
+        !rows.to_string().contains(KEY_A),
+        "no key values in the audit log"
+    );
+
+    // one field changed: one entry naming it
+    let mut changed = declaration();
+    changed["platform"] = json!("node");
+    let reply = h.declare(Method::PUT, PATH, &admin, Some(changed)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let rows = audit().await;
+    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    let data: Value = serde_json::from_str(rows[1]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, json!({"project": "api", "changed": ["platform"]}));
+
+    // removing the keys is audited once; removing them again is not
+    for _ in 0..2 {
+        let reply = h.declare(Method::DELETE, PATH, &admin, None).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{:?}", reply.body);
+    }
+    let rows = audit().await;
+    assert_eq!(rows.as_array().unwrap().len(), 3, "{rows}");
+    assert_eq!(rows[2]["event"], "project.unregister");
+    let data: Value = serde_json::from_str(rows[2]["data"].as_str().unwrap()).unwrap();
+    assert_eq!(data, json!({"project": "api", "changed": ["keys"]}));
+}
+
+/// The same node, stopped and opened again on its data directory (its WAL replayed).
+async fn reopen(h: Harness) -> Harness {
+    let Harness {
+        _dir: dir,
+        node,
+        router,
+    } = h;
+    let config = node.config.clone();
+    drop((node, router));
+    let node = std::sync::Arc::new(crate::node::Node::open(config).await.unwrap());
+    let router = crate::api::router(&node).layer(axum::extract::connect_info::MockConnectInfo(
+        std::net::SocketAddr::from(([10, 1, 2, 3], 5000)),
+    ));
+    Harness {
+        _dir: dir,
+        node,
+        router,
+    }
+}
+
+#[tokio::test]
+async fn erasing_a_project_takes_out_its_rows_also_after_a_flush_and_a_restart() {
+    let h = harness().await;
+    let admin = h
+        .org_token("team-a", &["project:admin", "project:read", "event:read"])
+        .await;
+    let declared = h
+        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .await;
+    assert_eq!(declared.status, StatusCode::OK, "{:?}", declared.body);
+    let id = declared.body["id"].as_str().unwrap().to_owned();
+    for message in ["flushed one", "flushed two"] {
+        let reply = h.store_to(&id, KEY_A, message).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    }
+    h.node.flush_with_outcomes().await.unwrap();
+    let reply = h.store_to(&id, KEY_A, "still in the WAL").await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    // an item row (a log) also still in the WAL
+    let now = chrono::Utc::now().timestamp();
+    let log = h
+        .send(
+            post(&format!("/api/{id}/envelope/"))
+                .header("x-sentry-auth", format!("Sentry sentry_key={KEY_A}"))
+                .body(Body::from(format!(
+                    "{{}}\n{{\"type\":\"log\"}}\n{{\"items\":[{{\"timestamp\":{now},\"level\":\"info\",\"body\":\"erase me\"}}]}}\n"
+                )))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(log.status, StatusCode::OK, "{:?}", log.body);
+    // another organization's project keeps its rows
+    assert_eq!(
+        h.store(r#"{"message":"shop"}"#).await.status,
+        StatusCode::OK
+    );
+    let counted = h
+        .sql_as(&admin, "SELECT count(*) AS n FROM events")
+        .await
+        .body;
+    assert_eq!(counted, json!([{"n": 3}]));
+
+    let erase = format!("{PATH}erase/");
+    let other_org = h.org_token("team-b", &["project:admin"]).await;
+    let refused = h.declare(Method::POST, &erase, &other_org, None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
+    let reply = h.declare(Method::POST, &erase, &admin, None).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    assert_eq!(reply.body["id"], id.as_str());
+    assert_eq!(reply.body["slug"], "api");
+    assert!(
+        reply.body["files"].as_u64().unwrap() >= 2,
+        "the flushed events and their rollups: {:?}",
+        reply.body
+    );
+    // the project is gone: its SDKs are refused, its rows are read by nobody
+    let refused = h.store_to(&id, KEY_A, "after").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
+    let counted = h
+        .sql_as(&admin, "SELECT count(*) AS n FROM events")
+        .await
+        .body;
+    assert_eq!(counted, json!([{"n": 0}]));
+    let again = h.declare(Method::POST, &erase, &admin, None).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "idempotent");
+    assert_eq!(again.body["erasedAt"], reply.body["erasedAt"]);
+
+    // Until the node flushes, what is in its memory is there for a reader of every project
+    // (the CLI's view); no token reads it.
+    let of_project = format!(
+        "SELECT (SELECT count(*) FROM events WHERE project_id = {id}) AS events, \
+                (SELECT count(*) FROM logs WHERE project_id = {id}) AS logs, \
+                (SELECT count(*) FROM issues WHERE project_id = {id}) AS issues, \
+                (SELECT count(*) FROM outcomes WHERE project_id = {id}) AS outcomes"
+    );
+    let in_memory = h.sql(&of_project).await;
+    assert_eq!(in_memory[0]["events"], 1, "{in_memory}");
+    assert_eq!(in_memory[0]["logs"], 1, "{in_memory}");
+
+    // A restart replays the WAL, leaving out the erased project's rows: they do not come back,
+    // neither after the restart nor after the next flush and maintenance run.
+    let h = reopen(h).await;
+    let nothing = json!([{"events": 0, "logs": 0, "issues": 0, "outcomes": 0}]);
+    assert_eq!(h.sql(&of_project).await, nothing);
+    h.node.flush_with_outcomes().await.unwrap();
+    let report = crate::maintenance::Maintenance::for_node(&h.node)
+        .erase_projects()
+        .await
+        .unwrap();
+    assert_eq!(report.projects, 1);
+    assert_eq!(h.sql(&of_project).await, nothing);
+    let shop = h
+        .sql("SELECT count(*) AS n FROM events WHERE project_id = 1")
+        .await;
+    assert_eq!(
+        shop,
+        json!([{"n": 1}]),
+        "other projects keep their rows, replayed too"
+    );
+    let counted = h
+        .sql_as(&admin, "SELECT count(*) AS n FROM events")
+        .await
+        .body;
+    assert_eq!(counted, json!([{"n": 0}]));
+
+    // one audit entry; a new declaration of the name is a new project with a new id
+    let audit = h
+        .sql("SELECT event, target_id FROM audit_log WHERE event = 'project.erase'")
+        .await;
+    assert_eq!(audit, json!([{"event": "project.erase", "target_id": id}]));
+    let declared = h
+        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .await;
+    assert_eq!(declared.status, StatusCode::OK, "{:?}", declared.body);
+    assert_ne!(
+        declared.body["id"],
+        id.as_str(),
+        "an erased id is not given again"
+    );
+    let unknown = h
+        .declare(
+            Method::POST,
+            "/api/0/organizations/team-a/projects/never/erase/",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{:?}", unknown.body);
+}
