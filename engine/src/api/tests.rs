@@ -44,11 +44,9 @@ struct Harness {
     router: Router,
 }
 
-async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.storage.data_dir = dir.path().to_owned();
-    config.projects.push(ProjectConfig {
+/// The config file's project of the harness: `shop`, id 1, with [`KEY`].
+fn shop() -> ProjectConfig {
+    ProjectConfig {
         id: 1,
         name: "shop".into(),
         keys: vec![KEY.into()],
@@ -57,7 +55,14 @@ async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
         grouping_enhancements: None,
         fingerprinting_rules: None,
         privacy: None,
-    });
+    }
+}
+
+async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.storage.data_dir = dir.path().to_owned();
+    config.projects.push(shop());
     edit(&mut config);
     let node = Arc::new(Node::open(config).await.unwrap());
     let router =

@@ -9,16 +9,7 @@ use crate::store::faults::LoseReplies;
 fn config(dir: &std::path::Path) -> Config {
     let mut config = Config::default();
     config.storage.data_dir = dir.to_owned();
-    config.projects.push(ProjectConfig {
-        id: 1,
-        name: "shop".into(),
-        keys: vec![KEY.into()],
-        rate_limit: None,
-        retention_days: None,
-        grouping_enhancements: None,
-        fingerprinting_rules: None,
-        privacy: None,
-    });
+    config.projects.push(super::shop());
     config
 }
 

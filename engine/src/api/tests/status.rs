@@ -18,16 +18,7 @@ async fn harness_with_admin() -> (Harness, Arc<LoseReplies>) {
     let token_file = dir.path().join("admin-token");
     std::fs::write(&token_file, format!("{ADMIN}\n")).unwrap();
     config.auth.admin_token_file = Some(token_file);
-    config.projects.push(ProjectConfig {
-        id: 1,
-        name: "shop".into(),
-        keys: vec![KEY.into()],
-        rate_limit: None,
-        retention_days: None,
-        grouping_enhancements: None,
-        fingerprinting_rules: None,
-        privacy: None,
-    });
+    config.projects.push(super::shop());
     let store = Store::open(&config).unwrap();
     let faults = Arc::new(LoseReplies::new(Arc::clone(&store.objects), "none/", 0));
     let store = store.with_objects(Arc::clone(&faults) as Arc<dyn object_store::ObjectStore>);
