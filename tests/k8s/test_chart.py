@@ -116,6 +116,31 @@ def test_metrics_service_targets_the_operator(chart_objects):
                                          "protocol": "TCP"}]
 
 
+def test_engine_service_monitor_scrapes_every_trackers_admin_service_once(chart_objects):
+    assert [o for o in by_kind(chart_objects["default"], "ServiceMonitor")] == []
+    values = {"engineMetrics": {"serviceMonitor": {"enabled": True, "interval": "1m",
+                                                   "labels": {"release": "kube-prometheus"}}}}
+    objects = [o for path, text in render_chart(values).items() if path.endswith(".yaml")
+               for o in load_all(text)]
+    monitor = the(objects, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus"
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    # the labels the operator puts on a tracker's admin Service (operator/src/builders/network.rs);
+    # the headless Service, with the same port, lacks faultline.dev/metrics
+    assert monitor["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "faultline",
+        "app.kubernetes.io/component": "engine",
+        "app.kubernetes.io/managed-by": "faultline-operator",
+        "faultline.dev/metrics": "true",
+    }
+    assert monitor["spec"]["endpoints"] == [{"port": "admin", "path": "/metrics", "interval": "1m"}]
+    values["engineMetrics"]["serviceMonitor"]["namespaces"] = ["team-a", "team-b"]
+    objects = [o for path, text in render_chart(values).items() if path.endswith(".yaml")
+               for o in load_all(text)]
+    assert the(objects, "ServiceMonitor")["spec"]["namespaceSelector"] == {
+        "matchNames": ["team-a", "team-b"]}
+
+
 def test_service_monitor_is_optional_and_selects_the_metrics_service(chart_objects):
     assert by_kind(chart_objects["default"], "ServiceMonitor") == []
     values = {"metrics": {"serviceMonitor": {"enabled": True, "interval": "30s",

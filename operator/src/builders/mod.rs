@@ -30,7 +30,7 @@ pub use config::{
     check_issuer, parse_duration,
 };
 pub use network::scrape_annotations;
-pub use network::{admin_service_name, headless_service_name};
+pub use network::{METRICS_LABEL, admin_service_name, headless_service_name};
 pub use secrets::{
     ADMIN_TOKEN_DIR, ADMIN_TOKEN_KEY, admin_token_secret_name, dsn_secret_name, generate_key,
     generate_token, is_valid_key, is_valid_token,

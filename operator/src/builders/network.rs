@@ -56,11 +56,20 @@ pub fn scrape_annotations() -> BTreeMap<String, String> {
     ])
 }
 
+/// The label of the Service to scrape each engine's `/metrics` through.
+pub const METRICS_LABEL: &str = "faultline.dev/metrics";
+
 /// The query/admin port, inside the cluster only (and only from the namespaces the
 /// NetworkPolicy allows). It also serves `/metrics`.
 pub(crate) fn admin_service(ctx: &Ctx<'_>) -> Service {
     let mut metadata = ctx.meta(admin_service_name(&ctx.name), "engine");
     metadata.annotations = Some(scrape_annotations());
+    // what the chart's engine ServiceMonitor selects (the headless Service has the same port,
+    // and scraping both would count every pod twice)
+    metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(METRICS_LABEL.to_owned(), "true".to_owned());
     Service {
         metadata,
         spec: Some(ServiceSpec {

@@ -506,6 +506,18 @@ fn only_the_ingest_port_leaves_the_cluster() {
     );
     assert_eq!(ports(&desired.admin_service), [("admin".to_owned(), 8001)]);
     assert_eq!(ports(&desired.headless_service).len(), 2);
+    // the chart's engine ServiceMonitor selects the admin Service by this label, and not the
+    // headless one, which has the admin port too
+    let label = |service: &k8s_openapi::api::core::v1::Service| {
+        service
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(faultline_operator::builders::METRICS_LABEL))
+            .cloned()
+    };
+    assert_eq!(label(&desired.admin_service).as_deref(), Some("true"));
+    assert_eq!(label(&desired.headless_service), None);
 }
 
 #[test]
