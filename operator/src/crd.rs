@@ -840,6 +840,12 @@ pub struct IngressSpec {
     /// Extra annotations of the Ingress.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Also route the web UI, login (`/login`, `/auth/oidc/callback`) and Sentry's web API
+    /// (`/api/0/`, for sentry-cli and the UI) on `host` to the query/admin port, beside the
+    /// ingest API: people then open `https://<host>/`. The admin port's NetworkPolicy must admit
+    /// the ingress controller's namespace (`networkPolicy.adminNamespaces`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub web_ui: bool,
 }
 
 /// Network access to the engine pods.

@@ -177,37 +177,63 @@ pub(crate) fn network_policy(
     })
 }
 
-/// The Ingress of the ingest port, when the spec asks for one. The query/admin port is never
-/// exposed through it.
+/// What the Ingress routes to the query/admin port with `webUi`: the web UI's pages and login,
+/// and the admin listener's own paths under `/api/` (Sentry's web API under `/api/0/`: no
+/// project has id 0). `/metrics` and the health checks stay inside the cluster.
+const WEB_PREFIXES: [&str; 11] = [
+    "/api/0/",
+    "/api/sql",
+    "/api/tokens",
+    "/api/issues",
+    "/accept/",
+    "/account/",
+    "/auth/",
+    "/login",
+    "/organizations/",
+    "/setup/",
+    "/static/",
+];
+
+/// The Ingress of the ingest port, when the spec asks for one; with `webUi`, also of the web
+/// UI on the query/admin port ([`WEB_PREFIXES`] and `/` itself).
 pub(crate) fn ingress(ctx: &Ctx<'_>) -> Option<Ingress> {
     let spec = ctx.tracker.spec.ingress.as_ref()?;
     let mut metadata = ctx.meta(ctx.name.clone(), "engine");
     if !spec.annotations.is_empty() {
         metadata.annotations = Some(spec.annotations.clone());
     }
-    let backend = IngressBackend {
+    let backend = |service: String, port: &str| IngressBackend {
         service: Some(IngressServiceBackend {
-            name: ctx.name.clone(),
+            name: service,
             port: Some(ServiceBackendPort {
-                name: Some("ingest".into()),
+                name: Some(port.into()),
                 ..ServiceBackendPort::default()
             }),
         }),
         ..IngressBackend::default()
     };
+    let path = |path: &str, kind: &str, backend: IngressBackend| HTTPIngressPath {
+        path: Some(path.into()),
+        path_type: kind.into(),
+        backend,
+    };
+    let mut paths = vec![path("/api/", "Prefix", backend(ctx.name.clone(), "ingest"))];
+    if spec.web_ui {
+        // the longest prefix wins: `/api/0/...` goes to the admin port, `/api/42/...` of the
+        // SDKs to the ingest port
+        let admin = || backend(admin_service_name(&ctx.name), "admin");
+        for prefix in WEB_PREFIXES {
+            paths.push(path(prefix, "Prefix", admin()));
+        }
+        paths.push(path("/", "Exact", admin()));
+    }
     Some(Ingress {
         metadata,
         spec: Some(IngressSpec {
             ingress_class_name: spec.class_name.clone(),
             rules: Some(vec![IngressRule {
                 host: Some(spec.host.clone()),
-                http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath {
-                        path: Some("/api/".into()),
-                        path_type: "Prefix".into(),
-                        backend,
-                    }],
-                }),
+                http: Some(HTTPIngressRuleValue { paths }),
             }]),
             tls: spec.tls_secret_name.as_ref().map(|secret| {
                 vec![IngressTLS {

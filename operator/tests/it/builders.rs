@@ -413,6 +413,68 @@ fn network_policy_keeps_the_admin_port_to_allowed_namespaces() {
 }
 
 #[test]
+fn the_web_ui_is_routed_through_the_ingress_when_asked() {
+    let paths =
+        |tracker: &faultline_operator::crd::ErrorTracker| -> Vec<(String, String, String, String)> {
+            let desired = builders::build(tracker, &credentials(tracker)).expect("builds");
+            let ingress = desired.ingress.expect("an Ingress");
+            ingress.spec.unwrap().rules.unwrap()[0]
+                .http
+                .as_ref()
+                .unwrap()
+                .paths
+                .iter()
+                .map(|p| {
+                    let service = p.backend.service.as_ref().unwrap();
+                    (
+                        p.path.clone().unwrap(),
+                        p.path_type.clone(),
+                        service.name.clone(),
+                        service.port.as_ref().unwrap().name.clone().unwrap(),
+                    )
+                })
+                .collect()
+        };
+    let mut tracker = tracker("oidc.yaml");
+    tracker.spec.ingress.as_mut().unwrap().web_ui = false;
+    let ingest_only = paths(&tracker);
+    assert_eq!(ingest_only.len(), 1, "{ingest_only:?}");
+    assert_eq!(ingest_only[0].0, "/api/");
+    tracker.spec.ingress.as_mut().unwrap().web_ui = true;
+    let routed = paths(&tracker);
+    let to = |path: &str| {
+        routed
+            .iter()
+            .find(|p| p.0 == path)
+            .map(|p| (p.1.as_str(), p.3.as_str()))
+    };
+    assert_eq!(to("/api/"), Some(("Prefix", "ingest")), "the SDKs' paths");
+    for path in [
+        "/api/0/",
+        "/api/sql",
+        "/auth/",
+        "/login",
+        "/organizations/",
+        "/static/",
+    ] {
+        assert_eq!(to(path), Some(("Prefix", "admin")), "{path}: {routed:?}");
+    }
+    assert_eq!(to("/"), Some(("Exact", "admin")), "the home page only");
+    // the admin listener's metrics and health checks stay inside the cluster
+    assert!(
+        routed
+            .iter()
+            .all(|p| !["/metrics", "/health/"].contains(&p.0.as_str())),
+        "{routed:?}"
+    );
+    assert!(
+        routed
+            .iter()
+            .all(|p| p.3 != "admin" || p.2.ends_with("-admin"))
+    );
+}
+
+#[test]
 fn local_storage_gets_an_object_volume_and_s3_does_not() {
     let claims = |d: &Desired| -> Vec<String> {
         d.stateful_set
