@@ -64,14 +64,7 @@ async fn harness_with(edit: impl FnOnce(&mut Config)) -> Harness {
     config.storage.data_dir = dir.path().to_owned();
     config.projects.push(shop());
     edit(&mut config);
-    let node = Arc::new(Node::open(config).await.unwrap());
-    let router =
-        super::router(&node).layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 5000))));
-    Harness {
-        _dir: dir,
-        node,
-        router,
-    }
+    Harness::of(dir, Arc::new(Node::open(config).await.unwrap()))
 }
 
 async fn harness() -> Harness {
@@ -90,7 +83,11 @@ impl Harness {
         } = self;
         drop(router);
         drop(node);
-        let node = Arc::new(Node::open(config).await.unwrap());
+        Harness::of(dir, Arc::new(Node::open(config).await.unwrap()))
+    }
+
+    /// The router of `node`, as reached from 10.1.2.3, with the data directory it lives in.
+    fn of(dir: tempfile::TempDir, node: Arc<Node>) -> Harness {
         let router =
             super::router(&node).layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 5000))));
         Harness {

@@ -20,14 +20,10 @@ async fn harness_on(dir: tempfile::TempDir, faults: Option<Arc<LoseReplies>>) ->
     if let Some(faults) = faults {
         store = store.with_objects(faults);
     }
-    let node = Arc::new(Node::open_with_store(config, store).await.unwrap());
-    let router =
-        super::super::router(&node).layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 5000))));
-    Harness {
-        _dir: dir,
-        node,
-        router,
-    }
+    Harness::of(
+        dir,
+        Arc::new(Node::open_with_store(config, store).await.unwrap()),
+    )
 }
 
 fn faults_on(dir: &tempfile::TempDir) -> Arc<LoseReplies> {

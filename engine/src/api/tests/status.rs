@@ -23,16 +23,7 @@ async fn harness_with_admin() -> (Harness, Arc<LoseReplies>) {
     let faults = Arc::new(LoseReplies::new(Arc::clone(&store.objects), "none/", 0));
     let store = store.with_objects(Arc::clone(&faults) as Arc<dyn object_store::ObjectStore>);
     let node = Arc::new(Node::open_with_store(config, store).await.unwrap());
-    let router =
-        super::super::router(&node).layer(MockConnectInfo(SocketAddr::from(([10, 1, 2, 3], 5000))));
-    (
-        Harness {
-            _dir: dir,
-            node,
-            router,
-        },
-        faults,
-    )
+    (Harness::of(dir, node), faults)
 }
 
 impl Harness {
