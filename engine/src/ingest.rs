@@ -467,18 +467,7 @@ impl Ingest {
         let rows: Vec<ItemRow> = counted.iter().map(|c| c.row(now)).collect();
         let mut data = Vec::new();
         for (row, counted) in rows.iter().zip(&counted) {
-            wal::encode(
-                &mut data,
-                wal::Fields {
-                    kind: row.table.code,
-                    project_id: row.project_id,
-                    issue_id: 0,
-                    received_ms: row.received_ms,
-                    grouping_hash: "",
-                    project: &counted.project,
-                    json: &row.json,
-                },
-            );
+            wal::encode(&mut data, row.wal_fields(&counted.project));
         }
         let logged = match batches_of(&rows) {
             Ok(items) => Logged {
@@ -670,18 +659,7 @@ impl Ingest {
             return Err(err);
         }
         for row in &rows {
-            wal::encode(
-                &mut data,
-                wal::Fields {
-                    kind: row.table.code,
-                    project_id: row.project_id,
-                    issue_id: 0,
-                    received_ms: row.received_ms,
-                    grouping_hash: "",
-                    project: &project.name,
-                    json: &row.json,
-                },
-            );
+            wal::encode(&mut data, row.wal_fields(&project.name));
         }
         // An in-memory lookup per event; candidates go to the alert worker once logged.
         let candidates = self.alerts.candidates(&events);

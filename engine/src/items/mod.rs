@@ -218,6 +218,21 @@ pub struct ItemRow {
     pub item_id: Option<uuid::Uuid>,
 }
 
+impl ItemRow {
+    /// The row as a WAL record of project `project` (its name).
+    pub fn wal_fields<'a>(&'a self, project: &'a str) -> crate::wal::Fields<'a> {
+        crate::wal::Fields {
+            kind: self.table.code,
+            project_id: self.project_id,
+            issue_id: 0,
+            received_ms: self.received_ms,
+            grouping_hash: "",
+            project,
+            json: &self.json,
+        }
+    }
+}
+
 impl PartialEq for ItemTable {
     fn eq(&self, other: &Self) -> bool {
         self.code == other.code

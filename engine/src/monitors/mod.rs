@@ -499,18 +499,7 @@ async fn log_added(node: &Node, added: &[Added], now: DateTime<Utc>) -> Result<(
     }
     let mut data = Vec::new();
     for (row, a) in rows.iter().zip(added) {
-        wal::encode(
-            &mut data,
-            wal::Fields {
-                kind: row.table.code,
-                project_id: row.project_id,
-                issue_id: 0,
-                received_ms: row.received_ms,
-                grouping_hash: "",
-                project: &a.project,
-                json: &row.json,
-            },
-        );
+        wal::encode(&mut data, row.wal_fields(&a.project));
     }
     let batch = check_ins::TABLE.decode(rows.iter().map(|r| r.json.as_slice()))?;
     let logged = wal::Logged {
