@@ -239,35 +239,18 @@ async fn apply_objects(tracker: &ErrorTracker, ctx: &Context) -> Result<(Statefu
 /// Checks that every Secret key `spec.alerts` references exists and holds a value: a pod
 /// cannot start with a projected key missing.
 async fn check_alert_secrets(tracker: &ErrorTracker, secrets_api: &Api<Secret>) -> Result<()> {
-    const FIELD: &str = "alerts";
     let Some(alerts) = &tracker.spec.alerts else {
         return Ok(());
     };
     for (reference, _) in builders::alert_secret_files(alerts) {
-        let secret = secrets_api
-            .get_opt(&reference.name)
-            .await
-            .map_err(|source| Error::ReadSecret {
-                name: reference.name.clone(),
-                source,
-            })?
-            .ok_or_else(|| Error::SecretMissing {
-                field: FIELD,
-                name: reference.name.clone(),
-                namespace: tracker.namespace().unwrap_or_default(),
-            })?;
-        let has_value = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&reference.key))
-            .is_some_and(|v| !v.0.iter().all(u8::is_ascii_whitespace));
-        if !has_value {
-            return Err(Error::SecretKeyMissing {
-                field: FIELD,
-                name: reference.name.clone(),
-                key: reference.key.clone(),
-            });
-        }
+        secret_with_value(
+            tracker,
+            secrets_api,
+            "alerts",
+            &reference.name,
+            &reference.key,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -278,36 +261,55 @@ async fn oidc_secret_version(
     tracker: &ErrorTracker,
     secrets_api: &Api<Secret>,
 ) -> Result<Option<String>> {
-    const FIELD: &str = "auth.oidc.clientSecretRef";
     let Some(reference) = oidc_secret_ref(tracker) else {
         return Ok(None);
     };
+    let secret = secret_with_value(
+        tracker,
+        secrets_api,
+        "auth.oidc.clientSecretRef",
+        &reference.name,
+        &reference.key,
+    )
+    .await?;
+    Ok(Some(secret.resource_version().unwrap_or_default()))
+}
+
+/// The Secret `name` of the tracker's namespace, named by the spec's `field`, when it holds a
+/// non-empty value under `key` (the engine trims the file's content: a value of only
+/// whitespace is no secret).
+async fn secret_with_value(
+    tracker: &ErrorTracker,
+    secrets_api: &Api<Secret>,
+    field: &'static str,
+    name: &str,
+    key: &str,
+) -> Result<Secret> {
     let secret = secrets_api
-        .get_opt(&reference.name)
+        .get_opt(name)
         .await
         .map_err(|source| Error::ReadSecret {
-            name: reference.name.clone(),
+            name: name.to_owned(),
             source,
         })?
         .ok_or_else(|| Error::SecretMissing {
-            field: FIELD,
-            name: reference.name.clone(),
+            field,
+            name: name.to_owned(),
             namespace: tracker.namespace().unwrap_or_default(),
         })?;
-    // The engine trims the file's content; a value of only whitespace is no secret.
     let has_value = secret
         .data
         .as_ref()
-        .and_then(|d| d.get(&reference.key))
+        .and_then(|d| d.get(key))
         .is_some_and(|v| !v.0.iter().all(u8::is_ascii_whitespace));
     if !has_value {
         return Err(Error::SecretKeyMissing {
-            field: FIELD,
-            name: reference.name.clone(),
-            key: reference.key.clone(),
+            field,
+            name: name.to_owned(),
+            key: key.to_owned(),
         });
     }
-    Ok(Some(secret.resource_version().unwrap_or_default()))
+    Ok(secret)
 }
 
 /// The trackers among `trackers` whose `auth.oidc.clientSecretRef` or `spec.alerts` names
