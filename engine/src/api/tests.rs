@@ -86,6 +86,17 @@ impl Harness {
         Harness::of(dir, Arc::new(Node::open(config).await.unwrap()))
     }
 
+    /// A request with a bearer token and an optional JSON body.
+    async fn call_as(&self, method: Method, uri: &str, token: &str, body: Option<Value>) -> Reply {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json");
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.send(request.body(body).unwrap()).await
+    }
+
     /// The router of `node`, as reached from 10.1.2.3, with the data directory it lives in.
     fn of(dir: tempfile::TempDir, node: Arc<Node>) -> Harness {
         let router =

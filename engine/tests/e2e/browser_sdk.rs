@@ -12,7 +12,7 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 
 use crate::harness::{Setup, workspace_root};
-use crate::sourcemaps::{innermost, node_modules, run, sentry_cli};
+use crate::sourcemaps::{bundle, innermost, node_modules, run, sentry_cli};
 
 const CHECKOUT: &str = r#"// The checkout of the shop.
 export function applyCoupon(cart, code) {
@@ -72,23 +72,23 @@ async fn browser_sdk_errors_in_chromium_are_resolved_with_uploaded_source_maps()
     std::fs::write(app.join("src/checkout.js"), CHECKOUT)?;
     std::fs::write(app.join("src/main.js"), MAIN)?;
     std::os::unix::fs::symlink(node_modules(), app.join("node_modules"))?;
-    let esbuild = node_modules().join(".bin/esbuild");
     ensure!(
-        node_modules().join("@sentry/browser").exists() && esbuild.exists(),
-        "@sentry/browser and esbuild are not installed in {} (npm ci in tests/node)",
+        node_modules().join("@sentry/browser").exists(),
+        "@sentry/browser is not installed in {} (npm ci in tests/node)",
         node_modules().display()
     );
-    let mut command = Command::new(esbuild);
-    command.current_dir(&app).args([
-        "src/main.js",
-        "--bundle",
-        "--platform=browser",
-        "--format=iife",
-        "--minify",
-        "--sourcemap",
-        "--outfile=dist/app.js",
-    ]);
-    run(command, "esbuild")?;
+    bundle(
+        &app,
+        &[
+            "src/main.js",
+            "--bundle",
+            "--platform=browser",
+            "--format=iife",
+            "--minify",
+            "--sourcemap",
+            "--outfile=dist/app.js",
+        ],
+    )?;
     let bundle = std::fs::read_to_string(app.join("dist/app.js"))?;
     ensure!(
         !bundle.contains("function applyCoupon"),

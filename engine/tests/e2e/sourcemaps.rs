@@ -63,6 +63,22 @@ pub(crate) fn run(mut command: Command, what: &str) -> Result<String> {
 
 /// Builds the app into `dir/<out>/app.js` (+ `app.js.map`) with esbuild and `flags`.
 fn esbuild(dir: &Path, out: &str, flags: &[&str]) -> Result<()> {
+    let outfile = format!("--outfile={out}/app.js");
+    let mut args = vec![
+        "src/main.js",
+        "--bundle",
+        "--platform=node",
+        "--format=cjs",
+        "--external:@sentry/node",
+        "--sourcemap",
+        &outfile,
+    ];
+    args.extend_from_slice(flags);
+    bundle(dir, &args)
+}
+
+/// Runs npm `esbuild` in `dir` with these arguments.
+pub(crate) fn bundle(dir: &Path, args: &[&str]) -> Result<()> {
     let bin = node_modules().join(".bin/esbuild");
     ensure!(
         bin.exists(),
@@ -70,18 +86,7 @@ fn esbuild(dir: &Path, out: &str, flags: &[&str]) -> Result<()> {
         bin.display()
     );
     let mut command = Command::new(bin);
-    command
-        .current_dir(dir)
-        .args([
-            "src/main.js",
-            "--bundle",
-            "--platform=node",
-            "--format=cjs",
-            "--external:@sentry/node",
-            "--sourcemap",
-            &format!("--outfile={out}/app.js"),
-        ])
-        .args(flags);
+    command.current_dir(dir).args(args);
     run(command, "esbuild")?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! 401, a key's own limit answers 429 with the `key` scope.
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Harness, KEY, harness, post};
@@ -11,22 +11,6 @@ use super::{Harness, KEY, harness, post};
 const KEYS: &str = "/api/0/projects/default/shop/keys/";
 
 impl Harness {
-    async fn keys_call(
-        &self,
-        method: Method,
-        uri: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> super::Reply {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json");
-        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
-        self.send(request.body(body).unwrap()).await
-    }
-
     /// A store request for project 1 sent with `key`.
     async fn store_with(&self, key: &str, message: &str) -> super::Reply {
         self.send(
@@ -49,16 +33,16 @@ async fn keys_are_created_rotated_disabled_and_deleted_over_the_api() {
     let admin = h.token(&["projects:admin"], None).await;
     let reader = h.token(&["events:read"], None).await;
 
-    let reply = h.keys_call(Method::GET, KEYS, &reader, None).await;
+    let reply = h.call_as(Method::GET, KEYS, &reader, None).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
-    let reply = h.keys_call(Method::GET, KEYS, &admin, None).await;
+    let reply = h.call_as(Method::GET, KEYS, &admin, None).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(reply.body[0]["public"], KEY);
     assert_eq!(reply.body[0]["isActive"], true);
     assert_eq!(reply.body[0]["source"], "config");
 
     let created = h
-        .keys_call(Method::POST, KEYS, &admin, Some(json!({"name": "backend"})))
+        .call_as(Method::POST, KEYS, &admin, Some(json!({"name": "backend"})))
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
     let first = public(&created);
@@ -69,7 +53,7 @@ async fn keys_are_created_rotated_disabled_and_deleted_over_the_api() {
     assert_eq!(h.store_with(&first, "one").await.status, StatusCode::OK);
 
     let rotated = h
-        .keys_call(
+        .call_as(
             Method::POST,
             &format!("{KEYS}{first}/rotate/"),
             &admin,
@@ -84,7 +68,7 @@ async fn keys_are_created_rotated_disabled_and_deleted_over_the_api() {
     assert_eq!(h.store_with(&second, "three").await.status, StatusCode::OK);
 
     let disabled = h
-        .keys_call(
+        .call_as(
             Method::PUT,
             &format!("{KEYS}{first}/"),
             &admin,
@@ -103,7 +87,7 @@ async fn keys_are_created_rotated_disabled_and_deleted_over_the_api() {
 
     // A key from the config file is changed only there.
     let reply = h
-        .keys_call(
+        .call_as(
             Method::PUT,
             &format!("{KEYS}{KEY}/"),
             &admin,
@@ -121,7 +105,7 @@ async fn keys_are_created_rotated_disabled_and_deleted_over_the_api() {
     );
 
     let gone = h
-        .keys_call(Method::DELETE, &format!("{KEYS}{first}/"), &admin, None)
+        .call_as(Method::DELETE, &format!("{KEYS}{first}/"), &admin, None)
         .await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT, "{:?}", gone.body);
     let refused = h.store_with(&first, "six").await;
@@ -131,11 +115,11 @@ async fn keys_are_created_rotated_disabled_and_deleted_over_the_api() {
         "the DSN key is not valid for project 1"
     );
     let reply = h
-        .keys_call(Method::GET, &format!("{KEYS}{first}/"), &admin, None)
+        .call_as(Method::GET, &format!("{KEYS}{first}/"), &admin, None)
         .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 
-    let listed = h.keys_call(Method::GET, KEYS, &admin, None).await;
+    let listed = h.call_as(Method::GET, KEYS, &admin, None).await;
     let keys: Vec<_> = listed
         .body
         .as_array()
@@ -156,7 +140,7 @@ async fn a_key_over_its_own_limit_gets_429_with_the_key_scope() {
     let h = harness().await;
     let admin = h.token(&["projects:admin"], None).await;
     let reply = h
-        .keys_call(
+        .call_as(
             Method::POST,
             KEYS,
             &admin,
@@ -191,7 +175,7 @@ async fn a_key_over_its_own_limit_gets_429_with_the_key_scope() {
 
     // The limit is lifted with `rateLimit: null`.
     let reply = h
-        .keys_call(
+        .call_as(
             Method::PUT,
             &format!("{KEYS}{limited}/"),
             &admin,
@@ -203,7 +187,7 @@ async fn a_key_over_its_own_limit_gets_429_with_the_key_scope() {
     assert_eq!(h.store_with(&limited, "again").await.status, StatusCode::OK);
 
     let reply = h
-        .keys_call(
+        .call_as(
             Method::POST,
             KEYS,
             &admin,

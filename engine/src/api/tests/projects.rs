@@ -3,7 +3,7 @@
 //! `project:admin` for the whole organization, and what an SDK then sees at ingest.
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::{Harness, harness, post};
@@ -13,22 +13,6 @@ const KEY_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const KEY_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 
 impl Harness {
-    async fn declare(
-        &self,
-        method: Method,
-        uri: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> super::Reply {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json");
-        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
-        self.send(request.body(body).unwrap()).await
-    }
-
     /// A token of organization `org` with these scopes.
     async fn org_token(&self, org: &str, scopes: &[&str]) -> String {
         let new = NewToken {
@@ -84,7 +68,7 @@ async fn a_declared_project_is_created_once_and_the_same_answer_comes_back() {
         .await;
 
     let first = h
-        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .call_as(Method::PUT, PATH, &admin, Some(declaration()))
         .await;
     assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
     assert_eq!(first.body["slug"], "api");
@@ -105,14 +89,14 @@ async fn a_declared_project_is_created_once_and_the_same_answer_comes_back() {
     );
 
     let again = h
-        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .call_as(Method::PUT, PATH, &admin, Some(declaration()))
         .await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body, first.body, "same declaration, same answer");
 
     // the settings reach the project's other views
     let details = h
-        .declare(Method::GET, "/api/0/projects/team-a/api/", &admin, None)
+        .call_as(Method::GET, "/api/0/projects/team-a/api/", &admin, None)
         .await;
     assert_eq!(details.status, StatusCode::OK, "{:?}", details.body);
     assert_eq!(
@@ -136,7 +120,7 @@ async fn a_declared_project_is_created_once_and_the_same_answer_comes_back() {
     let mut changed = declaration();
     changed["retentionDays"] = json!(7);
     changed["keys"] = json!([{"name": "default", "public": KEY_B}]);
-    let updated = h.declare(Method::PUT, PATH, &admin, Some(changed)).await;
+    let updated = h.call_as(Method::PUT, PATH, &admin, Some(changed)).await;
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.body["id"], id.as_str());
     assert_eq!(updated.body["retentionDays"], 7);
@@ -152,11 +136,11 @@ async fn delete_removes_the_keys_and_a_new_declaration_gets_the_same_id_back() {
     let h = harness().await;
     let admin = h.org_token("team-a", &["project:admin"]).await;
     let first = h
-        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .call_as(Method::PUT, PATH, &admin, Some(declaration()))
         .await;
     let id = first.body["id"].as_str().unwrap().to_owned();
 
-    let gone = h.declare(Method::DELETE, PATH, &admin, None).await;
+    let gone = h.call_as(Method::DELETE, PATH, &admin, None).await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT, "{:?}", gone.body);
     let refused = h.store_to(&id, KEY_A, "after delete").await;
     assert_eq!(
@@ -166,7 +150,7 @@ async fn delete_removes_the_keys_and_a_new_declaration_gets_the_same_id_back() {
         refused.body
     );
     let missing = h
-        .declare(
+        .call_as(
             Method::DELETE,
             "/api/0/organizations/team-a/projects/nope/",
             &admin,
@@ -176,7 +160,7 @@ async fn delete_removes_the_keys_and_a_new_declaration_gets_the_same_id_back() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND, "{:?}", missing.body);
 
     let back = h
-        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .call_as(Method::PUT, PATH, &admin, Some(declaration()))
         .await;
     assert_eq!(back.status, StatusCode::OK);
     assert_eq!(back.body["id"], id.as_str());
@@ -195,15 +179,15 @@ async fn registering_needs_project_admin_for_the_whole_organization() {
         (&other_org, "all of organization \"team-a\""),
     ] {
         let reply = h
-            .declare(Method::PUT, PATH, token, Some(declaration()))
+            .call_as(Method::PUT, PATH, token, Some(declaration()))
             .await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
         assert!(message(&reply).contains(what), "{:?}", reply.body);
-        let reply = h.declare(Method::DELETE, PATH, token, None).await;
+        let reply = h.call_as(Method::DELETE, PATH, token, None).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
     }
     let reply = h
-        .declare(
+        .call_as(
             Method::PUT,
             "/api/0/organizations/default/projects/web/",
             &limited,
@@ -212,7 +196,7 @@ async fn registering_needs_project_admin_for_the_whole_organization() {
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
     let reply = h
-        .declare(Method::PUT, PATH, "flt_nonsense", Some(json!({})))
+        .call_as(Method::PUT, PATH, "flt_nonsense", Some(json!({})))
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", reply.body);
 }
@@ -234,7 +218,7 @@ async fn bad_declarations_are_refused_naming_the_field() {
     ];
     for (body, field) in cases {
         let reply = h
-            .declare(
+            .call_as(
                 Method::PUT,
                 "/api/0/organizations/default/projects/web/",
                 &admin,
@@ -263,7 +247,7 @@ async fn bad_declarations_are_refused_naming_the_field() {
     ];
     for (body, detail) in &bad_rules {
         let reply = h
-            .declare(
+            .call_as(
                 Method::PUT,
                 "/api/0/organizations/default/projects/web/",
                 &admin,
@@ -283,7 +267,7 @@ async fn bad_declarations_are_refused_naming_the_field() {
         .org_token("team-a", &["project:admin", "project:read"])
         .await;
     let created = h
-        .declare(Method::PUT, PATH, &team_a, Some(declaration()))
+        .call_as(Method::PUT, PATH, &team_a, Some(declaration()))
         .await;
     assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
     for (body, _) in bad_rules {
@@ -293,7 +277,7 @@ async fn bad_declarations_are_refused_naming_the_field() {
         for (field, value) in body.as_object().unwrap() {
             changed[field] = value.clone();
         }
-        let reply = h.declare(Method::PUT, PATH, &team_a, Some(changed)).await;
+        let reply = h.call_as(Method::PUT, PATH, &team_a, Some(changed)).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
     }
     let projects = h.node.projects.list().await.unwrap();
@@ -305,7 +289,7 @@ async fn bad_declarations_are_refused_naming_the_field() {
     );
     assert_eq!(api.keys.len(), 2, "{:?}", api.keys);
     let details = h
-        .declare(Method::GET, "/api/0/projects/team-a/api/", &team_a, None)
+        .call_as(Method::GET, "/api/0/projects/team-a/api/", &team_a, None)
         .await;
     assert_eq!(
         details.body["fingerprintingRules"], "error.type:Timeout -> timeouts",
@@ -315,7 +299,7 @@ async fn bad_declarations_are_refused_naming_the_field() {
     assert_eq!(details.body["relayPiiConfig"], Value::Null);
     // the config file's project is changed there
     let reply = h
-        .declare(
+        .call_as(
             Method::PUT,
             "/api/0/organizations/default/projects/shop/",
             &admin,
@@ -326,7 +310,7 @@ async fn bad_declarations_are_refused_naming_the_field() {
     assert!(message(&reply).contains("config file"), "{:?}", reply.body);
     // an id another project holds
     let reply = h
-        .declare(
+        .call_as(
             Method::PUT,
             "/api/0/organizations/default/projects/web/",
             &admin,
@@ -356,13 +340,13 @@ async fn declarations_that_change_something_are_audited_once() {
     };
 
     let created = h
-        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .call_as(Method::PUT, PATH, &admin, Some(declaration()))
         .await;
     assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
     let id = created.body["id"].as_str().unwrap().to_owned();
     // the same declaration again: nothing changed, nothing audited
     let again = h
-        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .call_as(Method::PUT, PATH, &admin, Some(declaration()))
         .await;
     assert_eq!(again.status, StatusCode::OK);
     let rows = audit().await;
@@ -392,7 +376,7 @@ async fn declarations_that_change_something_are_audited_once() {
     // one field changed: one entry naming it
     let mut changed = declaration();
     changed["platform"] = json!("node");
-    let reply = h.declare(Method::PUT, PATH, &admin, Some(changed)).await;
+    let reply = h.call_as(Method::PUT, PATH, &admin, Some(changed)).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     let rows = audit().await;
     assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
@@ -401,7 +385,7 @@ async fn declarations_that_change_something_are_audited_once() {
 
     // removing the keys is audited once; removing them again is not
     for _ in 0..2 {
-        let reply = h.declare(Method::DELETE, PATH, &admin, None).await;
+        let reply = h.call_as(Method::DELETE, PATH, &admin, None).await;
         assert_eq!(reply.status, StatusCode::NO_CONTENT, "{:?}", reply.body);
     }
     let rows = audit().await;
@@ -438,7 +422,7 @@ async fn erasing_a_project_takes_out_its_rows_also_after_a_flush_and_a_restart()
         .org_token("team-a", &["project:admin", "project:read", "event:read"])
         .await;
     let declared = h
-        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .call_as(Method::PUT, PATH, &admin, Some(declaration()))
         .await;
     assert_eq!(declared.status, StatusCode::OK, "{:?}", declared.body);
     let id = declared.body["id"].as_str().unwrap().to_owned();
@@ -475,9 +459,9 @@ async fn erasing_a_project_takes_out_its_rows_also_after_a_flush_and_a_restart()
 
     let erase = format!("{PATH}erase/");
     let other_org = h.org_token("team-b", &["project:admin"]).await;
-    let refused = h.declare(Method::POST, &erase, &other_org, None).await;
+    let refused = h.call_as(Method::POST, &erase, &other_org, None).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{:?}", refused.body);
-    let reply = h.declare(Method::POST, &erase, &admin, None).await;
+    let reply = h.call_as(Method::POST, &erase, &admin, None).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
     assert_eq!(reply.body["id"], id.as_str());
     assert_eq!(reply.body["slug"], "api");
@@ -494,7 +478,7 @@ async fn erasing_a_project_takes_out_its_rows_also_after_a_flush_and_a_restart()
         .await
         .body;
     assert_eq!(counted, json!([{"n": 0}]));
-    let again = h.declare(Method::POST, &erase, &admin, None).await;
+    let again = h.call_as(Method::POST, &erase, &admin, None).await;
     assert_eq!(again.status, StatusCode::ACCEPTED, "idempotent");
     assert_eq!(again.body["erasedAt"], reply.body["erasedAt"]);
 
@@ -542,7 +526,7 @@ async fn erasing_a_project_takes_out_its_rows_also_after_a_flush_and_a_restart()
         .await;
     assert_eq!(audit, json!([{"event": "project.erase", "target_id": id}]));
     let declared = h
-        .declare(Method::PUT, PATH, &admin, Some(declaration()))
+        .call_as(Method::PUT, PATH, &admin, Some(declaration()))
         .await;
     assert_eq!(declared.status, StatusCode::OK, "{:?}", declared.body);
     assert_ne!(
@@ -551,7 +535,7 @@ async fn erasing_a_project_takes_out_its_rows_also_after_a_flush_and_a_restart()
         "an erased id is not given again"
     );
     let unknown = h
-        .declare(
+        .call_as(
             Method::POST,
             "/api/0/organizations/team-a/projects/never/erase/",
             &admin,
