@@ -13,7 +13,10 @@
 //!
 //! Rows of other nodes become visible to the checker once those nodes flush: with more than one
 //! node, the checker looks `flush.interval` (plus a little) into the past, so a run is never
-//! called missed or timed out while its check-in sits in another node's memory.
+//! called missed or timed out while its check-in sits in another node's memory. On one node a
+//! row becomes visible a moment after its `received` time is stamped, and two check-ins sent
+//! together (an SDK's start and end of a short run) may become visible in the other order, so
+//! the checker reads again a window before its cursor and skips the rows it has applied already.
 
 pub mod config;
 pub mod table;
@@ -63,6 +66,9 @@ pub const MAX_MISSED_PER_RUN: usize = 60;
 const MAX_READ: usize = 10_000;
 /// How much further than `flush.interval` the checker looks back with several nodes.
 const FLUSH_SLACK: chrono::Duration = chrono::Duration::seconds(10);
+/// How long after its `received` time a row of this node may still be on its way to the
+/// buffer: runs due within it are decided on the next run.
+pub const SETTLE: chrono::Duration = chrono::Duration::seconds(2);
 
 /// An `in_progress` run not closed yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,27 +170,33 @@ impl Monitor {
 /// The monitors by project and slug.
 pub type Monitors = BTreeMap<(u64, String), Monitor>;
 
-/// Takes one check-in into the monitors: creates or updates its monitor when it has a config;
-/// a check-in of a slug without a monitor is only kept as a row. Applying a check-in twice
-/// changes nothing, whatever the order. Returns whether a monitor changed.
-pub fn apply(monitors: &mut Monitors, seen: &SeenCheckIn, now: DateTime<Utc>) -> bool {
-    let Some(at) = DateTime::from_timestamp_millis(seen.at_ms) else {
-        return false;
-    };
-    let parsed = seen
-        .monitor_config
+/// The monitor config a check-in brings, if any.
+fn config_of(seen: &SeenCheckIn) -> Option<MonitorConfig> {
+    seen.monitor_config
         .as_deref()
         .and_then(|c| serde_json::from_str::<Value>(c).ok())
-        .and_then(|c| MonitorConfig::parse(&c).ok());
+        .and_then(|c| MonitorConfig::parse(&c).ok())
+}
+
+/// Creates the monitor of a check-in that brings a config, if there is none yet; true when it
+/// did. Its check-ins are then [`apply`]'d in the order they were received, also those
+/// received before this one.
+pub fn create(monitors: &mut Monitors, seen: &SeenCheckIn, now: DateTime<Utc>) -> bool {
     let key = (seen.project_id, seen.monitor_slug.clone());
-    let before = monitors.get(&key).cloned();
-    let monitor = match (monitors.get_mut(&key), &parsed) {
-        (Some(monitor), _) => monitor,
-        (None, Some(config)) => monitors.entry(key.clone()).or_insert_with(|| Monitor {
+    if monitors.contains_key(&key) {
+        return false;
+    }
+    let (Some(config), Some(at)) = (config_of(seen), DateTime::from_timestamp_millis(seen.at_ms))
+    else {
+        return false;
+    };
+    monitors.insert(
+        key,
+        Monitor {
             project_id: seen.project_id,
             project: seen.project.clone(),
             slug: seen.monitor_slug.clone(),
-            config: config.json.clone(),
+            config: config.json,
             config_at: at,
             created: now,
             updated: now,
@@ -198,8 +210,24 @@ pub fn apply(monitors: &mut Monitors, seen: &SeenCheckIn, now: DateTime<Utc>) ->
             release: None,
             open: Vec::new(),
             closed: Vec::new(),
-        }),
-        (None, None) => return false,
+        },
+    );
+    true
+}
+
+/// Takes one check-in into the monitors: creates or updates its monitor when it has a config;
+/// a check-in of a slug without a monitor is only kept as a row. Applying a check-in twice
+/// changes nothing, whatever the order. Returns whether a monitor changed.
+pub fn apply(monitors: &mut Monitors, seen: &SeenCheckIn, now: DateTime<Utc>) -> bool {
+    let Some(at) = DateTime::from_timestamp_millis(seen.at_ms) else {
+        return false;
+    };
+    let parsed = config_of(seen);
+    let created = create(monitors, seen, now);
+    let key = (seen.project_id, seen.monitor_slug.clone());
+    let before = monitors.get(&key).cloned().filter(|_| !created);
+    let Some(monitor) = monitors.get_mut(&key) else {
+        return false;
     };
     if let Some(config) = &parsed
         && at >= monitor.config_at
@@ -207,8 +235,18 @@ pub fn apply(monitors: &mut Monitors, seen: &SeenCheckIn, now: DateTime<Utc>) ->
         monitor.config = config.json.clone();
         monitor.config_at = at;
     }
-    // SDKs send a run's check-ins without waiting, so its end may arrive before its start: the
-    // start of a run already closed says nothing new about the monitor
+    // the end of a run comes after its start, whatever times the two were stamped with (an SDK
+    // sends them without waiting, so the end may be received first)
+    let closes = match seen.status.as_str() {
+        "in_progress" => None,
+        _ if seen.check_in_id == NIL_ID => monitor.open.last(),
+        _ => monitor
+            .open
+            .iter()
+            .find(|r| r.check_in_id == seen.check_in_id),
+    };
+    let at = closes.map_or(at, |run| at.max(run.started));
+    // the start of a run already closed says nothing new about the monitor
     let stale_start = seen.status == "in_progress" && monitor.closed.contains(&seen.check_in_id);
     let later = !stale_start
         && monitor.last_check_in.is_none_or(|last| {
@@ -341,6 +379,29 @@ fn derived_id(monitor: &Monitor, at: DateTime<Utc>) -> uuid::Uuid {
 struct Cursor {
     /// The latest `received` read (milliseconds).
     received_ms: i64,
+    /// The rows applied whose `received` is within the window read again, so they are not
+    /// applied twice (a check-in closing the latest run must close one run, not two).
+    #[serde(default)]
+    applied: Vec<Applied>,
+}
+
+/// A check-in the checker has applied, as it recognises it when read again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct Applied {
+    received_ms: i64,
+    key: String,
+}
+
+impl Applied {
+    fn of(seen: &SeenCheckIn) -> Self {
+        Applied {
+            received_ms: seen.received_ms,
+            key: format!(
+                "{}/{}/{}/{}/{}",
+                seen.project_id, seen.monitor_slug, seen.check_in_id, seen.status, seen.at_ms
+            ),
+        }
+    }
 }
 
 /// Every monitor of the store, and the checker's cursor.
@@ -377,6 +438,7 @@ pub async fn list(store: &Store, projects: &ProjectFilter) -> Result<Vec<Monitor
 /// What one run of the checker did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Report {
+    /// Check-ins read and applied (a row read again is not counted again).
     pub read: usize,
     pub monitors_changed: usize,
     pub added: Vec<Added>,
@@ -393,25 +455,48 @@ pub async fn check(node: &Node, now: DateTime<Utc>) -> Result<Report> {
     let lag = if other_nodes {
         chrono::Duration::from_std(node.config.flush.interval).unwrap_or_default() + FLUSH_SLACK
     } else {
-        chrono::Duration::zero()
+        SETTLE
     };
-    let from = cursor.received_ms - lag.num_milliseconds();
+    let from = cursor.received_ms - (lag + FLUSH_SLACK).num_milliseconds();
     let sql = format!(
         "SELECT project_id, project, monitor_slug, check_in_id, status, \
                 CAST(timestamp AS BIGINT) AS at_ms, CAST(received AS BIGINT) AS received_ms, \
                 environment, release, monitor_config \
          FROM check_ins WHERE NOT synthetic AND received >= to_timestamp_millis({from}) \
-         ORDER BY received LIMIT {MAX_READ}"
+         ORDER BY received LIMIT {limit}",
+        // the rows applied already are read again: room for them and `MAX_READ` new ones
+        limit = MAX_READ + cursor.applied.len()
     );
     let output = node.query.run(&ProjectFilter::All, &sql).await?;
-    let seen = rows_of(&output.batches)?;
+    let applied: std::collections::HashSet<Applied> = cursor.applied.iter().cloned().collect();
+    let seen: Vec<SeenCheckIn> = rows_of(&output.batches)?
+        .into_iter()
+        .filter(|s| !applied.contains(&Applied::of(s)))
+        .collect();
     let mut changed: Vec<(u64, String)> = Vec::new();
+    let mut read = 0;
+    // the end of a run may be received before the start that brings its monitor's config: the
+    // monitors of the rows read are created first, then the rows are applied in the order they
+    // were received; a check-in of a monitor not known yet is read again (and applied then)
+    // while it is within the window read again
     for check_in in &seen {
+        if create(&mut monitors, check_in, now) {
+            changed.push((check_in.project_id, check_in.monitor_slug.clone()));
+        }
+    }
+    for check_in in &seen {
+        cursor.received_ms = cursor.received_ms.max(check_in.received_ms);
+        if !monitors.contains_key(&(check_in.project_id, check_in.monitor_slug.clone())) {
+            continue;
+        }
         if apply(&mut monitors, check_in, now) {
             changed.push((check_in.project_id, check_in.monitor_slug.clone()));
         }
-        cursor.received_ms = cursor.received_ms.max(check_in.received_ms);
+        cursor.applied.push(Applied::of(check_in));
+        read += 1;
     }
+    let window = cursor.received_ms - (lag + FLUSH_SLACK).num_milliseconds();
+    cursor.applied.retain(|a| a.received_ms >= window);
     let until = now - lag;
     let mut added = Vec::new();
     for (key, monitor) in &mut monitors {
@@ -449,7 +534,7 @@ pub async fn check(node: &Node, now: DateTime<Utc>) -> Result<Report> {
             at = %added.at, "a monitored job did not report in time");
     }
     Ok(Report {
-        read: seen.len(),
+        read,
         monitors_changed: changed.len(),
         added,
     })

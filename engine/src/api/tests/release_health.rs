@@ -160,9 +160,25 @@ async fn a_monitor_is_upserted_by_its_check_ins_and_its_missed_and_timed_out_run
                 "in_progress": 1, "last": true}])
     );
 
-    // 20 minutes later the run has not closed: a timeout at its deadline
-    let report = check(&h, received + Duration::minutes(20)).await;
-    assert_eq!(report.read, 1, "read again from the cursor, applied once");
+    // 20 minutes later (and the moment a row may take to arrive) the run has not closed: a
+    // timeout at its deadline; the start, read again from before the cursor, is not applied again
+    let settle = crate::monitors::SETTLE;
+    let report = check(
+        &h,
+        received + Duration::minutes(20) - Duration::milliseconds(1),
+    )
+    .await;
+    assert_eq!(
+        (report.read, report.added.len()),
+        (0, 0),
+        "{:?}",
+        report.added
+    );
+    let report = check(&h, received + Duration::minutes(20) + settle).await;
+    assert_eq!(
+        report.read, 0,
+        "read again from before the cursor, applied once"
+    );
     assert_eq!(report.added.len(), 1, "{:?}", report.added);
     let deadline = received + Duration::minutes(20);
     let timeout = h
@@ -191,12 +207,12 @@ async fn a_monitor_is_upserted_by_its_check_ins_and_its_missed_and_timed_out_run
     );
     assert_eq!(chrono::Timelike::minute(&next_hour), minute);
     assert!(
-        check(&h, next_hour + Duration::minutes(4))
+        check(&h, next_hour + Duration::minutes(4) + settle)
             .await
             .added
             .is_empty()
     );
-    let report = check(&h, next_hour + Duration::minutes(5)).await;
+    let report = check(&h, next_hour + Duration::minutes(5) + settle).await;
     assert_eq!(report.added.len(), 1, "{:?}", report.added);
     assert!(
         check(&h, next_hour + Duration::minutes(6))
@@ -277,7 +293,10 @@ async fn a_job_without_an_sdk_checks_in_over_http() {
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
     assert_eq!(reply.body, Value::String(String::new()), "no body");
     let report = check(&h, Utc::now()).await;
-    assert_eq!(report.read, 1);
+    assert_eq!(
+        report.read, 0,
+        "no monitor yet: the start waits for its config"
+    );
 
     // the end, posted with the key in the header and the monitor's schedule in the body
     let config = r#"{"monitor_config": {"schedule": {"type": "interval", "value": 1, "unit": "day"},
@@ -306,10 +325,10 @@ async fn a_job_without_an_sdk_checks_in_over_http() {
              "closes_latest": true}
         ])
     );
-    // the end closed the run the start opened: nothing times out (the checker reads from its
-    // cursor, which may take the start again; it is applied once)
+    // the end brought the monitor: the start is applied, then the end closes the run it
+    // opened, so nothing times out
     let report = check(&h, Utc::now()).await;
-    assert!(report.read >= 1, "{}", report.read);
+    assert_eq!(report.read, 2, "the start and the end");
     let monitors = h
         .sql("SELECT slug, status, schedule_type, in_progress FROM monitors")
         .await;
@@ -350,4 +369,136 @@ async fn a_job_without_an_sdk_checks_in_over_http() {
     }
     let rows = h.sql("SELECT count(*) AS n FROM check_ins").await;
     assert_eq!(rows, json!([{"n": 2}]));
+}
+
+/// Logs a check-in as ingest does, with the `received` time given (the moment ingest stamped
+/// it, which may come before rows that were logged earlier).
+async fn log_check_in(h: &Harness, payload: Value, received: DateTime<Utc>) {
+    use crate::items::{ItemBatch, RowContext, check_ins};
+    let rows = check_ins::rows(
+        payload.to_string().as_bytes(),
+        RowContext {
+            project_id: 1,
+            project: "shop",
+            received,
+            scrubber: None,
+        },
+    )
+    .unwrap();
+    let mut data = Vec::new();
+    for row in &rows {
+        crate::wal::encode(&mut data, row.wal_fields("shop"));
+    }
+    let batch = check_ins::TABLE
+        .decode(rows.iter().map(|r| r.json.as_slice()))
+        .unwrap();
+    let logged = crate::wal::Logged {
+        events: Vec::new(),
+        items: vec![ItemBatch {
+            table: &check_ins::TABLE,
+            batch,
+        }],
+    };
+    h.node.wal.append(data, logged).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_check_in_stamped_before_one_already_read_is_still_applied_once() {
+    let h = harness().await;
+    let config = json!({"schedule": {"type": "interval", "value": 1, "unit": "hour"},
+                        "max_runtime": 5});
+    let received = Utc::now();
+    // the start and the end of a short run, sent together: the start was stamped first but
+    // reached the table after the checker had read the end
+    let end = json!({"check_in_id": RUN, "monitor_slug": "sync", "status": "error",
+                     "monitor_config": config});
+    log_check_in(&h, end, received).await;
+    let report = check(&h, received).await;
+    assert_eq!(report.read, 1);
+    let start = json!({"check_in_id": RUN, "monitor_slug": "sync", "status": "in_progress"});
+    log_check_in(&h, start, received - Duration::milliseconds(40)).await;
+    let report = check(&h, received + Duration::seconds(1)).await;
+    assert_eq!(
+        report.read, 1,
+        "the start is read although stamped before the cursor"
+    );
+    let report = check(&h, received + Duration::seconds(2)).await;
+    assert_eq!(report.read, 0, "and applied once");
+    let monitors = h
+        .sql("SELECT slug, status, in_progress FROM monitors")
+        .await;
+    assert_eq!(
+        monitors,
+        json!([{"slug": "sync", "status": "error", "in_progress": 0}])
+    );
+    // the run ended: it does not time out
+    let report = check(&h, received + Duration::minutes(10)).await;
+    assert!(report.added.is_empty(), "{:?}", report.added);
+}
+
+#[tokio::test]
+async fn the_end_of_a_run_received_before_the_start_that_brings_its_monitor_counts() {
+    let h = harness().await;
+    let config = json!({"schedule": {"type": "interval", "value": 30, "unit": "minute"}});
+    let received = Utc::now();
+    // `withMonitor` of the Node SDK: the start brings the config, the end (sent without
+    // waiting) does not, and was received 3 ms earlier
+    let start = |id: &str| {
+        json!({"check_in_id": id, "monitor_slug": "cleanup", "status": "in_progress",
+               "monitor_config": config})
+    };
+    let end = |id: &str| json!({"check_in_id": id, "monitor_slug": "cleanup", "status": "error"});
+    log_check_in(&h, end(RUN), received).await;
+    log_check_in(&h, start(RUN), received + Duration::milliseconds(3)).await;
+    let report = check(&h, received + Duration::seconds(1)).await;
+    assert_eq!(report.read, 2, "both applied in one run");
+    let state = "SELECT slug, status, in_progress, \
+                 CAST(last_check_in AS BIGINT) AS last FROM monitors";
+    assert_eq!(
+        h.sql(state).await,
+        json!([{"slug": "cleanup", "status": "error", "in_progress": 0,
+                "last": received.timestamp_millis()}]),
+        "the run ended"
+    );
+
+    // a second run whose end the checker reads before its start has arrived at all
+    const NEXT: &str = "93a7c03e-d1ab-4a2e-9f0c-2c4f6f1b8a12";
+    let later = received + Duration::minutes(30);
+    log_check_in(&h, end(NEXT), later).await;
+    let report = check(&h, later + Duration::milliseconds(2)).await;
+    assert_eq!(report.read, 1);
+    log_check_in(&h, start(NEXT), later + Duration::milliseconds(4)).await;
+    let report = check(&h, later + Duration::seconds(1)).await;
+    assert_eq!(report.read, 1, "the start");
+    assert_eq!(
+        h.sql(state).await,
+        json!([{"slug": "cleanup", "status": "error", "in_progress": 0,
+                "last": later.timestamp_millis()}]),
+        "the start of an ended run changes nothing"
+    );
+
+    // a start read first, and an end stamped before it that arrives after the checker ran
+    const THIRD: &str = "a3a7c03e-d1ab-4a2e-9f0c-2c4f6f1b8a13";
+    let third = received + Duration::minutes(60);
+    log_check_in(&h, start(THIRD), third).await;
+    assert_eq!(check(&h, third + Duration::milliseconds(1)).await.read, 1);
+    log_check_in(
+        &h,
+        json!({"check_in_id": THIRD, "monitor_slug": "cleanup", "status": "ok"}),
+        third - Duration::milliseconds(2),
+    )
+    .await;
+    assert_eq!(check(&h, third + Duration::seconds(1)).await.read, 1);
+    assert_eq!(
+        h.sql(state).await,
+        json!([{"slug": "cleanup", "status": "ok", "in_progress": 0,
+                "last": third.timestamp_millis()}]),
+        "the end counts from the start it ends"
+    );
+    let report = check(&h, third + Duration::minutes(40)).await;
+    assert!(
+        report.added.iter().all(|a| a.status == "missed"),
+        "no run times out: {:?}",
+        report.added
+    );
 }
