@@ -26,14 +26,17 @@ mod path;
 pub mod rules;
 mod selector;
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use self::meta::Meta;
-use self::path::{Path, Step, ValueType};
+use self::path::{Kind, Path, Step, ValueType};
 use self::rules::{Matcher, Redaction, Rule};
 pub use self::selector::SelectorError;
-use self::selector::{Automaton, Item, Selector};
+use self::selector::{Automaton, Item, Selector, States};
 
 /// A project's scrubbing settings, named as Sentry names them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,7 +93,19 @@ pub struct Scrubber {
     applications: Vec<Application>,
     /// The paths of the selectors, compiled.
     automaton: Automaton,
+    /// Whether no rule applies anywhere below a value of kind `Other` with these states (the
+    /// `modules` of an event, its `sdk`, ...), worked out once per states and kept: such a
+    /// value is not walked into.
+    untouched: Arc<RwLock<HashMap<States, bool>>>,
+    /// Off in tests that compare with a walk of every value.
+    #[cfg(test)]
+    walk_everything: bool,
 }
+
+/// States whose [`Scrubber::untouched_below`] is kept, at most.
+const MAX_UNTOUCHED: usize = 4096;
+/// Sets of states [`Scrubber::untouched_below`] looks at before it gives up (and walks).
+const MAX_EXPLORED: usize = 256;
 
 /// Values no default rule touches: not personal data, or needed as sent.
 const NOT_PERSONAL: &str = "debug_meta.** || modules.** || sdk.** || errors.** || \
@@ -218,7 +233,70 @@ impl Scrubber {
         Self {
             applications,
             automaton,
+            untouched: Arc::default(),
+            #[cfg(test)]
+            walk_everything: false,
         }
+    }
+
+    /// Whether no rule applies to any value below a value of kind `Other` with these states:
+    /// every set of states its members, elements and pieces can take, at any depth, is
+    /// explored (with each key some path names, and any other key) and no application selects
+    /// any of them. Kept per states, so each is worked out once.
+    fn untouched_below(&self, states: &States) -> bool {
+        #[cfg(test)]
+        if self.walk_everything {
+            return false;
+        }
+        if let Ok(known) = self.untouched.read()
+            && let Some(untouched) = known.get(states)
+        {
+            return *untouched;
+        }
+        let untouched = self.explore(*states);
+        if let Ok(mut known) = self.untouched.write()
+            && known.len() < MAX_UNTOUCHED
+        {
+            known.insert(*states, untouched);
+        }
+        untouched
+    }
+
+    fn explore(&self, start: States) -> bool {
+        const TYPES: [ValueType; 5] = [
+            ValueType::String,
+            ValueType::Number,
+            ValueType::Boolean,
+            ValueType::Array,
+            ValueType::Object,
+        ];
+        let keys: Vec<Option<&str>> = std::iter::once(None)
+            .chain(self.automaton.keys().map(Some))
+            .collect();
+        let mut seen = HashSet::from([start]);
+        let mut queue = vec![start];
+        while let Some(states) = queue.pop() {
+            for key in &keys {
+                for ty in TYPES {
+                    let below = self.automaton.step(&states, *key, Kind::Other, false, ty);
+                    let selected = self.applications.iter().any(|app| {
+                        !app.rules.is_empty() && app.selector.matches_states(&below) != Some(false)
+                    });
+                    if selected {
+                        return false;
+                    }
+                    // a string has pieces below it (query and cookie strings)
+                    let has_below = !matches!(ty, ValueType::Number | ValueType::Boolean);
+                    if has_below && seen.insert(below) {
+                        if seen.len() > MAX_EXPLORED {
+                            return false;
+                        }
+                        queue.push(below);
+                    }
+                }
+            }
+        }
+        true
     }
 
     /// True when no rule applies to any value.
@@ -288,6 +366,8 @@ impl Scrubber {
                     meta.add_text(path, text, remarks);
                 }
             }
+            Value::Array(_) | Value::Object(_)
+                if path.kind == Kind::Other && self.untouched_below(&path.states) => {}
             Value::Array(items) => {
                 let pairs = !items.is_empty()
                     && items.iter().all(

@@ -100,6 +100,31 @@ impl Selector {
         }
     }
 
+    /// Whether a value with these automaton states is selected (its type is among them), when the
+    /// states decide it (`None` for a path not compiled, which is matched up the value's path).
+    pub(crate) fn matches_states(&self, states: &States) -> Option<bool> {
+        Some(match self {
+            Self::Path(_) => return None,
+            Self::Accept(state) => states.contains(*state),
+            Self::AnyOf(any) => states.intersects(any),
+            Self::Not(inner) => !inner.matches_states(states)?,
+            Self::And(all) => {
+                let mut out = true;
+                for s in all {
+                    out &= s.matches_states(states)?;
+                }
+                out
+            }
+            Self::Or(any) => {
+                let mut out = false;
+                for s in any {
+                    out |= s.matches_states(states)?;
+                }
+                out
+            }
+        })
+    }
+
     /// Whether the value at `path` (of type `ty`) is selected.
     pub(crate) fn matches(&self, path: &Path<'_>, ty: ValueType) -> bool {
         match self {
@@ -191,7 +216,7 @@ const MAX_STATES: usize = 64 * WORDS;
 const WORDS: usize = 4;
 
 /// A set of automaton states, carried by each [`Path`] of the walk.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub(crate) struct States([u64; WORDS]);
 
 impl States {
@@ -212,6 +237,28 @@ impl States {
             *a |= b;
         }
         self
+    }
+
+    fn and(mut self, other: &Self) -> Self {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a &= b;
+        }
+        self
+    }
+
+    /// Each state `s` becomes `s + 1`.
+    fn next(self) -> Self {
+        let mut out = [0u64; WORDS];
+        let mut carry = 0;
+        for (o, word) in out.iter_mut().zip(self.0) {
+            *o = word << 1 | carry;
+            carry = word >> 63;
+        }
+        Self(out)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0 == [0; WORDS]
     }
 
     /// The states in increasing order.
@@ -255,7 +302,22 @@ pub(crate) struct Automaton {
     /// The paths added, with their accepting states (a path used by several selectors is
     /// compiled once).
     added: Vec<(Vec<Item>, u16)>,
+    /// The states by what they wait for, so a step is a few operations on bit sets whatever
+    /// the number of states: `**`, ...
+    deep: States,
+    /// ... `*`, ...
+    any: States,
+    /// ... a kind, by [`Kind`], ...
+    kinds: Vec<States>,
+    /// ... a type at the end of a path, by [`ValueType`], ...
+    types: [States; 6],
+    /// ... and keys: by length, each key in ASCII lower case with its states (a handful of
+    /// keys have any one length, so comparing them beats hashing the key).
+    keys: Vec<Vec<(Box<[u8]>, States)>>,
 }
+
+/// Keys up to this long are put in lower case on the stack to be looked up.
+const MAX_KEY: usize = 128;
 
 impl Automaton {
     /// Adds a path; its accepting state, or `None` when the automaton is full.
@@ -272,7 +334,25 @@ impl Automaton {
             return None;
         }
         let n = compiled.len();
+        if self.kinds.is_empty() {
+            self.kinds = vec![States::default(); Kind::COUNT];
+        }
         for (i, item) in compiled.into_iter().enumerate() {
+            let state = self.items.len() as u16;
+            match &item {
+                Item::Deep => self.deep.insert(state),
+                Item::Any => self.any.insert(state),
+                Item::Kind(kind) => self.kinds[*kind as usize].insert(state),
+                // a type only matches at the end of its path
+                Item::Type(ty) if i + 1 == n => self.types[*ty as usize].insert(state),
+                Item::Type(_) => {}
+                Item::Key(key) => self.add_key(key, state),
+                Item::KeyIn(keys) => {
+                    for key in *keys {
+                        self.add_key(key, state);
+                    }
+                }
+            }
             self.items.push(Some(item));
             // the trailing `**` compiled as `* **` ends where the path's last item did
             self.last.push(i + 1 == n);
@@ -307,18 +387,65 @@ impl Automaton {
         Some(accept)
     }
 
+    /// The keys some state waits for, in lower case: with any other key (or none), a value
+    /// takes the same states as with no key.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
+        self.keys
+            .iter()
+            .flatten()
+            .filter_map(|(key, _)| std::str::from_utf8(key).ok())
+    }
+
+    /// Records that `state` waits for `key` (keys compare by their ASCII lower case).
+    fn add_key(&mut self, key: &str, state: u16) {
+        let lower: Box<[u8]> = key.as_bytes().to_ascii_lowercase().into();
+        if self.keys.len() <= lower.len() {
+            self.keys.resize_with(lower.len() + 1, Vec::new);
+        }
+        let same_length = &mut self.keys[lower.len()];
+        match same_length.iter_mut().find(|(known, _)| *known == lower) {
+            Some((_, states)) => states.insert(state),
+            None => {
+                let mut states = States::default();
+                states.insert(state);
+                same_length.push((lower, states));
+            }
+        }
+    }
+
+    /// The states waiting for this key.
+    fn waiting_for(&self, key: &str) -> States {
+        let bytes = key.as_bytes();
+        let same_length = match self.keys.get(bytes.len()) {
+            Some(keys) if !keys.is_empty() => keys,
+            _ => return States::default(),
+        };
+        let mut buffer = [0u8; MAX_KEY];
+        let lower: std::borrow::Cow<'_, [u8]> = if bytes.len() <= MAX_KEY {
+            let lower = &mut buffer[..bytes.len()];
+            for (l, b) in lower.iter_mut().zip(bytes) {
+                *l = b.to_ascii_lowercase();
+            }
+            std::borrow::Cow::Borrowed(lower)
+        } else {
+            std::borrow::Cow::Owned(bytes.to_ascii_lowercase())
+        };
+        same_length
+            .iter()
+            .find(|(known, _)| **known == *lower)
+            .map(|(_, states)| *states)
+            .unwrap_or_default()
+    }
+
     /// Adds the states a `**` passes to without taking a level.
     fn passed_deep(&self, mut states: States) -> States {
         loop {
-            let before = states;
-            for state in before.iter() {
-                if matches!(self.items.get(usize::from(state)), Some(Some(Item::Deep))) {
-                    states.insert(state + 1);
-                }
-            }
-            if states == before {
+            let passed = states.and(&self.deep).next();
+            let more = states.union(&passed);
+            if more == states {
                 return states;
             }
+            states = more;
         }
     }
 
@@ -344,34 +471,29 @@ impl Automaton {
         root: bool,
         ty: ValueType,
     ) -> States {
-        let mut out = self
-            .kind_starts
-            .get(kind as usize)
-            .copied()
-            .unwrap_or_default();
-        let mut deep = false;
-        for state in parent.union(&self.anywhere).iter() {
-            let Some(Some(item)) = self.items.get(usize::from(state)) else {
-                continue;
-            };
-            let next = match item {
-                Item::Deep => {
-                    deep = true;
-                    out.insert(state);
-                    continue;
-                }
-                Item::Type(want) => self.last[usize::from(state)] && ty == *want,
-                other => item_matches(other, key, kind, root),
-            };
-            if next {
-                out.insert(state + 1);
-                deep |= matches!(
-                    self.items.get(usize::from(state) + 1),
-                    Some(Some(Item::Deep))
-                );
-            }
+        let from = parent.union(&self.anywhere);
+        let kind_starts = self.kind_starts.get(kind as usize).copied();
+        if from.is_empty() && kind_starts.is_none_or(|s| s.is_empty()) {
+            return States::default();
         }
-        if deep { self.passed_deep(out) } else { out }
+        // the states whose item this value matches
+        let mut matching = self.types[ty as usize];
+        if let Some(kinds) = self.kinds.get(kind as usize) {
+            matching = matching.union(kinds);
+        }
+        if !root {
+            matching = matching.union(&self.any);
+        }
+        if let Some(key) = key {
+            matching = matching.union(&self.waiting_for(key));
+        }
+        // a `**` takes this level and waits on
+        let out = from
+            .and(&matching)
+            .next()
+            .union(&from.and(&self.deep))
+            .union(&kind_starts.unwrap_or_default());
+        self.passed_deep(out)
     }
 }
 

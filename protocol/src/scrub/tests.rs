@@ -603,3 +603,108 @@ fn compiled_selectors_select_what_the_paths_select() {
         "{selected} of {checked}"
     );
 }
+
+/// The event with `settings`, once walking into every value and once leaving out what no rule
+/// can reach.
+fn both_ways(settings: &ScrubSettings, payload: &[u8]) -> (String, String) {
+    let fast = Scrubber::new(settings).unwrap();
+    let mut every = Scrubber::new(settings).unwrap();
+    every.walk_everything = true;
+    // an event without an id gets the same one both times
+    let ctx = NormalizeContext {
+        event_id: Some(uuid::Uuid::from_u128(7)),
+        ..ctx()
+    };
+    let run = |scrubber: &Scrubber| {
+        process_event(
+            payload,
+            &ctx,
+            &Processing {
+                scrubber: Some(scrubber),
+                sent_at: None,
+            },
+        )
+        .map(|e| e.json)
+        .unwrap_or_default()
+    };
+    (run(&fast), run(&every))
+}
+
+#[test]
+fn values_no_rule_can_reach_are_left_unwalked_with_the_same_result() {
+    let modules = |settings: &ScrubSettings| {
+        let scrubber = Scrubber::new(settings).unwrap();
+        let root = Path::root(&scrubber.automaton);
+        let path = root.child(Step::Key("modules"), &scrubber.automaton, ValueType::Object);
+        scrubber.untouched_below(&path.states)
+    };
+    let defaults = ScrubSettings::default();
+    let advanced = ScrubSettings {
+        pii_config: Some(
+            r#"{"applications": {"modules.django": ["@anything:remove"],
+                                 "$string": ["@email:replace"]}}"#
+                .to_owned(),
+        ),
+        ..ScrubSettings::default()
+    };
+    let safe = ScrubSettings {
+        safe_fields: vec!["order_id".into(), "extra.cart.**".into()],
+        sensitive_fields: vec!["customer_tier".into()],
+        scrub_ip_addresses: true,
+        ..ScrubSettings::default()
+    };
+    assert!(
+        modules(&defaults),
+        "the default rules leave `modules` alone"
+    );
+    assert!(
+        !modules(&advanced),
+        "a rule for `modules.django` reaches into it"
+    );
+
+    // secrets where the default rules do not look, and where they do
+    let planted = json!({
+        "message": "m",
+        "modules": {"django": "4.2", "password-hasher": "1.0", "x": "alice@example.com"},
+        "sdk": {"name": "sentry.python", "integrations": ["token"],
+                "packages": [{"name": "pypi:secret", "version": "1"}]},
+        "contexts": {"trace": {"trace_id": "4c79f60c11214eb38604f4ae0781bfb2",
+                               "data": {"password": "hunter2"}},
+                     "app": {"session": "abc", "data": [["token", "t"]]}},
+        "extra": {"cart": {"password": "kept"}, "q": "/x?token=abc&b=1",
+                  "nested": [{"api_key": "k"}, "4111 1111 1111 1111"]},
+        "user": {"ip_address": "198.51.100.9", "email": "bob@example.com"},
+        "debug_meta": {"images": [{"code_file": "/home/bob/app", "secret": "s"}]},
+    });
+    let mut payloads = vec![planted.to_string().into_bytes()];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for sub in ["events", "sdk"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "json") {
+                payloads.push(std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    assert!(payloads.len() > 10, "the fixtures are there");
+    for settings in [&defaults, &advanced, &safe] {
+        for payload in &payloads {
+            let (fast, every) = both_ways(settings, payload);
+            assert_eq!(
+                fast,
+                every,
+                "{settings:?}\n{}",
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
+    let (fast, _) = both_ways(&advanced, &payloads[0]);
+    let fast: Value = serde_json::from_str(&fast).unwrap();
+    assert_eq!(
+        fast["modules"],
+        json!({"password-hasher": "1.0", "x": "[email]"}),
+        "the advanced rules reach into `modules`"
+    );
+}
