@@ -374,6 +374,8 @@ impl Scrubber {
                         |item| matches!(item, Value::Array(p) if p.len() == 2 && p[0].is_string()),
                     );
                 let mut removed_pairs = false;
+                // the states of the last element stepped to, by its type
+                let mut known: Option<(ValueType, States)> = None;
                 for (i, item) in items.iter_mut().enumerate() {
                     if pairs && let Value::Array(pair) = item {
                         let (name, rest) = pair.split_at_mut(1);
@@ -385,7 +387,15 @@ impl Scrubber {
                         continue;
                     }
                     // an element removed stays as `null`, so the indices in `_meta` hold
-                    let child = path.child(Step::Index(i), &self.automaton, ValueType::of(item));
+                    let ty = ValueType::of(item);
+                    let child = match known {
+                        Some((known_ty, states)) if known_ty == ty => path.element(i, states),
+                        _ => {
+                            let child = path.child(Step::Index(i), &self.automaton, ty);
+                            known = Some((ty, child.states));
+                            child
+                        }
+                    };
                     self.walk(item, &child, meta);
                 }
                 if removed_pairs {

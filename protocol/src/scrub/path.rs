@@ -146,6 +146,18 @@ impl<'a> Path<'a> {
         }
     }
 
+    /// The path of element `i`, whose states are known: those of an earlier element of the
+    /// same type (an element has no key, so its states follow from its type alone).
+    pub(crate) fn element(&'a self, i: usize, states: States) -> Path<'a> {
+        Path {
+            parent: Some(self),
+            kind: self.kind.child(None),
+            step: Step::Index(i),
+            states,
+            depth: self.depth + 1,
+        }
+    }
+
     /// The name this value is known by: its key, pair name or piece name.
     pub(crate) fn key(&self) -> Option<&'a str> {
         match self.step {
