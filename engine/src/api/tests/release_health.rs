@@ -454,10 +454,14 @@ async fn the_end_of_a_run_received_before_the_start_that_brings_its_monitor_coun
     assert_eq!(report.read, 2, "both applied in one run");
     let state = "SELECT slug, status, in_progress, \
                  CAST(last_check_in AS BIGINT) AS last FROM monitors";
+    // the monitor with no run open, its last check-in's status and time
+    let ended = |status: &str, last: DateTime<Utc>| {
+        json!([{"slug": "cleanup", "status": status, "in_progress": 0,
+                "last": last.timestamp_millis()}])
+    };
     assert_eq!(
         h.sql(state).await,
-        json!([{"slug": "cleanup", "status": "error", "in_progress": 0,
-                "last": received.timestamp_millis()}]),
+        ended("error", received),
         "the run ended"
     );
 
@@ -472,8 +476,7 @@ async fn the_end_of_a_run_received_before_the_start_that_brings_its_monitor_coun
     assert_eq!(report.read, 1, "the start");
     assert_eq!(
         h.sql(state).await,
-        json!([{"slug": "cleanup", "status": "error", "in_progress": 0,
-                "last": later.timestamp_millis()}]),
+        ended("error", later),
         "the start of an ended run changes nothing"
     );
 
@@ -491,8 +494,7 @@ async fn the_end_of_a_run_received_before_the_start_that_brings_its_monitor_coun
     assert_eq!(check(&h, third + Duration::seconds(1)).await.read, 1);
     assert_eq!(
         h.sql(state).await,
-        json!([{"slug": "cleanup", "status": "ok", "in_progress": 0,
-                "last": third.timestamp_millis()}]),
+        ended("ok", third),
         "the end counts from the start it ends"
     );
     let report = check(&h, third + Duration::minutes(40)).await;
