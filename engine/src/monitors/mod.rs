@@ -182,21 +182,31 @@ fn config_of(seen: &SeenCheckIn) -> Option<MonitorConfig> {
 /// did. Its check-ins are then [`apply`]'d in the order they were received, also those
 /// received before this one.
 pub fn create(monitors: &mut Monitors, seen: &SeenCheckIn, now: DateTime<Utc>) -> bool {
+    match (config_of(seen), DateTime::from_timestamp_millis(seen.at_ms)) {
+        (Some(config), Some(at)) => insert_new(monitors, seen, &config, at, now),
+        _ => false,
+    }
+}
+
+/// [`create`] with the check-in's config and time worked out already.
+fn insert_new(
+    monitors: &mut Monitors,
+    seen: &SeenCheckIn,
+    config: &MonitorConfig,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> bool {
     let key = (seen.project_id, seen.monitor_slug.clone());
     if monitors.contains_key(&key) {
         return false;
     }
-    let (Some(config), Some(at)) = (config_of(seen), DateTime::from_timestamp_millis(seen.at_ms))
-    else {
-        return false;
-    };
     monitors.insert(
         key,
         Monitor {
             project_id: seen.project_id,
             project: seen.project.clone(),
             slug: seen.monitor_slug.clone(),
-            config: config.json,
+            config: config.json.clone(),
             config_at: at,
             created: now,
             updated: now,
@@ -223,7 +233,9 @@ pub fn apply(monitors: &mut Monitors, seen: &SeenCheckIn, now: DateTime<Utc>) ->
         return false;
     };
     let parsed = config_of(seen);
-    let created = create(monitors, seen, now);
+    let created = parsed
+        .as_ref()
+        .is_some_and(|config| insert_new(monitors, seen, config, at, now));
     let key = (seen.project_id, seen.monitor_slug.clone());
     let before = monitors.get(&key).cloned().filter(|_| !created);
     let Some(monitor) = monitors.get_mut(&key) else {

@@ -290,8 +290,6 @@ impl States {
 pub(crate) struct Automaton {
     /// The item each state waits for; `None` for an accepting state.
     items: Vec<Option<Item>>,
-    /// Whether the state's item is the last of its path (a type only matches there).
-    last: Vec<bool>,
     /// The start states of anchored paths, with the `**` that follow them passed.
     anchored: States,
     /// Of the paths that start anywhere: for each [`Kind`], the states after a value of that
@@ -354,11 +352,8 @@ impl Automaton {
                 }
             }
             self.items.push(Some(item));
-            // the trailing `**` compiled as `* **` ends where the path's last item did
-            self.last.push(i + 1 == n);
         }
         self.items.push(None);
-        self.last.push(false);
         let start = first as u16;
         let mut starts = States::default();
         starts.insert(start);
