@@ -6,6 +6,12 @@
 //!
 //! `cargo bench -p faultline-protocol --profile bench-fast --bench normalize`
 //! The engine's budget is 200 us of CPU per 14 KB event for the whole ingest path.
+//!
+//! With `FAULTLINE_BENCH_ROUNDS=N` it only processes the ingest benchmark's events N times as
+//! ingest does (parse, normalize, enrich, scrub, group) and prints nothing: run under
+//! `valgrind --tool=cachegrind --cache-sim=no` with two values of N, the difference of the
+//! instruction counts is the work per event, a figure that does not move with the machine's
+//! speed (docs/benchmarks.md).
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -17,6 +23,9 @@ use faultline_protocol::normalize::{
     NormalizeContext, Processing, normalize_event, process_event, processing_cost,
 };
 use faultline_protocol::scrub::{ScrubSettings, Scrubber};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -75,6 +84,23 @@ fn main() {
     }
     let scrubber = Scrubber::new(&ScrubSettings::default()).unwrap();
     let bench_dir = root.join("../bench/fixtures");
+    if let Some(rounds) = std::env::var("FAULTLINE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+    {
+        let events = bench_events(&bench_dir);
+        let processing = Processing {
+            scrubber: Some(&scrubber),
+            sent_at: None,
+        };
+        for _ in 0..rounds {
+            for (_, payload) in &events {
+                let event = process_event(black_box(payload), &ctx, &processing).unwrap();
+                black_box(grouping_of(&event).hash.len());
+            }
+        }
+        return;
+    }
     println!("ingest benchmark envelopes: {}", bench_dir.display());
     bench(&bench_events(&bench_dir), &ctx, &scrubber);
     for (set, dir) in sets {

@@ -91,6 +91,52 @@ pub fn value_depth(value: &serde_json::Value, limit: usize) -> Result<usize, Dep
     Ok(deepest + 1)
 }
 
+/// Serializes a JSON object as serde_json does, failing when it nests deeper than `limit`
+/// levels (the object itself is level 1): the depth check of a normalized event rides on the
+/// walk its serialization makes anyway.
+pub fn to_json_within(
+    root: &serde_json::Map<String, serde_json::Value>,
+    limit: usize,
+) -> Result<String, DepthError> {
+    sonic_rs::to_string(&Bounded::Object(root, limit)).map_err(|_| DepthError { limit })
+}
+
+/// A value to serialize with the levels it may still nest.
+enum Bounded<'a> {
+    Value(&'a serde_json::Value, usize),
+    Object(&'a serde_json::Map<String, serde_json::Value>, usize),
+}
+
+impl serde::Serialize for Bounded<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap, SerializeSeq};
+        use serde_json::Value;
+        let (map, levels) = match *self {
+            Self::Object(map, levels) => (map, levels),
+            Self::Value(Value::Object(map), levels) => (map, levels),
+            Self::Value(Value::Array(items), levels) => {
+                if levels == 0 {
+                    return Err(S::Error::custom("too deep"));
+                }
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Bounded::Value(item, levels - 1))?;
+                }
+                return seq.end();
+            }
+            Self::Value(scalar, _) => return scalar.serialize(serializer),
+        };
+        if levels == 0 {
+            return Err(S::Error::custom("too deep"));
+        }
+        let mut out = serializer.serialize_map(Some(map.len()))?;
+        for (key, value) in map {
+            out.serialize_entry(key, &Bounded::Value(value, levels - 1))?;
+        }
+        out.end()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +172,23 @@ mod tests {
         assert_eq!(check_depth(b"[\"abc\\", 3), Ok(1));
         assert_eq!(check_depth(b"[\"abc", 3), Ok(1));
         assert_eq!(check_depth(b"\"", 3), Ok(0));
+    }
+
+    #[test]
+    fn bounded_serialization_is_serde_jsons_and_stops_past_the_limit() {
+        let value: serde_json::Value =
+            serde_json::from_str(r#"{"b":[1,{"c":"\u00e9\"x"}],"a":null,"d":{"e":[[]]}}"#).unwrap();
+        let serde_json::Value::Object(map) = &value else {
+            unreachable!()
+        };
+        assert_eq!(
+            to_json_within(map, 4).unwrap(),
+            serde_json::to_string(&value).unwrap()
+        );
+        assert_eq!(to_json_within(map, 3), Err(DepthError { limit: 3 }));
+        let empty = serde_json::Map::new();
+        assert_eq!(to_json_within(&empty, 1).unwrap(), "{}");
+        assert!(to_json_within(&empty, 0).is_err());
     }
 
     #[test]

@@ -47,7 +47,8 @@ pub const MAX_RULES_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 enum MatchKind {
-    Family(Vec<String>),
+    /// The families named, as [`family_bit`]s.
+    Family(u8),
     Path(Glob),
     Module(Glob),
     Function(Glob),
@@ -113,6 +114,9 @@ enum Action {
 #[derive(Debug, Clone)]
 struct Rule {
     text: String,
+    /// The families a frame this rule matches may be of (from its `family:` matchers), as
+    /// [`family_bit`]s: a stack trace of none of them is skipped without looking at its frames.
+    families: u8,
     caller: Vec<Matcher>,
     frame: Vec<Matcher>,
     callee: Vec<Matcher>,
@@ -168,6 +172,25 @@ impl<'a> ExceptionData<'a> {
 pub(crate) struct StackLimits {
     pub(crate) max_frames: Option<usize>,
     pub(crate) min_frames: Option<usize>,
+}
+
+/// A family as one bit: `native`, `javascript`, `other`; 0 for any other name.
+pub(crate) fn family_bit(family: &str) -> u8 {
+    match family {
+        "native" => 1,
+        "javascript" => 2,
+        "other" => 4,
+        _ => 0,
+    }
+}
+
+const ALL_FAMILIES: u8 = 7;
+
+/// The families of these frames, as [`family_bit`]s.
+fn families_of(frames: &[MatchFrame]) -> u8 {
+    frames
+        .iter()
+        .fold(0, |all, frame| all | family_bit(frame.family))
 }
 
 /// The behaviour family of a platform, as Sentry names them.
@@ -299,12 +322,13 @@ impl Enhancements {
         exc: &ExceptionData<'_>,
         hits: &Hits,
     ) {
+        let present = families_of(frames);
         for rule in &self.rules {
             let modifies = rule
                 .actions
                 .iter()
                 .any(|a| matches!(a, Action::App(..) | Action::Category(_)));
-            if !modifies || !rule.matches_exception(exc) {
+            if !modifies || rule.families & present == 0 || !rule.matches_exception(exc) {
                 continue;
             }
             for idx in 0..frames.len() {
@@ -338,8 +362,9 @@ impl Enhancements {
         components: &mut [Component],
     ) -> StackLimits {
         let mut limits = StackLimits::default();
+        let present = families_of(frames);
         for rule in &self.rules {
-            if !rule.matches_exception(exc) {
+            if rule.families & present == 0 || !rule.matches_exception(exc) {
                 continue;
             }
             let has_group = rule.actions.iter().any(|a| matches!(a, Action::Group(..)));
@@ -434,7 +459,7 @@ impl Rule {
 impl Matcher {
     fn matches_frame(&self, frame: &MatchFrame, at: usize, hits: &Hits) -> bool {
         let hit = match &self.kind {
-            MatchKind::Family(families) => families.iter().any(|f| f == "all" || f == frame.family),
+            MatchKind::Family(families) => families & family_bit(frame.family) != 0,
             MatchKind::Path(_)
             | MatchKind::Module(_)
             | MatchKind::Function(_)
@@ -632,8 +657,17 @@ fn parse_rule(line: &str, line_no: usize) -> Result<Option<Rule>, RuleError> {
             "a rule needs at least one action (+app, -app, +group, -group, category=..., max-frames=N, min-frames=N)",
         ));
     }
+    let families = frame
+        .iter()
+        .filter_map(|m| match m.kind {
+            MatchKind::Family(set) if m.negated => Some(ALL_FAMILIES & !set),
+            MatchKind::Family(set) => Some(set),
+            _ => None,
+        })
+        .fold(ALL_FAMILIES, |all, allowed| all & allowed);
     Ok(Some(Rule {
         text: body.trim().to_owned(),
+        families,
         caller,
         frame,
         callee,
@@ -678,7 +712,15 @@ fn parse_matcher(token: &str) -> Result<Matcher, String> {
     }
     let key = key.strip_prefix("stack.").unwrap_or(key);
     let kind = match key {
-        "family" => MatchKind::Family(value.split(',').map(str::to_owned).collect()),
+        "family" => MatchKind::Family(
+            value
+                .split(',')
+                .map(|name| match name {
+                    "all" => ALL_FAMILIES,
+                    name => family_bit(name),
+                })
+                .fold(0, |all, bit| all | bit),
+        ),
         "path" | "abs_path" => MatchKind::Path(Glob::new(&value.to_lowercase(), true, true)?),
         "module" => MatchKind::Module(Glob::new(value, true, false)?),
         "function" => MatchKind::Function(Glob::new(value, false, false)?),

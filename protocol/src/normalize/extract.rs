@@ -13,7 +13,15 @@ const MAX_TITLE_CHARS: usize = 100;
 /// Longest culprit, like Sentry's.
 const MAX_CULPRIT_CHARS: usize = 200;
 
-pub(super) fn event(root: Map<String, Value>, facts: Facts, received: DateTime<Utc>) -> Event {
+/// The event's columns and stored JSON; `None` when the JSON would nest deeper than
+/// [`MAX_JSON_DEPTH`](crate::depth::MAX_JSON_DEPTH).
+pub(super) fn event(
+    root: Map<String, Value>,
+    facts: Facts,
+    received: DateTime<Utc>,
+) -> Option<Event> {
+    // What is stored must parse again under the same limit (the WAL replay normalizes it).
+    let json = crate::depth::to_json_within(&root, crate::depth::MAX_JSON_DEPTH).ok()?;
     let view = EventView::new(&root);
     let main = view.main_exception();
     let exception_type = main.and_then(|e| string(e, "type"));
@@ -37,7 +45,7 @@ pub(super) fn event(root: Map<String, Value>, facts: Facts, received: DateTime<U
     let sdk = root.get("sdk").and_then(Value::as_object);
     let grouping = grouping::compute(&root, &view);
 
-    Event {
+    Some(Event {
         event_id: facts.event_id,
         timestamp: facts.timestamp,
         received,
@@ -73,8 +81,8 @@ pub(super) fn event(root: Map<String, Value>, facts: Facts, received: DateTime<U
             .map(str::to_owned),
         platform,
         grouping,
-        json: sonic_rs::to_string(&root).expect("a JSON value always serializes"),
-    }
+        json,
+    })
 }
 
 fn string(map: &Map<String, Value>, key: &str) -> Option<String> {

@@ -40,7 +40,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::depth::{MAX_JSON_DEPTH, check_depth, value_depth};
+use crate::depth::{MAX_JSON_DEPTH, check_depth};
 use crate::scrub::{Meta, Scrubber};
 use crate::{ErrorKind, Event};
 
@@ -330,17 +330,9 @@ fn normalize_with(payload: &[u8], ctx: &NormalizeContext, mode: Mode<'_>) -> Res
         PROCESSED_EVENTS.fetch_add(1, Ordering::Relaxed);
         PROCESSING_NANOS.fetch_add(nanos, Ordering::Relaxed);
     }
-    // What is stored must parse again under the same limit (the WAL replay normalizes it).
-    // The root object is level 1, so its members may nest one level less.
-    if root
-        .values()
-        .any(|value| value_depth(value, MAX_JSON_DEPTH - 1).is_err())
-    {
-        return Err(NormalizeError::TooDeepNormalized {
-            limit: MAX_JSON_DEPTH,
-        });
-    }
-    Ok(extract::event(root, facts, received))
+    extract::event(root, facts, received).ok_or(NormalizeError::TooDeepNormalized {
+        limit: MAX_JSON_DEPTH,
+    })
 }
 
 fn json_kind(value: &Value) -> &'static str {

@@ -91,6 +91,11 @@ struct Application {
 #[derive(Debug, Clone, Default)]
 pub struct Scrubber {
     applications: Vec<Application>,
+    /// For each application, where its rules of each sort are (kept in order).
+    sorts: Vec<RuleSorts>,
+    /// The applications (of the first 64) whose selectors the automaton states decide alone:
+    /// for these, which select a value is worked out once per states in an event ([`Memo`]).
+    decided: u64,
     /// The paths of the selectors, compiled.
     automaton: Automaton,
     /// Whether no rule applies anywhere below a value of kind `Other` with these states (the
@@ -100,6 +105,60 @@ pub struct Scrubber {
     /// Off in tests that compare with a walk of every value.
     #[cfg(test)]
     walk_everything: bool,
+}
+
+/// The rules of one application by what they look at.
+#[derive(Debug, Clone, Default)]
+struct RuleSorts {
+    /// Rules that take a whole value (`anything`, a key pattern).
+    whole: Vec<usize>,
+    /// Rules that look for text in strings.
+    patterns: Vec<usize>,
+}
+
+/// What an event's walk learned about the automaton states it met: the applications that
+/// select a value with those states and whether nothing below it can be selected. A few
+/// dozen distinct states occur in an event, against hundreds of values.
+struct Memo {
+    slots: Vec<Slot>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    states: States,
+    /// Whether the slot holds `states` (else it is empty).
+    used: bool,
+    /// Whether `selecting` is known.
+    filled: bool,
+    /// The decided applications that select the value.
+    selecting: u64,
+    /// [`Scrubber::untouched_below`], once asked: 1 no, 2 yes.
+    untouched: u8,
+}
+
+/// Slots of a [`Memo`] (a power of two); states whose slots collide are worked out again.
+const MEMO_SLOTS: usize = 128;
+
+impl Memo {
+    fn new() -> Self {
+        Self {
+            slots: vec![Slot::default(); MEMO_SLOTS],
+        }
+    }
+
+    fn slot(&mut self, states: &States) -> &mut Slot {
+        let slot = &mut self.slots[states.hash_slot(MEMO_SLOTS)];
+        if !slot.used || slot.states != *states {
+            *slot = Slot {
+                states: *states,
+                used: true,
+                filled: false,
+                selecting: 0,
+                untouched: 0,
+            };
+        }
+        slot
+    }
 }
 
 /// States whose [`Scrubber::untouched_below`] is kept, at most.
@@ -223,15 +282,36 @@ impl Scrubber {
     /// selectors cost a few bit tests instead of walks up its path.
     fn compiled(applications: Vec<Application>) -> Self {
         let mut automaton = Automaton::default();
-        let applications = applications
+        let applications: Vec<Application> = applications
             .into_iter()
             .map(|app| Application {
                 selector: app.selector.compile(&mut automaton),
                 rules: app.rules,
             })
             .collect();
+        let sorts = applications
+            .iter()
+            .map(|app| {
+                let mut sorts = RuleSorts::default();
+                for (i, rule) in app.rules.iter().enumerate() {
+                    match rule.matcher {
+                        Matcher::Pattern { .. } => sorts.patterns.push(i),
+                        Matcher::Anything | Matcher::Pair { .. } => sorts.whole.push(i),
+                    }
+                }
+                sorts
+            })
+            .collect();
+        let decided = applications
+            .iter()
+            .take(64)
+            .enumerate()
+            .filter(|(_, app)| app.selector.matches_states(&States::default()).is_some())
+            .fold(0u64, |all, (i, _)| all | 1 << i);
         Self {
             applications,
+            sorts,
+            decided,
             automaton,
             untouched: Arc::default(),
             #[cfg(test)]
@@ -243,11 +323,22 @@ impl Scrubber {
     /// every set of states its members, elements and pieces can take, at any depth, is
     /// explored (with each key some path names, and any other key) and no application selects
     /// any of them. Kept per states, so each is worked out once.
-    fn untouched_below(&self, states: &States) -> bool {
+    fn untouched_below(&self, states: &States, memo: &mut Memo) -> bool {
         #[cfg(test)]
         if self.walk_everything {
             return false;
         }
+        let slot = memo.slot(states);
+        if slot.untouched != 0 {
+            return slot.untouched == 2;
+        }
+        let untouched = self.untouched_shared(states);
+        memo.slot(states).untouched = if untouched { 2 } else { 1 };
+        untouched
+    }
+
+    /// [`Self::untouched_below`] as kept for every event.
+    fn untouched_shared(&self, states: &States) -> bool {
         if let Ok(known) = self.untouched.read()
             && let Some(untouched) = known.get(states)
         {
@@ -315,12 +406,13 @@ impl Scrubber {
             parse_json_body(request);
         }
         let mut removed = Vec::new();
+        let mut memo = Memo::new();
         for (key, value) in root.iter_mut() {
             if key == "_meta" {
                 continue;
             }
             let path = top.child(Step::Key(key), &self.automaton, ValueType::of(value));
-            if self.walk(value, &path, meta) {
+            if self.walk(value, &path, meta, &mut memo) {
                 removed.push(key.clone());
             }
         }
@@ -330,11 +422,29 @@ impl Scrubber {
     }
 
     /// The applications whose selectors select the value at `path`.
-    fn matched<'s>(&'s self, path: &'s Path<'_>, ty: ValueType) -> Matched<'s> {
-        let mut first = 0u64;
-        for (i, app) in self.applications.iter().take(64).enumerate() {
-            if app.selector.matches(path, ty) {
-                first |= 1 << i;
+    fn matched<'s>(&'s self, path: &'s Path<'_>, ty: ValueType, memo: &mut Memo) -> Matched<'s> {
+        let slot = memo.slot(&path.states);
+        if !slot.filled {
+            let mut selecting = 0u64;
+            for (i, app) in self.applications.iter().take(64).enumerate() {
+                if self.decided >> i & 1 == 1
+                    && app.selector.matches_states(&path.states) == Some(true)
+                {
+                    selecting |= 1 << i;
+                }
+            }
+            slot.selecting = selecting;
+            slot.filled = true;
+        }
+        let mut first = slot.selecting;
+        let mut undecided = !self.decided;
+        while undecided != 0 {
+            let i = undecided.trailing_zeros() as usize;
+            undecided &= undecided - 1;
+            match self.applications.get(i) {
+                Some(app) if app.selector.matches(path, ty) => first |= 1 << i,
+                Some(_) => {}
+                None => break,
             }
         }
         Matched {
@@ -346,28 +456,28 @@ impl Scrubber {
     }
 
     /// Scrubs one value; true when it was removed (its parent drops it).
-    fn walk(&self, value: &mut Value, path: &Path<'_>, meta: &mut Meta) -> bool {
+    fn walk(&self, value: &mut Value, path: &Path<'_>, meta: &mut Meta, memo: &mut Memo) -> bool {
         let ty = ValueType::of(value);
         if ty == ValueType::Null {
             return false;
         }
-        let matched = self.matched(path, ty);
-        if let Some(rule) = matched.rules().find(|r| whole_value(r, path)) {
+        let matched = self.matched(path, ty, memo);
+        if let Some(rule) = matched.whole() {
             return redact_value(value, rule, path, meta);
         }
         match value {
             Value::String(text) => {
                 let mut remarks = Vec::new();
                 if let Some(sep) = pieces_separator(path, text) {
-                    self.scrub_pieces(text, sep, path, &mut remarks);
+                    self.scrub_pieces(text, sep, path, &mut remarks, memo);
                 }
-                apply_patterns(text, matched.rules(), &mut remarks);
+                apply_patterns(text, matched.patterns(), &mut remarks);
                 if !remarks.is_empty() {
                     meta.add_text(path, text, remarks);
                 }
             }
             Value::Array(_) | Value::Object(_)
-                if path.kind == Kind::Other && self.untouched_below(&path.states) => {}
+                if path.kind == Kind::Other && self.untouched_below(&path.states, memo) => {}
             Value::Array(items) => {
                 let pairs = !items.is_empty()
                     && items.iter().all(
@@ -382,7 +492,7 @@ impl Scrubber {
                         if let (Value::String(name), Some(value)) = (&name[0], rest.first_mut()) {
                             let ty = ValueType::of(value);
                             let child = path.child(Step::Pair(i, name), &self.automaton, ty);
-                            removed_pairs |= self.walk(value, &child, meta);
+                            removed_pairs |= self.walk(value, &child, meta, memo);
                         }
                         continue;
                     }
@@ -396,7 +506,7 @@ impl Scrubber {
                             child
                         }
                     };
-                    self.walk(item, &child, meta);
+                    self.walk(item, &child, meta, memo);
                 }
                 if removed_pairs {
                     // a pair without value is no pair: the list drops it (after the walk,
@@ -408,7 +518,7 @@ impl Scrubber {
                 let mut removed = Vec::new();
                 for (key, value) in map.iter_mut() {
                     let child = path.child(Step::Key(key), &self.automaton, ValueType::of(value));
-                    if self.walk(value, &child, meta) {
+                    if self.walk(value, &child, meta, memo) {
                         removed.push(key.clone());
                     }
                 }
@@ -428,6 +538,7 @@ impl Scrubber {
         sep: &str,
         path: &Path<'_>,
         remarks: &mut Vec<Remark>,
+        memo: &mut Memo,
     ) {
         let (head, query) = if sep == "&" {
             match text.find('?') {
@@ -456,10 +567,7 @@ impl Scrubber {
             let piece_path = path.child(Step::Piece(key), &self.automaton, ValueType::String);
             out.push_str(name);
             out.push('=');
-            let whole = self
-                .matched(&piece_path, ValueType::String)
-                .rules()
-                .find(|r| whole_value(r, &piece_path));
+            let whole = self.matched(&piece_path, ValueType::String, memo).whole();
             match whole {
                 Some(rule) if !value.is_empty() => {
                     let start = out.len();
@@ -494,17 +602,32 @@ struct Matched<'s> {
 }
 
 impl<'s> Matched<'s> {
-    /// Their rules, in order.
-    fn rules(&self) -> impl Iterator<Item = &'s Rule> + '_ {
-        self.scrubber
+    /// The selecting applications, in order, with where their rules of each sort are.
+    fn selecting(&self) -> impl Iterator<Item = (&'s Application, &'s RuleSorts)> + '_ {
+        let scrubber = self.scrubber;
+        scrubber
             .applications
             .iter()
+            .zip(&scrubber.sorts)
             .enumerate()
-            .filter(|(i, app)| match u32::try_from(*i) {
+            .filter(|(i, (app, _))| match u32::try_from(*i) {
                 Ok(bit) if bit < 64 => self.first >> bit & 1 == 1,
                 _ => app.selector.matches(self.path, self.ty),
             })
-            .flat_map(|(_, app)| app.rules.iter())
+            .map(|(_, pair)| pair)
+    }
+
+    /// The first of their rules that takes the whole value.
+    fn whole(&self) -> Option<&'s Rule> {
+        self.selecting()
+            .flat_map(|(app, sorts)| sorts.whole.iter().map(|i| &app.rules[*i]))
+            .find(|rule| whole_value(rule, self.path))
+    }
+
+    /// Their rules that look for text, in order.
+    fn patterns(&self) -> impl Iterator<Item = &'s Rule> + '_ {
+        self.selecting()
+            .flat_map(|(app, sorts)| sorts.patterns.iter().map(|i| &app.rules[*i]))
     }
 }
 

@@ -113,6 +113,9 @@ impl KeyPattern {
     fn words(words: &[&str]) -> Option<Self> {
         AhoCorasick::builder()
             .ascii_case_insensitive(true)
+            // keys are short: a plain DFA walk beats a prefilter's setup on each of them
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .prefilter(false)
             .build(words)
             .ok()
             .map(|ac| Self::Words(Arc::new(ac)))

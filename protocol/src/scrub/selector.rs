@@ -261,6 +261,15 @@ impl States {
         self.0 == [0; WORDS]
     }
 
+    /// A slot among `slots` (a power of two) for these states, spread by a multiplicative hash.
+    pub(crate) fn hash_slot(&self, slots: usize) -> usize {
+        let mixed = self.0[0]
+            ^ self.0[1].rotate_left(16)
+            ^ self.0[2].rotate_left(32)
+            ^ self.0[3].rotate_left(48);
+        (mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & (slots - 1)
+    }
+
     /// The states in increasing order.
     fn iter(&self) -> impl Iterator<Item = u16> + '_ {
         self.0.iter().enumerate().flat_map(|(word, bits)| {

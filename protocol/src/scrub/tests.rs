@@ -636,7 +636,7 @@ fn values_no_rule_can_reach_are_left_unwalked_with_the_same_result() {
         let scrubber = Scrubber::new(settings).unwrap();
         let root = Path::root(&scrubber.automaton);
         let path = root.child(Step::Key("modules"), &scrubber.automaton, ValueType::Object);
-        scrubber.untouched_below(&path.states)
+        scrubber.untouched_below(&path.states, &mut super::Memo::new())
     };
     let defaults = ScrubSettings::default();
     let advanced = ScrubSettings {
