@@ -114,6 +114,11 @@ struct RuleSorts {
     whole: Vec<usize>,
     /// Rules that look for text in strings.
     patterns: Vec<usize>,
+    /// The prefilters of those rules, as [`rules::Prefilter::bit`]s: a string that passes none
+    /// of them is left as it is...
+    needs: u16,
+    /// ... unless one of them has no prefilter.
+    unfiltered: bool,
 }
 
 /// What an event's walk learned about the automaton states it met: the applications that
@@ -295,7 +300,13 @@ impl Scrubber {
                 let mut sorts = RuleSorts::default();
                 for (i, rule) in app.rules.iter().enumerate() {
                     match rule.matcher {
-                        Matcher::Pattern { .. } => sorts.patterns.push(i),
+                        Matcher::Pattern { prefilter, .. } => {
+                            sorts.patterns.push(i);
+                            match prefilter {
+                                Some(prefilter) => sorts.needs |= prefilter.bit(),
+                                None => sorts.unfiltered = true,
+                            }
+                        }
                         Matcher::Anything | Matcher::Pair { .. } => sorts.whole.push(i),
                     }
                 }
@@ -471,7 +482,13 @@ impl Scrubber {
                 if let Some(sep) = pieces_separator(path, text) {
                     self.scrub_pieces(text, sep, path, &mut remarks, memo);
                 }
-                apply_patterns(text, matched.patterns(), &mut remarks);
+                let (needs, unfiltered) = matched.pattern_needs();
+                if unfiltered || needs != 0 {
+                    let traits = rules::Traits::of(text);
+                    if unfiltered || traits.holding() & needs != 0 {
+                        apply_patterns(text, matched.patterns(), &mut remarks, traits);
+                    }
+                }
                 if !remarks.is_empty() {
                     meta.add_text(path, text, remarks);
                 }
@@ -624,6 +641,14 @@ impl<'s> Matched<'s> {
             .find(|rule| whole_value(rule, self.path))
     }
 
+    /// What the prefilters of their pattern rules need (see [`RuleSorts::needs`]).
+    fn pattern_needs(&self) -> (u16, bool) {
+        self.selecting()
+            .fold((0, false), |(needs, unfiltered), (_, sorts)| {
+                (needs | sorts.needs, unfiltered || sorts.unfiltered)
+            })
+    }
+
     /// Their rules that look for text, in order.
     fn patterns(&self) -> impl Iterator<Item = &'s Rule> + '_ {
         self.selecting()
@@ -732,8 +757,9 @@ fn apply_patterns<'r>(
     text: &mut String,
     matched: impl Iterator<Item = &'r Rule>,
     remarks: &mut Vec<Remark>,
+    traits: rules::Traits,
 ) {
-    let mut traits: Option<rules::Traits> = None;
+    let mut traits = Some(traits);
     for rule in matched {
         let Matcher::Pattern {
             regex,
@@ -747,7 +773,7 @@ fn apply_patterns<'r>(
         if let Some(prefilter) = prefilter {
             // worked out again after a rule changed the text
             let t = *traits.get_or_insert_with(|| rules::Traits::of(text));
-            if !prefilter(&t) {
+            if !prefilter.holds(&t) {
                 continue;
             }
         }

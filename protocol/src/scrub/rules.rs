@@ -58,7 +58,7 @@ pub(crate) enum Matcher {
         regex: Regex,
         groups: Vec<usize>,
         /// A cheap test of the string's [`Traits`] that must pass before the regex runs.
-        prefilter: Option<fn(&Traits) -> bool>,
+        prefilter: Option<Prefilter>,
         /// A check of each match (the Luhn checksum of card numbers).
         validate: Option<fn(&str) -> bool>,
     },
@@ -219,11 +219,7 @@ pub(crate) fn luhn(text: &str) -> bool {
     sum % 10 == 0
 }
 
-fn pattern(
-    regex: &LazyLock<Regex>,
-    groups: &[usize],
-    prefilter: Option<fn(&Traits) -> bool>,
-) -> Matcher {
+fn pattern(regex: &LazyLock<Regex>, groups: &[usize], prefilter: Option<Prefilter>) -> Matcher {
     Matcher::Pattern {
         regex: Regex::clone(regex),
         groups: groups.to_vec(),
@@ -237,56 +233,56 @@ fn builtin(name: &str, legacy: bool) -> Option<(Vec<Matcher>, Redaction)> {
     let replace = |text: &str| Redaction::Replace(text.to_owned());
     Some(match name {
         "ip" => (
-            vec![pattern(&IP, &[], Some(|t| t.dot || t.colon))],
+            vec![pattern(&IP, &[], Some(Prefilter::DotOrColon))],
             replace("[ip]"),
         ),
         "email" => (
-            vec![pattern(&EMAIL, &[], Some(|t| t.at))],
+            vec![pattern(&EMAIL, &[], Some(Prefilter::At))],
             replace("[email]"),
         ),
         "creditcard" => (
             vec![Matcher::Pattern {
                 regex: Regex::clone(&CREDITCARD),
                 groups: Vec::new(),
-                prefilter: Some(|t| t.digits >= 13),
+                prefilter: Some(Prefilter::CardDigits),
                 validate: Some(luhn),
             }],
             replace("[creditcard]"),
         ),
         "iban" => (
-            vec![pattern(&IBAN, &[], Some(|t| t.digits >= 4 && t.len >= 15))],
+            vec![pattern(&IBAN, &[], Some(Prefilter::IbanLength))],
             replace("[iban]"),
         ),
         "pemkey" => (
-            vec![pattern(&PEMKEY, &[1], Some(|t| t.pem))],
+            vec![pattern(&PEMKEY, &[1], Some(Prefilter::Pem))],
             replace("[pemkey]"),
         ),
         "urlauth" => (
             vec![pattern(
                 &URLAUTH,
                 if legacy { &[2] } else { &[1, 2] },
-                Some(|t| t.scheme && t.at),
+                Some(Prefilter::SchemeAndAt),
             )],
             replace("[auth]"),
         ),
         "usssn" => (
-            vec![pattern(&USSSN, &[], Some(|t| t.dash && t.digits >= 9))],
+            vec![pattern(&USSSN, &[], Some(Prefilter::SsnDigits))],
             Redaction::Mask,
         ),
         "userpath" => (
-            vec![pattern(&USERPATH, &[1], Some(|t| t.user_dir))],
+            vec![pattern(&USERPATH, &[1], Some(Prefilter::UserDir))],
             replace("[user]"),
         ),
         "mac" => (
-            vec![pattern(&MAC, &[], Some(|t| t.colon || t.dash))],
+            vec![pattern(&MAC, &[], Some(Prefilter::ColonOrDash))],
             Redaction::Mask,
         ),
         "uuid" => (
-            vec![pattern(&UUID, &[], Some(|t| t.len >= 32))],
+            vec![pattern(&UUID, &[], Some(Prefilter::UuidLength))],
             Redaction::Mask,
         ),
         "bearer" => (
-            vec![pattern(&BEARER, &[2], Some(|t| t.bearer))],
+            vec![pattern(&BEARER, &[2], Some(Prefilter::Bearer))],
             replace("[token]"),
         ),
         "password" => (
@@ -294,13 +290,66 @@ fn builtin(name: &str, legacy: bool) -> Option<(Vec<Matcher>, Redaction)> {
                 Matcher::Pair {
                     key: PASSWORD_KEY.clone()?,
                 },
-                pattern(&BEARER, &[2], Some(|t| t.bearer)),
+                pattern(&BEARER, &[2], Some(Prefilter::Bearer)),
             ],
             Redaction::Remove,
         ),
         "anything" => (vec![Matcher::Anything], Redaction::Remove),
         _ => return None,
     })
+}
+
+/// The tests of a string's [`Traits`] the built-in patterns need to pass before they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefilter {
+    DotOrColon,
+    At,
+    CardDigits,
+    IbanLength,
+    Pem,
+    SchemeAndAt,
+    SsnDigits,
+    UserDir,
+    ColonOrDash,
+    UuidLength,
+    Bearer,
+}
+
+impl Prefilter {
+    const ALL: [Self; 11] = [
+        Self::DotOrColon,
+        Self::At,
+        Self::CardDigits,
+        Self::IbanLength,
+        Self::Pem,
+        Self::SchemeAndAt,
+        Self::SsnDigits,
+        Self::UserDir,
+        Self::ColonOrDash,
+        Self::UuidLength,
+        Self::Bearer,
+    ];
+
+    pub(crate) fn holds(self, t: &Traits) -> bool {
+        match self {
+            Self::DotOrColon => t.dot || t.colon,
+            Self::At => t.at,
+            Self::CardDigits => t.digits >= 13,
+            Self::IbanLength => t.digits >= 4 && t.len >= 15,
+            Self::Pem => t.pem,
+            Self::SchemeAndAt => t.scheme && t.at,
+            Self::SsnDigits => t.dash && t.digits >= 9,
+            Self::UserDir => t.user_dir,
+            Self::ColonOrDash => t.colon || t.dash,
+            Self::UuidLength => t.len >= 32,
+            Self::Bearer => t.bearer,
+        }
+    }
+
+    /// Its bit in [`Traits::holding`].
+    pub(crate) fn bit(self) -> u16 {
+        1 << self as u16
+    }
 }
 
 /// What the prefilters of the built-in patterns ask of a string, worked out in one pass over
@@ -324,6 +373,14 @@ pub(crate) struct Traits {
 }
 
 impl Traits {
+    /// The [`Prefilter`]s these traits pass, as bits.
+    pub(crate) fn holding(&self) -> u16 {
+        Prefilter::ALL
+            .iter()
+            .filter(|p| p.holds(self))
+            .fold(0, |all, p| all | p.bit())
+    }
+
     pub(crate) fn of(text: &str) -> Self {
         let bytes = text.as_bytes();
         let mut t = Self {
@@ -666,7 +723,7 @@ mod tests {
                 for text in texts {
                     if regex.is_match(text) {
                         assert!(
-                            prefilter(&Traits::of(text)),
+                            prefilter.holds(&Traits::of(text)),
                             "{name}: the prefilter skips {text:?}"
                         );
                     }
