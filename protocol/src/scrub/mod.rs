@@ -98,14 +98,47 @@ pub struct Scrubber {
     decided: u64,
     /// The paths of the selectors, compiled.
     automaton: Automaton,
-    /// Whether no rule applies anywhere below a value of kind `Other` with these states (the
-    /// `modules` of an event, its `sdk`, ...), worked out once per states and kept: such a
-    /// value is not walked into.
-    untouched: Arc<RwLock<HashMap<States, bool>>>,
+    /// What is known of the automaton states met so far, for every event: which decided
+    /// applications select a value with them, and whether no rule applies anywhere below a
+    /// value of kind `Other` with them (the `modules` of an event, its `sdk`, ...: such a
+    /// value is not walked into). Each event's [`Memo`] asks here once per states.
+    known: Arc<RwLock<HashMap<States, Known, BuildStatesHasher>>>,
     /// Off in tests that compare with a walk of every value.
     #[cfg(test)]
     walk_everything: bool,
 }
+
+/// What [`Scrubber::known`] keeps of one set of states.
+#[derive(Debug, Clone, Copy, Default)]
+struct Known {
+    selecting: Option<u64>,
+    untouched: Option<bool>,
+}
+
+/// Hashes [`States`] (four words) with a multiply and rotate per word: a lookup on each
+/// event's first meeting of some states, where SipHash would cost more than the answer.
+#[derive(Debug, Clone, Copy, Default)]
+struct StatesHasher(u64);
+
+impl std::hash::Hasher for StatesHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(23) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type BuildStatesHasher = std::hash::BuildHasherDefault<StatesHasher>;
 
 /// The rules of one application by what they look at.
 #[derive(Debug, Clone, Default)]
@@ -133,12 +166,12 @@ struct Slot {
     states: States,
     /// Whether the slot holds `states` (else it is empty).
     used: bool,
-    /// Whether `selecting` is known.
-    filled: bool,
+    /// Whether [`Scrubber::known`] was asked about them.
+    asked: bool,
     /// The decided applications that select the value.
-    selecting: u64,
-    /// [`Scrubber::untouched_below`], once asked: 1 no, 2 yes.
-    untouched: u8,
+    selecting: Option<u64>,
+    /// [`Scrubber::untouched_below`].
+    untouched: Option<bool>,
 }
 
 /// Slots of a [`Memo`] (a power of two); states whose slots collide are worked out again.
@@ -157,17 +190,15 @@ impl Memo {
             *slot = Slot {
                 states: *states,
                 used: true,
-                filled: false,
-                selecting: 0,
-                untouched: 0,
+                ..Slot::default()
             };
         }
         slot
     }
 }
 
-/// States whose [`Scrubber::untouched_below`] is kept, at most.
-const MAX_UNTOUCHED: usize = 4096;
+/// Sets of states [`Scrubber::known`] keeps, at most.
+const MAX_KNOWN: usize = 4096;
 /// Sets of states [`Scrubber::untouched_below`] looks at before it gives up (and walks).
 const MAX_EXPLORED: usize = 256;
 
@@ -324,7 +355,7 @@ impl Scrubber {
             sorts,
             decided,
             automaton,
-            untouched: Arc::default(),
+            known: Arc::default(),
             #[cfg(test)]
             walk_everything: false,
         }
@@ -339,29 +370,39 @@ impl Scrubber {
         if self.walk_everything {
             return false;
         }
-        let slot = memo.slot(states);
-        if slot.untouched != 0 {
-            return slot.untouched == 2;
+        let slot = self.slot(memo, states);
+        if let Some(untouched) = slot.untouched {
+            return untouched;
         }
-        let untouched = self.untouched_shared(states);
-        memo.slot(states).untouched = if untouched { 2 } else { 1 };
+        let untouched = self.explore(*states);
+        slot.untouched = Some(untouched);
+        self.keep(states, |known| known.untouched = Some(untouched));
         untouched
     }
 
-    /// [`Self::untouched_below`] as kept for every event.
-    fn untouched_shared(&self, states: &States) -> bool {
-        if let Ok(known) = self.untouched.read()
-            && let Some(untouched) = known.get(states)
-        {
-            return *untouched;
+    /// The slot of `states` in an event's memo, filled from what is known of them.
+    fn slot<'m>(&self, memo: &'m mut Memo, states: &States) -> &'m mut Slot {
+        let slot = memo.slot(states);
+        if !slot.asked {
+            slot.asked = true;
+            if let Ok(known) = self.known.read()
+                && let Some(known) = known.get(states)
+            {
+                slot.selecting = known.selecting;
+                slot.untouched = known.untouched;
+            }
         }
-        let untouched = self.explore(*states);
-        if let Ok(mut known) = self.untouched.write()
-            && known.len() < MAX_UNTOUCHED
-        {
-            known.insert(*states, untouched);
+        slot
+    }
+
+    /// Records something learned of `states` for the events to come.
+    fn keep(&self, states: &States, learned: impl FnOnce(&mut Known)) {
+        if let Ok(mut known) = self.known.write() {
+            if known.len() >= MAX_KNOWN && !known.contains_key(states) {
+                return;
+            }
+            learned(known.entry(*states).or_default());
         }
-        untouched
     }
 
     fn explore(&self, start: States) -> bool {
@@ -434,20 +475,24 @@ impl Scrubber {
 
     /// The applications whose selectors select the value at `path`.
     fn matched<'s>(&'s self, path: &'s Path<'_>, ty: ValueType, memo: &mut Memo) -> Matched<'s> {
-        let slot = memo.slot(&path.states);
-        if !slot.filled {
-            let mut selecting = 0u64;
-            for (i, app) in self.applications.iter().take(64).enumerate() {
-                if self.decided >> i & 1 == 1
-                    && app.selector.matches_states(&path.states) == Some(true)
-                {
-                    selecting |= 1 << i;
+        let slot = self.slot(memo, &path.states);
+        let selecting = match slot.selecting {
+            Some(selecting) => selecting,
+            None => {
+                let mut selecting = 0u64;
+                for (i, app) in self.applications.iter().take(64).enumerate() {
+                    if self.decided >> i & 1 == 1
+                        && app.selector.matches_states(&path.states) == Some(true)
+                    {
+                        selecting |= 1 << i;
+                    }
                 }
+                slot.selecting = Some(selecting);
+                self.keep(&path.states, |known| known.selecting = Some(selecting));
+                selecting
             }
-            slot.selecting = selecting;
-            slot.filled = true;
-        }
-        let mut first = slot.selecting;
+        };
+        let mut first = selecting;
         let mut undecided = !self.decided;
         while undecided != 0 {
             let i = undecided.trailing_zeros() as usize;
