@@ -28,6 +28,7 @@ mod extract;
 mod interfaces;
 pub(crate) mod level;
 pub mod logentry;
+mod parse;
 pub(crate) mod time;
 mod trim;
 
@@ -40,7 +41,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::depth::{MAX_JSON_DEPTH, check_depth};
+use crate::depth::{DepthError, MAX_JSON_DEPTH, check_depth};
 use crate::scrub::{Meta, Scrubber};
 use crate::{ErrorKind, Event};
 
@@ -279,17 +280,25 @@ enum Mode<'p> {
 fn normalize_with(payload: &[u8], ctx: &NormalizeContext, mode: Mode<'_>) -> Result<Event> {
     // a UTF-8 byte order mark, as some Windows clients write one, is no JSON
     let payload = payload.strip_prefix(b"\xef\xbb\xbf").unwrap_or(payload);
-    // every step below recurses per level of nesting: bound it first, without recursion
-    check_depth(payload, MAX_JSON_DEPTH).map_err(NormalizeError::TooDeep)?;
-    // sonic-rs builds the same serde_json value as serde_json does, about a quarter faster;
-    // serde_json has the last word on what is invalid and names the position precisely
-    let value: Value = match sonic_rs::from_slice(payload) {
+    // sonic-rs builds the same serde_json value as serde_json does, about a quarter faster,
+    // and the parse stops past MAX_JSON_DEPTH: every step below recurses per level of nesting
+    let value: Value = match parse::from_slice(payload, MAX_JSON_DEPTH) {
         Ok(value) => value,
-        Err(_) => serde_json::from_slice(payload).map_err(|source| NormalizeError::Json {
-            line: source.line(),
-            column: source.column(),
-            source,
-        })?,
+        Err(parse::ParseError::TooDeep) => {
+            return Err(NormalizeError::TooDeep(DepthError {
+                limit: MAX_JSON_DEPTH,
+            }));
+        }
+        // serde_json has the last word on what is invalid and names the position precisely;
+        // its recursion is bounded by the scan first
+        Err(parse::ParseError::Json) => {
+            check_depth(payload, MAX_JSON_DEPTH).map_err(NormalizeError::TooDeep)?;
+            serde_json::from_slice(payload).map_err(|source| NormalizeError::Json {
+                line: source.line(),
+                column: source.column(),
+                source,
+            })?
+        }
     };
     let mut root = match value {
         Value::Object(root) => root,
