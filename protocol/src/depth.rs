@@ -1,11 +1,13 @@
-//! The nesting-depth limit of JSON payloads, checked without recursion before any parser runs.
+//! The nesting-depth limit of JSON payloads.
 //!
 //! Parsing, normalizing, serializing and dropping a JSON value all recurse once per level of
 //! nesting, and a debug build spends kilobytes of stack per level: an event nested a few hundred
-//! levels deep overflows a thread's stack before any parser's own limit is reached. So every
-//! JSON payload is first scanned byte by byte (a counter, no recursion) and refused when it nests
-//! deeper than [`MAX_JSON_DEPTH`]. The WAL replay applies the same scan, so what ingest accepted
-//! is always readable again.
+//! levels deep overflows a thread's stack before any parser's own limit is reached. So JSON is
+//! refused when it nests deeper than [`MAX_JSON_DEPTH`]: an event payload while it is parsed
+//! (the parse stops at the first level too many), other JSON ([`check_depth`]) by a scan of its
+//! bytes before any parser runs, and a normalized event while it is serialized
+//! ([`to_json_within`]). The WAL replay parses with the same limit, so what ingest accepted is
+//! always readable again.
 //!
 //! Why 64: the SDKs trim free-form data to a few levels before sending (sentry-python's
 //! serializer to 5 levels of databag, sentry-javascript's `normalizeDepth` defaults to 3) and
