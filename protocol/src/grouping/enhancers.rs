@@ -81,9 +81,16 @@ struct FieldSet {
 pub(crate) struct Hits {
     globs: usize,
     hit: Vec<bool>,
+    /// Whether each glob matches any frame.
+    any: Vec<bool>,
 }
 
 impl Hits {
+    /// Whether a rule that needs this glob to match its frame can match any frame.
+    fn possible(&self, anchor: Option<usize>) -> bool {
+        anchor.is_none_or(|id| self.any.get(id).copied().unwrap_or(false))
+    }
+
     fn get(&self, frame: usize, id: usize) -> bool {
         self.hit
             .get(frame * self.globs + id)
@@ -117,6 +124,13 @@ struct Rule {
     /// The families a frame this rule matches may be of (from its `family:` matchers), as
     /// [`family_bit`]s: a stack trace of none of them is skipped without looking at its frames.
     families: u8,
+    /// A glob its frame must match (its first path, module, function or package matcher
+    /// that is not negated): when no frame matches it, the rule is skipped.
+    anchor: Option<usize>,
+    /// Whether it sets `app` or `category=` ([`Enhancements::apply_modifications`]) ...
+    modifies: bool,
+    /// ... or `group`, `max-frames` or `min-frames` ([`Enhancements::apply_contributions`]).
+    contributes: bool,
     caller: Vec<Matcher>,
     frame: Vec<Matcher>,
     callee: Vec<Matcher>,
@@ -247,6 +261,20 @@ impl Enhancements {
                 patterns[field].1.push(globs);
                 globs += 1;
             }
+            rule.anchor = rule
+                .frame
+                .iter()
+                .find(|m| {
+                    !m.negated
+                        && matches!(
+                            m.kind,
+                            MatchKind::Path(_)
+                                | MatchKind::Module(_)
+                                | MatchKind::Function(_)
+                                | MatchKind::Package(_)
+                        )
+                })
+                .map(|m| m.id);
         }
         let sets = patterns
             .into_iter()
@@ -262,12 +290,14 @@ impl Enhancements {
     /// Runs every frame glob over every frame once.
     pub(crate) fn hits(&self, frames: &[MatchFrame]) -> Hits {
         let mut hit = vec![false; self.globs * frames.len()];
+        let mut any = vec![false; self.globs];
         for (i, frame) in frames.iter().enumerate() {
             let row = &mut hit[i * self.globs..(i + 1) * self.globs];
             let mut mark = |field: usize, value: &str| {
                 if let Some(set) = self.sets.get(field) {
                     for m in set.set.matches(value).iter() {
                         row[set.ids[m]] = true;
+                        any[set.ids[m]] = true;
                     }
                 }
             };
@@ -297,6 +327,7 @@ impl Enhancements {
         Hits {
             globs: self.globs,
             hit,
+            any,
         }
     }
 
@@ -324,11 +355,11 @@ impl Enhancements {
     ) {
         let present = families_of(frames);
         for rule in &self.rules {
-            let modifies = rule
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::App(..) | Action::Category(_)));
-            if !modifies || rule.families & present == 0 || !rule.matches_exception(exc) {
+            if !rule.modifies
+                || rule.families & present == 0
+                || !hits.possible(rule.anchor)
+                || !rule.matches_exception(exc)
+            {
                 continue;
             }
             for idx in 0..frames.len() {
@@ -364,15 +395,11 @@ impl Enhancements {
         let mut limits = StackLimits::default();
         let present = families_of(frames);
         for rule in &self.rules {
-            if rule.families & present == 0 || !rule.matches_exception(exc) {
-                continue;
-            }
-            let has_group = rule.actions.iter().any(|a| matches!(a, Action::Group(..)));
-            let has_limits = rule
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::MaxFrames(_) | Action::MinFrames(_)));
-            if !has_group && !has_limits {
+            if !rule.contributes
+                || rule.families & present == 0
+                || !hits.possible(rule.anchor)
+                || !rule.matches_exception(exc)
+            {
                 continue;
             }
             let mut matched_any = false;
@@ -665,9 +692,21 @@ fn parse_rule(line: &str, line_no: usize) -> Result<Option<Rule>, RuleError> {
             _ => None,
         })
         .fold(ALL_FAMILIES, |all, allowed| all & allowed);
+    let modifies = actions
+        .iter()
+        .any(|a| matches!(a, Action::App(..) | Action::Category(_)));
+    let contributes = actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::Group(..) | Action::MaxFrames(_) | Action::MinFrames(_)
+        )
+    });
     Ok(Some(Rule {
         text: body.trim().to_owned(),
         families,
+        anchor: None,
+        modifies,
+        contributes,
         caller,
         frame,
         callee,
