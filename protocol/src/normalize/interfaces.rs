@@ -169,42 +169,44 @@ pub(super) fn normalize_stacktrace(value: &mut Value) -> bool {
 }
 
 fn normalize_frame(frame: &mut Map<String, Value>) {
-    for key in [
-        "function",
-        "raw_function",
-        "symbol",
-        "module",
-        "package",
-        "filename",
-        "abs_path",
-        "platform",
-    ] {
-        keep_string(frame, key);
+    // one pass over the members (a frame has a dozen; looking each known key up costs more)
+    let mut dropped: Vec<String> = Vec::new();
+    for (key, value) in frame.iter_mut() {
+        let keep = match key.as_str() {
+            "function" | "raw_function" | "symbol" | "module" | "package" | "filename"
+            | "abs_path" | "platform" => match value {
+                Value::String(s) => {
+                    let trimmed = s.trim();
+                    let keep = !trimmed.is_empty();
+                    if keep && trimmed.len() != s.len() {
+                        *s = trimmed.to_owned();
+                    }
+                    keep
+                }
+                _ => false,
+            },
+            "context_line" => value.is_string(),
+            "lineno" | "colno" => value.as_u64().is_some(),
+            "in_app" => value.is_boolean(),
+            "pre_context" | "post_context" => value
+                .as_array()
+                .is_some_and(|lines| lines.iter().all(|l| l.is_string() || l.is_null())),
+            "vars" => value.is_object() || value.is_array(),
+            "instruction_addr" | "symbol_addr" | "image_addr" => normalize_addr(value),
+            _ => true,
+        };
+        if !keep {
+            dropped.push(key.clone());
+        }
     }
-    if frame.get("context_line").is_some_and(|v| !v.is_string()) {
-        frame.remove("context_line");
-    }
-    for key in ["lineno", "colno"] {
-        keep_if(frame, key, |v| v.as_u64().is_some());
-    }
-    keep_bool(frame, "in_app");
-    for key in ["pre_context", "post_context"] {
-        keep_if(frame, key, |v| {
-            v.as_array()
-                .is_some_and(|lines| lines.iter().all(|l| l.is_string() || l.is_null()))
-        });
-    }
-    keep_if(frame, "vars", |v| v.is_object() || v.is_array());
-    for key in ["instruction_addr", "symbol_addr", "image_addr"] {
-        normalize_addr(frame, key);
+    for key in dropped {
+        frame.remove(&key);
     }
 }
 
-/// Addresses are `0x`-prefixed lowercase hex strings; integers are converted.
-fn normalize_addr(frame: &mut Map<String, Value>, key: &str) {
-    let Some(value) = frame.get_mut(key) else {
-        return;
-    };
+/// Addresses are `0x`-prefixed lowercase hex strings; integers are converted. False when the
+/// value is no address (it is dropped).
+fn normalize_addr(value: &mut Value) -> bool {
     let parsed = match value {
         Value::Number(n) => n.as_u64(),
         Value::String(s) => {
@@ -222,10 +224,9 @@ fn normalize_addr(frame: &mut Map<String, Value>, key: &str) {
             if value.as_str() != Some(formatted.as_str()) {
                 *value = Value::String(formatted);
             }
+            true
         }
-        None => {
-            frame.remove(key);
-        }
+        None => false,
     }
 }
 
