@@ -20,11 +20,6 @@ const CONTEXT_LINE_PLATFORMS: &[&str] = &["javascript", "node", "python", "php",
 /// Longest source line that counts, in characters.
 const MAX_CONTEXT_LINE: usize = 120;
 
-/// Frame fields that must all be equal for a frame to repeat the one before (recursion).
-const RECURSION_FIELDS: &[&str] = &[
-    "abs_path", "package", "module", "filename", "function", "lineno", "colno",
-];
-
 /// Deepest exception group nesting followed.
 const MAX_GROUP_DEPTH: usize = 64;
 
@@ -48,6 +43,54 @@ fn text<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 
 fn non_empty<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     text(map, key).filter(|s| !s.is_empty())
+}
+
+fn filled(text: Option<&str>) -> Option<&str> {
+    text.filter(|s| !s.is_empty())
+}
+
+/// The members of a frame that grouping reads, found in one pass over the frame (looking each
+/// up costs more: a frame has a dozen members).
+#[derive(Debug, Clone, Copy, Default)]
+struct Fields<'a> {
+    platform: Option<&'a str>,
+    abs_path: Option<&'a str>,
+    filename: Option<&'a str>,
+    module: Option<&'a str>,
+    function: Option<&'a str>,
+    raw_function: Option<&'a str>,
+    package: Option<&'a str>,
+    context_line: Option<&'a str>,
+    in_app: Option<bool>,
+    data: Option<&'a Value>,
+    /// `abs_path`, `package`, `module`, `filename`, `function`, `lineno` and `colno` as sent:
+    /// the same in two frames in a row is recursion (as Sentry has it).
+    place: [Option<&'a Value>; 7],
+}
+
+impl<'a> Fields<'a> {
+    fn of(frame: &'a Map<String, Value>) -> Self {
+        let mut f = Self::default();
+        for (key, value) in frame {
+            let text = value.as_str();
+            match key.as_str() {
+                "platform" => f.platform = text,
+                "abs_path" => (f.abs_path, f.place[0]) = (text, Some(value)),
+                "package" => (f.package, f.place[1]) = (text, Some(value)),
+                "module" => (f.module, f.place[2]) = (text, Some(value)),
+                "filename" => (f.filename, f.place[3]) = (text, Some(value)),
+                "function" => (f.function, f.place[4]) = (text, Some(value)),
+                "lineno" => f.place[5] = Some(value),
+                "colno" => f.place[6] = Some(value),
+                "raw_function" => f.raw_function = text,
+                "context_line" => f.context_line = text,
+                "in_app" => f.in_app = value.as_bool(),
+                "data" => f.data = Some(value),
+                _ => {}
+            }
+        }
+        f
+    }
 }
 
 /// Sentry's test for a frame whose file is a URL (`blob:` included; `file:` when asked).
@@ -269,8 +312,8 @@ fn function_component(
     c
 }
 
-fn context_line_component(frame: &Map<String, Value>, platform: &str) -> Component {
-    let raw = text(frame, "context_line").unwrap_or("");
+fn context_line_component(frame: &Fields<'_>, platform: &str) -> Component {
+    let raw = frame.context_line.unwrap_or("");
     let line = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     if line.is_empty() {
         return Component::empty("context-line");
@@ -279,8 +322,8 @@ fn context_line_component(frame: &Map<String, Value>, platform: &str) -> Compone
     if raw.chars().count() > MAX_CONTEXT_LINE {
         c.set(false, "ignored because line is too long");
     } else if family(platform) == "javascript"
-        && non_empty(frame, "function").is_none()
-        && has_url_origin(text(frame, "abs_path"), true)
+        && filled(frame.function).is_none()
+        && has_url_origin(frame.abs_path, true)
     {
         c.set(
             false,
@@ -291,24 +334,24 @@ fn context_line_component(frame: &Map<String, Value>, platform: &str) -> Compone
 }
 
 /// The component of one frame (Sentry's `frame:v1`).
-fn frame_component(frame: &Map<String, Value>, event_platform: &str, in_app: bool) -> Component {
-    let platform = non_empty(frame, "platform").unwrap_or(event_platform);
-    let abs_path = text(frame, "abs_path");
-    let mut filename = filename_component(abs_path, text(frame, "filename"), platform);
-    let module = module_component(abs_path, text(frame, "module"), platform);
+fn frame_component(frame: &Fields<'_>, event_platform: &str, in_app: bool) -> Component {
+    let platform = filled(frame.platform).unwrap_or(event_platform);
+    let abs_path = frame.abs_path;
+    let mut filename = filename_component(abs_path, frame.filename, platform);
+    let module = module_component(abs_path, frame.module, platform);
     if module.contributes && filename.contributes {
         filename.set(false, "ignored because module takes precedence");
     }
-    let context_line = (non_empty(frame, "context_line").is_some()
+    let context_line = (filled(frame.context_line).is_some()
         && CONTEXT_LINE_PLATFORMS.contains(&platform))
     .then(|| context_line_component(frame, platform));
     let sourcemap_used = frame
-        .get("data")
+        .data
         .and_then(|d| d.get("sourcemap"))
         .is_some_and(|s| !s.is_null());
     let function = function_component(
-        non_empty(frame, "function"),
-        non_empty(frame, "raw_function"),
+        filled(frame.function),
+        filled(frame.raw_function),
         platform,
         sourcemap_used,
         context_line.as_ref().is_some_and(|c| c.contributes),
@@ -318,7 +361,7 @@ fn frame_component(frame: &Map<String, Value>, event_platform: &str, in_app: boo
     let mut c = Component::of_children("frame", children);
     c.in_app = in_app;
     if family(platform) == "javascript" {
-        let func = non_empty(frame, "raw_function").or_else(|| non_empty(frame, "function"));
+        let func = filled(frame.raw_function).or_else(|| filled(frame.function));
         let func = func
             .map(|f| f.rsplit('.').next().unwrap_or(f))
             .unwrap_or("");
@@ -348,31 +391,27 @@ fn frame_component(frame: &Map<String, Value>, event_platform: &str, in_app: boo
     c
 }
 
-fn is_recursion(frame: &Map<String, Value>, previous: Option<&Map<String, Value>>) -> bool {
-    previous.is_some_and(|prev| {
-        RECURSION_FIELDS
-            .iter()
-            .all(|k| frame.get(*k) == prev.get(*k))
-    })
+fn is_recursion(frame: &Fields<'_>, previous: Option<&Fields<'_>>) -> bool {
+    previous.is_some_and(|prev| frame.place == prev.place)
 }
 
 /// What the rules see of a frame.
-fn match_frame(frame: &Map<String, Value>, event_platform: &str) -> MatchFrame {
-    let platform = non_empty(frame, "platform").unwrap_or(event_platform);
+fn match_frame(frame: &Fields<'_>, event_platform: &str) -> MatchFrame {
+    let platform = filled(frame.platform).unwrap_or(event_platform);
     let lower_path = |s: &str| s.replace('\\', "/").to_lowercase();
     MatchFrame {
         family: family(platform),
-        path: non_empty(frame, "abs_path")
-            .or_else(|| non_empty(frame, "filename"))
+        path: filled(frame.abs_path)
+            .or_else(|| filled(frame.filename))
             .map(lower_path),
-        module: non_empty(frame, "module").map(str::to_owned),
-        function: non_empty(frame, "function")
-            .or_else(|| non_empty(frame, "raw_function"))
+        module: filled(frame.module).map(str::to_owned),
+        function: filled(frame.function)
+            .or_else(|| filled(frame.raw_function))
             .map(str::to_owned),
-        package: non_empty(frame, "package").map(lower_path),
-        in_app: frame.get("in_app").and_then(Value::as_bool),
+        package: filled(frame.package).map(lower_path),
+        in_app: frame.in_app,
         category: frame
-            .get("data")
+            .data
             .and_then(|d| d.get("category"))
             .and_then(Value::as_str)
             .map(str::to_owned),
@@ -381,14 +420,13 @@ fn match_frame(frame: &Map<String, Value>, event_platform: &str) -> MatchFrame {
 
 /// The frames of a stack trace after the stack trace rules: whether each is in-app, as Sentry
 /// decides it (the SDK's flag, changed by the rules; frames that say nothing are not in-app).
-pub(crate) fn in_app_flags(
-    frames: &[Value],
+fn in_app_flags(
+    frames: &[Fields<'_>],
     exc: &ExceptionData<'_>,
     ctx: &Ctx<'_>,
 ) -> (Vec<MatchFrame>, Vec<bool>, Hits) {
     let mut matched: Vec<MatchFrame> = frames
         .iter()
-        .filter_map(Value::as_object)
         .map(|f| match_frame(f, ctx.platform))
         .collect();
     let hits = ctx.enhancements.hits(&matched);
@@ -400,8 +438,12 @@ pub(crate) fn in_app_flags(
 
 /// Sentry's `stacktrace:v1`: the `app` and `system` components of one stack trace.
 fn stacktrace_variants(frames: &[Value], exc: &ExceptionData<'_>, ctx: &Ctx<'_>) -> Variants {
-    let objects: Vec<&Map<String, Value>> = frames.iter().filter_map(Value::as_object).collect();
-    let (matched, in_app, hits) = in_app_flags(frames, exc, ctx);
+    let objects: Vec<Fields<'_>> = frames
+        .iter()
+        .filter_map(Value::as_object)
+        .map(Fields::of)
+        .collect();
+    let (matched, in_app, hits) = in_app_flags(&objects, exc, ctx);
     // The frames are built and the rules applied once, for the system variant; the app variant
     // is the same with the frames that are not in-app left out. (Built for each variant on its
     // own, a non-app frame would end as "non app frame" whatever a rule did to it, and an in-app
@@ -414,14 +456,14 @@ fn stacktrace_variants(frames: &[Value], exc: &ExceptionData<'_>, ctx: &Ctx<'_>)
             c.set(false, "ignored due to recursion");
         }
         system.push(c);
-        previous = Some(*frame);
+        previous = Some(frame);
     }
     if let ([frame], [c]) = (objects.as_slice(), system.as_mut_slice()) {
-        let platform = non_empty(frame, "platform").unwrap_or(ctx.platform);
+        let platform = filled(frame.platform).unwrap_or(ctx.platform);
         if c.contributes
             && family(platform) == "javascript"
-            && non_empty(frame, "function").is_none()
-            && !has_url_origin(text(frame, "abs_path"), true)
+            && filled(frame.function).is_none()
+            && !has_url_origin(frame.abs_path, true)
         {
             c.set(false, "ignored single non-URL JavaScript frame");
         }
