@@ -664,19 +664,26 @@ struct Matched<'s> {
 }
 
 impl<'s> Matched<'s> {
-    /// The selecting applications, in order, with where their rules of each sort are.
+    /// The selecting applications, in order, with where their rules of each sort are: the
+    /// first 64 by their bits, any others asked one by one.
     fn selecting(&self) -> impl Iterator<Item = (&'s Application, &'s RuleSorts)> + '_ {
         let scrubber = self.scrubber;
-        scrubber
-            .applications
-            .iter()
-            .zip(&scrubber.sorts)
-            .enumerate()
-            .filter(|(i, (app, _))| match u32::try_from(*i) {
-                Ok(bit) if bit < 64 => self.first >> bit & 1 == 1,
-                _ => app.selector.matches(self.path, self.ty),
+        let mut bits = self.first;
+        let first = std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let i = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                i
             })
-            .map(|(_, pair)| pair)
+        });
+        let rest = (64..scrubber.applications.len()).filter(|i| {
+            scrubber.applications[*i]
+                .selector
+                .matches(self.path, self.ty)
+        });
+        first
+            .chain(rest)
+            .filter_map(move |i| Some((scrubber.applications.get(i)?, scrubber.sorts.get(i)?)))
     }
 
     /// The first of their rules that takes the whole value.
