@@ -155,8 +155,8 @@ struct RuleSorts {
 }
 
 /// What an event's walk learned about the automaton states it met: the applications that
-/// select a value with those states and whether nothing below it can be selected. A few
-/// dozen distinct states occur in an event, against hundreds of values.
+/// select a value with those states and whether nothing below it can be selected. An event
+/// meets far fewer distinct sets of states than it has values.
 struct Memo {
     slots: Vec<Slot>,
 }
