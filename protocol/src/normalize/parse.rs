@@ -20,6 +20,8 @@ pub(super) enum ParseError {
 }
 
 thread_local! {
+    /// The limit of the parse running on this thread (serde's `Deserialize` takes no argument).
+    static LIMIT: Cell<usize> = const { Cell::new(0) };
     /// Set when the parse on this thread stopped at the depth limit.
     static TOO_DEEP: Cell<bool> = const { Cell::new(false) };
 }
@@ -34,11 +36,6 @@ pub(super) fn from_slice(payload: &[u8], limit: usize) -> Result<Value, ParseErr
         Err(_) if TOO_DEEP.with(Cell::get) => Err(ParseError::TooDeep),
         Err(_) => Err(ParseError::Json),
     }
-}
-
-thread_local! {
-    /// The limit of the parse running on this thread.
-    static LIMIT: Cell<usize> = const { Cell::new(0) };
 }
 
 struct Parsed(Value);
