@@ -632,9 +632,13 @@ pub struct ProjectConfig {
     /// its own limit), or a table `{ public = "...", label = "...", enabled = false,
     /// rate_limit = { events = 100, window = "1m" } }`.
     pub keys: Vec<KeyConfig>,
-    /// Optional ingest rate limit.
+    /// Optional ingest rate limit of its error events (Sentry's project rate limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Limits on the items of chosen data categories (transactions, spans, logs, ...) per
+    /// window, Relay's quotas: `quotas = [{ categories = ["span"], limit = 10000, window = "1m" }]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<Quota>,
     /// Days of retention; overrides `retention.default_days` and `retention.projects`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<u32>,
@@ -790,6 +794,85 @@ impl RateLimit {
     pub fn is_valid(&self) -> bool {
         self.events > 0 && !self.window.is_zero()
     }
+}
+
+/// The data categories a [`Quota`] can count, as Sentry names them in `X-Sentry-Rate-Limits`
+/// and client reports: each item faultline stores counts once in its category.
+pub const QUOTA_CATEGORIES: [&str; 8] = [
+    "error",
+    "transaction",
+    "span",
+    "session",
+    "monitor",
+    "log_item",
+    "feedback",
+    "attachment",
+];
+
+/// At most this many quotas per project.
+pub const MAX_QUOTAS: usize = 20;
+
+/// Items of some data categories accepted per window (Relay's quota with the `project` scope);
+/// items over it are dropped, the rest of their envelope kept, and the SDK is told through
+/// `X-Sentry-Rate-Limits` to hold those categories back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    /// Names from [`QUOTA_CATEGORIES`]; empty: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    /// Items per window; 0 refuses every item of the categories.
+    pub limit: u64,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Quota {
+    /// Whether an item of `category` counts against this quota (only the categories of
+    /// [`QUOTA_CATEGORIES`] are ever counted).
+    pub fn counts(&self, category: &str) -> bool {
+        if self.categories.is_empty() {
+            QUOTA_CATEGORIES.contains(&category)
+        } else {
+            self.categories.iter().any(|c| c == category)
+        }
+    }
+
+    /// What is wrong with this quota, naming the field below `at` (`quotas[1]`), if anything.
+    pub fn problem(&self, at: &str) -> Option<(String, String)> {
+        if self.window.is_zero() {
+            return Some((
+                format!("{at}.window"),
+                "must be greater than zero".to_owned(),
+            ));
+        }
+        for (i, category) in self.categories.iter().enumerate() {
+            if !QUOTA_CATEGORIES.contains(&category.as_str()) {
+                return Some((
+                    format!("{at}.categories[{i}]"),
+                    format!(
+                        "{category:?} is not a data category faultline counts; use one of {}",
+                        QUOTA_CATEGORIES.join(", ")
+                    ),
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// What is wrong with a project's quotas, as (field, problem), if anything.
+pub fn quotas_problem(quotas: &[Quota]) -> Option<(String, String)> {
+    if quotas.len() > MAX_QUOTAS {
+        return Some((
+            "quotas".to_owned(),
+            format!("at most {MAX_QUOTAS} quotas per project"),
+        ));
+    }
+    quotas
+        .iter()
+        .enumerate()
+        .find_map(|(i, q)| q.problem(&format!("quotas[{i}]")))
 }
 
 /// A DSN public key: 32 hexadecimal characters.
@@ -992,6 +1075,9 @@ impl Config {
                     "events and window must be greater than zero".to_owned(),
                 ));
             }
+            if let Some((at, problem)) = quotas_problem(&project.quotas) {
+                return Err(invalid(&field(&at), problem));
+            }
         }
         Ok(())
     }
@@ -1114,6 +1200,11 @@ mod tests {
                 events: 100,
                 window: Duration::from_secs(60),
             }),
+            quotas: vec![Quota {
+                categories: vec!["transaction".into(), "span".into()],
+                limit: 5000,
+                window: Duration::from_secs(60),
+            }],
             retention_days: Some(30),
             grouping_enhancements: Some("path:**/vendor/** -app".into()),
             fingerprinting_rules: Some("error.type:Timeout -> timeouts".into()),
@@ -1211,6 +1302,14 @@ mod tests {
             (
                 "[[project]]\nid = 1\nname = \"a\"\nkeys = [{ public = \"0123456789abcdef0123456789abcdef\", rate_limit = { events = 0, window = \"1s\" } }]",
                 "project[0].keys[0].rate_limit",
+            ),
+            (
+                "[[project]]\nid = 1\nname = \"a\"\nkeys = []\nquotas = [{ categories = [\"span\", \"spans\"], limit = 5, window = \"1m\" }]",
+                "project[0].quotas[0].categories[1]",
+            ),
+            (
+                "[[project]]\nid = 1\nname = \"a\"\nkeys = []\nquotas = [{ limit = 5, window = \"0s\" }]",
+                "project[0].quotas[0].window",
             ),
             (
                 "[[project]]\nid = 1\nname = \"a\"\nkeys = []\n[[project]]\nid = 1\nname = \"b\"\nkeys = []",

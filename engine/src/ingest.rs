@@ -33,6 +33,7 @@ use crate::events::StoredEvent;
 use crate::grouphash::GroupHashes;
 use crate::items::{self, ItemBatch, ItemRow, RowContext};
 use crate::outcomes::{Outcome, Outcomes};
+use crate::quotas::{QuotaWindows, Refusal, Refusals, Scope};
 use crate::store::{Store, keys};
 use crate::tenancy::{self, Authorized, Project, Projects};
 use crate::wal::{self, Logged, Wal};
@@ -116,6 +117,8 @@ pub enum Error {
         window: Duration,
         retry_after: Duration,
     },
+    #[error("project {project_id} is {refusals}")]
+    OverQuota { project_id: u64, refusals: Refusals },
     #[error("the server is behind on writing events to storage; retry later")]
     Backpressure { retry_after: Duration },
     #[error(
@@ -134,6 +137,29 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// What a rate limit or quota refused, for `X-Sentry-Rate-Limits`; empty for other errors.
+    pub fn refusals(&self) -> Refusals {
+        let mut refusals = Refusals::default();
+        match self {
+            Self::RateLimited {
+                per_key,
+                events,
+                window,
+                retry_after,
+                ..
+            } => refusals.add(Refusal {
+                categories: vec!["error".to_owned()],
+                scope: if *per_key { Scope::Key } else { Scope::Project },
+                limit: *events,
+                window: *window,
+                retry_after: *retry_after,
+            }),
+            Self::OverQuota { refusals: own, .. } => refusals.merge(own.clone()),
+            _ => {}
+        }
+        refusals
+    }
+
     /// True for errors caused by a body over a size limit (HTTP 413).
     pub fn is_too_large(&self) -> bool {
         match self {
@@ -200,6 +226,8 @@ impl Dedup {
 struct RateLimiter {
     windows: Mutex<HashMap<u64, (Instant, u64)>>,
     key_windows: Mutex<HashMap<String, (Instant, u64)>>,
+    /// Projects' quotas per data category.
+    quotas: QuotaWindows,
 }
 
 /// Advances one fixed window; the time to wait when `events` more do not fit.
@@ -365,7 +393,8 @@ impl Ingest {
         })
     }
 
-    /// Accepts the body of an admitted request. Returns the id of its event, if it carried one.
+    /// Accepts the body of an admitted request. Returns the id of its event, if it carried one,
+    /// and what quotas or rate limits refused while the rest was kept.
     ///
     /// Without a key in the request, the envelope header's `dsn` is the credential: only the
     /// header line is decompressed before the key is checked. Small bodies are decoded on the
@@ -374,7 +403,7 @@ impl Ingest {
     /// `limits.max_concurrent_decodes` at a time, so no body keeps the threads that serve
     /// connections (and `/health/live`) busy for long.
     #[tracing::instrument(level = "debug", skip_all, fields(project = admitted.project_id))]
-    pub async fn submit(&self, mut admitted: Admitted, body: Bytes) -> Result<Option<Uuid>> {
+    pub async fn submit(&self, mut admitted: Admitted, body: Bytes) -> Result<Submitted> {
         let project = match admitted.project.take() {
             Some(project) => project,
             None => self.authorize_by_dsn(&admitted, &body).await?,
@@ -415,20 +444,33 @@ impl Ingest {
                 .transpose()
                 .inspect_err(|err| self.count_refused(&project, admitted.received, err))?,
         };
-        let decoded = match decoded {
+        let mut decoded = match decoded {
             Some(decoded) => decoded,
             None => self
                 .off_thread(move || request.decode(&body, &limits))
                 .await?
                 .inspect_err(|err| self.count_refused(&project, admitted.received, err))?,
         };
+        let refused = std::mem::take(&mut decoded.refused);
         if decoded.events.is_empty() && decoded.rows.is_empty() {
-            return Ok(decoded.header_event_id);
+            if !refused.is_empty() {
+                // nothing left to keep: the request is refused as a whole (429)
+                return Err(Error::OverQuota {
+                    project_id: project.project.id,
+                    refusals: refused,
+                });
+            }
+            return Ok(Submitted {
+                id: decoded.header_event_id,
+                refused,
+            });
         }
         let header_event_id = decoded.header_event_id;
-        self.log(&project.project, decoded)
-            .await
-            .map(|first| first.or(header_event_id))
+        let first = self.log(&project.project, decoded).await?;
+        Ok(Submitted {
+            id: first.or(header_event_id),
+            refused,
+        })
     }
 
     /// Counts a request refused as a whole (too large, unreadable) as an outcome of its
@@ -780,29 +822,70 @@ impl DecodeRequest {
                 scrubber: &self.scrubber,
                 outcomes: &self.outcomes,
             },
-            // Counted once the events are found and before they are normalized, so events over
-            // a rate limit cost no normalization.
-            |events| {
-                self.rate.check(&self.project, events).inspect_err(|err| {
-                    if let Error::RateLimited { per_key, .. } = err {
-                        self.outcomes.add(
-                            self.project.project.id,
-                            &self.project.project.name,
-                            self.received,
-                            "error",
-                            Outcome::RateLimited,
-                            if *per_key {
-                                "key_quota"
-                            } else {
-                                "project_quota"
-                            },
-                            events,
-                        );
-                    }
-                })
-            },
+            self,
         )
     }
+}
+
+/// The limits a request's items count against while it is decoded: counted once the items are
+/// found and before they are parsed or normalized, so items over a limit cost no more work.
+trait Limits {
+    /// Counts `quantity` items of `category` against the project's quotas.
+    fn quota(&self, category: &'static str, quantity: u64) -> Result<(), Refusal>;
+    /// Gives back what [`Limits::quota`] counted when a rate limit refused the items after all.
+    fn give_back(&self, category: &'static str, quantity: u64);
+    /// Counts `events` against the project's and its key's rate limits.
+    fn admit_events(&self, events: u64) -> Result<()>;
+}
+
+impl Limits for DecodeRequest {
+    fn quota(&self, category: &'static str, quantity: u64) -> Result<(), Refusal> {
+        let project = &self.project.project;
+        self.rate.quotas.take(
+            project.id,
+            &project.quotas,
+            category,
+            quantity,
+            Instant::now(),
+        )
+    }
+
+    fn give_back(&self, category: &'static str, quantity: u64) {
+        let project = &self.project.project;
+        self.rate
+            .quotas
+            .give_back(project.id, &project.quotas, category, quantity);
+    }
+
+    fn admit_events(&self, events: u64) -> Result<()> {
+        self.rate.check(&self.project, events).inspect_err(|err| {
+            if let Error::RateLimited { per_key, .. } = err {
+                self.outcomes.add(
+                    self.project.project.id,
+                    &self.project.project.name,
+                    self.received,
+                    "error",
+                    Outcome::RateLimited,
+                    if *per_key {
+                        "key_quota"
+                    } else {
+                        "project_quota"
+                    },
+                    events,
+                );
+            }
+        })
+    }
+}
+
+/// What [`Ingest::submit`] kept of a request.
+#[derive(Debug, Default)]
+pub struct Submitted {
+    /// The id of its (first) event, if it carried one.
+    pub id: Option<Uuid>,
+    /// What quotas and rate limits refused while the rest was kept (for
+    /// `X-Sentry-Rate-Limits` on the 200).
+    pub refused: Refusals,
 }
 
 /// The events of one request, normalized, and its item rows.
@@ -820,6 +903,8 @@ struct Decoded {
     attachments: Vec<Blob>,
     /// When the request arrived.
     received: chrono::DateTime<Utc>,
+    /// What quotas and rate limits refused of it.
+    refused: Refusals,
 }
 
 /// The bytes of one attachment and the object they go to.
@@ -943,7 +1028,7 @@ fn decode_events(
     limits: &DecodeLimits,
     rows_ctx: RowContext<'_>,
     origin: &Origin<'_>,
-    admit_events: impl FnOnce(u64) -> Result<()>,
+    limits_of_items: &dyn Limits,
 ) -> Result<Decoded> {
     let mut decoded = Decoded {
         received: origin.received,
@@ -960,7 +1045,7 @@ fn decode_events(
             1,
         );
     };
-    let (body, ranges, header_event_id, sent_at) = match endpoint {
+    let (body, mut ranges, header_event_id, sent_at) = match endpoint {
         Endpoint::Store => {
             let body = decode_body(content_encoding, body, limits.max_event)?;
             let body = Bytes::from(decode_store_body(&body, limits.max_event)?.into_owned());
@@ -982,6 +1067,17 @@ fn decode_events(
             let mut attachments_size = 0usize;
             for (index, item) in envelope.items.iter().enumerate() {
                 let payload = &body[item.range.clone()];
+                // events are counted together below, with their rate limits
+                if item.ty != ItemType::Event
+                    && let Err(refusal) =
+                        limits_of_items.quota(crate::outcomes::category(&item.ty), 1)
+                {
+                    tracing::debug!(item_type = %item.ty, %refusal, "item refused by a quota");
+                    crate::metrics::ingest_items(&item.ty, "rate_limited", 1);
+                    count(&item.ty, Outcome::RateLimited, "project_quota");
+                    decoded.refused.add(refusal);
+                    continue;
+                }
                 match decode_envelope_item(&item.ty, payload, rows_ctx) {
                     Ok(Handled::Event) => ranges.push(item.range.clone()),
                     Ok(Handled::Attachment) => {
@@ -1087,7 +1183,42 @@ fn decode_events(
         });
     }
     if !ranges.is_empty() {
-        admit_events(ranges.len() as u64)?;
+        let events = ranges.len() as u64;
+        let admitted = limits_of_items
+            .quota("error", events)
+            .map_err(|refusal| {
+                crate::metrics::ingest_items(&ItemType::Event, "rate_limited", events);
+                origin.outcomes.add(
+                    rows_ctx.project_id,
+                    rows_ctx.project,
+                    origin.received,
+                    "error",
+                    Outcome::RateLimited,
+                    "project_quota",
+                    events,
+                );
+                let mut refusals = Refusals::default();
+                refusals.add(refusal);
+                Error::OverQuota {
+                    project_id: rows_ctx.project_id,
+                    refusals,
+                }
+            })
+            .and_then(|()| {
+                limits_of_items
+                    .admit_events(events)
+                    .inspect_err(|_| limits_of_items.give_back("error", events))
+            });
+        if let Err(err) = admitted {
+            if decoded.rows.is_empty() {
+                // nothing else in the request: refused as a whole (429)
+                return Err(err);
+            }
+            // the envelope's other items are kept; the SDK is told to hold events back
+            decoded.refused.merge(err.refusals());
+            tracing::debug!(cause = %err, "events refused, the envelope's other items kept");
+            ranges.clear();
+        }
     }
     let ctx = NormalizeContext {
         received: origin.received,

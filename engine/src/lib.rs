@@ -21,7 +21,8 @@
 //!   with limits.
 //! - [`maintenance`]: retention and compaction of the stored files, run on the node holding
 //!   the maintenance lease; [`backup`]: backups, pruning and (point-in-time) restore.
-//! - [`tenancy`]: projects with DSN keys, API tokens.
+//! - [`tenancy`]: projects with DSN keys, API tokens; [`quotas`]: projects' limits on items
+//!   per data category, and the `X-Sentry-Rate-Limits` naming what they refused.
 //! - [`status`]: the object store and WAL checks and per-project figures the operator reports.
 //! - [`sqlwire`]: SQL over the PostgreSQL wire protocol, with a token as the password.
 //! - [`server`], [`cli`]: the `faultline` binary's commands.
@@ -54,6 +55,7 @@ pub mod node;
 pub mod outcomes;
 pub mod people;
 pub mod query;
+pub mod quotas;
 pub mod releases;
 pub mod server;
 pub mod sourcemaps;

@@ -6,7 +6,8 @@
 //! spec with the rule's message before the operator ever sees it.
 //!
 //! The on-demand [`Backup`] resource is defined in `crd/backup.rs`, the team-owned
-//! [`FaultlineProject`] in `crd/project.rs`.
+//! [`FaultlineProject`] in `crd/project.rs`, the quotas both kinds of project carry in
+//! `crd/quota.rs`.
 
 // The KubeSchema derive copies the spec struct, `pub` and without our attributes, into a
 // function body; the lint cannot be silenced on that copy alone.
@@ -14,12 +15,14 @@
 
 mod backup;
 mod project;
+mod quota;
 
 pub use backup::{Backup, BackupPhase, BackupSpec, BackupStatus};
 pub use project::{
     DeletionPolicy, FaultlineProject, FaultlineProjectSpec, FaultlineProjectStatus,
     ProjectAlertsSpec,
 };
+pub use quota::QuotaSpec;
 
 use std::collections::BTreeMap;
 
@@ -709,6 +712,12 @@ pub struct ProjectSpec {
     /// Events accepted per window before the engine answers 429.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
+    /// Limits on the items of chosen data categories (transactions, spans, logs, ...) per
+    /// window, Relay's quotas. Items over a quota are dropped and the SDK is told through
+    /// `X-Sentry-Rate-Limits` to hold those categories back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = faultline_config::MAX_QUOTAS))]
+    pub quotas: Vec<QuotaSpec>,
     /// Days of retention of this project; overrides `retention.defaultDays`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3650))]

@@ -124,6 +124,15 @@ pub struct RateLimit {
     pub window: u64,
 }
 
+/// A quota (Relay's): at most `limit` items of `categories` (every category when empty) per
+/// `window` seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredQuota {
+    pub categories: Vec<String>,
+    pub limit: u64,
+    pub window: u64,
+}
+
 /// One DSN key of a project declaration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -146,6 +155,8 @@ pub struct ProjectDeclaration {
     pub retention_days: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Always sent: an empty list removes the quotas the project had.
+    pub quotas: Vec<DeclaredQuota>,
     pub keys: Vec<DeclaredKey>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grouping_enhancements: Option<String>,

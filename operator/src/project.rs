@@ -7,6 +7,8 @@
 //!    the same tracker claims the same project name in the same organization (oldest by
 //!    creation time, then uid, wins). A refusal sets `Ready=False` with the reason, publishes
 //!    a Warning Event and looks again a minute later;
+//!    the spec must pass what the schema cannot check (the engine's check of the quotas, for
+//!    a spec that did not pass an API server; else `InvalidSpec` naming the field), and the
 //!    Secrets that `spec.alerts` names must exist in the project's namespace (else
 //!    `SecretMissing`);
 //! 2. register the project through the tracker's admin API with the tracker's admin token
@@ -280,6 +282,11 @@ async fn apply(project: &FaultlineProject, ctx: &Context) -> Result<Action> {
             return Ok(Action::requeue(REFUSED_RETRY));
         }
     };
+    if let Err(err) = build::check(&project.spec) {
+        let refusal = Refusal::new("InvalidSpec", err.to_string());
+        refuse(project, ctx, &refusal, Some(&admitted)).await?;
+        return Ok(Action::requeue(REFUSED_RETRY));
+    }
     let namespace = project.namespace().unwrap_or_default();
     let alert_secrets =
         match project_alerts::read_secrets(ctx, &namespace, project.spec.alerts.as_ref())
@@ -785,6 +792,7 @@ mod tests {
                 platform: None,
                 retention_days: None,
                 rate_limit: None,
+                quotas: Vec::new(),
                 keys: Vec::new(),
                 grouping_enhancements: None,
                 fingerprinting_rules: None,

@@ -105,7 +105,9 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Build(
-                builders::Error::InvalidSpec { .. } | builders::Error::InvalidAlerts { .. },
+                builders::Error::InvalidSpec { .. }
+                | builders::Error::InvalidAlerts { .. }
+                | builders::Error::InvalidQuotas { .. },
             ) => "InvalidSpec",
             Error::SecretMissing { .. } | Error::SecretKeyMissing { .. } => "SecretMissing",
             _ => "ReconcileFailed",

@@ -60,6 +60,7 @@ pub(crate) async fn time_pages(
         id: 1,
         name: "shop".into(),
         keys: vec![faultline_config::KeyConfig::new("0".repeat(32))],
+        quotas: Vec::new(),
         rate_limit: None,
         retention_days: None,
         grouping_enhancements: None,

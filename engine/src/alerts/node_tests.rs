@@ -47,6 +47,7 @@ async fn harness_config(text: &str) -> Harness {
         id: 1,
         name: "shop".into(),
         keys: vec![KEY.into()],
+        quotas: Vec::new(),
         rate_limit: None,
         retention_days: None,
         grouping_enhancements: None,

@@ -63,18 +63,12 @@ const STORE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5)
 
 fn retry_after(err: &ApiError) -> Option<(std::time::Duration, Option<String>)> {
     match err {
-        ApiError::Ingest(ingest::Error::RateLimited {
-            retry_after,
-            per_key,
-            ..
-        }) => Some((
-            *retry_after,
-            Some(format!(
-                "{}:error:{}",
-                retry_after.as_secs().max(1),
-                if *per_key { "key" } else { "project" }
-            )),
-        )),
+        ApiError::Ingest(
+            err @ (ingest::Error::RateLimited { .. } | ingest::Error::OverQuota { .. }),
+        ) => {
+            let refusals = err.refusals();
+            Some((refusals.retry_after(), refusals.header()))
+        }
         ApiError::Ingest(ingest::Error::Backpressure { retry_after }) => Some((*retry_after, None)),
         ApiError::Ingest(ingest::Error::Busy { .. }) => {
             Some((std::time::Duration::from_secs(1), None))
@@ -97,7 +91,9 @@ impl ApiError {
             Self::Ingest(I::MissingAuth | I::Auth(_)) => StatusCode::UNAUTHORIZED,
             Self::Ingest(I::Tenancy(e)) | Self::Tenancy(e) => tenancy_status(e),
             Self::Ingest(I::ProjectMismatch { .. }) => StatusCode::UNAUTHORIZED,
-            Self::Ingest(I::RateLimited { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Ingest(I::RateLimited { .. } | I::OverQuota { .. }) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::Ingest(I::Backpressure { .. } | I::Busy { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -16,11 +16,12 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderName, header};
+use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use faultline_protocol::auth::AuthInput;
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::error::ApiError;
 use crate::ingest::{Admitted, Endpoint, Ingest, RequestHead};
@@ -52,7 +53,7 @@ pub(super) async fn ingest(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (endpoint, name) = match endpoint.as_str() {
         "envelope" => (Endpoint::Envelope, "envelope"),
         "store" => (Endpoint::Store, "store"),
@@ -80,11 +81,20 @@ pub(super) async fn ingest(
         .as_ref()
         .map_or_else(|e| e.status().as_u16(), |_| 200);
     crate::metrics::ingest_request(name, crate::metrics::ingest_outcome(status));
-    let id = result?;
-    Ok(Json(match id {
+    let submitted = result?;
+    let body = Json(match submitted.id {
         Some(id) => json!({ "id": id.simple().to_string() }),
         None => json!({}),
-    }))
+    });
+    // items a quota or rate limit refused while the rest was kept: the SDK holds them back
+    Ok(match submitted.refused.header() {
+        Some(limits) => (
+            [(HeaderName::from_static("x-sentry-rate-limits"), limits)],
+            body,
+        )
+            .into_response(),
+        None => body.into_response(),
+    })
 }
 
 /// How much of a body without a key in the headers is searched for the envelope header's `dsn`

@@ -14,7 +14,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use faultline_config::RateLimit;
+use faultline_config::{Quota, RateLimit};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -49,6 +49,34 @@ impl LimitBody {
     }
 }
 
+/// A quota: at most `limit` items of `categories` (all, when empty) per `window` seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QuotaBody {
+    #[serde(default)]
+    categories: Vec<String>,
+    limit: u64,
+    window: u64,
+}
+
+impl QuotaBody {
+    fn quota(&self) -> Quota {
+        Quota {
+            categories: self.categories.clone(),
+            limit: self.limit,
+            window: std::time::Duration::from_secs(self.window),
+        }
+    }
+
+    fn of(quota: &Quota) -> Self {
+        Self {
+            categories: quota.categories.clone(),
+            limit: quota.limit,
+            window: quota.window.as_secs(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct KeyDeclaration {
@@ -79,11 +107,20 @@ pub(super) struct Declaration {
     #[serde(default)]
     rate_limit: Option<LimitBody>,
     #[serde(default)]
+    quotas: Option<Vec<QuotaBody>>,
+    #[serde(default)]
     keys: Option<Vec<KeyDeclaration>>,
 }
 
 /// The fields of [`Declaration`], as a declaration names them.
-const DECLARATION_FIELDS: [&str; 5] = ["id", "platform", "retentionDays", "rateLimit", "keys"];
+const DECLARATION_FIELDS: [&str; 6] = [
+    "id",
+    "platform",
+    "retentionDays",
+    "rateLimit",
+    "quotas",
+    "keys",
+];
 
 impl Declaration {
     /// Splits a declaration into the project and its settings, each parsed strictly, so an
@@ -122,6 +159,7 @@ pub(super) struct ProjectAnswer {
     platform: Option<String>,
     retention_days: Option<u32>,
     rate_limit: Option<LimitBody>,
+    quotas: Vec<QuotaBody>,
     keys: Vec<KeyAnswer>,
 }
 
@@ -173,6 +211,7 @@ impl KeysState {
             platform: project.platform.clone(),
             retention_days: project.retention_days,
             rate_limit: project.rate_limit.as_ref().map(LimitBody::of),
+            quotas: project.quotas.iter().map(QuotaBody::of).collect(),
             keys: project
                 .keys
                 .iter()
@@ -211,6 +250,9 @@ pub(super) async fn put(
         platform: declared.platform,
         retention_days: declared.retention_days,
         rate_limit: declared.rate_limit.as_ref().map(LimitBody::limit),
+        quotas: declared
+            .quotas
+            .map(|quotas| quotas.iter().map(QuotaBody::quota).collect()),
         keys: declared.keys.map(|keys| {
             keys.into_iter()
                 .map(|k| DeclaredKey {

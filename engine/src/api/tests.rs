@@ -30,6 +30,7 @@ mod metrics;
 mod people;
 mod privacy;
 mod projects;
+mod quotas;
 mod release_health;
 mod sentry_clients;
 mod sql;
@@ -50,6 +51,7 @@ fn shop() -> ProjectConfig {
         id: 1,
         name: "shop".into(),
         keys: vec![KEY.into()],
+        quotas: Vec::new(),
         rate_limit: None,
         retention_days: None,
         grouping_enhancements: None,

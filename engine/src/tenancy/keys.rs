@@ -316,6 +316,7 @@ mod tests {
             id: 7,
             name: "ops".into(),
             keys: vec![CONFIG_KEY.into()],
+            quotas: Vec::new(),
             rate_limit: None,
             retention_days: None,
             grouping_enhancements: None,

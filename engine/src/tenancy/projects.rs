@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use faultline_config::{Config, KeyConfig, ProjectConfig, RateLimit};
+use faultline_config::{Config, KeyConfig, ProjectConfig, Quota, RateLimit};
 use faultline_protocol::grouping::GroupingConfig;
 use object_store::path::Path as ObjectPath;
 use parking_lot::RwLock;
@@ -44,6 +44,9 @@ pub struct Project {
     pub keys: Vec<KeyConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Limits on items per data category and window (`faultline_config::Quota`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<Quota>,
     /// Sentry's platform name (`python`, `javascript-react`), as registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<String>,
@@ -60,6 +63,7 @@ impl From<&ProjectConfig> for Project {
             org: DEFAULT_ORG.to_owned(),
             keys: p.keys.clone(),
             rate_limit: p.rate_limit.clone(),
+            quotas: p.quotas.clone(),
             platform: None,
             retention_days: p.retention_days,
         }
@@ -527,6 +531,7 @@ impl Projects {
                 org: org.to_owned(),
                 keys: vec![KeyConfig::new(new_key())],
                 rate_limit: None,
+                quotas: Vec::new(),
                 platform: None,
                 retention_days: None,
             };
@@ -607,6 +612,7 @@ mod tests {
                 KeyConfig::new("ab".repeat(16)),
             ],
             rate_limit: None,
+            quotas: Vec::new(),
             platform: None,
             retention_days: None,
         };

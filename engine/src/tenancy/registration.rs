@@ -13,7 +13,7 @@
 //! declaration is the whole truth about the keys.
 
 use bytes::Bytes;
-use faultline_config::{KeyConfig, RateLimit};
+use faultline_config::{KeyConfig, Quota, RateLimit};
 use object_store::path::Path as ObjectPath;
 
 use super::keys::{KEYS_PREFIX, new_key};
@@ -47,6 +47,8 @@ pub struct Registration {
     pub platform: Option<String>,
     pub retention_days: Option<u32>,
     pub rate_limit: Option<RateLimit>,
+    /// Replaces the project's quotas when set (empty: none).
+    pub quotas: Option<Vec<Quota>>,
     pub keys: Option<Vec<DeclaredKey>>,
 }
 
@@ -57,7 +59,7 @@ pub struct Registered {
     pub project: Project,
     pub created: bool,
     /// The declaration's fields whose stored value changed (`platform`, `retentionDays`,
-    /// `rateLimit`, `keys`), in that order; for a created project, those it set. Empty when
+    /// `rateLimit`, `quotas`, `keys`), in that order; for a created project, those it set. Empty when
     /// the declaration changed nothing.
     pub changed: Vec<&'static str>,
 }
@@ -101,6 +103,13 @@ impl Registration {
                 "rateLimit",
                 "count and window (seconds) must be greater than zero",
             ));
+        }
+        if let Some((field, problem)) = self
+            .quotas
+            .as_deref()
+            .and_then(faultline_config::quotas_problem)
+        {
+            return Err(invalid(&field, problem));
         }
         let Some(keys) = &self.keys else {
             return Ok(());
@@ -190,6 +199,10 @@ impl Projects {
                 let updated = Project {
                     keys: keys.clone().unwrap_or_else(|| stored.keys.clone()),
                     rate_limit: declared.rate_limit.clone().or(stored.rate_limit.clone()),
+                    quotas: declared
+                        .quotas
+                        .clone()
+                        .unwrap_or_else(|| stored.quotas.clone()),
                     platform: declared.platform.clone().or(stored.platform.clone()),
                     retention_days: declared.retention_days.or(stored.retention_days),
                     ..stored.clone()
@@ -254,6 +267,7 @@ impl Projects {
                     .clone()
                     .unwrap_or_else(|| vec![KeyConfig::new(new_key())]),
                 rate_limit: declared.rate_limit.clone(),
+                quotas: declared.quotas.clone().unwrap_or_default(),
                 platform: declared.platform.clone(),
                 retention_days: declared.retention_days,
             };
@@ -273,6 +287,10 @@ impl Projects {
                         ("platform", declared.platform.is_some()),
                         ("retentionDays", declared.retention_days.is_some()),
                         ("rateLimit", declared.rate_limit.is_some()),
+                        (
+                            "quotas",
+                            declared.quotas.as_ref().is_some_and(|q| !q.is_empty()),
+                        ),
                         ("keys", true),
                     ] {
                         if set {
@@ -350,6 +368,9 @@ fn changed_fields(before: &Project, after: &Project) -> Vec<&'static str> {
     }
     if before.rate_limit != after.rate_limit {
         changed.push("rateLimit");
+    }
+    if before.quotas != after.quotas {
+        changed.push("quotas");
     }
     if before.keys != after.keys {
         changed.push("keys");
@@ -464,6 +485,17 @@ mod tests {
                     ..Registration::default()
                 },
                 "keys",
+            ),
+            (
+                Registration {
+                    quotas: Some(vec![Quota {
+                        categories: vec!["logs".into()],
+                        limit: 5,
+                        window: std::time::Duration::from_secs(60),
+                    }]),
+                    ..Registration::default()
+                },
+                "quotas[0].categories[0]",
             ),
         ];
         for (declared, field) in cases {

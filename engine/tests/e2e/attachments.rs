@@ -189,3 +189,76 @@ async fn python_sdk_attachments_are_downloaded_as_sent_and_outcomes_say_where_ev
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_holds_back_transactions_over_the_quota_and_keeps_sending_errors()
+-> anyhow::Result<()> {
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    let tmp = tempfile::tempdir()?;
+    let setup = Setup::new(
+        tmp.path(),
+        "data",
+        &format!(
+            "[flush]\ninterval = \"1s\"\n\n[[project]]\nid = 1\nname = \"batch\"\nkeys = [\"{KEY}\"]\n\
+             quotas = [{{ categories = [\"transaction\"], limit = 2, window = \"1h\" }}]\n"
+        ),
+    );
+    let server = setup.start()?;
+    let dsn = format!(
+        "http://{KEY}@{}/1",
+        setup.base_url().trim_start_matches("http://")
+    );
+    let out = python_client("send_over_quota.py", &[&dsn, "5"])?;
+    let sent: Value = serde_json::from_str(&out).with_context(|| format!("no JSON: {out}"))?;
+    let event_id = sent["event_id"].as_str().context("event_id")?;
+    let token = setup.create_token()?;
+
+    // two transactions within the quota; the error after them still arrives
+    let transactions = server
+        .sql(
+            &token,
+            "SELECT transaction FROM transactions ORDER BY transaction",
+        )
+        .await?;
+    let names: Vec<Option<&str>> = transactions.iter().map(|r| r.str("transaction")).collect();
+    assert_eq!(
+        names,
+        [Some("batch-0"), Some("batch-1")],
+        "{}",
+        server.log_text()
+    );
+    let events = rows_at_least(
+        &server,
+        &token,
+        &format!("SELECT message FROM events WHERE event_id = '{event_id}'"),
+        1,
+    )
+    .await?;
+    assert_eq!(events[0].str("message"), Some("after the quota"));
+
+    // the third was refused with 429 (the server's outcome); the SDK held back the other two
+    // on its own and said so in its client report
+    let outcomes = rows_at_least(
+        &server,
+        &token,
+        "SELECT outcome, reason, sum(quantity) AS n FROM outcomes \
+         WHERE category = 'transaction' GROUP BY outcome, reason ORDER BY outcome, reason",
+        3,
+    )
+    .await?;
+    let seen: Vec<(Option<&str>, Option<&str>, Option<i64>)> = outcomes
+        .iter()
+        .map(|r| (r.str("outcome"), r.str("reason"), r.int("n")))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Some("accepted"), None, Some(2)),
+            (Some("client_discard"), Some("ratelimit_backoff"), Some(2)),
+            (Some("rate_limited"), Some("project_quota"), Some(1)),
+        ],
+        "server log:\n{}",
+        server.log_text()
+    );
+    Ok(())
+}

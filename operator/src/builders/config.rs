@@ -14,6 +14,7 @@ use faultline_config::{
 };
 use k8s_openapi::api::core::v1::ConfigMap;
 
+use super::quota::engine_quotas;
 use super::{ADMIN_PORT, Ctx, Error, INGEST_PORT, ResolvedProject, Result};
 use crate::crd::{AuthSpec, BackupStore, ErrorTracker};
 
@@ -207,27 +208,31 @@ pub(crate) fn engine_config(
     }
     config.projects = projects
         .iter()
-        .map(|p| ProjectConfig {
-            id: p.id,
-            name: p.spec.name.clone(),
-            keys: project_keys(p, credentials),
-            rate_limit: p.spec.rate_limit.as_ref().map(|limit| RateLimit {
-                events: limit.events,
-                window: Duration::from_secs(limit.window_seconds),
-            }),
-            retention_days: p.spec.retention_days,
-            grouping_enhancements: p.spec.grouping_enhancements.clone(),
-            fingerprinting_rules: p.spec.fingerprinting_rules.clone(),
-            privacy: p.spec.privacy.as_ref().map(|privacy| PrivacyConfig {
-                scrub_data: privacy.scrub_data,
-                scrub_defaults: privacy.scrub_defaults,
-                scrub_ip_addresses: privacy.scrub_ip_addresses,
-                sensitive_fields: privacy.sensitive_fields.clone(),
-                safe_fields: privacy.safe_fields.clone(),
-                pii_config: privacy.pii_config.clone(),
-            }),
+        .enumerate()
+        .map(|(i, p)| {
+            Ok(ProjectConfig {
+                id: p.id,
+                name: p.spec.name.clone(),
+                keys: project_keys(p, credentials),
+                quotas: engine_quotas(&p.spec.quotas, &format!("projects[{i}]."))?,
+                rate_limit: p.spec.rate_limit.as_ref().map(|limit| RateLimit {
+                    events: limit.events,
+                    window: Duration::from_secs(limit.window_seconds),
+                }),
+                retention_days: p.spec.retention_days,
+                grouping_enhancements: p.spec.grouping_enhancements.clone(),
+                fingerprinting_rules: p.spec.fingerprinting_rules.clone(),
+                privacy: p.spec.privacy.as_ref().map(|privacy| PrivacyConfig {
+                    scrub_data: privacy.scrub_data,
+                    scrub_defaults: privacy.scrub_defaults,
+                    scrub_ip_addresses: privacy.scrub_ip_addresses,
+                    sensitive_fields: privacy.sensitive_fields.clone(),
+                    safe_fields: privacy.safe_fields.clone(),
+                    pii_config: privacy.pii_config.clone(),
+                }),
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     config.validate().map_err(Error::InvalidConfig)?;
     Ok(config)
 }
@@ -536,6 +541,7 @@ mod tests {
             id: 3,
             name: "web".into(),
             keys: vec!["0123456789abcdef0123456789abcdef".into()],
+            quotas: Vec::new(),
             rate_limit: None,
             retention_days: None,
             grouping_enhancements: None,

@@ -8,6 +8,7 @@
 mod config;
 mod network;
 pub mod project;
+mod quota;
 mod secrets;
 mod workload;
 
@@ -72,6 +73,8 @@ pub enum Error {
     },
     #[error("spec.{field}: {message}")]
     InvalidAlerts { field: String, message: String },
+    #[error("spec.{field}: {message}")]
+    InvalidQuotas { field: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

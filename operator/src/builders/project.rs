@@ -1,6 +1,6 @@
-//! Pure builders of a `FaultlineProject`: which keys it has (kept from its DSN Secret,
-//! generated once), the declaration the engine's admin API receives, and the DSN Secret in
-//! the project's namespace.
+//! Pure builders of a `FaultlineProject`: the checks its spec must pass beyond the schema,
+//! which keys it has (kept from its DSN Secret, generated once), the declaration the engine's
+//! admin API receives, and the DSN Secret in the project's namespace.
 
 use std::collections::BTreeMap;
 
@@ -9,9 +9,10 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
+use super::quota::engine_quotas;
 use super::{INGEST_PORT, MANAGER, Result, generate_key, ingest_url, is_valid_key};
 use crate::crd::{ErrorTracker, FaultlineProject, FaultlineProjectSpec, RateLimitSpec};
-use crate::engine_api::{DeclaredKey, ProjectDeclaration, RateLimit};
+use crate::engine_api::{DeclaredKey, DeclaredQuota, ProjectDeclaration, RateLimit};
 
 /// Name of the key of a project that lists none.
 pub const DEFAULT_KEY: &str = "default";
@@ -19,6 +20,13 @@ pub const DEFAULT_KEY: &str = "default";
 /// Name of the DSN Secret of a `FaultlineProject`: `<resource>-dsn`, in its namespace.
 pub fn project_secret_name(resource: &str) -> String {
     format!("{resource}-dsn")
+}
+
+/// Refuses what the schema cannot (for a spec that did not pass an API server) and the engine
+/// would, naming the field: the quotas, by the engine's own check.
+pub fn check(spec: &FaultlineProjectSpec) -> Result<()> {
+    engine_quotas(&spec.quotas, "")?;
+    Ok(())
 }
 
 /// One DSN key of a project, its value resolved.
@@ -65,13 +73,24 @@ fn limit(spec: &RateLimitSpec) -> RateLimit {
     }
 }
 
-/// What the engine's `PUT /api/0/organizations/{org}/projects/{project}/` receives.
+/// What the engine's `PUT /api/0/organizations/{org}/projects/{project}/` receives (of a spec
+/// that passed [`check`]). The quotas are always declared, so quotas dropped from the spec
+/// are dropped in the engine.
 pub fn declaration(spec: &FaultlineProjectSpec, keys: &[ResolvedKey]) -> ProjectDeclaration {
     let privacy = spec.privacy.as_ref();
     ProjectDeclaration {
         platform: spec.platform.clone(),
         retention_days: spec.retention_days,
         rate_limit: spec.rate_limit.as_ref().map(limit),
+        quotas: spec
+            .quotas
+            .iter()
+            .map(|q| DeclaredQuota {
+                categories: q.categories.clone(),
+                limit: q.limit,
+                window: q.window_seconds,
+            })
+            .collect(),
         keys: keys
             .iter()
             .map(|k| DeclaredKey {

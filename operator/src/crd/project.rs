@@ -12,7 +12,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{AlertChannelSpec, AlertRuleSpec, PrivacySpec, ProjectKeySpec, RateLimitSpec};
+use super::{
+    AlertChannelSpec, AlertRuleSpec, PrivacySpec, ProjectKeySpec, QuotaSpec, RateLimitSpec,
+};
 
 /// A project of the shared tracker named in `tracker`, declared in an application's namespace.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -81,6 +83,13 @@ pub struct FaultlineProjectSpec {
     /// Events accepted per window before the engine answers 429.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSpec>,
+    /// Limits on the items of chosen data categories (transactions, spans, logs, ...) per
+    /// window, Relay's quotas. Items over a quota are dropped and the SDK is told through
+    /// `X-Sentry-Rate-Limits` to hold those categories back. Unset or empty: none (quotas
+    /// removed here are removed in the engine).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = faultline_config::MAX_QUOTAS))]
+    pub quotas: Vec<QuotaSpec>,
     /// DSN keys. Unset: one key, `default`. Each key is generated once and kept in the DSN
     /// Secret as `key-<name>`; `key`, `dsn` and `publicDsn` are those of the first enabled
     /// key, `dsn-<name>` that of every enabled key.
@@ -142,7 +151,7 @@ pub enum DeletionPolicy {
 pub struct FaultlineProjectStatus {
     /// `Ready`, with the generation it describes; when False, the reason says why
     /// (`TrackerNotFound`, `NamespaceNotAllowed`, `NoOrganization`, `NameConflict`,
-    /// `SecretMissing`, `EngineUnavailable`, `Rejected`).
+    /// `InvalidSpec`, `SecretMissing`, `EngineUnavailable`, `Rejected`).
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The generation of the spec the operator last acted on.

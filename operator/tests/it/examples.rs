@@ -1,6 +1,6 @@
 //! Rung 2, continued: every `ErrorTracker` (and `Backup`, `FaultlineProject`) in `examples/` is read by the Rust type without
 //! losing a field (a misspelt field would be silently pruned by the API server), passes the
-//! CEL rules, and builds into objects. No API server runs here.
+//! CEL rules and the operator's own checks, and builds into objects. No API server runs here.
 
 use faultline_operator::{Backup, ErrorTracker, FaultlineProject};
 use serde::Deserialize;
@@ -73,6 +73,8 @@ fn examples_parse_validate_and_build() {
                     project.spec.tracker_ref().is_some(),
                     "{what}: tracker is namespace/name"
                 );
+                faultline_operator::builders::project::check(&project.spec)
+                    .unwrap_or_else(|e| panic!("{what}: {e}"));
                 projects += 1;
                 continue;
             }

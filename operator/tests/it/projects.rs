@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use faultline_operator::builders::project::{declaration, dsn_secret, resolve_keys};
+use faultline_operator::builders::project::{check, declaration, dsn_secret, resolve_keys};
 use faultline_operator::metrics::Metrics;
 use faultline_operator::project::{reconcile, winner};
 use faultline_operator::{Context, ErrorTracker, FaultlineProject, PROJECT_FINALIZER};
@@ -92,6 +92,8 @@ fn the_dsn_secret_and_the_declaration_follow_the_spec() {
         "checkout",
         json!({"tracker": "platform-a/errors", "platform": "python", "retentionDays": 30,
                "keys": [{"name": "web"}, {"name": "old", "enabled": false}],
+               "quotas": [{"categories": ["transaction", "span"], "limit": 1000},
+                          {"limit": 0, "windowSeconds": 3600}],
                "privacy": {"scrubIpAddresses": true}}),
         100,
     );
@@ -137,6 +139,40 @@ fn the_dsn_secret_and_the_declaration_follow_the_spec() {
         keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(),
         ["default"]
     );
+    // without quotas: an empty list, so quotas dropped from the spec go in the engine too
+    let declared = serde_json::to_value(declaration(&plain.spec, &keys)).unwrap();
+    assert_eq!(declared["quotas"], json!([]));
+}
+
+#[test]
+fn a_quota_the_engine_would_refuse_is_refused_naming_the_field() {
+    let spec = |quotas: Value| {
+        project(
+            "shop",
+            "api",
+            json!({"tracker": "platform-a/errors", "quotas": quotas}),
+            100,
+        )
+        .spec
+    };
+    check(&spec(
+        json!([{"categories": ["error", "log_item"], "limit": 5}]),
+    ))
+    .unwrap();
+    let err = check(&spec(json!([
+        {"categories": ["span"], "limit": 5},
+        {"categories": ["error", "logs"], "limit": 5}
+    ])))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("spec.quotas[1].categories[1]: ") && err.contains("\"logs\""),
+        "{err}"
+    );
+    let err = check(&spec(json!([{"limit": 5, "windowSeconds": 0}])))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("spec.quotas[0].windowSeconds: "), "{err}");
 }
 
 #[test]
@@ -341,6 +377,13 @@ async fn projects_of_two_trackers_converge_and_refusals_say_why() {
             json!({"tracker": "platform-b/errors"}),
             100,
         ),
+        project(
+            "shop",
+            "spans",
+            json!({"tracker": "platform-a/errors",
+                   "quotas": [{"categories": ["spans"], "limit": 10}]}),
+            100,
+        ),
     ])
     .await;
     let (engine, url) = EngineStub::start(TOKEN).await;
@@ -377,6 +420,13 @@ async fn projects_of_two_trackers_converge_and_refusals_say_why() {
             "True",
             "Registered",
             "organization \"sandbox\"",
+        ),
+        (
+            "shop",
+            "spans",
+            "False",
+            "InvalidSpec",
+            "spec.quotas[0].categories[0]: \"spans\" is not a data category",
         ),
     ];
     for (ns, name, status, reason, words) in cases {
@@ -449,6 +499,7 @@ async fn projects_of_two_trackers_converge_and_refusals_say_why() {
     let key = &before.as_ref().unwrap()["key"];
     let declared = &engine.projects()[&("shop".to_owned(), "api".to_owned())].1;
     assert_eq!(&declared["keys"][0]["public"], key);
+    assert_eq!(declared["quotas"], json!([]), "no quotas, declared as none");
 
     // the tracker's reconciler put the engine's figures in the tracker's status; a project
     // takes its own (same organization and name), nothing of a namesake elsewhere

@@ -179,6 +179,68 @@ fn schema_fills_defaults() {
     );
 }
 
+/// Both kinds of project limit their quotas in the schema as the engine does: the categories
+/// it counts (an enum, so a typo is refused by the API server), at most 20 quotas, a limit of 0
+/// or more, a window of 1 s to a day (60 s unset).
+#[test]
+fn the_schema_limits_quotas_as_the_engine_does() {
+    let project_crd = faultline_operator::FaultlineProject::crd();
+    let project_schema = serde_json::to_value(
+        project_crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    let tracker_schema = schema();
+    for (kind, quotas) in [
+        (
+            "ErrorTracker",
+            &tracker_schema["properties"]["spec"]["properties"]["projects"]["items"]["properties"]
+                ["quotas"],
+        ),
+        (
+            "FaultlineProject",
+            &project_schema["properties"]["spec"]["properties"]["quotas"],
+        ),
+    ] {
+        assert_eq!(quotas["type"], "array", "{kind}");
+        assert_eq!(quotas["maxItems"], 20, "{kind}");
+        assert!(
+            quotas["description"]
+                .as_str()
+                .unwrap()
+                .contains("X-Sentry-Rate-Limits"),
+            "{kind}"
+        );
+        let quota = &quotas["items"]["properties"];
+        assert_eq!(
+            quota["categories"]["items"]["enum"],
+            serde_json::json!(faultline_config::QUOTA_CATEGORIES),
+            "{kind}"
+        );
+        assert_eq!(quota["limit"]["minimum"], 0.0, "{kind}");
+        let window = &quota["windowSeconds"];
+        assert_eq!(
+            (&window["minimum"], &window["maximum"], &window["default"]),
+            (
+                &serde_json::json!(1.0),
+                &serde_json::json!(86400.0),
+                &serde_json::json!(60)
+            ),
+            "{kind}"
+        );
+        assert_eq!(
+            quotas["items"]["required"],
+            serde_json::json!(["limit"]),
+            "{kind}"
+        );
+    }
+}
+
 /// The messages of the rules `tracker` breaks (every failure must be a rule evaluating to
 /// false, not a rule the evaluator could not compile or run).
 fn broken_rules(tracker: &ErrorTracker) -> Vec<String> {

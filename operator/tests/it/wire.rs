@@ -284,6 +284,7 @@ async fn project_added_and_removed() {
             name: "mobile".into(),
             id: None,
             rate_limit: None,
+            quotas: Vec::new(),
             retention_days: None,
             keys: Vec::new(),
             grouping_enhancements: None,

@@ -212,6 +212,7 @@ async fn another_tenant_gets_404_and_sees_no_rows() {
             id: 2,
             name: "web".into(),
             keys: vec!["fedcba9876543210fedcba9876543210".into()],
+            quotas: Vec::new(),
             rate_limit: None,
             retention_days: None,
             grouping_enhancements: None,

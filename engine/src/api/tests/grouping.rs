@@ -184,6 +184,7 @@ async fn invalid_rules_in_the_config_name_project_field_line_and_column() {
         id: 1,
         name: "shop".into(),
         keys: vec![super::KEY.into()],
+        quotas: Vec::new(),
         rate_limit: None,
         retention_days: None,
         grouping_enhancements: Some("path:**/vendor/** -app\nfamily:javascript +frobnicate".into()),

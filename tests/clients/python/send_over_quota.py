@@ -1,0 +1,34 @@
+"""Send transactions past a project's quota with the official Python SDK, then an error.
+
+Usage: send_over_quota.py DSN COUNT
+
+Each transaction is flushed before the next, so the SDK reads the server's answer (and its
+`X-Sentry-Rate-Limits`) before it sends again. Prints one JSON object: the transactions the
+SDK was asked for, and the `event_id` of the error captured after them.
+"""
+
+import json
+import sys
+
+import sentry_sdk
+
+
+def main(argv):
+    if len(argv) != 2:
+        sys.stderr.write("usage: send_over_quota.py DSN COUNT\n")
+        return 2
+    count = int(argv[1])
+    sentry_sdk.init(dsn=argv[0], traces_sample_rate=1.0, shutdown_timeout=30)
+    for i in range(count):
+        with sentry_sdk.start_transaction(op="task", name=f"batch-{i}"):
+            pass
+        sentry_sdk.flush(timeout=30)
+    event_id = sentry_sdk.capture_message("after the quota")
+    # the final flush also sends the client report of what the SDK held back
+    sentry_sdk.flush(timeout=30)
+    json.dump({"transactions": count, "event_id": event_id}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
