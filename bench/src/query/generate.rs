@@ -116,6 +116,7 @@ pub(crate) async fn generate(
         org: "default".into(),
         keys: vec![faultline_config::KeyConfig::new("0".repeat(32))],
         rate_limit: None,
+        quotas: Vec::new(),
         platform: None,
         retention_days: None,
     };
