@@ -5,6 +5,7 @@
 //! on the object with schema defaults filled as the API server would; no API server runs here.
 
 use faultline_operator::ErrorTracker;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionVersion;
 use kube::CustomResourceExt;
 use kube::core::cel::ErrorKind;
 use serde_json::Value;
@@ -68,9 +69,13 @@ fn crd_names_versions_and_printer_columns() {
 }
 
 fn schema() -> Value {
-    let crd = ErrorTracker::crd();
+    schema_of(&ErrorTracker::crd().spec.versions[0])
+}
+
+/// The OpenAPI schema of one version of a CRD, as JSON.
+fn schema_of(version: &CustomResourceDefinitionVersion) -> Value {
     serde_json::to_value(
-        crd.spec.versions[0]
+        version
             .schema
             .as_ref()
             .unwrap()
@@ -184,17 +189,7 @@ fn schema_fills_defaults() {
 /// or more, a window of 1 s to a day (60 s unset).
 #[test]
 fn the_schema_limits_quotas_as_the_engine_does() {
-    let project_crd = faultline_operator::FaultlineProject::crd();
-    let project_schema = serde_json::to_value(
-        project_crd.spec.versions[0]
-            .schema
-            .as_ref()
-            .unwrap()
-            .open_api_v3_schema
-            .as_ref()
-            .unwrap(),
-    )
-    .unwrap();
+    let project_schema = schema_of(&faultline_operator::FaultlineProject::crd().spec.versions[0]);
     let tracker_schema = schema();
     for (kind, quotas) in [
         (
@@ -465,16 +460,7 @@ fn backup_crd_is_structural_and_its_spec_immutable() {
         .map(|c| c.name.as_str())
         .collect();
     assert_eq!(columns, ["Tracker", "Phase", "Backup", "Age"]);
-    let schema = serde_json::to_value(
-        version
-            .schema
-            .as_ref()
-            .unwrap()
-            .open_api_v3_schema
-            .as_ref()
-            .unwrap(),
-    )
-    .unwrap();
+    let schema = schema_of(version);
     let mut problems = Vec::new();
     check_structural(&schema, "", &mut problems);
     assert!(problems.is_empty(), "{problems:?}");
