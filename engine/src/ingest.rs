@@ -139,7 +139,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// What a rate limit or quota refused, for `X-Sentry-Rate-Limits`; empty for other errors.
     pub fn refusals(&self) -> Refusals {
-        let mut refusals = Refusals::default();
         match self {
             Self::RateLimited {
                 per_key,
@@ -147,17 +146,17 @@ impl Error {
                 window,
                 retry_after,
                 ..
-            } => refusals.add(Refusal {
+            } => Refusal {
                 categories: vec!["error".to_owned()],
                 scope: if *per_key { Scope::Key } else { Scope::Project },
                 limit: *events,
                 window: *window,
                 retry_after: *retry_after,
-            }),
-            Self::OverQuota { refusals: own, .. } => refusals.merge(own.clone()),
-            _ => {}
+            }
+            .into(),
+            Self::OverQuota { refusals, .. } => refusals.clone(),
+            _ => Refusals::default(),
         }
-        refusals
     }
 
     /// True for errors caused by a body over a size limit (HTTP 413).
@@ -822,57 +821,54 @@ impl DecodeRequest {
                 scrubber: &self.scrubber,
                 outcomes: &self.outcomes,
             },
-            self,
+            &|ty, quantity| self.admit(ty, quantity),
         )
     }
-}
 
-/// The limits a request's items count against while it is decoded: counted once the items are
-/// found and before they are parsed or normalized, so items over a limit cost no more work.
-trait Limits {
-    /// Counts `quantity` items of `category` against the project's quotas.
-    fn quota(&self, category: &'static str, quantity: u64) -> Result<(), Refusal>;
-    /// Gives back what [`Limits::quota`] counted when a rate limit refused the items after all.
-    fn give_back(&self, category: &'static str, quantity: u64);
-    /// Counts `events` against the project's and its key's rate limits.
-    fn admit_events(&self, events: u64) -> Result<()>;
-}
-
-impl Limits for DecodeRequest {
-    fn quota(&self, category: &'static str, quantity: u64) -> Result<(), Refusal> {
+    /// Counts `quantity` items of type `ty` against the project's quotas and, for events, the
+    /// project's and its key's rate limits: once the items are found and before they are parsed
+    /// or normalized, so items over a limit cost no more work. A refusal is counted as an
+    /// outcome; events a rate limit refuses give their quota count back.
+    fn admit(&self, ty: &ItemType, quantity: u64) -> Result<()> {
         let project = &self.project.project;
-        self.rate.quotas.take(
+        let category = crate::outcomes::category(ty);
+        let quotas = &self.rate.quotas;
+        let refused = |reason| {
+            self.outcomes.add(
+                project.id,
+                &project.name,
+                self.received,
+                category,
+                Outcome::RateLimited,
+                reason,
+                quantity,
+            );
+        };
+        if let Err(refusal) = quotas.take(
             project.id,
             &project.quotas,
             category,
             quantity,
             Instant::now(),
-        )
-    }
-
-    fn give_back(&self, category: &'static str, quantity: u64) {
-        let project = &self.project.project;
-        self.rate
-            .quotas
-            .give_back(project.id, &project.quotas, category, quantity);
-    }
-
-    fn admit_events(&self, events: u64) -> Result<()> {
-        self.rate.check(&self.project, events).inspect_err(|err| {
+        ) {
+            crate::metrics::ingest_items(ty, "rate_limited", quantity);
+            refused("project_quota");
+            return Err(Error::OverQuota {
+                project_id: project.id,
+                refusals: refusal.into(),
+            });
+        }
+        if *ty != ItemType::Event {
+            return Ok(());
+        }
+        self.rate.check(&self.project, quantity).inspect_err(|err| {
+            quotas.give_back(project.id, &project.quotas, category, quantity);
             if let Error::RateLimited { per_key, .. } = err {
-                self.outcomes.add(
-                    self.project.project.id,
-                    &self.project.project.name,
-                    self.received,
-                    "error",
-                    Outcome::RateLimited,
-                    if *per_key {
-                        "key_quota"
-                    } else {
-                        "project_quota"
-                    },
-                    events,
-                );
+                refused(if *per_key {
+                    "key_quota"
+                } else {
+                    "project_quota"
+                });
             }
         })
     }
@@ -1028,7 +1024,7 @@ fn decode_events(
     limits: &DecodeLimits,
     rows_ctx: RowContext<'_>,
     origin: &Origin<'_>,
-    limits_of_items: &dyn Limits,
+    admit: &dyn Fn(&ItemType, u64) -> Result<()>,
 ) -> Result<Decoded> {
     let mut decoded = Decoded {
         received: origin.received,
@@ -1067,15 +1063,12 @@ fn decode_events(
             let mut attachments_size = 0usize;
             for (index, item) in envelope.items.iter().enumerate() {
                 let payload = &body[item.range.clone()];
-                // events are counted together below, with their rate limits
+                // events are admitted together below, with their rate limits
                 if item.ty != ItemType::Event
-                    && let Err(refusal) =
-                        limits_of_items.quota(crate::outcomes::category(&item.ty), 1)
+                    && let Err(err) = admit(&item.ty, 1)
                 {
-                    tracing::debug!(item_type = %item.ty, %refusal, "item refused by a quota");
-                    crate::metrics::ingest_items(&item.ty, "rate_limited", 1);
-                    count(&item.ty, Outcome::RateLimited, "project_quota");
-                    decoded.refused.add(refusal);
+                    tracing::debug!(item_type = %item.ty, cause = %err, "item refused");
+                    decoded.refused.merge(err.refusals());
                     continue;
                 }
                 match decode_envelope_item(&item.ty, payload, rows_ctx) {
@@ -1182,43 +1175,18 @@ fn decode_events(
             limit: limits.max_event,
         });
     }
-    if !ranges.is_empty() {
-        let events = ranges.len() as u64;
-        let admitted = limits_of_items
-            .quota("error", events)
-            .map_err(|refusal| {
-                crate::metrics::ingest_items(&ItemType::Event, "rate_limited", events);
-                origin.outcomes.add(
-                    rows_ctx.project_id,
-                    rows_ctx.project,
-                    origin.received,
-                    "error",
-                    Outcome::RateLimited,
-                    "project_quota",
-                    events,
-                );
-                let mut refusals = Refusals::default();
-                refusals.add(refusal);
-                Error::OverQuota {
-                    project_id: rows_ctx.project_id,
-                    refusals,
-                }
-            })
-            .and_then(|()| {
-                limits_of_items
-                    .admit_events(events)
-                    .inspect_err(|_| limits_of_items.give_back("error", events))
-            });
-        if let Err(err) = admitted {
-            if decoded.rows.is_empty() {
-                // nothing else in the request: refused as a whole (429)
-                return Err(err);
-            }
-            // the envelope's other items are kept; the SDK is told to hold events back
-            decoded.refused.merge(err.refusals());
-            tracing::debug!(cause = %err, "events refused, the envelope's other items kept");
-            ranges.clear();
+    if !ranges.is_empty()
+        && let Err(err) = admit(&ItemType::Event, ranges.len() as u64)
+    {
+        if decoded.rows.is_empty() && decoded.refused.is_empty() {
+            // the request's only refusal: answered 429 with the limit's own message
+            return Err(err);
         }
+        // the envelope's other items are kept; the SDK is told to hold events back (or, with
+        // nothing left, `submit` refuses the request naming every limit)
+        decoded.refused.merge(err.refusals());
+        tracing::debug!(cause = %err, "events refused, the envelope's other items kept");
+        ranges.clear();
     }
     let ctx = NormalizeContext {
         received: origin.received,

@@ -34,6 +34,23 @@ impl Harness {
         )
         .await
     }
+
+    /// An envelope of one transaction, sent to `project_id` with `key`.
+    async fn transaction_to(&self, project_id: &str, key: &str) -> super::Reply {
+        let now = chrono::Utc::now().timestamp();
+        let transaction = json!({"transaction": "checkout", "start_timestamp": now - 1,
+            "timestamp": now, "contexts": {"trace": {"trace_id": "0af7651916cd43dd8448eb211c80319c",
+            "span_id": "b7ad6b7169203331"}}});
+        self.send(
+            post(&format!("/api/{project_id}/envelope/"))
+                .header("x-sentry-auth", format!("Sentry sentry_key={key}"))
+                .body(Body::from(format!(
+                    "{{}}\n{{\"type\":\"transaction\"}}\n{transaction}\n"
+                )))
+                .unwrap(),
+        )
+        .await
+    }
 }
 
 /// The message of an answer: Relay's `detail`, or the plain text of a rejection.
@@ -49,6 +66,7 @@ fn declaration() -> Value {
         "platform": "python",
         "retentionDays": 30,
         "rateLimit": {"count": 1000, "window": 60},
+        "quotas": [{"categories": ["transaction"], "limit": 0, "window": 60}],
         "keys": [
             {"name": "default", "public": KEY_A},
             {"name": "old", "public": KEY_B, "isActive": false, "rateLimit": {"count": 5, "window": 60}}
@@ -77,6 +95,10 @@ async fn a_declared_project_is_created_once_and_the_same_answer_comes_back() {
     assert_eq!(first.body["retentionDays"], 30);
     assert_eq!(first.body["keys"][0]["public"], KEY_A);
     assert_eq!(first.body["keys"][1]["isActive"], false);
+    assert_eq!(
+        first.body["quotas"],
+        json!([{"categories": ["transaction"], "limit": 0, "window": 60}])
+    );
     let id = first.body["id"].as_str().unwrap().to_owned();
     assert_ne!(id, "1", "project 1 is the config file's shop");
     assert!(
@@ -116,15 +138,35 @@ async fn a_declared_project_is_created_once_and_the_same_answer_comes_back() {
         refused.body
     );
 
+    // the quota of no transactions refuses them, naming the category for the SDK
+    let refused = h.transaction_to(&id, KEY_A).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        refused.body
+    );
+    let limits = refused.headers["x-sentry-rate-limits"].to_str().unwrap();
+    assert!(limits.ends_with(":transaction:project"), "{limits}");
+
     // a changed declaration changes the project, same id
     let mut changed = declaration();
     changed["retentionDays"] = json!(7);
+    changed["quotas"] = json!([]);
     changed["keys"] = json!([{"name": "default", "public": KEY_B}]);
     let updated = h.call_as(Method::PUT, PATH, &admin, Some(changed)).await;
     assert_eq!(updated.status, StatusCode::OK, "{:?}", updated.body);
     assert_eq!(updated.body["id"], id.as_str());
     assert_eq!(updated.body["retentionDays"], 7);
     assert_eq!(updated.body["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(updated.body["quotas"], json!([]));
+    let sent = h.transaction_to(&id, KEY_B).await;
+    assert_eq!(
+        sent.status,
+        StatusCode::OK,
+        "quotas removed: {:?}",
+        sent.body
+    );
     let refused = h.store_to(&id, KEY_A, "dropped key").await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     let sent = h.store_to(&id, KEY_B, "new key").await;
@@ -213,6 +255,10 @@ async fn bad_declarations_are_refused_naming_the_field() {
             "rateLimit",
         ),
         (json!({"platform": "Python 3"}), "platform"),
+        (
+            json!({"quotas": [{"categories": ["spans"], "limit": 1, "window": 60}]}),
+            "quotas[0].categories[0]",
+        ),
         (json!({"keys": []}), "keys"),
         (json!({"retention": 3}), "unknown field `retention`"),
     ];
@@ -365,8 +411,8 @@ async fn declarations_that_change_something_are_audited_once() {
     let data: Value = serde_json::from_str(rows[0]["data"].as_str().unwrap()).unwrap();
     assert_eq!(
         data,
-        json!({"project": "api", "changed": ["platform", "retentionDays", "rateLimit", "keys",
-                                              "groupingRules", "privacy"]})
+        json!({"project": "api", "changed": ["platform", "retentionDays", "rateLimit", "quotas",
+                                              "keys", "groupingRules", "privacy"]})
     );
     assert!(
         !rows.to_string().contains(KEY_A),

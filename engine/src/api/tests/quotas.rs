@@ -151,7 +151,7 @@ async fn events_over_their_rate_limit_do_not_take_the_envelopes_other_items_with
             }),
             ..faultline_config::KeyConfig::new(LIMITED)
         });
-        c.projects[0].quotas = vec![quota(&["error"], 2)];
+        c.projects[0].quotas = vec![quota(&["error"], 2), quota(&["log_item"], 1)];
     })
     .await;
     let with_key = |key: &str, body: String| {
@@ -186,6 +186,21 @@ async fn events_over_their_rate_limit_do_not_take_the_envelopes_other_items_with
         .await,
         json!([{"events": 1, "logs": 1}])
     );
+    // an event over the key's limit and a log over its quota: nothing left, one 429 naming both
+    let reply = with_key(
+        LIMITED,
+        envelope(&[("event", json!({"message": "again"})), ("log", log("over"))]),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        reply.body
+    );
+    let header = limits_header(&reply).unwrap();
+    let limited: Vec<&str> = header.split(", ").map(|e| split_retry(e).1).collect();
+    assert_eq!(limited, ["log_item:project", "error:key"], "{header}");
     // the refused event used none of the project's quota of 2: the other key has room for one
     let three = h.store(r#"{"message":"three"}"#).await;
     assert_eq!(three.status, StatusCode::OK, "{:?}", three.body);
