@@ -797,8 +797,10 @@ impl RateLimit {
 }
 
 /// The data categories a [`Quota`] can count, as Sentry names them in `X-Sentry-Rate-Limits`
-/// and client reports: each item faultline stores counts once in its category.
-pub const QUOTA_CATEGORIES: [&str; 8] = [
+/// and client reports: each item faultline stores counts once in its category, except that an
+/// attachment counts its size in bytes as `attachment` and itself once as `attachment_item`
+/// (Relay's two attachment categories).
+pub const QUOTA_CATEGORIES: [&str; 9] = [
     "error",
     "transaction",
     "span",
@@ -807,7 +809,12 @@ pub const QUOTA_CATEGORIES: [&str; 8] = [
     "log_item",
     "feedback",
     "attachment",
+    "attachment_item",
 ];
+
+/// The category that counts attachment bytes rather than items: a quota without categories
+/// counts attachments by `attachment_item` instead, so it counts every item once.
+pub const ATTACHMENT_BYTES: &str = "attachment";
 
 /// At most this many quotas per project.
 pub const MAX_QUOTAS: usize = 20;
@@ -821,7 +828,7 @@ pub struct Quota {
     /// Names from [`QUOTA_CATEGORIES`]; empty: all of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub categories: Vec<String>,
-    /// Items per window; 0 refuses every item of the categories.
+    /// Items per window (bytes for `attachment`); 0 refuses every item of the categories.
     pub limit: u64,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
@@ -829,10 +836,11 @@ pub struct Quota {
 
 impl Quota {
     /// Whether an item of `category` counts against this quota (only the categories of
-    /// [`QUOTA_CATEGORIES`] are ever counted).
+    /// [`QUOTA_CATEGORIES`] are ever counted; one without categories counts items, not
+    /// attachment bytes).
     pub fn counts(&self, category: &str) -> bool {
         if self.categories.is_empty() {
-            QUOTA_CATEGORIES.contains(&category)
+            category != ATTACHMENT_BYTES && QUOTA_CATEGORIES.contains(&category)
         } else {
             self.categories.iter().any(|c| c == category)
         }

@@ -695,6 +695,7 @@ impl Ingest {
             .filter(|a| !repeated.contains(&a.id))
             .collect();
         let stored_attachments = attachments.len() as u64;
+        let stored_bytes: u64 = attachments.iter().map(|a| a.data.len() as u64).sum();
         if let Err(err) = self.write_attachments(attachments).await {
             self.release(project.id, &reserved);
             return Err(err);
@@ -739,7 +740,12 @@ impl Ingest {
         }
         if stored_attachments > 0 {
             crate::metrics::ingest_items(&ItemType::Attachment, "accepted", stored_attachments);
-            accepted_as("attachment", stored_attachments);
+            for &(category, quantity) in
+                crate::outcomes::charges(&ItemType::Attachment, stored_attachments, stored_bytes)
+                    .as_slice()
+            {
+                accepted_as(category, quantity);
+            }
         }
         Ok(first_id)
     }
@@ -821,34 +827,35 @@ impl DecodeRequest {
                 scrubber: &self.scrubber,
                 outcomes: &self.outcomes,
             },
-            &|ty, quantity| self.admit(ty, quantity),
+            &|ty, quantity, bytes| self.admit(ty, quantity, bytes),
         )
     }
 
-    /// Counts `quantity` items of type `ty` against the project's quotas and, for events, the
-    /// project's and its key's rate limits: once the items are found and before they are parsed
-    /// or normalized, so items over a limit cost no more work. A refusal is counted as an
+    /// Counts `quantity` items of type `ty`, `bytes` long in all, against the project's quotas
+    /// (in the categories [`crate::outcomes::charges`] names) and, for events, the project's
+    /// and its key's rate limits: once the items are found and before they are parsed or
+    /// normalized, so items over a limit cost no more work. A refusal is counted as an
     /// outcome; events a rate limit refuses give their quota count back.
-    fn admit(&self, ty: &ItemType, quantity: u64) -> Result<()> {
+    fn admit(&self, ty: &ItemType, quantity: u64, bytes: u64) -> Result<()> {
         let project = &self.project.project;
-        let category = crate::outcomes::category(ty);
+        let charges = crate::outcomes::charges(ty, quantity, bytes);
         let quotas = &self.rate.quotas;
         let refused = |reason| {
-            self.outcomes.add(
+            self.outcomes.add_items(
                 project.id,
                 &project.name,
                 self.received,
-                category,
+                ty,
                 Outcome::RateLimited,
                 reason,
                 quantity,
+                bytes,
             );
         };
         if let Err(refusal) = quotas.take(
             project.id,
             &project.quotas,
-            category,
-            quantity,
+            charges.as_slice(),
             Instant::now(),
         ) {
             crate::metrics::ingest_items(ty, "rate_limited", quantity);
@@ -862,7 +869,7 @@ impl DecodeRequest {
             return Ok(());
         }
         self.rate.check(&self.project, quantity).inspect_err(|err| {
-            quotas.give_back(project.id, &project.quotas, category, quantity);
+            quotas.give_back(project.id, &project.quotas, charges.as_slice());
             if let Error::RateLimited { per_key, .. } = err {
                 refused(if *per_key {
                     "key_quota"
@@ -1024,21 +1031,23 @@ fn decode_events(
     limits: &DecodeLimits,
     rows_ctx: RowContext<'_>,
     origin: &Origin<'_>,
-    admit: &dyn Fn(&ItemType, u64) -> Result<()>,
+    admit: &dyn Fn(&ItemType, u64, u64) -> Result<()>,
 ) -> Result<Decoded> {
     let mut decoded = Decoded {
         received: origin.received,
         ..Decoded::default()
     };
-    let count = |ty: &ItemType, outcome, reason| {
-        origin.outcomes.add(
+    // one item of `bytes`
+    let count = |ty: &ItemType, outcome, reason, bytes: usize| {
+        origin.outcomes.add_items(
             rows_ctx.project_id,
             rows_ctx.project,
             origin.received,
-            crate::outcomes::category(ty),
+            ty,
             outcome,
             reason,
             1,
+            bytes as u64,
         );
     };
     let (body, mut ranges, header_event_id, sent_at) = match endpoint {
@@ -1065,7 +1074,7 @@ fn decode_events(
                 let payload = &body[item.range.clone()];
                 // events are admitted together below, with their rate limits
                 if item.ty != ItemType::Event
-                    && let Err(err) = admit(&item.ty, 1)
+                    && let Err(err) = admit(&item.ty, 1, payload.len() as u64)
                 {
                     tracing::debug!(item_type = %item.ty, cause = %err, "item refused");
                     decoded.refused.merge(err.refusals());
@@ -1091,7 +1100,7 @@ fn decode_events(
                                  the envelope's other items are kept"
                             );
                             crate::metrics::ingest_items(&item.ty, "too_large", 1);
-                            count(&item.ty, Outcome::TooLarge, limit_name);
+                            count(&item.ty, Outcome::TooLarge, limit_name, size);
                             continue;
                         }
                         match items::attachments::attachment(
@@ -1108,7 +1117,7 @@ fn decode_events(
                             Err(err) => {
                                 tracing::debug!(item_type = %item.ty, cause = %err, "invalid item skipped");
                                 crate::metrics::ingest_items(&item.ty, "invalid", 1);
-                                count(&item.ty, Outcome::Invalid, "invalid_item");
+                                count(&item.ty, Outcome::Invalid, "invalid_item", size);
                             }
                         }
                     }
@@ -1123,12 +1132,17 @@ fn decode_events(
                     Ok(Handled::NotStored) => {
                         tracing::debug!(item_type = %item.ty, bytes = payload.len(), "item not stored");
                         crate::metrics::ingest_items(&item.ty, "not_stored", 1);
-                        count(&item.ty, Outcome::Filtered, "item_type_not_stored");
+                        count(
+                            &item.ty,
+                            Outcome::Filtered,
+                            "item_type_not_stored",
+                            payload.len(),
+                        );
                     }
                     Err(err) => {
                         tracing::debug!(item_type = %item.ty, cause = %err, "invalid item skipped");
                         crate::metrics::ingest_items(&item.ty, "invalid", 1);
-                        count(&item.ty, Outcome::Invalid, "invalid_item");
+                        count(&item.ty, Outcome::Invalid, "invalid_item", payload.len());
                     }
                 }
             }
@@ -1144,7 +1158,12 @@ fn decode_events(
                         Ok(item_batches) => batches.extend(item_batches),
                         Err(err) => {
                             tracing::debug!(cause = %err, "invalid attachment skipped");
-                            count(&ItemType::Attachment, Outcome::Invalid, "invalid_item");
+                            count(
+                                &ItemType::Attachment,
+                                Outcome::Invalid,
+                                "invalid_item",
+                                range.len(),
+                            );
                             continue;
                         }
                     }
@@ -1176,7 +1195,11 @@ fn decode_events(
         });
     }
     if !ranges.is_empty()
-        && let Err(err) = admit(&ItemType::Event, ranges.len() as u64)
+        && let Err(err) = admit(
+            &ItemType::Event,
+            ranges.len() as u64,
+            ranges.iter().map(|r| r.len() as u64).sum(),
+        )
     {
         if decoded.rows.is_empty() && decoded.refused.is_empty() {
             // the request's only refusal: answered 429 with the limit's own message

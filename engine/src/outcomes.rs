@@ -62,6 +62,36 @@ pub fn category(ty: &faultline_protocol::envelope::ItemType) -> &'static str {
     }
 }
 
+/// What items are counted as, in outcomes and quotas: `items` in the data category of their
+/// type, except attachments, which count their `bytes` as `attachment` and themselves as
+/// `attachment_item` (Relay's two categories; the SDKs' client reports count attachment bytes).
+pub fn charges(ty: &faultline_protocol::envelope::ItemType, items: u64, bytes: u64) -> Charges {
+    if *ty == faultline_protocol::envelope::ItemType::Attachment {
+        Charges {
+            pairs: [("attachment", bytes), ("attachment_item", items)],
+            len: 2,
+        }
+    } else {
+        Charges {
+            pairs: [(category(ty), items), ("", 0)],
+            len: 1,
+        }
+    }
+}
+
+/// The (category, quantity) pairs of [`charges`].
+#[derive(Debug, Clone, Copy)]
+pub struct Charges {
+    pairs: [(&'static str, u64); 2],
+    len: usize,
+}
+
+impl Charges {
+    pub fn as_slice(&self) -> &[(&'static str, u64)] {
+        &self.pairs[..self.len]
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
     project_id: u64,
@@ -96,6 +126,25 @@ pub struct Counted {
 }
 
 impl Outcomes {
+    /// Counts `items` of type `ty` (`bytes` long in all) with one outcome, in each of the
+    /// categories they are charged in ([`charges`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_items(
+        &self,
+        project_id: u64,
+        project: &str,
+        at: DateTime<Utc>,
+        ty: &faultline_protocol::envelope::ItemType,
+        outcome: Outcome,
+        reason: &'static str,
+        items: u64,
+        bytes: u64,
+    ) {
+        for &(category, quantity) in charges(ty, items, bytes).as_slice() {
+            self.add(project_id, project, at, category, outcome, reason, quantity);
+        }
+    }
+
     /// Counts `quantity` items of `project` at `at` (counted in its hour).
     #[allow(clippy::too_many_arguments)]
     pub fn add(

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use faultline_config::Quota;
+use faultline_config::{ATTACHMENT_BYTES, Quota};
 use parking_lot::Mutex;
 
 /// Who set the limit that refused items (the third field of `X-Sentry-Rate-Limits`).
@@ -55,10 +55,13 @@ impl Refusal {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = if self.categories.is_empty() {
-            "items".to_owned()
-        } else {
-            format!("{} items", self.categories.join(", "))
+        let what = match self.categories.as_slice() {
+            [] => "items".to_owned(),
+            [only] if only == ATTACHMENT_BYTES => "attachment bytes".to_owned(),
+            categories if categories.iter().any(|c| c == ATTACHMENT_BYTES) => {
+                format!("{} items (attachments by bytes)", categories.join(", "))
+            }
+            categories => format!("{} items", categories.join(", ")),
         };
         write!(
             f,
@@ -184,23 +187,31 @@ pub struct QuotaWindows {
 }
 
 impl QuotaWindows {
-    /// Counts `quantity` items of `category` for project `project_id`, whose quotas are
-    /// `quotas`, if every quota counting the category has room for them; else counts nothing
-    /// and says which quota refused them.
+    /// Counts what an item (or a group of events) is charged, as (category, quantity) pairs
+    /// (an attachment: its bytes as `attachment` and itself as `attachment_item`), for
+    /// project `project_id`, whose quotas are `quotas`, if every quota counting any of the
+    /// categories has room for its share; else counts nothing and says which quota refused.
     pub fn take(
         &self,
         project_id: u64,
         quotas: &[Quota],
-        category: &str,
-        quantity: u64,
+        charges: &[(&str, u64)],
         now: Instant,
     ) -> Result<(), Refusal> {
-        if quantity == 0 || !quotas.iter().any(|q| q.counts(category)) {
+        let share = |quota: &Quota| -> u64 {
+            charges
+                .iter()
+                .filter(|(category, _)| quota.counts(category))
+                .map(|(_, quantity)| quantity)
+                .sum()
+        };
+        if !quotas.iter().any(|q| share(q) > 0) {
             return Ok(());
         }
         let mut windows = self.windows.lock();
         for (i, quota) in quotas.iter().enumerate() {
-            if !quota.counts(category) {
+            let quantity = share(quota);
+            if quantity == 0 {
                 continue;
             }
             let window = windows
@@ -218,7 +229,8 @@ impl QuotaWindows {
             }
         }
         for (i, quota) in quotas.iter().enumerate() {
-            if quota.counts(category)
+            let quantity = share(quota);
+            if quantity > 0
                 && let Some(window) = windows.get_mut(&(project_id, i))
             {
                 window.count += quantity;
@@ -227,11 +239,17 @@ impl QuotaWindows {
         Ok(())
     }
 
-    /// Gives back items counted by [`Self::take`] that another limit refused after all.
-    pub fn give_back(&self, project_id: u64, quotas: &[Quota], category: &str, quantity: u64) {
+    /// Gives back what [`Self::take`] counted for `charges` when another limit refused the
+    /// items after all.
+    pub fn give_back(&self, project_id: u64, quotas: &[Quota], charges: &[(&str, u64)]) {
         let mut windows = self.windows.lock();
         for (i, quota) in quotas.iter().enumerate() {
-            if quota.counts(category)
+            let quantity: u64 = charges
+                .iter()
+                .filter(|(category, _)| quota.counts(category))
+                .map(|(_, quantity)| quantity)
+                .sum();
+            if quantity > 0
                 && let Some(window) = windows.get_mut(&(project_id, i))
                 && window.quota == *quota
             {
@@ -259,22 +277,51 @@ mod tests {
         let quotas = [quota(&["span"], 3, 60), quota(&[], 4, 60)];
         let now = Instant::now();
         for _ in 0..3 {
-            windows.take(1, &quotas, "span", 1, now).unwrap();
+            windows.take(1, &quotas, &[("span", 1)], now).unwrap();
         }
-        let refused = windows.take(1, &quotas, "span", 1, now).unwrap_err();
+        let refused = windows.take(1, &quotas, &[("span", 1)], now).unwrap_err();
         assert_eq!(refused.categories, ["span"]);
         assert_eq!(refused.limit, 3);
         assert_eq!(refused.retry_after_secs(), 60);
         // the refused span used none of the all-categories quota: one log still fits
-        windows.take(1, &quotas, "log_item", 1, now).unwrap();
-        let refused = windows.take(1, &quotas, "log_item", 1, now).unwrap_err();
+        windows.take(1, &quotas, &[("log_item", 1)], now).unwrap();
+        let refused = windows
+            .take(1, &quotas, &[("log_item", 1)], now)
+            .unwrap_err();
         assert!(refused.categories.is_empty(), "{refused:?}");
         // categories without a quota are not counted at all
         windows
-            .take(1, &[quota(&["span"], 0, 60)], "error", 100, now)
+            .take(1, &[quota(&["span"], 0, 60)], &[("error", 100)], now)
             .unwrap();
         // other projects have their own windows
-        windows.take(2, &quotas, "span", 3, now).unwrap();
+        windows.take(2, &quotas, &[("span", 3)], now).unwrap();
+    }
+
+    #[test]
+    fn attachments_count_their_bytes_and_themselves_as_relay_counts_them() {
+        let windows = QuotaWindows::default();
+        let now = Instant::now();
+        let attachment = |bytes| [("attachment", bytes), ("attachment_item", 1)];
+        let bytes = [quota(&["attachment"], 1_000, 60)];
+        windows.take(1, &bytes, &attachment(600), now).unwrap();
+        let refused = windows.take(1, &bytes, &attachment(600), now).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "over the project quota of 1000 attachment bytes per 60s; retry in 60s"
+        );
+        windows.take(1, &bytes, &attachment(400), now).unwrap();
+
+        let items = [quota(&["attachment_item"], 2, 60)];
+        windows.take(2, &items, &attachment(1 << 20), now).unwrap();
+        windows.take(2, &items, &attachment(1 << 20), now).unwrap();
+        assert!(windows.take(2, &items, &attachment(1), now).is_err());
+
+        // a quota without categories counts an attachment once, whatever its size
+        let all = [quota(&[], 3, 60)];
+        windows.take(3, &all, &attachment(1 << 20), now).unwrap();
+        windows.take(3, &all, &[("error", 1)], now).unwrap();
+        windows.take(3, &all, &attachment(1 << 20), now).unwrap();
+        assert!(windows.take(3, &all, &[("error", 1)], now).is_err());
     }
 
     #[test]
@@ -282,21 +329,43 @@ mod tests {
         let windows = QuotaWindows::default();
         let quotas = [quota(&["transaction"], 1, 10)];
         let now = Instant::now();
-        windows.take(1, &quotas, "transaction", 1, now).unwrap();
+        windows
+            .take(1, &quotas, &[("transaction", 1)], now)
+            .unwrap();
         let refused = windows
-            .take(1, &quotas, "transaction", 1, now + Duration::from_secs(4))
+            .take(
+                1,
+                &quotas,
+                &[("transaction", 1)],
+                now + Duration::from_secs(4),
+            )
             .unwrap_err();
         assert_eq!(refused.retry_after_secs(), 6);
         windows
-            .take(1, &quotas, "transaction", 1, now + Duration::from_secs(10))
+            .take(
+                1,
+                &quotas,
+                &[("transaction", 1)],
+                now + Duration::from_secs(10),
+            )
             .unwrap();
         let raised = [quota(&["transaction"], 2, 10)];
         windows
-            .take(1, &raised, "transaction", 2, now + Duration::from_secs(11))
+            .take(
+                1,
+                &raised,
+                &[("transaction", 2)],
+                now + Duration::from_secs(11),
+            )
             .unwrap();
-        windows.give_back(1, &raised, "transaction", 1);
+        windows.give_back(1, &raised, &[("transaction", 1)]);
         windows
-            .take(1, &raised, "transaction", 1, now + Duration::from_secs(12))
+            .take(
+                1,
+                &raised,
+                &[("transaction", 1)],
+                now + Duration::from_secs(12),
+            )
             .unwrap();
     }
 

@@ -165,10 +165,19 @@ async fn python_sdk_attachments_are_downloaded_as_sent_and_outcomes_say_where_ev
             )
         })
         .collect();
+    // attachments count their bytes as `attachment` and themselves as `attachment_item`
+    let accepted_bytes = Some(14 + blob.len() as i64);
     for expected in [
-        (Some("attachment"), Some("accepted"), None, Some(2)),
+        (Some("attachment"), Some("accepted"), None, accepted_bytes),
         (
             Some("attachment"),
+            Some("too_large"),
+            Some("max_attachment_size"),
+            Some(BIG as i64),
+        ),
+        (Some("attachment_item"), Some("accepted"), None, Some(2)),
+        (
+            Some("attachment_item"),
             Some("too_large"),
             Some("max_attachment_size"),
             Some(1),

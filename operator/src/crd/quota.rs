@@ -11,11 +11,12 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct QuotaSpec {
     /// Data categories the quota counts: `error`, `transaction`, `span`, `session`,
-    /// `monitor`, `log_item`, `feedback`, `attachment`. Empty or unset: every category.
+    /// `monitor`, `log_item`, `feedback`, `attachment` (bytes, as Relay counts them),
+    /// `attachment_item` (attachments). Empty or unset: every item once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "categories_schema")]
     pub categories: Vec<String>,
-    /// Items per window; 0 refuses every item of the categories.
+    /// Items (bytes for `attachment`) per window; 0 refuses every item of the categories.
     pub limit: u64,
     /// Window length in seconds.
     #[serde(default = "super::default_window")]

@@ -197,9 +197,13 @@ async fn an_attachment_over_a_limit_is_refused_alone_at_the_boundary() {
         )
         .await,
         json!([
-            {"category": "attachment", "outcome": "accepted", "reason": null, "n": 2},
-            {"category": "attachment", "outcome": "too_large", "reason": "max_attachment_size", "n": 1},
+            // attachments count in bytes, and once each as `attachment_item`
+            {"category": "attachment", "outcome": "accepted", "reason": null, "n": 15},
+            {"category": "attachment", "outcome": "too_large", "reason": "max_attachment_size", "n": 11},
             {"category": "attachment", "outcome": "too_large", "reason": "max_attachments_size", "n": 1},
+            {"category": "attachment_item", "outcome": "accepted", "reason": null, "n": 2},
+            {"category": "attachment_item", "outcome": "too_large", "reason": "max_attachment_size", "n": 1},
+            {"category": "attachment_item", "outcome": "too_large", "reason": "max_attachments_size", "n": 1},
             {"category": "error", "outcome": "accepted", "reason": null, "n": 1},
         ])
     );

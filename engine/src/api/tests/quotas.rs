@@ -219,3 +219,75 @@ async fn events_over_their_rate_limit_do_not_take_the_envelopes_other_items_with
         four.body
     );
 }
+
+/// An envelope of an event and an attachment of `bytes` bytes.
+fn event_with_attachment(bytes: usize) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let data = "x".repeat(bytes);
+    format!(
+        "{{\"event_id\":\"{id}\"}}\n{{\"type\":\"event\"}}\n\
+         {{\"event_id\":\"{id}\",\"message\":\"upload failed\"}}\n\
+         {{\"type\":\"attachment\",\"length\":{bytes},\"filename\":\"dump.txt\"}}\n{data}\n"
+    )
+}
+
+#[tokio::test]
+async fn an_attachment_quota_counts_bytes_as_relay_counts_them() {
+    let h = harness_with(|c| c.projects[0].quotas = vec![quota(&["attachment"], 1_000)]).await;
+    let reply = h.envelope(event_with_attachment(600)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(limits_header(&reply), None);
+    // 600 more bytes do not fit: the attachment is dropped, its event kept
+    let reply = h.envelope(event_with_attachment(600)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(
+        split_retry(limits_header(&reply).expect("a rate limits header")).1,
+        "attachment:project"
+    );
+    // 400 still do
+    let reply = h.envelope(event_with_attachment(400)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(limits_header(&reply), None);
+    assert_eq!(
+        h.sql(
+            "SELECT (SELECT count(*) FROM events) AS events, \
+             (SELECT count(*) FROM attachments) AS attachments, \
+             (SELECT sum(size) FROM attachments) AS bytes"
+        )
+        .await,
+        json!([{"events": 3, "attachments": 2, "bytes": 1000}])
+    );
+    // outcomes count attachments in bytes and as items, as Sentry's do
+    h.node.flush_with_outcomes().await.unwrap();
+    assert_eq!(
+        h.sql(
+            "SELECT category, outcome, sum(quantity) AS n FROM outcomes \
+             WHERE category LIKE 'attachment%' GROUP BY category, outcome \
+             ORDER BY category, outcome"
+        )
+        .await,
+        json!([
+            {"category": "attachment", "outcome": "accepted", "n": 1000},
+            {"category": "attachment", "outcome": "rate_limited", "n": 600},
+            {"category": "attachment_item", "outcome": "accepted", "n": 2},
+            {"category": "attachment_item", "outcome": "rate_limited", "n": 1},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn an_attachment_item_quota_counts_attachments_whatever_their_size() {
+    let h = harness_with(|c| c.projects[0].quotas = vec![quota(&["attachment_item"], 1)]).await;
+    let reply = h.envelope(event_with_attachment(100_000)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(limits_header(&reply), None);
+    let reply = h.envelope(event_with_attachment(1)).await;
+    assert_eq!(
+        split_retry(limits_header(&reply).expect("a rate limits header")).1,
+        "attachment_item:project"
+    );
+    assert_eq!(
+        h.sql("SELECT count(*) AS n FROM attachments").await,
+        json!([{"n": 1}])
+    );
+}
