@@ -11,7 +11,10 @@
 //! ingest does (parse, normalize, enrich, scrub, group) and prints nothing: run under
 //! `valgrind --tool=cachegrind --cache-sim=no` with two values of N, the difference of the
 //! instruction counts is the work per event, a figure that does not move with the machine's
-//! speed (docs/benchmarks.md).
+//! speed (docs/benchmarks.md). With `FAULTLINE_BENCH_TREE=serde_json` or `sonic` as well, it
+//! only parses those events into that JSON tree and drops it (`serde_json::Value` as ingest
+//! builds it, through sonic-rs's serde interface; or sonic-rs's own arena-backed `Value`): what
+//! the tree alone costs per event, the figure a lighter tree for processing is weighed by.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -89,6 +92,28 @@ fn main() {
         .and_then(|r| r.parse::<usize>().ok())
     {
         let events = bench_events(&bench_dir);
+        if let Ok(tree) = std::env::var("FAULTLINE_BENCH_TREE") {
+            for _ in 0..rounds {
+                for (_, payload) in &events {
+                    let members = match tree.as_str() {
+                        "serde_json" => sonic_rs::from_slice::<serde_json::Value>(payload)
+                            .unwrap()
+                            .as_object()
+                            .map_or(0, |root| root.len()),
+                        "sonic" => {
+                            use sonic_rs::JsonContainerTrait;
+                            sonic_rs::from_slice::<sonic_rs::Value>(payload)
+                                .unwrap()
+                                .as_object()
+                                .map_or(0, |root| root.len())
+                        }
+                        other => panic!("FAULTLINE_BENCH_TREE={other}: serde_json or sonic"),
+                    };
+                    black_box(members);
+                }
+            }
+            return;
+        }
         let processing = Processing {
             scrubber: Some(&scrubber),
             sent_at: None,
