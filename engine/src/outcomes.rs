@@ -64,11 +64,12 @@ pub fn category(ty: &faultline_protocol::envelope::ItemType) -> &'static str {
 
 /// What items are counted as, in outcomes and quotas: `items` in the data category of their
 /// type, except attachments, which count their `bytes` as `attachment` and themselves as
-/// `attachment_item` (Relay's two categories; the SDKs' client reports count attachment bytes).
+/// `attachment_item` (Relay's two categories; the SDKs' client reports count attachment bytes,
+/// an empty attachment as 1, as done here).
 pub fn charges(ty: &faultline_protocol::envelope::ItemType, items: u64, bytes: u64) -> Charges {
     if *ty == faultline_protocol::envelope::ItemType::Attachment {
         Charges {
-            pairs: [("attachment", bytes), ("attachment_item", items)],
+            pairs: [("attachment", bytes.max(items)), ("attachment_item", items)],
             len: 2,
         }
     } else {
@@ -258,6 +259,28 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn attachments_are_charged_in_bytes_and_as_items_and_the_rest_per_item() {
+        use faultline_protocol::envelope::ItemType;
+        assert_eq!(
+            charges(&ItemType::Attachment, 2, 5_000).as_slice(),
+            [("attachment", 5_000), ("attachment_item", 2)]
+        );
+        // an empty attachment is one byte, as the SDKs count it in their client reports
+        assert_eq!(
+            charges(&ItemType::Attachment, 1, 0).as_slice(),
+            [("attachment", 1), ("attachment_item", 1)]
+        );
+        assert_eq!(
+            charges(&ItemType::Event, 3, 90_000).as_slice(),
+            [("error", 3)]
+        );
+        assert_eq!(
+            charges(&ItemType::Log, 1, 700).as_slice(),
+            [("log_item", 1)]
+        );
     }
 
     #[test]
