@@ -686,11 +686,75 @@ struct ProjectRow {
     dsn: String,
 }
 
+/// What became of one project's items of one data category in the last 24 hours (the
+/// `outcomes` table), as Sentry's usage stats show it.
+#[derive(Debug, Default, PartialEq)]
+struct UsageRow {
+    project: String,
+    category: String,
+    accepted: i64,
+    filtered: i64,
+    rate_limited: i64,
+    invalid: i64,
+    too_large: i64,
+    client_discard: i64,
+}
+
+/// The outcomes of the last 24 hours (the current hour and the 23 before it), per project and
+/// category, over the projects of the caller's session. Counts are in items, attachments in
+/// bytes (`attachment`) and in items (`attachment_item`).
+const USAGE_SQL: &str = "SELECT project, category, outcome, sum(quantity) AS n FROM outcomes \
+     WHERE timestamp >= date_trunc('hour', now()) - INTERVAL '23 hours' \
+     GROUP BY project, category, outcome ORDER BY project, category";
+
+impl UsageRow {
+    /// One row per (project, category) of a result of [`USAGE_SQL`], in its order.
+    fn from_table(table: &Table) -> Vec<Self> {
+        let mut rows: Vec<Self> = Vec::new();
+        for i in 0..table.rows.len() {
+            let (project, category) = (table.text(i, "project"), table.text(i, "category"));
+            if rows
+                .last()
+                .is_none_or(|r| r.project != project || r.category != category)
+            {
+                rows.push(Self {
+                    project,
+                    category,
+                    ..Self::default()
+                });
+            }
+            let row = rows.last_mut().expect("pushed above");
+            let n = table.int(i, "n");
+            match table.get(i, "outcome").unwrap_or_default() {
+                "accepted" => row.accepted += n,
+                "filtered" => row.filtered += n,
+                "rate_limited" => row.rate_limited += n,
+                "invalid" => row.invalid += n,
+                "too_large" => row.too_large += n,
+                "client_discard" => row.client_discard += n,
+                _ => {}
+            }
+        }
+        rows
+    }
+
+    /// The category as the page names it (attachment bytes say so).
+    fn label(&self) -> String {
+        match self.category.as_str() {
+            "attachment" => "attachment (bytes)".to_owned(),
+            other => other.to_owned(),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "projects.html")]
 struct ProjectsPage {
     layout: Layout,
     rows: Vec<ProjectRow>,
+    usage: Vec<UsageRow>,
+    /// Why the usage could not be read, if it could not.
+    usage_error: Option<String>,
 }
 
 /// `GET /organizations/{org}/projects/`: the organization's projects with their DSNs.
@@ -712,9 +776,26 @@ async fn projects_page(
                 .unwrap_or_else(|| "(no active key)".to_owned()),
         })
         .collect();
+    // the page stays useful when the outcomes cannot be read: it says why
+    let usage = match ctx.session(&state.node.query).await {
+        Ok(session) => session
+            .table(USAGE_SQL)
+            .await
+            .map(|t| UsageRow::from_table(&t)),
+        Err(err) => Err(err),
+    };
+    let (usage, usage_error) = match usage {
+        Ok(usage) => (usage, None),
+        Err(err) => {
+            tracing::warn!(cause = %err, "cannot read the projects' usage");
+            (Vec::new(), Some(err.to_string()))
+        }
+    };
     html(&ProjectsPage {
         layout: ctx.layout("Projects".to_owned(), "projects", ""),
         rows,
+        usage,
+        usage_error,
     })
 }
 

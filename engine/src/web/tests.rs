@@ -484,6 +484,17 @@ async fn every_page_renders_for_a_token_with_full_access() {
         projects.contains(&format!("http://{SHOP_KEY}@127.0.0.1:8000/1")),
         "{projects}"
     );
+    // where items went: the server's counts are in `outcomes` once flushed
+    h.node.flush_with_outcomes().await.unwrap();
+    let projects = h.page("/organizations/default/projects/", &token).await;
+    let usage = |project: &str, accepted: u64| {
+        format!(
+            "<td>{project}</td>\n    <td>error</td>\n    <td class=\"num\">{accepted}</td>\n    \
+             <td class=\"num\">0</td>"
+        )
+    };
+    assert!(projects.contains(&usage("shop", 2)), "{projects}");
+    assert!(projects.contains(&usage("billing", 1)), "{projects}");
 
     for asset in [super::assets::css_url(), super::assets::js_url()] {
         let reply = h.get(&asset, None).await;
@@ -546,6 +557,13 @@ async fn a_token_for_one_project_sees_nothing_of_the_other() {
     assert!(
         sql.contains("<td>shop</td>") && !sql.contains("<td>billing</td>"),
         "{sql}"
+    );
+    // the usage of the projects page is the token's projects' alone
+    h.node.flush_with_outcomes().await.unwrap();
+    let projects = h.page("/organizations/default/projects/", &token).await;
+    assert!(
+        projects.contains("<td>shop</td>") && !projects.contains("<td>billing</td>"),
+        "{projects}"
     );
     let csv = h
         .get(
