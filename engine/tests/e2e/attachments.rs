@@ -151,7 +151,8 @@ async fn python_sdk_attachments_are_downloaded_as_sent_and_outcomes_say_where_ev
         &token,
         "SELECT category, outcome, reason, sum(quantity) AS n FROM outcomes \
          GROUP BY category, outcome, reason ORDER BY category, outcome, reason",
-        4,
+        // the six groups below: both envelopes' outcomes are flushed and the report is in
+        6,
     )
     .await?;
     let seen: Vec<Four<'_>> = outcomes
