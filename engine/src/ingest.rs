@@ -740,12 +740,16 @@ impl Ingest {
         }
         if stored_attachments > 0 {
             crate::metrics::ingest_items(&ItemType::Attachment, "accepted", stored_attachments);
-            for &(category, quantity) in
-                crate::outcomes::charges(&ItemType::Attachment, stored_attachments, stored_bytes)
-                    .as_slice()
-            {
-                accepted_as(category, quantity);
-            }
+            self.outcomes.add_items(
+                project.id,
+                &project.name,
+                received,
+                &ItemType::Attachment,
+                Outcome::Accepted,
+                "",
+                stored_attachments,
+                stored_bytes,
+            );
         }
         Ok(first_id)
     }
