@@ -23,6 +23,7 @@ pub static TABLE: ItemTable = ItemTable::new(
         ("monitor_config", Column::Text),
         ("expected_time", Column::Time),
         ("synthetic", Column::Bool),
+        ("meta", Column::Text),
     ],
 );
 
@@ -93,6 +94,7 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
     row.insert("monitor_config".into(), config);
     row.insert("expected_time".into(), Value::Null);
     row.insert("synthetic".into(), false.into());
+    row.insert("meta".into(), item.meta_at(&[]));
     let mut rows = Rows::new(&TABLE, ctx);
     rows.push(ctx.received, row);
     Ok(rows.finish())

@@ -24,6 +24,7 @@ pub static TABLE: ItemTable = ItemTable::new(
         ("environment", Column::Text),
         ("user_id", Column::Text),
         ("tags", Column::Map),
+        ("meta", Column::Text),
     ],
 );
 
@@ -60,6 +61,7 @@ pub fn feedback_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>
     row.insert("environment".into(), text(item.get("environment")));
     row.insert("user_id".into(), text(at(&item, &["user", "id"])));
     row.insert("tags".into(), tags(item.get("tags")));
+    row.insert("meta".into(), item.meta_at(&[]));
     let mut rows = Rows::new(&TABLE, ctx).of_item(&event_id);
     rows.push(time(item.get("timestamp")).unwrap_or(ctx.received), row);
     Ok(rows.finish())
@@ -88,6 +90,7 @@ pub fn user_report_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemR
     row.insert("environment".into(), Value::Null);
     row.insert("user_id".into(), Value::Null);
     row.insert("tags".into(), Value::Object(Map::new()));
+    row.insert("meta".into(), item.meta_at(&[]));
     let mut rows = Rows::new(&TABLE, ctx);
     rows.push(ctx.received, row);
     Ok(rows.finish())

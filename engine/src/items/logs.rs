@@ -22,6 +22,7 @@ pub static TABLE: ItemTable = ItemTable::new(
         ("environment", Column::Text),
         ("sdk_name", Column::Text),
         ("attributes", Column::Map),
+        ("meta", Column::Text),
     ],
 );
 
@@ -41,7 +42,7 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
         });
     }
     let mut rows = Rows::new(&TABLE, ctx);
-    for record in records {
+    for (index, record) in records.iter().enumerate() {
         let record = record.as_object().ok_or(Error::Field {
             field: "items",
             expected: "a list of log objects",
@@ -69,6 +70,7 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
         );
         row.insert("sdk_name".into(), attribute(&attrs, "sentry.sdk.name"));
         row.insert("attributes".into(), attrs);
+        row.insert("meta".into(), item.meta_at(&["items", &index.to_string()]));
         rows.push(at, row);
     }
     Ok(rows.finish())
@@ -76,7 +78,7 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{ctx, printed};
+    use super::super::tests::{ctx, metas, printed, scrubbing_ctx};
     use super::*;
 
     #[test]
@@ -96,6 +98,39 @@ mod tests {
         assert!(text.contains("| 13 "), "{text}");
         assert!(text.contains("cart: 42"), "{text}");
         assert!(text.contains("2026-12-05T10:00:00.500Z"), "{text}");
+    }
+
+    #[test]
+    fn what_scrubbing_removed_from_a_record_is_in_its_meta() {
+        let payload = br#"{"items":[
+            {"timestamp":1796464800,"level":"info","body":"all good"},
+            {"timestamp":1796464801,"level":"warn","body":"charging card 4111 1111 1111 1111",
+             "attributes":{"db_password":{"type":"string","value":"hunter2"},
+                           "cart":{"type":"integer","value":42}}}]}"#;
+        let rows = rows(payload, scrubbing_ctx()).unwrap();
+        let text = printed(&rows);
+        assert!(
+            !text.contains("hunter2") && !text.contains("4111"),
+            "{text}"
+        );
+        assert!(text.contains("cart: 42"), "the rest is kept: {text}");
+        let metas = metas(&rows);
+        assert_eq!(metas[0], Value::Null, "nothing was changed in the first");
+        assert_eq!(
+            metas[1]["attributes"]["db_password"][""]["rem"][0][0], "@password:filter",
+            "{}",
+            metas[1]
+        );
+        assert_eq!(
+            metas[1]["body"][""]["rem"][0][0], "@creditcard:filter",
+            "{}",
+            metas[1]
+        );
+        assert!(
+            metas[1].get("items").is_none(),
+            "paths are the record's own: {}",
+            metas[1]
+        );
     }
 
     #[test]

@@ -121,6 +121,30 @@ impl ItemTable {
         }))
     }
 
+    /// A batch of an older layout of this table (a file written before a column was added)
+    /// in today's: each missing column null. `None` when it cannot be (a column of another
+    /// type, or a required one missing).
+    pub fn adapt(&self, batch: &RecordBatch) -> Option<RecordBatch> {
+        let schema = self.schema();
+        if batch.schema().fields() == schema.fields() {
+            return Some(batch.clone());
+        }
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|field| match batch.column_by_name(field.name()) {
+                Some(column) if column.data_type() == field.data_type() => Some(Arc::clone(column)),
+                Some(_) => None,
+                None if field.is_nullable() => Some(datafusion::arrow::array::new_null_array(
+                    field.data_type(),
+                    batch.num_rows(),
+                )),
+                None => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        RecordBatch::try_new(schema, columns).ok()
+    }
+
     /// Decodes rows (JSON objects of this table's columns, one after another) into a batch.
     pub fn decode<'a>(&self, rows: impl IntoIterator<Item = &'a [u8]>) -> Result<RecordBatch> {
         let rows: Vec<&[u8]> = rows.into_iter().collect();
@@ -294,19 +318,77 @@ impl<'a> Rows<'a> {
     }
 }
 
+/// An item payload, scrubbed with the project's rules, and what scrubbing changed in it.
+pub(crate) struct Item {
+    fields: Map<String, Value>,
+    /// The `_meta` tree of the payload in Relay's shape (`{"body": {"": {"rem": [..]}}}`),
+    /// paths relative to the payload's root; empty when nothing was changed.
+    meta: Map<String, Value>,
+}
+
+impl std::ops::Deref for Item {
+    type Target = Map<String, Value>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.fields
+    }
+}
+
+impl Item {
+    /// The `meta` column of a row made of the record at `path` (a list of member names and
+    /// indices, `[]` for the whole item): what was changed in that record, as JSON text, paths
+    /// relative to the record; null when nothing was.
+    pub(crate) fn meta_at(&self, path: &[&str]) -> Value {
+        let mut node = &self.meta;
+        for key in path {
+            match node.get(*key) {
+                Some(Value::Object(inner)) => node = inner,
+                _ => return Value::Null,
+            }
+        }
+        meta_text(node)
+    }
+
+    /// The `meta` column of a row made of the whole item but its member `except`, whose
+    /// records are rows of their own (a transaction's `spans`).
+    pub(crate) fn meta_without(&self, except: &str) -> Value {
+        if !self.meta.contains_key(except) {
+            return meta_text(&self.meta);
+        }
+        let mut rest = self.meta.clone();
+        rest.remove(except);
+        meta_text(&rest)
+    }
+}
+
+fn meta_text(meta: &Map<String, Value>) -> Value {
+    if meta.is_empty() {
+        Value::Null
+    } else {
+        Value::String(Value::Object(meta.clone()).to_string())
+    }
+}
+
 /// Parses an item payload that must be a JSON object, scrubbed with the project's rules
 /// (`ctx.scrubber`) before anything is read from it: like an event's, an item's secrets never
-/// reach the WAL. What was removed is not recorded per row (item tables have no `_meta`).
-pub(crate) fn object(payload: &[u8], ctx: RowContext<'_>) -> Result<Map<String, Value>> {
-    match serde_json::from_slice(payload)? {
-        Value::Object(mut map) => {
-            if let Some(scrubber) = ctx.scrubber {
-                scrubber.scrub(&mut map, &mut faultline_protocol::scrub::Meta::default());
+/// reach the WAL. What was changed is kept for the rows' `meta` column ([`Item::meta_at`]).
+pub(crate) fn object(payload: &[u8], ctx: RowContext<'_>) -> Result<Item> {
+    let Value::Object(mut fields) = serde_json::from_slice(payload)? else {
+        return Err(Error::NotObject);
+    };
+    let mut meta = Map::new();
+    if let Some(scrubber) = ctx.scrubber {
+        let mut remarks = faultline_protocol::scrub::Meta::default();
+        scrubber.scrub(&mut fields, &mut remarks);
+        if !remarks.is_empty() {
+            let mut holder = Map::new();
+            remarks.write_into(&mut holder);
+            if let Some(Value::Object(tree)) = holder.remove("_meta") {
+                meta = tree;
             }
-            Ok(map)
         }
-        _ => Err(Error::NotObject),
     }
+    Ok(Item { fields, meta })
 }
 
 /// A text value of `value`, cut to [`MAX_TEXT`]: strings as they are, numbers and booleans in
@@ -450,6 +532,31 @@ pub(crate) mod tests {
                 .with_timezone(&Utc),
             scrubber: None,
         }
+    }
+
+    /// A context whose project scrubs with Sentry's default rules.
+    pub(crate) fn scrubbing_ctx() -> RowContext<'static> {
+        static SCRUBBER: std::sync::LazyLock<faultline_protocol::scrub::Scrubber> =
+            std::sync::LazyLock::new(|| {
+                faultline_protocol::scrub::Scrubber::new(&Default::default()).unwrap()
+            });
+        RowContext {
+            scrubber: Some(&SCRUBBER),
+            ..ctx()
+        }
+    }
+
+    /// The `meta` column of each row, parsed (`Null` where there is none).
+    pub(crate) fn metas(rows: &[ItemRow]) -> Vec<Value> {
+        rows.iter()
+            .map(|row| {
+                let json: Value = serde_json::from_slice(&row.json).unwrap();
+                match &json["meta"] {
+                    Value::String(text) => serde_json::from_str(text).unwrap(),
+                    other => other.clone(),
+                }
+            })
+            .collect()
     }
 
     /// The rows as a table, printed.

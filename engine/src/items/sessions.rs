@@ -35,6 +35,7 @@ pub static TABLE: ItemTable = ItemTable::new(
         ("errored", Column::Int),
         ("abnormal", Column::Int),
         ("crashed", Column::Int),
+        ("meta", Column::Text),
     ],
 );
 
@@ -141,6 +142,7 @@ pub fn session_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>>
     );
     row.insert("abnormal".into(), flag(status == "abnormal"));
     row.insert("crashed".into(), flag(status == "crashed"));
+    row.insert("meta".into(), item.meta_at(&[]));
     let mut rows = Rows::new(&TABLE, ctx);
     rows.push(at_time, row);
     Ok(rows.finish())
@@ -165,7 +167,7 @@ pub fn aggregate_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow
         });
     }
     let mut rows = Rows::new(&TABLE, ctx);
-    for bucket in buckets {
+    for (index, bucket) in buckets.iter().enumerate() {
         let bucket = bucket.as_object().ok_or(Error::Field {
             field: "aggregates",
             expected: "a list of objects",
@@ -204,6 +206,10 @@ pub fn aggregate_rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow
             let errored = row.get("errored").and_then(Value::as_u64).unwrap_or(0);
             row.insert("errored".into(), (errored + unhandled).into());
         }
+        row.insert(
+            "meta".into(),
+            item.meta_at(&["aggregates", &index.to_string()]),
+        );
         rows.push(started, row);
     }
     Ok(rows.finish())

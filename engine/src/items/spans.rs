@@ -30,6 +30,7 @@ pub static TABLE: ItemTable = ItemTable::new(
         ("environment", Column::Text),
         ("tags", Column::Map),
         ("data", Column::Map),
+        ("meta", Column::Text),
     ],
 );
 
@@ -49,6 +50,7 @@ pub(crate) fn push_span(
     span: &Map<String, Value>,
     segment: &Segment<'_>,
     is_segment: bool,
+    meta: Value,
 ) -> Result<()> {
     let end = time(span.get("timestamp")).ok_or(Error::Field {
         field: "timestamp",
@@ -73,12 +75,13 @@ pub(crate) fn push_span(
     row.insert("environment".into(), segment.environment.clone());
     row.insert("tags".into(), tags(span.get("tags")));
     row.insert("data".into(), string_map(span.get("data")));
+    row.insert("meta".into(), meta);
     rows.push(end, row);
     Ok(())
 }
 
 /// A span of the streaming shape (span v2: `end_timestamp`, `name`, typed `attributes`).
-fn push_v2(rows: &mut Rows<'_>, span: &Map<String, Value>) -> Result<()> {
+fn push_v2(rows: &mut Rows<'_>, span: &Map<String, Value>, meta: Value) -> Result<()> {
     let end = time(span.get("end_timestamp")).ok_or(Error::Field {
         field: "end_timestamp",
         expected: "a time",
@@ -110,6 +113,7 @@ fn push_v2(rows: &mut Rows<'_>, span: &Map<String, Value>) -> Result<()> {
     );
     row.insert("tags".into(), Value::Object(Map::new()));
     row.insert("data".into(), attrs);
+    row.insert("meta".into(), meta);
     rows.push(end, row);
     Ok(())
 }
@@ -126,12 +130,16 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
                     limit: MAX_ROWS_PER_ITEM,
                 });
             }
-            for span in spans {
+            for (index, span) in spans.iter().enumerate() {
                 let span = span.as_object().ok_or(Error::Field {
                     field: "items",
                     expected: "a list of span objects",
                 })?;
-                push_v2(&mut rows, span)?;
+                push_v2(
+                    &mut rows,
+                    span,
+                    item.meta_at(&["items", &index.to_string()]),
+                )?;
             }
         }
         Some(_) => {
@@ -140,7 +148,7 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
                 expected: "a list",
             });
         }
-        None if item.contains_key("end_timestamp") => push_v2(&mut rows, &item)?,
+        None if item.contains_key("end_timestamp") => push_v2(&mut rows, &item, item.meta_at(&[]))?,
         None => {
             let segment = Segment {
                 transaction: &text(at(&item, &["data", "sentry.transaction"])),
@@ -150,7 +158,7 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
                 environment: &text(at(&item, &["data", "sentry.environment"])),
             };
             let is_segment = item.get("is_segment").and_then(Value::as_bool) == Some(true);
-            push_span(&mut rows, &item, &segment, is_segment)?;
+            push_span(&mut rows, &item, &segment, is_segment, item.meta_at(&[]))?;
         }
     }
     Ok(rows.finish())

@@ -34,6 +34,7 @@ pub static TABLE: ItemTable = ItemTable::new(
         ("tags", Column::Map),
         ("data", Column::Map),
         ("measurements", Column::Text),
+        ("meta", Column::Text),
     ],
 );
 
@@ -96,6 +97,8 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
     row.insert("tags".into(), tags(item.get("tags")));
     row.insert("data".into(), string_map(trace.get("data")));
     row.insert("measurements".into(), json_text(item.get("measurements")));
+    // the spans' changes are on their own rows
+    row.insert("meta".into(), item.meta_without("spans"));
     let mut out = Rows::new(&TABLE, ctx).of_item(&event_id);
     out.push(end, row);
 
@@ -114,13 +117,15 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
     if own.get("description").is_none_or(Value::is_null) {
         own.insert("description".into(), name.clone());
     }
-    spans::push_span(&mut span_rows, &own, &segment, true)?;
-    for child in children {
+    let own_meta = item.meta_at(&["contexts", "trace"]);
+    spans::push_span(&mut span_rows, &own, &segment, true, own_meta)?;
+    for (index, child) in children.iter().enumerate() {
         let child = child.as_object().ok_or(Error::Field {
             field: "spans",
             expected: "a list of span objects",
         })?;
-        spans::push_span(&mut span_rows, child, &segment, false)?;
+        let meta = item.meta_at(&["spans", &index.to_string()]);
+        spans::push_span(&mut span_rows, child, &segment, false, meta)?;
     }
     let mut rows = out.finish();
     rows.extend(span_rows.finish());
@@ -135,7 +140,7 @@ fn millis_secs(at: Option<chrono::DateTime<chrono::Utc>>) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{ctx, printed};
+    use super::super::tests::{ctx, metas, printed, scrubbing_ctx};
     use super::*;
 
     const TRANSACTION: &[u8] = br#"{"type":"transaction","event_id":"0123456789ABCDEF0123456789abcdef",
@@ -171,6 +176,45 @@ mod tests {
             2,
             "both spans name their transaction: {spans}"
         );
+    }
+
+    #[test]
+    fn each_row_says_what_was_removed_from_its_own_part() {
+        let payload = br#"{"type":"transaction","event_id":"0123456789abcdef0123456789abcdef",
+            "transaction":"checkout","start_timestamp":1796464800,"timestamp":1796464801,
+            "contexts":{"trace":{"trace_id":"aaaabbbbccccddddeeeeffff00001111","span_id":"1111222233334444"}},
+            "request":{"headers":{"Authorization":"Bearer abc.def"}},
+            "spans":[{"span_id":"5555666677778888","description":"SELECT 1",
+                      "start_timestamp":1796464800.1,"timestamp":1796464800.2,"data":{"db.system":"sqlite"}},
+                     {"span_id":"9999666677778888","description":"login",
+                      "start_timestamp":1796464800.1,"timestamp":1796464800.2,
+                      "data":{"auth_token":"tok-123"}}]}"#;
+        let rows = rows(payload, scrubbing_ctx()).unwrap();
+        let metas = metas(&rows);
+        assert_eq!(
+            metas.len(),
+            4,
+            "the transaction, its own span and two spans"
+        );
+        assert_eq!(
+            metas[0]["request"]["headers"]["Authorization"][""]["rem"][0][0], "@password:filter",
+            "{}",
+            metas[0]
+        );
+        assert!(
+            metas[0].get("spans").is_none(),
+            "the spans' changes are on their rows: {}",
+            metas[0]
+        );
+        assert_eq!(metas[1], Value::Null, "the transaction's own span");
+        assert_eq!(metas[2], Value::Null, "nothing removed from SELECT 1");
+        assert_eq!(
+            metas[3]["data"]["auth_token"][""]["rem"][0][0], "@password:filter",
+            "{}",
+            metas[3]
+        );
+        let spans = printed(&rows[1..]);
+        assert!(!spans.contains("tok-123"), "{spans}");
     }
 
     #[test]

@@ -257,14 +257,16 @@ impl Maintenance {
             let decoded = tokio::task::spawn_blocking(move || decode(&path, data))
                 .await
                 .expect("decoding does not panic")?;
-            if decoded
+            // a file written before a column was added gets it, null
+            let Some(adapted) = decoded
                 .iter()
-                .any(|b| b.schema().fields() != table.schema().fields())
-            {
+                .map(|b| table.adapt(b))
+                .collect::<Option<Vec<_>>>()
+            else {
                 tracing::info!(path = %file.path, "item file of another layout; not merged");
                 return Ok(None);
-            }
-            batches.extend(decoded);
+            };
+            batches.extend(adapted);
         }
         let level = self.config.compaction.zstd_level;
         let outputs =

@@ -642,3 +642,106 @@ async fn retention_drops_an_expired_day_of_sessions_and_keeps_a_recent_one() {
         "only the recent session is left"
     );
 }
+
+/// A logs file written before the `meta` column existed (the same rows without it) is read with
+/// `meta` null and merged with newer files into today's layout.
+#[tokio::test]
+async fn an_item_file_of_an_older_layout_is_read_and_merged() {
+    use crate::items::{RowContext, logs};
+    use datafusion::parquet::arrow::ArrowWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(dir.path()).unwrap();
+    let scrubber = faultline_protocol::scrub::Scrubber::new(&Default::default()).unwrap();
+    let mut manifest = Manifest::load_latest(&store, "node-0").await.unwrap();
+    for i in 0..3 {
+        let payload = format!(
+            r#"{{"items":[{{"timestamp":"2026-11-24T10:0{i}:00Z","level":"info","body":"line {i}",
+                 "attributes":{{"api_key":{{"type":"string","value":"k-{i}"}}}}}}]}}"#
+        );
+        let ctx = RowContext {
+            project_id: 1,
+            project: "shop",
+            received: chrono::Utc::now(),
+            scrubber: Some(&scrubber),
+        };
+        let rows = logs::rows(payload.as_bytes(), ctx).unwrap();
+        let batch = logs::TABLE
+            .decode(rows.iter().map(|r| r.json.as_slice()))
+            .unwrap();
+        let mut files = crate::store::parquet::write_item_files(
+            &store,
+            &logs::TABLE,
+            std::slice::from_ref(&batch),
+            1,
+        )
+        .await
+        .unwrap();
+        if i == 0 {
+            // the same file as it was written before: no `meta` column
+            let older = batch.project(&(0..batch.num_columns() - 1).collect::<Vec<_>>());
+            let older = older.unwrap();
+            assert!(older.column_by_name("meta").is_none());
+            let mut data = Vec::new();
+            let mut writer = ArrowWriter::try_new(&mut data, older.schema(), None).unwrap();
+            writer.write(&older).unwrap();
+            writer.close().unwrap();
+            files[0].bytes = data.len() as u64;
+            store
+                .put_durable(
+                    &object_store::path::Path::from(files[0].path.as_str()),
+                    bytes::Bytes::from(data),
+                )
+                .await
+                .unwrap();
+        }
+        let mut next = manifest.with_files(Vec::new(), 0);
+        next.tables.entry("logs".into()).or_default().extend(files);
+        next.commit(&store).await.unwrap();
+        manifest = next;
+    }
+    let counted = |store: Store| async move {
+        let out = reader(&store)
+            .run(
+                &ProjectFilter::All,
+                "SELECT count(*) AS n, count(meta) AS with_meta FROM logs",
+            )
+            .await
+            .unwrap();
+        (scalar(&out.batches, 0), scalar(&out.batches, 1))
+    };
+    assert_eq!(
+        counted(store.clone()).await,
+        (3, 2),
+        "the older file's row is read, its meta null"
+    );
+    let mut config = Config::default();
+    config.compaction.min_files = 3;
+    let report = Maintenance::new(config, store.clone(), None)
+        .compact(false, false)
+        .await
+        .unwrap();
+    let merges: Vec<_> = report.merged.iter().filter(|m| m.kind == "logs").collect();
+    assert_eq!(merges.len(), 1, "{:?}", report.merged);
+    assert_eq!((merges[0].inputs, merges[0].rows), (3, 3));
+    assert!(merges[0].output.is_some(), "merged: {:?}", merges[0]);
+    let manifest = Manifest::load_latest(&store, "node-0").await.unwrap();
+    assert_eq!(
+        manifest.tables["logs"].len(),
+        1,
+        "one file of today's layout"
+    );
+    assert_eq!(counted(store.clone()).await, (3, 2), "after the merge");
+    let out = reader(&store)
+        .run(
+            &ProjectFilter::All,
+            "SELECT meta FROM logs WHERE meta IS NOT NULL ORDER BY timestamp LIMIT 1",
+        )
+        .await
+        .unwrap();
+    let meta = out.batches[0].column(0).as_string::<i32>().value(0);
+    let meta: serde_json::Value = serde_json::from_str(meta).unwrap();
+    assert_eq!(
+        meta["attributes"]["api_key"][""]["rem"][0][0], "@password:filter",
+        "{meta}"
+    );
+}

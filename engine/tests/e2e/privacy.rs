@@ -1,6 +1,7 @@
 //! Secrets planted by the real Python and Node SDKs (request headers, cookies, query strings,
 //! breadcrumbs, extra data, local variables) are scrubbed before anything is written: they are
-//! in no WAL segment and no Parquet file, and the stored event's `_meta` says what was removed.
+//! in no WAL segment and no Parquet file, and the stored event's `_meta` (a log record's `meta`)
+//! says what was removed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -172,7 +173,7 @@ async fn secrets_from_real_sdks_never_reach_the_wal_or_parquet() -> anyhow::Resu
     // the transactions and log records are scrubbed as the events are: the secret attribute
     // is gone, the rest of the record is kept
     let logs = setup.query(
-        "SELECT body, attributes['db_password'] AS secret, sdk_name AS sdk \
+        "SELECT body, attributes['db_password'] AS secret, sdk_name AS sdk, meta \
          FROM logs WHERE body LIKE 'charging card%' ORDER BY sdk",
     )?;
     ensure!(logs.len() == 2, "a log record of each SDK: {logs:?}");
@@ -185,6 +186,15 @@ async fn secrets_from_real_sdks_never_reach_the_wal_or_parquet() -> anyhow::Resu
             log.str("sdk").is_some(),
             "the other attributes are kept: {log:?}"
         );
+        // and the row's `meta` says what was removed, in Relay's shape (the Python SDK names
+        // the attribute `sentry.message.parameter.db_password`, the Node SDK `db_password`)
+        let meta: Value = serde_json::from_str(log.str("meta").unwrap_or("null"))?;
+        let removed = meta["attributes"].as_object().is_some_and(|attributes| {
+            attributes.iter().any(|(key, remarks)| {
+                key.ends_with("db_password") && remarks[""]["rem"][0][0] == "@password:filter"
+            })
+        });
+        ensure!(removed, "the meta of {log:?}");
     }
     let transactions = setup.query("SELECT count(*) AS n FROM transactions")?;
     let spans = setup.query("SELECT count(*) AS n FROM spans")?;
