@@ -532,34 +532,62 @@ async fn a_deleted_issue_leaves_the_lists_at_once_and_its_events_are_erased_afte
     );
 }
 
-#[tokio::test]
-async fn small_files_of_an_item_table_are_merged_per_project_and_day() {
+/// Writes one logs file per payload (a `log` item of one record, all on one day) and commits
+/// each to the manifest; the file of index `older` is rewritten without the table's last
+/// column, as files were written before it was added.
+async fn commit_log_files(
+    store: &Store,
+    payloads: &[String],
+    scrubber: Option<&faultline_protocol::scrub::Scrubber>,
+    older: Option<usize>,
+) {
     use crate::items::{RowContext, logs};
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::local(dir.path()).unwrap();
-    let mut manifest = Manifest::load_latest(&store, "node-0").await.unwrap();
-    for i in 0..3 {
-        let payload = format!(
-            r#"{{"items":[{{"timestamp":"2026-11-24T10:0{i}:00Z","level":"info","body":"line {i}"}}]}}"#
-        );
+    use datafusion::parquet::arrow::ArrowWriter;
+    let mut manifest = Manifest::load_latest(store, "node-0").await.unwrap();
+    for (i, payload) in payloads.iter().enumerate() {
         let ctx = RowContext {
             project_id: 1,
             project: "shop",
             received: chrono::Utc::now(),
-            scrubber: None,
+            scrubber,
         };
         let rows = logs::rows(payload.as_bytes(), ctx).unwrap();
         let batch = logs::TABLE
             .decode(rows.iter().map(|r| r.json.as_slice()))
             .unwrap();
-        let files = crate::store::parquet::write_item_files(&store, &logs::TABLE, &[batch], 1)
-            .await
-            .unwrap();
+        let mut files = crate::store::parquet::write_item_files(
+            store,
+            &logs::TABLE,
+            std::slice::from_ref(&batch),
+            1,
+        )
+        .await
+        .unwrap();
+        if older == Some(i) {
+            let last = batch.num_columns() - 1;
+            let older = batch.project(&(0..last).collect::<Vec<_>>()).unwrap();
+            let mut data = Vec::new();
+            let mut writer = ArrowWriter::try_new(&mut data, older.schema(), None).unwrap();
+            writer.write(&older).unwrap();
+            writer.close().unwrap();
+            files[0].bytes = data.len() as u64;
+            store
+                .put_durable(
+                    &object_store::path::Path::from(files[0].path.as_str()),
+                    bytes::Bytes::from(data),
+                )
+                .await
+                .unwrap();
+        }
         let mut next = manifest.with_files(Vec::new(), 0);
         next.tables.entry("logs".into()).or_default().extend(files);
-        next.commit(&store).await.unwrap();
+        next.commit(store).await.unwrap();
         manifest = next;
     }
+}
+
+/// Compacts with `min_files = 3` and checks that the three logs files became one.
+async fn compact_three_log_files(store: &Store) {
     let mut config = Config::default();
     config.compaction.min_files = 3;
     let report = Maintenance::new(config, store.clone(), None)
@@ -569,13 +597,27 @@ async fn small_files_of_an_item_table_are_merged_per_project_and_day() {
     let merges: Vec<_> = report.merged.iter().filter(|m| m.kind == "logs").collect();
     assert_eq!(merges.len(), 1, "{:?}", report.merged);
     assert_eq!((merges[0].inputs, merges[0].rows), (3, 3));
-    let manifest = Manifest::load_latest(&store, "node-0").await.unwrap();
+    let manifest = Manifest::load_latest(store, "node-0").await.unwrap();
     let files = &manifest.tables["logs"];
-    assert_eq!(files.len(), 1);
+    assert_eq!(files.len(), 1, "{:?}", merges[0]);
     assert_eq!(files[0].rows, 3);
     assert_eq!(merges[0].output.as_deref(), Some(files[0].path.as_str()));
-    let reader = reader(&store);
-    let out = reader
+}
+
+#[tokio::test]
+async fn small_files_of_an_item_table_are_merged_per_project_and_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::local(dir.path()).unwrap();
+    let payloads: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                r#"{{"items":[{{"timestamp":"2026-11-24T10:0{i}:00Z","level":"info","body":"line {i}"}}]}}"#
+            )
+        })
+        .collect();
+    commit_log_files(&store, &payloads, None, None).await;
+    compact_three_log_files(&store).await;
+    let out = reader(&store)
         .run(&ProjectFilter::All, "SELECT count(*) AS n FROM logs")
         .await
         .unwrap();
@@ -647,58 +689,27 @@ async fn retention_drops_an_expired_day_of_sessions_and_keeps_a_recent_one() {
 /// `meta` null and merged with newer files into today's layout.
 #[tokio::test]
 async fn an_item_file_of_an_older_layout_is_read_and_merged() {
-    use crate::items::{RowContext, logs};
-    use datafusion::parquet::arrow::ArrowWriter;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::local(dir.path()).unwrap();
     let scrubber = faultline_protocol::scrub::Scrubber::new(&Default::default()).unwrap();
-    let mut manifest = Manifest::load_latest(&store, "node-0").await.unwrap();
-    for i in 0..3 {
-        let payload = format!(
-            r#"{{"items":[{{"timestamp":"2026-11-24T10:0{i}:00Z","level":"info","body":"line {i}",
-                 "attributes":{{"api_key":{{"type":"string","value":"k-{i}"}}}}}}]}}"#
-        );
-        let ctx = RowContext {
-            project_id: 1,
-            project: "shop",
-            received: chrono::Utc::now(),
-            scrubber: Some(&scrubber),
-        };
-        let rows = logs::rows(payload.as_bytes(), ctx).unwrap();
-        let batch = logs::TABLE
-            .decode(rows.iter().map(|r| r.json.as_slice()))
-            .unwrap();
-        let mut files = crate::store::parquet::write_item_files(
-            &store,
-            &logs::TABLE,
-            std::slice::from_ref(&batch),
-            1,
-        )
-        .await
-        .unwrap();
-        if i == 0 {
-            // the same file as it was written before: no `meta` column
-            let older = batch.project(&(0..batch.num_columns() - 1).collect::<Vec<_>>());
-            let older = older.unwrap();
-            assert!(older.column_by_name("meta").is_none());
-            let mut data = Vec::new();
-            let mut writer = ArrowWriter::try_new(&mut data, older.schema(), None).unwrap();
-            writer.write(&older).unwrap();
-            writer.close().unwrap();
-            files[0].bytes = data.len() as u64;
-            store
-                .put_durable(
-                    &object_store::path::Path::from(files[0].path.as_str()),
-                    bytes::Bytes::from(data),
-                )
-                .await
-                .unwrap();
-        }
-        let mut next = manifest.with_files(Vec::new(), 0);
-        next.tables.entry("logs".into()).or_default().extend(files);
-        next.commit(&store).await.unwrap();
-        manifest = next;
-    }
+    let payloads: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                r#"{{"items":[{{"timestamp":"2026-11-24T10:0{i}:00Z","level":"info","body":"line {i}",
+                     "attributes":{{"api_key":{{"type":"string","value":"k-{i}"}}}}}}]}}"#
+            )
+        })
+        .collect();
+    commit_log_files(&store, &payloads, Some(&scrubber), Some(0)).await;
+    assert_eq!(
+        crate::items::logs::TABLE
+            .schema()
+            .fields()
+            .last()
+            .map(|f| f.name().as_str()),
+        Some("meta"),
+        "the older file lacks `meta`"
+    );
     let counted = |store: Store| async move {
         let out = reader(&store)
             .run(
@@ -714,22 +725,7 @@ async fn an_item_file_of_an_older_layout_is_read_and_merged() {
         (3, 2),
         "the older file's row is read, its meta null"
     );
-    let mut config = Config::default();
-    config.compaction.min_files = 3;
-    let report = Maintenance::new(config, store.clone(), None)
-        .compact(false, false)
-        .await
-        .unwrap();
-    let merges: Vec<_> = report.merged.iter().filter(|m| m.kind == "logs").collect();
-    assert_eq!(merges.len(), 1, "{:?}", report.merged);
-    assert_eq!((merges[0].inputs, merges[0].rows), (3, 3));
-    assert!(merges[0].output.is_some(), "merged: {:?}", merges[0]);
-    let manifest = Manifest::load_latest(&store, "node-0").await.unwrap();
-    assert_eq!(
-        manifest.tables["logs"].len(),
-        1,
-        "one file of today's layout"
-    );
+    compact_three_log_files(&store).await;
     assert_eq!(counted(store.clone()).await, (3, 2), "after the merge");
     let out = reader(&store)
         .run(
