@@ -604,6 +604,7 @@ impl Ingest {
             rows,
             item_batches,
             item_counts,
+            item_scrubbed,
             attachments,
             received,
             ..
@@ -617,6 +618,7 @@ impl Ingest {
         // its own rules, if any
         let index = self.hashes.project_for_ingest(project.id).await;
         let rules = self.projects.grouping(project.id);
+        let mut scrubbed = item_scrubbed;
         for event in normalized {
             first_id.get_or_insert(event.event_id);
             if !self.dedup.insert(project.id, event.event_id) {
@@ -624,6 +626,7 @@ impl Ingest {
                 continue;
             }
             reserved.push(event.event_id);
+            scrubbed.count("error", &event.scrubbed_by);
             // before grouping, so the same bug in two builds is one issue
             let event = match self.sourcemaps.get() {
                 Some(maps) => maps.resolve_event(&project.org, &project.name, event).await,
@@ -737,6 +740,17 @@ impl Ingest {
             if *ty != ItemType::ClientReport {
                 accepted_as(crate::outcomes::category(ty), *count);
             }
+        }
+        for (category, rule, items) in scrubbed.0 {
+            self.outcomes.add(
+                project.id,
+                &project.name,
+                received,
+                category,
+                Outcome::Scrubbed,
+                rule,
+                items,
+            );
         }
         if stored_attachments > 0 {
             crate::metrics::ingest_items(&ItemType::Attachment, "accepted", stored_attachments);
@@ -906,12 +920,45 @@ struct Decoded {
     item_batches: Vec<ItemBatch>,
     /// Items turned into rows, per type (counted as accepted once logged).
     item_counts: Vec<(ItemType, u64)>,
+    /// Items in which a scrubbing rule changed something, per data category and rule
+    /// (counted as `scrubbed` once logged).
+    item_scrubbed: Scrubbed,
     /// Attachments to write before their rows (which are in `rows`) are logged.
     attachments: Vec<Blob>,
     /// When the request arrived.
     received: chrono::DateTime<Utc>,
     /// What quotas and rate limits refused of it.
     refused: Refusals,
+}
+
+/// Items in which scrubbing changed something, per data category and the rules that did
+/// (sorted, joined by `, `): each item is counted once, as every outcome counts it.
+#[derive(Default)]
+struct Scrubbed(Vec<(&'static str, String, u64)>);
+
+impl Scrubbed {
+    /// Counts one item of `category` in which `rules` (sorted, each once) changed something;
+    /// nothing when there are none.
+    fn count<'r>(&mut self, category: &'static str, rules: impl IntoIterator<Item = &'r String>) {
+        let mut reason = String::new();
+        for rule in rules {
+            if !reason.is_empty() {
+                reason.push_str(", ");
+            }
+            reason.push_str(rule);
+        }
+        if reason.is_empty() {
+            return;
+        }
+        match self
+            .0
+            .iter_mut()
+            .find(|(c, r, _)| *c == category && *r == reason)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.0.push((category, reason, 1)),
+        }
+    }
 }
 
 /// The bytes of one attachment and the object they go to.
@@ -1129,6 +1176,14 @@ fn decode_events(
                         match decoded.item_counts.iter_mut().find(|(t, _)| *t == item.ty) {
                             Some((_, count)) => *count += 1,
                             None => decoded.item_counts.push((item.ty.clone(), 1)),
+                        }
+                        if rows.iter().any(|r| !r.scrubbed_by.is_empty()) {
+                            let mut rules: Vec<&String> =
+                                rows.iter().flat_map(|r| &r.scrubbed_by).collect();
+                            rules.sort_unstable();
+                            rules.dedup();
+                            let category = crate::outcomes::category(&item.ty);
+                            decoded.item_scrubbed.count(category, rules);
                         }
                         decoded.rows.extend(rows);
                         batches.extend(item_batches);

@@ -1,4 +1,4 @@
-//! faultline's own outcomes (accepted, rate limited, invalid, too large, filtered), counted in
+//! faultline's own outcomes (accepted, rate limited, invalid, too large, filtered, scrubbed), counted in
 //! memory per project, data category, outcome, reason and hour, and turned into rows of the
 //! `outcomes` table (`items/outcomes.rs`) when the server flushes.
 //!
@@ -7,6 +7,7 @@
 //! of such a combination in an hour takes the write lock and allocates. Taking the counts swaps
 //! the map under the write lock, so no count is lost or counted twice.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -28,6 +29,9 @@ pub enum Outcome {
     Invalid,
     /// Over a size limit.
     TooLarge,
+    /// Stored (and counted as accepted too) with something removed by scrubbing; the reason
+    /// names the rules that did, sorted and joined by `, `.
+    Scrubbed,
 }
 
 impl Outcome {
@@ -38,6 +42,7 @@ impl Outcome {
             Self::Filtered => "filtered",
             Self::Invalid => "invalid",
             Self::TooLarge => "too_large",
+            Self::Scrubbed => "scrubbed",
         }
     }
 }
@@ -93,13 +98,14 @@ impl Charges {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     project_id: u64,
     hour_ms: i64,
     category: &'static str,
     outcome: Outcome,
-    reason: &'static str,
+    /// Our own reasons are static; a scrubbing rule's name is the project's.
+    reason: Cow<'static, str>,
 }
 
 #[derive(Debug)]
@@ -122,7 +128,7 @@ pub struct Counted {
     pub hour: DateTime<Utc>,
     pub category: &'static str,
     pub outcome: Outcome,
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
     pub quantity: u64,
 }
 
@@ -155,12 +161,13 @@ impl Outcomes {
         at: DateTime<Utc>,
         category: &'static str,
         outcome: Outcome,
-        reason: &'static str,
+        reason: impl Into<Cow<'static, str>>,
         quantity: u64,
     ) {
         if quantity == 0 {
             return;
         }
+        let reason = reason.into();
         let key = Key {
             project_id,
             hour_ms: outcomes::hour_of(at).timestamp_millis(),
@@ -205,14 +212,14 @@ impl Outcomes {
                 a.hour,
                 a.category,
                 a.outcome.as_str(),
-                a.reason,
+                &a.reason,
             )
                 .cmp(&(
                     b.project_id,
                     b.hour,
                     b.category,
                     b.outcome.as_str(),
-                    b.reason,
+                    &b.reason,
                 ))
         });
         out
@@ -247,7 +254,7 @@ impl Counted {
             self.hour,
             self.category,
             self.outcome.as_str(),
-            self.reason,
+            &self.reason,
             self.quantity,
         )
     }
@@ -350,7 +357,7 @@ mod tests {
                     c.hour.to_rfc3339(),
                     c.category,
                     c.outcome.as_str(),
-                    c.reason,
+                    &*c.reason,
                     c.quantity,
                 )
             })

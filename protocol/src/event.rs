@@ -53,4 +53,9 @@ pub struct Event {
     /// [`crate::grouping::group`].
     #[serde(skip)]
     pub(crate) grouping: Grouping,
+    /// The scrubbing rules that changed something in the event at ingest (`@password:filter`,
+    /// a project's rule), each once; empty when nothing was changed or the event was not
+    /// processed ([`crate::normalize::process_event`] fills it, replay does not).
+    #[serde(skip)]
+    pub scrubbed_by: Vec<String>,
 }

@@ -240,6 +240,8 @@ pub struct ItemRow {
     /// The id of the item the row came from, when it has one (a transaction's or feedback's
     /// event id): an SDK that retries sends it again, and ingest stores it once.
     pub item_id: Option<uuid::Uuid>,
+    /// The scrubbing rules that changed something in the row's record (its `meta`), each once.
+    pub scrubbed_by: Vec<String>,
 }
 
 impl ItemRow {
@@ -294,8 +296,18 @@ impl<'a> Rows<'a> {
         self
     }
 
-    /// Adds a row of `columns` (the common columns other than `timestamp` are filled in).
+    /// Adds a row of `columns` (the common columns other than `timestamp` are filled in; a
+    /// `meta` given as a tree, [`Item::meta_at`], is stored as its text).
     pub(crate) fn push(&mut self, timestamp: DateTime<Utc>, mut columns: Map<String, Value>) {
+        let mut scrubbed_by = Vec::new();
+        if let Some(meta) = columns.get_mut("meta")
+            && meta.is_object()
+        {
+            collect_rules(meta, &mut scrubbed_by);
+            scrubbed_by.sort_unstable();
+            scrubbed_by.dedup();
+            *meta = Value::String(meta.to_string());
+        }
         columns.insert("project_id".into(), self.ctx.project_id.into());
         columns.insert("project".into(), self.ctx.project.into());
         columns.insert("timestamp".into(), timestamp.timestamp_millis().into());
@@ -310,6 +322,7 @@ impl<'a> Rows<'a> {
             received_ms: self.ctx.received.timestamp_millis(),
             json,
             item_id: self.item_id,
+            scrubbed_by,
         });
     }
 
@@ -336,8 +349,8 @@ impl std::ops::Deref for Item {
 
 impl Item {
     /// The `meta` column of a row made of the record at `path` (a list of member names and
-    /// indices, `[]` for the whole item): what was changed in that record, as JSON text, paths
-    /// relative to the record; null when nothing was.
+    /// indices, `[]` for the whole item): what was changed in that record, paths relative to
+    /// the record (a tree, stored as text by [`Rows::push`]); null when nothing was.
     pub(crate) fn meta_at(&self, path: &[&str]) -> Value {
         let mut node = &self.meta;
         for key in path {
@@ -346,26 +359,48 @@ impl Item {
                 _ => return Value::Null,
             }
         }
-        meta_text(node)
+        meta_tree(node)
     }
 
     /// The `meta` column of a row made of the whole item but its member `except`, whose
     /// records are rows of their own (a transaction's `spans`).
     pub(crate) fn meta_without(&self, except: &str) -> Value {
         if !self.meta.contains_key(except) {
-            return meta_text(&self.meta);
+            return meta_tree(&self.meta);
         }
         let mut rest = self.meta.clone();
         rest.remove(except);
-        meta_text(&rest)
+        meta_tree(&rest)
     }
 }
 
-fn meta_text(meta: &Map<String, Value>) -> Value {
+fn meta_tree(meta: &Map<String, Value>) -> Value {
     if meta.is_empty() {
         Value::Null
     } else {
-        Value::String(Value::Object(meta.clone()).to_string())
+        Value::Object(meta.clone())
+    }
+}
+
+/// The rules named by the remarks of a `_meta` tree (`{"": {"rem": [[rule, ...]]}}` at any
+/// depth), size limits (`!limit`) left out.
+fn collect_rules(meta: &Value, into: &mut Vec<String>) {
+    let Value::Object(map) = meta else {
+        return;
+    };
+    for (key, value) in map {
+        if key.is_empty() {
+            let remarks = value.get("rem").and_then(Value::as_array);
+            for remark in remarks.into_iter().flatten() {
+                if let Some(rule) = remark.get(0).and_then(Value::as_str)
+                    && !rule.starts_with('!')
+                {
+                    into.push(rule.to_owned());
+                }
+            }
+        } else {
+            collect_rules(value, into);
+        }
     }
 }
 

@@ -53,6 +53,7 @@ pub fn row(
         received_ms: ctx.received.timestamp_millis(),
         json: Vec::new(),
         item_id: None,
+        scrubbed_by: Vec::new(),
     })
 }
 

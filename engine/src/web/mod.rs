@@ -693,6 +693,8 @@ struct UsageRow {
     project: String,
     category: String,
     accepted: i64,
+    /// Of the accepted, those stored with something scrubbed.
+    scrubbed: i64,
     filtered: i64,
     rate_limited: i64,
     invalid: i64,
@@ -727,6 +729,7 @@ impl UsageRow {
             let n = table.int(i, "n");
             match table.get(i, "outcome").unwrap_or_default() {
                 "accepted" => row.accepted += n,
+                "scrubbed" => row.scrubbed += n,
                 "filtered" => row.filtered += n,
                 "rate_limited" => row.rate_limited += n,
                 "invalid" => row.invalid += n,

@@ -96,7 +96,8 @@ async fn harness() -> Harness {
         2,
         BILLING_KEY,
         BILLING_EVENT,
-        r#"{"message": "card declined by billing gateway", "level": "warning"}"#,
+        r#"{"message": "card declined by billing gateway", "level": "warning",
+            "extra": {"gateway_api_key": "gk-123"}}"#,
     )
     .await;
     h
@@ -487,14 +488,15 @@ async fn every_page_renders_for_a_token_with_full_access() {
     // where items went: the server's counts are in `outcomes` once flushed
     h.node.flush_with_outcomes().await.unwrap();
     let projects = h.page("/organizations/default/projects/", &token).await;
-    let usage = |project: &str, accepted: u64| {
+    let usage = |project: &str, accepted: u64, scrubbed: u64| {
         format!(
             "<td>{project}</td>\n    <td>error</td>\n    <td class=\"num\">{accepted}</td>\n    \
-             <td class=\"num\">0</td>"
+             <td class=\"num\">{scrubbed}</td>\n    <td class=\"num\">0</td>"
         )
     };
-    assert!(projects.contains(&usage("shop", 2)), "{projects}");
-    assert!(projects.contains(&usage("billing", 1)), "{projects}");
+    assert!(projects.contains(&usage("shop", 2, 0)), "{projects}");
+    // the billing event's API key was scrubbed
+    assert!(projects.contains(&usage("billing", 1, 1)), "{projects}");
 
     for asset in [super::assets::css_url(), super::assets::js_url()] {
         let reply = h.get(&asset, None).await;

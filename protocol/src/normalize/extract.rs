@@ -81,6 +81,7 @@ pub(super) fn event(
             .map(str::to_owned),
         platform,
         grouping,
+        scrubbed_by: Vec::new(),
         json,
     })
 }

@@ -324,6 +324,7 @@ fn normalize_with(payload: &[u8], ctx: &NormalizeContext, mode: Mode<'_>) -> Res
     if let Some(meta) = kept_meta {
         root.insert("_meta".into(), meta);
     }
+    let mut scrubbed_by = Vec::new();
     if let Mode::Ingest(processing) = mode {
         let started = std::time::Instant::now();
         enrich::enrich(&mut root);
@@ -331,6 +332,9 @@ fn normalize_with(payload: &[u8], ctx: &NormalizeContext, mode: Mode<'_>) -> Res
         record_limits(&root, &mut meta);
         if let Some(scrubber) = processing.scrubber {
             scrubber.scrub(&mut root, &mut meta);
+            if !meta.is_empty() {
+                scrubbed_by = meta.rules();
+            }
         }
         // after scrubbing: a secret in a bag is removed by its key before the bag is cut
         trim::trim_event(&mut root, &mut meta);
@@ -339,9 +343,12 @@ fn normalize_with(payload: &[u8], ctx: &NormalizeContext, mode: Mode<'_>) -> Res
         PROCESSED_EVENTS.fetch_add(1, Ordering::Relaxed);
         PROCESSING_NANOS.fetch_add(nanos, Ordering::Relaxed);
     }
-    extract::event(root, facts, received).ok_or(NormalizeError::TooDeepNormalized {
-        limit: MAX_JSON_DEPTH,
-    })
+    let mut event =
+        extract::event(root, facts, received).ok_or(NormalizeError::TooDeepNormalized {
+            limit: MAX_JSON_DEPTH,
+        })?;
+    event.scrubbed_by = scrubbed_by;
+    Ok(event)
 }
 
 fn json_kind(value: &Value) -> &'static str {

@@ -23,6 +23,22 @@ impl Meta {
         self.entries.is_empty()
     }
 
+    /// The rules that changed something (`@password:filter`, a project's rule name), each
+    /// once, in order; the size limits' remarks (`!limit`, ...) are not rules.
+    pub fn rules(&self) -> Vec<String> {
+        let mut rules: Vec<String> = self
+            .entries
+            .iter()
+            .flat_map(|(_, remarks, _)| remarks)
+            .filter_map(|remark| remark.get(0)?.as_str())
+            .filter(|rule| !rule.starts_with('!'))
+            .map(str::to_owned)
+            .collect();
+        rules.sort_unstable();
+        rules.dedup();
+        rules
+    }
+
     /// Records a remark on the value at `path` (a list of member names and indices).
     pub fn push(&mut self, path: Vec<String>, remark: Value, original_len: Option<usize>) {
         if path.len() > MAX_META_PATH {

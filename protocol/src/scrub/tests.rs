@@ -708,3 +708,38 @@ fn values_no_rule_can_reach_are_left_unwalked_with_the_same_result() {
         "the advanced rules reach into `modules`"
     );
 }
+
+#[test]
+fn the_event_names_the_rules_that_changed_it_and_not_the_size_limits() {
+    let scrubber = Scrubber::new(&ScrubSettings::default()).unwrap();
+    let process = |payload: Value| {
+        process_event(
+            payload.to_string().as_bytes(),
+            &ctx(),
+            &Processing {
+                scrubber: Some(&scrubber),
+                sent_at: None,
+            },
+        )
+        .unwrap()
+    };
+    let long = "x".repeat(20_000);
+    let event = process(json!({"message": "card 4111 1111 1111 1111",
+        "extra": {"db_password": "hunter2", "other_password": "x", "blob": long}}));
+    assert_eq!(
+        event.scrubbed_by,
+        ["@creditcard:replace", "@password:filter"],
+        "each rule once, sorted"
+    );
+    let json: Value = serde_json::from_str(&event.json).unwrap();
+    assert!(
+        json["_meta"].to_string().contains("!limit"),
+        "the cut value is in _meta all the same: {}",
+        json["_meta"]
+    );
+    let clean = process(json!({"message": "all good", "extra": {"blob": long}}));
+    assert!(clean.scrubbed_by.is_empty(), "{:?}", clean.scrubbed_by);
+    // replay does not scrub again, and says nothing
+    let replayed = normalize_stored(event.json.as_bytes(), &ctx()).unwrap();
+    assert!(replayed.scrubbed_by.is_empty());
+}

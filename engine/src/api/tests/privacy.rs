@@ -103,6 +103,42 @@ async fn secrets_are_scrubbed_before_the_wal_and_meta_says_what_was_removed() {
 }
 
 #[tokio::test]
+async fn outcomes_count_the_items_each_rule_scrubbed() {
+    let h = harness().await;
+    assert_eq!(h.store(secret_event()).await.status, StatusCode::OK);
+    // a clean event: accepted, not scrubbed
+    let clean = json!({"message": "all good"}).to_string();
+    assert_eq!(h.store(clean).await.status, StatusCode::OK);
+    let logs = json!({"items": [
+        {"timestamp": 1796464800, "level": "info", "body": "paying",
+         "attributes": {"db_password": {"type": "string", "value": "SECRETLOG"}}},
+        {"timestamp": 1796464801, "level": "info", "body": "paid",
+         "attributes": {"auth_token": {"type": "string", "value": "SECRETLOG2"}}}]});
+    let body = format!(
+        "{{}}\n{{\"type\":\"log\",\"item_count\":2,\"content_type\":\"application/vnd.sentry.items.log+json\"}}\n{logs}\n"
+    );
+    assert_eq!(h.envelope(body).await.status, StatusCode::OK);
+    h.node.flush_with_outcomes().await.unwrap();
+    assert_eq!(
+        h.sql(
+            "SELECT category, outcome, reason, sum(quantity) AS n FROM outcomes \
+             GROUP BY category, outcome, reason ORDER BY category, outcome, reason"
+        )
+        .await,
+        json!([
+            {"category": "error", "outcome": "accepted", "reason": null, "n": 2},
+            // one event, counted once with the rules that changed something in it: the card
+            // in the message is replaced, the password, token and cookie filtered
+            {"category": "error", "outcome": "scrubbed",
+             "reason": "@creditcard:replace, @password:filter", "n": 1},
+            {"category": "log_item", "outcome": "accepted", "reason": null, "n": 1},
+            // one item of two records, both scrubbed by the same rule: one item
+            {"category": "log_item", "outcome": "scrubbed", "reason": "@password:filter", "n": 1},
+        ])
+    );
+}
+
+#[tokio::test]
 async fn ip_addresses_are_removed_when_the_config_says_so() {
     let h = harness_with(|config: &mut Config| {
         config.projects[0].privacy = Some(PrivacyConfig {
