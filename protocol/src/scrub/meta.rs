@@ -26,17 +26,17 @@ impl Meta {
     /// The rules that changed something (`@password:filter`, a project's rule name), each
     /// once, in order; the size limits' remarks (`!limit`, ...) are not rules.
     pub fn rules(&self) -> Vec<String> {
-        let mut rules: Vec<String> = self
-            .entries
-            .iter()
-            .flat_map(|(_, remarks, _)| remarks)
-            .filter_map(|remark| remark.get(0)?.as_str())
-            .filter(|rule| !rule.starts_with('!'))
-            .map(str::to_owned)
-            .collect();
+        let mut rules: Vec<&str> = Vec::new();
+        for remark in self.entries.iter().flat_map(|(_, remarks, _)| remarks) {
+            if let Some(rule) = remark.get(0).and_then(Value::as_str)
+                && !rule.starts_with('!')
+                && !rules.contains(&rule)
+            {
+                rules.push(rule);
+            }
+        }
         rules.sort_unstable();
-        rules.dedup();
-        rules
+        rules.into_iter().map(str::to_owned).collect()
     }
 
     /// Records a remark on the value at `path` (a list of member names and indices).
