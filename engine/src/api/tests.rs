@@ -165,6 +165,17 @@ impl Harness {
             crate::query::format::encode(&output, crate::query::format::Format::Json).unwrap();
         serde_json::from_slice(&bytes).unwrap()
     }
+
+    /// Flushes faultline's own outcome counts, then "where did my items go": the `outcomes`
+    /// table summed per category, outcome and reason, in that order.
+    async fn where_items_went(&self) -> Value {
+        self.node.flush_with_outcomes().await.unwrap();
+        self.sql(
+            "SELECT category, outcome, reason, sum(quantity) AS n FROM outcomes \
+             GROUP BY category, outcome, reason ORDER BY category, outcome, reason",
+        )
+        .await
+    }
 }
 
 impl Harness {
