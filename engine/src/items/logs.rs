@@ -80,6 +80,7 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
 mod tests {
     use super::super::tests::{ctx, metas, printed, scrubbing_ctx};
     use super::*;
+    use crate::items::MAX_TEXT;
 
     #[test]
     fn log_records_become_rows() {
@@ -131,6 +132,27 @@ mod tests {
             "paths are the record's own: {}",
             metas[1]
         );
+    }
+
+    #[test]
+    fn a_body_over_the_limit_is_cut_and_its_meta_says_so() {
+        let body = "é".repeat(10_000); // 20,000 bytes
+        let payload = serde_json::json!({"items": [
+            {"timestamp": 1796464800, "level": "info", "body": body}]});
+        let rows = rows(payload.to_string().as_bytes(), ctx()).unwrap();
+        let row: Value = serde_json::from_slice(&rows[0].json).unwrap();
+        let stored = row["body"].as_str().unwrap();
+        assert!(
+            stored.len() <= MAX_TEXT && stored.ends_with("é..."),
+            "{}",
+            stored.len()
+        );
+        let chars = stored.chars().count();
+        assert_eq!(
+            metas(&rows)[0]["body"][""],
+            serde_json::json!({"rem": [["!limit", "s", chars - 3, chars]], "len": 10_000})
+        );
+        assert!(rows[0].scrubbed_by.is_empty(), "a cut is no scrubbing rule");
     }
 
     #[test]

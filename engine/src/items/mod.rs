@@ -406,24 +406,98 @@ fn collect_rules(meta: &Value, into: &mut Vec<String>) {
 
 /// Parses an item payload that must be a JSON object, scrubbed with the project's rules
 /// (`ctx.scrubber`) before anything is read from it: like an event's, an item's secrets never
-/// reach the WAL. What was changed is kept for the rows' `meta` column ([`Item::meta_at`]).
+/// reach the WAL. Then every text longer than [`MAX_TEXT`] is cut (after scrubbing: a secret is
+/// removed by its key before its value is cut). What was changed is kept for the rows' `meta`
+/// column ([`Item::meta_at`]).
 pub(crate) fn object(payload: &[u8], ctx: RowContext<'_>) -> Result<Item> {
     let Value::Object(mut fields) = serde_json::from_slice(payload)? else {
         return Err(Error::NotObject);
     };
-    let mut meta = Map::new();
+    let mut remarks = faultline_protocol::scrub::Meta::default();
     if let Some(scrubber) = ctx.scrubber {
-        let mut remarks = faultline_protocol::scrub::Meta::default();
         scrubber.scrub(&mut fields, &mut remarks);
-        if !remarks.is_empty() {
-            let mut holder = Map::new();
-            remarks.write_into(&mut holder);
-            if let Some(Value::Object(tree)) = holder.remove("_meta") {
-                meta = tree;
-            }
+    }
+    for (key, value) in fields.iter_mut() {
+        let at = At {
+            parent: None,
+            step: Step::Key(key),
+        };
+        cut_long_texts(value, &at, &mut remarks);
+    }
+    let mut meta = Map::new();
+    if !remarks.is_empty() {
+        let mut holder = Map::new();
+        remarks.write_into(&mut holder);
+        if let Some(Value::Object(tree)) = holder.remove("_meta") {
+            meta = tree;
         }
     }
     Ok(Item { fields, meta })
+}
+
+/// Where a value is in an item, built only when a remark needs it.
+struct At<'a> {
+    parent: Option<&'a At<'a>>,
+    step: Step<'a>,
+}
+
+enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+impl At<'_> {
+    fn path(&self) -> Vec<String> {
+        let mut path = Vec::new();
+        let mut at = Some(self);
+        while let Some(node) = at {
+            path.push(match node.step {
+                Step::Key(key) => key.to_owned(),
+                Step::Index(i) => i.to_string(),
+            });
+            at = node.parent;
+        }
+        path.reverse();
+        path
+    }
+}
+
+/// Cuts every string longer than [`MAX_TEXT`] bytes at a character boundary and ends it with
+/// `...`, with the `!limit` remark and the original length in characters that events get.
+fn cut_long_texts(value: &mut Value, at: &At<'_>, meta: &mut faultline_protocol::scrub::Meta) {
+    match value {
+        Value::String(text) if text.len() > MAX_TEXT => {
+            let original = text.chars().count();
+            let kept = cut(text, MAX_TEXT - 3).len();
+            text.truncate(kept);
+            text.push_str("...");
+            let chars = text.chars().count();
+            meta.push(
+                at.path(),
+                serde_json::json!(["!limit", "s", chars - 3, chars]),
+                Some(original),
+            );
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let here = At {
+                    parent: Some(at),
+                    step: Step::Index(i),
+                };
+                cut_long_texts(item, &here, meta);
+            }
+        }
+        Value::Object(members) => {
+            for (key, member) in members.iter_mut() {
+                let here = At {
+                    parent: Some(at),
+                    step: Step::Key(key),
+                };
+                cut_long_texts(member, &here, meta);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A text value of `value`, cut to [`MAX_TEXT`]: strings as they are, numbers and booleans in
@@ -431,8 +505,8 @@ pub(crate) fn object(payload: &[u8], ctx: RowContext<'_>) -> Result<Item> {
 pub(crate) fn text(value: Option<&Value>) -> Value {
     match value {
         None | Some(Value::Null) => Value::Null,
-        Some(Value::String(s)) => Value::String(cut(s).to_owned()),
-        Some(other) => Value::String(cut(&other.to_string()).to_owned()),
+        Some(Value::String(s)) => Value::String(cut(s, MAX_TEXT).to_owned()),
+        Some(other) => Value::String(cut(&other.to_string(), MAX_TEXT).to_owned()),
     }
 }
 
@@ -445,11 +519,12 @@ pub(crate) fn json_text(value: Option<&Value>) -> Value {
     }
 }
 
-fn cut(s: &str) -> &str {
-    if s.len() <= MAX_TEXT {
+/// The longest start of `s` of at most `max` bytes that ends at a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
         return s;
     }
-    let mut end = MAX_TEXT;
+    let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
@@ -464,7 +539,7 @@ pub(crate) fn string_map(value: Option<&Value>) -> Value {
     map.iter()
         .filter_map(|(k, v)| match text(Some(v)) {
             Value::Null => None,
-            v => Some((cut(k).to_owned(), v)),
+            v => Some((cut(k, MAX_TEXT).to_owned(), v)),
         })
         .collect::<Map<_, _>>()
         .into()
@@ -484,7 +559,7 @@ pub(crate) fn attributes(value: Option<&Value>) -> Value {
             };
             match text(inner) {
                 Value::Null => None,
-                v => Some((cut(k).to_owned(), v)),
+                v => Some((cut(k, MAX_TEXT).to_owned(), v)),
             }
         })
         .collect::<Map<_, _>>()
@@ -504,7 +579,7 @@ pub(crate) fn tags(value: Option<&Value>) -> Value {
             .filter_map(|pair| {
                 let pair = pair.as_array()?;
                 let key = pair.first()?.as_str()?;
-                Some((cut(key).to_owned(), text(pair.get(1))))
+                Some((cut(key, MAX_TEXT).to_owned(), text(pair.get(1))))
             })
             .filter(|(_, v)| !v.is_null())
             .collect::<Map<_, _>>()
