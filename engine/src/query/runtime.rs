@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 /// Stack of each query thread: virtual memory, so only what deep plans touch is used.
 pub(crate) const STACK_SIZE: usize = 64 * 1024 * 1024;
 
-/// A tokio runtime for queries; shut down in the background when dropped.
+/// A tokio runtime for queries; when dropped, a thread of its own stops it and joins its threads.
 pub(crate) struct QueryRuntime {
     runtime: Option<Runtime>,
 }
@@ -68,10 +68,36 @@ impl QueryRuntime {
     }
 }
 
+/// How long a dropped runtime's threads get to finish what they run before they are left to
+/// end on their own.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 impl Drop for QueryRuntime {
     fn drop(&mut self) {
-        // Dropping a runtime blocks, which is not allowed inside another runtime.
-        if let Some(runtime) = self.runtime.take() {
+        // Dropping a runtime blocks, which is not allowed inside another runtime, so a thread of
+        // its own shuts it down and joins its threads. `shutdown_background` would detach them
+        // at once instead, and the engine's tests crashed now and then that way (SIGSEGV in
+        // `pthread_detach`, called by `BlockingPool::shutdown` from here; once in ten runs of
+        // the lib tests in a loop).
+        let Some(runtime) = self.runtime.take() else {
+            return;
+        };
+        let (send, receive) = std::sync::mpsc::channel::<Runtime>();
+        let stopper = std::thread::Builder::new()
+            .name("faultline-query-stop".into())
+            .spawn(move || {
+                if let Ok(runtime) = receive.recv() {
+                    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+                }
+            });
+        let unsent = match stopper {
+            Ok(_) => send.send(runtime).err().map(|e| e.0),
+            Err(err) => {
+                tracing::warn!(cause = %err, "no thread to stop the query threads; detached");
+                Some(runtime)
+            }
+        };
+        if let Some(runtime) = unsent {
             runtime.shutdown_background();
         }
     }
