@@ -21,7 +21,9 @@ use faultline_protocol::auth::{AuthInput, parse_auth, parse_dsn};
 use faultline_protocol::decode::{
     complete_first_line, decode_body, decode_first_line, decode_store_body,
 };
-use faultline_protocol::envelope::{Envelope, EnvelopeLimits, ItemType, parse_header_line};
+use faultline_protocol::envelope::{
+    Envelope, EnvelopeError, EnvelopeLimits, ItemType, parse_header_line,
+};
 use faultline_protocol::grouping;
 use faultline_protocol::normalize::{NormalizeContext, Processing, process_event};
 use faultline_protocol::scrub::Scrubber;
@@ -475,6 +477,23 @@ impl Ingest {
     /// Counts a request refused as a whole (too large, unreadable) as an outcome of its
     /// project. Rate limits are counted where they are checked, with their quantity.
     fn count_refused(&self, project: &Authorized, received: chrono::DateTime<Utc>, err: &Error) {
+        if let Error::Envelope(EnvelopeError::ItemTooLarge { items, .. }) = err {
+            // the envelope was read: each of its items is counted in its own category, with
+            // its records and bytes (a refused log container is its logs, not one error)
+            for item in items {
+                self.outcomes.add_items(
+                    project.project.id,
+                    &project.project.name,
+                    received,
+                    &item.ty,
+                    Outcome::TooLarge,
+                    "max_item_size",
+                    item.records(),
+                    item.len() as u64,
+                );
+            }
+            return;
+        }
         let (outcome, reason) = match err {
             Error::EventTooLarge { .. } => (Outcome::TooLarge, "max_event_size"),
             Error::Decode(e) if e.is_too_large() => (Outcome::TooLarge, "max_envelope_size"),
@@ -1088,8 +1107,8 @@ fn decode_events(
         received: origin.received,
         ..Decoded::default()
     };
-    // one item of `bytes`
-    let count = |ty: &ItemType, outcome, reason, bytes: usize| {
+    // one item of `records` records and `bytes`
+    let count = |ty: &ItemType, outcome, reason, records: u64, bytes: usize| {
         origin.outcomes.add_items(
             rows_ctx.project_id,
             rows_ctx.project,
@@ -1097,7 +1116,7 @@ fn decode_events(
             ty,
             outcome,
             reason,
-            1,
+            records,
             bytes as u64,
         );
     };
@@ -1125,7 +1144,7 @@ fn decode_events(
                 let payload = &body[item.range.clone()];
                 // events are admitted together below, with their rate limits
                 if item.ty != ItemType::Event
-                    && let Err(err) = admit(&item.ty, 1, payload.len() as u64)
+                    && let Err(err) = admit(&item.ty, item.records(), payload.len() as u64)
                 {
                     tracing::debug!(item_type = %item.ty, cause = %err, "item refused");
                     decoded.refused.merge(err.refusals());
@@ -1151,7 +1170,7 @@ fn decode_events(
                                  the envelope's other items are kept"
                             );
                             crate::metrics::ingest_items(&item.ty, "too_large", 1);
-                            count(&item.ty, Outcome::TooLarge, limit_name, size);
+                            count(&item.ty, Outcome::TooLarge, limit_name, 1, size);
                             continue;
                         }
                         match items::attachments::attachment(
@@ -1168,21 +1187,29 @@ fn decode_events(
                             Err(err) => {
                                 tracing::debug!(item_type = %item.ty, cause = %err, "invalid item skipped");
                                 crate::metrics::ingest_items(&item.ty, "invalid", 1);
-                                count(&item.ty, Outcome::Invalid, "invalid_item", size);
+                                count(&item.ty, Outcome::Invalid, "invalid_item", 1, size);
                             }
                         }
                     }
                     Ok(Handled::Rows(rows, item_batches)) => {
+                        // a log or span container counts the records it stored, one row each
+                        // (Relay's `log_item` and `span` quantities); any other item once
+                        let per_record = matches!(item.ty, ItemType::Log | ItemType::Span);
+                        let stored = if per_record { rows.len() as u64 } else { 1 };
                         match decoded.item_counts.iter_mut().find(|(t, _)| *t == item.ty) {
-                            Some((_, count)) => *count += 1,
-                            None => decoded.item_counts.push((item.ty.clone(), 1)),
+                            Some((_, count)) => *count += stored,
+                            None => decoded.item_counts.push((item.ty.clone(), stored)),
                         }
-                        if rows.iter().any(|r| !r.scrubbed_by.is_empty()) {
+                        let category = crate::outcomes::category(&item.ty);
+                        if per_record {
+                            for row in &rows {
+                                decoded.item_scrubbed.count(category, &row.scrubbed_by);
+                            }
+                        } else if rows.iter().any(|r| !r.scrubbed_by.is_empty()) {
                             let mut rules: Vec<&String> =
                                 rows.iter().flat_map(|r| &r.scrubbed_by).collect();
                             rules.sort_unstable();
                             rules.dedup();
-                            let category = crate::outcomes::category(&item.ty);
                             decoded.item_scrubbed.count(category, rules);
                         }
                         decoded.rows.extend(rows);
@@ -1195,13 +1222,20 @@ fn decode_events(
                             &item.ty,
                             Outcome::Filtered,
                             "item_type_not_stored",
+                            item.records(),
                             payload.len(),
                         );
                     }
                     Err(err) => {
                         tracing::debug!(item_type = %item.ty, cause = %err, "invalid item skipped");
-                        crate::metrics::ingest_items(&item.ty, "invalid", 1);
-                        count(&item.ty, Outcome::Invalid, "invalid_item", payload.len());
+                        crate::metrics::ingest_items(&item.ty, "invalid", item.records());
+                        count(
+                            &item.ty,
+                            Outcome::Invalid,
+                            "invalid_item",
+                            item.records(),
+                            payload.len(),
+                        );
                     }
                 }
             }
@@ -1221,6 +1255,7 @@ fn decode_events(
                                 &ItemType::Attachment,
                                 Outcome::Invalid,
                                 "invalid_item",
+                                1,
                                 range.len(),
                             );
                             continue;

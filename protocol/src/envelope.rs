@@ -93,6 +93,9 @@ pub enum EnvelopeError {
         ty: String,
         limit_name: &'static str,
         limit: usize,
+        /// Every item of the refused envelope that could be read, the one over the limit
+        /// among them: what the refusal cost, to count by category (Relay counts each).
+        items: Vec<Item>,
     },
 }
 
@@ -242,6 +245,21 @@ impl Item {
     pub fn header_str(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(Value::as_str)
     }
+
+    /// How many records the item holds, as quotas and outcomes count it: a `log` or `span`
+    /// container's `item_count` header (each log record or span counts, as Relay counts
+    /// them), 1 for every other item and for a container without a positive count.
+    pub fn records(&self) -> u64 {
+        match self.ty {
+            ItemType::Log | ItemType::Span => self
+                .headers
+                .get("item_count")
+                .and_then(Value::as_u64)
+                .filter(|n| *n > 0)
+                .unwrap_or(1),
+            _ => 1,
+        }
+    }
 }
 
 /// A parsed envelope.
@@ -260,6 +278,8 @@ impl Envelope {
         let (header_line, mut offset) = line_at(data, 0);
         let headers = parse_headers(header_line)?;
         let mut items = Vec::new();
+        // the first item over its limit; the items after it are still read, to be counted
+        let mut too_large = None;
         loop {
             // blank lines between items are tolerated
             while offset < data.len() && matches!(data[offset], b'\n' | b'\r' | b' ' | b'\t') {
@@ -269,9 +289,28 @@ impl Envelope {
                 break;
             }
             let index = items.len() + 1; // 1-based in messages
-            let (item, next) = parse_item(data, offset, index, limits)?;
+            let (item, next) = match parse_item(data, offset, index) {
+                Ok(parsed) => parsed,
+                Err(err) if too_large.is_none() => return Err(err),
+                // an unreadable item after one over its limit: the limit is the answer
+                Err(_) => break,
+            };
+            if too_large.is_none()
+                && let Some((limit_name, limit)) = limits.exceeded_by(&item)
+            {
+                too_large = Some((index, item.ty.to_string(), limit_name, limit));
+            }
             items.push(item);
             offset = next;
+        }
+        if let Some((index, ty, limit_name, limit)) = too_large {
+            return Err(EnvelopeError::ItemTooLarge {
+                index,
+                ty,
+                limit_name,
+                limit,
+                items,
+            });
         }
         Ok(Envelope { headers, items })
     }
@@ -329,12 +368,7 @@ fn parse_headers(line: &[u8]) -> Result<EnvelopeHeaders> {
     })
 }
 
-fn parse_item(
-    data: &[u8],
-    offset: usize,
-    index: usize,
-    limits: &EnvelopeLimits,
-) -> Result<(Item, usize)> {
+fn parse_item(data: &[u8], offset: usize, index: usize) -> Result<(Item, usize)> {
     let (line, payload_start) = line_at(data, offset);
     check_depth(line, MAX_JSON_DEPTH)
         .map_err(|source| EnvelopeError::ItemHeaderTooDeep { index, source })?;
@@ -386,23 +420,23 @@ fn parse_item(
             (payload_start..end, next)
         }
     };
-    // An attachment over its limit is refused alone by the caller (Relay's limits count per
-    // attachment and per envelope), so one large file does not cost the envelope its event.
-    if ty == ItemType::Attachment {
-        return Ok((Item { ty, headers, range }, next));
-    }
-    let (limit_name, limit) = if ty.is_attachment_like() {
-        ("max_attachment_size", limits.max_attachment_size)
-    } else {
-        ("max_event_size", limits.max_event_size)
-    };
-    if range.len() > limit {
-        return Err(EnvelopeError::ItemTooLarge {
-            index,
-            ty: ty.to_string(),
-            limit_name,
-            limit,
-        });
-    }
     Ok((Item { ty, headers, range }, next))
+}
+
+impl EnvelopeLimits {
+    /// The limit `item` is over, by name and size, if any.
+    fn exceeded_by(&self, item: &Item) -> Option<(&'static str, usize)> {
+        // An attachment over its limit is refused alone by the caller (Relay's limits count
+        // per attachment and per envelope), so one large file does not cost the envelope its
+        // event.
+        if item.ty == ItemType::Attachment {
+            return None;
+        }
+        let (limit_name, limit) = if item.ty.is_attachment_like() {
+            ("max_attachment_size", self.max_attachment_size)
+        } else {
+            ("max_event_size", self.max_event_size)
+        };
+        (item.len() > limit).then_some((limit_name, limit))
+    }
 }

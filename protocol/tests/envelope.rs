@@ -211,3 +211,48 @@ fn item_over_max_event_size_is_too_large() {
     assert_eq!(envelope.items.len(), 2);
     assert_eq!(envelope.items[0].len(), 5001);
 }
+
+#[test]
+fn a_refused_envelope_names_every_item_it_held_and_their_records() {
+    // a log container over the limit between an event and a span container: the envelope is
+    // refused as a whole, and the error carries all three items to be counted
+    let logs = format!("{{\"items\":[{}]}}", vec![r#"{"body":"x"}"#; 100].join(","));
+    let data = format!(
+        "{{}}\n{{\"type\":\"event\"}}\n{{}}\n\
+         {{\"type\":\"log\",\"item_count\":100}}\n{logs}\n\
+         {{\"type\":\"span\",\"item_count\":3}}\n{{\"items\":[]}}\n\
+         {{\"type\":\"check_in\",\"item_count\":7}}\n{{}}\n"
+    );
+    let err = parse(data.as_bytes()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "item 2 (log) exceeds max_event_size of 1000 bytes"
+    );
+    let EnvelopeError::ItemTooLarge { items, .. } = err else {
+        panic!("not ItemTooLarge: {err:?}");
+    };
+    let counted: Vec<(ItemType, u64, usize)> = items
+        .iter()
+        .map(|item| (item.ty.clone(), item.records(), item.len()))
+        .collect();
+    assert_eq!(
+        counted,
+        [
+            (ItemType::Event, 1, 2),
+            (ItemType::Log, 100, logs.len()),
+            (ItemType::Span, 3, 12),
+            // only containers count records: a check-in is one whatever its header says
+            (ItemType::CheckIn, 1, 2),
+        ]
+    );
+
+    // an unreadable item after the one over the limit ends the list; the limit is the answer
+    let data =
+        format!("{{}}\n{{\"type\":\"log\"}}\n{logs}\n{{\"type\":\"event\",\"length\":99}}\n{{}}\n");
+    match parse(data.as_bytes()).unwrap_err() {
+        EnvelopeError::ItemTooLarge { index, items, .. } => {
+            assert_eq!((index, items.len(), items[0].records()), (1, 1, 1));
+        }
+        other => panic!("not ItemTooLarge: {other:?}"),
+    }
+}

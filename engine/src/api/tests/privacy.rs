@@ -113,9 +113,10 @@ async fn outcomes_count_the_items_each_rule_scrubbed() {
         {"timestamp": 1796464800, "level": "info", "body": "paying",
          "attributes": {"db_password": {"type": "string", "value": "SECRETLOG"}}},
         {"timestamp": 1796464801, "level": "info", "body": "paid",
-         "attributes": {"auth_token": {"type": "string", "value": "SECRETLOG2"}}}]});
+         "attributes": {"auth_token": {"type": "string", "value": "SECRETLOG2"}}},
+        {"timestamp": 1796464802, "level": "info", "body": "receipt sent"}]});
     let body = format!(
-        "{{}}\n{{\"type\":\"log\",\"item_count\":2,\"content_type\":\"application/vnd.sentry.items.log+json\"}}\n{logs}\n"
+        "{{}}\n{{\"type\":\"log\",\"item_count\":3,\"content_type\":\"application/vnd.sentry.items.log+json\"}}\n{logs}\n"
     );
     assert_eq!(h.envelope(body).await.status, StatusCode::OK);
     assert_eq!(
@@ -126,9 +127,10 @@ async fn outcomes_count_the_items_each_rule_scrubbed() {
             // in the message is replaced, the password, token and cookie filtered
             {"category": "error", "outcome": "scrubbed",
              "reason": "@creditcard:replace, @password:filter", "n": 1},
-            {"category": "log_item", "outcome": "accepted", "reason": null, "n": 1},
-            // one item of two records, both scrubbed by the same rule: one item
-            {"category": "log_item", "outcome": "scrubbed", "reason": "@password:filter", "n": 1},
+            // logs count per record, as Relay and the SDKs' client reports count them: three
+            // stored, two of them with a secret removed by the same rule
+            {"category": "log_item", "outcome": "accepted", "reason": null, "n": 3},
+            {"category": "log_item", "outcome": "scrubbed", "reason": "@password:filter", "n": 2},
         ])
     );
 }

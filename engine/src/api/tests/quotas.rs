@@ -291,3 +291,91 @@ async fn an_attachment_item_quota_counts_attachments_whatever_their_size() {
         json!([{"n": 1}])
     );
 }
+
+/// A log container of `n` records with its `item_count`, as the SDKs send logs.
+fn logs_item(n: usize, body: &str) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let records: Vec<serde_json::Value> = (0..n)
+        .map(|i| json!({"timestamp": now, "level": "info", "body": format!("{body} {i}")}))
+        .collect();
+    let payload = json!({ "items": records });
+    format!("{{\"type\":\"log\",\"item_count\":{n}}}\n{payload}\n")
+}
+
+#[tokio::test]
+async fn logs_are_counted_per_record_in_quotas_and_outcomes_as_relay_counts_them() {
+    let h = harness_with(|c| c.projects[0].quotas = vec![quota(&["log_item"], 5)]).await;
+    // 3 records of 5: stored; 3 more would make 6: the container is refused as a whole
+    let first = h.envelope(format!("{{}}\n{}", logs_item(3, "paid"))).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    let over = h
+        .envelope(format!("{{}}\n{}", logs_item(3, "refunded")))
+        .await;
+    assert_eq!(
+        over.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{:?}",
+        over.body
+    );
+    assert_eq!(
+        split_retry(limits_header(&over).unwrap()).1,
+        "log_item:project"
+    );
+    // 2 fit exactly
+    let last = h
+        .envelope(format!("{{}}\n{}", logs_item(2, "shipped")))
+        .await;
+    assert_eq!(last.status, StatusCode::OK, "{:?}", last.body);
+    assert_eq!(
+        h.sql("SELECT count(*) AS n FROM logs").await,
+        json!([{"n": 5}])
+    );
+    assert_eq!(
+        h.where_items_went().await,
+        json!([
+            {"category": "log_item", "outcome": "accepted", "reason": null, "n": 5},
+            {"category": "log_item", "outcome": "rate_limited", "reason": "project_quota", "n": 3},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn an_envelope_refused_for_one_items_size_counts_every_item_it_held() {
+    let h = harness_with(|c| c.limits.max_event_size = faultline_config::ByteSize::kib(2)).await;
+    // an event, a log container over max_event_size and a transaction: 413, nothing stored
+    let body = format!(
+        "{{}}\n{{\"type\":\"event\"}}\n{}\n{}{{\"type\":\"transaction\"}}\n{}\n",
+        json!({"message": "checkout failed"}),
+        logs_item(100, "a long log line that makes the container pass two KiB"),
+        transaction("checkout"),
+    );
+    let reply = h.envelope(body).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{:?}",
+        reply.body
+    );
+    assert!(
+        reply
+            .body
+            .to_string()
+            .contains("item 2 (log) exceeds max_event_size"),
+        "{:?}",
+        reply.body
+    );
+    // each item in its own category with its records: not "1 error"
+    assert_eq!(
+        h.where_items_went().await,
+        json!([
+            {"category": "error", "outcome": "too_large", "reason": "max_item_size", "n": 1},
+            {"category": "log_item", "outcome": "too_large", "reason": "max_item_size", "n": 100},
+            {"category": "transaction", "outcome": "too_large", "reason": "max_item_size", "n": 1},
+        ])
+    );
+    assert_eq!(
+        h.sql("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM logs) AS n")
+            .await,
+        json!([{"n": 0}])
+    );
+}
