@@ -277,6 +277,12 @@ pub struct LimitsConfig {
     /// Largest number of request bodies decompressed and parsed at the same time, on threads
     /// apart from the ones that serve connections; further requests wait their turn.
     pub max_concurrent_decodes: usize,
+    /// Most cron monitors one project may have (Sentry: `MAX_MONITORS_PER_ORG`, 10,000 per
+    /// organization). A check-in whose `monitor_config` would create one more is still stored
+    /// in `check_ins`, but makes no monitor (and so no `missed` or `timeout` check-ins); the
+    /// checker logs a warning naming the project and the limit. Existing monitors keep being
+    /// updated.
+    pub max_monitors_per_project: usize,
 }
 
 impl Default for LimitsConfig {
@@ -289,6 +295,7 @@ impl Default for LimitsConfig {
             max_attachments_size: ByteSize::mib(100),
             max_concurrent_requests: 1024,
             max_concurrent_decodes: 4,
+            max_monitors_per_project: 1000,
         }
     }
 }

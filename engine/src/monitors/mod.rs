@@ -21,7 +21,7 @@
 pub mod config;
 pub mod table;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -491,10 +491,45 @@ pub async fn check(node: &Node, now: DateTime<Utc>) -> Result<Report> {
     // monitors of the rows read are created first, then the rows are applied in the order they
     // were received; a check-in of a monitor not known yet is read again (and applied then)
     // while it is within the window read again
-    for check_in in &seen {
-        if create(&mut monitors, check_in, now) {
-            changed.push((check_in.project_id, check_in.monitor_slug.clone()));
+    let limit = node.config.limits.max_monitors_per_project;
+    let mut per_project: HashMap<u64, usize> = HashMap::new();
+    for (project_id, _) in monitors.keys() {
+        *per_project.entry(*project_id).or_default() += 1;
+    }
+    // project -> (name, slugs refused), to warn once per project and run
+    let mut over_limit: BTreeMap<u64, (String, BTreeSet<String>)> = BTreeMap::new();
+    // in the order received, rows received together by slug: which monitors a limit leaves
+    // out does not depend on the order the query returned them in
+    let mut by_arrival: Vec<&SeenCheckIn> = seen.iter().collect();
+    by_arrival
+        .sort_by(|a, b| (a.received_ms, &a.monitor_slug).cmp(&(b.received_ms, &b.monitor_slug)));
+    for check_in in by_arrival {
+        let count = per_project.entry(check_in.project_id).or_default();
+        let key = (check_in.project_id, check_in.monitor_slug.clone());
+        if *count >= limit && !monitors.contains_key(&key) {
+            if check_in.monitor_config.is_some() {
+                over_limit
+                    .entry(check_in.project_id)
+                    .or_insert_with(|| (check_in.project.clone(), BTreeSet::new()))
+                    .1
+                    .insert(check_in.monitor_slug.clone());
+            }
+            continue;
         }
+        if create(&mut monitors, check_in, now) {
+            *count += 1;
+            changed.push(key);
+        }
+    }
+    for (project, slugs) in over_limit.values() {
+        tracing::warn!(
+            project = %project,
+            limit,
+            refused = slugs.len(),
+            first = %slugs.first().map(String::as_str).unwrap_or_default(),
+            "check-ins of new cron monitors kept without a monitor: the project has \
+             limits.max_monitors_per_project monitors"
+        );
     }
     for check_in in &seen {
         cursor.received_ms = cursor.received_ms.max(check_in.received_ms);

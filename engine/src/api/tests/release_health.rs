@@ -504,3 +504,45 @@ async fn the_end_of_a_run_received_before_the_start_that_brings_its_monitor_coun
         report.added
     );
 }
+
+#[tokio::test]
+async fn a_project_gets_no_more_monitors_than_its_limit_and_keeps_its_check_ins() {
+    let h = super::harness_with(|c| c.limits.max_monitors_per_project = 2).await;
+    let every_hour = json!({"schedule": {"type": "crontab", "value": "0 * * * *"}});
+    let job = |slug: &str, status: &str| {
+        (
+            "check_in",
+            json!({"check_in_id": uuid::Uuid::new_v4().to_string(), "monitor_slug": slug,
+                   "status": status, "monitor_config": every_hour}),
+        )
+    };
+    let reply = h
+        .envelope(envelope(&[
+            job("backup", "ok"),
+            job("billing", "ok"),
+            job("cleanup", "ok"),
+        ]))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    check(&h, Utc::now() + Duration::seconds(5)).await;
+    assert_eq!(
+        h.sql("SELECT slug FROM monitors ORDER BY slug").await,
+        json!([{"slug": "backup"}, {"slug": "billing"}]),
+        "the third monitor is over the limit"
+    );
+    // its check-in is kept as a row all the same, and the monitors within the limit go on
+    let reply = h.envelope(envelope(&[job("backup", "error")])).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    check(&h, Utc::now() + Duration::seconds(5)).await;
+    assert_eq!(
+        h.sql("SELECT slug, status FROM monitors ORDER BY slug")
+            .await,
+        json!([{"slug": "backup", "status": "error"}, {"slug": "billing", "status": "ok"}])
+    );
+    assert_eq!(
+        h.sql("SELECT monitor_slug, count(*) AS n FROM check_ins GROUP BY monitor_slug ORDER BY monitor_slug")
+            .await,
+        json!([{"monitor_slug": "backup", "n": 2}, {"monitor_slug": "billing", "n": 1},
+               {"monitor_slug": "cleanup", "n": 1}])
+    );
+}
