@@ -991,8 +991,9 @@ struct Blob {
 enum Handled {
     /// An event: normalized and grouped with the request's other events.
     Event,
-    /// An item of a type with a table: its rows, as logged and as batches.
-    Rows(Vec<ItemRow>, Vec<ItemBatch>),
+    /// An item of a type with a table: its rows, as logged and as batches, and the records of
+    /// a container left out as invalid.
+    Rows(Vec<ItemRow>, Vec<ItemBatch>, u64),
     /// An attachment: its bytes become an object, its headers a row (needs the item's headers
     /// and the envelope's event id, see [`decode_events`]).
     Attachment,
@@ -1008,15 +1009,16 @@ fn decode_envelope_item(
     ctx: RowContext<'_>,
 ) -> Result<Handled, items::Error> {
     use crate::items::{check_ins, feedback, logs, outcomes, sessions, spans, transactions};
-    let rows = |rows: Vec<ItemRow>| {
-        let batches = batches_of(&rows)?;
-        Ok::<_, items::Error>(Handled::Rows(rows, batches))
+    let kept = |records: items::Records| {
+        let batches = batches_of(&records.rows)?;
+        Ok::<_, items::Error>(Handled::Rows(records.rows, batches, records.invalid))
     };
+    let rows = |rows: Vec<ItemRow>| kept(items::Records { rows, invalid: 0 });
     Ok(match ty {
         ItemType::Event => Handled::Event,
         ItemType::Transaction => rows(transactions::rows(payload, ctx)?)?,
-        ItemType::Span => rows(spans::rows(payload, ctx)?)?,
-        ItemType::Log => rows(logs::rows(payload, ctx)?)?,
+        ItemType::Span => kept(spans::rows(payload, ctx)?)?,
+        ItemType::Log => kept(logs::rows(payload, ctx)?)?,
         ItemType::Feedback => rows(feedback::feedback_rows(payload, ctx)?)?,
         ItemType::UserReport => rows(feedback::user_report_rows(payload, ctx)?)?,
         ItemType::ClientReport => rows(outcomes::client_report_rows(payload, ctx)?)?,
@@ -1191,7 +1193,11 @@ fn decode_events(
                             }
                         }
                     }
-                    Ok(Handled::Rows(rows, item_batches)) => {
+                    Ok(Handled::Rows(rows, item_batches, invalid)) => {
+                        if invalid > 0 {
+                            crate::metrics::ingest_items(&item.ty, "invalid", invalid);
+                            count(&item.ty, Outcome::Invalid, "invalid_item", invalid, 0);
+                        }
                         // a log or span container counts the records it stored, one row each
                         // (Relay's `log_item` and `span` quantities); any other item once
                         let per_record = matches!(item.ty, ItemType::Log | ItemType::Span);

@@ -232,7 +232,7 @@ async fn item_tables_are_backed_up_and_restored_whole_or_until_a_time() {
             received,
             scrubber: None,
         };
-        logs::rows(payload.as_bytes(), ctx).unwrap()
+        logs::rows(payload.as_bytes(), ctx).unwrap().rows
     };
     // One log row flushed two hours ago, one still in the WAL (received now).
     let flushed = log_rows("flushed", now - chrono::Duration::hours(2));

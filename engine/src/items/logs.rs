@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Column, Error, ItemRow, ItemTable, MAX_ROWS_PER_ITEM, Result, RowContext, Rows, attribute,
-    attributes, text, time,
+    Column, Error, Item, ItemTable, MAX_ROWS_PER_ITEM, Records, Result, RowContext, Rows,
+    attribute, attributes, text, time,
 };
 
 pub static TABLE: ItemTable = ItemTable::new(
@@ -26,8 +26,9 @@ pub static TABLE: ItemTable = ItemTable::new(
     ],
 );
 
-/// The rows of one `log` item.
-pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
+/// The rows of one `log` item: one per valid record; a record without a time, or not an
+/// object, is left out and counted in [`Records::invalid`].
+pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Records> {
     let item = super::object(payload, ctx)?;
     let Some(Value::Array(records)) = item.get("items") else {
         return Err(Error::Field {
@@ -42,38 +43,50 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
         });
     }
     let mut rows = Rows::new(&TABLE, ctx);
+    let mut invalid = 0;
+    let mut first_error = None;
     for (index, record) in records.iter().enumerate() {
-        let record = record.as_object().ok_or(Error::Field {
-            field: "items",
-            expected: "a list of log objects",
-        })?;
-        let at = time(record.get("timestamp")).ok_or(Error::Field {
-            field: "timestamp",
-            expected: "a time",
-        })?;
-        let attrs = attributes(record.get("attributes"));
-        let severity = record.get("severity_number").and_then(Value::as_i64);
-        let mut row = Map::new();
-        row.insert("trace_id".into(), text(record.get("trace_id")));
-        row.insert("span_id".into(), text(record.get("span_id")));
-        row.insert("level".into(), text(record.get("level")));
-        row.insert("severity_number".into(), severity.into());
-        row.insert("body".into(), text(record.get("body")));
-        row.insert(
-            "template".into(),
-            attribute(&attrs, "sentry.message.template"),
-        );
-        row.insert("release".into(), attribute(&attrs, "sentry.release"));
-        row.insert(
-            "environment".into(),
-            attribute(&attrs, "sentry.environment"),
-        );
-        row.insert("sdk_name".into(), attribute(&attrs, "sentry.sdk.name"));
-        row.insert("attributes".into(), attrs);
-        row.insert("meta".into(), item.meta_at(&["items", &index.to_string()]));
-        rows.push(at, row);
+        if let Err(err) = push_record(&mut rows, &item, index, record) {
+            tracing::debug!(record = index, cause = %err, "invalid log record left out");
+            invalid += 1;
+            first_error.get_or_insert(err);
+        }
     }
-    Ok(rows.finish())
+    Records::of(rows.finish(), invalid, first_error)
+}
+
+/// The row of the `index`th record of `item`.
+fn push_record(rows: &mut Rows<'_>, item: &Item, index: usize, record: &Value) -> Result<()> {
+    let record = record.as_object().ok_or(Error::Field {
+        field: "items",
+        expected: "a list of log objects",
+    })?;
+    let at = time(record.get("timestamp")).ok_or(Error::Field {
+        field: "timestamp",
+        expected: "a time",
+    })?;
+    let attrs = attributes(record.get("attributes"));
+    let severity = record.get("severity_number").and_then(Value::as_i64);
+    let mut row = Map::new();
+    row.insert("trace_id".into(), text(record.get("trace_id")));
+    row.insert("span_id".into(), text(record.get("span_id")));
+    row.insert("level".into(), text(record.get("level")));
+    row.insert("severity_number".into(), severity.into());
+    row.insert("body".into(), text(record.get("body")));
+    row.insert(
+        "template".into(),
+        attribute(&attrs, "sentry.message.template"),
+    );
+    row.insert("release".into(), attribute(&attrs, "sentry.release"));
+    row.insert(
+        "environment".into(),
+        attribute(&attrs, "sentry.environment"),
+    );
+    row.insert("sdk_name".into(), attribute(&attrs, "sentry.sdk.name"));
+    row.insert("attributes".into(), attrs);
+    row.insert("meta".into(), item.meta_at(&["items", &index.to_string()]));
+    rows.push(at, row);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -91,7 +104,7 @@ mod tests {
                            "sentry.environment":{"type":"string","value":"prod"},
                            "cart":{"type":"integer","value":42}}},
             {"timestamp":"2026-12-05T10:00:01Z","level":"info","body":"ok"}]}"#;
-        let rows = rows(payload, ctx()).unwrap();
+        let rows = rows(payload, ctx()).unwrap().rows;
         assert_eq!(rows.len(), 2);
         let text = printed(&rows);
         assert!(text.contains("cart 42 is empty"), "{text}");
@@ -108,7 +121,7 @@ mod tests {
             {"timestamp":1796464801,"level":"warn","body":"charging card 4111 1111 1111 1111",
              "attributes":{"db_password":{"type":"string","value":"hunter2"},
                            "cart":{"type":"integer","value":42}}}]}"#;
-        let rows = rows(payload, scrubbing_ctx()).unwrap();
+        let rows = rows(payload, scrubbing_ctx()).unwrap().rows;
         let text = printed(&rows);
         assert!(
             !text.contains("hunter2") && !text.contains("4111"),
@@ -139,7 +152,7 @@ mod tests {
         let body = "é".repeat(10_000); // 20,000 bytes
         let payload = serde_json::json!({"items": [
             {"timestamp": 1796464800, "level": "info", "body": body}]});
-        let rows = rows(payload.to_string().as_bytes(), ctx()).unwrap();
+        let rows = rows(payload.to_string().as_bytes(), ctx()).unwrap().rows;
         let row: Value = serde_json::from_slice(&rows[0].json).unwrap();
         let stored = row["body"].as_str().unwrap();
         assert!(
@@ -161,5 +174,22 @@ mod tests {
         assert_eq!(err.to_string(), "`timestamp` is missing or not a time");
         let err = rows(br#"{"body":"x"}"#, ctx()).unwrap_err();
         assert_eq!(err.to_string(), "`items` is missing or not a list");
+    }
+
+    #[test]
+    fn a_bad_record_is_left_out_and_counted_not_the_records_beside_it() {
+        let payload = br#"{"items":[
+            {"timestamp":1796464800,"level":"info","body":"first"},
+            {"level":"info","body":"no time"},
+            "not a record",
+            {"timestamp":1796464801,"level":"info","body":"last"}]}"#;
+        let kept = rows(payload, ctx()).unwrap();
+        assert_eq!(kept.invalid, 2);
+        let text = printed(&kept.rows);
+        assert!(
+            text.contains("first") && text.contains("last") && !text.contains("no time"),
+            "{text}"
+        );
+        assert_eq!(kept.rows.len(), 2);
     }
 }

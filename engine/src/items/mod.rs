@@ -230,6 +230,26 @@ pub struct RowContext<'a> {
     pub scrubber: Option<&'a faultline_protocol::scrub::Scrubber>,
 }
 
+/// The rows of a container item (log records, streamed spans), and how many of its records
+/// were left out as invalid: one bad record costs itself, not the records sent beside it (as
+/// Relay drops a record, not its container).
+#[derive(Debug)]
+pub struct Records {
+    pub rows: Vec<ItemRow>,
+    pub invalid: u64,
+}
+
+impl Records {
+    /// What a container gives: its rows, or, when no record was valid, the first record's error
+    /// (so a container of one bad record is an invalid item, as before).
+    pub(crate) fn of(rows: Vec<ItemRow>, invalid: u64, first_error: Option<Error>) -> Result<Self> {
+        match first_error {
+            Some(err) if rows.is_empty() => Err(err),
+            _ => Ok(Self { rows, invalid }),
+        }
+    }
+}
+
 /// One row for the WAL: its table and its JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemRow {

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::{
-    Column, Error, ItemRow, ItemTable, MAX_ROWS_PER_ITEM, Result, RowContext, Rows, at, attribute,
+    Column, Error, ItemTable, MAX_ROWS_PER_ITEM, Records, Result, RowContext, Rows, at, attribute,
     attributes, duration_ms, millis, string_map, tags, text, time,
 };
 
@@ -118,8 +118,10 @@ fn push_v2(rows: &mut Rows<'_>, span: &Map<String, Value>, meta: Value) -> Resul
     Ok(())
 }
 
-/// The rows of one `span` item.
-pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
+/// The rows of one `span` item: a container of streamed spans (`{"items": [...]}`) gives a
+/// row per valid span, a span without an end time or not an object being left out and counted
+/// in [`Records::invalid`]; a single span, one row or an error.
+pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Records> {
     let item = super::object(payload, ctx)?;
     let mut rows = Rows::new(&TABLE, ctx);
     match item.get("items") {
@@ -130,17 +132,27 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
                     limit: MAX_ROWS_PER_ITEM,
                 });
             }
+            let mut invalid = 0;
+            let mut first_error = None;
             for (index, span) in spans.iter().enumerate() {
-                let span = span.as_object().ok_or(Error::Field {
-                    field: "items",
-                    expected: "a list of span objects",
-                })?;
-                push_v2(
-                    &mut rows,
-                    span,
-                    item.meta_at(&["items", &index.to_string()]),
-                )?;
+                let pushed = match span.as_object() {
+                    Some(span) => push_v2(
+                        &mut rows,
+                        span,
+                        item.meta_at(&["items", &index.to_string()]),
+                    ),
+                    None => Err(Error::Field {
+                        field: "items",
+                        expected: "a list of span objects",
+                    }),
+                };
+                if let Err(err) = pushed {
+                    tracing::debug!(span = index, cause = %err, "invalid span left out");
+                    invalid += 1;
+                    first_error.get_or_insert(err);
+                }
             }
+            return Records::of(rows.finish(), invalid, first_error);
         }
         Some(_) => {
             return Err(Error::Field {
@@ -161,7 +173,10 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Vec<ItemRow>> {
             push_span(&mut rows, &item, &segment, is_segment, item.meta_at(&[]))?;
         }
     }
-    Ok(rows.finish())
+    Ok(Records {
+        rows: rows.finish(),
+        invalid: 0,
+    })
 }
 
 #[cfg(test)]
@@ -185,7 +200,7 @@ mod tests {
              "start_timestamp":1796464800.05,"end_timestamp":1796464800.1,
              "attributes":{"sentry.op":{"type":"string","value":"db"}}}
         ]}"#;
-        let rows = rows(payload, ctx()).unwrap();
+        let rows = rows(payload, ctx()).unwrap().rows;
         assert_eq!(rows.len(), 2);
         let text = printed(&rows);
         assert!(text.contains("| GET /checkout "), "{text}");
@@ -217,10 +232,22 @@ mod tests {
         let payload = br#"{"trace_id":"ab","span_id":"cd","op":"cache.get","description":"user:1",
             "start_timestamp":"2026-12-05T10:00:00Z","timestamp":"2026-12-05T10:00:00.002Z",
             "tags":{"hit":"true"},"data":{"sentry.transaction":"job"}}"#;
-        let text = printed(&rows(payload, ctx()).unwrap());
+        let text = printed(&rows(payload, ctx()).unwrap().rows);
         assert!(text.contains("cache.get"), "{text}");
         assert!(text.contains("| 2.0 "), "{text}");
         assert!(text.contains("{hit: true}"), "{text}");
         assert!(text.contains("| job "), "{text}");
+    }
+
+    #[test]
+    fn a_streamed_span_without_an_end_is_left_out_and_counted() {
+        let payload = br#"{"items":[
+            {"trace_id":"aaaabbbbccccddddeeeeffff00001111","span_id":"1111222233334444",
+             "name":"kept","start_timestamp":1796464800,"end_timestamp":1796464801},
+            {"trace_id":"aaaabbbbccccddddeeeeffff00001111","span_id":"5555666677778888",
+             "name":"never ended","start_timestamp":1796464800}]}"#;
+        let kept = rows(payload, ctx()).unwrap();
+        assert_eq!((kept.rows.len(), kept.invalid), (1, 1));
+        assert!(printed(&kept.rows).contains("1111222233334444"));
     }
 }

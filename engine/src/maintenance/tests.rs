@@ -551,7 +551,7 @@ async fn commit_log_files(
             received: chrono::Utc::now(),
             scrubber,
         };
-        let rows = logs::rows(payload.as_bytes(), ctx).unwrap();
+        let rows = logs::rows(payload.as_bytes(), ctx).unwrap().rows;
         let batch = logs::TABLE
             .decode(rows.iter().map(|r| r.json.as_slice()))
             .unwrap();

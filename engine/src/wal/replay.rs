@@ -156,7 +156,7 @@ mod tests {
             ctx(),
         )
         .unwrap();
-        for row in &logs {
+        for row in &logs.rows {
             encode(&mut data, fields(row.table.code, &row.json));
         }
         encode(

@@ -185,3 +185,27 @@ async fn a_retried_transaction_or_feedback_is_stored_once() {
         json!([{"transactions": 1, "transaction_spans": 3, "feedback": 1, "events": 1}])
     );
 }
+
+#[tokio::test]
+async fn a_bad_log_record_costs_itself_and_the_records_beside_it_are_stored() {
+    let h = harness().await;
+    let now = chrono::Utc::now().timestamp();
+    let payload = json!({"items": [
+        {"timestamp": now, "level": "info", "body": "order placed"},
+        {"level": "info", "body": "no time given"},
+        {"timestamp": now, "level": "info", "body": "order shipped"}]});
+    let body = format!("{{}}\n{{\"type\":\"log\",\"item_count\":3}}\n{payload}\n");
+    let reply = h.envelope(body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(
+        h.sql("SELECT body FROM logs ORDER BY body").await,
+        json!([{"body": "order placed"}, {"body": "order shipped"}])
+    );
+    assert_eq!(
+        h.where_items_went().await,
+        json!([
+            {"category": "log_item", "outcome": "accepted", "reason": null, "n": 2},
+            {"category": "log_item", "outcome": "invalid", "reason": "invalid_item", "n": 1},
+        ])
+    );
+}
