@@ -497,7 +497,6 @@ impl Ingest {
         let (outcome, reason) = match err {
             Error::EventTooLarge { .. } => (Outcome::TooLarge, "max_event_size"),
             Error::Decode(e) if e.is_too_large() => (Outcome::TooLarge, "max_envelope_size"),
-            Error::Envelope(e) if e.is_too_large() => (Outcome::TooLarge, "max_item_size"),
             Error::Decode(_) => (Outcome::Invalid, "payload"),
             Error::Envelope(_) => (Outcome::Invalid, "envelope"),
             Error::Normalize(_) => (Outcome::Invalid, "event"),
@@ -1200,7 +1199,7 @@ fn decode_events(
                         }
                         // a log or span container counts the records it stored, one row each
                         // (Relay's `log_item` and `span` quantities); any other item once
-                        let per_record = matches!(item.ty, ItemType::Log | ItemType::Span);
+                        let per_record = item.ty.counts_records();
                         let stored = if per_record { rows.len() as u64 } else { 1 };
                         match decoded.item_counts.iter_mut().find(|(t, _)| *t == item.ty) {
                             Some((_, count)) => *count += stored,

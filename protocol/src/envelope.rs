@@ -190,6 +190,12 @@ impl ItemType {
         }
     }
 
+    /// Whether an item of this type is a container counted by its records (each log record,
+    /// each span), as Relay counts `log_item` and `span`, rather than once.
+    pub fn counts_records(&self) -> bool {
+        matches!(self, Self::Log | Self::Span)
+    }
+
     /// Which limit applies to items of this type: attachment-like binary items, or events.
     fn is_attachment_like(&self) -> bool {
         matches!(
@@ -250,15 +256,14 @@ impl Item {
     /// container's `item_count` header (each log record or span counts, as Relay counts
     /// them), 1 for every other item and for a container without a positive count.
     pub fn records(&self) -> u64 {
-        match self.ty {
-            ItemType::Log | ItemType::Span => self
-                .headers
-                .get("item_count")
-                .and_then(Value::as_u64)
-                .filter(|n| *n > 0)
-                .unwrap_or(1),
-            _ => 1,
+        if !self.ty.counts_records() {
+            return 1;
         }
+        self.headers
+            .get("item_count")
+            .and_then(Value::as_u64)
+            .filter(|n| *n > 0)
+            .unwrap_or(1)
     }
 }
 

@@ -42,17 +42,9 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Records> {
             limit: MAX_ROWS_PER_ITEM,
         });
     }
-    let mut rows = Rows::new(&TABLE, ctx);
-    let mut invalid = 0;
-    let mut first_error = None;
-    for (index, record) in records.iter().enumerate() {
-        if let Err(err) = push_record(&mut rows, &item, index, record) {
-            tracing::debug!(record = index, cause = %err, "invalid log record left out");
-            invalid += 1;
-            first_error.get_or_insert(err);
-        }
-    }
-    Records::of(rows.finish(), invalid, first_error)
+    Records::of_each(Rows::new(&TABLE, ctx), records, |rows, index, record| {
+        push_record(rows, &item, index, record)
+    })
 }
 
 /// The row of the `index`th record of `item`.

@@ -240,9 +240,24 @@ pub struct Records {
 }
 
 impl Records {
-    /// What a container gives: its rows, or, when no record was valid, the first record's error
-    /// (so a container of one bad record is an invalid item, as before).
-    pub(crate) fn of(rows: Vec<ItemRow>, invalid: u64, first_error: Option<Error>) -> Result<Self> {
+    /// The rows of a container's `records`, `push` adding the row of each (given its index): a
+    /// record `push` refuses is left out and counted. When no record is valid, the first
+    /// record's error is the item's, so a container of one bad record is an invalid item.
+    pub(crate) fn of_each<'r, 'v>(
+        mut rows: Rows<'r>,
+        records: &'v [Value],
+        mut push: impl FnMut(&mut Rows<'r>, usize, &'v Value) -> Result<()>,
+    ) -> Result<Self> {
+        let mut invalid = 0;
+        let mut first_error = None;
+        for (index, record) in records.iter().enumerate() {
+            if let Err(err) = push(&mut rows, index, record) {
+                tracing::debug!(record = index, cause = %err, "invalid record left out of its container");
+                invalid += 1;
+                first_error.get_or_insert(err);
+            }
+        }
+        let rows = rows.finish();
         match first_error {
             Some(err) if rows.is_empty() => Err(err),
             _ => Ok(Self { rows, invalid }),

@@ -132,27 +132,13 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Records> {
                     limit: MAX_ROWS_PER_ITEM,
                 });
             }
-            let mut invalid = 0;
-            let mut first_error = None;
-            for (index, span) in spans.iter().enumerate() {
-                let pushed = match span.as_object() {
-                    Some(span) => push_v2(
-                        &mut rows,
-                        span,
-                        item.meta_at(&["items", &index.to_string()]),
-                    ),
-                    None => Err(Error::Field {
-                        field: "items",
-                        expected: "a list of span objects",
-                    }),
-                };
-                if let Err(err) = pushed {
-                    tracing::debug!(span = index, cause = %err, "invalid span left out");
-                    invalid += 1;
-                    first_error.get_or_insert(err);
-                }
-            }
-            return Records::of(rows.finish(), invalid, first_error);
+            return Records::of_each(rows, spans, |rows, index, span| match span.as_object() {
+                Some(span) => push_v2(rows, span, item.meta_at(&["items", &index.to_string()])),
+                None => Err(Error::Field {
+                    field: "items",
+                    expected: "a list of span objects",
+                }),
+            });
         }
         Some(_) => {
             return Err(Error::Field {
