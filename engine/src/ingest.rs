@@ -1012,7 +1012,7 @@ fn decode_envelope_item(
         let batches = batches_of(&records.rows)?;
         Ok::<_, items::Error>(Handled::Rows(records.rows, batches, records.invalid))
     };
-    let rows = |rows: Vec<ItemRow>| kept(items::Records { rows, invalid: 0 });
+    let rows = |rows: Vec<ItemRow>| kept(rows.into());
     Ok(match ty {
         ItemType::Event => Handled::Event,
         ItemType::Transaction => rows(transactions::rows(payload, ctx)?)?,

@@ -239,6 +239,13 @@ pub struct Records {
     pub invalid: u64,
 }
 
+/// Rows of which none was left out.
+impl From<Vec<ItemRow>> for Records {
+    fn from(rows: Vec<ItemRow>) -> Self {
+        Self { rows, invalid: 0 }
+    }
+}
+
 impl Records {
     /// The rows of a container's `records`, `push` adding the row of each (given its index): a
     /// record `push` refuses is left out and counted. When no record is valid, the first

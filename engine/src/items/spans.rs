@@ -159,10 +159,7 @@ pub fn rows(payload: &[u8], ctx: RowContext<'_>) -> Result<Records> {
             push_span(&mut rows, &item, &segment, is_segment, item.meta_at(&[]))?;
         }
     }
-    Ok(Records {
-        rows: rows.finish(),
-        invalid: 0,
-    })
+    Ok(rows.finish().into())
 }
 
 #[cfg(test)]
