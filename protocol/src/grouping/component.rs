@@ -1,8 +1,14 @@
 //! The grouping component tree: what each part of an event contributes to its hash, and why a
 //! part does not (the hint). Shaped like Sentry's, so the hashes and the "why grouped" view match.
 
+use std::borrow::Cow;
+
 use md5::{Digest, Md5};
 use serde::Serialize;
+
+/// Why a component does (not) contribute: almost always one of a few fixed sentences, so kept
+/// without an allocation unless it is built from values.
+pub type Hint = Cow<'static, str>;
 
 /// One node of the tree: a named component whose values are strings or further components.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -13,7 +19,7 @@ pub struct Component {
     pub contributes: bool,
     /// Why the component does (not) contribute, or what was changed in its values.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub hint: Option<Hint>,
     pub values: Vec<Node>,
     /// Frames only: whether the frame is in-app (after the stack trace rules).
     #[serde(skip)]
@@ -58,13 +64,13 @@ impl Component {
     }
 
     /// Marks the component as (not) contributing, with a reason.
-    pub(crate) fn set(&mut self, contributes: bool, hint: impl Into<String>) {
+    pub(crate) fn set(&mut self, contributes: bool, hint: impl Into<Hint>) {
         self.contributes = contributes;
         self.hint = Some(hint.into());
     }
 
     /// Replaces the values; unless told otherwise the contribution follows the new values.
-    pub(crate) fn set_values(&mut self, values: Vec<Node>, hint: Option<String>) {
+    pub(crate) fn set_values(&mut self, values: Vec<Node>, hint: Option<Hint>) {
         self.contributes = calculate_contributes(&values);
         self.values = values;
         if hint.is_some() {
@@ -73,8 +79,8 @@ impl Component {
     }
 
     /// Replaces the value by one string, with a hint saying what changed.
-    pub(crate) fn set_value(&mut self, value: String, hint: &str) {
-        self.set_values(vec![Node::Value(value)], Some(hint.to_owned()));
+    pub(crate) fn set_value(&mut self, value: String, hint: &'static str) {
+        self.set_values(vec![Node::Value(value)], Some(Cow::Borrowed(hint)));
     }
 
     /// The child components.
@@ -105,20 +111,41 @@ impl Component {
     }
 
     fn collect_values<'a>(&'a self, out: &mut Vec<&'a str>) {
+        self.for_each_contributing(&mut |v| out.push(v));
+    }
+
+    /// Calls `f` with each value that counts, in the order of [`Self::contributing_values`].
+    fn for_each_contributing<'a>(&'a self, f: &mut impl FnMut(&'a str)) {
         for value in &self.values {
             match value {
-                Node::Value(v) => out.push(v),
-                Node::Component(c) if c.contributes => c.collect_values(out),
+                Node::Value(v) => f(v),
+                Node::Component(c) if c.contributes => c.for_each_contributing(f),
                 Node::Component(_) => {}
             }
         }
     }
 
     /// Sentry's hash of the component: md5 over its contributing values, concatenated without
-    /// separator; `None` when it does not contribute.
+    /// separator; `None` when it does not contribute. The values go to md5 as the tree is
+    /// walked, without a list of them.
     pub fn hash(&self) -> Option<String> {
-        self.contributes
-            .then(|| hash_values(self.contributing_values()))
+        self.contributes.then(|| {
+            let mut md5 = Md5::new();
+            self.for_each_contributing(&mut |v| md5.update(v.as_bytes()));
+            hex::encode(md5.finalize())
+        })
+    }
+
+    /// A frame as the app variant shows a frame that is not in-app, when only hashes are
+    /// wanted: it does not count, so its values are left out rather than copied.
+    pub(crate) fn not_counted(&self, hint: &'static str) -> Self {
+        Self {
+            id: self.id,
+            contributes: false,
+            hint: Some(Cow::Borrowed(hint)),
+            values: Vec::new(),
+            in_app: self.in_app,
+        }
     }
 
     /// Whether a contributing component with this id is somewhere below.

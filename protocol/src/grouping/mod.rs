@@ -169,7 +169,7 @@ pub struct Variant {
     pub component: Option<Component>,
     /// Why the variant does not count, when it does not.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub hint: Option<component::Hint>,
 }
 
 /// The grouping result of one event.
@@ -409,7 +409,7 @@ fn compute_timed(
                     any |= hash.is_some();
                     out.push(Variant {
                         name,
-                        hint: component.hint.clone().filter(|_| hash.is_none()),
+                        hint: hash.is_none().then(|| component.hint.clone()).flatten(),
                         hash,
                         fingerprint: Some(resolved.clone()),
                         matched_rule: matched_rule.clone(),
@@ -454,7 +454,7 @@ fn compute_timed(
                         fingerprint: None,
                         matched_rule: None,
                         component: Some(component),
-                        hint: Some(hint.to_owned()),
+                        hint: Some(hint.into()),
                     });
                 }
             }
@@ -464,7 +464,7 @@ fn compute_timed(
                 let hash = component.hash();
                 out.push(Variant {
                     name,
-                    hint: component.hint.clone().filter(|_| hash.is_none()),
+                    hint: hash.is_none().then(|| component.hint.clone()).flatten(),
                     hash,
                     fingerprint: None,
                     matched_rule: None,

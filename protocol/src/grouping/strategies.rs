@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use super::component::{Component, Node};
+use super::component::{Component, Hint, Node};
 use super::enhancers::{Enhancements, ExceptionData, Hits, MatchFrame, family};
 use super::message;
 use crate::view::EventView;
@@ -471,12 +471,19 @@ fn stacktrace_variants(frames: &[Value], exc: &ExceptionData<'_>, ctx: &Ctx<'_>)
     let limits = ctx
         .enhancements
         .apply_contributions(&matched, exc, &hits, &mut system);
-    let mut app = system.clone();
-    for (c, in_app) in app.iter_mut().zip(&in_app) {
-        if !in_app {
-            c.set(false, "non app frame");
-        }
-    }
+    let app: Vec<Component> = system
+        .iter()
+        .zip(&in_app)
+        .map(|(c, &in_app)| match (in_app, ctx.explain) {
+            (true, _) => c.clone(),
+            (false, true) => {
+                let mut c = c.clone();
+                c.set(false, "non app frame");
+                c
+            }
+            (false, false) => c.not_counted("non app frame"),
+        })
+        .collect();
     let mut out: Variants = Vec::with_capacity(2);
     for (variant, mut components) in [("app", app), ("system", system)] {
         if let Some(max) = limits.max_frames {
@@ -628,7 +635,8 @@ fn single_exception(exc: &Map<String, Value>, ctx: &Ctx<'_>) -> Variants {
             if let (Some(raw), Some(normalized)) = (raw, &normalized)
                 && !normalized.is_empty()
             {
-                let hint = (raw != normalized).then(|| "stripped event-specific values".to_owned());
+                let hint =
+                    (raw != normalized).then(|| Hint::Borrowed("stripped event-specific values"));
                 value.set_values(vec![Node::Value(normalized.clone())], hint);
             }
             if stacktrace.contributes && value.contributes {
@@ -941,7 +949,7 @@ pub(crate) fn message_strategy(logentry: &Map<String, Value>) -> Variants {
     let normalized = message::normalize(raw);
     let mut c = Component::of("message", normalized.clone());
     if normalized != raw {
-        c.hint = Some("stripped event-specific values".to_owned());
+        c.hint = Some("stripped event-specific values".into());
     }
     vec![("default", c)]
 }
