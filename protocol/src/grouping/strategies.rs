@@ -636,7 +636,7 @@ fn single_exception(exc: &Map<String, Value>, ctx: &Ctx<'_>) -> Variants {
                 && !normalized.is_empty()
             {
                 let hint =
-                    (raw != normalized).then(|| Hint::Borrowed("stripped event-specific values"));
+                    (raw != normalized).then_some(Hint::Borrowed("stripped event-specific values"));
                 value.set_values(vec![Node::Value(normalized.clone())], hint);
             }
             if stacktrace.contributes && value.contributes {
