@@ -96,8 +96,7 @@ def main(argv):
         environment="production",
         server_name="shop-web-3",
         project_root=HERE,
-        include_local_variables=True,
-        send_default_pii=True,
+        data_collection={"stack_frame_variables": True, "user_info": True},
         default_integrations=True,
     )
     ids = [send_one(variant) for variant in range(issues)]

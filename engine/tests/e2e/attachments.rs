@@ -201,8 +201,8 @@ async fn python_sdk_attachments_are_downloaded_as_sent_and_outcomes_say_where_ev
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn python_sdk_holds_back_transactions_over_the_quota_and_keeps_sending_errors()
--> anyhow::Result<()> {
+async fn python_sdk_holds_back_spans_over_the_quota_and_keeps_sending_errors() -> anyhow::Result<()>
+{
     const KEY: &str = "0123456789abcdef0123456789abcdef";
     let tmp = tempfile::tempdir()?;
     let setup = Setup::new(
@@ -210,7 +210,7 @@ async fn python_sdk_holds_back_transactions_over_the_quota_and_keeps_sending_err
         "data",
         &format!(
             "[flush]\ninterval = \"1s\"\n\n[[project]]\nid = 1\nname = \"batch\"\nkeys = [\"{KEY}\"]\n\
-             quotas = [{{ categories = [\"transaction\"], limit = 2, window = \"1h\" }}]\n"
+             quotas = [{{ categories = [\"span\"], limit = 2, window = \"1h\" }}]\n"
         ),
     );
     let server = setup.start()?;
@@ -223,11 +223,12 @@ async fn python_sdk_holds_back_transactions_over_the_quota_and_keeps_sending_err
     let event_id = sent["event_id"].as_str().context("event_id")?;
     let token = setup.create_token()?;
 
-    // two transactions within the quota; the error after them still arrives
+    // two traces (one segment span each, as sentry-sdk 3 streams them) within the quota; the
+    // error after them still arrives
     let transactions = server
         .sql(
             &token,
-            "SELECT transaction FROM transactions ORDER BY transaction",
+            "SELECT transaction FROM spans WHERE is_segment ORDER BY transaction",
         )
         .await?;
     let names: Vec<Option<&str>> = transactions.iter().map(|r| r.str("transaction")).collect();
@@ -247,12 +248,12 @@ async fn python_sdk_holds_back_transactions_over_the_quota_and_keeps_sending_err
     assert_eq!(events[0].str("message"), Some("after the quota"));
 
     // the third was refused with 429 (the server's outcome); the SDK held back the other two
-    // on its own and said so in its client report
+    // on its own and said so in its client report, all in the `span` category
     let outcomes = rows_at_least(
         &server,
         &token,
         "SELECT outcome, reason, sum(quantity) AS n FROM outcomes \
-         WHERE category = 'transaction' GROUP BY outcome, reason ORDER BY outcome, reason",
+         WHERE category = 'span' GROUP BY outcome, reason ORDER BY outcome, reason",
         3,
     )
     .await?;

@@ -87,8 +87,7 @@ def main(argv):
         environment=send_events.ENVIRONMENT,
         server_name="shop-web-1",
         project_root=HERE,
-        include_local_variables=True,
-        send_default_pii=True,
+        data_collection={"stack_frame_variables": True, "user_info": True},
         sample_rate=1.0,
     )
     labels = {}

@@ -148,8 +148,8 @@ def main(argv):
         environment=ENVIRONMENT,
         server_name="shop-web-1",
         project_root=HERE,
-        include_local_variables=True,
-        send_default_pii=True,
+        # sentry-sdk 3 sends locals and user details by default; said here for the reader
+        data_collection={"stack_frame_variables": True, "user_info": True},
         max_breadcrumbs=50,
         # Keep every event: no sampling, no background queue drops.
         sample_rate=1.0,

@@ -1,10 +1,11 @@
-"""Send the items other than error events with the official Python SDK: a transaction with
-child spans and an error inside it, logs (`enable_logs`), and a legacy user report.
+"""Send the items other than error events with the official Python SDK: a trace of a segment
+span with two child spans and an error inside it (sentry-sdk 3 streams spans as `span` items;
+it sends no `transaction` items), logs, and a legacy user report.
 
 Usage: send_items.py DSN
 
-Prints one JSON object on stdout: the `trace_id` of the transaction, the `event_id` of the
-error sent inside it, and the `transaction` name. sentry-sdk 2.76 has no API for the newer
+Prints one JSON object on stdout: the `trace_id` of the trace, the `event_id` of the error sent
+inside it, and the `transaction` (segment) name. sentry-sdk 3 has no API for the newer
 `feedback` item, so the user report goes through the SDK's own transport as a `user_report`
 item (the shape older SDKs' `capture_user_feedback` sent).
 """
@@ -28,13 +29,12 @@ def main(argv):
         release="shop@1.4.2",
         environment="staging",
         traces_sample_rate=1.0,
-        enable_logs=True,
         shutdown_timeout=30,
     )
-    with sentry_sdk.start_transaction(op="task", name=TRANSACTION) as transaction:
-        with sentry_sdk.start_span(op="db", name="SELECT orders"):
+    with sentry_sdk.start_span(name=TRANSACTION, attributes={"sentry.op": "task"}) as transaction:
+        with sentry_sdk.start_span(name="SELECT orders", attributes={"sentry.op": "db"}):
             time.sleep(0.02)
-        with sentry_sdk.start_span(op="http.client", name="POST /render"):
+        with sentry_sdk.start_span(name="POST /render", attributes={"sentry.op": "http.client"}):
             time.sleep(0.03)
         try:
             {}["missing"]

@@ -3,11 +3,13 @@
 Usage: send_secrets.py DSN
 
 A WSGI request (run in-process, no server) carries an `Authorization: Bearer` header, a
-custom token header, a session cookie and an `api_key` query parameter; the handler records a
-breadcrumb and extra data with secrets and raises with secrets in its local variables (the SDK
-sends local variables by default); the request's transaction and a log record with a secret
-attribute are sent too. `send_default_pii=True`, so the SDK sends the request's
-headers and cookies. Prints `{"id": <event id>}`.
+custom token header, a session cookie and an `api_key` query parameter (sentry-sdk 3 replaces
+the values of such names itself before sending), and two secrets under names it sends as they
+are: a bearer token in an `X-Trace` header and a password in the URL of the `Referer` header.
+The handler records a breadcrumb and extra data with secrets and raises with secrets in its
+local variables (sentry-sdk 3 sends local variables, headers and cookies by default); the
+request's spans and a log record with a secret attribute are sent too. Prints
+`{"id": <event id>}`.
 """
 
 import json
@@ -43,9 +45,7 @@ def main(argv):
     sent = []
     sentry_sdk.init(
         dsn=argv[0],
-        send_default_pii=True,
         traces_sample_rate=1.0,
-        enable_logs=True,
         before_send=lambda event, hint: sent.append(event["event_id"]) or event,
     )
     environ = {
@@ -58,6 +58,8 @@ def main(argv):
         "wsgi.url_scheme": "https",
         "wsgi.input": __import__("io").BytesIO(b""),
         "HTTP_HOST": "shop.example",
+        "HTTP_X_TRACE": "Bearer " + planted("TRACE"),
+        "HTTP_REFERER": "https://ann:" + planted("URLPASS") + "@shop.example/cart",
         "HTTP_AUTHORIZATION": "Bearer " + planted("BEARER"),
         "HTTP_X_CUSTOM_TOKEN": planted("HEADER"),
         "HTTP_COOKIE": "sessionid=" + planted("COOKIE") + "; theme=dark",
