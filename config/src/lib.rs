@@ -598,6 +598,10 @@ pub struct CompactionConfig {
     pub interval: Duration,
     /// zstd level of compacted files.
     pub zstd_level: i32,
+    /// Most decoded (uncompressed) bytes one merge holds in memory, by the inputs' Parquet
+    /// footers: a merge takes a partition's small files in order until the next would pass it,
+    /// and a file that is half of it or more is not merged again.
+    pub max_merge_bytes: ByteSize,
 }
 
 impl Default for CompactionConfig {
@@ -607,6 +611,7 @@ impl Default for CompactionConfig {
             min_files: 4,
             interval: Duration::from_secs(600),
             zstd_level: 6,
+            max_merge_bytes: ByteSize::mib(128),
         }
     }
 }
@@ -1019,6 +1024,12 @@ impl Config {
                 "must be at least 2".to_owned(),
             ));
         }
+        if self.compaction.max_merge_bytes.as_u64() < 1024 * 1024 {
+            return Err(invalid(
+                "compaction.max_merge_bytes",
+                "must be at least 1 MiB".to_owned(),
+            ));
+        }
         if self.backup.keep_last == Some(0) {
             return Err(invalid("backup.keep_last", "must be at least 1".to_owned()));
         }
@@ -1299,6 +1310,10 @@ mod tests {
             ),
             ("[auth]\nlogin_max_failures = 0", "auth.login_max_failures"),
             ("[compaction]\nmin_files = 1", "compaction.min_files"),
+            (
+                "[compaction]\nmax_merge_bytes = \"64 KiB\"",
+                "compaction.max_merge_bytes",
+            ),
             ("[compaction]\nzstd_level = 30", "compaction.zstd_level"),
             ("[backup]\nkeep_last = 0", "backup.keep_last"),
             ("[backup]\nschedule = \"0 3 * * *\"", "backup.destination"),

@@ -20,6 +20,9 @@ use bytes::Bytes;
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::file::FOOTER_SIZE;
+use datafusion::parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+use object_store::ObjectStoreExt as _;
 use object_store::path::Path as ObjectPath;
 use serde::Serialize;
 
@@ -51,8 +54,27 @@ pub struct Merge {
     pub hour: u8,
     pub inputs: usize,
     pub rows: u64,
-    /// The merged file, or `None` in a dry run or when the inputs changed meanwhile.
+    /// The merged file, or `None` in a dry run, when the inputs changed meanwhile, or when
+    /// fewer than two of them fitted `compaction.max_merge_bytes`.
     pub output: Option<String>,
+}
+
+/// What one merge did: its output and the inputs it took (a prefix of the planned group when
+/// the group's decoded size passes `compaction.max_merge_bytes`).
+struct Merged {
+    output: String,
+    inputs: usize,
+    rows: u64,
+}
+
+impl Merge {
+    fn record(&mut self, merged: Option<Merged>) {
+        if let Some(merged) = merged {
+            self.output = Some(merged.output);
+            self.inputs = merged.inputs;
+            self.rows = merged.rows;
+        }
+    }
 }
 
 /// Groups of small files to merge in one manifest: per partition, consecutive runs whose
@@ -187,7 +209,8 @@ impl Maintenance {
                 output: None,
             };
             if !dry_run {
-                merge.output = self.merge(&node, &group, progress.as_ref()).await?;
+                let merged = self.merge(&node, &group, progress.as_ref()).await?;
+                merge.record(merged);
             }
             report.merged.push(merge);
         }
@@ -228,7 +251,8 @@ impl Maintenance {
                     output: None,
                 };
                 if !dry_run {
-                    merge.output = self.merge_items(&manifest.node, table, &group).await?;
+                    let merged = self.merge_items(&manifest.node, table, &group).await?;
+                    merge.record(merged);
                 }
                 report.merged.push(merge);
             }
@@ -240,23 +264,101 @@ impl Maintenance {
         Ok(report)
     }
 
+    /// The decoded (uncompressed) size of a file's data, from its Parquet footer alone (two
+    /// ranged reads, not the whole file).
+    pub(super) async fn decoded_size(&self, file: &DataFile) -> Result<u64> {
+        let error = |message: String| Error::Compact {
+            path: file.path.clone(),
+            message,
+        };
+        let path = ObjectPath::from(file.path.as_str());
+        let objects = &self.store.objects;
+        let tail_at = file
+            .bytes
+            .checked_sub(FOOTER_SIZE as u64)
+            .ok_or_else(|| error("shorter than a Parquet footer".to_owned()))?;
+        let tail = objects
+            .get_range(&path, tail_at..file.bytes)
+            .await
+            .map_err(|e| error(e.to_string()))?;
+        let length = FooterTail::try_from(tail.as_ref())
+            .map_err(|e| error(e.to_string()))?
+            .metadata_length() as u64;
+        let metadata_at = tail_at
+            .checked_sub(length)
+            .ok_or_else(|| error("its footer is longer than the file".to_owned()))?;
+        let footer = objects
+            .get_range(&path, metadata_at..tail_at)
+            .await
+            .map_err(|e| error(e.to_string()))?;
+        let metadata =
+            ParquetMetaDataReader::decode_metadata(&footer).map_err(|e| error(e.to_string()))?;
+        Ok(metadata
+            .row_groups()
+            .iter()
+            .map(|group| u64::try_from(group.total_byte_size()).unwrap_or(0))
+            .sum())
+    }
+
+    /// Reads and decodes the files of `group` in order while their decoded size (from each
+    /// file's Parquet footer) fits `compaction.max_merge_bytes`, so a merge holds a bounded
+    /// amount of memory however large its partition. A file of half the budget or more is
+    /// left as it is: merging it again would only grow it. The files left after the first
+    /// that does not fit wait for the next run. Returns the files taken with their batches.
+    async fn read_within_budget(
+        &self,
+        group: &[DataFile],
+        progress: Option<&Progress>,
+    ) -> Result<(Vec<DataFile>, Vec<Vec<RecordBatch>>)> {
+        let budget = self.config.compaction.max_merge_bytes.as_u64();
+        let mut taken = Vec::new();
+        let mut decoded = Vec::new();
+        let mut held = 0u64;
+        let mut full = false;
+        for file in group {
+            if !full {
+                let size = self.decoded_size(file).await?;
+                if held + size > budget && size < budget / 2 {
+                    full = true;
+                } else if size < budget / 2 {
+                    let data = self
+                        .store
+                        .get(&ObjectPath::from(file.path.as_str()))
+                        .await?;
+                    let path = file.path.clone();
+                    decoded.push(
+                        tokio::task::spawn_blocking(move || decode(&path, data))
+                            .await
+                            .expect("decoding does not panic")?,
+                    );
+                    taken.push(file.clone());
+                    held += size;
+                }
+            }
+            if let Some(progress) = progress {
+                progress.file_done(file.bytes);
+            }
+        }
+        if taken.len() < 2 {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        Ok((taken, decoded))
+    }
+
     /// Merges the files `group` of one item table, project and day into one.
     async fn merge_items(
         &self,
         node: &str,
         table: &'static crate::items::ItemTable,
         group: &[DataFile],
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<Merged>> {
+        let (taken, decoded) = self.read_within_budget(group, None).await?;
+        if taken.is_empty() {
+            return Ok(None);
+        }
+        let group = taken.as_slice();
         let mut batches = Vec::new();
-        for file in group {
-            let data = self
-                .store
-                .get(&ObjectPath::from(file.path.as_str()))
-                .await?;
-            let path = file.path.clone();
-            let decoded = tokio::task::spawn_blocking(move || decode(&path, data))
-                .await
-                .expect("decoding does not panic")?;
+        for (file, decoded) in group.iter().zip(decoded) {
             // a file written before a column was added gets it, null
             let Some(adapted) = decoded
                 .iter()
@@ -313,7 +415,11 @@ impl Maintenance {
             .await;
         let output = outputs.first().map(|f| f.path.clone());
         tracing::info!(node, table = table.name, inputs = group.len(), output = ?output, "compacted item files");
-        Ok(output)
+        Ok(output.map(|output| Merged {
+            output,
+            inputs: group.len(),
+            rows: group.iter().map(|f| f.rows).sum(),
+        }))
     }
 
     /// Merges the rollup files `group` of one (project, day) into one, with new tag rollups.
@@ -415,23 +521,13 @@ impl Maintenance {
         node: &str,
         group: &[DataFile],
         progress: Option<&Progress>,
-    ) -> Result<Option<String>> {
-        let mut batches = Vec::new();
-        for file in group {
-            let data = self
-                .store
-                .get(&ObjectPath::from(file.path.as_str()))
-                .await?;
-            let path = file.path.clone();
-            batches.extend(
-                tokio::task::spawn_blocking(move || decode(&path, data))
-                    .await
-                    .expect("decoding does not panic")?,
-            );
-            if let Some(progress) = progress {
-                progress.file_done(file.bytes);
-            }
+    ) -> Result<Option<Merged>> {
+        let (taken, decoded) = self.read_within_budget(group, progress).await?;
+        if taken.is_empty() {
+            return Ok(None);
         }
+        let group = taken.as_slice();
+        let batches: Vec<RecordBatch> = decoded.into_iter().flatten().collect();
         let level = self.config.compaction.zstd_level;
         let first = &group[0];
         let out_path = keys::event_file(
@@ -509,7 +605,11 @@ impl Maintenance {
         self.retire_files(group.iter().map(|f| f.path.as_str()))
             .await;
         tracing::info!(node, inputs = group.len(), output = %out_path, "compacted");
-        Ok(Some(out_path))
+        Ok(Some(Merged {
+            output: out_path,
+            inputs: group.len(),
+            rows: group.iter().map(|f| f.rows).sum(),
+        }))
     }
 }
 

@@ -741,3 +741,47 @@ async fn an_item_file_of_an_older_layout_is_read_and_merged() {
         "{meta}"
     );
 }
+
+#[tokio::test]
+async fn compaction_holds_at_most_max_merge_bytes_and_leaves_its_output_alone() {
+    let store = Store::memory();
+    small_files(&store, "n1", 6, 50, "2026-11-20T10:15:00Z").await;
+    let total = 6 * 50;
+    let query = reader(&store);
+    let manifest = Manifest::load_latest(&store, "n1").await.unwrap();
+    let mut config = Config::default();
+    config.compaction.min_files = 2;
+    let probe = Maintenance::new(config.clone(), store.clone(), None);
+    let sizes = futures::future::try_join_all(manifest.files.iter().map(|f| probe.decoded_size(f)))
+        .await
+        .unwrap();
+    let largest = *sizes.iter().max().unwrap();
+    assert!(sizes.iter().all(|s| *s > 0), "{sizes:?}");
+    // room for two of the files, not three
+    config.compaction.max_merge_bytes = faultline_config::ByteSize::b(largest * 5 / 2);
+    let maintenance = Maintenance::new(config, store.clone(), None);
+
+    let first = maintenance.compact(false, false).await.unwrap();
+    assert_eq!(first.merged.len(), 1, "{first:?}");
+    assert_eq!(first.merged[0].inputs, 2, "cut at the budget: {first:?}");
+    assert_eq!(first.merged[0].rows, 100);
+    assert!(first.merged[0].output.is_some());
+    assert_eq!(counts(&query).await, (total, total));
+    assert_eq!(live_files(&Manifest::load_all(&store).await.unwrap()), 5);
+
+    // the files left wait for the next runs; a merged file (two files' worth, more than half
+    // the budget) is never read into a merge again
+    for _ in 0..4 {
+        maintenance.compact(false, false).await.unwrap();
+    }
+    let manifests = Manifest::load_all(&store).await.unwrap();
+    assert_eq!(live_files(&manifests), 3, "{manifests:?}");
+    assert!(manifests[0].files.iter().all(|f| f.rows == 100));
+    let again = maintenance.compact(false, false).await.unwrap();
+    assert!(
+        again.merged.iter().all(|m| m.output.is_none()),
+        "nothing left to merge within the budget: {again:?}"
+    );
+    assert_eq!(live_files(&Manifest::load_all(&store).await.unwrap()), 3);
+    assert_eq!(counts(&query).await, (total, total));
+}
